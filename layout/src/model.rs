@@ -1,0 +1,291 @@
+//! The unit's layout as plain values: one snapshot read from the store in one transaction.
+//!
+//! The agent serves its MIB tables from a snapshot and blockd builds its export map from one, so neither reads
+//! SQLite on a hot path. Allocation decisions (first fit, growth room) are pure functions of a snapshot, which
+//! keeps them testable without a database.
+
+use crate::extent::{gaps, Blocks, Extent, Lba};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// Index of a volume in the unit's volume table (dvsanVolumeIndex), 1..=2^31-1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct VolumeIndex(pub u32);
+
+/// Index of a partition inside its volume (dvsanPartitionIndex), 1..=2^31-1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PartitionIndex(pub u32);
+
+/// Index of a grant in the access table (dvsanAccessIndex), 1..=2^31-1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct GrantIndex(pub u32);
+
+impl fmt::Display for VolumeIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+impl fmt::Display for PartitionIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+impl fmt::Display for GrantIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The unit's identity and geometry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitInfo {
+    /// Stable UUID, generated when the state directory is first initialised.
+    pub unit_id: String,
+    pub name: String,
+    pub block_size: u32,
+    /// Incremented by every committed layout change (dvsanUnitChangeCounter).
+    pub change_counter: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MediumKind {
+    File,
+    BlockDevice,
+}
+
+/// One backing medium and where it sits in the unit's address space.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Medium {
+    pub index: u32,
+    pub path: PathBuf,
+    pub kind: MediumKind,
+    /// Whole blocks of the medium that the unit uses (a trailing partial block is left unused).
+    pub extent: Extent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    pub index: VolumeIndex,
+    pub name: String,
+    pub extent: Extent,
+    pub export_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Partition {
+    pub volume: VolumeIndex,
+    pub index: PartitionIndex,
+    pub extent: Extent,
+    pub export_name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AccessMode {
+    ReadWrite,
+    ReadOnly,
+}
+
+/// Host `host` may use the export of `volume` (or of its `partition`) in `mode`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub index: GrantIndex,
+    pub volume: VolumeIndex,
+    /// None: the whole volume's export.
+    pub partition: Option<PartitionIndex>,
+    pub host: IpAddr,
+    pub mode: AccessMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExportKind {
+    Volume(VolumeIndex),
+    Partition(VolumeIndex, PartitionIndex),
+}
+
+/// Something blockd serves: a named extent of the unit's address space.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Export {
+    pub name: String,
+    pub kind: ExportKind,
+    pub extent: Extent,
+}
+
+/// A consistent snapshot of everything the unit knows about its storage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layout {
+    pub unit: UnitInfo,
+    pub media: Vec<Medium>,
+    pub volumes: Vec<Volume>,
+    pub partitions: Vec<Partition>,
+    pub grants: Vec<Grant>,
+}
+
+impl Layout {
+    /// The whole address space: all media concatenated.
+    pub fn address_space(&self) -> Extent {
+        let total = self.media.iter().map(|m| m.extent.len.0).sum();
+        Extent::new(Lba(0), Blocks(total))
+    }
+
+    pub fn capacity(&self) -> Blocks {
+        self.address_space().len
+    }
+
+    pub fn free_extents(&self) -> Vec<Extent> {
+        let used: Vec<Extent> = self.volumes.iter().map(|v| v.extent).collect();
+        gaps(self.address_space(), &used)
+    }
+
+    pub fn free_blocks(&self) -> Blocks {
+        Blocks(self.free_extents().iter().map(|e| e.len.0).sum())
+    }
+
+    pub fn largest_free(&self) -> Blocks {
+        self.free_extents().iter().map(|e| e.len).max().unwrap_or(Blocks(0))
+    }
+
+    /// First free extent that can hold `len` blocks.
+    pub fn first_fit(&self, len: Blocks) -> Option<Lba> {
+        self.free_extents().into_iter().find(|e| e.len >= len).map(|e| e.start)
+    }
+
+    pub fn volume(&self, index: VolumeIndex) -> Option<&Volume> {
+        self.volumes.iter().find(|v| v.index == index)
+    }
+
+    pub fn partition(&self, volume: VolumeIndex, index: PartitionIndex) -> Option<&Partition> {
+        self.partitions.iter().find(|p| p.volume == volume && p.index == index)
+    }
+
+    pub fn partitions_of(&self, volume: VolumeIndex) -> impl Iterator<Item = &Partition> {
+        self.partitions.iter().filter(move |p| p.volume == volume)
+    }
+
+    pub fn grants_on(&self, volume: VolumeIndex) -> impl Iterator<Item = &Grant> {
+        self.grants.iter().filter(move |g| g.volume == volume)
+    }
+
+    /// Free gaps inside a volume, between its partitions.
+    pub fn free_in_volume(&self, volume: &Volume) -> Vec<Extent> {
+        let used: Vec<Extent> = self.partitions_of(volume.index).map(|p| p.extent).collect();
+        gaps(volume.extent, &used)
+    }
+
+    /// Every export the unit serves: each volume, then each partition.
+    pub fn exports(&self) -> Vec<Export> {
+        let vols = self.volumes.iter().map(|v| Export {
+            name: v.export_name.clone(),
+            kind: ExportKind::Volume(v.index),
+            extent: v.extent,
+        });
+        let parts = self.partitions.iter().map(|p| Export {
+            name: p.export_name.clone(),
+            kind: ExportKind::Partition(p.volume, p.index),
+            extent: p.extent,
+        });
+        vols.chain(parts).collect()
+    }
+
+    pub fn export(&self, name: &str) -> Option<Export> {
+        self.exports().into_iter().find(|e| e.name == name)
+    }
+
+    /// The grant that lets `host` use `export`, if any.
+    pub fn grant_for(&self, export: &Export, host: IpAddr) -> Option<&Grant> {
+        let (volume, partition) = match export.kind {
+            ExportKind::Volume(v) => (v, None),
+            ExportKind::Partition(v, p) => (v, Some(p)),
+        };
+        self.grants.iter().find(|g| g.volume == volume && g.partition == partition && g.host == host)
+    }
+
+    pub fn export_name_taken(&self, name: &str) -> bool {
+        self.volumes.iter().any(|v| v.export_name == name || v.name == name)
+            || self.partitions.iter().any(|p| p.export_name == name)
+    }
+
+    pub fn next_volume_index(&self) -> Option<VolumeIndex> {
+        next_free(self.volumes.iter().map(|v| v.index.0)).map(VolumeIndex)
+    }
+
+    pub fn next_partition_index(&self, volume: VolumeIndex) -> Option<PartitionIndex> {
+        next_free(self.partitions_of(volume).map(|p| p.index.0)).map(PartitionIndex)
+    }
+
+    pub fn next_grant_index(&self) -> Option<GrantIndex> {
+        next_free(self.grants.iter().map(|g| g.index.0)).map(GrantIndex)
+    }
+}
+
+/// Largest used index plus one (so indexes are not reused soon after a destroy), wrapping to the first gap.
+fn next_free(used: impl Iterator<Item = u32>) -> Option<u32> {
+    const MAX: u32 = i32::MAX as u32;
+    let mut all: Vec<u32> = used.collect();
+    all.sort_unstable();
+    match all.last() {
+        None => Some(1),
+        Some(&last) if last < MAX => Some(last + 1),
+        Some(_) => (1..=MAX).zip(all.iter()).find(|(want, have)| want != *have).map(|(want, _)| want),
+    }
+}
+
+/// Names become export names, URIs and shell arguments: keep them to a safe alphabet.
+pub(crate) fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> Layout {
+        Layout {
+            unit: UnitInfo { unit_id: "u".into(), name: "u".into(), block_size: 4096, change_counter: 0 },
+            media: vec![
+                Medium { index: 1, path: "a".into(), kind: MediumKind::File, extent: Extent::new(Lba(0), Blocks(100)) },
+                Medium {
+                    index: 2,
+                    path: "b".into(),
+                    kind: MediumKind::File,
+                    extent: Extent::new(Lba(100), Blocks(50)),
+                },
+            ],
+            volumes: vec![Volume {
+                index: VolumeIndex(1),
+                name: "vol1".into(),
+                extent: Extent::new(Lba(10), Blocks(20)),
+                export_name: "vol1".into(),
+            }],
+            partitions: vec![],
+            grants: vec![],
+        }
+    }
+
+    #[test]
+    fn free_space_and_first_fit() {
+        let l = layout();
+        assert_eq!(l.capacity(), Blocks(150));
+        assert_eq!(l.free_blocks(), Blocks(130));
+        assert_eq!(l.largest_free(), Blocks(120));
+        assert_eq!(l.first_fit(Blocks(5)), Some(Lba(0)));
+        assert_eq!(l.first_fit(Blocks(11)), Some(Lba(30)));
+        assert_eq!(l.first_fit(Blocks(121)), None);
+    }
+
+    #[test]
+    fn next_index_skips_used() {
+        assert_eq!(next_free([].into_iter()), Some(1));
+        assert_eq!(next_free([1, 2, 5].into_iter()), Some(6));
+        assert_eq!(next_free([1, 2, i32::MAX as u32].into_iter()), Some(3));
+    }
+
+    #[test]
+    fn names() {
+        assert!(valid_name("vol-1.a_b"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("a b"));
+        assert!(!valid_name(&"x".repeat(65)));
+    }
+}
