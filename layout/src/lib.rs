@@ -11,6 +11,7 @@ mod extent;
 mod media_map;
 mod model;
 mod plan;
+mod size;
 mod store;
 
 pub use error::LayoutError;
@@ -21,4 +22,5 @@ pub use model::{
     Volume, VolumeIndex,
 };
 pub use plan::{NewGrant, NewPartition, NewVolume};
+pub use size::{parse_size, HumanSize, SizeError};
 pub use store::{DataServiceState, DataServiceStatus, LayoutStore, MediumSpec, TrafficRecord, STORE_FILE};
