@@ -1,0 +1,295 @@
+//! Command line and config file of `dvsan-agent`.
+//!
+//! `run` starts the unit's SNMP agent; the other subcommands change or show the layout in a state directory
+//! directly (they work whether or not the agent is running: the running agent notices the change counter move).
+//! `run` also reads an optional TOML file whose keys are the flags' long names with `_` for `-`; flags given on the
+//! command line win over the file.
+
+use crate::media::MediaArg;
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Parser)]
+#[command(name = "dvsan-agent", version, about = "dvsan SAN-unit agent: SNMP agent for the unit's DVSAN-MIB")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the unit's SNMP agent.
+    Run(RunArgs),
+    /// Create, grow, destroy or list volumes in a unit's state directory.
+    #[command(subcommand)]
+    Volume(VolumeCommand),
+    /// Create or destroy partitions inside a volume.
+    #[command(subcommand)]
+    Partition(PartitionCommand),
+    /// Grant or revoke a host's access to a volume or partition export.
+    #[command(subcommand)]
+    Access(AccessCommand),
+    /// Show the unit's whole layout.
+    Show {
+        #[command(flatten)]
+        state: StateDir,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct StateDir {
+    /// The unit's state directory (holds unit.db).
+    #[arg(long, env = "DVSAN_STATE_DIR")]
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct RunArgs {
+    /// TOML file with any of these options (keys: state_dir, name, media, block_size, listen, read_community,
+    /// write_community, trap_sink, inform). Command-line flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The unit's state directory (layout database).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// The unit's name (sysName and dvsanUnitName). Default: the state directory's name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Backing medium as PATH:SIZE (created sparse if missing) or PATH (existing file or block device).
+    /// Repeat in address order; recorded media must be given again, in the same order.
+    #[arg(long = "media", value_name = "PATH:SIZE")]
+    pub media: Vec<MediaArg>,
+    /// Block size in bytes (a power of two, 512..=65536), fixed when the unit is first created.
+    #[arg(long)]
+    pub block_size: Option<u32>,
+    /// SNMP listen address. Production agents use port 161 (needs privileges).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Community allowed to read.
+    #[arg(long)]
+    pub read_community: Option<String>,
+    /// Community allowed to read and write.
+    #[arg(long)]
+    pub write_community: Option<String>,
+    /// Where to send notifications, HOST:PORT (repeatable).
+    #[arg(long = "trap-sink", value_name = "HOST:PORT")]
+    pub trap_sink: Vec<SocketAddr>,
+    /// Send acknowledged informs instead of traps (retried until acknowledged).
+    #[arg(long)]
+    pub inform: bool,
+}
+
+/// `run`'s options after merging the config file; defaults applied.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub state_dir: PathBuf,
+    pub name: String,
+    pub media: Vec<MediaArg>,
+    pub block_size: u32,
+    pub listen: SocketAddr,
+    pub read_community: String,
+    pub write_community: String,
+    pub trap_sinks: Vec<SocketAddr>,
+    pub inform: bool,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:1161";
+pub const DEFAULT_BLOCK_SIZE: u32 = 4096;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    state_dir: Option<PathBuf>,
+    name: Option<String>,
+    #[serde(default)]
+    media: Vec<String>,
+    block_size: Option<u32>,
+    listen: Option<SocketAddr>,
+    read_community: Option<String>,
+    write_community: Option<String>,
+    #[serde(default)]
+    trap_sink: Vec<SocketAddr>,
+    inform: Option<bool>,
+}
+
+impl RunArgs {
+    pub fn resolve(self) -> Result<RunConfig> {
+        let file = match &self.config {
+            Some(path) => read_config(path)?,
+            None => ConfigFile::default(),
+        };
+        let state_dir = self
+            .state_dir
+            .or(file.state_dir)
+            .context("no state directory: give --state-dir DIR (or state_dir in the config file)")?;
+        let media = if !self.media.is_empty() {
+            self.media
+        } else {
+            file.media
+                .iter()
+                .map(|m| m.parse::<MediaArg>().map_err(anyhow::Error::msg))
+                .collect::<Result<_>>()
+                .context("in the config file's media list")?
+        };
+        let name = self.name.or(file.name).unwrap_or_else(|| {
+            state_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "unit".into())
+        });
+        Ok(RunConfig {
+            name,
+            media,
+            block_size: self.block_size.or(file.block_size).unwrap_or(DEFAULT_BLOCK_SIZE),
+            listen: self.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("constant")),
+            read_community: self.read_community.or(file.read_community).unwrap_or_else(|| "public".into()),
+            write_community: self.write_community.or(file.write_community).unwrap_or_else(|| "private".into()),
+            trap_sinks: if self.trap_sink.is_empty() { file.trap_sink } else { self.trap_sink },
+            inform: self.inform || file.inform.unwrap_or(false),
+            state_dir,
+        })
+    }
+}
+
+fn read_config(path: &Path) -> Result<ConfigFile> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Create a volume (first fit unless --start-lba is given).
+    Create {
+        #[command(flatten)]
+        state: StateDir,
+        /// Size, e.g. 10G or 512M (rounded up to whole blocks).
+        #[arg(long)]
+        size: String,
+        /// Volume name, also its NBD export name (default vol<index>).
+        #[arg(long)]
+        name: Option<String>,
+        /// Volume index (default: the next free one).
+        #[arg(long)]
+        index: Option<u32>,
+        /// First block in the unit's address space (default: first free extent that fits).
+        #[arg(long)]
+        start_lba: Option<u64>,
+    },
+    /// Grow a volume in place to a new total size (the blocks after it must be free).
+    Grow {
+        #[command(flatten)]
+        state: StateDir,
+        #[arg(long)]
+        index: u32,
+        /// New total size, e.g. 20G.
+        #[arg(long)]
+        size: String,
+    },
+    /// Destroy a volume that has no partitions and no grants.
+    Destroy {
+        #[command(flatten)]
+        state: StateDir,
+        #[arg(long)]
+        index: u32,
+    },
+    /// List volumes.
+    List {
+        #[command(flatten)]
+        state: StateDir,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PartitionCommand {
+    /// Create a partition inside a volume.
+    Create {
+        #[command(flatten)]
+        state: StateDir,
+        #[arg(long)]
+        volume: u32,
+        /// Size, e.g. 1G (rounded up to whole blocks).
+        #[arg(long)]
+        size: String,
+        /// Partition index inside the volume (default: the next free one).
+        #[arg(long)]
+        index: Option<u32>,
+        /// First block (absolute unit LBA inside the volume; default: first free extent that fits).
+        #[arg(long)]
+        start_lba: Option<u64>,
+    },
+    /// Destroy a partition that has no grants.
+    Destroy {
+        #[command(flatten)]
+        state: StateDir,
+        #[arg(long)]
+        volume: u32,
+        #[arg(long)]
+        index: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccessCommand {
+    /// Let a host use a volume (or one of its partitions).
+    Grant {
+        #[command(flatten)]
+        state: StateDir,
+        #[arg(long)]
+        volume: u32,
+        /// Partition index; omit for the whole volume.
+        #[arg(long)]
+        partition: Option<u32>,
+        /// The host's IP address as blockd sees it.
+        #[arg(long)]
+        host: IpAddr,
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// Remove a grant by its access-table index.
+    Revoke {
+        #[command(flatten)]
+        state: StateDir,
+        #[arg(long)]
+        index: u32,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("agent.toml");
+        std::fs::write(
+            &cfg,
+            "state_dir = \"/var/lib/u1\"\nmedia = [\"/m/a:1G\"]\nlisten = \"127.0.0.2:1161\"\ntrap_sink = [\"127.0.0.1:162\"]\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from(["dvsan-agent", "run", "--config", cfg.to_str().unwrap(), "--name", "u9"]);
+        let Command::Run(args) = cli.command else { panic!("run expected") };
+        let c = args.resolve().unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/u1"));
+        assert_eq!(c.name, "u9");
+        assert_eq!(c.media.len(), 1);
+        assert_eq!(c.listen, "127.0.0.2:1161".parse::<SocketAddr>().unwrap());
+        assert_eq!(c.trap_sinks.len(), 1);
+        assert_eq!(c.block_size, DEFAULT_BLOCK_SIZE);
+    }
+
+    #[test]
+    fn unknown_config_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("agent.toml");
+        std::fs::write(&cfg, "state_dri = \"/x\"\n").unwrap();
+        let args = RunArgs { config: Some(cfg), ..Default::default() };
+        let err = format!("{:#}", args.resolve().unwrap_err());
+        assert!(err.contains("unknown field `state_dri`"), "{err}");
+    }
+}

@@ -1,0 +1,122 @@
+//! `dvsan-agent run`: bring the unit up, serve SNMP, watch the layout and the data service, shut down cleanly.
+
+use crate::cli::RunConfig;
+use crate::media;
+use crate::mib;
+use crate::notifications::Notifier;
+use crate::unit::Unit;
+use anyhow::{bail, Context, Result};
+use dvsan_layout::LayoutStore;
+use dvsan_snmp::agent::SystemInfo;
+use dvsan_snmp::{Agent, AgentConfig, Oid, Uptime};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::UdpSocket;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// How often the agent looks at the store for layout changes made elsewhere and at blockd's heartbeat.
+const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+
+pub fn run(cfg: RunConfig) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(run_async(cfg))
+}
+
+async fn run_async(cfg: RunConfig) -> Result<()> {
+    if cfg.media.is_empty() {
+        bail!("no media: give at least one --media PATH:SIZE (e.g. --media /var/lib/dvsan/m0.img:10G)");
+    }
+    let media = media::prepare(&cfg.media)?;
+    let mut store = LayoutStore::open(&cfg.state_dir)
+        .with_context(|| format!("opening the unit store in {}", cfg.state_dir.display()))?;
+    store.init_unit(&cfg.name, cfg.block_size).context("initialising the unit")?;
+    store.attach_media(&media).context("attaching media")?;
+    let uptime = Uptime::start_now();
+    let unit = Arc::new(Unit::new(store, uptime)?);
+
+    let socket = UdpSocket::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding the SNMP socket {} (is another agent using it?)", cfg.listen))?;
+    let config = AgentConfig {
+        read_communities: vec![cfg.read_community.clone()],
+        write_communities: vec![cfg.write_community.clone()],
+        system: SystemInfo {
+            descr: format!("dvsan SAN unit {} (dvsan-agent {})", cfg.name, env!("CARGO_PKG_VERSION")),
+            object_id: Oid::from_slice(dvsan_mib::DVSAN_MIB),
+            name: cfg.name.clone(),
+            ..SystemInfo::default()
+        },
+        ..AgentConfig::default()
+    };
+    let agent = Arc::new(mib::register(Agent::builder(config).uptime(uptime), &unit).build()?);
+    let notifier = Arc::new(
+        Notifier::new(cfg.listen.ip(), cfg.trap_sinks.clone(), cfg.read_community.clone(), cfg.inform, uptime)
+            .await
+            .context("opening the notification socket")?,
+    );
+    let layout = unit.layout();
+    tracing::info!(
+        unit = %layout.unit.name,
+        id = %layout.unit.unit_id,
+        listen = %cfg.listen,
+        capacity_blocks = layout.capacity().0,
+        volumes = layout.volumes.len(),
+        "unit agent serving"
+    );
+
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(agent.clone().serve(socket, async move {
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    }));
+    notifier.cold_start(&unit).await;
+
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut tick = tokio::time::interval(WATCH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            _ = tick.tick() => watch(&unit, &notifier),
+        }
+    }
+
+    tracing::info!("shutting down: notifying sinks");
+    notifier.shutdown(&unit).await;
+    notifier.link(false).await;
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// One look at the store: reload a moved layout, the traffic counters and the data service's state, and send
+/// the notifications that follow. Notifications go out in the background so a slow inform never stalls this.
+fn watch(unit: &Arc<Unit>, notifier: &Arc<Notifier>) {
+    match unit.refresh_layout() {
+        Ok(Some(counter)) => {
+            tracing::info!(counter, "layout changed");
+            let (u, n) = (unit.clone(), notifier.clone());
+            tokio::spawn(async move { n.layout_changed(&u).await });
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "reading the layout"),
+    }
+    if let Err(e) = unit.refresh_traffic() {
+        tracing::warn!(error = %e, "reading traffic counters");
+    }
+    match unit.refresh_link() {
+        Ok(Some(up)) => {
+            tracing::info!(up, "data service link changed");
+            let n = notifier.clone();
+            tokio::spawn(async move { n.link(up).await });
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "reading the data service state"),
+    }
+}
