@@ -6,8 +6,8 @@
 use crate::cli::{AccessCommand, PartitionCommand, StateDir, VolumeCommand};
 use anyhow::{bail, Context, Result};
 use dvsan_layout::{
-    parse_size, AccessMode, Blocks, GrantIndex, HumanSize, Layout, LayoutStore, Lba, NewGrant, NewPartition,
-    NewVolume, PartitionIndex, VolumeIndex,
+    parse_size, AccessMode, Blocks, GrantIndex, HumanSize, Layout, LayoutStore, Lba, NewGrant, NewPartition, NewVolume,
+    PartitionIndex, VolumeIndex,
 };
 
 fn open(state: &StateDir) -> Result<LayoutStore> {
@@ -68,7 +68,13 @@ pub fn volume(cmd: VolumeCommand) -> Result<()> {
             let v = store
                 .grow_volume(VolumeIndex(index(idx, "volume")?), blocks(&size, bs)?)
                 .context("volume not grown")?;
-            println!("volume {} now LBA {}..={} ({})", v.index, v.extent.start, v.extent.end(), HumanSize(v.extent.bytes(bs)));
+            println!(
+                "volume {} now LBA {}..={} ({})",
+                v.index,
+                v.extent.start,
+                v.extent.end(),
+                HumanSize(v.extent.bytes(bs))
+            );
         }
         VolumeCommand::Destroy { state, index: idx } => {
             let mut store = open(&state)?;
@@ -128,9 +134,14 @@ pub fn access(cmd: AccessCommand) -> Result<()> {
                 mode: if read_only { AccessMode::ReadOnly } else { AccessMode::ReadWrite },
             };
             let g = store.create_grant(&req).context("access not granted")?;
-            println!("grant {}: host {} may use volume {}{} {}", g.index, g.host, g.volume,
+            println!(
+                "grant {}: host {} may use volume {}{} {}",
+                g.index,
+                g.host,
+                g.volume,
                 g.partition.map(|p| format!(" partition {p}")).unwrap_or_default(),
-                if read_only { "read-only" } else { "read-write" });
+                if read_only { "read-only" } else { "read-write" }
+            );
         }
         AccessCommand::Revoke { state, index: idx } => {
             let mut store = open(&state)?;
@@ -161,7 +172,7 @@ fn show(layout: &Layout, json: bool) -> Result<()> {
         layout.free_blocks(),
         layout.unit.change_counter
     );
-    println!("{:>5}  {:<20} {:>12} {:>12} {:>12}  {}", "INDEX", "NAME", "START", "END", "BLOCKS", "SIZE");
+    println!("{:>5}  {:<20} {:>12} {:>12} {:>12}  SIZE", "INDEX", "NAME", "START", "END", "BLOCKS");
     for v in &layout.volumes {
         println!(
             "{:>5}  {:<20} {:>12} {:>12} {:>12}  {}",

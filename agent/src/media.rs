@@ -24,7 +24,11 @@ impl std::str::FromStr for MediaArg {
         // Split at the last ':' so paths may contain colons only when a size follows.
         let (path, size) = match s.rsplit_once(':') {
             Some((p, sz)) if !p.is_empty() => (p, Some(parse_size(sz).map_err(|e| e.to_string())?)),
-            Some(_) => return Err(format!("{s:?}: the path before ':' is empty; use PATH:SIZE, e.g. /var/lib/dvsan/m0.img:10G")),
+            Some(_) => {
+                return Err(format!(
+                    "{s:?}: the path before ':' is empty; use PATH:SIZE, e.g. /var/lib/dvsan/m0.img:10G"
+                ))
+            }
             None => (s, None),
         };
         if path.is_empty() {

@@ -61,7 +61,9 @@ impl Notifier {
         while let Some(done) = sends.join_next().await {
             match done {
                 Ok((sink, Ok(()))) => tracing::info!(%sink, notification = %name, "notification sent"),
-                Ok((sink, Err(e))) => tracing::warn!(%sink, notification = %name, error = %e, "notification not delivered"),
+                Ok((sink, Err(e))) => {
+                    tracing::warn!(%sink, notification = %name, error = %e, "notification not delivered")
+                }
                 Err(e) => tracing::warn!(error = %e, "notification task failed"),
             }
         }

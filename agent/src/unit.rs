@@ -9,9 +9,9 @@ use dvsan_layout::{
     DataServiceState, Layout, LayoutError, LayoutStore, NewGrant, NewPartition, NewVolume, TrafficRecord,
 };
 use dvsan_layout::{Grant, Partition, Volume};
+use dvsan_snmp::Uptime;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use dvsan_snmp::Uptime;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// blockd's heartbeat older than this means it is gone (it beats about once a second).

@@ -77,15 +77,12 @@ fn plan_row(layout: &Layout, index: GrantIndex, cells: &[Cell<'_>]) -> Result<Op
     let volume = find(cells, VOLUME).map(|(i, vb)| unsigned(i, vb).map(|v| (i, v))).transpose()?;
     let partition = find(cells, PARTITION).map(|(i, vb)| unsigned(i, vb).map(|v| (i, v))).transpose()?;
     let addr_type = find(cells, ADDR_TYPE)
-        .map(|(i, vb)| {
-            enumerated(i, vb, &[mib::inet_address_type::IPV4, mib::inet_address_type::IPV6]).map(|v| (i, v))
-        })
+        .map(|(i, vb)| enumerated(i, vb, &[mib::inet_address_type::IPV4, mib::inet_address_type::IPV6]).map(|v| (i, v)))
         .transpose()?;
     let addr = find(cells, ADDR).map(|(i, vb)| octets(i, vb, 255).map(|v| (i, v))).transpose()?;
     let mode = find(cells, MODE)
         .map(|(i, vb)| {
-            enumerated(i, vb, &[mib::dvsan_access_mode::READ_WRITE, mib::dvsan_access_mode::READ_ONLY])
-                .map(|v| (i, v))
+            enumerated(i, vb, &[mib::dvsan_access_mode::READ_WRITE, mib::dvsan_access_mode::READ_ONLY]).map(|v| (i, v))
         })
         .transpose()?;
     let status = find(cells, ROW_STATUS).map(|(i, vb)| row_action(i, vb).map(|a| (i, a))).transpose()?;

@@ -32,10 +32,7 @@ pub fn register(builder: AgentBuilder, unit: &Arc<Unit>) -> AgentBuilder {
         Arc::new(TableHandler(partition_table::PartitionTable(u()))),
     );
     b = b.handler(Oid::from_slice(mib::DVSAN_ACCESS_ENTRY), Arc::new(TableHandler(access_table::AccessTable(u()))));
-    b = b.handler(
-        Oid::from_slice(mib::DVSAN_TRAFFIC_ENTRY),
-        Arc::new(TableHandler(traffic_table::TrafficTable(u()))),
-    );
+    b = b.handler(Oid::from_slice(mib::DVSAN_TRAFFIC_ENTRY), Arc::new(TableHandler(traffic_table::TrafficTable(u()))));
     b = b.handler(Oid::from_slice(mib::IF_NUMBER), Arc::new(ScalarHandler(interfaces::IfNumber)));
     b = b.handler(Oid::from_slice(mib::IF_ENTRY), Arc::new(TableHandler(IfTable(u()))));
     b

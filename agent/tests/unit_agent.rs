@@ -1,0 +1,425 @@
+//! The unit agent against net-snmp's own tools: snmpget/snmpwalk/snmpbulkwalk/snmptable/snmpset with the MIB by
+//! name, snmptrapd receiving its notifications, and a replay of malformed datagrams.
+
+use dvsan_layout::{DataServiceState, DataServiceStatus, LayoutStore};
+use dvsan_snmp::testing::{malformed_corpus, Expected};
+use dvsan_tests::{free_udp_port, snmp, snmp_ok, wait_for, Proc, TrapReceiver};
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+struct Unit {
+    dir: tempfile::TempDir,
+    addr: String,
+    proc: Option<Proc>,
+    extra: Vec<String>,
+}
+
+impl Unit {
+    /// A unit with 64 MiB + 32 MiB of media (16384 + 8192 blocks of 4 KiB) on 127.0.0.<host>.
+    fn start(host: u8, extra: &[&str]) -> Unit {
+        let dir = tempfile::tempdir().unwrap();
+        let ip = format!("127.0.0.{host}");
+        let addr = format!("{ip}:{}", free_udp_port(&ip));
+        let mut u = Unit { dir, addr, proc: None, extra: extra.iter().map(|s| s.to_string()).collect() };
+        u.restart();
+        u
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn restart(&mut self) {
+        self.proc = None;
+        let d = self.dir.path();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dvsan-agent"));
+        cmd.arg("run")
+            .arg("--state-dir")
+            .arg(self.state())
+            .arg("--media")
+            .arg(format!("{}:64M", d.join("m0.img").display()))
+            .arg("--media")
+            .arg(format!("{}:32M", d.join("m1.img").display()))
+            .args(["--listen", &self.addr, "--name", "unit-t"])
+            .args(&self.extra);
+        let proc = Proc::spawn("agent", cmd, d);
+        let up = wait_for(Duration::from_secs(10), || {
+            snmp("snmpget", &["-v2c", "-c", "public", &self.addr, "sysUpTime.0"]).status.success().then_some(())
+        });
+        assert!(up.is_some(), "agent did not answer: {}", proc.log_text());
+        self.proc = Some(proc);
+    }
+
+    fn get(&self, objects: &[&str]) -> String {
+        let mut args = vec!["-v2c", "-c", "public", "-Oqv", &self.addr];
+        args.extend_from_slice(objects);
+        snmp_ok("snmpget", &args)
+    }
+
+    /// snmpset with the write community; Ok(stdout) or Err(stderr).
+    fn set(&self, assignments: &[&str]) -> Result<String, String> {
+        // -Ir: let the agent, not the client, judge types and ranges.
+        let mut args = vec!["-v2c", "-c", "private", "-Ir", &self.addr];
+        args.extend_from_slice(assignments);
+        let out = snmp("snmpset", &args);
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_dvsan-agent"))
+            .args(args)
+            .arg("--state-dir")
+            .arg(self.state())
+            .output()
+            .unwrap()
+    }
+}
+
+fn refused(result: Result<String, String>, reason: &str, object: &str) {
+    let err = result.expect_err("the SET must be refused");
+    assert!(err.contains(&format!("Reason: {reason}")), "expected {reason}: {err}");
+    assert!(err.contains(&format!("Failed object: DVSAN-MIB::{object}")), "expected {object}: {err}");
+}
+
+#[test]
+fn scalars_walks_and_tables_by_name() {
+    let u = Unit::start(21, &[]);
+    assert_eq!(
+        u.get(&["dvsanUnitName.0", "dvsanUnitBlockSize.0", "dvsanUnitCapacityBlocks.0"]),
+        "unit-t\n4096 bytes\n24576 blocks\n"
+    );
+    assert!(u.get(&["sysDescr.0"]).contains("dvsan SAN unit unit-t"));
+    assert_eq!(u.get(&["ifOperStatus.1", "dvsanUnitDataServiceState.0"]), "down\nstopped\n");
+
+    // A volume larger than the first medium spans both.
+    u.set(&["dvsanVolumeLength.1", "u", "20000", "dvsanVolumeRowStatus.1", "i", "createAndGo"]).unwrap();
+    u.set(&["dvsanPartitionLength.1.1", "u", "100", "dvsanPartitionRowStatus.1.1", "i", "createAndGo"]).unwrap();
+    let table = snmp_ok("snmptable", &["-v2c", "-c", "public", "-Cf", ",", "-CH", &u.addr, "dvsanVolumeTable"]);
+    assert_eq!(table.trim(), "vol1,0,19999,20000 blocks,unavailable,vol1,active");
+    let table =
+        snmp_ok("snmptable", &["-v2c", "-c", "public", "-Cf", ",", "-CH", "-Ci", &u.addr, "dvsanPartitionTable"]);
+    assert_eq!(table.trim(), "1.1,0,99,100 blocks,vol1-p1,active");
+    let media = snmp_ok("snmptable", &["-v2c", "-c", "public", "-Cf", ",", "-CH", &u.addr, "dvsanMediaTable"]);
+    assert!(media.contains(",file,16384 blocks,0") && media.contains(",file,8192 blocks,16384"), "{media}");
+    assert_eq!(u.get(&["dvsanUnitFreeBlocks.0", "dvsanVolumeNextIndex.0"]), "4576 blocks\n2\n");
+
+    // The three walkers agree on the DVSAN subtree (v1 leaves out nothing here: no Counter64 rows yet).
+    let walk = snmp_ok("snmpwalk", &["-v2c", "-c", "public", &u.addr, "dvsanMIB"]);
+    let bulk = snmp_ok("snmpbulkwalk", &["-v2c", "-c", "public", &u.addr, "dvsanMIB"]);
+    let v1 = snmp_ok("snmpwalk", &["-v1", "-c", "public", &u.addr, "dvsanMIB"]);
+    // Each walker ends differently (endOfMibView vs. noSuchName); the bindings must be the same.
+    let bindings = |w: &str| {
+        w.lines()
+            .filter(|l| l.contains(" = ") && !l.contains("No more variables"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(bindings(&walk), bindings(&bulk));
+    assert_eq!(bindings(&walk), bindings(&v1));
+    assert_eq!(bindings(&walk).len(), 33);
+    for name in ["dvsanUnitId.0", "dvsanMediaFirstLba.2", "dvsanVolumeExportName.1", "dvsanPartitionEndLba.1.1"] {
+        assert!(walk.contains(name), "{name} missing from walk:\n{walk}");
+    }
+    let ifwalk = snmp_ok("snmpwalk", &["-v2c", "-c", "public", &u.addr, "interfaces"]);
+    assert!(ifwalk.contains("IF-MIB::ifNumber.0 = INTEGER: 1") && ifwalk.contains("ifDescr.1"), "{ifwalk}");
+}
+
+#[test]
+fn sets_are_checked_and_all_or_nothing() {
+    let u = Unit::start(22, &[]);
+    let counter = || u.get(&["dvsanUnitChangeCounter.0"]);
+    u.set(&["dvsanVolumeLength.1", "u", "10000", "dvsanVolumeRowStatus.1", "i", "createAndGo"]).unwrap();
+    let before = counter();
+
+    refused(
+        u.set(&["dvsanVolumeLength.2", "u", "0", "dvsanVolumeRowStatus.2", "i", "createAndGo"]),
+        "wrongValue",
+        "dvsanVolumeLength.2",
+    );
+    refused(
+        u.set(&["dvsanVolumeLength.2", "u", "20000", "dvsanVolumeRowStatus.2", "i", "createAndGo"]),
+        "inconsistentValue",
+        "dvsanVolumeLength.2",
+    );
+    refused(
+        u.set(&[
+            "dvsanVolumeStartLba.2",
+            "u",
+            "9999",
+            "dvsanVolumeLength.2",
+            "u",
+            "10",
+            "dvsanVolumeRowStatus.2",
+            "i",
+            "createAndGo",
+        ]),
+        "inconsistentValue",
+        "dvsanVolumeStartLba.2",
+    );
+    refused(
+        u.set(&["dvsanVolumeLength.2", "i", "10", "dvsanVolumeRowStatus.2", "i", "createAndGo"]),
+        "wrongType",
+        "dvsanVolumeLength.2",
+    );
+    refused(
+        u.set(&["dvsanVolumeLength.2", "u", "10", "dvsanVolumeRowStatus.2", "i", "createAndWait"]),
+        "wrongValue",
+        "dvsanVolumeRowStatus.2",
+    );
+    refused(u.set(&["dvsanVolumeRowStatus.2", "i", "createAndGo"]), "inconsistentValue", "dvsanVolumeRowStatus.2");
+    refused(
+        u.set(&[
+            "dvsanVolumeName.2",
+            "s",
+            "",
+            "dvsanVolumeLength.2",
+            "u",
+            "1",
+            "dvsanVolumeRowStatus.2",
+            "i",
+            "createAndGo",
+        ]),
+        "wrongLength",
+        "dvsanVolumeName.2",
+    );
+    refused(
+        u.set(&[
+            "dvsanVolumeName.2",
+            "s",
+            "vol1",
+            "dvsanVolumeLength.2",
+            "u",
+            "1",
+            "dvsanVolumeRowStatus.2",
+            "i",
+            "createAndGo",
+        ]),
+        "inconsistentValue",
+        "dvsanVolumeName.2",
+    );
+    refused(u.set(&["dvsanVolumeEndLba.1", "u", "5"]), "notWritable", "dvsanVolumeEndLba.1");
+    refused(u.set(&["dvsanVolumeLength.1", "u", "5"]), "inconsistentValue", "dvsanVolumeLength.1");
+    refused(
+        u.set(&["dvsanPartitionLength.9.1", "u", "5", "dvsanPartitionRowStatus.9.1", "i", "createAndGo"]),
+        "inconsistentName",
+        "dvsanPartitionRowStatus.9.1",
+    );
+    // All or nothing: the valid second volume is not created because the third varbind fails.
+    refused(
+        u.set(&[
+            "dvsanVolumeLength.2",
+            "u",
+            "10",
+            "dvsanVolumeRowStatus.2",
+            "i",
+            "createAndGo",
+            "dvsanVolumeLength.3",
+            "u",
+            "0",
+            "dvsanVolumeRowStatus.3",
+            "i",
+            "createAndGo",
+        ]),
+        "wrongValue",
+        "dvsanVolumeLength.3",
+    );
+    assert_eq!(counter(), before, "refused SETs must not change the layout");
+    let out = snmp("snmpget", &["-v2c", "-c", "public", &u.addr, "dvsanVolumeName.2"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("No Such Instance"));
+
+    // Grow in place, partitions and grants block destroy, then tear down in order.
+    u.set(&["dvsanVolumeLength.1", "u", "12000"]).unwrap();
+    assert_eq!(u.get(&["dvsanVolumeEndLba.1"]), "11999\n");
+    u.set(&["dvsanPartitionLength.1.1", "u", "100", "dvsanPartitionRowStatus.1.1", "i", "createAndGo"]).unwrap();
+    refused(u.set(&["dvsanVolumeRowStatus.1", "i", "destroy"]), "inconsistentValue", "dvsanVolumeRowStatus.1");
+    let grant = [
+        "dvsanAccessVolumeIndex.1",
+        "u",
+        "1",
+        "dvsanAccessHostAddressType.1",
+        "i",
+        "ipv4",
+        "dvsanAccessHostAddress.1",
+        "x",
+        "7F000009",
+        "dvsanAccessRowStatus.1",
+        "i",
+        "createAndGo",
+    ];
+    u.set(&grant).unwrap();
+    let dup = [
+        "dvsanAccessVolumeIndex.2",
+        "u",
+        "1",
+        "dvsanAccessHostAddressType.2",
+        "i",
+        "ipv4",
+        "dvsanAccessHostAddress.2",
+        "x",
+        "7F000009",
+        "dvsanAccessRowStatus.2",
+        "i",
+        "createAndGo",
+    ];
+    refused(u.set(&dup), "inconsistentValue", "dvsanAccessHostAddress.2");
+    let short = [
+        "dvsanAccessVolumeIndex.2",
+        "u",
+        "1",
+        "dvsanAccessHostAddressType.2",
+        "i",
+        "ipv4",
+        "dvsanAccessHostAddress.2",
+        "x",
+        "7F00",
+        "dvsanAccessRowStatus.2",
+        "i",
+        "createAndGo",
+    ];
+    refused(u.set(&short), "inconsistentValue", "dvsanAccessHostAddress.2");
+    let table = snmp_ok("snmptable", &["-v2c", "-c", "public", "-Cf", ",", "-CH", &u.addr, "dvsanAccessTable"]);
+    assert_eq!(table.trim(), "1,0,ipv4,\"7F 00 00 09 \",readWrite,active");
+    u.set(&["dvsanPartitionRowStatus.1.1", "i", "destroy"]).unwrap();
+    refused(u.set(&["dvsanVolumeRowStatus.1", "i", "destroy"]), "inconsistentValue", "dvsanVolumeRowStatus.1");
+    u.set(&["dvsanAccessRowStatus.1", "i", "destroy"]).unwrap();
+    u.set(&["dvsanVolumeRowStatus.1", "i", "destroy"]).unwrap();
+    assert_eq!(u.get(&["dvsanUnitFreeBlocks.0"]), "24576 blocks\n");
+}
+
+#[test]
+fn wrong_community_gets_no_answer_and_is_counted() {
+    let u = Unit::start(23, &[]);
+    let out = snmp("snmpget", &["-v2c", "-c", "wrong", &u.addr, "sysDescr.0"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Timeout"), "{:?}", out);
+    // The read community may not write.
+    let out = snmp(
+        "snmpset",
+        &[
+            "-v2c",
+            "-c",
+            "public",
+            &u.addr,
+            "dvsanVolumeLength.1",
+            "u",
+            "1",
+            "dvsanVolumeRowStatus.1",
+            "i",
+            "createAndGo",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Timeout"), "{:?}", out);
+    let counts = u.get(&["snmpInBadCommunityNames.0", "snmpInBadCommunityUses.0"]);
+    let n: Vec<u64> = counts.lines().map(|l| l.trim().parse().unwrap()).collect();
+    assert!(n[0] >= 1 && n[1] >= 1, "{counts}");
+}
+
+#[test]
+fn malformed_datagrams_are_dropped_and_counted() {
+    let u = Unit::start(24, &[]);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let mut parse_errors = 0;
+    for case in malformed_corpus("public", "private") {
+        sock.send_to(&case.datagram, &u.addr).unwrap();
+        let mut buf = [0u8; 65536];
+        let answered = sock.recv_from(&mut buf).is_ok();
+        assert_eq!(answered, case.expected == Expected::Answered, "case {}", case.name);
+        parse_errors += u32::from(case.expected == Expected::ParseError);
+    }
+    let counted: u32 = u.get(&["snmpInASNParseErrs.0"]).trim().parse().unwrap();
+    assert!(counted >= parse_errors, "{counted} < {parse_errors}");
+    assert!(u.get(&["sysDescr.0"]).contains("dvsan"), "still answers");
+}
+
+#[test]
+fn layout_survives_restart_and_cli_changes_show_up() {
+    let mut u = Unit::start(25, &[]);
+    let out = u.cli(&["volume", "create", "--size", "8M", "--name", "data"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The running agent picks up the offline change.
+    let seen = wait_for(Duration::from_secs(5), || {
+        (snmp("snmpget", &["-v2c", "-c", "public", "-Oqv", &u.addr, "dvsanVolumeName.1"]).stdout == b"data\n")
+            .then_some(())
+    });
+    assert!(seen.is_some());
+    let id = u.get(&["dvsanUnitId.0"]);
+    u.restart();
+    assert_eq!(u.get(&["dvsanUnitId.0"]), id, "the unit id is stable");
+    assert_eq!(u.get(&["dvsanVolumeName.1", "dvsanVolumeLength.1"]), "data\n2048 blocks\n");
+
+    for (args, says) in [
+        (vec!["volume", "create", "--size", "0"], "zero blocks"),
+        (vec!["volume", "create", "--size", "1T"], "largest free extent is 22528 blocks"),
+        (vec!["volume", "create", "--size", "ten"], "not a size"),
+        (vec!["volume", "destroy", "--index", "7"], "volume 7 does not exist"),
+        (vec!["volume", "create", "--size", "1M", "--name", "bad name"], "is not valid"),
+    ] {
+        let out = u.cli(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says), "{args:?}: {err}");
+    }
+}
+
+fn beat(state: &Path, state_now: DataServiceState) {
+    let mut store = LayoutStore::open(state).unwrap();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    store
+        .set_data_service(&DataServiceStatus {
+            pid: 1,
+            listen: "127.0.0.26:10809".parse().unwrap(),
+            state: state_now,
+            heartbeat_ms: now,
+        })
+        .unwrap();
+}
+
+fn notifications_reach_snmptrapd(inform: bool, host: u8) {
+    let dir = tempfile::tempdir().unwrap();
+    let traps = TrapReceiver::start(dir.path());
+    let sink = traps.addr.to_string();
+    let mut args = vec!["--trap-sink", sink.as_str()];
+    if inform {
+        args.push("--inform");
+    }
+    let mut u = Unit::start(host, &args);
+    traps.expect("SNMPv2-MIB::coldStart", Duration::from_secs(10));
+    traps.expect("DVSAN-MIB::dvsanUnitName.0 = STRING: unit-t", Duration::from_secs(1));
+
+    beat(&u.state(), DataServiceState::Serving);
+    traps.expect("IF-MIB::linkUp", Duration::from_secs(5));
+    assert_eq!(u.get(&["ifOperStatus.1", "dvsanUnitDataAddress.0", "dvsanUnitDataPort.0"]).lines().next(), Some("up"));
+    beat(&u.state(), DataServiceState::Stopped);
+    traps.expect("IF-MIB::linkDown", Duration::from_secs(5));
+    traps.expect("IF-MIB::ifOperStatus.1 = INTEGER: down", Duration::from_secs(1));
+
+    assert!(u.cli(&["volume", "create", "--size", "1M"]).status.success());
+    traps.expect("DVSAN-MIB::dvsanLayoutChanged", Duration::from_secs(5));
+
+    let proc = u.proc.as_mut().unwrap();
+    proc.signal(15);
+    assert_eq!(proc.wait_exit(Duration::from_secs(20)), Some(0), "clean exit on SIGTERM: {}", proc.log_text());
+    traps.expect("DVSAN-MIB::dvsanUnitShutdown", Duration::from_secs(5));
+    let log = proc.log_text();
+    if inform {
+        assert!(!log.contains("not delivered"), "every inform acknowledged:\n{log}");
+    }
+    let downs = traps.text().matches("IF-MIB::linkDown").count();
+    assert_eq!(downs, 2, "one linkDown for the stopped data service, one at shutdown:\n{}", traps.text());
+}
+
+#[test]
+fn traps_reach_snmptrapd_by_name() {
+    notifications_reach_snmptrapd(false, 26);
+}
+
+#[test]
+fn informs_are_acknowledged_by_snmptrapd() {
+    notifications_reach_snmptrapd(true, 27);
+}
