@@ -1,0 +1,34 @@
+//! dvsan's SNMP engine (SNMPv1 and SNMPv2c), shared by the unit agent, the station and the
+//! console.
+//!
+//! - [`oid`], [`value`], [`pdu`], [`message`]: the data model; [`message::decode`] (built on
+//!   snmp-parser) and [`message::encode`] (our [`ber`] writer) convert it to and from datagrams.
+//! - [`agent`]: request processing over a registry of [`agent::MibHandler`]s, with the
+//!   SNMPv2-MIB `system` and `snmp` groups built in, and a tokio UDP server.
+//! - [`manager`]: async Get/GetNext/GetBulk/Set/walk client with request-id matching.
+//! - [`notify`]: sending traps and informs; [`receiver`]: receiving them.
+//! - [`testing`]: a malformed-datagram corpus for robustness tests.
+
+pub mod agent;
+pub mod ber;
+pub mod counters;
+pub mod manager;
+pub mod message;
+pub mod notify;
+pub mod oid;
+pub mod pdu;
+pub mod receiver;
+pub mod testing;
+pub mod uptime;
+pub mod value;
+
+pub use agent::{Agent, AgentConfig, GetResult, MibHandler, PreparedSet, SetFailure, Undo};
+pub use counters::SnmpCounters;
+pub use manager::{Manager, RequestOptions, SnmpError, Target};
+pub use message::{decode, encode, DecodeError, Message, Version};
+pub use notify::NotificationSender;
+pub use oid::Oid;
+pub use pdu::{BulkPdu, ErrorStatus, GenericPdu, Pdu, TrapV1Pdu, VarBind};
+pub use receiver::{Notification, NotificationKind, NotificationReceiver, ReceiveError};
+pub use uptime::Uptime;
+pub use value::Value;

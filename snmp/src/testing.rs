@@ -1,0 +1,274 @@
+//! Test support shared with other crates: a corpus of hostile or malformed request datagrams.
+//!
+//! Each case says what a correct agent does with it: count a parse error, count a bad version,
+//! or answer (valid but awkward requests such as max-repetitions 2^31-1). Replay the corpus at
+//! an agent, then check that a normal GET still works and the counters moved as expected.
+
+use crate::ber::{tag, BerWriter};
+use crate::message::{encode, Message, Version};
+use crate::oid::Oid;
+use crate::pdu::{BulkPdu, GenericPdu, Pdu, VarBind};
+use crate::value::Value;
+
+/// What a correct agent does with a corpus datagram.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Expected {
+    /// Dropped, counted in snmpInASNParseErrs.
+    ParseError,
+    /// Dropped, counted in snmpInBadVersions.
+    BadVersion,
+    /// Valid SNMP: answered with some Response (given the communities the corpus was made for).
+    Answered,
+}
+
+/// One corpus datagram.
+#[derive(Clone, Debug)]
+pub struct MalformedCase {
+    pub name: &'static str,
+    pub datagram: Vec<u8>,
+    pub expected: Expected,
+}
+
+/// sysDescr.0, present in every agent.
+const SYS_DESCR_0: [u32; 9] = [1, 3, 6, 1, 2, 1, 1, 1, 0];
+
+/// A GetRequest for sysDescr.0 with `community` (v2c).
+pub fn get_sys_descr(community: &str, request_id: i32) -> Vec<u8> {
+    encode(&Message {
+        version: Version::V2c,
+        community: community.as_bytes().to_vec(),
+        pdu: Pdu::Get(GenericPdu::request(request_id, vec![VarBind::null(Oid::from_slice(&SYS_DESCR_0))])),
+    })
+}
+
+/// A message whose PDU is `pdu_tag` around `body` (request-id, error fields, varbinds) as given.
+fn raw_message(version: i64, community: &str, pdu_tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut w = BerWriter::new(&mut buf);
+    let outer = w.begin(tag::SEQUENCE);
+    w.integer(tag::INTEGER, version);
+    w.octets(tag::OCTET_STRING, community.as_bytes());
+    w.octets(pdu_tag, body);
+    w.end(outer);
+    buf
+}
+
+/// request-id 1, error-status 0, error-index 0, then one varbind made of `oid_tlv` and
+/// `value_tlv` (raw encodings).
+fn raw_request_body(oid_tlv: &[u8], value_tlv: &[u8]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut w = BerWriter::new(&mut buf);
+    w.integer(tag::INTEGER, 1);
+    w.integer(tag::INTEGER, 0);
+    w.integer(tag::INTEGER, 0);
+    let list = w.begin(tag::SEQUENCE);
+    let vb = w.begin(tag::SEQUENCE);
+    buf.extend_from_slice(oid_tlv);
+    buf.extend_from_slice(value_tlv);
+    let mut w = BerWriter::new(&mut buf);
+    w.end(vb);
+    w.end(list);
+    buf
+}
+
+fn oid_tlv(oid: &Oid) -> Vec<u8> {
+    let mut buf = Vec::new();
+    BerWriter::new(&mut buf).oid(oid);
+    buf
+}
+
+fn sys_descr_tlv() -> Vec<u8> {
+    oid_tlv(&Oid::from_slice(&SYS_DESCR_0))
+}
+
+/// The corpus, for an agent reading with `read_community` and writing with `write_community`.
+pub fn malformed_corpus(read_community: &str, write_community: &str) -> Vec<MalformedCase> {
+    use Expected::*;
+    let good = get_sys_descr(read_community, 7);
+    let null = [tag::NULL, 0];
+    let get = |oid: &[u8], value: &[u8]| raw_message(1, read_community, 0xA0, &raw_request_body(oid, value));
+    let mut cases = Vec::new();
+    let mut case = |name, datagram, expected| cases.push(MalformedCase { name, datagram, expected });
+
+    case("zero-length datagram", Vec::new(), ParseError);
+    case("lone SEQUENCE tag", vec![0x30], ParseError);
+    case("truncated GET", good[..good.len() / 2].to_vec(), ParseError);
+    case("GET missing its last byte", good[..good.len() - 1].to_vec(), ParseError);
+    let mut past_end = good.clone();
+    past_end[1] = past_end[1].wrapping_add(40);
+    case("outer length past the datagram", past_end, ParseError);
+    let mut huge_len = vec![0x30, 0x84, 0x7F, 0xFF, 0xFF, 0xFF];
+    huge_len.extend_from_slice(&good[2..]);
+    case("outer length 2^31-1", huge_len, ParseError);
+    let mut nine_len = vec![0x30, 0x89];
+    nine_len.extend_from_slice(&[0xFF; 9]);
+    case("nine length octets", nine_len, ParseError);
+    let mut indefinite = vec![0x30, 0x80];
+    indefinite.extend_from_slice(&good[2..]);
+    indefinite.extend_from_slice(&[0, 0]);
+    case("indefinite length", indefinite, ParseError);
+    let mut wrong_outer = good.clone();
+    wrong_outer[0] = 0x31;
+    case("SET OF instead of SEQUENCE", wrong_outer, ParseError);
+    let mut trailing = good.clone();
+    trailing.extend_from_slice(&[0x05, 0x00]);
+    case("trailing bytes", trailing, ParseError);
+    case(
+        "unknown PDU tag 0xA9",
+        raw_message(1, read_community, 0xA9, &raw_request_body(&sys_descr_tlv(), &null)),
+        ParseError,
+    );
+    case(
+        "high-tag-number PDU",
+        {
+            let mut m = raw_message(1, read_community, 0xBF, &raw_request_body(&sys_descr_tlv(), &null));
+            // Turn the one-byte PDU tag into 0xBF 0x9F 0x7F (a multi-byte tag number).
+            let pos = m.iter().position(|&b| b == 0xBF).unwrap_or(0);
+            m.splice(pos + 1..pos + 1, [0x9F, 0x7F]);
+            m
+        },
+        ParseError,
+    );
+    case(
+        "version is an OCTET STRING",
+        {
+            let mut buf = Vec::new();
+            let mut w = BerWriter::new(&mut buf);
+            let outer = w.begin(tag::SEQUENCE);
+            w.octets(tag::OCTET_STRING, b"\x01");
+            w.octets(tag::OCTET_STRING, read_community.as_bytes());
+            w.octets(0xA0, &raw_request_body(&sys_descr_tlv(), &null));
+            w.end(outer);
+            buf
+        },
+        ParseError,
+    );
+    case(
+        "version 3 with a v2c body",
+        raw_message(3, read_community, 0xA0, &raw_request_body(&sys_descr_tlv(), &null)),
+        BadVersion,
+    );
+    case(
+        "version 2 (SNMPv2u)",
+        raw_message(2, read_community, 0xA0, &raw_request_body(&sys_descr_tlv(), &null)),
+        BadVersion,
+    );
+    case(
+        "negative version",
+        raw_message(-1, read_community, 0xA0, &raw_request_body(&sys_descr_tlv(), &null)),
+        ParseError,
+    );
+    case("OID with 129 sub-identifiers", get(&oid_tlv(&Oid::from_slice(&[1; 129])), &null), ParseError);
+    case("OID sub-identifier 2^32", get(&[0x06, 0x07, 0x2B, 0x06, 0x90, 0x80, 0x80, 0x80, 0x00], &null), ParseError);
+    case(
+        "OID sub-identifier over 64 bits",
+        get(&[0x06, 0x0D, 0x2B, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F], &null),
+        ParseError,
+    );
+    case("OID ending inside a sub-identifier", get(&[0x06, 0x03, 0x2B, 0x06, 0x81], &null), ParseError);
+    case("empty OID", get(&[0x06, 0x00], &null), ParseError);
+    case("BOOLEAN value", get(&sys_descr_tlv(), &[0x01, 0x01, 0xFF]), ParseError);
+    case("IpAddress of 5 octets", get(&sys_descr_tlv(), &[0x40, 0x05, 1, 2, 3, 4, 5]), ParseError);
+    case("INTEGER over 32 bits", get(&sys_descr_tlv(), &[0x02, 0x05, 0x01, 0, 0, 0, 0]), ParseError);
+    case(
+        "varbind list is an OCTET STRING",
+        {
+            let mut body = Vec::new();
+            let mut w = BerWriter::new(&mut body);
+            w.integer(tag::INTEGER, 1);
+            w.integer(tag::INTEGER, 0);
+            w.integer(tag::INTEGER, 0);
+            w.octets(tag::OCTET_STRING, b"junk");
+            raw_message(1, read_community, 0xA0, &body)
+        },
+        ParseError,
+    );
+    case(
+        "deeply nested SEQUENCEs as a value",
+        {
+            let depth = 2000;
+            let mut v = Vec::with_capacity(depth * 4);
+            for i in 0..depth {
+                let remaining = (depth - i - 1) * 4;
+                v.extend_from_slice(&[0x30, 0x82, (remaining >> 8) as u8, remaining as u8]);
+            }
+            get(&sys_descr_tlv(), &v)
+        },
+        ParseError,
+    );
+    case(
+        "GetBulk in an SNMPv1 message",
+        encode(&Message {
+            version: Version::V1,
+            community: read_community.as_bytes().to_vec(),
+            pdu: Pdu::GetBulk(BulkPdu {
+                request_id: 3,
+                non_repeaters: 0,
+                max_repetitions: 10,
+                varbinds: vec![VarBind::null(Oid::from_slice(&[1, 3, 6]))],
+            }),
+        }),
+        ParseError,
+    );
+    case(
+        "Counter64 in an SNMPv1 message",
+        raw_message(0, read_community, 0xA0, &raw_request_body(&sys_descr_tlv(), &[0x46, 0x01, 0x05])),
+        ParseError,
+    );
+    case(
+        "GetBulk max-repetitions 2^31-1",
+        encode(&Message {
+            version: Version::V2c,
+            community: read_community.as_bytes().to_vec(),
+            pdu: Pdu::GetBulk(BulkPdu {
+                request_id: 4,
+                non_repeaters: 0,
+                max_repetitions: i32::MAX as u32,
+                varbinds: vec![VarBind::null(Oid::from_slice(&[1, 3, 6]))],
+            }),
+        }),
+        Answered,
+    );
+    case(
+        "GetBulk max-repetitions 2^31-1 and no repeaters",
+        encode(&Message {
+            version: Version::V2c,
+            community: read_community.as_bytes().to_vec(),
+            pdu: Pdu::GetBulk(BulkPdu {
+                request_id: 5,
+                non_repeaters: 1,
+                max_repetitions: i32::MAX as u32,
+                varbinds: vec![VarBind::null(Oid::from_slice(&[1, 3, 6]))],
+            }),
+        }),
+        Answered,
+    );
+    case(
+        "GET of 3000 varbinds (response too big)",
+        encode(&Message {
+            version: Version::V2c,
+            community: read_community.as_bytes().to_vec(),
+            pdu: Pdu::Get(GenericPdu::request(
+                6,
+                (0..3000).map(|i| VarBind::null(Oid::from_slice(&[1, 3, 6, 1, 2, 1, 1, 1, 0, i]))).collect(),
+            )),
+        }),
+        Answered,
+    );
+    case(
+        "SET of a 65000-octet string",
+        encode(&Message {
+            version: Version::V2c,
+            community: write_community.as_bytes().to_vec(),
+            pdu: Pdu::Set(GenericPdu::request(
+                8,
+                vec![VarBind::new(
+                    Oid::from_slice(&[1, 3, 6, 1, 2, 1, 1, 4, 0]),
+                    Value::OctetString(vec![b'x'; 65000]),
+                )],
+            )),
+        }),
+        Answered,
+    );
+    cases
+}
