@@ -4,10 +4,10 @@
 use super::set::{
     enumerated, fail, find, group_rows, layout_status, octets, row_action, unsigned, Cell, PreparedChanges, RowAction,
 };
-use super::table::Table;
 use crate::unit::{Change, Unit};
 use dvsan_layout::{AccessMode, GrantIndex, Layout, LayoutError, NewGrant, PartitionIndex, VolumeIndex};
 use dvsan_mib as mib;
+use dvsan_snmp::agent::Table;
 use dvsan_snmp::agent::{PreparedSet, SetFailure, SetItem};
 use dvsan_snmp::{ErrorStatus, Value};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

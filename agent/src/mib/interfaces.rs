@@ -3,9 +3,9 @@
 //! ifOperStatus follows blockd's heartbeat, and linkUp/linkDown carry these objects, so an NMS sees the data
 //! path's state the standard way. Octet counters are the data service's byte totals (writes in, reads out).
 
-use super::table::{Scalars, Table};
 use crate::unit::Unit;
 use dvsan_mib as mib;
+use dvsan_snmp::agent::{Scalars, Table};
 use dvsan_snmp::Value;
 use std::sync::Arc;
 

@@ -1,9 +1,9 @@
 //! dvsanMediaTable: the backing media and where each sits in the unit's address space (read-only).
 
-use super::table::Table;
 use crate::unit::Unit;
 use dvsan_layout::MediumKind;
 use dvsan_mib as mib;
+use dvsan_snmp::agent::Table;
 use dvsan_snmp::Value;
 use std::sync::Arc;
 

@@ -94,7 +94,7 @@ pub fn group_rows<'a>(
 ) -> Result<BTreeMap<Vec<u32>, Vec<Cell<'a>>>, SetFailure> {
     let mut rows: BTreeMap<Vec<u32>, Vec<Cell<'a>>> = BTreeMap::new();
     for &(i, vb) in varbinds {
-        let Some((column, index)) = super::table::cell_of(entry, &vb.oid) else {
+        let Some((&column, index)) = vb.oid.suffix_after(entry).and_then(|rest| rest.split_first()) else {
             return Err(fail(i, ErrorStatus::NotWritable));
         };
         if !writable.contains(&column) {

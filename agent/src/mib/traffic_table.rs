@@ -1,9 +1,9 @@
 //! dvsanTrafficTable: per (export, host) I/O counters, saved by blockd into the unit store about once a second.
 
 use super::access_table::inet_address;
-use super::table::Table;
 use crate::unit::Unit;
 use dvsan_mib as mib;
+use dvsan_snmp::agent::Table;
 use dvsan_snmp::Value;
 use std::sync::Arc;
 

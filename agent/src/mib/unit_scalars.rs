@@ -1,9 +1,9 @@
 //! dvsanUnit scalars: identity, geometry, free space, where the data service listens, the change counter.
 
 use super::access_table::inet_address;
-use super::table::Scalars;
 use crate::unit::Unit;
 use dvsan_mib as mib;
+use dvsan_snmp::agent::Scalars;
 use dvsan_snmp::Value;
 use std::sync::Arc;
 

@@ -3,10 +3,10 @@
 use super::set::{
     display_string, fail, find, group_rows, layout_status, row_action, unsigned, Cell, PreparedChanges, RowAction,
 };
-use super::table::Table;
 use crate::unit::{Change, Unit};
 use dvsan_layout::{Blocks, Layout, LayoutError, Lba, NewVolume, VolumeIndex};
 use dvsan_mib as mib;
+use dvsan_snmp::agent::Table;
 use dvsan_snmp::agent::{PreparedSet, SetFailure, SetItem};
 use dvsan_snmp::{ErrorStatus, Value};
 use std::sync::Arc;

@@ -9,6 +9,7 @@ mod builtin;
 mod handler;
 mod process;
 mod registry;
+mod rows;
 mod table;
 
 pub use builtin::{
@@ -19,6 +20,7 @@ pub use handler::{
     FnPreparedSet, GetResult, MibHandler, NothingToUndo, PreparedSet, SetFailure, SetItem, Undo, UndoFailed,
 };
 pub use registry::{Registry, RegistryError};
+pub use rows::{ScalarHandler, Scalars, Table, TableHandler};
 pub use table::{next_key, ScalarLayout, TableLayout};
 
 use std::future::Future;
