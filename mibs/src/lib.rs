@@ -1,6 +1,6 @@
 //! dvsan's MIB modules and the OID constants generated from them.
 //!
-//! The MIB text files (`DVSAN-MIB.txt`) live next to this crate's `Cargo.toml` in `mibs/`.
+//! The MIB text files (`DVSAN-MIB.txt`, `DVSAN-STATION-MIB.txt`) live next to this crate's `Cargo.toml` in `mibs/`.
 //! `scripts/gen-mib-oids` asks net-snmp's `snmptranslate` for every node of DVSAN-MIB and for
 //! the standard nodes the dvsan programs use (system group, snmp group, the generic traps,
 //! interfaces/ifXTable columns, linkUp/linkDown) and writes `src/generated.rs`:

@@ -73,6 +73,22 @@ fn smilint_accepts_dvsan_mib() {
 }
 
 #[test]
+fn smilint_accepts_dvsan_station_mib() {
+    require_tool("smilint", "-V", "smitools");
+    let output = Command::new("smilint")
+        .current_dir(repo_root())
+        .env("SMIPATH", "../shared/mibs/ietf:mibs")
+        .args(["-l", "3", "mibs/DVSAN-STATION-MIB.txt"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success() && output.stdout.is_empty() && output.stderr.is_empty(),
+        "smilint -l 3 reported problems in DVSAN-STATION-MIB:\n{}",
+        describe_output(&output)
+    );
+}
+
+#[test]
 fn generated_constants_are_up_to_date() {
     require_tool("snmptranslate", "-V", "snmp");
     require_tool("python3", "--version", "python3");
@@ -93,7 +109,7 @@ fn snmptranslate_resolves_every_constant_to_its_name() {
     let numeric: Vec<String> = dvsan_mib::ALL.iter().map(|(_, oid)| format!(".{}", dvsan_mib::dotted(oid))).collect();
     let output = env
         .command("snmptranslate")
-        .args(["-M", "+../shared/mibs/ietf:mibs", "-m", "+DVSAN-MIB:IF-MIB:SNMPv2-MIB"])
+        .args(["-M", "+../shared/mibs/ietf:mibs", "-m", "+DVSAN-MIB:DVSAN-STATION-MIB:IF-MIB:SNMPv2-MIB"])
         .args(&numeric)
         .output()
         .unwrap();
@@ -107,10 +123,11 @@ fn snmptranslate_resolves_every_constant_to_its_name() {
         let resolved = line.rsplit("::").next().unwrap_or(line);
         assert_eq!(resolved, *name, "{} resolves to {line}", dvsan_mib::dotted(oid));
     }
-    // The dvsan nodes really come from DVSAN-MIB.
+    // The dvsan nodes really come from DVSAN-MIB, the station's from DVSAN-STATION-MIB.
     let dvsan_lines = lines.iter().filter(|line| line.contains("::dvsan")).collect::<Vec<_>>();
     assert!(!dvsan_lines.is_empty());
     for line in dvsan_lines {
-        assert!(line.starts_with("DVSAN-MIB::"), "{line}");
+        let module = if line.contains("::dvsanStation") { "DVSAN-STATION-MIB::" } else { "DVSAN-MIB::" };
+        assert!(line.starts_with(module), "{line}");
     }
 }

@@ -1,9 +1,374 @@
-//! dvsan management station.
+//! `dvsan-station`: the management station's command line.
 //!
-//! Placeholder: the station (trap receiver, pool store, poller, station MIB and NMS forwarding) is issue 3.
-//! It builds so the workspace layout is complete, and says so when run.
+//! `run` is the station itself. `unit add`, `pool` and `traps` work on the station's state directory directly,
+//! whether the station runs or not (SQLite in WAL mode lets them share the store): `unit add` registers the
+//! address and reads the unit right away, and the running station polls every registered address from its next
+//! poll on.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use dvsan_station::addr::parse_address;
+use dvsan_station::station::{run, StationConfig};
+use dvsan_station::store::{NotificationFilter, StationStore, StoreError};
+use dvsan_station::timefmt::{now_ms, parse_duration, parse_since};
+use dvsan_station::view;
+use dvsan_station::walk::read_unit;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dvsan-station",
+    version,
+    about = "dvsan management station: the storage pool, learned from SNMP notifications"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+struct StateDir {
+    /// The station's state directory (holds station.db and traps.log).
+    #[arg(long, env = "DVSAN_STATION_STATE_DIR")]
+    state_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the station: receive notifications, keep the pool, poll units, serve the station MIB.
+    Run(RunArgs),
+    /// Manage the units the station knows.
+    #[command(subcommand)]
+    Unit(UnitCommand),
+    /// Show the pool: units, volumes and partitions.
+    Pool {
+        #[command(flatten)]
+        state: StateDir,
+        /// Machine-readable output ({"units": [...]}).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show received notifications from the store (newest last).
+    Traps(TrapsArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    state: StateDir,
+    /// Where to receive notifications (traps and informs), IP:PORT. Production stations use port 162.
+    #[arg(long, value_name = "IP:PORT")]
+    listen_traps: String,
+    /// The SNMP port of units known only by the source address of their notifications.
+    #[arg(long, default_value_t = 1161)]
+    agent_port: u16,
+    /// Community for reading units; also accepted on notifications unless --trap-community is given.
+    #[arg(long, default_value = "public")]
+    community: String,
+    /// Community accepted on notifications (repeatable); others are dropped and counted.
+    #[arg(long = "trap-community", value_name = "COMMUNITY")]
+    trap_communities: Vec<String>,
+    /// How often every known unit is polled (one GET).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    poll_interval: Duration,
+    /// Missed polls in a row after which a unit is unreachable.
+    #[arg(long, default_value_t = 3)]
+    unreachable_after: u32,
+    /// Send every received notification and the station's own to this NMS, HOST:PORT (repeatable).
+    #[arg(long = "forward", value_name = "IP:PORT")]
+    forward: Vec<String>,
+    /// Forward as informs (acknowledged, retried) instead of traps.
+    #[arg(long)]
+    forward_inform: bool,
+    /// Community of forwarded notifications.
+    #[arg(long, default_value = "public")]
+    forward_community: String,
+    /// Serve DVSAN-STATION-MIB (the pool, read-only) on this address, IP:PORT.
+    #[arg(long, value_name = "IP:PORT")]
+    snmp_listen: Option<String>,
+    /// Read community of the station's own agent.
+    #[arg(long, default_value = "public")]
+    snmp_community: String,
+    /// Rotate traps.log when it grows past this size (e.g. 16M).
+    #[arg(long, default_value = "16M")]
+    trap_log_max_size: String,
+    /// Rotated trap logs to keep (traps.log.1 ...).
+    #[arg(long, default_value_t = 4)]
+    trap_log_keep: usize,
+    /// Notifications kept in the store; older ones are pruned.
+    #[arg(long, default_value_t = 2_000_000)]
+    keep_notifications: u64,
+    /// fsync every committed batch (survives power loss; the default survives crashes of the station).
+    #[arg(long)]
+    full_durability: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum UnitCommand {
+    /// Register a unit's agent address and read the unit now; the station keeps polling it.
+    Add {
+        /// The unit's agent, IP or IP:PORT.
+        #[arg(value_name = "ADDR[:PORT]")]
+        address: String,
+        #[command(flatten)]
+        state: StateDir,
+        /// Port used when ADDR has none.
+        #[arg(long, default_value_t = 1161)]
+        agent_port: u16,
+        #[arg(long, default_value = "public")]
+        community: String,
+        /// How long to wait for the unit's answers (per request, with 2 retries).
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+}
+
+#[derive(Debug, Args)]
+struct TrapsArgs {
+    #[command(flatten)]
+    state: StateDir,
+    /// Keep printing new notifications as they arrive.
+    #[arg(short, long)]
+    follow: bool,
+    /// Only notifications of this unit (unit id or a unique prefix, name, or address), or from this address.
+    #[arg(long)]
+    unit: Option<String>,
+    /// Only this notification type: a name such as linkDown or dvsanLayoutChanged, or a dotted OID.
+    #[arg(long = "type", value_name = "NAME|OID")]
+    trap_type: Option<String>,
+    /// Only notifications since this time: RFC 3339 (2026-11-22T10:00:00Z), Unix seconds, or ago (10m).
+    #[arg(long)]
+    since: Option<String>,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+    /// Print at most this many (the newest) before following; 0 = all.
+    #[arg(short = 'n', long, default_value_t = 1000)]
+    limit: usize,
+}
 
 fn main() {
-    eprintln!("dvsan-station: not built yet (issue 3: trap-driven pool in SQLite)");
-    std::process::exit(2);
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => cmd_run(args),
+        Command::Unit(UnitCommand::Add { address, state, agent_port, community, timeout }) => {
+            cmd_unit_add(&address, &state.state_dir, agent_port, &community, timeout)
+        }
+        Command::Pool { state, json } => cmd_pool(&state.state_dir, json),
+        Command::Traps(args) => cmd_traps(args),
+    };
+    if let Err(e) = result {
+        eprintln!("dvsan-station: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn cmd_run(args: RunArgs) -> Result<()> {
+    init_logging();
+    let listen_traps = parse_address(&args.listen_traps, 162).map_err(anyhow::Error::msg).or_else(|e| {
+        // Port 0 (any free port) is fine for listening.
+        args.listen_traps.parse::<SocketAddr>().map_err(|_| e)
+    })?;
+    let forward = args
+        .forward
+        .iter()
+        .map(|sink| parse_address(sink, 162).map_err(anyhow::Error::msg).context("--forward"))
+        .collect::<Result<Vec<_>>>()?;
+    let snmp_listen = match &args.snmp_listen {
+        Some(text) => Some(
+            text.parse::<SocketAddr>()
+                .or_else(|_| parse_address(text, 1161))
+                .map_err(anyhow::Error::msg)
+                .context("--snmp-listen")?,
+        ),
+        None => None,
+    };
+    let trap_log_max_bytes = dvsan_layout::parse_size(&args.trap_log_max_size).context("--trap-log-max-size")?;
+    if trap_log_max_bytes < 4096 {
+        bail!("--trap-log-max-size must be at least 4K");
+    }
+    let mut config = StationConfig::new(args.state.state_dir.clone(), listen_traps);
+    config.agent_port = args.agent_port;
+    config.trap_communities =
+        if args.trap_communities.is_empty() { vec![args.community.clone()] } else { args.trap_communities };
+    config.community = args.community;
+    config.poll_interval = args.poll_interval;
+    config.unreachable_after = args.unreachable_after;
+    config.forward = forward;
+    config.forward_inform = args.forward_inform;
+    config.forward_community = args.forward_community;
+    config.snmp_listen = snmp_listen;
+    config.snmp_community = args.snmp_community;
+    config.trap_log_max_bytes = trap_log_max_bytes;
+    config.trap_log_keep = args.trap_log_keep;
+    config.keep_notifications = args.keep_notifications;
+    config.full_durability = args.full_durability;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let shutdown = async {
+            use tokio::signal::unix::{signal, SignalKind};
+            match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        };
+        run(config, shutdown).await.map(|_| ()).context("station")
+    })
+}
+
+fn cmd_unit_add(
+    address: &str,
+    state_dir: &std::path::Path,
+    agent_port: u16,
+    community: &str,
+    timeout: Duration,
+) -> Result<()> {
+    let address = parse_address(address, agent_port).map_err(anyhow::Error::msg)?;
+    let mut store = StationStore::open(state_dir)
+        .with_context(|| format!("opening the station store in {}", state_dir.display()))?;
+    let (index, created) = store.register_address(address, now_ms())?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
+    let result = runtime.block_on(async {
+        let bind: SocketAddr = if address.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse()?;
+        let manager = dvsan_snmp::Manager::new(bind).await.context("opening an SNMP socket")?;
+        let target = dvsan_snmp::Target::new(address, community).with_timeout(timeout, 2);
+        anyhow::Ok(read_unit(&manager, &target).await)
+    })?;
+    match result {
+        Ok(snapshot) => {
+            let outcome = store.sync_unit(address, &snapshot, now_ms())?;
+            println!(
+                "unit {} ({}) at {address}: {} volume(s), {}",
+                snapshot.unit_id,
+                if snapshot.name.is_empty() { "unnamed" } else { &snapshot.name },
+                snapshot.volumes.len(),
+                outcome.state
+            );
+        }
+        Err(e) => {
+            if created {
+                store.set_state(
+                    index,
+                    dvsan_station::model::UnitState::Unreachable,
+                    &format!("registered; {e}"),
+                    false,
+                    now_ms(),
+                )?;
+            }
+            println!("registered {address}; it did not answer as a DVSAN unit yet ({e}); the station keeps polling it");
+        }
+    }
+    Ok(())
+}
+
+fn cmd_pool(state_dir: &std::path::Path, json: bool) -> Result<()> {
+    let store = StationStore::open_existing(state_dir)?;
+    let pool = store.pool()?;
+    let text = if json { view::pool_json(&pool) + "\n" } else { view::pool_text(&pool, now_ms()) };
+    print_or_quiet(&text)
+}
+
+/// Writes to stdout; a closed pipe (`| head`) ends the command quietly.
+fn print_or_quiet(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => Err(e).context("writing to stdout"),
+    }
+}
+
+fn cmd_traps(args: TrapsArgs) -> Result<()> {
+    let store = StationStore::open_existing(&args.state.state_dir)?;
+    let mut filter =
+        NotificationFilter { limit: if args.limit == 0 { usize::MAX } else { args.limit }, ..Default::default() };
+    if let Some(since) = &args.since {
+        filter.since_ms = Some(parse_since(since, now_ms()).map_err(anyhow::Error::msg).context("--since")?);
+    }
+    if let Some(name) = &args.trap_type {
+        let oid = match dvsan_mib::oid_of(name.trim()) {
+            Some(oid) => dvsan_mib::dotted(oid),
+            None => match name.trim().parse::<dvsan_snmp::Oid>() {
+                Ok(oid) if !oid.is_empty() => oid.to_string(),
+                _ => bail!(
+                    "--type {name:?}: unknown notification; give a name such as coldStart, linkDown, linkUp, \
+                     dvsanUnitShutdown, dvsanLayoutChanged, or a dotted OID"
+                ),
+            },
+        };
+        filter.trap_oid = Some(oid);
+    }
+    if let Some(given) = &args.unit {
+        filter.unit = match store.find_unit(given) {
+            Ok(unit) => Some((unit.unit_id.clone(), unit.address.map(|a| a.ip()))),
+            // Not a unit, but an address: what came from there (any device, not only units).
+            Err(StoreError::UnknownUnit(_)) if parse_address(given, 1).is_ok() => {
+                Some((None, parse_address(given, 1).ok().map(|a| a.ip())))
+            }
+            Err(e) => return Err(e.into()),
+        };
+    }
+    let render = |record: &dvsan_station::notification::NotificationRecord| {
+        if args.json {
+            view::trap_json(record)
+        } else {
+            record.line()
+        }
+    };
+    // Everything up to `head` has been looked at once the first query ran; following continues after it.
+    let head = store.last_notification_id()?;
+    let records = store.notifications(&filter, true)?;
+    let mut last_id = records.last().map_or(head, |r| r.id.max(head));
+    let mut text = String::new();
+    for record in &records {
+        text.push_str(&render(record));
+        text.push('\n');
+    }
+    print_or_quiet(&text)?;
+    if !args.follow {
+        return Ok(());
+    }
+    filter.limit = 10_000;
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        filter.after_id = last_id;
+        let records = store.notifications(&filter, false)?;
+        if let Some(last) = records.last() {
+            last_id = last.id;
+        }
+        let mut text = String::new();
+        for record in &records {
+            text.push_str(&render(record));
+            text.push('\n');
+        }
+        if !text.is_empty() {
+            print_or_quiet(&text)?;
+        }
+    }
 }

@@ -1,0 +1,611 @@
+//! The coordinator: turns notifications and poll answers into pool changes.
+//!
+//! It owns the pool's write connection and one SNMP manager. Inputs, all handled on one task so that decisions
+//! about a unit never race each other:
+//! - activity summaries from the notification writer (coldStart, linkUp/Down, dvsanUnitShutdown,
+//!   dvsanLayoutChanged, anything from an unknown address);
+//! - poll rounds every `poll_interval`: one GET per known unit, all units concurrently;
+//! - the results of walks it started.
+//!
+//! Walks run as tasks off this loop, at most one at a time per agent address: a trigger while a walk of that
+//! address runs only marks it to run once more afterwards (repeated triggers coalesce), and after a failed walk
+//! the next one waits (backoff doubling from the poll interval up to a minute). A down event (linkDown, shutdown)
+//! that arrives while a walk runs invalidates that walk's result, which may predate it.
+
+use crate::counters::StationCounters;
+use crate::forward::Forwarder;
+use crate::ingest::{Class, SourceActivity, UnitIds};
+use crate::model::{UnitSnapshot, UnitState};
+use crate::station_mib;
+use crate::store::{StateChange, StationStore, SyncOutcome, UnitRecord};
+use crate::timefmt::{format_ms, now_ms};
+use crate::walk::{poll_unit, read_unit, PollAnswer, WalkError};
+use dvsan_snmp::{Manager, Oid, Target, VarBind};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch, Semaphore};
+
+/// How the coordinator talks to units.
+#[derive(Debug, Clone)]
+pub struct CoordinatorSettings {
+    /// Community for polls and walks.
+    pub community: String,
+    /// Port of a unit's agent when only its address is known (from a notification's source).
+    pub agent_port: u16,
+    pub poll_interval: Duration,
+    /// Missed polls in a row after which a unit is unreachable.
+    pub unreachable_after: u32,
+    pub walk_timeout: Duration,
+    pub walk_retries: u32,
+    pub poll_timeout: Duration,
+    pub poll_retries: u32,
+    /// Walks running at once across all units. Each walk has up to five requests in flight whose answers share
+    /// the manager socket's receive buffer; more than about 8 walks at once overflow it when 200 units join at
+    /// the same moment (answers lost, one-second retries), fewer leave the pool build slower.
+    pub max_concurrent_walks: usize,
+}
+
+impl CoordinatorSettings {
+    /// Defaults derived from the poll interval: a poll's retries fit in one interval.
+    pub fn new(community: String, agent_port: u16, poll_interval: Duration, unreachable_after: u32) -> Self {
+        let poll_timeout = (poll_interval / 3).clamp(Duration::from_millis(100), Duration::from_secs(2));
+        CoordinatorSettings {
+            community,
+            agent_port,
+            poll_interval,
+            unreachable_after: unreachable_after.max(1),
+            walk_timeout: Duration::from_secs(1),
+            walk_retries: 2,
+            poll_timeout,
+            poll_retries: 1,
+            max_concurrent_walks: 8,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct WalkSlot {
+    running: bool,
+    /// Walk again when the running one ends (or when the backoff ends).
+    pending: bool,
+    /// A down event arrived during the running walk: its result may be stale.
+    invalidated: bool,
+    retry_scheduled: bool,
+    failures: u32,
+    not_before: Option<Instant>,
+    reason: String,
+    /// Record a failed walk of an address no unit has yet (as a unit in error): set when the address announced
+    /// itself like a unit would (coldStart, linkUp/Down, a dvsan notification), not for any trap from any device.
+    record_failure: bool,
+}
+
+enum Internal {
+    WalkDone { address: SocketAddr, result: Result<UnitSnapshot, WalkError> },
+    WalkRetry(SocketAddr),
+    PollDone(Vec<(u32, SocketAddr, Result<PollAnswer, WalkError>)>),
+}
+
+pub struct Coordinator {
+    store: StationStore,
+    manager: Arc<Manager>,
+    settings: CoordinatorSettings,
+    units: Vec<UnitRecord>,
+    walks: HashMap<SocketAddr, WalkSlot>,
+    walk_limit: Arc<Semaphore>,
+    missed: HashMap<u32, u32>,
+    internal_tx: mpsc::Sender<Internal>,
+    internal_rx: Option<mpsc::Receiver<Internal>>,
+    unit_ids: UnitIds,
+    forwarder: Option<Forwarder>,
+    counters: Arc<StationCounters>,
+    poll_in_progress: bool,
+}
+
+/// Runs a blocking store call without stalling the runtime's other tasks.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+impl Coordinator {
+    pub fn new(
+        store: StationStore,
+        manager: Arc<Manager>,
+        settings: CoordinatorSettings,
+        unit_ids: UnitIds,
+        forwarder: Option<Forwarder>,
+        counters: Arc<StationCounters>,
+    ) -> Coordinator {
+        let (internal_tx, internal_rx) = mpsc::channel(1024);
+        Coordinator {
+            store,
+            manager,
+            walk_limit: Arc::new(Semaphore::new(settings.max_concurrent_walks.max(1))),
+            settings,
+            units: Vec::new(),
+            walks: HashMap::new(),
+            missed: HashMap::new(),
+            internal_tx,
+            internal_rx: Some(internal_rx),
+            unit_ids,
+            forwarder,
+            counters,
+            poll_in_progress: false,
+        }
+    }
+
+    /// Runs until `shutdown` changes (the multi-threaded runtime is required: store calls use block_in_place).
+    pub async fn run(mut self, mut activity: mpsc::Receiver<Vec<SourceActivity>>, mut shutdown: watch::Receiver<bool>) {
+        let Some(mut internal) = self.internal_rx.take() else { return };
+        self.reload();
+        let mut tick = tokio::time::interval(self.settings.poll_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                Some(batch) = activity.recv() => self.on_activity(batch),
+                Some(event) = internal.recv() => match event {
+                    Internal::WalkDone { address, result } => self.on_walk_done(address, result),
+                    Internal::WalkRetry(address) => self.on_walk_retry(address),
+                    Internal::PollDone(outcomes) => self.on_poll_done(outcomes),
+                },
+                _ = tick.tick() => self.start_poll_round(),
+            }
+        }
+    }
+
+    fn reload(&mut self) {
+        match blocking(|| self.store.units()) {
+            Ok(units) => self.units = units,
+            Err(e) => tracing::error!(error = %e, "reading units from the store failed"),
+        }
+        let mut ids: HashMap<IpAddr, Option<String>> = HashMap::new();
+        for unit in &self.units {
+            if let Some(address) = unit.address {
+                ids.entry(address.ip()).and_modify(|existing| *existing = None).or_insert_with(|| unit.unit_id.clone());
+            }
+        }
+        *self.unit_ids.write().unwrap_or_else(|e| e.into_inner()) = ids;
+    }
+
+    fn unit(&self, index: u32) -> Option<UnitRecord> {
+        self.units.iter().find(|u| u.index == index).cloned()
+    }
+
+    fn unit_at(&self, address: SocketAddr) -> Option<&UnitRecord> {
+        self.units.iter().find(|u| u.address == Some(address))
+    }
+
+    /// The agent address for a notification source: the registered port of a unit on that IP, else the default.
+    fn agent_address(&self, ip: IpAddr) -> SocketAddr {
+        let port = self
+            .units
+            .iter()
+            .filter_map(|u| u.address)
+            .find(|a| a.ip() == ip)
+            .map_or(self.settings.agent_port, |a| a.port());
+        SocketAddr::new(ip, port)
+    }
+
+    fn target(&self, address: SocketAddr, timeout: Duration, retries: u32) -> Target {
+        let mut target = Target::new(address, self.settings.community.clone()).with_timeout(timeout, retries);
+        target.options.walk_max_repetitions = 40;
+        target.options.walk_limit = 500_000;
+        target
+    }
+
+    fn emit(&self, notification: (Oid, Vec<VarBind>)) {
+        if let Some(forwarder) = &self.forwarder {
+            forwarder.send_station(notification.0, notification.1);
+        }
+    }
+
+    // ----- notifications -----
+
+    fn resolve(&self, activity: &SourceActivity) -> Option<UnitRecord> {
+        if let Some(unit_id) = &activity.unit_id {
+            return self.units.iter().find(|u| u.unit_id.as_ref() == Some(unit_id)).cloned();
+        }
+        let mut at_ip = self.units.iter().filter(|u| u.address.is_some_and(|a| a.ip() == activity.ip));
+        match (at_ip.next(), at_ip.next()) {
+            (Some(one), None) => Some(one.clone()),
+            _ => None,
+        }
+    }
+
+    fn on_activity(&mut self, batch: Vec<SourceActivity>) {
+        let mut touched = Vec::new();
+        for activity in batch {
+            let Some(unit) = self.resolve(&activity) else {
+                // Several units on this IP and no unit id in the notification: re-read them all.
+                let addresses: Vec<SocketAddr> =
+                    self.units.iter().filter_map(|u| u.address).filter(|a| a.ip() == activity.ip).collect();
+                if addresses.is_empty() {
+                    let address = self.agent_address(activity.ip);
+                    let looks_like_a_unit = !activity.events.is_empty() || activity.unit_id.is_some();
+                    self.walks.entry(address).or_default().record_failure |= looks_like_a_unit;
+                    self.trigger_walk(address, "notification from an unknown unit");
+                } else {
+                    for address in addresses {
+                        self.trigger_walk(address, "notification from a shared address");
+                    }
+                }
+                continue;
+            };
+            touched.push((unit.index, Some(activity.last_uptime)));
+            let address = match unit.address {
+                Some(a) if a.ip() == activity.ip && unit.unit_id.is_some() => a,
+                Some(a) if unit.unit_id.is_none() => {
+                    self.trigger_walk(a, "notification from a registered address");
+                    continue;
+                }
+                _ => {
+                    let address = SocketAddr::new(activity.ip, self.settings.agent_port);
+                    self.trigger_walk(address, "the unit now sends from another address");
+                    continue;
+                }
+            };
+            if unit.sys_uptime.is_some_and(|before| activity.min_uptime < before) {
+                self.trigger_walk(address, "sysUpTime went backwards (the unit restarted)");
+            }
+            for event in &activity.events {
+                // Earlier events of this batch may have changed the unit.
+                let Some(unit) = self.unit(unit.index) else { break };
+                match event {
+                    Class::ColdStart | Class::WarmStart => self.trigger_walk(address, "coldStart"),
+                    Class::LinkUp => self.trigger_walk(address, "linkUp"),
+                    Class::Resync => self.trigger_walk(address, "many events at once"),
+                    Class::LinkDown => {
+                        if !unit.shut_down {
+                            self.mark_down(&unit, address, "linkDown: the data service is down", false);
+                        }
+                    }
+                    Class::UnitShutdown => {
+                        self.mark_down(&unit, address, "the unit shut down (dvsanUnitShutdown)", true)
+                    }
+                    Class::LayoutChanged(counter) => {
+                        if counter.is_none() || *counter != unit.change_counter {
+                            self.trigger_walk(address, "dvsanLayoutChanged");
+                        }
+                    }
+                }
+            }
+        }
+        if !touched.is_empty() {
+            if let Err(e) = blocking(|| self.store.touch_units(&touched, now_ms())) {
+                tracing::warn!(error = %e, "recording last-seen times failed");
+            }
+            self.reload();
+        }
+    }
+
+    fn mark_down(&mut self, unit: &UnitRecord, address: SocketAddr, reason: &str, shut_down: bool) {
+        if let Some(slot) = self.walks.get_mut(&address) {
+            if slot.running {
+                slot.invalidated = true;
+                // After a linkDown, read the unit again to learn its real state; after a shutdown it is gone.
+                slot.pending = !shut_down;
+            } else if shut_down {
+                slot.pending = false;
+            }
+        }
+        let change = blocking(|| self.store.set_state(unit.index, UnitState::Unavailable, reason, shut_down, now_ms()));
+        self.reload();
+        match change {
+            Ok(change) => {
+                tracing::info!(unit = unit.unit_id.as_deref().unwrap_or("?"), %address, reason, "unit unavailable");
+                self.after_state_change(change);
+            }
+            Err(e) => tracing::error!(error = %e, "recording a unit state failed"),
+        }
+    }
+
+    fn after_state_change(&self, change: Option<StateChange>) {
+        let Some(change) = change else { return };
+        let Some(unit) = self.unit(change.index) else { return };
+        match change.state {
+            UnitState::Unavailable if change.previous == UnitState::Available => {
+                self.emit(station_mib::unit_left(&unit))
+            }
+            UnitState::Unreachable => self.emit(station_mib::unit_unreachable(&unit)),
+            UnitState::Error => self.emit(station_mib::unit_error(&unit)),
+            _ => {}
+        }
+    }
+
+    // ----- walks -----
+
+    /// Starts a walk of the agent at `address`, or arranges for one to follow the running one or the backoff.
+    pub fn trigger_walk(&mut self, address: SocketAddr, reason: &str) {
+        let slot = self.walks.entry(address).or_default();
+        if slot.running {
+            slot.pending = true;
+            return;
+        }
+        if let Some(not_before) = slot.not_before.filter(|t| *t > Instant::now()) {
+            slot.pending = true;
+            if !slot.retry_scheduled {
+                slot.retry_scheduled = true;
+                let tx = self.internal_tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(not_before.into()).await;
+                    let _ = tx.send(Internal::WalkRetry(address)).await;
+                });
+            }
+            return;
+        }
+        slot.running = true;
+        slot.pending = false;
+        slot.invalidated = false;
+        slot.reason = reason.to_string();
+        tracing::debug!(%address, reason, "walking unit");
+        let manager = Arc::clone(&self.manager);
+        let target = self.target(address, self.settings.walk_timeout, self.settings.walk_retries);
+        let limit = Arc::clone(&self.walk_limit);
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let result = match limit.acquire_owned().await {
+                Ok(_permit) => read_unit(&manager, &target).await,
+                Err(_) => Err(WalkError::Transport("station shutting down".to_string())),
+            };
+            let _ = tx.send(Internal::WalkDone { address, result }).await;
+        });
+    }
+
+    fn on_walk_retry(&mut self, address: SocketAddr) {
+        let Some(slot) = self.walks.get_mut(&address) else { return };
+        slot.retry_scheduled = false;
+        if slot.pending && !slot.running {
+            let reason = slot.reason.clone();
+            self.trigger_walk(address, &reason);
+        }
+    }
+
+    fn on_walk_done(&mut self, address: SocketAddr, result: Result<UnitSnapshot, WalkError>) {
+        StationCounters::bump(&self.counters.walks);
+        let slot = self.walks.entry(address).or_default();
+        slot.running = false;
+        let invalidated = std::mem::take(&mut slot.invalidated);
+        let backoff_base = self.settings.poll_interval;
+        match result {
+            _ if invalidated => tracing::debug!(%address, "walk result dropped: a down event arrived meanwhile"),
+            Ok(snapshot) => {
+                slot.failures = 0;
+                slot.not_before = None;
+                slot.record_failure = false;
+                match blocking(|| self.store.sync_unit(address, &snapshot, now_ms())) {
+                    Ok(outcome) => {
+                        self.reload();
+                        self.after_sync(address, &snapshot, outcome);
+                    }
+                    Err(e) => tracing::error!(%address, error = %e, "storing a unit's walk failed"),
+                }
+            }
+            Err(error) => {
+                StationCounters::bump(&self.counters.walk_failures);
+                slot.failures += 1;
+                let backoff = backoff_base.saturating_mul(1 << slot.failures.min(6).saturating_sub(1));
+                slot.not_before = Some(Instant::now() + backoff.min(Duration::from_secs(60)));
+                let record_failure = slot.record_failure;
+                let known = self.unit_at(address);
+                if known.is_some_and(|u| u.shut_down) {
+                    tracing::debug!(%address, %error, "walk of a unit that shut down failed (expected)");
+                } else if known.is_none() && !record_failure {
+                    tracing::debug!(%address, %error, "no DVSAN unit answers at this address; not recorded");
+                } else {
+                    let reason = error.to_string();
+                    match blocking(|| self.store.record_walk_failure(address, &reason, now_ms())) {
+                        Ok((_, change)) => {
+                            self.reload();
+                            tracing::warn!(%address, %error, "reading unit failed; unit marked error");
+                            self.after_state_change(change);
+                        }
+                        Err(e) => tracing::error!(%address, error = %e, "recording a walk failure failed"),
+                    }
+                }
+            }
+        }
+        let pending = self.walks.get(&address).is_some_and(|slot| slot.pending);
+        if pending {
+            self.trigger_walk(address, "triggered again during a walk");
+        }
+    }
+
+    fn after_sync(&mut self, address: SocketAddr, snapshot: &UnitSnapshot, outcome: SyncOutcome) {
+        self.missed.remove(&outcome.index);
+        let Some(unit) = self.unit(outcome.index) else { return };
+        tracing::info!(
+            unit = %snapshot.unit_id,
+            name = %snapshot.name,
+            %address,
+            volumes = snapshot.volumes.len(),
+            state = %outcome.state,
+            "unit synced"
+        );
+        if outcome.state == UnitState::Available && outcome.previous_state != Some(UnitState::Available) {
+            self.emit(station_mib::unit_joined(&unit));
+        }
+        if outcome.state == UnitState::Unavailable && outcome.previous_state == Some(UnitState::Available) {
+            self.emit(station_mib::unit_left(&unit));
+        }
+        for volume in &outcome.volumes_added {
+            self.emit(station_mib::volume_changed(&unit, volume, true));
+        }
+        for volume in &outcome.volumes_removed {
+            self.emit(station_mib::volume_changed(&unit, volume, false));
+        }
+        for index in outcome.displaced {
+            if let Some(displaced) = self.unit(index) {
+                self.emit(station_mib::unit_unreachable(&displaced));
+            }
+        }
+    }
+
+    // ----- polling -----
+
+    fn start_poll_round(&mut self) {
+        if self.poll_in_progress {
+            return;
+        }
+        // Picks up addresses registered by `dvsan-station unit add` meanwhile.
+        self.reload();
+        let targets: Vec<(u32, Target)> = self
+            .units
+            .iter()
+            .filter_map(|u| u.address.map(|a| (u.index, a)))
+            .map(|(index, address)| {
+                (index, self.target(address, self.settings.poll_timeout, self.settings.poll_retries))
+            })
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        self.poll_in_progress = true;
+        let manager = Arc::clone(&self.manager);
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let mut set = tokio::task::JoinSet::new();
+            for (index, target) in targets {
+                let manager = Arc::clone(&manager);
+                set.spawn(async move { (index, target.addr, poll_unit(&manager, &target).await) });
+            }
+            let mut outcomes = Vec::with_capacity(set.len());
+            while let Some(joined) = set.join_next().await {
+                if let Ok(outcome) = joined {
+                    outcomes.push(outcome);
+                }
+            }
+            let _ = tx.send(Internal::PollDone(outcomes)).await;
+        });
+    }
+
+    fn on_poll_done(&mut self, outcomes: Vec<(u32, SocketAddr, Result<PollAnswer, WalkError>)>) {
+        self.poll_in_progress = false;
+        let mut touched = Vec::new();
+        let now = now_ms();
+        for (index, address, result) in outcomes {
+            StationCounters::bump(&self.counters.polls);
+            let Some(unit) = self.unit(index) else { continue };
+            if unit.address != Some(address) {
+                continue;
+            }
+            match result {
+                Ok(answer) => {
+                    self.missed.remove(&index);
+                    touched.push((index, answer.sys_uptime));
+                    if let Some(reason) = needs_walk(&unit, &answer) {
+                        self.trigger_walk(address, reason);
+                    }
+                }
+                Err(error) => {
+                    StationCounters::bump(&self.counters.poll_failures);
+                    let missed = self.missed.entry(index).or_insert(0);
+                    *missed += 1;
+                    let missed = *missed;
+                    if missed >= self.settings.unreachable_after
+                        && unit.state != UnitState::Unreachable
+                        && !unit.shut_down
+                    {
+                        let last_seen = unit.last_seen_ms.map_or_else(|| "never".to_string(), format_ms);
+                        let reason = format!("no answer to {missed} polls in a row ({error}); last seen {last_seen}");
+                        let change =
+                            blocking(|| self.store.set_state(index, UnitState::Unreachable, &reason, false, now));
+                        self.reload();
+                        match change {
+                            Ok(change) => {
+                                tracing::warn!(%address, %reason, "unit unreachable");
+                                self.after_state_change(change);
+                            }
+                            Err(e) => tracing::error!(error = %e, "recording a unit state failed"),
+                        }
+                    }
+                }
+            }
+        }
+        if !touched.is_empty() {
+            if let Err(e) = blocking(|| self.store.touch_units(&touched, now)) {
+                tracing::warn!(error = %e, "recording poll answers failed");
+            }
+            self.reload();
+        }
+    }
+}
+
+/// Why a poll answer calls for a walk, if it does.
+pub fn needs_walk(unit: &UnitRecord, answer: &PollAnswer) -> Option<&'static str> {
+    if unit.unit_id.is_none() {
+        return Some("a registered address answers");
+    }
+    if answer.unit_id != unit.unit_id {
+        return Some("another unit (or no DVSAN agent) answers at this address");
+    }
+    if unit.shut_down {
+        return Some("the unit is back after its shutdown");
+    }
+    match unit.state {
+        UnitState::Unreachable => return Some("the unit answers again"),
+        UnitState::Error => return Some("retrying a unit in error"),
+        UnitState::Available | UnitState::Unavailable => {}
+    }
+    if let (Some(now), Some(before)) = (answer.sys_uptime, unit.sys_uptime) {
+        if now < before {
+            return Some("sysUpTime went backwards (the unit restarted)");
+        }
+    }
+    if answer.change_counter != unit.change_counter {
+        return Some("the change counter moved");
+    }
+    if answer.looks_available() != (unit.state == UnitState::Available) {
+        return Some("the data service state changed");
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(state: UnitState) -> UnitRecord {
+        UnitRecord {
+            index: 1,
+            unit_id: Some("8c3f0b52-4f4b-4b8e-9a51-3f0e6d2c7a10".into()),
+            name: "u".into(),
+            address: Some("127.0.0.2:1161".parse().unwrap()),
+            state,
+            reason: String::new(),
+            shut_down: false,
+            sys_uptime: Some(1000),
+            change_counter: Some(4),
+            last_seen_ms: Some(1),
+        }
+    }
+
+    fn answer() -> PollAnswer {
+        PollAnswer {
+            sys_uptime: Some(1100),
+            unit_id: Some("8c3f0b52-4f4b-4b8e-9a51-3f0e6d2c7a10".into()),
+            change_counter: Some(4),
+            serving: Some(true),
+            link_up: Some(true),
+        }
+    }
+
+    #[test]
+    fn polls_walk_only_when_something_changed() {
+        assert_eq!(needs_walk(&unit(UnitState::Available), &answer()), None);
+        assert!(needs_walk(&unit(UnitState::Available), &PollAnswer { change_counter: Some(5), ..answer() }).is_some());
+        assert!(needs_walk(&unit(UnitState::Available), &PollAnswer { sys_uptime: Some(10), ..answer() }).is_some());
+        assert!(needs_walk(&unit(UnitState::Available), &PollAnswer { serving: Some(false), ..answer() }).is_some());
+        assert!(needs_walk(&unit(UnitState::Available), &PollAnswer { unit_id: None, ..answer() }).is_some());
+        assert!(needs_walk(&unit(UnitState::Unreachable), &answer()).is_some());
+        assert!(needs_walk(&unit(UnitState::Error), &answer()).is_some());
+        // Unavailable with a stopped data service: nothing new.
+        let down = PollAnswer { serving: Some(false), link_up: Some(false), ..answer() };
+        assert_eq!(needs_walk(&unit(UnitState::Unavailable), &down), None);
+        assert!(needs_walk(&unit(UnitState::Unavailable), &answer()).is_some());
+        let mut shut = unit(UnitState::Unavailable);
+        shut.shut_down = true;
+        assert!(needs_walk(&shut, &down).is_some());
+    }
+}

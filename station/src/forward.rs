@@ -1,0 +1,132 @@
+//! Forwarding to upstream NMSs (`--forward HOST:PORT`): every received notification, and the station's own
+//! notifications (DVSAN-STATION-MIB), as SNMPv2c traps or, with `--forward-inform`, informs.
+//!
+//! Received notifications keep their sysUpTime, snmpTrapOID and varbinds, and get `snmpTrapAddress.0` (RFC 3584)
+//! appended with the original source address, since the NMS sees the station as the sender. The station's own
+//! notifications carry the station's sysUpTime. A bounded queue decouples forwarding from the receive path: when
+//! it is full (a slow or dead inform sink), notifications are not forwarded and are counted as failures, but
+//! nothing upstream of the queue waits.
+
+use crate::counters::StationCounters;
+use dvsan_snmp::notify::notification_varbinds;
+use dvsan_snmp::{GenericPdu, Manager, Message, Notification, Oid, Pdu, Target, Uptime, Value, VarBind, Version};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, Semaphore};
+
+/// SNMP-COMMUNITY-MIB::snmpTrapAddress.0 (RFC 3584): the address of the notification's original sender.
+pub const SNMP_TRAP_ADDRESS_0: &[u32] = &[1, 3, 6, 1, 6, 3, 18, 1, 3, 0];
+
+/// Queued notifications waiting to be forwarded.
+const QUEUE: usize = 16_384;
+/// Informs awaiting acknowledgement at once.
+const INFORMS_IN_FLIGHT: usize = 256;
+
+#[derive(Debug, Clone)]
+pub struct ForwardSettings {
+    pub sinks: Vec<SocketAddr>,
+    /// Send informs (acknowledged, retried) instead of traps.
+    pub inform: bool,
+    pub community: String,
+    pub timeout: Duration,
+    pub retries: u32,
+}
+
+enum Outgoing {
+    Received(Notification),
+    Station { trap_oid: Oid, varbinds: Vec<VarBind> },
+}
+
+/// A cheap handle for queueing notifications to forward.
+#[derive(Clone)]
+pub struct Forwarder {
+    tx: mpsc::Sender<Outgoing>,
+    counters: Arc<StationCounters>,
+}
+
+impl Forwarder {
+    /// Starts the forwarding task on the current runtime, sending from `bind`.
+    pub async fn start(
+        bind: SocketAddr,
+        settings: ForwardSettings,
+        uptime: Uptime,
+        counters: Arc<StationCounters>,
+    ) -> std::io::Result<Forwarder> {
+        let manager = Arc::new(Manager::new(bind).await?);
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(forward_loop(rx, manager, settings, uptime, Arc::clone(&counters)));
+        Ok(Forwarder { tx, counters })
+    }
+
+    /// Queues a received notification (never waits).
+    pub fn forward_received(&self, notification: Notification) {
+        self.offer(Outgoing::Received(notification));
+    }
+
+    /// Queues one of the station's own notifications (never waits).
+    pub fn send_station(&self, trap_oid: Oid, varbinds: Vec<VarBind>) {
+        self.offer(Outgoing::Station { trap_oid, varbinds });
+    }
+
+    fn offer(&self, item: Outgoing) {
+        if self.tx.try_send(item).is_err() {
+            StationCounters::bump(&self.counters.forward_failures);
+        }
+    }
+}
+
+async fn forward_loop(
+    mut rx: mpsc::Receiver<Outgoing>,
+    manager: Arc<Manager>,
+    settings: ForwardSettings,
+    uptime: Uptime,
+    counters: Arc<StationCounters>,
+) {
+    let in_flight = Arc::new(Semaphore::new(INFORMS_IN_FLIGHT));
+    while let Some(item) = rx.recv().await {
+        let varbinds = match item {
+            Outgoing::Received(n) => {
+                let mut rest = n.varbinds;
+                if let IpAddr::V4(v4) = n.from.ip() {
+                    rest.push(VarBind::new(Oid::from_slice(SNMP_TRAP_ADDRESS_0), Value::ip(v4)));
+                }
+                notification_varbinds(n.uptime, &n.trap_oid, rest)
+            }
+            Outgoing::Station { trap_oid, varbinds } => notification_varbinds(uptime.ticks(), &trap_oid, varbinds),
+        };
+        for &sink in &settings.sinks {
+            if settings.inform {
+                let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else { return };
+                let manager = Arc::clone(&manager);
+                let counters = Arc::clone(&counters);
+                let target =
+                    Target::new(sink, settings.community.clone()).with_timeout(settings.timeout, settings.retries);
+                let varbinds = varbinds.clone();
+                tokio::spawn(async move {
+                    match manager.inform(&target, varbinds).await {
+                        Ok(_) => StationCounters::bump(&counters.forwarded),
+                        Err(e) => {
+                            StationCounters::bump(&counters.forward_failures);
+                            tracing::warn!(%sink, error = %e, "forwarded inform not acknowledged");
+                        }
+                    }
+                    drop(permit);
+                });
+            } else {
+                let message = Message {
+                    version: Version::V2c,
+                    community: settings.community.as_bytes().to_vec(),
+                    pdu: Pdu::TrapV2(GenericPdu::request(manager.next_request_id(), varbinds.clone())),
+                };
+                match manager.send(sink, &message).await {
+                    Ok(()) => StationCounters::bump(&counters.forwarded),
+                    Err(e) => {
+                        StationCounters::bump(&counters.forward_failures);
+                        tracing::debug!(%sink, error = %e, "forwarding a trap failed");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! dvsan's management station: learns SAN units from their SNMP notifications and keeps the storage pool in SQLite.
+//!
+//! - [`station`]: `dvsan-station run`, wiring everything below together.
+//! - [`ingest`] (+ [`fair_queue`]): receive notifications, queue them fairly per source, store them in batches,
+//!   acknowledge informs after commit, write [`trap_log`], hand summaries to the coordinator.
+//! - [`coordinator`]: reacts to notifications and polls; walks units ([`walk`]) and syncs them into the [`store`].
+//! - [`forward`]: sends received and own notifications on to upstream NMSs.
+//! - [`station_mib`]: DVSAN-STATION-MIB served by the station's own agent, and its notifications.
+//! - [`model`], [`notification`], [`view`], [`timefmt`], [`addr`], [`counters`]: values, formats, parsing.
+
+pub mod addr;
+pub mod coordinator;
+pub mod counters;
+pub mod fair_queue;
+pub mod forward;
+pub mod ingest;
+pub mod model;
+pub mod notification;
+pub mod station;
+pub mod station_mib;
+pub mod store;
+pub mod timefmt;
+pub mod trap_log;
+pub mod view;
+pub mod walk;

@@ -1,0 +1,257 @@
+//! `dvsan-station run`: wires the store, the notification path, the coordinator, the forwarder and the station's
+//! own agent together, and shuts them down in order.
+//!
+//! Once every socket is bound, the station writes `station.ready` (JSON: pid and bound addresses) into its state
+//! directory, so scripts and tests that asked for port 0 learn the real ports; it removes the file on a clean
+//! exit. On shutdown the receiver stops first, then the writer commits (and acknowledges) what is still queued.
+
+use crate::coordinator::{Coordinator, CoordinatorSettings};
+use crate::counters::StationCounters;
+use crate::forward::{ForwardSettings, Forwarder};
+use crate::ingest::{receive_loop, IngestQueue, IngestSettings, UnitIds, Writer};
+use crate::station_mib::{self, PoolTables};
+use crate::store::{StationStore, StoreError};
+use crate::trap_log::{TrapLog, TRAP_LOG_FILE};
+use dvsan_snmp::agent::SystemInfo;
+use dvsan_snmp::{Agent, AgentConfig, Manager, NotificationReceiver, Uptime};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The ready file's name in the state directory.
+pub const READY_FILE: &str = "station.ready";
+
+/// Receive buffer asked for on the notification socket: bursts queue in the kernel while the receive task
+/// catches up. Granted up to net.core.rmem_max without privileges (SO_RCVBUFFORCE is tried first).
+const RECEIVE_BUFFER: usize = 16 << 20;
+
+#[derive(Debug, Clone)]
+pub struct StationConfig {
+    pub state_dir: PathBuf,
+    pub listen_traps: SocketAddr,
+    pub agent_port: u16,
+    /// Community for reading units (polls and walks).
+    pub community: String,
+    /// Communities accepted on received notifications.
+    pub trap_communities: Vec<String>,
+    pub poll_interval: Duration,
+    pub unreachable_after: u32,
+    pub forward: Vec<SocketAddr>,
+    pub forward_inform: bool,
+    pub forward_community: String,
+    /// The station's own agent (DVSAN-STATION-MIB), if any.
+    pub snmp_listen: Option<SocketAddr>,
+    pub snmp_community: String,
+    pub trap_log_max_bytes: u64,
+    pub trap_log_keep: usize,
+    pub keep_notifications: u64,
+    /// `synchronous = FULL`: fsync at every commit (survives power loss, slower).
+    pub full_durability: bool,
+}
+
+impl StationConfig {
+    /// Defaults for everything but the state directory and the notification port.
+    pub fn new(state_dir: PathBuf, listen_traps: SocketAddr) -> Self {
+        StationConfig {
+            state_dir,
+            listen_traps,
+            agent_port: 1161,
+            community: "public".to_string(),
+            trap_communities: vec!["public".to_string()],
+            poll_interval: Duration::from_secs(5),
+            unreachable_after: 3,
+            forward: Vec::new(),
+            forward_inform: false,
+            forward_community: "public".to_string(),
+            snmp_listen: None,
+            snmp_community: "public".to_string(),
+            trap_log_max_bytes: 16 << 20,
+            trap_log_keep: 4,
+            keep_notifications: 2_000_000,
+            full_durability: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen for notifications on {address}: {source}")]
+    TrapSocket { address: SocketAddr, source: std::io::Error },
+    #[error("cannot serve the station MIB on {address}: {source}")]
+    AgentSocket { address: SocketAddr, source: std::io::Error },
+    #[error("cannot open the manager socket: {0}")]
+    Manager(std::io::Error),
+    #[error("cannot open the trap log {path}: {source}")]
+    TrapLog { path: PathBuf, source: std::io::Error },
+    #[error("cannot build the station agent: {0}")]
+    Agent(String),
+    #[error("cannot write {path}: {source}")]
+    ReadyFile { path: PathBuf, source: std::io::Error },
+}
+
+/// Binds a UDP socket with a large receive buffer.
+fn bind_notification_socket(address: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let socket = std::net::UdpSocket::bind(address)?;
+    socket.set_nonblocking(true)?;
+    if setsockopt(&socket, sockopt::RcvBufForce, &RECEIVE_BUFFER).is_err() {
+        if let Err(e) = setsockopt(&socket, sockopt::RcvBuf, &RECEIVE_BUFFER) {
+            tracing::warn!(error = %e, "could not enlarge the notification socket's receive buffer");
+        }
+    }
+    tokio::net::UdpSocket::from_std(socket)
+}
+
+/// Runs the station until `shutdown` completes. Must run on a multi-threaded tokio runtime.
+pub async fn run(
+    config: StationConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Arc<StationCounters>, StartError> {
+    let writer_store = StationStore::open(&config.state_dir)?;
+    if config.full_durability {
+        writer_store.set_full_durability()?;
+    }
+    let pool_store = StationStore::open(&config.state_dir)?;
+    let counters = Arc::new(StationCounters::default());
+    let uptime = Uptime::start_now();
+
+    let socket = bind_notification_socket(config.listen_traps)
+        .map_err(|source| StartError::TrapSocket { address: config.listen_traps, source })?;
+    let receiver = NotificationReceiver::from_socket(socket);
+    let traps_address =
+        receiver.local_addr().map_err(|source| StartError::TrapSocket { address: config.listen_traps, source })?;
+    let acknowledger = receiver.acknowledger();
+
+    let unspecified: SocketAddr = if config.listen_traps.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
+        .parse()
+        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+    let manager = Arc::new(Manager::new(unspecified).await.map_err(StartError::Manager)?);
+    let forwarder = if config.forward.is_empty() {
+        None
+    } else {
+        let settings = ForwardSettings {
+            sinks: config.forward.clone(),
+            inform: config.forward_inform,
+            community: config.forward_community.clone(),
+            timeout: Duration::from_secs(1),
+            retries: 3,
+        };
+        Some(
+            Forwarder::start(unspecified, settings, uptime, Arc::clone(&counters))
+                .await
+                .map_err(StartError::Manager)?,
+        )
+    };
+
+    // The station's own agent.
+    let (agent_shutdown_tx, agent_shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut snmp_address = None;
+    let mut agent_task = None;
+    if let Some(listen) = config.snmp_listen {
+        let tables = Arc::new(PoolTables::new(StationStore::open(&config.state_dir)?, Duration::from_millis(500)));
+        let agent_config = AgentConfig {
+            read_communities: vec![config.snmp_community.clone()],
+            write_communities: Vec::new(),
+            workers: 2,
+            system: SystemInfo {
+                descr: format!("dvsan management station {}", env!("CARGO_PKG_VERSION")),
+                object_id: dvsan_snmp::Oid::from_slice(dvsan_mib::DVSAN_STATION_MIB),
+                name: "dvsan-station".to_string(),
+                ..SystemInfo::default()
+            },
+            ..AgentConfig::default()
+        };
+        let builder = station_mib::register(Agent::builder(agent_config).uptime(uptime), tables, Arc::clone(&counters));
+        let agent = Arc::new(builder.build().map_err(|e| StartError::Agent(e.to_string()))?);
+        let socket = tokio::net::UdpSocket::bind(listen)
+            .await
+            .map_err(|source| StartError::AgentSocket { address: listen, source })?;
+        snmp_address = Some(socket.local_addr().map_err(|source| StartError::AgentSocket { address: listen, source })?);
+        agent_task = Some(tokio::spawn(agent.serve(socket, async {
+            let _ = agent_shutdown_rx.await;
+        })));
+    }
+
+    let trap_log_path = config.state_dir.join(TRAP_LOG_FILE);
+    let trap_log = TrapLog::open(&trap_log_path, config.trap_log_max_bytes, config.trap_log_keep)
+        .map_err(|source| StartError::TrapLog { path: trap_log_path.clone(), source })?;
+
+    let ingest_settings = IngestSettings {
+        communities: config.trap_communities.clone(),
+        keep_notifications: config.keep_notifications,
+        ..IngestSettings::default()
+    };
+    let queue = IngestQueue::new(&ingest_settings);
+    let unit_ids: UnitIds = Arc::default();
+    let (activity_tx, activity_rx) = tokio::sync::mpsc::channel(256);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+
+    let writer = Writer {
+        queue: Arc::clone(&queue),
+        store: writer_store,
+        trap_log: Some(trap_log),
+        acknowledger,
+        runtime: tokio::runtime::Handle::current(),
+        activity: activity_tx,
+        forwarder: forwarder.clone(),
+        unit_ids: Arc::clone(&unit_ids),
+        counters: Arc::clone(&counters),
+        settings: ingest_settings.clone(),
+    };
+    let writer_thread = std::thread::Builder::new()
+        .name("notification-writer".to_string())
+        .spawn(move || writer.run())
+        .map_err(|e| StartError::Agent(format!("cannot start the writer thread: {e}")))?;
+
+    let coordinator_settings = CoordinatorSettings::new(
+        config.community.clone(),
+        config.agent_port,
+        config.poll_interval,
+        config.unreachable_after,
+    );
+    let coordinator =
+        Coordinator::new(pool_store, manager, coordinator_settings, unit_ids, forwarder, Arc::clone(&counters));
+    let coordinator_task = tokio::spawn(coordinator.run(activity_rx, stop_rx.clone()));
+    let receive_task = tokio::spawn(receive_loop(
+        receiver,
+        Arc::clone(&queue),
+        ingest_settings.communities.clone(),
+        Arc::clone(&counters),
+        stop_rx,
+    ));
+
+    let ready_path = config.state_dir.join(READY_FILE);
+    let ready = serde_json::json!({
+        "pid": std::process::id(),
+        "traps": traps_address.to_string(),
+        "snmp": snmp_address.map(|a| a.to_string()),
+    });
+    std::fs::write(&ready_path, format!("{ready}\n"))
+        .map_err(|source| StartError::ReadyFile { path: ready_path.clone(), source })?;
+    tracing::info!(
+        traps = %traps_address,
+        snmp = ?snmp_address,
+        state_dir = %config.state_dir.display(),
+        poll_interval = ?config.poll_interval,
+        "station running"
+    );
+
+    shutdown.await;
+    tracing::info!("station stopping");
+    let _ = stop_tx.send(true);
+    let _ = receive_task.await;
+    queue.close();
+    let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    let _ = coordinator_task.await;
+    let _ = agent_shutdown_tx.send(());
+    if let Some(task) = agent_task {
+        let _ = task.await;
+    }
+    let _ = std::fs::remove_file(&ready_path);
+    tracing::info!(counters = %counters.summary(), "station stopped");
+    Ok(counters)
+}

@@ -1,0 +1,369 @@
+//! DVSAN-STATION-MIB: the pool served read-only by the station's own SNMP agent, and the station's notifications.
+//!
+//! The tables are served from a snapshot of the store: every instance of the unit, volume and partition tables in
+//! one sorted map, rebuilt from SQLite when it is older than `max_age` (snmptable and NMS walks cost no database
+//! reads per GETNEXT). The statistics scalars are read live from the station's counters. The notification
+//! builders here give the station's own notifications (unit joined/left/unreachable/error, volume
+//! added/removed) the varbinds the MIB's OBJECTS clauses name.
+
+use crate::counters::StationCounters;
+use crate::model::{PoolUnit, VolumeRow};
+use crate::store::{StationStore, UnitRecord};
+use dvsan_mib as mib;
+use dvsan_snmp::agent::{GetResult, MibHandler};
+use dvsan_snmp::{Oid, Value, VarBind};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Bound;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// The instance `node.index...`.
+fn instance(node: &[u32], index: &[u32]) -> Oid {
+    Oid::from_slice(node).join(index)
+}
+
+/// An RFC 2579 DateAndTime in UTC (11 octets, explicit +00:00) for Unix milliseconds.
+pub fn date_and_time(ms: i64) -> Vec<u8> {
+    let secs = ms.div_euclid(1000);
+    let deci = (ms.rem_euclid(1000) / 100) as u8;
+    let days = secs.div_euclid(86_400);
+    let day_secs = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    let year = (yoe + era * 400 + i64::from(month <= 2)).clamp(0, 65535) as u16;
+    let [hi, lo] = year.to_be_bytes();
+    vec![
+        hi,
+        lo,
+        month,
+        day,
+        (day_secs / 3600) as u8,
+        ((day_secs % 3600) / 60) as u8,
+        (day_secs % 60) as u8,
+        deci,
+        b'+',
+        0,
+        0,
+    ]
+}
+
+/// InetAddressType and InetAddress values for an address.
+fn inet(ip: Option<IpAddr>) -> (Value, Value) {
+    match ip {
+        Some(IpAddr::V4(v4)) => {
+            (Value::Integer(mib::inet_address_type::IPV4), Value::OctetString(v4.octets().to_vec()))
+        }
+        Some(IpAddr::V6(v6)) => {
+            (Value::Integer(mib::inet_address_type::IPV6), Value::OctetString(v6.octets().to_vec()))
+        }
+        None => (Value::Integer(mib::inet_address_type::UNKNOWN), Value::OctetString(Vec::new())),
+    }
+}
+
+fn truncated(text: &str, max: usize) -> Value {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Value::string(&text[..end])
+}
+
+/// Every table instance for `pool`.
+pub fn table_instances(pool: &[PoolUnit], last_seen_ms: &BTreeMap<u32, i64>) -> BTreeMap<Oid, Value> {
+    let mut map = BTreeMap::new();
+    for unit in pool {
+        let u = [unit.index];
+        let address: Option<SocketAddr> = unit.address.as_deref().and_then(|a| a.parse().ok());
+        let (address_type, address_value) = inet(address.map(|a| a.ip()));
+        let mut put = |node: &[u32], value: Value| {
+            map.insert(instance(node, &u), value);
+        };
+        put(mib::DVSAN_STATION_UNIT_ID, Value::string(unit.unit_id.as_deref().unwrap_or("")));
+        put(mib::DVSAN_STATION_UNIT_NAME, truncated(&unit.name, 64));
+        put(mib::DVSAN_STATION_UNIT_STATE, Value::Integer(unit.state.mib_value()));
+        put(mib::DVSAN_STATION_UNIT_REASON, truncated(&unit.reason, 255));
+        put(mib::DVSAN_STATION_UNIT_ADDRESS_TYPE, address_type);
+        put(mib::DVSAN_STATION_UNIT_ADDRESS, address_value);
+        put(mib::DVSAN_STATION_UNIT_PORT, Value::Gauge32(address.map_or(0, |a| u32::from(a.port()))));
+        put(mib::DVSAN_STATION_UNIT_BLOCK_SIZE, Value::Gauge32(unit.block_size.unwrap_or(0)));
+        put(mib::DVSAN_STATION_UNIT_CAPACITY_BLOCKS, Value::Gauge32(unit.capacity_blocks.unwrap_or(0)));
+        put(mib::DVSAN_STATION_UNIT_FREE_BLOCKS, Value::Gauge32(unit.free_blocks.unwrap_or(0)));
+        put(mib::DVSAN_STATION_UNIT_VOLUMES, Value::Gauge32(unit.volumes.len() as u32));
+        put(
+            mib::DVSAN_STATION_UNIT_LAST_SEEN,
+            Value::OctetString(last_seen_ms.get(&unit.index).map(|&ms| date_and_time(ms)).unwrap_or_default()),
+        );
+        put(mib::DVSAN_STATION_UNIT_CHANGE_COUNTER, Value::Gauge32(unit.change_counter.unwrap_or(0)));
+        for volume in &unit.volumes {
+            let v = [unit.index, volume.index];
+            let mut put = |node: &[u32], value: Value| {
+                map.insert(instance(node, &v), value);
+            };
+            put(mib::DVSAN_STATION_VOLUME_NAME, truncated(&volume.name, 64));
+            put(mib::DVSAN_STATION_VOLUME_START_LBA, Value::Gauge32(volume.start_lba));
+            put(mib::DVSAN_STATION_VOLUME_END_LBA, Value::Gauge32(volume.end_lba));
+            put(mib::DVSAN_STATION_VOLUME_LENGTH, Value::Gauge32(volume.length));
+            put(mib::DVSAN_STATION_VOLUME_EXPORT_NAME, truncated(&volume.export_name, 255));
+            put(mib::DVSAN_STATION_VOLUME_STATE, Value::Integer(volume.state.mib_value()));
+            for partition in &volume.partitions {
+                let p = [unit.index, volume.index, partition.index];
+                let mut put = |node: &[u32], value: Value| {
+                    map.insert(instance(node, &p), value);
+                };
+                put(mib::DVSAN_STATION_PARTITION_START_LBA, Value::Gauge32(partition.start_lba));
+                put(mib::DVSAN_STATION_PARTITION_END_LBA, Value::Gauge32(partition.end_lba));
+                put(mib::DVSAN_STATION_PARTITION_LENGTH, Value::Gauge32(partition.length));
+                put(mib::DVSAN_STATION_PARTITION_EXPORT_NAME, truncated(&partition.export_name, 255));
+                put(mib::DVSAN_STATION_PARTITION_STATE, Value::Integer(partition.state.mib_value()));
+            }
+        }
+    }
+    map
+}
+
+struct Snapshot {
+    taken: Instant,
+    instances: Arc<BTreeMap<Oid, Value>>,
+    units: u32,
+}
+
+/// The unit, volume and partition tables, served from a periodically refreshed snapshot of the store.
+pub struct PoolTables {
+    store: Mutex<StationStore>,
+    snapshot: RwLock<Option<Snapshot>>,
+    max_age: Duration,
+}
+
+impl PoolTables {
+    /// Serves from `store` (a connection of its own), re-reading it when the snapshot is older than `max_age`.
+    pub fn new(store: StationStore, max_age: Duration) -> PoolTables {
+        PoolTables { store: Mutex::new(store), snapshot: RwLock::new(None), max_age }
+    }
+
+    fn current(&self) -> (Arc<BTreeMap<Oid, Value>>, u32) {
+        if let Some(s) = self.snapshot.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            if s.taken.elapsed() < self.max_age {
+                return (Arc::clone(&s.instances), s.units);
+            }
+        }
+        let store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        // Another thread may have refreshed while this one waited for the store.
+        if let Some(s) = self.snapshot.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            if s.taken.elapsed() < self.max_age {
+                return (Arc::clone(&s.instances), s.units);
+            }
+        }
+        let read = store.pool().and_then(|pool| {
+            let seen = store.units()?.into_iter().filter_map(|u| Some((u.index, u.last_seen_ms?))).collect();
+            Ok((pool, seen))
+        });
+        let (instances, units) = match read {
+            Ok((pool, seen)) => (Arc::new(table_instances(&pool, &seen)), pool.len() as u32),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the pool for the station MIB failed");
+                (Arc::new(BTreeMap::new()), 0)
+            }
+        };
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) =
+            Some(Snapshot { taken: Instant::now(), instances: Arc::clone(&instances), units });
+        (instances, units)
+    }
+
+    /// Units in the snapshot (dvsanStationUnits).
+    pub fn unit_count(&self) -> u32 {
+        self.current().1
+    }
+}
+
+impl MibHandler for PoolTables {
+    fn get(&self, oid: &Oid) -> GetResult {
+        let (instances, _) = self.current();
+        match instances.get(oid) {
+            Some(value) => GetResult::Value(value.clone()),
+            None => {
+                // A known column with a missing row is noSuchInstance; anything else noSuchObject.
+                let known_column = mib::ALL.iter().any(|(_, node)| {
+                    oid.as_slice().len() > node.len()
+                        && oid.starts_with(node)
+                        && instances.range(Oid::from_slice(node)..).next().is_some_and(|(k, _)| k.starts_with(node))
+                });
+                if known_column {
+                    GetResult::NoSuchInstance
+                } else {
+                    GetResult::NoSuchObject
+                }
+            }
+        }
+    }
+
+    fn get_next(&self, oid: &Oid) -> Option<VarBind> {
+        let (instances, _) = self.current();
+        instances
+            .range((Bound::Excluded(oid.clone()), Bound::Unbounded))
+            .next()
+            .map(|(k, v)| VarBind::new(k.clone(), v.clone()))
+    }
+}
+
+/// dvsanStationStats: live counters.
+pub struct StatsScalars {
+    counters: Arc<StationCounters>,
+    tables: Arc<PoolTables>,
+}
+
+impl StatsScalars {
+    pub fn new(counters: Arc<StationCounters>, tables: Arc<PoolTables>) -> StatsScalars {
+        StatsScalars { counters, tables }
+    }
+
+    fn value(&self, arc: u32) -> Option<Value> {
+        let c = &self.counters;
+        let counter = |a: &AtomicU64| Value::Counter32(StationCounters::get(a) as u32);
+        Some(match arc {
+            1 => Value::Gauge32(self.tables.unit_count()),
+            2 => counter(&c.stored),
+            3 => counter(&c.overflow_drops),
+            4 => counter(&c.bad_community),
+            5 => counter(&c.parse_errors),
+            6 => counter(&c.forwarded),
+            7 => counter(&c.forward_failures),
+            _ => return None,
+        })
+    }
+}
+
+impl MibHandler for StatsScalars {
+    fn get(&self, oid: &Oid) -> GetResult {
+        match oid.suffix_after(mib::DVSAN_STATION_STATS) {
+            Some([arc, 0]) => self.value(*arc).map_or(GetResult::NoSuchObject, GetResult::Value),
+            Some([arc, ..]) if self.value(*arc).is_some() => GetResult::NoSuchInstance,
+            _ => GetResult::NoSuchObject,
+        }
+    }
+
+    fn get_next(&self, oid: &Oid) -> Option<VarBind> {
+        (1..=7u32).map(|arc| instance(mib::DVSAN_STATION_STATS, &[arc, 0])).find(|candidate| candidate > oid).and_then(
+            |candidate| {
+                let arc = candidate.as_slice()[mib::DVSAN_STATION_STATS.len()];
+                self.value(arc).map(|value| VarBind::new(candidate, value))
+            },
+        )
+    }
+}
+
+/// Registers the station MIB's handlers on an agent builder.
+pub fn register(
+    builder: dvsan_snmp::agent::AgentBuilder,
+    tables: Arc<PoolTables>,
+    counters: Arc<StationCounters>,
+) -> dvsan_snmp::agent::AgentBuilder {
+    let stats = Arc::new(StatsScalars::new(counters, Arc::clone(&tables)));
+    builder
+        .handler(Oid::from_slice(mib::DVSAN_STATION_STATS), stats)
+        .handler(Oid::from_slice(mib::DVSAN_STATION_UNIT_TABLE), tables.clone())
+        .handler(Oid::from_slice(mib::DVSAN_STATION_VOLUME_TABLE), tables.clone())
+        .handler(Oid::from_slice(mib::DVSAN_STATION_PARTITION_TABLE), tables)
+}
+
+// ----- the station's own notifications -----
+
+fn unit_id_vb(unit: &UnitRecord) -> VarBind {
+    VarBind::new(
+        instance(mib::DVSAN_STATION_UNIT_ID, &[unit.index]),
+        Value::string(unit.unit_id.as_deref().unwrap_or("")),
+    )
+}
+
+/// dvsanStationUnitJoined.
+pub fn unit_joined(unit: &UnitRecord) -> (Oid, Vec<VarBind>) {
+    let (kind, address) = inet(unit.address.map(|a| a.ip()));
+    (
+        Oid::from_slice(mib::DVSAN_STATION_UNIT_JOINED),
+        vec![
+            unit_id_vb(unit),
+            VarBind::new(instance(mib::DVSAN_STATION_UNIT_NAME, &[unit.index]), truncated(&unit.name, 64)),
+            VarBind::new(instance(mib::DVSAN_STATION_UNIT_ADDRESS_TYPE, &[unit.index]), kind),
+            VarBind::new(instance(mib::DVSAN_STATION_UNIT_ADDRESS, &[unit.index]), address),
+        ],
+    )
+}
+
+/// dvsanStationUnitLeft.
+pub fn unit_left(unit: &UnitRecord) -> (Oid, Vec<VarBind>) {
+    (
+        Oid::from_slice(mib::DVSAN_STATION_UNIT_LEFT),
+        vec![
+            unit_id_vb(unit),
+            VarBind::new(
+                instance(mib::DVSAN_STATION_UNIT_STATE, &[unit.index]),
+                Value::Integer(unit.state.mib_value()),
+            ),
+            VarBind::new(instance(mib::DVSAN_STATION_UNIT_REASON, &[unit.index]), truncated(&unit.reason, 255)),
+        ],
+    )
+}
+
+/// dvsanStationUnitUnreachable.
+pub fn unit_unreachable(unit: &UnitRecord) -> (Oid, Vec<VarBind>) {
+    (
+        Oid::from_slice(mib::DVSAN_STATION_UNIT_UNREACHABLE),
+        vec![
+            unit_id_vb(unit),
+            VarBind::new(
+                instance(mib::DVSAN_STATION_UNIT_LAST_SEEN, &[unit.index]),
+                Value::OctetString(unit.last_seen_ms.map(date_and_time).unwrap_or_default()),
+            ),
+        ],
+    )
+}
+
+/// dvsanStationUnitError.
+pub fn unit_error(unit: &UnitRecord) -> (Oid, Vec<VarBind>) {
+    (
+        Oid::from_slice(mib::DVSAN_STATION_UNIT_ERROR),
+        vec![
+            unit_id_vb(unit),
+            VarBind::new(instance(mib::DVSAN_STATION_UNIT_REASON, &[unit.index]), truncated(&unit.reason, 255)),
+        ],
+    )
+}
+
+/// dvsanStationVolumeAdded (`added`) or dvsanStationVolumeRemoved.
+pub fn volume_changed(unit: &UnitRecord, volume: &VolumeRow, added: bool) -> (Oid, Vec<VarBind>) {
+    let trap = if added { mib::DVSAN_STATION_VOLUME_ADDED } else { mib::DVSAN_STATION_VOLUME_REMOVED };
+    let v = [unit.index, volume.index];
+    (
+        Oid::from_slice(trap),
+        vec![
+            unit_id_vb(unit),
+            VarBind::new(instance(mib::DVSAN_STATION_VOLUME_NAME, &v), truncated(&volume.name, 64)),
+            VarBind::new(instance(mib::DVSAN_STATION_VOLUME_START_LBA, &v), Value::Gauge32(volume.start_lba)),
+            VarBind::new(instance(mib::DVSAN_STATION_VOLUME_END_LBA, &v), Value::Gauge32(volume.end_lba)),
+        ],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_and_time_is_utc_calendar_time() {
+        assert_eq!(date_and_time(0), [0x07, 0xb2, 1, 1, 0, 0, 0, 0, b'+', 0, 0]);
+        // 2026-11-22T10:20:30.456Z
+        let ms = 1_795_342_830_456;
+        assert_eq!(crate::timefmt::format_ms(ms), "2026-11-22T10:20:30.456Z");
+        assert_eq!(date_and_time(ms), [0x07, 0xea, 11, 22, 10, 20, 30, 4, b'+', 0, 0]);
+        // 2024-02-29 (leap day)
+        assert_eq!(&date_and_time(1_709_164_800_000)[..4], [0x07, 0xe8, 2, 29]);
+    }
+}

@@ -1,0 +1,1064 @@
+//! The station's SQLite store: the pool (units, media, volumes, partitions) and the notification log, in one file
+//! (`station.db`) in the station's state directory.
+//!
+//! WAL mode lets the CLI (`pool`, `traps --follow`, `unit add`) read and write while the station runs. Schema
+//! changes go through versioned migrations (`rusqlite_migration`, tracked in `PRAGMA user_version`); issues 5 and
+//! 6 (assignments, requests, tasks) append their tables as later migrations. A unit's walk is synced in one
+//! transaction that replaces its media, volumes and partitions, so a reader never sees half a unit; notifications
+//! are inserted a batch per transaction.
+//!
+//! Units are rows with a station-chosen integer index (stable for the life of the store, served as
+//! dvsanStationUnitIndex). `unit_id` (dvsanUnitId) is the unit's identity; it is NULL only for an address that
+//! was registered (`unit add`, or a notification from an address whose walk failed) before any walk succeeded.
+//! Such a placeholder is adopted by the first successful walk at its address. Units are never deleted.
+
+use crate::model::{Availability, MediumRow, PoolPartition, PoolUnit, PoolVolume, UnitSnapshot, UnitState, VolumeRow};
+use crate::notification::{NotificationKind, NotificationRecord, VarBindRecord};
+use crate::timefmt::format_ms;
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite_migration::{Migrations, M};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The store's file name inside the station's state directory.
+pub const STORE_FILE: &str = "station.db";
+
+const MIGRATIONS: &[M<'static>] = &[M::up(
+    "CREATE TABLE units (
+        id INTEGER PRIMARY KEY,
+        unit_id TEXT UNIQUE,
+        name TEXT NOT NULL DEFAULT '',
+        address TEXT,
+        port INTEGER,
+        state TEXT NOT NULL CHECK (state IN ('available', 'unavailable', 'unreachable', 'error')),
+        reason TEXT NOT NULL DEFAULT '',
+        shut_down INTEGER NOT NULL DEFAULT 0,
+        sys_uptime INTEGER,
+        change_counter INTEGER,
+        block_size INTEGER,
+        capacity_blocks INTEGER,
+        free_blocks INTEGER,
+        largest_free_blocks INTEGER,
+        data_address TEXT,
+        data_port INTEGER,
+        data_serving INTEGER,
+        first_seen_ms INTEGER NOT NULL,
+        last_seen_ms INTEGER,
+        last_sync_ms INTEGER,
+        state_since_ms INTEGER NOT NULL,
+        UNIQUE (address, port)
+    );
+    CREATE TABLE media (
+        unit INTEGER NOT NULL REFERENCES units(id),
+        idx INTEGER NOT NULL,
+        path TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        blocks INTEGER NOT NULL,
+        first_lba INTEGER NOT NULL,
+        PRIMARY KEY (unit, idx)
+    ) WITHOUT ROWID;
+    CREATE TABLE volumes (
+        unit INTEGER NOT NULL REFERENCES units(id),
+        idx INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        start_lba INTEGER NOT NULL,
+        end_lba INTEGER NOT NULL,
+        length INTEGER NOT NULL,
+        export_name TEXT NOT NULL,
+        walked_state TEXT NOT NULL CHECK (walked_state IN ('available', 'unavailable')),
+        state TEXT NOT NULL CHECK (state IN ('available', 'unavailable')),
+        PRIMARY KEY (unit, idx)
+    ) WITHOUT ROWID;
+    CREATE TABLE partitions (
+        unit INTEGER NOT NULL,
+        volume_idx INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        start_lba INTEGER NOT NULL,
+        end_lba INTEGER NOT NULL,
+        length INTEGER NOT NULL,
+        export_name TEXT NOT NULL,
+        PRIMARY KEY (unit, volume_idx, idx),
+        FOREIGN KEY (unit, volume_idx) REFERENCES volumes(unit, idx)
+    ) WITHOUT ROWID;
+    CREATE TABLE notifications (
+        id INTEGER PRIMARY KEY,
+        time_ms INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        source_ip TEXT NOT NULL,
+        version TEXT NOT NULL,
+        community TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        uptime INTEGER,
+        trap_oid TEXT NOT NULL,
+        unit_id TEXT,
+        varbinds TEXT NOT NULL
+    );
+    CREATE INDEX notifications_time ON notifications (time_ms);
+    CREATE INDEX notifications_unit ON notifications (unit_id) WHERE unit_id IS NOT NULL;",
+)];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("store schema migration: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+    #[error("cannot use state directory {path}: {source}")]
+    StateDir { path: PathBuf, source: std::io::Error },
+    #[error("{0} holds no station store ({STORE_FILE}); start `dvsan-station run --state-dir` there first")]
+    NoStore(PathBuf),
+    #[error("no unit matches {0:?}; `dvsan-station pool` lists the units (by unit id, name or address)")]
+    UnknownUnit(String),
+    #[error("{given:?} matches several units ({candidates}); give the full unit id or the address")]
+    AmbiguousUnit { given: String, candidates: String },
+    #[error("stored row is not valid: {0}")]
+    Corrupt(String),
+}
+
+/// A unit row, as the receiver, the poller and the CLI need it (no volumes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitRecord {
+    pub index: u32,
+    pub unit_id: Option<String>,
+    pub name: String,
+    pub address: Option<SocketAddr>,
+    pub state: UnitState,
+    pub reason: String,
+    /// The unit announced its shutdown (dvsanUnitShutdown); it stays unavailable, not unreachable, while away.
+    pub shut_down: bool,
+    pub sys_uptime: Option<u32>,
+    pub change_counter: Option<u32>,
+    pub last_seen_ms: Option<i64>,
+}
+
+/// What a sync changed, for the station's own notifications and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncOutcome {
+    pub index: u32,
+    /// The unit's state before the sync; `None` when the unit is new to the pool.
+    pub previous_state: Option<UnitState>,
+    pub state: UnitState,
+    pub volumes_added: Vec<VolumeRow>,
+    pub volumes_removed: Vec<VolumeRow>,
+    /// Other units that had this address and lost it (they moved or were replaced).
+    pub displaced: Vec<u32>,
+}
+
+/// A state change made by [`StationStore::set_state`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateChange {
+    pub index: u32,
+    pub previous: UnitState,
+    pub state: UnitState,
+}
+
+/// Which notifications `notifications` returns.
+#[derive(Debug, Clone, Default)]
+pub struct NotificationFilter {
+    /// Only rows with a larger id (for following).
+    pub after_id: i64,
+    pub since_ms: Option<i64>,
+    /// Dotted notification OID.
+    pub trap_oid: Option<String>,
+    /// A unit: notifications that name it, or that came from its address without naming any unit.
+    pub unit: Option<(Option<String>, Option<IpAddr>)>,
+    /// Most rows to return (the newest ones when `newest_first_limit` is used by the caller).
+    pub limit: usize,
+}
+
+/// An open station store.
+pub struct StationStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl StationStore {
+    /// Opens the store in `state_dir`, creating the directory, the file and the schema as needed.
+    pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(state_dir)
+            .map_err(|source| StoreError::StateDir { path: state_dir.to_path_buf(), source })?;
+        Self::open_file(&state_dir.join(STORE_FILE))
+    }
+
+    /// Opens an existing store (for the read-only CLI commands): the directory must exist and hold one.
+    pub fn open_existing(state_dir: &Path) -> Result<Self, StoreError> {
+        let meta = std::fs::metadata(state_dir)
+            .map_err(|source| StoreError::StateDir { path: state_dir.to_path_buf(), source })?;
+        if !meta.is_dir() {
+            return Err(StoreError::StateDir {
+                path: state_dir.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
+            });
+        }
+        std::fs::read_dir(state_dir)
+            .map_err(|source| StoreError::StateDir { path: state_dir.to_path_buf(), source })?;
+        let path = state_dir.join(STORE_FILE);
+        if !path.exists() {
+            return Err(StoreError::NoStore(state_dir.to_path_buf()));
+        }
+        Self::open_file(&path)
+    }
+
+    fn open_file(path: &Path) -> Result<Self, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // NORMAL in WAL mode: a committed transaction survives a crash of the process (kill -9); only an OS crash
+        // or power loss may lose the last commits. FULL costs an fsync per batch; see the README's numbers.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
+        Ok(StationStore { conn, path: path.to_path_buf() })
+    }
+
+    /// Switches to `synchronous = FULL` (fsync at every commit) for deployments that must survive power loss.
+    pub fn set_full_durability(&self) -> Result<(), StoreError> {
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    // ----- units -----
+
+    /// Every unit, by index.
+    pub fn units(&self) -> Result<Vec<UnitRecord>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!("{UNIT_SELECT} ORDER BY id"))?;
+        let rows = stmt.query_map([], unit_from_row)?;
+        rows.map(|r| r.map_err(StoreError::from).and_then(|r| r)).collect()
+    }
+
+    pub fn unit(&self, index: u32) -> Result<Option<UnitRecord>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!("{UNIT_SELECT} WHERE id = ?1"))?;
+        stmt.query_row([index], unit_from_row).optional()?.transpose()
+    }
+
+    /// Registers an agent address (`unit add`): a placeholder row in state unreachable until a walk succeeds.
+    /// Returns the index of the unit at that address, and whether a row was created.
+    pub fn register_address(&mut self, address: SocketAddr, now_ms: i64) -> Result<(u32, bool), StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some((index, _)) = unit_at(&tx, address)? {
+            return Ok((index, false));
+        }
+        let index = insert_placeholder(&tx, address, UnitState::Unreachable, "registered; not walked yet", now_ms)?;
+        tx.commit()?;
+        Ok((index, true))
+    }
+
+    /// Records a failed walk of the agent at `address`: the unit there goes to state error with `reason` (a
+    /// placeholder is created when no unit has that address). Returns the change, if the state changed.
+    pub fn record_walk_failure(
+        &mut self,
+        address: SocketAddr,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<(u32, Option<StateChange>), StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let index = match unit_at(&tx, address)? {
+            Some((index, _)) => index,
+            None => insert_placeholder(&tx, address, UnitState::Error, reason, now_ms)?,
+        };
+        let change = set_state_in(&tx, index, UnitState::Error, reason, false, now_ms)?;
+        tx.commit()?;
+        Ok((index, change))
+    }
+
+    /// Sets a unit's state. Any state but available also makes its volumes unavailable (rows are kept);
+    /// available is only reached through [`StationStore::sync_unit`].
+    pub fn set_state(
+        &mut self,
+        index: u32,
+        state: UnitState,
+        reason: &str,
+        shut_down: bool,
+        now_ms: i64,
+    ) -> Result<Option<StateChange>, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let change = set_state_in(&tx, index, state, reason, shut_down, now_ms)?;
+        tx.commit()?;
+        Ok(change)
+    }
+
+    /// Records that units were heard from (poll answers, notifications): last-seen time and sysUpTime, in one
+    /// transaction.
+    pub fn touch_units(&mut self, seen: &[(u32, Option<u32>)], now_ms: i64) -> Result<(), StoreError> {
+        if seen.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE units SET last_seen_ms = ?2, sys_uptime = COALESCE(?3, sys_uptime) WHERE id = ?1",
+            )?;
+            for (index, uptime) in seen {
+                stmt.execute(params![index, now_ms, uptime])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Replaces what the store knows about the unit whose agent at `address` answered with `snapshot`, in one
+    /// transaction: the unit row (adopting a placeholder at that address, or moving a known unit to its new
+    /// address), its media, volumes and partitions.
+    pub fn sync_unit(
+        &mut self,
+        address: SocketAddr,
+        snapshot: &UnitSnapshot,
+        now_ms: i64,
+    ) -> Result<SyncOutcome, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let by_id: Option<(u32, String)> = tx
+            .query_row("SELECT id, state FROM units WHERE unit_id = ?1", [&snapshot.unit_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let at_address = unit_at(&tx, address)?;
+        let mut displaced = Vec::new();
+        let mut target: Option<(u32, Option<UnitState>)> = match by_id {
+            Some((index, state)) => Some((index, Some(parse_state(&state)?))),
+            None => None,
+        };
+        if let Some((other, other_unit_id)) = at_address {
+            let same = target.is_some_and(|(index, _)| index == other);
+            if !same {
+                match other_unit_id {
+                    // A placeholder at this address: adopt it, unless the unit is already known under another row.
+                    None if target.is_none() => target = Some((other, None)),
+                    None => {
+                        tx.execute("DELETE FROM units WHERE id = ?1", [other])?;
+                    }
+                    Some(previous_id) => {
+                        // Another unit answered here before: it moved away or was replaced.
+                        tx.execute("UPDATE units SET address = NULL, port = NULL WHERE id = ?1", [other])?;
+                        set_state_in(
+                            &tx,
+                            other,
+                            UnitState::Unreachable,
+                            &format!("its address {address} now answers as unit {}", snapshot.unit_id),
+                            false,
+                            now_ms,
+                        )?;
+                        tracing::info!(unit = %previous_id, %address, new_unit = %snapshot.unit_id,
+                            "address taken over by another unit");
+                        displaced.push(other);
+                    }
+                }
+            }
+        }
+        let (state, reason) = snapshot.state();
+        let (index, previous_state) = match target {
+            // `previous` is None for an adopted placeholder: the unit is new to the pool.
+            Some((index, previous)) => (index, previous),
+            None => {
+                let index = insert_placeholder(&tx, address, state, &reason, now_ms)?;
+                (index, None)
+            }
+        };
+        let old_state: Option<String> =
+            tx.query_row("SELECT state FROM units WHERE id = ?1", [index], |r| r.get(0)).optional()?;
+        let state_changed = old_state.as_deref() != Some(state.as_str());
+        tx.execute(
+            "UPDATE units SET unit_id = ?2, name = ?3, address = ?4, port = ?5, state = ?6, reason = ?7,
+                shut_down = 0, sys_uptime = ?8, change_counter = ?9, block_size = ?10, capacity_blocks = ?11,
+                free_blocks = ?12, largest_free_blocks = ?13, data_address = ?14, data_port = ?15,
+                data_serving = ?16, last_seen_ms = ?17, last_sync_ms = ?17,
+                state_since_ms = CASE WHEN ?18 THEN ?17 ELSE state_since_ms END
+             WHERE id = ?1",
+            params![
+                index,
+                snapshot.unit_id,
+                snapshot.name,
+                address.ip().to_string(),
+                address.port(),
+                state.as_str(),
+                reason,
+                snapshot.sys_uptime,
+                snapshot.change_counter,
+                snapshot.block_size,
+                snapshot.capacity_blocks,
+                snapshot.free_blocks,
+                snapshot.largest_free_blocks,
+                snapshot.data_address.map(|a| a.to_string()),
+                snapshot.data_port,
+                snapshot.data_serving,
+                now_ms,
+                state_changed,
+            ],
+        )?;
+
+        let old_volumes = read_volumes(&tx, index)?;
+        tx.execute("DELETE FROM partitions WHERE unit = ?1", [index])?;
+        tx.execute("DELETE FROM volumes WHERE unit = ?1", [index])?;
+        tx.execute("DELETE FROM media WHERE unit = ?1", [index])?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO media (unit, idx, path, kind, blocks, first_lba) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for m in &snapshot.media {
+                insert.execute(params![index, m.index, m.path, m.kind, m.blocks, m.first_lba])?;
+            }
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO volumes (unit, idx, name, start_lba, end_lba, length, export_name, walked_state, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for v in &snapshot.volumes {
+                let effective = if state == UnitState::Available { v.state } else { Availability::Unavailable };
+                insert.execute(params![
+                    index,
+                    v.index,
+                    v.name,
+                    v.start_lba,
+                    v.end_lba,
+                    v.length,
+                    v.export_name,
+                    v.state.as_str(),
+                    effective.as_str()
+                ])?;
+            }
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO partitions (unit, volume_idx, idx, start_lba, end_lba, length, export_name)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for p in &snapshot.partitions {
+                insert.execute(params![
+                    index,
+                    p.volume_index,
+                    p.index,
+                    p.start_lba,
+                    p.end_lba,
+                    p.length,
+                    p.export_name
+                ])?;
+            }
+        }
+        tx.commit()?;
+
+        let same_volume = |a: &VolumeRow, b: &VolumeRow| {
+            a.index == b.index && a.name == b.name && a.start_lba == b.start_lba && a.export_name == b.export_name
+        };
+        let volumes_added =
+            snapshot.volumes.iter().filter(|v| !old_volumes.iter().any(|o| same_volume(o, v))).cloned().collect();
+        let volumes_removed =
+            old_volumes.iter().filter(|o| !snapshot.volumes.iter().any(|v| same_volume(o, v))).cloned().collect();
+        Ok(SyncOutcome { index, previous_state, state, volumes_added, volumes_removed, displaced })
+    }
+
+    /// Finds a unit by what a person typed: its unit id (or a unique prefix of at least 4 characters), its name,
+    /// its address (`IP` or `IP:PORT`), or its station index.
+    pub fn find_unit(&self, given: &str) -> Result<UnitRecord, StoreError> {
+        let given_trimmed = given.trim();
+        let units = self.units()?;
+        let exact: Vec<&UnitRecord> = units
+            .iter()
+            .filter(|u| {
+                u.unit_id.as_deref() == Some(given_trimmed) || u.address.is_some_and(|a| a.to_string() == given_trimmed)
+            })
+            .collect();
+        if let [one] = exact.as_slice() {
+            return Ok((*one).clone());
+        }
+        let mut candidates: Vec<&UnitRecord> = Vec::new();
+        if let Ok(ip) = given_trimmed.parse::<IpAddr>() {
+            candidates.extend(units.iter().filter(|u| u.address.is_some_and(|a| a.ip() == ip)));
+        }
+        if candidates.is_empty() {
+            candidates.extend(units.iter().filter(|u| !u.name.is_empty() && u.name == given_trimmed));
+        }
+        if candidates.is_empty() && given_trimmed.len() >= 4 {
+            candidates
+                .extend(units.iter().filter(|u| u.unit_id.as_deref().is_some_and(|id| id.starts_with(given_trimmed))));
+        }
+        if candidates.is_empty() {
+            if let Ok(index) = given_trimmed.parse::<u32>() {
+                candidates.extend(units.iter().filter(|u| u.index == index));
+            }
+        }
+        match candidates.as_slice() {
+            [] => Err(StoreError::UnknownUnit(given.to_string())),
+            [one] => Ok((*one).clone()),
+            many => Err(StoreError::AmbiguousUnit {
+                given: given.to_string(),
+                candidates: many
+                    .iter()
+                    .map(|u| u.unit_id.clone().unwrap_or_else(|| format!("#{}", u.index)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    /// The whole pool: units with media, volumes and partitions, by index.
+    pub fn pool(&self) -> Result<Vec<PoolUnit>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, unit_id, name, address, port, state, reason, block_size, capacity_blocks, free_blocks,
+                data_address, data_port, change_counter, sys_uptime, last_seen_ms, last_sync_ms
+             FROM units ORDER BY id",
+        )?;
+        let mut units: Vec<PoolUnit> = stmt
+            .query_map([], |r| {
+                let address: Option<String> = r.get(3)?;
+                let port: Option<u16> = r.get(4)?;
+                let block_size: Option<u32> = r.get(7)?;
+                let capacity: Option<u32> = r.get(8)?;
+                let free: Option<u32> = r.get(9)?;
+                let bytes = |blocks: Option<u32>| Some(u64::from(blocks?) * u64::from(block_size?));
+                Ok(PoolUnit {
+                    index: r.get(0)?,
+                    unit_id: r.get(1)?,
+                    name: r.get(2)?,
+                    address: address.zip(port).map(|(a, p)| socket_text(&a, p)),
+                    state: r.get::<_, String>(5)?.parse().unwrap_or(UnitState::Error),
+                    reason: r.get(6)?,
+                    block_size,
+                    capacity_blocks: capacity,
+                    free_blocks: free,
+                    capacity_bytes: bytes(capacity),
+                    free_bytes: bytes(free),
+                    data_address: r.get(10)?,
+                    data_port: r.get(11)?,
+                    change_counter: r.get(12)?,
+                    sys_uptime: r.get(13)?,
+                    last_seen: r.get::<_, Option<i64>>(14)?.map(format_ms),
+                    last_sync: r.get::<_, Option<i64>>(15)?.map(format_ms),
+                    media: Vec::new(),
+                    volumes: Vec::new(),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let position: BTreeMap<u32, usize> = units.iter().enumerate().map(|(i, u)| (u.index, i)).collect();
+
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT unit, idx, path, kind, blocks, first_lba FROM media ORDER BY unit, idx")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let unit: u32 = r.get(0)?;
+            if let Some(&i) = position.get(&unit) {
+                units[i].media.push(MediumRow {
+                    index: r.get(1)?,
+                    path: r.get(2)?,
+                    kind: r.get(3)?,
+                    blocks: r.get(4)?,
+                    first_lba: r.get(5)?,
+                });
+            }
+        }
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT unit, idx, name, start_lba, end_lba, length, export_name, state FROM volumes ORDER BY unit, idx",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let unit: u32 = r.get(0)?;
+            if let Some(&i) = position.get(&unit) {
+                let length: u32 = r.get(5)?;
+                let block_size = units[i].block_size;
+                units[i].volumes.push(PoolVolume {
+                    index: r.get(1)?,
+                    name: r.get(2)?,
+                    start_lba: r.get(3)?,
+                    end_lba: r.get(4)?,
+                    length,
+                    size_bytes: block_size.map(|bs| u64::from(bs) * u64::from(length)),
+                    export_name: r.get(6)?,
+                    state: r.get::<_, String>(7)?.parse().unwrap_or(Availability::Unavailable),
+                    partitions: Vec::new(),
+                });
+            }
+        }
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT unit, volume_idx, idx, start_lba, end_lba, length, export_name FROM partitions
+             ORDER BY unit, volume_idx, idx",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let unit: u32 = r.get(0)?;
+            let volume_index: u32 = r.get(1)?;
+            let Some(&i) = position.get(&unit) else { continue };
+            let block_size = units[i].block_size;
+            let Some(volume) = units[i].volumes.iter_mut().find(|v| v.index == volume_index) else { continue };
+            let length: u32 = r.get(5)?;
+            volume.partitions.push(PoolPartition {
+                index: r.get(2)?,
+                start_lba: r.get(3)?,
+                end_lba: r.get(4)?,
+                length,
+                size_bytes: block_size.map(|bs| u64::from(bs) * u64::from(length)),
+                export_name: r.get(6)?,
+                state: volume.state,
+            });
+        }
+        Ok(units)
+    }
+
+    // ----- notifications -----
+
+    /// Stores a batch of notifications in one transaction and sets their `id`s.
+    pub fn insert_notifications(&mut self, records: &mut [NotificationRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO notifications (time_ms, source, source_ip, version, community, kind, uptime, trap_oid,
+                    unit_id, varbinds)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?;
+            let mut varbinds = String::with_capacity(512);
+            for record in records.iter_mut() {
+                varbinds.clear();
+                // Serialising plain strings and numbers to a String cannot fail.
+                if let Ok(json) = serde_json::to_string(&record.varbinds) {
+                    varbinds.push_str(&json);
+                }
+                insert.execute(params![
+                    record.time_ms,
+                    record.source.to_string(),
+                    record.source.ip().to_string(),
+                    record.version,
+                    record.community,
+                    record.kind.as_str(),
+                    record.uptime,
+                    record.trap_oid,
+                    record.unit_id,
+                    varbinds,
+                ])?;
+                record.id = tx.last_insert_rowid();
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deletes the oldest notifications so that at most `keep` remain. Returns how many were deleted.
+    pub fn prune_notifications(&mut self, keep: u64) -> Result<usize, StoreError> {
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        Ok(self
+            .conn
+            .execute("DELETE FROM notifications WHERE id <= (SELECT MAX(id) FROM notifications) - ?1", [keep])?)
+    }
+
+    pub fn notification_count(&self) -> Result<u64, StoreError> {
+        Ok(self.conn.query_row("SELECT COUNT(*) FROM notifications", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    /// The largest notification id (0 when the log is empty).
+    pub fn last_notification_id(&self) -> Result<i64, StoreError> {
+        Ok(self.conn.query_row("SELECT COALESCE(MAX(id), 0) FROM notifications", [], |r| r.get(0))?)
+    }
+
+    /// Notifications matching `filter`, oldest first. With `newest` the last `filter.limit` matches are returned
+    /// (still oldest first), otherwise the first `filter.limit` after `filter.after_id`.
+    pub fn notifications(
+        &self,
+        filter: &NotificationFilter,
+        newest: bool,
+    ) -> Result<Vec<NotificationRecord>, StoreError> {
+        let mut sql = String::from(
+            "SELECT id, time_ms, source, version, community, kind, uptime, trap_oid, unit_id, varbinds
+             FROM notifications WHERE id > ?1",
+        );
+        let mut args: Vec<rusqlite::types::Value> = vec![filter.after_id.into()];
+        if let Some(since) = filter.since_ms {
+            args.push(since.into());
+            sql.push_str(&format!(" AND time_ms >= ?{}", args.len()));
+        }
+        if let Some(oid) = &filter.trap_oid {
+            args.push(oid.clone().into());
+            sql.push_str(&format!(" AND trap_oid = ?{}", args.len()));
+        }
+        if let Some((unit_id, ip)) = &filter.unit {
+            let mut alternatives = Vec::new();
+            if let Some(unit_id) = unit_id {
+                args.push(unit_id.clone().into());
+                alternatives.push(format!("unit_id = ?{}", args.len()));
+            }
+            if let Some(ip) = ip {
+                args.push(ip.to_string().into());
+                alternatives.push(format!("(unit_id IS NULL AND source_ip = ?{})", args.len()));
+            }
+            if alternatives.is_empty() {
+                alternatives.push("0".to_string());
+            }
+            sql.push_str(&format!(" AND ({})", alternatives.join(" OR ")));
+        }
+        let limit = i64::try_from(filter.limit.max(1)).unwrap_or(i64::MAX);
+        args.push(limit.into());
+        if newest {
+            sql = format!("SELECT * FROM ({sql} ORDER BY id DESC LIMIT ?{}) ORDER BY id", args.len());
+        } else {
+            sql.push_str(&format!(" ORDER BY id LIMIT ?{}", args.len()));
+        }
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, Option<u32>>(6)?,
+                r.get::<_, String>(7)?,
+                r.get::<_, Option<String>>(8)?,
+                r.get::<_, String>(9)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, time_ms, source, version, community, kind, uptime, trap_oid, unit_id, varbinds) = row?;
+            let source = source.parse().map_err(|_| StoreError::Corrupt(format!("notification {id}: source")))?;
+            let kind = NotificationKind::parse(&kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("notification {id}: kind {kind:?}")))?;
+            let varbinds: Vec<VarBindRecord> = serde_json::from_str(&varbinds)
+                .map_err(|e| StoreError::Corrupt(format!("notification {id}: varbinds: {e}")))?;
+            out.push(NotificationRecord {
+                id,
+                time_ms,
+                source,
+                version,
+                community,
+                kind,
+                uptime,
+                trap_oid,
+                unit_id,
+                varbinds,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Runs `PRAGMA integrity_check` (after a crash, tests check the file is sound).
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        Ok(self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+    }
+}
+
+const UNIT_SELECT: &str = "SELECT id, unit_id, name, address, port, state, reason, shut_down, sys_uptime,
+    change_counter, last_seen_ms FROM units";
+
+fn unit_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<UnitRecord, StoreError>> {
+    let index: u32 = r.get(0)?;
+    let address: Option<String> = r.get(3)?;
+    let port: Option<u16> = r.get(4)?;
+    let state: String = r.get(5)?;
+    let record = (|| {
+        let address = match address.zip(port) {
+            Some((ip, port)) => Some(SocketAddr::new(
+                ip.parse().map_err(|_| StoreError::Corrupt(format!("unit {index}: address {ip:?}")))?,
+                port,
+            )),
+            None => None,
+        };
+        Ok(UnitRecord {
+            index,
+            unit_id: r.get(1)?,
+            name: r.get(2)?,
+            address,
+            state: parse_state(&state)?,
+            reason: r.get(6)?,
+            shut_down: r.get(7)?,
+            sys_uptime: r.get(8)?,
+            change_counter: r.get(9)?,
+            last_seen_ms: r.get(10)?,
+        })
+    })();
+    Ok(record)
+}
+
+fn parse_state(text: &str) -> Result<UnitState, StoreError> {
+    text.parse().map_err(StoreError::Corrupt)
+}
+
+fn socket_text(ip: &str, port: u16) -> String {
+    match ip.parse::<IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, port).to_string(),
+        Err(_) => format!("{ip}:{port}"),
+    }
+}
+
+/// The unit registered at `address`: (index, unit id).
+fn unit_at(tx: &Transaction<'_>, address: SocketAddr) -> Result<Option<(u32, Option<String>)>, StoreError> {
+    Ok(tx
+        .query_row(
+            "SELECT id, unit_id FROM units WHERE address = ?1 AND port = ?2",
+            params![address.ip().to_string(), address.port()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
+}
+
+fn insert_placeholder(
+    tx: &Transaction<'_>,
+    address: SocketAddr,
+    state: UnitState,
+    reason: &str,
+    now_ms: i64,
+) -> Result<u32, StoreError> {
+    tx.execute(
+        "INSERT INTO units (address, port, state, reason, first_seen_ms, state_since_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        params![address.ip().to_string(), address.port(), state.as_str(), reason, now_ms],
+    )?;
+    u32::try_from(tx.last_insert_rowid()).map_err(|_| StoreError::Corrupt("unit index over u32".into()))
+}
+
+fn set_state_in(
+    tx: &Transaction<'_>,
+    index: u32,
+    state: UnitState,
+    reason: &str,
+    shut_down: bool,
+    now_ms: i64,
+) -> Result<Option<StateChange>, StoreError> {
+    let Some(previous): Option<String> =
+        tx.query_row("SELECT state FROM units WHERE id = ?1", [index], |r| r.get(0)).optional()?
+    else {
+        return Ok(None);
+    };
+    let previous = parse_state(&previous)?;
+    tx.execute(
+        "UPDATE units SET state = ?2, reason = ?3, shut_down = ?4,
+            state_since_ms = CASE WHEN state = ?2 THEN state_since_ms ELSE ?5 END
+         WHERE id = ?1",
+        params![index, state.as_str(), reason, shut_down, now_ms],
+    )?;
+    if state != UnitState::Available {
+        tx.execute("UPDATE volumes SET state = 'unavailable' WHERE unit = ?1", [index])?;
+    }
+    Ok((previous != state).then_some(StateChange { index, previous, state }))
+}
+
+fn read_volumes(tx: &Transaction<'_>, index: u32) -> Result<Vec<VolumeRow>, StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT idx, name, start_lba, end_lba, length, export_name, walked_state FROM volumes WHERE unit = ?1
+         ORDER BY idx",
+    )?;
+    let rows = stmt.query_map([index], |r| {
+        Ok(VolumeRow {
+            index: r.get(0)?,
+            name: r.get(1)?,
+            start_lba: r.get(2)?,
+            end_lba: r.get(3)?,
+            length: r.get(4)?,
+            export_name: r.get(5)?,
+            state: r.get::<_, String>(6)?.parse().unwrap_or(Availability::Unavailable),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::PartitionRow;
+
+    fn snapshot(unit_id: &str, volumes: &[(u32, u32, u32)]) -> UnitSnapshot {
+        UnitSnapshot {
+            unit_id: unit_id.to_string(),
+            name: format!("unit-{}", &unit_id[..4]),
+            block_size: 4096,
+            capacity_blocks: 1000,
+            free_blocks: 1000 - volumes.iter().map(|v| v.2).sum::<u32>(),
+            largest_free_blocks: None,
+            data_address: Some("127.0.0.2".parse().unwrap()),
+            data_port: 10809,
+            data_serving: true,
+            change_counter: 3,
+            sys_uptime: 100,
+            link_up: true,
+            media: vec![MediumRow { index: 1, path: "/m".into(), kind: "file".into(), blocks: 1000, first_lba: 0 }],
+            volumes: volumes
+                .iter()
+                .map(|&(index, start, len)| VolumeRow {
+                    index,
+                    name: format!("vol{index}"),
+                    start_lba: start,
+                    end_lba: start + len - 1,
+                    length: len,
+                    export_name: format!("vol{index}"),
+                    state: Availability::Available,
+                })
+                .collect(),
+            partitions: vec![PartitionRow {
+                volume_index: volumes[0].0,
+                index: 1,
+                start_lba: volumes[0].1,
+                end_lba: volumes[0].1 + 9,
+                length: 10,
+                export_name: "p1".into(),
+            }],
+        }
+    }
+
+    const ID_A: &str = "8c3f0b52-4f4b-4b8e-9a51-3f0e6d2c7a10";
+    const ID_B: &str = "11111111-2222-4333-8444-555555555555";
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn sync_replaces_a_units_layout_and_reports_the_difference() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StationStore::open(dir.path()).unwrap();
+        let first = store.sync_unit(addr("127.0.0.2:1161"), &snapshot(ID_A, &[(1, 0, 100), (2, 100, 50)]), 10).unwrap();
+        assert_eq!(first.previous_state, None);
+        assert_eq!(first.state, UnitState::Available);
+        assert_eq!(first.volumes_added.len(), 2);
+
+        let second =
+            store.sync_unit(addr("127.0.0.2:1161"), &snapshot(ID_A, &[(1, 0, 100), (3, 200, 10)]), 20).unwrap();
+        assert_eq!(second.index, first.index);
+        assert_eq!(second.previous_state, Some(UnitState::Available));
+        assert_eq!(second.volumes_added.iter().map(|v| v.index).collect::<Vec<_>>(), [3]);
+        assert_eq!(second.volumes_removed.iter().map(|v| v.index).collect::<Vec<_>>(), [2]);
+
+        let pool = store.pool().unwrap();
+        assert_eq!(pool.len(), 1);
+        let unit = &pool[0];
+        assert_eq!(unit.unit_id.as_deref(), Some(ID_A));
+        assert_eq!(unit.address.as_deref(), Some("127.0.0.2:1161"));
+        assert_eq!(unit.capacity_bytes, Some(4096 * 1000));
+        assert_eq!(unit.volumes.len(), 2);
+        assert_eq!((unit.volumes[1].start_lba, unit.volumes[1].end_lba), (200, 209));
+        assert_eq!(unit.volumes[0].partitions.len(), 1);
+        assert_eq!(unit.volumes[0].partitions[0].state, Availability::Available);
+    }
+
+    #[test]
+    fn down_units_keep_their_volumes_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StationStore::open(dir.path()).unwrap();
+        let sync = store.sync_unit(addr("127.0.0.2:1161"), &snapshot(ID_A, &[(1, 0, 100)]), 10).unwrap();
+        let change = store.set_state(sync.index, UnitState::Unavailable, "linkDown", false, 20).unwrap().unwrap();
+        assert_eq!((change.previous, change.state), (UnitState::Available, UnitState::Unavailable));
+        assert_eq!(store.set_state(sync.index, UnitState::Unavailable, "again", false, 30).unwrap(), None);
+        let pool = store.pool().unwrap();
+        assert_eq!(pool[0].state, UnitState::Unavailable);
+        assert_eq!(pool[0].volumes.len(), 1);
+        assert_eq!(pool[0].volumes[0].state, Availability::Unavailable);
+        assert_eq!(pool[0].volumes[0].partitions[0].state, Availability::Unavailable);
+        // A re-walk brings it back.
+        let again = store.sync_unit(addr("127.0.0.2:1161"), &snapshot(ID_A, &[(1, 0, 100)]), 40).unwrap();
+        assert_eq!(again.previous_state, Some(UnitState::Unavailable));
+        assert_eq!(store.pool().unwrap()[0].volumes[0].state, Availability::Available);
+    }
+
+    #[test]
+    fn placeholders_are_adopted_and_moved_units_keep_their_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StationStore::open(dir.path()).unwrap();
+        let (placeholder, created) = store.register_address(addr("127.0.0.3:1161"), 5).unwrap();
+        assert!(created);
+        assert_eq!(store.register_address(addr("127.0.0.3:1161"), 6).unwrap(), (placeholder, false));
+        let sync = store.sync_unit(addr("127.0.0.3:1161"), &snapshot(ID_A, &[(1, 0, 10)]), 10).unwrap();
+        assert_eq!(sync.index, placeholder);
+        assert_eq!(sync.previous_state, None);
+
+        // The same unit comes back on another address: same row, new address.
+        let moved = store.sync_unit(addr("127.0.0.4:1161"), &snapshot(ID_A, &[(1, 0, 10)]), 20).unwrap();
+        assert_eq!(moved.index, placeholder);
+        // Another unit takes the old address; then unit A's old address is not reused by mistake.
+        let b = store.sync_unit(addr("127.0.0.4:1161"), &snapshot(ID_B, &[(1, 0, 10)]), 30).unwrap();
+        assert_ne!(b.index, placeholder);
+        assert_eq!(b.displaced, vec![placeholder]);
+        let a = store.unit(placeholder).unwrap().unwrap();
+        assert_eq!(a.address, None);
+        assert_eq!(a.state, UnitState::Unreachable);
+        assert_eq!(store.units().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn walk_failures_mark_error_without_touching_other_units() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StationStore::open(dir.path()).unwrap();
+        let good = store.sync_unit(addr("127.0.0.2:1161"), &snapshot(ID_A, &[(1, 0, 10)]), 10).unwrap();
+        let (bad, change) = store.record_walk_failure(addr("127.0.0.9:1161"), "timeout", 20).unwrap();
+        assert_ne!(bad, good.index);
+        assert_eq!(change, None, "a new placeholder is created in state error");
+        let units = store.units().unwrap();
+        assert_eq!(units[0].state, UnitState::Available);
+        assert_eq!(units[1].state, UnitState::Error);
+        assert_eq!(units[1].reason, "timeout");
+    }
+
+    #[test]
+    fn find_unit_by_id_prefix_name_and_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StationStore::open(dir.path()).unwrap();
+        store.sync_unit(addr("127.0.0.2:1161"), &snapshot(ID_A, &[(1, 0, 10)]), 10).unwrap();
+        store.sync_unit(addr("127.0.0.3:1161"), &snapshot(ID_B, &[(1, 0, 10)]), 10).unwrap();
+        assert_eq!(store.find_unit(ID_A).unwrap().unit_id.as_deref(), Some(ID_A));
+        assert_eq!(store.find_unit("8c3f").unwrap().unit_id.as_deref(), Some(ID_A));
+        assert_eq!(store.find_unit("unit-1111").unwrap().unit_id.as_deref(), Some(ID_B));
+        assert_eq!(store.find_unit("127.0.0.3").unwrap().unit_id.as_deref(), Some(ID_B));
+        assert_eq!(store.find_unit("127.0.0.2:1161").unwrap().unit_id.as_deref(), Some(ID_A));
+        assert!(matches!(store.find_unit("nope"), Err(StoreError::UnknownUnit(_))));
+    }
+
+    #[test]
+    fn notifications_are_stored_filtered_and_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StationStore::open(dir.path()).unwrap();
+        let record = |time_ms, source: &str, trap: &[u32], unit_id: Option<&str>| NotificationRecord {
+            id: 0,
+            time_ms,
+            source: source.parse().unwrap(),
+            version: "v2c".into(),
+            community: "public".into(),
+            kind: NotificationKind::TrapV2,
+            uptime: Some(5),
+            trap_oid: dvsan_mib::dotted(trap),
+            unit_id: unit_id.map(str::to_string),
+            varbinds: vec![],
+        };
+        let mut batch = vec![
+            record(100, "127.0.0.2:5000", dvsan_mib::COLD_START, Some(ID_A)),
+            record(200, "127.0.0.2:5000", dvsan_mib::LINK_DOWN, None),
+            record(300, "127.0.0.3:5000", dvsan_mib::LINK_DOWN, Some(ID_B)),
+        ];
+        store.insert_notifications(&mut batch).unwrap();
+        assert!(batch.iter().all(|r| r.id > 0));
+        let all = store.notifications(&NotificationFilter { limit: 100, ..Default::default() }, false).unwrap();
+        assert_eq!(all, batch);
+
+        let link_down = NotificationFilter {
+            trap_oid: Some(dvsan_mib::dotted(dvsan_mib::LINK_DOWN)),
+            limit: 100,
+            ..Default::default()
+        };
+        assert_eq!(store.notifications(&link_down, false).unwrap().len(), 2);
+        let unit_a = NotificationFilter {
+            unit: Some((Some(ID_A.into()), Some("127.0.0.2".parse().unwrap()))),
+            limit: 100,
+            ..Default::default()
+        };
+        assert_eq!(
+            store.notifications(&unit_a, false).unwrap().iter().map(|r| r.time_ms).collect::<Vec<_>>(),
+            [100, 200]
+        );
+        let since = NotificationFilter { since_ms: Some(150), limit: 100, ..Default::default() };
+        assert_eq!(store.notifications(&since, false).unwrap().len(), 2);
+        let newest = NotificationFilter { limit: 1, ..Default::default() };
+        assert_eq!(store.notifications(&newest, true).unwrap()[0].time_ms, 300);
+
+        assert_eq!(store.prune_notifications(1).unwrap(), 2);
+        assert_eq!(store.notification_count().unwrap(), 1);
+        assert_eq!(store.last_notification_id().unwrap(), batch[2].id);
+    }
+
+    #[test]
+    fn read_commands_need_an_existing_store() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(StationStore::open_existing(&dir.path().join("missing")), Err(StoreError::StateDir { .. })));
+        assert!(matches!(StationStore::open_existing(dir.path()), Err(StoreError::NoStore(_))));
+        StationStore::open(dir.path()).unwrap();
+        StationStore::open_existing(dir.path()).unwrap();
+    }
+}
