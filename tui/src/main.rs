@@ -1,9 +1,149 @@
-//! dvsan terminal console.
+//! `dvsan-console`: the terminal console of a dvsan virtual SAN.
 //!
-//! Placeholder: the ratatui console (live pool, trap tail, concurrent station tasks) is issue 6.
-//! It builds so the workspace layout is complete, and says so when run.
+//! Reads the pool from a station's SNMP agent (`dvsan-station run --snmp-listen`), the traffic of every
+//! available unit from the unit itself, and, with `--station-state-dir`, follows the station's notification log.
+//! Sources run in background tokio tasks; the UI loop only draws and handles keys, so it never waits on the
+//! network.
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use dvsan_console::app::App;
+use dvsan_console::model::TailStatus;
+use dvsan_console::source::fake::{demo_notifications, FakeSource};
+use dvsan_console::source::snmp::SnmpSource;
+use dvsan_console::source::{spawn_refresh, tail, Update};
+use dvsan_console::terminal::TerminalGuard;
+use dvsan_console::ui;
+use ratatui::crossterm::event::{self, Event};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+#[derive(Debug, Parser)]
+#[command(name = "dvsan-console", version, about = "dvsan terminal console: units, volumes, notifications, activity")]
+struct Cli {
+    /// The station's SNMP agent (`dvsan-station run --snmp-listen`), IP or IP:PORT (port 1161 when omitted).
+    #[arg(long, default_value = "127.0.0.1:1161", value_name = "IP:PORT")]
+    station: String,
+    /// Read community of the station and of the units.
+    #[arg(long, default_value = "public")]
+    community: String,
+    /// How often the pool and the traffic are read (e.g. 1s, 500ms).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    refresh: Duration,
+    /// How long to wait for an SNMP answer (per attempt).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// The station's state directory, when the console runs on the station's machine: enables the
+    /// notification tail (`dvsan-station traps --follow`).
+    #[arg(long, value_name = "DIR")]
+    station_state_dir: Option<PathBuf>,
+    /// The dvsan-station program for the tail (default: next to this program, else on PATH).
+    #[arg(long, value_name = "PATH")]
+    station_bin: Option<PathBuf>,
+    /// Show canned demo data instead of reading a station (for a look at the screens).
+    #[arg(long)]
+    fake: bool,
+}
 
 fn main() {
-    eprintln!("dvsan-console: not built yet (issue 6: terminal console)");
-    std::process::exit(2);
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("dvsan-console: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let station =
+        dvsan_console::form::parse_agent_address(&cli.station).map_err(anyhow::Error::msg).context("--station")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(console(cli, station))
+}
+
+async fn console(cli: Cli, station: SocketAddr) -> Result<()> {
+    let (updates_tx, mut updates) = mpsc::unbounded_channel::<Update>();
+    let tail_status =
+        if cli.fake || cli.station_state_dir.is_some() { TailStatus::Following } else { TailStatus::NeedsStateDir };
+    let mut app = App::new(station.to_string(), tail_status);
+
+    let mut tasks = Vec::new();
+    if cli.fake {
+        app.station = "(demo data)".to_string();
+        tasks.push(spawn_refresh(FakeSource::demo(), cli.refresh, updates_tx.clone()));
+        for n in demo_notifications() {
+            app.apply(Update::Notification(n));
+        }
+    } else {
+        let source = SnmpSource::new(station, &cli.community, cli.timeout).await.context("opening an SNMP socket")?;
+        tasks.push(spawn_refresh(source, cli.refresh, updates_tx.clone()));
+        if let Some(dir) = &cli.station_state_dir {
+            let program = tail::station_program(cli.station_bin.as_deref());
+            tasks.push(tail::spawn_tail(program, dir.clone(), updates_tx.clone()));
+        }
+    }
+    drop(updates_tx);
+
+    // Keys come from a plain thread: crossterm's reads block, and the UI loop must not.
+    let (keys_tx, mut keys) = mpsc::unbounded_channel::<Event>();
+    std::thread::spawn(move || loop {
+        match event::poll(Duration::from_millis(200)) {
+            Ok(true) => match event::read() {
+                Ok(ev) => {
+                    if keys_tx.send(ev).is_err() {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            },
+            Ok(false) => {
+                if keys_tx.is_closed() {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    });
+
+    let mut guard = TerminalGuard::enter().context("setting up the terminal")?;
+    let result = ui_loop(&mut guard, &mut app, &mut keys, &mut updates).await;
+    drop(guard);
+    for task in tasks {
+        task.abort();
+    }
+    result
+}
+
+async fn ui_loop(
+    guard: &mut TerminalGuard,
+    app: &mut App,
+    keys: &mut mpsc::UnboundedReceiver<Event>,
+    updates: &mut mpsc::UnboundedReceiver<Update>,
+) -> Result<()> {
+    // Ages on screen move even when no snapshot arrives.
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        guard.terminal.draw(|frame| ui::draw(frame, app)).context("drawing")?;
+        tokio::select! {
+            event = keys.recv() => match event {
+                Some(Event::Key(key)) => {
+                    let action = app.handle_key(key);
+                    app.update(action);
+                }
+                Some(Event::Resize(_, _)) => guard.terminal.autoresize().context("resizing")?,
+                Some(_) => {}
+                None => return Ok(()),
+            },
+            Some(update) = updates.recv() => app.apply(update),
+            _ = tick.tick() => {}
+        }
+        if app.quit {
+            return Ok(());
+        }
+    }
 }

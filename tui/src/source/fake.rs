@@ -1,0 +1,144 @@
+//! A [`PoolSource`] with canned data: three units (one unreachable), volumes, partitions and traffic. Used by
+//! tests and the screen captures; also handy to look at the console without a station (`--fake`).
+
+use super::PoolSource;
+use crate::model::{Notification, Partition, Pool, Rates, Snapshot, Traffic, Unit, UnitState, Volume};
+use std::net::SocketAddr;
+
+/// The fixed time every fake snapshot is taken at (2026-11-22T10:00:00Z).
+pub const FAKE_NOW: i64 = 1_795_341_600;
+
+pub struct FakeSource {
+    pub snapshot: Snapshot,
+}
+
+impl FakeSource {
+    pub fn demo() -> FakeSource {
+        FakeSource { snapshot: demo_snapshot() }
+    }
+}
+
+impl PoolSource for FakeSource {
+    async fn snapshot(&mut self) -> Snapshot {
+        self.snapshot.clone()
+    }
+}
+
+fn unit(index: u32, name: &str, state: UnitState, addr: &str, capacity_gib: u32, free_gib: u32, age: i64) -> Unit {
+    let agent: Option<SocketAddr> = addr.parse().ok();
+    Unit {
+        index,
+        id: format!("{index:08x}-5c1e-4a52-9d7e-0242ac120002"),
+        name: name.to_string(),
+        state,
+        reason: if state == UnitState::Available { String::new() } else { "no answer to 3 polls".into() },
+        agent,
+        block_size: 4096,
+        capacity_blocks: capacity_gib * 262_144,
+        free_blocks: free_gib * 262_144,
+        volumes: 2,
+        last_seen_unix: Some(FAKE_NOW - age),
+    }
+}
+
+fn volume(unit_index: u32, index: u32, name: &str, start: u32, gib: u32, available: bool) -> Volume {
+    let length = gib * 262_144;
+    Volume {
+        unit_index,
+        index,
+        name: name.to_string(),
+        start_lba: start,
+        end_lba: start + length - 1,
+        length_blocks: length,
+        export: name.to_string(),
+        available,
+    }
+}
+
+/// The demo pool.
+pub fn demo_pool() -> Pool {
+    let units = vec![
+        unit(1, "unit1", UnitState::Available, "127.0.0.11:1161", 3, 1, 2),
+        unit(2, "unit2", UnitState::Available, "127.0.0.12:1161", 3, 2, 1),
+        unit(3, "unit3", UnitState::Unreachable, "127.0.0.13:1161", 3, 3, 125),
+    ];
+    let volumes = vec![
+        volume(1, 1, "vol1", 0, 1, true),
+        volume(1, 2, "db1", 262_144, 1, true),
+        volume(2, 1, "vol1", 0, 1, true),
+        volume(3, 1, "scratch", 0, 1, false),
+    ];
+    let partitions = vec![
+        Partition {
+            unit_index: 1,
+            volume_index: 2,
+            index: 1,
+            start_lba: 262_144,
+            end_lba: 393_215,
+            length_blocks: 131_072,
+            export: "db1-p1".into(),
+            available: true,
+        },
+        Partition {
+            unit_index: 1,
+            volume_index: 2,
+            index: 2,
+            start_lba: 393_216,
+            end_lba: 524_287,
+            length_blocks: 131_072,
+            export: "db1-p2".into(),
+            available: true,
+        },
+    ];
+    Pool { units, volumes, partitions }
+}
+
+/// The demo snapshot: the demo pool and some traffic.
+pub fn demo_snapshot() -> Snapshot {
+    let traffic = vec![
+        Traffic {
+            unit_index: 1,
+            unit_label: "unit1".into(),
+            export: "db1".into(),
+            host: "127.0.0.9".into(),
+            rates: Some(Rates { reads: 120.0, writes: 40.5, bytes_read: 491_520.0, bytes_written: 165_888.0 }),
+        },
+        Traffic {
+            unit_index: 2,
+            unit_label: "unit2".into(),
+            export: "vol1".into(),
+            host: "127.0.0.10".into(),
+            rates: Some(Rates { reads: 0.0, writes: 2300.0, bytes_read: 0.0, bytes_written: 9_420_800.0 }),
+        },
+        Traffic {
+            unit_index: 1,
+            unit_label: "unit1".into(),
+            export: "vol1".into(),
+            host: "127.0.0.9".into(),
+            rates: None,
+        },
+    ];
+    Snapshot { taken_unix: FAKE_NOW, pool: Ok(demo_pool()), traffic, traffic_errors: Vec::new() }
+}
+
+const ID1: &str = "00000001-5c1e-4a52-9d7e-0242ac120002";
+const ID2: &str = "00000002-5c1e-4a52-9d7e-0242ac120002";
+const ID3: &str = "00000003-5c1e-4a52-9d7e-0242ac120002";
+
+/// A few notifications like the station logs them.
+pub fn demo_notifications() -> Vec<Notification> {
+    let n = |id: i64, secs: u32, source: &str, type_name: &str, unit: Option<&str>, details: &str| Notification {
+        id,
+        time: format!("2026-11-22T09:59:{secs:02}Z"),
+        source: source.to_string(),
+        type_name: type_name.to_string(),
+        unit_id: unit.map(str::to_string),
+        details: details.to_string(),
+    };
+    vec![
+        n(1, 1, "127.0.0.11:40001", "coldStart", Some(ID1), "sysUpTime.0=12"),
+        n(2, 2, "127.0.0.12:40002", "coldStart", Some(ID2), "sysUpTime.0=15"),
+        n(3, 30, "127.0.0.11:40001", "dvsanLayoutChanged", Some(ID1), "dvsanUnitChangeCounter.0=4"),
+        n(4, 45, "127.0.0.13:40003", "linkDown", Some(ID3), "ifIndex.1=1 ifOperStatus.1=2"),
+    ]
+}

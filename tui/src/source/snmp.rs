@@ -1,0 +1,349 @@
+//! The SNMP [`PoolSource`]: the station's DVSAN-STATION-MIB tables (units, volumes, partitions) by GETBULK
+//! walks, and each available unit's dvsanTrafficTable (DVSAN-MIB) read from the unit directly, all units at
+//! once. Traffic counters become rates in a [`RateTracker`].
+
+use super::rates::{Counters, RateTracker};
+use super::PoolSource;
+use crate::model::{now_unix, Partition, Pool, Snapshot, Traffic, Unit, UnitState, Volume};
+use dvsan_mib as mib;
+use dvsan_snmp::{Manager, Oid, SnmpError, Target, Value};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+
+/// The rows of one table: instance index -> column -> value.
+pub type TableRows = BTreeMap<Vec<u32>, BTreeMap<u32, Value>>;
+
+/// Reads a station and its units over SNMP.
+pub struct SnmpSource {
+    manager: Arc<Manager>,
+    station: Target,
+    community: String,
+    unit_timeout: Duration,
+    rates: RateTracker,
+}
+
+impl SnmpSource {
+    /// A source reading the station's agent at `station` and the units with `community`.
+    pub async fn new(station: SocketAddr, community: &str, timeout: Duration) -> std::io::Result<SnmpSource> {
+        let bind: SocketAddr = if station.is_ipv6() {
+            SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))
+        } else {
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
+        };
+        let manager = Arc::new(Manager::new(bind).await?);
+        Ok(SnmpSource {
+            manager,
+            station: Target::new(station, community).with_timeout(timeout, 1),
+            community: community.to_string(),
+            unit_timeout: timeout,
+            rates: RateTracker::default(),
+        })
+    }
+
+    async fn read_pool(&self) -> Result<Pool, String> {
+        let addr = self.station.addr;
+        let explain = |e: SnmpError| station_error(addr, &e);
+        let units = walk_table(&self.manager, &self.station, mib::DVSAN_STATION_UNIT_ENTRY).await.map_err(explain)?;
+        let volumes =
+            walk_table(&self.manager, &self.station, mib::DVSAN_STATION_VOLUME_ENTRY).await.map_err(explain)?;
+        let partitions =
+            walk_table(&self.manager, &self.station, mib::DVSAN_STATION_PARTITION_ENTRY).await.map_err(explain)?;
+        if units.is_empty() {
+            // An empty pool and "not a station" look the same in the tables; the stats scalar tells them apart.
+            let oid = Oid::from_slice(&[mib::DVSAN_STATION_UNITS, &[0]].concat());
+            let answer = self.manager.get(&self.station, &[oid]).await.map_err(explain)?;
+            if answer.first().is_none_or(|vb| vb.value.is_exception()) {
+                return Err(format!(
+                    "{addr} answers SNMP but is not a dvsan station (no DVSAN-STATION-MIB there); \
+                     give the address of `dvsan-station run --snmp-listen`"
+                ));
+            }
+        }
+        Ok(pool_from_tables(&units, &volumes, &partitions))
+    }
+
+    async fn read_traffic(&mut self, pool: &Pool) -> (Vec<Traffic>, Vec<String>) {
+        let mut reads = JoinSet::new();
+        // Unavailable units still answer SNMP (only their data service is down); unreachable ones would only time out.
+        for unit in pool.units.iter().filter(|u| matches!(u.state, UnitState::Available | UnitState::Unavailable)) {
+            let Some(agent) = unit.agent else { continue };
+            let manager = Arc::clone(&self.manager);
+            let target = Target::new(agent, self.community.clone()).with_timeout(self.unit_timeout, 0);
+            let (index, label) = (unit.index, unit.label());
+            reads.spawn(async move {
+                let rows = walk_table(&manager, &target, mib::DVSAN_TRAFFIC_ENTRY).await;
+                (index, label, agent, rows, Instant::now())
+            });
+        }
+        let mut traffic = Vec::new();
+        let mut errors = Vec::new();
+        let mut keys = Vec::new();
+        while let Some(joined) = reads.join_next().await {
+            let Ok((unit_index, label, agent, rows, at)) = joined else { continue };
+            let rows = match rows {
+                Ok(rows) => rows,
+                Err(e) => {
+                    errors.push(format!("unit {label} at {agent}: {}", plain_snmp_error(&e)));
+                    continue;
+                }
+            };
+            for columns in rows.values() {
+                let text = |c| columns.get(&c).and_then(Value::as_str).unwrap_or("").to_string();
+                let counter = |c| columns.get(&c).and_then(Value::as_u64).unwrap_or(0);
+                let export = text(2);
+                let host = inet_address(columns.get(&3), columns.get(&4)).map_or("?".to_string(), |ip| ip.to_string());
+                let counters = Counters {
+                    reads: counter(5),
+                    writes: counter(6),
+                    bytes_read: counter(7),
+                    bytes_written: counter(8),
+                };
+                let key = (unit_index, export.clone(), host.clone());
+                let rates = self.rates.sample(key.clone(), counters, at);
+                keys.push(key);
+                traffic.push(Traffic { unit_index, unit_label: label.clone(), export, host, rates });
+            }
+        }
+        self.rates.retain(&keys);
+        traffic.sort_by(|a, b| (a.unit_index, &a.export, &a.host).cmp(&(b.unit_index, &b.export, &b.host)));
+        (traffic, errors)
+    }
+}
+
+impl PoolSource for SnmpSource {
+    async fn snapshot(&mut self) -> Snapshot {
+        let pool = self.read_pool().await;
+        let (traffic, traffic_errors) = match &pool {
+            Ok(pool) => self.read_traffic(pool).await,
+            Err(_) => (Vec::new(), Vec::new()),
+        };
+        Snapshot { taken_unix: now_unix(), pool, traffic, traffic_errors }
+    }
+}
+
+/// Walks a table's entry and groups the instances by index.
+pub async fn walk_table(manager: &Manager, target: &Target, entry: &[u32]) -> Result<TableRows, SnmpError> {
+    let varbinds = manager.walk(target, &Oid::from_slice(entry)).await?;
+    let mut rows = TableRows::new();
+    for vb in varbinds {
+        if let Some([column, index @ ..]) = vb.oid.suffix_after(entry) {
+            if !index.is_empty() && !vb.value.is_exception() {
+                rows.entry(index.to_vec()).or_default().insert(*column, vb.value);
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Builds the pool from the three station tables. Rows with malformed indexes are skipped.
+pub fn pool_from_tables(units: &TableRows, volumes: &TableRows, partitions: &TableRows) -> Pool {
+    let text = |row: &BTreeMap<u32, Value>, c: u32| row.get(&c).and_then(Value::as_str).unwrap_or("").to_string();
+    let number = |row: &BTreeMap<u32, Value>, c: u32| row.get(&c).and_then(Value::as_u32).unwrap_or(0);
+    let integer = |row: &BTreeMap<u32, Value>, c: u32| row.get(&c).and_then(Value::as_i32).unwrap_or(0);
+    let mut pool = Pool::default();
+    for (index, row) in units {
+        let [index] = index.as_slice() else { continue };
+        let port = number(row, 8);
+        let agent = inet_address(row.get(&6), row.get(&7))
+            .filter(|_| port != 0)
+            .and_then(|ip| u16::try_from(port).ok().map(|port| SocketAddr::new(ip, port)));
+        pool.units.push(Unit {
+            index: *index,
+            id: text(row, 2),
+            name: text(row, 3),
+            state: UnitState::from_code(integer(row, 4)),
+            reason: text(row, 5),
+            agent,
+            block_size: number(row, 9),
+            capacity_blocks: number(row, 10),
+            free_blocks: number(row, 11),
+            volumes: number(row, 12),
+            last_seen_unix: row.get(&13).and_then(Value::as_bytes).and_then(date_and_time_unix),
+        });
+    }
+    for (index, row) in volumes {
+        let [unit_index, index] = index.as_slice() else { continue };
+        pool.volumes.push(Volume {
+            unit_index: *unit_index,
+            index: *index,
+            name: text(row, 2),
+            start_lba: number(row, 3),
+            end_lba: number(row, 4),
+            length_blocks: number(row, 5),
+            export: text(row, 6),
+            available: integer(row, 7) == 1,
+        });
+    }
+    for (index, row) in partitions {
+        let [unit_index, volume_index, index] = index.as_slice() else { continue };
+        pool.partitions.push(Partition {
+            unit_index: *unit_index,
+            volume_index: *volume_index,
+            index: *index,
+            start_lba: number(row, 2),
+            end_lba: number(row, 3),
+            length_blocks: number(row, 4),
+            export: text(row, 5),
+            available: integer(row, 6) == 1,
+        });
+    }
+    pool
+}
+
+/// An InetAddressType + InetAddress pair as an IP address (ipv4(1) and ipv6(2) only).
+pub fn inet_address(kind: Option<&Value>, address: Option<&Value>) -> Option<IpAddr> {
+    let bytes = address?.as_bytes()?;
+    match kind?.as_i32()? {
+        1 => <[u8; 4]>::try_from(bytes).ok().map(|b| IpAddr::from(Ipv4Addr::from(b))),
+        2 => <[u8; 16]>::try_from(bytes).ok().map(|b| IpAddr::from(Ipv6Addr::from(b))),
+        _ => None,
+    }
+}
+
+/// A DateAndTime (SNMPv2-TC, 8 or 11 octets) as Unix seconds; `None` when empty or malformed.
+pub fn date_and_time_unix(bytes: &[u8]) -> Option<i64> {
+    if bytes.len() != 8 && bytes.len() != 11 {
+        return None;
+    }
+    let year = i64::from(u16::from_be_bytes([bytes[0], bytes[1]]));
+    let (month, day, hour, minute, second) = (bytes[2], bytes[3], bytes[4], bytes[5], bytes[6]);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut seconds = days_from_civil(year, u32::from(month), u32::from(day)) * 86_400
+        + i64::from(hour) * 3600
+        + i64::from(minute) * 60
+        + i64::from(second);
+    if bytes.len() == 11 {
+        // The time is local with this offset from UTC; subtract it to get UTC.
+        let offset = i64::from(bytes[9]) * 3600 + i64::from(bytes[10]) * 60;
+        match bytes[8] {
+            b'+' => seconds -= offset,
+            b'-' => seconds += offset,
+            _ => return None,
+        }
+    }
+    Some(seconds)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month = i64::from(month);
+    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// A manager error in plain words.
+pub fn plain_snmp_error(error: &SnmpError) -> String {
+    match error {
+        SnmpError::Timeout => "no answer (not running, wrong address, or wrong community)".to_string(),
+        SnmpError::Agent { status, .. } => format!("refused the request ({})", status.name()),
+        SnmpError::Io(e) => format!("network error: {e}"),
+        other => format!("answered something unexpected: {other}"),
+    }
+}
+
+/// A station read error in plain words, naming the station.
+pub fn station_error(station: SocketAddr, error: &SnmpError) -> String {
+    match error {
+        SnmpError::Timeout => format!(
+            "station {station} does not answer: is `dvsan-station run --snmp-listen {station}` running, and is the \
+             community right?"
+        ),
+        other => format!("station {station}: {}", plain_snmp_error(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(cells: &[(u32, Value)]) -> BTreeMap<u32, Value> {
+        cells.iter().cloned().collect()
+    }
+
+    #[test]
+    fn date_and_time_converts_to_unix_seconds() {
+        // 2026-11-22 10:00:00.0 UTC
+        let utc = [0x07, 0xEA, 11, 22, 10, 0, 0, 0];
+        assert_eq!(date_and_time_unix(&utc), Some(1_795_341_600));
+        let plus_two = [0x07, 0xEA, 11, 22, 12, 0, 0, 0, b'+', 2, 0];
+        assert_eq!(date_and_time_unix(&plus_two), Some(1_795_341_600));
+        assert_eq!(date_and_time_unix(&[]), None);
+        assert_eq!(date_and_time_unix(&[0x07, 0xEA, 13, 22, 10, 0, 0, 0]), None);
+        assert_eq!(date_and_time_unix(&[0x07, 0xB2, 1, 1, 0, 0, 0, 0]), Some(0));
+    }
+
+    #[test]
+    fn tables_become_a_pool() {
+        let mut units = TableRows::new();
+        units.insert(
+            vec![4],
+            row(&[
+                (2, Value::string("abc")),
+                (3, Value::string("unit4")),
+                (4, Value::Integer(1)),
+                (6, Value::Integer(1)),
+                (7, Value::OctetString(vec![127, 0, 0, 11])),
+                (8, Value::Gauge32(1161)),
+                (9, Value::Gauge32(4096)),
+                (10, Value::Gauge32(100)),
+                (11, Value::Gauge32(40)),
+                (13, Value::OctetString(vec![0x07, 0xEA, 11, 22, 10, 0, 0, 0])),
+            ]),
+        );
+        units.insert(vec![1, 2], row(&[(3, Value::string("malformed index"))]));
+        let mut volumes = TableRows::new();
+        volumes.insert(
+            vec![4, 2],
+            row(&[
+                (2, Value::string("db")),
+                (3, Value::Gauge32(10)),
+                (4, Value::Gauge32(19)),
+                (5, Value::Gauge32(10)),
+                (6, Value::string("db")),
+                (7, Value::Integer(2)),
+            ]),
+        );
+        let mut partitions = TableRows::new();
+        partitions.insert(vec![4, 2, 1], row(&[(2, Value::Gauge32(10)), (6, Value::Integer(1))]));
+        let pool = pool_from_tables(&units, &volumes, &partitions);
+        assert_eq!(pool.units.len(), 1);
+        let unit = &pool.units[0];
+        assert_eq!((unit.index, unit.name.as_str(), unit.state), (4, "unit4", UnitState::Available));
+        assert_eq!(unit.agent, Some("127.0.0.11:1161".parse().unwrap()));
+        assert_eq!(unit.capacity_bytes(), 409_600);
+        assert_eq!(unit.last_seen_unix, Some(1_795_341_600));
+        assert_eq!(pool.volumes[0].end_lba, 19);
+        assert!(!pool.volumes[0].available);
+        assert_eq!((pool.partitions[0].volume_index, pool.partitions[0].available), (2, true));
+    }
+
+    #[test]
+    fn a_unit_without_a_port_has_no_agent_address() {
+        let mut units = TableRows::new();
+        units.insert(vec![1], row(&[(6, Value::Integer(1)), (7, Value::OctetString(vec![127, 0, 0, 1]))]));
+        let pool = pool_from_tables(&units, &TableRows::new(), &TableRows::new());
+        assert_eq!(pool.units[0].agent, None);
+        assert_eq!(inet_address(Some(&Value::Integer(1)), Some(&Value::OctetString(vec![1, 2]))), None);
+    }
+
+    #[tokio::test]
+    async fn a_silent_station_is_reported_in_plain_words() {
+        // A bound UDP socket that never answers.
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = silent.local_addr().unwrap();
+        let mut source = SnmpSource::new(addr, "public", Duration::from_millis(100)).await.unwrap();
+        let snapshot = source.snapshot().await;
+        let error = snapshot.pool.unwrap_err();
+        assert!(error.contains("does not answer"), "{error}");
+        assert!(error.contains(&addr.to_string()), "{error}");
+    }
+}

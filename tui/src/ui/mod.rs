@@ -1,0 +1,195 @@
+//! Drawing: one module per screen, each rendering from [`App`] alone; this module draws the frame around them
+//! (screen tabs, status line) and the overlays (filter prompt, help, forms, confirmation).
+//!
+//! Everything fits 80×24: columns shrink before they disappear, and long texts are cut by ratatui.
+
+pub mod activity;
+pub mod hosts;
+pub mod notifications;
+pub mod tasks;
+pub mod units;
+pub mod volumes;
+
+use crate::app::{App, Pane, Screen};
+use crate::model::short_age;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Table, TableState, Tabs, Wrap};
+use ratatui::Frame;
+
+/// Draws the whole console.
+pub fn draw(frame: &mut Frame, app: &App) {
+    // Long messages and errors get a second line rather than being cut.
+    let status_len = app.message.as_ref().or(app.pool_error.as_ref()).map_or(0, |m| m.chars().count() + 30);
+    let status_height = if status_len > usize::from(frame.area().width) { 2 } else { 1 };
+    let [tabs, body, status] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(3), Constraint::Length(status_height)])
+            .areas(frame.area());
+    draw_tabs(frame, app, tabs);
+    match app.screen {
+        Screen::Units => units::draw(frame, app, body),
+        Screen::Volumes => volumes::draw(frame, app, body),
+        Screen::Hosts => hosts::draw(frame, app, body),
+        Screen::Notifications => notifications::draw(frame, app, body),
+        Screen::Activity => activity::draw(frame, app, body),
+        Screen::Tasks => tasks::draw(frame, app, body),
+    }
+    draw_status(frame, app, status);
+    if app.help {
+        draw_help(frame);
+    }
+    if let Some(form) = &app.form {
+        draw_form(frame, form);
+    }
+    if let Some(confirm) = &app.confirm {
+        draw_confirm(frame, &confirm.question());
+    }
+}
+
+fn draw_tabs(frame: &mut Frame, app: &App, area: Rect) {
+    let titles: Vec<Line> =
+        Screen::ALL.iter().map(|s| Line::from(format!("{} {}", s.number() + 1, s.title()))).collect();
+    let tabs = Tabs::new(titles)
+        .select(app.screen.number())
+        .highlight_style(Style::default().add_modifier(Modifier::REVERSED | Modifier::BOLD))
+        .divider("|")
+        .padding("", "");
+    frame.render_widget(tabs, area);
+}
+
+/// The bottom line: the filter prompt while typing one, else a message, else the station's state and key hints.
+fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
+    let line = if app.filter_editing {
+        Line::from(vec![
+            Span::styled("/", Style::default().add_modifier(Modifier::BOLD)),
+            Span::raw(app.filter(app.pane).to_string()),
+            Span::styled("_", Style::default().add_modifier(Modifier::SLOW_BLINK)),
+            Span::styled("  Enter keep  Esc clear", Style::default().fg(Color::DarkGray)),
+        ])
+    } else if let Some(message) = &app.message {
+        Line::from(Span::styled(message.clone(), Style::default().fg(Color::Yellow)))
+    } else if let Some(error) = &app.pool_error {
+        let age = match app.pool_read_unix {
+            Some(read) => format!(" (showing data from {} ago)", short_age(app.now_unix - read)),
+            None => String::new(),
+        };
+        Line::from(Span::styled(format!("{error}{age}"), Style::default().fg(Color::Red)))
+    } else {
+        let station = match app.pool_read_unix {
+            Some(_) => format!("station {} · {} units", app.station, app.pool.units.len()),
+            None => format!("station {} · connecting…", app.station),
+        };
+        Line::from(vec![
+            Span::raw(station),
+            Span::styled("  ? help  / filter  Tab pane  q quit", Style::default().fg(Color::DarkGray)),
+        ])
+    };
+    frame.render_widget(Paragraph::new(line).wrap(Wrap { trim: true }), area);
+}
+
+/// A pane's frame: its title, the filter when one is set, and a highlight when it has the focus.
+pub fn pane_block(app: &App, pane: Pane, title: &str) -> Block<'static> {
+    let filter = app.filter(pane);
+    let title = if filter.is_empty() { format!(" {title} ") } else { format!(" {title} [/{filter}] ") };
+    let style = if app.focused(pane) { Style::default().fg(Color::Cyan) } else { Style::default() };
+    Block::default().borders(Borders::ALL).border_style(style).title(title)
+}
+
+/// What a table pane shows.
+pub struct TableView {
+    pub pane: Pane,
+    pub block: Block<'static>,
+    pub header: &'static [&'static str],
+    pub widths: Vec<Constraint>,
+    pub rows: Vec<Row<'static>>,
+    /// Shown instead of the table when there are no rows.
+    pub empty: String,
+}
+
+/// A table with a header and the pane's selection, or the view's empty text.
+pub fn draw_table(frame: &mut Frame, app: &App, area: Rect, view: TableView) {
+    if view.rows.is_empty() {
+        let text = Paragraph::new(view.empty).block(view.block).wrap(Wrap { trim: true });
+        frame.render_widget(text, area);
+        return;
+    }
+    let header = Row::new(view.header.to_vec()).style(Style::default().add_modifier(Modifier::BOLD));
+    let table = Table::new(view.rows, view.widths)
+        .header(header)
+        .block(view.block)
+        .column_spacing(1)
+        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
+        .highlight_symbol(if app.focused(view.pane) { ">" } else { " " });
+    let mut state = TableState::default().with_selected(Some(app.selected(view.pane)));
+    frame.render_stateful_widget(table, area, &mut state);
+}
+
+/// A rectangle of at most `width`×`height` centred in `area`.
+pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let width = width.min(area.width);
+    let height = height.min(area.height);
+    Rect { x: area.x + (area.width - width) / 2, y: area.y + (area.height - height) / 2, width, height }
+}
+
+pub const HELP: &[(&str, &str)] = &[
+    ("1-6, F1-F6", "go to a screen"),
+    ("←/→, h/l", "previous/next screen"),
+    ("Tab, S-Tab", "next/previous pane"),
+    ("↑/↓, j/k", "move the selection"),
+    ("PgUp/PgDn, g/G", "page up/down, first/last"),
+    ("/", "filter the list (Esc clears)"),
+    ("", "notifications: unit:NAME type:NAME"),
+    ("a", "add a unit (Units)"),
+    ("c", "create a volume (Units, Volumes)"),
+    ("d", "destroy the selected volume"),
+    ("?", "this help"),
+    ("q, Ctrl-C", "quit"),
+];
+
+fn draw_help(frame: &mut Frame) {
+    let area = centered(frame.area(), 56, HELP.len() as u16 + 2);
+    let lines: Vec<Line> = HELP
+        .iter()
+        .map(|(keys, what)| {
+            Line::from(vec![Span::styled(format!("{keys:>15}  "), Style::default().fg(Color::Cyan)), Span::raw(*what)])
+        })
+        .collect();
+    frame.render_widget(Clear, area);
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" Help (? or Esc closes) ")),
+        area,
+    );
+}
+
+fn draw_form(frame: &mut Frame, form: &crate::form::Form) {
+    let mut lines = Vec::new();
+    for (i, field) in form.fields.iter().enumerate() {
+        let focused = i == form.focus;
+        let marker = if focused { "> " } else { "  " };
+        let cursor = if focused { "_" } else { "" };
+        lines.push(Line::from(vec![
+            Span::raw(format!("{marker}{}: ", field.label)),
+            Span::styled(format!("{}{cursor}", field.value), Style::default().add_modifier(Modifier::BOLD)),
+        ]));
+        if let Some(error) = &field.error {
+            lines.push(Line::from(Span::styled(format!("    {error}"), Style::default().fg(Color::Red))));
+        }
+    }
+    lines.push(Line::from(Span::styled(
+        "Enter submit  Tab next field  Esc cancel",
+        Style::default().fg(Color::DarkGray),
+    )));
+    let height = lines.len() as u16 + 4;
+    let area = centered(frame.area(), 70, height);
+    frame.render_widget(Clear, area);
+    let block = Block::default().borders(Borders::ALL).title(format!(" {} ", form.title()));
+    frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), area);
+}
+
+fn draw_confirm(frame: &mut Frame, question: &str) {
+    let area = centered(frame.area(), 60, 5);
+    frame.render_widget(Clear, area);
+    let block = Block::default().borders(Borders::ALL).border_style(Style::default().fg(Color::Red)).title(" Confirm ");
+    frame.render_widget(Paragraph::new(question.to_string()).block(block).wrap(Wrap { trim: true }), area);
+}
