@@ -16,6 +16,9 @@
 //! so the wire protocol cannot drift from the MIB; the crate's tests fail when the generated file
 //! is stale or when net-snmp resolves a constant to a different name.
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
 mod generated;
 
 pub use generated::*;
@@ -36,18 +39,24 @@ pub fn oid_of(name: &str) -> Option<&'static [u32]> {
 /// e.g. `dvsanVolumeLength.3` or `sysUpTime.0`; dotted numeric (`1.3.6.1.9`) when no known
 /// node is a prefix.
 pub fn describe(oid: &[u32]) -> String {
-    let longest = ALL.iter().filter(|(_, node)| oid.starts_with(node)).max_by_key(|(_, node)| node.len());
-    match longest {
-        Some((name, node)) => {
+    // Receivers name every varbind of every notification: look prefixes up in a hash map, longest first,
+    // instead of scanning all nodes.
+    static NODES: OnceLock<(HashMap<&'static [u32], &'static str>, usize)> = OnceLock::new();
+    let (nodes, longest) = NODES.get_or_init(|| {
+        let map = ALL.iter().map(|(name, node)| (*node, *name)).collect();
+        (map, ALL.iter().map(|(_, node)| node.len()).max().unwrap_or(0))
+    });
+    for len in (1..=oid.len().min(*longest)).rev() {
+        if let Some(name) = nodes.get(&oid[..len]) {
             let mut text = (*name).to_owned();
-            for arc in &oid[node.len()..] {
+            for arc in &oid[len..] {
                 text.push('.');
                 text.push_str(&arc.to_string());
             }
-            text
+            return text;
         }
-        None => dotted(oid),
     }
+    dotted(oid)
 }
 
 /// `oid` as dotted decimal without a leading dot, e.g. `1.3.6.1.2.1.1.3.0`.

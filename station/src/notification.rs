@@ -5,13 +5,13 @@
 //! log file and the CLI show the same thing. Names come from `dvsan_mib::describe` (our MIBs and the standard
 //! nodes the generator knows), numeric otherwise.
 
+use dvsan_mib::describe;
 use dvsan_snmp::{Oid, Value, VarBind};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
 
 /// Which PDU carried the notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -240,28 +240,6 @@ pub fn describe_dotted(dotted: &str) -> String {
     })
 }
 
-/// The same as `dvsan_mib::describe` (longest known node prefix by name, then the remaining arcs), with the
-/// nodes in a hash map instead of a linear scan.
-pub fn describe(oid: &[u32]) -> String {
-    static NODES: OnceLock<(HashMap<&'static [u32], &'static str>, usize)> = OnceLock::new();
-    let (nodes, longest) = NODES.get_or_init(|| {
-        let map: HashMap<&'static [u32], &'static str> =
-            dvsan_mib::ALL.iter().map(|(name, oid)| (*oid, *name)).collect();
-        let longest = dvsan_mib::ALL.iter().map(|(_, oid)| oid.len()).max().unwrap_or(0);
-        (map, longest)
-    });
-    for len in (1..=oid.len().min(*longest)).rev() {
-        if let Some(name) = nodes.get(&oid[..len]) {
-            let mut text = (*name).to_string();
-            for arc in &oid[len..] {
-                let _ = write!(text, ".{arc}");
-            }
-            return text;
-        }
-    }
-    dvsan_mib::dotted(oid)
-}
-
 /// TimeTicks as `d:hh:mm:ss.cc` (net-snmp's style, days first only when there are any).
 pub fn ticks_text(ticks: u64) -> String {
     let centis = ticks % 100;
@@ -326,17 +304,6 @@ mod tests {
             let json = serde_json::to_string(&record).unwrap();
             let back: VarBindRecord = serde_json::from_str(&json).unwrap();
             assert_eq!(back.to_varbind(), Some(original), "{json}");
-        }
-    }
-
-    #[test]
-    fn fast_describe_matches_the_mib_crate() {
-        let mut probes: Vec<Vec<u32>> = dvsan_mib::ALL.iter().map(|(_, oid)| oid.to_vec()).collect();
-        probes.extend(dvsan_mib::ALL.iter().map(|(_, oid)| [*oid, &[7, 0]].concat()));
-        probes.extend([vec![], vec![1], vec![1, 3, 6, 1, 9, 9], vec![1, 3, 6, 1, 4, 1, 32473, 1, 1, 3, 1, 99, 1]]);
-        for probe in probes {
-            assert_eq!(describe(&probe), dvsan_mib::describe(&probe), "{probe:?}");
-            assert_eq!(describe_dotted(&dvsan_mib::dotted(&probe)), dvsan_mib::describe(&probe), "{probe:?}");
         }
     }
 
