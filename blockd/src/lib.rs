@@ -1,0 +1,18 @@
+//! dvsan-blockd: the SAN unit's data service, an NBD server for the unit's volumes and partitions.
+//!
+//! The layout (exports, grants, media) comes from the unit store the agent owns; blockd only reads it, polling
+//! its change counter, and writes back traffic counters and a heartbeat. [`service::run`] is the whole server;
+//! the binary adds the command line, logging and signal handling around it.
+
+pub mod bad_input;
+pub mod connections;
+pub mod exports;
+mod handshake;
+pub mod maintenance;
+mod media_io;
+pub mod service;
+pub mod setup;
+pub mod traffic;
+mod transmission;
+
+pub use service::{run, Config, ServiceError};

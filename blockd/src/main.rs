@@ -1,0 +1,70 @@
+//! `dvsan-blockd`: command line, logging and signals around [`dvsan_blockd::run`].
+
+use anyhow::Context;
+use clap::Parser;
+use dvsan_blockd::{run, Config};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The SAN unit's data service: serves the unit's volumes and partitions over NBD to the hosts granted access.
+#[derive(Debug, Parser)]
+#[command(name = "dvsan-blockd", version)]
+struct Cli {
+    /// The unit's state directory (the one dvsan-agent uses).
+    #[arg(long, env = "DVSAN_STATE_DIR")]
+    state_dir: PathBuf,
+    /// Address and port to listen on (port 0 picks a free port; the actual address is in the heartbeat).
+    #[arg(long, default_value = "127.0.0.1:10809")]
+    listen: SocketAddr,
+    /// How often to check the layout for changes, in milliseconds.
+    #[arg(long, default_value_t = 250)]
+    poll_interval_ms: u64,
+    /// Limit for a client's handshake, and for a client stalled mid-request, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    handshake_timeout_ms: u64,
+    /// Most connections at once (handshaking or transmitting).
+    #[arg(long, default_value_t = 128)]
+    max_connections: usize,
+    /// Microseconds a connection polls its socket (yielding the CPU between tries) before it sleeps in a
+    /// blocking read; 0 turns polling off. Saves the wake-up of an idle CPU per request at some CPU cost.
+    #[arg(long, default_value_t = 50)]
+    busy_poll_us: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let mut config = Config::new(cli.state_dir, cli.listen);
+    config.poll_interval = Duration::from_millis(cli.poll_interval_ms.max(1));
+    config.handshake_timeout = Duration::from_millis(cli.handshake_timeout_ms.max(1));
+    config.max_connections = cli.max_connections.max(1);
+    config.busy_poll = Duration::from_micros(cli.busy_poll_us);
+
+    // The control plane is light (accepts, handshakes, timers); the data path runs on its own threads.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async {
+        let shutdown = shutdown_signal()?;
+        run(config, shutdown).await.context("dvsan-blockd")
+    })
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM"),
+            _ = int.recv() => tracing::info!("SIGINT"),
+        }
+    })
+}

@@ -1,0 +1,130 @@
+//! The one thread that talks to the unit store while blockd runs.
+//!
+//! Every poll interval it reads the layout's change counter; when it moved, it loads the layout, builds a new
+//! export table (reusing open media), swaps it in and closes connections whose grant or export went away. About
+//! once a second it saves the traffic counters and writes the heartbeat. On stop it saves the counters a last
+//! time, flushes every medium and records the Stopped state. Keeping SQLite on one thread keeps it off the data
+//! path and off the async runtime.
+
+use crate::exports::{ExportTable, MediaCache};
+use crate::service::Shared;
+use dvsan_layout::{DataServiceState, DataServiceStatus, LayoutStore};
+use std::net::SocketAddr;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+pub struct Maintenance {
+    stop_tx: mpsc::Sender<()>,
+    handle: JoinHandle<()>,
+}
+
+struct Worker {
+    store: LayoutStore,
+    cache: MediaCache,
+    shared: Arc<Shared>,
+    listen: SocketAddr,
+    change_counter: u32,
+}
+
+impl Maintenance {
+    /// Write the first heartbeat and start the thread.
+    pub fn spawn(
+        store: LayoutStore,
+        cache: MediaCache,
+        shared: Arc<Shared>,
+        listen: SocketAddr,
+    ) -> std::io::Result<Maintenance> {
+        let change_counter = shared.exports().change_counter;
+        let mut worker = Worker { store, cache, shared, listen, change_counter };
+        worker.heartbeat(DataServiceState::Serving);
+        let (stop_tx, stop_rx) = mpsc::channel();
+        let handle = std::thread::Builder::new().name("maintenance".into()).spawn(move || worker.run(stop_rx))?;
+        Ok(Maintenance { stop_tx, handle })
+    }
+
+    /// Stop the thread after its final save, flush and Stopped heartbeat.
+    pub fn stop(self) {
+        let _ = self.stop_tx.send(());
+        if self.handle.join().is_err() {
+            tracing::error!("maintenance thread panicked");
+        }
+    }
+}
+
+impl Worker {
+    fn run(mut self, stop: mpsc::Receiver<()>) {
+        let poll = self.shared.config.poll_interval;
+        let stats_every = self.shared.config.stats_interval;
+        let mut last_stats = Instant::now();
+        loop {
+            match stop.recv_timeout(poll) {
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            self.poll_layout();
+            if last_stats.elapsed() >= stats_every {
+                self.save_traffic();
+                self.heartbeat(DataServiceState::Serving);
+                last_stats = Instant::now();
+            }
+        }
+        self.save_traffic();
+        for (path, file) in self.cache.all() {
+            if let Err(e) = file.sync_data() {
+                tracing::error!(path = %path.display(), error = %e, "flush at shutdown failed");
+            }
+        }
+        self.heartbeat(DataServiceState::Stopped);
+    }
+
+    fn poll_layout(&mut self) {
+        let counter = match self.store.change_counter() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the layout change counter");
+                return;
+            }
+        };
+        if counter == self.change_counter {
+            return;
+        }
+        let layout = match self.store.load() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot load the changed layout");
+                return;
+            }
+        };
+        let table = Arc::new(ExportTable::build(layout, &mut self.cache));
+        self.change_counter = table.change_counter;
+        self.shared.set_exports(table.clone());
+        let closed = self.shared.connections.sweep(&table);
+        self.shared.traffic.retain_exports(table.names());
+        tracing::info!(
+            change_counter = table.change_counter,
+            exports = table.names().count(),
+            closed_connections = closed,
+            "layout changed"
+        );
+    }
+
+    fn save_traffic(&mut self) {
+        let records = self.shared.traffic.snapshot();
+        if records.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.save_traffic(&records) {
+            tracing::warn!(error = %e, "cannot save traffic counters");
+        }
+    }
+
+    fn heartbeat(&mut self, state: DataServiceState) {
+        let heartbeat_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let status = DataServiceStatus { pid: std::process::id(), listen: self.listen, state, heartbeat_ms };
+        if let Err(e) = self.store.set_data_service(&status) {
+            tracing::warn!(error = %e, "cannot write the data service heartbeat");
+        }
+    }
+}

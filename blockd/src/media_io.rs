@@ -1,0 +1,129 @@
+//! I/O on an export's bytes: each request is split at media boundaries ([`dvsan_layout::MediaMap::segments`]) and
+//! done with positional reads and writes on the shared media files.
+//!
+//! Everything here is synchronous and runs inline on a connection's thread: media are files in the page cache or
+//! block devices, and a pread of a few KiB costs less than handing it to another thread would.
+
+use crate::exports::ServedExport;
+use nix::fcntl::{fallocate, FallocateFlags};
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+
+/// Zeroes for writing zeroes where a medium cannot punch or zero a range itself.
+static ZEROES: [u8; 64 * 1024] = [0; 64 * 1024];
+
+impl ServedExport {
+    /// Fill `buf` from export offset `offset`. The caller has checked the range.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        for seg in self.segments(offset, buf.len() as u64)? {
+            let (file, at, range) = seg?;
+            let part = buf.get_mut(range).ok_or_else(bad_segment)?;
+            file.read_exact_at(part, at)?;
+        }
+        Ok(())
+    }
+
+    /// Write `data` at export offset `offset`. The caller has checked the range.
+    pub fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
+        for seg in self.segments(offset, data.len() as u64)? {
+            let (file, at, range) = seg?;
+            let part = data.get(range).ok_or_else(bad_segment)?;
+            file.write_all_at(part, at)?;
+        }
+        Ok(())
+    }
+
+    /// Make every completed write to the media this export touches durable.
+    pub fn sync_all(&self) -> io::Result<()> {
+        for &i in &self.touched {
+            if let Some(Some(f)) = self.media.files.get(i) {
+                f.sync_data()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Make writes to the media under `len` bytes at `offset` durable (FUA).
+    pub fn sync_range(&self, offset: u64, len: u64) -> io::Result<()> {
+        for seg in self.segments(offset, len)? {
+            seg?.0.sync_data()?;
+        }
+        Ok(())
+    }
+
+    /// TRIM: punch a hole so the range reads back as zeroes, falling back to writing zeroes where punching is
+    /// not supported.
+    pub fn trim(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.zero(offset, len, true)
+    }
+
+    /// WRITE_ZEROES: punch (if `may_punch`) or zero the range in place, or write zeroes.
+    pub fn zero(&self, offset: u64, len: u64, may_punch: bool) -> io::Result<()> {
+        for seg in self.segments(offset, len)? {
+            let (file, at, range) = seg?;
+            let seg_len = (range.end - range.start) as u64;
+            zero_range(file, at, seg_len, may_punch)?;
+        }
+        Ok(())
+    }
+
+    /// (file, offset in the medium, byte range of the request) per segment; a medium that is not open is an error
+    /// for the segments on it.
+    fn segments(
+        &self,
+        offset: u64,
+        len: u64,
+    ) -> io::Result<impl Iterator<Item = io::Result<(&File, u64, std::ops::Range<usize>)>> + '_> {
+        let start = self.start.checked_add(offset).ok_or_else(bad_segment)?;
+        let segs = self.media.map.segments(start, len).ok_or_else(bad_segment)?;
+        Ok(segs.map(move |s| {
+            let file = self.media.files.get(s.medium).and_then(|f| f.as_deref()).ok_or_else(|| {
+                let path = self.media.paths.get(s.medium).map(|p| p.display().to_string()).unwrap_or_default();
+                io::Error::other(format!("medium {path} is not open"))
+            })?;
+            let from = usize::try_from(s.buf_offset).map_err(|_| bad_segment())?;
+            let to = from.checked_add(usize::try_from(s.len).map_err(|_| bad_segment())?).ok_or_else(bad_segment)?;
+            Ok((file, s.offset, from..to))
+        }))
+    }
+}
+
+fn bad_segment() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "request range does not map onto the media")
+}
+
+fn zero_range(file: &File, offset: u64, len: u64, may_punch: bool) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    let (Ok(off), Ok(l)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return Err(bad_segment());
+    };
+    let fd = file.as_raw_fd();
+    if may_punch {
+        let flags = FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE;
+        match fallocate(fd, flags, off, l) {
+            Ok(()) => return Ok(()),
+            Err(e) if unsupported(e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match fallocate(fd, FallocateFlags::FALLOC_FL_ZERO_RANGE | FallocateFlags::FALLOC_FL_KEEP_SIZE, off, l) {
+        Ok(()) => return Ok(()),
+        Err(e) if unsupported(e) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(ZEROES.len() as u64) as usize;
+        file.write_all_at(&ZEROES[..n], offset + done)?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+fn unsupported(e: nix::errno::Errno) -> bool {
+    matches!(e, nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::ENOSYS | nix::errno::Errno::EINVAL)
+}

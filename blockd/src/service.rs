@@ -1,0 +1,278 @@
+//! The server: startup checks, the accept loop, per-connection handshake tasks, and graceful shutdown.
+//!
+//! The control plane (accepting, handshakes, timers) is async on a small tokio runtime; once a handshake picks an
+//! export the socket becomes a blocking std socket served by its own thread ([`crate::transmission`]), and the
+//! layout store is only touched by the maintenance thread ([`crate::maintenance`]). Shutdown is threaded through
+//! explicitly: the caller passes a future that resolves on SIGTERM/SIGINT, and `run` stops accepting, ends
+//! handshakes, lets each connection finish the requests it has read, flushes the media, writes the Stopped state
+//! and returns.
+
+use crate::bad_input::{BadInput, BadInputCounters};
+use crate::connections::Connections;
+use crate::exports::{ExportTable, MediaCache};
+use crate::handshake::{negotiate, HandshakeEnd, HandshakeError};
+use crate::maintenance::Maintenance;
+use crate::traffic::TrafficTable;
+use crate::transmission::Session;
+use dvsan_layout::{LayoutError, LayoutStore, STORE_FILE};
+use dvsan_nbd::constants::DEFAULT_MAX_PAYLOAD;
+use dvsan_nbd::ExportLimits;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+
+/// Settings of one server run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub state_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// How often the layout's change counter is polled.
+    pub poll_interval: Duration,
+    /// Limit for a whole handshake, and for a client stalled mid-request or not reading its replies.
+    pub handshake_timeout: Duration,
+    /// Connections (handshaking or transmitting) beyond this are closed at once.
+    pub max_connections: usize,
+    /// How often traffic counters are saved and the heartbeat written.
+    pub stats_interval: Duration,
+    /// How long shutdown waits for connections to finish their requests.
+    pub shutdown_grace: Duration,
+    /// How long a connection polls its socket without sleeping before a blocking read (zero: off).
+    pub busy_poll: Duration,
+}
+
+impl Config {
+    pub fn new(state_dir: PathBuf, listen: SocketAddr) -> Config {
+        Config {
+            state_dir,
+            listen,
+            poll_interval: Duration::from_millis(250),
+            handshake_timeout: Duration::from_secs(10),
+            max_connections: 128,
+            stats_interval: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(10),
+            busy_poll: Duration::from_micros(50),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("the state directory {0} has no initialised unit: start dvsan-agent with this state dir first")]
+    NotInitialised(PathBuf),
+    #[error("unit store in {dir}: {source}")]
+    Store { dir: PathBuf, source: LayoutError },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// State shared by the accept loop, handshakes, connections and the maintenance thread.
+pub struct Shared {
+    pub config: Config,
+    exports: RwLock<Arc<ExportTable>>,
+    pub connections: Connections,
+    pub traffic: TrafficTable,
+    pub bad_input: Arc<BadInputCounters>,
+    pub shutting_down: AtomicBool,
+    /// Transmission threads still running.
+    sessions: AtomicUsize,
+}
+
+impl Shared {
+    pub fn exports(&self) -> Arc<ExportTable> {
+        self.exports.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub fn set_exports(&self, table: Arc<ExportTable>) {
+        *self.exports.write().unwrap_or_else(PoisonError::into_inner) = table;
+    }
+}
+
+/// Open the unit store without creating one: blockd never initialises a unit.
+pub fn open_store(state_dir: &Path) -> Result<LayoutStore, ServiceError> {
+    let store_err = |source| ServiceError::Store { dir: state_dir.to_path_buf(), source };
+    if !state_dir.join(STORE_FILE).is_file() {
+        return Err(ServiceError::NotInitialised(state_dir.to_path_buf()));
+    }
+    let store = LayoutStore::open(state_dir).map_err(store_err)?;
+    if !store.is_initialised().map_err(store_err)? {
+        return Err(ServiceError::NotInitialised(state_dir.to_path_buf()));
+    }
+    Ok(store)
+}
+
+/// Serve until `shutdown` resolves, then shut down gracefully.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServiceError> {
+    let dir = config.state_dir.clone();
+    let store_err = |source| ServiceError::Store { dir: dir.clone(), source };
+    let mut store = open_store(&config.state_dir)?;
+    let layout = store.load().map_err(store_err)?;
+    let traffic = TrafficTable::from_records(&store.traffic().map_err(store_err)?);
+    let mut cache = MediaCache::default();
+    let table = Arc::new(ExportTable::build(layout, &mut cache));
+
+    let listener =
+        TcpListener::bind(config.listen).await.map_err(|source| ServiceError::Bind { addr: config.listen, source })?;
+    let local = listener.local_addr()?;
+    tracing::info!(
+        listen = %local,
+        exports = table.names().count(),
+        change_counter = table.change_counter,
+        "serving"
+    );
+
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        exports: RwLock::new(table),
+        connections: Connections::default(),
+        traffic,
+        bad_input: Arc::new(BadInputCounters::default()),
+        shutting_down: AtomicBool::new(false),
+        sessions: AtomicUsize::new(0),
+    });
+    let maintenance = Maintenance::spawn(store, cache, shared.clone(), local)?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let permits = Arc::new(Semaphore::new(config.max_connections));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((socket, peer)) => {
+                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                        shared.bad_input.bump(BadInput::TooManyConnections);
+                        tracing::warn!(%peer, max = config.max_connections, "too many connections; closing");
+                        continue;
+                    };
+                    tokio::spawn(handle_connection(socket, peer, shared.clone(), stop_rx.clone(), permit));
+                }
+                Err(e) => {
+                    // Out of file descriptors or similar: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+
+    tracing::info!("shutting down: no new connections");
+    drop(listener);
+    shared.shutting_down.store(true, Ordering::SeqCst);
+    let _ = stop_tx.send(true);
+    shared.connections.stop_all();
+    let deadline = Instant::now() + config.shutdown_grace;
+    while shared.sessions.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let left = shared.sessions.load(Ordering::SeqCst);
+    if left > 0 {
+        tracing::warn!(connections = left, "connections still busy after the grace period");
+    }
+    tokio::task::spawn_blocking(move || maintenance.stop()).await.map_err(std::io::Error::other)?;
+    tracing::info!(bad_input = %shared.bad_input.summary(), "stopped");
+    Ok(())
+}
+
+async fn handle_connection(
+    mut socket: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    permit: OwnedSemaphorePermit,
+) {
+    let host = peer.ip().to_canonical();
+    if let Err(e) = socket.set_nodelay(true) {
+        tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+    }
+    let limit = shared.config.handshake_timeout;
+    let outcome = tokio::select! {
+        r = tokio::time::timeout(limit, negotiate(&mut socket, host, &shared)) => r,
+        _ = stop.changed() => return,
+    };
+    let negotiated = match outcome {
+        Err(_) => {
+            shared.bad_input.bump(BadInput::HandshakeTimeout);
+            tracing::warn!(%peer, ?limit, "handshake not finished in time; closing");
+            return;
+        }
+        Ok(Err(HandshakeError::Io(e))) => {
+            tracing::debug!(%peer, error = %e, "connection ended during handshake");
+            return;
+        }
+        Ok(Err(e @ HandshakeError::Bad { .. })) => {
+            tracing::warn!(%peer, "bad handshake, closing: {e}");
+            return;
+        }
+        Ok(Ok(HandshakeEnd::Closed)) => return,
+        Ok(Ok(HandshakeEnd::Transmission(n))) => n,
+    };
+
+    let stream = match socket.into_std().and_then(|s| s.set_nonblocking(false).map(|()| s)) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "cannot hand the connection to the data path");
+            return;
+        }
+    };
+    let registration =
+        match shared
+            .connections
+            .register(negotiated.export.clone(), host, negotiated.mode, &stream, || shared.exports())
+        {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                tracing::info!(%peer, export = %negotiated.export.name, "grant revoked during the handshake; closing");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "cannot register connection");
+                return;
+            }
+        };
+    let session = Session {
+        id: registration.id,
+        peer,
+        stream,
+        limits: ExportLimits {
+            size: negotiated.export.size,
+            read_only: negotiated.mode == dvsan_layout::AccessMode::ReadOnly,
+            max_payload: DEFAULT_MAX_PAYLOAD,
+        },
+        structured: negotiated.structured,
+        traffic: shared.traffic.counters(&negotiated.export.name, host),
+        bad_input: shared.bad_input.clone(),
+        closing: registration.closing.clone(),
+        stall_timeout: shared.config.handshake_timeout,
+        busy_poll: shared.config.busy_poll,
+        export: negotiated.export,
+    };
+    tracing::info!(
+        conn = registration.id,
+        %peer,
+        export = %session.export.name,
+        read_only = session.limits.read_only,
+        structured = session.structured,
+        "connection in transmission"
+    );
+    shared.sessions.fetch_add(1, Ordering::SeqCst);
+    let thread_shared = shared.clone();
+    let id = registration.id;
+    let spawned = std::thread::Builder::new().name(format!("nbd-conn-{id}")).spawn(move || {
+        session.run();
+        thread_shared.connections.unregister(id);
+        thread_shared.sessions.fetch_sub(1, Ordering::SeqCst);
+        drop(permit);
+    });
+    if let Err(e) = spawned {
+        tracing::error!(%peer, error = %e, "cannot start a connection thread");
+        shared.connections.unregister(id);
+        shared.sessions.fetch_sub(1, Ordering::SeqCst);
+    }
+}

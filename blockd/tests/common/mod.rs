@@ -1,0 +1,312 @@
+//! Test harness: unit state directories built with the layout crate, a running dvsan-blockd on a free loopback
+//! port, and external NBD tools run with a time limit.
+
+#![allow(dead_code)]
+
+use dvsan_layout::{
+    AccessMode, Blocks, DataServiceState, Grant, LayoutStore, MediumKind, MediumSpec, NewGrant, NewPartition,
+    NewVolume, PartitionIndex, Volume, VolumeIndex,
+};
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BLOCK: u32 = 4096;
+
+/// A unit state directory with media files in a temporary directory.
+pub struct Unit {
+    pub dir: tempfile::TempDir,
+    pub state: PathBuf,
+    pub media: Vec<PathBuf>,
+}
+
+impl Unit {
+    /// Initialise a unit with media files of the given sizes in bytes.
+    pub fn new(media_bytes: &[u64]) -> Unit {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let mut media = Vec::new();
+        let mut specs = Vec::new();
+        for (i, bytes) in media_bytes.iter().enumerate() {
+            let path = dir.path().join(format!("medium{i}.img"));
+            std::fs::File::create(&path).unwrap().set_len(*bytes).unwrap();
+            specs.push(MediumSpec { path: path.clone(), kind: MediumKind::File, bytes: *bytes });
+            media.push(path);
+        }
+        let mut store = LayoutStore::open(&state).unwrap();
+        store.init_unit("test-unit", BLOCK).unwrap();
+        store.attach_media(&specs).unwrap();
+        Unit { dir, state, media }
+    }
+
+    pub fn store(&self) -> LayoutStore {
+        LayoutStore::open(&self.state).unwrap()
+    }
+
+    pub fn volume(&self, name: &str, blocks: u64) -> Volume {
+        self.store()
+            .create_volume(&NewVolume { name: Some(name.into()), len: Blocks(blocks), ..Default::default() })
+            .unwrap()
+    }
+
+    pub fn partition(&self, volume: VolumeIndex, blocks: u64) -> dvsan_layout::Partition {
+        self.store().create_partition(&NewPartition { volume, index: None, start: None, len: Blocks(blocks) }).unwrap()
+    }
+
+    pub fn grant(&self, volume: VolumeIndex, partition: Option<PartitionIndex>, host: &str, mode: AccessMode) -> Grant {
+        self.store()
+            .create_grant(&NewGrant { index: None, volume, partition, host: host.parse().unwrap(), mode })
+            .unwrap()
+    }
+}
+
+/// A running dvsan-blockd; killed on drop.
+pub struct Blockd {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+    state: PathBuf,
+}
+
+impl Blockd {
+    pub fn start(unit: &Unit) -> Blockd {
+        Blockd::start_with(unit, &[])
+    }
+
+    /// Start on port 0 and wait for its Serving heartbeat to learn the port.
+    pub fn start_with(unit: &Unit, extra: &[&str]) -> Blockd {
+        let n = std::fs::read_dir(unit.dir.path()).unwrap().count();
+        let log = unit.dir.path().join(format!("blockd-{n}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_dvsan-blockd"))
+            .arg("--state-dir")
+            .arg(&unit.state)
+            .args(["--listen", "127.0.0.1:0", "--poll-interval-ms", "100"])
+            .args(extra)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        // Owned by the Blockd from here on, so a failed start still kills it.
+        let mut blockd = Blockd { child, addr: "0.0.0.0:0".parse().unwrap(), log, state: unit.state.clone() };
+        let pid = blockd.child.id();
+        let store = LayoutStore::open(&unit.state).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = store.data_service().unwrap() {
+                if s.pid == pid && s.state == DataServiceState::Serving {
+                    blockd.addr = s.listen;
+                    return blockd;
+                }
+            }
+            assert!(Instant::now() < deadline, "blockd did not start: {}", blockd.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn uri(&self, export: &str) -> String {
+        format!("nbd://{}/{export}", self.addr)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait (bounded) for the exit status.
+    pub fn terminate(mut self) -> ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        self.wait(Duration::from_secs(20))
+    }
+
+    /// SIGKILL: no chance to flush or say goodbye.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.wait(Duration::from_secs(10));
+    }
+
+    fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "blockd did not exit: {}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state
+    }
+}
+
+impl Drop for Blockd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Panic with the Debian package to install if `tool` is not on PATH.
+pub fn require_tool(tool: &str, package: &str) {
+    let found =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file())).unwrap_or(false);
+    assert!(found, "{tool} is needed for this test: install the Debian package {package} (apt-get install {package})");
+}
+
+/// Run a tool with a time limit (coreutils `timeout`), returning its output.
+pub fn run_tool(tool: &str, package: &str, args: &[&str], limit_secs: u32) -> Output {
+    require_tool(tool, package);
+    let out = Command::new("timeout")
+        .arg("--kill-after=5")
+        .arg(limit_secs.to_string())
+        .arg(tool)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    out
+}
+
+/// Run a tool that must succeed; returns its stdout.
+pub fn run_ok(tool: &str, package: &str, args: &[&str], limit_secs: u32) -> String {
+    let out = run_tool(tool, package, args, limit_secs);
+    assert!(
+        out.status.success(),
+        "{tool} {args:?} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// Client options acting as host `source`.
+pub fn as_host(source: &str) -> dvsan_nbd::ConnectOptions {
+    dvsan_nbd::ConnectOptions {
+        local_addr: Some(ip(source)),
+        timeout: Duration::from_secs(10),
+        structured_replies: true,
+    }
+}
+
+/// Read a whole file (for checksums and comparisons).
+pub fn read_file(path: &Path) -> Vec<u8> {
+    let mut v = Vec::new();
+    std::fs::File::open(path).unwrap().read_to_end(&mut v).unwrap();
+    v
+}
+
+/// Wait until `cond` holds, polling; false if it did not within `limit`.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+/// A hand-driven NBD connection (blocking, from 127.0.0.1) for sending exactly the bytes a test wants.
+pub struct Raw {
+    pub s: std::net::TcpStream,
+}
+
+impl Raw {
+    pub fn connect(addr: SocketAddr) -> Raw {
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_nodelay(true).unwrap();
+        Raw { s }
+    }
+
+    /// Read the greeting and send fixed-newstyle + no-zeroes client flags.
+    pub fn greet(addr: SocketAddr) -> Raw {
+        let mut raw = Raw::connect(addr);
+        let mut g = [0u8; 18];
+        raw.read_exact(&mut g);
+        assert_eq!(dvsan_nbd::handshake::decode_greeting(&g).unwrap(), 3);
+        raw.send(&3u32.to_be_bytes());
+        raw
+    }
+
+    /// Handshake up to transmission on `export`.
+    pub fn go(addr: SocketAddr, export: &str, structured: bool) -> Raw {
+        use dvsan_nbd::constants::*;
+        let mut raw = Raw::greet(addr);
+        if structured {
+            raw.option(&dvsan_nbd::ClientOption::StructuredReply);
+            assert_eq!(raw.option_reply().0.reply, REP_ACK);
+        }
+        raw.option(&dvsan_nbd::ClientOption::Go(dvsan_nbd::InfoRequest { name: export.into(), requests: vec![] }));
+        loop {
+            let (h, _) = raw.option_reply();
+            assert!(!h.is_error(), "GO refused: {h:?}");
+            if h.reply == REP_ACK {
+                return raw;
+            }
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        self.s.write_all(bytes).unwrap();
+    }
+
+    pub fn read_exact(&mut self, buf: &mut [u8]) {
+        self.s.read_exact(buf).unwrap();
+    }
+
+    pub fn option(&mut self, o: &dvsan_nbd::ClientOption) {
+        let mut out = Vec::new();
+        o.encode(&mut out);
+        self.send(&out);
+    }
+
+    pub fn option_reply(&mut self) -> (dvsan_nbd::handshake::OptionReplyHeader, Vec<u8>) {
+        let mut h = [0u8; 20];
+        self.read_exact(&mut h);
+        let h = dvsan_nbd::handshake::OptionReplyHeader::decode(&h).unwrap();
+        let mut payload = vec![0u8; h.length as usize];
+        self.read_exact(&mut payload);
+        (h, payload)
+    }
+
+    pub fn request(&mut self, command: u16, flags: u16, handle: u64, offset: u64, length: u32) {
+        let h = dvsan_nbd::RequestHeader { flags, command, handle, offset, length };
+        self.send(&h.encode());
+    }
+
+    /// A simple reply header: (error, handle).
+    pub fn simple_reply(&mut self) -> (u32, u64) {
+        let mut h = [0u8; 16];
+        self.read_exact(&mut h);
+        let r = dvsan_nbd::transmission::SimpleReplyHeader::decode(&h).unwrap();
+        (r.error, r.handle)
+    }
+
+    /// Whether the server closes the connection within `limit` (reading and dropping anything it still sends).
+    pub fn closed_within(&mut self, limit: Duration) -> bool {
+        self.s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let deadline = Instant::now() + limit;
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            match self.s.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(_) => return true,
+            }
+        }
+        false
+    }
+}

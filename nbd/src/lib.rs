@@ -1,0 +1,20 @@
+//! The NBD protocol, separate from any backend.
+//!
+//! [`handshake`] and [`transmission`] hold the message types with pure encoders and decoders over byte buffers:
+//! they never panic on any input and refuse oversized lengths before allocating, so they are what the fuzz targets
+//! exercise. [`validate`] checks a request against what a connection negotiated (the server's first step for
+//! each request). [`client`] is a small async client on top, used by blockd's tests and the host tools.
+
+pub mod client;
+pub mod constants;
+mod error;
+pub mod handshake;
+pub mod transmission;
+pub mod validate;
+mod wire;
+
+pub use client::{ClientError, ClientHandshake, ConnectOptions, ExportInfo, NbdClient, ZeroFlags};
+pub use error::DecodeError;
+pub use handshake::{BlockSize, ClientFlags, ClientOption, ExportListing, Info, InfoRequest, OptionHeader};
+pub use transmission::{Errno, RequestHeader, TransmissionFlags};
+pub use validate::{validate_request, Command, ExportLimits, Refusal};
