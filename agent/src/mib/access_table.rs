@@ -1,9 +1,7 @@
 //! dvsanAccessTable: which host address may use which volume or partition export, created and destroyed by SET
 //! on dvsanAccessRowStatus. blockd enforces these grants on every connection.
 
-use super::set::{
-    enumerated, fail, find, group_rows, layout_status, octets, row_action, unsigned, Cell, PreparedChanges, RowAction,
-};
+use super::set::{enumerated, fail, find, layout_status, octets, prepare_rows, row_action, unsigned, Cell, RowAction};
 use crate::unit::{Change, Unit};
 use dvsan_layout::{AccessMode, GrantIndex, Layout, LayoutError, NewGrant, PartitionIndex, VolumeIndex};
 use dvsan_mib as mib;
@@ -60,16 +58,10 @@ impl Table for AccessTable {
     }
 
     fn prepare_set(&self, varbinds: &[SetItem<'_>]) -> Result<Box<dyn PreparedSet>, SetFailure> {
-        let rows = group_rows(self.entry(), varbinds, &[VOLUME, PARTITION, ADDR_TYPE, ADDR, MODE, ROW_STATUS], 1)?;
-        let mut layout = (*self.0.layout()).clone();
-        let mut changes = Vec::new();
-        for (index, cells) in rows {
-            if let Some(change) = plan_row(&layout, GrantIndex(index[0]), &cells)? {
-                change.1.apply_to(&mut layout);
-                changes.push(change);
-            }
-        }
-        Ok(Box::new(PreparedChanges { unit: self.0.clone(), changes }))
+        let writable = [VOLUME, PARTITION, ADDR_TYPE, ADDR, MODE, ROW_STATUS];
+        prepare_rows(&self.0, self.entry(), varbinds, &writable, 1, &|l, index, cells| {
+            plan_row(l, GrantIndex(index[0]), cells)
+        })
     }
 }
 

@@ -7,7 +7,7 @@
 //! can never exist → noCreation, a read-only column → notWritable.
 
 use crate::unit::{Change, Unit};
-use dvsan_layout::LayoutError;
+use dvsan_layout::{Layout, LayoutError};
 use dvsan_snmp::agent::{PreparedSet, SetFailure, SetItem, Undo, UndoFailed};
 use dvsan_snmp::{ErrorStatus, Value, VarBind};
 use std::collections::BTreeMap;
@@ -111,6 +111,31 @@ pub fn group_rows<'a>(
 /// The cell for `column` in a row's cells, if the SET names it.
 pub fn find<'a>(cells: &[Cell<'a>], column: u32) -> Option<(usize, &'a VarBind)> {
     cells.iter().find(|(_, c, _)| *c == column).map(|&(i, _, vb)| (i, vb))
+}
+
+/// Plan one row of a SET against the layout as the earlier rows of the same request leave it.
+pub type PlanRow<'f> = dyn Fn(&Layout, &[u32], &[Cell<'_>]) -> Result<Option<(usize, Change)>, SetFailure> + 'f;
+
+/// SET phase 1 for a read-create table: group the varbinds by row, plan each row on a copy of the layout that
+/// already holds the earlier rows' changes, and stage the result for commit.
+pub fn prepare_rows(
+    unit: &Arc<Unit>,
+    entry: &[u32],
+    varbinds: &[SetItem<'_>],
+    writable: &[u32],
+    index_len: usize,
+    plan: &PlanRow<'_>,
+) -> Result<Box<dyn PreparedSet>, SetFailure> {
+    let rows = group_rows(entry, varbinds, writable, index_len)?;
+    let mut layout = (*unit.layout()).clone();
+    let mut changes = Vec::new();
+    for (index, cells) in rows {
+        if let Some(change) = plan(&layout, &index, &cells)? {
+            change.1.apply_to(&mut layout);
+            changes.push(change);
+        }
+    }
+    Ok(Box::new(PreparedChanges { unit: unit.clone(), changes }))
 }
 
 /// A checked SET: the layout changes it makes, each with the PDU position it came from.

@@ -1,8 +1,6 @@
 //! dvsanVolumeTable: the unit's volumes, created, grown and destroyed by SET on dvsanVolumeRowStatus.
 
-use super::set::{
-    display_string, fail, find, group_rows, layout_status, row_action, unsigned, Cell, PreparedChanges, RowAction,
-};
+use super::set::{display_string, fail, find, layout_status, prepare_rows, row_action, unsigned, Cell, RowAction};
 use crate::unit::{Change, Unit};
 use dvsan_layout::{Blocks, Layout, LayoutError, Lba, NewVolume, VolumeIndex};
 use dvsan_mib as mib;
@@ -52,16 +50,9 @@ impl Table for VolumeTable {
     }
 
     fn prepare_set(&self, varbinds: &[SetItem<'_>]) -> Result<Box<dyn PreparedSet>, SetFailure> {
-        let rows = group_rows(self.entry(), varbinds, &[NAME, START, LENGTH, ROW_STATUS], 1)?;
-        let mut layout = (*self.0.layout()).clone();
-        let mut changes = Vec::new();
-        for (index, cells) in rows {
-            if let Some(change) = plan_row(&layout, VolumeIndex(index[0]), &cells)? {
-                change.1.apply_to(&mut layout);
-                changes.push(change);
-            }
-        }
-        Ok(Box::new(PreparedChanges { unit: self.0.clone(), changes }))
+        prepare_rows(&self.0, self.entry(), varbinds, &[NAME, START, LENGTH, ROW_STATUS], 1, &|l, index, cells| {
+            plan_row(l, VolumeIndex(index[0]), cells)
+        })
     }
 }
 
