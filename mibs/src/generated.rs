@@ -392,6 +392,87 @@ pub const DVSAN_STATION_PARTITION_EXPORT_NAME: &[u32] = &[1, 3, 6, 1, 4, 1, 3247
 /// DVSAN-STATION-MIB::dvsanStationPartitionState
 pub const DVSAN_STATION_PARTITION_STATE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 4, 1, 6];
 
+/// DVSAN-STATION-MIB::dvsanStationRequestTable
+pub const DVSAN_STATION_REQUEST_TABLE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 5];
+
+/// DVSAN-STATION-MIB::dvsanStationRequestEntry
+pub const DVSAN_STATION_REQUEST_ENTRY: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 5, 1];
+
+/// DVSAN-STATION-MIB::dvsanStationRequestIndex
+pub const DVSAN_STATION_REQUEST_INDEX: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 5, 1, 1];
+
+/// DVSAN-STATION-MIB::dvsanStationRequestAction
+pub const DVSAN_STATION_REQUEST_ACTION: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 5, 1, 2];
+
+/// DVSAN-STATION-MIB::dvsanStationRequestSize
+pub const DVSAN_STATION_REQUEST_SIZE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 5, 1, 3];
+
+/// DVSAN-STATION-MIB::dvsanStationRequestHostAddrType
+pub const DVSAN_STATION_REQUEST_HOST_ADDR_TYPE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 5, 1, 4];
+
+/// DVSAN-STATION-MIB::dvsanStationRequestHostAddress
+pub const DVSAN_STATION_REQUEST_HOST_ADDRESS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 5, 1, 5];
+
+/// DVSAN-STATION-MIB::dvsanStationRequestName
+pub const DVSAN_STATION_REQUEST_NAME: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 5, 1, 6];
+
+/// DVSAN-STATION-MIB::dvsanStationRequestUnitIndex
+pub const DVSAN_STATION_REQUEST_UNIT_INDEX: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 5, 1, 7];
+
+/// DVSAN-STATION-MIB::dvsanStationRequestVolumeIndex
+pub const DVSAN_STATION_REQUEST_VOLUME_INDEX: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 5, 1, 8];
+
+/// DVSAN-STATION-MIB::dvsanStationRequestStatus
+pub const DVSAN_STATION_REQUEST_STATUS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 5, 1, 9];
+
+/// DVSAN-STATION-MIB::dvsanStationRequestError
+pub const DVSAN_STATION_REQUEST_ERROR: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 5, 1, 10];
+
+/// DVSAN-STATION-MIB::dvsanStationRequestUnitAddrType
+pub const DVSAN_STATION_REQUEST_UNIT_ADDR_TYPE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 5, 1, 11];
+
+/// DVSAN-STATION-MIB::dvsanStationRequestUnitAddress
+pub const DVSAN_STATION_REQUEST_UNIT_ADDRESS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 5, 1, 12];
+
+/// DVSAN-STATION-MIB::dvsanStationRequestVolumeName
+pub const DVSAN_STATION_REQUEST_VOLUME_NAME: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 5, 1, 13];
+
+/// DVSAN-STATION-MIB::dvsanStationRequestStartLba
+pub const DVSAN_STATION_REQUEST_START_LBA: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 5, 1, 14];
+
+/// DVSAN-STATION-MIB::dvsanStationRequestEndLba
+pub const DVSAN_STATION_REQUEST_END_LBA: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 5, 1, 15];
+
+/// DVSAN-STATION-MIB::dvsanStationRequestLength
+pub const DVSAN_STATION_REQUEST_LENGTH: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 5, 1, 16];
+
+/// DVSAN-STATION-MIB::dvsanStationRequestNbdUri
+pub const DVSAN_STATION_REQUEST_NBD_URI: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 5, 1, 17];
+
+/// DVSAN-STATION-MIB::dvsanStationRequestRowStatus
+pub const DVSAN_STATION_REQUEST_ROW_STATUS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 5, 1, 18];
+
+/// DVSAN-STATION-MIB::dvsanStationAssignmentTable
+pub const DVSAN_STATION_ASSIGNMENT_TABLE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 6];
+
+/// DVSAN-STATION-MIB::dvsanStationAssignmentEntry
+pub const DVSAN_STATION_ASSIGNMENT_ENTRY: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 6, 1];
+
+/// DVSAN-STATION-MIB::dvsanStationAssignHostType
+pub const DVSAN_STATION_ASSIGN_HOST_TYPE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 6, 1, 1];
+
+/// DVSAN-STATION-MIB::dvsanStationAssignHost
+pub const DVSAN_STATION_ASSIGN_HOST: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 6, 1, 2];
+
+/// DVSAN-STATION-MIB::dvsanStationAssignMode
+pub const DVSAN_STATION_ASSIGN_MODE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 6, 1, 3];
+
+/// DVSAN-STATION-MIB::dvsanStationAssignNbdUri
+pub const DVSAN_STATION_ASSIGN_NBD_URI: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 6, 1, 4];
+
+/// DVSAN-STATION-MIB::dvsanStationAssignVolumeName
+pub const DVSAN_STATION_ASSIGN_VOLUME_NAME: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 6, 1, 5];
+
 /// DVSAN-STATION-MIB::dvsanStationConformance
 pub const DVSAN_STATION_CONFORMANCE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2];
 
@@ -412,6 +493,9 @@ pub const DVSAN_STATION_POOL_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2,
 
 /// DVSAN-STATION-MIB::dvsanStationNotificationGroup
 pub const DVSAN_STATION_NOTIFICATION_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2, 3];
+
+/// DVSAN-STATION-MIB::dvsanStationRequestGroup
+pub const DVSAN_STATION_REQUEST_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2, 4];
 
 // SNMPv2-MIB
 
@@ -714,6 +798,32 @@ pub mod dvsan_station_partition_state {
     pub const AVAILABLE: i32 = 1;
     /// unavailable(2)
     pub const UNAVAILABLE: i32 = 2;
+}
+
+/// Values of DVSAN-STATION-MIB::dvsanStationRequestAction.
+pub mod dvsan_station_request_action {
+    /// allocate(1)
+    pub const ALLOCATE: i32 = 1;
+    /// release(2)
+    pub const RELEASE: i32 = 2;
+}
+
+/// Values of DVSAN-STATION-MIB::dvsanStationRequestStatus.
+pub mod dvsan_station_request_status {
+    /// pending(1)
+    pub const PENDING: i32 = 1;
+    /// done(2)
+    pub const DONE: i32 = 2;
+    /// failed(3)
+    pub const FAILED: i32 = 3;
+}
+
+/// Values of DVSAN-STATION-MIB::dvsanStationAssignMode.
+pub mod dvsan_station_assign_mode {
+    /// readWrite(1)
+    pub const READ_WRITE: i32 = 1;
+    /// readOnly(2)
+    pub const READ_ONLY: i32 = 2;
 }
 
 /// Values of SNMPv2-MIB::snmpEnableAuthenTraps.
@@ -1482,6 +1592,33 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationPartitionLength", DVSAN_STATION_PARTITION_LENGTH),
     ("dvsanStationPartitionExportName", DVSAN_STATION_PARTITION_EXPORT_NAME),
     ("dvsanStationPartitionState", DVSAN_STATION_PARTITION_STATE),
+    ("dvsanStationRequestTable", DVSAN_STATION_REQUEST_TABLE),
+    ("dvsanStationRequestEntry", DVSAN_STATION_REQUEST_ENTRY),
+    ("dvsanStationRequestIndex", DVSAN_STATION_REQUEST_INDEX),
+    ("dvsanStationRequestAction", DVSAN_STATION_REQUEST_ACTION),
+    ("dvsanStationRequestSize", DVSAN_STATION_REQUEST_SIZE),
+    ("dvsanStationRequestHostAddrType", DVSAN_STATION_REQUEST_HOST_ADDR_TYPE),
+    ("dvsanStationRequestHostAddress", DVSAN_STATION_REQUEST_HOST_ADDRESS),
+    ("dvsanStationRequestName", DVSAN_STATION_REQUEST_NAME),
+    ("dvsanStationRequestUnitIndex", DVSAN_STATION_REQUEST_UNIT_INDEX),
+    ("dvsanStationRequestVolumeIndex", DVSAN_STATION_REQUEST_VOLUME_INDEX),
+    ("dvsanStationRequestStatus", DVSAN_STATION_REQUEST_STATUS),
+    ("dvsanStationRequestError", DVSAN_STATION_REQUEST_ERROR),
+    ("dvsanStationRequestUnitAddrType", DVSAN_STATION_REQUEST_UNIT_ADDR_TYPE),
+    ("dvsanStationRequestUnitAddress", DVSAN_STATION_REQUEST_UNIT_ADDRESS),
+    ("dvsanStationRequestVolumeName", DVSAN_STATION_REQUEST_VOLUME_NAME),
+    ("dvsanStationRequestStartLba", DVSAN_STATION_REQUEST_START_LBA),
+    ("dvsanStationRequestEndLba", DVSAN_STATION_REQUEST_END_LBA),
+    ("dvsanStationRequestLength", DVSAN_STATION_REQUEST_LENGTH),
+    ("dvsanStationRequestNbdUri", DVSAN_STATION_REQUEST_NBD_URI),
+    ("dvsanStationRequestRowStatus", DVSAN_STATION_REQUEST_ROW_STATUS),
+    ("dvsanStationAssignmentTable", DVSAN_STATION_ASSIGNMENT_TABLE),
+    ("dvsanStationAssignmentEntry", DVSAN_STATION_ASSIGNMENT_ENTRY),
+    ("dvsanStationAssignHostType", DVSAN_STATION_ASSIGN_HOST_TYPE),
+    ("dvsanStationAssignHost", DVSAN_STATION_ASSIGN_HOST),
+    ("dvsanStationAssignMode", DVSAN_STATION_ASSIGN_MODE),
+    ("dvsanStationAssignNbdUri", DVSAN_STATION_ASSIGN_NBD_URI),
+    ("dvsanStationAssignVolumeName", DVSAN_STATION_ASSIGN_VOLUME_NAME),
     ("dvsanStationConformance", DVSAN_STATION_CONFORMANCE),
     ("dvsanStationCompliances", DVSAN_STATION_COMPLIANCES),
     ("dvsanStationCompliance", DVSAN_STATION_COMPLIANCE),
@@ -1489,6 +1626,7 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationStatsGroup", DVSAN_STATION_STATS_GROUP),
     ("dvsanStationPoolGroup", DVSAN_STATION_POOL_GROUP),
     ("dvsanStationNotificationGroup", DVSAN_STATION_NOTIFICATION_GROUP),
+    ("dvsanStationRequestGroup", DVSAN_STATION_REQUEST_GROUP),
     ("system", SYSTEM),
     ("sysDescr", SYS_DESCR),
     ("sysObjectID", SYS_OBJECT_ID),

@@ -6,9 +6,12 @@
 //! - [`coordinator`]: reacts to notifications and polls; walks units ([`walk`]) and syncs them into the [`store`].
 //! - [`forward`]: sends received and own notifications on to upstream NMSs.
 //! - [`station_mib`]: DVSAN-STATION-MIB served by the station's own agent, and its notifications.
+//! - [`allocate`]: volumes for hosts (issue 5): best fit or create by SNMP SET, grant, record, release.
+//! - [`request_table`]: dvsanStationRequestTable, hosts' storage requests over SNMP, served by a worker.
 //! - [`model`], [`notification`], [`view`], [`timefmt`], [`addr`], [`counters`]: values, formats, parsing.
 
 pub mod addr;
+pub mod allocate;
 pub mod coordinator;
 pub mod counters;
 pub mod fair_queue;
@@ -16,6 +19,7 @@ pub mod forward;
 pub mod ingest;
 pub mod model;
 pub mod notification;
+pub mod request_table;
 pub mod station;
 pub mod station_mib;
 pub mod store;

@@ -8,6 +8,9 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use dvsan_station::addr::parse_address;
+use dvsan_station::allocate::{
+    allocations, parse_host, parse_request_size, AllocateError, Allocation, Allocator, SizeRequest,
+};
 use dvsan_station::station::{run, StationConfig};
 use dvsan_station::store::{NotificationFilter, StationStore, StoreError};
 use dvsan_station::timefmt::{now_ms, parse_duration, parse_since};
@@ -53,6 +56,112 @@ enum Command {
     },
     /// Show received notifications from the store (newest last).
     Traps(TrapsArgs),
+    /// Allocate a volume of at least SIZE to a host: a free volume (best fit) or a new one on a unit.
+    Request {
+        #[command(flatten)]
+        alloc: AllocArgs,
+        /// Bytes, or a number with K, M, G, T (80G, 512M, 1048576).
+        #[arg(long)]
+        size: String,
+        /// The host's IP address (the address its NBD connections come from).
+        #[arg(long)]
+        host: String,
+        /// Name of the volume, when one is created.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        read_only: bool,
+        /// Print the assignment as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Assign an existing volume to a host (grant on the unit, recorded in the store).
+    Assign {
+        #[command(flatten)]
+        alloc: AllocArgs,
+        /// Unit id (or unique prefix), name, address or station index.
+        #[arg(long)]
+        unit: String,
+        /// dvsanVolumeIndex on the unit.
+        #[arg(long)]
+        volume: u32,
+        #[arg(long)]
+        host: String,
+        #[arg(long)]
+        read_only: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Release a volume: revoke the host's grant on the unit; the volume is free again.
+    Unassign {
+        #[command(flatten)]
+        alloc: AllocArgs,
+        #[arg(long)]
+        unit: String,
+        #[arg(long)]
+        volume: u32,
+        /// Only release it if this host holds it.
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Create or destroy volumes on a unit by SNMP SET (free volumes, for requests or `assign`).
+    #[command(subcommand)]
+    Volume(VolumeCommand),
+    /// Compare the units' access tables with the assignments and repair them (the station does this at start).
+    Reconcile {
+        #[command(flatten)]
+        alloc: AllocArgs,
+    },
+    /// List the volumes assigned to hosts.
+    Assignments {
+        #[command(flatten)]
+        state: StateDir,
+        /// Machine-readable output ({"assignments": [...]}).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum VolumeCommand {
+    /// Create a volume of at least SIZE on unit U.
+    Create {
+        #[command(flatten)]
+        alloc: AllocArgs,
+        #[arg(long)]
+        unit: String,
+        #[arg(long)]
+        size: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Destroy volume V of unit U (refused while it is assigned).
+    Destroy {
+        #[command(flatten)]
+        alloc: AllocArgs,
+        #[arg(long)]
+        unit: String,
+        #[arg(long)]
+        volume: u32,
+    },
+}
+
+/// Options of the commands that change units by SNMP SET.
+#[derive(Debug, Args)]
+struct AllocArgs {
+    #[command(flatten)]
+    state: StateDir,
+    /// Community for reading units.
+    #[arg(long, default_value = "public")]
+    community: String,
+    /// Community for SETs on units (the agents' --write-community).
+    #[arg(long, default_value = "private")]
+    write_community: String,
+    /// How long to wait for a unit's answer (per request, with 2 retries).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +177,9 @@ struct RunArgs {
     /// Community for reading units; also accepted on notifications unless --trap-community is given.
     #[arg(long, default_value = "public")]
     community: String,
+    /// Community for SETs on units (grants of assigned volumes, repaired at start).
+    #[arg(long, default_value = "private")]
+    write_community: String,
     /// Community accepted on notifications (repeatable); others are dropped and counted.
     #[arg(long = "trap-community", value_name = "COMMUNITY")]
     trap_communities: Vec<String>,
@@ -92,6 +204,9 @@ struct RunArgs {
     /// Read community of the station's own agent.
     #[arg(long, default_value = "public")]
     snmp_community: String,
+    /// Write community of the station's own agent (storage requests in dvsanStationRequestTable); "" disables.
+    #[arg(long, default_value = "private")]
+    snmp_write_community: String,
     /// Rotate traps.log when it grows past this size (e.g. 16M).
     #[arg(long, default_value = "16M")]
     trap_log_max_size: String,
@@ -159,6 +274,19 @@ fn main() {
         }
         Command::Pool { state, json } => cmd_pool(&state.state_dir, json),
         Command::Traps(args) => cmd_traps(args),
+        Command::Request { alloc, size, host, name, read_only, json } => {
+            cmd_request(&alloc, &size, &host, name, read_only, json)
+        }
+        Command::Assign { alloc, unit, volume, host, read_only, json } => {
+            cmd_assign(&alloc, &unit, volume, &host, read_only, json)
+        }
+        Command::Unassign { alloc, unit, volume, host } => cmd_unassign(&alloc, &unit, volume, host.as_deref()),
+        Command::Reconcile { alloc } => cmd_reconcile(&alloc),
+        Command::Volume(VolumeCommand::Create { alloc, unit, size, name, json }) => {
+            cmd_volume_create(&alloc, &unit, &size, name, json)
+        }
+        Command::Volume(VolumeCommand::Destroy { alloc, unit, volume }) => cmd_volume_destroy(&alloc, &unit, volume),
+        Command::Assignments { state, json } => cmd_assignments(&state.state_dir, json),
     };
     if let Err(e) = result {
         eprintln!("dvsan-station: {e:#}");
@@ -205,6 +333,7 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     config.trap_communities =
         if args.trap_communities.is_empty() { vec![args.community.clone()] } else { args.trap_communities };
     config.community = args.community;
+    config.write_community = args.write_community;
     config.poll_interval = args.poll_interval;
     config.unreachable_after = args.unreachable_after;
     config.forward = forward;
@@ -212,6 +341,7 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     config.forward_community = args.forward_community;
     config.snmp_listen = snmp_listen;
     config.snmp_community = args.snmp_community;
+    config.snmp_write_community = (!args.snmp_write_community.is_empty()).then_some(args.snmp_write_community);
     config.trap_log_max_bytes = trap_log_max_bytes;
     config.trap_log_keep = args.trap_log_keep;
     config.keep_notifications = args.keep_notifications;
@@ -371,4 +501,114 @@ fn cmd_traps(args: TrapsArgs) -> Result<()> {
             print_or_quiet(&text)?;
         }
     }
+}
+
+/// Runs `work` with an allocator over the store in `alloc`'s state directory.
+fn with_allocator<T>(
+    alloc: &AllocArgs,
+    work: impl for<'a> FnOnce(
+        &'a mut Allocator<'a>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, AllocateError>> + 'a>>,
+) -> Result<T> {
+    let state_dir = &alloc.state.state_dir;
+    let mut store = StationStore::open_existing(state_dir)?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let bind: SocketAddr = "0.0.0.0:0".parse()?;
+        let manager = dvsan_snmp::Manager::new(bind).await.context("opening an SNMP socket")?;
+        let mut allocator =
+            Allocator::new(state_dir, &mut store, &manager, &alloc.community, &alloc.write_community, alloc.timeout)?;
+        Ok(work(&mut allocator).await?)
+    })
+}
+
+fn print_allocation(allocation: &Allocation, json: bool) -> Result<()> {
+    if json {
+        return print_or_quiet(&(serde_json::to_string(allocation)? + "\n"));
+    }
+    print_or_quiet(&format!("{}\n", allocation_line(allocation)))
+}
+
+fn allocation_line(a: &Allocation) -> String {
+    format!(
+        "unit #{} {} volume {} {:?} {} bytes LBA {}-{} -> {}{}  {}",
+        a.unit,
+        a.agent.map_or_else(|| "-".to_string(), |x| x.to_string()),
+        a.volume,
+        a.name,
+        a.size_bytes,
+        a.start_lba,
+        a.end_lba,
+        a.host,
+        if a.read_only { " (read-only)" } else { "" },
+        a.nbd_uri.as_deref().unwrap_or("-")
+    )
+}
+
+fn cmd_request(
+    alloc: &AllocArgs,
+    size: &str,
+    host: &str,
+    name: Option<String>,
+    read_only: bool,
+    json: bool,
+) -> Result<()> {
+    let request = SizeRequest { size_bytes: parse_request_size(size)?, host: parse_host(host)?, name, read_only };
+    let allocation = with_allocator(alloc, |a| Box::pin(async move { a.request(&request).await }))?;
+    print_allocation(&allocation, json)
+}
+
+fn cmd_assign(alloc: &AllocArgs, unit: &str, volume: u32, host: &str, read_only: bool, json: bool) -> Result<()> {
+    let host = parse_host(host)?;
+    let unit = unit.to_string();
+    let allocation =
+        with_allocator(alloc, |a| Box::pin(async move { a.assign(&unit, volume, host, read_only).await }))?;
+    print_allocation(&allocation, json)
+}
+
+fn cmd_unassign(alloc: &AllocArgs, unit: &str, volume: u32, host: Option<&str>) -> Result<()> {
+    let host = host.map(parse_host).transpose()?;
+    let unit = unit.to_string();
+    let released = with_allocator(alloc, |a| Box::pin(async move { a.release(&unit, volume, host).await }))?;
+    print_or_quiet(&format!("released volume {} of unit #{} from {}\n", released.volume, released.unit, released.host))
+}
+
+fn cmd_assignments(state_dir: &std::path::Path, json: bool) -> Result<()> {
+    let store = StationStore::open_existing(state_dir)?;
+    let list = allocations(&store)?;
+    if json {
+        return print_or_quiet(&(serde_json::json!({ "assignments": list }).to_string() + "\n"));
+    }
+    let mut text = String::new();
+    for a in &list {
+        text.push_str(&allocation_line(a));
+        text.push('\n');
+    }
+    print_or_quiet(&text)
+}
+
+fn cmd_reconcile(alloc: &AllocArgs) -> Result<()> {
+    let report = with_allocator(alloc, |a| Box::pin(async move { a.reconcile().await }))?;
+    print_or_quiet(&(serde_json::to_string(&report)? + "\n"))
+}
+
+fn cmd_volume_create(alloc: &AllocArgs, unit: &str, size: &str, name: Option<String>, json: bool) -> Result<()> {
+    let size_bytes = parse_request_size(size)?;
+    let unit = unit.to_string();
+    let created =
+        with_allocator(alloc, |a| Box::pin(async move { a.create_on(&unit, size_bytes, name.as_deref()).await }))?;
+    if json {
+        return print_or_quiet(&(serde_json::to_string(&created)? + "\n"));
+    }
+    print_or_quiet(&format!(
+        "created volume {} {:?} on unit #{}: {} bytes, LBA {}-{}\n",
+        created.volume, created.name, created.unit, created.size_bytes, created.start_lba, created.end_lba
+    ))
+}
+
+fn cmd_volume_destroy(alloc: &AllocArgs, unit: &str, volume: u32) -> Result<()> {
+    let unit_text = unit.to_string();
+    with_allocator(alloc, |a| Box::pin(async move { a.destroy_on(&unit_text, volume).await }))?;
+    print_or_quiet(&format!("destroyed volume {volume} of unit {unit}\n"))
 }

@@ -9,10 +9,11 @@ use crate::coordinator::{Coordinator, CoordinatorSettings};
 use crate::counters::StationCounters;
 use crate::forward::{ForwardSettings, Forwarder};
 use crate::ingest::{receive_loop, IngestQueue, IngestSettings, UnitIds, Writer};
+use crate::request_table::{RequestSettings, RequestTable};
 use crate::station_mib::{self, PoolTables};
 use crate::store::{StationStore, StoreError};
 use crate::trap_log::{TrapLog, TRAP_LOG_FILE};
-use dvsan_snmp::agent::SystemInfo;
+use dvsan_snmp::agent::{SystemInfo, TableHandler};
 use dvsan_snmp::{Agent, AgentConfig, Manager, NotificationReceiver, Uptime};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -34,6 +35,8 @@ pub struct StationConfig {
     pub agent_port: u16,
     /// Community for reading units (polls and walks).
     pub community: String,
+    /// Community for SETs on units (allocation grants, reconciliation).
+    pub write_community: String,
     /// Communities accepted on received notifications.
     pub trap_communities: Vec<String>,
     pub poll_interval: Duration,
@@ -44,6 +47,8 @@ pub struct StationConfig {
     /// The station's own agent (DVSAN-STATION-MIB), if any.
     pub snmp_listen: Option<SocketAddr>,
     pub snmp_community: String,
+    /// Write community of the station's own agent (dvsanStationRequestTable); `None` keeps it read-only.
+    pub snmp_write_community: Option<String>,
     pub trap_log_max_bytes: u64,
     pub trap_log_keep: usize,
     pub keep_notifications: u64,
@@ -59,6 +64,7 @@ impl StationConfig {
             listen_traps,
             agent_port: 1161,
             community: "public".to_string(),
+            write_community: "private".to_string(),
             trap_communities: vec!["public".to_string()],
             poll_interval: Duration::from_secs(5),
             unreachable_after: 3,
@@ -67,6 +73,7 @@ impl StationConfig {
             forward_community: "public".to_string(),
             snmp_listen: None,
             snmp_community: "public".to_string(),
+            snmp_write_community: Some("private".to_string()),
             trap_log_max_bytes: 16 << 20,
             trap_log_keep: 4,
             keep_notifications: 2_000_000,
@@ -155,7 +162,7 @@ pub async fn run(
         let tables = Arc::new(PoolTables::new(StationStore::open(&config.state_dir)?, Duration::from_millis(500)));
         let agent_config = AgentConfig {
             read_communities: vec![config.snmp_community.clone()],
-            write_communities: Vec::new(),
+            write_communities: config.snmp_write_community.iter().cloned().collect(),
             workers: 2,
             system: SystemInfo {
                 descr: format!("dvsan management station {}", env!("CARGO_PKG_VERSION")),
@@ -165,7 +172,26 @@ pub async fn run(
             },
             ..AgentConfig::default()
         };
-        let builder = station_mib::register(Agent::builder(agent_config).uptime(uptime), tables, Arc::clone(&counters));
+        let builder = station_mib::register(
+            Agent::builder(agent_config).uptime(uptime),
+            Arc::clone(&tables),
+            Arc::clone(&counters),
+        );
+        let requests = RequestTable::start(
+            RequestSettings {
+                state_dir: config.state_dir.clone(),
+                read_community: config.community.clone(),
+                write_community: config.write_community.clone(),
+                timeout: Duration::from_secs(1),
+            },
+            {
+                let tables = Arc::clone(&tables);
+                move || tables.invalidate()
+            },
+        )
+        .map_err(|e| StartError::Agent(format!("cannot start the storage request worker: {e}")))?;
+        let requests = TableHandler::new(requests);
+        let builder = builder.handler(requests.prefix(), Arc::new(requests));
         let agent = Arc::new(builder.build().map_err(|e| StartError::Agent(e.to_string()))?);
         let socket = tokio::net::UdpSocket::bind(listen)
             .await
@@ -239,6 +265,16 @@ pub async fn run(
         poll_interval = ?config.poll_interval,
         "station running"
     );
+
+    // Repairs what a crash between allocation steps left behind (see `allocate::Allocator::reconcile`).
+    if let Err(e) = crate::allocate::spawn_reconciler(
+        config.state_dir.clone(),
+        config.community.clone(),
+        config.write_community.clone(),
+        config.poll_interval,
+    ) {
+        tracing::warn!(error = %e, "cannot start the reconciliation thread");
+    }
 
     shutdown.await;
     tracing::info!("station stopping");

@@ -1,8 +1,9 @@
 //! DVSAN-STATION-MIB: the pool served read-only by the station's own SNMP agent, and the station's notifications.
+//! (The writable dvsanStationRequestTable is [`crate::request_table`].)
 //!
-//! The tables are served from a snapshot of the store: every instance of the unit, volume and partition tables in
-//! one sorted map, rebuilt from SQLite when it is older than `max_age` (snmptable and NMS walks cost no database
-//! reads per GETNEXT). The statistics scalars are read live from the station's counters. The notification
+//! The tables are served from a snapshot of the store: every instance of the unit, volume, partition and
+//! assignment tables in one sorted map, rebuilt from SQLite when it is older than `max_age` (snmptable and NMS
+//! walks cost no database reads per GETNEXT). The statistics scalars are read live from the station's counters. The notification
 //! builders here give the station's own notifications (unit joined/left/unreachable/error, volume
 //! added/removed) the varbinds the MIB's OBJECTS clauses name.
 
@@ -130,6 +131,29 @@ pub fn table_instances(pool: &[PoolUnit], last_seen_ms: &BTreeMap<u32, i64>) -> 
     map
 }
 
+/// Every instance of dvsanStationAssignmentTable for `assignments`.
+pub fn assignment_instances(assignments: &[crate::allocate::Allocation]) -> BTreeMap<Oid, Value> {
+    let mut map = BTreeMap::new();
+    for a in assignments {
+        let index = [a.unit, a.volume];
+        let (host_type, host) = inet(Some(a.host));
+        let mode = if a.read_only {
+            mib::dvsan_station_assign_mode::READ_ONLY
+        } else {
+            mib::dvsan_station_assign_mode::READ_WRITE
+        };
+        map.insert(instance(mib::DVSAN_STATION_ASSIGN_HOST_TYPE, &index), host_type);
+        map.insert(instance(mib::DVSAN_STATION_ASSIGN_HOST, &index), host);
+        map.insert(instance(mib::DVSAN_STATION_ASSIGN_MODE, &index), Value::Integer(mode));
+        map.insert(
+            instance(mib::DVSAN_STATION_ASSIGN_NBD_URI, &index),
+            truncated(a.nbd_uri.as_deref().unwrap_or(""), 255),
+        );
+        map.insert(instance(mib::DVSAN_STATION_ASSIGN_VOLUME_NAME, &index), truncated(&a.name, 64));
+    }
+    map
+}
+
 struct Snapshot {
     taken: Instant,
     instances: Arc<BTreeMap<Oid, Value>>,
@@ -166,8 +190,16 @@ impl PoolTables {
             let seen = store.units()?.into_iter().filter_map(|u| Some((u.index, u.last_seen_ms?))).collect();
             Ok((pool, seen))
         });
+        let assignments = crate::allocate::allocations(&store).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "reading the assignments for the station MIB failed");
+            Vec::new()
+        });
         let (instances, units) = match read {
-            Ok((pool, seen)) => (Arc::new(table_instances(&pool, &seen)), pool.len() as u32),
+            Ok((pool, seen)) => {
+                let mut instances = table_instances(&pool, &seen);
+                instances.extend(assignment_instances(&assignments));
+                (Arc::new(instances), pool.len() as u32)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "reading the pool for the station MIB failed");
                 (Arc::new(BTreeMap::new()), 0)
@@ -176,6 +208,11 @@ impl PoolTables {
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) =
             Some(Snapshot { taken: Instant::now(), instances: Arc::clone(&instances), units });
         (instances, units)
+    }
+
+    /// Drops the snapshot, so the next read sees the store as it is now (after an allocation or release).
+    pub fn invalidate(&self) {
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Units in the snapshot (dvsanStationUnits).
@@ -271,7 +308,8 @@ pub fn register(
         .handler(Oid::from_slice(mib::DVSAN_STATION_STATS), stats)
         .handler(Oid::from_slice(mib::DVSAN_STATION_UNIT_TABLE), tables.clone())
         .handler(Oid::from_slice(mib::DVSAN_STATION_VOLUME_TABLE), tables.clone())
-        .handler(Oid::from_slice(mib::DVSAN_STATION_PARTITION_TABLE), tables)
+        .handler(Oid::from_slice(mib::DVSAN_STATION_PARTITION_TABLE), tables.clone())
+        .handler(Oid::from_slice(mib::DVSAN_STATION_ASSIGNMENT_TABLE), tables)
 }
 
 // ----- the station's own notifications -----

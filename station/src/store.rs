@@ -25,8 +25,9 @@ use std::time::Duration;
 /// The store's file name inside the station's state directory.
 pub const STORE_FILE: &str = "station.db";
 
-const MIGRATIONS: &[M<'static>] = &[M::up(
-    "CREATE TABLE units (
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(
+        "CREATE TABLE units (
         id INTEGER PRIMARY KEY,
         unit_id TEXT UNIQUE,
         name TEXT NOT NULL DEFAULT '',
@@ -97,7 +98,24 @@ const MIGRATIONS: &[M<'static>] = &[M::up(
     );
     CREATE INDEX notifications_time ON notifications (time_ms);
     CREATE INDEX notifications_unit ON notifications (unit_id) WHERE unit_id IS NOT NULL;",
-)];
+    ),
+    // Issue 5: volumes assigned to hosts. A row is written `pending` before the grant is SET on the unit and made
+    // active after, so a crash between the steps is found and undone at the next start. No foreign key to `volumes`: a walk replaces a unit's volume rows, and
+    // an assignment outlives that (a volume that disappeared from its unit is reported, not silently dropped).
+    M::up(
+        "CREATE TABLE assignments (
+        unit INTEGER NOT NULL REFERENCES units(id),
+        volume_idx INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        read_only INTEGER NOT NULL,
+        grant_idx INTEGER NOT NULL,
+        volume_created INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        pending INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (unit, volume_idx)
+    ) WITHOUT ROWID;",
+    ),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -113,6 +131,8 @@ pub enum StoreError {
     UnknownUnit(String),
     #[error("{given:?} matches several units ({candidates}); give the full unit id or the address")]
     AmbiguousUnit { given: String, candidates: String },
+    #[error("volume {volume} of unit #{unit} is already assigned to {host}")]
+    AlreadyAssigned { unit: u32, volume: u32, host: String },
     #[error("stored row is not valid: {0}")]
     Corrupt(String),
 }
@@ -736,6 +756,146 @@ impl StationStore {
     /// Runs `PRAGMA integrity_check` (after a crash, tests check the file is sound).
     pub fn integrity_check(&self) -> Result<String, StoreError> {
         Ok(self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+    }
+}
+
+/// A volume assigned to a host (issue 5), as the store records it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AssignmentRecord {
+    /// The unit's station index.
+    pub unit: u32,
+    /// dvsanVolumeIndex on the unit.
+    pub volume: u32,
+    pub host: IpAddr,
+    pub read_only: bool,
+    /// dvsanAccessIndex of the grant on the unit.
+    pub grant: u32,
+    /// The station created the volume for this assignment (it is destroyed if the grant fails).
+    pub volume_created: bool,
+    pub created_ms: i64,
+    /// Written before the grant was SET and not confirmed yet (a crash in between leaves it so).
+    pub pending: bool,
+}
+
+/// What allocation needs to know about a unit: where to reach it, its state and its free space.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllocationUnit {
+    pub index: u32,
+    pub unit_id: Option<String>,
+    pub address: Option<SocketAddr>,
+    pub state: UnitState,
+    pub block_size: Option<u32>,
+    pub free_blocks: Option<u32>,
+    pub largest_free_blocks: Option<u32>,
+    pub data_address: Option<IpAddr>,
+    pub data_port: Option<u16>,
+}
+
+impl StationStore {
+    // ----- assignments (issue 5) -----
+
+    /// Every assignment, by unit and volume.
+    pub fn assignments(&self) -> Result<Vec<AssignmentRecord>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT unit, volume_idx, host, read_only, grant_idx, volume_created, created_ms, pending FROM assignments
+             ORDER BY unit, volume_idx",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let host: String = r.get(2)?;
+            Ok((
+                host,
+                AssignmentRecord {
+                    unit: r.get(0)?,
+                    volume: r.get(1)?,
+                    host: IpAddr::from([0, 0, 0, 0]),
+                    read_only: r.get(3)?,
+                    grant: r.get(4)?,
+                    volume_created: r.get(5)?,
+                    created_ms: r.get(6)?,
+                    pending: r.get(7)?,
+                },
+            ))
+        })?;
+        rows.map(|row| {
+            let (host, mut record) = row?;
+            record.host = host
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("assignment of volume {}: host {host:?}", record.volume)))?;
+            Ok(record)
+        })
+        .collect()
+    }
+
+    /// Records an assignment; fails with [`StoreError::AlreadyAssigned`] when the volume is assigned already.
+    pub fn insert_assignment(&mut self, record: &AssignmentRecord) -> Result<(), StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let holder: Option<String> = tx
+            .query_row(
+                "SELECT host FROM assignments WHERE unit = ?1 AND volume_idx = ?2",
+                params![record.unit, record.volume],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(host) = holder {
+            return Err(StoreError::AlreadyAssigned { unit: record.unit, volume: record.volume, host });
+        }
+        tx.execute(
+            "INSERT INTO assignments (unit, volume_idx, host, read_only, grant_idx, volume_created, created_ms, pending)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                record.unit,
+                record.volume,
+                record.host.to_string(),
+                record.read_only,
+                record.grant,
+                record.volume_created,
+                record.created_ms,
+                record.pending
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Marks an assignment's grant as made (pending → active) and records its grant index.
+    pub fn confirm_assignment(&mut self, unit: u32, volume: u32, grant: u32) -> Result<bool, StoreError> {
+        let n = self.conn.execute(
+            "UPDATE assignments SET pending = 0, grant_idx = ?3 WHERE unit = ?1 AND volume_idx = ?2",
+            params![unit, volume, grant],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Removes the assignment of a volume; returns whether there was one.
+    pub fn delete_assignment(&mut self, unit: u32, volume: u32) -> Result<bool, StoreError> {
+        let n =
+            self.conn.execute("DELETE FROM assignments WHERE unit = ?1 AND volume_idx = ?2", params![unit, volume])?;
+        Ok(n > 0)
+    }
+
+    /// Every unit with what allocation needs (free space, data service address), by index.
+    pub fn allocation_units(&self) -> Result<Vec<AllocationUnit>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, unit_id, address, port, state, block_size, free_blocks, largest_free_blocks, data_address,
+                data_port FROM units ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let address: Option<String> = r.get(2)?;
+            let port: Option<u16> = r.get(3)?;
+            let data_address: Option<String> = r.get(8)?;
+            Ok(AllocationUnit {
+                index: r.get(0)?,
+                unit_id: r.get(1)?,
+                address: address.zip(port).and_then(|(a, p)| Some(SocketAddr::new(a.parse().ok()?, p))),
+                state: r.get::<_, String>(4)?.parse().unwrap_or(UnitState::Error),
+                block_size: r.get(5)?,
+                free_blocks: r.get(6)?,
+                largest_free_blocks: r.get(7)?,
+                data_address: data_address.and_then(|a| a.parse().ok()),
+                data_port: r.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 

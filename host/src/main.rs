@@ -1,0 +1,377 @@
+//! `dvsan-host`: the host side of dvsan's storage allocation, a convenience over the station's MIB.
+//!
+//! `request` creates a row in the station's dvsanStationRequestTable (size, this host's address, optional
+//! name), waits until the station has served it, prints the assignment and destroys the row; `release` does the
+//! same with a release(2) row. `list` walks dvsanStationAssignmentTable for this host's volumes; `attach` finds
+//! a volume there, checks its export with an NBD_OPT_INFO request from this host's address and prints the
+//! nbd-client and qemu-nbd commands that connect it. Everything plain snmpset/snmpget can do too.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use dvsan_mib as mib;
+use dvsan_snmp::{Manager, Oid, Target, Value, VarBind};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Parser)]
+#[command(name = "dvsan-host", version, about = "Ask a dvsan management station for storage, over SNMP")]
+struct Cli {
+    /// The station's SNMP agent, IP or IP:PORT (port 1161 when none is given).
+    #[arg(long, env = "DVSAN_STATION")]
+    station: String,
+    /// Read community of the station's agent.
+    #[arg(long, default_value = "public")]
+    community: String,
+    /// Write community of the station's agent (for requests).
+    #[arg(long, default_value = "private")]
+    write_community: String,
+    /// This host's address, as its NBD connections come from; default: the local address that reaches the station.
+    #[arg(long)]
+    host: Option<IpAddr>,
+    /// How long to wait for the station to serve a request.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    wait: Duration,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Ask for a volume of at least SIZE (bytes, or 80G, 512M ...).
+    Request {
+        #[arg(long)]
+        size: String,
+        /// Name of the volume, when the station creates one.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// This host's volumes (UNIT/VOLUME, name, NBD URI).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give a volume back (UNIT/VOLUME as `list` prints it, or its name).
+    Release { volume: String },
+    /// Check a volume's export and print the commands that connect it as a block device.
+    Attach { volume: String },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("dvsan-host: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(cli)) {
+        eprintln!("dvsan-host: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// The station and this host.
+struct Session {
+    manager: Manager,
+    read: Target,
+    write: Target,
+    host: IpAddr,
+    wait: Duration,
+}
+
+/// One of this host's volumes, from dvsanStationAssignmentTable.
+#[derive(Debug, Clone)]
+struct Assigned {
+    unit: u32,
+    volume: u32,
+    name: String,
+    nbd_uri: String,
+    read_only: bool,
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let station = parse_station(&cli.station)?;
+    let host = match cli.host {
+        Some(host) => host,
+        None => local_address_towards(station).context("finding this host's address (give --host)")?,
+    };
+    let bind = if station.is_ipv6() { SocketAddr::from(([0u16; 8], 0)) } else { SocketAddr::from(([0, 0, 0, 0], 0)) };
+    let manager = Manager::new(bind).await.context("opening an SNMP socket")?;
+    let timeout = Duration::from_secs(2);
+    let session = Session {
+        manager,
+        read: Target::new(station, cli.community.as_str()).with_timeout(timeout, 2),
+        write: Target::new(station, cli.write_community.as_str()).with_timeout(timeout, 2),
+        host,
+        wait: cli.wait,
+    };
+    match cli.command {
+        Command::Request { size, name, json } => request(&session, &size, name.as_deref(), json).await,
+        Command::List { json } => list(&session, json).await,
+        Command::Release { volume } => release(&session, &volume).await,
+        Command::Attach { volume } => attach(&session, &volume).await,
+    }
+}
+
+fn parse_station(text: &str) -> Result<SocketAddr> {
+    if let Ok(address) = text.parse::<SocketAddr>() {
+        return Ok(address);
+    }
+    match text.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        Ok(ip) => Ok(SocketAddr::new(ip, 1161)),
+        Err(_) => bail!("--station {text:?} is not an IP address or IP:PORT"),
+    }
+}
+
+/// The local address the system would use to reach `station` (no packet is sent).
+fn local_address_towards(station: SocketAddr) -> std::io::Result<IpAddr> {
+    let bind = if station.is_ipv6() { SocketAddr::from(([0u16; 8], 0)) } else { SocketAddr::from(([0, 0, 0, 0], 0)) };
+    let socket = std::net::UdpSocket::bind(bind)?;
+    socket.connect(station)?;
+    Ok(socket.local_addr()?.ip())
+}
+
+fn inet(ip: IpAddr) -> (i32, Vec<u8>) {
+    match ip {
+        IpAddr::V4(a) => (mib::inet_address_type::IPV4, a.octets().to_vec()),
+        IpAddr::V6(a) => (mib::inet_address_type::IPV6, a.octets().to_vec()),
+    }
+}
+
+fn ip_of(octets: &[u8]) -> Option<IpAddr> {
+    match octets.len() {
+        4 => Some(IpAddr::from([octets[0], octets[1], octets[2], octets[3]])),
+        16 => {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(octets);
+            Some(IpAddr::from(a))
+        }
+        _ => None,
+    }
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::OctetString(b) => String::from_utf8_lossy(b).into_owned(),
+        _ => String::new(),
+    }
+}
+
+fn number(value: &Value) -> u32 {
+    match value {
+        Value::Gauge32(n) | Value::Counter32(n) => *n,
+        Value::Integer(n) => u32::try_from(*n).unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// A request row index unlikely to collide with another host's.
+fn request_index() -> u32 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    ((nanos ^ (std::process::id() << 12)) & 0x7fff_ffff).max(1)
+}
+
+/// Submits a request row with `columns` (plus the host and createAndGo), waits until it is served and returns
+/// the row's outcome columns; the row is destroyed afterwards.
+async fn submit(session: &Session, mut columns: Vec<(&'static [u32], Value)>) -> Result<Vec<Value>> {
+    let index = request_index();
+    let (kind, octets) = inet(session.host);
+    columns.push((mib::DVSAN_STATION_REQUEST_HOST_ADDR_TYPE, Value::Integer(kind)));
+    columns.push((mib::DVSAN_STATION_REQUEST_HOST_ADDRESS, Value::OctetString(octets)));
+    columns.push((mib::DVSAN_STATION_REQUEST_ROW_STATUS, Value::Integer(mib::row_status::CREATE_AND_GO)));
+    let set = columns.into_iter().map(|(column, value)| VarBind::new(Oid::from_slice(column).child(index), value));
+    session.manager.set(&session.write, set.collect()).await.context("submitting the request to the station")?;
+    let outcome_columns = [
+        mib::DVSAN_STATION_REQUEST_STATUS,
+        mib::DVSAN_STATION_REQUEST_ERROR,
+        mib::DVSAN_STATION_REQUEST_UNIT_INDEX,
+        mib::DVSAN_STATION_REQUEST_VOLUME_INDEX,
+        mib::DVSAN_STATION_REQUEST_UNIT_ADDRESS,
+        mib::DVSAN_STATION_REQUEST_VOLUME_NAME,
+        mib::DVSAN_STATION_REQUEST_START_LBA,
+        mib::DVSAN_STATION_REQUEST_END_LBA,
+        mib::DVSAN_STATION_REQUEST_LENGTH,
+        mib::DVSAN_STATION_REQUEST_NBD_URI,
+    ];
+    let oids: Vec<Oid> = outcome_columns.iter().map(|c| Oid::from_slice(c).child(index)).collect();
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(5);
+    let values = loop {
+        let row = session.manager.get(&session.read, &oids).await.context("reading the request's status")?;
+        let values: Vec<Value> = row.into_iter().map(|vb| vb.value).collect();
+        if values.first() != Some(&Value::Integer(mib::dvsan_station_request_status::PENDING)) {
+            break values;
+        }
+        if start.elapsed() > session.wait {
+            bail!("the station did not serve the request within {:?} (row {index} left for inspection)", session.wait);
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(200));
+    };
+    let destroy = VarBind::new(
+        Oid::from_slice(mib::DVSAN_STATION_REQUEST_ROW_STATUS).child(index),
+        Value::Integer(mib::row_status::DESTROY),
+    );
+    let _ = session.manager.set(&session.write, vec![destroy]).await;
+    match values.first() {
+        Some(Value::Integer(s)) if *s == mib::dvsan_station_request_status::DONE => Ok(values),
+        Some(Value::Integer(s)) if *s == mib::dvsan_station_request_status::FAILED => {
+            bail!("the station refused: {}", values.get(1).map(text).unwrap_or_default())
+        }
+        _ => bail!("the station's request table answered with unexpected values"),
+    }
+}
+
+async fn request(session: &Session, size: &str, name: Option<&str>, json: bool) -> Result<()> {
+    let mut columns = vec![(mib::DVSAN_STATION_REQUEST_SIZE, Value::OctetString(size.as_bytes().to_vec()))];
+    if let Some(name) = name {
+        columns.push((mib::DVSAN_STATION_REQUEST_NAME, Value::OctetString(name.as_bytes().to_vec())));
+    }
+    let v = submit(session, columns).await?;
+    let get = |i: usize| v.get(i).cloned().unwrap_or(Value::Null);
+    let unit = number(&get(2));
+    let volume = number(&get(3));
+    let unit_address = match get(4) {
+        Value::OctetString(b) => ip_of(&b).map(|ip| ip.to_string()).unwrap_or_default(),
+        _ => String::new(),
+    };
+    let uri = text(&get(9));
+    if json {
+        let out = serde_json::json!({
+            "unit": unit, "volume": volume, "unit_address": unit_address, "name": text(&get(5)),
+            "start_lba": number(&get(6)), "end_lba": number(&get(7)), "length": number(&get(8)),
+            "nbd_uri": uri, "host": session.host.to_string(),
+        });
+        println!("{out}");
+    } else {
+        println!(
+            "{unit}/{volume} {:?} on unit {unit_address}: LBA {}-{} ({} blocks)\n{uri}",
+            text(&get(5)),
+            number(&get(6)),
+            number(&get(7)),
+            number(&get(8))
+        );
+    }
+    Ok(())
+}
+
+/// This host's volumes from dvsanStationAssignmentTable.
+async fn assigned(session: &Session) -> Result<Vec<Assigned>> {
+    let rows = session
+        .manager
+        .walk(&session.read, &Oid::from_slice(mib::DVSAN_STATION_ASSIGNMENT_ENTRY))
+        .await
+        .context("reading the station's assignments")?;
+    let entry = mib::DVSAN_STATION_ASSIGNMENT_ENTRY.len();
+    let mut by_index: std::collections::BTreeMap<(u32, u32), (Option<IpAddr>, Assigned)> = Default::default();
+    for vb in rows {
+        let &[column, unit, volume] = &vb.oid.as_slice()[entry.min(vb.oid.as_slice().len())..] else { continue };
+        let (host, row) = by_index.entry((unit, volume)).or_insert_with(|| {
+            (None, Assigned { unit, volume, name: String::new(), nbd_uri: String::new(), read_only: false })
+        });
+        match (column, &vb.value) {
+            (2, Value::OctetString(b)) => *host = ip_of(b),
+            (3, Value::Integer(m)) => row.read_only = *m == mib::dvsan_station_assign_mode::READ_ONLY,
+            (4, v) => row.nbd_uri = text(v),
+            (5, v) => row.name = text(v),
+            _ => {}
+        }
+    }
+    Ok(by_index.into_values().filter(|(host, _)| *host == Some(session.host)).map(|(_, row)| row).collect())
+}
+
+async fn list(session: &Session, json: bool) -> Result<()> {
+    let rows = assigned(session).await?;
+    for row in &rows {
+        if json {
+            let out = serde_json::json!({
+                "unit": row.unit, "volume": row.volume, "name": row.name, "nbd_uri": row.nbd_uri,
+                "read_only": row.read_only,
+            });
+            println!("{out}");
+        } else {
+            println!(
+                "{}/{} {:?} {}{}",
+                row.unit,
+                row.volume,
+                row.name,
+                row.nbd_uri,
+                if row.read_only { " (read-only)" } else { "" }
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Finds one of this host's volumes by `UNIT/VOLUME` or name.
+async fn find(session: &Session, given: &str) -> Result<Assigned> {
+    let rows = assigned(session).await?;
+    let by_index = given.split_once('/').and_then(|(u, v)| Some((u.parse::<u32>().ok()?, v.parse::<u32>().ok()?)));
+    let matches: Vec<&Assigned> =
+        rows.iter().filter(|r| by_index.map_or(r.name == given, |(u, v)| r.unit == u && r.volume == v)).collect();
+    match matches.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => bail!(
+            "{given:?} is not one of this host's ({}) volumes; `dvsan-host list` shows them as UNIT/VOLUME",
+            session.host
+        ),
+        _ => bail!("several of this host's volumes are named {given:?}; give UNIT/VOLUME"),
+    }
+}
+
+async fn release(session: &Session, given: &str) -> Result<()> {
+    let (unit, volume) = match given.split_once('/').and_then(|(u, v)| Some((u.parse().ok()?, v.parse().ok()?))) {
+        Some(pair) => pair,
+        None => {
+            let row = find(session, given).await?;
+            (row.unit, row.volume)
+        }
+    };
+    let columns = vec![
+        (mib::DVSAN_STATION_REQUEST_ACTION, Value::Integer(mib::dvsan_station_request_action::RELEASE)),
+        (mib::DVSAN_STATION_REQUEST_UNIT_INDEX, Value::Gauge32(unit)),
+        (mib::DVSAN_STATION_REQUEST_VOLUME_INDEX, Value::Gauge32(volume)),
+    ];
+    submit(session, columns).await?;
+    println!("released {unit}/{volume}");
+    Ok(())
+}
+
+/// `nbd://IP:PORT/EXPORT` → (address, export).
+fn parse_uri(uri: &str) -> Result<(SocketAddr, String)> {
+    let rest = uri.strip_prefix("nbd://").with_context(|| format!("{uri:?} is not an nbd:// URI"))?;
+    let (authority, export) = rest.split_once('/').unwrap_or((rest, ""));
+    let address = authority
+        .parse::<SocketAddr>()
+        .or_else(|_| authority.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 10809)))
+        .map_err(|_| anyhow::anyhow!("{uri:?}: {authority:?} is not IP:PORT"))?;
+    Ok((address, export.to_string()))
+}
+
+async fn attach(session: &Session, given: &str) -> Result<()> {
+    let row = find(session, given).await?;
+    if row.nbd_uri.is_empty() {
+        bail!("{}/{} has no NBD export known to the station (its unit is not serving data)", row.unit, row.volume);
+    }
+    let (address, export) = parse_uri(&row.nbd_uri)?;
+    let options = dvsan_nbd::ConnectOptions {
+        local_addr: Some(session.host),
+        timeout: Duration::from_secs(5),
+        structured_replies: false,
+    };
+    let info = async {
+        let mut handshake = dvsan_nbd::ClientHandshake::connect(address, &options).await?;
+        let info = handshake.info(&export).await?;
+        let _ = handshake.abort().await;
+        Ok::<_, dvsan_nbd::ClientError>(info)
+    }
+    .await
+    .with_context(|| format!("checking export {export:?} at {address} from {}", session.host))?;
+    println!("# {}/{} {:?}: export {export:?} at {address}, {} bytes", row.unit, row.volume, row.name, info.size);
+    println!("nbd-client {} {} -N {export} /dev/nbd0", address.ip(), address.port());
+    println!("qemu-nbd --connect=/dev/nbd0 {}", row.nbd_uri);
+    Ok(())
+}

@@ -1,0 +1,871 @@
+//! Volume allocation (issue 5): give a host a volume of at least N bytes, or a named volume, and take it back.
+//!
+//! A request is served from the pool in the store: the smallest free, available, unpartitioned volume that is
+//! big enough (best fit); failing that, a new volume is created by SNMP SET (createAndGo on dvsanVolumeTable at
+//! dvsanVolumeNextIndex.0) on the available unit with the most free space whose largest free extent holds it.
+//! The host is then granted the volume on the unit (createAndGo on dvsanAccessTable at dvsanAccessNextIndex.0),
+//! the assignment is recorded in the store, and the unit is walked again so the pool shows the new volume.
+//!
+//! Every step is undone when a later one fails: a volume created for the request is destroyed again when the
+//! grant or the record fails, and a grant is revoked when the record fails, so nothing stays half-assigned. A
+//! volume is free when no assignment holds it. Allocations are serialized by an exclusive `flock` on
+//! `allocation.lock` in the state directory, held by [`Allocator`], so the CLI and the station never race on the
+//! units' next-index objects.
+
+use crate::model::{Availability, UnitState};
+use crate::store::{AllocationUnit, AssignmentRecord, StationStore, StoreError};
+use crate::walk::read_unit;
+use dvsan_mib as mib;
+use dvsan_snmp::{Manager, Oid, SnmpError, Target, Value, VarBind};
+use nix::fcntl::{Flock, FlockArg};
+use std::fs::File;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+/// The lock file that serializes allocations, in the station's state directory.
+pub const LOCK_FILE: &str = "allocation.lock";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AllocateError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("size {0:?} is not a size: give bytes or a number with K, M, G, T (for example 80G, 512M, 1048576)")]
+    BadSize(String),
+    #[error("size must be larger than 0")]
+    ZeroSize,
+    #[error("{0:?} is not a host IP address (for example 192.0.2.10 or 2001:db8::10)")]
+    BadHost(String),
+    #[error(
+        "no free space for {requested} bytes: the largest allocatable size is {largest} bytes ({}); \
+         add a unit or release volumes",
+        human_size(*largest)
+    )]
+    TooLarge { requested: u64, largest: u64 },
+    #[error("unit #{unit} has no volume {volume}; `dvsan-station pool` lists the volumes")]
+    UnknownVolume { unit: u32, volume: u32 },
+    #[error("volume {volume} of unit #{unit} is not assigned to any host")]
+    NotAssigned { unit: u32, volume: u32 },
+    #[error("volume {volume} of unit #{unit} is assigned to {holder}, not to {host}")]
+    NotHolder { unit: u32, volume: u32, holder: IpAddr, host: IpAddr },
+    #[error("unit #{unit} is {state}, not available; its volumes cannot be assigned now")]
+    UnitNotAvailable { unit: u32, state: UnitState },
+    #[error("unit #{unit} ({agent}) refused or did not answer {what}: {source}")]
+    Unit { unit: u32, agent: SocketAddr, what: &'static str, source: SnmpError },
+    #[error("unit #{unit} ({agent}) answered {what} with unexpected values")]
+    UnitProtocol { unit: u32, agent: SocketAddr, what: &'static str },
+    #[error("cannot take the allocation lock {path}: {source}")]
+    Lock { path: String, source: std::io::Error },
+}
+
+/// A volume assigned to a host, with everything the host needs to use it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Allocation {
+    /// The unit's station index.
+    pub unit: u32,
+    pub unit_id: Option<String>,
+    /// The unit's agent address.
+    pub agent: Option<SocketAddr>,
+    pub volume: u32,
+    pub name: String,
+    pub size_bytes: u64,
+    pub start_lba: u32,
+    pub end_lba: u32,
+    pub export_name: String,
+    /// `nbd://DATA_ADDRESS:PORT/EXPORT`, when the unit's data service address is known.
+    pub nbd_uri: Option<String>,
+    pub host: IpAddr,
+    pub read_only: bool,
+    /// dvsanAccessIndex of the host's grant on the unit.
+    pub grant: u32,
+    /// The volume was created for this assignment.
+    pub volume_created: bool,
+}
+
+/// What a host asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SizeRequest {
+    pub size_bytes: u64,
+    pub host: IpAddr,
+    /// Name of the volume when one has to be created (the unit names it otherwise).
+    pub name: Option<String>,
+    pub read_only: bool,
+}
+
+/// Parses a requested size (`80G`, `512M`, `1048576`); zero is refused.
+pub fn parse_request_size(text: &str) -> Result<u64, AllocateError> {
+    let bytes = dvsan_layout::parse_size(text).map_err(|_| AllocateError::BadSize(text.to_string()))?;
+    if bytes == 0 {
+        return Err(AllocateError::ZeroSize);
+    }
+    Ok(bytes)
+}
+
+/// Parses a host address: a literal, unicast IP address.
+pub fn parse_host(text: &str) -> Result<IpAddr, AllocateError> {
+    match text.trim().parse::<IpAddr>() {
+        Ok(ip) if !ip.is_unspecified() && !ip.is_multicast() && ip != IpAddr::from([255, 255, 255, 255]) => Ok(ip),
+        _ => Err(AllocateError::BadHost(text.to_string())),
+    }
+}
+
+/// Allocates and releases volumes; holds the allocation lock while it lives.
+pub struct Allocator<'a> {
+    store: &'a mut StationStore,
+    manager: &'a Manager,
+    read_community: String,
+    write_community: String,
+    timeout: Duration,
+    _lock: Flock<File>,
+}
+
+/// A volume that could serve a request.
+struct Candidate {
+    unit: AllocationUnit,
+    agent: SocketAddr,
+    volume: u32,
+    name: String,
+    start_lba: u32,
+    end_lba: u32,
+    length: u32,
+    export_name: String,
+    created: bool,
+}
+
+impl<'a> Allocator<'a> {
+    /// Takes the allocation lock in `state_dir` (waiting for another allocation to finish).
+    pub fn new(
+        state_dir: &Path,
+        store: &'a mut StationStore,
+        manager: &'a Manager,
+        read_community: &str,
+        write_community: &str,
+        timeout: Duration,
+    ) -> Result<Allocator<'a>, AllocateError> {
+        let path = state_dir.join(LOCK_FILE);
+        let lock_error = |source| AllocateError::Lock { path: path.display().to_string(), source };
+        let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(lock_error)?;
+        let lock = Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, errno)| lock_error(std::io::Error::from_raw_os_error(errno as i32)))?;
+        Ok(Allocator {
+            store,
+            manager,
+            read_community: read_community.to_string(),
+            write_community: write_community.to_string(),
+            timeout,
+            _lock: lock,
+        })
+    }
+
+    fn target(&self, agent: SocketAddr, write: bool) -> Target {
+        let community = if write { &self.write_community } else { &self.read_community };
+        Target::new(agent, community.as_str()).with_timeout(self.timeout, 2)
+    }
+
+    /// Serves a host's request for `size_bytes`: best-fit free volume, else a new one; then grant and record.
+    pub async fn request(&mut self, request: &SizeRequest) -> Result<Allocation, AllocateError> {
+        if request.size_bytes == 0 {
+            return Err(AllocateError::ZeroSize);
+        }
+        let units = self.store.allocation_units()?;
+        let pool = self.store.pool()?;
+        let assigned = self.store.assignments()?;
+        let mut best: Option<(u64, Candidate)> = None;
+        let mut largest: u64 = 0;
+        for pool_unit in &pool {
+            let Some(unit) = units.iter().find(|u| u.index == pool_unit.index) else { continue };
+            let (Some(agent), Some(block_size), UnitState::Available) = (unit.address, unit.block_size, unit.state)
+            else {
+                continue;
+            };
+            for volume in &pool_unit.volumes {
+                let free = volume.state == Availability::Available
+                    && volume.partitions.is_empty()
+                    && !assigned.iter().any(|a| a.unit == unit.index && a.volume == volume.index);
+                if !free {
+                    continue;
+                }
+                let bytes = u64::from(volume.length) * u64::from(block_size);
+                largest = largest.max(bytes);
+                if bytes >= request.size_bytes && best.as_ref().is_none_or(|(b, _)| bytes < *b) {
+                    let candidate = Candidate {
+                        unit: unit.clone(),
+                        agent,
+                        volume: volume.index,
+                        name: volume.name.clone(),
+                        start_lba: volume.start_lba,
+                        end_lba: volume.end_lba,
+                        length: volume.length,
+                        export_name: volume.export_name.clone(),
+                        created: false,
+                    };
+                    best = Some((bytes, candidate));
+                }
+            }
+        }
+        let candidate = match best {
+            Some((_, candidate)) => candidate,
+            None => {
+                // The unit with the most free space whose largest free extent holds the request.
+                let mut chosen: Option<(&AllocationUnit, SocketAddr, u32)> = None;
+                for unit in &units {
+                    let (Some(agent), Some(block_size), UnitState::Available) =
+                        (unit.address, unit.block_size, unit.state)
+                    else {
+                        continue;
+                    };
+                    let extent = unit.largest_free_blocks.or(unit.free_blocks).unwrap_or(0);
+                    largest = largest.max(u64::from(extent) * u64::from(block_size));
+                    let blocks = request.size_bytes.div_ceil(u64::from(block_size.max(1)));
+                    let Ok(blocks) = u32::try_from(blocks) else { continue };
+                    if blocks > extent {
+                        continue;
+                    }
+                    let free = unit.free_blocks.unwrap_or(0);
+                    if chosen.is_none_or(|(c, _, _)| free > c.free_blocks.unwrap_or(0)) {
+                        chosen = Some((unit, agent, blocks));
+                    }
+                }
+                let Some((unit, agent, blocks)) = chosen else {
+                    return Err(AllocateError::TooLarge { requested: request.size_bytes, largest });
+                };
+                self.create_volume(unit, agent, blocks, request.name.as_deref()).await?
+            }
+        };
+        self.grant_and_record(candidate, request.host, request.read_only).await
+    }
+
+    /// Assigns an existing volume (admin assignment).
+    pub async fn assign(
+        &mut self,
+        unit: &str,
+        volume: u32,
+        host: IpAddr,
+        read_only: bool,
+    ) -> Result<Allocation, AllocateError> {
+        let record = self.store.find_unit(unit)?;
+        let units = self.store.allocation_units()?;
+        let Some(unit) = units.into_iter().find(|u| u.index == record.index) else {
+            return Err(StoreError::UnknownUnit(unit.to_string()).into());
+        };
+        let (Some(agent), UnitState::Available) = (unit.address, unit.state) else {
+            return Err(AllocateError::UnitNotAvailable { unit: unit.index, state: unit.state });
+        };
+        if let Some(held) = self.store.assignments()?.into_iter().find(|a| a.unit == unit.index && a.volume == volume) {
+            return Err(StoreError::AlreadyAssigned { unit: unit.index, volume, host: held.host.to_string() }.into());
+        }
+        let pool = self.store.pool()?;
+        let Some(v) =
+            pool.iter().find(|u| u.index == unit.index).and_then(|u| u.volumes.iter().find(|v| v.index == volume))
+        else {
+            return Err(AllocateError::UnknownVolume { unit: unit.index, volume });
+        };
+        let candidate = Candidate {
+            agent,
+            volume,
+            name: v.name.clone(),
+            start_lba: v.start_lba,
+            end_lba: v.end_lba,
+            length: v.length,
+            export_name: v.export_name.clone(),
+            created: false,
+            unit,
+        };
+        self.grant_and_record(candidate, host, read_only).await
+    }
+
+    /// Creates a free volume of at least `size_bytes` on a given unit (admin `volume create`).
+    pub async fn create_on(
+        &mut self,
+        unit: &str,
+        size_bytes: u64,
+        name: Option<&str>,
+    ) -> Result<Allocation, AllocateError> {
+        if size_bytes == 0 {
+            return Err(AllocateError::ZeroSize);
+        }
+        let record = self.store.find_unit(unit)?;
+        let Some(unit) = self.store.allocation_units()?.into_iter().find(|u| u.index == record.index) else {
+            return Err(StoreError::UnknownUnit(unit.to_string()).into());
+        };
+        let (Some(agent), Some(block_size), UnitState::Available) = (unit.address, unit.block_size, unit.state) else {
+            return Err(AllocateError::UnitNotAvailable { unit: unit.index, state: unit.state });
+        };
+        let extent = unit.largest_free_blocks.or(unit.free_blocks).unwrap_or(0);
+        let blocks = size_bytes.div_ceil(u64::from(block_size.max(1)));
+        let largest = u64::from(extent) * u64::from(block_size);
+        let blocks = match u32::try_from(blocks) {
+            Ok(blocks) if blocks <= extent => blocks,
+            _ => return Err(AllocateError::TooLarge { requested: size_bytes, largest }),
+        };
+        let c = self.create_volume(&unit, agent, blocks, name).await?;
+        self.refresh(unit.index, agent).await;
+        Ok(Allocation {
+            unit: unit.index,
+            unit_id: unit.unit_id.clone(),
+            agent: Some(agent),
+            volume: c.volume,
+            size_bytes: u64::from(c.length) * u64::from(block_size),
+            nbd_uri: nbd_uri(&unit, Some(agent), &c.export_name),
+            name: c.name,
+            start_lba: c.start_lba,
+            end_lba: c.end_lba,
+            export_name: c.export_name,
+            host: IpAddr::from([0, 0, 0, 0]),
+            read_only: false,
+            grant: 0,
+            volume_created: true,
+        })
+    }
+
+    /// Destroys a volume that no assignment holds (admin `volume destroy`).
+    pub async fn destroy_on(&mut self, unit: &str, volume: u32) -> Result<(), AllocateError> {
+        let record = self.store.find_unit(unit)?;
+        if let Some(held) = self.store.assignments()?.into_iter().find(|a| a.unit == record.index && a.volume == volume)
+        {
+            return Err(StoreError::AlreadyAssigned { unit: record.index, volume, host: held.host.to_string() }.into());
+        }
+        let known =
+            self.store.pool()?.iter().any(|u| u.index == record.index && u.volumes.iter().any(|v| v.index == volume));
+        if !known {
+            return Err(AllocateError::UnknownVolume { unit: record.index, volume });
+        }
+        let Some(agent) = record.address else {
+            return Err(AllocateError::UnitNotAvailable { unit: record.index, state: record.state });
+        };
+        let status = Oid::from_slice(mib::DVSAN_VOLUME_ROW_STATUS).child(volume);
+        self.manager
+            .set(&self.target(agent, true), vec![VarBind::new(status, Value::Integer(mib::row_status::DESTROY))])
+            .await
+            .map_err(|source| AllocateError::Unit {
+                unit: record.index,
+                agent,
+                what: "the volume destruction",
+                source,
+            })?;
+        self.refresh(record.index, agent).await;
+        Ok(())
+    }
+
+    /// Releases a volume: revokes the grant on the unit, then forgets the assignment. With `host`, only that
+    /// host's assignment is released.
+    pub async fn release(
+        &mut self,
+        unit: &str,
+        volume: u32,
+        host: Option<IpAddr>,
+    ) -> Result<AssignmentRecord, AllocateError> {
+        let record = self.store.find_unit(unit)?;
+        let Some(assignment) =
+            self.store.assignments()?.into_iter().find(|a| a.unit == record.index && a.volume == volume)
+        else {
+            return Err(AllocateError::NotAssigned { unit: record.index, volume });
+        };
+        if let Some(host) = host {
+            if host != assignment.host {
+                return Err(AllocateError::NotHolder { unit: record.index, volume, holder: assignment.host, host });
+            }
+        }
+        let Some(agent) = record.address else {
+            return Err(AllocateError::UnitNotAvailable { unit: record.index, state: record.state });
+        };
+        let status = Oid::from_slice(mib::DVSAN_ACCESS_ROW_STATUS).child(assignment.grant);
+        self.manager
+            .set(&self.target(agent, true), vec![VarBind::new(status, Value::Integer(mib::row_status::DESTROY))])
+            .await
+            .map_err(|source| AllocateError::Unit { unit: record.index, agent, what: "the revoke", source })?;
+        self.store.delete_assignment(record.index, volume)?;
+        tracing::info!(unit = record.index, volume, host = %assignment.host, "volume released");
+        self.refresh(record.index, agent).await;
+        Ok(assignment)
+    }
+
+    /// Creates a volume of `blocks` on `unit` and reads its row back.
+    async fn create_volume(
+        &self,
+        unit: &AllocationUnit,
+        agent: SocketAddr,
+        blocks: u32,
+        name: Option<&str>,
+    ) -> Result<Candidate, AllocateError> {
+        let read = self.target(agent, false);
+        let unit_error = |what, source| AllocateError::Unit { unit: unit.index, agent, what, source };
+        let protocol = |what| AllocateError::UnitProtocol { unit: unit.index, agent, what };
+        let next = self
+            .manager
+            .get(&read, &[Oid::from_slice(mib::DVSAN_VOLUME_NEXT_INDEX).child(0)])
+            .await
+            .map_err(|e| unit_error("dvsanVolumeNextIndex", e))?;
+        let index = match next.first().map(|vb| &vb.value) {
+            Some(Value::Gauge32(i)) if *i > 0 => *i,
+            Some(Value::Integer(i)) if *i > 0 => *i as u32,
+            _ => return Err(protocol("dvsanVolumeNextIndex")),
+        };
+        let column = |c: &[u32]| Oid::from_slice(c).child(index);
+        let mut set = Vec::new();
+        if let Some(name) = name {
+            set.push(VarBind::new(column(mib::DVSAN_VOLUME_NAME), Value::OctetString(name.as_bytes().to_vec())));
+        }
+        set.push(VarBind::new(column(mib::DVSAN_VOLUME_LENGTH), Value::Gauge32(blocks)));
+        set.push(VarBind::new(column(mib::DVSAN_VOLUME_ROW_STATUS), Value::Integer(mib::row_status::CREATE_AND_GO)));
+        self.manager.set(&self.target(agent, true), set).await.map_err(|e| unit_error("the volume creation", e))?;
+        let row = self
+            .manager
+            .get(
+                &read,
+                &[
+                    column(mib::DVSAN_VOLUME_NAME),
+                    column(mib::DVSAN_VOLUME_START_LBA),
+                    column(mib::DVSAN_VOLUME_END_LBA),
+                    column(mib::DVSAN_VOLUME_LENGTH),
+                    column(mib::DVSAN_VOLUME_EXPORT_NAME),
+                ],
+            )
+            .await
+            .map_err(|e| unit_error("reading the new volume", e))?;
+        let text = |v: &Value| match v {
+            Value::OctetString(b) => String::from_utf8(b.clone()).ok(),
+            _ => None,
+        };
+        let number = |v: &Value| match v {
+            Value::Gauge32(n) => Some(*n),
+            _ => None,
+        };
+        let parsed = match row.as_slice() {
+            [n, s, e, l, x] => {
+                (|| Some((text(&n.value)?, number(&s.value)?, number(&e.value)?, number(&l.value)?, text(&x.value)?)))()
+            }
+            _ => None,
+        };
+        let Some((name, start_lba, end_lba, length, export_name)) = parsed else {
+            self.destroy_volume(unit.index, agent, index).await;
+            return Err(protocol("reading the new volume"));
+        };
+        tracing::info!(unit = unit.index, volume = index, blocks, "volume created for a request");
+        Ok(Candidate {
+            unit: unit.clone(),
+            agent,
+            volume: index,
+            name,
+            start_lba,
+            end_lba,
+            length,
+            export_name,
+            created: true,
+        })
+    }
+
+    /// Best effort: destroys a volume this allocation created (logged when it fails; the walk shows it then).
+    async fn destroy_volume(&self, unit: u32, agent: SocketAddr, volume: u32) {
+        let status = Oid::from_slice(mib::DVSAN_VOLUME_ROW_STATUS).child(volume);
+        let set = vec![VarBind::new(status, Value::Integer(mib::row_status::DESTROY))];
+        if let Err(e) = self.manager.set(&self.target(agent, true), set).await {
+            tracing::warn!(unit, volume, error = %e, "could not destroy the volume created for a failed request");
+        }
+    }
+
+    /// Grants `host` the candidate volume and records the assignment; undoes everything on failure.
+    ///
+    /// The assignment is written `pending` (with the grant index the unit offers) before the grant is SET and
+    /// confirmed after, so [`Allocator::reconcile`] can undo a grant whose station crashed in between.
+    async fn grant_and_record(
+        &mut self,
+        c: Candidate,
+        host: IpAddr,
+        read_only: bool,
+    ) -> Result<Allocation, AllocateError> {
+        let grant = match self.next_access_index(c.unit.index, c.agent).await {
+            Ok(grant) => grant,
+            Err(e) => {
+                self.undo_created(&c).await;
+                return Err(e);
+            }
+        };
+        let record = AssignmentRecord {
+            unit: c.unit.index,
+            volume: c.volume,
+            host,
+            read_only,
+            grant,
+            volume_created: c.created,
+            created_ms: crate::timefmt::now_ms(),
+            pending: true,
+        };
+        if let Err(e) = self.store.insert_assignment(&record) {
+            self.undo_created(&c).await;
+            return Err(e.into());
+        }
+        if let Err(e) = self.set_grant(c.unit.index, c.agent, grant, c.volume, host, read_only).await {
+            if let Err(e) = self.store.delete_assignment(c.unit.index, c.volume) {
+                tracing::warn!(unit = c.unit.index, volume = c.volume, error = %e, "dropping a pending assignment");
+            }
+            self.undo_created(&c).await;
+            return Err(e);
+        }
+        if let Err(e) = self.store.confirm_assignment(c.unit.index, c.volume, grant) {
+            // The pending row stays; the next reconciliation undoes the rest.
+            self.revoke(c.unit.index, c.agent, grant).await;
+            return Err(e.into());
+        }
+        tracing::info!(unit = c.unit.index, volume = c.volume, %host, grant, "volume assigned");
+        if c.created {
+            self.refresh(c.unit.index, c.agent).await;
+        }
+        let block_size = u64::from(c.unit.block_size.unwrap_or(0));
+        let nbd_uri = nbd_uri(&c.unit, Some(c.agent), &c.export_name);
+        Ok(Allocation {
+            unit: c.unit.index,
+            unit_id: c.unit.unit_id.clone(),
+            agent: Some(c.agent),
+            volume: c.volume,
+            name: c.name,
+            size_bytes: u64::from(c.length) * block_size,
+            start_lba: c.start_lba,
+            end_lba: c.end_lba,
+            export_name: c.export_name,
+            nbd_uri,
+            host,
+            read_only,
+            grant,
+            volume_created: c.created,
+        })
+    }
+
+    /// Destroys the candidate's volume if this allocation created it.
+    async fn undo_created(&self, c: &Candidate) {
+        if c.created {
+            self.destroy_volume(c.unit.index, c.agent, c.volume).await;
+        }
+    }
+
+    /// dvsanAccessNextIndex.0 of a unit.
+    async fn next_access_index(&self, unit: u32, agent: SocketAddr) -> Result<u32, AllocateError> {
+        let next = self
+            .manager
+            .get(&self.target(agent, false), &[Oid::from_slice(mib::DVSAN_ACCESS_NEXT_INDEX).child(0)])
+            .await
+            .map_err(|source| AllocateError::Unit { unit, agent, what: "dvsanAccessNextIndex", source })?;
+        match next.first().map(|vb| &vb.value) {
+            Some(Value::Gauge32(i)) if *i > 0 => Ok(*i),
+            Some(Value::Integer(i)) if *i > 0 => Ok(*i as u32),
+            _ => Err(AllocateError::UnitProtocol { unit, agent, what: "dvsanAccessNextIndex" }),
+        }
+    }
+
+    /// Creates grant row `index` on the unit.
+    async fn set_grant(
+        &self,
+        unit: u32,
+        agent: SocketAddr,
+        index: u32,
+        volume: u32,
+        host: IpAddr,
+        read_only: bool,
+    ) -> Result<(), AllocateError> {
+        let (kind, octets) = match host {
+            IpAddr::V4(a) => (mib::inet_address_type::IPV4, a.octets().to_vec()),
+            IpAddr::V6(a) => (mib::inet_address_type::IPV6, a.octets().to_vec()),
+        };
+        let mode = if read_only { mib::dvsan_access_mode::READ_ONLY } else { mib::dvsan_access_mode::READ_WRITE };
+        let column = |col: &[u32]| Oid::from_slice(col).child(index);
+        let set = vec![
+            VarBind::new(column(mib::DVSAN_ACCESS_VOLUME_INDEX), Value::Gauge32(volume)),
+            VarBind::new(column(mib::DVSAN_ACCESS_HOST_ADDRESS_TYPE), Value::Integer(kind)),
+            VarBind::new(column(mib::DVSAN_ACCESS_HOST_ADDRESS), Value::OctetString(octets)),
+            VarBind::new(column(mib::DVSAN_ACCESS_MODE), Value::Integer(mode)),
+            VarBind::new(column(mib::DVSAN_ACCESS_ROW_STATUS), Value::Integer(mib::row_status::CREATE_AND_GO)),
+        ];
+        self.manager.set(&self.target(agent, true), set).await.map_err(|source| AllocateError::Unit {
+            unit,
+            agent,
+            what: "the grant",
+            source,
+        })?;
+        Ok(())
+    }
+
+    /// Best effort: destroys grant row `grant` on the unit.
+    async fn revoke(&self, unit: u32, agent: SocketAddr, grant: u32) {
+        let status = Oid::from_slice(mib::DVSAN_ACCESS_ROW_STATUS).child(grant);
+        let set = vec![VarBind::new(status, Value::Integer(mib::row_status::DESTROY))];
+        if let Err(e) = self.manager.set(&self.target(agent, true), set).await {
+            tracing::warn!(unit, grant, error = %e, "could not revoke a grant");
+        }
+    }
+
+    /// Brings the units' access tables in line with the store, after a crash or a unit that lost grants:
+    ///
+    /// - a pending assignment (the station stopped between recording and confirming it) is undone: its grant
+    ///   row is destroyed if the unit has it, a volume created for it is destroyed, the row is dropped;
+    /// - an active assignment whose grant is missing on the unit is granted again (the store is the truth);
+    /// - grants on a unit that no assignment names are left alone: an administrator may have made them with
+    ///   snmpset; they are logged and counted.
+    ///
+    /// Units that do not answer are skipped (counted in the report) and reconciled on a later run.
+    pub async fn reconcile(&mut self) -> Result<ReconcileReport, AllocateError> {
+        let mut report = ReconcileReport::default();
+        let units = self.store.allocation_units()?;
+        let mut by_unit: std::collections::BTreeMap<u32, Vec<AssignmentRecord>> = Default::default();
+        for a in self.store.assignments()? {
+            by_unit.entry(a.unit).or_default().push(a);
+        }
+        for (index, list) in by_unit {
+            let Some(agent) = units.iter().find(|u| u.index == index).and_then(|u| u.address) else {
+                report.units_skipped += 1;
+                continue;
+            };
+            let grants = match self.read_grants(agent).await {
+                Ok(grants) => grants,
+                Err(e) => {
+                    tracing::warn!(unit = index, error = %e, "reconciliation: the unit did not answer");
+                    report.units_skipped += 1;
+                    continue;
+                }
+            };
+            for a in &list {
+                let held = grants.iter().find(|g| g.volume == a.volume && g.host == a.host);
+                if a.pending {
+                    if let Some(g) = held.filter(|g| g.index == a.grant) {
+                        self.revoke(index, agent, g.index).await;
+                    }
+                    if a.volume_created {
+                        self.destroy_volume(index, agent, a.volume).await;
+                    }
+                    self.store.delete_assignment(index, a.volume)?;
+                    tracing::info!(unit = index, volume = a.volume, host = %a.host, "reconciliation: undid a pending assignment");
+                    report.pending_undone += 1;
+                    continue;
+                }
+                match held {
+                    Some(g) => {
+                        if g.index != a.grant {
+                            self.store.confirm_assignment(index, a.volume, g.index)?;
+                        }
+                        report.consistent += 1;
+                    }
+                    None => {
+                        let grant = self.next_access_index(index, agent).await?;
+                        self.set_grant(index, agent, grant, a.volume, a.host, a.read_only).await?;
+                        self.store.confirm_assignment(index, a.volume, grant)?;
+                        tracing::info!(unit = index, volume = a.volume, host = %a.host, grant, "reconciliation: granted again");
+                        report.regranted += 1;
+                    }
+                }
+            }
+            for g in &grants {
+                if !list.iter().any(|a| a.volume == g.volume && a.host == g.host) {
+                    tracing::info!(unit = index, grant = g.index, volume = g.volume, host = %g.host, "reconciliation: grant not made by the station, left alone");
+                    report.foreign_grants += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// The unit's dvsanAccessTable.
+    async fn read_grants(&self, agent: SocketAddr) -> Result<Vec<UnitGrant>, SnmpError> {
+        let rows = self.manager.walk(&self.target(agent, false), &Oid::from_slice(mib::DVSAN_ACCESS_ENTRY)).await?;
+        let mut grants: std::collections::BTreeMap<u32, UnitGrant> = Default::default();
+        let entry_len = mib::DVSAN_ACCESS_ENTRY.len();
+        for vb in rows {
+            let arcs = vb.oid.as_slice();
+            let (Some(&column), Some(&index)) = (arcs.get(entry_len), arcs.get(entry_len + 1)) else { continue };
+            let grant = grants.entry(index).or_insert(UnitGrant { index, volume: 0, host: IpAddr::from([0, 0, 0, 0]) });
+            match (column, &vb.value) {
+                (2, Value::Gauge32(v)) => grant.volume = *v,
+                (5, Value::OctetString(b)) if b.len() == 4 => grant.host = IpAddr::from([b[0], b[1], b[2], b[3]]),
+                (5, Value::OctetString(b)) if b.len() == 16 => {
+                    let mut a = [0u8; 16];
+                    a.copy_from_slice(b);
+                    grant.host = IpAddr::from(a);
+                }
+                _ => {}
+            }
+        }
+        Ok(grants.into_values().collect())
+    }
+
+    /// Walks the unit again so the pool shows what changed (best effort: the station's polling repairs it too).
+    async fn refresh(&mut self, unit: u32, agent: SocketAddr) {
+        match read_unit(self.manager, &self.target(agent, false)).await {
+            Ok(snapshot) => {
+                if let Err(e) = self.store.sync_unit(agent, &snapshot, crate::timefmt::now_ms()) {
+                    tracing::warn!(unit, error = %e, "storing the unit after an allocation");
+                }
+            }
+            Err(e) => tracing::warn!(unit, error = %e, "walking the unit after an allocation"),
+        }
+    }
+
+    /// Every assignment with its volume's details from the pool.
+    pub fn allocations(&self) -> Result<Vec<Allocation>, AllocateError> {
+        allocations(self.store)
+    }
+}
+
+/// What [`Allocator::reconcile`] found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReconcileReport {
+    pub consistent: u32,
+    pub regranted: u32,
+    pub pending_undone: u32,
+    /// Grants on units that no assignment names (left alone).
+    pub foreign_grants: u32,
+    pub units_skipped: u32,
+}
+
+/// One row of a unit's dvsanAccessTable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct UnitGrant {
+    index: u32,
+    volume: u32,
+    host: IpAddr,
+}
+
+/// `nbd://DATA_ADDRESS:PORT/EXPORT` for a volume of `unit` (the agent's IP when the data address is unspecified).
+fn nbd_uri(unit: &AllocationUnit, agent: Option<SocketAddr>, export_name: &str) -> Option<String> {
+    let (ip, port) = unit.data_address.zip(unit.data_port)?;
+    let ip = match (ip.is_unspecified(), agent) {
+        (true, Some(agent)) => agent.ip(),
+        _ => ip,
+    };
+    Some(format!("nbd://{}/{export_name}", SocketAddr::new(ip, port)))
+}
+
+/// Every assignment in the store with its volume's details from the pool (no lock, no network).
+pub fn allocations(store: &StationStore) -> Result<Vec<Allocation>, AllocateError> {
+    let units = store.allocation_units()?;
+    let pool = store.pool()?;
+    let mut out = Vec::new();
+    for a in store.assignments()?.into_iter().filter(|a| !a.pending) {
+        let unit = units.iter().find(|u| u.index == a.unit);
+        let volume =
+            pool.iter().find(|u| u.index == a.unit).and_then(|u| u.volumes.iter().find(|v| v.index == a.volume));
+        let agent = unit.and_then(|u| u.address);
+        let export_name = volume.map(|v| v.export_name.clone()).unwrap_or_default();
+        let nbd_uri = unit.zip(volume).and_then(|(u, _)| nbd_uri(u, agent, &export_name));
+        out.push(Allocation {
+            unit: a.unit,
+            unit_id: unit.and_then(|u| u.unit_id.clone()),
+            agent,
+            volume: a.volume,
+            name: volume.map(|v| v.name.clone()).unwrap_or_default(),
+            size_bytes: volume.and_then(|v| v.size_bytes).unwrap_or(0),
+            start_lba: volume.map_or(0, |v| v.start_lba),
+            end_lba: volume.map_or(0, |v| v.end_lba),
+            export_name,
+            nbd_uri,
+            host: a.host,
+            read_only: a.read_only,
+            grant: a.grant,
+            volume_created: a.volume_created,
+        });
+    }
+    Ok(out)
+}
+
+/// How often, at most, the station retries reconciling units that did not answer at its start.
+const RECONCILE_ATTEMPTS: u32 = 60;
+
+/// Starts the station's reconciliation in its own thread (with its own store connection, SNMP socket and
+/// runtime, so the allocation lock's blocking wait never stalls the station's tasks): once at start, then again
+/// every `retry_every` while some unit did not answer, at most [`RECONCILE_ATTEMPTS`] times. The thread ends by
+/// itself; the station does not wait for it.
+pub fn spawn_reconciler(
+    state_dir: std::path::PathBuf,
+    read_community: String,
+    write_community: String,
+    retry_every: Duration,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("reconciler".to_string()).spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                tracing::error!(error = %e, "reconciliation: cannot start a runtime");
+                return;
+            }
+        };
+        runtime.block_on(async {
+            let mut store = match StationStore::open(&state_dir) {
+                Ok(store) => store,
+                Err(e) => {
+                    tracing::error!(error = %e, "reconciliation: cannot open the store");
+                    return;
+                }
+            };
+            let manager = match Manager::new(SocketAddr::from(([0, 0, 0, 0], 0))).await {
+                Ok(manager) => manager,
+                Err(e) => {
+                    tracing::error!(error = %e, "reconciliation: cannot open an SNMP socket");
+                    return;
+                }
+            };
+            for attempt in 1..=RECONCILE_ATTEMPTS {
+                let report = match Allocator::new(
+                    &state_dir,
+                    &mut store,
+                    &manager,
+                    &read_community,
+                    &write_community,
+                    Duration::from_secs(1),
+                ) {
+                    Ok(mut allocator) => allocator.reconcile().await,
+                    Err(e) => Err(e),
+                };
+                match report {
+                    Ok(report) => {
+                        tracing::info!(?report, attempt, "reconciled the units' access tables with the assignments");
+                        if report.units_skipped == 0 {
+                            return;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, attempt, "reconciliation failed; retrying"),
+                }
+                tokio::time::sleep(retry_every).await;
+            }
+        });
+    })
+}
+
+/// `80G`-style text for a byte count (binary units, up to one decimal).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["", "K", "M", "G", "T"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1}{}", UNITS[unit]).replace(".0", "")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_request_size("80G").unwrap(), 80 << 30);
+        assert_eq!(parse_request_size("512M").unwrap(), 512 << 20);
+        assert_eq!(parse_request_size("1048576").unwrap(), 1 << 20);
+        assert!(matches!(parse_request_size("0"), Err(AllocateError::ZeroSize)));
+        assert!(matches!(parse_request_size("12Q"), Err(AllocateError::BadSize(_))));
+        assert!(matches!(parse_request_size(""), Err(AllocateError::BadSize(_))));
+        assert_eq!(human_size(80 << 30), "80G");
+        assert_eq!(human_size(1536 << 10), "1.5M");
+        assert_eq!(human_size(100), "100 B");
+    }
+
+    #[test]
+    fn hosts() {
+        assert_eq!(parse_host("127.0.0.9").unwrap(), IpAddr::from([127, 0, 0, 9]));
+        assert!(parse_host("::1").is_ok());
+        for bad in ["0.0.0.0", "224.0.0.1", "host.example", "127.0.0.256", ""] {
+            assert!(matches!(parse_host(bad), Err(AllocateError::BadHost(_))), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! dvsanStationRequestTable: hosts ask the station for storage (and give it back) with plain SNMP SETs.
+//!
+//! A createAndGo SET only checks the types and lengths of the row's columns, stores the row as `pending` and
+//! queues it; it answers at once. A worker thread (its own store connection, SNMP socket and runtime, so a slow
+//! unit never stalls the agent) serves the queue one request at a time through [`crate::allocate::Allocator`]
+//! and fills in the status, error and assignment columns. Bad values (a size that is not a size, an address
+//! that is not one) are not SET errors but `failed` rows with the reason, so plain snmpset users read why.
+//! Rows live in memory only (at most [`MAX_ROWS`]); destroy removes a row, not its assignment.
+
+use crate::allocate::{parse_request_size, AllocateError, Allocation, Allocator, SizeRequest};
+use crate::store::StationStore;
+use dvsan_mib as mib;
+use dvsan_snmp::agent::{FnPreparedSet, PreparedSet, SetFailure, SetItem, Table, UndoFailed};
+use dvsan_snmp::{ErrorStatus, Manager, Value};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Most rows the table holds; createAndGo beyond is resourceUnavailable (destroy old rows first).
+pub const MAX_ROWS: usize = 1000;
+/// Requests queued for the worker at most; more are failed at once ("busy").
+const QUEUE: usize = 256;
+
+const ACTION: u32 = 2;
+const SIZE: u32 = 3;
+const HOST_TYPE: u32 = 4;
+const HOST: u32 = 5;
+const NAME: u32 = 6;
+const UNIT: u32 = 7;
+const VOLUME: u32 = 8;
+const STATUS: u32 = 9;
+const ERROR: u32 = 10;
+const UNIT_TYPE: u32 = 11;
+const UNIT_ADDRESS: u32 = 12;
+const VOLUME_NAME: u32 = 13;
+const START: u32 = 14;
+const END: u32 = 15;
+const LENGTH: u32 = 16;
+const NBD_URI: u32 = 17;
+const ROW_STATUS: u32 = 18;
+
+use mib::dvsan_station_request_action as action;
+use mib::dvsan_station_request_status as status;
+
+/// One request and, once served, its outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RequestRow {
+    action: i32,
+    size: String,
+    host_type: i32,
+    host: Vec<u8>,
+    name: String,
+    unit: u32,
+    volume: u32,
+    status: i32,
+    error: String,
+    unit_address: Option<IpAddr>,
+    volume_name: String,
+    start_lba: u32,
+    end_lba: u32,
+    length: u32,
+    nbd_uri: String,
+}
+
+impl RequestRow {
+    fn new() -> RequestRow {
+        RequestRow {
+            action: action::ALLOCATE,
+            size: String::new(),
+            host_type: mib::inet_address_type::UNKNOWN,
+            host: Vec::new(),
+            name: String::new(),
+            unit: 0,
+            volume: 0,
+            status: status::PENDING,
+            error: String::new(),
+            unit_address: None,
+            volume_name: String::new(),
+            start_lba: 0,
+            end_lba: 0,
+            length: 0,
+            nbd_uri: String::new(),
+        }
+    }
+
+    fn host_address(&self) -> Result<IpAddr, String> {
+        let ip =
+            match (self.host_type, self.host.as_slice()) {
+                (t, &[a, b, c, d]) if t == mib::inet_address_type::IPV4 => IpAddr::from([a, b, c, d]),
+                (t, octets) if t == mib::inet_address_type::IPV6 && octets.len() == 16 => {
+                    let mut a = [0u8; 16];
+                    a.copy_from_slice(octets);
+                    IpAddr::from(a)
+                }
+                _ => return Err(
+                    "the host address is not an IPv4 or IPv6 address (type ipv4(1) with 4 octets or ipv6(2) with 16)"
+                        .into(),
+                ),
+            };
+        crate::allocate::parse_host(&ip.to_string()).map_err(|e| e.to_string())
+    }
+
+    fn fail(&mut self, error: &str) {
+        self.status = status::FAILED;
+        self.error = truncate(error, 255);
+    }
+
+    fn fill(&mut self, a: &Allocation) {
+        self.status = status::DONE;
+        self.unit = a.unit;
+        self.volume = a.volume;
+        self.unit_address = a.agent.map(|x| x.ip());
+        self.volume_name = truncate(&a.name, 64);
+        self.start_lba = a.start_lba;
+        self.end_lba = a.end_lba;
+        self.length = a.end_lba.saturating_sub(a.start_lba).saturating_add(1);
+        self.nbd_uri = truncate(a.nbd_uri.as_deref().unwrap_or(""), 255);
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
+struct Shared {
+    rows: Mutex<BTreeMap<u32, RequestRow>>,
+    jobs: SyncSender<u32>,
+}
+
+impl Shared {
+    fn rows(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, RequestRow>> {
+        self.rows.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The table, served by the station's agent (register a `TableHandler` of it at the entry OID).
+pub struct RequestTable {
+    shared: Arc<Shared>,
+}
+
+/// How the worker reaches units.
+#[derive(Debug, Clone)]
+pub struct RequestSettings {
+    pub state_dir: PathBuf,
+    pub read_community: String,
+    pub write_community: String,
+    pub timeout: Duration,
+}
+
+impl RequestTable {
+    /// Creates the table and starts its worker thread, which ends when the table is dropped. `on_served` runs
+    /// after every served request (the station uses it to refresh the MIB's snapshot of the assignments).
+    pub fn start(settings: RequestSettings, on_served: impl Fn() + Send + 'static) -> std::io::Result<RequestTable> {
+        let (jobs, queue) = sync_channel(QUEUE);
+        let shared = Arc::new(Shared { rows: Mutex::new(BTreeMap::new()), jobs });
+        let worker_shared = Arc::downgrade(&shared);
+        std::thread::Builder::new()
+            .name("storage-requests".to_string())
+            .spawn(move || serve_requests(settings, queue, worker_shared, on_served))?;
+        Ok(RequestTable { shared })
+    }
+}
+
+/// The worker: serves queued request indexes until every sender is gone.
+fn serve_requests(
+    settings: RequestSettings,
+    queue: Receiver<u32>,
+    shared: std::sync::Weak<Shared>,
+    on_served: impl Fn(),
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(error = %e, "storage requests: cannot start a runtime");
+            return;
+        }
+    };
+    let opened = runtime.block_on(async {
+        let store = StationStore::open(&settings.state_dir).map_err(|e| e.to_string())?;
+        let manager = Manager::new(SocketAddr::from(([0, 0, 0, 0], 0))).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((store, manager))
+    });
+    let (mut store, manager) = match opened {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::error!(error = %e, "storage requests: cannot open the store or an SNMP socket");
+            return;
+        }
+    };
+    while let Ok(index) = queue.recv() {
+        let Some(shared) = shared.upgrade() else { return };
+        let Some(row) = shared.rows().get(&index).cloned() else { continue };
+        let outcome = runtime.block_on(serve_one(&settings, &mut store, &manager, &row));
+        on_served();
+        let mut rows = shared.rows();
+        if let Some(current) = rows.get_mut(&index) {
+            match outcome {
+                Ok(Some(allocation)) => current.fill(&allocation),
+                Ok(None) => current.status = status::DONE,
+                Err(e) => current.fail(&e),
+            }
+        }
+    }
+}
+
+async fn serve_one(
+    settings: &RequestSettings,
+    store: &mut StationStore,
+    manager: &Manager,
+    row: &RequestRow,
+) -> Result<Option<Allocation>, String> {
+    let host = row.host_address()?;
+    let mut allocator = Allocator::new(
+        &settings.state_dir,
+        store,
+        manager,
+        &settings.read_community,
+        &settings.write_community,
+        settings.timeout,
+    )
+    .map_err(|e| e.to_string())?;
+    let text = |e: AllocateError| e.to_string();
+    if row.action == action::RELEASE {
+        if row.unit == 0 || row.volume == 0 {
+            return Err("a release names the unit (dvsanStationRequestUnitIndex) and the volume".to_string());
+        }
+        allocator.release(&row.unit.to_string(), row.volume, Some(host)).await.map_err(text)?;
+        return Ok(None);
+    }
+    let size_bytes = parse_request_size(&row.size).map_err(text)?;
+    let name = (!row.name.is_empty()).then(|| row.name.clone());
+    let request = SizeRequest { size_bytes, host, name, read_only: false };
+    allocator.request(&request).await.map(Some).map_err(text)
+}
+
+/// What one row of a SET does.
+enum RowChange {
+    Create(RequestRow),
+    Destroy,
+}
+
+fn octets(index: usize, value: &Value, max: usize) -> Result<Vec<u8>, SetFailure> {
+    match value {
+        Value::OctetString(b) if b.len() <= max => Ok(b.clone()),
+        Value::OctetString(_) => Err(SetFailure::new(index, ErrorStatus::WrongLength)),
+        _ => Err(SetFailure::new(index, ErrorStatus::WrongType)),
+    }
+}
+
+fn text(index: usize, value: &Value, max: usize) -> Result<String, SetFailure> {
+    String::from_utf8(octets(index, value, max)?).map_err(|_| SetFailure::new(index, ErrorStatus::WrongValue))
+}
+
+fn integer(index: usize, value: &Value, allowed: &[i32]) -> Result<i32, SetFailure> {
+    match value {
+        Value::Integer(v) if allowed.contains(v) => Ok(*v),
+        Value::Integer(_) => Err(SetFailure::new(index, ErrorStatus::WrongValue)),
+        _ => Err(SetFailure::new(index, ErrorStatus::WrongType)),
+    }
+}
+
+fn unsigned(index: usize, value: &Value) -> Result<u32, SetFailure> {
+    match value {
+        Value::Gauge32(v) => Ok(*v),
+        _ => Err(SetFailure::new(index, ErrorStatus::WrongType)),
+    }
+}
+
+impl RequestTable {
+    /// Plans one row's SET from its varbinds (all naming row `index`).
+    fn plan_row(&self, index: u32, cells: &[(usize, u32, &Value)]) -> Result<Option<RowChange>, SetFailure> {
+        let row_status = cells.iter().find(|(_, c, _)| *c == ROW_STATUS);
+        let exists = self.shared.rows().contains_key(&index);
+        let first = cells[0].0;
+        let status_value = match row_status {
+            Some((i, _, v)) => Some((
+                *i,
+                integer(*i, v, &[mib::row_status::ACTIVE, mib::row_status::CREATE_AND_GO, mib::row_status::DESTROY])?,
+            )),
+            None => None,
+        };
+        let mut row = RequestRow::new();
+        for &(i, column, value) in cells {
+            match column {
+                ACTION => row.action = integer(i, value, &[action::ALLOCATE, action::RELEASE])?,
+                SIZE => row.size = text(i, value, 32)?,
+                HOST_TYPE => {
+                    row.host_type = integer(i, value, &[mib::inet_address_type::IPV4, mib::inet_address_type::IPV6])?
+                }
+                HOST => row.host = octets(i, value, 255)?,
+                NAME => row.name = text(i, value, 64)?,
+                UNIT => row.unit = unsigned(i, value)?,
+                VOLUME => row.volume = unsigned(i, value)?,
+                ROW_STATUS => {}
+                _ => return Err(SetFailure::new(i, ErrorStatus::NotWritable)),
+            }
+        }
+        match (exists, status_value) {
+            (true, Some((_, s))) if s == mib::row_status::DESTROY => Ok(Some(RowChange::Destroy)),
+            (false, Some((_, s))) if s == mib::row_status::DESTROY => Ok(None),
+            (false, Some((i, s))) if s == mib::row_status::CREATE_AND_GO => {
+                if self.shared.rows().len() >= MAX_ROWS {
+                    return Err(SetFailure::new(i, ErrorStatus::ResourceUnavailable));
+                }
+                Ok(Some(RowChange::Create(row)))
+            }
+            (true, Some((_, s))) if s == mib::row_status::ACTIVE && cells.len() == 1 => Ok(None),
+            // A submitted request cannot be changed.
+            (true, _) => Err(SetFailure::new(status_value.map_or(first, |(i, _)| i), ErrorStatus::InconsistentValue)),
+            (false, Some((i, _))) => Err(SetFailure::new(i, ErrorStatus::InconsistentValue)),
+            (false, None) => Err(SetFailure::new(first, ErrorStatus::InconsistentName)),
+        }
+    }
+}
+
+impl Table for RequestTable {
+    fn entry(&self) -> &'static [u32] {
+        mib::DVSAN_STATION_REQUEST_ENTRY
+    }
+
+    fn columns(&self) -> &'static [u32] {
+        &[
+            ACTION,
+            SIZE,
+            HOST_TYPE,
+            HOST,
+            NAME,
+            UNIT,
+            VOLUME,
+            STATUS,
+            ERROR,
+            UNIT_TYPE,
+            UNIT_ADDRESS,
+            VOLUME_NAME,
+            START,
+            END,
+            LENGTH,
+            NBD_URI,
+            ROW_STATUS,
+        ]
+    }
+
+    fn rows(&self) -> Vec<Vec<u32>> {
+        self.shared.rows().keys().map(|k| vec![*k]).collect()
+    }
+
+    fn cell(&self, column: u32, index: &[u32]) -> Option<Value> {
+        let [i] = index else { return None };
+        let rows = self.shared.rows();
+        let row = rows.get(i)?;
+        let (unit_type, unit_address) = match row.unit_address {
+            Some(IpAddr::V4(a)) => (mib::inet_address_type::IPV4, a.octets().to_vec()),
+            Some(IpAddr::V6(a)) => (mib::inet_address_type::IPV6, a.octets().to_vec()),
+            None => (mib::inet_address_type::UNKNOWN, Vec::new()),
+        };
+        Some(match column {
+            ACTION => Value::Integer(row.action),
+            SIZE => Value::string(&row.size),
+            HOST_TYPE => Value::Integer(row.host_type),
+            HOST => Value::OctetString(row.host.clone()),
+            NAME => Value::string(&row.name),
+            UNIT => Value::Gauge32(row.unit),
+            VOLUME => Value::Gauge32(row.volume),
+            STATUS => Value::Integer(row.status),
+            ERROR => Value::string(&row.error),
+            UNIT_TYPE => Value::Integer(unit_type),
+            UNIT_ADDRESS => Value::OctetString(unit_address),
+            VOLUME_NAME => Value::string(&row.volume_name),
+            START => Value::Gauge32(row.start_lba),
+            END => Value::Gauge32(row.end_lba),
+            LENGTH => Value::Gauge32(row.length),
+            NBD_URI => Value::string(&row.nbd_uri),
+            ROW_STATUS => Value::Integer(mib::row_status::ACTIVE),
+            _ => return None,
+        })
+    }
+
+    fn prepare_set(&self, varbinds: &[SetItem<'_>]) -> Result<Box<dyn PreparedSet>, SetFailure> {
+        let mut by_row: BTreeMap<u32, Vec<(usize, u32, &Value)>> = BTreeMap::new();
+        for (i, vb) in varbinds {
+            match vb.oid.suffix_after(mib::DVSAN_STATION_REQUEST_ENTRY) {
+                Some(&[column, index]) if index > 0 => by_row.entry(index).or_default().push((*i, column, &vb.value)),
+                _ => return Err(SetFailure::new(*i, ErrorStatus::NoCreation)),
+            }
+        }
+        let mut changes = Vec::new();
+        for (index, cells) in &by_row {
+            if let Some(change) = self.plan_row(*index, cells)? {
+                changes.push((*index, change));
+            }
+        }
+        let shared = Arc::clone(&self.shared);
+        Ok(Box::new(FnPreparedSet(move || {
+            let mut previous = Vec::new();
+            let mut queued = Vec::new();
+            {
+                let mut rows = shared.rows();
+                for (index, change) in changes {
+                    match change {
+                        RowChange::Create(mut row) => {
+                            // Bad values fail the row at once; the rest waits for the worker.
+                            if let Err(e) = row.host_address() {
+                                row.fail(&e);
+                            } else if row.action == action::ALLOCATE {
+                                if let Err(e) = parse_request_size(&row.size) {
+                                    row.fail(&e.to_string());
+                                }
+                            }
+                            if row.status == status::PENDING {
+                                queued.push(index);
+                            }
+                            previous.push((index, rows.insert(index, row)));
+                        }
+                        RowChange::Destroy => previous.push((index, rows.remove(&index))),
+                    }
+                }
+            }
+            for index in queued {
+                if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = shared.jobs.try_send(index) {
+                    if let Some(row) = shared.rows().get_mut(&index) {
+                        row.fail("the station is busy with other requests; try again");
+                    }
+                }
+            }
+            Ok(move || {
+                let mut rows = shared.rows();
+                for (index, before) in previous.into_iter().rev() {
+                    match before {
+                        Some(row) => rows.insert(index, row),
+                        None => rows.remove(&index),
+                    };
+                }
+                Ok::<(), UndoFailed>(())
+            })
+        })))
+    }
+}
