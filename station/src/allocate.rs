@@ -42,6 +42,8 @@ pub enum AllocateError {
         human_size(*largest)
     )]
     TooLarge { requested: u64, largest: u64 },
+    #[error("volume {volume} has room for {room} more bytes ({}) of partitions, not {requested}", human_size(*room))]
+    NoRoomInVolume { volume: u32, requested: u64, room: u64 },
     #[error("unit #{unit} has no volume {volume}; `dvsan-station pool` lists the volumes")]
     UnknownVolume { unit: u32, volume: u32 },
     #[error("volume {volume} of unit #{unit} is not assigned to any host")]
@@ -345,6 +347,61 @@ impl<'a> Allocator<'a> {
             })?;
         self.refresh(record.index, agent).await;
         Ok(())
+    }
+
+    /// Creates a partition of at least `size_bytes` inside volume `volume` of a unit (admin `partition create`);
+    /// the unit places it first fit inside the volume. Returns the new partition as the unit reports it.
+    pub async fn partition_on(
+        &mut self,
+        unit: &str,
+        volume: u32,
+        size_bytes: u64,
+    ) -> Result<crate::model::PoolPartition, AllocateError> {
+        if size_bytes == 0 {
+            return Err(AllocateError::ZeroSize);
+        }
+        let record = self.store.find_unit(unit)?;
+        let pool = self.store.pool()?;
+        let Some(pooled) = pool.iter().find(|u| u.index == record.index) else {
+            return Err(StoreError::UnknownUnit(unit.to_string()).into());
+        };
+        let Some(vol) = pooled.volumes.iter().find(|v| v.index == volume) else {
+            return Err(AllocateError::UnknownVolume { unit: record.index, volume });
+        };
+        let (Some(agent), Some(block_size)) = (record.address, pooled.block_size) else {
+            return Err(AllocateError::UnitNotAvailable { unit: record.index, state: record.state });
+        };
+        let blocks = size_bytes.div_ceil(u64::from(block_size.max(1)));
+        // Room inside the volume: its length minus what its partitions use (the unit finds the extent).
+        let used: u64 = vol.partitions.iter().map(|p| u64::from(p.length)).sum();
+        let room = u64::from(vol.length).saturating_sub(used);
+        let blocks = match u32::try_from(blocks) {
+            Ok(b) if u64::from(b) <= room => b,
+            _ => {
+                let room = room * u64::from(block_size);
+                return Err(AllocateError::NoRoomInVolume { volume, requested: size_bytes, room });
+            }
+        };
+        let index = vol.partitions.iter().map(|p| p.index).max().unwrap_or(0) + 1;
+        let row = |column: &[u32]| Oid::from_slice(column).join(&[volume, index]);
+        let varbinds = vec![
+            VarBind::new(row(mib::DVSAN_PARTITION_LENGTH), Value::Gauge32(blocks)),
+            VarBind::new(row(mib::DVSAN_PARTITION_ROW_STATUS), Value::Integer(mib::row_status::CREATE_AND_GO)),
+        ];
+        self.manager.set(&self.target(agent, true), varbinds).await.map_err(|source| AllocateError::Unit {
+            unit: record.index,
+            agent,
+            what: "the partition creation",
+            source,
+        })?;
+        self.refresh(record.index, agent).await;
+        let pool = self.store.pool()?;
+        pool.iter()
+            .find(|u| u.index == record.index)
+            .and_then(|u| u.volumes.iter().find(|v| v.index == volume))
+            .and_then(|v| v.partitions.iter().find(|p| p.index == index))
+            .cloned()
+            .ok_or(AllocateError::UnknownVolume { unit: record.index, volume })
     }
 
     /// Releases a volume: revokes the grant on the unit, then forgets the assignment. With `host`, only that

@@ -107,6 +107,9 @@ enum Command {
     /// Create or destroy volumes on a unit by SNMP SET (free volumes, for requests or `assign`).
     #[command(subcommand)]
     Volume(VolumeCommand),
+    /// Create partitions inside a unit's volume (SNMP SET on the unit).
+    #[command(subcommand)]
+    Partition(PartitionCommand),
     /// Compare the units' access tables with the assignments and repair them (the station does this at start).
     Reconcile {
         #[command(flatten)]
@@ -117,6 +120,23 @@ enum Command {
         #[command(flatten)]
         state: StateDir,
         /// Machine-readable output ({"assignments": [...]}).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PartitionCommand {
+    /// Create a partition of at least SIZE inside volume V of unit U (first fit inside the volume).
+    Create {
+        #[command(flatten)]
+        alloc: AllocArgs,
+        #[arg(long)]
+        unit: String,
+        #[arg(long)]
+        volume: u32,
+        #[arg(long)]
+        size: String,
         #[arg(long)]
         json: bool,
     },
@@ -286,6 +306,9 @@ fn main() {
             cmd_volume_create(&alloc, &unit, &size, name, json)
         }
         Command::Volume(VolumeCommand::Destroy { alloc, unit, volume }) => cmd_volume_destroy(&alloc, &unit, volume),
+        Command::Partition(PartitionCommand::Create { alloc, unit, volume, size, json }) => {
+            cmd_partition_create(&alloc, &unit, volume, &size, json)
+        }
         Command::Assignments { state, json } => cmd_assignments(&state.state_dir, json),
     };
     if let Err(e) = result {
@@ -604,6 +627,20 @@ fn cmd_volume_create(alloc: &AllocArgs, unit: &str, size: &str, name: Option<Str
     print_or_quiet(&format!(
         "created volume {} {:?} on unit #{}: {} bytes, LBA {}-{}\n",
         created.volume, created.name, created.unit, created.size_bytes, created.start_lba, created.end_lba
+    ))
+}
+
+fn cmd_partition_create(alloc: &AllocArgs, unit: &str, volume: u32, size: &str, json: bool) -> Result<()> {
+    let size_bytes = parse_request_size(size)?;
+    let unit_text = unit.to_string();
+    let created =
+        with_allocator(alloc, |a| Box::pin(async move { a.partition_on(&unit_text, volume, size_bytes).await }))?;
+    if json {
+        return print_or_quiet(&(serde_json::to_string(&created)? + "\n"));
+    }
+    print_or_quiet(&format!(
+        "created partition {} of volume {volume} on unit {unit}: LBA {}-{}, export {:?}\n",
+        created.index, created.start_lba, created.end_lba, created.export_name
     ))
 }
 

@@ -605,3 +605,44 @@ fn sharing_one_unit_and_one_host_on_three_units() {
     concurrent_io(&pairs);
     assert_eq!(assignments(&station).len(), 6);
 }
+
+#[test]
+fn partitions_are_created_through_the_station() {
+    let dir = tempfile::tempdir().unwrap();
+    let station = Station::start(&dir.path().join("station"), &[]);
+    let mut unit = Unit::start(&dir.path().join("u1"), "127.0.24.1", station.traps, "64M", &[]);
+    unit.serve_data();
+    station.wait_unit(&unit.address(), "available", WAIT, |u| u["state"] == "available");
+    let unit_addr = unit.address();
+    let vol: serde_json::Value = serde_json::from_str(&run_ok(&mut alloc_cmd(
+        &station,
+        &["volume", "create", "--unit", &unit_addr, "--size", "8M", "--name", "data", "--json"],
+    )))
+    .unwrap();
+    let v = vol["volume"].as_u64().unwrap().to_string();
+
+    let part: serde_json::Value = serde_json::from_str(&run_ok(&mut alloc_cmd(
+        &station,
+        &["partition", "create", "--unit", &unit_addr, "--volume", &v, "--size", "1M", "--json"],
+    )))
+    .unwrap();
+    assert_eq!(part["index"], 1);
+    assert_eq!(part["export_name"], "data-p1");
+    assert_eq!(part["start_lba"], vol["start_lba"], "first fit inside the volume");
+    // The unit itself has it, with the same extent.
+    let shown = unit.show();
+    let p = &shown["partitions"][0];
+    assert_eq!((p["export_name"].as_str(), p["extent"]["len"].as_u64()), (Some("data-p1"), Some(256)), "{shown}");
+
+    for (args, says) in [
+        (vec!["--volume", v.as_str(), "--size", "8M"], "has room for 7340032 more bytes (7M)"),
+        (vec!["--volume", "99", "--size", "1M"], "has no volume 99"),
+        (vec!["--volume", v.as_str(), "--size", "0"], "larger than 0"),
+    ] {
+        let mut full = vec!["partition", "create", "--unit", &unit_addr];
+        full.extend(args);
+        let err = run_fails(&mut alloc_cmd(&station, &full));
+        assert!(err.contains(says), "{full:?}: {err}");
+    }
+    assert_eq!(unit.show()["partitions"].as_array().unwrap().len(), 1, "refusals create nothing");
+}

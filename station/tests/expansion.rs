@@ -1,0 +1,103 @@
+//! The out-band promise with a real NBD client: fio (host A) keeps doing verified I/O on unit 1 while the station
+//! is killed with kill -9 and restarted, and while a new unit joins the pool and a second host is allocated on it.
+//! fio must finish without an error, no single I/O may stall, and the restarted station keeps A's assignment.
+//!
+//! Real clients on loopback connect from 127.0.0.1 (the source address of the lo route), so that is host A.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(15);
+/// An I/O slower than this during the run counts as a stall attributable to the station or the join.
+const STALL: Duration = Duration::from_millis(500);
+
+fn alloc(station: &Station, args: &[&str]) -> serde_json::Value {
+    let mut cmd = station.cli();
+    cmd.args(args).args(["--json", "--state-dir"]).arg(&station.state_dir);
+    serde_json::from_str(&run_ok(&mut cmd)).unwrap()
+}
+
+fn blockd(unit: &Unit, listen: &str, log: std::path::PathBuf) -> Proc {
+    let mut cmd = Command::new(workspace_bin("dvsan-blockd"));
+    cmd.arg("--state-dir").arg(&unit.state_dir).args(["--listen", listen]);
+    Proc::spawn("dvsan-blockd", &mut cmd, log)
+}
+
+#[test]
+fn fio_runs_on_while_the_station_dies_and_a_unit_joins() {
+    require_tool("fio", "fio");
+    require_tool("nbdinfo", "libnbd-bin");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("station");
+    let mut station = Station::start(&state, &[]);
+    let unit1 = Unit::start(&dir.path().join("u1"), "127.0.23.1", station.traps, "128M", &[]);
+    let _blockd1 = blockd(&unit1, "127.0.23.1:10809", dir.path().join("blockd1.log"));
+    station.wait_unit(&unit1.address(), "available", WAIT, |u| u["state"] == "available");
+
+    let a = alloc(&station, &["request", "--size", "32M", "--host", "127.0.0.1"]);
+    let uri = a["nbd_uri"].as_str().unwrap().to_string();
+    wait_for("blockd to serve host A's grant", WAIT, || {
+        Command::new("nbdinfo").arg(&uri).output().ok().filter(|o| o.status.success())
+    });
+
+    // fio: 4k random writes with crc32c verification, QD8, 7 s, every I/O's latency logged.
+    let lat = dir.path().join("fio");
+    let mut fio_cmd = Command::new("fio");
+    fio_cmd
+        .args(["--name=hostA", "--ioengine=nbd", "--rw=randwrite", "--bs=4k", "--iodepth=8", "--size=32M"])
+        .args(["--verify=crc32c", "--do_verify=1", "--time_based=1", "--runtime=7", "--output-format=normal"])
+        .arg(format!("--uri={uri}"))
+        .arg(format!("--write_lat_log={}", lat.display()))
+        .arg("--log_avg_msec=0");
+    let started = Instant::now();
+    let fio = Proc::spawn("fio", &mut fio_cmd, dir.path().join("fio.log"));
+
+    // t≈1.5 s: the station dies hard; t≈2.5 s: it comes back.
+    std::thread::sleep(Duration::from_millis(1500));
+    station.proc.kill();
+    std::thread::sleep(Duration::from_millis(1000));
+    let station = Station::start(&state, &[]);
+    // t≈3 s: unit 4 joins (it announces itself to the restarted station) and host B gets storage on it.
+    let unit4 = Unit::start(&dir.path().join("u4"), "127.0.23.4", station.traps, "256M", &[]);
+    let _blockd4 = blockd(&unit4, "127.0.23.4:10809", dir.path().join("blockd4.log"));
+    station.wait_unit(&unit4.address(), "unit 4 pooled and available", WAIT, |u| u["state"] == "available");
+    let b = alloc(&station, &["request", "--size", "64M", "--host", "127.0.23.200"]);
+    assert!(b["nbd_uri"].as_str().unwrap().starts_with("nbd://127.0.23.4:10809/"), "B lands on the new unit: {b}");
+    assert!(started.elapsed() < Duration::from_secs(7), "the join happened while fio was running");
+    // Exclusive access with a real client: B's volume is refused to host A (nbdinfo connects from 127.0.0.1).
+    let refused = Command::new("nbdinfo").arg(b["nbd_uri"].as_str().unwrap()).output().unwrap();
+    assert!(!refused.status.success(), "B's export must be refused to A");
+
+    let mut fio = fio;
+    let child = fio.child.as_mut().unwrap();
+    let status = wait_for("fio to finish", Duration::from_secs(30), || child.try_wait().ok().flatten());
+    let report = fio.log_text();
+    assert!(status.success(), "fio failed:\n{report}");
+    assert!(report.contains("err= 0"), "fio reported errors:\n{report}");
+
+    // fio writes one line per I/O: "time_ms, latency_ns, direction, block size, offset[, ...]".
+    let log = std::fs::read_to_string(dir.path().join("fio_lat.1.log")).unwrap();
+    let latencies: Vec<(u64, u64)> = log
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(',').map(str::trim);
+            Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+        })
+        .collect();
+    assert!(latencies.len() > 1000, "only {} I/Os logged", latencies.len());
+    let (at, worst) = latencies.iter().max_by_key(|(_, ns)| *ns).copied().unwrap();
+    assert!(
+        Duration::from_nanos(worst) < STALL,
+        "an I/O took {:?} at {at} ms: a stall during the station restart or the join",
+        Duration::from_nanos(worst)
+    );
+
+    // The restarted station still has A's assignment, and B's.
+    let listed = alloc(&station, &["assignments"]);
+    let hosts: Vec<&str> =
+        listed["assignments"].as_array().unwrap().iter().filter_map(|x| x["host"].as_str()).collect();
+    assert!(hosts.contains(&"127.0.0.1") && hosts.contains(&"127.0.23.200"), "{listed}");
+}
