@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 const WAIT: Duration = Duration::from_secs(15);
 /// An I/O slower than this during the run counts as a stall attributable to the station or the join.
 const STALL: Duration = Duration::from_millis(500);
+/// The tests here measure I/O latency: run them one at a time so they do not load each other.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn alloc(station: &Station, args: &[&str]) -> serde_json::Value {
     let mut cmd = station.cli();
@@ -28,6 +30,7 @@ fn blockd(unit: &Unit, listen: &str, log: std::path::PathBuf) -> Proc {
 
 #[test]
 fn fio_runs_on_while_the_station_dies_and_a_unit_joins() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     require_tool("fio", "fio");
     require_tool("nbdinfo", "libnbd-bin");
     let dir = tempfile::tempdir().unwrap();
@@ -100,4 +103,56 @@ fn fio_runs_on_while_the_station_dies_and_a_unit_joins() {
     let hosts: Vec<&str> =
         listed["assignments"].as_array().unwrap().iter().filter_map(|x| x["host"].as_str()).collect();
     assert!(hosts.contains(&"127.0.0.1") && hosts.contains(&"127.0.23.200"), "{listed}");
+}
+
+#[test]
+fn one_host_uses_volumes_on_three_units_at_once_with_fio() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    require_tool("fio", "fio");
+    let dir = tempfile::tempdir().unwrap();
+    let station = Station::start(&dir.path().join("station"), &[]);
+    let mut units = Vec::new();
+    let mut daemons = Vec::new();
+    for i in 1..=3 {
+        let ip = format!("127.0.25.{i}");
+        let unit = Unit::start(&dir.path().join(format!("u{i}")), &ip, station.traps, "96M", &[]);
+        daemons.push(blockd(&unit, &format!("{ip}:10809"), dir.path().join(format!("blockd{i}.log"))));
+        station.wait_unit(&unit.address(), "available", WAIT, |u| u["state"] == "available");
+        units.push(unit);
+    }
+    // Each request goes to the unit with the most free space, so three equal requests land on three units.
+    let uris: Vec<String> = (0..3)
+        .map(|_| {
+            alloc(&station, &["request", "--size", "32M", "--host", "127.0.0.1"])["nbd_uri"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let mut hosts: Vec<&str> = uris.iter().map(|u| u.trim_start_matches("nbd://").split(':').next().unwrap()).collect();
+    hosts.sort_unstable();
+    assert_eq!(hosts, ["127.0.25.1", "127.0.25.2", "127.0.25.3"], "{uris:?}");
+    for uri in &uris {
+        wait_for("blockd to serve the grant", WAIT, || {
+            Command::new("nbdinfo").arg(uri).output().ok().filter(|o| o.status.success())
+        });
+    }
+    // Three verified fio runs at once, one per unit.
+    let runs: Vec<Proc> = uris
+        .iter()
+        .enumerate()
+        .map(|(i, uri)| {
+            let mut cmd = Command::new("fio");
+            cmd.args(["--name=scale", "--ioengine=nbd", "--rw=randwrite", "--bs=16k", "--iodepth=4", "--size=16M"])
+                .args(["--verify=crc32c", "--do_verify=1", "--time_based=1", "--runtime=3"])
+                .arg(format!("--uri={uri}"));
+            Proc::spawn("fio", &mut cmd, dir.path().join(format!("fio{i}.log")))
+        })
+        .collect();
+    for mut run in runs {
+        let child = run.child.as_mut().unwrap();
+        let status = wait_for("fio to finish", Duration::from_secs(30), || child.try_wait().ok().flatten());
+        let report = run.log_text();
+        assert!(status.success() && report.contains("err= 0"), "fio failed:\n{report}");
+    }
 }
