@@ -156,3 +156,82 @@ fn one_host_uses_volumes_on_three_units_at_once_with_fio() {
         assert!(status.success() && report.contains("err= 0"), "fio failed:\n{report}");
     }
 }
+
+/// A host for real NBD clients: a socat relay on a unix socket whose TCP side is bound to `host`, so fio and
+/// nbdinfo (which on loopback would always come from 127.0.0.1) reach blockd from that address.
+struct HostRelay {
+    _proc: Proc,
+    socket: std::path::PathBuf,
+}
+
+impl HostRelay {
+    fn start(dir: &std::path::Path, host: &str, target: &str) -> HostRelay {
+        require_tool("socat", "socat");
+        let socket = dir.join(format!("relay-{host}.sock"));
+        let mut cmd = Command::new("socat");
+        cmd.arg(format!("UNIX-LISTEN:{},fork", socket.display())).arg(format!("TCP:{target},bind={host}"));
+        let proc = Proc::spawn("socat", &mut cmd, dir.join(format!("socat-{host}.log")));
+        wait_for("the relay socket", WAIT, || socket.exists().then_some(()));
+        HostRelay { _proc: proc, socket }
+    }
+
+    /// The libnbd URI of `export` through this relay.
+    fn uri(&self, export: &str) -> String {
+        format!("nbd+unix:///{export}?socket={}", self.socket.display())
+    }
+}
+
+#[test]
+fn three_hosts_share_one_unit_each_exclusive_with_real_clients() {
+    require_tool("fio", "fio");
+    require_tool("nbdinfo", "libnbd-bin");
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let station = Station::start(&dir.path().join("station"), &[]);
+    let unit = Unit::start(&dir.path().join("u1"), "127.0.26.1", station.traps, "128M", &[]);
+    let _blockd = blockd(&unit, "127.0.26.1:10809", dir.path().join("blockd.log"));
+    station.wait_unit(&unit.address(), "available", WAIT, |u| u["state"] == "available");
+
+    let hosts = ["127.0.26.101", "127.0.26.102", "127.0.26.103"];
+    let relays: Vec<HostRelay> = hosts.iter().map(|h| HostRelay::start(dir.path(), h, "127.0.26.1:10809")).collect();
+    let exports: Vec<String> = hosts
+        .iter()
+        .map(|h| {
+            let a = alloc(&station, &["request", "--size", "24M", "--host", h]);
+            a["export_name"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| a["nbd_uri"].as_str().unwrap().rsplit('/').next().unwrap().to_string())
+        })
+        .collect();
+    // Each host reaches its own export and is refused the others' (nbdinfo through the host's relay).
+    for (i, relay) in relays.iter().enumerate() {
+        wait_for("blockd to serve the host's grant", WAIT, || {
+            Command::new("nbdinfo").arg(relay.uri(&exports[i])).output().ok().filter(|o| o.status.success())
+        });
+        for (j, export) in exports.iter().enumerate() {
+            if i != j {
+                let out = Command::new("nbdinfo").arg(relay.uri(export)).output().unwrap();
+                assert!(!out.status.success(), "{} must be refused {export}", hosts[i]);
+            }
+        }
+    }
+    // All three do verified I/O at once.
+    let runs: Vec<Proc> = relays
+        .iter()
+        .enumerate()
+        .map(|(i, relay)| {
+            let mut cmd = Command::new("fio");
+            cmd.args(["--name=share", "--ioengine=nbd", "--rw=randwrite", "--bs=16k", "--iodepth=4", "--size=16M"])
+                .args(["--verify=crc32c", "--do_verify=1", "--time_based=1", "--runtime=3"])
+                .arg(format!("--uri={}", relay.uri(&exports[i])));
+            Proc::spawn("fio", &mut cmd, dir.path().join(format!("fio-share{i}.log")))
+        })
+        .collect();
+    for mut run in runs {
+        let child = run.child.as_mut().unwrap();
+        let status = wait_for("fio to finish", Duration::from_secs(30), || child.try_wait().ok().flatten());
+        let report = run.log_text();
+        assert!(status.success() && report.contains("err= 0"), "fio failed:\n{report}");
+    }
+}
