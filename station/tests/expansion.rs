@@ -28,6 +28,28 @@ fn blockd(unit: &Unit, listen: &str, log: std::path::PathBuf) -> Proc {
     Proc::spawn("dvsan-blockd", &mut cmd, log)
 }
 
+/// Verified 16k random-write fio runs, one per URI, all at once for 3 s; every one must finish without an error.
+fn fio_at_once(dir: &std::path::Path, name: &str, uris: &[String]) {
+    let runs: Vec<Proc> = uris
+        .iter()
+        .enumerate()
+        .map(|(i, uri)| {
+            let mut cmd = Command::new("fio");
+            cmd.arg(format!("--name={name}"))
+                .args(["--ioengine=nbd", "--rw=randwrite", "--bs=16k", "--iodepth=4", "--size=16M"])
+                .args(["--verify=crc32c", "--do_verify=1", "--time_based=1", "--runtime=3"])
+                .arg(format!("--uri={uri}"));
+            Proc::spawn("fio", &mut cmd, dir.join(format!("fio-{name}{i}.log")))
+        })
+        .collect();
+    for mut run in runs {
+        let child = run.child.as_mut().unwrap();
+        let status = wait_for("fio to finish", Duration::from_secs(30), || child.try_wait().ok().flatten());
+        let report = run.log_text();
+        assert!(status.success() && report.contains("err= 0"), "fio failed:\n{report}");
+    }
+}
+
 #[test]
 fn fio_runs_on_while_the_station_dies_and_a_unit_joins() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
@@ -138,23 +160,7 @@ fn one_host_uses_volumes_on_three_units_at_once_with_fio() {
         });
     }
     // Three verified fio runs at once, one per unit.
-    let runs: Vec<Proc> = uris
-        .iter()
-        .enumerate()
-        .map(|(i, uri)| {
-            let mut cmd = Command::new("fio");
-            cmd.args(["--name=scale", "--ioengine=nbd", "--rw=randwrite", "--bs=16k", "--iodepth=4", "--size=16M"])
-                .args(["--verify=crc32c", "--do_verify=1", "--time_based=1", "--runtime=3"])
-                .arg(format!("--uri={uri}"));
-            Proc::spawn("fio", &mut cmd, dir.path().join(format!("fio{i}.log")))
-        })
-        .collect();
-    for mut run in runs {
-        let child = run.child.as_mut().unwrap();
-        let status = wait_for("fio to finish", Duration::from_secs(30), || child.try_wait().ok().flatten());
-        let report = run.log_text();
-        assert!(status.success() && report.contains("err= 0"), "fio failed:\n{report}");
-    }
+    fio_at_once(dir.path(), "scale", &uris);
 }
 
 /// A host for real NBD clients: a socat relay on a unix socket whose TCP side is bound to `host`, so fio and
@@ -217,21 +223,6 @@ fn three_hosts_share_one_unit_each_exclusive_with_real_clients() {
         }
     }
     // All three do verified I/O at once.
-    let runs: Vec<Proc> = relays
-        .iter()
-        .enumerate()
-        .map(|(i, relay)| {
-            let mut cmd = Command::new("fio");
-            cmd.args(["--name=share", "--ioengine=nbd", "--rw=randwrite", "--bs=16k", "--iodepth=4", "--size=16M"])
-                .args(["--verify=crc32c", "--do_verify=1", "--time_based=1", "--runtime=3"])
-                .arg(format!("--uri={}", relay.uri(&exports[i])));
-            Proc::spawn("fio", &mut cmd, dir.path().join(format!("fio-share{i}.log")))
-        })
-        .collect();
-    for mut run in runs {
-        let child = run.child.as_mut().unwrap();
-        let status = wait_for("fio to finish", Duration::from_secs(30), || child.try_wait().ok().flatten());
-        let report = run.log_text();
-        assert!(status.success() && report.contains("err= 0"), "fio failed:\n{report}");
-    }
+    let uris: Vec<String> = relays.iter().zip(&exports).map(|(r, e)| r.uri(e)).collect();
+    fio_at_once(dir.path(), "share", &uris);
 }
