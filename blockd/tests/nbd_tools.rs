@@ -143,6 +143,7 @@ fn fio_random_writes_verify() {
             "--iodepth=32",
             "--verify=crc32c",
             "--verify_fatal=1",
+            "--verify_state_save=0",
             "--output-format=terse",
         ],
         60,

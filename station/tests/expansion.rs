@@ -37,7 +37,7 @@ fn fio_at_once(dir: &std::path::Path, name: &str, uris: &[String]) {
             let mut cmd = Command::new("fio");
             cmd.arg(format!("--name={name}"))
                 .args(["--ioengine=nbd", "--rw=randwrite", "--bs=16k", "--iodepth=4", "--size=16M"])
-                .args(["--verify=crc32c", "--do_verify=1", "--time_based=1", "--runtime=3"])
+                .args(["--verify=crc32c", "--do_verify=1", "--verify_state_save=0", "--time_based=1", "--runtime=3"])
                 .arg(format!("--uri={uri}"));
             Proc::spawn("fio", &mut cmd, dir.join(format!("fio-{name}{i}.log")))
         })
@@ -73,7 +73,14 @@ fn fio_runs_on_while_the_station_dies_and_a_unit_joins() {
     let mut fio_cmd = Command::new("fio");
     fio_cmd
         .args(["--name=hostA", "--ioengine=nbd", "--rw=randwrite", "--bs=4k", "--iodepth=8", "--size=32M"])
-        .args(["--verify=crc32c", "--do_verify=1", "--time_based=1", "--runtime=7", "--output-format=normal"])
+        .args([
+            "--verify=crc32c",
+            "--do_verify=1",
+            "--verify_state_save=0",
+            "--time_based=1",
+            "--runtime=7",
+            "--output-format=normal",
+        ])
         .arg(format!("--uri={uri}"))
         .arg(format!("--write_lat_log={}", lat.display()))
         .arg("--log_avg_msec=0");
