@@ -4,6 +4,7 @@
 //! as [`PoolUnit`]s for the CLI, the station MIB and the JSON view. Everything here is `Serialize` with field
 //! names that are part of the stable `pool --json` format.
 
+use dvsan_mib::{dvsan_station_unit_state, dvsan_station_volume_state};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -39,10 +40,10 @@ impl UnitState {
     /// The DVSAN-STATION-MIB enumeration value (dvsanStationUnitState).
     pub fn mib_value(self) -> i32 {
         match self {
-            UnitState::Available => 1,
-            UnitState::Unavailable => 2,
-            UnitState::Unreachable => 3,
-            UnitState::Error => 4,
+            UnitState::Available => dvsan_station_unit_state::AVAILABLE,
+            UnitState::Unavailable => dvsan_station_unit_state::UNAVAILABLE,
+            UnitState::Unreachable => dvsan_station_unit_state::UNREACHABLE,
+            UnitState::Error => dvsan_station_unit_state::ERROR,
         }
     }
 }
@@ -87,8 +88,9 @@ impl Availability {
     /// The dvsanVolumeState / dvsanStationVolumeState enumeration value.
     pub fn mib_value(self) -> i32 {
         match self {
-            Availability::Available => 1,
-            Availability::Unavailable => 2,
+            // Volume and partition states share these values (checked in the tests below).
+            Availability::Available => dvsan_station_volume_state::AVAILABLE,
+            Availability::Unavailable => dvsan_station_volume_state::UNAVAILABLE,
         }
     }
 }
@@ -235,4 +237,17 @@ pub struct PoolPartition {
     pub size_bytes: Option<u64>,
     pub export_name: String,
     pub state: Availability,
+}
+
+#[cfg(test)]
+mod mib_value_tests {
+    use super::*;
+    use dvsan_mib::dvsan_station_partition_state;
+
+    #[test]
+    fn partition_states_share_the_volume_state_values() {
+        // Availability serves both dvsanStationVolumeState and dvsanStationPartitionState.
+        assert_eq!(Availability::Available.mib_value(), dvsan_station_partition_state::AVAILABLE);
+        assert_eq!(Availability::Unavailable.mib_value(), dvsan_station_partition_state::UNAVAILABLE);
+    }
 }
