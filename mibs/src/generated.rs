@@ -266,6 +266,9 @@ pub const DVSAN_STATION_VOLUME_ADDED: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 0, 
 /// DVSAN-STATION-MIB::dvsanStationVolumeRemoved
 pub const DVSAN_STATION_VOLUME_REMOVED: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 0, 6];
 
+/// DVSAN-STATION-MIB::dvsanStationTaskCompleted
+pub const DVSAN_STATION_TASK_COMPLETED: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 0, 7];
+
 /// DVSAN-STATION-MIB::dvsanStationObjects
 pub const DVSAN_STATION_OBJECTS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1];
 
@@ -473,6 +476,75 @@ pub const DVSAN_STATION_ASSIGN_NBD_URI: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1
 /// DVSAN-STATION-MIB::dvsanStationAssignVolumeName
 pub const DVSAN_STATION_ASSIGN_VOLUME_NAME: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 6, 1, 5];
 
+/// DVSAN-STATION-MIB::dvsanStationTasks
+pub const DVSAN_STATION_TASKS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7];
+
+/// DVSAN-STATION-MIB::dvsanStationTaskNextIndex
+pub const DVSAN_STATION_TASK_NEXT_INDEX: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7, 1];
+
+/// DVSAN-STATION-MIB::dvsanStationTaskTable
+pub const DVSAN_STATION_TASK_TABLE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7, 2];
+
+/// DVSAN-STATION-MIB::dvsanStationTaskEntry
+pub const DVSAN_STATION_TASK_ENTRY: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7, 2, 1];
+
+/// DVSAN-STATION-MIB::dvsanStationTaskIndex
+pub const DVSAN_STATION_TASK_INDEX: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7, 2, 1, 1];
+
+/// DVSAN-STATION-MIB::dvsanStationTaskOperation
+pub const DVSAN_STATION_TASK_OPERATION: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7, 2, 1, 2];
+
+/// DVSAN-STATION-MIB::dvsanStationTaskUnit
+pub const DVSAN_STATION_TASK_UNIT: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7, 2, 1, 3];
+
+/// DVSAN-STATION-MIB::dvsanStationTaskVolume
+pub const DVSAN_STATION_TASK_VOLUME: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7, 2, 1, 4];
+
+/// DVSAN-STATION-MIB::dvsanStationTaskPartition
+pub const DVSAN_STATION_TASK_PARTITION: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7, 2, 1, 5];
+
+/// DVSAN-STATION-MIB::dvsanStationTaskSize
+pub const DVSAN_STATION_TASK_SIZE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7, 2, 1, 6];
+
+/// DVSAN-STATION-MIB::dvsanStationTaskHost
+pub const DVSAN_STATION_TASK_HOST: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7, 2, 1, 7];
+
+/// DVSAN-STATION-MIB::dvsanStationTaskName
+pub const DVSAN_STATION_TASK_NAME: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7, 2, 1, 8];
+
+/// DVSAN-STATION-MIB::dvsanStationTaskReadOnly
+pub const DVSAN_STATION_TASK_READ_ONLY: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7, 2, 1, 9];
+
+/// DVSAN-STATION-MIB::dvsanStationTaskOwner
+pub const DVSAN_STATION_TASK_OWNER: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7, 2, 1, 10];
+
+/// DVSAN-STATION-MIB::dvsanStationTaskState
+pub const DVSAN_STATION_TASK_STATE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7, 2, 1, 11];
+
+/// DVSAN-STATION-MIB::dvsanStationTaskProgress
+pub const DVSAN_STATION_TASK_PROGRESS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7, 2, 1, 12];
+
+/// DVSAN-STATION-MIB::dvsanStationTaskStep
+pub const DVSAN_STATION_TASK_STEP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7, 2, 1, 13];
+
+/// DVSAN-STATION-MIB::dvsanStationTaskResult
+pub const DVSAN_STATION_TASK_RESULT: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7, 2, 1, 14];
+
+/// DVSAN-STATION-MIB::dvsanStationTaskResultUnit
+pub const DVSAN_STATION_TASK_RESULT_UNIT: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7, 2, 1, 15];
+
+/// DVSAN-STATION-MIB::dvsanStationTaskResultVolume
+pub const DVSAN_STATION_TASK_RESULT_VOLUME: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7, 2, 1, 16];
+
+/// DVSAN-STATION-MIB::dvsanStationTaskCreated
+pub const DVSAN_STATION_TASK_CREATED: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7, 2, 1, 17];
+
+/// DVSAN-STATION-MIB::dvsanStationTaskFinished
+pub const DVSAN_STATION_TASK_FINISHED: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7, 2, 1, 18];
+
+/// DVSAN-STATION-MIB::dvsanStationTaskRowStatus
+pub const DVSAN_STATION_TASK_ROW_STATUS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7, 2, 1, 19];
+
 /// DVSAN-STATION-MIB::dvsanStationConformance
 pub const DVSAN_STATION_CONFORMANCE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2];
 
@@ -496,6 +568,12 @@ pub const DVSAN_STATION_NOTIFICATION_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 
 
 /// DVSAN-STATION-MIB::dvsanStationRequestGroup
 pub const DVSAN_STATION_REQUEST_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2, 4];
+
+/// DVSAN-STATION-MIB::dvsanStationTaskGroup
+pub const DVSAN_STATION_TASK_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2, 5];
+
+/// DVSAN-STATION-MIB::dvsanStationTaskNotificationGroup
+pub const DVSAN_STATION_TASK_NOTIFICATION_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2, 6];
 
 // SNMPv2-MIB
 
@@ -824,6 +902,50 @@ pub mod dvsan_station_assign_mode {
     pub const READ_WRITE: i32 = 1;
     /// readOnly(2)
     pub const READ_ONLY: i32 = 2;
+}
+
+/// Values of DVSAN-STATION-MIB::dvsanStationTaskOperation.
+pub mod dvsan_station_task_operation {
+    /// createVolume(1)
+    pub const CREATE_VOLUME: i32 = 1;
+    /// destroyVolume(2)
+    pub const DESTROY_VOLUME: i32 = 2;
+    /// createPartition(3)
+    pub const CREATE_PARTITION: i32 = 3;
+    /// destroyPartition(4)
+    pub const DESTROY_PARTITION: i32 = 4;
+    /// assignVolume(5)
+    pub const ASSIGN_VOLUME: i32 = 5;
+    /// unassignVolume(6)
+    pub const UNASSIGN_VOLUME: i32 = 6;
+    /// allocate(7)
+    pub const ALLOCATE: i32 = 7;
+    /// rescanUnit(8)
+    pub const RESCAN_UNIT: i32 = 8;
+    /// addUnit(9)
+    pub const ADD_UNIT: i32 = 9;
+}
+
+/// Values of the TruthValue textual convention (used by DVSAN-STATION-MIB::dvsanStationTaskReadOnly).
+pub mod truth_value {
+    /// true(1)
+    pub const TRUE: i32 = 1;
+    /// false(2)
+    pub const FALSE: i32 = 2;
+}
+
+/// Values of DVSAN-STATION-MIB::dvsanStationTaskState.
+pub mod dvsan_station_task_state {
+    /// pending(1)
+    pub const PENDING: i32 = 1;
+    /// running(2)
+    pub const RUNNING: i32 = 2;
+    /// done(3)
+    pub const DONE: i32 = 3;
+    /// failed(4)
+    pub const FAILED: i32 = 4;
+    /// cancelled(5)
+    pub const CANCELLED: i32 = 5;
 }
 
 /// Values of SNMPv2-MIB::snmpEnableAuthenTraps.
@@ -1550,6 +1672,7 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationUnitError", DVSAN_STATION_UNIT_ERROR),
     ("dvsanStationVolumeAdded", DVSAN_STATION_VOLUME_ADDED),
     ("dvsanStationVolumeRemoved", DVSAN_STATION_VOLUME_REMOVED),
+    ("dvsanStationTaskCompleted", DVSAN_STATION_TASK_COMPLETED),
     ("dvsanStationObjects", DVSAN_STATION_OBJECTS),
     ("dvsanStationStats", DVSAN_STATION_STATS),
     ("dvsanStationUnits", DVSAN_STATION_UNITS),
@@ -1619,6 +1742,29 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationAssignMode", DVSAN_STATION_ASSIGN_MODE),
     ("dvsanStationAssignNbdUri", DVSAN_STATION_ASSIGN_NBD_URI),
     ("dvsanStationAssignVolumeName", DVSAN_STATION_ASSIGN_VOLUME_NAME),
+    ("dvsanStationTasks", DVSAN_STATION_TASKS),
+    ("dvsanStationTaskNextIndex", DVSAN_STATION_TASK_NEXT_INDEX),
+    ("dvsanStationTaskTable", DVSAN_STATION_TASK_TABLE),
+    ("dvsanStationTaskEntry", DVSAN_STATION_TASK_ENTRY),
+    ("dvsanStationTaskIndex", DVSAN_STATION_TASK_INDEX),
+    ("dvsanStationTaskOperation", DVSAN_STATION_TASK_OPERATION),
+    ("dvsanStationTaskUnit", DVSAN_STATION_TASK_UNIT),
+    ("dvsanStationTaskVolume", DVSAN_STATION_TASK_VOLUME),
+    ("dvsanStationTaskPartition", DVSAN_STATION_TASK_PARTITION),
+    ("dvsanStationTaskSize", DVSAN_STATION_TASK_SIZE),
+    ("dvsanStationTaskHost", DVSAN_STATION_TASK_HOST),
+    ("dvsanStationTaskName", DVSAN_STATION_TASK_NAME),
+    ("dvsanStationTaskReadOnly", DVSAN_STATION_TASK_READ_ONLY),
+    ("dvsanStationTaskOwner", DVSAN_STATION_TASK_OWNER),
+    ("dvsanStationTaskState", DVSAN_STATION_TASK_STATE),
+    ("dvsanStationTaskProgress", DVSAN_STATION_TASK_PROGRESS),
+    ("dvsanStationTaskStep", DVSAN_STATION_TASK_STEP),
+    ("dvsanStationTaskResult", DVSAN_STATION_TASK_RESULT),
+    ("dvsanStationTaskResultUnit", DVSAN_STATION_TASK_RESULT_UNIT),
+    ("dvsanStationTaskResultVolume", DVSAN_STATION_TASK_RESULT_VOLUME),
+    ("dvsanStationTaskCreated", DVSAN_STATION_TASK_CREATED),
+    ("dvsanStationTaskFinished", DVSAN_STATION_TASK_FINISHED),
+    ("dvsanStationTaskRowStatus", DVSAN_STATION_TASK_ROW_STATUS),
     ("dvsanStationConformance", DVSAN_STATION_CONFORMANCE),
     ("dvsanStationCompliances", DVSAN_STATION_COMPLIANCES),
     ("dvsanStationCompliance", DVSAN_STATION_COMPLIANCE),
@@ -1627,6 +1773,8 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationPoolGroup", DVSAN_STATION_POOL_GROUP),
     ("dvsanStationNotificationGroup", DVSAN_STATION_NOTIFICATION_GROUP),
     ("dvsanStationRequestGroup", DVSAN_STATION_REQUEST_GROUP),
+    ("dvsanStationTaskGroup", DVSAN_STATION_TASK_GROUP),
+    ("dvsanStationTaskNotificationGroup", DVSAN_STATION_TASK_NOTIFICATION_GROUP),
     ("system", SYSTEM),
     ("sysDescr", SYS_DESCR),
     ("sysObjectID", SYS_OBJECT_ID),
