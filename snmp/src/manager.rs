@@ -128,7 +128,12 @@ impl Drop for Manager {
 impl Manager {
     /// Binds the manager's socket to `bind` (e.g. `127.0.0.1:0`) and starts its receive task.
     pub async fn new(bind: SocketAddr) -> io::Result<Manager> {
-        let socket = UdpSocket::bind(bind).await?;
+        Ok(Manager::from_socket(UdpSocket::bind(bind).await?))
+    }
+
+    /// Uses a socket the caller bound and tuned (a larger receive buffer for many requests in flight, say) and
+    /// starts the receive task. Must be called inside a tokio runtime.
+    pub fn from_socket(socket: UdpSocket) -> Manager {
         // Start request-ids somewhere different on every run, so late answers to a previous
         // process's requests are unlikely to match.
         let seed = std::time::SystemTime::now()
@@ -136,7 +141,7 @@ impl Manager {
             .map_or(1, |d| d.subsec_nanos() ^ d.as_secs() as u32);
         let shared = Arc::new(Shared { socket, pending: Mutex::new(HashMap::new()), next_id: AtomicU32::new(seed) });
         let receiver = tokio::spawn(receive_loop(Arc::clone(&shared)));
-        Ok(Manager { shared, receiver })
+        Manager { shared, receiver }
     }
 
     /// The bound address.
