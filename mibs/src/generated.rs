@@ -786,6 +786,66 @@ pub const LINK_DOWN: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 5, 3];
 /// IF-MIB::linkUp
 pub const LINK_UP: &[u32] = &[1, 3, 6, 1, 6, 3, 1, 1, 5, 4];
 
+// SNMPv2-TM
+
+/// SNMPv2-TM::snmpUDPDomain
+pub const SNMP_UDP_DOMAIN: &[u32] = &[1, 3, 6, 1, 6, 1, 1];
+
+// TRANSPORT-ADDRESS-MIB
+
+/// TRANSPORT-ADDRESS-MIB::transportDomainUdpIpv6
+pub const TRANSPORT_DOMAIN_UDP_IPV6: &[u32] = &[1, 3, 6, 1, 2, 1, 100, 1, 2];
+
+// NOTIFICATION-LOG-MIB
+
+/// NOTIFICATION-LOG-MIB::notificationLogMIB
+pub const NOTIFICATION_LOG_MIB: &[u32] = &[1, 3, 6, 1, 2, 1, 92];
+
+/// NOTIFICATION-LOG-MIB::nlmConfig
+pub const NLM_CONFIG: &[u32] = &[1, 3, 6, 1, 2, 1, 92, 1, 1];
+
+/// NOTIFICATION-LOG-MIB::nlmConfigGlobalEntryLimit
+pub const NLM_CONFIG_GLOBAL_ENTRY_LIMIT: &[u32] = &[1, 3, 6, 1, 2, 1, 92, 1, 1, 1];
+
+/// NOTIFICATION-LOG-MIB::nlmConfigGlobalAgeOut
+pub const NLM_CONFIG_GLOBAL_AGE_OUT: &[u32] = &[1, 3, 6, 1, 2, 1, 92, 1, 1, 2];
+
+/// NOTIFICATION-LOG-MIB::nlmConfigLogTable
+pub const NLM_CONFIG_LOG_TABLE: &[u32] = &[1, 3, 6, 1, 2, 1, 92, 1, 1, 3];
+
+/// NOTIFICATION-LOG-MIB::nlmConfigLogEntry
+pub const NLM_CONFIG_LOG_ENTRY: &[u32] = &[1, 3, 6, 1, 2, 1, 92, 1, 1, 3, 1];
+
+/// NOTIFICATION-LOG-MIB::nlmStats
+pub const NLM_STATS: &[u32] = &[1, 3, 6, 1, 2, 1, 92, 1, 2];
+
+/// NOTIFICATION-LOG-MIB::nlmStatsGlobalNotificationsLogged
+pub const NLM_STATS_GLOBAL_NOTIFICATIONS_LOGGED: &[u32] = &[1, 3, 6, 1, 2, 1, 92, 1, 2, 1];
+
+/// NOTIFICATION-LOG-MIB::nlmStatsGlobalNotificationsBumped
+pub const NLM_STATS_GLOBAL_NOTIFICATIONS_BUMPED: &[u32] = &[1, 3, 6, 1, 2, 1, 92, 1, 2, 2];
+
+/// NOTIFICATION-LOG-MIB::nlmStatsLogTable
+pub const NLM_STATS_LOG_TABLE: &[u32] = &[1, 3, 6, 1, 2, 1, 92, 1, 2, 3];
+
+/// NOTIFICATION-LOG-MIB::nlmStatsLogEntry
+pub const NLM_STATS_LOG_ENTRY: &[u32] = &[1, 3, 6, 1, 2, 1, 92, 1, 2, 3, 1];
+
+/// NOTIFICATION-LOG-MIB::nlmLog
+pub const NLM_LOG: &[u32] = &[1, 3, 6, 1, 2, 1, 92, 1, 3];
+
+/// NOTIFICATION-LOG-MIB::nlmLogTable
+pub const NLM_LOG_TABLE: &[u32] = &[1, 3, 6, 1, 2, 1, 92, 1, 3, 1];
+
+/// NOTIFICATION-LOG-MIB::nlmLogEntry
+pub const NLM_LOG_ENTRY: &[u32] = &[1, 3, 6, 1, 2, 1, 92, 1, 3, 1, 1];
+
+/// NOTIFICATION-LOG-MIB::nlmLogVariableTable
+pub const NLM_LOG_VARIABLE_TABLE: &[u32] = &[1, 3, 6, 1, 2, 1, 92, 1, 3, 2];
+
+/// NOTIFICATION-LOG-MIB::nlmLogVariableEntry
+pub const NLM_LOG_VARIABLE_ENTRY: &[u32] = &[1, 3, 6, 1, 2, 1, 92, 1, 3, 2, 1];
+
 /// Values of the InetAddressType textual convention (used by DVSAN-MIB::dvsanUnitDataAddressType).
 pub mod inet_address_type {
     /// unknown(0)
@@ -1844,4 +1904,22 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("ifAlias", IF_ALIAS),
     ("linkDown", LINK_DOWN),
     ("linkUp", LINK_UP),
+    ("snmpUDPDomain", SNMP_UDP_DOMAIN),
+    ("transportDomainUdpIpv6", TRANSPORT_DOMAIN_UDP_IPV6),
+    ("notificationLogMIB", NOTIFICATION_LOG_MIB),
+    ("nlmConfig", NLM_CONFIG),
+    ("nlmConfigGlobalEntryLimit", NLM_CONFIG_GLOBAL_ENTRY_LIMIT),
+    ("nlmConfigGlobalAgeOut", NLM_CONFIG_GLOBAL_AGE_OUT),
+    ("nlmConfigLogTable", NLM_CONFIG_LOG_TABLE),
+    ("nlmConfigLogEntry", NLM_CONFIG_LOG_ENTRY),
+    ("nlmStats", NLM_STATS),
+    ("nlmStatsGlobalNotificationsLogged", NLM_STATS_GLOBAL_NOTIFICATIONS_LOGGED),
+    ("nlmStatsGlobalNotificationsBumped", NLM_STATS_GLOBAL_NOTIFICATIONS_BUMPED),
+    ("nlmStatsLogTable", NLM_STATS_LOG_TABLE),
+    ("nlmStatsLogEntry", NLM_STATS_LOG_ENTRY),
+    ("nlmLog", NLM_LOG),
+    ("nlmLogTable", NLM_LOG_TABLE),
+    ("nlmLogEntry", NLM_LOG_ENTRY),
+    ("nlmLogVariableTable", NLM_LOG_VARIABLE_TABLE),
+    ("nlmLogVariableEntry", NLM_LOG_VARIABLE_ENTRY),
 ];

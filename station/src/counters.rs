@@ -11,6 +11,8 @@ pub struct StationCounters {
     pub accepted: AtomicU64,
     /// Notifications committed to the store.
     pub stored: AtomicU64,
+    /// Pruned from the store to keep it within `--keep-notifications` (NOTIFICATION-LOG-MIB's "bumped").
+    pub pruned: AtomicU64,
     /// Dropped: the community is not one the station accepts.
     pub bad_community: AtomicU64,
     /// Dropped: not decodable, or SNMP but not a notification.

@@ -391,8 +391,11 @@ impl Writer {
             batches_since_prune += 1;
             if batches_since_prune >= 256 {
                 batches_since_prune = 0;
-                if let Err(e) = self.store.prune_notifications(self.settings.keep_notifications) {
-                    tracing::warn!(error = %e, "pruning old notifications failed");
+                match self.store.prune_notifications(self.settings.keep_notifications) {
+                    Ok(pruned) => {
+                        self.counters.pruned.fetch_add(pruned as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "pruning old notifications failed"),
                 }
             }
         }

@@ -19,6 +19,7 @@ pub mod forward;
 pub mod ingest;
 pub mod model;
 pub mod notification;
+pub mod notification_log;
 pub mod request_table;
 pub mod station;
 pub mod station_mib;

@@ -9,6 +9,7 @@ use crate::coordinator::{Coordinator, CoordinatorSettings};
 use crate::counters::StationCounters;
 use crate::forward::{ForwardSettings, Forwarder};
 use crate::ingest::{receive_loop, IngestQueue, IngestSettings, UnitIds, Writer};
+use crate::notification_log::NotificationLog;
 use crate::request_table::{RequestSettings, RequestTable};
 use crate::station_mib::{self, PoolTables};
 use crate::store::{StationStore, StoreError};
@@ -125,6 +126,7 @@ pub async fn run(
     let pool_store = StationStore::open(&config.state_dir)?;
     let counters = Arc::new(StationCounters::default());
     let uptime = Uptime::start_now();
+    let started_ms = crate::timefmt::now_ms();
 
     let socket = bind_notification_socket(config.listen_traps)
         .map_err(|source| StartError::TrapSocket { address: config.listen_traps, source })?;
@@ -192,6 +194,8 @@ pub async fn run(
         .map_err(|e| StartError::Agent(format!("cannot start the storage request worker: {e}")))?;
         let requests = TableHandler::new(requests);
         let builder = builder.handler(requests.prefix(), Arc::new(requests));
+        let log = NotificationLog::new(&config.state_dir, Arc::clone(&counters), config.keep_notifications, started_ms);
+        let builder = builder.handler(NotificationLog::prefix(), Arc::new(log));
         let agent = Arc::new(builder.build().map_err(|e| StartError::Agent(e.to_string()))?);
         let socket = tokio::net::UdpSocket::bind(listen)
             .await
