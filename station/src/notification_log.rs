@@ -209,28 +209,31 @@ impl NotificationLog {
     fn next_variable(&self, oid: &Oid) -> Option<VarBind> {
         for column in VARIABLE_COLUMNS {
             let prefix = Oid::from_slice(mib::NLM_LOG_VARIABLE_ENTRY).child(column);
-            // The first (row, variable) strictly after the position: same row with a larger variable index
-            // first, then later rows.
-            let (mut after_row, mut after_var) = match position(oid, &prefix) {
-                Position::Before => (0, u32::MAX),
+            // The first (row, variable) strictly after the position: from variable `min_var` of row
+            // `start_row`, then every variable of later rows.
+            let (start_row, min_var) = match position(oid, &prefix) {
+                Position::Before => (1, 1),
                 Position::After => continue,
                 Position::At(suffix) => match suffix {
-                    [] | [0] => (0, u32::MAX),
-                    [0, id] => (id.saturating_sub(1), u32::MAX),
-                    [0, id, var, ..] => (id.saturating_sub(1), *var),
+                    [] | [0] => (1, 1),
+                    // [0, id] sorts before [0, id, 1].
+                    [0, id] => (*id, 1),
+                    [0, id, var, ..] => match var.checked_add(1) {
+                        Some(next) => (*id, next),
+                        None => match id.checked_add(1) {
+                            Some(row) => (row, 1),
+                            None => continue,
+                        },
+                    },
                     _ => continue,
                 },
             };
-            // `after_var` applies to row `after_row + 1` only (u32::MAX: start that row at variable 1).
+            let mut after_row = start_row.saturating_sub(1);
             loop {
                 let rows = self.rows_after(after_row, SCAN_BATCH);
                 let Some(last) = rows.last().map(|r| r.id) else { break };
                 for row in rows {
-                    let first_var = if row.id == after_row.saturating_add(1) && after_var != u32::MAX {
-                        after_var.saturating_add(1)
-                    } else {
-                        1
-                    };
+                    let first_var = if row.id == start_row { min_var } else { 1 };
                     let count = u32::try_from(row.varbinds.len()).unwrap_or(u32::MAX);
                     for var in first_var..=count {
                         if let Some(value) = row.variable(var, column) {
@@ -239,7 +242,6 @@ impl NotificationLog {
                     }
                 }
                 after_row = last;
-                after_var = u32::MAX;
             }
         }
         None

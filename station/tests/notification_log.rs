@@ -88,6 +88,15 @@ fn received_notifications_are_readable_as_nlm_log_and_variable_tables() {
     assert_eq!(stats, "2 notifications\n2000000\noperational\nIF-MIB::linkDown\n");
     let next = run_ok(log_mib("snmpgetnext").args(["-Oq", &snmp, "nlmLogNotificationID.\"\".1"]));
     assert!(next.starts_with("NOTIFICATION-LOG-MIB::nlmLogNotificationID.\"\".2 "), "getnext follows the log: {next}");
+    // GETNEXT inside the variable table: the next variable of the row, then (row 2 has none) the next column.
+    for (from, to) in [
+        ("nlmLogVariableID.\"\".1.2", "nlmLogVariableID.\"\".1.3 "),
+        ("nlmLogVariableID.\"\".1.4", "nlmLogVariableValueType.\"\".1.1 "),
+        ("nlmLogVariableID.\"\".1.4294967295", "nlmLogVariableValueType.\"\".1.1 "),
+    ] {
+        let next = run_ok(log_mib("snmpgetnext").args(["-Oq", &snmp, from]));
+        assert!(next.starts_with(&format!("NOTIFICATION-LOG-MIB::{to}")), "getnext {from}: {next}");
+    }
     let missing = run_ok(log_mib("snmpget").args(["-Oq", &snmp, "nlmLogNotificationID.\"\".99"]));
     assert!(missing.contains("No Such Instance"), "{missing}");
 

@@ -6,6 +6,7 @@
 //! the UI loop never waits on the network. [`tail`] follows the station's notification log.
 
 pub mod fake;
+pub mod log;
 pub mod rates;
 pub mod snmp;
 pub mod tail;
