@@ -1,4 +1,5 @@
-//! Volume allocation (issue 5): give a host a volume of at least N bytes, or a named volume, and take it back.
+//! Volume allocation (issue 5) and the other changes to units: give a host a volume of at least N bytes, or a
+//! named volume, and take it back; create and destroy volumes and partitions; read a unit again; add one.
 //!
 //! A request is served from the pool in the store: the smallest free, available, unpartitioned volume that is
 //! big enough (best fit); failing that, a new volume is created by SNMP SET (createAndGo on dvsanVolumeTable at
@@ -8,23 +9,40 @@
 //!
 //! Every step is undone when a later one fails: a volume created for the request is destroyed again when the
 //! grant or the record fails, and a grant is revoked when the record fails, so nothing stays half-assigned. A
-//! volume is free when no assignment holds it. Allocations are serialized by an exclusive `flock` on
-//! `allocation.lock` in the state directory, held by [`Allocator`], so the CLI and the station never race on the
-//! units' next-index objects.
+//! volume is free when no assignment holds it.
+//!
+//! Locks (`flock` in the state directory, held by the [`PoolLock`] an [`Allocator`] owns), so the CLI, the
+//! station's tasks, its request table and its start-up repair never race on a unit's next-index objects:
+//! - a change to one named unit holds `allocation.lock` shared and `unit-<index>.lock` exclusive
+//!   ([`LockScope::Unit`]): changes to one unit run one after another, changes to different units at once;
+//! - an allocation (which may choose any unit) and reconciliation hold `allocation.lock` exclusive
+//!   ([`LockScope::Pool`]): they run alone;
+//! - adding a unit by address holds `allocation.lock` shared only ([`LockScope::Shared`]).
+//!
+//! `allocation.lock` is always taken before a unit's lock, so waiters never deadlock. The CLI waits for its locks
+//! ([`PoolLock::acquire`]); the station's task runner tries them without blocking ([`PoolLock::try_acquire`]).
+//! Every method checks that its allocator holds the lock of the unit it changes.
 
 use crate::model::{Availability, UnitState};
 use crate::store::{AllocationUnit, AssignmentRecord, StationStore, StoreError};
-use crate::walk::read_unit;
+use crate::walk::{read_unit, WalkError};
 use dvsan_mib as mib;
 use dvsan_snmp::{Manager, Oid, SnmpError, Target, Value, VarBind};
+use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// The lock file that serializes allocations, in the station's state directory.
+/// The lock file of the whole pool, in the station's state directory.
 pub const LOCK_FILE: &str = "allocation.lock";
+
+/// The lock file of one unit (by station index), in the station's state directory.
+pub fn unit_lock_file(unit: u32) -> String {
+    format!("unit-{unit}.lock")
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AllocateError {
@@ -46,18 +64,141 @@ pub enum AllocateError {
     NoRoomInVolume { volume: u32, requested: u64, room: u64 },
     #[error("unit #{unit} has no volume {volume}; `dvsan-station pool` lists the volumes")]
     UnknownVolume { unit: u32, volume: u32 },
+    #[error("volume {volume} of unit #{unit} has no partition {partition}; `dvsan-station pool` lists the partitions")]
+    UnknownPartition { unit: u32, volume: u32, partition: u32 },
     #[error("volume {volume} of unit #{unit} is not assigned to any host")]
     NotAssigned { unit: u32, volume: u32 },
     #[error("volume {volume} of unit #{unit} is assigned to {holder}, not to {host}")]
     NotHolder { unit: u32, volume: u32, holder: IpAddr, host: IpAddr },
     #[error("unit #{unit} is {state}, not available; its volumes cannot be assigned now")]
     UnitNotAvailable { unit: u32, state: UnitState },
+    #[error("unit #{unit} has no agent address (it moved away or was replaced); add it again by its address")]
+    NoAddress { unit: u32 },
     #[error("unit #{unit} ({agent}) refused or did not answer {what}: {source}")]
     Unit { unit: u32, agent: SocketAddr, what: &'static str, source: SnmpError },
     #[error("unit #{unit} ({agent}) answered {what} with unexpected values")]
     UnitProtocol { unit: u32, agent: SocketAddr, what: &'static str },
-    #[error("cannot take the allocation lock {path}: {source}")]
+    #[error("reading unit #{unit} ({agent}) failed: {source}")]
+    Walk { unit: u32, agent: SocketAddr, source: WalkError },
+    #[error("cannot take the lock {path}: {source}")]
     Lock { path: String, source: std::io::Error },
+    #[error("the operation does not hold the lock of {what} (the unit it names changed meanwhile); run it again")]
+    NotLocked { what: String },
+}
+
+/// What a [`PoolLock`] covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LockScope {
+    /// The whole pool (`allocation.lock` exclusive): allocations, which may choose any unit, and reconciliation.
+    Pool,
+    /// One unit by station index (`allocation.lock` shared, `unit-<index>.lock` exclusive).
+    Unit(u32),
+    /// No unit in particular (`allocation.lock` shared): adding a unit by its address.
+    Shared,
+}
+
+impl LockScope {
+    /// Whether two holders of these scopes would exclude each other.
+    pub fn conflicts_with(self, other: LockScope) -> bool {
+        match (self, other) {
+            (LockScope::Pool, _) | (_, LockScope::Pool) => true,
+            (LockScope::Unit(a), LockScope::Unit(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// Held `flock`s of a [`LockScope`]; released when dropped.
+#[derive(Debug)]
+pub struct PoolLock {
+    scope: LockScope,
+    // Field order is drop order: the unit's lock goes before the pool's.
+    _unit: Option<Flock<File>>,
+    _pool: Flock<File>,
+}
+
+impl PoolLock {
+    /// Takes the locks of `scope` in `state_dir`, waiting for their holders (the CLI).
+    pub fn acquire(state_dir: &Path, scope: LockScope) -> Result<PoolLock, AllocateError> {
+        match Self::take(state_dir, scope, true)? {
+            Some(lock) => Ok(lock),
+            None => Err(AllocateError::Lock {
+                path: state_dir.join(LOCK_FILE).display().to_string(),
+                source: std::io::Error::from(std::io::ErrorKind::WouldBlock),
+            }),
+        }
+    }
+
+    /// Takes the locks of `scope` without waiting: `None` when another holder has one of them (the task runner
+    /// retries later, so no thread ever blocks on a lock).
+    pub fn try_acquire(state_dir: &Path, scope: LockScope) -> Result<Option<PoolLock>, AllocateError> {
+        Self::take(state_dir, scope, false)
+    }
+
+    fn take(state_dir: &Path, scope: LockScope, wait: bool) -> Result<Option<PoolLock>, AllocateError> {
+        let (pool_mode, unit) = match scope {
+            LockScope::Pool => (true, None),
+            LockScope::Unit(unit) => (false, Some(unit)),
+            LockScope::Shared => (false, None),
+        };
+        let Some(pool) = lock_file(&state_dir.join(LOCK_FILE), pool_mode, wait)? else { return Ok(None) };
+        let unit = match unit {
+            Some(unit) => match lock_file(&state_dir.join(unit_lock_file(unit)), true, wait)? {
+                Some(lock) => Some(lock),
+                // `pool` is released on return.
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        Ok(Some(PoolLock { scope, _unit: unit, _pool: pool }))
+    }
+
+    pub fn scope(&self) -> LockScope {
+        self.scope
+    }
+
+    /// Whether changes to unit `unit` are covered.
+    pub fn covers(&self, unit: u32) -> bool {
+        match self.scope {
+            LockScope::Pool => true,
+            LockScope::Unit(held) => held == unit,
+            LockScope::Shared => false,
+        }
+    }
+}
+
+/// `flock`s `path` (created if missing), exclusive or shared; `None` when `wait` is false and it is held.
+fn lock_file(path: &Path, exclusive: bool, wait: bool) -> Result<Option<Flock<File>>, AllocateError> {
+    let lock_error = |source| AllocateError::Lock { path: path.display().to_string(), source };
+    let mut file = File::options().create(true).truncate(false).write(true).open(path).map_err(lock_error)?;
+    let mode = match (exclusive, wait) {
+        (true, true) => FlockArg::LockExclusive,
+        (true, false) => FlockArg::LockExclusiveNonblock,
+        (false, true) => FlockArg::LockShared,
+        (false, false) => FlockArg::LockSharedNonblock,
+    };
+    loop {
+        match Flock::lock(file, mode) {
+            Ok(lock) => return Ok(Some(lock)),
+            Err((_, Errno::EWOULDBLOCK)) if !wait => return Ok(None),
+            // A signal interrupted the wait: wait again.
+            Err((unlocked, Errno::EINTR)) => file = unlocked,
+            Err((_, errno)) => return Err(lock_error(std::io::Error::from_raw_os_error(errno as i32))),
+        }
+    }
+}
+
+/// Where an operation is: how far (percent, by the steps finished) and what it does now, in plain words.
+pub trait Progress: Send + Sync {
+    fn report(&self, percent: u32, step: &str);
+}
+
+/// Progress nobody watches (the CLI).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn report(&self, _percent: u32, _step: &str) {}
 }
 
 /// A volume assigned to a host, with everything the host needs to use it.
@@ -82,6 +223,20 @@ pub struct Allocation {
     pub grant: u32,
     /// The volume was created for this assignment.
     pub volume_created: bool,
+}
+
+/// A unit as a rescan or `unit add` found it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UnitScan {
+    /// The unit's station index.
+    pub unit: u32,
+    pub unit_id: Option<String>,
+    pub name: String,
+    pub address: SocketAddr,
+    pub volumes: usize,
+    pub state: UnitState,
+    /// Why the agent could not be read (an added address that does not answer yet); `None` when it was read.
+    pub unanswered: Option<String>,
 }
 
 /// What a host asks for.
@@ -111,14 +266,15 @@ pub fn parse_host(text: &str) -> Result<IpAddr, AllocateError> {
     }
 }
 
-/// Allocates and releases volumes; holds the allocation lock while it lives.
+/// Changes units and records what it did; holds its [`PoolLock`] while it lives.
 pub struct Allocator<'a> {
     store: &'a mut StationStore,
     manager: &'a Manager,
     read_community: String,
     write_community: String,
     timeout: Duration,
-    _lock: Flock<File>,
+    lock: PoolLock,
+    progress: Arc<dyn Progress>,
 }
 
 /// A volume that could serve a request.
@@ -135,28 +291,78 @@ struct Candidate {
 }
 
 impl<'a> Allocator<'a> {
-    /// Takes the allocation lock in `state_dir` (waiting for another allocation to finish).
+    /// An allocator over `store` that talks to units through `manager` and may change what `lock` covers.
     pub fn new(
-        state_dir: &Path,
         store: &'a mut StationStore,
         manager: &'a Manager,
         read_community: &str,
         write_community: &str,
         timeout: Duration,
-    ) -> Result<Allocator<'a>, AllocateError> {
-        let path = state_dir.join(LOCK_FILE);
-        let lock_error = |source| AllocateError::Lock { path: path.display().to_string(), source };
-        let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(lock_error)?;
-        let lock = Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, errno)| lock_error(std::io::Error::from_raw_os_error(errno as i32)))?;
-        Ok(Allocator {
+        lock: PoolLock,
+    ) -> Allocator<'a> {
+        Allocator {
             store,
             manager,
             read_community: read_community.to_string(),
             write_community: write_community.to_string(),
             timeout,
-            _lock: lock,
-        })
+            lock,
+            progress: Arc::new(NoProgress),
+        }
+    }
+
+    /// Reports the steps of the operations to `progress`.
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Allocator<'a> {
+        self.progress = progress;
+        self
+    }
+
+    fn step(&self, percent: u32, step: &str) {
+        self.progress.report(percent, step);
+    }
+
+    /// The scope of the lock this allocator holds.
+    pub fn scope(&self) -> LockScope {
+        self.lock.scope()
+    }
+
+    /// Fails unless the allocator may change unit `unit`.
+    fn check_unit_lock(&self, unit: u32) -> Result<(), AllocateError> {
+        if self.lock.covers(unit) {
+            Ok(())
+        } else {
+            Err(AllocateError::NotLocked { what: format!("unit #{unit}") })
+        }
+    }
+
+    /// Fails unless the allocator holds the whole pool.
+    fn check_pool_lock(&self) -> Result<(), AllocateError> {
+        if self.lock.scope() == LockScope::Pool {
+            Ok(())
+        } else {
+            Err(AllocateError::NotLocked { what: "the whole pool".to_string() })
+        }
+    }
+
+    /// The station index of the unit a person named (unit id or prefix, name, address or index).
+    pub fn find_unit(&self, given: &str) -> Result<u32, AllocateError> {
+        Ok(self.store.find_unit(given)?.index)
+    }
+
+    /// The unit with station index `unit`, for a change to it (its lock must be held).
+    fn unit_record(&self, unit: u32) -> Result<crate::store::UnitRecord, AllocateError> {
+        self.check_unit_lock(unit)?;
+        self.store.unit(unit)?.ok_or_else(|| StoreError::UnknownUnit(format!("#{unit}")).into())
+    }
+
+    /// What allocation knows about unit `unit` (its lock must be held).
+    fn allocation_unit(&self, unit: u32) -> Result<AllocationUnit, AllocateError> {
+        self.check_unit_lock(unit)?;
+        self.store
+            .allocation_units()?
+            .into_iter()
+            .find(|u| u.index == unit)
+            .ok_or_else(|| StoreError::UnknownUnit(format!("#{unit}")).into())
     }
 
     fn target(&self, agent: SocketAddr, write: bool) -> Target {
@@ -165,10 +371,13 @@ impl<'a> Allocator<'a> {
     }
 
     /// Serves a host's request for `size_bytes`: best-fit free volume, else a new one; then grant and record.
+    /// Needs the whole pool's lock.
     pub async fn request(&mut self, request: &SizeRequest) -> Result<Allocation, AllocateError> {
+        self.check_pool_lock()?;
         if request.size_bytes == 0 {
             return Err(AllocateError::ZeroSize);
         }
+        self.step(0, "choosing a volume");
         let units = self.store.allocation_units()?;
         let pool = self.store.pool()?;
         let assigned = self.store.assignments()?;
@@ -231,25 +440,22 @@ impl<'a> Allocator<'a> {
                 let Some((unit, agent, blocks)) = chosen else {
                     return Err(AllocateError::TooLarge { requested: request.size_bytes, largest });
                 };
+                self.step(20, &format!("creating the volume on unit #{}", unit.index));
                 self.create_volume(unit, agent, blocks, request.name.as_deref()).await?
             }
         };
         self.grant_and_record(candidate, request.host, request.read_only).await
     }
 
-    /// Assigns an existing volume (admin assignment).
+    /// Assigns volume `volume` of unit `unit` (station index) to `host` (admin assignment).
     pub async fn assign(
         &mut self,
-        unit: &str,
+        unit: u32,
         volume: u32,
         host: IpAddr,
         read_only: bool,
     ) -> Result<Allocation, AllocateError> {
-        let record = self.store.find_unit(unit)?;
-        let units = self.store.allocation_units()?;
-        let Some(unit) = units.into_iter().find(|u| u.index == record.index) else {
-            return Err(StoreError::UnknownUnit(unit.to_string()).into());
-        };
+        let unit = self.allocation_unit(unit)?;
         let (Some(agent), UnitState::Available) = (unit.address, unit.state) else {
             return Err(AllocateError::UnitNotAvailable { unit: unit.index, state: unit.state });
         };
@@ -276,20 +482,17 @@ impl<'a> Allocator<'a> {
         self.grant_and_record(candidate, host, read_only).await
     }
 
-    /// Creates a free volume of at least `size_bytes` on a given unit (admin `volume create`).
+    /// Creates a free volume of at least `size_bytes` on unit `unit` (admin `volume create`).
     pub async fn create_on(
         &mut self,
-        unit: &str,
+        unit: u32,
         size_bytes: u64,
         name: Option<&str>,
     ) -> Result<Allocation, AllocateError> {
+        let unit = self.allocation_unit(unit)?;
         if size_bytes == 0 {
             return Err(AllocateError::ZeroSize);
         }
-        let record = self.store.find_unit(unit)?;
-        let Some(unit) = self.store.allocation_units()?.into_iter().find(|u| u.index == record.index) else {
-            return Err(StoreError::UnknownUnit(unit.to_string()).into());
-        };
         let (Some(agent), Some(block_size), UnitState::Available) = (unit.address, unit.block_size, unit.state) else {
             return Err(AllocateError::UnitNotAvailable { unit: unit.index, state: unit.state });
         };
@@ -300,7 +503,9 @@ impl<'a> Allocator<'a> {
             Ok(blocks) if blocks <= extent => blocks,
             _ => return Err(AllocateError::TooLarge { requested: size_bytes, largest }),
         };
+        self.step(0, &format!("creating the volume on unit #{}", unit.index));
         let c = self.create_volume(&unit, agent, blocks, name).await?;
+        self.step(70, &format!("reading unit #{}", unit.index));
         self.refresh(unit.index, agent).await;
         Ok(Allocation {
             unit: unit.index,
@@ -320,9 +525,9 @@ impl<'a> Allocator<'a> {
         })
     }
 
-    /// Destroys a volume that no assignment holds (admin `volume destroy`).
-    pub async fn destroy_on(&mut self, unit: &str, volume: u32) -> Result<(), AllocateError> {
-        let record = self.store.find_unit(unit)?;
+    /// Destroys volume `volume` of unit `unit` when no assignment holds it (admin `volume destroy`).
+    pub async fn destroy_on(&mut self, unit: u32, volume: u32) -> Result<(), AllocateError> {
+        let record = self.unit_record(unit)?;
         if let Some(held) = self.store.assignments()?.into_iter().find(|a| a.unit == record.index && a.volume == volume)
         {
             return Err(StoreError::AlreadyAssigned { unit: record.index, volume, host: held.host.to_string() }.into());
@@ -333,8 +538,9 @@ impl<'a> Allocator<'a> {
             return Err(AllocateError::UnknownVolume { unit: record.index, volume });
         }
         let Some(agent) = record.address else {
-            return Err(AllocateError::UnitNotAvailable { unit: record.index, state: record.state });
+            return Err(AllocateError::NoAddress { unit: record.index });
         };
+        self.step(0, &format!("destroying volume {volume} on unit #{}", record.index));
         let status = Oid::from_slice(mib::DVSAN_VOLUME_ROW_STATUS).child(volume);
         self.manager
             .set(&self.target(agent, true), vec![VarBind::new(status, Value::Integer(mib::row_status::DESTROY))])
@@ -345,25 +551,26 @@ impl<'a> Allocator<'a> {
                 what: "the volume destruction",
                 source,
             })?;
+        self.step(70, &format!("reading unit #{}", record.index));
         self.refresh(record.index, agent).await;
         Ok(())
     }
 
-    /// Creates a partition of at least `size_bytes` inside volume `volume` of a unit (admin `partition create`);
-    /// the unit places it first fit inside the volume. Returns the new partition as the unit reports it.
+    /// Creates a partition of at least `size_bytes` inside volume `volume` of unit `unit` (admin `partition
+    /// create`); the unit places it first fit inside the volume. Returns the new partition as the unit reports it.
     pub async fn partition_on(
         &mut self,
-        unit: &str,
+        unit: u32,
         volume: u32,
         size_bytes: u64,
     ) -> Result<crate::model::PoolPartition, AllocateError> {
+        let record = self.unit_record(unit)?;
         if size_bytes == 0 {
             return Err(AllocateError::ZeroSize);
         }
-        let record = self.store.find_unit(unit)?;
         let pool = self.store.pool()?;
         let Some(pooled) = pool.iter().find(|u| u.index == record.index) else {
-            return Err(StoreError::UnknownUnit(unit.to_string()).into());
+            return Err(StoreError::UnknownUnit(format!("#{unit}")).into());
         };
         let Some(vol) = pooled.volumes.iter().find(|v| v.index == volume) else {
             return Err(AllocateError::UnknownVolume { unit: record.index, volume });
@@ -383,6 +590,7 @@ impl<'a> Allocator<'a> {
             }
         };
         let index = vol.partitions.iter().map(|p| p.index).max().unwrap_or(0) + 1;
+        self.step(0, &format!("creating the partition in volume {volume} on unit #{}", record.index));
         let row = |column: &[u32]| Oid::from_slice(column).join(&[volume, index]);
         let varbinds = vec![
             VarBind::new(row(mib::DVSAN_PARTITION_LENGTH), Value::Gauge32(blocks)),
@@ -394,6 +602,7 @@ impl<'a> Allocator<'a> {
             what: "the partition creation",
             source,
         })?;
+        self.step(70, &format!("reading unit #{}", record.index));
         self.refresh(record.index, agent).await;
         let pool = self.store.pool()?;
         pool.iter()
@@ -404,15 +613,47 @@ impl<'a> Allocator<'a> {
             .ok_or(AllocateError::UnknownVolume { unit: record.index, volume })
     }
 
-    /// Releases a volume: revokes the grant on the unit, then forgets the assignment. With `host`, only that
-    /// host's assignment is released.
+    /// Destroys partition `partition` of volume `volume` of unit `unit` (SET destroy on the unit's
+    /// dvsanPartitionRowStatus; admin `partition destroy`).
+    pub async fn destroy_partition_on(&mut self, unit: u32, volume: u32, partition: u32) -> Result<(), AllocateError> {
+        let record = self.unit_record(unit)?;
+        let pool = self.store.pool()?;
+        let Some(vol) =
+            pool.iter().find(|u| u.index == record.index).and_then(|u| u.volumes.iter().find(|v| v.index == volume))
+        else {
+            return Err(AllocateError::UnknownVolume { unit: record.index, volume });
+        };
+        if !vol.partitions.iter().any(|p| p.index == partition) {
+            return Err(AllocateError::UnknownPartition { unit: record.index, volume, partition });
+        }
+        let Some(agent) = record.address else {
+            return Err(AllocateError::NoAddress { unit: record.index });
+        };
+        self.step(0, &format!("destroying partition {partition} of volume {volume} on unit #{}", record.index));
+        let status = Oid::from_slice(mib::DVSAN_PARTITION_ROW_STATUS).join(&[volume, partition]);
+        self.manager
+            .set(&self.target(agent, true), vec![VarBind::new(status, Value::Integer(mib::row_status::DESTROY))])
+            .await
+            .map_err(|source| AllocateError::Unit {
+                unit: record.index,
+                agent,
+                what: "the partition destruction",
+                source,
+            })?;
+        self.step(70, &format!("reading unit #{}", record.index));
+        self.refresh(record.index, agent).await;
+        Ok(())
+    }
+
+    /// Releases volume `volume` of unit `unit`: revokes the grant on the unit, then forgets the assignment. With
+    /// `host`, only that host's assignment is released.
     pub async fn release(
         &mut self,
-        unit: &str,
+        unit: u32,
         volume: u32,
         host: Option<IpAddr>,
     ) -> Result<AssignmentRecord, AllocateError> {
-        let record = self.store.find_unit(unit)?;
+        let record = self.unit_record(unit)?;
         let Some(assignment) =
             self.store.assignments()?.into_iter().find(|a| a.unit == record.index && a.volume == volume)
         else {
@@ -424,22 +665,88 @@ impl<'a> Allocator<'a> {
             }
         }
         let Some(agent) = record.address else {
-            return Err(AllocateError::UnitNotAvailable { unit: record.index, state: record.state });
+            return Err(AllocateError::NoAddress { unit: record.index });
         };
+        self.step(0, &format!("revoking the grant of {} on unit #{}", assignment.host, record.index));
         let status = Oid::from_slice(mib::DVSAN_ACCESS_ROW_STATUS).child(assignment.grant);
         self.manager
             .set(&self.target(agent, true), vec![VarBind::new(status, Value::Integer(mib::row_status::DESTROY))])
             .await
             .map_err(|source| AllocateError::Unit { unit: record.index, agent, what: "the revoke", source })?;
+        self.step(50, "forgetting the assignment");
         self.store.delete_assignment(record.index, volume)?;
         tracing::info!(unit = record.index, volume, host = %assignment.host, "volume released");
+        self.step(75, &format!("reading unit #{}", record.index));
         self.refresh(record.index, agent).await;
         Ok(assignment)
     }
 
+    /// Reads unit `unit` now at its agent address and stores what it has (admin `unit rescan`). A unit that does
+    /// not answer is an error here; its state is left to the station's polling.
+    pub async fn rescan(&mut self, unit: u32) -> Result<UnitScan, AllocateError> {
+        let record = self.unit_record(unit)?;
+        let Some(agent) = record.address else {
+            return Err(AllocateError::NoAddress { unit: record.index });
+        };
+        self.step(0, &format!("reading unit #{}", record.index));
+        let snapshot = read_unit(self.manager, &self.target(agent, false))
+            .await
+            .map_err(|source| AllocateError::Walk { unit: record.index, agent, source })?;
+        self.step(80, &format!("recording unit #{}", record.index));
+        let outcome = self.store.sync_unit(agent, &snapshot, crate::timefmt::now_ms())?;
+        Ok(UnitScan {
+            unit: outcome.index,
+            unit_id: Some(snapshot.unit_id.clone()),
+            name: snapshot.name.clone(),
+            address: agent,
+            volumes: snapshot.volumes.len(),
+            state: outcome.state,
+            unanswered: None,
+        })
+    }
+
+    /// Registers the agent at `address` and reads it now (admin `unit add`). An address that does not answer
+    /// yet stays registered (the station keeps polling it); the scan says why in `unanswered`.
+    pub async fn add_unit(&mut self, address: SocketAddr) -> Result<UnitScan, AllocateError> {
+        self.step(0, &format!("registering {address}"));
+        let now = crate::timefmt::now_ms();
+        let (index, created) = self.store.register_address(address, now)?;
+        self.step(20, &format!("reading {address}"));
+        match read_unit(self.manager, &self.target(address, false)).await {
+            Ok(snapshot) => {
+                self.step(80, &format!("recording unit #{index}"));
+                let outcome = self.store.sync_unit(address, &snapshot, crate::timefmt::now_ms())?;
+                Ok(UnitScan {
+                    unit: outcome.index,
+                    unit_id: Some(snapshot.unit_id.clone()),
+                    name: snapshot.name.clone(),
+                    address,
+                    volumes: snapshot.volumes.len(),
+                    state: outcome.state,
+                    unanswered: None,
+                })
+            }
+            Err(e) => {
+                if created {
+                    self.store.set_state(index, UnitState::Unreachable, &format!("registered; {e}"), false, now)?;
+                }
+                let record = self.store.unit(index)?;
+                Ok(UnitScan {
+                    unit: index,
+                    unit_id: record.as_ref().and_then(|r| r.unit_id.clone()),
+                    name: record.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
+                    address,
+                    volumes: 0,
+                    state: record.map_or(UnitState::Unreachable, |r| r.state),
+                    unanswered: Some(e.to_string()),
+                })
+            }
+        }
+    }
+
     /// Creates a volume of `blocks` on `unit` and reads its row back.
     async fn create_volume(
-        &self,
+        &mut self,
         unit: &AllocationUnit,
         agent: SocketAddr,
         blocks: u32,
@@ -513,7 +820,7 @@ impl<'a> Allocator<'a> {
     }
 
     /// Best effort: destroys a volume this allocation created (logged when it fails; the walk shows it then).
-    async fn destroy_volume(&self, unit: u32, agent: SocketAddr, volume: u32) {
+    async fn destroy_volume(&mut self, unit: u32, agent: SocketAddr, volume: u32) {
         let status = Oid::from_slice(mib::DVSAN_VOLUME_ROW_STATUS).child(volume);
         let set = vec![VarBind::new(status, Value::Integer(mib::row_status::DESTROY))];
         if let Err(e) = self.manager.set(&self.target(agent, true), set).await {
@@ -531,6 +838,7 @@ impl<'a> Allocator<'a> {
         host: IpAddr,
         read_only: bool,
     ) -> Result<Allocation, AllocateError> {
+        self.step(40, &format!("granting {host} on unit #{}", c.unit.index));
         let grant = match self.next_access_index(c.unit.index, c.agent).await {
             Ok(grant) => grant,
             Err(e) => {
@@ -559,6 +867,7 @@ impl<'a> Allocator<'a> {
             self.undo_created(&c).await;
             return Err(e);
         }
+        self.step(70, "recording the assignment");
         if let Err(e) = self.store.confirm_assignment(c.unit.index, c.volume, grant) {
             // The pending row stays; the next reconciliation undoes the rest.
             self.revoke(c.unit.index, c.agent, grant).await;
@@ -566,6 +875,7 @@ impl<'a> Allocator<'a> {
         }
         tracing::info!(unit = c.unit.index, volume = c.volume, %host, grant, "volume assigned");
         if c.created {
+            self.step(85, &format!("reading unit #{}", c.unit.index));
             self.refresh(c.unit.index, c.agent).await;
         }
         let block_size = u64::from(c.unit.block_size.unwrap_or(0));
@@ -589,14 +899,14 @@ impl<'a> Allocator<'a> {
     }
 
     /// Destroys the candidate's volume if this allocation created it.
-    async fn undo_created(&self, c: &Candidate) {
+    async fn undo_created(&mut self, c: &Candidate) {
         if c.created {
             self.destroy_volume(c.unit.index, c.agent, c.volume).await;
         }
     }
 
     /// dvsanAccessNextIndex.0 of a unit.
-    async fn next_access_index(&self, unit: u32, agent: SocketAddr) -> Result<u32, AllocateError> {
+    async fn next_access_index(&mut self, unit: u32, agent: SocketAddr) -> Result<u32, AllocateError> {
         let next = self
             .manager
             .get(&self.target(agent, false), &[Oid::from_slice(mib::DVSAN_ACCESS_NEXT_INDEX).child(0)])
@@ -611,7 +921,7 @@ impl<'a> Allocator<'a> {
 
     /// Creates grant row `index` on the unit.
     async fn set_grant(
-        &self,
+        &mut self,
         unit: u32,
         agent: SocketAddr,
         index: u32,
@@ -642,7 +952,7 @@ impl<'a> Allocator<'a> {
     }
 
     /// Best effort: destroys grant row `grant` on the unit.
-    async fn revoke(&self, unit: u32, agent: SocketAddr, grant: u32) {
+    async fn revoke(&mut self, unit: u32, agent: SocketAddr, grant: u32) {
         let status = Oid::from_slice(mib::DVSAN_ACCESS_ROW_STATUS).child(grant);
         let set = vec![VarBind::new(status, Value::Integer(mib::row_status::DESTROY))];
         if let Err(e) = self.manager.set(&self.target(agent, true), set).await {
@@ -659,7 +969,9 @@ impl<'a> Allocator<'a> {
     ///   snmpset; they are logged and counted.
     ///
     /// Units that do not answer are skipped (counted in the report) and reconciled on a later run.
+    /// Needs the whole pool's lock.
     pub async fn reconcile(&mut self) -> Result<ReconcileReport, AllocateError> {
+        self.check_pool_lock()?;
         let mut report = ReconcileReport::default();
         let units = self.store.allocation_units()?;
         let mut by_unit: std::collections::BTreeMap<u32, Vec<AssignmentRecord>> = Default::default();
@@ -720,7 +1032,7 @@ impl<'a> Allocator<'a> {
     }
 
     /// The unit's dvsanAccessTable.
-    async fn read_grants(&self, agent: SocketAddr) -> Result<Vec<UnitGrant>, SnmpError> {
+    async fn read_grants(&mut self, agent: SocketAddr) -> Result<Vec<UnitGrant>, SnmpError> {
         let rows = self.manager.walk(&self.target(agent, false), &Oid::from_slice(mib::DVSAN_ACCESS_ENTRY)).await?;
         let mut grants: std::collections::BTreeMap<u32, UnitGrant> = Default::default();
         let entry_len = mib::DVSAN_ACCESS_ENTRY.len();
@@ -858,15 +1170,18 @@ pub fn spawn_reconciler(
                 }
             };
             for attempt in 1..=RECONCILE_ATTEMPTS {
-                let report = match Allocator::new(
-                    &state_dir,
-                    &mut store,
-                    &manager,
-                    &read_community,
-                    &write_community,
-                    Duration::from_secs(1),
-                ) {
-                    Ok(mut allocator) => allocator.reconcile().await,
+                let report = match PoolLock::acquire(&state_dir, LockScope::Pool) {
+                    Ok(lock) => {
+                        let mut allocator = Allocator::new(
+                            &mut store,
+                            &manager,
+                            &read_community,
+                            &write_community,
+                            Duration::from_secs(1),
+                            lock,
+                        );
+                        allocator.reconcile().await
+                    }
                     Err(e) => Err(e),
                 };
                 match report {
@@ -915,6 +1230,31 @@ mod tests {
         assert_eq!(human_size(80 << 30), "80G");
         assert_eq!(human_size(1536 << 10), "1.5M");
         assert_eq!(human_size(100), "100 B");
+    }
+
+    #[test]
+    fn locks_exclude_what_they_must() {
+        let dir = tempfile::tempdir().unwrap();
+        let try_lock = |scope| PoolLock::try_acquire(dir.path(), scope).unwrap();
+        // Different units at once; the same unit once.
+        let unit_1 = try_lock(LockScope::Unit(1)).expect("unit 1");
+        let unit_2 = try_lock(LockScope::Unit(2)).expect("unit 2 next to unit 1");
+        assert!(try_lock(LockScope::Unit(1)).is_none(), "unit 1 twice");
+        let shared = try_lock(LockScope::Shared).expect("shared next to units");
+        // The pool waits for all of them; while it is held, nothing else gets in.
+        assert!(try_lock(LockScope::Pool).is_none());
+        drop((unit_1, unit_2, shared));
+        let pool = try_lock(LockScope::Pool).expect("pool once the units are free");
+        assert!(try_lock(LockScope::Unit(3)).is_none());
+        assert!(try_lock(LockScope::Shared).is_none());
+        assert!(pool.covers(3) && pool.scope() == LockScope::Pool);
+        drop(pool);
+        let unit_3 = try_lock(LockScope::Unit(3)).unwrap();
+        assert!(unit_3.covers(3) && !unit_3.covers(4));
+        assert!(LockScope::Unit(1).conflicts_with(LockScope::Unit(1)));
+        assert!(!LockScope::Unit(1).conflicts_with(LockScope::Unit(2)));
+        assert!(!LockScope::Shared.conflicts_with(LockScope::Unit(2)));
+        assert!(LockScope::Pool.conflicts_with(LockScope::Shared));
     }
 
     #[test]

@@ -6,9 +6,14 @@
 //! - [`coordinator`]: reacts to notifications and polls; walks units ([`walk`]) and syncs them into the [`store`].
 //! - [`forward`]: sends received and own notifications on to upstream NMSs.
 //! - [`station_mib`]: DVSAN-STATION-MIB served by the station's own agent, and its notifications.
-//! - [`allocate`]: volumes for hosts (issue 5): best fit or create by SNMP SET, grant, record, release.
+//! - [`allocate`]: changes to units by SNMP SET under the pool and unit locks: volumes for hosts (best fit or
+//!   create, grant, record, release), volumes and partitions, rescans, adding units.
+//! - [`operation`]: everything an operator can do to the pool, one execution path for the CLI and the tasks.
+//! - [`tasks`]: the task runner: operations run by the station, concurrently per unit, persisted in the store.
+//! - [`task_table`]: dvsanStationTaskNextIndex and dvsanStationTaskTable, the tasks over SNMP.
 //! - [`request_table`]: dvsanStationRequestTable, hosts' storage requests over SNMP, served by a worker.
-//! - [`model`], [`notification`], [`view`], [`timefmt`], [`addr`], [`counters`]: values, formats, parsing.
+//! - [`model`], [`notification`], [`view`], [`timefmt`], [`addr`], [`counters`], [`set_values`]: values, formats,
+//!   parsing.
 
 pub mod addr;
 pub mod allocate;
@@ -20,10 +25,14 @@ pub mod ingest;
 pub mod model;
 pub mod notification;
 pub mod notification_log;
+pub mod operation;
 pub mod request_table;
+pub mod set_values;
 pub mod station;
 pub mod station_mib;
 pub mod store;
+pub mod task_table;
+pub mod tasks;
 pub mod timefmt;
 pub mod trap_log;
 pub mod view;

@@ -1,24 +1,25 @@
 //! `dvsan-station`: the management station's command line.
 //!
-//! `run` is the station itself. `unit add`, `pool` and `traps` work on the station's state directory directly,
-//! whether the station runs or not (SQLite in WAL mode lets them share the store): `unit add` registers the
-//! address and reads the unit right away, and the running station polls every registered address from its next
-//! poll on.
+//! `run` is the station itself. The other commands work on the station's state directory directly, whether the
+//! station runs or not (SQLite in WAL mode lets them share the store): `unit add` registers the address and reads
+//! the unit right away, and the running station polls every registered address from its next poll on. The
+//! commands that change the pool (`unit add`, `unit rescan`, `volume`, `partition`, `assign`, `unassign`,
+//! `request`) run the same [`Operation`]s as the station's tasks, waiting for the same locks.
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use dvsan_station::addr::parse_address;
 use dvsan_station::allocate::{
-    allocations, parse_host, parse_request_size, AllocateError, Allocation, Allocator, SizeRequest,
+    allocations, parse_host, parse_request_size, Allocation, Allocator, LockScope, PoolLock,
 };
+use dvsan_station::operation::{Detail, Operation, Outcome};
 use dvsan_station::station::{run, StationConfig};
 use dvsan_station::store::{NotificationFilter, StationStore, StoreError};
-use dvsan_station::timefmt::{now_ms, parse_duration, parse_since};
+use dvsan_station::timefmt::{format_ms, now_ms, parse_duration, parse_since};
 use dvsan_station::view;
-use dvsan_station::walk::read_unit;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
@@ -107,9 +108,17 @@ enum Command {
     /// Create or destroy volumes on a unit by SNMP SET (free volumes, for requests or `assign`).
     #[command(subcommand)]
     Volume(VolumeCommand),
-    /// Create partitions inside a unit's volume (SNMP SET on the unit).
+    /// Create or destroy partitions inside a unit's volume (SNMP SET on the unit).
     #[command(subcommand)]
     Partition(PartitionCommand),
+    /// List the station's tasks (dvsanStationTaskTable), oldest first.
+    Tasks {
+        #[command(flatten)]
+        state: StateDir,
+        /// Machine-readable output ({"tasks": [...]}).
+        #[arg(long)]
+        json: bool,
+    },
     /// Compare the units' access tables with the assignments and repair them (the station does this at start).
     Reconcile {
         #[command(flatten)]
@@ -139,6 +148,17 @@ enum PartitionCommand {
         size: String,
         #[arg(long)]
         json: bool,
+    },
+    /// Destroy partition P of volume V of unit U.
+    Destroy {
+        #[command(flatten)]
+        alloc: AllocArgs,
+        #[arg(long)]
+        unit: String,
+        #[arg(long)]
+        volume: u32,
+        #[arg(long)]
+        partition: u32,
     },
 }
 
@@ -239,6 +259,12 @@ struct RunArgs {
     /// fsync every committed batch (survives power loss; the default survives crashes of the station).
     #[arg(long)]
     full_durability: bool,
+    /// Station tasks (dvsanStationTaskTable) running at once, at most; more wait pending.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    task_workers: u32,
+    /// How long tasks and storage requests wait for a unit's answer (per request, with 2 retries).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    unit_timeout: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -258,6 +284,13 @@ enum UnitCommand {
         /// How long to wait for the unit's answers (per request, with 2 retries).
         #[arg(long, default_value = "1s", value_parser = parse_duration)]
         timeout: Duration,
+    },
+    /// Read a unit now (unit id or prefix, name, address or index) and store what it has.
+    Rescan {
+        #[arg(value_name = "UNIT")]
+        unit: String,
+        #[command(flatten)]
+        alloc: AllocArgs,
     },
 }
 
@@ -292,6 +325,7 @@ fn main() {
         Command::Unit(UnitCommand::Add { address, state, agent_port, community, timeout }) => {
             cmd_unit_add(&address, &state.state_dir, agent_port, &community, timeout)
         }
+        Command::Unit(UnitCommand::Rescan { unit, alloc }) => cmd_unit_rescan(&alloc, &unit),
         Command::Pool { state, json } => cmd_pool(&state.state_dir, json),
         Command::Traps(args) => cmd_traps(args),
         Command::Request { alloc, size, host, name, read_only, json } => {
@@ -309,6 +343,10 @@ fn main() {
         Command::Partition(PartitionCommand::Create { alloc, unit, volume, size, json }) => {
             cmd_partition_create(&alloc, &unit, volume, &size, json)
         }
+        Command::Partition(PartitionCommand::Destroy { alloc, unit, volume, partition }) => {
+            cmd_partition_destroy(&alloc, &unit, volume, partition)
+        }
+        Command::Tasks { state, json } => cmd_tasks(&state.state_dir, json),
         Command::Assignments { state, json } => cmd_assignments(&state.state_dir, json),
     };
     if let Err(e) = result {
@@ -369,6 +407,8 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     config.trap_log_keep = args.trap_log_keep;
     config.keep_notifications = args.keep_notifications;
     config.full_durability = args.full_durability;
+    config.task_workers = args.task_workers as usize;
+    config.unit_timeout = args.unit_timeout;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -394,50 +434,18 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     })
 }
 
-fn cmd_unit_add(
-    address: &str,
-    state_dir: &std::path::Path,
-    agent_port: u16,
-    community: &str,
-    timeout: Duration,
-) -> Result<()> {
+fn cmd_unit_add(address: &str, state_dir: &Path, agent_port: u16, community: &str, timeout: Duration) -> Result<()> {
     let address = parse_address(address, agent_port).map_err(anyhow::Error::msg)?;
-    let mut store = StationStore::open(state_dir)
+    let store = StationStore::open(state_dir)
         .with_context(|| format!("opening the station store in {}", state_dir.display()))?;
-    let (index, created) = store.register_address(address, now_ms())?;
-    let runtime =
-        tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
-    let result = runtime.block_on(async {
-        let bind: SocketAddr = if address.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse()?;
-        let manager = dvsan_snmp::Manager::new(bind).await.context("opening an SNMP socket")?;
-        let target = dvsan_snmp::Target::new(address, community).with_timeout(timeout, 2);
-        anyhow::Ok(read_unit(&manager, &target).await)
-    })?;
-    match result {
-        Ok(snapshot) => {
-            let outcome = store.sync_unit(address, &snapshot, now_ms())?;
-            println!(
-                "unit {} ({}) at {address}: {} volume(s), {}",
-                snapshot.unit_id,
-                if snapshot.name.is_empty() { "unnamed" } else { &snapshot.name },
-                snapshot.volumes.len(),
-                outcome.state
-            );
-        }
-        Err(e) => {
-            if created {
-                store.set_state(
-                    index,
-                    dvsan_station::model::UnitState::Unreachable,
-                    &format!("registered; {e}"),
-                    false,
-                    now_ms(),
-                )?;
-            }
-            println!("registered {address}; it did not answer as a DVSAN unit yet ({e}); the station keeps polling it");
-        }
-    }
-    Ok(())
+    let access = UnitAccess { community, write_community: "private", timeout };
+    let outcome = execute(state_dir, store, &access, &Operation::AddUnit { address })?;
+    print_or_quiet(&format!("{}\n", outcome.text))
+}
+
+fn cmd_unit_rescan(alloc: &AllocArgs, unit: &str) -> Result<()> {
+    let outcome = execute_alloc(alloc, &Operation::RescanUnit { unit: unit.to_string() })?;
+    print_or_quiet(&format!("{}\n", outcome.text))
 }
 
 fn cmd_pool(state_dir: &std::path::Path, json: bool) -> Result<()> {
@@ -526,24 +534,44 @@ fn cmd_traps(args: TrapsArgs) -> Result<()> {
     }
 }
 
-/// Runs `work` with an allocator over the store in `alloc`'s state directory.
-fn with_allocator<T>(
-    alloc: &AllocArgs,
-    work: impl for<'a> FnOnce(
-        &'a mut Allocator<'a>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, AllocateError>> + 'a>>,
-) -> Result<T> {
-    let state_dir = &alloc.state.state_dir;
-    let mut store = StationStore::open_existing(state_dir)?;
+/// How a command reaches units.
+struct UnitAccess<'a> {
+    community: &'a str,
+    write_community: &'a str,
+    timeout: Duration,
+}
+
+/// Runs `operation` now on the store in `state_dir`, waiting for its locks: the path the station's tasks take.
+fn execute(
+    state_dir: &Path,
+    mut store: StationStore,
+    access: &UnitAccess<'_>,
+    operation: &Operation,
+) -> Result<Outcome> {
+    let scope = operation.lock_scope(&store)?;
+    let lock = PoolLock::acquire(state_dir, scope)?;
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async {
-        let bind: SocketAddr = "0.0.0.0:0".parse()?;
+        let bind: SocketAddr = match operation {
+            Operation::AddUnit { address } if address.is_ipv6() => "[::]:0",
+            _ => "0.0.0.0:0",
+        }
+        .parse()?;
         let manager = dvsan_snmp::Manager::new(bind).await.context("opening an SNMP socket")?;
         let mut allocator =
-            Allocator::new(state_dir, &mut store, &manager, &alloc.community, &alloc.write_community, alloc.timeout)?;
-        Ok(work(&mut allocator).await?)
+            Allocator::new(&mut store, &manager, access.community, access.write_community, access.timeout, lock);
+        Ok(operation.execute(&mut allocator).await?)
     })
+}
+
+/// [`execute`] with the options of `alloc`, on an existing store.
+fn execute_alloc(alloc: &AllocArgs, operation: &Operation) -> Result<Outcome> {
+    let state_dir = &alloc.state.state_dir;
+    let store = StationStore::open_existing(state_dir)?;
+    let access =
+        UnitAccess { community: &alloc.community, write_community: &alloc.write_community, timeout: alloc.timeout };
+    execute(state_dir, store, &access, operation)
 }
 
 fn print_allocation(allocation: &Allocation, json: bool) -> Result<()> {
@@ -577,27 +605,30 @@ fn cmd_request(
     read_only: bool,
     json: bool,
 ) -> Result<()> {
-    let request = SizeRequest { size_bytes: parse_request_size(size)?, host: parse_host(host)?, name, read_only };
-    let allocation = with_allocator(alloc, |a| Box::pin(async move { a.request(&request).await }))?;
-    print_allocation(&allocation, json)
+    let operation =
+        Operation::Allocate { size_bytes: parse_request_size(size)?, host: parse_host(host)?, name, read_only };
+    print_assignment(execute_alloc(alloc, &operation)?, json)
 }
 
 fn cmd_assign(alloc: &AllocArgs, unit: &str, volume: u32, host: &str, read_only: bool, json: bool) -> Result<()> {
-    let host = parse_host(host)?;
-    let unit = unit.to_string();
-    let allocation =
-        with_allocator(alloc, |a| Box::pin(async move { a.assign(&unit, volume, host, read_only).await }))?;
-    print_allocation(&allocation, json)
+    let operation = Operation::Assign { unit: unit.to_string(), volume, host: parse_host(host)?, read_only };
+    print_assignment(execute_alloc(alloc, &operation)?, json)
+}
+
+fn print_assignment(outcome: Outcome, json: bool) -> Result<()> {
+    match &outcome.detail {
+        Detail::Assignment(allocation) => print_allocation(allocation, json),
+        _ => print_or_quiet(&format!("{}\n", outcome.text)),
+    }
 }
 
 fn cmd_unassign(alloc: &AllocArgs, unit: &str, volume: u32, host: Option<&str>) -> Result<()> {
     let host = host.map(parse_host).transpose()?;
-    let unit = unit.to_string();
-    let released = with_allocator(alloc, |a| Box::pin(async move { a.release(&unit, volume, host).await }))?;
-    print_or_quiet(&format!("released volume {} of unit #{} from {}\n", released.volume, released.unit, released.host))
+    let outcome = execute_alloc(alloc, &Operation::Unassign { unit: unit.to_string(), volume, host })?;
+    print_or_quiet(&format!("{}\n", outcome.text))
 }
 
-fn cmd_assignments(state_dir: &std::path::Path, json: bool) -> Result<()> {
+fn cmd_assignments(state_dir: &Path, json: bool) -> Result<()> {
     let store = StationStore::open_existing(state_dir)?;
     let list = allocations(&store)?;
     if json {
@@ -612,40 +643,91 @@ fn cmd_assignments(state_dir: &std::path::Path, json: bool) -> Result<()> {
 }
 
 fn cmd_reconcile(alloc: &AllocArgs) -> Result<()> {
-    let report = with_allocator(alloc, |a| Box::pin(async move { a.reconcile().await }))?;
+    let state_dir = &alloc.state.state_dir;
+    let mut store = StationStore::open_existing(state_dir)?;
+    let lock = PoolLock::acquire(state_dir, LockScope::Pool)?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
+    let report = runtime.block_on(async {
+        let manager = dvsan_snmp::Manager::new("0.0.0.0:0".parse()?).await.context("opening an SNMP socket")?;
+        let mut allocator =
+            Allocator::new(&mut store, &manager, &alloc.community, &alloc.write_community, alloc.timeout, lock);
+        anyhow::Ok(allocator.reconcile().await?)
+    })?;
     print_or_quiet(&(serde_json::to_string(&report)? + "\n"))
 }
 
 fn cmd_volume_create(alloc: &AllocArgs, unit: &str, size: &str, name: Option<String>, json: bool) -> Result<()> {
-    let size_bytes = parse_request_size(size)?;
-    let unit = unit.to_string();
-    let created =
-        with_allocator(alloc, |a| Box::pin(async move { a.create_on(&unit, size_bytes, name.as_deref()).await }))?;
-    if json {
-        return print_or_quiet(&(serde_json::to_string(&created)? + "\n"));
+    let operation = Operation::CreateVolume { unit: unit.to_string(), size_bytes: parse_request_size(size)?, name };
+    let outcome = execute_alloc(alloc, &operation)?;
+    match (&outcome.detail, json) {
+        (Detail::Volume(created), true) => print_or_quiet(&(serde_json::to_string(created)? + "\n")),
+        _ => print_or_quiet(&format!("{}\n", outcome.text)),
     }
-    print_or_quiet(&format!(
-        "created volume {} {:?} on unit #{}: {} bytes, LBA {}-{}\n",
-        created.volume, created.name, created.unit, created.size_bytes, created.start_lba, created.end_lba
-    ))
-}
-
-fn cmd_partition_create(alloc: &AllocArgs, unit: &str, volume: u32, size: &str, json: bool) -> Result<()> {
-    let size_bytes = parse_request_size(size)?;
-    let unit_text = unit.to_string();
-    let created =
-        with_allocator(alloc, |a| Box::pin(async move { a.partition_on(&unit_text, volume, size_bytes).await }))?;
-    if json {
-        return print_or_quiet(&(serde_json::to_string(&created)? + "\n"));
-    }
-    print_or_quiet(&format!(
-        "created partition {} of volume {volume} on unit {unit}: LBA {}-{}, export {:?}\n",
-        created.index, created.start_lba, created.end_lba, created.export_name
-    ))
 }
 
 fn cmd_volume_destroy(alloc: &AllocArgs, unit: &str, volume: u32) -> Result<()> {
-    let unit_text = unit.to_string();
-    with_allocator(alloc, |a| Box::pin(async move { a.destroy_on(&unit_text, volume).await }))?;
-    print_or_quiet(&format!("destroyed volume {volume} of unit {unit}\n"))
+    let outcome = execute_alloc(alloc, &Operation::DestroyVolume { unit: unit.to_string(), volume })?;
+    print_or_quiet(&format!("{}\n", outcome.text))
+}
+
+fn cmd_partition_create(alloc: &AllocArgs, unit: &str, volume: u32, size: &str, json: bool) -> Result<()> {
+    let operation =
+        Operation::CreatePartition { unit: unit.to_string(), volume, size_bytes: parse_request_size(size)? };
+    let outcome = execute_alloc(alloc, &operation)?;
+    match (&outcome.detail, json) {
+        (Detail::Partition(created), true) => print_or_quiet(&(serde_json::to_string(created)? + "\n")),
+        _ => print_or_quiet(&format!("{}\n", outcome.text)),
+    }
+}
+
+fn cmd_partition_destroy(alloc: &AllocArgs, unit: &str, volume: u32, partition: u32) -> Result<()> {
+    let outcome = execute_alloc(alloc, &Operation::DestroyPartition { unit: unit.to_string(), volume, partition })?;
+    print_or_quiet(&format!("{}\n", outcome.text))
+}
+
+fn cmd_tasks(state_dir: &Path, json: bool) -> Result<()> {
+    let store = StationStore::open_existing(state_dir)?;
+    let tasks = store.tasks()?;
+    if json {
+        return print_or_quiet(&(serde_json::json!({ "tasks": tasks }).to_string() + "\n"));
+    }
+    let mut table = view::Table::new(&[
+        ("TASK", true),
+        ("OPERATION", false),
+        ("STATE", false),
+        ("DONE", true),
+        ("CREATED", false),
+        ("ARGUMENTS", false),
+        ("RESULT OR STEP", false),
+    ]);
+    for task in &tasks {
+        let a = &task.arguments;
+        let mut arguments = Vec::new();
+        for (label, value) in [("unit", &a.unit), ("size", &a.size), ("host", &a.host), ("name", &a.name)] {
+            if !value.is_empty() {
+                arguments.push(format!("{label}={value}"));
+            }
+        }
+        for (label, value) in [("volume", a.volume), ("partition", a.partition)] {
+            if value != 0 {
+                arguments.push(format!("{label}={value}"));
+            }
+        }
+        if a.read_only {
+            arguments.push("read-only".to_string());
+        }
+        let said = if task.state.is_ended() { &task.result } else { &task.step };
+        table.row(vec![
+            task.index.to_string(),
+            a.operation.to_string(),
+            task.state.to_string(),
+            format!("{}%", task.progress),
+            format_ms(task.created_ms),
+            arguments.join(" "),
+            said.clone(),
+        ]);
+    }
+    let text = if table.is_empty() { "no tasks\n".to_string() } else { table.render() };
+    print_or_quiet(&text)
 }

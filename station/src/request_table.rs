@@ -3,11 +3,13 @@
 //! A createAndGo SET only checks the types and lengths of the row's columns, stores the row as `pending` and
 //! queues it; it answers at once. A worker thread (its own store connection, SNMP socket and runtime, so a slow
 //! unit never stalls the agent) serves the queue one request at a time through [`crate::allocate::Allocator`]
-//! and fills in the status, error and assignment columns. Bad values (a size that is not a size, an address
+//! and fills in the status, error and assignment columns (a release holds its unit's lock, an allocation the
+//! whole pool's; see [`crate::allocate`]). Bad values (a size that is not a size, an address
 //! that is not one) are not SET errors but `failed` rows with the reason, so plain snmpset users read why.
 //! Rows live in memory only (at most [`MAX_ROWS`]); destroy removes a row, not its assignment.
 
-use crate::allocate::{parse_request_size, AllocateError, Allocation, Allocator, SizeRequest};
+use crate::allocate::{parse_request_size, AllocateError, Allocation, Allocator, LockScope, PoolLock, SizeRequest};
+use crate::set_values::{integer, octets, text, truncate, unsigned};
 use crate::store::StationStore;
 use dvsan_mib as mib;
 use dvsan_snmp::agent::{FnPreparedSet, PreparedSet, SetFailure, SetItem, Table, UndoFailed};
@@ -121,14 +123,6 @@ impl RequestRow {
     }
 }
 
-fn truncate(text: &str, max: usize) -> String {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_string()
-}
-
 struct Shared {
     rows: Mutex<BTreeMap<u32, RequestRow>>,
     jobs: SyncSender<u32>,
@@ -217,21 +211,21 @@ async fn serve_one(
     row: &RequestRow,
 ) -> Result<Option<Allocation>, String> {
     let host = row.host_address()?;
-    let mut allocator = Allocator::new(
-        &settings.state_dir,
-        store,
-        manager,
-        &settings.read_community,
-        &settings.write_community,
-        settings.timeout,
-    )
-    .map_err(|e| e.to_string())?;
     let text = |e: AllocateError| e.to_string();
-    if row.action == action::RELEASE {
-        if row.unit == 0 || row.volume == 0 {
-            return Err("a release names the unit (dvsanStationRequestUnitIndex) and the volume".to_string());
-        }
-        allocator.release(&row.unit.to_string(), row.volume, Some(host)).await.map_err(text)?;
+    let release = row.action == action::RELEASE;
+    if release && (row.unit == 0 || row.volume == 0) {
+        return Err("a release names the unit (dvsanStationRequestUnitIndex) and the volume".to_string());
+    }
+    if release && store.unit(row.unit).map_err(|e| e.to_string())?.is_none() {
+        return Err(crate::store::StoreError::UnknownUnit(format!("#{}", row.unit)).to_string());
+    }
+    // A release changes one unit; an allocation may choose any unit, so it holds the whole pool.
+    let scope = if release { LockScope::Unit(row.unit) } else { LockScope::Pool };
+    let lock = PoolLock::acquire(&settings.state_dir, scope).map_err(text)?;
+    let mut allocator =
+        Allocator::new(store, manager, &settings.read_community, &settings.write_community, settings.timeout, lock);
+    if release {
+        allocator.release(row.unit, row.volume, Some(host)).await.map_err(text)?;
         return Ok(None);
     }
     let size_bytes = parse_request_size(&row.size).map_err(text)?;
@@ -244,33 +238,6 @@ async fn serve_one(
 enum RowChange {
     Create(RequestRow),
     Destroy,
-}
-
-fn octets(index: usize, value: &Value, max: usize) -> Result<Vec<u8>, SetFailure> {
-    match value {
-        Value::OctetString(b) if b.len() <= max => Ok(b.clone()),
-        Value::OctetString(_) => Err(SetFailure::new(index, ErrorStatus::WrongLength)),
-        _ => Err(SetFailure::new(index, ErrorStatus::WrongType)),
-    }
-}
-
-fn text(index: usize, value: &Value, max: usize) -> Result<String, SetFailure> {
-    String::from_utf8(octets(index, value, max)?).map_err(|_| SetFailure::new(index, ErrorStatus::WrongValue))
-}
-
-fn integer(index: usize, value: &Value, allowed: &[i32]) -> Result<i32, SetFailure> {
-    match value {
-        Value::Integer(v) if allowed.contains(v) => Ok(*v),
-        Value::Integer(_) => Err(SetFailure::new(index, ErrorStatus::WrongValue)),
-        _ => Err(SetFailure::new(index, ErrorStatus::WrongType)),
-    }
-}
-
-fn unsigned(index: usize, value: &Value) -> Result<u32, SetFailure> {
-    match value {
-        Value::Gauge32(v) => Ok(*v),
-        _ => Err(SetFailure::new(index, ErrorStatus::WrongType)),
-    }
 }
 
 impl RequestTable {

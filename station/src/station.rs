@@ -1,6 +1,9 @@
 //! `dvsan-station run`: wires the store, the notification path, the coordinator, the forwarder and the station's
 //! own agent together, and shuts them down in order.
 //!
+//! With `--snmp-listen` and a write community it also runs the station's tasks ([`crate::tasks`]), served as
+//! dvsanStationTaskTable; on shutdown it stops starting tasks and abandons running ones.
+//!
 //! Once every socket is bound, the station writes `station.ready` (JSON: pid and bound addresses) into its state
 //! directory, so scripts and tests that asked for port 0 learn the real ports; it removes the file on a clean
 //! exit. On shutdown the receiver stops first, then the writer commits (and acknowledges) what is still queued.
@@ -13,6 +16,7 @@ use crate::notification_log::NotificationLog;
 use crate::request_table::{RequestSettings, RequestTable};
 use crate::station_mib::{self, PoolTables};
 use crate::store::{StationStore, StoreError};
+use crate::tasks::{TaskRunner, TaskSettings};
 use crate::trap_log::{TrapLog, TRAP_LOG_FILE};
 use dvsan_snmp::agent::{SystemInfo, TableHandler};
 use dvsan_snmp::{Agent, AgentConfig, Manager, NotificationReceiver, Uptime};
@@ -48,8 +52,13 @@ pub struct StationConfig {
     /// The station's own agent (DVSAN-STATION-MIB), if any.
     pub snmp_listen: Option<SocketAddr>,
     pub snmp_community: String,
-    /// Write community of the station's own agent (dvsanStationRequestTable); `None` keeps it read-only.
+    /// Write community of the station's own agent (dvsanStationRequestTable, dvsanStationTaskTable); `None` keeps
+    /// it read-only and runs no tasks.
     pub snmp_write_community: Option<String>,
+    /// Station tasks running at once, at most.
+    pub task_workers: usize,
+    /// How long tasks and storage requests wait for a unit's answer (per request, with 2 retries).
+    pub unit_timeout: Duration,
     pub trap_log_max_bytes: u64,
     pub trap_log_keep: usize,
     pub keep_notifications: u64,
@@ -75,6 +84,8 @@ impl StationConfig {
             snmp_listen: None,
             snmp_community: "public".to_string(),
             snmp_write_community: Some("private".to_string()),
+            task_workers: 4,
+            unit_timeout: Duration::from_secs(1),
             trap_log_max_bytes: 16 << 20,
             trap_log_keep: 4,
             keep_notifications: 2_000_000,
@@ -160,6 +171,8 @@ pub async fn run(
     let (agent_shutdown_tx, agent_shutdown_rx) = tokio::sync::oneshot::channel::<()>();
     let mut snmp_address = None;
     let mut agent_task = None;
+    let mut task_runner: Option<TaskRunner> = None;
+    let mut task_dispatcher = None;
     if let Some(listen) = config.snmp_listen {
         let tables = Arc::new(PoolTables::new(StationStore::open(&config.state_dir)?, Duration::from_millis(500)));
         let agent_config = AgentConfig {
@@ -184,7 +197,7 @@ pub async fn run(
                 state_dir: config.state_dir.clone(),
                 read_community: config.community.clone(),
                 write_community: config.write_community.clone(),
-                timeout: Duration::from_secs(1),
+                timeout: config.unit_timeout,
             },
             {
                 let tables = Arc::clone(&tables);
@@ -193,7 +206,25 @@ pub async fn run(
         )
         .map_err(|e| StartError::Agent(format!("cannot start the storage request worker: {e}")))?;
         let requests = TableHandler::new(requests);
-        let builder = builder.handler(requests.prefix(), Arc::new(requests));
+        let mut builder = builder.handler(requests.prefix(), Arc::new(requests));
+        // Station tasks need a write community to be submitted; without one the station runs none.
+        if config.snmp_write_community.is_some() {
+            let settings = TaskSettings {
+                state_dir: config.state_dir.clone(),
+                read_community: config.community.clone(),
+                write_community: config.write_community.clone(),
+                timeout: config.unit_timeout,
+                agent_port: config.agent_port,
+                workers: config.task_workers.max(1),
+            };
+            let runner = TaskRunner::open(settings, forwarder.clone(), {
+                let tables = Arc::clone(&tables);
+                move || tables.invalidate()
+            })?;
+            task_dispatcher = Some(runner.start(Arc::clone(&manager)));
+            builder = crate::task_table::register(builder, runner.clone());
+            task_runner = Some(runner);
+        }
         let log = NotificationLog::new(&config.state_dir, Arc::clone(&counters), config.keep_notifications, started_ms);
         let builder = builder.handler(NotificationLog::prefix(), Arc::new(log));
         let agent = Arc::new(builder.build().map_err(|e| StartError::Agent(e.to_string()))?);
@@ -282,6 +313,13 @@ pub async fn run(
 
     shutdown.await;
     tracing::info!("station stopping");
+    // No new task starts; running ones are abandoned with the runtime (failed at the next start).
+    if let Some(runner) = &task_runner {
+        runner.stop();
+    }
+    if let Some(dispatcher) = task_dispatcher {
+        let _ = dispatcher.await;
+    }
     let _ = stop_tx.send(true);
     let _ = receive_task.await;
     queue.close();

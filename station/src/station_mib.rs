@@ -1,11 +1,11 @@
 //! DVSAN-STATION-MIB: the pool served read-only by the station's own SNMP agent, and the station's notifications.
-//! (The writable dvsanStationRequestTable is [`crate::request_table`].)
+//! (The writable dvsanStationRequestTable is [`crate::request_table`], the task table [`crate::task_table`].)
 //!
 //! The tables are served from a snapshot of the store: every instance of the unit, volume, partition and
 //! assignment tables in one sorted map, rebuilt from SQLite when it is older than `max_age` (snmptable and NMS
 //! walks cost no database reads per GETNEXT). The statistics scalars are read live from the station's counters. The notification
 //! builders here give the station's own notifications (unit joined/left/unreachable/error, volume
-//! added/removed) the varbinds the MIB's OBJECTS clauses name.
+//! added/removed, task completed) the varbinds the MIB's OBJECTS clauses name.
 
 use crate::counters::StationCounters;
 use crate::model::{PoolUnit, VolumeRow};
@@ -386,6 +386,22 @@ pub fn volume_changed(unit: &UnitRecord, volume: &VolumeRow, added: bool) -> (Oi
             VarBind::new(instance(mib::DVSAN_STATION_VOLUME_NAME, &v), truncated(&volume.name, 64)),
             VarBind::new(instance(mib::DVSAN_STATION_VOLUME_START_LBA, &v), Value::Gauge32(volume.start_lba)),
             VarBind::new(instance(mib::DVSAN_STATION_VOLUME_END_LBA, &v), Value::Gauge32(volume.end_lba)),
+        ],
+    )
+}
+
+/// dvsanStationTaskCompleted: the ended task's operation, state and result (instances of its row).
+pub fn task_completed(task: &crate::tasks::Task) -> (Oid, Vec<VarBind>) {
+    let t = [task.index];
+    (
+        Oid::from_slice(mib::DVSAN_STATION_TASK_COMPLETED),
+        vec![
+            VarBind::new(
+                instance(mib::DVSAN_STATION_TASK_OPERATION, &t),
+                Value::Integer(task.arguments.operation.mib_value()),
+            ),
+            VarBind::new(instance(mib::DVSAN_STATION_TASK_STATE, &t), Value::Integer(task.state.mib_value())),
+            VarBind::new(instance(mib::DVSAN_STATION_TASK_RESULT, &t), truncated(&task.result, 255)),
         ],
     )
 }

@@ -2,8 +2,8 @@
 //! (`station.db`) in the station's state directory.
 //!
 //! WAL mode lets the CLI (`pool`, `traps --follow`, `unit add`) read and write while the station runs. Schema
-//! changes go through versioned migrations (`rusqlite_migration`, tracked in `PRAGMA user_version`); issues 5 and
-//! 6 (assignments, requests, tasks) append their tables as later migrations. A unit's walk is synced in one
+//! changes go through versioned migrations (`rusqlite_migration`, tracked in `PRAGMA user_version`); later features
+//! append their tables as later migrations (2: assignments, 3: station tasks). A unit's walk is synced in one
 //! transaction that replaces its media, volumes and partitions, so a reader never sees half a unit; notifications
 //! are inserted a batch per transaction.
 //!
@@ -14,6 +14,8 @@
 
 use crate::model::{Availability, MediumRow, PoolPartition, PoolUnit, PoolVolume, UnitSnapshot, UnitState, VolumeRow};
 use crate::notification::{NotificationKind, NotificationRecord, VarBindRecord};
+use crate::operation::{Arguments, OperationKind};
+use crate::tasks::{Task, TaskState};
 use crate::timefmt::format_ms;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use rusqlite_migration::{Migrations, M};
@@ -114,6 +116,31 @@ const MIGRATIONS: &[M<'static>] = &[
         pending INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (unit, volume_idx)
     ) WITHOUT ROWID;",
+    ),
+    // Station tasks (dvsanStationTaskTable): operations on the pool run by the station. Every state change is
+    // written here, so ended tasks are still listed after a restart and a task that was running when the station
+    // stopped is found (and failed) at the next start. Arguments are stored as given (text, checked when run).
+    M::up(
+        "CREATE TABLE tasks (
+        idx INTEGER PRIMARY KEY,
+        operation TEXT NOT NULL,
+        unit TEXT NOT NULL DEFAULT '',
+        volume INTEGER NOT NULL DEFAULT 0,
+        partition INTEGER NOT NULL DEFAULT 0,
+        size TEXT NOT NULL DEFAULT '',
+        host TEXT NOT NULL DEFAULT '',
+        name TEXT NOT NULL DEFAULT '',
+        read_only INTEGER NOT NULL DEFAULT 0,
+        owner TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL CHECK (state IN ('pending', 'running', 'done', 'failed', 'cancelled')),
+        progress INTEGER NOT NULL DEFAULT 0,
+        step TEXT NOT NULL DEFAULT '',
+        result TEXT NOT NULL DEFAULT '',
+        result_unit INTEGER NOT NULL DEFAULT 0,
+        result_volume INTEGER NOT NULL DEFAULT 0,
+        created_ms INTEGER NOT NULL,
+        finished_ms INTEGER
+    );",
     ),
 ];
 
@@ -896,6 +923,101 @@ impl StationStore {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+impl StationStore {
+    // ----- station tasks -----
+
+    /// Every stored task, by index.
+    pub fn tasks(&self) -> Result<Vec<Task>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT idx, operation, unit, volume, partition, size, host, name, read_only, owner, state, progress, step,
+                result, result_unit, result_volume, created_ms, finished_ms FROM tasks ORDER BY idx",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let operation: String = r.get(1)?;
+            let state: String = r.get(10)?;
+            Ok((
+                operation,
+                state,
+                Task {
+                    index: r.get(0)?,
+                    arguments: Arguments {
+                        operation: OperationKind::CreateVolume,
+                        unit: r.get(2)?,
+                        volume: r.get(3)?,
+                        partition: r.get(4)?,
+                        size: r.get(5)?,
+                        host: r.get(6)?,
+                        name: r.get(7)?,
+                        read_only: r.get(8)?,
+                    },
+                    owner: r.get(9)?,
+                    state: TaskState::Pending,
+                    progress: r.get(11)?,
+                    step: r.get(12)?,
+                    result: r.get(13)?,
+                    result_unit: r.get(14)?,
+                    result_volume: r.get(15)?,
+                    created_ms: r.get(16)?,
+                    finished_ms: r.get(17)?,
+                },
+            ))
+        })?;
+        rows.map(|row| {
+            let (operation, state, mut task) = row?;
+            task.arguments.operation =
+                operation.parse().map_err(|e| StoreError::Corrupt(format!("task {}: {e}", task.index)))?;
+            task.state = state.parse().map_err(|e| StoreError::Corrupt(format!("task {}: {e}", task.index)))?;
+            Ok(task)
+        })
+        .collect()
+    }
+
+    /// Writes a task as it is now (inserted or replaced).
+    pub fn save_task(&mut self, task: &Task) -> Result<(), StoreError> {
+        let a = &task.arguments;
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO tasks (idx, operation, unit, volume, partition, size, host, name, read_only,
+                    owner, state, progress, step, result, result_unit, result_volume, created_ms, finished_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+            )?
+            .execute(params![
+                task.index,
+                a.operation.as_str(),
+                a.unit,
+                a.volume,
+                a.partition,
+                a.size,
+                a.host,
+                a.name,
+                a.read_only,
+                task.owner,
+                task.state.as_str(),
+                task.progress,
+                task.step,
+                task.result,
+                task.result_unit,
+                task.result_volume,
+                task.created_ms,
+                task.finished_ms
+            ])?;
+        Ok(())
+    }
+
+    /// Removes tasks, in one transaction.
+    pub fn delete_tasks(&mut self, indexes: &[u32]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut stmt = tx.prepare_cached("DELETE FROM tasks WHERE idx = ?1")?;
+            for index in indexes {
+                stmt.execute([index])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 }
 

@@ -1,0 +1,554 @@
+//! Everything an operator can do to the pool, as one type: [`Operation`], executed by one path
+//! ([`Operation::execute`], over an [`Allocator`] that holds the operation's locks) for both the CLI commands
+//! (`volume create`, `assign`, `unit rescan`, ...) and the station's tasks ([`crate::tasks`]), so the two cannot
+//! drift apart.
+//!
+//! A task row gives its operation as text [`Arguments`] (dvsanStationTaskTable's columns);
+//! [`Operation::from_arguments`] parses them with the CLI's parsers and says what was wrong and what would be
+//! valid. [`Operation::lock_scope`] names the locks an operation needs (one unit, the whole pool, or neither);
+//! progress goes to a [`Progress`] given to the allocator; the [`Outcome`] is a result in plain words, the unit and
+//! volume it concerns, and the details the CLI prints.
+
+use crate::addr::parse_address;
+use crate::allocate::{
+    human_size, parse_host, parse_request_size, AllocateError, Allocation, Allocator, LockScope, SizeRequest, UnitScan,
+};
+use crate::model::PoolPartition;
+use crate::store::{AssignmentRecord, StationStore};
+use dvsan_mib::dvsan_station_task_operation as mib_operation;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+
+pub use crate::allocate::{NoProgress, Progress};
+
+/// Which operation a task runs (dvsanStationTaskOperation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(into = "&'static str")]
+pub enum OperationKind {
+    CreateVolume,
+    DestroyVolume,
+    CreatePartition,
+    DestroyPartition,
+    AssignVolume,
+    UnassignVolume,
+    Allocate,
+    RescanUnit,
+    AddUnit,
+}
+
+impl OperationKind {
+    pub const ALL: [OperationKind; 9] = [
+        OperationKind::CreateVolume,
+        OperationKind::DestroyVolume,
+        OperationKind::CreatePartition,
+        OperationKind::DestroyPartition,
+        OperationKind::AssignVolume,
+        OperationKind::UnassignVolume,
+        OperationKind::Allocate,
+        OperationKind::RescanUnit,
+        OperationKind::AddUnit,
+    ];
+
+    /// The MIB's label, e.g. `createVolume`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationKind::CreateVolume => "createVolume",
+            OperationKind::DestroyVolume => "destroyVolume",
+            OperationKind::CreatePartition => "createPartition",
+            OperationKind::DestroyPartition => "destroyPartition",
+            OperationKind::AssignVolume => "assignVolume",
+            OperationKind::UnassignVolume => "unassignVolume",
+            OperationKind::Allocate => "allocate",
+            OperationKind::RescanUnit => "rescanUnit",
+            OperationKind::AddUnit => "addUnit",
+        }
+    }
+
+    /// The MIB's enumeration value.
+    pub fn mib_value(self) -> i32 {
+        match self {
+            OperationKind::CreateVolume => mib_operation::CREATE_VOLUME,
+            OperationKind::DestroyVolume => mib_operation::DESTROY_VOLUME,
+            OperationKind::CreatePartition => mib_operation::CREATE_PARTITION,
+            OperationKind::DestroyPartition => mib_operation::DESTROY_PARTITION,
+            OperationKind::AssignVolume => mib_operation::ASSIGN_VOLUME,
+            OperationKind::UnassignVolume => mib_operation::UNASSIGN_VOLUME,
+            OperationKind::Allocate => mib_operation::ALLOCATE,
+            OperationKind::RescanUnit => mib_operation::RESCAN_UNIT,
+            OperationKind::AddUnit => mib_operation::ADD_UNIT,
+        }
+    }
+
+    pub fn from_mib(value: i32) -> Option<OperationKind> {
+        OperationKind::ALL.into_iter().find(|k| k.mib_value() == value)
+    }
+}
+
+impl fmt::Display for OperationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for OperationKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        OperationKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| format!("unknown operation {s:?}"))
+    }
+}
+
+impl From<OperationKind> for &'static str {
+    fn from(kind: OperationKind) -> &'static str {
+        kind.as_str()
+    }
+}
+
+/// An operation and its arguments as a task row holds them: text, checked only when the task runs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Arguments {
+    pub operation: OperationKind,
+    /// The unit (index, unit id or prefix, name or agent address); for addUnit the agent's address.
+    pub unit: String,
+    /// The volume's index on the unit; 0 when not given.
+    pub volume: u32,
+    /// The partition's index in the volume; 0 when not given.
+    pub partition: u32,
+    /// Bytes, or a number with K, M, G, T.
+    pub size: String,
+    /// The host's IP address, in text.
+    pub host: String,
+    /// The name of a volume to create; empty lets the unit name it.
+    pub name: String,
+    pub read_only: bool,
+}
+
+impl Arguments {
+    /// `operation` with every argument at its default (the MIB's DEFVALs).
+    pub fn new(operation: OperationKind) -> Arguments {
+        Arguments {
+            operation,
+            unit: String::new(),
+            volume: 0,
+            partition: 0,
+            size: String::new(),
+            host: String::new(),
+            name: String::new(),
+            read_only: false,
+        }
+    }
+}
+
+/// One change to the pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operation {
+    CreateVolume { unit: String, size_bytes: u64, name: Option<String> },
+    DestroyVolume { unit: String, volume: u32 },
+    CreatePartition { unit: String, volume: u32, size_bytes: u64 },
+    DestroyPartition { unit: String, volume: u32, partition: u32 },
+    Assign { unit: String, volume: u32, host: IpAddr, read_only: bool },
+    Unassign { unit: String, volume: u32, host: Option<IpAddr> },
+    Allocate { size_bytes: u64, host: IpAddr, name: Option<String>, read_only: bool },
+    RescanUnit { unit: String },
+    AddUnit { address: SocketAddr },
+}
+
+/// How an operation ended well: what it did in plain words, the unit and volume it concerns (0 when none), and
+/// the details the CLI prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub text: String,
+    pub unit: u32,
+    pub volume: u32,
+    pub detail: Detail,
+}
+
+/// What an operation made or changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Detail {
+    /// A free volume was created (`host` is unspecified, `grant` 0).
+    Volume(Allocation),
+    /// A volume was assigned to a host (assign, allocate).
+    Assignment(Allocation),
+    Partition(PoolPartition),
+    /// An assignment was released.
+    Released(AssignmentRecord),
+    /// A volume or partition was destroyed.
+    Destroyed,
+    /// A unit was read (rescan) or added.
+    Unit(UnitScan),
+}
+
+fn needs_unit(kind: OperationKind) -> String {
+    format!("{kind} needs a unit (dvsanStationTaskUnit): its index, unit id, name or agent address")
+}
+
+fn needs_volume(kind: OperationKind) -> String {
+    format!("{kind} needs a volume (dvsanStationTaskVolume): the volume's index on the unit, 1 or more")
+}
+
+fn size(kind: OperationKind, text: &str) -> Result<u64, String> {
+    if text.trim().is_empty() {
+        return Err(format!(
+            "{kind} needs a size (dvsanStationTaskSize): bytes or a number with K, M, G or T (for example 80G or 512M)"
+        ));
+    }
+    parse_request_size(text.trim()).map_err(|e| e.to_string())
+}
+
+fn host(kind: OperationKind, text: &str) -> Result<IpAddr, String> {
+    if text.trim().is_empty() {
+        return Err(format!(
+            "{kind} needs a host (dvsanStationTaskHost): the IP address its NBD connections come from, for example \
+             192.0.2.10"
+        ));
+    }
+    parse_host(text).map_err(|e| e.to_string())
+}
+
+impl Operation {
+    /// Parses a task row's arguments; `default_agent_port` completes an addUnit address without a port. The error
+    /// says what was wrong and what would be valid. Arguments the operation does not use are ignored.
+    pub fn from_arguments(args: &Arguments, default_agent_port: u16) -> Result<Operation, String> {
+        let kind = args.operation;
+        let unit = || {
+            let unit = args.unit.trim();
+            if unit.is_empty() {
+                Err(needs_unit(kind))
+            } else {
+                Ok(unit.to_string())
+            }
+        };
+        let volume = || if args.volume == 0 { Err(needs_volume(kind)) } else { Ok(args.volume) };
+        let name = (!args.name.is_empty()).then(|| args.name.clone());
+        Ok(match kind {
+            OperationKind::CreateVolume => {
+                Operation::CreateVolume { unit: unit()?, size_bytes: size(kind, &args.size)?, name }
+            }
+            OperationKind::DestroyVolume => Operation::DestroyVolume { unit: unit()?, volume: volume()? },
+            OperationKind::CreatePartition => {
+                Operation::CreatePartition { unit: unit()?, volume: volume()?, size_bytes: size(kind, &args.size)? }
+            }
+            OperationKind::DestroyPartition => {
+                let (unit, volume) = (unit()?, volume()?);
+                if args.partition == 0 {
+                    return Err(format!(
+                        "{kind} needs a partition (dvsanStationTaskPartition): the partition's index in the volume, \
+                         1 or more"
+                    ));
+                }
+                Operation::DestroyPartition { unit, volume, partition: args.partition }
+            }
+            OperationKind::AssignVolume => Operation::Assign {
+                unit: unit()?,
+                volume: volume()?,
+                host: host(kind, &args.host)?,
+                read_only: args.read_only,
+            },
+            OperationKind::UnassignVolume => {
+                let host = if args.host.trim().is_empty() { None } else { Some(host(kind, &args.host)?) };
+                Operation::Unassign { unit: unit()?, volume: volume()?, host }
+            }
+            OperationKind::Allocate => Operation::Allocate {
+                size_bytes: size(kind, &args.size)?,
+                host: host(kind, &args.host)?,
+                name,
+                read_only: args.read_only,
+            },
+            OperationKind::RescanUnit => Operation::RescanUnit { unit: unit()? },
+            OperationKind::AddUnit => {
+                if args.unit.trim().is_empty() {
+                    return Err(format!(
+                        "{kind} needs the agent's address in dvsanStationTaskUnit: an IP address with an optional \
+                         port, for example 192.0.2.20 or 192.0.2.20:{default_agent_port}"
+                    ));
+                }
+                Operation::AddUnit { address: parse_address(&args.unit, default_agent_port)? }
+            }
+        })
+    }
+
+    pub fn kind(&self) -> OperationKind {
+        match self {
+            Operation::CreateVolume { .. } => OperationKind::CreateVolume,
+            Operation::DestroyVolume { .. } => OperationKind::DestroyVolume,
+            Operation::CreatePartition { .. } => OperationKind::CreatePartition,
+            Operation::DestroyPartition { .. } => OperationKind::DestroyPartition,
+            Operation::Assign { .. } => OperationKind::AssignVolume,
+            Operation::Unassign { .. } => OperationKind::UnassignVolume,
+            Operation::Allocate { .. } => OperationKind::Allocate,
+            Operation::RescanUnit { .. } => OperationKind::RescanUnit,
+            Operation::AddUnit { .. } => OperationKind::AddUnit,
+        }
+    }
+
+    /// The unit the operation names, as given.
+    pub fn unit(&self) -> Option<&str> {
+        match self {
+            Operation::CreateVolume { unit, .. }
+            | Operation::DestroyVolume { unit, .. }
+            | Operation::CreatePartition { unit, .. }
+            | Operation::DestroyPartition { unit, .. }
+            | Operation::Assign { unit, .. }
+            | Operation::Unassign { unit, .. }
+            | Operation::RescanUnit { unit } => Some(unit),
+            Operation::Allocate { .. } | Operation::AddUnit { .. } => None,
+        }
+    }
+
+    /// The locks the operation needs: its unit's (found in `store`), the whole pool for an allocation (it may
+    /// choose any unit), the shared pool lock only for adding a unit.
+    pub fn lock_scope(&self, store: &StationStore) -> Result<LockScope, AllocateError> {
+        Ok(match (self, self.unit()) {
+            (Operation::Allocate { .. }, _) => LockScope::Pool,
+            (_, Some(unit)) => LockScope::Unit(store.find_unit(unit)?.index),
+            (_, None) => LockScope::Shared,
+        })
+    }
+
+    /// Runs the operation with `allocator`, which must hold the locks of [`Operation::lock_scope`].
+    pub async fn execute(&self, allocator: &mut Allocator<'_>) -> Result<Outcome, AllocateError> {
+        match self {
+            Operation::CreateVolume { unit, size_bytes, name } => {
+                let index = allocator.find_unit(unit)?;
+                let v = allocator.create_on(index, *size_bytes, name.as_deref()).await?;
+                Ok(Outcome {
+                    text: format!(
+                        "created volume {} {:?} on unit #{}: {} bytes ({}), LBA {}-{}",
+                        v.volume,
+                        v.name,
+                        v.unit,
+                        v.size_bytes,
+                        human_size(v.size_bytes),
+                        v.start_lba,
+                        v.end_lba
+                    ),
+                    unit: v.unit,
+                    volume: v.volume,
+                    detail: Detail::Volume(v),
+                })
+            }
+            Operation::DestroyVolume { unit, volume } => {
+                let index = allocator.find_unit(unit)?;
+                allocator.destroy_on(index, *volume).await?;
+                Ok(Outcome {
+                    text: format!("destroyed volume {volume} of unit #{index}"),
+                    unit: index,
+                    volume: *volume,
+                    detail: Detail::Destroyed,
+                })
+            }
+            Operation::CreatePartition { unit, volume, size_bytes } => {
+                let index = allocator.find_unit(unit)?;
+                let p = allocator.partition_on(index, *volume, *size_bytes).await?;
+                Ok(Outcome {
+                    text: format!(
+                        "created partition {} of volume {volume} on unit #{index}: LBA {}-{}, export {:?}",
+                        p.index, p.start_lba, p.end_lba, p.export_name
+                    ),
+                    unit: index,
+                    volume: *volume,
+                    detail: Detail::Partition(p),
+                })
+            }
+            Operation::DestroyPartition { unit, volume, partition } => {
+                let index = allocator.find_unit(unit)?;
+                allocator.destroy_partition_on(index, *volume, *partition).await?;
+                Ok(Outcome {
+                    text: format!("destroyed partition {partition} of volume {volume} on unit #{index}"),
+                    unit: index,
+                    volume: *volume,
+                    detail: Detail::Destroyed,
+                })
+            }
+            Operation::Assign { unit, volume, host, read_only } => {
+                let index = allocator.find_unit(unit)?;
+                let a = allocator.assign(index, *volume, *host, *read_only).await?;
+                Ok(Outcome {
+                    text: format!(
+                        "assigned volume {} {:?} of unit #{} to {}{}: {}",
+                        a.volume,
+                        a.name,
+                        a.unit,
+                        a.host,
+                        if a.read_only { " (read-only)" } else { "" },
+                        a.nbd_uri.as_deref().unwrap_or("no NBD address known yet")
+                    ),
+                    unit: a.unit,
+                    volume: a.volume,
+                    detail: Detail::Assignment(a),
+                })
+            }
+            Operation::Unassign { unit, volume, host } => {
+                let index = allocator.find_unit(unit)?;
+                let released = allocator.release(index, *volume, *host).await?;
+                Ok(Outcome {
+                    text: format!(
+                        "released volume {} of unit #{} from {}",
+                        released.volume, released.unit, released.host
+                    ),
+                    unit: released.unit,
+                    volume: released.volume,
+                    detail: Detail::Released(released),
+                })
+            }
+            Operation::Allocate { size_bytes, host, name, read_only } => {
+                let request =
+                    SizeRequest { size_bytes: *size_bytes, host: *host, name: name.clone(), read_only: *read_only };
+                let a = allocator.request(&request).await?;
+                Ok(Outcome {
+                    text: format!(
+                        "allocated volume {} {:?} of unit #{} ({}{}) to {}{}: {}",
+                        a.volume,
+                        a.name,
+                        a.unit,
+                        human_size(a.size_bytes),
+                        if a.volume_created { ", created for it" } else { "" },
+                        a.host,
+                        if a.read_only { " (read-only)" } else { "" },
+                        a.nbd_uri.as_deref().unwrap_or("no NBD address known yet")
+                    ),
+                    unit: a.unit,
+                    volume: a.volume,
+                    detail: Detail::Assignment(a),
+                })
+            }
+            Operation::RescanUnit { unit } => {
+                let index = allocator.find_unit(unit)?;
+                let scan = allocator.rescan(index).await?;
+                Ok(Outcome {
+                    text: format!("read {}", scan_text(&scan)),
+                    unit: scan.unit,
+                    volume: 0,
+                    detail: Detail::Unit(scan),
+                })
+            }
+            Operation::AddUnit { address } => {
+                let scan = allocator.add_unit(*address).await?;
+                let text = match &scan.unanswered {
+                    None => format!("added {}", scan_text(&scan)),
+                    Some(reason) => format!(
+                        "registered {address} as unit #{}; it did not answer as a DVSAN unit yet ({reason}); the \
+                         station keeps polling it",
+                        scan.unit
+                    ),
+                };
+                Ok(Outcome { text, unit: scan.unit, volume: 0, detail: Detail::Unit(scan) })
+            }
+        }
+    }
+}
+
+/// `unit #3 UUID (name) at ADDR: N volume(s), STATE`.
+fn scan_text(scan: &UnitScan) -> String {
+    format!(
+        "unit #{} {} ({}) at {}: {} volume(s), {}",
+        scan.unit,
+        scan.unit_id.as_deref().unwrap_or("?"),
+        if scan.name.is_empty() { "unnamed" } else { &scan.name },
+        scan.address,
+        scan.volumes,
+        scan.state
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(kind: OperationKind, fill: impl FnOnce(&mut Arguments)) -> Result<Operation, String> {
+        let mut a = Arguments::new(kind);
+        fill(&mut a);
+        Operation::from_arguments(&a, 1161)
+    }
+
+    #[test]
+    fn kinds_follow_the_mib() {
+        for kind in OperationKind::ALL {
+            assert_eq!(OperationKind::from_mib(kind.mib_value()), Some(kind));
+            assert_eq!(kind.as_str().parse::<OperationKind>(), Ok(kind));
+        }
+        assert_eq!(OperationKind::CreateVolume.mib_value(), 1);
+        assert_eq!(OperationKind::AddUnit.mib_value(), 9);
+        assert_eq!(OperationKind::from_mib(0), None);
+        assert_eq!(OperationKind::from_mib(10), None);
+    }
+
+    #[test]
+    fn rows_parse_into_operations() {
+        let op = args(OperationKind::CreateVolume, |a| {
+            a.unit = " 127.0.0.2 ".into();
+            a.size = "64M".into();
+        });
+        assert_eq!(op, Ok(Operation::CreateVolume { unit: "127.0.0.2".into(), size_bytes: 64 << 20, name: None }));
+        let op = args(OperationKind::Allocate, |a| {
+            a.size = "1G".into();
+            a.host = "192.0.2.10".into();
+            a.name = "db".into();
+            a.read_only = true;
+            a.unit = "ignored".into();
+        });
+        assert_eq!(
+            op,
+            Ok(Operation::Allocate {
+                size_bytes: 1 << 30,
+                host: "192.0.2.10".parse().unwrap(),
+                name: Some("db".into()),
+                read_only: true
+            })
+        );
+        let op = args(OperationKind::UnassignVolume, |a| {
+            a.unit = "3".into();
+            a.volume = 2;
+        });
+        assert_eq!(op, Ok(Operation::Unassign { unit: "3".into(), volume: 2, host: None }));
+        let op = args(OperationKind::DestroyPartition, |a| {
+            a.unit = "u".into();
+            a.volume = 2;
+            a.partition = 1;
+        });
+        assert_eq!(op, Ok(Operation::DestroyPartition { unit: "u".into(), volume: 2, partition: 1 }));
+        let op = args(OperationKind::AddUnit, |a| a.unit = "192.0.2.20".into());
+        assert_eq!(op, Ok(Operation::AddUnit { address: "192.0.2.20:1161".parse().unwrap() }));
+        let op = args(OperationKind::RescanUnit, |a| a.unit = "u".into()).unwrap();
+        assert_eq!((op.kind(), op.unit()), (OperationKind::RescanUnit, Some("u")));
+    }
+
+    #[test]
+    fn bad_rows_say_what_is_wrong_and_what_would_be_valid() {
+        let err = |kind, fill: fn(&mut Arguments)| args(kind, fill).unwrap_err();
+        let e = err(OperationKind::CreateVolume, |a| {
+            a.unit = "u".into();
+            a.size = "lots".into();
+        });
+        assert!(e.contains("\"lots\" is not a size") && e.contains("512M"), "{e}");
+        let e = err(OperationKind::CreateVolume, |a| a.size = "1M".into());
+        assert!(e.contains("createVolume needs a unit") && e.contains("unit id"), "{e}");
+        let e = err(OperationKind::CreateVolume, |a| a.unit = "u".into());
+        assert!(e.contains("needs a size") && e.contains("80G"), "{e}");
+        let e = err(OperationKind::DestroyVolume, |a| a.unit = "u".into());
+        assert!(e.contains("destroyVolume needs a volume") && e.contains("1 or more"), "{e}");
+        let e = err(OperationKind::DestroyPartition, |a| {
+            a.unit = "u".into();
+            a.volume = 1;
+        });
+        assert!(e.contains("needs a partition"), "{e}");
+        let e = err(OperationKind::AssignVolume, |a| {
+            a.unit = "u".into();
+            a.volume = 1;
+            a.host = "nohost".into();
+        });
+        assert!(e.contains("\"nohost\" is not a host IP address") && e.contains("192.0.2.10"), "{e}");
+        let e = err(OperationKind::Allocate, |a| a.size = "1M".into());
+        assert!(e.contains("allocate needs a host"), "{e}");
+        let e = err(OperationKind::Allocate, |a| {
+            a.size = "0".into();
+            a.host = "192.0.2.1".into();
+        });
+        assert!(e.contains("larger than 0"), "{e}");
+        let e = err(OperationKind::AddUnit, |a| a.unit = "unit-a.example".into());
+        assert!(e.contains("not an IP address") && e.contains("IP:PORT"), "{e}");
+        let e = err(OperationKind::AddUnit, |_| {});
+        assert!(e.contains("addUnit needs the agent's address"), "{e}");
+    }
+}
