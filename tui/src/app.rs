@@ -2,14 +2,16 @@
 //!
 //! [`App::handle_key`] maps a key to an [`Action`] according to what has the focus (a confirmation, a form,
 //! the filter prompt, the help overlay, or the lists); [`App::update`] applies an action; [`App::apply`] takes
-//! what the background sources sent. Nothing here does I/O, so every behaviour is unit-testable and the screens
-//! in [`crate::ui`] render from this state alone.
+//! what the background sources sent. Nothing here does I/O: commands for the station (new tasks, cancels,
+//! removals) go to an outbox that the main loop drains ([`App::take_outbox`]) and hands to
+//! [`crate::source::tasks::TaskClient`], whose answers come back through [`App::apply`]. So every behaviour is
+//! unit-testable and the screens in [`crate::ui`] render from this state alone.
 
-use crate::form::{Confirm, Form, FormKind, Request};
-use crate::model::{Notification, Partition, Pool, TailStatus, Traffic, Unit, Volume};
+use crate::form::{Command, Confirm, Form, FormKind, Prefill, Request};
+use crate::model::{Assignment, Notification, Partition, Pool, TailStatus, Task, TaskState, Traffic, Unit, Volume};
 use crate::source::Update;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 /// Notifications kept in memory; older ones are dropped.
 pub const MAX_NOTIFICATIONS: usize = 5000;
@@ -17,9 +19,8 @@ pub const MAX_NOTIFICATIONS: usize = 5000;
 pub const PAGE: usize = 10;
 /// Longest filter text.
 pub const MAX_FILTER: usize = 64;
-
-/// What a submitted request gets until the station runs tasks.
-pub const TASKS_UNAVAILABLE: &str = "station tasks are not available yet";
+/// Tasks this console follows until they end; beyond this, the oldest are forgotten.
+pub const MAX_FOLLOWED_TASKS: usize = 1000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Screen {
@@ -124,7 +125,30 @@ pub enum Action {
     SubmitForm,
     CloseForm,
     DestroySelectedVolume,
+    /// The selected partition, or the destroy-partition form when none is selected.
+    DestroySelectedPartition,
+    /// The selected volume's or assignment's host loses it; the unassign form when nothing assigned is selected.
+    UnassignSelected,
+    RescanSelectedUnit,
+    CancelSelectedTask,
+    RemoveSelectedTask,
     Confirm(bool),
+}
+
+/// A one-line message for the status line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusMessage {
+    pub text: String,
+    /// Shown as an error (a refusal, a failed task).
+    pub error: bool,
+}
+
+/// A task this console submitted and follows until it ends.
+#[derive(Clone, Debug, PartialEq)]
+struct Followed {
+    request: Request,
+    /// Whether a snapshot has shown the task (so its disappearance means someone removed it).
+    seen: bool,
 }
 
 /// The console's whole state.
@@ -148,13 +172,29 @@ pub struct App {
     pub now_unix: i64,
     pub traffic: Vec<Traffic>,
     pub traffic_errors: Vec<String>,
+    /// The station's tasks, newest first (the last good read).
+    pub tasks: Vec<Task>,
+    /// Why the last task read failed.
+    pub tasks_error: Option<String>,
+    /// When the last good task list was read (Unix seconds).
+    pub tasks_read_unix: Option<i64>,
+    /// Volumes assigned to hosts (the last good read).
+    pub assignments: Vec<Assignment>,
+    /// Why the last assignment read failed.
+    pub assignments_error: Option<String>,
+    /// When the last good assignment list was read (Unix seconds).
+    pub assignments_read_unix: Option<i64>,
     pub notifications: VecDeque<Notification>,
     pub tail: TailStatus,
     /// Keep the newest notification selected as new ones arrive.
     pub follow: bool,
     /// A one-line message for the status line (results, refusals).
-    pub message: Option<String>,
+    pub message: Option<StatusMessage>,
     pub quit: bool,
+    /// Commands for the station, waiting for the main loop.
+    outbox: Vec<Command>,
+    /// Tasks this console submitted that have not ended yet, by task index.
+    followed: BTreeMap<u32, Followed>,
 }
 
 impl App {
@@ -175,12 +215,30 @@ impl App {
             now_unix: 0,
             traffic: Vec::new(),
             traffic_errors: Vec::new(),
+            tasks: Vec::new(),
+            tasks_error: None,
+            tasks_read_unix: None,
+            assignments: Vec::new(),
+            assignments_error: None,
+            assignments_read_unix: None,
             notifications: VecDeque::new(),
             tail,
             follow: true,
             message: None,
             quit: false,
+            outbox: Vec::new(),
+            followed: BTreeMap::new(),
         }
+    }
+
+    /// The commands the user confirmed since the last call, oldest first, for the main loop to send.
+    pub fn take_outbox(&mut self) -> Vec<Command> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// The indexes of the tasks this console submitted and still follows.
+    pub fn followed_tasks(&self) -> Vec<u32> {
+        self.followed.keys().copied().collect()
     }
 
     /// The key's meaning in the current state.
@@ -246,10 +304,24 @@ impl App {
             KeyCode::Char(c @ '1'..='6') => Action::GoTo(Screen::ALL[usize::from(c as u8 - b'1')]),
             KeyCode::F(n @ 1..=6) => Action::GoTo(Screen::ALL[usize::from(n - 1)]),
             KeyCode::Char('a') if self.screen == Screen::Units => Action::OpenForm(FormKind::AddUnit),
+            KeyCode::Char('a') if matches!(self.screen, Screen::Volumes | Screen::Hosts) => {
+                Action::OpenForm(FormKind::Assign)
+            }
             KeyCode::Char('c') if matches!(self.screen, Screen::Units | Screen::Volumes) => {
                 Action::OpenForm(FormKind::CreateVolume)
             }
+            KeyCode::Char('c') if self.screen == Screen::Tasks => Action::CancelSelectedTask,
+            KeyCode::Char('p') if matches!(self.screen, Screen::Units | Screen::Volumes) => {
+                Action::OpenForm(FormKind::CreatePartition)
+            }
             KeyCode::Char('d') if self.pane == Pane::Volumes => Action::DestroySelectedVolume,
+            KeyCode::Char('d') if self.pane == Pane::Partitions => Action::DestroySelectedPartition,
+            KeyCode::Char('u') if matches!(self.screen, Screen::Volumes | Screen::Hosts) => Action::UnassignSelected,
+            KeyCode::Char('n') if matches!(self.screen, Screen::Units | Screen::Volumes | Screen::Hosts) => {
+                Action::OpenForm(FormKind::Allocate)
+            }
+            KeyCode::Char('r') if self.screen == Screen::Units => Action::RescanSelectedUnit,
+            KeyCode::Char('x') | KeyCode::Delete if self.screen == Screen::Tasks => Action::RemoveSelectedTask,
             _ => Action::None,
         }
     }
@@ -310,13 +382,7 @@ impl App {
                 self.filters[self.pane.slot()].clear();
                 self.message = None;
             }
-            Action::OpenForm(kind) => {
-                let unit = self.selected_unit_label().filter(|_| kind == FormKind::CreateVolume);
-                self.form = Some(match unit {
-                    Some(unit) => Form::create_volume_on(&unit),
-                    None => Form::new(kind),
-                });
-            }
+            Action::OpenForm(kind) => self.form = Some(Form::prefilled(kind, &self.prefill(kind))),
             Action::FormChar(c) => self.with_form(|f| f.push(c)),
             Action::FormBackspace => self.with_form(Form::backspace),
             Action::FormNextField => self.with_form(Form::next_field),
@@ -331,19 +397,69 @@ impl App {
             Action::DestroySelectedVolume => {
                 let volume = self.visible_volumes().get(self.selected(Pane::Volumes)).map(|v| (*v).clone());
                 match volume {
-                    Some(volume) => {
-                        let unit = self.pool.unit(volume.unit_index).map_or(volume.unit_index.to_string(), Unit::label);
-                        self.request(Request::DestroyVolume { unit, volume: volume.index, name: volume.name });
-                    }
-                    None => self.message = Some("no volume selected".to_string()),
+                    Some(volume) => self.request(Request::DestroyVolume {
+                        unit: self.unit_ref(volume.unit_index),
+                        volume: volume.index,
+                        name: volume.name,
+                    }),
+                    None => self.say("no volume selected"),
                 }
             }
+            Action::DestroySelectedPartition => {
+                let partition = self.visible_partitions().get(self.selected(Pane::Partitions)).map(|p| (*p).clone());
+                match partition {
+                    Some(p) => self.request(Request::DestroyPartition {
+                        unit: self.unit_ref(p.unit_index),
+                        volume: p.volume_index,
+                        partition: p.index,
+                    }),
+                    None => self.update(Action::OpenForm(FormKind::DestroyPartition)),
+                }
+            }
+            Action::UnassignSelected => {
+                let selected = self.prefill(FormKind::Unassign);
+                match (&selected.unit, selected.volume, selected.host) {
+                    (Some(unit), Some(volume), Some(host)) => {
+                        self.request(Request::Unassign { unit: unit.clone(), volume, host: Some(host) })
+                    }
+                    (Some(unit), Some(volume), None) if self.pane == Pane::Volumes => {
+                        self.say(format!("volume {volume} of unit {unit} is not assigned to a host"))
+                    }
+                    _ => self.form = Some(Form::prefilled(FormKind::Unassign, &selected)),
+                }
+            }
+            Action::RescanSelectedUnit => {
+                let unit = self.visible_units().get(self.selected(Pane::Units)).map(|u| u.index);
+                match unit {
+                    Some(index) => self.request(Request::RescanUnit { unit: self.unit_ref(index) }),
+                    None => self.say("no unit selected"),
+                }
+            }
+            Action::CancelSelectedTask => match self.selected_task() {
+                Some(task) if task.state == TaskState::Pending => {
+                    self.confirm = Some(Confirm { command: Command::Cancel { task: task.index, what: task.summary() } })
+                }
+                Some(task) if task.state == TaskState::Running => self.say(format!(
+                    "task {} is running: only pending tasks can be cancelled; a running one finishes its steps",
+                    task.index
+                )),
+                Some(task) => self.say(format!("task {} has ended ({}); x removes it", task.index, task.state)),
+                None => self.say("no task selected"),
+            },
+            Action::RemoveSelectedTask => match self.selected_task() {
+                Some(task) if task.state.is_ended() => self.send(Command::Remove { task: task.index }),
+                Some(task) => self.say(format!(
+                    "task {} is {}: it can be removed once it has ended (c cancels a pending one)",
+                    task.index, task.state
+                )),
+                None => self.say("no task selected"),
+            },
             Action::Confirm(yes) => {
                 if let Some(confirm) = self.confirm.take() {
                     if yes {
-                        self.send(confirm.request);
+                        self.send(confirm.command);
                     } else {
-                        self.message = Some(format!("cancelled: {}", confirm.request));
+                        self.say(format!("not done: {}", confirm.command));
                     }
                 }
             }
@@ -366,6 +482,24 @@ impl App {
                 }
                 self.traffic = snapshot.traffic;
                 self.traffic_errors = snapshot.traffic_errors;
+                match snapshot.tasks {
+                    Ok(mut tasks) => {
+                        tasks.sort_by_key(|t| std::cmp::Reverse((t.created_unix, t.index)));
+                        self.tasks = tasks;
+                        self.tasks_error = None;
+                        self.tasks_read_unix = Some(snapshot.taken_unix);
+                        self.report_ended_tasks();
+                    }
+                    Err(why) => self.tasks_error = Some(why),
+                }
+                match snapshot.assignments {
+                    Ok(assignments) => {
+                        self.assignments = assignments;
+                        self.assignments_error = None;
+                        self.assignments_read_unix = Some(snapshot.taken_unix);
+                    }
+                    Err(why) => self.assignments_error = Some(why),
+                }
                 self.clamp_selections();
             }
             Update::Notification(notification) => {
@@ -380,6 +514,61 @@ impl App {
                 }
             }
             Update::Tail(status) => self.tail = status,
+            Update::Submitted { request, task } => {
+                self.say(format!("task {task} submitted: {request}"));
+                if self.followed.len() >= MAX_FOLLOWED_TASKS {
+                    self.followed.pop_first();
+                }
+                self.followed.insert(task, Followed { request, seen: false });
+                // The station may have finished it before the answer got here.
+                self.report_ended_tasks();
+            }
+            Update::Cancelled { task } => {
+                self.followed.remove(&task);
+                if let Some(row) = self.tasks.iter_mut().find(|t| t.index == task) {
+                    row.state = TaskState::Cancelled;
+                }
+                self.say(format!("task {task} cancelled"));
+            }
+            Update::Removed { task } => {
+                self.followed.remove(&task);
+                self.tasks.retain(|t| t.index != task);
+                self.clamp_selections();
+                self.say(format!("task {task} removed"));
+            }
+            Update::Refused { command, why } => self.complain(format!("could not {command}: {why}")),
+        }
+    }
+
+    /// Tells the user about followed tasks that ended (done: the result; failed: the reason) and stops following
+    /// them.
+    fn report_ended_tasks(&mut self) {
+        let mut ended = Vec::new();
+        let mut failed = false;
+        let tasks = &self.tasks;
+        self.followed.retain(|index, followed| match tasks.iter().find(|t| t.index == *index) {
+            Some(task) if task.state.is_ended() => {
+                let outcome = if task.result.is_empty() { followed.request.to_string() } else { task.result.clone() };
+                failed |= task.state != TaskState::Done;
+                ended.push(match task.state {
+                    TaskState::Cancelled => format!("task {index} cancelled"),
+                    state => format!("task {index} {state}: {outcome}"),
+                });
+                false
+            }
+            Some(_) => {
+                followed.seen = true;
+                true
+            }
+            None if followed.seen => {
+                failed = true;
+                ended.push(format!("task {index} was removed before it ended ({})", followed.request));
+                false
+            }
+            None => true,
+        });
+        if !ended.is_empty() {
+            self.message = Some(StatusMessage { text: ended.join(" · "), error: failed });
         }
     }
 
@@ -389,19 +578,28 @@ impl App {
         }
     }
 
+    fn say(&mut self, text: impl Into<String>) {
+        self.message = Some(StatusMessage { text: text.into(), error: false });
+    }
+
+    fn complain(&mut self, text: impl Into<String>) {
+        self.message = Some(StatusMessage { text: text.into(), error: true });
+    }
+
     /// A validated request: destructive ones are confirmed first.
     fn request(&mut self, request: Request) {
-        if request.is_destructive() {
-            self.confirm = Some(Confirm { request });
+        let command = Command::Submit(request);
+        if command.needs_confirmation() {
+            self.confirm = Some(Confirm { command });
         } else {
-            self.send(request);
+            self.send(command);
         }
     }
 
-    /// Sends a request to the station. The station has no task interface yet, so nothing is sent and the user is
-    /// told so rather than shown a result that did not happen.
-    fn send(&mut self, request: Request) {
-        self.message = Some(format!("{TASKS_UNAVAILABLE}; not sent: {request}"));
+    /// Queues a command for the main loop; its answer comes back as an [`Update`].
+    fn send(&mut self, command: Command) {
+        self.say(format!("sending: {command}…"));
+        self.outbox.push(command);
     }
 
     fn go_to(&mut self, screen: Screen) {
@@ -410,15 +608,63 @@ impl App {
         self.filter_editing = false;
     }
 
-    fn selected_unit_label(&self) -> Option<String> {
-        match self.pane {
-            Pane::Units => self.visible_units().get(self.selected(Pane::Units)).map(|u| u.label()),
-            Pane::Volumes | Pane::Partitions => {
-                let volume = self.visible_volumes().get(self.selected(Pane::Volumes)).map(|v| v.unit_index)?;
-                self.pool.unit(volume).map(Unit::label)
-            }
-            _ => None,
+    /// How the station should be told about unit `index`: its name when no other unit has it, else its id, else
+    /// its index (the station takes all three).
+    pub fn unit_ref(&self, index: u32) -> String {
+        let Some(unit) = self.pool.unit(index) else { return index.to_string() };
+        let name_is_unique = self.pool.units.iter().filter(|u| u.name == unit.name).count() == 1;
+        if !unit.name.is_empty() && name_is_unique && unit.name.parse::<u32>().is_err() {
+            unit.name.clone()
+        } else if !unit.id.is_empty() {
+            unit.id.clone()
+        } else {
+            index.to_string()
         }
+    }
+
+    /// What a form of `kind` starts with, from the selection.
+    fn prefill(&self, kind: FormKind) -> Prefill {
+        let mut prefill = Prefill::default();
+        match self.pane {
+            Pane::Units => {
+                prefill.unit = self.visible_units().get(self.selected(Pane::Units)).map(|u| self.unit_ref(u.index));
+            }
+            Pane::Volumes | Pane::Partitions => {
+                if let Some(volume) = self.visible_volumes().get(self.selected(Pane::Volumes)) {
+                    prefill.unit = Some(self.unit_ref(volume.unit_index));
+                    prefill.volume = Some(volume.index);
+                    prefill.host = self.assignment_of(volume.unit_index, volume.index).and_then(|a| a.host);
+                }
+                if self.pane == Pane::Partitions {
+                    prefill.partition = self.visible_partitions().get(self.selected(Pane::Partitions)).map(|p| p.index);
+                }
+            }
+            Pane::Hosts => {
+                if let Some(assignment) = self.visible_assignments().get(self.selected(Pane::Hosts)) {
+                    prefill.host = assignment.host;
+                    // Assigning or allocating for the selected host: the selected volume is already taken.
+                    if !matches!(kind, FormKind::Assign | FormKind::Allocate) {
+                        prefill.unit = Some(self.unit_ref(assignment.unit_index));
+                        prefill.volume = Some(assignment.volume_index);
+                    }
+                }
+            }
+            _ => {}
+        }
+        if kind == FormKind::Assign && self.pane != Pane::Hosts {
+            // A volume goes to a new host: the one it may have now is not a useful default.
+            prefill.host = None;
+        }
+        prefill
+    }
+
+    /// The host volume `volume` of unit `unit` is assigned to, if any.
+    pub fn assignment_of(&self, unit: u32, volume: u32) -> Option<&Assignment> {
+        self.assignments.iter().find(|a| (a.unit_index, a.volume_index) == (unit, volume))
+    }
+
+    fn selected_task(&self) -> Option<Task> {
+        self.visible_tasks().get(self.selected(Pane::Tasks)).map(|t| (*t).clone())
     }
 
     fn move_selection(&mut self, delta: isize) {
@@ -436,7 +682,15 @@ impl App {
     }
 
     fn clamp_selections(&mut self) {
-        for pane in [Pane::Units, Pane::Volumes, Pane::Partitions, Pane::Notifications, Pane::Activity] {
+        for pane in [
+            Pane::Units,
+            Pane::Volumes,
+            Pane::Partitions,
+            Pane::Hosts,
+            Pane::Notifications,
+            Pane::Activity,
+            Pane::Tasks,
+        ] {
             let len = self.row_count(pane);
             let slot = pane.slot();
             self.selected[slot] = self.selected[slot].min(len.saturating_sub(1));
@@ -465,8 +719,37 @@ impl App {
             Pane::Partitions => self.visible_partitions().len(),
             Pane::Notifications => self.visible_notifications().len(),
             Pane::Activity => self.visible_traffic().len(),
-            Pane::Hosts | Pane::Tasks => 0,
+            Pane::Hosts => self.visible_assignments().len(),
+            Pane::Tasks => self.visible_tasks().len(),
         }
+    }
+
+    /// Tasks matching the filter (id, operation and arguments, state, owner, step, result), newest first.
+    pub fn visible_tasks(&self) -> Vec<&Task> {
+        let filter = self.filter(Pane::Tasks);
+        self.tasks
+            .iter()
+            .filter(|t| {
+                let (id, summary, state) = (t.index.to_string(), t.summary(), t.state.to_string());
+                matches_terms(filter, &[&id, &summary, &state, &t.owner, &t.step, &t.result])
+            })
+            .collect()
+    }
+
+    /// Assignments matching the filter (host, unit, volume name, mode, NBD URI), by host, unit and volume.
+    pub fn visible_assignments(&self) -> Vec<&Assignment> {
+        let filter = self.filter(Pane::Hosts);
+        let mut rows: Vec<&Assignment> = self
+            .assignments
+            .iter()
+            .filter(|a| {
+                let unit = self.pool.unit(a.unit_index).map(Unit::label).unwrap_or_default();
+                let (host, mode) = (a.host_text(), a.mode.to_string());
+                matches_terms(filter, &[&host, &unit, &a.volume_name, &mode, &a.nbd_uri])
+            })
+            .collect();
+        rows.sort_by_key(|a| (a.host, a.unit_index, a.volume_index));
+        rows
     }
 
     pub fn visible_units(&self) -> Vec<&Unit> {
@@ -488,7 +771,8 @@ impl App {
             .iter()
             .filter(|v| {
                 let unit = self.pool.unit(v.unit_index).map(Unit::label).unwrap_or_default();
-                matches_terms(filter, &[&v.name, &v.export, &unit])
+                let host = self.assignment_of(v.unit_index, v.index).map(Assignment::host_text).unwrap_or_default();
+                matches_terms(filter, &[&v.name, &v.export, &unit, &host])
             })
             .collect()
     }
@@ -562,15 +846,352 @@ impl NotificationFilter {
         if let Some(wanted) = &self.unit {
             let unit_id = n.unit_id.as_deref().unwrap_or("").to_lowercase();
             let source_ip = n.source.rsplit_once(':').map_or(n.source.as_str(), |(ip, _)| ip);
-            let by_name = pool
-                .units
-                .iter()
-                .any(|u| u.name.to_lowercase() == *wanted && !u.id.is_empty() && unit_id == u.id.to_lowercase());
+            // A unit named `wanted` sent it: the notification names the unit's id, or (notifications read over
+            // SNMP carry no station-side unit id) it came from the unit's agent address.
+            let by_name = pool.units.iter().any(|u| {
+                u.name.to_lowercase() == *wanted
+                    && ((!u.id.is_empty() && unit_id == u.id.to_lowercase())
+                        || u.agent.is_some_and(|a| a.ip().to_string() == source_ip))
+            });
             let by_id = !unit_id.is_empty() && unit_id.starts_with(wanted.as_str());
             if !(by_name || by_id || source_ip == wanted.as_str()) {
                 return false;
             }
         }
         matches_terms(&self.words, &[&n.type_name, &n.source, &n.details, n.unit_id.as_deref().unwrap_or("")])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::TaskOperation;
+    use crate::source::fake::{demo_snapshot, FAKE_NOW};
+
+    fn demo() -> App {
+        let mut app = App::new("127.0.0.1:1161", TailStatus::Following);
+        app.apply(Update::Snapshot(demo_snapshot()));
+        app
+    }
+
+    fn key(app: &App, code: KeyCode) -> Action {
+        app.handle_key(KeyEvent::new(code, KeyModifiers::NONE))
+    }
+
+    fn press(app: &mut App, code: KeyCode) {
+        let action = key(app, code);
+        app.update(action);
+    }
+
+    fn type_text(app: &mut App, text: &str) {
+        for c in text.chars() {
+            press(app, KeyCode::Char(c));
+        }
+    }
+
+    fn message(app: &App) -> String {
+        app.message.as_ref().map(|m| m.text.clone()).unwrap_or_default()
+    }
+
+    fn go(app: &mut App, screen: Screen, down: usize) {
+        app.update(Action::GoTo(screen));
+        for _ in 0..down {
+            app.update(Action::Down);
+        }
+    }
+
+    #[test]
+    fn action_keys_depend_on_the_screen() {
+        let mut app = demo();
+        let cases = [
+            (Screen::Units, 'a', Action::OpenForm(FormKind::AddUnit)),
+            (Screen::Units, 'c', Action::OpenForm(FormKind::CreateVolume)),
+            (Screen::Units, 'p', Action::OpenForm(FormKind::CreatePartition)),
+            (Screen::Units, 'r', Action::RescanSelectedUnit),
+            (Screen::Units, 'n', Action::OpenForm(FormKind::Allocate)),
+            (Screen::Units, 'd', Action::None),
+            (Screen::Units, 'x', Action::None),
+            (Screen::Volumes, 'a', Action::OpenForm(FormKind::Assign)),
+            (Screen::Volumes, 'u', Action::UnassignSelected),
+            (Screen::Volumes, 'd', Action::DestroySelectedVolume),
+            (Screen::Volumes, 'r', Action::None),
+            (Screen::Hosts, 'a', Action::OpenForm(FormKind::Assign)),
+            (Screen::Hosts, 'u', Action::UnassignSelected),
+            (Screen::Hosts, 'n', Action::OpenForm(FormKind::Allocate)),
+            (Screen::Hosts, 'c', Action::None),
+            (Screen::Notifications, 'c', Action::None),
+            (Screen::Activity, 'n', Action::None),
+            (Screen::Tasks, 'c', Action::CancelSelectedTask),
+            (Screen::Tasks, 'x', Action::RemoveSelectedTask),
+            (Screen::Tasks, 'a', Action::None),
+        ];
+        for (screen, c, action) in cases {
+            app.update(Action::GoTo(screen));
+            assert_eq!(key(&app, KeyCode::Char(c)), action, "{c} on {screen:?}");
+        }
+        assert_eq!(key(&app, KeyCode::Delete), Action::RemoveSelectedTask);
+        app.update(Action::GoTo(Screen::Volumes));
+        app.update(Action::NextPane);
+        assert_eq!(key(&app, KeyCode::Char('d')), Action::DestroySelectedPartition);
+        // Navigation keys keep their meaning everywhere.
+        for screen in Screen::ALL {
+            app.update(Action::GoTo(screen));
+            assert_eq!(key(&app, KeyCode::Char('j')), Action::Down);
+            assert_eq!(key(&app, KeyCode::Char('g')), Action::Top);
+            assert_eq!(key(&app, KeyCode::Char('l')), Action::NextScreen);
+        }
+    }
+
+    #[test]
+    fn a_valid_form_goes_to_the_outbox() {
+        let mut app = demo();
+        press(&mut app, KeyCode::Char('c'));
+        assert_eq!(app.form.as_ref().map(|f| f.fields[0].value.as_str()), Some("unit1"));
+        type_text(&mut app, "2G");
+        press(&mut app, KeyCode::Tab);
+        type_text(&mut app, "db2");
+        press(&mut app, KeyCode::Enter);
+        assert!(app.form.is_none());
+        let request = Request::CreateVolume { unit: "unit1".into(), size_bytes: 2 << 30, name: Some("db2".into()) };
+        assert_eq!(app.take_outbox(), [Command::Submit(request)]);
+        assert!(message(&app).starts_with("sending: create a 2 GiB volume on unit unit1 named db2"));
+        assert!(app.take_outbox().is_empty());
+        // An invalid one stays open and sends nothing.
+        press(&mut app, KeyCode::Char('n'));
+        press(&mut app, KeyCode::Enter);
+        assert!(app.form.is_some());
+        assert!(app.take_outbox().is_empty());
+    }
+
+    #[test]
+    fn destructive_requests_are_confirmed_first() {
+        let mut app = demo();
+        go(&mut app, Screen::Volumes, 1);
+        press(&mut app, KeyCode::Char('d'));
+        assert!(app.confirm.is_some());
+        assert!(app.take_outbox().is_empty());
+        press(&mut app, KeyCode::Char('n'));
+        assert!(app.take_outbox().is_empty());
+        assert_eq!(message(&app), "not done: destroy volume 2 (db1) of unit unit1");
+        press(&mut app, KeyCode::Char('d'));
+        press(&mut app, KeyCode::Char('y'));
+        let request = Request::DestroyVolume { unit: "unit1".into(), volume: 2, name: "db1".into() };
+        assert_eq!(app.take_outbox(), [Command::Submit(request)]);
+
+        // A selected partition is destroyed after a yes; without partitions, the form opens prefilled.
+        press(&mut app, KeyCode::Tab);
+        press(&mut app, KeyCode::Char('j'));
+        press(&mut app, KeyCode::Char('d'));
+        press(&mut app, KeyCode::Char('y'));
+        let request = Request::DestroyPartition { unit: "unit1".into(), volume: 2, partition: 2 };
+        assert_eq!(app.take_outbox(), [Command::Submit(request)]);
+        press(&mut app, KeyCode::BackTab);
+        press(&mut app, KeyCode::Char('k'));
+        press(&mut app, KeyCode::Tab);
+        press(&mut app, KeyCode::Char('d'));
+        let form = app.form.take().unwrap();
+        assert_eq!(form.kind, FormKind::DestroyPartition);
+        let values: Vec<&str> = form.fields.iter().map(|f| f.value.as_str()).collect();
+        assert_eq!(values, ["unit1", "1", ""]);
+    }
+
+    #[test]
+    fn unassign_takes_the_host_from_the_selection() {
+        let mut app = demo();
+        go(&mut app, Screen::Volumes, 1);
+        press(&mut app, KeyCode::Char('u'));
+        press(&mut app, KeyCode::Char('y'));
+        let host = "127.0.0.9".parse().ok();
+        let request = Request::Unassign { unit: "unit1".into(), volume: 2, host };
+        assert_eq!(app.take_outbox(), [Command::Submit(request)]);
+        // unit3's scratch volume is not assigned.
+        go(&mut app, Screen::Volumes, 3);
+        press(&mut app, KeyCode::Char('u'));
+        assert!(app.confirm.is_none());
+        assert_eq!(message(&app), "volume 1 of unit unit3 is not assigned to a host");
+        // On the Hosts screen, the selected assignment.
+        go(&mut app, Screen::Hosts, 2);
+        press(&mut app, KeyCode::Char('u'));
+        let confirm = app.confirm.take().unwrap();
+        let host = "127.0.0.10".parse().ok();
+        assert_eq!(confirm.command, Command::Submit(Request::Unassign { unit: "unit2".into(), volume: 1, host }));
+    }
+
+    #[test]
+    fn forms_are_prefilled_from_the_selection() {
+        let mut app = demo();
+        go(&mut app, Screen::Volumes, 1);
+        press(&mut app, KeyCode::Char('a'));
+        let form = app.form.take().unwrap();
+        let values: Vec<&str> = form.fields.iter().map(|f| f.value.as_str()).collect();
+        assert_eq!(values, ["unit1", "2", "", "no"]);
+        assert_eq!(form.focus, 2);
+        press(&mut app, KeyCode::Char('p'));
+        let form = app.form.take().unwrap();
+        assert_eq!((form.fields[1].value.as_str(), form.focus), ("2", 2));
+        go(&mut app, Screen::Hosts, 2);
+        press(&mut app, KeyCode::Char('n'));
+        let form = app.form.take().unwrap();
+        assert_eq!(form.fields[1].value, "127.0.0.10");
+        press(&mut app, KeyCode::Char('a'));
+        let form = app.form.take().unwrap();
+        let values: Vec<&str> = form.fields.iter().map(|f| f.value.as_str()).collect();
+        assert_eq!(values, ["", "", "127.0.0.10", "no"]);
+    }
+
+    #[test]
+    fn rescan_goes_out_at_once() {
+        let mut app = demo();
+        go(&mut app, Screen::Units, 2);
+        press(&mut app, KeyCode::Char('r'));
+        assert!(app.confirm.is_none());
+        assert_eq!(app.take_outbox(), [Command::Submit(Request::RescanUnit { unit: "unit3".into() })]);
+    }
+
+    #[test]
+    fn tasks_are_cancelled_when_pending_and_removed_when_ended() {
+        let mut app = demo();
+        // Newest first: 12 cancelled, 11 pending, 10 running, 9 failed, 8 and 7 done.
+        go(&mut app, Screen::Tasks, 0);
+        let order: Vec<u32> = app.visible_tasks().iter().map(|t| t.index).collect();
+        assert_eq!(order, [12, 11, 10, 9, 8, 7]);
+        press(&mut app, KeyCode::Char('c'));
+        assert!(app.confirm.is_none());
+        assert!(message(&app).contains("has ended"));
+        press(&mut app, KeyCode::Char('x'));
+        assert_eq!(app.take_outbox(), [Command::Remove { task: 12 }]);
+        press(&mut app, KeyCode::Char('j'));
+        press(&mut app, KeyCode::Delete);
+        assert!(app.take_outbox().is_empty());
+        assert!(message(&app).contains("task 11 is pending: it can be removed once it has ended"));
+        press(&mut app, KeyCode::Char('c'));
+        assert!(app.confirm.as_ref().unwrap().question().contains("Cancel task 11 (rescan unit3)"));
+        press(&mut app, KeyCode::Char('y'));
+        assert_eq!(app.take_outbox(), [Command::Cancel { task: 11, what: "rescan unit3".into() }]);
+        press(&mut app, KeyCode::Char('j'));
+        press(&mut app, KeyCode::Char('c'));
+        assert!(app.confirm.is_none());
+        assert!(message(&app).contains("task 10 is running"));
+        assert!(app.take_outbox().is_empty());
+    }
+
+    fn snapshot_with(tasks: Vec<Task>) -> Update {
+        let mut snapshot = demo_snapshot();
+        snapshot.tasks = Ok(tasks);
+        Update::Snapshot(snapshot)
+    }
+
+    fn task(index: u32, state: TaskState, result: &str) -> Task {
+        Task {
+            state,
+            result: result.to_string(),
+            created_unix: Some(FAKE_NOW),
+            ..Task::new(index, TaskOperation::RescanUnit)
+        }
+    }
+
+    #[test]
+    fn the_end_of_a_submitted_task_is_reported() {
+        let mut app = demo();
+        let request = Request::RescanUnit { unit: "unit1".into() };
+        app.apply(Update::Submitted { request: request.clone(), task: 40 });
+        assert_eq!(message(&app), "task 40 submitted: rescan unit unit1");
+        assert_eq!(app.followed_tasks(), [40]);
+        app.apply(snapshot_with(vec![task(40, TaskState::Running, "")]));
+        assert_eq!(app.followed_tasks(), [40]);
+        assert_eq!(message(&app), "task 40 submitted: rescan unit unit1");
+        app.apply(snapshot_with(vec![task(40, TaskState::Done, "unit1 read: 2 volumes")]));
+        assert_eq!(
+            app.message,
+            Some(StatusMessage { text: "task 40 done: unit1 read: 2 volumes".into(), error: false })
+        );
+        assert!(app.followed_tasks().is_empty());
+        // Reported once only.
+        app.message = None;
+        app.apply(snapshot_with(vec![task(40, TaskState::Done, "unit1 read: 2 volumes")]));
+        assert_eq!(app.message, None);
+
+        // A failure says why, as an error; two ends at once are both told.
+        app.apply(Update::Submitted { request: request.clone(), task: 41 });
+        app.apply(Update::Submitted { request: request.clone(), task: 42 });
+        app.apply(snapshot_with(vec![
+            task(41, TaskState::Failed, "unit1 does not answer"),
+            task(42, TaskState::Cancelled, ""),
+        ]));
+        let shown = app.message.clone().unwrap();
+        assert!(shown.error);
+        assert_eq!(shown.text, "task 41 failed: unit1 does not answer · task 42 cancelled");
+
+        // The answer may come after a snapshot showing the task already ended.
+        app.apply(snapshot_with(vec![task(43, TaskState::Done, "")]));
+        app.apply(Update::Submitted { request: request.clone(), task: 43 });
+        assert_eq!(message(&app), "task 43 done: rescan unit unit1");
+
+        // A task removed by someone else before it ended.
+        app.apply(Update::Submitted { request, task: 44 });
+        app.apply(snapshot_with(vec![task(44, TaskState::Pending, "")]));
+        app.apply(snapshot_with(Vec::new()));
+        assert!(message(&app).contains("task 44 was removed before it ended"));
+        assert!(app.followed_tasks().is_empty());
+    }
+
+    #[test]
+    fn answers_to_commands_update_the_list_and_the_status_line() {
+        let mut app = demo();
+        app.apply(Update::Removed { task: 12 });
+        assert!(app.tasks.iter().all(|t| t.index != 12));
+        assert_eq!(message(&app), "task 12 removed");
+        app.apply(Update::Cancelled { task: 11 });
+        assert_eq!(app.tasks.iter().find(|t| t.index == 11).map(|t| t.state), Some(TaskState::Cancelled));
+        app.apply(Update::Refused { command: Command::Remove { task: 10 }, why: "task 10 is running".into() });
+        assert_eq!(
+            app.message,
+            Some(StatusMessage { text: "could not remove task 10: task 10 is running".into(), error: true })
+        );
+    }
+
+    #[test]
+    fn a_failed_table_read_keeps_the_last_list() {
+        let mut app = demo();
+        let mut failed = demo_snapshot();
+        failed.tasks = Err("station does not answer".into());
+        failed.assignments = Err("station does not answer".into());
+        app.apply(Update::Snapshot(failed));
+        assert_eq!(app.tasks.len(), 6);
+        assert_eq!(app.assignments.len(), 3);
+        assert_eq!(app.tasks_error.as_deref(), Some("station does not answer"));
+        assert_eq!(app.assignments_error.as_deref(), Some("station does not answer"));
+        app.apply(Update::Snapshot(demo_snapshot()));
+        assert_eq!((app.tasks_error.as_ref(), app.assignments_error.as_ref()), (None, None));
+    }
+
+    #[test]
+    fn tasks_and_assignments_filter() {
+        let mut app = demo();
+        go(&mut app, Screen::Tasks, 0);
+        press(&mut app, KeyCode::Char('/'));
+        type_text(&mut app, "ops-2");
+        let shown: Vec<u32> = app.visible_tasks().iter().map(|t| t.index).collect();
+        assert_eq!(shown, [11, 9]);
+        go(&mut app, Screen::Hosts, 0);
+        press(&mut app, KeyCode::Char('/'));
+        type_text(&mut app, "db1");
+        assert_eq!(app.visible_assignments().len(), 1);
+        go(&mut app, Screen::Volumes, 0);
+        press(&mut app, KeyCode::Char('/'));
+        type_text(&mut app, "127.0.0.10");
+        assert_eq!(app.visible_volumes().len(), 1);
+    }
+
+    #[test]
+    fn units_are_named_so_the_station_finds_them() {
+        let mut app = demo();
+        assert_eq!(app.unit_ref(1), "unit1");
+        assert_eq!(app.unit_ref(99), "99");
+        app.pool.units[1].name = "unit1".into();
+        assert_eq!(app.unit_ref(1), "00000001-5c1e-4a52-9d7e-0242ac120002");
+        app.pool.units[0].name = "7".into();
+        app.pool.units[0].id.clear();
+        assert_eq!(app.unit_ref(1), "1");
     }
 }

@@ -1,15 +1,18 @@
-//! Forms and confirmations for operations the console starts on the station.
+//! Forms and confirmations for the operations the console starts on the station.
 //!
 //! A [`Form`] holds text fields of a [`FieldKind`]; [`Form::validate`] checks every field (sizes with
-//! `dvsan_layout::parse_size`, addresses as IP or IP:PORT) and either yields a [`Request`] or marks the fields
-//! that are wrong, with a reason, so nothing malformed is ever sent. Destructive requests go through a
-//! [`Confirm`] dialog first.
+//! `dvsan_layout::parse_size`, unit agents as IP or IP:PORT, hosts as unicast IPs, volume and partition numbers)
+//! and either yields a [`Request`] or marks the fields that are wrong, with a reason, so nothing malformed is ever
+//! sent. A [`Command`] is what the console asks the station to do: run a request as a task, cancel a task, or
+//! remove an ended one; destructive ones go through a [`Confirm`] dialog first.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 /// The SNMP port a unit address without one gets (the agent's default).
 pub const DEFAULT_AGENT_PORT: u16 = 1161;
+/// Longest field value, in characters (the station's text columns take 64 octets).
+pub const MAX_FIELD: usize = 64;
 
 /// What a field accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +23,14 @@ pub enum FieldKind {
     Address,
     /// A station unit: its index, name or id.
     Unit,
+    /// A positive whole number (volume and partition indexes).
+    Number,
+    /// A host: a unicast IP address.
+    Host,
+    /// A host, or empty.
+    OptionalHost,
+    /// `yes` or `no`: `y`/`n` set it, Space toggles.
+    YesNo,
     /// Optional free text (names).
     OptionalText,
 }
@@ -43,29 +54,78 @@ impl Field {
 pub enum FormKind {
     AddUnit,
     CreateVolume,
+    CreatePartition,
+    DestroyPartition,
+    Assign,
+    Unassign,
+    Allocate,
 }
 
-/// A validated operation, ready to be sent to the station.
+/// A validated operation, ready to be run by the station as a task.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Request {
-    AddUnit { agent: SocketAddr },
-    CreateVolume { unit: String, size_bytes: u64, name: Option<String> },
-    DestroyVolume { unit: String, volume: u32, name: String },
+    AddUnit {
+        agent: SocketAddr,
+    },
+    CreateVolume {
+        unit: String,
+        size_bytes: u64,
+        name: Option<String>,
+    },
+    /// `name` is for people only (the station gets unit and volume).
+    DestroyVolume {
+        unit: String,
+        volume: u32,
+        name: String,
+    },
+    CreatePartition {
+        unit: String,
+        volume: u32,
+        size_bytes: u64,
+    },
+    DestroyPartition {
+        unit: String,
+        volume: u32,
+        partition: u32,
+    },
+    Assign {
+        unit: String,
+        volume: u32,
+        host: IpAddr,
+        read_only: bool,
+    },
+    /// Without a host, the volume is released from whichever host has it.
+    Unassign {
+        unit: String,
+        volume: u32,
+        host: Option<IpAddr>,
+    },
+    Allocate {
+        size_bytes: u64,
+        host: IpAddr,
+        name: Option<String>,
+        read_only: bool,
+    },
+    RescanUnit {
+        unit: String,
+    },
 }
 
 impl Request {
-    /// Whether the operation loses data and so needs confirmation.
+    /// Whether the operation loses data or takes access away, and so needs confirmation.
     pub fn is_destructive(&self) -> bool {
-        matches!(self, Request::DestroyVolume { .. })
+        matches!(self, Request::DestroyVolume { .. } | Request::DestroyPartition { .. } | Request::Unassign { .. })
     }
 }
 
 impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let size = |bytes: &u64| dvsan_layout::HumanSize(*bytes);
+        let access = |read_only: &bool| if *read_only { "read-only" } else { "read-write" };
         match self {
             Request::AddUnit { agent } => write!(f, "add unit {agent}"),
             Request::CreateVolume { unit, size_bytes, name } => {
-                write!(f, "create a {} volume on unit {unit}", dvsan_layout::HumanSize(*size_bytes))?;
+                write!(f, "create a {} volume on unit {unit}", size(size_bytes))?;
                 match name {
                     Some(name) => write!(f, " named {name}"),
                     None => Ok(()),
@@ -74,8 +134,70 @@ impl fmt::Display for Request {
             Request::DestroyVolume { unit, volume, name } => {
                 write!(f, "destroy volume {volume} ({name}) of unit {unit}")
             }
+            Request::CreatePartition { unit, volume, size_bytes } => {
+                write!(f, "create a {} partition in volume {volume} of unit {unit}", size(size_bytes))
+            }
+            Request::DestroyPartition { unit, volume, partition } => {
+                write!(f, "destroy partition {partition} of volume {volume} of unit {unit}")
+            }
+            Request::Assign { unit, volume, host, read_only } => {
+                write!(f, "assign volume {volume} of unit {unit} to {host} ({})", access(read_only))
+            }
+            Request::Unassign { unit, volume, host: Some(host) } => {
+                write!(f, "unassign volume {volume} of unit {unit} from {host}")
+            }
+            Request::Unassign { unit, volume, host: None } => write!(f, "unassign volume {volume} of unit {unit}"),
+            Request::Allocate { size_bytes, host, name, read_only } => {
+                write!(f, "allocate {} for {host} ({})", size(size_bytes), access(read_only))?;
+                match name {
+                    Some(name) => write!(f, " named {name}"),
+                    None => Ok(()),
+                }
+            }
+            Request::RescanUnit { unit } => write!(f, "rescan unit {unit}"),
         }
     }
+}
+
+/// What the console asks the station to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Run a request as a new task.
+    Submit(Request),
+    /// Cancel a pending task; `what` describes it for people.
+    Cancel { task: u32, what: String },
+    /// Remove an ended task's row.
+    Remove { task: u32 },
+}
+
+impl Command {
+    /// Whether the command needs a yes before it is sent.
+    pub fn needs_confirmation(&self) -> bool {
+        match self {
+            Command::Submit(request) => request.is_destructive(),
+            Command::Cancel { .. } => true,
+            Command::Remove { .. } => false,
+        }
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Submit(request) => request.fmt(f),
+            Command::Cancel { task, what } => write!(f, "cancel task {task} ({what})"),
+            Command::Remove { task } => write!(f, "remove task {task}"),
+        }
+    }
+}
+
+/// What a form starts with: values taken from the selection.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Prefill {
+    pub unit: Option<String>,
+    pub volume: Option<u32>,
+    pub partition: Option<u32>,
+    pub host: Option<IpAddr>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -85,31 +207,84 @@ pub struct Form {
     pub focus: usize,
 }
 
+const UNIT: &str = "Unit (index, name or id)";
+const VOLUME: &str = "Volume (number on the unit)";
+const SIZE: &str = "Size (e.g. 512M, 10G)";
+const HOST: &str = "Host (its IP address)";
+const READ_ONLY: &str = "Read-only (y/n)";
+const NAME: &str = "Name (optional)";
+
 impl Form {
     pub fn new(kind: FormKind) -> Form {
+        use FieldKind::*;
         let fields = match kind {
-            FormKind::AddUnit => vec![Field::new("Unit agent (IP[:PORT])", FieldKind::Address, "")],
-            FormKind::CreateVolume => vec![
-                Field::new("Unit (index, name or id)", FieldKind::Unit, ""),
-                Field::new("Size (e.g. 512M, 10G)", FieldKind::Size, ""),
-                Field::new("Name (optional)", FieldKind::OptionalText, ""),
+            FormKind::AddUnit => vec![Field::new("Unit agent (IP[:PORT])", Address, "")],
+            FormKind::CreateVolume => {
+                vec![Field::new(UNIT, Unit, ""), Field::new(SIZE, Size, ""), Field::new(NAME, OptionalText, "")]
+            }
+            FormKind::CreatePartition => {
+                vec![Field::new(UNIT, Unit, ""), Field::new(VOLUME, Number, ""), Field::new(SIZE, Size, "")]
+            }
+            FormKind::DestroyPartition => vec![
+                Field::new(UNIT, Unit, ""),
+                Field::new(VOLUME, Number, ""),
+                Field::new("Partition (number in the volume)", Number, ""),
+            ],
+            FormKind::Assign => vec![
+                Field::new(UNIT, Unit, ""),
+                Field::new(VOLUME, Number, ""),
+                Field::new(HOST, Host, ""),
+                Field::new(READ_ONLY, YesNo, "no"),
+            ],
+            FormKind::Unassign => vec![
+                Field::new(UNIT, Unit, ""),
+                Field::new(VOLUME, Number, ""),
+                Field::new("Host (optional: whoever has it)", OptionalHost, ""),
+            ],
+            FormKind::Allocate => vec![
+                Field::new(SIZE, Size, ""),
+                Field::new(HOST, Host, ""),
+                Field::new(NAME, OptionalText, ""),
+                Field::new(READ_ONLY, YesNo, "no"),
             ],
         };
         Form { kind, fields, focus: 0 }
     }
 
+    /// A form of `kind` with the unit, volume, partition and host filled in where it has such fields; the focus
+    /// goes to the first field still empty.
+    pub fn prefilled(kind: FormKind, prefill: &Prefill) -> Form {
+        let mut form = Form::new(kind);
+        let mut numbers = [prefill.volume, prefill.partition].into_iter();
+        for field in &mut form.fields {
+            let value = match field.kind {
+                FieldKind::Unit => prefill.unit.clone(),
+                FieldKind::Number => numbers.next().flatten().map(|n| n.to_string()),
+                FieldKind::Host | FieldKind::OptionalHost => prefill.host.map(|h| h.to_string()),
+                _ => None,
+            };
+            if let Some(value) = value {
+                field.value = value;
+            }
+        }
+        form.focus = form.fields.iter().position(|f| f.value.is_empty()).unwrap_or(0);
+        form
+    }
+
     /// A create-volume form with the unit filled in.
     pub fn create_volume_on(unit: &str) -> Form {
-        let mut form = Form::new(FormKind::CreateVolume);
-        form.fields[0].value = unit.to_string();
-        form.focus = 1;
-        form
+        Form::prefilled(FormKind::CreateVolume, &Prefill { unit: Some(unit.to_string()), ..Prefill::default() })
     }
 
     pub fn title(&self) -> &'static str {
         match self.kind {
             FormKind::AddUnit => "Add a unit",
             FormKind::CreateVolume => "Create a volume",
+            FormKind::CreatePartition => "Create a partition",
+            FormKind::DestroyPartition => "Destroy a partition",
+            FormKind::Assign => "Assign a volume to a host",
+            FormKind::Unassign => "Unassign a volume",
+            FormKind::Allocate => "Allocate storage for a host",
         }
     }
 
@@ -118,10 +293,21 @@ impl Form {
         &mut self.fields[focus]
     }
 
-    /// Typing: bounded, printable characters only.
+    /// Typing: bounded, printable characters only; a yes/no field takes `y`, `n` and Space (toggles).
     pub fn push(&mut self, c: char) {
         let field = self.focused();
-        if !c.is_control() && field.value.chars().count() < 64 {
+        if field.kind == FieldKind::YesNo {
+            let yes = match c {
+                'y' | 'Y' => true,
+                'n' | 'N' => false,
+                ' ' => field.value != "yes",
+                _ => return,
+            };
+            field.value = if yes { "yes" } else { "no" }.to_string();
+            field.error = None;
+            return;
+        }
+        if !c.is_control() && field.value.chars().count() < MAX_FIELD {
             field.value.push(c);
             field.error = None;
         }
@@ -129,8 +315,10 @@ impl Form {
 
     pub fn backspace(&mut self) {
         let field = self.focused();
-        field.value.pop();
-        field.error = None;
+        if field.kind != FieldKind::YesNo {
+            field.value.pop();
+            field.error = None;
+        }
     }
 
     pub fn next_field(&mut self) {
@@ -151,15 +339,36 @@ impl Form {
             self.focus = bad;
             return None;
         }
-        let value = |i: usize| self.fields[i].value.trim().to_string();
-        match self.kind {
-            FormKind::AddUnit => parse_agent_address(&value(0)).ok().map(|agent| Request::AddUnit { agent }),
-            FormKind::CreateVolume => {
-                let size_bytes = parse_positive_size(&value(1)).ok()?;
-                let name = Some(value(2)).filter(|n| !n.is_empty());
-                Some(Request::CreateVolume { unit: value(0), size_bytes, name })
+        let text = |i: usize| self.fields[i].value.trim().to_string();
+        let size = |i: usize| parse_positive_size(&text(i)).ok();
+        let number = |i: usize| parse_number(&text(i)).ok();
+        let host = |i: usize| parse_host(&text(i)).ok();
+        let optional = |i: usize| Some(text(i)).filter(|t| !t.is_empty());
+        let yes = |i: usize| text(i) == "yes";
+        Some(match self.kind {
+            FormKind::AddUnit => Request::AddUnit { agent: parse_agent_address(&text(0)).ok()? },
+            FormKind::CreateVolume => Request::CreateVolume { unit: text(0), size_bytes: size(1)?, name: optional(2) },
+            FormKind::CreatePartition => {
+                Request::CreatePartition { unit: text(0), volume: number(1)?, size_bytes: size(2)? }
             }
-        }
+            FormKind::DestroyPartition => {
+                Request::DestroyPartition { unit: text(0), volume: number(1)?, partition: number(2)? }
+            }
+            FormKind::Assign => {
+                Request::Assign { unit: text(0), volume: number(1)?, host: host(2)?, read_only: yes(3) }
+            }
+            FormKind::Unassign => Request::Unassign {
+                unit: text(0),
+                volume: number(1)?,
+                host: match optional(2) {
+                    Some(_) => Some(host(2)?),
+                    None => None,
+                },
+            },
+            FormKind::Allocate => {
+                Request::Allocate { size_bytes: size(0)?, host: host(1)?, name: optional(2), read_only: yes(3) }
+            }
+        })
     }
 }
 
@@ -169,8 +378,16 @@ fn check_field(kind: FieldKind, value: &str) -> Result<(), String> {
         FieldKind::Size => parse_positive_size(value).map(|_| ()),
         FieldKind::Address => parse_agent_address(value).map(|_| ()),
         FieldKind::Unit if value.is_empty() => Err("give the unit's index, name or id".to_string()),
+        FieldKind::Unit if value.len() > MAX_FIELD => Err(format!("at most {MAX_FIELD} bytes")),
         FieldKind::Unit => Ok(()),
+        FieldKind::Number => parse_number(value).map(|_| ()),
+        FieldKind::Host => parse_host(value).map(|_| ()),
+        FieldKind::OptionalHost if value.is_empty() => Ok(()),
+        FieldKind::OptionalHost => parse_host(value).map(|_| ()),
+        FieldKind::YesNo if matches!(value, "yes" | "no") => Ok(()),
+        FieldKind::YesNo => Err("y or n".to_string()),
         FieldKind::OptionalText if value.chars().any(char::is_whitespace) => Err("names have no spaces".to_string()),
+        FieldKind::OptionalText if value.len() > MAX_FIELD => Err(format!("at most {MAX_FIELD} bytes")),
         FieldKind::OptionalText => Ok(()),
     }
 }
@@ -181,6 +398,32 @@ pub fn parse_positive_size(text: &str) -> Result<u64, String> {
         Ok(0) => Err("the size must be more than zero".to_string()),
         Ok(bytes) => Ok(bytes),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A volume or partition number: a whole number from 1 to 4294967295.
+pub fn parse_number(text: &str) -> Result<u32, String> {
+    let text = text.trim();
+    match text.parse::<u32>() {
+        Ok(0) => Err("numbers start at 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) if text.is_empty() => Err("give a number, 1 or more".to_string()),
+        Err(_) => Err(format!("{text:?} is not a number (1 or more)")),
+    }
+}
+
+/// A host address: a unicast IP address, as the station takes it (no unspecified, multicast or broadcast).
+pub fn parse_host(text: &str) -> Result<IpAddr, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("give the host's IP address, e.g. 192.0.2.10".to_string());
+    }
+    match text.parse::<IpAddr>() {
+        Ok(ip) if ip.is_unspecified() || ip.is_multicast() || ip == IpAddr::from([255, 255, 255, 255]) => {
+            Err(format!("{ip} is not one host's address"))
+        }
+        Ok(ip) => Ok(ip),
+        Err(_) => Err(format!("{text:?} is not an IP address")),
     }
 }
 
@@ -206,15 +449,22 @@ pub fn parse_agent_address(text: &str) -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
-/// A yes/no question before a destructive request is sent.
+/// A yes/no question before a command is sent.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Confirm {
-    pub request: Request,
+    pub command: Command,
 }
 
 impl Confirm {
     pub fn question(&self) -> String {
-        format!("Really {}? Data on it is lost. (y/n)", self.request)
+        match &self.command {
+            Command::Submit(request @ Request::Unassign { .. }) => {
+                format!("Really {request}? The host loses access to it. (y/n)")
+            }
+            Command::Submit(request) => format!("Really {request}? Data on it is lost. (y/n)"),
+            Command::Cancel { task, what } => format!("Cancel task {task} ({what}) before it runs? (y/n)"),
+            Command::Remove { task } => format!("Remove task {task} from the station's list? (y/n)"),
+        }
     }
 }
 
@@ -299,11 +549,172 @@ mod tests {
     }
 
     #[test]
-    fn destroying_needs_confirmation() {
+    fn destructive_commands_need_confirmation() {
         let request = Request::DestroyVolume { unit: "unit1".into(), volume: 2, name: "db1".into() };
         assert!(request.is_destructive());
         assert!(!Request::AddUnit { agent: "127.0.0.1:1161".parse().unwrap() }.is_destructive());
-        let confirm = Confirm { request };
+        assert!(Request::DestroyPartition { unit: "u".into(), volume: 1, partition: 1 }.is_destructive());
+        assert!(Request::Unassign { unit: "u".into(), volume: 1, host: None }.is_destructive());
+        assert!(!Request::RescanUnit { unit: "u".into() }.is_destructive());
+        let confirm = Confirm { command: Command::Submit(request) };
+        assert!(confirm.command.needs_confirmation());
         assert_eq!(confirm.question(), "Really destroy volume 2 (db1) of unit unit1? Data on it is lost. (y/n)");
+        let unassign = Request::Unassign { unit: "unit1".into(), volume: 2, host: Some("10.0.0.9".parse().unwrap()) };
+        assert_eq!(
+            Confirm { command: Command::Submit(unassign) }.question(),
+            "Really unassign volume 2 of unit unit1 from 10.0.0.9? The host loses access to it. (y/n)"
+        );
+        let cancel = Command::Cancel { task: 12, what: "rescan unit1".into() };
+        assert!(cancel.needs_confirmation());
+        assert_eq!(cancel.to_string(), "cancel task 12 (rescan unit1)");
+        assert_eq!(Confirm { command: cancel }.question(), "Cancel task 12 (rescan unit1) before it runs? (y/n)");
+        assert!(!Command::Remove { task: 3 }.needs_confirmation());
+    }
+
+    #[test]
+    fn numbers_and_hosts_are_checked() {
+        assert_eq!(parse_number(" 7 "), Ok(7));
+        assert!(parse_number("0").unwrap_err().contains("start at 1"));
+        assert!(parse_number("-1").unwrap_err().contains("not a number"));
+        assert!(parse_number("4294967296").unwrap_err().contains("not a number"));
+        assert!(parse_number("").unwrap_err().contains("give a number"));
+        assert_eq!(parse_host("192.0.2.10"), Ok("192.0.2.10".parse().unwrap()));
+        assert_eq!(parse_host("::1"), Ok("::1".parse().unwrap()));
+        for bad in ["0.0.0.0", "::", "224.0.0.1", "ff02::1", "255.255.255.255"] {
+            assert!(parse_host(bad).unwrap_err().contains("not one host"), "{bad}");
+        }
+        assert!(parse_host("192.0.2.10:80").unwrap_err().contains("not an IP address"));
+        assert!(parse_host("host.example").unwrap_err().contains("not an IP address"));
+        assert!(parse_host(" ").unwrap_err().contains("give the host"));
+    }
+
+    fn filled(kind: FormKind, values: &[&str]) -> Form {
+        let mut form = Form::new(kind);
+        for (field, value) in form.fields.iter_mut().zip(values) {
+            field.value = value.to_string();
+        }
+        form
+    }
+
+    #[test]
+    fn every_form_yields_its_request() {
+        let host = "127.0.0.9".parse().unwrap();
+        let cases = [
+            (
+                filled(FormKind::CreatePartition, &["unit1", "2", "512M"]),
+                Request::CreatePartition { unit: "unit1".into(), volume: 2, size_bytes: 512 << 20 },
+            ),
+            (
+                filled(FormKind::DestroyPartition, &["unit1", "2", "1"]),
+                Request::DestroyPartition { unit: "unit1".into(), volume: 2, partition: 1 },
+            ),
+            (
+                filled(FormKind::Assign, &["1", "2", "127.0.0.9", "yes"]),
+                Request::Assign { unit: "1".into(), volume: 2, host, read_only: true },
+            ),
+            (
+                filled(FormKind::Unassign, &["unit1", "2", ""]),
+                Request::Unassign { unit: "unit1".into(), volume: 2, host: None },
+            ),
+            (
+                filled(FormKind::Unassign, &["unit1", "2", "127.0.0.9"]),
+                Request::Unassign { unit: "unit1".into(), volume: 2, host: Some(host) },
+            ),
+            (
+                filled(FormKind::Allocate, &["1G", "127.0.0.9", "", "no"]),
+                Request::Allocate { size_bytes: 1 << 30, host, name: None, read_only: false },
+            ),
+            (
+                filled(FormKind::Allocate, &["4096", "127.0.0.9", "web", "yes"]),
+                Request::Allocate { size_bytes: 4096, host, name: Some("web".into()), read_only: true },
+            ),
+        ];
+        for (mut form, request) in cases {
+            assert_eq!(form.validate(), Some(request), "{:?}", form.kind);
+        }
+    }
+
+    #[test]
+    fn bad_values_are_marked_per_field() {
+        let mut form = filled(FormKind::Assign, &["unit1", "0", "224.0.0.1", "no"]);
+        assert_eq!(form.validate(), None);
+        assert_eq!(form.focus, 1);
+        assert!(form.fields[1].error.as_deref().unwrap().contains("start at 1"));
+        assert!(form.fields[2].error.as_deref().unwrap().contains("not one host"));
+        let mut form = filled(FormKind::Allocate, &["0", "", "a name", "no"]);
+        assert_eq!(form.validate(), None);
+        assert!(form.fields[0].error.as_deref().unwrap().contains("more than zero"));
+        assert!(form.fields[1].error.as_deref().unwrap().contains("give the host"));
+        assert!(form.fields[2].error.as_deref().unwrap().contains("no spaces"));
+        let mut form = filled(FormKind::DestroyPartition, &["", "1", "x"]);
+        assert_eq!(form.validate(), None);
+        assert!(form.fields[0].error.as_deref().unwrap().contains("unit's index"));
+        assert!(form.fields[2].error.as_deref().unwrap().contains("not a number"));
+        // Names are bounded in bytes, as the station's columns are.
+        let mut form = filled(FormKind::CreateVolume, &["unit1", "1G", &"é".repeat(40)]);
+        assert_eq!(form.validate(), None);
+        assert!(form.fields[2].error.as_deref().unwrap().contains("at most 64 bytes"));
+    }
+
+    #[test]
+    fn yes_no_fields_take_y_n_and_space() {
+        let mut form = Form::new(FormKind::Allocate);
+        form.focus = 3;
+        assert_eq!(form.fields[3].value, "no");
+        form.push('x');
+        form.backspace();
+        assert_eq!(form.fields[3].value, "no");
+        form.push(' ');
+        assert_eq!(form.fields[3].value, "yes");
+        form.push('N');
+        assert_eq!(form.fields[3].value, "no");
+        form.push('y');
+        assert_eq!(form.fields[3].value, "yes");
+    }
+
+    #[test]
+    fn prefill_fills_the_fields_a_form_has_and_focuses_the_first_empty_one() {
+        let prefill = Prefill {
+            unit: Some("unit1".into()),
+            volume: Some(2),
+            partition: Some(1),
+            host: Some("127.0.0.9".parse().unwrap()),
+        };
+        let form = Form::prefilled(FormKind::DestroyPartition, &prefill);
+        let values: Vec<&str> = form.fields.iter().map(|f| f.value.as_str()).collect();
+        assert_eq!(values, ["unit1", "2", "1"]);
+        assert_eq!(form.focus, 0);
+        let form = Form::prefilled(FormKind::CreatePartition, &prefill);
+        assert_eq!((form.fields[1].value.as_str(), form.fields[2].value.as_str(), form.focus), ("2", "", 2));
+        let form = Form::prefilled(FormKind::Allocate, &prefill);
+        assert_eq!((form.fields[1].value.as_str(), form.focus), ("127.0.0.9", 0));
+        let form = Form::prefilled(FormKind::Unassign, &prefill);
+        assert_eq!(form.fields[2].value, "127.0.0.9");
+        let form = Form::prefilled(FormKind::AddUnit, &prefill);
+        assert_eq!((form.fields[0].value.as_str(), form.focus), ("", 0));
+    }
+
+    #[test]
+    fn requests_read_well() {
+        let host = "127.0.0.9".parse().unwrap();
+        let texts = [
+            (
+                Request::CreatePartition { unit: "u1".into(), volume: 2, size_bytes: 1 << 29 },
+                "create a 512 MiB partition in volume 2 of unit u1",
+            ),
+            (
+                Request::Assign { unit: "u1".into(), volume: 2, host, read_only: false },
+                "assign volume 2 of unit u1 to 127.0.0.9 (read-write)",
+            ),
+            (Request::Unassign { unit: "u1".into(), volume: 2, host: None }, "unassign volume 2 of unit u1"),
+            (
+                Request::Allocate { size_bytes: 1 << 30, host, name: Some("db".into()), read_only: true },
+                "allocate 1 GiB for 127.0.0.9 (read-only) named db",
+            ),
+            (Request::RescanUnit { unit: "u1".into() }, "rescan unit u1"),
+        ];
+        for (request, text) in texts {
+            assert_eq!(request.to_string(), text);
+        }
     }
 }

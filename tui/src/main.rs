@@ -1,16 +1,20 @@
 //! `dvsan-console`: the terminal console of a dvsan virtual SAN.
 //!
-//! Reads the pool from a station's SNMP agent (`dvsan-station run --snmp-listen`), the traffic of every
-//! available unit from the unit itself, and, with `--station-state-dir`, follows the station's notification log.
-//! Sources run in background tokio tasks; the UI loop only draws and handles keys, so it never waits on the
-//! network.
+//! Reads the pool, the host assignments and the station's tasks from a station's SNMP agent (`dvsan-station run
+//! --snmp-listen`), the traffic of every available unit from the unit itself, and follows the station's
+//! notification log: over SNMP (NOTIFICATION-LOG-MIB), or from its files with `--station-state-dir`.
+//! Operations the user confirms become station tasks, sent with the station's write community. Sources and
+//! submissions run in background tokio tasks; the UI loop only draws, handles keys and hands the app's outbox to
+//! the task client, so it never waits on the network.
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use dvsan_console::app::App;
 use dvsan_console::model::TailStatus;
 use dvsan_console::source::fake::{demo_notifications, FakeSource};
+use dvsan_console::source::log::{spawn_snmp_tail, LogReader};
 use dvsan_console::source::snmp::SnmpSource;
+use dvsan_console::source::tasks::{default_owner, TaskClient};
 use dvsan_console::source::{spawn_refresh, tail, Update};
 use dvsan_console::terminal::TerminalGuard;
 use dvsan_console::ui;
@@ -29,14 +33,17 @@ struct Cli {
     /// Read community of the station and of the units.
     #[arg(long, default_value = "public")]
     community: String,
+    /// Write community of the station (its --snmp-write-community), for starting, cancelling and removing tasks.
+    #[arg(long, default_value = "private")]
+    write_community: String,
     /// How often the pool and the traffic are read (e.g. 1s, 500ms).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     refresh: Duration,
     /// How long to wait for an SNMP answer (per attempt).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     timeout: Duration,
-    /// The station's state directory, when the console runs on the station's machine: enables the
-    /// notification tail (`dvsan-station traps --follow`).
+    /// The station's state directory, when the console runs on the station's machine: the notification tail
+    /// then follows the station's files (`dvsan-station traps --follow`) instead of its NOTIFICATION-LOG-MIB.
     #[arg(long, value_name = "DIR")]
     station_state_dir: Option<PathBuf>,
     /// The dvsan-station program for the tail (default: next to this program, else on PATH).
@@ -68,11 +75,11 @@ fn run(cli: Cli) -> Result<()> {
 
 async fn console(cli: Cli, station: SocketAddr) -> Result<()> {
     let (updates_tx, mut updates) = mpsc::unbounded_channel::<Update>();
-    let tail_status =
-        if cli.fake || cli.station_state_dir.is_some() { TailStatus::Following } else { TailStatus::NeedsStateDir };
+    let tail_status = if cli.fake { TailStatus::Following } else { TailStatus::Starting };
     let mut app = App::new(station.to_string(), tail_status);
 
     let mut tasks = Vec::new();
+    let mut client = None;
     if cli.fake {
         app.station = "(demo data)".to_string();
         tasks.push(spawn_refresh(FakeSource::demo(), cli.refresh, updates_tx.clone()));
@@ -82,12 +89,22 @@ async fn console(cli: Cli, station: SocketAddr) -> Result<()> {
     } else {
         let source = SnmpSource::new(station, &cli.community, cli.timeout).await.context("opening an SNMP socket")?;
         tasks.push(spawn_refresh(source, cli.refresh, updates_tx.clone()));
+        let owner = default_owner();
+        client = Some(
+            TaskClient::new(station, &cli.write_community, cli.timeout, &owner)
+                .await
+                .context("opening an SNMP socket for tasks")?,
+        );
         if let Some(dir) = &cli.station_state_dir {
             let program = tail::station_program(cli.station_bin.as_deref());
             tasks.push(tail::spawn_tail(program, dir.clone(), updates_tx.clone()));
+        } else {
+            let reader = LogReader::new(station, &cli.community, cli.timeout)
+                .await
+                .context("opening an SNMP socket for the notification log")?;
+            tasks.push(spawn_snmp_tail(reader, cli.refresh, updates_tx.clone()));
         }
     }
-    drop(updates_tx);
 
     // Keys come from a plain thread: crossterm's reads block, and the UI loop must not.
     let (keys_tx, mut keys) = mpsc::unbounded_channel::<Event>();
@@ -111,7 +128,8 @@ async fn console(cli: Cli, station: SocketAddr) -> Result<()> {
     });
 
     let mut guard = TerminalGuard::enter().context("setting up the terminal")?;
-    let result = ui_loop(&mut guard, &mut app, &mut keys, &mut updates).await;
+    let outbox = Outbox { client, updates: updates_tx };
+    let result = ui_loop(&mut guard, &mut app, &outbox, &mut keys, &mut updates).await;
     drop(guard);
     for task in tasks {
         task.abort();
@@ -119,9 +137,34 @@ async fn console(cli: Cli, station: SocketAddr) -> Result<()> {
     result
 }
 
+/// Where the app's commands go: the station's task client, or, with demo data, nowhere (and the user is told).
+struct Outbox {
+    client: Option<TaskClient>,
+    updates: mpsc::UnboundedSender<Update>,
+}
+
+impl Outbox {
+    /// Sends every command the app queued; each runs in its own task and answers through `updates`.
+    fn dispatch(&self, app: &mut App) {
+        for command in app.take_outbox() {
+            match &self.client {
+                Some(client) => {
+                    // Detached: the command ends by itself (bounded by the SNMP timeouts) and reports back.
+                    drop(client.spawn(command, self.updates.clone()));
+                }
+                None => app.apply(Update::Refused {
+                    command,
+                    why: "this is demo data (--fake): nothing is sent to a station".to_string(),
+                }),
+            }
+        }
+    }
+}
+
 async fn ui_loop(
     guard: &mut TerminalGuard,
     app: &mut App,
+    outbox: &Outbox,
     keys: &mut mpsc::UnboundedReceiver<Event>,
     updates: &mut mpsc::UnboundedReceiver<Update>,
 ) -> Result<()> {
@@ -134,6 +177,7 @@ async fn ui_loop(
                 Some(Event::Key(key)) => {
                     let action = app.handle_key(key);
                     app.update(action);
+                    outbox.dispatch(app);
                 }
                 Some(Event::Resize(_, _)) => guard.terminal.autoresize().context("resizing")?,
                 Some(_) => {}

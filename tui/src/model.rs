@@ -1,8 +1,11 @@
-//! The console's view of the pool: units, volumes, partitions, traffic rates and notifications, as the
-//! sources deliver them. Plain data, no I/O, so screens can be rendered from hand-made values in tests.
+//! The console's view of the pool: units, volumes, partitions, host assignments, station tasks, traffic rates
+//! and notifications, as the sources deliver them. Plain data, no I/O, so screens can be rendered from hand-made
+//! values in tests.
 
+use dvsan_mib::dvsan_station_task_state as task_state;
+use dvsan_mib::{dvsan_station_assign_mode as assign_mode, dvsan_station_task_operation as op};
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// A unit's state as the station reports it (dvsanStationUnitState).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,6 +120,236 @@ impl Pool {
     }
 }
 
+/// How a host may use an assigned volume (dvsanStationAssignMode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AssignMode {
+    ReadWrite,
+    ReadOnly,
+    /// A value this console does not know.
+    Unknown(i32),
+}
+
+impl AssignMode {
+    pub fn from_code(code: i32) -> AssignMode {
+        match code {
+            assign_mode::READ_WRITE => AssignMode::ReadWrite,
+            assign_mode::READ_ONLY => AssignMode::ReadOnly,
+            other => AssignMode::Unknown(other),
+        }
+    }
+}
+
+impl fmt::Display for AssignMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AssignMode::ReadWrite => f.write_str("read-write"),
+            AssignMode::ReadOnly => f.write_str("read-only"),
+            AssignMode::Unknown(code) => write!(f, "mode {code}"),
+        }
+    }
+}
+
+/// One row of dvsanStationAssignmentTable: a volume assigned to a host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Assignment {
+    pub unit_index: u32,
+    pub volume_index: u32,
+    /// `None` when the station reports an address type this console does not read.
+    pub host: Option<IpAddr>,
+    pub mode: AssignMode,
+    /// Empty while the volume is not in the pool.
+    pub nbd_uri: String,
+    pub volume_name: String,
+}
+
+impl Assignment {
+    /// The host as text (`?` when unknown).
+    pub fn host_text(&self) -> String {
+        self.host.map_or("?".to_string(), |h| h.to_string())
+    }
+}
+
+/// What a station task does (dvsanStationTaskOperation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskOperation {
+    CreateVolume,
+    DestroyVolume,
+    CreatePartition,
+    DestroyPartition,
+    AssignVolume,
+    UnassignVolume,
+    Allocate,
+    RescanUnit,
+    AddUnit,
+    /// A value this console does not know.
+    Unknown(i32),
+}
+
+impl TaskOperation {
+    pub fn from_code(code: i32) -> TaskOperation {
+        match code {
+            op::CREATE_VOLUME => TaskOperation::CreateVolume,
+            op::DESTROY_VOLUME => TaskOperation::DestroyVolume,
+            op::CREATE_PARTITION => TaskOperation::CreatePartition,
+            op::DESTROY_PARTITION => TaskOperation::DestroyPartition,
+            op::ASSIGN_VOLUME => TaskOperation::AssignVolume,
+            op::UNASSIGN_VOLUME => TaskOperation::UnassignVolume,
+            op::ALLOCATE => TaskOperation::Allocate,
+            op::RESCAN_UNIT => TaskOperation::RescanUnit,
+            op::ADD_UNIT => TaskOperation::AddUnit,
+            other => TaskOperation::Unknown(other),
+        }
+    }
+
+    /// The MIB's value.
+    pub fn code(self) -> i32 {
+        match self {
+            TaskOperation::CreateVolume => op::CREATE_VOLUME,
+            TaskOperation::DestroyVolume => op::DESTROY_VOLUME,
+            TaskOperation::CreatePartition => op::CREATE_PARTITION,
+            TaskOperation::DestroyPartition => op::DESTROY_PARTITION,
+            TaskOperation::AssignVolume => op::ASSIGN_VOLUME,
+            TaskOperation::UnassignVolume => op::UNASSIGN_VOLUME,
+            TaskOperation::Allocate => op::ALLOCATE,
+            TaskOperation::RescanUnit => op::RESCAN_UNIT,
+            TaskOperation::AddUnit => op::ADD_UNIT,
+            TaskOperation::Unknown(code) => code,
+        }
+    }
+}
+
+/// Where a station task is (dvsanStationTaskState).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskState {
+    Pending,
+    Running,
+    Done,
+    Failed,
+    Cancelled,
+    /// A value this console does not know.
+    Unknown(i32),
+}
+
+impl TaskState {
+    pub fn from_code(code: i32) -> TaskState {
+        match code {
+            task_state::PENDING => TaskState::Pending,
+            task_state::RUNNING => TaskState::Running,
+            task_state::DONE => TaskState::Done,
+            task_state::FAILED => TaskState::Failed,
+            task_state::CANCELLED => TaskState::Cancelled,
+            other => TaskState::Unknown(other),
+        }
+    }
+
+    /// Done, failed or cancelled: the task will not change any more.
+    pub fn is_ended(self) -> bool {
+        matches!(self, TaskState::Done | TaskState::Failed | TaskState::Cancelled)
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskState::Pending => f.write_str("pending"),
+            TaskState::Running => f.write_str("running"),
+            TaskState::Done => f.write_str("done"),
+            TaskState::Failed => f.write_str("failed"),
+            TaskState::Cancelled => f.write_str("cancelled"),
+            TaskState::Unknown(code) => write!(f, "state {code}"),
+        }
+    }
+}
+
+/// One row of dvsanStationTaskTable.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Task {
+    /// dvsanStationTaskIndex.
+    pub index: u32,
+    pub operation: TaskOperation,
+    /// The unit as the task names it (index, id, name or address), as given.
+    pub unit: String,
+    pub volume: u32,
+    pub partition: u32,
+    /// The size as given (bytes or with a K/M/G/T suffix).
+    pub size: String,
+    pub host: String,
+    pub name: String,
+    pub read_only: bool,
+    pub owner: String,
+    pub state: TaskState,
+    /// Percent, 0..=100.
+    pub progress: u32,
+    pub step: String,
+    pub result: String,
+    pub result_unit: u32,
+    pub result_volume: u32,
+    /// Unix seconds (UTC).
+    pub created_unix: Option<i64>,
+    /// Unix seconds (UTC); `None` while the task has not ended.
+    pub finished_unix: Option<i64>,
+}
+
+impl Task {
+    /// A task of `operation` with no arguments, pending: a base for building rows.
+    pub fn new(index: u32, operation: TaskOperation) -> Task {
+        Task {
+            index,
+            operation,
+            unit: String::new(),
+            volume: 0,
+            partition: 0,
+            size: String::new(),
+            host: String::new(),
+            name: String::new(),
+            read_only: false,
+            owner: String::new(),
+            state: TaskState::Pending,
+            progress: 0,
+            step: String::new(),
+            result: String::new(),
+            result_unit: 0,
+            result_volume: 0,
+            created_unix: None,
+            finished_unix: None,
+        }
+    }
+
+    /// The operation and its arguments, short: `create 2 GiB vol on unit1 "db2"`, `assign unit1/2 → 10.0.0.9`;
+    /// volumes and partitions as `unit/volume[/partition]`.
+    pub fn summary(&self) -> String {
+        let size = match dvsan_layout::parse_size(&self.size) {
+            Ok(bytes) => dvsan_layout::HumanSize(bytes).to_string(),
+            Err(_) => self.size.clone(),
+        };
+        let named = if self.name.is_empty() { String::new() } else { format!(" \"{}\"", self.name) };
+        let read_only = if self.read_only { " (ro)" } else { "" };
+        let (unit, volume, partition) = (&self.unit, self.volume, self.partition);
+        match self.operation {
+            TaskOperation::CreateVolume => format!("create {size} vol on {unit}{named}"),
+            TaskOperation::DestroyVolume => format!("destroy vol {unit}/{volume}"),
+            TaskOperation::CreatePartition => format!("create {size} part in {unit}/{volume}"),
+            TaskOperation::DestroyPartition => format!("destroy part {unit}/{volume}/{partition}"),
+            TaskOperation::AssignVolume => format!("assign {unit}/{volume} → {}{read_only}", self.host),
+            TaskOperation::UnassignVolume if self.host.is_empty() => format!("unassign {unit}/{volume}"),
+            TaskOperation::UnassignVolume => format!("unassign {unit}/{volume} from {}", self.host),
+            TaskOperation::Allocate => format!("allocate {size} → {}{named}{read_only}", self.host),
+            TaskOperation::RescanUnit => format!("rescan {unit}"),
+            TaskOperation::AddUnit => format!("add unit {unit}"),
+            TaskOperation::Unknown(code) => format!("operation {code}"),
+        }
+    }
+
+    /// The step while the task is pending or running, the result once it ended.
+    pub fn step_or_result(&self) -> &str {
+        if self.state.is_ended() {
+            &self.result
+        } else {
+            &self.step
+        }
+    }
+}
+
 /// Per-second rates of one (unit, export, host) row of a unit's dvsanTrafficTable.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Rates {
@@ -161,13 +394,17 @@ pub struct Snapshot {
     pub traffic: Vec<Traffic>,
     /// Units whose traffic table could not be read, with why.
     pub traffic_errors: Vec<String>,
+    /// The station's tasks, or why they could not be read.
+    pub tasks: Result<Vec<Task>, String>,
+    /// The station's host assignments, or why they could not be read.
+    pub assignments: Result<Vec<Assignment>, String>,
 }
 
 /// How the notification tail is doing.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TailStatus {
-    /// No `--station-state-dir`: the tail has nothing to follow.
-    NeedsStateDir,
+    /// Not started yet: the first read of the station's log is under way.
+    Starting,
     Following,
     /// The tail stopped, with why.
     Stopped(String),
@@ -259,5 +496,57 @@ mod tests {
         assert_eq!(unit.label(), "u1");
         assert_eq!(unit.capacity_bytes(), 8192);
         assert_eq!(unit.state.to_string(), "state 9");
+    }
+
+    #[test]
+    fn task_summaries_are_short_and_complete() {
+        let task = |operation, edit: fn(&mut Task)| {
+            let mut task = Task::new(1, operation);
+            task.unit = "unit1".into();
+            task.volume = 2;
+            edit(&mut task);
+            task.summary()
+        };
+        assert_eq!(
+            task(TaskOperation::CreateVolume, |t| {
+                t.size = "2147483648".into();
+                t.name = "db2".into();
+            }),
+            "create 2 GiB vol on unit1 \"db2\""
+        );
+        assert_eq!(task(TaskOperation::CreateVolume, |t| t.size = "80G".into()), "create 80 GiB vol on unit1");
+        assert_eq!(task(TaskOperation::CreateVolume, |t| t.size = "lots".into()), "create lots vol on unit1");
+        assert_eq!(task(TaskOperation::DestroyVolume, |_| {}), "destroy vol unit1/2");
+        assert_eq!(task(TaskOperation::CreatePartition, |t| t.size = "512M".into()), "create 512 MiB part in unit1/2");
+        assert_eq!(task(TaskOperation::DestroyPartition, |t| t.partition = 3), "destroy part unit1/2/3");
+        assert_eq!(task(TaskOperation::AssignVolume, |t| t.host = "10.0.0.9".into()), "assign unit1/2 → 10.0.0.9");
+        assert_eq!(task(TaskOperation::UnassignVolume, |_| {}), "unassign unit1/2");
+        assert_eq!(task(TaskOperation::UnassignVolume, |t| t.host = "::1".into()), "unassign unit1/2 from ::1");
+        assert_eq!(
+            task(TaskOperation::Allocate, |t| {
+                t.size = "1G".into();
+                t.host = "10.0.0.9".into();
+                t.read_only = true;
+            }),
+            "allocate 1 GiB → 10.0.0.9 (ro)"
+        );
+        assert_eq!(task(TaskOperation::RescanUnit, |_| {}), "rescan unit1");
+        assert_eq!(task(TaskOperation::AddUnit, |t| t.unit = "127.0.0.14".into()), "add unit 127.0.0.14");
+    }
+
+    #[test]
+    fn task_and_assignment_codes_follow_the_mib() {
+        for code in 1..=9 {
+            assert_eq!(TaskOperation::from_code(code).code(), code);
+            assert!(!matches!(TaskOperation::from_code(code), TaskOperation::Unknown(_)));
+        }
+        assert_eq!(TaskOperation::from_code(10), TaskOperation::Unknown(10));
+        let ended: Vec<bool> = (1..=6).map(|code| TaskState::from_code(code).is_ended()).collect();
+        assert_eq!(ended, [false, false, true, true, true, false]);
+        assert_eq!(TaskState::from_code(5).to_string(), "cancelled");
+        assert_eq!(TaskState::from_code(0).to_string(), "state 0");
+        assert_eq!(AssignMode::from_code(1).to_string(), "read-write");
+        assert_eq!(AssignMode::from_code(2).to_string(), "read-only");
+        assert_eq!(AssignMode::from_code(3).to_string(), "mode 3");
     }
 }

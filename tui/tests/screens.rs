@@ -1,10 +1,12 @@
 //! Rendering tests: every screen drawn with ratatui's TestBackend at 80×24 and 120×40 from the fake source's
-//! data, asserting on the text in the buffer; plus keyboard flows (filter, help, forms, confirmation) and a
-//! resize. `cargo test -p dvsan-console -- --ignored capture` writes text captures to docs/console-*.txt.
+//! data, asserting on the text in the buffer; plus keyboard flows (filter, help, forms, confirmation, task
+//! commands and their answers) and a resize. `cargo test -p dvsan-console -- --ignored capture` writes text
+//! captures to docs/console-*.txt.
 
-use dvsan_console::app::{Action, App, Screen};
-use dvsan_console::model::TailStatus;
-use dvsan_console::source::fake::{demo_notifications, demo_snapshot};
+use dvsan_console::app::{Action, App, Pane, Screen};
+use dvsan_console::form::{Command, Request};
+use dvsan_console::model::{TailStatus, Task, TaskOperation, TaskState};
+use dvsan_console::source::fake::{demo_notifications, demo_snapshot, FAKE_NOW};
 use dvsan_console::source::Update;
 use dvsan_console::ui;
 use ratatui::backend::TestBackend;
@@ -77,32 +79,253 @@ fn volumes_screen_with_partitions_of_the_selected_volume() {
     press(&mut app, KeyCode::Char('2'));
     for (w, h) in SIZES {
         let screen = render(&app, w, h);
-        assert_contains(&screen, &["Volumes", "LBAs", "Size", "Export", "Host", "0-262143", "1 GiB", "scratch"]);
-        assert_contains(&screen, &["Partitions of vol1", "The volume has no partitions."]);
+        assert_contains(&screen, &["Volumes", "Size", "Export", "Assigned to", "1 GiB", "scratch"]);
+        assert_contains(
+            &screen,
+            &["127.0.0.9 (ro)", "127.0.0.10", "Partitions of vol1", "The volume has no partitions."],
+        );
+        assert_contains(&screen, &["c volume", "p partition", "d destroy", "a assign", "u unassign", "n allocate"]);
     }
+    // The volumes' LBA ranges make room for the host on narrow screens.
+    assert_contains(&render(&app, 120, 40), &["LBAs", "0-262143"]);
+    assert!(!render(&app, 80, 24).contains("0-262143"));
     press(&mut app, KeyCode::Char('j'));
     let screen = render(&app, 80, 24);
     assert_contains(&screen, &["Partitions of db1", "262144-393215", "512 MiB", "db1-p1", "db1-p2"]);
     // Tab moves into the partitions pane, and on to the next screen after it.
     press(&mut app, KeyCode::Tab);
-    assert_eq!((app.screen, app.pane), (Screen::Volumes, dvsan_console::app::Pane::Partitions));
+    assert_eq!((app.screen, app.pane), (Screen::Volumes, Pane::Partitions));
     press(&mut app, KeyCode::Tab);
     assert_eq!(app.screen, Screen::Hosts);
     press(&mut app, KeyCode::BackTab);
-    assert_eq!((app.screen, app.pane), (Screen::Volumes, dvsan_console::app::Pane::Partitions));
+    assert_eq!((app.screen, app.pane), (Screen::Volumes, Pane::Partitions));
 }
 
 #[test]
-fn hosts_and_tasks_screens_say_why_they_are_empty() {
+fn hosts_screen_groups_assignments_by_host() {
     let mut app = demo_app();
     press(&mut app, KeyCode::Char('3'));
     for (w, h) in SIZES {
-        assert_contains(&render(&app, w, h), &["Hosts and assignments", "No host assignments"]);
+        let screen = render(&app, w, h);
+        assert_contains(&screen, &["Hosts and assignments (2 hosts, 3 volumes)", "Host", "Unit", "Vol", "Name"]);
+        assert_contains(&screen, &["Mode", "NBD URI", "127.0.0.9", "127.0.0.10", "nbd://127.0.0.11:10809/db1"]);
+        assert_contains(&screen, &["a assign", "u unassign", "n allocate"]);
+        // The host is named once per group.
+        assert_eq!(screen.matches("127.0.0.9 ").count(), 1, "{screen}");
+        let db1 = screen.lines().find(|l| l.contains("/db1")).unwrap();
+        assert!(db1.contains(" rw "), "{db1}");
+        let vol1 = screen.lines().find(|l| l.contains("127.0.0.11:10809/vol1")).unwrap();
+        assert!(vol1.contains(" ro "), "{vol1}");
     }
-    press(&mut app, KeyCode::F(6));
+    press(&mut app, KeyCode::Char('/'));
+    type_text(&mut app, "10.0.0.10");
+    assert_contains(&render(&app, 80, 24), &["No assignment matches the filter"]);
+}
+
+#[test]
+fn hosts_screen_says_why_it_is_empty() {
+    let mut app = App::new("127.0.0.1:11161", TailStatus::Following);
+    app.update(Action::GoTo(Screen::Hosts));
+    assert_contains(&render(&app, 80, 24), &["Reading the station…"]);
+    let mut snapshot = demo_snapshot();
+    snapshot.assignments = Err("station 127.0.0.1:11161 does not answer".into());
+    app.apply(Update::Snapshot(snapshot));
+    assert_contains(&render(&app, 80, 24), &["assignments could not be read: station 127.0.0.1:11161 does not"]);
+    let mut snapshot = demo_snapshot();
+    snapshot.assignments = Ok(Vec::new());
+    app.apply(Update::Snapshot(snapshot));
     for (w, h) in SIZES {
-        assert_contains(&render(&app, w, h), &["Tasks", "No tasks: station tasks are not available yet"]);
+        assert_contains(&render(&app, w, h), &["No volume is assigned to a host", "allocate"]);
     }
+    // A later failure keeps the last list and says so under it.
+    app.apply(Update::Snapshot(demo_snapshot()));
+    let mut failed = demo_snapshot();
+    failed.taken_unix += 12;
+    failed.assignments = Err("station 127.0.0.1:11161 does not answer".into());
+    app.apply(Update::Snapshot(failed));
+    assert_contains(
+        &render(&app, 80, 24),
+        &["127.0.0.10", "assignments: station 127.0.0.1:11161 does not answer (list from 12s ago)"],
+    );
+}
+
+#[test]
+fn tasks_screen_lists_every_task_newest_first() {
+    let mut app = demo_app();
+    press(&mut app, KeyCode::Char('6'));
+    for (w, h) in SIZES {
+        let screen = render(&app, w, h);
+        assert_contains(&screen, &["Tasks (newest first)", "Id", "Operation", "State", "Progress", "Step / result"]);
+        assert_contains(&screen, &["Age", "destroy vol unit3/1", "rescan unit3", "cancelled", "pending", "running"]);
+        assert_contains(&screen, &["▰▰▰▱▱ 60%", "failed", "done", "100%", "waiting for a free w", "25m"]);
+        assert_contains(&screen, &["c cancel", "x remove", "2 tasks active"]);
+        // The selected task in full, owner included.
+        assert_contains(
+            &screen,
+            &["Selected task", "#12 destroy vol unit3/1", "by console@noc-1", "Result: cancelled"],
+        );
+        let order: Vec<usize> = ["\n│>12 ", "\n│ 11 ", "\n│ 10 ", "\n│ 9 ", "\n│ 8 ", "\n│ 7 "]
+            .iter()
+            .map(|row| screen.find(row).unwrap_or_else(|| panic!("{row:?} not on screen:\n{screen}")))
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "not newest first:\n{screen}");
+    }
+    // Wide screens have an owner column.
+    let wide = render(&app, 120, 40);
+    assert_contains(
+        &wide,
+        &["Owner", "nms@ops-2", "create 512 MiB part in unit1/2", "no available unit has 4 GiB free"],
+    );
+    assert!(!render(&app, 80, 24).contains("Owner"));
+    // The selection moves the details.
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Char('j'));
+    assert_contains(
+        &render(&app, 80, 24),
+        &["#10 create 512 MiB part in unit1/2", "Step: writing the partition table"],
+    );
+    // Filter by owner, state or words.
+    press(&mut app, KeyCode::Char('/'));
+    type_text(&mut app, "failed");
+    press(&mut app, KeyCode::Enter);
+    let screen = render(&app, 80, 24);
+    assert_contains(&screen, &["Tasks (newest first) [/failed]", "allocate 4 GiB"]);
+    assert!(!screen.contains("rescan unit3"), "{screen}");
+}
+
+#[test]
+fn cancelling_and_removing_tasks_from_the_keyboard() {
+    let mut app = demo_app();
+    press(&mut app, KeyCode::Char('6'));
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Char('c'));
+    assert_contains(
+        &render(&app, 80, 24),
+        &["Confirm", "Cancel task 11 (rescan unit3) before it runs? (y/n)", "y yes"],
+    );
+    press(&mut app, KeyCode::Char('y'));
+    assert_eq!(app.take_outbox(), [Command::Cancel { task: 11, what: "rescan unit3".into() }]);
+    assert_contains(&render(&app, 80, 24), &["sending: cancel task 11 (rescan unit3)…"]);
+    app.apply(Update::Cancelled { task: 11 });
+    assert_contains(&render(&app, 80, 24), &["task 11 cancelled"]);
+    // A running task can be neither cancelled nor removed; an ended one is removed without a question.
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Char('x'));
+    assert_contains(&render(&app, 80, 24), &["task 10 is running: it can be removed once it has ended"]);
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Delete);
+    assert!(app.confirm.is_none());
+    assert_eq!(app.take_outbox(), [Command::Remove { task: 9 }]);
+    app.apply(Update::Removed { task: 9 });
+    let screen = render(&app, 80, 24);
+    assert_contains(&screen, &["task 9 removed"]);
+    assert!(!screen.contains("allocate 4 GiB"), "{screen}");
+}
+
+#[test]
+fn the_status_line_tells_when_a_submitted_task_ends() {
+    let mut app = demo_app();
+    let request = Request::RescanUnit { unit: "unit2".into() };
+    app.apply(Update::Submitted { request, task: 41 });
+    assert_contains(&render(&app, 80, 24), &["task 41 submitted: rescan unit unit2"]);
+    let with = |state, result: &str| {
+        let mut snapshot = demo_snapshot();
+        let mut task = Task::new(41, TaskOperation::RescanUnit);
+        task.unit = "unit2".into();
+        task.state = state;
+        task.result = result.to_string();
+        task.created_unix = Some(FAKE_NOW);
+        snapshot.tasks.as_mut().unwrap().push(task);
+        Update::Snapshot(snapshot)
+    };
+    app.apply(with(TaskState::Running, ""));
+    app.update(Action::GoTo(Screen::Tasks));
+    assert_contains(&render(&app, 120, 40), &["Tasks (newest first; 1 from this console in progress)", "41"]);
+    app.apply(with(TaskState::Failed, "unit2 does not answer: is its agent running?"));
+    let screen = render(&app, 80, 24);
+    assert_contains(&screen, &["task 41 failed: unit2 does not answer: is its agent running?"]);
+    assert_contains(&screen, &["Tasks (newest first)"]);
+    // A refusal reads as one sentence: what was not done, and why.
+    let command = Command::Submit(Request::RescanUnit { unit: "unit2".into() });
+    app.apply(Update::Refused { command, why: "station 127.0.0.1:11161 does not answer".into() });
+    assert_contains(&render(&app, 80, 24), &["could not rescan unit unit2: station 127.0.0.1:11161 does not answer"]);
+    // Long ones wrap onto up to three lines rather than being cut.
+    let command = Command::Remove { task: 3 };
+    let why = "station 127.0.0.1:11161 does not answer with write community \"nope\": is it running, and is that \
+               its --snmp-write-community? If not, give the station's --snmp-write-community with --write-community";
+    app.apply(Update::Refused { command, why: why.into() });
+    let screen = render(&app, 80, 24);
+    assert_contains(&screen, &["could not remove task 3", "with --write-community\n"]);
+}
+
+#[test]
+fn tasks_screen_says_why_it_is_empty() {
+    let mut app = App::new("127.0.0.1:11161", TailStatus::Following);
+    app.update(Action::GoTo(Screen::Tasks));
+    assert_contains(&render(&app, 80, 24), &["Reading the station's tasks…"]);
+    let mut snapshot = demo_snapshot();
+    snapshot.tasks = Err("station 127.0.0.1:11161 does not run tasks (no dvsanStationTaskTable)".into());
+    app.apply(Update::Snapshot(snapshot));
+    for (w, h) in SIZES {
+        assert_contains(
+            &render(&app, w, h),
+            &["The station's tasks could not be read: station 127.0.0.1:11161", "does not"],
+        );
+    }
+    let mut snapshot = demo_snapshot();
+    snapshot.tasks = Ok(Vec::new());
+    app.apply(Update::Snapshot(snapshot));
+    assert_contains(&render(&app, 80, 24), &["No tasks on the station."]);
+    // A later failure keeps the last list and says so under it.
+    app.apply(Update::Snapshot(demo_snapshot()));
+    let mut failed = demo_snapshot();
+    failed.taken_unix += 5;
+    failed.tasks = Err("station 127.0.0.1:11161 does not answer".into());
+    app.apply(Update::Snapshot(failed));
+    assert_contains(&render(&app, 80, 24), &["rescan unit3", "tasks: station 127.0.0.1:11161 does not answer (list"]);
+}
+
+#[test]
+fn forms_for_every_operation_render() {
+    let mut app = demo_app();
+    let cases = [
+        (Screen::Units, 'a', &["Add a unit", "Unit agent (IP[:PORT]): _"][..]),
+        (
+            Screen::Units,
+            'p',
+            &["Create a partition", "Unit (index, name or id): unit1", "Volume (number on the unit): _"],
+        ),
+        (Screen::Units, 'n', &["Allocate storage for a host", "Size (e.g. 512M, 10G): _", "Read-only (y/n): no"]),
+        (
+            Screen::Volumes,
+            'a',
+            &["Assign a volume to a host", "Volume (number on the unit): 1", "Host (its IP address): _"],
+        ),
+        (Screen::Hosts, 'n', &["Allocate storage for a host", "Host (its IP address): 127.0.0.9"]),
+    ];
+    for (screen, key, wanted) in cases {
+        app.update(Action::GoTo(screen));
+        press(&mut app, KeyCode::Char(key));
+        let mut wanted = wanted.to_vec();
+        wanted.extend(["Enter submit", "Esc cancel"]);
+        assert_contains(&render(&app, 80, 24), &wanted);
+        press(&mut app, KeyCode::Esc);
+        assert!(app.form.is_none());
+    }
+    // An assignment from the keyboard, read-only toggled with Space.
+    app.update(Action::GoTo(Screen::Volumes));
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Char('a'));
+    type_text(&mut app, "127.0.0.20");
+    press(&mut app, KeyCode::Tab);
+    press(&mut app, KeyCode::Char(' '));
+    assert_contains(&render(&app, 80, 24), &["Read-only (y/n): yes"]);
+    press(&mut app, KeyCode::Enter);
+    let request =
+        Request::Assign { unit: "unit2".into(), volume: 1, host: "127.0.0.20".parse().unwrap(), read_only: true };
+    assert_eq!(app.take_outbox(), [Command::Submit(request)]);
+    assert_contains(&render(&app, 80, 24), &["sending: assign volume 1 of unit unit2 to 127.0.0.20 (read-only)…"]);
 }
 
 #[test]
@@ -130,14 +353,25 @@ fn notifications_screen_filters_by_unit_and_type() {
     let screen = render(&app, 80, 24);
     assert_contains(&screen, &["linkDown"]);
     assert!(!screen.contains("coldStart"), "{screen}");
+    // Notifications read over SNMP carry no station-side unit id: a unit's name still finds them by its agent's
+    // address.
+    let mut bare = demo_notifications()[3].clone();
+    bare.id = 5;
+    bare.unit_id = None;
+    bare.details = "from-the-snmp-tail".into();
+    app.apply(Update::Notification(bare));
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Char('/'));
+    type_text(&mut app, "unit:unit3");
+    assert_contains(&render(&app, 120, 40), &["from-the-snmp-tail"]);
 }
 
 #[test]
-fn notifications_screen_without_a_state_dir_says_what_it_needs() {
-    let mut app = App::new("127.0.0.1:11161", TailStatus::NeedsStateDir);
+fn notifications_screen_says_how_the_tail_is_doing() {
+    let mut app = App::new("127.0.0.1:11161", TailStatus::Starting);
     app.apply(Update::Snapshot(demo_snapshot()));
     app.update(Action::GoTo(Screen::Notifications));
-    assert_contains(&render(&app, 80, 24), &["--station-state-dir"]);
+    assert_contains(&render(&app, 80, 24), &["Reading the station's notification log"]);
     app.apply(Update::Tail(TailStatus::Stopped("no such directory".into())));
     assert_contains(&render(&app, 80, 24), &["The notification tail stopped: no such directory"]);
 }
@@ -178,7 +412,14 @@ fn help_overlay_opens_and_closes() {
     let mut app = demo_app();
     press(&mut app, KeyCode::Char('?'));
     for (w, h) in SIZES {
-        assert_contains(&render(&app, w, h), &["Help (? or Esc closes)", "go to a screen", "quit"]);
+        let screen = render(&app, w, h);
+        assert_contains(&screen, &["Help (? or Esc closes)", "go to a screen", "quit", "add a unit"]);
+        assert_contains(&screen, &["create a volume", "create a partition", "destroy the selected volume/partition"]);
+        assert_contains(
+            &screen,
+            &["rescan the selected unit", "assign/unassign a volume", "allocate storage for a host"],
+        );
+        assert_contains(&screen, &["cancel the selected pending task", "remove the selected ended task", "x, Delete"]);
     }
     press(&mut app, KeyCode::Esc);
     assert!(!render(&app, 80, 24).contains("Help (?"));
@@ -200,13 +441,13 @@ fn navigation_moves_and_clamps_the_selection() {
     press(&mut app, KeyCode::Down);
     press(&mut app, KeyCode::Char('j'));
     press(&mut app, KeyCode::Char('j'));
-    assert_eq!(app.selected(dvsan_console::app::Pane::Units), 2);
+    assert_eq!(app.selected(Pane::Units), 2);
     press(&mut app, KeyCode::Char('k'));
-    assert_eq!(app.selected(dvsan_console::app::Pane::Units), 1);
+    assert_eq!(app.selected(Pane::Units), 1);
     press(&mut app, KeyCode::Char('g'));
-    assert_eq!(app.selected(dvsan_console::app::Pane::Units), 0);
+    assert_eq!(app.selected(Pane::Units), 0);
     press(&mut app, KeyCode::End);
-    assert_eq!(app.selected(dvsan_console::app::Pane::Units), 2);
+    assert_eq!(app.selected(Pane::Units), 2);
     press(&mut app, KeyCode::Right);
     assert_eq!(app.screen, Screen::Volumes);
     press(&mut app, KeyCode::Char('h'));
@@ -231,11 +472,12 @@ fn a_form_validates_before_anything_is_sent() {
     type_text(&mut app, "2G");
     press(&mut app, KeyCode::Enter);
     assert!(app.form.is_none());
-    // Nothing was done, and the console says so.
-    assert_contains(
-        &render(&app, 80, 24),
-        &["station tasks are not available yet; not sent: create a 2 GiB volume on unit", "\nunit1\n"],
-    );
+    // The request waits in the outbox for the main loop; the console says it is on its way, then what came of it.
+    let request = Request::CreateVolume { unit: "unit1".into(), size_bytes: 2 << 30, name: None };
+    assert_eq!(app.take_outbox(), [Command::Submit(request.clone())]);
+    assert_contains(&render(&app, 80, 24), &["sending: create a 2 GiB volume on unit unit1…"]);
+    app.apply(Update::Submitted { request, task: 41 });
+    assert_contains(&render(&app, 80, 24), &["task 41 submitted: create a 2 GiB volume on unit unit1"]);
 }
 
 #[test]
@@ -249,10 +491,16 @@ fn destroying_a_volume_asks_first() {
     press(&mut app, KeyCode::Char('q'));
     assert!(!app.quit);
     press(&mut app, KeyCode::Char('n'));
-    assert_contains(&render(&app, 80, 24), &["cancelled: destroy volume 2 (db1)"]);
+    assert_contains(&render(&app, 80, 24), &["not done: destroy volume 2 (db1)"]);
+    assert!(app.take_outbox().is_empty());
     press(&mut app, KeyCode::Char('d'));
     press(&mut app, KeyCode::Char('y'));
-    assert_contains(&render(&app, 80, 24), &["station tasks are not available yet"]);
+    assert_contains(&render(&app, 80, 24), &["sending: destroy volume 2 (db1) of unit unit1…"]);
+    assert_eq!(app.take_outbox().len(), 1);
+    // Partitions too.
+    press(&mut app, KeyCode::Tab);
+    press(&mut app, KeyCode::Char('d'));
+    assert_contains(&render(&app, 80, 24), &["Really destroy partition 1 of volume 2 of unit unit1?"]);
 }
 
 #[test]
@@ -264,7 +512,7 @@ fn an_unreachable_station_keeps_the_last_pool_and_says_why() {
     app.apply(Update::Snapshot(failed));
     let screen = render(&app, 80, 24);
     assert_contains(&screen, &["station 127.0.0.1:11161 does not answer (showing data from 12s ago)", "unit1"]);
-    let fresh = App::new("127.0.0.1:11161", TailStatus::NeedsStateDir);
+    let fresh = App::new("127.0.0.1:11161", TailStatus::Starting);
     assert_contains(&render(&fresh, 80, 24), &["Reading the station…", "connecting…"]);
 }
 
@@ -308,4 +556,10 @@ fn capture_screens() {
     save("activity", &app);
     app.update(Action::GoTo(Screen::Notifications));
     save("notifications", &app);
+    app.update(Action::GoTo(Screen::Hosts));
+    save("hosts", &app);
+    app.update(Action::GoTo(Screen::Tasks));
+    app.update(Action::Down);
+    app.update(Action::Down);
+    save("tasks", &app);
 }

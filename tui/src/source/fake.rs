@@ -1,9 +1,13 @@
-//! A [`PoolSource`] with canned data: three units (one unreachable), volumes, partitions and traffic. Used by
-//! tests and the screen captures; also handy to look at the console without a station (`--fake`).
+//! A [`PoolSource`] with canned data: three units (one unreachable), volumes, partitions, host assignments,
+//! station tasks in every state, and traffic. Used by tests and the screen captures; also handy to look at the
+//! console without a station (`--fake`).
 
 use super::PoolSource;
-use crate::model::{Notification, Partition, Pool, Rates, Snapshot, Traffic, Unit, UnitState, Volume};
-use std::net::SocketAddr;
+use crate::model::{
+    AssignMode, Assignment, Notification, Partition, Pool, Rates, Snapshot, Task, TaskOperation, TaskState, Traffic,
+    Unit, UnitState, Volume,
+};
+use std::net::{IpAddr, SocketAddr};
 
 /// The fixed time every fake snapshot is taken at (2026-11-22T10:00:00Z).
 pub const FAKE_NOW: i64 = 1_795_341_600;
@@ -118,7 +122,89 @@ pub fn demo_snapshot() -> Snapshot {
             rates: None,
         },
     ];
-    Snapshot { taken_unix: FAKE_NOW, pool: Ok(demo_pool()), traffic, traffic_errors: Vec::new() }
+    Snapshot {
+        taken_unix: FAKE_NOW,
+        pool: Ok(demo_pool()),
+        traffic,
+        traffic_errors: Vec::new(),
+        tasks: Ok(demo_tasks()),
+        assignments: Ok(demo_assignments()),
+    }
+}
+
+/// The demo assignments: both volumes of unit1 to 127.0.0.9 (one read-only), unit2's volume to 127.0.0.10.
+pub fn demo_assignments() -> Vec<Assignment> {
+    let assignment = |unit_index: u32, volume_index: u32, host: [u8; 4], mode, agent: &str, name: &str| Assignment {
+        unit_index,
+        volume_index,
+        host: Some(IpAddr::from(host)),
+        mode,
+        nbd_uri: format!("nbd://{agent}:10809/{name}"),
+        volume_name: name.to_string(),
+    };
+    vec![
+        assignment(1, 1, [127, 0, 0, 9], AssignMode::ReadOnly, "127.0.0.11", "vol1"),
+        assignment(1, 2, [127, 0, 0, 9], AssignMode::ReadWrite, "127.0.0.11", "db1"),
+        assignment(2, 1, [127, 0, 0, 10], AssignMode::ReadWrite, "127.0.0.12", "vol1"),
+    ]
+}
+
+/// The demo tasks: one of each state, from two consoles.
+pub fn demo_tasks() -> Vec<Task> {
+    let task = |index: u32, operation, state, age: i64, owner: &str| Task {
+        owner: owner.to_string(),
+        state,
+        created_unix: Some(FAKE_NOW - age),
+        finished_unix: state.is_ended().then_some(FAKE_NOW - age + 2),
+        progress: if state == TaskState::Done { 100 } else { 0 },
+        ..Task::new(index, operation)
+    };
+    let noc = "console@noc-1";
+    vec![
+        Task {
+            unit: "unit1".into(),
+            size: "1073741824".into(),
+            name: "db1".into(),
+            result: "created volume 2 (db1, 1 GiB) on unit1".into(),
+            result_unit: 1,
+            result_volume: 2,
+            ..task(7, TaskOperation::CreateVolume, TaskState::Done, 1500, noc)
+        },
+        Task {
+            unit: "unit1".into(),
+            volume: 2,
+            host: "127.0.0.9".into(),
+            result: "assigned volume 2 (db1) of unit1 to 127.0.0.9, read-write".into(),
+            result_unit: 1,
+            result_volume: 2,
+            ..task(8, TaskOperation::AssignVolume, TaskState::Done, 1440, noc)
+        },
+        Task {
+            size: "4294967296".into(),
+            host: "127.0.0.10".into(),
+            result: "no available unit has 4 GiB free (most: unit2 with 2 GiB)".into(),
+            ..task(9, TaskOperation::Allocate, TaskState::Failed, 600, "nms@ops-2")
+        },
+        Task {
+            unit: "unit1".into(),
+            volume: 2,
+            size: "536870912".into(),
+            progress: 60,
+            step: "writing the partition table on unit1".into(),
+            ..task(10, TaskOperation::CreatePartition, TaskState::Running, 8, noc)
+        },
+        Task {
+            unit: "unit3".into(),
+            step: "waiting for a free worker".into(),
+            ..task(11, TaskOperation::RescanUnit, TaskState::Pending, 5, "nms@ops-2")
+        },
+        Task {
+            unit: "unit3".into(),
+            volume: 1,
+            result: "cancelled before it ran".into(),
+            ..task(12, TaskOperation::DestroyVolume, TaskState::Cancelled, 3, noc)
+        },
+    ]
 }
 
 const ID1: &str = "00000001-5c1e-4a52-9d7e-0242ac120002";

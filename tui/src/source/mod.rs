@@ -3,14 +3,19 @@
 //! A [`PoolSource`] produces [`Snapshot`]s: [`snmp::SnmpSource`] reads the station's DVSAN-STATION-MIB tables
 //! and every reachable unit's dvsanTrafficTable; [`fake::FakeSource`] serves canned data for tests.
 //! [`spawn_refresh`] polls a source on an interval in a tokio task and sends each snapshot over a channel, so
-//! the UI loop never waits on the network. [`tail`] follows the station's notification log.
+//! the UI loop never waits on the network. [`tail`] follows the station's notification log. [`tasks`] sends the
+//! commands the user confirmed (new tasks, cancels, removals) to the station's task table.
 
 pub mod fake;
+#[cfg(test)]
+pub(crate) mod fake_station;
 pub mod log;
 pub mod rates;
 pub mod snmp;
 pub mod tail;
+pub mod tasks;
 
+use crate::form::{Command, Request};
 use crate::model::{Notification, Snapshot, TailStatus};
 use std::future::Future;
 use std::time::Duration;
@@ -24,11 +29,29 @@ pub trait PoolSource: Send + 'static {
 }
 
 /// What the background tasks tell the UI loop.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub enum Update {
     Snapshot(Snapshot),
     Notification(Notification),
     Tail(TailStatus),
+    /// The station took `request` as task `task` (pending).
+    Submitted {
+        request: Request,
+        task: u32,
+    },
+    /// The station cancelled pending task `task`.
+    Cancelled {
+        task: u32,
+    },
+    /// The station removed ended task `task`'s row.
+    Removed {
+        task: u32,
+    },
+    /// The station refused `command`, or could not be reached; `why` says so in plain words and what to do.
+    Refused {
+        command: Command,
+        why: String,
+    },
 }
 
 /// Polls `source` every `interval` (the first time right away) until `updates` is closed.

@@ -1,10 +1,15 @@
-//! The SNMP [`PoolSource`]: the station's DVSAN-STATION-MIB tables (units, volumes, partitions) by GETBULK
-//! walks, and each available unit's dvsanTrafficTable (DVSAN-MIB) read from the unit directly, all units at
-//! once. Traffic counters become rates in a [`RateTracker`].
+//! The SNMP [`PoolSource`]: the station's DVSAN-STATION-MIB tables (units, volumes, partitions, host assignments
+//! and tasks) by GETBULK walks, and each available unit's dvsanTrafficTable (DVSAN-MIB) read from the unit
+//! directly, all units at once. Traffic counters become rates in a [`RateTracker`]. The pool is read first; when
+//! the station answers, the assignments, the tasks and the traffic are read at the same time, and each that fails
+//! carries its own error, so one screen's failure does not blank the others.
 
 use super::rates::{Counters, RateTracker};
 use super::PoolSource;
-use crate::model::{now_unix, Partition, Pool, Snapshot, Traffic, Unit, UnitState, Volume};
+use crate::model::{
+    now_unix, AssignMode, Assignment, Partition, Pool, Snapshot, Task, TaskOperation, TaskState, Traffic, Unit,
+    UnitState, Volume,
+};
 use dvsan_mib as mib;
 use dvsan_snmp::{Manager, Oid, SnmpError, Target, Value};
 use std::collections::BTreeMap;
@@ -116,11 +121,20 @@ impl SnmpSource {
 impl PoolSource for SnmpSource {
     async fn snapshot(&mut self) -> Snapshot {
         let pool = self.read_pool().await;
-        let (traffic, traffic_errors) = match &pool {
-            Ok(pool) => self.read_traffic(pool).await,
-            Err(_) => (Vec::new(), Vec::new()),
+        let (traffic, traffic_errors, tasks, assignments) = match &pool {
+            Ok(pool) => {
+                let (manager, station) = (Arc::clone(&self.manager), self.station.clone());
+                let ((traffic, errors), tasks, assignments) = tokio::join!(
+                    self.read_traffic(pool),
+                    read_tasks(&manager, &station),
+                    read_assignments(&manager, &station)
+                );
+                (traffic, errors, tasks, assignments)
+            }
+            // The station did not answer: the other tables would only time out too.
+            Err(why) => (Vec::new(), Vec::new(), Err(why.clone()), Err(why.clone())),
         };
-        Snapshot { taken_unix: now_unix(), pool, traffic, traffic_errors }
+        Snapshot { taken_unix: now_unix(), pool, traffic, traffic_errors, tasks, assignments }
     }
 }
 
@@ -191,6 +205,109 @@ pub fn pool_from_tables(units: &TableRows, volumes: &TableRows, partitions: &Tab
         });
     }
     pool
+}
+
+/// Reads the station's dvsanStationTaskTable.
+pub async fn read_tasks(manager: &Manager, station: &Target) -> Result<Vec<Task>, String> {
+    let explain = |e: SnmpError| station_error(station.addr, &e);
+    let rows = walk_table(manager, station, mib::DVSAN_STATION_TASK_ENTRY).await.map_err(explain)?;
+    if rows.is_empty() {
+        // An empty task table and a station without one look the same in a walk; a GET of a cell that cannot exist
+        // (indexes start at 1) tells them apart: noSuchInstance when the table is there, noSuchObject when not.
+        let probe = Oid::from_slice(mib::DVSAN_STATION_TASK_OPERATION).child(0);
+        let answer = manager.get(station, &[probe]).await.map_err(explain)?;
+        if answer.first().is_none_or(|vb| vb.value == Value::NoSuchObject) {
+            return Err(format!(
+                "station {} does not run tasks (no dvsanStationTaskTable): it is older than this console; update \
+                 dvsan-station",
+                station.addr
+            ));
+        }
+    }
+    Ok(tasks_from_table(&rows))
+}
+
+/// Reads the station's dvsanStationAssignmentTable.
+pub async fn read_assignments(manager: &Manager, station: &Target) -> Result<Vec<Assignment>, String> {
+    let rows = walk_table(manager, station, mib::DVSAN_STATION_ASSIGNMENT_ENTRY)
+        .await
+        .map_err(|e| station_error(station.addr, &e))?;
+    Ok(assignments_from_table(&rows))
+}
+
+/// The column number of a table column's OID (its last arc).
+const fn column(oid: &[u32]) -> u32 {
+    oid[oid.len() - 1]
+}
+
+/// One row's cells, read by column OID.
+struct Cells<'a>(&'a BTreeMap<u32, Value>);
+
+impl Cells<'_> {
+    fn get(&self, oid: &[u32]) -> Option<&Value> {
+        self.0.get(&column(oid))
+    }
+    fn text(&self, oid: &[u32]) -> String {
+        self.get(oid).and_then(Value::as_str).unwrap_or("").to_string()
+    }
+    fn number(&self, oid: &[u32]) -> u32 {
+        self.get(oid).and_then(Value::as_u32).unwrap_or(0)
+    }
+    fn integer(&self, oid: &[u32]) -> i32 {
+        self.get(oid).and_then(Value::as_i32).unwrap_or(0)
+    }
+    fn time(&self, oid: &[u32]) -> Option<i64> {
+        self.get(oid).and_then(Value::as_bytes).and_then(date_and_time_unix)
+    }
+}
+
+/// Builds tasks from dvsanStationTaskTable rows. Rows with malformed indexes are skipped.
+pub fn tasks_from_table(rows: &TableRows) -> Vec<Task> {
+    let mut tasks = Vec::new();
+    for (index, row) in rows {
+        let [index] = index.as_slice() else { continue };
+        let row = Cells(row);
+        tasks.push(Task {
+            index: *index,
+            operation: TaskOperation::from_code(row.integer(mib::DVSAN_STATION_TASK_OPERATION)),
+            unit: row.text(mib::DVSAN_STATION_TASK_UNIT),
+            volume: row.number(mib::DVSAN_STATION_TASK_VOLUME),
+            partition: row.number(mib::DVSAN_STATION_TASK_PARTITION),
+            size: row.text(mib::DVSAN_STATION_TASK_SIZE),
+            host: row.text(mib::DVSAN_STATION_TASK_HOST),
+            name: row.text(mib::DVSAN_STATION_TASK_NAME),
+            read_only: row.integer(mib::DVSAN_STATION_TASK_READ_ONLY) == mib::truth_value::TRUE,
+            owner: row.text(mib::DVSAN_STATION_TASK_OWNER),
+            state: TaskState::from_code(row.integer(mib::DVSAN_STATION_TASK_STATE)),
+            progress: row.number(mib::DVSAN_STATION_TASK_PROGRESS).min(100),
+            step: row.text(mib::DVSAN_STATION_TASK_STEP),
+            result: row.text(mib::DVSAN_STATION_TASK_RESULT),
+            result_unit: row.number(mib::DVSAN_STATION_TASK_RESULT_UNIT),
+            result_volume: row.number(mib::DVSAN_STATION_TASK_RESULT_VOLUME),
+            created_unix: row.time(mib::DVSAN_STATION_TASK_CREATED),
+            finished_unix: row.time(mib::DVSAN_STATION_TASK_FINISHED),
+        });
+    }
+    tasks
+}
+
+/// Builds assignments from dvsanStationAssignmentTable rows (index: unit index, volume index). Rows with malformed
+/// indexes are skipped.
+pub fn assignments_from_table(rows: &TableRows) -> Vec<Assignment> {
+    let mut assignments = Vec::new();
+    for (index, row) in rows {
+        let [unit_index, volume_index] = index.as_slice() else { continue };
+        let row = Cells(row);
+        assignments.push(Assignment {
+            unit_index: *unit_index,
+            volume_index: *volume_index,
+            host: inet_address(row.get(mib::DVSAN_STATION_ASSIGN_HOST_TYPE), row.get(mib::DVSAN_STATION_ASSIGN_HOST)),
+            mode: AssignMode::from_code(row.integer(mib::DVSAN_STATION_ASSIGN_MODE)),
+            nbd_uri: row.text(mib::DVSAN_STATION_ASSIGN_NBD_URI),
+            volume_name: row.text(mib::DVSAN_STATION_ASSIGN_VOLUME_NAME),
+        });
+    }
+    assignments
 }
 
 /// An InetAddressType + InetAddress pair as an IP address (ipv4(1) and ipv6(2) only).
@@ -345,5 +462,127 @@ mod tests {
         let error = snapshot.pool.unwrap_err();
         assert!(error.contains("does not answer"), "{error}");
         assert!(error.contains(&addr.to_string()), "{error}");
+        // The tasks and hosts screens say the same rather than showing empty lists.
+        assert_eq!(snapshot.tasks, Err(error.clone()));
+        assert_eq!(snapshot.assignments, Err(error));
+    }
+
+    fn date(hour: u8) -> Value {
+        Value::OctetString(vec![0x07, 0xEA, 11, 22, hour, 0, 0, 0])
+    }
+
+    #[test]
+    fn task_rows_become_tasks() {
+        let mut rows = TableRows::new();
+        rows.insert(
+            vec![12],
+            row(&[
+                (2, Value::Integer(5)),
+                (3, Value::string("unit1")),
+                (4, Value::Gauge32(2)),
+                (7, Value::string("192.0.2.10")),
+                (9, Value::Integer(1)),
+                (10, Value::string("console@noc-1")),
+                (11, Value::Integer(4)),
+                (12, Value::Gauge32(250)),
+                (13, Value::string("granting")),
+                (14, Value::string("unit1 refused the grant")),
+                (15, Value::Gauge32(1)),
+                (16, Value::Gauge32(2)),
+                (17, date(10)),
+                (18, date(11)),
+                (19, Value::Integer(1)),
+            ]),
+        );
+        rows.insert(
+            vec![13],
+            row(&[
+                (2, Value::Integer(42)),
+                (9, Value::Integer(2)),
+                (11, Value::Integer(9)),
+                (18, Value::OctetString(vec![0; 8])),
+            ]),
+        );
+        rows.insert(vec![1, 2], row(&[(2, Value::Integer(1))]));
+        let tasks = tasks_from_table(&rows);
+        assert_eq!(tasks.len(), 2);
+        let task = &tasks[0];
+        assert_eq!((task.index, task.operation, task.state), (12, TaskOperation::AssignVolume, TaskState::Failed));
+        assert_eq!((task.unit.as_str(), task.volume, task.host.as_str()), ("unit1", 2, "192.0.2.10"));
+        assert!(task.read_only);
+        assert_eq!((task.owner.as_str(), task.progress, task.step.as_str()), ("console@noc-1", 100, "granting"));
+        assert_eq!((task.result.as_str(), task.result_unit, task.result_volume), ("unit1 refused the grant", 1, 2));
+        assert_eq!((task.created_unix, task.finished_unix), (Some(1_795_341_600), Some(1_795_345_200)));
+        assert_eq!(task.summary(), "assign unit1/2 → 192.0.2.10 (ro)");
+        assert_eq!(task.step_or_result(), "unit1 refused the grant");
+        let unknown = &tasks[1];
+        assert_eq!((unknown.operation, unknown.state), (TaskOperation::Unknown(42), TaskState::Unknown(9)));
+        assert!(!unknown.read_only);
+        assert_eq!((unknown.finished_unix, unknown.summary().as_str()), (None, "operation 42"));
+    }
+
+    #[test]
+    fn assignment_rows_become_assignments() {
+        let mut rows = TableRows::new();
+        rows.insert(
+            vec![1, 2],
+            row(&[
+                (1, Value::Integer(1)),
+                (2, Value::OctetString(vec![192, 0, 2, 10])),
+                (3, Value::Integer(2)),
+                (4, Value::string("nbd://127.0.0.11:10809/db1")),
+                (5, Value::string("db1")),
+            ]),
+        );
+        rows.insert(vec![3, 1], row(&[(1, Value::Integer(16)), (3, Value::Integer(7))]));
+        rows.insert(vec![3], row(&[(5, Value::string("malformed index"))]));
+        let assignments = assignments_from_table(&rows);
+        assert_eq!(assignments.len(), 2);
+        let a = &assignments[0];
+        assert_eq!((a.unit_index, a.volume_index, a.host), (1, 2, Some("192.0.2.10".parse().unwrap())));
+        assert_eq!(
+            (a.mode, a.nbd_uri.as_str(), a.volume_name.as_str()),
+            (AssignMode::ReadOnly, "nbd://127.0.0.11:10809/db1", "db1")
+        );
+        let b = &assignments[1];
+        assert_eq!((b.host, b.host_text().as_str(), b.mode), (None, "?", AssignMode::Unknown(7)));
+    }
+
+    #[tokio::test]
+    async fn tasks_and_assignments_are_read_from_the_station() {
+        use crate::source::fake_station::{FakeStation, READ_COMMUNITY};
+        let station = FakeStation::start(true).await;
+        let manager = Manager::new("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let target = Target::new(station.addr, READ_COMMUNITY).with_timeout(Duration::from_secs(2), 0);
+        // Empty tables are empty lists, not errors.
+        assert_eq!(read_tasks(&manager, &target).await, Ok(Vec::new()));
+        assert_eq!(read_assignments(&manager, &target).await, Ok(Vec::new()));
+        station.add_task(3, mib::dvsan_station_task_operation::RESCAN_UNIT, 2, "console@noc-1");
+        station.state().assignments.insert(
+            (1, 2),
+            row(&[
+                (1, Value::Integer(2)),
+                (2, Value::OctetString([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1].to_vec())),
+                (3, Value::Integer(1)),
+            ]),
+        );
+        let tasks = read_tasks(&manager, &target).await.unwrap();
+        assert_eq!(tasks.len(), 1);
+        assert_eq!((tasks[0].index, tasks[0].state, tasks[0].owner.as_str()), (3, TaskState::Running, "console@noc-1"));
+        let assignments = read_assignments(&manager, &target).await.unwrap();
+        assert_eq!(assignments.len(), 1);
+        assert_eq!((assignments[0].host, assignments[0].mode), (Some("::1".parse().unwrap()), AssignMode::ReadWrite));
+
+        // A station without the task table says so instead of showing an empty list.
+        let old = FakeStation::start(false).await;
+        let target = Target::new(old.addr, READ_COMMUNITY).with_timeout(Duration::from_secs(2), 0);
+        let error = read_tasks(&manager, &target).await.unwrap_err();
+        assert!(error.contains("does not run tasks"), "{error}");
+        // A silent one: the station error, per table.
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let target =
+            Target::new(silent.local_addr().unwrap(), READ_COMMUNITY).with_timeout(Duration::from_millis(100), 0);
+        assert!(read_tasks(&manager, &target).await.unwrap_err().contains("does not answer"));
+        assert!(read_assignments(&manager, &target).await.unwrap_err().contains("does not answer"));
     }
 }

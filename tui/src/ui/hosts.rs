@@ -1,22 +1,91 @@
-//! The Hosts screen: hosts and the volumes assigned to them. The station does not allocate volumes to hosts
-//! yet, so this screen says so instead of showing an empty table that looks like "no hosts".
+//! The Hosts screen: every host the station has assigned volumes to, and those volumes (unit, volume, name,
+//! access mode, NBD URI), from dvsanStationAssignmentTable. Rows are grouped by host: the host is named on its
+//! first row only.
 
 use super::{draw_table, pane_block, TableView};
 use crate::app::{App, Pane};
-use ratatui::layout::{Constraint, Rect};
+use crate::model::{short_age, AssignMode};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::Line;
+use ratatui::widgets::{Cell, Paragraph, Row};
 use ratatui::Frame;
 
-pub const EMPTY: &str = "No host assignments: the station does not allocate volumes to hosts yet. \
-    Hosts reading and writing volumes show on the Activity screen (5).";
+pub const EMPTY: &str = "No volume is assigned to a host. Assign one (a on the Volumes screen) or allocate \
+    storage for a host (n); hosts reading and writing volumes show on the Activity screen (5).";
 
 pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
+    let error = app.assignments_error.as_ref();
+    let have_data = app.assignments_read_unix.is_some();
+    let error_height = u16::from(error.is_some() && have_data);
+    let [table_area, error_area] = Layout::vertical([Constraint::Min(3), Constraint::Length(error_height)]).areas(area);
+    let assignments = app.visible_assignments();
+    let mut previous_host = None;
+    let rows = assignments
+        .iter()
+        .map(|a| {
+            let host = if previous_host == Some(a.host) {
+                Cell::from("")
+            } else {
+                Cell::from(a.host_text()).style(Style::default().add_modifier(Modifier::BOLD))
+            };
+            previous_host = Some(a.host);
+            let unit = app.pool.unit(a.unit_index).map_or(format!("#{}", a.unit_index), |u| u.label());
+            let mode = match a.mode {
+                AssignMode::ReadOnly => Cell::from("ro").style(Style::default().fg(Color::Yellow)),
+                AssignMode::ReadWrite => Cell::from("rw"),
+                other => Cell::from(other.to_string()).style(Style::default().fg(Color::Red)),
+            };
+            let uri = if a.nbd_uri.is_empty() { "(not in the pool)".to_string() } else { a.nbd_uri.clone() };
+            Row::new(vec![
+                host,
+                Cell::from(unit),
+                Cell::from(a.volume_index.to_string()),
+                Cell::from(a.volume_name.clone()),
+                mode,
+                Cell::from(uri),
+            ])
+        })
+        .collect();
+    let empty = match error {
+        Some(error) if !have_data => format!("The station's assignments could not be read: {error}"),
+        _ if !have_data => "Reading the station…".to_string(),
+        _ if !app.filter(Pane::Hosts).is_empty() => "No assignment matches the filter (Esc clears it).".to_string(),
+        _ => EMPTY.to_string(),
+    };
+    let hosts = {
+        let mut hosts: Vec<_> = app.assignments.iter().map(|a| a.host).collect();
+        hosts.sort();
+        hosts.dedup();
+        hosts.len()
+    };
+    let title = format!(
+        "Hosts and assignments ({hosts} host{}, {} volume{})",
+        if hosts == 1 { "" } else { "s" },
+        app.assignments.len(),
+        if app.assignments.len() == 1 { "" } else { "s" }
+    );
     let view = TableView {
         pane: Pane::Hosts,
-        block: pane_block(app, Pane::Hosts, "Hosts and assignments"),
-        header: &["Host", "Volume", "Unit", "Export", "Since"],
-        widths: vec![Constraint::Length(16); 5],
-        rows: Vec::new(),
-        empty: EMPTY.to_string(),
+        block: pane_block(app, Pane::Hosts, &title),
+        header: &["Host", "Unit", "Vol", "Name", "Mode", "NBD URI"],
+        widths: vec![
+            Constraint::Length(15),
+            Constraint::Length(8),
+            Constraint::Length(3),
+            Constraint::Length(9),
+            Constraint::Length(4),
+            Constraint::Min(20),
+        ],
+        rows,
+        empty,
     };
-    draw_table(frame, app, area, view);
+    draw_table(frame, app, table_area, view);
+    if let (Some(error), true) = (error, error_height > 0) {
+        let age = app
+            .assignments_read_unix
+            .map_or(String::new(), |t| format!(" (list from {} ago)", short_age(app.now_unix - t)));
+        let line = Line::styled(format!("assignments: {error}{age}"), Style::default().fg(Color::Red));
+        frame.render_widget(Paragraph::new(line), error_area);
+    }
 }

@@ -1,5 +1,6 @@
 //! Drawing: one module per screen, each rendering from [`App`] alone; this module draws the frame around them
-//! (screen tabs, status line) and the overlays (filter prompt, help, forms, confirmation).
+//! (screen tabs, status line, the key hints of the focused pane) and the overlays (filter prompt, help, forms,
+//! confirmation).
 //!
 //! Everything fits 80×24: columns shrink before they disappear, and long texts are cut by ratatui.
 
@@ -20,12 +21,18 @@ use ratatui::Frame;
 
 /// Draws the whole console.
 pub fn draw(frame: &mut Frame, app: &App) {
-    // Long messages and errors get a second line rather than being cut.
-    let status_len = app.message.as_ref().or(app.pool_error.as_ref()).map_or(0, |m| m.chars().count() + 30);
-    let status_height = if status_len > usize::from(frame.area().width) { 2 } else { 1 };
-    let [tabs, body, status] =
-        Layout::vertical([Constraint::Length(1), Constraint::Min(3), Constraint::Length(status_height)])
-            .areas(frame.area());
+    // Long messages and errors get a second and third line rather than being cut.
+    let status_text = app.message.as_ref().map(|m| &m.text).or(app.pool_error.as_ref());
+    // The slack covers word wrapping and the age the pool error gets.
+    let status_len = status_text.map_or(0, |m| m.chars().count() + 20);
+    let status_height = status_len.div_ceil(usize::from(frame.area().width.max(1))).clamp(1, 3) as u16;
+    let [tabs, body, status, hints] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(status_height),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
     draw_tabs(frame, app, tabs);
     match app.screen {
         Screen::Units => units::draw(frame, app, body),
@@ -36,6 +43,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Screen::Tasks => tasks::draw(frame, app, body),
     }
     draw_status(frame, app, status);
+    draw_hints(frame, app, hints);
     if app.help {
         draw_help(frame);
     }
@@ -58,7 +66,7 @@ fn draw_tabs(frame: &mut Frame, app: &App, area: Rect) {
     frame.render_widget(tabs, area);
 }
 
-/// The bottom line: the filter prompt while typing one, else a message, else the station's state and key hints.
+/// The status line: the filter prompt while typing one, else a message, else the station's state.
 fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
     let line = if app.filter_editing {
         Line::from(vec![
@@ -68,7 +76,8 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
             Span::styled("  Enter keep  Esc clear", Style::default().fg(Color::DarkGray)),
         ])
     } else if let Some(message) = &app.message {
-        Line::from(Span::styled(message.clone(), Style::default().fg(Color::Yellow)))
+        let color = if message.error { Color::Red } else { Color::Yellow };
+        Line::from(Span::styled(message.text.clone(), Style::default().fg(color)))
     } else if let Some(error) = &app.pool_error {
         let age = match app.pool_read_unix {
             Some(read) => format!(" (showing data from {} ago)", short_age(app.now_unix - read)),
@@ -76,16 +85,70 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
         };
         Line::from(Span::styled(format!("{error}{age}"), Style::default().fg(Color::Red)))
     } else {
-        let station = match app.pool_read_unix {
+        let mut station = match app.pool_read_unix {
             Some(_) => format!("station {} · {} units", app.station, app.pool.units.len()),
             None => format!("station {} · connecting…", app.station),
         };
-        Line::from(vec![
-            Span::raw(station),
-            Span::styled("  ? help  / filter  Tab pane  q quit", Style::default().fg(Color::DarkGray)),
-        ])
+        let active = app.tasks.iter().filter(|t| !t.state.is_ended()).count();
+        match active {
+            0 => {}
+            1 => station.push_str(" · 1 task active"),
+            n => station.push_str(&format!(" · {n} tasks active")),
+        }
+        Line::from(station)
     };
     frame.render_widget(Paragraph::new(line).wrap(Wrap { trim: true }), area);
+}
+
+/// The keys of the focused pane (and the way to the rest), as `(key, what)`.
+pub fn hints(app: &App) -> &'static [(&'static str, &'static str)] {
+    if app.confirm.is_some() {
+        return &[("y", "yes"), ("n/Esc", "no")];
+    }
+    if app.form.is_some() {
+        return &[("Enter", "submit"), ("Tab", "next field"), ("Esc", "cancel")];
+    }
+    if app.help {
+        return &[("?/Esc", "close help"), ("q", "quit")];
+    }
+    match app.pane {
+        Pane::Units => &[
+            ("a", "add unit"),
+            ("c", "volume"),
+            ("p", "partition"),
+            ("r", "rescan"),
+            ("n", "allocate"),
+            ("/", "filter"),
+            ("?", "help"),
+        ],
+        Pane::Volumes => &[
+            ("c", "volume"),
+            ("p", "partition"),
+            ("d", "destroy"),
+            ("a", "assign"),
+            ("u", "unassign"),
+            ("n", "allocate"),
+            ("?", "help"),
+        ],
+        Pane::Partitions => &[("p", "partition"), ("d", "destroy partition"), ("Tab", "pane"), ("?", "help")],
+        Pane::Hosts => &[("a", "assign"), ("u", "unassign"), ("n", "allocate"), ("/", "filter"), ("?", "help")],
+        Pane::Notifications => &[("/", "filter unit:X type:X"), ("G", "follow"), ("?", "help"), ("q", "quit")],
+        Pane::Activity => &[("/", "filter"), ("?", "help"), ("q", "quit")],
+        Pane::Tasks => &[("c", "cancel"), ("x", "remove"), ("/", "filter"), ("?", "help"), ("q", "quit")],
+    }
+}
+
+/// The bottom line: the keys of what has the focus.
+fn draw_hints(frame: &mut Frame, app: &App, area: Rect) {
+    let mut spans = Vec::new();
+    for (i, (key, what)) in hints(app).iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::raw("  "));
+        }
+        spans.push(Span::styled(*key, Style::default().fg(Color::Cyan)));
+        spans.push(Span::styled(format!(" {what}"), Style::default().fg(Color::DarkGray)));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
 /// A pane's frame: its title, the filter when one is set, and a highlight when it has the focus.
@@ -126,6 +189,12 @@ pub fn draw_table(frame: &mut Frame, app: &App, area: Rect, view: TableView) {
 }
 
 /// A rectangle of at most `width`×`height` centred in `area`.
+/// Width of a column holding texts of these lengths: the longest, within `min..=max`.
+pub fn column_width(lengths: impl Iterator<Item = usize>, min: u16, max: u16) -> u16 {
+    let longest = lengths.max().unwrap_or(0);
+    u16::try_from(longest).unwrap_or(max).clamp(min, max)
+}
+
 pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let width = width.min(area.width);
     let height = height.min(area.height);
@@ -138,17 +207,23 @@ pub const HELP: &[(&str, &str)] = &[
     ("Tab, S-Tab", "next/previous pane"),
     ("↑/↓, j/k", "move the selection"),
     ("PgUp/PgDn, g/G", "page up/down, first/last"),
-    ("/", "filter the list (Esc clears)"),
-    ("", "notifications: unit:NAME type:NAME"),
+    ("/", "filter (notifications: unit:X type:X)"),
+    ("Esc", "clear the filter and the message"),
     ("a", "add a unit (Units)"),
     ("c", "create a volume (Units, Volumes)"),
-    ("d", "destroy the selected volume"),
+    ("p", "create a partition (Units, Volumes)"),
+    ("d", "destroy the selected volume/partition"),
+    ("r", "rescan the selected unit (Units)"),
+    ("a, u", "assign/unassign a volume (Volumes, Hosts)"),
+    ("n", "allocate storage for a host"),
+    ("c", "cancel the selected pending task (Tasks)"),
+    ("x, Delete", "remove the selected ended task (Tasks)"),
     ("?", "this help"),
     ("q, Ctrl-C", "quit"),
 ];
 
 fn draw_help(frame: &mut Frame) {
-    let area = centered(frame.area(), 56, HELP.len() as u16 + 2);
+    let area = centered(frame.area(), 62, HELP.len() as u16 + 2);
     let lines: Vec<Line> = HELP
         .iter()
         .map(|(keys, what)| {

@@ -3,15 +3,26 @@
 
 use super::{draw_table, pane_block, TableView};
 use crate::app::{App, Pane};
-use crate::model::TailStatus;
+use crate::model::{Notification, TailStatus};
 use ratatui::layout::{Constraint, Rect};
 use ratatui::widgets::{Cell, Row};
 use ratatui::Frame;
 
 pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
-    let unit_label = |id: Option<&str>| -> String {
-        let Some(id) = id else { return "-".to_string() };
-        app.pool.units.iter().find(|u| u.id == id).map_or_else(|| id.chars().take(8).collect(), |u| u.label())
+    // The unit the notification names, else the unit whose agent sent it (notifications read over SNMP carry
+    // no station-side unit id), else its source address.
+    let unit_label = |n: &Notification| -> String {
+        if let Some(id) = n.unit_id.as_deref() {
+            return app
+                .pool
+                .units
+                .iter()
+                .find(|u| u.id == id)
+                .map_or_else(|| id.chars().take(8).collect(), |u| u.label());
+        }
+        let source_ip = n.source.rsplit_once(':').map_or(n.source.as_str(), |(ip, _)| ip);
+        let by_address = app.pool.units.iter().find(|u| u.agent.is_some_and(|a| a.ip().to_string() == source_ip));
+        by_address.map_or_else(|| source_ip.to_string(), |u| u.label())
     };
     let rows = app
         .visible_notifications()
@@ -21,16 +32,14 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
             let time = n.time.get(11..19).unwrap_or(&n.time).to_string();
             Row::new(vec![
                 Cell::from(time),
-                Cell::from(unit_label(n.unit_id.as_deref())),
+                Cell::from(unit_label(n)),
                 Cell::from(n.type_name.clone()),
                 Cell::from(n.details.clone()),
             ])
         })
         .collect();
     let empty = match &app.tail {
-        TailStatus::NeedsStateDir => "The notification tail reads the station's log: start the console on the \
-            station's machine with --station-state-dir DIR (the station's --state-dir)."
-            .to_string(),
+        TailStatus::Starting => "Reading the station's notification log…".to_string(),
         TailStatus::Stopped(why) => format!("The notification tail stopped: {why}"),
         TailStatus::Following if !app.filter(Pane::Notifications).is_empty() => {
             "No notification matches the filter (Esc clears it).".to_string()

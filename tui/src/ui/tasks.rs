@@ -1,22 +1,143 @@
-//! The Tasks screen: operations running on the station. The station has no task interface yet, so the screen
-//! says so; forms validate and confirm, then report that nothing was sent.
+//! The Tasks screen: the station's tasks (from every console and manager, it is one table on the station), newest
+//! first, with state, progress and the step or result; below the table, the selected task in full. `c` cancels a
+//! pending task, `x` removes an ended one.
 
 use super::{draw_table, pane_block, TableView};
-use crate::app::{App, Pane, TASKS_UNAVAILABLE};
-use ratatui::layout::{Constraint, Rect};
+use crate::app::{App, Pane};
+use crate::model::{short_age, Task, TaskState};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Wrap};
 use ratatui::Frame;
 
+/// From this width on, the table has an Owner column (narrower screens show the owner in the details).
+const OWNER_COLUMN_FROM: u16 = 110;
+
+pub fn state_style(state: TaskState) -> Style {
+    match state {
+        TaskState::Pending => Style::default().fg(Color::Yellow),
+        TaskState::Running => Style::default().fg(Color::Cyan),
+        TaskState::Done => Style::default().fg(Color::Green),
+        TaskState::Failed | TaskState::Unknown(_) => Style::default().fg(Color::Red),
+        TaskState::Cancelled => Style::default().fg(Color::DarkGray),
+    }
+}
+
+/// `▰▰▰▱▱ 60%` while running; the percentage alone once it moved, else `-`.
+pub fn progress_text(task: &Task) -> String {
+    const CELLS: u32 = 5;
+    match task.state {
+        TaskState::Running => {
+            let filled = (task.progress.min(100) * CELLS + 50) / 100;
+            let bar: String = (0..CELLS).map(|i| if i < filled { '▰' } else { '▱' }).collect();
+            format!("{bar} {}%", task.progress)
+        }
+        _ if task.progress == 0 => "-".to_string(),
+        _ => format!("{}%", task.progress),
+    }
+}
+
 pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
-    let view = TableView {
-        pane: Pane::Tasks,
-        block: pane_block(app, Pane::Tasks, "Tasks"),
-        header: &["Id", "Operation", "State", "Progress", "Result"],
-        widths: vec![Constraint::Length(16); 5],
-        rows: Vec::new(),
-        empty: format!(
-            "No tasks: {TASKS_UNAVAILABLE}. Operations started from the console (a, c, d) are checked and \
-             confirmed, then reported as not sent."
-        ),
+    let details_height = if area.height >= 14 { 4 } else { 0 };
+    let error = app.tasks_error.as_ref().filter(|_| app.tasks_read_unix.is_some());
+    let error_height = u16::from(error.is_some());
+    let [table_area, error_area, details_area] =
+        Layout::vertical([Constraint::Min(3), Constraint::Length(error_height), Constraint::Length(details_height)])
+            .areas(area);
+    let with_owner = area.width >= OWNER_COLUMN_FROM;
+    let tasks = app.visible_tasks();
+    let rows = tasks
+        .iter()
+        .map(|t| {
+            let age = t.created_unix.map_or("-".to_string(), |c| short_age(app.now_unix - c));
+            let mut cells = vec![
+                Cell::from(t.index.to_string()),
+                Cell::from(t.summary()),
+                Cell::from(t.state.to_string()).style(state_style(t.state)),
+                Cell::from(progress_text(t)),
+                Cell::from(t.step_or_result().to_string()),
+            ];
+            if with_owner {
+                cells.push(Cell::from(t.owner.clone()));
+            }
+            cells.push(Cell::from(age));
+            Row::new(cells)
+        })
+        .collect();
+    let empty = match (&app.tasks_error, app.tasks_read_unix) {
+        (Some(error), None) => format!("The station's tasks could not be read: {error}"),
+        (None, None) => "Reading the station's tasks…".to_string(),
+        _ if !app.filter(Pane::Tasks).is_empty() => "No task matches the filter (Esc clears it).".to_string(),
+        _ => "No tasks on the station. Start one from the Units, Volumes or Hosts screen (a, c, p, d, r, u, n; \
+              ? lists them)."
+            .to_string(),
     };
-    draw_table(frame, app, area, view);
+    let (header, widths): (&'static [&'static str], Vec<Constraint>) = if with_owner {
+        (
+            &["Id", "Operation", "State", "Progress", "Step / result", "Owner", "Age"],
+            vec![
+                Constraint::Length(4),
+                Constraint::Length(32),
+                Constraint::Length(9),
+                Constraint::Length(9),
+                Constraint::Min(20),
+                Constraint::Length(16),
+                Constraint::Length(4),
+            ],
+        )
+    } else {
+        (
+            &["Id", "Operation", "State", "Progress", "Step / result", "Age"],
+            vec![
+                Constraint::Length(4),
+                Constraint::Length(26),
+                Constraint::Length(9),
+                Constraint::Length(9),
+                Constraint::Min(10),
+                Constraint::Length(4),
+            ],
+        )
+    };
+    let title = match app.followed_tasks().len() {
+        0 => "Tasks (newest first)".to_string(),
+        n => format!("Tasks (newest first; {n} from this console in progress)"),
+    };
+    let view =
+        TableView { pane: Pane::Tasks, block: pane_block(app, Pane::Tasks, &title), header, widths, rows, empty };
+    draw_table(frame, app, table_area, view);
+    if let Some(error) = error {
+        let age =
+            app.tasks_read_unix.map_or(String::new(), |t| format!(" (list from {} ago)", short_age(app.now_unix - t)));
+        let line = Line::styled(format!("tasks: {error}{age}"), Style::default().fg(Color::Red));
+        frame.render_widget(Paragraph::new(line), error_area);
+    }
+    if details_height > 0 {
+        draw_details(frame, app, tasks.get(app.selected(Pane::Tasks)).copied(), details_area);
+    }
+}
+
+/// The selected task in full: everything the row cuts short.
+fn draw_details(frame: &mut Frame, app: &App, task: Option<&Task>, area: Rect) {
+    let block = Block::default().borders(Borders::TOP).title(" Selected task ");
+    let Some(task) = task else {
+        frame.render_widget(Paragraph::new("").block(block), area);
+        return;
+    };
+    let bold = Style::default().add_modifier(Modifier::BOLD);
+    let when = |t: Option<i64>| t.map_or("-".to_string(), |t| format!("{} ago", short_age(app.now_unix - t)));
+    let owner = if task.owner.is_empty() { "unknown" } else { task.owner.as_str() };
+    let mut first = vec![
+        Span::styled(format!("#{} ", task.index), bold),
+        Span::raw(task.summary()),
+        Span::raw(" · "),
+        Span::styled(task.state.to_string(), state_style(task.state)),
+        Span::raw(format!(" · by {owner} · created {}", when(task.created_unix))),
+    ];
+    if task.finished_unix.is_some() {
+        first.push(Span::raw(format!(" · ended {}", when(task.finished_unix))));
+    }
+    let (label, text) = if task.state.is_ended() { ("Result: ", &task.result) } else { ("Step: ", &task.step) };
+    let lines = vec![Line::from(first), Line::from(vec![Span::styled(label, bold), Span::raw(text.clone())])];
+    frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: true }), area);
 }

@@ -1,7 +1,7 @@
 //! The Units screen: every unit the station knows, with state, agent address, capacity, free space and when it
 //! was last heard from.
 
-use super::{draw_table, pane_block, TableView};
+use super::{column_width, draw_table, pane_block, TableView};
 use crate::app::{App, Pane};
 use crate::model::{short_age, UnitState};
 use dvsan_layout::HumanSize;
@@ -18,7 +18,12 @@ pub fn state_style(state: UnitState) -> Style {
     }
 }
 
+/// From this width on, the name and agent columns grow to fit (80-column screens keep the compact layout).
+const WIDE_FROM: u16 = 100;
+
 pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
+    let wide = area.width >= WIDE_FROM;
+    let labels: Vec<String> = app.visible_units().iter().map(|u| u.label()).collect();
     let rows = app
         .visible_units()
         .into_iter()
@@ -55,9 +60,10 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
         block: pane_block(app, Pane::Units, "Units"),
         header: &["Unit", "State", "Agent", "Capacity", "Free", "Vols", "Seen", "Reason"],
         widths: vec![
-            Constraint::Length(8),
+            Constraint::Length(if wide { column_width(labels.iter().map(String::len), 8, 16) } else { 8 }),
             Constraint::Length(11),
-            Constraint::Length(15),
+            // IPv4 address and a five-digit port.
+            Constraint::Length(if wide { 21 } else { 15 }),
             Constraint::Length(8),
             Constraint::Length(8),
             Constraint::Length(4),

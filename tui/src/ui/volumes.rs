@@ -1,8 +1,9 @@
-//! The Volumes screen: every volume in the pool (LBA range, size, export, state, assigned host) and, in a second
-//! pane, the partitions of the selected volume.
+//! The Volumes screen: every volume in the pool (LBA range on wide screens, size, export, state, the host it is
+//! assigned to) and, in a second pane, the partitions of the selected volume.
 
-use super::{draw_table, pane_block, TableView};
+use super::{column_width, draw_table, pane_block, TableView};
 use crate::app::{App, Pane};
+use crate::model::{AssignMode, Assignment};
 use dvsan_layout::HumanSize;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style};
@@ -17,6 +18,20 @@ fn availability(available: bool) -> Cell<'static> {
     }
 }
 
+/// From this width on, the volumes pane shows LBA ranges.
+const LBAS_FROM: u16 = 96;
+/// From this width on, the unit and name columns grow to fit.
+const WIDE_FROM: u16 = 110;
+
+/// The host a volume is assigned to, `(ro)` when read-only; `-` when free.
+fn assigned_to(assignment: Option<&Assignment>) -> Cell<'static> {
+    match assignment {
+        Some(a) if a.mode == AssignMode::ReadOnly => Cell::from(format!("{} (ro)", a.host_text())),
+        Some(a) => Cell::from(a.host_text()),
+        None => Cell::from("-"),
+    }
+}
+
 pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let [top, bottom] = Layout::vertical([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(area);
     let block_size = |unit_index| app.pool.unit(unit_index).map_or(0, |u| u64::from(u.block_size));
@@ -24,24 +39,61 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
         0 => format!("{blocks} blk"),
         bs => HumanSize(u64::from(blocks) * bs).to_string(),
     };
+    // The host column needs the room on narrow screens; the partitions pane still shows LBAs there.
+    let with_lbas = area.width >= LBAS_FROM;
     let volumes = app.visible_volumes();
     let rows = volumes
         .iter()
         .map(|v| {
             let unit = app.pool.unit(v.unit_index).map_or(format!("#{}", v.unit_index), |u| u.label());
-            Row::new(vec![
-                Cell::from(unit),
-                Cell::from(v.index.to_string()),
-                Cell::from(v.name.clone()),
-                Cell::from(format!("{}-{}", v.start_lba, v.end_lba)),
+            let mut cells = vec![Cell::from(unit), Cell::from(v.index.to_string()), Cell::from(v.name.clone())];
+            if with_lbas {
+                cells.push(Cell::from(format!("{}-{}", v.start_lba, v.end_lba)));
+            }
+            cells.extend([
                 Cell::from(size(v.unit_index, v.length_blocks)),
                 Cell::from(v.export.clone()),
                 availability(v.available),
-                // Host assignments come with allocation (a later station issue).
-                Cell::from("-"),
-            ])
+                assigned_to(app.assignment_of(v.unit_index, v.index)),
+            ]);
+            Row::new(cells)
         })
         .collect();
+    // Wide screens give long unit and volume names the room they need.
+    let (unit_width, name_width) = if area.width >= WIDE_FROM {
+        let units = volumes.iter().map(|v| app.pool.unit(v.unit_index).map_or(4, |u| u.label().len()));
+        (column_width(units, 8, 16), column_width(volumes.iter().map(|v| v.name.len()), 9, 16))
+    } else {
+        (8, 9)
+    };
+    let (header, widths): (&'static [&'static str], Vec<Constraint>) = if with_lbas {
+        (
+            &["Unit", "#", "Name", "LBAs", "Size", "Export", "State", "Assigned to"],
+            vec![
+                Constraint::Length(unit_width),
+                Constraint::Length(3),
+                Constraint::Length(name_width),
+                Constraint::Length(15),
+                Constraint::Length(8),
+                Constraint::Length(9),
+                Constraint::Length(11),
+                Constraint::Min(10),
+            ],
+        )
+    } else {
+        (
+            &["Unit", "#", "Name", "Size", "Export", "State", "Assigned to"],
+            vec![
+                Constraint::Length(8),
+                Constraint::Length(3),
+                Constraint::Length(9),
+                Constraint::Length(8),
+                Constraint::Length(9),
+                Constraint::Length(11),
+                Constraint::Min(10),
+            ],
+        )
+    };
     let empty = if app.filter(Pane::Volumes).is_empty() {
         "No volumes in the pool.".to_string()
     } else {
@@ -54,17 +106,8 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
         TableView {
             pane: Pane::Volumes,
             block: pane_block(app, Pane::Volumes, "Volumes"),
-            header: &["Unit", "#", "Name", "LBAs", "Size", "Export", "State", "Host"],
-            widths: vec![
-                Constraint::Length(8),
-                Constraint::Length(3),
-                Constraint::Length(9),
-                Constraint::Length(15),
-                Constraint::Length(8),
-                Constraint::Length(9),
-                Constraint::Length(11),
-                Constraint::Min(4),
-            ],
+            header,
+            widths,
             rows,
             empty,
         },

@@ -1,0 +1,254 @@
+//! The real console in a real terminal: `dvsan-console` runs inside a detached tmux session against a real station
+//! and two real units (agent + blockd each); the test types keys with `tmux send-keys` and reads the screen with
+//! `tmux capture-pane`, the way an operator would see it. The console is given only the station's SNMP address:
+//! pool, tasks and the notification tail all come over SNMP.
+
+use dvsan_tests::{free_tcp_port, free_udp_port, require_tool, wait_for, workspace_bin, Proc};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+/// A detached tmux session running one command; killed on drop.
+struct Tmux {
+    session: String,
+}
+
+impl Tmux {
+    fn start(name: &str, width: u16, height: u16, command: &[String]) -> Tmux {
+        require_tool("tmux", "tmux");
+        let session = format!("{name}-{}", std::process::id());
+        let mut cmd = Command::new("tmux");
+        cmd.args(["new-session", "-d", "-s", &session, "-x", &width.to_string(), "-y", &height.to_string()])
+            .env("TERM", "xterm-256color")
+            .args(command);
+        let out = cmd.output().expect("run tmux");
+        assert!(out.status.success(), "tmux new-session failed: {}", String::from_utf8_lossy(&out.stderr));
+        // A pane that survives the program's exit keeps its last screen for the failure message.
+        tmux(&["set-option", "-t", &session, "remain-on-exit", "on"]);
+        Tmux { session }
+    }
+
+    /// Types keys: tmux key names (`Enter`, `Tab`, `Down`, `Escape`) or literal text with `-l`.
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", self.session.as_str()];
+        args.extend_from_slice(keys);
+        let out = tmux(&args);
+        assert!(out.status.success(), "send-keys {keys:?}: {}", String::from_utf8_lossy(&out.stderr));
+        // The console reads keys on its own thread; a short pause keeps their order across calls obvious.
+        std::thread::sleep(Duration::from_millis(150));
+    }
+
+    fn text(&self, text: &str) {
+        self.keys(&["-l", text]);
+    }
+
+    fn screen(&self) -> String {
+        let out = tmux(&["capture-pane", "-p", "-t", &self.session]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until the screen shows every one of `needles`; panics with the screen otherwise.
+    fn expect(&self, needles: &[&str], limit: Duration) -> String {
+        let seen = wait_for(limit, || {
+            let screen = self.screen();
+            needles.iter().all(|n| screen.contains(n)).then_some(screen)
+        });
+        match seen {
+            Some(screen) => screen,
+            None => panic!("the console never showed {needles:?}; screen:\n{}", self.screen()),
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = tmux(&["kill-session", "-t", &self.session]);
+    }
+}
+
+fn tmux(args: &[&str]) -> Output {
+    Command::new("tmux").args(args).output().expect("run tmux")
+}
+
+/// A SAN unit: agent and blockd side by side on one state directory.
+struct SanUnit {
+    _agent: Proc,
+    blockd: Option<Proc>,
+    dir: PathBuf,
+    ip: String,
+    data_port: u16,
+}
+
+impl SanUnit {
+    fn start(dir: &Path, ip: &str, agent_port: u16, trap_sink: &str, name: &str) -> SanUnit {
+        let dir = dir.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let snmp_addr = format!("{ip}:{agent_port}");
+        let mut cmd = Command::new(workspace_bin("dvsan-agent"));
+        cmd.arg("run")
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .arg("--media")
+            .arg(format!("{}:256M", dir.join("m0.img").display()))
+            .args(["--listen", &snmp_addr, "--trap-sink", trap_sink, "--name", name]);
+        let agent = Proc::spawn("agent", cmd, &dir);
+        let up = wait_for(Duration::from_secs(10), || {
+            dvsan_tests::snmp("snmpget", &["-v2c", "-c", "public", &snmp_addr, "sysUpTime.0"])
+                .status
+                .success()
+                .then_some(())
+        });
+        assert!(up.is_some(), "agent {name} did not answer: {}", agent.log_text());
+        let mut unit = SanUnit { _agent: agent, blockd: None, data_port: free_tcp_port(ip), dir, ip: ip.to_string() };
+        unit.start_blockd();
+        unit
+    }
+
+    fn start_blockd(&mut self) {
+        let mut cmd = Command::new(workspace_bin("dvsan-blockd"));
+        cmd.arg("--state-dir")
+            .arg(self.dir.join("state"))
+            .args(["--listen", &format!("{}:{}", self.ip, self.data_port)]);
+        self.blockd = Some(Proc::spawn("blockd", cmd, &self.dir));
+    }
+}
+
+struct Station {
+    proc: Proc,
+    state_dir: PathBuf,
+    snmp: String,
+    traps: String,
+}
+
+impl Station {
+    fn start(dir: &Path, agent_port: u16) -> Station {
+        let state_dir = dir.join("station");
+        let traps = format!("127.0.0.1:{}", free_udp_port("127.0.0.1"));
+        let snmp = format!("127.0.0.1:{}", free_udp_port("127.0.0.1"));
+        let mut cmd = Command::new(workspace_bin("dvsan-station"));
+        cmd.arg("run")
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .args(["--listen-traps", &traps, "--snmp-listen", &snmp, "--poll-interval", "1s"])
+            .args(["--agent-port", &agent_port.to_string()]);
+        let proc = Proc::spawn("station", cmd, dir);
+        let up = wait_for(Duration::from_secs(10), || state_dir.join("station.ready").exists().then_some(()));
+        assert!(up.is_some(), "station did not start: {}", proc.log_text());
+        Station { proc, state_dir, snmp, traps }
+    }
+
+    fn pool_json(&self) -> serde_json::Value {
+        let out = Command::new(workspace_bin("dvsan-station"))
+            .arg("pool")
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pool: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+/// The units' names in the pool, in station index order.
+fn unit_names(station: &Station) -> Vec<String> {
+    let pool = station.pool_json();
+    pool["units"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap_or("").to_string()).collect()
+}
+
+/// Volume names of the pool.
+fn volume_names(station: &Station) -> Vec<String> {
+    let pool = station.pool_json();
+    pool["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|u| u["volumes"].as_array().cloned().unwrap_or_default())
+        .map(|v| v["name"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn an_operator_creates_volumes_runs_two_tasks_at_once_and_sees_a_link_go_down() {
+    require_tool("tmux", "tmux");
+    let dir = tempfile::tempdir().unwrap();
+    // Both agents on one port (the station knows units by source address and --agent-port), distinct addresses.
+    let agent_port = free_udp_port("127.0.0.171");
+    let station = Station::start(dir.path(), agent_port);
+    let mut units = vec![
+        SanUnit::start(dir.path(), "127.0.0.171", agent_port, &station.traps, "tmuxunit1"),
+        SanUnit::start(dir.path(), "127.0.0.172", agent_port, &station.traps, "tmuxunit2"),
+    ];
+    let pooled = wait_for(Duration::from_secs(15), || {
+        let names = unit_names(&station);
+        (names.len() == 2).then_some(names)
+    });
+    assert!(pooled.is_some(), "the units never joined the pool: {}", station.proc.log_text());
+
+    let console = Tmux::start(
+        "dvsan-console-e2e",
+        120,
+        35,
+        &[
+            workspace_bin("dvsan-console").display().to_string(),
+            "--station".into(),
+            station.snmp.clone(),
+            "--refresh".into(),
+            "500ms".into(),
+        ],
+    );
+    console.expect(&["tmuxunit1", "tmuxunit2", "available"], Duration::from_secs(15));
+
+    // 1. Create a volume on the selected (first) unit: `c` opens the form with the unit filled in.
+    console.keys(&["c"]);
+    console.expect(&["Size"], Duration::from_secs(5));
+    console.text("64M");
+    console.keys(&["Tab"]);
+    console.text("e2evol");
+    console.keys(&["Enter"]);
+    console.expect(&["done: created volume"], Duration::from_secs(20));
+    console.keys(&["2"]);
+    console.expect(&["e2evol"], Duration::from_secs(10));
+    assert!(volume_names(&station).contains(&"e2evol".to_string()), "the station's pool has the new volume");
+
+    // 2. Two tasks at once, on the two units, from the units screen; both end done on the tasks screen.
+    console.keys(&["1", "g"]);
+    console.keys(&["c"]);
+    console.text("32M");
+    console.keys(&["Tab"]);
+    console.text("twina");
+    console.keys(&["Enter", "Down", "c"]);
+    console.text("32M");
+    console.keys(&["Tab"]);
+    console.text("twinb");
+    console.keys(&["Enter", "6"]);
+    let screen = console.expect(&["Tasks"], Duration::from_secs(5));
+    let both = wait_for(Duration::from_secs(20), || {
+        let screen = console.screen();
+        let done = screen.lines().filter(|l| l.contains("create 32 MiB vol") && l.contains("done")).count();
+        (done == 2).then_some(screen)
+    });
+    assert!(both.is_some(), "both tasks should end done; first screen:\n{screen}\nnow:\n{}", console.screen());
+    let names = volume_names(&station);
+    assert!(names.contains(&"twina".to_string()) && names.contains(&"twinb".to_string()), "{names:?}");
+
+    // 3. Stop the second unit's data service: its agent sends linkDown, the station logs it, and the console's
+    //    notification tail (read over SNMP) shows it, filtered to that unit.
+    if let Some(mut blockd) = units[1].blockd.take() {
+        let _ = blockd.child.kill();
+        let _ = blockd.child.wait();
+    }
+    console.keys(&["4", "/"]);
+    console.text("unit:tmuxunit2 type:linkDown");
+    console.keys(&["Enter"]);
+    console.expect(&["linkDown", "ifOperStatus.1=2", "tmuxunit2"], Duration::from_secs(20));
+
+    // Quitting restores the terminal and ends the program.
+    console.keys(&["q"]);
+    let ended = wait_for(Duration::from_secs(5), || {
+        let out = tmux(&["display-message", "-p", "-t", &console.session, "#{pane_dead}"]);
+        (String::from_utf8_lossy(&out.stdout).trim() == "1").then_some(())
+    });
+    assert!(ended.is_some(), "the console did not quit on q:\n{}", console.screen());
+    drop(units.remove(0));
+}
