@@ -109,7 +109,12 @@ fn snmptranslate_resolves_every_constant_to_its_name() {
     let numeric: Vec<String> = dvsan_mib::ALL.iter().map(|(_, oid)| format!(".{}", dvsan_mib::dotted(oid))).collect();
     let output = env
         .command("snmptranslate")
-        .args(["-M", "+../shared/mibs/ietf:mibs", "-m", "+DVSAN-MIB:DVSAN-STATION-MIB:IF-MIB:SNMPv2-MIB"])
+        .args([
+            "-M",
+            "+../shared/mibs/ietf:mibs",
+            "-m",
+            "+DVSAN-MIB:DVSAN-STATION-MIB:IF-MIB:SNMPv2-MIB:SNMPv2-TM:TRANSPORT-ADDRESS-MIB:NOTIFICATION-LOG-MIB",
+        ])
         .args(&numeric)
         .output()
         .unwrap();
