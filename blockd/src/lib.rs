@@ -12,6 +12,7 @@ pub mod maintenance;
 mod media_io;
 pub mod service;
 pub mod setup;
+mod spliced_read;
 pub mod traffic;
 mod transmission;
 

@@ -71,7 +71,7 @@ impl ServedExport {
 
     /// (file, offset in the medium, byte range of the request) per segment; a medium that is not open is an error
     /// for the segments on it.
-    fn segments(
+    pub(crate) fn segments(
         &self,
         offset: u64,
         len: u64,

@@ -13,7 +13,7 @@ use crate::exports::{ExportTable, MediaCache};
 use crate::handshake::{negotiate, HandshakeEnd, HandshakeError};
 use crate::maintenance::Maintenance;
 use crate::traffic::TrafficTable;
-use crate::transmission::Session;
+use crate::transmission::{Session, SplicerSlot};
 use dvsan_layout::{LayoutError, LayoutStore, STORE_FILE};
 use dvsan_nbd::constants::DEFAULT_MAX_PAYLOAD;
 use dvsan_nbd::ExportLimits;
@@ -43,6 +43,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How long a connection polls its socket without sleeping before a blocking read (zero: off).
     pub busy_poll: Duration,
+    /// READs of at least this many bytes go from the media to the socket with splice(2), without copies
+    /// (structured-reply connections only; zero: never).
+    pub splice_min: u32,
 }
 
 impl Config {
@@ -56,6 +59,7 @@ impl Config {
             stats_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
             busy_poll: Duration::from_micros(50),
+            splice_min: 128 * 1024,
         }
     }
 }
@@ -251,6 +255,8 @@ async fn handle_connection(
         closing: registration.closing.clone(),
         stall_timeout: shared.config.handshake_timeout,
         busy_poll: shared.config.busy_poll,
+        splice_min: shared.config.splice_min,
+        splicer: SplicerSlot::default(),
         export: negotiated.export,
     };
     tracing::info!(

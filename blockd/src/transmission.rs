@@ -5,6 +5,10 @@
 //! one write. At queue depth 32 that turns dozens of requests into two syscalls plus the file I/O, with no
 //! allocation or thread hand-off per request. Replies go out in request order, which the spec allows.
 //!
+//! Large reads on connections with structured replies skip the reply buffer: [`crate::spliced_read`] moves
+//! their data from the media to the socket with `splice(2)`, sending whatever replies are gathered before them
+//! first, so replies still go out in request order.
+//!
 //! Memory is bounded: the read buffer grows only to hold one complete request (header plus at most the 32 MiB
 //! maximum payload), and the reply buffer is sent whenever it passes [`OUT_FLUSH_AT`]. A WRITE refused for its
 //! range or mode has its payload read and dropped in buffer-sized pieces; a WRITE over the maximum payload gets
@@ -13,6 +17,7 @@
 
 use crate::bad_input::{BadInput, BadInputCounters};
 use crate::exports::ServedExport;
+use crate::spliced_read::Splicer;
 use crate::traffic::{BatchTraffic, TrafficCounters};
 use dvsan_nbd::constants::{
     CHUNK_HEADER_LEN, CMD_READ, CMD_WRITE, REPLY_FLAG_DONE, REPLY_TYPE_NONE, REQUEST_HEADER_LEN,
@@ -51,6 +56,19 @@ pub(crate) struct Session {
     pub stall_timeout: Duration,
     /// Poll the socket without sleeping for this long before a blocking read (zero: off).
     pub busy_poll: Duration,
+    /// READs of at least this many bytes are spliced (zero: never); structured replies only.
+    pub splice_min: u32,
+    /// The pipe for spliced reads, made at the first one.
+    pub splicer: SplicerSlot,
+}
+
+/// A connection's splice pipe: not made yet, made, or unavailable (then reads go through memory).
+#[derive(Default)]
+pub(crate) enum SplicerSlot {
+    #[default]
+    NotYet,
+    Ready(Splicer),
+    Unavailable,
 }
 
 /// What the request loop wants next.
@@ -207,7 +225,18 @@ impl Session {
                 }
                 Ok(Command::Read) => {
                     inb.consume(REQUEST_HEADER_LEN);
-                    if self.read(out, &header) {
+                    let ok = if self.wants_splice(&header) {
+                        match self.read_spliced(out, &header) {
+                            Ok(ok) => ok,
+                            Err(e) => {
+                                tracing::info!(conn = self.id, error = %e, "sending a spliced read failed");
+                                return Flow::Close;
+                            }
+                        }
+                    } else {
+                        self.read(out, &header)
+                    };
+                    if ok {
                         batch.reads += 1;
                         batch.bytes_read += u64::from(header.length);
                     }
@@ -287,6 +316,67 @@ impl Session {
         self.finish(out, h, res, "read")
     }
 
+    /// Whether this READ goes the zero-copy way (making the pipe on first use).
+    fn wants_splice(&mut self, h: &RequestHeader) -> bool {
+        if !self.structured || self.splice_min == 0 || h.length < self.splice_min {
+            return false;
+        }
+        if matches!(self.splicer, SplicerSlot::NotYet) {
+            self.splicer = match Splicer::new() {
+                Some(s) => SplicerSlot::Ready(s),
+                None => SplicerSlot::Unavailable,
+            };
+        }
+        matches!(self.splicer, SplicerSlot::Ready(_))
+    }
+
+    /// Answer a READ with data chunks of at most a pipe-full each, spliced from the media; the replies gathered in
+    /// `out` go first. Returns whether the read succeeded (a media error is answered with an error chunk);
+    /// `Err` means the socket failed and the connection must close.
+    fn read_spliced(&mut self, out: &mut OutBuf, h: &RequestHeader) -> io::Result<bool> {
+        let SplicerSlot::Ready(splicer) = &mut self.splicer else {
+            return Ok(self.read(out, h));
+        };
+        let total = u64::from(h.length);
+        let mut sent = 0u64;
+        let mut failure = None;
+        'segments: for seg in self.export.segments(h.offset, total)? {
+            let (file, at, range) = match seg {
+                Ok(s) => s,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            };
+            let seg_len = (range.end - range.start) as u64;
+            let mut done_in_seg = 0u64;
+            while done_in_seg < seg_len {
+                let want = (seg_len - done_in_seg).min(splicer.capacity() as u64);
+                let piece = match splicer.fill(file, at + done_in_seg, want as usize) {
+                    Ok(n) => n as u64,
+                    Err(e) => {
+                        failure = Some(e);
+                        break 'segments;
+                    }
+                };
+                let last = sent + piece == total;
+                let mut prefix = [0u8; DATA_CHUNK_PREFIX_LEN];
+                encode_data_chunk_header(&mut prefix, h.handle, h.offset + sent, piece as u32, last);
+                out.append(&prefix);
+                send_more(&self.stream, out.as_slice())?;
+                out.clear();
+                splicer.drain_to(&self.stream, !last)?;
+                sent += piece;
+                done_in_seg += piece;
+            }
+        }
+        match failure {
+            // Chunks sent so far were not final: the error chunk ends the reply.
+            Some(e) => Ok(self.finish(out, h, Err(e), "read")),
+            None => Ok(true),
+        }
+    }
+
     /// Append the reply for a request without data; returns whether it succeeded.
     fn finish(&self, out: &mut OutBuf, h: &RequestHeader, res: io::Result<()>, what: &str) -> bool {
         match res {
@@ -343,6 +433,24 @@ impl Session {
             out.append(&header);
         }
     }
+}
+
+/// Send all of `bytes` with MSG_MORE: the data that belongs with them follows at once.
+fn send_more(stream: &TcpStream, bytes: &[u8]) -> io::Result<()> {
+    let fd = stream.as_raw_fd();
+    // nix has no name for MSG_MORE.
+    let more = nix::sys::socket::MsgFlags::from_bits_retain(nix::libc::MSG_MORE);
+    let mut done = 0;
+    while done < bytes.len() {
+        match nix::sys::socket::send(fd, &bytes[done..], more) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Ok(n) => done += n,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EAGAIN) => return Err(io::Error::from(io::ErrorKind::TimedOut)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// The spec's advice: ENOSPC for out-of-space conditions, EIO for the rest.
