@@ -323,7 +323,10 @@ impl Session {
         }
         if matches!(self.splicer, SplicerSlot::NotYet) {
             self.splicer = match Splicer::new() {
-                Some(s) => SplicerSlot::Ready(s),
+                Some(s) => {
+                    tracing::debug!(conn = self.id, pipe = s.capacity(), "zero-copy reads on");
+                    SplicerSlot::Ready(s)
+                }
                 None => SplicerSlot::Unavailable,
             };
         }
@@ -340,7 +343,13 @@ impl Session {
         let total = u64::from(h.length);
         let mut sent = 0u64;
         let mut failure = None;
-        'segments: for seg in self.export.segments(h.offset, total)? {
+        // A range that does not map onto the media is a failed read, answered like a media error; only the
+        // socket failing below closes the connection.
+        let segments = match self.export.segments(h.offset, total) {
+            Ok(segs) => segs,
+            Err(e) => return Ok(self.finish(out, h, Err(e), "read")),
+        };
+        'segments: for seg in segments {
             let (file, at, range) = match seg {
                 Ok(s) => s,
                 Err(e) => {

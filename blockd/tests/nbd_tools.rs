@@ -74,6 +74,12 @@ fn qemu_io_writes_and_reads_across_a_media_boundary() {
     assert!(m0[(BOUNDARY - 4096) as usize..].iter().all(|b| *b == 0xab));
     assert!(m1[..4096].iter().all(|b| *b == 0xab));
     assert!(m1[4096..8192].iter().all(|b| *b == 0));
+    // 2 MiB across the boundary: read in one request, spliced from both media (blockd logs the first one).
+    let big = (BOUNDARY - MIB).to_string();
+    run_ok("qemu-io", "qemu-utils", &["-f", "raw", "-c", &format!("write -P 0x5c {big} 2M"), &uri], 30);
+    let out = run_ok("qemu-io", "qemu-utils", &["-f", "raw", "-c", &format!("read -P 0x5c {big} 2M"), &uri], 30);
+    assert!(out.contains("read 2097152/2097152"), "{out}");
+    assert!(blockd.log().contains("zero-copy reads on"), "the 2 MiB read was not spliced: {}", blockd.log());
     // A wrong pattern is detected, so the read check above means something.
     let out = run_tool("qemu-io", "qemu-utils", &["-f", "raw", "-c", &format!("read -P 0xcd {at} 8192"), &uri], 30);
     assert!(String::from_utf8_lossy(&out.stdout).contains("Pattern verification failed"));
