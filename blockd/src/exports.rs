@@ -4,8 +4,10 @@
 //! in; handshakes look exports and grants up in the current table, and an open connection keeps the
 //! [`ServedExport`] it negotiated (an `Arc`), so a swap never disturbs requests in flight. Media files are opened
 //! read-write once ([`MediaCache`]) and shared by every export and connection, which is what makes FLUSH on one
-//! connection cover writes of all of them (NBD_FLAG_CAN_MULTI_CONN).
+//! connection cover writes of all of them (NBD_FLAG_CAN_MULTI_CONN). Each medium is also mapped read-only once
+//! ([`MediumMapping`]), for large reads sent straight from the page cache.
 
+use crate::mapped_read::MediumMapping;
 use dvsan_layout::{AccessMode, Export, ExportKind, Layout, MediaMap};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -19,6 +21,8 @@ pub struct MediaSet {
     pub map: MediaMap,
     /// Open file per medium, in the same order as the map's segments; None if it could not be opened.
     pub files: Vec<Option<Arc<File>>>,
+    /// Read-only mapping per medium, same order; None if the medium is not open or cannot be mapped.
+    pub mappings: Vec<Option<Arc<MediumMapping>>>,
     pub paths: Vec<PathBuf>,
 }
 
@@ -36,10 +40,12 @@ pub struct ServedExport {
     pub description: String,
 }
 
-/// Open files by path, kept across reloads so a medium is opened once for the life of the process.
+/// Open files and their mappings by path, kept across reloads so a medium is opened and mapped once for the life
+/// of the process (a mapping keeps its page tables, so sending from it stays cheap after a reload).
 #[derive(Debug, Default)]
 pub struct MediaCache {
     files: HashMap<PathBuf, Arc<File>>,
+    mappings: HashMap<PathBuf, Arc<MediumMapping>>,
 }
 
 impl MediaCache {
@@ -55,6 +61,26 @@ impl MediaCache {
             }
             Err(e) => {
                 tracing::error!(path = %path.display(), error = %e, "cannot open medium; its exports fail with EIO");
+                None
+            }
+        }
+    }
+
+    /// A read-only mapping of the first `len` bytes of the medium at `path`, or None (logged) if it cannot be
+    /// mapped; then its large reads are spliced or copied. A medium that grew is mapped again.
+    fn mapping(&mut self, path: &PathBuf, len: u64) -> Option<Arc<MediumMapping>> {
+        if let Some(m) = self.mappings.get(path).filter(|m| m.len() >= len) {
+            return Some(m.clone());
+        }
+        let file = self.files.get(path)?;
+        match MediumMapping::new(file, len) {
+            Ok(m) => {
+                let m = Arc::new(m);
+                self.mappings.insert(path.clone(), m.clone());
+                Some(m)
+            }
+            Err(e) => {
+                tracing::info!(path = %path.display(), error = %e, "cannot map medium; its large reads are not mapped");
                 None
             }
         }
@@ -85,6 +111,7 @@ impl ExportTable {
         let set = Arc::new(MediaSet {
             map: MediaMap::new(&media, layout.unit.block_size),
             files: media.iter().map(|m| cache.get(&m.path)).collect(),
+            mappings: media.iter().map(|m| cache.mapping(&m.path, m.extent.bytes(layout.unit.block_size))).collect(),
             paths: media.iter().map(|m| m.path.clone()).collect(),
         });
         let exports = layout

@@ -8,7 +8,9 @@ pub mod bad_input;
 pub mod connections;
 pub mod exports;
 mod handshake;
+pub mod large_reads;
 pub mod maintenance;
+mod mapped_read;
 mod media_io;
 pub mod service;
 pub mod setup;
@@ -16,4 +18,5 @@ mod spliced_read;
 pub mod traffic;
 mod transmission;
 
+pub use large_reads::LargeReads;
 pub use service::{run, Config, ServiceError};

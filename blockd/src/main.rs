@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use dvsan_blockd::{run, Config};
+use dvsan_blockd::{run, Config, LargeReads};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,10 +30,15 @@ struct Cli {
     /// blocking read; 0 turns polling off. Saves the wake-up of an idle CPU per request at some CPU cost.
     #[arg(long, default_value_t = 50)]
     busy_poll_us: u64,
-    /// READs of at least this many KiB are sent straight from the media to the socket with splice(2), skipping
-    /// two copies (clients with structured replies, such as libnbd and qemu); 0 sends every read through memory.
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(0..=32 * 1024))]
-    splice_min_kib: u32,
+    /// READs of at least this many KiB are large reads: on connections with structured replies (libnbd, qemu,
+    /// the Linux client) their data skips our memory, going the way --large-reads says.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=32 * 1024))]
+    large_read_min_kib: u32,
+    /// How large reads go from the media to the socket: auto (mapped for clients on loopback, spliced for
+    /// others), mapped (the kernel copies from a read-only mapping of the media), spliced (splice(2), no copy on
+    /// this side), copied (through memory, like small reads).
+    #[arg(long, value_enum, default_value_t = LargeReads::Auto)]
+    large_reads: LargeReads,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,7 +56,8 @@ fn main() -> anyhow::Result<()> {
     config.handshake_timeout = Duration::from_millis(cli.handshake_timeout_ms.max(1));
     config.max_connections = cli.max_connections.max(1);
     config.busy_poll = Duration::from_micros(cli.busy_poll_us);
-    config.splice_min = cli.splice_min_kib * 1024;
+    config.large_read_min = cli.large_read_min_kib * 1024;
+    config.large_reads = cli.large_reads;
 
     // The control plane is light (accepts, handshakes, timers); the data path runs on its own threads.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;

@@ -5,6 +5,7 @@
 //! block devices, and a pread of a few KiB costs less than handing it to another thread would.
 
 use crate::exports::ServedExport;
+use crate::mapped_read::MediumMapping;
 use nix::fcntl::{fallocate, FallocateFlags};
 use std::fs::File;
 use std::io;
@@ -12,15 +13,15 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 
 /// Zeroes for writing zeroes where a medium cannot punch or zero a range itself.
-static ZEROES: [u8; 64 * 1024] = [0; 64 * 1024];
+pub(crate) static ZEROES: [u8; 64 * 1024] = [0; 64 * 1024];
 
 impl ServedExport {
     /// Fill `buf` from export offset `offset`. The caller has checked the range.
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         for seg in self.segments(offset, buf.len() as u64)? {
-            let (file, at, range) = seg?;
-            let part = buf.get_mut(range).ok_or_else(bad_segment)?;
-            file.read_exact_at(part, at)?;
+            let seg = seg?;
+            let part = buf.get_mut(seg.range).ok_or_else(bad_segment)?;
+            seg.file.read_exact_at(part, seg.at)?;
         }
         Ok(())
     }
@@ -28,9 +29,9 @@ impl ServedExport {
     /// Write `data` at export offset `offset`. The caller has checked the range.
     pub fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
         for seg in self.segments(offset, data.len() as u64)? {
-            let (file, at, range) = seg?;
-            let part = data.get(range).ok_or_else(bad_segment)?;
-            file.write_all_at(part, at)?;
+            let seg = seg?;
+            let part = data.get(seg.range).ok_or_else(bad_segment)?;
+            seg.file.write_all_at(part, seg.at)?;
         }
         Ok(())
     }
@@ -48,7 +49,7 @@ impl ServedExport {
     /// Make writes to the media under `len` bytes at `offset` durable (FUA).
     pub fn sync_range(&self, offset: u64, len: u64) -> io::Result<()> {
         for seg in self.segments(offset, len)? {
-            seg?.0.sync_data()?;
+            seg?.file.sync_data()?;
         }
         Ok(())
     }
@@ -62,20 +63,19 @@ impl ServedExport {
     /// WRITE_ZEROES: punch (if `may_punch`) or zero the range in place, or write zeroes.
     pub fn zero(&self, offset: u64, len: u64, may_punch: bool) -> io::Result<()> {
         for seg in self.segments(offset, len)? {
-            let (file, at, range) = seg?;
-            let seg_len = (range.end - range.start) as u64;
-            zero_range(file, at, seg_len, may_punch)?;
+            let seg = seg?;
+            zero_range(seg.file, seg.at, seg.range.len() as u64, may_punch)?;
         }
         Ok(())
     }
 
-    /// (file, offset in the medium, byte range of the request) per segment; a medium that is not open is an error
-    /// for the segments on it.
+    /// The pieces of a request, one per medium it touches; a medium that is not open is an error for the
+    /// segments on it.
     pub(crate) fn segments(
         &self,
         offset: u64,
         len: u64,
-    ) -> io::Result<impl Iterator<Item = io::Result<(&File, u64, std::ops::Range<usize>)>> + '_> {
+    ) -> io::Result<impl Iterator<Item = io::Result<MediaSegment<'_>>> + '_> {
         let start = self.start.checked_add(offset).ok_or_else(bad_segment)?;
         let segs = self.media.map.segments(start, len).ok_or_else(bad_segment)?;
         Ok(segs.map(move |s| {
@@ -85,9 +85,21 @@ impl ServedExport {
             })?;
             let from = usize::try_from(s.buf_offset).map_err(|_| bad_segment())?;
             let to = from.checked_add(usize::try_from(s.len).map_err(|_| bad_segment())?).ok_or_else(bad_segment)?;
-            Ok((file, s.offset, from..to))
+            let mapping = self.media.mappings.get(s.medium).and_then(|m| m.as_deref());
+            Ok(MediaSegment { file, mapping, at: s.offset, range: from..to })
         }))
     }
+}
+
+/// The part of a request that lies on one medium.
+pub(crate) struct MediaSegment<'a> {
+    pub file: &'a File,
+    /// The medium's read-only mapping, if it has one.
+    pub mapping: Option<&'a MediumMapping>,
+    /// Offset in the medium.
+    pub at: u64,
+    /// Bytes of the request.
+    pub range: std::ops::Range<usize>,
 }
 
 fn bad_segment() -> io::Error {

@@ -11,9 +11,10 @@ use crate::bad_input::{BadInput, BadInputCounters};
 use crate::connections::Connections;
 use crate::exports::{ExportTable, MediaCache};
 use crate::handshake::{negotiate, HandshakeEnd, HandshakeError};
+use crate::large_reads::{LargeReadCounts, LargeReads, SplicerSlot};
 use crate::maintenance::Maintenance;
 use crate::traffic::TrafficTable;
-use crate::transmission::{Session, SplicerSlot};
+use crate::transmission::Session;
 use dvsan_layout::{LayoutError, LayoutStore, STORE_FILE};
 use dvsan_nbd::constants::DEFAULT_MAX_PAYLOAD;
 use dvsan_nbd::ExportLimits;
@@ -43,9 +44,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How long a connection polls its socket without sleeping before a blocking read (zero: off).
     pub busy_poll: Duration,
-    /// READs of at least this many bytes go from the media to the socket with splice(2), without copies
-    /// (structured-reply connections only; zero: never).
-    pub splice_min: u32,
+    /// READs of at least this many bytes are large reads, answered the way `large_reads` says.
+    pub large_read_min: u32,
+    /// How large reads go from the media to the socket (structured-reply connections only).
+    pub large_reads: LargeReads,
 }
 
 impl Config {
@@ -59,7 +61,8 @@ impl Config {
             stats_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
             busy_poll: Duration::from_micros(50),
-            splice_min: 128 * 1024,
+            large_read_min: 128 * 1024,
+            large_reads: LargeReads::Auto,
         }
     }
 }
@@ -255,8 +258,10 @@ async fn handle_connection(
         closing: registration.closing.clone(),
         stall_timeout: shared.config.handshake_timeout,
         busy_poll: shared.config.busy_poll,
-        splice_min: shared.config.splice_min,
+        large_read_min: shared.config.large_read_min,
+        large_reads: shared.config.large_reads.for_connection(peer.ip(), negotiated.structured),
         splicer: SplicerSlot::default(),
+        large_read_counts: LargeReadCounts::default(),
         export: negotiated.export,
     };
     tracing::info!(
@@ -265,6 +270,7 @@ async fn handle_connection(
         export = %session.export.name,
         read_only = session.limits.read_only,
         structured = session.structured,
+        large_reads = ?session.large_reads,
         "connection in transmission"
     );
     shared.sessions.fetch_add(1, Ordering::SeqCst);

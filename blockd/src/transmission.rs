@@ -5,9 +5,9 @@
 //! one write. At queue depth 32 that turns dozens of requests into two syscalls plus the file I/O, with no
 //! allocation or thread hand-off per request. Replies go out in request order, which the spec allows.
 //!
-//! Large reads on connections with structured replies skip the reply buffer: [`crate::spliced_read`] moves
-//! their data from the media to the socket with `splice(2)`, sending whatever replies are gathered before them
-//! first, so replies still go out in request order.
+//! Large reads on connections with structured replies skip the reply buffer ([`crate::large_reads`]): their data
+//! goes from the media to the socket by a mapping or a pipe, after whatever replies are gathered before them, so
+//! replies still go out in request order.
 //!
 //! Memory is bounded: the read buffer grows only to hold one complete request (header plus at most the 32 MiB
 //! maximum payload), and the reply buffer is sent whenever it passes [`OUT_FLUSH_AT`]. A WRITE refused for its
@@ -17,7 +17,7 @@
 
 use crate::bad_input::{BadInput, BadInputCounters};
 use crate::exports::ServedExport;
-use crate::spliced_read::Splicer;
+use crate::large_reads::{LargeReadCounts, LargeReadPath, SplicerSlot};
 use crate::traffic::{BatchTraffic, TrafficCounters};
 use dvsan_nbd::constants::{
     CHUNK_HEADER_LEN, CMD_READ, CMD_WRITE, REPLY_FLAG_DONE, REPLY_TYPE_NONE, REQUEST_HEADER_LEN,
@@ -56,19 +56,12 @@ pub(crate) struct Session {
     pub stall_timeout: Duration,
     /// Poll the socket without sleeping for this long before a blocking read (zero: off).
     pub busy_poll: Duration,
-    /// READs of at least this many bytes are spliced (zero: never); structured replies only.
-    pub splice_min: u32,
+    /// READs of at least this many bytes are large: they go this connection's way.
+    pub large_read_min: u32,
+    pub large_reads: LargeReadPath,
     /// The pipe for spliced reads, made at the first one.
     pub splicer: SplicerSlot,
-}
-
-/// A connection's splice pipe: not made yet, made, or unavailable (then reads go through memory).
-#[derive(Default)]
-pub(crate) enum SplicerSlot {
-    #[default]
-    NotYet,
-    Ready(Splicer),
-    Unavailable,
+    pub large_read_counts: LargeReadCounts,
 }
 
 /// What the request loop wants next.
@@ -139,7 +132,16 @@ impl Session {
             }
         };
         let why = if self.closing.load(Ordering::Relaxed) { "closed by the server" } else { end.as_str() };
-        tracing::info!(conn = self.id, peer = %self.peer, export = %self.export.name, "connection ended: {why}");
+        let large = &self.large_read_counts;
+        tracing::info!(
+            conn = self.id,
+            peer = %self.peer,
+            export = %self.export.name,
+            mapped_reads = large.mapped,
+            spliced_reads = large.spliced,
+            copied_large_reads = large.copied,
+            "connection ended: {why}"
+        );
     }
 
     /// Read from the socket. With busy polling on, first poll without blocking for up to that long (yielding the
@@ -225,16 +227,12 @@ impl Session {
                 }
                 Ok(Command::Read) => {
                     inb.consume(REQUEST_HEADER_LEN);
-                    let ok = if self.wants_splice(&header) {
-                        match self.read_spliced(out, &header) {
-                            Ok(ok) => ok,
-                            Err(e) => {
-                                tracing::info!(conn = self.id, error = %e, "sending a spliced read failed");
-                                return Flow::Close;
-                            }
+                    let ok = match self.answer_read(out, &header) {
+                        Ok(ok) => ok,
+                        Err(e) => {
+                            tracing::info!(conn = self.id, error = %e, "sending a large read failed");
+                            return Flow::Close;
                         }
-                    } else {
-                        self.read(out, &header)
                     };
                     if ok {
                         batch.reads += 1;
@@ -290,7 +288,7 @@ impl Session {
     }
 
     /// Append a READ's reply: the data read straight into the reply buffer, or an error.
-    fn read(&self, out: &mut OutBuf, h: &RequestHeader) -> bool {
+    pub(crate) fn read(&self, out: &mut OutBuf, h: &RequestHeader) -> bool {
         let len = h.length as usize;
         let mark = out.len();
         if self.structured {
@@ -316,78 +314,8 @@ impl Session {
         self.finish(out, h, res, "read")
     }
 
-    /// Whether this READ goes the zero-copy way (making the pipe on first use).
-    fn wants_splice(&mut self, h: &RequestHeader) -> bool {
-        if !self.structured || self.splice_min == 0 || h.length < self.splice_min {
-            return false;
-        }
-        if matches!(self.splicer, SplicerSlot::NotYet) {
-            self.splicer = match Splicer::new() {
-                Some(s) => {
-                    tracing::debug!(conn = self.id, pipe = s.capacity(), "zero-copy reads on");
-                    SplicerSlot::Ready(s)
-                }
-                None => SplicerSlot::Unavailable,
-            };
-        }
-        matches!(self.splicer, SplicerSlot::Ready(_))
-    }
-
-    /// Answer a READ with data chunks of at most a pipe-full each, spliced from the media; the replies gathered in
-    /// `out` go first. Returns whether the read succeeded (a media error is answered with an error chunk);
-    /// `Err` means the socket failed and the connection must close.
-    fn read_spliced(&mut self, out: &mut OutBuf, h: &RequestHeader) -> io::Result<bool> {
-        let SplicerSlot::Ready(splicer) = &mut self.splicer else {
-            return Ok(self.read(out, h));
-        };
-        let total = u64::from(h.length);
-        let mut sent = 0u64;
-        let mut failure = None;
-        // A range that does not map onto the media is a failed read, answered like a media error; only the
-        // socket failing below closes the connection.
-        let segments = match self.export.segments(h.offset, total) {
-            Ok(segs) => segs,
-            Err(e) => return Ok(self.finish(out, h, Err(e), "read")),
-        };
-        'segments: for seg in segments {
-            let (file, at, range) = match seg {
-                Ok(s) => s,
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            };
-            let seg_len = (range.end - range.start) as u64;
-            let mut done_in_seg = 0u64;
-            while done_in_seg < seg_len {
-                let want = (seg_len - done_in_seg).min(splicer.capacity() as u64);
-                let piece = match splicer.fill(file, at + done_in_seg, want as usize) {
-                    Ok(n) => n as u64,
-                    Err(e) => {
-                        failure = Some(e);
-                        break 'segments;
-                    }
-                };
-                let last = sent + piece == total;
-                let mut prefix = [0u8; DATA_CHUNK_PREFIX_LEN];
-                encode_data_chunk_header(&mut prefix, h.handle, h.offset + sent, piece as u32, last);
-                out.append(&prefix);
-                send_more(&self.stream, out.as_slice())?;
-                out.clear();
-                splicer.drain_to(&self.stream, !last)?;
-                sent += piece;
-                done_in_seg += piece;
-            }
-        }
-        match failure {
-            // Chunks sent so far were not final: the error chunk ends the reply.
-            Some(e) => Ok(self.finish(out, h, Err(e), "read")),
-            None => Ok(true),
-        }
-    }
-
     /// Append the reply for a request without data; returns whether it succeeded.
-    fn finish(&self, out: &mut OutBuf, h: &RequestHeader, res: io::Result<()>, what: &str) -> bool {
+    pub(crate) fn finish(&self, out: &mut OutBuf, h: &RequestHeader, res: io::Result<()>, what: &str) -> bool {
         match res {
             Ok(()) => {
                 // READ already wrote its success header with the data.
@@ -445,7 +373,7 @@ impl Session {
 }
 
 /// Send all of `bytes` with MSG_MORE: the data that belongs with them follows at once.
-fn send_more(stream: &TcpStream, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn send_more(stream: &TcpStream, bytes: &[u8]) -> io::Result<()> {
     let fd = stream.as_raw_fd();
     // nix has no name for MSG_MORE.
     let more = nix::sys::socket::MsgFlags::from_bits_retain(nix::libc::MSG_MORE);
@@ -533,7 +461,7 @@ impl InBuf {
 /// The reply buffer. `buf[..len]` is pending output; `buf` keeps its initialised length as a high-water mark so
 /// reads can land in it without zeroing memory per request.
 #[derive(Default)]
-struct OutBuf {
+pub(crate) struct OutBuf {
     buf: Vec<u8>,
     len: usize,
 }
@@ -547,11 +475,11 @@ impl OutBuf {
         self.len == 0
     }
 
-    fn as_slice(&self) -> &[u8] {
+    pub(crate) fn as_slice(&self) -> &[u8] {
         &self.buf[..self.len]
     }
 
-    fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.len = 0;
     }
 
@@ -570,7 +498,7 @@ impl OutBuf {
         &mut self.buf[start..end]
     }
 
-    fn append(&mut self, bytes: &[u8]) {
+    pub(crate) fn append(&mut self, bytes: &[u8]) {
         self.extend(bytes.len()).copy_from_slice(bytes);
     }
 

@@ -1,14 +1,18 @@
-//! Large READs: spliced from the media in pipe-sized data chunks (structured replies) or copied through memory
-//! (simple replies, or `--splice-min-kib 0`), the same bytes either way, across a media boundary; and a media
-//! error part-way through a spliced read ends the reply with an error chunk, leaving the connection usable.
+//! Large READs, each way blockd can send them (`--large-reads`): mapped (one data chunk from the media mapping,
+//! then a final chunk), spliced (pipe-sized data chunks) and copied (one final data chunk through memory) return
+//! the same bytes across a media boundary; auto maps for a loopback client; a media error part-way ends the reply
+//! with an error chunk and the connection goes on; a mapped read never allocates pages for holes of a tmpfs
+//! medium.
 
 mod common;
 
 use common::*;
 use dvsan_layout::AccessMode;
-use dvsan_nbd::constants::{CMD_READ, REPLY_TYPE_OFFSET_DATA};
+use dvsan_nbd::constants::{CMD_READ, REPLY_TYPE_NONE, REPLY_TYPE_OFFSET_DATA};
 use dvsan_nbd::transmission::ChunkHeader;
-use dvsan_nbd::{ConnectOptions, NbdClient};
+use dvsan_nbd::{ConnectOptions, Errno, NbdClient};
+use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
 
 const MIB: u64 = 1024 * 1024;
 /// Starts 7 bytes past 1.5 MiB and crosses the boundary between the two 3 MiB media.
@@ -32,9 +36,24 @@ async fn patterned_unit() -> Unit {
     unit
 }
 
-/// Send one READ on a raw structured connection and collect its chunks: (offset, data length, done) each.
-fn raw_read_chunks(blockd: &Blockd, offset: u64, len: usize) -> (Vec<(u64, usize, bool)>, Vec<u8>) {
-    let mut raw = Raw::go(blockd.addr, "vol", true);
+/// One reply chunk as seen on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Chunk {
+    Data {
+        at: u64,
+        len: usize,
+        done: bool,
+    },
+    /// The final NBD_REPLY_TYPE_NONE chunk.
+    End,
+    Error {
+        errno: u32,
+        done: bool,
+    },
+}
+
+/// Send one READ on a raw structured connection and collect its chunks and the data they carried.
+fn raw_read(raw: &mut Raw, offset: u64, len: usize) -> (Vec<Chunk>, Vec<u8>) {
     raw.request(CMD_READ, 0, 42, offset, len as u32);
     let mut data = vec![0u8; len];
     let mut chunks = Vec::new();
@@ -43,14 +62,28 @@ fn raw_read_chunks(blockd: &Blockd, offset: u64, len: usize) -> (Vec<(u64, usize
         raw.read_exact(&mut h);
         let h = ChunkHeader::decode(&h, 64 << 20).unwrap();
         assert_eq!(h.handle, 42);
-        assert_eq!(h.kind, REPLY_TYPE_OFFSET_DATA, "unexpected chunk {h:?}");
-        let mut at = [0u8; 8];
-        raw.read_exact(&mut at);
-        let at = u64::from_be_bytes(at);
-        let n = h.length as usize - 8;
-        let from = usize::try_from(at - offset).unwrap();
-        raw.read_exact(&mut data[from..from + n]);
-        chunks.push((at, n, h.is_done()));
+        let mut payload = vec![0u8; h.length as usize];
+        let chunk = match h.kind {
+            REPLY_TYPE_OFFSET_DATA => {
+                let mut at = [0u8; 8];
+                raw.read_exact(&mut at);
+                let at = u64::from_be_bytes(at);
+                let n = h.length as usize - 8;
+                let from = usize::try_from(at - offset).unwrap();
+                raw.read_exact(&mut data[from..from + n]);
+                Chunk::Data { at, len: n, done: h.is_done() }
+            }
+            REPLY_TYPE_NONE => {
+                assert!(h.is_done() && h.length == 0, "{h:?}");
+                Chunk::End
+            }
+            _ => {
+                assert!(h.is_error(), "unexpected chunk {h:?}");
+                raw.read_exact(&mut payload);
+                Chunk::Error { errno: u32::from_be_bytes(payload[..4].try_into().unwrap()), done: h.is_done() }
+            }
+        };
+        chunks.push(chunk);
         if h.is_done() {
             return (chunks, data);
         }
@@ -58,55 +91,130 @@ fn raw_read_chunks(blockd: &Blockd, offset: u64, len: usize) -> (Vec<(u64, usize
     }
 }
 
-#[tokio::test]
-async fn large_reads_return_the_same_bytes_spliced_or_copied() {
-    let unit = patterned_unit().await;
-    let want = pattern(READ_AT, READ_LEN);
-
-    let blockd = Blockd::start(&unit);
-    // Structured replies: spliced, one data chunk per pipe-full (at most 1 MiB), in order, the last one final.
-    let (chunks, data) = raw_read_chunks(&blockd, READ_AT, READ_LEN);
-    assert!(data == want, "spliced read returned different bytes");
-    assert!(chunks.len() >= 3, "a 2.5 MiB spliced read comes in pipe-sized chunks: {chunks:?}");
-    assert!(chunks.iter().all(|c| c.1 <= MIB as usize), "{chunks:?}");
-    let mut next = READ_AT;
-    for (i, (at, n, done)) in chunks.iter().enumerate() {
-        assert_eq!(*at, next, "chunks cover the range in order: {chunks:?}");
-        assert_eq!(*done, i == chunks.len() - 1, "only the last chunk is final: {chunks:?}");
-        next += *n as u64;
-    }
-    // The client library, structured and simple.
-    for structured in [true, false] {
-        let opts = ConnectOptions { structured_replies: structured, ..as_host("127.0.0.7") };
-        let mut c = NbdClient::connect(blockd.addr, "vol", &opts).await.unwrap();
-        assert_eq!(c.structured(), structured);
-        let mut back = vec![0u8; READ_LEN];
-        c.read(READ_AT, &mut back).await.unwrap();
-        assert!(back == want, "read with structured={structured} returned different bytes");
-    }
-    drop(blockd);
-
-    // Splicing off: the same read arrives as one chunk copied through memory.
-    let blockd = Blockd::start_with(&unit, &["--splice-min-kib", "0"]);
-    let (chunks, data) = raw_read_chunks(&blockd, READ_AT, READ_LEN);
-    assert!(data == want, "copied read returned different bytes");
-    assert_eq!(chunks, vec![(READ_AT, READ_LEN, true)]);
+/// Wait for a closing log line of blockd's that contains `field` (e.g. "mapped_reads=1").
+fn logged(blockd: &Blockd, field: &str) -> bool {
+    eventually(Duration::from_secs(5), || {
+        blockd.log().lines().any(|l| l.contains("connection ended") && l.contains(field))
+    })
 }
 
 #[tokio::test]
-async fn a_media_error_inside_a_spliced_read_ends_it_with_an_error_chunk() {
+async fn every_way_returns_the_same_bytes_across_a_media_boundary() {
+    let unit = patterned_unit().await;
+    let want = pattern(READ_AT, READ_LEN);
+    for way in ["auto", "mapped", "spliced", "copied"] {
+        let blockd = Blockd::start_with(&unit, &["--large-reads", way]);
+        let mut raw = Raw::go(blockd.addr, "vol", true);
+        let (chunks, data) = raw_read(&mut raw, READ_AT, READ_LEN);
+        assert!(data == want, "{way}: different bytes");
+        match way {
+            // Auto picks mapped for a client on loopback.
+            "auto" | "mapped" => assert_eq!(
+                chunks,
+                vec![Chunk::Data { at: READ_AT, len: READ_LEN, done: false }, Chunk::End],
+                "{way}: one data chunk, then the final chunk"
+            ),
+            "spliced" => {
+                assert!(chunks.len() >= 3, "a 2.5 MiB spliced read comes in pipe-sized chunks: {chunks:?}");
+                let mut next = READ_AT;
+                for (i, c) in chunks.iter().enumerate() {
+                    let Chunk::Data { at, len, done } = *c else { panic!("{chunks:?}") };
+                    assert_eq!(at, next, "chunks cover the range in order: {chunks:?}");
+                    assert!(len as u64 <= MIB, "{chunks:?}");
+                    assert_eq!(done, i == chunks.len() - 1, "only the last chunk is final: {chunks:?}");
+                    next += len as u64;
+                }
+            }
+            _ => assert_eq!(chunks, vec![Chunk::Data { at: READ_AT, len: READ_LEN, done: true }]),
+        }
+        drop(raw);
+        let counter = match way {
+            "auto" | "mapped" => "mapped_reads=1",
+            "spliced" => "spliced_reads=1",
+            _ => "copied_large_reads=1",
+        };
+        assert!(logged(&blockd, counter), "{way}: no closing line with {counter}: {}", blockd.log());
+        // The client library, structured and simple (simple replies always copy).
+        for structured in [true, false] {
+            let opts = ConnectOptions { structured_replies: structured, ..as_host("127.0.0.7") };
+            let mut c = NbdClient::connect(blockd.addr, "vol", &opts).await.unwrap();
+            assert_eq!(c.structured(), structured);
+            let mut back = vec![0u8; READ_LEN];
+            c.read(READ_AT, &mut back).await.unwrap();
+            assert!(back == want, "{way}: read with structured={structured} returned different bytes");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_missing_medium_fails_a_large_read_with_eio_every_way() {
     let unit = patterned_unit().await;
     // The second medium goes missing: blockd serves the first and fails requests that touch the second.
     std::fs::remove_file(&unit.media[1]).unwrap();
-    let blockd = Blockd::start(&unit);
-    let mut c = NbdClient::connect(blockd.addr, "vol", &as_host("127.0.0.7")).await.unwrap();
-    assert!(c.structured());
-    let mut back = vec![0u8; READ_LEN];
-    let err = c.read(READ_AT, &mut back).await.unwrap_err();
-    assert_eq!(err.errno(), Some(dvsan_nbd::Errno::EIO), "{err}");
-    // The same connection goes on serving the medium that is there.
-    let mut first = vec![0u8; 2 * MIB as usize];
-    c.read(4096, &mut first).await.unwrap();
-    assert!(first == pattern(4096, first.len()));
-    assert!(blockd.log().contains("read failed"), "media error logged: {}", blockd.log());
+    for way in ["mapped", "spliced", "copied"] {
+        let blockd = Blockd::start_with(&unit, &["--large-reads", way]);
+        let mut c = NbdClient::connect(blockd.addr, "vol", &as_host("127.0.0.7")).await.unwrap();
+        assert!(c.structured());
+        let mut back = vec![0u8; READ_LEN];
+        let err = c.read(READ_AT, &mut back).await.unwrap_err();
+        assert_eq!(err.errno(), Some(Errno::EIO), "{way}: {err}");
+        // The same connection goes on serving the medium that is there.
+        let mut first = vec![0u8; 2 * MIB as usize];
+        c.read(4096, &mut first).await.unwrap();
+        assert!(first == pattern(4096, first.len()), "{way}");
+        assert!(blockd.log().contains("read failed"), "{way}: media error not logged: {}", blockd.log());
+    }
+}
+
+#[tokio::test]
+async fn a_medium_truncated_under_a_mapped_read_gives_eio_and_the_connection_goes_on() {
+    let unit = patterned_unit().await;
+    let blockd = Blockd::start_with(&unit, &["--large-reads", "mapped"]);
+    let mut raw = Raw::go(blockd.addr, "vol", true);
+    let (_, data) = raw_read(&mut raw, READ_AT, READ_LEN);
+    assert!(data == pattern(READ_AT, READ_LEN));
+    // The second medium shrinks to 512 KiB under the running blockd; the read ends 1 MiB into it.
+    std::fs::OpenOptions::new().write(true).open(&unit.media[1]).unwrap().set_len(MIB / 2).unwrap();
+    let (chunks, _) = raw_read(&mut raw, READ_AT, READ_LEN);
+    let eio = Chunk::Error { errno: Errno::EIO.0, done: true };
+    // Either the pages past the new end are gone from the page cache (the read is copied and pread finds the
+    // end), or part of a large folio is still cached and the kernel's copy from the mapping fails part-way: then
+    // the data chunk is filled up and the error chunk follows.
+    assert!(
+        chunks == vec![eio.clone()]
+            || chunks == vec![Chunk::Data { at: READ_AT, len: READ_LEN, done: false }, eio.clone()],
+        "{chunks:?}"
+    );
+    // The reply was framed right: the next read on the same connection is answered correctly.
+    let (chunks, data) = raw_read(&mut raw, 4096, MIB as usize);
+    assert_eq!(chunks, vec![Chunk::Data { at: 4096, len: MIB as usize, done: false }, Chunk::End]);
+    assert!(data == pattern(4096, MIB as usize));
+    assert!(blockd.log().contains("read failed"), "media error not logged: {}", blockd.log());
+}
+
+#[tokio::test]
+async fn a_mapped_read_of_a_hole_on_tmpfs_is_copied_and_allocates_nothing() {
+    let shm = std::path::Path::new("/dev/shm");
+    assert!(shm.is_dir(), "this test needs a tmpfs at /dev/shm");
+    let unit = Unit::new_in(shm, &[8 * MIB]);
+    let vol = unit.volume("vol", 1024);
+    unit.grant(vol.index, None, "127.0.0.1", AccessMode::ReadWrite);
+    let blockd = Blockd::start_with(&unit, &["--large-reads", "mapped"]);
+    let mut c = NbdClient::connect(blockd.addr, "vol", &as_host("127.0.0.1")).await.unwrap();
+    c.write(0, &pattern(0, MIB as usize), false).await.unwrap();
+    let allocated = std::fs::metadata(&unit.media[0]).unwrap().blocks();
+
+    let mut raw = Raw::go(blockd.addr, "vol", true);
+    // Half data, half hole: copied (pread reads holes as zeroes without allocating).
+    let (chunks, data) = raw_read(&mut raw, 0, 2 * MIB as usize);
+    assert_eq!(chunks, vec![Chunk::Data { at: 0, len: 2 * MIB as usize, done: true }]);
+    assert!(data[..MIB as usize] == pattern(0, MIB as usize));
+    assert!(data[MIB as usize..].iter().all(|b| *b == 0));
+    // All data: mapped.
+    let (chunks, data) = raw_read(&mut raw, 0, MIB as usize);
+    assert_eq!(chunks, vec![Chunk::Data { at: 0, len: MIB as usize, done: false }, Chunk::End]);
+    assert!(data == pattern(0, MIB as usize));
+    drop(raw);
+    assert!(logged(&blockd, "mapped_reads=1 spliced_reads=0 copied_large_reads=1"), "{}", blockd.log());
+    assert_eq!(std::fs::metadata(&unit.media[0]).unwrap().blocks(), allocated, "reading the hole allocated memory");
 }

@@ -25,7 +25,12 @@ pub struct Unit {
 impl Unit {
     /// Initialise a unit with media files of the given sizes in bytes.
     pub fn new(media_bytes: &[u64]) -> Unit {
-        let dir = tempfile::tempdir().unwrap();
+        Unit::new_in(&std::env::temp_dir(), media_bytes)
+    }
+
+    /// The same, with the state and (sparse) media files under `parent`, e.g. /dev/shm for tmpfs media.
+    pub fn new_in(parent: &Path, media_bytes: &[u64]) -> Unit {
+        let dir = tempfile::tempdir_in(parent).unwrap();
         let state = dir.path().join("state");
         let mut media = Vec::new();
         let mut specs = Vec::new();
