@@ -45,7 +45,8 @@ pub struct ServedExport {
 #[derive(Debug, Default)]
 pub struct MediaCache {
     files: HashMap<PathBuf, Arc<File>>,
-    mappings: HashMap<PathBuf, Arc<MediumMapping>>,
+    /// By path: the length asked for, and the mapping (shorter if the file was).
+    mappings: HashMap<PathBuf, (u64, Arc<MediumMapping>)>,
 }
 
 impl MediaCache {
@@ -69,14 +70,14 @@ impl MediaCache {
     /// A read-only mapping of the first `len` bytes of the medium at `path`, or None (logged) if it cannot be
     /// mapped; then its large reads are spliced or copied. A medium that grew is mapped again.
     fn mapping(&mut self, path: &PathBuf, len: u64) -> Option<Arc<MediumMapping>> {
-        if let Some(m) = self.mappings.get(path).filter(|m| m.len() >= len) {
+        if let Some((_, m)) = self.mappings.get(path).filter(|(asked, _)| *asked >= len) {
             return Some(m.clone());
         }
         let file = self.files.get(path)?;
         match MediumMapping::new(file, len) {
             Ok(m) => {
                 let m = Arc::new(m);
-                self.mappings.insert(path.clone(), m.clone());
+                self.mappings.insert(path.clone(), (len, m.clone()));
                 Some(m)
             }
             Err(e) => {

@@ -9,16 +9,18 @@
 //! - **spliced** ([`crate::spliced_read`]): page references go file → pipe → socket: no copy on the server, and
 //!   over a network none anywhere before the NIC. Chosen for remote clients.
 //!
-//! `--large-reads` overrides the choice. Both ways send data chunks that are not final and end the reply with a
-//! final chunk, so a medium that fails part-way through is still answered with an error chunk on a connection
-//! that goes on serving; only a failing socket closes it. Simple-reply connections always copy: their reply header
+//! `--large-reads` overrides the choice. Both ways can still report a medium that fails part-way through: the
+//! reply ends with an NBD_REPLY_TYPE_ERROR_OFFSET chunk at the failing offset and the connection goes on; only a
+//! failing socket closes it. Simple-reply connections always copy: their reply header
 //! carries the error and goes before the data, so the data must be in hand first.
 
 use crate::mapped_read::MappedSendError;
 use crate::media_io::ZEROES;
 use crate::spliced_read::Splicer;
 use crate::transmission::{send_more, OutBuf, Session};
-use dvsan_nbd::transmission::{encode_data_chunk_header, encode_done_chunk, DATA_CHUNK_PREFIX_LEN};
+use dvsan_nbd::transmission::{
+    encode_data_chunk_header, encode_done_chunk, encode_error_offset_chunk, DATA_CHUNK_PREFIX_LEN,
+};
 use dvsan_nbd::RequestHeader;
 use std::io;
 use std::net::IpAddr;
@@ -43,7 +45,7 @@ impl LargeReads {
     pub(crate) fn for_connection(self, peer: IpAddr, structured: bool) -> LargeReadPath {
         match self {
             _ if !structured => LargeReadPath::Copied,
-            LargeReads::Auto if peer.is_loopback() => LargeReadPath::Mapped,
+            LargeReads::Auto if peer.to_canonical().is_loopback() => LargeReadPath::Mapped,
             LargeReads::Auto | LargeReads::Spliced => LargeReadPath::Spliced,
             LargeReads::Mapped => LargeReadPath::Mapped,
             LargeReads::Copied => LargeReadPath::Copied,
@@ -98,7 +100,9 @@ impl Session {
         }
     }
 
-    /// Answer a READ from the media mappings if all its pages are in memory, else copy it.
+    /// Answer a READ from the media mappings if all its pages are in memory, else splice it (or copy it, without a
+    /// pipe): pages not in memory must come from a disk or are holes, which a send from the mapping would wait
+    /// for or allocate.
     fn read_mapped(&mut self, out: &mut OutBuf, h: &RequestHeader) -> io::Result<bool> {
         let total = u64::from(h.length);
         // A range that does not map onto the media is a failed read, answered like a media error.
@@ -110,11 +114,14 @@ impl Session {
         for seg in segments {
             mappable &= matches!(seg, Ok(s) if s.mapping.is_some_and(|m| m.resident(s.at, s.range.len())));
         }
-        if !mappable {
+        if mappable {
+            self.send_mapped(out, h)
+        } else if self.splicer_ready() {
+            self.read_spliced(out, h)
+        } else {
             self.large_read_counts.copied += 1;
-            return Ok(self.read(out, h));
+            Ok(self.read(out, h))
         }
-        self.send_mapped(out, h)
     }
 
     /// Send the READ's data from the media mappings as one data chunk that is not final (a page that fails is
@@ -140,11 +147,11 @@ impl Session {
                 }
                 Err(MappedSendError::Socket(e)) => return Err(e),
                 Err(MappedSendError::Media { sent: part, error }) => {
-                    // The chunk's header promised `total` bytes: fill it up with zeroes, then the error chunk
-                    // fails the whole read for the client.
+                    // The chunk's header promised `total` bytes: fill it up with zeroes (the spec's padding),
+                    // then say where the good data ends.
                     out.clear();
                     self.send_zeroes(total as usize - sent - part)?;
-                    return Ok(self.finish(out, h, Err(error), "read"));
+                    return Ok(self.fail_read_at(out, h, h.offset + (sent + part) as u64, &error));
                 }
             }
         }
@@ -216,12 +223,22 @@ impl Session {
         }
         match failure {
             // Chunks sent so far were not final: the error chunk ends the reply.
-            Some(e) => Ok(self.finish(out, h, Err(e), "read")),
+            Some(e) => Ok(self.fail_read_at(out, h, h.offset + sent, &e)),
             None => {
                 self.large_read_counts.spliced += 1;
                 Ok(true)
             }
         }
+    }
+
+    /// End a READ that failed at export offset `at` (data before it was sent and is good): count, log, and
+    /// append the final error chunk. Returns false, the read's outcome.
+    fn fail_read_at(&self, out: &mut OutBuf, h: &RequestHeader, at: u64, e: &io::Error) -> bool {
+        let errno = self.media_failure(h, e, "read");
+        let mut chunk = Vec::new();
+        encode_error_offset_chunk(&mut chunk, h.handle, errno, &format!("read failed at offset {at}: {e}"), at);
+        out.append(&chunk);
+        false
     }
 
     /// Send `n` zero bytes (with MSG_MORE: the reply goes on).
@@ -243,8 +260,9 @@ mod tests {
     use crate::mapped_read::MediumMapping;
     use crate::traffic::TrafficCounters;
     use dvsan_layout::{Blocks, ExportKind, Extent, Lba, MediaMap, Medium, MediumKind, VolumeIndex};
-    use dvsan_nbd::constants::{CMD_READ, REPLY_TYPE_ERROR, REPLY_TYPE_OFFSET_DATA};
+    use dvsan_nbd::constants::{CMD_READ, REPLY_TYPE_ERROR_OFFSET, REPLY_TYPE_OFFSET_DATA};
     use dvsan_nbd::transmission::ChunkHeader;
+    use dvsan_nbd::transmission::ErrorChunk;
     use dvsan_nbd::ExportLimits;
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
@@ -335,18 +353,22 @@ mod tests {
         assert!(body[good..].iter().all(|b| *b == 0), "the rest of the promised chunk is zeroes");
         let rest = &got[28 + 128 * KIB..];
         let err = ChunkHeader::decode(&rest[..20], 1 << 20).unwrap();
-        assert_eq!((err.kind, err.handle, err.is_done()), (REPLY_TYPE_ERROR, 9, true));
-        assert_eq!(rest[20..24], 5u32.to_be_bytes(), "EIO");
+        assert_eq!((err.kind, err.handle, err.is_done()), (REPLY_TYPE_ERROR_OFFSET, 9, true));
         assert_eq!(rest.len(), 20 + err.length as usize, "nothing after the error chunk");
+        let err = ErrorChunk::parse(err.kind, &rest[20..]).unwrap();
+        assert_eq!(err.error, dvsan_nbd::Errno::EIO);
+        assert_eq!(err.offset, Some(good as u64), "the error chunk says where the good data ends");
     }
 
     #[test]
     fn auto_maps_for_loopback_peers_and_splices_for_others() {
         let lo: IpAddr = "127.0.0.9".parse().unwrap();
         let lo6: IpAddr = "::1".parse().unwrap();
+        let mapped4: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
         let remote: IpAddr = "192.0.2.7".parse().unwrap();
         assert_eq!(LargeReads::Auto.for_connection(lo, true), LargeReadPath::Mapped);
         assert_eq!(LargeReads::Auto.for_connection(lo6, true), LargeReadPath::Mapped);
+        assert_eq!(LargeReads::Auto.for_connection(mapped4, true), LargeReadPath::Mapped, "dual-stack listener");
         assert_eq!(LargeReads::Auto.for_connection(remote, true), LargeReadPath::Spliced);
         assert_eq!(LargeReads::Mapped.for_connection(remote, true), LargeReadPath::Mapped);
         assert_eq!(LargeReads::Spliced.for_connection(lo, true), LargeReadPath::Spliced);

@@ -30,8 +30,8 @@ struct Cli {
     /// blocking read; 0 turns polling off. Saves the wake-up of an idle CPU per request at some CPU cost.
     #[arg(long, default_value_t = 50)]
     busy_poll_us: u64,
-    /// READs of at least this many KiB are large reads: on connections with structured replies (libnbd, qemu,
-    /// the Linux client) their data skips our memory, going the way --large-reads says.
+    /// READs of at least this many KiB are large reads: on connections with structured replies (libnbd tools,
+    /// qemu) their data skips our memory, going the way --large-reads says.
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=32 * 1024))]
     large_read_min_kib: u32,
     /// How large reads go from the media to the socket: auto (mapped for clients on loopback, spliced for

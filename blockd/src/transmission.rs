@@ -230,6 +230,8 @@ impl Session {
                     let ok = match self.answer_read(out, &header) {
                         Ok(ok) => ok,
                         Err(e) => {
+                            // What is left in `out` may be half sent: nothing more goes out on this stream.
+                            out.clear();
                             tracing::info!(conn = self.id, error = %e, "sending a large read failed");
                             return Flow::Close;
                         }
@@ -327,20 +329,26 @@ impl Session {
                 true
             }
             Err(e) => {
-                let errno = io_errno(&e);
-                self.bad_input.bump(BadInput::MediaError);
-                tracing::warn!(
-                    conn = self.id,
-                    export = %self.export.name,
-                    offset = h.offset,
-                    length = h.length,
-                    error = %e,
-                    "{what} failed: replying {errno}"
-                );
+                let errno = self.media_failure(h, &e, what);
                 self.error_reply(out, h, errno, &format!("{what} failed: {e}"));
                 false
             }
         }
+    }
+
+    /// Count and log a request the media failed; returns the error to reply with.
+    pub(crate) fn media_failure(&self, h: &RequestHeader, e: &io::Error, what: &str) -> Errno {
+        let errno = io_errno(e);
+        self.bad_input.bump(BadInput::MediaError);
+        tracing::warn!(
+            conn = self.id,
+            export = %self.export.name,
+            offset = h.offset,
+            length = h.length,
+            error = %e,
+            "{what} failed: replying {errno}"
+        );
+        errno
     }
 
     fn refuse(&self, out: &mut OutBuf, h: &RequestHeader, refusal: &Refusal) {

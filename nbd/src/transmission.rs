@@ -242,6 +242,19 @@ pub fn encode_error_chunk(out: &mut Vec<u8>, handle: u64, error: Errno, message:
     out.extend_from_slice(msg.as_bytes());
 }
 
+/// A final NBD_REPLY_TYPE_ERROR_OFFSET chunk: the request failed at export offset `offset` (data chunks already
+/// sent for it are good up to there).
+pub fn encode_error_offset_chunk(out: &mut Vec<u8>, handle: u64, error: Errno, message: &str, offset: u64) {
+    let msg = truncate_str(message, MAX_STRING_LEN);
+    let msg_len = msg.len() as u16; // MAX_STRING_LEN < u16::MAX
+    let length = 6 + u32::from(msg_len) + 8;
+    ChunkHeader { flags: REPLY_FLAG_DONE, kind: REPLY_TYPE_ERROR_OFFSET, handle, length }.encode(out);
+    out.extend_from_slice(&error.0.to_be_bytes());
+    out.extend_from_slice(&msg_len.to_be_bytes());
+    out.extend_from_slice(msg.as_bytes());
+    out.extend_from_slice(&offset.to_be_bytes());
+}
+
 /// The payload of an error chunk (NBD_REPLY_TYPE_ERROR or _ERROR_OFFSET).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorChunk {
@@ -267,6 +280,19 @@ impl ErrorChunk {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_offset_chunk_round_trip() {
+        let mut out = Vec::new();
+        encode_error_offset_chunk(&mut out, 9, Errno::EIO, "bad page", 1 << 40);
+        let h = ChunkHeader::decode(&out[..CHUNK_HEADER_LEN], 1 << 20).unwrap();
+        assert_eq!(
+            (h.kind, h.handle, h.is_done(), h.length as usize),
+            (REPLY_TYPE_ERROR_OFFSET, 9, true, out.len() - 20)
+        );
+        let e = ErrorChunk::parse(h.kind, &out[CHUNK_HEADER_LEN..]).unwrap();
+        assert_eq!(e, ErrorChunk { error: Errno::EIO, message: "bad page".into(), offset: Some(1 << 40) });
+    }
 
     #[test]
     fn request_round_trip() {
