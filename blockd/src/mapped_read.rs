@@ -70,7 +70,9 @@ impl MediumMapping {
     /// Map the first `len` bytes of `file` read-only, or all of it if it is shorter: a range past the end of
     /// the file is outside the mapping, so it is read the copied way and fails there as it should.
     pub fn new(file: &File, len: u64) -> io::Result<MediumMapping> {
-        let len = len.min(file.metadata()?.len());
+        // A block device's metadata says 0 bytes; its extent was sized from the device.
+        let meta = file.metadata()?;
+        let len = if meta.is_file() { len.min(meta.len()) } else { len };
         let len = usize::try_from(len).map_err(|_| io::Error::other("medium larger than the address space"))?;
         let length = NonZeroUsize::new(len).ok_or_else(|| io::Error::other("empty medium"))?;
         // SAFETY: sysconf only reads a system value.
