@@ -161,3 +161,40 @@ fn fio_random_writes_verify() {
     let fields: Vec<&str> = out.lines().last().unwrap_or_default().split(';').collect();
     assert_eq!(fields.get(4).copied(), Some("0"), "fio reported an error: {out}");
 }
+
+#[test]
+fn fio_mixed_sizes_verify_through_mapped_reads() {
+    let unit = unit();
+    let blockd = Blockd::start(&unit);
+    let uri = format!("--uri={}", blockd.uri("data"));
+    // Two connections on their own halves, writes of 4 KiB to 1 MiB (across the media boundary for the second
+    // job) verified by reading back: the large ones go the mapped way to this loopback client.
+    let out = run_ok(
+        "fio",
+        "fio",
+        &[
+            "--name=mixed",
+            "--ioengine=nbd",
+            &uri,
+            "--rw=randwrite",
+            "--bsrange=4k-1m",
+            "--numjobs=2",
+            "--size=6m",
+            "--offset_increment=6m",
+            "--iodepth=8",
+            "--verify=crc32c",
+            "--verify_fatal=1",
+            "--verify_state_save=0",
+            "--output-format=terse",
+        ],
+        60,
+    );
+    for line in out.lines().filter(|l| l.contains(';')) {
+        let fields: Vec<&str> = line.split(';').collect();
+        assert_eq!(fields.get(4).copied(), Some("0"), "fio reported an error: {out}");
+    }
+    let mapped = |b: &Blockd| {
+        b.log().lines().filter(|l| l.contains("connection ended")).any(|l| !l.contains("mapped_reads=0"))
+    };
+    assert!(eventually(Duration::from_secs(5), || mapped(&blockd)), "no read was mapped: {}", blockd.log());
+}
