@@ -81,11 +81,11 @@ impl BadInput {
     pub fn from_refusal(r: &dvsan_nbd::Refusal) -> BadInput {
         use dvsan_nbd::Refusal;
         match r {
-            Refusal::UnknownCommand(_) => BadInput::UnknownCommand,
+            Refusal::UnknownCommand(_) | Refusal::NoMetaContext => BadInput::UnknownCommand,
             Refusal::BadFlags(_) => BadInput::BadCommandFlags,
             Refusal::ReadOnly => BadInput::WriteOnReadOnly,
             Refusal::TooLarge(_) => BadInput::RequestTooLarge,
-            Refusal::OutOfRange | Refusal::NoSpace => BadInput::RequestOutOfRange,
+            Refusal::OutOfRange | Refusal::NoSpace | Refusal::ZeroLength => BadInput::RequestOutOfRange,
             Refusal::ReservedFields => BadInput::ReservedFieldsSet,
         }
     }

@@ -12,8 +12,8 @@ use crate::service::Shared;
 use dvsan_layout::AccessMode;
 use dvsan_nbd::constants::*;
 use dvsan_nbd::handshake::{
-    encode_export_name_reply, encode_greeting, encode_option_error, encode_option_reply, BlockSize, ClientFlags,
-    ClientOption, ExportListing, Info, InfoRequest, OptionHeader,
+    encode_export_name_reply, encode_greeting, encode_meta_context_reply, encode_option_error, encode_option_reply,
+    BlockSize, ClientFlags, ClientOption, ExportListing, Info, InfoRequest, MetaContextRequest, OptionHeader,
 };
 use dvsan_nbd::{DecodeError, TransmissionFlags};
 use std::net::IpAddr;
@@ -25,11 +25,28 @@ use tokio::net::TcpStream;
 /// More options than this in one handshake is abuse, not haggling.
 const MAX_OPTIONS: usize = 64;
 
+/// The id blockd gives the `base:allocation` metadata context (the only one it serves).
+pub(crate) const ALLOCATION_CONTEXT_ID: u32 = 1;
+
 /// What a successful handshake agreed on.
 pub(crate) struct Negotiated {
     pub export: Arc<ServedExport>,
     pub mode: AccessMode,
     pub structured: bool,
+    /// `base:allocation` was selected for this export: NBD_CMD_BLOCK_STATUS answers with holes and data.
+    pub allocation_context: bool,
+}
+
+/// What NBD_OPT_SET_META_CONTEXT last selected, and for which export (it applies only if GO names the same one).
+struct MetaSelection {
+    export: String,
+    allocation: bool,
+}
+
+impl MetaSelection {
+    fn allocation_for(selection: &Option<MetaSelection>, export: &str) -> bool {
+        selection.as_ref().is_some_and(|m| m.allocation && m.export == export)
+    }
 }
 
 pub(crate) enum HandshakeEnd {
@@ -75,6 +92,7 @@ pub(crate) async fn negotiate(
     let client = ClientFlags::decode(client_flags, server_flags)
         .map_err(|e| bad(shared, BadInput::UnknownClientFlags, e.to_string()))?;
     let mut structured = false;
+    let mut meta: Option<MetaSelection> = None;
 
     for _ in 0..MAX_OPTIONS {
         let mut hbuf = [0u8; OPTION_HEADER_LEN];
@@ -134,9 +152,23 @@ pub(crate) async fn negotiate(
                 let chosen = answer_info(&mut out, OPT_GO, &req, peer, shared);
                 stream.write_all(&out).await?;
                 if let Some((export, mode)) = chosen {
-                    return Ok(HandshakeEnd::Transmission(Negotiated { export, mode, structured }));
+                    let allocation_context = MetaSelection::allocation_for(&meta, &export.name);
+                    return Ok(HandshakeEnd::Transmission(Negotiated { export, mode, structured, allocation_context }));
                 }
                 continue;
+            }
+            ClientOption::ListMetaContext(req) => {
+                answer_meta_context(&mut out, OPT_LIST_META_CONTEXT, &req, peer, shared);
+            }
+            ClientOption::SetMetaContext(req) => {
+                if structured {
+                    let allocation = answer_meta_context(&mut out, OPT_SET_META_CONTEXT, &req, peer, shared);
+                    meta = allocation.map(|allocation| MetaSelection { export: req.export.clone(), allocation });
+                } else {
+                    shared.bad_input.bump(BadInput::OptionInvalid);
+                    let message = "negotiate structured replies (NBD_OPT_STRUCTURED_REPLY) before metadata contexts";
+                    encode_option_error(&mut out, OPT_SET_META_CONTEXT, REP_ERR_INVALID, message);
+                }
             }
             ClientOption::ExportName(name) => {
                 let table = shared.exports();
@@ -144,7 +176,8 @@ pub(crate) async fn negotiate(
                     Ok((export, mode)) => {
                         encode_export_name_reply(&mut out, export.size, transmission_flags(mode), client.no_zeroes);
                         stream.write_all(&out).await?;
-                        Ok(HandshakeEnd::Transmission(Negotiated { export, mode, structured }))
+                        let allocation_context = MetaSelection::allocation_for(&meta, &export.name);
+                        Ok(HandshakeEnd::Transmission(Negotiated { export, mode, structured, allocation_context }))
                     }
                     Err((_, message)) => {
                         tracing::warn!(%peer, export = %name, "NBD_OPT_EXPORT_NAME refused, closing: {message}");
@@ -192,6 +225,31 @@ fn answer_info(
             None
         }
     }
+}
+
+/// Answer NBD_OPT_LIST_META_CONTEXT or NBD_OPT_SET_META_CONTEXT into `out`: `base:allocation` is named if the
+/// request asks for it (LIST also for no queries or the `base:` namespace); other contexts are not known here and
+/// are left out, as the spec says. Returns whether `base:allocation` was named, or None if the export was refused.
+fn answer_meta_context(
+    out: &mut Vec<u8>,
+    option: u32,
+    req: &MetaContextRequest,
+    peer: IpAddr,
+    shared: &Shared,
+) -> Option<bool> {
+    let table = shared.exports();
+    if let Err((reply, message)) = check_access(&table, &req.export, peer, shared) {
+        encode_option_error(out, option, reply, &message);
+        return None;
+    }
+    let listing = option == OPT_LIST_META_CONTEXT;
+    let allocation = (listing && req.queries.is_empty())
+        || req.queries.iter().any(|q| q == CONTEXT_BASE_ALLOCATION || (listing && q == "base:"));
+    if allocation {
+        encode_meta_context_reply(out, option, ALLOCATION_CONTEXT_ID, CONTEXT_BASE_ALLOCATION);
+    }
+    encode_option_reply(out, option, REP_ACK, &[]);
+    Some(allocation)
 }
 
 /// The export and mode `peer` may use under `name`, or the option error reply and message; refusals are counted.

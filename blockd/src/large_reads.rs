@@ -307,7 +307,7 @@ mod tests {
             id: 1,
             peer,
             stream,
-            limits: ExportLimits { size: bytes as u64, read_only: false, max_payload: 32 << 20 },
+            limits: ExportLimits { size: bytes as u64, read_only: false, max_payload: 32 << 20, block_status: false },
             structured: true,
             traffic: Arc::new(TrafficCounters::default()),
             bad_input: Arc::new(BadInputCounters::default()),

@@ -69,6 +69,30 @@ impl ServedExport {
         Ok(())
     }
 
+    /// Which of `len` bytes at export offset `offset` are holes (read as zeroes, no storage behind them): runs of
+    /// (length, is_hole) in order, adjacent runs of a kind merged across media. At most `max_runs` runs: then they
+    /// cover less than `len`, which NBD_CMD_BLOCK_STATUS allows. A medium that cannot tell holes is all data.
+    pub fn allocation(&self, offset: u64, len: u64, max_runs: usize) -> io::Result<Vec<(u64, bool)>> {
+        let mut runs: Vec<(u64, bool)> = Vec::new();
+        for seg in self.segments(offset, len)? {
+            let seg = seg?;
+            let end = seg.at + seg.range.len() as u64;
+            let mut pos = seg.at;
+            while pos < end {
+                let (next, hole) = next_run(seg.file, pos, end)?;
+                if let Some((n, _)) = runs.last_mut().filter(|(_, h)| *h == hole) {
+                    *n += next - pos;
+                } else if runs.len() == max_runs {
+                    return Ok(runs);
+                } else {
+                    runs.push((next - pos, hole));
+                }
+                pos = next;
+            }
+        }
+        Ok(runs)
+    }
+
     /// The pieces of a request, one per medium it touches; a medium that is not open is an error for the
     /// segments on it.
     pub(crate) fn segments(
@@ -134,6 +158,28 @@ fn zero_range(file: &File, offset: u64, len: u64, may_punch: bool) -> io::Result
         done += n as u64;
     }
     Ok(())
+}
+
+/// Where the run of data or hole at `pos` in `file` ends (at most `end`), and whether it is a hole.
+fn next_run(file: &File, pos: u64, end: u64) -> io::Result<(u64, bool)> {
+    use nix::errno::Errno;
+    use nix::unistd::{lseek, Whence};
+    let fd = file.as_raw_fd();
+    let at = i64::try_from(pos).map_err(|_| bad_segment())?;
+    // The position these set is never used: all I/O here is positional.
+    let (next, hole) = match lseek(fd, at, Whence::SeekData) {
+        Ok(data) if data > at => (u64::try_from(data).unwrap_or(end), true),
+        Ok(_) => match lseek(fd, at, Whence::SeekHole) {
+            Ok(h) => (u64::try_from(h).unwrap_or(end), false),
+            Err(e) => return Err(e.into()),
+        },
+        // No data from here to the end of the file.
+        Err(Errno::ENXIO) => (end, true),
+        Err(Errno::EINVAL) | Err(Errno::EOPNOTSUPP) => (end, false),
+        Err(e) => return Err(e.into()),
+    };
+    // A run always moves forward, whatever the file system says.
+    Ok((if next > pos { next.min(end) } else { end }, hole))
 }
 
 fn unsupported(e: nix::errno::Errno) -> bool {

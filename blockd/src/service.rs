@@ -251,6 +251,7 @@ async fn handle_connection(
             size: negotiated.export.size,
             read_only: negotiated.mode == dvsan_layout::AccessMode::ReadOnly,
             max_payload: DEFAULT_MAX_PAYLOAD,
+            block_status: negotiated.allocation_context,
         },
         structured: negotiated.structured,
         traffic: shared.traffic.counters(&negotiated.export.name, host),

@@ -17,14 +17,16 @@
 
 use crate::bad_input::{BadInput, BadInputCounters};
 use crate::exports::ServedExport;
+use crate::handshake::ALLOCATION_CONTEXT_ID;
 use crate::large_reads::{LargeReadCounts, LargeReadPath, SplicerSlot};
 use crate::traffic::{BatchTraffic, TrafficCounters};
 use dvsan_nbd::constants::{
     CHUNK_HEADER_LEN, CMD_READ, CMD_WRITE, REPLY_FLAG_DONE, REPLY_TYPE_NONE, REQUEST_HEADER_LEN,
-    SIMPLE_REPLY_HEADER_LEN,
+    SIMPLE_REPLY_HEADER_LEN, STATE_HOLE, STATE_ZERO,
 };
 use dvsan_nbd::transmission::{
-    encode_data_chunk_header, encode_error_chunk, ChunkHeader, SimpleReplyHeader, DATA_CHUNK_PREFIX_LEN,
+    encode_block_status_chunk, encode_data_chunk_header, encode_error_chunk, ChunkHeader, SimpleReplyHeader,
+    DATA_CHUNK_PREFIX_LEN,
 };
 use dvsan_nbd::{validate_request, Command, Errno, ExportLimits, Refusal, RequestHeader};
 use std::io::{self, Read, Write};
@@ -38,6 +40,8 @@ use std::time::{Duration, Instant};
 const READ_BUF: usize = 256 * 1024;
 /// Send the replies gathered so far once they pass this size.
 const OUT_FLUSH_AT: usize = 4 * 1024 * 1024;
+/// Most extents in one block status reply; a client asks again for the rest.
+const MAX_BLOCK_STATUS_EXTENTS: usize = 4096;
 /// How often a blocked read wakes up to check for a stalled partial request.
 const READ_TICK: Duration = Duration::from_millis(500);
 
@@ -274,6 +278,10 @@ impl Session {
                         batch.writes += 1;
                     }
                 }
+                Ok(Command::BlockStatus { req_one }) => {
+                    inb.consume(REQUEST_HEADER_LEN);
+                    self.block_status(out, &header, req_one);
+                }
                 Ok(Command::Disconnect) => {
                     inb.consume(REQUEST_HEADER_LEN);
                     return Flow::Disconnect;
@@ -314,6 +322,28 @@ impl Session {
             out.truncate(mark);
         }
         self.finish(out, h, res, "read")
+    }
+
+    /// Answer NBD_CMD_BLOCK_STATUS for `base:allocation` with one final chunk of extents (one with REQ_ONE).
+    fn block_status(&self, out: &mut OutBuf, h: &RequestHeader, req_one: bool) {
+        let max_runs = if req_one { 1 } else { MAX_BLOCK_STATUS_EXTENTS };
+        match self.export.allocation(h.offset, u64::from(h.length), max_runs) {
+            Ok(runs) => {
+                // Each run lies inside the request, whose length is a u32.
+                let extents: Vec<(u32, u32)> = runs
+                    .iter()
+                    .map(|&(len, hole)| {
+                        (u32::try_from(len).unwrap_or(u32::MAX), if hole { STATE_HOLE | STATE_ZERO } else { 0 })
+                    })
+                    .collect();
+                let mut chunk = Vec::with_capacity(CHUNK_HEADER_LEN + 4 + 8 * extents.len());
+                encode_block_status_chunk(&mut chunk, h.handle, ALLOCATION_CONTEXT_ID, &extents, true);
+                out.append(&chunk);
+            }
+            Err(e) => {
+                self.finish(out, h, Err(e), "block status");
+            }
+        }
     }
 
     /// Append the reply for a request without data; returns whether it succeeded.

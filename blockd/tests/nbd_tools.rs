@@ -193,8 +193,7 @@ fn fio_mixed_sizes_verify_through_mapped_reads() {
         let fields: Vec<&str> = line.split(';').collect();
         assert_eq!(fields.get(4).copied(), Some("0"), "fio reported an error: {out}");
     }
-    let mapped = |b: &Blockd| {
-        b.log().lines().filter(|l| l.contains("connection ended")).any(|l| !l.contains("mapped_reads=0"))
-    };
+    let mapped =
+        |b: &Blockd| b.log().lines().filter(|l| l.contains("connection ended")).any(|l| !l.contains("mapped_reads=0"));
     assert!(eventually(Duration::from_secs(5), || mapped(&blockd)), "no read was mapped: {}", blockd.log());
 }

@@ -16,7 +16,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let size = u64::from_be_bytes([data[0], data[1], data[2], data[3], data[4], data[5], data[6], data[7]]);
-    let limits = ExportLimits { size, read_only: data[8] & 1 == 1, max_payload: DEFAULT_MAX_PAYLOAD };
+    let limits = ExportLimits {
+        size,
+        read_only: data[8] & 1 == 1,
+        max_payload: DEFAULT_MAX_PAYLOAD,
+        block_status: data[8] & 2 == 2,
+    };
     let stream = &data[9..];
 
     let mut rest = stream;
@@ -37,6 +42,10 @@ fuzz_target!(|data: &[u8]| {
                 assert!(header.offset.checked_add(u64::from(header.length)).is_some_and(|end| end <= size));
             }
             Ok(Command::Flush | Command::Disconnect) => assert_eq!((header.offset, header.length), (0, 0)),
+            Ok(Command::BlockStatus { .. }) => {
+                assert!(limits.block_status && header.length > 0);
+                assert!(header.offset.checked_add(u64::from(header.length)).is_some_and(|end| end <= size));
+            }
             Err(refusal) => assert_ne!(refusal.errno().0, 0),
         }
         let skip = (header.payload_len() as usize).min(rest.len());

@@ -96,6 +96,12 @@ pub const REPLY_TYPE_NONE: u16 = 0;
 pub const REPLY_TYPE_OFFSET_DATA: u16 = 1;
 pub const REPLY_TYPE_OFFSET_HOLE: u16 = 2;
 pub const REPLY_TYPE_BLOCK_STATUS: u16 = 5;
+
+/// The one metadata context blockd serves: which ranges are holes (NBD_STATE_HOLE) and read as zeroes
+/// (NBD_STATE_ZERO).
+pub const CONTEXT_BASE_ALLOCATION: &str = "base:allocation";
+pub const STATE_HOLE: u32 = 1 << 0;
+pub const STATE_ZERO: u32 = 1 << 1;
 /// Bit 15 marks an error chunk.
 pub const REPLY_TYPE_FLAG_ERROR: u16 = 1 << 15;
 pub const REPLY_TYPE_ERROR: u16 = REPLY_TYPE_FLAG_ERROR | 1;

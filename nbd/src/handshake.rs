@@ -107,9 +107,19 @@ pub enum ClientOption {
     Info(InfoRequest),
     Go(InfoRequest),
     StructuredReply,
-    /// Any option this codec does not parse (meta contexts, extended headers, unknown codes): answered
-    /// NBD_REP_ERR_UNSUP by the server.
+    ListMetaContext(MetaContextRequest),
+    SetMetaContext(MetaContextRequest),
+    /// Any option this codec does not parse (extended headers, unknown codes): answered NBD_REP_ERR_UNSUP by the
+    /// server.
     Other(u32),
+}
+
+/// NBD_OPT_LIST_META_CONTEXT / NBD_OPT_SET_META_CONTEXT data: an export and the context names or queries
+/// asked about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaContextRequest {
+    pub export: String,
+    pub queries: Vec<String>,
 }
 
 impl ClientOption {
@@ -132,6 +142,8 @@ impl ClientOption {
             OPT_STRUCTURED_REPLY => no_data(ClientOption::StructuredReply),
             OPT_INFO => Ok(ClientOption::Info(parse_info_request(payload)?)),
             OPT_GO => Ok(ClientOption::Go(parse_info_request(payload)?)),
+            OPT_LIST_META_CONTEXT => Ok(ClientOption::ListMetaContext(parse_meta_context_request(payload)?)),
+            OPT_SET_META_CONTEXT => Ok(ClientOption::SetMetaContext(parse_meta_context_request(payload)?)),
             other => Ok(ClientOption::Other(other)),
         }
     }
@@ -145,6 +157,8 @@ impl ClientOption {
             ClientOption::Info(_) => OPT_INFO,
             ClientOption::Go(_) => OPT_GO,
             ClientOption::StructuredReply => OPT_STRUCTURED_REPLY,
+            ClientOption::ListMetaContext(_) => OPT_LIST_META_CONTEXT,
+            ClientOption::SetMetaContext(_) => OPT_SET_META_CONTEXT,
             ClientOption::Other(code) => *code,
         }
     }
@@ -161,6 +175,15 @@ impl ClientOption {
                 payload.extend_from_slice(&n.to_be_bytes());
                 for r in req.requests.iter().take(usize::from(n)) {
                     payload.extend_from_slice(&r.to_be_bytes());
+                }
+            }
+            ClientOption::ListMetaContext(req) | ClientOption::SetMetaContext(req) => {
+                payload.extend_from_slice(&string_len(&req.export).to_be_bytes());
+                payload.extend_from_slice(req.export.as_bytes());
+                payload.extend_from_slice(&u32::try_from(req.queries.len()).unwrap_or(u32::MAX).to_be_bytes());
+                for q in &req.queries {
+                    payload.extend_from_slice(&string_len(q).to_be_bytes());
+                    payload.extend_from_slice(q.as_bytes());
                 }
             }
             _ => {}
@@ -188,6 +211,42 @@ fn parse_info_request(payload: &[u8]) -> Result<InfoRequest, DecodeError> {
         requests.push(c.u16()?);
     }
     Ok(InfoRequest { name, requests })
+}
+
+/// Most queries in one meta context option; each is at least 4 bytes of the bounded option data anyway.
+const MAX_META_QUERIES: usize = 256;
+
+fn parse_meta_context_request(payload: &[u8]) -> Result<MetaContextRequest, DecodeError> {
+    let mut c = Cursor::new(payload);
+    let name_len = usize::try_from(c.u32()?).map_err(|_| DecodeError::Truncated)?;
+    if name_len > c.remaining() {
+        return Err(DecodeError::Invalid("export name length exceeds the option data"));
+    }
+    let export = parse_string(c.bytes(name_len)?)?;
+    let count = usize::try_from(c.u32()?).map_err(|_| DecodeError::Truncated)?;
+    if count > MAX_META_QUERIES || count * 4 > c.remaining() {
+        return Err(DecodeError::Invalid("number of queries does not fit the option data"));
+    }
+    let mut queries = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = usize::try_from(c.u32()?).map_err(|_| DecodeError::Truncated)?;
+        if len > c.remaining() {
+            return Err(DecodeError::Invalid("query length exceeds the option data"));
+        }
+        queries.push(parse_string(c.bytes(len)?)?);
+    }
+    if c.remaining() != 0 {
+        return Err(DecodeError::Invalid("data after the last query"));
+    }
+    Ok(MetaContextRequest { export, queries })
+}
+
+/// Append an NBD_REP_META_CONTEXT reply: a context's id and name.
+pub fn encode_meta_context_reply(out: &mut Vec<u8>, option: u32, id: u32, name: &str) {
+    let mut data = Vec::with_capacity(4 + name.len());
+    data.extend_from_slice(&id.to_be_bytes());
+    data.extend_from_slice(name.as_bytes());
+    encode_option_reply(out, option, REP_META_CONTEXT, &data);
 }
 
 /// The fixed 20-byte part of an option reply.
@@ -387,6 +446,33 @@ mod tests {
         let header = OptionHeader::decode(&out[..16]).unwrap();
         assert_eq!(header, OptionHeader { option: OPT_GO, length: 4 + 4 + 2 + 4 });
         assert_eq!(ClientOption::parse(header.option, &out[16..]).unwrap(), opt);
+    }
+
+    #[test]
+    fn meta_context_options_round_trip() {
+        for opt in [
+            ClientOption::SetMetaContext(MetaContextRequest {
+                export: "vol1".into(),
+                queries: vec![CONTEXT_BASE_ALLOCATION.into(), "qemu:dirty-bitmap:b".into()],
+            }),
+            ClientOption::ListMetaContext(MetaContextRequest { export: "vol1".into(), queries: vec![] }),
+        ] {
+            let mut out = Vec::new();
+            opt.encode(&mut out);
+            let header = OptionHeader::decode(&out[..16]).unwrap();
+            assert_eq!(header.option, opt.code());
+            assert_eq!(ClientOption::parse(header.option, &out[16..]).unwrap(), opt);
+        }
+        // Name, count, then a query length past the end; a count the data cannot hold; bytes after the queries.
+        assert!(ClientOption::parse(OPT_SET_META_CONTEXT, &[0, 0, 0, 1, b'a', 0, 0, 0, 1, 0, 0, 0, 9, b'x']).is_err());
+        assert!(ClientOption::parse(OPT_SET_META_CONTEXT, &[0, 0, 0, 1, b'a', 0xff, 0xff, 0xff, 0xff]).is_err());
+        assert!(ClientOption::parse(OPT_LIST_META_CONTEXT, &[0, 0, 0, 1, b'a', 0, 0, 0, 0, 7]).is_err());
+        let mut reply = Vec::new();
+        encode_meta_context_reply(&mut reply, OPT_SET_META_CONTEXT, 1, CONTEXT_BASE_ALLOCATION);
+        let h = OptionReplyHeader::decode(&reply[..20]).unwrap();
+        assert_eq!((h.option, h.reply, h.length as usize), (OPT_SET_META_CONTEXT, REP_META_CONTEXT, 4 + 15));
+        assert_eq!(&reply[20..24], &1u32.to_be_bytes());
+        assert_eq!(&reply[24..], CONTEXT_BASE_ALLOCATION.as_bytes());
     }
 
     #[test]

@@ -255,6 +255,18 @@ pub fn encode_error_offset_chunk(out: &mut Vec<u8>, handle: u64, error: Errno, m
     out.extend_from_slice(&offset.to_be_bytes());
 }
 
+/// An NBD_REPLY_TYPE_BLOCK_STATUS chunk for context `context`: (length, status flags) per extent, in order.
+pub fn encode_block_status_chunk(out: &mut Vec<u8>, handle: u64, context: u32, extents: &[(u32, u32)], done: bool) {
+    let length = u32::try_from(4 + 8 * extents.len()).unwrap_or(u32::MAX);
+    let flags = if done { REPLY_FLAG_DONE } else { 0 };
+    ChunkHeader { flags, kind: REPLY_TYPE_BLOCK_STATUS, handle, length }.encode(out);
+    out.extend_from_slice(&context.to_be_bytes());
+    for (len, status) in extents {
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&status.to_be_bytes());
+    }
+}
+
 /// The payload of an error chunk (NBD_REPLY_TYPE_ERROR or _ERROR_OFFSET).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorChunk {

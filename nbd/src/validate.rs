@@ -15,17 +15,30 @@ pub struct ExportLimits {
     pub read_only: bool,
     /// Largest READ or WRITE payload (NBD_INFO_BLOCK_SIZE maximum).
     pub max_payload: u32,
+    /// Whether a metadata context was negotiated, which is what makes NBD_CMD_BLOCK_STATUS valid.
+    pub block_status: bool,
 }
 
 /// A request the server accepted, with the flags that matter for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
     Read,
-    Write { fua: bool },
+    Write {
+        fua: bool,
+    },
     Disconnect,
     Flush,
-    Trim { fua: bool },
-    WriteZeroes { fua: bool, no_hole: bool },
+    Trim {
+        fua: bool,
+    },
+    WriteZeroes {
+        fua: bool,
+        no_hole: bool,
+    },
+    /// NBD_CMD_BLOCK_STATUS; `req_one`: answer with one extent only.
+    BlockStatus {
+        req_one: bool,
+    },
 }
 
 /// Why a request was refused; each has its spec error value and a counter name.
@@ -43,6 +56,10 @@ pub enum Refusal {
     NoSpace,
     /// FLUSH or DISC with a non-zero offset or length.
     ReservedFields,
+    /// BLOCK_STATUS without a negotiated metadata context.
+    NoMetaContext,
+    /// BLOCK_STATUS of zero bytes.
+    ZeroLength,
 }
 
 impl Refusal {
@@ -52,7 +69,9 @@ impl Refusal {
             | Refusal::BadFlags(_)
             | Refusal::TooLarge(_)
             | Refusal::OutOfRange
-            | Refusal::ReservedFields => Errno::EINVAL,
+            | Refusal::ReservedFields
+            | Refusal::NoMetaContext
+            | Refusal::ZeroLength => Errno::EINVAL,
             Refusal::ReadOnly => Errno::EPERM,
             Refusal::NoSpace => Errno::ENOSPC,
         }
@@ -68,6 +87,8 @@ impl Refusal {
             Refusal::OutOfRange => "offset and length are outside the export",
             Refusal::NoSpace => "write extends past the end of the export",
             Refusal::ReservedFields => "offset and length must be zero for this command",
+            Refusal::NoMetaContext => "block status needs a metadata context (NBD_OPT_SET_META_CONTEXT)",
+            Refusal::ZeroLength => "block status of zero bytes",
         }
     }
 }
@@ -79,10 +100,15 @@ pub fn validate_request(req: &RequestHeader, limits: &ExportLimits) -> Result<Co
     let allowed_flags = match req.command {
         CMD_READ | CMD_WRITE | CMD_DISC | CMD_FLUSH | CMD_TRIM => CMD_FLAG_FUA,
         CMD_WRITE_ZEROES => CMD_FLAG_FUA | CMD_FLAG_NO_HOLE,
+        CMD_BLOCK_STATUS if limits.block_status => CMD_FLAG_REQ_ONE,
+        CMD_BLOCK_STATUS => return Err(Refusal::NoMetaContext),
         other => return Err(Refusal::UnknownCommand(other)),
     };
     if req.flags & !allowed_flags != 0 {
         return Err(Refusal::BadFlags(req.flags));
+    }
+    if req.command == CMD_BLOCK_STATUS && req.length == 0 {
+        return Err(Refusal::ZeroLength);
     }
     let writes = matches!(req.command, CMD_WRITE | CMD_TRIM | CMD_WRITE_ZEROES);
     if writes && limits.read_only {
@@ -109,6 +135,7 @@ pub fn validate_request(req: &RequestHeader, limits: &ExportLimits) -> Result<Co
         CMD_READ => Command::Read,
         CMD_WRITE => Command::Write { fua },
         CMD_TRIM => Command::Trim { fua },
+        CMD_BLOCK_STATUS => Command::BlockStatus { req_one: req.flags & CMD_FLAG_REQ_ONE != 0 },
         _ => Command::WriteZeroes { fua, no_hole: req.flags & CMD_FLAG_NO_HOLE != 0 },
     })
 }
@@ -117,7 +144,8 @@ pub fn validate_request(req: &RequestHeader, limits: &ExportLimits) -> Result<Co
 mod tests {
     use super::*;
 
-    const LIMITS: ExportLimits = ExportLimits { size: 1 << 20, read_only: false, max_payload: DEFAULT_MAX_PAYLOAD };
+    const LIMITS: ExportLimits =
+        ExportLimits { size: 1 << 20, read_only: false, max_payload: DEFAULT_MAX_PAYLOAD, block_status: false };
 
     fn req(command: u16, flags: u16, offset: u64, length: u32) -> RequestHeader {
         RequestHeader { flags, command, handle: 1, offset, length }
@@ -134,6 +162,21 @@ mod tests {
         );
         assert_eq!(validate_request(&req(CMD_FLUSH, 0, 0, 0), &LIMITS), Ok(Command::Flush));
         assert_eq!(validate_request(&req(CMD_DISC, 0, 0, 0), &LIMITS), Ok(Command::Disconnect));
+        let meta = ExportLimits { block_status: true, read_only: true, ..LIMITS };
+        assert_eq!(
+            validate_request(&req(CMD_BLOCK_STATUS, CMD_FLAG_REQ_ONE, 0, u32::MAX >> 12), &meta),
+            Ok(Command::BlockStatus { req_one: true }),
+            "read-only exports have block status too"
+        );
+    }
+
+    #[test]
+    fn block_status_needs_a_context_a_length_and_the_range() {
+        let meta = ExportLimits { block_status: true, ..LIMITS };
+        assert_eq!(validate_request(&req(CMD_BLOCK_STATUS, 0, 0, 1), &LIMITS), Err(Refusal::NoMetaContext));
+        assert_eq!(validate_request(&req(CMD_BLOCK_STATUS, 0, 0, 0), &meta), Err(Refusal::ZeroLength));
+        assert_eq!(validate_request(&req(CMD_BLOCK_STATUS, CMD_FLAG_FUA, 0, 1), &meta), Err(Refusal::BadFlags(1)));
+        assert_eq!(validate_request(&req(CMD_BLOCK_STATUS, 0, 1 << 20, 1), &meta), Err(Refusal::OutOfRange));
     }
 
     #[test]
