@@ -133,66 +133,37 @@ fn qemu_img_convert_and_compare_round_trip() {
     assert!(media == content, "media files hold different bytes than were written");
 }
 
+/// fio random writes on export "data" with `job` options, each block verified by reading it back (crc32c);
+/// fails if any job reports an error.
+fn fio_write_verify(blockd: &Blockd, job: &[&str]) {
+    let uri = format!("--uri={}", blockd.uri("data"));
+    let mut args = vec!["--name=verify", "--ioengine=nbd", &uri, "--rw=randwrite"];
+    args.extend_from_slice(job);
+    args.extend_from_slice(&["--verify=crc32c", "--verify_fatal=1", "--verify_state_save=0", "--output-format=terse"]);
+    let out = run_ok("fio", "fio", &args, 60);
+    // Terse format: a line per job, whose fifth field is the job's error code.
+    let jobs: Vec<&str> = out.lines().filter(|l| l.contains(';')).collect();
+    assert!(!jobs.is_empty(), "no fio results: {out}");
+    for line in jobs {
+        assert_eq!(line.split(';').nth(4), Some("0"), "fio reported an error: {out}");
+    }
+}
+
 #[test]
 fn fio_random_writes_verify() {
     let unit = unit();
     // Without busy polling, so both read paths see a real client at queue depth 32.
     let blockd = Blockd::start_with(&unit, &["--busy-poll-us", "0"]);
-    let uri = format!("--uri={}", blockd.uri("data"));
-    let out = run_ok(
-        "fio",
-        "fio",
-        &[
-            "--name=verify",
-            "--ioengine=nbd",
-            &uri,
-            "--rw=randwrite",
-            "--bs=4k",
-            "--size=12m",
-            "--iodepth=32",
-            "--verify=crc32c",
-            "--verify_fatal=1",
-            "--verify_state_save=0",
-            "--output-format=terse",
-        ],
-        60,
-    );
-    // Terse format: the fifth field is the job's error code.
-    let fields: Vec<&str> = out.lines().last().unwrap_or_default().split(';').collect();
-    assert_eq!(fields.get(4).copied(), Some("0"), "fio reported an error: {out}");
+    fio_write_verify(&blockd, &["--bs=4k", "--size=12m", "--iodepth=32"]);
 }
 
 #[test]
 fn fio_mixed_sizes_verify_through_mapped_reads() {
     let unit = unit();
     let blockd = Blockd::start(&unit);
-    let uri = format!("--uri={}", blockd.uri("data"));
     // Two connections on their own halves, writes of 4 KiB to 1 MiB (across the media boundary for the second
     // job) verified by reading back: the large ones go the mapped way to this loopback client.
-    let out = run_ok(
-        "fio",
-        "fio",
-        &[
-            "--name=mixed",
-            "--ioengine=nbd",
-            &uri,
-            "--rw=randwrite",
-            "--bsrange=4k-1m",
-            "--numjobs=2",
-            "--size=6m",
-            "--offset_increment=6m",
-            "--iodepth=8",
-            "--verify=crc32c",
-            "--verify_fatal=1",
-            "--verify_state_save=0",
-            "--output-format=terse",
-        ],
-        60,
-    );
-    for line in out.lines().filter(|l| l.contains(';')) {
-        let fields: Vec<&str> = line.split(';').collect();
-        assert_eq!(fields.get(4).copied(), Some("0"), "fio reported an error: {out}");
-    }
+    fio_write_verify(&blockd, &["--bsrange=4k-1m", "--numjobs=2", "--size=6m", "--offset_increment=6m", "--iodepth=8"]);
     let mapped =
         |b: &Blockd| b.log().lines().filter(|l| l.contains("connection ended")).any(|l| !l.contains("mapped_reads=0"));
     assert!(eventually(Duration::from_secs(5), || mapped(&blockd)), "no read was mapped: {}", blockd.log());
