@@ -114,7 +114,12 @@ pub(crate) async fn negotiate(
             Err(e) => {
                 shared.bad_input.bump(BadInput::OptionInvalid);
                 tracing::debug!(%peer, option = header.option, error = %e, "invalid option");
-                encode_option_error(&mut out, header.option, REP_ERR_INVALID, &e.to_string());
+                if header.option == OPT_SET_META_CONTEXT {
+                    // A SET replaces the selection even when it fails.
+                    meta = None;
+                }
+                let reply = if matches!(e, DecodeError::TooBig(_)) { REP_ERR_TOO_BIG } else { REP_ERR_INVALID };
+                encode_option_error(&mut out, header.option, reply, &e.to_string());
                 stream.write_all(&out).await?;
                 continue;
             }
@@ -165,6 +170,7 @@ pub(crate) async fn negotiate(
                     let allocation = answer_meta_context(&mut out, OPT_SET_META_CONTEXT, &req, peer, shared);
                     meta = allocation.map(|allocation| MetaSelection { export: req.export.clone(), allocation });
                 } else {
+                    meta = None;
                     shared.bad_input.bump(BadInput::OptionInvalid);
                     let message = "negotiate structured replies (NBD_OPT_STRUCTURED_REPLY) before metadata contexts";
                     encode_option_error(&mut out, OPT_SET_META_CONTEXT, REP_ERR_INVALID, message);
@@ -246,7 +252,9 @@ fn answer_meta_context(
     let allocation = (listing && req.queries.is_empty())
         || req.queries.iter().any(|q| q == CONTEXT_BASE_ALLOCATION || (listing && q == "base:"));
     if allocation {
-        encode_meta_context_reply(out, option, ALLOCATION_CONTEXT_ID, CONTEXT_BASE_ALLOCATION);
+        // A listed context is not selected: the spec asks for id 0 there.
+        let id = if listing { 0 } else { ALLOCATION_CONTEXT_ID };
+        encode_meta_context_reply(out, option, id, CONTEXT_BASE_ALLOCATION);
     }
     encode_option_reply(out, option, REP_ACK, &[]);
     Some(allocation)

@@ -173,8 +173,15 @@ fn next_run(file: &File, pos: u64, end: u64) -> io::Result<(u64, bool)> {
             Ok(h) => (u64::try_from(h).unwrap_or(end), false),
             Err(e) => return Err(e.into()),
         },
-        // No data from here to the end of the file.
-        Err(Errno::ENXIO) => (end, true),
+        // No data from here to the end of the file: a hole up to there. Past the end nothing can be read (a READ
+        // there is EIO), so that is reported as data, not as zeroes a copy could take instead of the error.
+        Err(Errno::ENXIO) => {
+            let meta = file.metadata()?;
+            match meta.is_file().then_some(meta.len()).filter(|size| *size > pos) {
+                Some(size) => (size.min(end), true),
+                None => (end, false),
+            }
+        }
         Err(Errno::EINVAL) | Err(Errno::EOPNOTSUPP) => (end, false),
         Err(e) => return Err(e.into()),
     };

@@ -139,7 +139,7 @@ fn block_status_on_the_wire() {
     // LIST with no queries names the context; for an export this host has no grant for, a policy error.
     let mut raw = Raw::greet(blockd.addr);
     raw.option(&ClientOption::ListMetaContext(MetaContextRequest { export: "data".into(), queries: vec![] }));
-    assert_eq!(context_replies(&mut raw), vec![(1, CONTEXT_BASE_ALLOCATION.to_string())]);
+    assert_eq!(context_replies(&mut raw), vec![(0, CONTEXT_BASE_ALLOCATION.to_string())], "listed, id 0");
     raw.option(&ClientOption::ListMetaContext(MetaContextRequest { export: "other".into(), queries: vec![] }));
     assert_eq!(raw.option_reply().0.reply, REP_ERR_POLICY);
     // SET before structured replies is invalid.
@@ -158,11 +158,12 @@ fn block_status_on_the_wire() {
     assert_eq!(block_status(&mut raw, CMD_FLAG_REQ_ONE, 0, (4 * MIB) as u32).unwrap().1, vec![(MIB as u32, 3)]);
     let across = block_status(&mut raw, 0, BOUNDARY - 4096, 8192).unwrap().1;
     assert_eq!(across, vec![(8192, 0)], "data on both media is one extent");
-    // Past the end, zero length, and a flag it does not take: EINVAL, and the connection goes on.
+    // Past the end, zero length, and a flag it does not take: EINVAL, and the connection goes on; FUA is
+    // accepted on every command.
     assert_eq!(block_status(&mut raw, 0, 12 * MIB, 1).unwrap_err().error, Errno::EINVAL);
     assert_eq!(block_status(&mut raw, 0, 0, 0).unwrap_err().error, Errno::EINVAL);
-    assert_eq!(block_status(&mut raw, CMD_FLAG_FUA, 0, 1).unwrap_err().error, Errno::EINVAL);
-    assert_eq!(block_status(&mut raw, 0, 0, 4096).unwrap().1, vec![(4096, 3)]);
+    assert_eq!(block_status(&mut raw, CMD_FLAG_NO_HOLE, 0, 1).unwrap_err().error, Errno::EINVAL);
+    assert_eq!(block_status(&mut raw, CMD_FLAG_FUA, 0, 4096).unwrap().1, vec![(4096, 3)]);
 
     // Without a selected context (SET named none this server knows), BLOCK_STATUS is EINVAL.
     let (mut raw, contexts) = raw_with_contexts(&blockd, "data", &["base:unknown"]);
@@ -179,4 +180,21 @@ fn block_status_of_a_missing_medium_is_eio() {
     assert_eq!(block_status(&mut raw, 0, BOUNDARY - 4096, 8192).unwrap_err().error, Errno::EIO);
     // The first medium still answers.
     assert_eq!(block_status(&mut raw, 0, 0, 4096).unwrap().1, vec![(4096, 3)]);
+}
+
+#[test]
+fn the_part_of_a_medium_past_its_file_end_is_not_reported_as_zeroes() {
+    let unit = unit();
+    let blockd = Blockd::start(&unit);
+    write_data(&blockd);
+    // The second medium's file now ends 1 MiB in: a hole up to there, then bytes no READ can return.
+    std::fs::OpenOptions::new().write(true).open(&unit.media[1]).unwrap().set_len(MIB).unwrap();
+    let (mut raw, _) = raw_with_contexts(&blockd, "data", &[CONTEXT_BASE_ALLOCATION]);
+    let (_, extents) = block_status(&mut raw, 0, BOUNDARY + 64 * 1024, (3 * MIB) as u32).unwrap();
+    let hole = (MIB - 64 * 1024) as u32;
+    assert_eq!(extents, vec![(hole, 3), ((3 * MIB) as u32 - hole, 0)]);
+    raw.request(CMD_READ, 0, 6, BOUNDARY + 2 * MIB, 4096);
+    let mut h = [0u8; 20];
+    raw.read_exact(&mut h);
+    assert!(ChunkHeader::decode(&h, 1 << 20).unwrap().is_error(), "the read past the file end fails");
 }

@@ -17,4 +17,7 @@ pub enum DecodeError {
     Truncated,
     #[error("{0}")]
     Invalid(&'static str),
+    /// Valid, but more than this implementation takes (answered NBD_REP_ERR_TOO_BIG during option haggling).
+    #[error("{0}")]
+    TooBig(&'static str),
 }

@@ -224,8 +224,11 @@ fn parse_meta_context_request(payload: &[u8]) -> Result<MetaContextRequest, Deco
     }
     let export = parse_string(c.bytes(name_len)?)?;
     let count = usize::try_from(c.u32()?).map_err(|_| DecodeError::Truncated)?;
-    if count > MAX_META_QUERIES || count * 4 > c.remaining() {
+    if count * 4 > c.remaining() {
         return Err(DecodeError::Invalid("number of queries does not fit the option data"));
+    }
+    if count > MAX_META_QUERIES {
+        return Err(DecodeError::TooBig("more than 256 metadata context queries"));
     }
     let mut queries = Vec::with_capacity(count);
     for _ in 0..count {
@@ -467,6 +470,11 @@ mod tests {
         assert!(ClientOption::parse(OPT_SET_META_CONTEXT, &[0, 0, 0, 1, b'a', 0, 0, 0, 1, 0, 0, 0, 9, b'x']).is_err());
         assert!(ClientOption::parse(OPT_SET_META_CONTEXT, &[0, 0, 0, 1, b'a', 0xff, 0xff, 0xff, 0xff]).is_err());
         assert!(ClientOption::parse(OPT_LIST_META_CONTEXT, &[0, 0, 0, 1, b'a', 0, 0, 0, 0, 7]).is_err());
+        let many =
+            ClientOption::ListMetaContext(MetaContextRequest { export: "a".into(), queries: vec![String::new(); 300] });
+        let mut out = Vec::new();
+        many.encode(&mut out);
+        assert!(matches!(ClientOption::parse(OPT_LIST_META_CONTEXT, &out[16..]), Err(DecodeError::TooBig(_))));
         let mut reply = Vec::new();
         encode_meta_context_reply(&mut reply, OPT_SET_META_CONTEXT, 1, CONTEXT_BASE_ALLOCATION);
         let h = OptionReplyHeader::decode(&reply[..20]).unwrap();

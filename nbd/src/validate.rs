@@ -100,7 +100,8 @@ pub fn validate_request(req: &RequestHeader, limits: &ExportLimits) -> Result<Co
     let allowed_flags = match req.command {
         CMD_READ | CMD_WRITE | CMD_DISC | CMD_FLUSH | CMD_TRIM => CMD_FLAG_FUA,
         CMD_WRITE_ZEROES => CMD_FLAG_FUA | CMD_FLAG_NO_HOLE,
-        CMD_BLOCK_STATUS if limits.block_status => CMD_FLAG_REQ_ONE,
+        // FUA is valid on every command (it means nothing for this one).
+        CMD_BLOCK_STATUS if limits.block_status => CMD_FLAG_REQ_ONE | CMD_FLAG_FUA,
         CMD_BLOCK_STATUS => return Err(Refusal::NoMetaContext),
         other => return Err(Refusal::UnknownCommand(other)),
     };
@@ -175,7 +176,14 @@ mod tests {
         let meta = ExportLimits { block_status: true, ..LIMITS };
         assert_eq!(validate_request(&req(CMD_BLOCK_STATUS, 0, 0, 1), &LIMITS), Err(Refusal::NoMetaContext));
         assert_eq!(validate_request(&req(CMD_BLOCK_STATUS, 0, 0, 0), &meta), Err(Refusal::ZeroLength));
-        assert_eq!(validate_request(&req(CMD_BLOCK_STATUS, CMD_FLAG_FUA, 0, 1), &meta), Err(Refusal::BadFlags(1)));
+        assert_eq!(
+            validate_request(&req(CMD_BLOCK_STATUS, CMD_FLAG_NO_HOLE, 0, 1), &meta),
+            Err(Refusal::BadFlags(CMD_FLAG_NO_HOLE))
+        );
+        assert_eq!(
+            validate_request(&req(CMD_BLOCK_STATUS, CMD_FLAG_FUA, 0, 1), &meta),
+            Ok(Command::BlockStatus { req_one: false })
+        );
         assert_eq!(validate_request(&req(CMD_BLOCK_STATUS, 0, 1 << 20, 1), &meta), Err(Refusal::OutOfRange));
     }
 
