@@ -6,7 +6,7 @@
 //! - **mapped** ([`crate::mapped_read`]): the kernel copies from a read-only mapping of the medium straight into
 //!   the socket: one copy. Chosen for clients on loopback, which copy the data out of the socket themselves and
 //!   do that fastest from the freshly written buffers this makes.
-//! - **spliced** ([`crate::spliced_read`]): page references go file → pipe → socket: no copy on the server, and
+//! - **spliced** ([`crate::splice_pipe`]): page references go file → pipe → socket: no copy on the server, and
 //!   over a network none anywhere before the NIC. Chosen for remote clients.
 //!
 //! `--large-reads` overrides the choice. Both ways can still report a medium that fails part-way through: the
@@ -16,7 +16,7 @@
 
 use crate::mapped_read::MappedSendError;
 use crate::media_io::ZEROES;
-use crate::spliced_read::Splicer;
+use crate::splice_pipe::Splicer;
 use crate::transmission::{send_more, OutBuf, Session};
 use dvsan_nbd::transmission::{
     encode_data_chunk_header, encode_done_chunk, encode_error_offset_chunk, DATA_CHUNK_PREFIX_LEN,
@@ -70,13 +70,15 @@ pub(crate) enum SplicerSlot {
     Unavailable,
 }
 
-/// How many large reads went each way on one connection, for its closing log line.
+/// How many large reads went each way on one connection, and how many writes were spliced, for its closing log
+/// line.
 #[derive(Debug, Default)]
-pub(crate) struct LargeReadCounts {
+pub(crate) struct LargeRequestCounts {
     pub mapped: u64,
     pub spliced: u64,
-    /// Includes mapped reads whose pages were not all in memory.
+    /// Large reads copied through memory (without a pipe, or on a simple-reply connection).
     pub copied: u64,
+    pub spliced_writes: u64,
 }
 
 impl Session {
@@ -94,7 +96,7 @@ impl Session {
             LargeReadPath::Mapped => self.read_mapped(out, h),
             LargeReadPath::Spliced => self.read_spliced(out, h),
             LargeReadPath::Copied => {
-                self.large_read_counts.copied += 1;
+                self.large_counts.copied += 1;
                 Ok(self.read(out, h))
             }
         }
@@ -119,7 +121,7 @@ impl Session {
         } else if self.splicer_ready() {
             self.read_spliced(out, h)
         } else {
-            self.large_read_counts.copied += 1;
+            self.large_counts.copied += 1;
             Ok(self.read(out, h))
         }
     }
@@ -158,12 +160,12 @@ impl Session {
         let mut done = Vec::with_capacity(dvsan_nbd::constants::CHUNK_HEADER_LEN);
         encode_done_chunk(&mut done, h.handle);
         out.append(&done);
-        self.large_read_counts.mapped += 1;
+        self.large_counts.mapped += 1;
         Ok(true)
     }
 
     /// Whether the splice pipe is there (making it on first use).
-    fn splicer_ready(&mut self) -> bool {
+    pub(crate) fn splicer_ready(&mut self) -> bool {
         if matches!(self.splicer, SplicerSlot::NotYet) {
             self.splicer = match Splicer::new() {
                 Some(s) => {
@@ -225,7 +227,7 @@ impl Session {
             // Chunks sent so far were not final: the error chunk ends the reply.
             Some(e) => Ok(self.fail_read_at(out, h, h.offset + sent, &e)),
             None => {
-                self.large_read_counts.spliced += 1;
+                self.large_counts.spliced += 1;
                 Ok(true)
             }
         }
@@ -314,10 +316,11 @@ mod tests {
             closing: Default::default(),
             stall_timeout: Duration::from_secs(5),
             busy_poll: Duration::ZERO,
+            splice_write_min: 0,
             large_read_min: 64 * KIB as u32,
             large_reads: LargeReadPath::Mapped,
             splicer: SplicerSlot::default(),
-            large_read_counts: LargeReadCounts::default(),
+            large_counts: LargeRequestCounts::default(),
             export,
         };
         (session, client)

@@ -9,12 +9,13 @@ pub mod connections;
 pub mod exports;
 mod handshake;
 pub mod large_reads;
+mod large_writes;
 pub mod maintenance;
 mod mapped_read;
 mod media_io;
 pub mod service;
 pub mod setup;
-mod spliced_read;
+mod splice_pipe;
 pub mod traffic;
 mod transmission;
 

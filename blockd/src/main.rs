@@ -34,6 +34,10 @@ struct Cli {
     /// qemu) their data skips our memory, going the way --large-reads says.
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=32 * 1024))]
     large_read_min_kib: u32,
+    /// WRITEs of at least this many KiB take the part of their payload not read yet straight from the socket to
+    /// the media with splice(2), one copy instead of two; 0 turns it off.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(0..=32 * 1024))]
+    splice_write_min_kib: u32,
     /// How large reads go from the media to the socket: auto (mapped for clients on loopback, spliced for
     /// others), mapped (the kernel copies from a read-only mapping of the media), spliced (splice(2), no copy on
     /// this side), copied (through memory, like small reads).
@@ -58,6 +62,7 @@ fn main() -> anyhow::Result<()> {
     config.busy_poll = Duration::from_micros(cli.busy_poll_us);
     config.large_read_min = cli.large_read_min_kib * 1024;
     config.large_reads = cli.large_reads;
+    config.splice_write_min = cli.splice_write_min_kib * 1024;
 
     // The control plane is light (accepts, handshakes, timers); the data path runs on its own threads.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;

@@ -11,7 +11,7 @@ use crate::bad_input::{BadInput, BadInputCounters};
 use crate::connections::Connections;
 use crate::exports::{ExportTable, MediaCache};
 use crate::handshake::{negotiate, HandshakeEnd, HandshakeError};
-use crate::large_reads::{LargeReadCounts, LargeReads, SplicerSlot};
+use crate::large_reads::{LargeReads, LargeRequestCounts, SplicerSlot};
 use crate::maintenance::Maintenance;
 use crate::traffic::TrafficTable;
 use crate::transmission::Session;
@@ -44,6 +44,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How long a connection polls its socket without sleeping before a blocking read (zero: off).
     pub busy_poll: Duration,
+    /// WRITEs of at least this many bytes take the part of their payload not read yet socket → pipe → medium
+    /// with splice(2) (zero: never).
+    pub splice_write_min: u32,
     /// READs of at least this many bytes are large reads, answered the way `large_reads` says.
     pub large_read_min: u32,
     /// How large reads go from the media to the socket (structured-reply connections only).
@@ -61,6 +64,7 @@ impl Config {
             stats_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
             busy_poll: Duration::from_micros(50),
+            splice_write_min: 128 * 1024,
             large_read_min: 128 * 1024,
             large_reads: LargeReads::Auto,
         }
@@ -259,10 +263,11 @@ async fn handle_connection(
         closing: registration.closing.clone(),
         stall_timeout: shared.config.handshake_timeout,
         busy_poll: shared.config.busy_poll,
+        splice_write_min: shared.config.splice_write_min,
         large_read_min: shared.config.large_read_min,
         large_reads: shared.config.large_reads.for_connection(peer.ip(), negotiated.structured),
         splicer: SplicerSlot::default(),
-        large_read_counts: LargeReadCounts::default(),
+        large_counts: LargeRequestCounts::default(),
         export: negotiated.export,
     };
     tracing::info!(

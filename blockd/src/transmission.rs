@@ -9,8 +9,11 @@
 //! goes from the media to the socket by a mapping or a pipe, after whatever replies are gathered before them, so
 //! replies still go out in request order.
 //!
+//! Large writes whose payload does not fit the read buffer take the rest of it straight from the socket to the
+//! media ([`crate::large_writes`]).
+//!
 //! Memory is bounded: the read buffer grows only to hold one complete request (header plus at most the 32 MiB
-//! maximum payload), and the reply buffer is sent whenever it passes [`OUT_FLUSH_AT`]. A WRITE refused for its
+//! maximum payload, and only when the payload cannot be spliced), and the reply buffer is sent whenever it passes [`OUT_FLUSH_AT`]. A WRITE refused for its
 //! range or mode has its payload read and dropped in buffer-sized pieces; a WRITE over the maximum payload gets
 //! EINVAL and the connection is closed without reading the payload. A client that leaves a partial request for
 //! longer than the stall limit, or does not read its replies for that long, is disconnected.
@@ -18,7 +21,7 @@
 use crate::bad_input::{BadInput, BadInputCounters};
 use crate::exports::ServedExport;
 use crate::handshake::ALLOCATION_CONTEXT_ID;
-use crate::large_reads::{LargeReadCounts, LargeReadPath, SplicerSlot};
+use crate::large_reads::{LargeReadPath, LargeRequestCounts, SplicerSlot};
 use crate::traffic::{BatchTraffic, TrafficCounters};
 use dvsan_nbd::constants::{
     CHUNK_HEADER_LEN, CMD_READ, CMD_WRITE, REPLY_FLAG_DONE, REPLY_TYPE_NONE, REQUEST_HEADER_LEN,
@@ -60,12 +63,15 @@ pub(crate) struct Session {
     pub stall_timeout: Duration,
     /// Poll the socket without sleeping for this long before a blocking read (zero: off).
     pub busy_poll: Duration,
+    /// WRITEs of at least this many bytes whose payload is not all read yet take the rest socket → pipe → medium
+    /// (zero: never).
+    pub splice_write_min: u32,
     /// READs of at least this many bytes are large: they go this connection's way.
     pub large_read_min: u32,
     pub large_reads: LargeReadPath,
     /// The pipe for spliced reads, made at the first one.
     pub splicer: SplicerSlot,
-    pub large_read_counts: LargeReadCounts,
+    pub large_counts: LargeRequestCounts,
 }
 
 /// What the request loop wants next.
@@ -136,7 +142,7 @@ impl Session {
             }
         };
         let why = if self.closing.load(Ordering::Relaxed) { "closed by the server" } else { end.as_str() };
-        let large = &self.large_read_counts;
+        let large = &self.large_counts;
         tracing::info!(
             conn = self.id,
             peer = %self.peer,
@@ -144,6 +150,7 @@ impl Session {
             mapped_reads = large.mapped,
             spliced_reads = large.spliced,
             copied_large_reads = large.copied,
+            spliced_writes = large.spliced_writes,
             "connection ended: {why}"
         );
     }
@@ -213,17 +220,34 @@ impl Session {
                 }
                 Ok(Command::Write { fua }) => {
                     let total = REQUEST_HEADER_LEN + header.length as usize;
-                    let Some(payload) = inb.data().get(REQUEST_HEADER_LEN..total) else {
+                    let res = if let Some(payload) = inb.data().get(REQUEST_HEADER_LEN..total) {
+                        let res = self.export.write_at(payload, header.offset).and_then(|()| {
+                            if fua {
+                                self.export.sync_range(header.offset, u64::from(header.length))
+                            } else {
+                                Ok(())
+                            }
+                        });
+                        inb.consume(total);
+                        res
+                    } else if self.splices_write(&header) {
+                        // The replies gathered so far go out first rather than wait for this payload.
+                        if let Err(e) = self.stream.write_all(out.as_slice()) {
+                            tracing::info!(conn = self.id, error = %e, "write failed");
+                            return Flow::Close;
+                        }
+                        out.clear();
+                        inb.consume(REQUEST_HEADER_LEN);
+                        match self.write_spliced(inb, &header, fua) {
+                            Ok(res) => res,
+                            Err(e) => {
+                                tracing::info!(conn = self.id, peer = %self.peer, error = %e, "receiving a large write failed");
+                                return Flow::Close;
+                            }
+                        }
+                    } else {
                         return Flow::NeedMore(total);
                     };
-                    let res = self.export.write_at(payload, header.offset).and_then(|()| {
-                        if fua {
-                            self.export.sync_range(header.offset, u64::from(header.length))
-                        } else {
-                            Ok(())
-                        }
-                    });
-                    inb.consume(total);
                     if self.finish(out, &header, res, "write") {
                         batch.writes += 1;
                         batch.bytes_written += u64::from(header.length);
@@ -437,7 +461,7 @@ fn io_errno(e: &io::Error) -> Errno {
 }
 
 /// The read buffer: bytes `start..end` of `buf` are received and not yet handled.
-struct InBuf {
+pub(crate) struct InBuf {
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -448,11 +472,11 @@ impl InBuf {
         InBuf { buf: vec![0; READ_BUF], start: 0, end: 0 }
     }
 
-    fn data(&self) -> &[u8] {
+    pub(crate) fn data(&self) -> &[u8] {
         &self.buf[self.start..self.end]
     }
 
-    fn consume(&mut self, n: usize) {
+    pub(crate) fn consume(&mut self, n: usize) {
         self.start = (self.start + n).min(self.end);
         if self.start == self.end {
             self.start = 0;

@@ -7,6 +7,9 @@
 //! already in the pipe when its header is sent, so a media error is found before anything is promised and is
 //! answered with an error chunk, as for a buffered read.
 //!
+//! Large WRITEs go the other way: the payload still in the socket moves socket → pipe → medium, so its bytes are
+//! copied once (into the page cache) instead of twice.
+//!
 //! The pipe belongs to one connection and is empty between calls; on an error it is drained before returning.
 
 use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
@@ -99,8 +102,52 @@ impl Splicer {
         Ok(())
     }
 
-    /// Throw away what the pipe holds (the error path only).
-    fn discard(&mut self) {
+    /// Move up to `len` (at most [`Splicer::capacity`]) bytes from `socket` into the empty pipe, without copying
+    /// them: returns how many (0: the peer closed). Blocks until some arrive; the socket's receive timeout shows
+    /// as [`io::ErrorKind::TimedOut`].
+    pub(crate) fn fill_from_socket(&mut self, socket: &TcpStream, len: usize) -> io::Result<usize> {
+        debug_assert_eq!(self.held, 0);
+        loop {
+            match splice(socket, None, &self.pipe_in, None, len, SpliceFFlags::SPLICE_F_MOVE) {
+                Ok(n) => {
+                    self.held = n;
+                    return Ok(n);
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(nix::errno::Errno::EAGAIN) => return Err(io::Error::from(io::ErrorKind::TimedOut)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Write the next `len` bytes in the pipe to `file` at `offset` (the only copy they get on this side). On an
+    /// error the pipe is emptied.
+    pub(crate) fn drain_to_file(&mut self, file: &File, offset: u64, len: usize) -> io::Result<()> {
+        debug_assert!(len <= self.held);
+        let mut at = i64::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let mut left = len.min(self.held);
+        while left > 0 {
+            match splice(&self.pipe_out, None, file, Some(&mut at), left, SpliceFFlags::SPLICE_F_MOVE) {
+                Ok(0) => {
+                    self.discard();
+                    return Err(io::Error::from(io::ErrorKind::WriteZero));
+                }
+                Ok(n) => {
+                    left -= n.min(left);
+                    self.held -= n.min(self.held);
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    self.discard();
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Throw away what the pipe holds (error paths).
+    pub(crate) fn discard(&mut self) {
         let mut scratch = vec![0u8; 64 * 1024];
         while self.held > 0 {
             let want = self.held.min(scratch.len());
