@@ -21,14 +21,16 @@ impl Session {
         self.splice_write_min > 0 && h.length >= self.splice_write_min && self.splicer_ready()
     }
 
-    /// Take the WRITE's payload (its start is in `inb`, the header already consumed) and write it. The outer
-    /// error means the socket failed and the connection must close; the inner result is the media's, for the
-    /// reply.
+    /// Take the WRITE's payload (its start is in `inb`, the header already consumed) and write it; `arrived`
+    /// becomes the time its last bytes came in, from which its latency counts. The outer error means the socket
+    /// failed (UnexpectedEof: the client hung up) and the connection must close; the inner result is the
+    /// media's, for the reply.
     pub(crate) fn write_spliced(
         &mut self,
         inb: &mut InBuf,
         h: &RequestHeader,
         fua: bool,
+        arrived: &mut Instant,
     ) -> io::Result<io::Result<()>> {
         let len = u64::from(h.length);
         let buffered = inb.data().len().min(h.length as usize);
@@ -58,6 +60,7 @@ impl Session {
                 Err(e) => return Err(e),
             };
             last_progress = Instant::now();
+            *arrived = last_progress;
             if media.is_ok() {
                 media = self.export.segments(h.offset + done, got as u64).and_then(|segments| {
                     for seg in segments {
@@ -68,13 +71,17 @@ impl Session {
                 });
             }
             // After a media error the payload is still read, and dropped.
-            splicer.discard();
+            if media.is_err() {
+                splicer.discard();
+            }
             done += got as u64;
         }
         if media.is_ok() && fua {
             media = self.export.sync_range(h.offset, len);
         }
-        self.large_counts.spliced_writes += 1;
+        if media.is_ok() {
+            self.large_counts.spliced_writes += 1;
+        }
         Ok(media)
     }
 }

@@ -148,6 +148,9 @@ impl Splicer {
 
     /// Throw away what the pipe holds (error paths).
     pub(crate) fn discard(&mut self) {
+        if self.held == 0 {
+            return;
+        }
         let mut scratch = vec![0u8; 64 * 1024];
         while self.held > 0 {
             let want = self.held.min(scratch.len());

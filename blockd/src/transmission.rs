@@ -100,17 +100,14 @@ impl Session {
         let mut last_progress = arrived;
         let end = loop {
             let mut batch = BatchTraffic::default();
-            let flow = self.handle_buffered(&mut inb, &mut out, &mut discard, &mut batch);
+            let flow = self.handle_buffered(&mut inb, &mut out, &mut discard, &mut batch, &mut arrived);
             if !out.is_empty() {
                 if let Err(e) = self.stream.write_all(out.as_slice()) {
                     break format!("write failed: {e}");
                 }
                 out.clear();
             }
-            if batch.requests() > 0 {
-                let latency = u64::try_from(arrived.elapsed().as_micros()).unwrap_or(u64::MAX);
-                self.traffic.add(&batch, latency);
-            }
+            self.account(&mut batch, arrived);
             let need = match flow {
                 Flow::NeedMore(need) => need,
                 Flow::Disconnect => break "client disconnected".to_string(),
@@ -182,6 +179,7 @@ impl Session {
         out: &mut OutBuf,
         discard: &mut u64,
         batch: &mut BatchTraffic,
+        arrived: &mut Instant,
     ) -> Flow {
         loop {
             if *discard > 0 {
@@ -231,18 +229,25 @@ impl Session {
                         inb.consume(total);
                         res
                     } else if self.splices_write(&header) {
-                        // The replies gathered so far go out first rather than wait for this payload.
+                        // The replies gathered so far go out (and are counted) first rather than wait for this
+                        // payload.
                         if let Err(e) = self.stream.write_all(out.as_slice()) {
+                            out.clear();
                             tracing::info!(conn = self.id, error = %e, "write failed");
                             return Flow::Close;
                         }
                         out.clear();
+                        self.account(batch, *arrived);
                         inb.consume(REQUEST_HEADER_LEN);
-                        match self.write_spliced(inb, &header, fua) {
+                        match self.write_spliced(inb, &header, fua, arrived) {
                             Ok(res) => res,
                             Err(e) => {
                                 tracing::info!(conn = self.id, peer = %self.peer, error = %e, "receiving a large write failed");
-                                return Flow::Close;
+                                return if e.kind() == io::ErrorKind::UnexpectedEof {
+                                    Flow::Disconnect
+                                } else {
+                                    Flow::Close
+                                };
                             }
                         }
                     } else {
@@ -313,11 +318,22 @@ impl Session {
             }
             if out.len() >= OUT_FLUSH_AT {
                 if let Err(e) = self.stream.write_all(out.as_slice()) {
+                    // Possibly half sent: nothing more goes out on this stream.
+                    out.clear();
                     tracing::info!(conn = self.id, error = %e, "write failed");
                     return Flow::Close;
                 }
                 out.clear();
             }
+        }
+    }
+
+    /// Add the requests answered since `arrived` (when their last bytes came in) to the traffic counters.
+    fn account(&self, batch: &mut BatchTraffic, arrived: Instant) {
+        if batch.requests() > 0 {
+            let latency = u64::try_from(arrived.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.traffic.add(batch, latency);
+            *batch = BatchTraffic::default();
         }
     }
 
