@@ -291,6 +291,21 @@ impl Raw {
         self.send(&h.encode());
     }
 
+    /// On a simple-reply connection: WRITE `bytes` at `offset`, READ them back and check both replies and the
+    /// bytes (handles 1000 and 1001).
+    pub fn write_and_read_back(&mut self, offset: u64, bytes: &[u8]) {
+        use dvsan_nbd::constants::{CMD_READ, CMD_WRITE};
+        let len = u32::try_from(bytes.len()).unwrap();
+        self.request(CMD_WRITE, 0, 1000, offset, len);
+        self.send(bytes);
+        assert_eq!(self.simple_reply(), (0, 1000));
+        self.request(CMD_READ, 0, 1001, offset, len);
+        assert_eq!(self.simple_reply(), (0, 1001));
+        let mut back = vec![0u8; bytes.len()];
+        self.read_exact(&mut back);
+        assert_eq!(back, bytes);
+    }
+
     /// A simple reply header: (error, handle).
     pub fn simple_reply(&mut self) -> (u32, u64) {
         let mut h = [0u8; 16];
