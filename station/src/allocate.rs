@@ -23,8 +23,9 @@
 //! ([`PoolLock::acquire`]); the station's task runner tries them without blocking ([`PoolLock::try_acquire`]).
 //! Every method checks that its allocator holds the lock of the unit it changes.
 
+use crate::forward::Forwarder;
 use crate::model::{Availability, UnitState};
-use crate::store::{AllocationUnit, AssignmentRecord, StationStore, StoreError};
+use crate::store::{AllocationUnit, AssignmentRecord, StationStore, StoreError, SyncOutcome};
 use crate::walk::{read_unit, WalkError};
 use dvsan_mib as mib;
 use dvsan_snmp::{Manager, Oid, SnmpError, Target, Value, VarBind};
@@ -275,6 +276,8 @@ pub struct Allocator<'a> {
     timeout: Duration,
     lock: PoolLock,
     progress: Arc<dyn Progress>,
+    /// Where the notifications for what it changed go (the running station's forwarder), if anywhere.
+    forwarder: Option<Forwarder>,
 }
 
 /// A volume that could serve a request.
@@ -308,6 +311,29 @@ impl<'a> Allocator<'a> {
             timeout,
             lock,
             progress: Arc::new(NoProgress),
+            forwarder: None,
+        }
+    }
+
+    /// Announces what its rescans and the walks after its changes find (new or removed volumes, a unit joining)
+    /// through `forwarder`, as the coordinator does for its own walks. Without one (the CLI, a process of its
+    /// own) nothing is announced and the running station's walks find nothing new either.
+    pub fn with_forwarder(mut self, forwarder: Option<Forwarder>) -> Allocator<'a> {
+        self.forwarder = forwarder;
+        self
+    }
+
+    /// Sends the station notifications for what a sync of a unit changed.
+    fn announce(&self, outcome: &SyncOutcome) {
+        let Some(forwarder) = &self.forwarder else { return };
+        match self.store.unit(outcome.index) {
+            Ok(Some(unit)) => {
+                for (oid, varbinds) in crate::station_mib::sync_notifications(&unit, outcome) {
+                    forwarder.send_station(oid, varbinds);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(unit = outcome.index, error = %e, "reading the unit to announce its changes"),
         }
     }
 
@@ -694,6 +720,7 @@ impl<'a> Allocator<'a> {
             .map_err(|source| AllocateError::Walk { unit: record.index, agent, source })?;
         self.step(80, &format!("recording unit #{}", record.index));
         let outcome = self.store.sync_unit(agent, &snapshot, crate::timefmt::now_ms())?;
+        self.announce(&outcome);
         Ok(UnitScan {
             unit: outcome.index,
             unit_id: Some(snapshot.unit_id.clone()),
@@ -716,6 +743,7 @@ impl<'a> Allocator<'a> {
             Ok(snapshot) => {
                 self.step(80, &format!("recording unit #{index}"));
                 let outcome = self.store.sync_unit(address, &snapshot, crate::timefmt::now_ms())?;
+                self.announce(&outcome);
                 Ok(UnitScan {
                     unit: outcome.index,
                     unit_id: Some(snapshot.unit_id.clone()),
@@ -1057,11 +1085,10 @@ impl<'a> Allocator<'a> {
     /// Walks the unit again so the pool shows what changed (best effort: the station's polling repairs it too).
     async fn refresh(&mut self, unit: u32, agent: SocketAddr) {
         match read_unit(self.manager, &self.target(agent, false)).await {
-            Ok(snapshot) => {
-                if let Err(e) = self.store.sync_unit(agent, &snapshot, crate::timefmt::now_ms()) {
-                    tracing::warn!(unit, error = %e, "storing the unit after an allocation");
-                }
-            }
+            Ok(snapshot) => match self.store.sync_unit(agent, &snapshot, crate::timefmt::now_ms()) {
+                Ok(outcome) => self.announce(&outcome),
+                Err(e) => tracing::warn!(unit, error = %e, "storing the unit after an allocation"),
+            },
             Err(e) => tracing::warn!(unit, error = %e, "walking the unit after an allocation"),
         }
     }

@@ -423,17 +423,8 @@ impl Coordinator {
             state = %outcome.state,
             "unit synced"
         );
-        if outcome.state == UnitState::Available && outcome.previous_state != Some(UnitState::Available) {
-            self.emit(station_mib::unit_joined(&unit));
-        }
-        if outcome.state == UnitState::Unavailable && outcome.previous_state == Some(UnitState::Available) {
-            self.emit(station_mib::unit_left(&unit));
-        }
-        for volume in &outcome.volumes_added {
-            self.emit(station_mib::volume_changed(&unit, volume, true));
-        }
-        for volume in &outcome.volumes_removed {
-            self.emit(station_mib::volume_changed(&unit, volume, false));
+        for notification in station_mib::sync_notifications(&unit, &outcome) {
+            self.emit(notification);
         }
         for index in outcome.displaced {
             if let Some(displaced) = self.unit(index) {

@@ -45,6 +45,12 @@ pub struct Forwarder {
     counters: Arc<StationCounters>,
 }
 
+impl std::fmt::Debug for Forwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarder").finish_non_exhaustive()
+    }
+}
+
 impl Forwarder {
     /// Starts the forwarding task on the current runtime, sending from `bind`.
     pub async fn start(

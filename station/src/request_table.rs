@@ -146,6 +146,8 @@ pub struct RequestSettings {
     pub read_community: String,
     pub write_community: String,
     pub timeout: Duration,
+    /// The station's forwarder, for the notifications of what allocations change.
+    pub forwarder: Option<crate::forward::Forwarder>,
 }
 
 impl RequestTable {
@@ -223,7 +225,8 @@ async fn serve_one(
     let scope = if release { LockScope::Unit(row.unit) } else { LockScope::Pool };
     let lock = PoolLock::acquire(&settings.state_dir, scope).map_err(text)?;
     let mut allocator =
-        Allocator::new(store, manager, &settings.read_community, &settings.write_community, settings.timeout, lock);
+        Allocator::new(store, manager, &settings.read_community, &settings.write_community, settings.timeout, lock)
+            .with_forwarder(settings.forwarder.clone());
     if release {
         allocator.release(row.unit, row.volume, Some(host)).await.map_err(text)?;
         return Ok(None);

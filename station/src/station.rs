@@ -198,6 +198,7 @@ pub async fn run(
                 read_community: config.community.clone(),
                 write_community: config.write_community.clone(),
                 timeout: config.unit_timeout,
+                forwarder: forwarder.clone(),
             },
             {
                 let tables = Arc::clone(&tables);

@@ -375,6 +375,24 @@ pub fn unit_error(unit: &UnitRecord) -> (Oid, Vec<VarBind>) {
     )
 }
 
+/// What a store sync of `unit` changed, as station notifications: dvsanStationUnitJoined or
+/// dvsanStationUnitLeft for a state change to or from available, then dvsanStationVolumeAdded and
+/// dvsanStationVolumeRemoved per volume. The coordinator's walks and the allocator's rescans both use it, so a
+/// change is announced once, by whichever recorded it first.
+pub fn sync_notifications(unit: &UnitRecord, outcome: &crate::store::SyncOutcome) -> Vec<(Oid, Vec<VarBind>)> {
+    use crate::model::UnitState;
+    let mut out = Vec::new();
+    if outcome.state == UnitState::Available && outcome.previous_state != Some(UnitState::Available) {
+        out.push(unit_joined(unit));
+    }
+    if outcome.state == UnitState::Unavailable && outcome.previous_state == Some(UnitState::Available) {
+        out.push(unit_left(unit));
+    }
+    out.extend(outcome.volumes_added.iter().map(|v| volume_changed(unit, v, true)));
+    out.extend(outcome.volumes_removed.iter().map(|v| volume_changed(unit, v, false)));
+    out
+}
+
 /// dvsanStationVolumeAdded (`added`) or dvsanStationVolumeRemoved.
 pub fn volume_changed(unit: &UnitRecord, volume: &VolumeRow, added: bool) -> (Oid, Vec<VarBind>) {
     let trap = if added { mib::DVSAN_STATION_VOLUME_ADDED } else { mib::DVSAN_STATION_VOLUME_REMOVED };

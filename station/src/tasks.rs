@@ -658,6 +658,7 @@ async fn run(shared: Arc<Shared>, manager: Arc<Manager>, index: u32, plan: Plan,
         _ => 0,
     };
     let operation = plan.operation;
+    let forwarder = shared.forwarder.clone();
     // Its own task, so that a panic ends this task failed instead of leaving it running.
     let job = tokio::spawn(async move {
         let mut store = StationStore::open(&settings.state_dir).map_err(|e| e.to_string())?;
@@ -669,7 +670,8 @@ async fn run(shared: Arc<Shared>, manager: Arc<Manager>, index: u32, plan: Plan,
             settings.timeout,
             lock,
         )
-        .with_progress(progress);
+        .with_progress(progress)
+        .with_forwarder(forwarder);
         operation.execute(&mut allocator).await.map_err(|e| e.to_string())
     });
     let outcome = match job.await {

@@ -292,7 +292,11 @@ fn wait_request(station: &Station, index: u32) -> String {
 #[test]
 fn requests_through_the_station_mib() {
     let dir = tempfile::tempdir().unwrap();
-    let station = Station::start(&dir.path().join("station"), &[]);
+    // An NMS (snmptrapd) receives the station's notifications.
+    let nms = free_udp_port();
+    let trap_log = dir.path().join("snmptrapd.log");
+    let _trapd = snmptrapd(dir.path(), nms, &trap_log);
+    let station = Station::start(&dir.path().join("station"), &["--forward", &nms.to_string()]);
     let mut unit = Unit::start(&dir.path().join("u1"), "127.0.21.1", station.traps, "64M", &[]);
     unit.serve_data();
     station.wait_unit(&unit.address(), "available", WAIT, |u| u["state"] == "available");
@@ -321,6 +325,11 @@ fn requests_through_the_station_mib() {
     wait_for("the assignment in the station MIB", WAIT, || (assigned("NbdUri") == uri).then_some(()));
     assert_eq!(assigned("Host").trim(), "7F 00 15 64");
     assert_eq!(assigned("Mode"), "readWrite");
+    // The volume made for the request is announced to the NMS.
+    let added = format!("dvsanStationVolumeName.{unit_index}.{volume} = STRING: ");
+    wait_for("dvsanStationVolumeAdded for the request's volume", WAIT, || {
+        trap_logged(&trap_log, &["DVSAN-STATION-MIB::dvsanStationVolumeAdded", &added])
+    });
 
     // Refusals land in the status and error columns; nothing is assigned.
     assert_eq!(submit(&station, 8, "0", "7F001565"), "failed");

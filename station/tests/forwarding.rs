@@ -5,27 +5,9 @@
 mod common;
 
 use common::*;
-use std::path::Path;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(15);
-
-fn free_udp_port() -> std::net::SocketAddr {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-/// Starts snmptrapd logging to `log`, accepting every community.
-fn snmptrapd(dir: &Path, listen: std::net::SocketAddr, log: &Path) -> Proc {
-    let conf = dir.join("snmptrapd.conf");
-    std::fs::write(&conf, "disableAuthorization yes\n").unwrap();
-    let mut cmd = net_snmp("snmptrapd");
-    cmd.args(["-f", "-C", "-Lf"]).arg(log).arg("-c").arg(&conf).arg(format!("udp:{listen}"));
-    let proc = Proc::spawn("snmptrapd", &mut cmd, dir.join("snmptrapd.out"));
-    wait_for("snmptrapd to start", Duration::from_secs(10), || {
-        std::fs::read_to_string(log).ok().filter(|t| t.contains("NET-SNMP version"))
-    });
-    proc
-}
 
 #[test]
 fn snmptrapd_receives_forwarded_and_own_notifications() {

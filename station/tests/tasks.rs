@@ -12,28 +12,10 @@ use common::*;
 use dvsan_station::allocate::{LockScope, PoolLock};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(15);
-
-fn free_udp_port() -> std::net::SocketAddr {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-/// Starts snmptrapd logging to `log`, accepting every community.
-fn snmptrapd(dir: &Path, listen: std::net::SocketAddr, log: &Path) -> Proc {
-    let conf = dir.join("snmptrapd.conf");
-    std::fs::write(&conf, "disableAuthorization yes\n").unwrap();
-    let mut cmd = net_snmp("snmptrapd");
-    cmd.args(["-f", "-C", "-Lf"]).arg(log).arg("-c").arg(&conf).arg(format!("udp:{listen}"));
-    let proc = Proc::spawn("snmptrapd", &mut cmd, dir.join("snmptrapd.out"));
-    wait_for("snmptrapd to start", Duration::from_secs(10), || {
-        std::fs::read_to_string(log).ok().filter(|t| t.contains("NET-SNMP version"))
-    });
-    proc
-}
 
 /// snmpset on the station's agent (write community `private`); `-Ir` sends values the MIB would refuse.
 fn station_set(station: &Station, args: &[&str]) -> Output {
@@ -191,6 +173,18 @@ fn tasks_over_snmp_run_concurrently_cancel_report_and_survive_a_restart() {
                     && l.contains(&format!("dvsanStationTaskState.{t1} = INTEGER: done(3)"))
                     && l.contains(&format!("dvsanStationTaskOperation.{t1} = INTEGER: createVolume(1)"))
                     && l.contains("created volume")
+            })
+            .then_some(())
+    });
+
+    // (g) The volume the task made reached the NMS as dvsanStationVolumeAdded too (announced by the task's own
+    // rescan of the unit, since the station's walks then find nothing new).
+    wait_for("dvsanStationVolumeAdded for the task's volume", WAIT, || {
+        let text = std::fs::read_to_string(&trap_log).unwrap_or_default();
+        text.lines()
+            .any(|l| {
+                l.contains("DVSAN-STATION-MIB::dvsanStationVolumeAdded")
+                    && l.contains(&format!("dvsanStationVolumeName.{a}.{volume} = STRING: first"))
             })
             .then_some(())
     });

@@ -362,3 +362,27 @@ pub fn volumes_of(unit: &serde_json::Value) -> Vec<(u64, String, u64, u64, u64, 
         })
         .collect()
 }
+
+/// A free UDP port on 127.0.0.1 (for a notification receiver).
+pub fn free_udp_port() -> SocketAddr {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+/// Starts net-snmp's snmptrapd, as an NMS would run it, logging to `log` and accepting every community.
+pub fn snmptrapd(dir: &Path, listen: SocketAddr, log: &Path) -> Proc {
+    let conf = dir.join("snmptrapd.conf");
+    std::fs::write(&conf, "disableAuthorization yes\n").unwrap();
+    let mut cmd = net_snmp("snmptrapd");
+    cmd.args(["-f", "-C", "-Lf"]).arg(log).arg("-c").arg(&conf).arg(format!("udp:{listen}"));
+    let proc = Proc::spawn("snmptrapd", &mut cmd, dir.join("snmptrapd.out"));
+    wait_for("snmptrapd to start", Duration::from_secs(10), || {
+        std::fs::read_to_string(log).ok().filter(|t| t.contains("NET-SNMP version"))
+    });
+    proc
+}
+
+/// Whether a line of snmptrapd's log at `log` contains every one of `needles`.
+pub fn trap_logged(log: &Path, needles: &[&str]) -> Option<()> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines().any(|line| needles.iter().all(|n| line.contains(n))).then_some(())
+}
