@@ -308,7 +308,10 @@ fn tasks_over_snmp_run_concurrently_cancel_report_and_survive_a_restart() {
 fn every_operation_runs_as_a_task_in_order_and_the_cli_matches() {
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
-    let station = Station::start(&dir.path().join("station"), &[]);
+    let nms = free_udp_port();
+    let trap_log = dir.path().join("snmptrapd.log");
+    let _trapd = snmptrapd(dir.path(), nms, &trap_log);
+    let station = Station::start(&dir.path().join("station"), &["--forward", &nms.to_string()]);
     let mut unit = Unit::start(&dir.path().join("u1"), "127.0.31.1", station.traps, "64M", &[]);
     unit.serve_data();
     // A unit the station has not heard from (its notifications go nowhere): added by a task.
@@ -367,6 +370,15 @@ fn every_operation_runs_as_a_task_in_order_and_the_cli_matches() {
     let grants: Vec<&str> = shown["grants"].as_array().unwrap().iter().map(|g| g["host"].as_str().unwrap()).collect();
     assert_eq!(grants, ["127.0.31.101"]);
     assert!(station.unit_at(&other.address()).is_some_and(|u| u["state"] == "available"));
+    // What the tasks changed reached the NMS: the volumes made and destroyed, and the unit added.
+    for (what, needles) in [
+        ("data added", ["dvsanStationVolumeAdded", "STRING: data"]),
+        ("data removed", ["dvsanStationVolumeRemoved", "STRING: data"]),
+        ("alloc added", ["dvsanStationVolumeAdded", "STRING: alloc"]),
+        ("the added unit joined", ["dvsanStationUnitJoined", &other.unit_id()]),
+    ] {
+        wait_for(what, WAIT, || trap_logged(&trap_log, &needles));
+    }
 
     // The CLI runs the same operations: partition destroy and unit rescan.
     let cli = |args: &[&str]| {
