@@ -165,28 +165,20 @@ fn tasks_over_snmp_run_concurrently_cancel_report_and_survive_a_restart() {
     );
 
     // (f) The end reached snmptrapd as dvsanStationTaskCompleted.
+    let task_done = format!("dvsanStationTaskState.{t1} = INTEGER: done(3)");
+    let operation = format!("dvsanStationTaskOperation.{t1} = INTEGER: createVolume(1)");
     wait_for("dvsanStationTaskCompleted at snmptrapd", WAIT, || {
-        let text = std::fs::read_to_string(&trap_log).unwrap_or_default();
-        text.lines()
-            .any(|l| {
-                l.contains("DVSAN-STATION-MIB::dvsanStationTaskCompleted")
-                    && l.contains(&format!("dvsanStationTaskState.{t1} = INTEGER: done(3)"))
-                    && l.contains(&format!("dvsanStationTaskOperation.{t1} = INTEGER: createVolume(1)"))
-                    && l.contains("created volume")
-            })
-            .then_some(())
+        trap_logged(
+            &trap_log,
+            &["DVSAN-STATION-MIB::dvsanStationTaskCompleted", &task_done, &operation, "created volume"],
+        )
     });
 
     // (g) The volume the task made reached the NMS as dvsanStationVolumeAdded too (announced by the task's own
-    // rescan of the unit, since the station's walks then find nothing new).
+    // re-read of the unit, since the station's walks then find nothing new).
+    let name = format!("dvsanStationVolumeName.{a}.{volume} = STRING: first");
     wait_for("dvsanStationVolumeAdded for the task's volume", WAIT, || {
-        let text = std::fs::read_to_string(&trap_log).unwrap_or_default();
-        text.lines()
-            .any(|l| {
-                l.contains("DVSAN-STATION-MIB::dvsanStationVolumeAdded")
-                    && l.contains(&format!("dvsanStationVolumeName.{a}.{volume} = STRING: first"))
-            })
-            .then_some(())
+        trap_logged(&trap_log, &["DVSAN-STATION-MIB::dvsanStationVolumeAdded", &name])
     });
 
     // (b) Unit A stops answering: its task runs (waiting for the unit) while the task on unit B starts at once
