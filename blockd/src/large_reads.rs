@@ -17,10 +17,8 @@
 use crate::mapped_read::MappedSendError;
 use crate::media_io::ZEROES;
 use crate::splice_pipe::Splicer;
-use crate::transmission::{send_more, OutBuf, Session};
-use dvsan_nbd::transmission::{
-    encode_data_chunk_header, encode_done_chunk, encode_error_offset_chunk, DATA_CHUNK_PREFIX_LEN,
-};
+use crate::transmission::{append_done_chunk, send_more, OutBuf, Session};
+use dvsan_nbd::transmission::{encode_data_chunk_header, encode_error_offset_chunk, DATA_CHUNK_PREFIX_LEN};
 use dvsan_nbd::RequestHeader;
 use std::io;
 use std::net::IpAddr;
@@ -108,14 +106,12 @@ impl Session {
     fn read_mapped(&mut self, out: &mut OutBuf, h: &RequestHeader) -> io::Result<bool> {
         let total = u64::from(h.length);
         // A range that does not map onto the media is a failed read, answered like a media error.
-        let segments = match self.export.segments(h.offset, total) {
-            Ok(segs) => segs,
+        let mappable = match self.export.segments(h.offset, total) {
+            Ok(mut segs) => {
+                segs.all(|seg| matches!(seg, Ok(s) if s.mapping.is_some_and(|m| m.resident(s.at, s.range.len()))))
+            }
             Err(e) => return Ok(self.finish(out, h, Err(e), "read")),
         };
-        let mut mappable = true;
-        for seg in segments {
-            mappable &= matches!(seg, Ok(s) if s.mapping.is_some_and(|m| m.resident(s.at, s.range.len())));
-        }
         if mappable {
             self.send_mapped(out, h)
         } else if self.splicer_ready() {
@@ -157,9 +153,7 @@ impl Session {
                 }
             }
         }
-        let mut done = Vec::with_capacity(dvsan_nbd::constants::CHUNK_HEADER_LEN);
-        encode_done_chunk(&mut done, h.handle);
-        out.append(&done);
+        append_done_chunk(out, h.handle);
         self.large_counts.mapped += 1;
         Ok(true)
     }

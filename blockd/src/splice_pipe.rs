@@ -1,4 +1,5 @@
-//! Zero-copy large reads: media pages go to the socket through a pipe with `splice(2)`, never through our memory.
+//! A connection's pipe for `splice(2)`: large reads go media → pipe → socket and large writes socket → pipe →
+//! media, never through our memory.
 //!
 //! A buffered READ copies its data twice on the server (page cache into the reply buffer, reply buffer into the
 //! socket); for 1 MiB reads those copies are most of the server's work and cap one connection at one core.

@@ -13,8 +13,8 @@
 //! media ([`crate::large_writes`]).
 //!
 //! Memory is bounded: the read buffer grows only to hold one complete request (header plus at most the 32 MiB
-//! maximum payload, and only when the payload cannot be spliced), and the reply buffer is sent whenever it passes [`OUT_FLUSH_AT`]. A WRITE refused for its
-//! range or mode has its payload read and dropped in buffer-sized pieces; a WRITE over the maximum payload gets
+//! maximum payload, and only when the payload cannot be spliced), and the reply buffer is sent whenever it passes
+//! [`OUT_FLUSH_AT`]. A WRITE refused for its range or mode has its payload read and dropped in buffer-sized pieces; a WRITE over the maximum payload gets
 //! EINVAL and the connection is closed without reading the payload. A client that leaves a partial request for
 //! longer than the stall limit, or does not read its replies for that long, is disconnected.
 
@@ -101,11 +101,8 @@ impl Session {
         let end = loop {
             let mut batch = BatchTraffic::default();
             let flow = self.handle_buffered(&mut inb, &mut out, &mut discard, &mut batch, &mut arrived);
-            if !out.is_empty() {
-                if let Err(e) = self.stream.write_all(out.as_slice()) {
-                    break format!("write failed: {e}");
-                }
-                out.clear();
+            if let Err(e) = self.flush(&mut out) {
+                break format!("write failed: {e}");
             }
             self.account(&mut batch, arrived);
             let need = match flow {
@@ -231,12 +228,10 @@ impl Session {
                     } else if self.splices_write(&header) {
                         // The replies gathered so far go out (and are counted) first rather than wait for this
                         // payload.
-                        if let Err(e) = self.stream.write_all(out.as_slice()) {
-                            out.clear();
+                        if let Err(e) = self.flush(out) {
                             tracing::info!(conn = self.id, error = %e, "write failed");
                             return Flow::Close;
                         }
-                        out.clear();
                         self.account(batch, *arrived);
                         inb.consume(REQUEST_HEADER_LEN);
                         match self.write_spliced(inb, &header, fua, arrived) {
@@ -317,15 +312,20 @@ impl Session {
                 }
             }
             if out.len() >= OUT_FLUSH_AT {
-                if let Err(e) = self.stream.write_all(out.as_slice()) {
-                    // Possibly half sent: nothing more goes out on this stream.
-                    out.clear();
+                if let Err(e) = self.flush(out) {
                     tracing::info!(conn = self.id, error = %e, "write failed");
                     return Flow::Close;
                 }
-                out.clear();
             }
         }
+    }
+
+    /// Send the replies gathered in `out` and empty it, also on failure: what is left may be half sent, and
+    /// nothing more goes out on a stream whose write failed.
+    fn flush(&self, out: &mut OutBuf) -> io::Result<()> {
+        let res = if out.is_empty() { Ok(()) } else { (&self.stream).write_all(out.as_slice()) };
+        out.clear();
+        res
     }
 
     /// Add the requests answered since `arrived` (when their last bytes came in) to the traffic counters.
@@ -343,10 +343,7 @@ impl Session {
         let mark = out.len();
         if self.structured {
             if len == 0 {
-                let mut done = [0u8; CHUNK_HEADER_LEN];
-                ChunkHeader { flags: REPLY_FLAG_DONE, kind: REPLY_TYPE_NONE, handle: h.handle, length: 0 }
-                    .encode_into(&mut done);
-                out.append(&done);
+                append_done_chunk(out, h.handle);
                 return true;
             }
             let mut prefix = [0u8; DATA_CHUNK_PREFIX_LEN];
@@ -448,6 +445,13 @@ impl Session {
             out.append(&header);
         }
     }
+}
+
+/// Append a final NBD_REPLY_TYPE_NONE chunk (without allocating).
+pub(crate) fn append_done_chunk(out: &mut OutBuf, handle: u64) {
+    let mut done = [0u8; CHUNK_HEADER_LEN];
+    ChunkHeader { flags: REPLY_FLAG_DONE, kind: REPLY_TYPE_NONE, handle, length: 0 }.encode_into(&mut done);
+    out.append(&done);
 }
 
 /// Send all of `bytes` with MSG_MORE: the data that belongs with them follows at once.

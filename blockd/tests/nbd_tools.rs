@@ -158,13 +158,19 @@ fn fio_random_writes_verify() {
 }
 
 #[test]
-fn fio_mixed_sizes_verify_through_mapped_reads() {
+fn fio_mixed_sizes_verify_through_mapped_reads_and_spliced_writes() {
     let unit = unit();
     let blockd = Blockd::start(&unit);
     // Two connections on their own halves, writes of 4 KiB to 1 MiB (across the media boundary for the second
-    // job) verified by reading back: the large ones go the mapped way to this loopback client.
+    // job) verified by reading back: writes larger than the 256 KiB request buffer are spliced from the socket,
+    // and the large reads go the mapped way to this loopback client.
     fio_write_verify(&blockd, &["--bsrange=4k-1m", "--numjobs=2", "--size=6m", "--offset_increment=6m", "--iodepth=8"]);
-    let mapped =
-        |b: &Blockd| b.log().lines().filter(|l| l.contains("connection ended")).any(|l| !l.contains("mapped_reads=0"));
-    assert!(eventually(Duration::from_secs(5), || mapped(&blockd)), "no read was mapped: {}", blockd.log());
+    let ended_with =
+        |b: &Blockd, none: &str| b.log().lines().filter(|l| l.contains("connection ended")).any(|l| !l.contains(none));
+    assert!(
+        eventually(Duration::from_secs(5), || ended_with(&blockd, "mapped_reads=0")),
+        "no read was mapped: {}",
+        blockd.log()
+    );
+    assert!(ended_with(&blockd, "spliced_writes=0"), "no write was spliced: {}", blockd.log());
 }
