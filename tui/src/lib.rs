@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod form;
+pub mod history;
 pub mod model;
 pub mod source;
 pub mod terminal;

@@ -6,7 +6,7 @@
 use dvsan_console::app::{Action, App, Pane, Screen};
 use dvsan_console::form::{Command, Request};
 use dvsan_console::model::{TailStatus, Task, TaskOperation, TaskState};
-use dvsan_console::source::fake::{demo_notifications, demo_snapshot, FAKE_NOW};
+use dvsan_console::source::fake::{demo_notifications, demo_snapshot, demo_traffic_at, FAKE_NOW};
 use dvsan_console::source::Update;
 use dvsan_console::ui;
 use ratatui::backend::TestBackend;
@@ -157,7 +157,10 @@ fn tasks_screen_lists_every_task_newest_first() {
         let screen = render(&app, w, h);
         assert_contains(&screen, &["Tasks (newest first)", "Id", "Operation", "State", "Progress", "Step / result"]);
         assert_contains(&screen, &["Age", "destroy vol unit3/1", "rescan unit3", "cancelled", "pending", "running"]);
-        assert_contains(&screen, &["▰▰▰▱▱ 60%", "failed", "done", "100%", "waiting for a free w", "25m"]);
+        assert_contains(&screen, &["60%", "failed", "done", "100%", "waiting for a free w", "25m"]);
+        // The running task's progress is a gauge: 60% of the 9-column cell filled.
+        let running = screen.lines().find(|l| l.contains("create 512 MiB part")).unwrap();
+        assert!(running.contains("███60%") || running.contains("██60%"), "{running}");
         assert_contains(&screen, &["c cancel", "x remove", "2 tasks active"]);
         // The selected task in full, owner included.
         assert_contains(
@@ -382,9 +385,11 @@ fn activity_screen_shows_rates() {
     press(&mut app, KeyCode::Char('5'));
     for (w, h) in SIZES {
         let screen = render(&app, w, h);
-        assert_contains(&screen, &["Activity (per second)", "Reads", "Writes", "Read", "Written"]);
-        assert_contains(&screen, &["db1", "127.0.0.9", "120.0", "40.5", "480.0 KiB/s", "2.3k", "9.0 MiB/s", "…"]);
+        assert_contains(&screen, &["Activity (busiest first; throughput per second)", "Read", "Written"]);
+        assert_contains(&screen, &["last 60 s", "db1", "127.0.0.9", "480.0 KiB/s", "9.0 MiB/s", "…"]);
     }
+    // Operations per second where there is room.
+    assert_contains(&render(&app, 120, 40), &["Reads/s", "Writes/s", "120.0", "40.5", "2.3k"]);
     app.traffic_errors.push("unit unit2 at 127.0.0.12:1161: no answer".into());
     assert_contains(&render(&app, 80, 24), &["no traffic from unit unit2"]);
 }
@@ -562,4 +567,42 @@ fn capture_screens() {
     app.update(Action::Down);
     app.update(Action::Down);
     save("tasks", &app);
+}
+
+/// The demo app after 90 seconds of the fake source's varying traffic, ending at FAKE_NOW.
+fn demo_app_with_history() -> App {
+    let mut app = App::new("127.0.0.1:11161", TailStatus::Following);
+    for n in demo_notifications() {
+        app.apply(Update::Notification(n));
+    }
+    for tick in 0..90u32 {
+        let mut snapshot = demo_snapshot();
+        snapshot.taken_unix = FAKE_NOW - 89 + i64::from(tick);
+        snapshot.traffic = demo_traffic_at(tick);
+        app.apply(Update::Snapshot(snapshot));
+    }
+    app
+}
+
+#[test]
+#[ignore]
+fn scratch_print() {
+    let mut app = demo_app_with_history();
+    println!("{}", render(&app, 80, 24));
+    press(&mut app, KeyCode::Enter);
+    println!("{}", render(&app, 80, 24));
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Char('b'));
+    println!("{}", render(&app, 80, 24));
+    press(&mut app, KeyCode::Char('5'));
+    println!("{}", render(&app, 80, 24));
+    println!("{}", render(&app, 120, 40));
+    press(&mut app, KeyCode::Char('6'));
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Char('j'));
+    println!("{}", render(&app, 80, 24));
+    press(&mut app, KeyCode::Char('4'));
+    press(&mut app, KeyCode::Enter);
+    println!("{}", render(&app, 80, 24));
 }
