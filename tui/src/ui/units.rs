@@ -74,7 +74,7 @@ fn draw_pool(frame: &mut Frame, app: &App, area: Rect) {
     frame.render_widget(block, area);
     let [gauges, counts] = Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(inner);
     let [used_label, used_bar, assigned_label, assigned_bar] =
-        Layout::horizontal([Constraint::Length(5), Constraint::Fill(1), Constraint::Length(10), Constraint::Fill(1)])
+        Layout::horizontal([Constraint::Length(5), Constraint::Fill(1), Constraint::Length(11), Constraint::Fill(1)])
             .areas(gauges);
     let percent = |part: u64| format!("{:.0}%", ratio(part) * 100.0);
     frame.render_widget(Paragraph::new("used"), used_label);
