@@ -761,7 +761,7 @@ fn no_color_takes_every_colour_off_and_the_words_stay() {
     assert!(ui::color_wanted(Some(std::ffi::OsStr::new(""))));
     assert!(!ui::color_wanted(Some(std::ffi::OsStr::new("1"))));
     let mut app = demo_app_with_history();
-    let mut check = |app: &mut App, wanted: &[&str]| {
+    let check = |app: &mut App, wanted: &[&str]| {
         app.color = true;
         assert!(colours(app, 80, 24).iter().any(|c| *c != (Color::Reset, Color::Reset)), "no colour to take off");
         app.color = false;
