@@ -88,7 +88,7 @@ fn volume(unit_index: u32, index: u32, name: &str, start: u32, gib: u32, availab
     }
 }
 
-/// The demo media: unit1 on two media of 1.5 GiB (its volume db1 crosses from the first to the second), unit2 on
+/// The demo media: unit1 on media of 1.25 and 1.75 GiB (db1's first partition crosses from one to the other), unit2 on
 /// one; unit3 is unreachable, so its media are not known.
 pub fn demo_media() -> BTreeMap<u32, Vec<Medium>> {
     let medium = |index: u32, path: &str, first_lba: u32, blocks: u32| Medium {
@@ -98,7 +98,7 @@ pub fn demo_media() -> BTreeMap<u32, Vec<Medium>> {
         first_lba,
     };
     BTreeMap::from([
-        (1, vec![medium(1, "/srv/unit1/m0.img", 0, 393_216), medium(2, "/dev/vdb", 393_216, 393_216)]),
+        (1, vec![medium(1, "/srv/unit1/m0.img", 0, 327_680), medium(2, "/dev/vdb", 327_680, 458_752)]),
         (2, vec![medium(1, "/srv/unit2/m0.img", 0, 786_432)]),
     ])
 }

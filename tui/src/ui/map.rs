@@ -229,8 +229,9 @@ fn detail_lines(app: &App, unit: &Unit) -> Vec<Line<'static>> {
     vec![
         Line::from(vec![
             Span::styled(unit.state.to_string(), state_style(unit.state)),
-            Span::raw(format!(" · agent {agent} · seen {seen} · id {}", unit.id)),
+            Span::raw(format!(" · agent {agent} · seen {seen}")),
         ]),
+        Line::from(format!("id {}", unit.id)),
         Line::from(format!(
             "{} ({} blocks of {} B), {} free, {} volume{}",
             HumanSize(unit.capacity_bytes()),
