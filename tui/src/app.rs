@@ -1115,6 +1115,43 @@ mod tests {
     }
 
     #[test]
+    fn enter_opens_maps_and_notifications_and_the_view_keys_work_there() {
+        let mut app = demo();
+        go(&mut app, Screen::Units, 1);
+        press(&mut app, KeyCode::Enter);
+        assert_eq!(app.view, Some(View::Map(MapView { unit: 2, volume: None, lbas: false })));
+        // Keys of the screen below do nothing while the map is open; b, ↑/↓ and Esc work.
+        assert_eq!(key(&app, KeyCode::Char('c')), Action::None);
+        press(&mut app, KeyCode::Char('b'));
+        press(&mut app, KeyCode::Down);
+        assert_eq!(app.view, Some(View::Map(MapView { unit: 2, volume: Some(1), lbas: true })));
+        press(&mut app, KeyCode::Down);
+        assert_eq!(app.view, Some(View::Map(MapView { unit: 2, volume: Some(1), lbas: true })));
+        press(&mut app, KeyCode::Esc);
+        assert_eq!(app.view, None);
+        // m on a volume: its unit's map with the volume highlighted; a screen key closes it.
+        go(&mut app, Screen::Volumes, 1);
+        press(&mut app, KeyCode::Char('m'));
+        assert_eq!(app.view, Some(View::Map(MapView { unit: 1, volume: Some(2), lbas: false })));
+        press(&mut app, KeyCode::Up);
+        assert_eq!(app.view, Some(View::Map(MapView { unit: 1, volume: Some(1), lbas: false })));
+        press(&mut app, KeyCode::Char('4'));
+        assert_eq!((app.view.clone(), app.screen), (None, Screen::Notifications));
+        for n in crate::source::fake::demo_notifications() {
+            app.apply(Update::Notification(n));
+        }
+        press(&mut app, KeyCode::Enter);
+        assert_eq!(app.view, Some(View::Notification(4)));
+        press(&mut app, KeyCode::Char('k'));
+        assert_eq!(
+            (app.view.clone(), app.selected(Pane::Notifications), app.follow),
+            (Some(View::Notification(3)), 2, false)
+        );
+        press(&mut app, KeyCode::Char('q'));
+        assert!(app.quit);
+    }
+
+    #[test]
     fn a_valid_form_goes_to_the_outbox() {
         let mut app = demo();
         press(&mut app, KeyCode::Char('c'));

@@ -490,6 +490,26 @@ mod tests {
     }
 
     #[test]
+    fn media_rows_become_media_in_address_order() {
+        let mut rows = TableRows::new();
+        let medium = |path: &str, blocks: u32, first: u32| {
+            row(&[
+                (2, Value::string(path)),
+                (3, Value::Integer(1)),
+                (4, Value::Gauge32(blocks)),
+                (5, Value::Gauge32(first)),
+            ])
+        };
+        rows.insert(vec![2], medium("/dev/vdb", 300, 100));
+        rows.insert(vec![1], medium("/srv/m0.img", 100, 0));
+        rows.insert(vec![1, 1], medium("malformed index", 1, 1));
+        let media = media_from_table(&rows);
+        let summary: Vec<(u32, &str, u32, u32)> =
+            media.iter().map(|m| (m.index, m.path.as_str(), m.first_lba, m.end_lba())).collect();
+        assert_eq!(summary, [(1, "/srv/m0.img", 0, 99), (2, "/dev/vdb", 100, 399)]);
+    }
+
+    #[test]
     fn a_unit_without_a_port_has_no_agent_address() {
         let mut units = TableRows::new();
         units.insert(vec![1], row(&[(6, Value::Integer(1)), (7, Value::OctetString(vec![127, 0, 0, 1]))]));
