@@ -603,8 +603,14 @@ impl App {
                     Err(why) => self.pool_error = Some(why),
                 }
                 self.history.record(snapshot.taken_unix, &snapshot.traffic);
+                // Busiest first reorders the rows at every refresh: the selection stays on its row.
+                let key = |t: &Traffic| (t.unit_index, t.export.clone(), t.host.clone());
+                let selected = self.visible_traffic().get(self.selected(Pane::Activity)).map(|t| key(t));
                 self.traffic = snapshot.traffic;
                 self.traffic_errors = snapshot.traffic_errors;
+                if let Some(row) = selected.and_then(|k| self.visible_traffic().iter().position(|t| key(t) == k)) {
+                    self.selected[Pane::Activity.slot()] = row;
+                }
                 // A unit that did not answer keeps the media it last reported; one that left the pool loses them.
                 self.media.extend(snapshot.media);
                 let units = &self.pool.units;
@@ -1149,6 +1155,21 @@ mod tests {
         );
         press(&mut app, KeyCode::Char('q'));
         assert!(app.quit);
+    }
+
+    #[test]
+    fn the_activity_selection_stays_on_its_row_when_the_busiest_change() {
+        let mut app = demo();
+        go(&mut app, Screen::Activity, 1);
+        let selected = |app: &App| app.visible_traffic()[app.selected(Pane::Activity)].export.clone();
+        // unit2's vol1 is busiest, then unit1's db1.
+        assert_eq!(selected(&app), "db1");
+        let mut snapshot = demo_snapshot();
+        snapshot.traffic.iter_mut().filter(|t| t.export == "db1").for_each(|t| {
+            t.rates = Some(crate::model::Rates { bytes_read: 1e9, ..Default::default() });
+        });
+        app.apply(Update::Snapshot(snapshot));
+        assert_eq!((app.selected(Pane::Activity), selected(&app)), (0, "db1".to_string()));
     }
 
     #[test]
