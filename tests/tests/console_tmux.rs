@@ -81,16 +81,26 @@ struct SanUnit {
 
 impl SanUnit {
     fn start(dir: &Path, ip: &str, agent_port: u16, trap_sink: &str, name: &str) -> SanUnit {
+        SanUnit::start_with_media(dir, ip, agent_port, trap_sink, name, &["256M"])
+    }
+
+    /// A unit on media of these sizes (files m0.img, m1.img, … in its directory), concatenated in that order.
+    fn start_with_media(dir: &Path, ip: &str, agent_port: u16, trap_sink: &str, name: &str, sizes: &[&str]) -> SanUnit {
         let dir = dir.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let snmp_addr = format!("{ip}:{agent_port}");
         let mut cmd = Command::new(workspace_bin("dvsan-agent"));
-        cmd.arg("run")
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .arg("--media")
-            .arg(format!("{}:256M", dir.join("m0.img").display()))
-            .args(["--listen", &snmp_addr, "--trap-sink", trap_sink, "--name", name]);
+        cmd.arg("run").arg("--state-dir").arg(dir.join("state")).args([
+            "--listen",
+            &snmp_addr,
+            "--trap-sink",
+            trap_sink,
+            "--name",
+            name,
+        ]);
+        for (i, size) in sizes.iter().enumerate() {
+            cmd.arg("--media").arg(format!("{}:{size}", dir.join(format!("m{i}.img")).display()));
+        }
         let agent = Proc::spawn("agent", cmd, &dir);
         let up = wait_for(Duration::from_secs(10), || {
             dvsan_tests::snmp("snmpget", &["-v2c", "-c", "public", &snmp_addr, "sysUpTime.0"])
@@ -251,4 +261,53 @@ fn an_operator_creates_volumes_runs_two_tasks_at_once_and_sees_a_link_go_down() 
     });
     assert!(ended.is_some(), "the console did not quit on q:\n{}", console.screen());
     drop(units.remove(0));
+}
+
+#[test]
+fn an_operator_opens_the_map_of_a_unit_on_two_media() {
+    require_tool("tmux", "tmux");
+    let dir = tempfile::tempdir().unwrap();
+    let agent_port = free_udp_port("127.0.0.173");
+    let station = Station::start(dir.path(), agent_port);
+    let _unit =
+        SanUnit::start_with_media(dir.path(), "127.0.0.173", agent_port, &station.traps, "mapunit", &["64M", "64M"]);
+    let pooled = wait_for(Duration::from_secs(15), || (unit_names(&station).len() == 1).then_some(()));
+    assert!(pooled.is_some(), "the unit never joined the pool: {}", station.proc.log_text());
+    let console = Tmux::start(
+        "dvsan-console-map",
+        100,
+        32,
+        &[
+            workspace_bin("dvsan-console").display().to_string(),
+            "--station".into(),
+            station.snmp.clone(),
+            "--refresh".into(),
+            "500ms".into(),
+        ],
+    );
+    console.expect(&["mapunit", "available", "Pool:"], Duration::from_secs(15));
+    // Two 48 MiB volumes on two 64 MiB media: the second starts on the first medium and ends on the second.
+    for name in ["first", "spanner"] {
+        console.keys(&["c"]);
+        console.expect(&["Size"], Duration::from_secs(5));
+        console.text("48M");
+        console.keys(&["Tab"]);
+        console.text(name);
+        console.keys(&["Enter"]);
+        let created =
+            wait_for(Duration::from_secs(20), || volume_names(&station).contains(&name.to_string()).then_some(()));
+        assert!(created.is_some(), "volume {name} was not created:\n{}", console.screen());
+    }
+    // Enter on the unit opens its map: a band per medium, the volumes named in them, the spanning one on both.
+    console.keys(&["g", "Enter"]);
+    let screen = console.expect(
+        &["Unit mapunit", "medium 1:", "medium 2:", "m0.img", "m1.img", "│first", "spanner▸", "◂spanner"],
+        Duration::from_secs(15),
+    );
+    assert!(screen.contains("largest free"), "{screen}");
+    // b lists every boundary's LBAs.
+    console.keys(&["b"]);
+    console.expect(&["LBAs: first 0–"], Duration::from_secs(5));
+    console.keys(&["Escape"]);
+    console.expect(&["Pool:", "mapunit"], Duration::from_secs(5));
 }

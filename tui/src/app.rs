@@ -8,7 +8,10 @@
 //! unit-testable and the screens in [`crate::ui`] render from this state alone.
 
 use crate::form::{Command, Confirm, Form, FormKind, Prefill, Request};
-use crate::model::{Assignment, Notification, Partition, Pool, TailStatus, Task, TaskState, Traffic, Unit, Volume};
+use crate::history::{History, StepLog};
+use crate::model::{
+    Assignment, Medium, Notification, Partition, Pool, TailStatus, Task, TaskState, Traffic, Unit, Volume,
+};
 use crate::source::Update;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use std::collections::{BTreeMap, VecDeque};
@@ -133,6 +136,36 @@ pub enum Action {
     CancelSelectedTask,
     RemoveSelectedTask,
     Confirm(bool),
+    /// The selected unit's address-space map and details (Units screen).
+    OpenUnitMap,
+    /// The address-space map of the selected volume's unit, with the volume highlighted (Volumes screen).
+    OpenVolumeMap,
+    /// Every varbind of the selected notification.
+    OpenNotification,
+    /// Closes the map or the notification.
+    CloseView,
+    /// Shows or hides the LBAs of the map's boundaries.
+    ToggleLbas,
+    /// Moves the map's highlight to the previous/next volume, or the detail to the previous/next notification.
+    ViewMove(isize),
+}
+
+/// A unit's address-space map, opened over the screen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapView {
+    pub unit: u32,
+    /// The highlighted volume's index.
+    pub volume: Option<u32>,
+    /// Whether the LBAs of every boundary are shown.
+    pub lbas: bool,
+}
+
+/// What is open over the screen's lists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum View {
+    Map(MapView),
+    /// A notification in full, by its id.
+    Notification(i64),
 }
 
 /// A one-line message for the status line.
@@ -191,6 +224,16 @@ pub struct App {
     /// A one-line message for the status line (results, refusals).
     pub message: Option<StatusMessage>,
     pub quit: bool,
+    /// The map or notification open over the lists.
+    pub view: Option<View>,
+    /// Whether the screens use colour (false with `NO_COLOR`); state words and symbols carry the meaning either way.
+    pub color: bool,
+    /// The units' media, by unit index, from the last time each unit answered.
+    pub media: std::collections::BTreeMap<u32, Vec<Medium>>,
+    /// Throughput history, kept while the console runs.
+    pub history: History,
+    /// The steps seen of the station's tasks.
+    pub steps: StepLog,
     /// Commands for the station, waiting for the main loop.
     outbox: Vec<Command>,
     /// Tasks this console submitted that have not ended yet, by task index.
@@ -226,6 +269,11 @@ impl App {
             follow: true,
             message: None,
             quit: false,
+            view: None,
+            color: true,
+            media: Default::default(),
+            history: History::default(),
+            steps: StepLog::default(),
             outbox: Vec::new(),
             followed: BTreeMap::new(),
         }
@@ -284,6 +332,18 @@ impl App {
                 _ => Action::None,
             };
         }
+        if let Some(view) = &self.view {
+            return match key.code {
+                KeyCode::Char('q') => Action::Quit,
+                KeyCode::Esc | KeyCode::Enter | KeyCode::Backspace => Action::CloseView,
+                KeyCode::Char('b') if matches!(view, View::Map(_)) => Action::ToggleLbas,
+                KeyCode::Up | KeyCode::Char('k') => Action::ViewMove(-1),
+                KeyCode::Down | KeyCode::Char('j') => Action::ViewMove(1),
+                KeyCode::Char('?') => Action::ToggleHelp,
+                KeyCode::Char(c @ '1'..='6') => Action::GoTo(Screen::ALL[usize::from(c as u8 - b'1')]),
+                _ => Action::None,
+            };
+        }
         match key.code {
             KeyCode::Char('q') => Action::Quit,
             KeyCode::Char('?') => Action::ToggleHelp,
@@ -322,6 +382,9 @@ impl App {
             }
             KeyCode::Char('r') if self.screen == Screen::Units => Action::RescanSelectedUnit,
             KeyCode::Char('x') | KeyCode::Delete if self.screen == Screen::Tasks => Action::RemoveSelectedTask,
+            KeyCode::Enter if self.pane == Pane::Units => Action::OpenUnitMap,
+            KeyCode::Enter | KeyCode::Char('m') if self.pane == Pane::Volumes => Action::OpenVolumeMap,
+            KeyCode::Enter if self.pane == Pane::Notifications => Action::OpenNotification,
             _ => Action::None,
         }
     }
@@ -437,7 +500,7 @@ impl App {
             }
             Action::CancelSelectedTask => match self.selected_task() {
                 Some(task) if task.state == TaskState::Pending => {
-                    self.confirm = Some(Confirm { command: Command::Cancel { task: task.index, what: task.summary() } })
+                    self.confirm = Some(Confirm::new(Command::Cancel { task: task.index, what: task.summary() }))
                 }
                 Some(task) if task.state == TaskState::Running => self.say(format!(
                     "task {} is running: only pending tasks can be cancelled; a running one finishes its steps",
@@ -463,7 +526,66 @@ impl App {
                     }
                 }
             }
+            Action::OpenUnitMap => match self.visible_units().get(self.selected(Pane::Units)) {
+                Some(unit) => self.view = Some(View::Map(MapView { unit: unit.index, volume: None, lbas: false })),
+                None => self.say("no unit selected"),
+            },
+            Action::OpenVolumeMap => match self.visible_volumes().get(self.selected(Pane::Volumes)) {
+                Some(v) => {
+                    self.view = Some(View::Map(MapView { unit: v.unit_index, volume: Some(v.index), lbas: false }))
+                }
+                None => self.say("no volume selected"),
+            },
+            Action::OpenNotification => match self.visible_notifications().get(self.selected(Pane::Notifications)) {
+                Some(n) => self.view = Some(View::Notification(n.id)),
+                None => self.say("no notification selected"),
+            },
+            Action::CloseView => self.view = None,
+            Action::ToggleLbas => {
+                if let Some(View::Map(map)) = &mut self.view {
+                    map.lbas = !map.lbas;
+                }
+            }
+            Action::ViewMove(delta) => self.move_in_view(delta),
         }
+    }
+
+    /// Moves the map's highlight along the unit's volumes (in address order), or the open notification along the
+    /// list, staying at the ends.
+    fn move_in_view(&mut self, delta: isize) {
+        let step = |position: Option<usize>, len: usize| -> Option<usize> {
+            let last = len.checked_sub(1)?;
+            Some(match position {
+                Some(p) => p.saturating_add_signed(delta).min(last),
+                None if delta < 0 => last,
+                None => 0,
+            })
+        };
+        match self.view.clone() {
+            Some(View::Map(mut map)) => {
+                let volumes = self.unit_volumes(map.unit);
+                let position = volumes.iter().position(|v| Some(v.index) == map.volume);
+                map.volume = step(position, volumes.len()).map(|i| volumes[i].index);
+                self.view = Some(View::Map(map));
+            }
+            Some(View::Notification(id)) => {
+                let ids: Vec<i64> = self.visible_notifications().iter().map(|n| n.id).collect();
+                let position = ids.iter().position(|n| *n == id);
+                if let Some(i) = step(position, ids.len()) {
+                    self.view = Some(View::Notification(ids[i]));
+                    self.selected[Pane::Notifications.slot()] = i;
+                    self.follow = i + 1 == ids.len();
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// The volumes of unit `unit`, in address order.
+    pub fn unit_volumes(&self, unit: u32) -> Vec<&Volume> {
+        let mut volumes: Vec<&Volume> = self.pool.volumes.iter().filter(|v| v.unit_index == unit).collect();
+        volumes.sort_by_key(|v| (v.start_lba, v.index));
+        volumes
     }
 
     /// Takes what a background source sent.
@@ -480,11 +602,23 @@ impl App {
                     // Keep showing the last pool read; the status line says how old it is.
                     Err(why) => self.pool_error = Some(why),
                 }
+                self.history.record(snapshot.taken_unix, &snapshot.traffic);
+                // Busiest first reorders the rows at every refresh: the selection stays on its row.
+                let key = |t: &Traffic| (t.unit_index, t.export.clone(), t.host.clone());
+                let selected = self.visible_traffic().get(self.selected(Pane::Activity)).map(|t| key(t));
                 self.traffic = snapshot.traffic;
                 self.traffic_errors = snapshot.traffic_errors;
+                if let Some(row) = selected.and_then(|k| self.visible_traffic().iter().position(|t| key(t) == k)) {
+                    self.selected[Pane::Activity.slot()] = row;
+                }
+                // A unit that did not answer keeps the media it last reported; one that left the pool loses them.
+                self.media.extend(snapshot.media);
+                let units = &self.pool.units;
+                self.media.retain(|index, _| units.iter().any(|u| u.index == *index));
                 match snapshot.tasks {
                     Ok(mut tasks) => {
                         tasks.sort_by_key(|t| std::cmp::Reverse((t.created_unix, t.index)));
+                        self.steps.record(snapshot.taken_unix, &tasks);
                         self.tasks = tasks;
                         self.tasks_error = None;
                         self.tasks_read_unix = Some(snapshot.taken_unix);
@@ -588,9 +722,10 @@ impl App {
 
     /// A validated request: destructive ones are confirmed first.
     fn request(&mut self, request: Request) {
+        let note = self.assignment_note(&request);
         let command = Command::Submit(request);
         if command.needs_confirmation() {
-            self.confirm = Some(Confirm { command });
+            self.confirm = Some(Confirm { command, note });
         } else {
             self.send(command);
         }
@@ -603,9 +738,22 @@ impl App {
     }
 
     fn go_to(&mut self, screen: Screen) {
+        self.view = None;
         self.screen = screen;
         self.pane = screen.panes()[0];
         self.filter_editing = false;
+    }
+
+    /// For destroying a volume that is assigned: to which hosts, and how.
+    fn assignment_note(&self, request: &Request) -> Option<String> {
+        let Request::DestroyVolume { unit, volume, .. } = request else { return None };
+        let hosts: Vec<String> = self
+            .assignments
+            .iter()
+            .filter(|a| a.volume_index == *volume && self.unit_ref(a.unit_index) == *unit)
+            .map(|a| format!("{} ({})", a.host_text(), a.mode))
+            .collect();
+        (!hosts.is_empty()).then(|| format!("It is assigned to {}, which loses it.", hosts.join(", ")))
     }
 
     /// How the station should be told about unit `index`: its name when no other unit has it, else its id, else
@@ -791,16 +939,33 @@ impl App {
             .collect()
     }
 
+    /// Traffic rows matching the filter, busiest first (bytes read and written per second; rows without rates yet
+    /// last).
     pub fn visible_traffic(&self) -> Vec<&Traffic> {
         let filter = self.filter(Pane::Activity);
-        self.traffic.iter().filter(|t| matches_terms(filter, &[&t.unit_label, &t.export, &t.host])).collect()
+        let mut rows: Vec<&Traffic> =
+            self.traffic.iter().filter(|t| matches_terms(filter, &[&t.unit_label, &t.export, &t.host])).collect();
+        let load = |t: &Traffic| t.rates.map_or(-1.0, |r| r.bytes_read + r.bytes_written);
+        rows.sort_by(|a, b| load(b).total_cmp(&load(a)));
+        rows
     }
 
     /// Notifications matching the filter. Besides plain words, the filter takes `unit:X` (a unit's name, id
     /// prefix or address) and `type:X` (part of the notification's name).
     pub fn visible_notifications(&self) -> Vec<&Notification> {
-        let filter = NotificationFilter::parse(self.filter(Pane::Notifications));
+        let (filter, _) = NotificationFilter::parse(self.filter(Pane::Notifications));
         self.notifications.iter().filter(|n| filter.matches(n, &self.pool)).collect()
+    }
+}
+
+impl App {
+    /// What is wrong with `pane`'s filter, if anything: a `key:value` term with a key the list does not know (such
+    /// terms are left out of the filtering, so the list does not go blank because of them).
+    pub fn filter_error(&self, pane: Pane) -> Option<String> {
+        match pane {
+            Pane::Notifications => NotificationFilter::parse(self.filter(pane)).1,
+            _ => None,
+        }
     }
 }
 
@@ -820,21 +985,34 @@ pub struct NotificationFilter {
     pub words: String,
 }
 
+/// Whether `key` (the text before a `:`) reads as a filter key: letters only. Addresses (`127.0.0.1:162`) and
+/// OIDs stay plain words.
+fn is_filter_key(key: &str) -> bool {
+    !key.is_empty() && key.chars().all(|c| c.is_ascii_alphabetic())
+}
+
 impl NotificationFilter {
-    pub fn parse(text: &str) -> NotificationFilter {
+    /// The filter of `text`, and an error naming the first term with an unknown key (`foo:bar`), which is left
+    /// out of the filter.
+    pub fn parse(text: &str) -> (NotificationFilter, Option<String>) {
         let mut filter = NotificationFilter::default();
         let mut words = Vec::new();
+        let mut error = None;
         for term in text.split_whitespace() {
             if let Some(unit) = term.strip_prefix("unit:") {
                 filter.unit = Some(unit.to_lowercase());
             } else if let Some(kind) = term.strip_prefix("type:") {
                 filter.type_name = Some(kind.to_lowercase());
+            } else if let Some((key, _)) = term.split_once(':').filter(|(k, _)| is_filter_key(k)) {
+                error.get_or_insert(format!(
+                    "unknown filter key \"{key}:\" in \"{term}\": use unit:NAME, type:NAME or plain words"
+                ));
             } else {
                 words.push(term);
             }
         }
         filter.words = words.join(" ");
-        filter
+        (filter, error)
     }
 
     pub fn matches(&self, n: &Notification, pool: &Pool) -> bool {
@@ -940,6 +1118,58 @@ mod tests {
             assert_eq!(key(&app, KeyCode::Char('g')), Action::Top);
             assert_eq!(key(&app, KeyCode::Char('l')), Action::NextScreen);
         }
+    }
+
+    #[test]
+    fn enter_opens_maps_and_notifications_and_the_view_keys_work_there() {
+        let mut app = demo();
+        go(&mut app, Screen::Units, 1);
+        press(&mut app, KeyCode::Enter);
+        assert_eq!(app.view, Some(View::Map(MapView { unit: 2, volume: None, lbas: false })));
+        // Keys of the screen below do nothing while the map is open; b, ↑/↓ and Esc work.
+        assert_eq!(key(&app, KeyCode::Char('c')), Action::None);
+        press(&mut app, KeyCode::Char('b'));
+        press(&mut app, KeyCode::Down);
+        assert_eq!(app.view, Some(View::Map(MapView { unit: 2, volume: Some(1), lbas: true })));
+        press(&mut app, KeyCode::Down);
+        assert_eq!(app.view, Some(View::Map(MapView { unit: 2, volume: Some(1), lbas: true })));
+        press(&mut app, KeyCode::Esc);
+        assert_eq!(app.view, None);
+        // m on a volume: its unit's map with the volume highlighted; a screen key closes it.
+        go(&mut app, Screen::Volumes, 1);
+        press(&mut app, KeyCode::Char('m'));
+        assert_eq!(app.view, Some(View::Map(MapView { unit: 1, volume: Some(2), lbas: false })));
+        press(&mut app, KeyCode::Up);
+        assert_eq!(app.view, Some(View::Map(MapView { unit: 1, volume: Some(1), lbas: false })));
+        press(&mut app, KeyCode::Char('4'));
+        assert_eq!((app.view.clone(), app.screen), (None, Screen::Notifications));
+        for n in crate::source::fake::demo_notifications() {
+            app.apply(Update::Notification(n));
+        }
+        press(&mut app, KeyCode::Enter);
+        assert_eq!(app.view, Some(View::Notification(4)));
+        press(&mut app, KeyCode::Char('k'));
+        assert_eq!(
+            (app.view.clone(), app.selected(Pane::Notifications), app.follow),
+            (Some(View::Notification(3)), 2, false)
+        );
+        press(&mut app, KeyCode::Char('q'));
+        assert!(app.quit);
+    }
+
+    #[test]
+    fn the_activity_selection_stays_on_its_row_when_the_busiest_change() {
+        let mut app = demo();
+        go(&mut app, Screen::Activity, 1);
+        let selected = |app: &App| app.visible_traffic()[app.selected(Pane::Activity)].export.clone();
+        // unit2's vol1 is busiest, then unit1's db1.
+        assert_eq!(selected(&app), "db1");
+        let mut snapshot = demo_snapshot();
+        snapshot.traffic.iter_mut().filter(|t| t.export == "db1").for_each(|t| {
+            t.rates = Some(crate::model::Rates { bytes_read: 1e9, ..Default::default() });
+        });
+        app.apply(Update::Snapshot(snapshot));
+        assert_eq!((app.selected(Pane::Activity), selected(&app)), (0, "db1".to_string()));
     }
 
     #[test]

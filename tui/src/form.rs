@@ -6,6 +6,7 @@
 //! sent. A [`Command`] is what the console asks the station to do: run a request as a task, cancel a task, or
 //! remove an ended one; destructive ones go through a [`Confirm`] dialog first.
 
+use dvsan_layout::SizeError;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
@@ -397,6 +398,8 @@ pub fn parse_positive_size(text: &str) -> Result<u64, String> {
     match dvsan_layout::parse_size(text) {
         Ok(0) => Err("the size must be more than zero".to_string()),
         Ok(bytes) => Ok(bytes),
+        // A "unit" is a SAN unit in this console: the size parser's word for a suffix would mislead.
+        Err(e) if e.why == "unknown unit" => Err(SizeError { why: "unknown size suffix", ..e }.to_string()),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -453,15 +456,22 @@ pub fn parse_agent_address(text: &str) -> Result<SocketAddr, String> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Confirm {
     pub command: Command,
+    /// What else the user should know before answering (e.g. that the volume is assigned, and to whom).
+    pub note: Option<String>,
 }
 
 impl Confirm {
+    pub fn new(command: Command) -> Confirm {
+        Confirm { command, note: None }
+    }
+
     pub fn question(&self) -> String {
+        let note = self.note.as_ref().map_or(String::new(), |n| format!(" {n}"));
         match &self.command {
             Command::Submit(request @ Request::Unassign { .. }) => {
                 format!("Really {request}? The host loses access to it. (y/n)")
             }
-            Command::Submit(request) => format!("Really {request}? Data on it is lost. (y/n)"),
+            Command::Submit(request) => format!("Really {request}?{note} Data on it is lost. (y/n)"),
             Command::Cancel { task, what } => format!("Cancel task {task} ({what}) before it runs? (y/n)"),
             Command::Remove { task } => format!("Remove task {task} from the station's list? (y/n)"),
         }
@@ -483,7 +493,9 @@ mod tests {
         assert_eq!(parse_positive_size("512M"), Ok(512 << 20));
         assert_eq!(parse_positive_size("1.5G"), Ok(3 << 29));
         assert!(parse_positive_size("0").unwrap_err().contains("more than zero"));
-        assert!(parse_positive_size("12Q").unwrap_err().contains("not a size"));
+        let error = parse_positive_size("12Q").unwrap_err();
+        assert!(error.contains("not a size: unknown size suffix"), "{error}");
+        assert!(!error.contains("unknown unit"), "{error}");
         assert!(parse_positive_size("").is_err());
     }
 
@@ -556,18 +568,18 @@ mod tests {
         assert!(Request::DestroyPartition { unit: "u".into(), volume: 1, partition: 1 }.is_destructive());
         assert!(Request::Unassign { unit: "u".into(), volume: 1, host: None }.is_destructive());
         assert!(!Request::RescanUnit { unit: "u".into() }.is_destructive());
-        let confirm = Confirm { command: Command::Submit(request) };
+        let confirm = Confirm::new(Command::Submit(request));
         assert!(confirm.command.needs_confirmation());
         assert_eq!(confirm.question(), "Really destroy volume 2 (db1) of unit unit1? Data on it is lost. (y/n)");
         let unassign = Request::Unassign { unit: "unit1".into(), volume: 2, host: Some("10.0.0.9".parse().unwrap()) };
         assert_eq!(
-            Confirm { command: Command::Submit(unassign) }.question(),
+            Confirm::new(Command::Submit(unassign)).question(),
             "Really unassign volume 2 of unit unit1 from 10.0.0.9? The host loses access to it. (y/n)"
         );
         let cancel = Command::Cancel { task: 12, what: "rescan unit1".into() };
         assert!(cancel.needs_confirmation());
         assert_eq!(cancel.to_string(), "cancel task 12 (rescan unit1)");
-        assert_eq!(Confirm { command: cancel }.question(), "Cancel task 12 (rescan unit1) before it runs? (y/n)");
+        assert_eq!(Confirm::new(cancel).question(), "Cancel task 12 (rescan unit1) before it runs? (y/n)");
         assert!(!Command::Remove { task: 3 }.needs_confirmation());
     }
 

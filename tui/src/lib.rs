@@ -2,14 +2,16 @@
 //!
 //! The console is split like a small server: [`source`] produces snapshots of the pool (from the station's
 //! DVSAN-STATION-MIB over SNMP: units, volumes, partitions, host assignments and station tasks; the units' traffic
-//! tables; and the station's notification log) in background tasks, and sends the operations the user confirmed
-//! to the station's task table ([`source::tasks::TaskClient`]); [`app`] is the pure state machine (keys become
+//! and media tables; and the station's notification log) in background tasks, and sends the operations the user
+//! confirmed to the station's task table ([`source::tasks::TaskClient`]); [`app`] is the pure state machine (keys become
 //! [`app::Action`]s, snapshots, answers and actions update [`app::App`], commands wait in its outbox); [`form`]
-//! validates what the user typed; [`ui`] draws one screen from the state; [`terminal`] owns the real terminal.
+//! validates what the user typed; [`history`] keeps what the console saw over time (throughput, task steps);
+//! [`ui`] draws one screen from the state; [`terminal`] owns the real terminal.
 //! Keeping the state pure lets every screen be tested with ratatui's `TestBackend`.
 
 pub mod app;
 pub mod form;
+pub mod history;
 pub mod model;
 pub mod source;
 pub mod terminal;

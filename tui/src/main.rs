@@ -77,6 +77,7 @@ async fn console(cli: Cli, station: SocketAddr) -> Result<()> {
     let (updates_tx, mut updates) = mpsc::unbounded_channel::<Update>();
     let tail_status = if cli.fake { TailStatus::Following } else { TailStatus::Starting };
     let mut app = App::new(station.to_string(), tail_status);
+    app.color = ui::color_wanted(std::env::var_os("NO_COLOR").as_deref());
 
     let mut tasks = Vec::new();
     let mut client = None;

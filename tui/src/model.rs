@@ -4,6 +4,7 @@
 
 use dvsan_mib::dvsan_station_task_state as task_state;
 use dvsan_mib::{dvsan_station_assign_mode as assign_mode, dvsan_station_task_operation as op};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
@@ -104,6 +105,24 @@ pub struct Partition {
     pub length_blocks: u32,
     pub export: String,
     pub available: bool,
+}
+
+/// One storage medium of a unit (a row of the unit's own dvsanMediaTable, DVSAN-MIB): the unit concatenates its
+/// media into one address space, so medium `n` covers LBAs `first_lba..first_lba + blocks`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Medium {
+    pub index: u32,
+    /// The file or block device.
+    pub path: String,
+    pub blocks: u32,
+    pub first_lba: u32,
+}
+
+impl Medium {
+    /// The last LBA of the medium (its first when it has no blocks).
+    pub fn end_lba(&self) -> u32 {
+        self.first_lba.saturating_add(self.blocks.saturating_sub(1))
+    }
 }
 
 /// The station's pool at one moment.
@@ -398,6 +417,9 @@ pub struct Snapshot {
     pub tasks: Result<Vec<Task>, String>,
     /// The station's host assignments, or why they could not be read.
     pub assignments: Result<Vec<Assignment>, String>,
+    /// The media of the units that answered, by unit index (the station's MIB does not carry media; they are
+    /// read from each unit's agent, like the traffic).
+    pub media: BTreeMap<u32, Vec<Medium>>,
 }
 
 /// How the notification tail is doing.

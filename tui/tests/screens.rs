@@ -5,8 +5,8 @@
 
 use dvsan_console::app::{Action, App, Pane, Screen};
 use dvsan_console::form::{Command, Request};
-use dvsan_console::model::{TailStatus, Task, TaskOperation, TaskState};
-use dvsan_console::source::fake::{demo_notifications, demo_snapshot, FAKE_NOW};
+use dvsan_console::model::{Medium, Rates, TailStatus, Task, TaskOperation, TaskState, Traffic, Volume};
+use dvsan_console::source::fake::{demo_notifications, demo_snapshot, demo_traffic_at, FAKE_NOW};
 use dvsan_console::source::Update;
 use dvsan_console::ui;
 use ratatui::backend::TestBackend;
@@ -157,7 +157,10 @@ fn tasks_screen_lists_every_task_newest_first() {
         let screen = render(&app, w, h);
         assert_contains(&screen, &["Tasks (newest first)", "Id", "Operation", "State", "Progress", "Step / result"]);
         assert_contains(&screen, &["Age", "destroy vol unit3/1", "rescan unit3", "cancelled", "pending", "running"]);
-        assert_contains(&screen, &["▰▰▰▱▱ 60%", "failed", "done", "100%", "waiting for a free w", "25m"]);
+        assert_contains(&screen, &["60%", "failed", "done", "100%", "waiting for a free w", "25m"]);
+        // The running task's progress is a gauge: 60% of the 9-column cell filled.
+        let running = screen.lines().find(|l| l.contains("create 512 MiB part")).unwrap();
+        assert!(running.contains("███60%") || running.contains("██60%"), "{running}");
         assert_contains(&screen, &["c cancel", "x remove", "2 tasks active"]);
         // The selected task in full, owner included.
         assert_contains(
@@ -382,9 +385,11 @@ fn activity_screen_shows_rates() {
     press(&mut app, KeyCode::Char('5'));
     for (w, h) in SIZES {
         let screen = render(&app, w, h);
-        assert_contains(&screen, &["Activity (per second)", "Reads", "Writes", "Read", "Written"]);
-        assert_contains(&screen, &["db1", "127.0.0.9", "120.0", "40.5", "480.0 KiB/s", "2.3k", "9.0 MiB/s", "…"]);
+        assert_contains(&screen, &["Activity (busiest first; throughput per second)", "Read", "Written"]);
+        assert_contains(&screen, &["last 60 s", "db1", "127.0.0.9", "480.0 KiB/s", "9.0 MiB/s", "…"]);
     }
+    // Operations per second where there is room.
+    assert_contains(&render(&app, 120, 40), &["Reads/s", "Writes/s", "120.0", "40.5", "2.3k"]);
     app.traffic_errors.push("unit unit2 at 127.0.0.12:1161: no answer".into());
     assert_contains(&render(&app, 80, 24), &["no traffic from unit unit2"]);
 }
@@ -543,7 +548,7 @@ fn survives_resizes_including_tiny_terminals() {
 #[ignore]
 fn capture_screens() {
     let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
-    let mut app = demo_app();
+    let mut app = demo_app_with_history();
     let save = |name: &str, app: &App| {
         let text = render(app, 80, 24);
         std::fs::write(docs.join(format!("console-{name}.txt")), text).unwrap();
@@ -552,6 +557,10 @@ fn capture_screens() {
     app.update(Action::GoTo(Screen::Volumes));
     app.update(Action::Down);
     save("volumes", &app);
+    // db1's map: the volume crosses from unit1's first medium to its second.
+    press(&mut app, KeyCode::Char('m'));
+    press(&mut app, KeyCode::Char('b'));
+    save("map", &app);
     app.update(Action::GoTo(Screen::Activity));
     save("activity", &app);
     app.update(Action::GoTo(Screen::Notifications));
@@ -562,4 +571,390 @@ fn capture_screens() {
     app.update(Action::Down);
     app.update(Action::Down);
     save("tasks", &app);
+}
+
+/// The demo app after 90 seconds of the fake source's varying traffic, ending at FAKE_NOW.
+fn demo_app_with_history() -> App {
+    let mut app = App::new("127.0.0.1:11161", TailStatus::Following);
+    for n in demo_notifications() {
+        app.apply(Update::Notification(n));
+    }
+    for tick in 0..90u32 {
+        let mut snapshot = demo_snapshot();
+        snapshot.taken_unix = FAKE_NOW - 89 + i64::from(tick);
+        snapshot.traffic = demo_traffic_at(tick);
+        app.apply(Update::Snapshot(snapshot));
+    }
+    app
+}
+
+/// The demo app with unit1 replaced by a unit of `media` (blocks each, concatenated) holding `volumes`
+/// (name, start, length in blocks), and no partitions.
+fn unit1_with(media: &[u32], volumes: &[(&str, u32, u32)]) -> App {
+    let mut snapshot = demo_snapshot();
+    let pool = snapshot.pool.as_mut().unwrap();
+    let capacity: u32 = media.iter().sum();
+    let used: u32 = volumes.iter().map(|v| v.2).sum();
+    pool.units[0].capacity_blocks = capacity;
+    pool.units[0].free_blocks = capacity - used;
+    pool.volumes.retain(|v| v.unit_index != 1);
+    pool.partitions.retain(|p| p.unit_index != 1);
+    for (i, (name, start, length)) in volumes.iter().enumerate() {
+        pool.volumes.push(Volume {
+            unit_index: 1,
+            index: i as u32 + 1,
+            name: name.to_string(),
+            start_lba: *start,
+            end_lba: start + length - 1,
+            length_blocks: *length,
+            export: name.to_string(),
+            available: true,
+        });
+    }
+    let mut first = 0;
+    let media = media
+        .iter()
+        .enumerate()
+        .map(|(i, blocks)| {
+            let medium =
+                Medium { index: i as u32 + 1, path: format!("/srv/m{i}.img"), blocks: *blocks, first_lba: first };
+            first += blocks;
+            medium
+        })
+        .collect();
+    snapshot.media.insert(1, media);
+    snapshot.assignments = Ok(Vec::new());
+    let mut app = App::new("127.0.0.1:11161", TailStatus::Following);
+    app.apply(Update::Snapshot(snapshot));
+    app
+}
+
+/// The lines of the screen that are a band's extents (inside a medium's frame).
+fn band_lines(screen: &str) -> Vec<String> {
+    let lines: Vec<&str> = screen.lines().collect();
+    lines
+        .windows(2)
+        .filter(|w| w[0].contains(" medium ") || w[0].contains(" whole unit "))
+        .map(|w| w[1].to_string())
+        .collect()
+}
+
+#[test]
+fn map_of_an_empty_unit_is_one_free_extent() {
+    let mut app = unit1_with(&[1000], &[]);
+    press(&mut app, KeyCode::Enter);
+    for (w, h) in SIZES {
+        let screen = render(&app, w, h);
+        assert_contains(&screen, &["Unit unit1", "medium 1: /srv/m0.img · LBA 0–999", "The unit has no volumes."]);
+        assert_contains(&screen, &["largest free: LBA 0–999", "1 free extent"]);
+        let bands = band_lines(&screen);
+        assert_eq!(bands.len(), 1, "{screen}");
+        assert!(bands[0].contains("│largest free····"), "{}", bands[0]);
+    }
+}
+
+#[test]
+fn map_of_a_full_unit_has_no_free_extent() {
+    let mut app = unit1_with(&[1000], &[("alpha", 0, 600), ("beta", 600, 400)]);
+    press(&mut app, KeyCode::Enter);
+    let screen = render(&app, 80, 24);
+    let bands = band_lines(&screen);
+    assert!(bands[0].contains("│alpha") && bands[0].contains("│beta"), "{screen}");
+    assert!(!bands[0].contains("free") && !screen.contains("largest free:"), "{screen}");
+    // ↓ highlights the first volume, then the next.
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Down);
+    let screen = render(&app, 80, 24);
+    assert_contains(&screen, &["▓ beta (volume 2): LBA 600–999", "not assigned"]);
+    let band = &band_lines(&screen)[0];
+    assert!(band.contains("│beta▓▓") && !band.contains("│alpha▓"), "{band}");
+}
+
+#[test]
+fn map_with_many_small_extents_keeps_every_extent_and_lists_their_lbas() {
+    // 50 one-block volumes with a block free after each, then the rest of 1000 blocks free.
+    let names: Vec<String> = (0..50).map(|i| format!("v{i}")).collect();
+    let volumes: Vec<(&str, u32, u32)> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i as u32 * 2, 1)).collect();
+    let mut app = unit1_with(&[1000], &volumes);
+    press(&mut app, KeyCode::Enter);
+    press(&mut app, KeyCode::Char('b'));
+    let screen = render(&app, 120, 40);
+    let band = &band_lines(&screen)[0];
+    // 101 extents in 118 columns: the large free one gives up columns so each small one keeps one.
+    let inner: String = band.chars().skip(1).take(118).collect();
+    assert!(inner.contains("largest free"), "{band}");
+    assert_contains(&screen, &["LBAs: v0 0–0 · free 1–1 · v1 2–2", "v49 98–98 · largest free 99–999"]);
+    assert_contains(&screen, &["50 free extents"]);
+    // Each one-block extent keeps a column: its label's first letter (v for a volume, f for free).
+    assert!(inner.starts_with(&format!("{}v│largest free", "vf".repeat(49))), "{band}");
+    render(&app, 80, 24);
+    render(&app, 20, 5);
+}
+
+#[test]
+fn map_of_a_volume_spanning_two_media() {
+    let mut app = unit1_with(&[1000, 1000], &[("low", 0, 500), ("span", 500, 1000)]);
+    press(&mut app, KeyCode::Char('2'));
+    let row = app.visible_volumes().iter().position(|v| v.name == "span").unwrap();
+    for _ in 0..row {
+        press(&mut app, KeyCode::Down);
+    }
+    press(&mut app, KeyCode::Char('m'));
+    for (w, h) in SIZES {
+        let screen = render(&app, w, h);
+        assert_contains(&screen, &["medium 1: /srv/m0.img · LBA 0–999", "medium 2: /srv/m1.img · LBA 1000–1999"]);
+        assert_contains(&screen, &["▓ span (volume 2): LBA 500–1499"]);
+        let bands = band_lines(&screen);
+        assert_eq!(bands.len(), 2, "{screen}");
+        assert!(bands[0].contains("│low ") && bands[0].contains("│span▸▓"), "{}", bands[0]);
+        assert!(bands[1].contains("│◂span▓") && bands[1].contains("│largest free"), "{}", bands[1]);
+    }
+    // b shows where each extent starts, under it, and the full list.
+    assert!(!render(&app, 80, 24).contains("LBAs:"));
+    press(&mut app, KeyCode::Char('b'));
+    let screen = render(&app, 80, 24);
+    assert_contains(&screen, &["│500", "│1000", "│1500", "LBAs: low 0–499 · span 500–1499 · largest free 1500–1999"]);
+    press(&mut app, KeyCode::Esc);
+    assert_eq!((app.view.clone(), app.screen), (None, Screen::Volumes));
+}
+
+#[test]
+fn unit_details_show_the_full_reason_and_addresses() {
+    let mut app = demo_app();
+    press(&mut app, KeyCode::Char('G'));
+    press(&mut app, KeyCode::Enter);
+    let screen = render(&app, 80, 24);
+    assert_contains(
+        &screen,
+        &["Unit unit3", "unreachable · agent 127.0.0.13:1161 · seen 2m ago", "reason: no answer to 3 polls"],
+    );
+    assert_contains(&screen, &["00000003-5c1e-4a52-9d7e-0242ac120002", "3 GiB (786432 blocks of 4096 B), 3 GiB free"]);
+    // Its agent never answered this console: one band for the whole unit.
+    assert_contains(&screen, &["whole unit (media not known", "▓"]);
+}
+
+#[test]
+fn units_screen_shows_the_pool_and_each_unit_as_gauges() {
+    let app = demo_app();
+    for (w, h) in SIZES {
+        let screen = render(&app, w, h);
+        assert_contains(&screen, &["Pool: 9 GiB", "used", "3 GiB 33%", "assigned", "free 6 GiB"]);
+        assert_contains(&screen, &["2 available", "0 unavailable", "1 unreachable"]);
+        let unit1 = screen.lines().find(|l| l.contains("127.0.0.11:1161")).unwrap();
+        assert!(unit1.contains("██67%"), "{unit1}");
+        let unit3 = screen.lines().find(|l| l.contains("127.0.0.13:1161")).unwrap();
+        assert!(unit3.contains("0%") && !unit3.contains('█'), "{unit3}");
+    }
+}
+
+/// Every cell's colours, to check NO_COLOR.
+fn colours(app: &App, width: u16, height: u16) -> Vec<(ratatui::style::Color, ratatui::style::Color)> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|frame| ui::draw(frame, app)).unwrap();
+    terminal.backend().buffer().content.iter().map(|c| (c.fg, c.bg)).collect()
+}
+
+#[test]
+fn no_color_takes_every_colour_off_and_the_words_stay() {
+    use ratatui::style::Color;
+    assert!(ui::color_wanted(None));
+    assert!(ui::color_wanted(Some(std::ffi::OsStr::new(""))));
+    assert!(!ui::color_wanted(Some(std::ffi::OsStr::new("1"))));
+    let mut app = demo_app_with_history();
+    let check = |app: &mut App, wanted: &[&str]| {
+        app.color = true;
+        assert!(colours(app, 80, 24).iter().any(|c| *c != (Color::Reset, Color::Reset)), "no colour to take off");
+        app.color = false;
+        assert!(colours(app, 80, 24).iter().all(|c| *c == (Color::Reset, Color::Reset)));
+        assert_contains(&render(app, 80, 24), wanted);
+    };
+    check(&mut app, &["available", "unreachable", "67%", "33%", "1 unreachable"]);
+    press(&mut app, KeyCode::Enter);
+    press(&mut app, KeyCode::Down);
+    check(&mut app, &["│vol1▓▓", "largest free", "available"]);
+    press(&mut app, KeyCode::Esc);
+    for (key, wanted) in [
+        ('2', &["available", "127.0.0.9 (ro)"][..]),
+        ('5', &["308.1 KiB/s", "█"][..]),
+        ('6', &["running", "failed", "60%", "█"][..]),
+        ('4', &["linkDown"][..]),
+    ] {
+        press(&mut app, KeyCode::Char(key));
+        check(&mut app, wanted);
+    }
+}
+
+#[test]
+fn no_color_map_tells_volumes_from_free_space_by_look() {
+    let mut app = unit1_with(&[1000], &[("alpha", 0, 300)]);
+    app.color = false;
+    press(&mut app, KeyCode::Enter);
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    terminal.draw(|frame| ui::draw(frame, &app)).unwrap();
+    let buffer = terminal.backend().buffer();
+    let screen = buffer_text(&terminal);
+    let y = screen.lines().position(|l| l.contains("│alpha")).unwrap() as u16;
+    let x = screen.lines().nth(usize::from(y)).unwrap().chars().position(|c| c == 'a').unwrap() as u16;
+    let reversed = ratatui::style::Modifier::REVERSED;
+    // The volume is reversed, the free space is not and is dotted.
+    assert!(buffer[(x, y)].modifier.contains(reversed));
+    assert!(!buffer[(78, y)].modifier.contains(reversed));
+    assert_eq!(buffer[(78, y)].symbol(), "·");
+}
+
+fn traffic_row(export: &str, read: f64, written: f64) -> Traffic {
+    Traffic {
+        unit_index: 2,
+        unit_label: "unit2".into(),
+        export: export.into(),
+        host: "127.0.0.10".into(),
+        rates: Some(Rates { reads: read / 4096.0, writes: written / 4096.0, bytes_read: read, bytes_written: written }),
+    }
+}
+
+/// An app fed one snapshot a second for `seconds`, the traffic of each second from `traffic`.
+fn app_with_traffic(seconds: u32, traffic: impl Fn(u32) -> Vec<Traffic>) -> App {
+    let mut app = App::new("127.0.0.1:11161", TailStatus::Following);
+    for second in 0..seconds {
+        let mut snapshot = demo_snapshot();
+        snapshot.taken_unix = FAKE_NOW - i64::from(seconds) + 1 + i64::from(second);
+        snapshot.traffic = traffic(second);
+        app.apply(Update::Snapshot(snapshot));
+    }
+    press(&mut app, KeyCode::Char('5'));
+    app
+}
+
+const SPARK_BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+#[test]
+fn activity_with_zero_traffic_draws_flat_lines() {
+    let app = app_with_traffic(60, |_| vec![traffic_row("idle", 0.0, 0.0)]);
+    for (w, h) in SIZES {
+        let screen = render(&app, w, h);
+        let row = screen.lines().find(|l| l.contains("idle")).unwrap();
+        assert!(row.contains("0 B/s"), "{row}");
+        assert!(!row.contains(SPARK_BARS), "zero traffic has no bars: {row}");
+        assert!(!row.contains('·'), "every second was sampled: {row}");
+        assert_contains(&screen, &["unit2, last 10 min", "now"]);
+    }
+}
+
+#[test]
+fn activity_shows_a_spike_and_puts_the_busiest_export_first() {
+    // Steady writes on "steady"; "spiky" reads 1 KB/s for 59 seconds and 1 MB/s in the last one.
+    let app = app_with_traffic(60, |second| {
+        let read = if second == 59 { 1_000_000.0 } else { 1000.0 };
+        vec![traffic_row("steady", 0.0, 50_000.0), traffic_row("spiky", read, 0.0)]
+    });
+    for (w, h) in SIZES {
+        let screen = render(&app, w, h);
+        let spiky = screen.find("spiky").unwrap();
+        assert!(spiky < screen.find("steady").unwrap(), "busiest first:\n{screen}");
+        let row = screen.lines().find(|l| l.contains("spiky")).unwrap();
+        assert!(row.contains("976.6 KiB/s"), "{row}");
+        // One full bar, at the end of the read sparkline; the quiet seconds are too low to draw.
+        assert_eq!(row.matches('█').count(), 1, "{row}");
+        assert!(!row.contains(&SPARK_BARS[1..7]), "{row}");
+        let bar = row.find('█').unwrap();
+        assert!(row[bar..].trim_start_matches('█').trim_start().starts_with("0 B/s"), "{row}");
+        // The unit's chart scales to the spike.
+        assert_contains(&screen, &["976.6 KiB/s│"]);
+    }
+}
+
+#[test]
+fn tasks_details_show_the_steps_seen_with_their_times() {
+    let mut app = demo_app();
+    for (age, step) in [
+        (8, "choosing the partition slot"),
+        (6, "choosing the partition slot"),
+        (4, "writing the partition table on unit1"),
+    ] {
+        let mut snapshot = demo_snapshot();
+        snapshot.taken_unix = FAKE_NOW - age;
+        let mut tasks = snapshot.tasks.clone().unwrap();
+        tasks.iter_mut().filter(|t| t.index == 10).for_each(|t| t.step = step.to_string());
+        snapshot.tasks = Ok(tasks);
+        app.apply(Update::Snapshot(snapshot));
+    }
+    app.apply(Update::Snapshot(demo_snapshot()));
+    press(&mut app, KeyCode::Char('6'));
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Char('j'));
+    let screen = render(&app, 80, 24);
+    assert_contains(&screen, &["Steps seen by this console", "8s ago  choosing the partition slot (for 4s)"]);
+    assert_contains(&screen, &["4s ago  writing the partition table on unit1", "Progress:", "60%"]);
+    let progress = screen.lines().find(|l| l.starts_with("Progress:")).unwrap();
+    assert!(progress.matches('█').count() > 20, "{progress}");
+}
+
+#[test]
+fn a_notification_opens_with_every_varbind_on_its_own_line() {
+    let mut app = demo_app();
+    press(&mut app, KeyCode::Char('4'));
+    press(&mut app, KeyCode::Enter);
+    let screen = render(&app, 80, 24);
+    assert_contains(&screen, &["Notification (Esc closes", "linkDown  #4", "source: 127.0.0.13:40003", "varbinds:"]);
+    let varbinds: Vec<&str> = screen.lines().filter(|l| l.contains("│  if")).collect();
+    assert_eq!(varbinds.len(), 2, "{screen}");
+    press(&mut app, KeyCode::Up);
+    assert_contains(&render(&app, 80, 24), &["dvsanLayoutChanged  #3", "dvsanUnitChangeCounter.0=4"]);
+    press(&mut app, KeyCode::Esc);
+    assert!(!render(&app, 80, 24).contains("varbinds:"));
+    assert_eq!(
+        ui::notifications::varbinds("sysDescr.0=dvsan unit 1 ifIndex.1=1 a=b=c"),
+        ["sysDescr.0=dvsan unit 1", "ifIndex.1=1", "a=b=c"]
+    );
+}
+
+#[test]
+fn an_unknown_filter_key_is_an_error_in_the_filter_line_not_an_empty_list() {
+    let mut app = demo_app();
+    press(&mut app, KeyCode::Char('4'));
+    press(&mut app, KeyCode::Char('/'));
+    type_text(&mut app, "foo:bar");
+    let screen = render(&app, 80, 24);
+    assert_contains(&screen, &["/foo:bar_", "unknown filter key \"foo:\"", "unit:NAME, type:NAME"]);
+    assert_contains(&screen, &["linkDown", "coldStart"]);
+    press(&mut app, KeyCode::Enter);
+    assert_contains(&render(&app, 80, 24), &["filter: unknown filter key \"foo:\"", "linkDown"]);
+    // Known keys and addresses are no error.
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Char('/'));
+    type_text(&mut app, "type:link 127.0.0.13:40003");
+    let screen = render(&app, 80, 24);
+    assert!(!screen.contains("unknown filter key"), "{screen}");
+    assert_contains(&screen, &["linkDown"]);
+}
+
+#[test]
+fn a_bad_size_suffix_is_called_one() {
+    let mut app = demo_app();
+    press(&mut app, KeyCode::Char('c'));
+    type_text(&mut app, "12Q");
+    press(&mut app, KeyCode::Enter);
+    let screen = render(&app, 80, 24);
+    assert_contains(&screen, &["unknown size suffix"]);
+    assert!(!screen.contains("unknown unit"), "{screen}");
+}
+
+#[test]
+fn destroying_an_assigned_volume_says_to_whom_it_is_assigned() {
+    let mut app = demo_app();
+    press(&mut app, KeyCode::Char('2'));
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Char('d'));
+    let screen = render(&app, 80, 24);
+    assert_contains(
+        &screen,
+        &["Really destroy volume 2 (db1) of unit unit1?", "assigned to 127.0.0.9", "(read-write)"],
+    );
+    press(&mut app, KeyCode::Char('n'));
+    // unit3's scratch volume is assigned to nobody.
+    press(&mut app, KeyCode::Char('G'));
+    press(&mut app, KeyCode::Char('d'));
+    let screen = render(&app, 80, 24);
+    assert_contains(&screen, &["Really destroy volume 1 (scratch) of unit unit3?"]);
+    assert!(!screen.contains("assigned to"), "{screen}");
 }

@@ -4,9 +4,10 @@
 
 use super::PoolSource;
 use crate::model::{
-    AssignMode, Assignment, Notification, Partition, Pool, Rates, Snapshot, Task, TaskOperation, TaskState, Traffic,
-    Unit, UnitState, Volume,
+    AssignMode, Assignment, Medium, Notification, Partition, Pool, Rates, Snapshot, Task, TaskOperation, TaskState,
+    Traffic, Unit, UnitState, Volume,
 };
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 /// The fixed time every fake snapshot is taken at (2026-11-22T10:00:00Z).
@@ -14,18 +15,46 @@ pub const FAKE_NOW: i64 = 1_795_341_600;
 
 pub struct FakeSource {
     pub snapshot: Snapshot,
+    /// Snapshots served so far: each is a second later, with the traffic of [`demo_traffic_at`].
+    ticks: u32,
 }
 
 impl FakeSource {
     pub fn demo() -> FakeSource {
-        FakeSource { snapshot: demo_snapshot() }
+        FakeSource { snapshot: demo_snapshot(), ticks: 0 }
     }
 }
 
 impl PoolSource for FakeSource {
     async fn snapshot(&mut self) -> Snapshot {
-        self.snapshot.clone()
+        let mut snapshot = self.snapshot.clone();
+        snapshot.taken_unix += i64::from(self.ticks);
+        snapshot.traffic = demo_traffic_at(self.ticks);
+        self.ticks = self.ticks.wrapping_add(1);
+        snapshot
     }
+}
+
+/// The demo traffic `tick` seconds in: the demo rates, swelling and ebbing over a minute, with a burst of reads on
+/// unit1's db1 every 20 seconds (so the activity screen's sparklines and charts have something to show).
+pub fn demo_traffic_at(tick: u32) -> Vec<Traffic> {
+    let wave = 0.6 + 0.4 * (f64::from(tick % 60) / 60.0 * std::f64::consts::TAU).sin();
+    let burst = if tick % 20 < 2 { 6.0 } else { 1.0 };
+    demo_traffic()
+        .into_iter()
+        .map(|mut t| {
+            if let Some(r) = t.rates.as_mut() {
+                let scale = if t.export == "db1" { wave * burst } else { wave };
+                *r = Rates {
+                    reads: r.reads * scale,
+                    writes: r.writes * wave,
+                    bytes_read: r.bytes_read * scale,
+                    bytes_written: r.bytes_written * wave,
+                };
+            }
+            t
+        })
+        .collect()
 }
 
 fn unit(index: u32, name: &str, state: UnitState, addr: &str, capacity_gib: u32, free_gib: u32, age: i64) -> Unit {
@@ -57,6 +86,21 @@ fn volume(unit_index: u32, index: u32, name: &str, start: u32, gib: u32, availab
         export: name.to_string(),
         available,
     }
+}
+
+/// The demo media: unit1 on media of 1.25 and 1.75 GiB (db1's first partition crosses from one to the other), unit2 on
+/// one; unit3 is unreachable, so its media are not known.
+pub fn demo_media() -> BTreeMap<u32, Vec<Medium>> {
+    let medium = |index: u32, path: &str, first_lba: u32, blocks: u32| Medium {
+        index,
+        path: path.to_string(),
+        blocks,
+        first_lba,
+    };
+    BTreeMap::from([
+        (1, vec![medium(1, "/srv/unit1/m0.img", 0, 327_680), medium(2, "/dev/vdb", 327_680, 458_752)]),
+        (2, vec![medium(1, "/srv/unit2/m0.img", 0, 786_432)]),
+    ])
 }
 
 /// The demo pool.
@@ -97,9 +141,22 @@ pub fn demo_pool() -> Pool {
     Pool { units, volumes, partitions }
 }
 
-/// The demo snapshot: the demo pool and some traffic.
+/// The demo snapshot: the demo pool and media, and some traffic.
 pub fn demo_snapshot() -> Snapshot {
-    let traffic = vec![
+    Snapshot {
+        taken_unix: FAKE_NOW,
+        pool: Ok(demo_pool()),
+        traffic: demo_traffic(),
+        traffic_errors: Vec::new(),
+        tasks: Ok(demo_tasks()),
+        assignments: Ok(demo_assignments()),
+        media: demo_media(),
+    }
+}
+
+/// The demo traffic: two hosts on three exports, one not yet sampled twice.
+pub fn demo_traffic() -> Vec<Traffic> {
+    vec![
         Traffic {
             unit_index: 1,
             unit_label: "unit1".into(),
@@ -121,15 +178,7 @@ pub fn demo_snapshot() -> Snapshot {
             host: "127.0.0.9".into(),
             rates: None,
         },
-    ];
-    Snapshot {
-        taken_unix: FAKE_NOW,
-        pool: Ok(demo_pool()),
-        traffic,
-        traffic_errors: Vec::new(),
-        tasks: Ok(demo_tasks()),
-        assignments: Ok(demo_assignments()),
-    }
+    ]
 }
 
 /// The demo assignments: both volumes of unit1 to 127.0.0.9 (one read-only), unit2's volume to 127.0.0.10.

@@ -7,7 +7,7 @@
 use super::rates::{Counters, RateTracker};
 use super::PoolSource;
 use crate::model::{
-    now_unix, AssignMode, Assignment, Partition, Pool, Snapshot, Task, TaskOperation, TaskState, Traffic, Unit,
+    now_unix, AssignMode, Assignment, Medium, Partition, Pool, Snapshot, Task, TaskOperation, TaskState, Traffic, Unit,
     UnitState, Volume,
 };
 use dvsan_mib as mib;
@@ -70,7 +70,8 @@ impl SnmpSource {
         Ok(pool_from_tables(&units, &volumes, &partitions))
     }
 
-    async fn read_traffic(&mut self, pool: &Pool) -> (Vec<Traffic>, Vec<String>) {
+    /// Reads every answering unit's traffic table and, from those that answered, its media table.
+    async fn read_units(&mut self, pool: &Pool) -> UnitReads {
         let mut reads = JoinSet::new();
         // Unavailable units still answer SNMP (only their data service is down); unreachable ones would only time out.
         for unit in pool.units.iter().filter(|u| matches!(u.state, UnitState::Available | UnitState::Unavailable)) {
@@ -80,14 +81,24 @@ impl SnmpSource {
             let (index, label) = (unit.index, unit.label());
             reads.spawn(async move {
                 let rows = walk_table(&manager, &target, mib::DVSAN_TRAFFIC_ENTRY).await;
-                (index, label, agent, rows, Instant::now())
+                let at = Instant::now();
+                // Only asked of a unit that answered: a silent one would cost a second timeout.
+                let media = match &rows {
+                    Ok(_) => walk_table(&manager, &target, mib::DVSAN_MEDIA_ENTRY).await.ok(),
+                    Err(_) => None,
+                };
+                (index, label, agent, rows, at, media)
             });
         }
         let mut traffic = Vec::new();
         let mut errors = Vec::new();
         let mut keys = Vec::new();
+        let mut media = BTreeMap::new();
         while let Some(joined) = reads.join_next().await {
-            let Ok((unit_index, label, agent, rows, at)) = joined else { continue };
+            let Ok((unit_index, label, agent, rows, at, unit_media)) = joined else { continue };
+            if let Some(unit_media) = unit_media {
+                media.insert(unit_index, media_from_table(&unit_media));
+            }
             let rows = match rows {
                 Ok(rows) => rows,
                 Err(e) => {
@@ -114,28 +125,63 @@ impl SnmpSource {
         }
         self.rates.retain(&keys);
         traffic.sort_by(|a, b| (a.unit_index, &a.export, &a.host).cmp(&(b.unit_index, &b.export, &b.host)));
-        (traffic, errors)
+        UnitReads { traffic, errors, media }
     }
 }
 
 impl PoolSource for SnmpSource {
     async fn snapshot(&mut self) -> Snapshot {
         let pool = self.read_pool().await;
-        let (traffic, traffic_errors, tasks, assignments) = match &pool {
+        let (units, tasks, assignments) = match &pool {
             Ok(pool) => {
                 let (manager, station) = (Arc::clone(&self.manager), self.station.clone());
-                let ((traffic, errors), tasks, assignments) = tokio::join!(
-                    self.read_traffic(pool),
+                tokio::join!(
+                    self.read_units(pool),
                     read_tasks(&manager, &station),
                     read_assignments(&manager, &station)
-                );
-                (traffic, errors, tasks, assignments)
+                )
             }
             // The station did not answer: the other tables would only time out too.
-            Err(why) => (Vec::new(), Vec::new(), Err(why.clone()), Err(why.clone())),
+            Err(why) => (UnitReads::default(), Err(why.clone()), Err(why.clone())),
         };
-        Snapshot { taken_unix: now_unix(), pool, traffic, traffic_errors, tasks, assignments }
+        Snapshot {
+            taken_unix: now_unix(),
+            pool,
+            traffic: units.traffic,
+            traffic_errors: units.errors,
+            tasks,
+            assignments,
+            media: units.media,
+        }
     }
+}
+
+/// What the units' own agents told.
+#[derive(Default)]
+struct UnitReads {
+    traffic: Vec<Traffic>,
+    /// Units whose traffic table could not be read, with why.
+    errors: Vec<String>,
+    media: BTreeMap<u32, Vec<Medium>>,
+}
+
+/// Builds a unit's media from its dvsanMediaTable rows, in address order. Rows with malformed indexes are skipped.
+pub fn media_from_table(rows: &TableRows) -> Vec<Medium> {
+    let mut media: Vec<Medium> = rows
+        .iter()
+        .filter_map(|(index, row)| {
+            let [index] = index.as_slice() else { return None };
+            let row = Cells(row);
+            Some(Medium {
+                index: *index,
+                path: row.text(mib::DVSAN_MEDIA_PATH),
+                blocks: row.number(mib::DVSAN_MEDIA_BLOCKS),
+                first_lba: row.number(mib::DVSAN_MEDIA_FIRST_LBA),
+            })
+        })
+        .collect();
+    media.sort_by_key(|m| (m.first_lba, m.index));
+    media
 }
 
 /// Walks a table's entry and groups the instances by index.
@@ -441,6 +487,26 @@ mod tests {
         assert_eq!(pool.volumes[0].end_lba, 19);
         assert!(!pool.volumes[0].available);
         assert_eq!((pool.partitions[0].volume_index, pool.partitions[0].available), (2, true));
+    }
+
+    #[test]
+    fn media_rows_become_media_in_address_order() {
+        let mut rows = TableRows::new();
+        let medium = |path: &str, blocks: u32, first: u32| {
+            row(&[
+                (2, Value::string(path)),
+                (3, Value::Integer(1)),
+                (4, Value::Gauge32(blocks)),
+                (5, Value::Gauge32(first)),
+            ])
+        };
+        rows.insert(vec![2], medium("/dev/vdb", 300, 100));
+        rows.insert(vec![1], medium("/srv/m0.img", 100, 0));
+        rows.insert(vec![1, 1], medium("malformed index", 1, 1));
+        let media = media_from_table(&rows);
+        let summary: Vec<(u32, &str, u32, u32)> =
+            media.iter().map(|m| (m.index, m.path.as_str(), m.first_lba, m.end_lba())).collect();
+        assert_eq!(summary, [(1, "/srv/m0.img", 0, 99), (2, "/dev/vdb", 100, 399)]);
     }
 
     #[test]

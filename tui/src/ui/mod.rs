@@ -2,18 +2,22 @@
 //! (screen tabs, status line, the key hints of the focused pane) and the overlays (filter prompt, help, forms,
 //! confirmation).
 //!
-//! Everything fits 80×24: columns shrink before they disappear, and long texts are cut by ratatui.
+//! Everything fits 80×24: columns shrink before they disappear, and long texts are cut by ratatui. With
+//! `NO_COLOR` ([`App::color`] false) every colour is taken off the finished frame; what colour says is also said by
+//! words, symbols and reversed or bold text.
 
 pub mod activity;
 pub mod hosts;
+pub mod map;
 pub mod notifications;
 pub mod tasks;
 pub mod units;
 pub mod volumes;
 
-use crate::app::{App, Pane, Screen};
+use crate::app::{App, Pane, Screen, View};
 use crate::model::short_age;
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Table, TableState, Tabs, Wrap};
@@ -34,13 +38,17 @@ pub fn draw(frame: &mut Frame, app: &App) {
     ])
     .areas(frame.area());
     draw_tabs(frame, app, tabs);
-    match app.screen {
-        Screen::Units => units::draw(frame, app, body),
-        Screen::Volumes => volumes::draw(frame, app, body),
-        Screen::Hosts => hosts::draw(frame, app, body),
-        Screen::Notifications => notifications::draw(frame, app, body),
-        Screen::Activity => activity::draw(frame, app, body),
-        Screen::Tasks => tasks::draw(frame, app, body),
+    match (&app.view, app.screen) {
+        (Some(View::Map(map)), _) => map::draw(frame, app, map, body),
+        (_, Screen::Units) => units::draw(frame, app, body),
+        (_, Screen::Volumes) => volumes::draw(frame, app, body),
+        (_, Screen::Hosts) => hosts::draw(frame, app, body),
+        (_, Screen::Notifications) => notifications::draw(frame, app, body),
+        (_, Screen::Activity) => activity::draw(frame, app, body),
+        (_, Screen::Tasks) => tasks::draw(frame, app, body),
+    }
+    if let Some(View::Notification(id)) = app.view {
+        notifications::draw_detail(frame, app, id);
     }
     draw_status(frame, app, status);
     draw_hints(frame, app, hints);
@@ -52,6 +60,23 @@ pub fn draw(frame: &mut Frame, app: &App) {
     }
     if let Some(confirm) = &app.confirm {
         draw_confirm(frame, &confirm.question());
+    }
+    if !app.color {
+        strip_colors(frame.buffer_mut());
+    }
+}
+
+/// Whether the console should use colour: not when `NO_COLOR` is set to anything but the empty string
+/// (<https://no-color.org>). `no_color` is the variable's value.
+pub fn color_wanted(no_color: Option<&std::ffi::OsStr>) -> bool {
+    no_color.is_none_or(|v| v.is_empty())
+}
+
+/// Takes every colour off a drawn frame, keeping symbols and modifiers (bold, reversed, underlined).
+pub fn strip_colors(buffer: &mut Buffer) {
+    for cell in &mut buffer.content {
+        cell.fg = Color::Reset;
+        cell.bg = Color::Reset;
     }
 }
 
@@ -68,13 +93,23 @@ fn draw_tabs(frame: &mut Frame, app: &App, area: Rect) {
 
 /// The status line: the filter prompt while typing one, else a message, else the station's state.
 fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
+    let filter_error = app.filter_error(app.pane);
     let line = if app.filter_editing {
-        Line::from(vec![
+        let mut spans = vec![
             Span::styled("/", Style::default().add_modifier(Modifier::BOLD)),
             Span::raw(app.filter(app.pane).to_string()),
             Span::styled("_", Style::default().add_modifier(Modifier::SLOW_BLINK)),
-            Span::styled("  Enter keep  Esc clear", Style::default().fg(Color::DarkGray)),
-        ])
+        ];
+        match filter_error {
+            Some(error) => spans.push(Span::styled(format!("  {error}"), Style::default().fg(Color::Red))),
+            None => spans.push(Span::styled("  Enter keep  Esc clear", Style::default().fg(Color::DarkGray))),
+        }
+        Line::from(spans)
+    } else if let Some(error) = filter_error.filter(|_| app.message.is_none()) {
+        Line::from(Span::styled(
+            format!("filter: {error} (/ edits it, Esc clears it)"),
+            Style::default().fg(Color::Red),
+        ))
     } else if let Some(message) = &app.message {
         let color = if message.error { Color::Red } else { Color::Yellow };
         Line::from(Span::styled(message.text.clone(), Style::default().fg(color)))
@@ -111,17 +146,23 @@ pub fn hints(app: &App) -> &'static [(&'static str, &'static str)] {
     if app.help {
         return &[("?/Esc", "close help"), ("q", "quit")];
     }
+    match app.view {
+        Some(View::Map(_)) => return &[("b", "boundary LBAs"), ("↑/↓", "volume"), ("Esc", "close"), ("q", "quit")],
+        Some(View::Notification(_)) => return &[("↑/↓", "previous/next"), ("Esc", "close"), ("q", "quit")],
+        None => {}
+    }
     match app.pane {
         Pane::Units => &[
+            ("Enter", "map"),
             ("a", "add unit"),
             ("c", "volume"),
             ("p", "partition"),
             ("r", "rescan"),
             ("n", "allocate"),
-            ("/", "filter"),
             ("?", "help"),
         ],
         Pane::Volumes => &[
+            ("m", "map"),
             ("c", "volume"),
             ("p", "partition"),
             ("d", "destroy"),
@@ -132,7 +173,9 @@ pub fn hints(app: &App) -> &'static [(&'static str, &'static str)] {
         ],
         Pane::Partitions => &[("p", "partition"), ("d", "destroy partition"), ("Tab", "pane"), ("?", "help")],
         Pane::Hosts => &[("a", "assign"), ("u", "unassign"), ("n", "allocate"), ("/", "filter"), ("?", "help")],
-        Pane::Notifications => &[("/", "filter unit:X type:X"), ("G", "follow"), ("?", "help"), ("q", "quit")],
+        Pane::Notifications => {
+            &[("Enter", "details"), ("/", "filter unit:X type:X"), ("G", "follow"), ("?", "help"), ("q", "quit")]
+        }
         Pane::Activity => &[("/", "filter"), ("?", "help"), ("q", "quit")],
         Pane::Tasks => &[("c", "cancel"), ("x", "remove"), ("/", "filter"), ("?", "help"), ("q", "quit")],
     }
@@ -170,22 +213,60 @@ pub struct TableView {
     pub empty: String,
 }
 
-/// A table with a header and the pane's selection, or the view's empty text.
-pub fn draw_table(frame: &mut Frame, app: &App, area: Rect, view: TableView) {
+/// Where a drawn table's rows and columns are, so widgets (gauges, sparklines) can be drawn into its cells.
+#[derive(Clone, Debug, Default)]
+pub struct TableGeometry {
+    /// The rows on screen: (index in the view's rows, the row's line).
+    pub rows: Vec<(usize, Rect)>,
+    /// The columns: (x, width).
+    pub columns: Vec<(u16, u16)>,
+}
+
+impl TableGeometry {
+    /// The cell of column `column` in the on-screen row `row`.
+    pub fn cell(&self, row: Rect, column: usize) -> Option<Rect> {
+        let (x, width) = *self.columns.get(column)?;
+        Some(Rect { x, width, ..row }.intersection(row))
+    }
+}
+
+/// Width of the selection marker column (`>`), as the table lays it out.
+const SELECTION_WIDTH: u16 = 1;
+const COLUMN_SPACING: u16 = 1;
+
+/// A table with a header and the pane's selection, or the view's empty text. Returns where the rows went.
+pub fn draw_table(frame: &mut Frame, app: &App, area: Rect, view: TableView) -> TableGeometry {
     if view.rows.is_empty() {
         let text = Paragraph::new(view.empty).block(view.block).wrap(Wrap { trim: true });
         frame.render_widget(text, area);
-        return;
+        return TableGeometry::default();
     }
+    let inner = view.block.inner(area);
+    let row_count = view.rows.len();
+    // The same column layout the table makes (ratatui's Table: selection column, then the widths from the start).
+    let [_, columns_area] = Layout::horizontal([Constraint::Length(SELECTION_WIDTH), Constraint::Fill(0)]).areas(inner);
+    let columns = Layout::horizontal(view.widths.clone())
+        .flex(Flex::Start)
+        .spacing(COLUMN_SPACING)
+        .split(columns_area)
+        .iter()
+        .map(|c| (c.x, c.width))
+        .collect();
     let header = Row::new(view.header.to_vec()).style(Style::default().add_modifier(Modifier::BOLD));
     let table = Table::new(view.rows, view.widths)
         .header(header)
         .block(view.block)
-        .column_spacing(1)
+        .column_spacing(COLUMN_SPACING)
         .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
         .highlight_symbol(if app.focused(view.pane) { ">" } else { " " });
     let mut state = TableState::default().with_selected(Some(app.selected(view.pane)));
     frame.render_stateful_widget(table, area, &mut state);
+    let body_lines = inner.height.saturating_sub(1);
+    let rows = (state.offset()..row_count)
+        .zip(0..body_lines)
+        .map(|(index, line)| (index, Rect { x: inner.x, y: inner.y + 1 + line, width: inner.width, height: 1 }))
+        .collect();
+    TableGeometry { rows, columns }
 }
 
 /// A rectangle of at most `width`×`height` centred in `area`.
@@ -209,6 +290,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("PgUp/PgDn, g/G", "page up/down, first/last"),
     ("/", "filter (notifications: unit:X type:X)"),
     ("Esc", "clear the filter and the message"),
+    ("Enter, m", "map of a unit (b: LBAs); notification in full"),
     ("a", "add a unit (Units)"),
     ("c", "create a volume (Units, Volumes)"),
     ("p", "create a partition (Units, Volumes)"),
@@ -263,7 +345,9 @@ fn draw_form(frame: &mut Frame, form: &crate::form::Form) {
 }
 
 fn draw_confirm(frame: &mut Frame, question: &str) {
-    let area = centered(frame.area(), 60, 5);
+    // Room for the whole question, wrapped, however long it is (notes make it longer).
+    let lines = question.chars().count().div_ceil(54) as u16 + 1;
+    let area = centered(frame.area(), 60, lines + 2);
     frame.render_widget(Clear, area);
     let block = Block::default().borders(Borders::ALL).border_style(Style::default().fg(Color::Red)).title(" Confirm ");
     frame.render_widget(Paragraph::new(question.to_string()).block(block).wrap(Wrap { trim: true }), area);

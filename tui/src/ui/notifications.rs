@@ -1,11 +1,13 @@
 //! The Notifications screen: a live tail of the station's notification log, newest last, filtered by unit and
-//! type with `/unit:NAME type:NAME`.
+//! type with `/unit:NAME type:NAME`; Enter shows the selected notification with every varbind on its own line.
 
 use super::{draw_table, pane_block, TableView};
 use crate::app::{App, Pane};
 use crate::model::{Notification, TailStatus};
 use ratatui::layout::{Constraint, Rect};
-use ratatui::widgets::{Cell, Row};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Wrap};
 use ratatui::Frame;
 
 pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
@@ -60,4 +62,45 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
         empty,
     };
     draw_table(frame, app, area, view);
+}
+
+/// The varbinds of a notification's details (`name=value` separated by spaces; values may hold spaces, so a new
+/// varbind starts only at a word that reads `name=`).
+pub fn varbinds(details: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for word in details.split(' ') {
+        let starts_varbind = word.split_once('=').is_some_and(|(name, _)| {
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'))
+        });
+        match out.last_mut() {
+            Some(last) if !starts_varbind => {
+                last.push(' ');
+                last.push_str(word);
+            }
+            _ => out.push(word.to_string()),
+        }
+    }
+    out.retain(|v| !v.is_empty());
+    out
+}
+
+/// The notification `id` in full, over the list.
+pub fn draw_detail(frame: &mut Frame, app: &App, id: i64) {
+    let Some(n) = app.notifications.iter().find(|n| n.id == id) else { return };
+    let bold = Style::default().add_modifier(Modifier::BOLD);
+    let mut lines = vec![
+        Line::from(vec![Span::styled(n.type_name.clone(), bold), Span::raw(format!("  #{}", n.id))]),
+        Line::from(format!("time:   {}", n.time)),
+        Line::from(format!("source: {}", n.source)),
+    ];
+    if let Some(unit) = &n.unit_id {
+        let name = app.pool.units.iter().find(|u| &u.id == unit).map_or(String::new(), |u| format!(" ({})", u.label()));
+        lines.push(Line::from(format!("unit:   {unit}{name}")));
+    }
+    lines.push(Line::styled("varbinds:", bold));
+    lines.extend(varbinds(&n.details).into_iter().map(|v| Line::from(format!("  {v}"))));
+    let area = super::centered(frame.area(), 78, lines.len() as u16 + 2);
+    frame.render_widget(Clear, area);
+    let block = Block::default().borders(Borders::ALL).title(" Notification (Esc closes, ↑/↓ previous/next) ");
+    frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), area);
 }

@@ -1,5 +1,7 @@
 //! The Tasks screen: the station's tasks (from every console and manager, it is one table on the station), newest
-//! first, with state, progress and the step or result; below the table, the selected task in full. `c` cancels a
+//! first, with state, progress (a gauge while running) and the step or result; below the table, the selected task
+//! in full: its progress, and the steps this console saw it go through with when it first saw each (the station
+//! reports the current step, and when the task was created and ended; not when each step began). `c` cancels a
 //! pending task, `x` removes an ended one.
 
 use super::{draw_table, pane_block, TableView};
@@ -8,7 +10,7 @@ use crate::model::{short_age, Task, TaskState};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Wrap};
+use ratatui::widgets::{Block, Borders, Cell, Gauge, Paragraph, Row, Wrap};
 use ratatui::Frame;
 
 /// From this width on, the table has an Owner column (narrower screens show the owner in the details).
@@ -24,22 +26,32 @@ pub fn state_style(state: TaskState) -> Style {
     }
 }
 
-/// `▰▰▰▱▱ 60%` while running; the percentage alone once it moved, else `-`.
+/// The progress column's text: empty while running (a gauge is drawn there); the percentage once it moved, else `-`.
 pub fn progress_text(task: &Task) -> String {
-    const CELLS: u32 = 5;
     match task.state {
-        TaskState::Running => {
-            let filled = (task.progress.min(100) * CELLS + 50) / 100;
-            let bar: String = (0..CELLS).map(|i| if i < filled { '▰' } else { '▱' }).collect();
-            format!("{bar} {}%", task.progress)
-        }
+        TaskState::Running => String::new(),
         _ if task.progress == 0 => "-".to_string(),
         _ => format!("{}%", task.progress),
     }
 }
 
+/// The progress column.
+const PROGRESS_COLUMN: usize = 3;
+
+/// A task's progress as a gauge, the percentage in it.
+pub fn progress_gauge(task: &Task) -> Gauge<'static> {
+    Gauge::default()
+        .percent(task.progress.min(100) as u16)
+        .gauge_style(Style::default().fg(Color::Cyan).bg(Color::DarkGray))
+        .use_unicode(true)
+}
+
 pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
-    let details_height = if area.height >= 14 { 4 } else { 0 };
+    let details_height = match area.height {
+        18.. => 8,
+        14.. => 4,
+        _ => 0,
+    };
     let error = app.tasks_error.as_ref().filter(|_| app.tasks_read_unix.is_some());
     let error_height = u16::from(error.is_some());
     let [table_area, error_area, details_area] =
@@ -105,7 +117,13 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     };
     let view =
         TableView { pane: Pane::Tasks, block: pane_block(app, Pane::Tasks, &title), header, widths, rows, empty };
-    draw_table(frame, app, table_area, view);
+    let geometry = draw_table(frame, app, table_area, view);
+    for (index, row) in &geometry.rows {
+        let (Some(task), Some(cell)) = (tasks.get(*index), geometry.cell(*row, PROGRESS_COLUMN)) else { continue };
+        if task.state == TaskState::Running {
+            frame.render_widget(progress_gauge(task), cell);
+        }
+    }
     if let Some(error) = error {
         let age =
             app.tasks_read_unix.map_or(String::new(), |t| format!(" (list from {} ago)", short_age(app.now_unix - t)));
@@ -138,6 +156,33 @@ fn draw_details(frame: &mut Frame, app: &App, task: Option<&Task>, area: Rect) {
         first.push(Span::raw(format!(" · ended {}", when(task.finished_unix))));
     }
     let (label, text) = if task.state.is_ended() { ("Result: ", &task.result) } else { ("Step: ", &task.step) };
-    let lines = vec![Line::from(first), Line::from(vec![Span::styled(label, bold), Span::raw(text.clone())])];
-    frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: true }), area);
+    let mut lines = vec![Line::from(first), Line::from(vec![Span::styled(label, bold), Span::raw(text.clone())])];
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let steps = app.steps.steps(task.index);
+    let show_steps = inner.height >= 5 && !steps.is_empty();
+    let show_gauge = inner.height >= 4 && !task.state.is_ended();
+    if show_steps {
+        lines.push(Line::styled(
+            "Steps seen by this console (the station tells only the current one):",
+            Style::default().fg(Color::DarkGray),
+        ));
+        // The newest steps when they do not all fit.
+        let room = usize::from(inner.height).saturating_sub(lines.len() + usize::from(show_gauge));
+        for (i, step) in steps.iter().enumerate().skip(steps.len().saturating_sub(room)) {
+            let lasted = steps
+                .get(i + 1)
+                .map_or(String::new(), |next| format!(" (for {})", short_age(next.seen_unix - step.seen_unix)));
+            let when = format!("{} ago", short_age(app.now_unix - step.seen_unix));
+            lines.push(Line::from(format!("  {when:>8}  {}{lasted}", step.step)));
+        }
+    }
+    let [text_area, gauge_area] =
+        Layout::vertical([Constraint::Min(1), Constraint::Length(u16::from(show_gauge))]).areas(inner);
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), text_area);
+    if show_gauge {
+        let [label_area, bar] = Layout::horizontal([Constraint::Length(10), Constraint::Fill(1)]).areas(gauge_area);
+        frame.render_widget(Paragraph::new(Span::styled("Progress: ", bold)), label_area);
+        frame.render_widget(progress_gauge(task), bar);
+    }
 }
