@@ -152,6 +152,8 @@ pub enum StoreError {
     Migration(#[from] rusqlite_migration::Error),
     #[error("cannot use state directory {path}: {source}")]
     StateDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot take the store's open lock {path}: {source}")]
+    OpenLock { path: PathBuf, source: std::io::Error },
     #[error("{0} holds no station store ({STORE_FILE}); start `dvsan-station run --state-dir` there first")]
     NoStore(PathBuf),
     #[error("no unit matches {0:?}; `dvsan-station pool` lists the units (by unit id, name or address)")]
@@ -249,6 +251,9 @@ impl StationStore {
     }
 
     fn open_file(path: &Path) -> Result<Self, StoreError> {
+        // Held until the schema is current: processes opening a fresh store at once must not both migrate it.
+        let _opening = dvsan_layout::lock_store_open(path)
+            .map_err(|source| StoreError::OpenLock { path: dvsan_layout::open_lock_path(path), source })?;
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
