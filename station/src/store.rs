@@ -175,7 +175,10 @@ pub enum StoreError {
 fn state_dir_error(path: &Path, error: std::io::Error) -> StoreError {
     match error.kind() {
         std::io::ErrorKind::NotFound => StoreError::NoStateDir(path.to_path_buf()),
-        std::io::ErrorKind::NotADirectory => StoreError::NotADirectory(path.to_path_buf()),
+        // AlreadyExists: creating the directory found a file there.
+        std::io::ErrorKind::NotADirectory | std::io::ErrorKind::AlreadyExists => {
+            StoreError::NotADirectory(path.to_path_buf())
+        }
         _ => StoreError::StateDir { path: path.to_path_buf(), error },
     }
 }
