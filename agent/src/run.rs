@@ -31,10 +31,12 @@ async fn run_async(cfg: RunConfig) -> Result<()> {
         bail!("no media: give at least one --media PATH:SIZE (e.g. --media /var/lib/dvsan/m0.img:10G)");
     }
     let media = media::prepare(&cfg.media)?;
-    let mut store = LayoutStore::open(&cfg.state_dir)
+    // Other processes wait to open the store until the unit row and its media are there.
+    let (mut store, opening) = LayoutStore::open_exclusive(&cfg.state_dir)
         .with_context(|| format!("opening the unit store in {}", cfg.state_dir.display()))?;
     store.init_unit(&cfg.name, cfg.block_size).context("initialising the unit")?;
     store.attach_media(&media).context("attaching media")?;
+    drop(opening);
     let uptime = Uptime::start_now();
     let unit = Arc::new(Unit::new(store, uptime)?);
 
