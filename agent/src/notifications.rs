@@ -94,13 +94,14 @@ impl Notifier {
         .await
     }
 
-    pub async fn layout_changed(&self, unit: &Unit) {
+    /// dvsanLayoutChanged for the change that moved the counter to `counter`.
+    pub async fn layout_changed(&self, unit: &Unit, counter: u32) {
         let l = unit.layout();
         self.send(
             mib::DVSAN_LAYOUT_CHANGED,
             vec![
                 vb(mib::DVSAN_UNIT_ID, &[0], Value::string(&l.unit.unit_id)),
-                vb(mib::DVSAN_UNIT_CHANGE_COUNTER, &[0], Value::Counter32(l.unit.change_counter)),
+                vb(mib::DVSAN_UNIT_CHANGE_COUNTER, &[0], Value::Counter32(counter)),
             ],
         )
         .await

@@ -31,10 +31,12 @@ async fn run_async(cfg: RunConfig) -> Result<()> {
         bail!("no media: give at least one --media PATH:SIZE (e.g. --media /var/lib/dvsan/m0.img:10G)");
     }
     let media = media::prepare(&cfg.media)?;
-    let mut store = LayoutStore::open(&cfg.state_dir)
+    // Other processes wait to open the store until the unit row and its media are there.
+    let (mut store, opening) = LayoutStore::open_exclusive(&cfg.state_dir)
         .with_context(|| format!("opening the unit store in {}", cfg.state_dir.display()))?;
     store.init_unit(&cfg.name, cfg.block_size).context("initialising the unit")?;
     store.attach_media(&media).context("attaching media")?;
+    drop(opening);
     let uptime = Uptime::start_now();
     let unit = Arc::new(Unit::new(store, uptime)?);
 
@@ -82,7 +84,7 @@ async fn run_async(cfg: RunConfig) -> Result<()> {
         tokio::select! {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
-            _ = tick.tick() => watch(&unit, &notifier),
+            _ = tick.tick() => watch(&agent, &unit, &notifier),
         }
     }
 
@@ -97,12 +99,13 @@ async fn run_async(cfg: RunConfig) -> Result<()> {
 
 /// One look at the store: reload a moved layout, the traffic counters and the data service's state, and send
 /// the notifications that follow. Notifications go out in the background so a slow inform never stalls this.
-fn watch(unit: &Arc<Unit>, notifier: &Arc<Notifier>) {
-    match unit.refresh_layout() {
+/// The layout is looked at between SETs, so a SET touching several tables is announced once.
+fn watch(agent: &Agent, unit: &Arc<Unit>, notifier: &Arc<Notifier>) {
+    match agent.between_sets(|| unit.unannounced_change()) {
         Ok(Some(counter)) => {
             tracing::info!(counter, "layout changed");
             let (u, n) = (unit.clone(), notifier.clone());
-            tokio::spawn(async move { n.layout_changed(&u).await });
+            tokio::spawn(async move { n.layout_changed(&u, counter).await });
         }
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "reading the layout"),

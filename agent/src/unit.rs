@@ -4,6 +4,9 @@
 //! MIB handlers read immutable snapshots (`Arc<Layout>`), so a GET never waits for SQLite. Changes go through the
 //! store (SNMP SET commits and the offline CLI alike) and the snapshot is reloaded after each, or when the
 //! refresher sees the change counter move because the CLI changed the layout behind the agent's back.
+//!
+//! Whoever made a change, it is announced (dvsanLayoutChanged) from one place: [`Unit::unannounced_change`]
+//! compares the change counter with the last one announced, so SETs, the CLI and growth are each announced once.
 
 use dvsan_layout::{
     DataServiceState, Layout, LayoutError, LayoutStore, NewGrant, NewPartition, NewVolume, TrafficRecord,
@@ -111,11 +114,14 @@ pub struct Unit {
     traffic: RwLock<Arc<Vec<TrafficRecord>>>,
     link: RwLock<DataLink>,
     uptime: Uptime,
+    /// The change counter last announced (or the one at start, which coldStart carries).
+    announced: Mutex<u32>,
 }
 
 impl Unit {
     pub fn new(mut store: LayoutStore, uptime: Uptime) -> Result<Self, LayoutError> {
         let layout = Arc::new(store.load()?);
+        let announced = Mutex::new(layout.unit.change_counter);
         let traffic = Arc::new(store.traffic()?);
         Ok(Unit {
             store: Mutex::new(store),
@@ -123,6 +129,7 @@ impl Unit {
             traffic: RwLock::new(traffic),
             link: RwLock::new(DataLink { up: false, listen: None, last_change: 0 }),
             uptime,
+            announced,
         })
     }
 
@@ -203,23 +210,33 @@ impl Unit {
         }
     }
 
-    /// Reload the snapshot from the store. Returns the new change counter if it moved.
-    pub fn reload(&self) -> Result<Option<u32>, LayoutError> {
+    /// Reload the snapshot from the store.
+    fn reload(&self) -> Result<(), LayoutError> {
         let fresh = self.store().load()?;
-        let mut slot = self.layout.write().unwrap_or_else(|p| p.into_inner());
-        let moved = slot.unit.change_counter != fresh.unit.change_counter;
-        *slot = Arc::new(fresh);
-        Ok(moved.then_some(slot.unit.change_counter))
+        *self.layout.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        Ok(())
     }
 
     /// Poll the cheap change counter and reload when it moved (the CLI may change the layout directly).
-    pub fn refresh_layout(&self) -> Result<Option<u32>, LayoutError> {
+    fn refresh_layout(&self) -> Result<(), LayoutError> {
         let counter = self.store().change_counter()?;
         if counter != self.layout().unit.change_counter {
-            self.reload()
-        } else {
-            Ok(None)
+            self.reload()?;
         }
+        Ok(())
+    }
+
+    /// The change counter to announce, if the layout changed since the last announcement, by any path (a SET,
+    /// which reloads the snapshot itself, or the CLI, which the refresh notices); marks it announced.
+    pub fn unannounced_change(&self) -> Result<Option<u32>, LayoutError> {
+        self.refresh_layout()?;
+        let counter = self.layout().unit.change_counter;
+        let mut announced = self.announced.lock().unwrap_or_else(|p| p.into_inner());
+        if *announced == counter {
+            return Ok(None);
+        }
+        *announced = counter;
+        Ok(Some(counter))
     }
 
     pub fn refresh_traffic(&self) -> Result<(), LayoutError> {

@@ -423,3 +423,85 @@ fn traps_reach_snmptrapd_by_name() {
 fn informs_are_acknowledged_by_snmptrapd() {
     notifications_reach_snmptrapd(true, 27);
 }
+
+/// One layout change as the test makes it: by SNMP SET (assignments) or by the offline CLI (arguments).
+enum Step<'a> {
+    Set(&'a [&'a str]),
+    Cli(&'a [&'a str]),
+}
+
+/// Every successful layout change sends dvsanLayoutChanged exactly once, whichever path made it: SETs on each
+/// table (RowStatus createAndGo/destroy, a length grown, one SET touching two tables), the offline CLI. A refused
+/// SET and a SET that changes nothing send none.
+#[test]
+fn every_layout_change_is_announced_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let traps = TrapReceiver::start(dir.path());
+    let sink = traps.addr.to_string();
+    let u = Unit::start(28, &["--trap-sink", &sink]);
+    traps.expect("SNMPv2-MIB::coldStart", Duration::from_secs(10));
+    let grant = |g: &'static str, v: &'static str, host: &'static str| {
+        vec![
+            format!("dvsanAccessVolumeIndex.{g}"),
+            "u".into(),
+            v.into(),
+            format!("dvsanAccessHostAddressType.{g}"),
+            "i".into(),
+            "ipv4".into(),
+            format!("dvsanAccessHostAddress.{g}"),
+            "x".into(),
+            host.into(),
+            format!("dvsanAccessRowStatus.{g}"),
+            "i".into(),
+            "createAndGo".into(),
+        ]
+    };
+    let grant1 = grant("1", "1", "7F000009");
+    let grant1: Vec<&str> = grant1.iter().map(String::as_str).collect();
+    let mut two_tables = vec!["dvsanVolumeLength.2", "u", "100", "dvsanVolumeRowStatus.2", "i", "createAndGo"];
+    let grant2 = grant("2", "1", "7F00000A");
+    two_tables.extend(grant2.iter().map(String::as_str));
+    let steps: Vec<(&str, Step)> = vec![
+        (
+            "SET volume createAndGo",
+            Step::Set(&["dvsanVolumeLength.1", "u", "1000", "dvsanVolumeRowStatus.1", "i", "createAndGo"]),
+        ),
+        ("SET volume length (grow)", Step::Set(&["dvsanVolumeLength.1", "u", "2000"])),
+        (
+            "SET partition createAndGo",
+            Step::Set(&["dvsanPartitionLength.1.1", "u", "10", "dvsanPartitionRowStatus.1.1", "i", "createAndGo"]),
+        ),
+        ("SET grant createAndGo", Step::Set(&grant1)),
+        ("one SET on the volume and access tables", Step::Set(&two_tables)),
+        ("SET grant destroy", Step::Set(&["dvsanAccessRowStatus.1", "i", "destroy"])),
+        ("SET partition destroy", Step::Set(&["dvsanPartitionRowStatus.1.1", "i", "destroy"])),
+        (
+            "one SET destroying a grant and a volume",
+            Step::Set(&["dvsanAccessRowStatus.2", "i", "destroy", "dvsanVolumeRowStatus.2", "i", "destroy"]),
+        ),
+        ("CLI volume create", Step::Cli(&["volume", "create", "--size", "1M", "--name", "cli"])),
+        ("CLI volume grow", Step::Cli(&["volume", "grow", "--index", "2", "--size", "2M"])),
+    ];
+    let announced = || traps.text().matches("DVSAN-MIB::dvsanLayoutChanged").count();
+    for (n, (what, step)) in steps.iter().enumerate() {
+        match step {
+            Step::Set(assignments) => {
+                u.set(assignments).unwrap_or_else(|e| panic!("{what}: {e}"));
+            }
+            Step::Cli(args) => {
+                let out = u.cli(args);
+                assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+        // The notification carries the counter this change moved it to.
+        let counter = u.get(&["dvsanUnitChangeCounter.0"]);
+        traps.expect(&format!("dvsanUnitChangeCounter.0 = Counter32: {}\n", counter.trim()), Duration::from_secs(5));
+        let seen = wait_for(Duration::from_secs(5), || (announced() > n).then_some(()));
+        assert!(seen.is_some(), "{what}: no dvsanLayoutChanged; log:\n{}", traps.text());
+    }
+    // Refused, and accepted without changing anything: no notification.
+    refused(u.set(&["dvsanVolumeLength.1", "u", "5"]), "inconsistentValue", "dvsanVolumeLength.1");
+    u.set(&["dvsanVolumeRowStatus.9", "i", "destroy"]).expect("destroying a missing row is a no-op");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(announced(), steps.len(), "one dvsanLayoutChanged per change; log:\n{}", traps.text());
+}

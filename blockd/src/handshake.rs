@@ -5,6 +5,11 @@
 //! then a payload bounded by [`MAX_OPTION_PAYLOAD`]), so nothing past the handshake is ever read here and the
 //! socket can be handed to the data path as is. The unit's access control lives here: every export lookup goes
 //! through [`ExportTable::access`] for the peer's address.
+//!
+//! A host asking for an export it has no grant for gets the same answer as for a name that does not exist:
+//! NBD_REP_ERR_UNKNOWN ("the requested export is not available") with the same message, so a host cannot learn
+//! which export names exist on the unit (NBD_OPT_LIST already shows each host only its own exports). The log and
+//! the bad-input counters still tell the two apart for the operator.
 
 use crate::bad_input::BadInput;
 use crate::exports::{Access, ExportTable, ServedExport};
@@ -280,14 +285,23 @@ fn check_access(
         Access::NotGranted => {
             shared.bad_input.bump(BadInput::ExportNotGranted);
             tracing::warn!(%peer, export = name, "refused: host has no grant for this export");
-            Err((REP_ERR_POLICY, format!("host {peer} has no grant for export {name}")))
+            Err(not_available(name, peer))
         }
         Access::NoSuchExport => {
             shared.bad_input.bump(BadInput::ExportUnknown);
             tracing::debug!(%peer, export = name, "refused: no such export");
-            Err((REP_ERR_UNKNOWN, format!("no export named {name}")))
+            Err(not_available(name, peer))
         }
     }
+}
+
+/// The one refusal for an export this host may not use, whether or not it exists (see the module doc).
+fn not_available(name: &str, peer: IpAddr) -> (u32, String) {
+    let message = format!(
+        "export {name:?} is not available to host {peer} (no such export, or no grant for this host); \
+         NBD_OPT_LIST (nbdinfo --list) shows the exports this host may use"
+    );
+    (REP_ERR_UNKNOWN, message)
 }
 
 fn bad(shared: &Shared, reason: BadInput, detail: String) -> HandshakeError {

@@ -41,12 +41,22 @@ async fn grants_decide_what_each_host_sees_and_may_use() {
     hs.abort().await.unwrap();
     let mut hs = ClientHandshake::connect(blockd.addr, &as_host("127.0.0.9")).await.unwrap();
     assert!(hs.list().await.unwrap().is_empty());
-    // Ungranted: policy; unknown and default names: unknown.
-    let err = hs.info("vol").await.unwrap_err();
-    assert_eq!(err.option_reply(), Some(REP_ERR_POLICY), "{err}");
-    assert_eq!(hs.info("nosuch").await.unwrap_err().option_reply(), Some(REP_ERR_UNKNOWN));
+    // Ungranted and unknown names get one answer (the same reply and message), so a host cannot probe which
+    // exports exist; the default name is unknown too.
+    let refusal = |e: dvsan_nbd::ClientError, name: &str| match e {
+        dvsan_nbd::ClientError::OptionRefused { reply, message, .. } => (reply, message.replace(name, "NAME")),
+        other => panic!("expected an option refusal, got {other}"),
+    };
+    let ungranted = refusal(hs.info("vol").await.unwrap_err(), "vol");
+    assert_eq!(ungranted.0, REP_ERR_UNKNOWN);
+    assert_eq!(
+        ungranted.1,
+        "export \"NAME\" is not available to host 127.0.0.9 (no such export, or no grant for this host); \
+         NBD_OPT_LIST (nbdinfo --list) shows the exports this host may use"
+    );
+    assert_eq!(refusal(hs.info("nosuch").await.unwrap_err(), "nosuch"), ungranted);
     assert_eq!(hs.info("").await.unwrap_err().option_reply(), Some(REP_ERR_UNKNOWN));
-    assert_eq!(hs.go("vol").await.err().and_then(|e| e.option_reply()), Some(REP_ERR_POLICY));
+    assert_eq!(refusal(hs.go("vol").await.err().expect("refused"), "vol"), ungranted);
 
     // The granted host does I/O; a host without the grant cannot, even with NBD_OPT_EXPORT_NAME.
     let mut c = NbdClient::connect(blockd.addr, "vol", &as_host("127.0.0.7")).await.unwrap();
@@ -122,7 +132,7 @@ async fn revoking_a_grant_closes_open_connections_within_a_second() {
     // The other host's connection is untouched, and the revoked host cannot come back.
     other_host.read(0, &mut buf).await.unwrap();
     let err = NbdClient::connect(blockd.addr, "vol", &as_host("127.0.0.7")).await.err().expect("refused");
-    assert_eq!(err.option_reply(), Some(REP_ERR_POLICY));
+    assert_eq!(err.option_reply(), Some(REP_ERR_UNKNOWN));
 }
 
 #[tokio::test]

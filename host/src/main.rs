@@ -9,7 +9,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use dvsan_mib as mib;
-use dvsan_snmp::{Manager, Oid, Target, Value, VarBind};
+use dvsan_snmp::{Manager, Oid, SnmpError, Target, Value, VarBind};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -80,6 +80,27 @@ struct Session {
     write: Target,
     host: IpAddr,
     wait: Duration,
+}
+
+impl Session {
+    /// An SNMP failure towards the station (a write when `write`), saying what to check when it did not answer.
+    fn station_error(&self, write: bool, error: SnmpError) -> anyhow::Error {
+        if !matches!(error, SnmpError::Timeout) {
+            return error.into();
+        }
+        let (target, role, flag) =
+            if write { (&self.write, "write", "--write-community") } else { (&self.read, "read", "--community") };
+        let tries = target.options.retries + 1;
+        let waited = target.options.timeout * tries;
+        anyhow::anyhow!(
+            "no answer from the station at {} after {} ({tries} tries): check that `dvsan-station run --snmp-listen {}` \
+             runs there and that {:?} ({flag}) is its {role} community",
+            target.addr,
+            humantime::format_duration(waited),
+            target.addr,
+            target.community,
+        )
+    }
 }
 
 /// One of this host's volumes, from dvsanStationAssignmentTable.
@@ -183,7 +204,12 @@ async fn submit(session: &Session, mut columns: Vec<(&'static [u32], Value)>) ->
     columns.push((mib::DVSAN_STATION_REQUEST_HOST_ADDRESS, Value::OctetString(octets)));
     columns.push((mib::DVSAN_STATION_REQUEST_ROW_STATUS, Value::Integer(mib::row_status::CREATE_AND_GO)));
     let set = columns.into_iter().map(|(column, value)| VarBind::new(Oid::from_slice(column).child(index), value));
-    session.manager.set(&session.write, set.collect()).await.context("submitting the request to the station")?;
+    session
+        .manager
+        .set(&session.write, set.collect())
+        .await
+        .map_err(|e| session.station_error(true, e))
+        .context("submitting the request to the station")?;
     let outcome_columns = [
         mib::DVSAN_STATION_REQUEST_STATUS,
         mib::DVSAN_STATION_REQUEST_ERROR,
@@ -200,7 +226,12 @@ async fn submit(session: &Session, mut columns: Vec<(&'static [u32], Value)>) ->
     let start = Instant::now();
     let mut delay = Duration::from_millis(5);
     let values = loop {
-        let row = session.manager.get(&session.read, &oids).await.context("reading the request's status")?;
+        let row = session
+            .manager
+            .get(&session.read, &oids)
+            .await
+            .map_err(|e| session.station_error(false, e))
+            .context("reading the request's status")?;
         let values: Vec<Value> = row.into_iter().map(|vb| vb.value).collect();
         if values.first() != Some(&Value::Integer(mib::dvsan_station_request_status::PENDING)) {
             break values;
@@ -264,6 +295,7 @@ async fn assigned(session: &Session) -> Result<Vec<Assigned>> {
         .manager
         .walk(&session.read, &Oid::from_slice(mib::DVSAN_STATION_ASSIGNMENT_ENTRY))
         .await
+        .map_err(|e| session.station_error(false, e))
         .context("reading the station's assignments")?;
     let entry = mib::DVSAN_STATION_ASSIGNMENT_ENTRY.len();
     let mut by_index: std::collections::BTreeMap<(u32, u32), (Option<IpAddr>, Assigned)> = Default::default();
@@ -285,6 +317,13 @@ async fn assigned(session: &Session) -> Result<Vec<Assigned>> {
 
 async fn list(session: &Session, json: bool) -> Result<()> {
     let rows = assigned(session).await?;
+    if rows.is_empty() && !json {
+        // On stderr: stdout stays one line per volume for scripts.
+        eprintln!(
+            "no volumes are assigned to this host ({}); `dvsan-host request --size SIZE` asks for one",
+            session.host
+        );
+    }
     for row in &rows {
         if json {
             let out = serde_json::json!({
@@ -323,13 +362,9 @@ async fn find(session: &Session, given: &str) -> Result<Assigned> {
 }
 
 async fn release(session: &Session, given: &str) -> Result<()> {
-    let (unit, volume) = match given.split_once('/').and_then(|(u, v)| Some((u.parse().ok()?, v.parse().ok()?))) {
-        Some(pair) => pair,
-        None => {
-            let row = find(session, given).await?;
-            (row.unit, row.volume)
-        }
-    };
+    // Only this host's volumes can be released; `find` says so, and what `dvsan-host list` shows, otherwise.
+    let row = find(session, given).await?;
+    let (unit, volume) = (row.unit, row.volume);
     let columns = vec![
         (mib::DVSAN_STATION_REQUEST_ACTION, Value::Integer(mib::dvsan_station_request_action::RELEASE)),
         (mib::DVSAN_STATION_REQUEST_UNIT_INDEX, Value::Gauge32(unit)),

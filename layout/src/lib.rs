@@ -10,6 +10,7 @@ mod error;
 mod extent;
 mod media_map;
 mod model;
+mod open_lock;
 mod plan;
 mod size;
 mod store;
@@ -21,6 +22,7 @@ pub use model::{
     AccessMode, Export, ExportKind, Grant, GrantIndex, Layout, Medium, MediumKind, Partition, PartitionIndex, UnitInfo,
     Volume, VolumeIndex,
 };
+pub use open_lock::{lock_store_open, open_lock_path, StoreOpenLock};
 pub use plan::{NewGrant, NewPartition, NewVolume};
 pub use size::{parse_size, HumanSize, SizeError};
 pub use store::{DataServiceState, DataServiceStatus, LayoutStore, MediumSpec, TrafficRecord, STORE_FILE};

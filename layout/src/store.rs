@@ -1,7 +1,8 @@
 //! The unit's SQLite store: one file in the unit's state directory, shared by the agent and blockd.
 //!
 //! WAL mode lets blockd read the layout and write its counters while the agent changes the layout. Schema changes
-//! go through versioned migrations (`rusqlite_migration`, tracked in `PRAGMA user_version`). Every layout change
+//! go through versioned migrations (`rusqlite_migration`, tracked in `PRAGMA user_version`), run under the store's
+//! open lock ([`crate::lock_store_open`]) so processes opening a fresh store at once do not race. Every layout change
 //! runs in one `BEGIN IMMEDIATE` transaction that re-plans the change on a fresh snapshot, writes it and bumps
 //! the change counter, so a change is all there or not there, and blockd can poll one integer to know when to
 //! reload.
@@ -11,6 +12,7 @@ use crate::extent::{Blocks, Extent, Lba};
 use crate::model::{
     AccessMode, Grant, GrantIndex, Layout, Medium, MediumKind, Partition, PartitionIndex, UnitInfo, Volume, VolumeIndex,
 };
+use crate::open_lock::{lock_store_open, StoreOpenLock};
 use crate::plan::{NewGrant, NewPartition, NewVolume};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use rusqlite_migration::{Migrations, M};
@@ -129,15 +131,23 @@ impl LayoutStore {
     /// Open the store in `state_dir`, creating the directory, file and schema as needed. Does not create the unit
     /// row: see [`LayoutStore::init_unit`].
     pub fn open(state_dir: &Path) -> Result<Self, LayoutError> {
+        Self::open_exclusive(state_dir).map(|(store, _opening)| store)
+    }
+
+    /// [`LayoutStore::open`], keeping other processes from opening the store until the returned lock drops: the
+    /// agent's start holds it while it creates the unit row and attaches the media, so a CLI command or blockd
+    /// started right after `unit.db` appears finds the unit ready instead of "no unit yet".
+    pub fn open_exclusive(state_dir: &Path) -> Result<(Self, StoreOpenLock), LayoutError> {
         std::fs::create_dir_all(state_dir)?;
         let path = state_dir.join(STORE_FILE);
+        let opening = lock_store_open(&path)?;
         let mut conn = Connection::open(&path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
-        Ok(LayoutStore { conn, path })
+        Ok((LayoutStore { conn, path }, opening))
     }
 
     pub fn path(&self) -> &Path {

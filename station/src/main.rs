@@ -634,6 +634,10 @@ fn cmd_assignments(state_dir: &Path, json: bool) -> Result<()> {
     if json {
         return print_or_quiet(&(serde_json::json!({ "assignments": list }).to_string() + "\n"));
     }
+    if list.is_empty() {
+        // On stderr: stdout stays one line per assignment for scripts.
+        eprintln!("no volumes are assigned to hosts; `dvsan-station request` or `dvsan-station assign` assigns one");
+    }
     let mut text = String::new();
     for a in &list {
         text.push_str(&allocation_line(a));

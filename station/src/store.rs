@@ -150,8 +150,15 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("store schema migration: {0}")]
     Migration(#[from] rusqlite_migration::Error),
-    #[error("cannot use state directory {path}: {source}")]
-    StateDir { path: PathBuf, source: std::io::Error },
+    /// The OS error is part of the one message (not a `source`, which `{:#}` would print a second time).
+    #[error("cannot use state directory {path}: {error}")]
+    StateDir { path: PathBuf, error: std::io::Error },
+    #[error("state directory {0} does not exist; give the directory `dvsan-station run --state-dir` uses")]
+    NoStateDir(PathBuf),
+    #[error("{0} is not a directory; --state-dir takes the directory `dvsan-station run --state-dir` uses")]
+    NotADirectory(PathBuf),
+    #[error("cannot take the store's open lock {path}: {source}")]
+    OpenLock { path: PathBuf, source: std::io::Error },
     #[error("{0} holds no station store ({STORE_FILE}); start `dvsan-station run --state-dir` there first")]
     NoStore(PathBuf),
     #[error("no unit matches {0:?}; `dvsan-station pool` lists the units (by unit id, name or address)")]
@@ -162,6 +169,18 @@ pub enum StoreError {
     AlreadyAssigned { unit: u32, volume: u32, host: String },
     #[error("stored row is not valid: {0}")]
     Corrupt(String),
+}
+
+/// Why the state directory cannot be used, in words for the operator.
+fn state_dir_error(path: &Path, error: std::io::Error) -> StoreError {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => StoreError::NoStateDir(path.to_path_buf()),
+        // AlreadyExists: creating the directory found a file there.
+        std::io::ErrorKind::NotADirectory | std::io::ErrorKind::AlreadyExists => {
+            StoreError::NotADirectory(path.to_path_buf())
+        }
+        _ => StoreError::StateDir { path: path.to_path_buf(), error },
+    }
 }
 
 /// A unit row, as the receiver, the poller and the CLI need it (no volumes).
@@ -224,23 +243,17 @@ pub struct StationStore {
 impl StationStore {
     /// Opens the store in `state_dir`, creating the directory, the file and the schema as needed.
     pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(state_dir)
-            .map_err(|source| StoreError::StateDir { path: state_dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(state_dir).map_err(|e| state_dir_error(state_dir, e))?;
         Self::open_file(&state_dir.join(STORE_FILE))
     }
 
     /// Opens an existing store (for the read-only CLI commands): the directory must exist and hold one.
     pub fn open_existing(state_dir: &Path) -> Result<Self, StoreError> {
-        let meta = std::fs::metadata(state_dir)
-            .map_err(|source| StoreError::StateDir { path: state_dir.to_path_buf(), source })?;
+        let meta = std::fs::metadata(state_dir).map_err(|e| state_dir_error(state_dir, e))?;
         if !meta.is_dir() {
-            return Err(StoreError::StateDir {
-                path: state_dir.to_path_buf(),
-                source: std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
-            });
+            return Err(StoreError::NotADirectory(state_dir.to_path_buf()));
         }
-        std::fs::read_dir(state_dir)
-            .map_err(|source| StoreError::StateDir { path: state_dir.to_path_buf(), source })?;
+        std::fs::read_dir(state_dir).map_err(|e| state_dir_error(state_dir, e))?;
         let path = state_dir.join(STORE_FILE);
         if !path.exists() {
             return Err(StoreError::NoStore(state_dir.to_path_buf()));
@@ -249,6 +262,9 @@ impl StationStore {
     }
 
     fn open_file(path: &Path) -> Result<Self, StoreError> {
+        // Held until the schema is current: processes opening a fresh store at once must not both migrate it.
+        let _opening = dvsan_layout::lock_store_open(path)
+            .map_err(|source| StoreError::OpenLock { path: dvsan_layout::open_lock_path(path), source })?;
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -1338,7 +1354,7 @@ mod tests {
     #[test]
     fn read_commands_need_an_existing_store() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(StationStore::open_existing(&dir.path().join("missing")), Err(StoreError::StateDir { .. })));
+        assert!(matches!(StationStore::open_existing(&dir.path().join("missing")), Err(StoreError::NoStateDir(_))));
         assert!(matches!(StationStore::open_existing(dir.path()), Err(StoreError::NoStore(_))));
         StationStore::open(dir.path()).unwrap();
         StationStore::open_existing(dir.path()).unwrap();

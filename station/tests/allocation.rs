@@ -477,7 +477,7 @@ fn host_cli_with_real_blockd_exclusive_access_and_release() {
     let err = run_fails(&mut host_cli(&station, "127.0.22.100", &["request", "--size", "2T"]));
     assert!(err.contains("largest allocatable size is"), "{err}");
     let err = run_fails(&mut host_cli(&station, "127.0.22.101", &["release", &spec]));
-    assert!(err.contains("not to 127.0.22.101"), "{err}");
+    assert!(err.contains("is not one of this host's (127.0.22.101) volumes; `dvsan-host list`"), "{err}");
 
     // Release: the grant is revoked, A's open connection is closed, blockd refuses A from then on, the volume is
     // free again.

@@ -94,13 +94,13 @@ fn cli_errors_are_clear() {
     let station_cli = || std::process::Command::new(station_bin());
 
     let err = run_fails(station_cli().args(["pool", "--state-dir"]).arg(&missing));
-    assert!(err.contains("cannot use state directory") && err.contains("missing"), "{err}");
+    assert!(err.contains(&format!("state directory {} does not exist", missing.display())), "{err}");
     let err = run_fails(station_cli().args(["traps", "--state-dir"]).arg(dir.path()));
     assert!(err.contains("holds no station store"), "{err}");
     let file = dir.path().join("a-file");
     std::fs::write(&file, "x").unwrap();
     let err = run_fails(station_cli().args(["unit", "add", "127.0.0.1", "--state-dir"]).arg(&file));
-    assert!(err.contains("cannot use state directory"), "{err}");
+    assert!(err.contains(&format!("{} is not a directory", file.display())), "{err}");
 
     let state = dir.path().join("station");
     let err = run_fails(station_cli().args(["unit", "add", "unit-a.example", "--state-dir"]).arg(&state));

@@ -108,6 +108,23 @@ impl Drop for Proc {
     }
 }
 
+/// Keeps a net-snmp tool's files out of /tmp and /var/lib/snmp and the machine's snmp.conf out of the test: its
+/// persistent directory (net-snmp creates `cert_indexes` there on every start) and its config path are under
+/// `target/tmp/net-snmp`, the build tree's scratch directory (`cargo clean` removes it), shared by every test.
+pub fn isolate_net_snmp(cmd: &mut Command) -> &mut Command {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/test-xxxx -> target/tmp/net-snmp
+    let target = exe.parent().and_then(Path::parent).and_then(Path::parent).expect("target/");
+    let base = target.join("tmp/net-snmp");
+    for dir in ["persist/cert_indexes", "conf"] {
+        std::fs::create_dir_all(base.join(dir)).expect("create the net-snmp scratch directory");
+    }
+    cmd.env("SNMP_PERSISTENT_DIR", base.join("persist"))
+        .env("SNMPCONFPATH", base.join("conf"))
+        .env_remove("MIBS")
+        .env_remove("MIBDIRS")
+}
+
 /// The `-M`/`-m` arguments that load our MIBs and the standard ones from `../shared/mibs/ietf`.
 pub fn mib_args() -> Vec<String> {
     let root = repo_root();
@@ -124,7 +141,7 @@ pub fn mib_args() -> Vec<String> {
 /// Run a net-snmp tool with our MIBs loaded, a short timeout and no retries.
 pub fn snmp(tool: &str, args: &[&str]) -> Output {
     require_tool(tool, "snmp");
-    Command::new(tool)
+    isolate_net_snmp(&mut Command::new(tool))
         .args(mib_args())
         .args(["-t", "1", "-r", "1"])
         .args(args)
@@ -159,6 +176,7 @@ impl TrapReceiver {
         std::fs::write(&conf, "disableAuthorization yes\ndoNotLogTraps no\n").expect("write snmptrapd.conf");
         let log = dir.join("traps.log");
         let mut cmd = Command::new("snmptrapd");
+        isolate_net_snmp(&mut cmd);
         cmd.args(["-f", "-C", "-c"])
             .arg(&conf)
             .arg("-Lf")

@@ -18,7 +18,9 @@ impl Tmux {
         require_tool("tmux", "tmux");
         let session = format!("{name}-{}", std::process::id());
         let mut cmd = Command::new("tmux");
-        cmd.args(["new-session", "-d", "-s", &session, "-x", &width.to_string(), "-y", &height.to_string()])
+        cmd.arg("-S")
+            .arg(tmux_socket())
+            .args(["new-session", "-d", "-s", &session, "-x", &width.to_string(), "-y", &height.to_string()])
             .env("TERM", "xterm-256color")
             .args(command);
         let out = cmd.output().expect("run tmux");
@@ -63,11 +65,20 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = tmux(&["kill-session", "-t", &self.session]);
+        // The server exits with its last session but leaves its socket behind.
+        if !tmux(&["has-session"]).status.success() {
+            let _ = std::fs::remove_file(tmux_socket());
+        }
     }
 }
 
+/// This test process's own tmux server (not the user's default one, whose socket would stay in /tmp/tmux-UID).
+fn tmux_socket() -> PathBuf {
+    std::env::temp_dir().join(format!("dvsan-console-test-tmux-{}.sock", std::process::id()))
+}
+
 fn tmux(args: &[&str]) -> Output {
-    Command::new("tmux").args(args).output().expect("run tmux")
+    Command::new("tmux").arg("-S").arg(tmux_socket()).args(args).output().expect("run tmux")
 }
 
 /// A SAN unit: agent and blockd side by side on one state directory.
@@ -261,6 +272,8 @@ fn an_operator_creates_volumes_runs_two_tasks_at_once_and_sees_a_link_go_down() 
     });
     assert!(ended.is_some(), "the console did not quit on q:\n{}", console.screen());
     drop(units.remove(0));
+    drop(console);
+    assert!(!tmux_socket().exists(), "the test's tmux server left its socket behind");
 }
 
 #[test]

@@ -164,16 +164,21 @@ pub fn require_tool(tool: &str, package: &str) {
 
 /// Run a tool with a time limit (coreutils `timeout`), returning its output.
 pub fn run_tool(tool: &str, package: &str, args: &[&str], limit_secs: u32) -> Output {
+    run_tool_env(tool, package, args, &[], limit_secs)
+}
+
+/// [`run_tool`] with extra environment variables.
+pub fn run_tool_env(tool: &str, package: &str, args: &[&str], env: &[(&str, &str)], limit_secs: u32) -> Output {
     require_tool(tool, package);
-    let out = Command::new("timeout")
+    Command::new("timeout")
         .arg("--kill-after=5")
         .arg(limit_secs.to_string())
         .arg(tool)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
-        .unwrap();
-    out
+        .unwrap()
 }
 
 /// Run a tool that must succeed; returns its stdout.

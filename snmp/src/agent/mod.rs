@@ -172,6 +172,13 @@ impl Agent {
         &self.config
     }
 
+    /// Runs `f` between two SET requests: no SET is being checked, committed or undone meanwhile, so `f` sees
+    /// each SET's effect whole (e.g. to announce a change once per SET, not once per handler it touched).
+    pub fn between_sets<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _serialised = self.set_lock.lock().unwrap_or_else(|e| e.into_inner());
+        f()
+    }
+
     fn access(&self, community: &[u8]) -> Option<Access> {
         if self.config.write_communities.iter().any(|c| c.as_bytes() == community) {
             Some(Access::Write)

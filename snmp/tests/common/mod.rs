@@ -220,7 +220,7 @@ pub async fn spawn_agent(agent: Arc<Agent>) -> (SocketAddr, tokio::sync::oneshot
 
 /// Runs a net-snmp command-line tool (must be installed) with a hard time limit.
 pub fn run_tool(tool: &str, args: &[&str]) -> Output {
-    let child = Command::new(tool)
+    let child = dvsan_tests::isolate_net_snmp(&mut Command::new(tool))
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

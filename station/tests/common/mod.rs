@@ -331,16 +331,13 @@ impl Drop for Heartbeat {
 /// A net-snmp tool with our MIBs loadable, ignoring the machine's snmp.conf.
 pub fn net_snmp(tool: &str) -> Command {
     require_tool(tool, if tool == "snmptrapd" { "snmptrapd" } else { "snmp" });
-    let conf = std::env::temp_dir().join("dvsan-station-tests-snmpconf");
-    std::fs::create_dir_all(conf.join("persist/cert_indexes")).unwrap();
-    std::fs::create_dir_all(conf.join("conf")).unwrap();
     let mut cmd = Command::new(tool);
-    cmd.current_dir(repo_root())
-        .env("SNMP_PERSISTENT_DIR", conf.join("persist"))
-        .env("SNMPCONFPATH", conf.join("conf"))
-        .env_remove("MIBS")
-        .env_remove("MIBDIRS")
-        .args(["-M", "+../shared/mibs/ietf:mibs", "-m", "+DVSAN-MIB:DVSAN-STATION-MIB"]);
+    dvsan_tests::isolate_net_snmp(&mut cmd).current_dir(repo_root()).args([
+        "-M",
+        "+../shared/mibs/ietf:mibs",
+        "-m",
+        "+DVSAN-MIB:DVSAN-STATION-MIB",
+    ]);
     cmd
 }
 
