@@ -25,7 +25,7 @@
 
 use crate::forward::Forwarder;
 use crate::model::{Availability, UnitState};
-use crate::store::{AllocationUnit, AssignmentRecord, StationStore, StoreError, SyncOutcome};
+use crate::store::{AllocationUnit, AssignmentRecord, RemovedUnit, StationStore, StoreError, SyncOutcome};
 use crate::walk::{read_unit, WalkError};
 use dvsan_mib as mib;
 use dvsan_snmp::{Manager, Oid, SnmpError, Target, Value, VarBind};
@@ -1080,6 +1080,37 @@ impl<'a> Allocator<'a> {
             }
         }
         Ok(grants.into_values().collect())
+    }
+
+    /// Forgets unit `unit` (admin `unit remove`): its row, media, volumes, partitions and assignments, in one
+    /// transaction. Refused while any of its volumes is assigned unless `force`; with `force`, the grants of those
+    /// assignments are revoked first when the unit is available (best effort: a unit that is gone for good cannot
+    /// answer), and the assignments are dropped. Announces dvsanStationUnitRemoved.
+    pub async fn remove_unit(&mut self, unit: u32, force: bool) -> Result<RemovedUnit, AllocateError> {
+        let record = self.unit_record(unit)?;
+        let held: Vec<AssignmentRecord> =
+            self.store.assignments()?.into_iter().filter(|a| a.unit == record.index).collect();
+        if !held.is_empty() && !force {
+            return Err(StoreError::UnitAssigned { unit: record.index, assignments: held }.into());
+        }
+        if let (Some(agent), UnitState::Available) = (record.address, record.state) {
+            for assignment in &held {
+                self.step(10, &format!("revoking the grant of {} on unit #{}", assignment.host, record.index));
+                let status = Oid::from_slice(mib::DVSAN_ACCESS_ROW_STATUS).child(assignment.grant);
+                let destroy = VarBind::new(status, Value::Integer(mib::row_status::DESTROY));
+                if let Err(e) = self.manager.set(&self.target(agent, true), vec![destroy]).await {
+                    tracing::warn!(unit = record.index, grant = assignment.grant, error = %e, "revoking a grant of a removed unit");
+                }
+            }
+        }
+        self.step(50, &format!("forgetting unit #{}", record.index));
+        let removed = self.store.remove_unit(record.index, force)?;
+        tracing::info!(unit = record.index, released = removed.released.len(), "unit removed");
+        if let Some(forwarder) = &self.forwarder {
+            let (oid, varbinds) = crate::station_mib::unit_removed(&removed.unit);
+            forwarder.send_station(oid, varbinds);
+        }
+        Ok(removed)
     }
 
     /// Walks the unit again so the pool shows what changed (best effort: the station's polling repairs it too).

@@ -569,6 +569,7 @@ mod tests {
             sys_uptime: Some(1000),
             change_counter: Some(4),
             last_seen_ms: Some(1),
+            host_name: String::new(),
         }
     }
 

@@ -292,6 +292,17 @@ enum UnitCommand {
         #[command(flatten)]
         alloc: AllocArgs,
     },
+    /// Forget a unit (unit id or prefix, name, address or index): its media, volumes and partitions. Refused while
+    /// any of its volumes is assigned. A removed unit that sends a coldStart again is learned again.
+    Remove {
+        #[arg(value_name = "UNIT")]
+        unit: String,
+        /// Release the unit's assignments too (for a unit that is gone for good); says which.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        alloc: AllocArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -326,6 +337,10 @@ fn main() {
             cmd_unit_add(&address, &state.state_dir, agent_port, &community, timeout)
         }
         Command::Unit(UnitCommand::Rescan { unit, alloc }) => cmd_unit_rescan(&alloc, &unit),
+        Command::Unit(UnitCommand::Remove { unit, force, alloc }) => {
+            let outcome = execute_alloc(&alloc, &Operation::RemoveUnit { unit, force });
+            outcome.and_then(|outcome| print_or_quiet(&format!("{}\n", outcome.text)))
+        }
         Command::Pool { state, json } => cmd_pool(&state.state_dir, json),
         Command::Traps(args) => cmd_traps(args),
         Command::Request { alloc, size, host, name, read_only, json } => {

@@ -335,6 +335,17 @@ pub fn unit_joined(unit: &UnitRecord) -> (Oid, Vec<VarBind>) {
     )
 }
 
+/// dvsanStationUnitRemoved: `unit` is the row as it was before it was deleted.
+pub fn unit_removed(unit: &UnitRecord) -> (Oid, Vec<VarBind>) {
+    (
+        Oid::from_slice(mib::DVSAN_STATION_UNIT_REMOVED),
+        vec![
+            unit_id_vb(unit),
+            VarBind::new(instance(mib::DVSAN_STATION_UNIT_NAME, &[unit.index]), truncated(&unit.name, 64)),
+        ],
+    )
+}
+
 /// dvsanStationUnitLeft.
 pub fn unit_left(unit: &UnitRecord) -> (Oid, Vec<VarBind>) {
     (

@@ -3,14 +3,15 @@
 //!
 //! WAL mode lets the CLI (`pool`, `traps --follow`, `unit add`) read and write while the station runs. Schema
 //! changes go through versioned migrations (`rusqlite_migration`, tracked in `PRAGMA user_version`); later features
-//! append their tables as later migrations (2: assignments, 3: station tasks). A unit's walk is synced in one
+//! append their tables as later migrations (2: assignments, 3: station tasks, 4: the unit's host name). A unit's walk is synced in one
 //! transaction that replaces its media, volumes and partitions, so a reader never sees half a unit; notifications
 //! are inserted a batch per transaction.
 //!
 //! Units are rows with a station-chosen integer index (stable for the life of the store, served as
 //! dvsanStationUnitIndex). `unit_id` (dvsanUnitId) is the unit's identity; it is NULL only for an address that
 //! was registered (`unit add`, or a notification from an address whose walk failed) before any walk succeeded.
-//! Such a placeholder is adopted by the first successful walk at its address. Units are never deleted.
+//! Such a placeholder is adopted by the first successful walk at its address. Units are deleted only when an
+//! operator removes them ([`StationStore::remove_unit`]).
 
 use crate::model::{Availability, MediumRow, PoolPartition, PoolUnit, PoolVolume, UnitSnapshot, UnitState, VolumeRow};
 use crate::notification::{NotificationKind, NotificationRecord, VarBindRecord};
@@ -142,6 +143,10 @@ const MIGRATIONS: &[M<'static>] = &[
         finished_ms INTEGER
     );",
     ),
+    // Issue 12: the host name a unit was registered by (`unit add NAME[:PORT]`), kept next to the address it
+    // resolved to, so the station can resolve it again when the unit stops answering there. '' when registered by
+    // address or learned from a notification.
+    M::up("ALTER TABLE units ADD COLUMN host_name TEXT NOT NULL DEFAULT '';"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -162,6 +167,29 @@ pub enum StoreError {
     AlreadyAssigned { unit: u32, volume: u32, host: String },
     #[error("stored row is not valid: {0}")]
     Corrupt(String),
+    #[error(
+        "unit #{unit} has assigned volumes ({}); release them first (`dvsan-station unassign`, or `dvsan-host \
+         release` on the host), or use --force if the unit is gone for good",
+        assignment_list(assignments)
+    )]
+    UnitAssigned { unit: u32, assignments: Vec<AssignmentRecord> },
+}
+
+/// `volume 2 to 192.0.2.10, volume 3 to 192.0.2.11 (read-only)`: assignments of one unit, for messages.
+pub fn assignment_list(assignments: &[AssignmentRecord]) -> String {
+    let one = |a: &AssignmentRecord| {
+        format!("unit #{}/volume {} to {}{}", a.unit, a.volume, a.host, if a.read_only { " (read-only)" } else { "" })
+    };
+    assignments.iter().map(one).collect::<Vec<_>>().join(", ")
+}
+
+/// A unit forgotten by [`StationStore::remove_unit`]: its last row, how many volumes it had, and the assignments
+/// that were released with it (only with `force`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovedUnit {
+    pub unit: UnitRecord,
+    pub volumes: usize,
+    pub released: Vec<AssignmentRecord>,
 }
 
 /// A unit row, as the receiver, the poller and the CLI need it (no volumes).
@@ -178,6 +206,8 @@ pub struct UnitRecord {
     pub sys_uptime: Option<u32>,
     pub change_counter: Option<u32>,
     pub last_seen_ms: Option<i64>,
+    /// The host name the unit was registered by (`unit add NAME`); empty when registered by address.
+    pub host_name: String,
 }
 
 /// What a sync changed, for the station's own notifications and logs.
@@ -543,7 +573,7 @@ impl StationStore {
     pub fn pool(&self) -> Result<Vec<PoolUnit>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, unit_id, name, address, port, state, reason, block_size, capacity_blocks, free_blocks,
-                data_address, data_port, change_counter, sys_uptime, last_seen_ms, last_sync_ms
+                data_address, data_port, change_counter, sys_uptime, last_seen_ms, last_sync_ms, host_name
              FROM units ORDER BY id",
         )?;
         let mut units: Vec<PoolUnit> = stmt
@@ -572,6 +602,7 @@ impl StationStore {
                     sys_uptime: r.get(13)?,
                     last_seen: r.get::<_, Option<i64>>(14)?.map(format_ms),
                     last_sync: r.get::<_, Option<i64>>(15)?.map(format_ms),
+                    host_name: r.get(16)?,
                     media: Vec::new(),
                     volumes: Vec::new(),
                 })
@@ -823,34 +854,7 @@ impl StationStore {
 
     /// Every assignment, by unit and volume.
     pub fn assignments(&self) -> Result<Vec<AssignmentRecord>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT unit, volume_idx, host, read_only, grant_idx, volume_created, created_ms, pending FROM assignments
-             ORDER BY unit, volume_idx",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            let host: String = r.get(2)?;
-            Ok((
-                host,
-                AssignmentRecord {
-                    unit: r.get(0)?,
-                    volume: r.get(1)?,
-                    host: IpAddr::from([0, 0, 0, 0]),
-                    read_only: r.get(3)?,
-                    grant: r.get(4)?,
-                    volume_created: r.get(5)?,
-                    created_ms: r.get(6)?,
-                    pending: r.get(7)?,
-                },
-            ))
-        })?;
-        rows.map(|row| {
-            let (host, mut record) = row?;
-            record.host = host
-                .parse()
-                .map_err(|_| StoreError::Corrupt(format!("assignment of volume {}: host {host:?}", record.volume)))?;
-            Ok(record)
-        })
-        .collect()
+        read_assignments(&self.conn)
     }
 
     /// Records an assignment; fails with [`StoreError::AlreadyAssigned`] when the volume is assigned already.
@@ -898,6 +902,29 @@ impl StationStore {
         let n =
             self.conn.execute("DELETE FROM assignments WHERE unit = ?1 AND volume_idx = ?2", params![unit, volume])?;
         Ok(n > 0)
+    }
+
+    /// Forgets unit `index` — its row, media, volumes, partitions and assignments — in one transaction. Refused
+    /// with [`StoreError::UnitAssigned`] while any of its volumes is assigned, unless `force`, which drops those
+    /// assignments too (and returns them). Notifications it sent stay in the log.
+    pub fn remove_unit(&mut self, index: u32, force: bool) -> Result<RemovedUnit, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut stmt = tx.prepare_cached(&format!("{UNIT_SELECT} WHERE id = ?1"))?;
+        let unit = stmt.query_row([index], unit_from_row).optional()?.transpose()?;
+        drop(stmt);
+        let unit = unit.ok_or_else(|| StoreError::UnknownUnit(format!("#{index}")))?;
+        let assignments: Vec<AssignmentRecord> =
+            read_assignments(&tx)?.into_iter().filter(|a| a.unit == index).collect();
+        if !assignments.is_empty() && !force {
+            return Err(StoreError::UnitAssigned { unit: index, assignments });
+        }
+        let volumes: i64 = tx.query_row("SELECT count(*) FROM volumes WHERE unit = ?1", [index], |r| r.get(0))?;
+        for table in ["assignments", "partitions", "volumes", "media", "units"] {
+            let column = if table == "units" { "id" } else { "unit" };
+            tx.execute(&format!("DELETE FROM {table} WHERE {column} = ?1"), [index])?;
+        }
+        tx.commit()?;
+        Ok(RemovedUnit { unit, volumes: usize::try_from(volumes).unwrap_or(0), released: assignments })
     }
 
     /// Every unit with what allocation needs (free space, data service address), by index.
@@ -1021,8 +1048,40 @@ impl StationStore {
     }
 }
 
+/// Every assignment, by unit and volume, read through `conn` (the store's connection or a transaction on it).
+fn read_assignments(conn: &Connection) -> Result<Vec<AssignmentRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT unit, volume_idx, host, read_only, grant_idx, volume_created, created_ms, pending FROM assignments
+         ORDER BY unit, volume_idx",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let host: String = r.get(2)?;
+        Ok((
+            host,
+            AssignmentRecord {
+                unit: r.get(0)?,
+                volume: r.get(1)?,
+                host: IpAddr::from([0, 0, 0, 0]),
+                read_only: r.get(3)?,
+                grant: r.get(4)?,
+                volume_created: r.get(5)?,
+                created_ms: r.get(6)?,
+                pending: r.get(7)?,
+            },
+        ))
+    })?;
+    rows.map(|row| {
+        let (host, mut record) = row?;
+        record.host = host
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("assignment of volume {}: host {host:?}", record.volume)))?;
+        Ok(record)
+    })
+    .collect()
+}
+
 const UNIT_SELECT: &str = "SELECT id, unit_id, name, address, port, state, reason, shut_down, sys_uptime,
-    change_counter, last_seen_ms FROM units";
+    change_counter, last_seen_ms, host_name FROM units";
 
 fn unit_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<UnitRecord, StoreError>> {
     let index: u32 = r.get(0)?;
@@ -1048,6 +1107,7 @@ fn unit_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<UnitRecord, S
             sys_uptime: r.get(8)?,
             change_counter: r.get(9)?,
             last_seen_ms: r.get(10)?,
+            host_name: r.get(11)?,
         })
     })();
     Ok(record)
