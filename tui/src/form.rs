@@ -109,12 +109,25 @@ pub enum Request {
     RescanUnit {
         unit: String,
     },
+    /// Forget a unit; with `force` its assignments (`assigned`, for people: "volume 1 to 192.0.2.10") are
+    /// released (task removeUnitForce), else the station refuses while it has any (removeUnit).
+    RemoveUnit {
+        unit: String,
+        force: bool,
+        assigned: Vec<String>,
+    },
 }
 
 impl Request {
     /// Whether the operation loses data or takes access away, and so needs confirmation.
     pub fn is_destructive(&self) -> bool {
-        matches!(self, Request::DestroyVolume { .. } | Request::DestroyPartition { .. } | Request::Unassign { .. })
+        matches!(
+            self,
+            Request::DestroyVolume { .. }
+                | Request::DestroyPartition { .. }
+                | Request::Unassign { .. }
+                | Request::RemoveUnit { .. }
+        )
     }
 }
 
@@ -155,6 +168,10 @@ impl fmt::Display for Request {
                 }
             }
             Request::RescanUnit { unit } => write!(f, "rescan unit {unit}"),
+            Request::RemoveUnit { unit, force: false, .. } => write!(f, "remove unit {unit} from the pool"),
+            Request::RemoveUnit { unit, force: true, assigned } => {
+                write!(f, "remove unit {unit} from the pool and release {}", assigned.join(", "))
+            }
         }
     }
 }
@@ -460,6 +477,10 @@ impl Confirm {
         match &self.command {
             Command::Submit(request @ Request::Unassign { .. }) => {
                 format!("Really {request}? The host loses access to it. (y/n)")
+            }
+            Command::Submit(request @ Request::RemoveUnit { force, .. }) => {
+                let hosts = if *force { " Those hosts lose access." } else { "" };
+                format!("Really {request}?{hosts} A coldStart from it adds it again. (y/n)")
             }
             Command::Submit(request) => format!("Really {request}? Data on it is lost. (y/n)"),
             Command::Cancel { task, what } => format!("Cancel task {task} ({what}) before it runs? (y/n)"),
