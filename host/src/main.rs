@@ -41,7 +41,7 @@ enum Command {
     Request {
         #[arg(long)]
         size: String,
-        /// Name of the volume, when the station creates one.
+        /// The volume's name: a free volume of that name is given, else the station creates one with it.
         #[arg(long)]
         name: Option<String>,
         #[arg(long)]
@@ -195,6 +195,7 @@ async fn submit(session: &Session, mut columns: Vec<(&'static [u32], Value)>) ->
         mib::DVSAN_STATION_REQUEST_END_LBA,
         mib::DVSAN_STATION_REQUEST_LENGTH,
         mib::DVSAN_STATION_REQUEST_NBD_URI,
+        mib::DVSAN_STATION_REQUEST_VOLUME_SOURCE,
     ];
     let oids: Vec<Oid> = outcome_columns.iter().map(|c| Oid::from_slice(c).child(index)).collect();
     let start = Instant::now();
@@ -239,16 +240,21 @@ async fn request(session: &Session, size: &str, name: Option<&str>, json: bool) 
         _ => String::new(),
     };
     let uri = text(&get(9));
+    let (source, how) = match get(10) {
+        Value::Integer(mib::dvsan_station_request_volume_source::CREATED) => ("created", "created for this request"),
+        Value::Integer(mib::dvsan_station_request_volume_source::EXISTING) => ("existing", "an existing free volume"),
+        _ => ("unknown", "the station did not say whether it was created"),
+    };
     if json {
         let out = serde_json::json!({
             "unit": unit, "volume": volume, "unit_address": unit_address, "name": text(&get(5)),
             "start_lba": number(&get(6)), "end_lba": number(&get(7)), "length": number(&get(8)),
-            "nbd_uri": uri, "host": session.host.to_string(),
+            "nbd_uri": uri, "host": session.host.to_string(), "volume_source": source,
         });
         println!("{out}");
     } else {
         println!(
-            "{unit}/{volume} {:?} on unit {unit_address}: LBA {}-{} ({} blocks)\n{uri}",
+            "{unit}/{volume} {:?} on unit {unit_address}: LBA {}-{} ({} blocks), {how}\n{uri}",
             text(&get(5)),
             number(&get(6)),
             number(&get(7)),

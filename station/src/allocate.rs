@@ -2,7 +2,8 @@
 //! named volume, and take it back; create and destroy volumes and partitions; read a unit again; add one.
 //!
 //! A request is served from the pool in the store: the smallest free, available, unpartitioned volume that is
-//! big enough (best fit); failing that, a new volume is created by SNMP SET (createAndGo on dvsanVolumeTable at
+//! big enough (best fit; for a request with a name, only a free volume of that name); failing that, a new volume
+//! (with the requested name, if any) is created by SNMP SET (createAndGo on dvsanVolumeTable at
 //! dvsanVolumeNextIndex.0) on the available unit with the most free space whose largest free extent holds it.
 //! The host is then granted the volume on the unit (createAndGo on dvsanAccessTable at dvsanAccessNextIndex.0),
 //! the assignment is recorded in the store, and the unit is walked again so the pool shows the new volume.
@@ -245,7 +246,8 @@ pub struct UnitScan {
 pub struct SizeRequest {
     pub size_bytes: u64,
     pub host: IpAddr,
-    /// Name of the volume when one has to be created (the unit names it otherwise).
+    /// The volume's name: only a free volume of that name is chosen, else one is created with it (without a
+    /// name, any free volume may be chosen, and a created one is named by the unit).
     pub name: Option<String>,
     pub read_only: bool,
 }
@@ -419,7 +421,9 @@ impl<'a> Allocator<'a> {
                 let free = volume.state == Availability::Available
                     && volume.partitions.is_empty()
                     && !assigned.iter().any(|a| a.unit == unit.index && a.volume == volume.index);
-                if !free {
+                // A request by name takes only a free volume of that name; others are created with the name.
+                let named = request.name.as_ref().is_none_or(|name| *name == volume.name);
+                if !free || !named {
                     continue;
                 }
                 let bytes = u64::from(volume.length) * u64::from(block_size);

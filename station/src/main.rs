@@ -622,7 +622,14 @@ fn cmd_request(
 ) -> Result<()> {
     let operation =
         Operation::Allocate { size_bytes: parse_request_size(size)?, host: parse_host(host)?, name, read_only };
-    print_assignment(execute_alloc(alloc, &operation)?, json)
+    match execute_alloc(alloc, &operation)?.detail {
+        Detail::Assignment(a) if !json => {
+            let how = if a.volume_created { "created for this request" } else { "an existing free volume" };
+            print_or_quiet(&format!("{}  ({how})\n", allocation_line(&a)))
+        }
+        Detail::Assignment(a) => print_allocation(&a, true),
+        _ => bail!("the allocation ended without an assignment"),
+    }
 }
 
 fn cmd_assign(alloc: &AllocArgs, unit: &str, volume: u32, host: &str, read_only: bool, json: bool) -> Result<()> {

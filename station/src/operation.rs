@@ -456,7 +456,7 @@ impl Operation {
                         a.name,
                         a.unit,
                         human_size(a.size_bytes),
-                        if a.volume_created { ", created for it" } else { "" },
+                        if a.volume_created { "; created for this request" } else { "; an existing free volume" },
                         a.host,
                         if a.read_only { " (read-only)" } else { "" },
                         a.nbd_uri.as_deref().unwrap_or("no NBD address known yet")

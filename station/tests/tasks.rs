@@ -345,7 +345,7 @@ fn every_operation_runs_as_a_task_in_order_and_the_cli_matches() {
     says(4, "released volume 1");
     says(5, "destroyed volume 1");
     says(6, "\"alloc\"");
-    says(6, "created for it) to 127.0.31.101");
+    says(6, "; created for this request) to 127.0.31.101");
     says(7, &format!("read unit #{index} {}", unit.unit_id()));
     says(8, &format!("{} (", other.unit_id()));
     says(8, "at 127.0.31.2:1161: 0 volume(s), available");
@@ -479,8 +479,8 @@ fn units_are_removed_by_cli_and_task_refused_while_assigned_forced_and_learned_a
     let _trapd = snmptrapd(dir.path(), nms, &trap_log);
     let nms_text = nms.to_string();
     let station = Station::start(&dir.path().join("station"), &["--forward", &nms_text, "--unit-timeout", "2s"]);
-    let mut unit_a = Unit::start(&dir.path().join("ua"), "127.0.31.1", station.traps, "64M", &[]);
-    let mut unit_b = Unit::start(&dir.path().join("ub"), "127.0.31.2", station.traps, "64M", &[]);
+    let mut unit_a = Unit::start(&dir.path().join("ua"), "127.0.32.1", station.traps, "64M", &[]);
+    let mut unit_b = Unit::start(&dir.path().join("ub"), "127.0.32.2", station.traps, "64M", &[]);
     unit_a.serve_data();
     unit_b.serve_data();
     station.wait_unit(&unit_a.address(), "available", WAIT, |u| u["state"] == "available");
@@ -488,51 +488,51 @@ fn units_are_removed_by_cli_and_task_refused_while_assigned_forced_and_learned_a
     let a = unit_index(&station, &unit_a);
 
     // A unit added by mistake (nothing answers there) is removed with the CLI.
-    run_ok(&mut station_cli(&station, &["unit", "add", "127.0.31.9", "--timeout", "200ms"]));
-    assert!(station.unit_at("127.0.31.9:1161").is_some());
-    let out = run_ok(&mut station_cli(&station, &["unit", "remove", "127.0.31.9:1161"]));
+    run_ok(&mut station_cli(&station, &["unit", "add", "127.0.32.9", "--timeout", "200ms"]));
+    assert!(station.unit_at("127.0.32.9:1161").is_some());
+    let out = run_ok(&mut station_cli(&station, &["unit", "remove", "127.0.32.9:1161"]));
     assert!(out.contains("removed unit #") && out.contains("never read"), "{out}");
-    assert!(station.unit_at("127.0.31.9:1161").is_none());
-    let err = run_fails(&mut station_cli(&station, &["unit", "remove", "127.0.31.9"]));
-    assert!(err.contains("no unit matches \"127.0.31.9\""), "{err}");
+    assert!(station.unit_at("127.0.32.9:1161").is_none());
+    let err = run_fails(&mut station_cli(&station, &["unit", "remove", "127.0.32.9"]));
+    assert!(err.contains("no unit matches \"127.0.32.9\""), "{err}");
 
     // Unit B holds an assigned volume: the CLI refuses and lists the assignment; --force releases it and says so.
-    let vb = assigned_volume(&station, "127.0.31.2", "8M", "127.0.31.100");
+    let vb = assigned_volume(&station, "127.0.32.2", "8M", "127.0.32.100");
     let b = unit_index(&station, &unit_b);
     assert_eq!(grant_rows(&unit_b), 1);
     let err = run_fails(&mut station_cli(&station, &["unit", "remove", &unit_b.unit_id()]));
-    let listed = format!("unit #{b}/volume {vb} to 127.0.31.100");
+    let listed = format!("unit #{b}/volume {vb} to 127.0.32.100");
     assert!(err.contains(&listed) && err.contains("--force"), "{err}");
     assert!(station.unit_at(&unit_b.address()).is_some(), "a refused removal changes nothing");
-    let out = run_ok(&mut station_cli(&station, &["unit", "remove", "127.0.31.2", "--force"]));
+    let out = run_ok(&mut station_cli(&station, &["unit", "remove", "127.0.32.2", "--force"]));
     assert!(
         out.contains(&format!("removed unit #{b}")) && out.contains(&format!("released its assignments: {listed}"))
     );
     assert!(station.unit_at(&unit_b.address()).is_none());
     let assignments = run_ok(&mut station_cli(&station, &["assignments", "--json"]));
-    assert!(!assignments.contains("127.0.31.100"), "{assignments}");
+    assert!(!assignments.contains("127.0.32.100"), "{assignments}");
     // Its grant was revoked on the unit (it was still there), so nothing stays granted to the host.
     assert_eq!(grant_rows(&unit_b), 0, "the forced removal revoked the grant");
 
     // A removed unit that restarts (coldStart) is learned again.
     unit_b.proc.terminate();
-    unit_b = Unit::start(&dir.path().join("ub"), "127.0.31.2", station.traps, "64M", &[]);
+    unit_b = Unit::start(&dir.path().join("ub"), "127.0.32.2", station.traps, "64M", &[]);
     unit_b.serve_data();
     let again = station.wait_unit(&unit_b.address(), "learned again", WAIT, |u| u["state"] == "available");
     assert_eq!(again["unit_id"], unit_b.unit_id());
 
     // As tasks: removeUnit is refused while unit A's volume is assigned; removeUnitForce releases and removes it,
     // and the NMS hears dvsanStationUnitRemoved.
-    let va = assigned_volume(&station, "127.0.31.1", "8M", "127.0.31.101");
-    let refused_task = start_task(&station, "removeUnit", &[("Unit", "s", "127.0.31.1")]);
+    let va = assigned_volume(&station, "127.0.32.1", "8M", "127.0.32.101");
+    let refused_task = start_task(&station, "removeUnit", &[("Unit", "s", "127.0.32.1")]);
     let (state, result) = wait_task(&station, refused_task);
     assert_eq!(state, "failed", "{result}");
-    assert!(result.contains(&format!("unit #{a}/volume {va} to 127.0.31.101")), "{result}");
+    assert!(result.contains(&format!("unit #{a}/volume {va} to 127.0.32.101")), "{result}");
     assert!(station.unit_at(&unit_a.address()).is_some());
-    let forced = start_task(&station, "removeUnitForce", &[("Unit", "s", "127.0.31.1")]);
+    let forced = start_task(&station, "removeUnitForce", &[("Unit", "s", "127.0.32.1")]);
     let (state, result) = wait_task(&station, forced);
     assert_eq!(state, "done", "{result}");
-    assert!(result.contains("released its assignments") && result.contains("127.0.31.101"), "{result}");
+    assert!(result.contains("released its assignments") && result.contains("127.0.32.101"), "{result}");
     assert!(station.unit_at(&unit_a.address()).is_none());
     let id = format!("dvsanStationUnitId.{a} = STRING: {}", unit_a.unit_id());
     wait_for("dvsanStationUnitRemoved at snmptrapd", WAIT, || {
