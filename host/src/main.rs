@@ -9,14 +9,14 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use dvsan_mib as mib;
-use dvsan_snmp::{Manager, Oid, Target, Value, VarBind};
+use dvsan_snmp::{resolve_address, Endpoint, Manager, Oid, Target, Value, VarBind};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Parser)]
 #[command(name = "dvsan-host", version, about = "Ask a dvsan management station for storage, over SNMP")]
 struct Cli {
-    /// The station's SNMP agent, IP or IP:PORT (port 1161 when none is given).
+    /// The station's SNMP agent, IP, IP:PORT, NAME or NAME:PORT (port 1161 when none is given).
     #[arg(long, env = "DVSAN_STATION")]
     station: String,
     /// Read community of the station's agent.
@@ -116,14 +116,10 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// The station's SNMP agent: IP, IP:PORT, NAME or NAME:PORT (default port 1161), resolved now.
 fn parse_station(text: &str) -> Result<SocketAddr> {
-    if let Ok(address) = text.parse::<SocketAddr>() {
-        return Ok(address);
-    }
-    match text.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
-        Ok(ip) => Ok(SocketAddr::new(ip, 1161)),
-        Err(_) => bail!("--station {text:?} is not an IP address or IP:PORT"),
-    }
+    let station = Endpoint::parse(text, 1161).and_then(Endpoint::require_port);
+    station.and_then(|s| s.resolve()).context("--station")
 }
 
 /// The local address the system would use to reach `station` (no packet is sent).
@@ -350,10 +346,7 @@ async fn release(session: &Session, given: &str) -> Result<()> {
 fn parse_uri(uri: &str) -> Result<(SocketAddr, String)> {
     let rest = uri.strip_prefix("nbd://").with_context(|| format!("{uri:?} is not an nbd:// URI"))?;
     let (authority, export) = rest.split_once('/').unwrap_or((rest, ""));
-    let address = authority
-        .parse::<SocketAddr>()
-        .or_else(|_| authority.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 10809)))
-        .map_err(|_| anyhow::anyhow!("{uri:?}: {authority:?} is not IP:PORT"))?;
+    let address = resolve_address(authority, 10809).with_context(|| format!("the NBD URI {uri:?}"))?;
     Ok((address, export.to_string()))
 }
 

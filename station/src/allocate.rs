@@ -29,7 +29,7 @@ use crate::model::{Availability, UnitState};
 use crate::store::{AllocationUnit, AssignmentRecord, RemovedUnit, StationStore, StoreError, SyncOutcome};
 use crate::walk::{read_unit, WalkError};
 use dvsan_mib as mib;
-use dvsan_snmp::{Manager, Oid, SnmpError, Target, Value, VarBind};
+use dvsan_snmp::{Endpoint, Manager, Oid, SnmpError, Target, Value, VarBind};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
@@ -82,6 +82,8 @@ pub enum AllocateError {
     UnitProtocol { unit: u32, agent: SocketAddr, what: &'static str },
     #[error("reading unit #{unit} ({agent}) failed: {source}")]
     Walk { unit: u32, agent: SocketAddr, source: WalkError },
+    #[error(transparent)]
+    Address(#[from] dvsan_snmp::AddressError),
     #[error("cannot take the lock {path}: {source}")]
     Lock { path: String, source: std::io::Error },
     #[error("the operation does not hold the lock of {what} (the unit it names changed meanwhile); run it again")]
@@ -235,6 +237,8 @@ pub struct UnitScan {
     pub unit_id: Option<String>,
     pub name: String,
     pub address: SocketAddr,
+    /// The host name the unit was registered by, if any (`address` is what it resolved to).
+    pub host_name: Option<String>,
     pub volumes: usize,
     pub state: UnitState,
     /// Why the agent could not be read (an added address that does not answer yet); `None` when it was read.
@@ -730,18 +734,22 @@ impl<'a> Allocator<'a> {
             unit_id: Some(snapshot.unit_id.clone()),
             name: snapshot.name.clone(),
             address: agent,
+            host_name: (!record.host_name.is_empty()).then(|| record.host_name.clone()),
             volumes: snapshot.volumes.len(),
             state: outcome.state,
             unanswered: None,
         })
     }
 
-    /// Registers the agent at `address` and reads it now (admin `unit add`). An address that does not answer
+    /// Resolves `agent` (a host name is looked up now and kept with the unit, so the station can look it up
+    /// again later), registers the address and reads it now (admin `unit add`). An address that does not answer
     /// yet stays registered (the station keeps polling it); the scan says why in `unanswered`.
-    pub async fn add_unit(&mut self, address: SocketAddr) -> Result<UnitScan, AllocateError> {
-        self.step(0, &format!("registering {address}"));
+    pub async fn add_unit(&mut self, agent: &Endpoint) -> Result<UnitScan, AllocateError> {
+        self.step(0, &format!("resolving {agent}"));
+        let address = agent.lookup().await?;
+        self.step(10, &format!("registering {address}"));
         let now = crate::timefmt::now_ms();
-        let (index, created) = self.store.register_address(address, now)?;
+        let (index, created) = self.store.register_address(address, agent.name(), now)?;
         self.step(20, &format!("reading {address}"));
         match read_unit(self.manager, &self.target(address, false)).await {
             Ok(snapshot) => {
@@ -753,6 +761,7 @@ impl<'a> Allocator<'a> {
                     unit_id: Some(snapshot.unit_id.clone()),
                     name: snapshot.name.clone(),
                     address,
+                    host_name: agent.name().map(str::to_string),
                     volumes: snapshot.volumes.len(),
                     state: outcome.state,
                     unanswered: None,
@@ -768,6 +777,7 @@ impl<'a> Allocator<'a> {
                     unit_id: record.as_ref().and_then(|r| r.unit_id.clone()),
                     name: record.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
                     address,
+                    host_name: agent.name().map(str::to_string),
                     volumes: 0,
                     state: record.map_or(UnitState::Unreachable, |r| r.state),
                     unanswered: Some(e.to_string()),

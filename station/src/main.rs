@@ -8,7 +8,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use dvsan_station::addr::parse_address;
+use dvsan_snmp::{resolve_address, Endpoint};
 use dvsan_station::allocate::{
     allocations, parse_host, parse_request_size, Allocation, Allocator, LockScope, PoolLock,
 };
@@ -208,8 +208,8 @@ struct AllocArgs {
 struct RunArgs {
     #[command(flatten)]
     state: StateDir,
-    /// Where to receive notifications (traps and informs), IP:PORT. Production stations use port 162.
-    #[arg(long, value_name = "IP:PORT")]
+    /// Where to receive notifications (traps and informs), IP:PORT or NAME:PORT. Production stations use port 162.
+    #[arg(long, value_name = "HOST:PORT")]
     listen_traps: String,
     /// The SNMP port of units known only by the source address of their notifications.
     #[arg(long, default_value_t = 1161)]
@@ -229,8 +229,9 @@ struct RunArgs {
     /// Missed polls in a row after which a unit is unreachable.
     #[arg(long, default_value_t = 3)]
     unreachable_after: u32,
-    /// Send every received notification and the station's own to this NMS, HOST:PORT (repeatable).
-    #[arg(long = "forward", value_name = "IP:PORT")]
+    /// Send every received notification and the station's own to this NMS, IP[:PORT] or NAME[:PORT] (default
+    /// port 162; repeatable; a name is resolved at start).
+    #[arg(long = "forward", value_name = "HOST:PORT")]
     forward: Vec<String>,
     /// Forward as informs (acknowledged, retried) instead of traps.
     #[arg(long)]
@@ -238,8 +239,8 @@ struct RunArgs {
     /// Community of forwarded notifications.
     #[arg(long, default_value = "public")]
     forward_community: String,
-    /// Serve DVSAN-STATION-MIB (the pool, read-only) on this address, IP:PORT.
-    #[arg(long, value_name = "IP:PORT")]
+    /// Serve DVSAN-STATION-MIB (the pool, read-only) on this address, IP:PORT or NAME:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
     snmp_listen: Option<String>,
     /// Read community of the station's own agent.
     #[arg(long, default_value = "public")]
@@ -271,8 +272,9 @@ struct RunArgs {
 enum UnitCommand {
     /// Register a unit's agent address and read the unit now; the station keeps polling it.
     Add {
-        /// The unit's agent, IP or IP:PORT.
-        #[arg(value_name = "ADDR[:PORT]")]
+        /// The unit's agent: IP, IP:PORT, NAME or NAME:PORT. A name is kept with the unit and resolved again when
+        /// the unit stops answering at the address it resolved to.
+        #[arg(value_name = "HOST[:PORT]")]
         address: String,
         #[command(flatten)]
         state: StateDir,
@@ -382,22 +384,18 @@ fn init_logging() {
 
 fn cmd_run(args: RunArgs) -> Result<()> {
     init_logging();
-    let listen_traps = parse_address(&args.listen_traps, 162).map_err(anyhow::Error::msg).or_else(|e| {
-        // Port 0 (any free port) is fine for listening.
-        args.listen_traps.parse::<SocketAddr>().map_err(|_| e)
-    })?;
+    // Listen addresses may ask for port 0 (any free port); names are resolved now, at start.
+    let listen_traps = resolve_address(&args.listen_traps, 162).context("--listen-traps")?;
     let forward = args
         .forward
         .iter()
-        .map(|sink| parse_address(sink, 162).map_err(anyhow::Error::msg).context("--forward"))
+        .map(|sink| {
+            let sink = Endpoint::parse(sink, 162).and_then(Endpoint::require_port);
+            sink.and_then(|sink| sink.resolve()).context("--forward")
+        })
         .collect::<Result<Vec<_>>>()?;
     let snmp_listen = match &args.snmp_listen {
-        Some(text) => Some(
-            text.parse::<SocketAddr>()
-                .or_else(|_| parse_address(text, 1161))
-                .map_err(anyhow::Error::msg)
-                .context("--snmp-listen")?,
-        ),
+        Some(text) => Some(resolve_address(text, 1161).context("--snmp-listen")?),
         None => None,
     };
     let trap_log_max_bytes = dvsan_layout::parse_size(&args.trap_log_max_size).context("--trap-log-max-size")?;
@@ -450,11 +448,13 @@ fn cmd_run(args: RunArgs) -> Result<()> {
 }
 
 fn cmd_unit_add(address: &str, state_dir: &Path, agent_port: u16, community: &str, timeout: Duration) -> Result<()> {
-    let address = parse_address(address, agent_port).map_err(anyhow::Error::msg)?;
+    let agent = Endpoint::parse(address, agent_port).and_then(Endpoint::require_port)?;
+    // A name that does not resolve is refused before a store is made.
+    agent.resolve()?;
     let store = StationStore::open(state_dir)
         .with_context(|| format!("opening the station store in {}", state_dir.display()))?;
     let access = UnitAccess { community, write_community: "private", timeout };
-    let outcome = execute(state_dir, store, &access, &Operation::AddUnit { address })?;
+    let outcome = execute(state_dir, store, &access, &Operation::AddUnit { agent })?;
     print_or_quiet(&format!("{}\n", outcome.text))
 }
 
@@ -504,8 +504,8 @@ fn cmd_traps(args: TrapsArgs) -> Result<()> {
         filter.unit = match store.find_unit(given) {
             Ok(unit) => Some((unit.unit_id.clone(), unit.address.map(|a| a.ip()))),
             // Not a unit, but an address: what came from there (any device, not only units).
-            Err(StoreError::UnknownUnit(_)) if parse_address(given, 1).is_ok() => {
-                Some((None, parse_address(given, 1).ok().map(|a| a.ip())))
+            Err(StoreError::UnknownUnit(_)) if given.trim().parse::<std::net::IpAddr>().is_ok() => {
+                Some((None, given.trim().parse().ok()))
             }
             Err(e) => return Err(e.into()),
         };
@@ -568,11 +568,11 @@ fn execute(
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async {
-        let bind: SocketAddr = match operation {
-            Operation::AddUnit { address } if address.is_ipv6() => "[::]:0",
-            _ => "0.0.0.0:0",
-        }
-        .parse()?;
+        let ipv6 = match operation {
+            Operation::AddUnit { agent } => agent.lookup().await?.is_ipv6(),
+            _ => false,
+        };
+        let bind: SocketAddr = if ipv6 { "[::]:0" } else { "0.0.0.0:0" }.parse()?;
         let manager = dvsan_snmp::Manager::new(bind).await.context("opening an SNMP socket")?;
         let mut allocator =
             Allocator::new(&mut store, &manager, access.community, access.write_community, access.timeout, lock);

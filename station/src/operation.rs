@@ -9,15 +9,15 @@
 //! progress goes to a [`Progress`] given to the allocator; the [`Outcome`] is a result in plain words, the unit and
 //! volume it concerns, and the details the CLI prints.
 
-use crate::addr::parse_address;
 use crate::allocate::{
     human_size, parse_host, parse_request_size, AllocateError, Allocation, Allocator, LockScope, SizeRequest, UnitScan,
 };
 use crate::model::PoolPartition;
 use crate::store::{assignment_list, AssignmentRecord, RemovedUnit, StationStore};
 use dvsan_mib::dvsan_station_task_operation as mib_operation;
+use dvsan_snmp::Endpoint;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::str::FromStr;
 
 pub use crate::allocate::{NoProgress, Progress};
@@ -189,8 +189,9 @@ pub enum Operation {
     RescanUnit {
         unit: String,
     },
+    /// The agent's address or host name (resolved when the operation runs).
     AddUnit {
-        address: SocketAddr,
+        agent: Endpoint,
     },
     /// Forget a unit; `force` releases its assignments instead of refusing.
     RemoveUnit {
@@ -309,11 +310,12 @@ impl Operation {
             OperationKind::AddUnit => {
                 if args.unit.trim().is_empty() {
                     return Err(format!(
-                        "{kind} needs the agent's address in dvsanStationTaskUnit: an IP address with an optional \
-                         port, for example 192.0.2.20 or 192.0.2.20:{default_agent_port}"
+                        "{kind} needs the agent's address in dvsanStationTaskUnit: an IP address or host name with an \
+                         optional port, for example 192.0.2.20, 192.0.2.20:{default_agent_port} or unit-a.example.net"
                     ));
                 }
-                Operation::AddUnit { address: parse_address(&args.unit, default_agent_port)? }
+                let agent = Endpoint::parse(&args.unit, default_agent_port).and_then(Endpoint::require_port);
+                Operation::AddUnit { agent: agent.map_err(|e| e.to_string())? }
             }
         })
     }
@@ -476,13 +478,14 @@ impl Operation {
                     detail: Detail::Unit(scan),
                 })
             }
-            Operation::AddUnit { address } => {
-                let scan = allocator.add_unit(*address).await?;
+            Operation::AddUnit { agent } => {
+                let scan = allocator.add_unit(agent).await?;
                 let text = match &scan.unanswered {
                     None => format!("added {}", scan_text(&scan)),
                     Some(reason) => format!(
-                        "registered {address} as unit #{}; it did not answer as a DVSAN unit yet ({reason}); the \
-                         station keeps polling it",
+                        "registered {} as unit #{}; it did not answer as a DVSAN unit yet ({reason}); the station \
+                         keeps polling it",
+                        scan_address(&scan),
                         scan.unit
                     ),
                 };
@@ -514,6 +517,14 @@ fn removed_text(removed: &RemovedUnit) -> String {
     text
 }
 
+/// `ADDR`, or `NAME:PORT (ADDR)` for a unit registered by host name.
+fn scan_address(scan: &UnitScan) -> String {
+    match &scan.host_name {
+        Some(name) => format!("{name}:{} ({})", scan.address.port(), scan.address),
+        None => scan.address.to_string(),
+    }
+}
+
 /// `unit #3 UUID (name) at ADDR: N volume(s), STATE`.
 fn scan_text(scan: &UnitScan) -> String {
     format!(
@@ -521,7 +532,7 @@ fn scan_text(scan: &UnitScan) -> String {
         scan.unit,
         scan.unit_id.as_deref().unwrap_or("?"),
         if scan.name.is_empty() { "unnamed" } else { &scan.name },
-        scan.address,
+        scan_address(scan),
         scan.volumes,
         scan.state
     )
@@ -585,7 +596,9 @@ mod tests {
         });
         assert_eq!(op, Ok(Operation::DestroyPartition { unit: "u".into(), volume: 2, partition: 1 }));
         let op = args(OperationKind::AddUnit, |a| a.unit = "192.0.2.20".into());
-        assert_eq!(op, Ok(Operation::AddUnit { address: "192.0.2.20:1161".parse().unwrap() }));
+        assert_eq!(op, Ok(Operation::AddUnit { agent: Endpoint::parse("192.0.2.20:1161", 1).unwrap() }));
+        let op = args(OperationKind::AddUnit, |a| a.unit = "Unit-A.example".into());
+        assert_eq!(op, Ok(Operation::AddUnit { agent: Endpoint::parse("unit-a.example:1161", 1).unwrap() }));
         let op = args(OperationKind::RemoveUnitForce, |a| a.unit = "u".into()).unwrap();
         assert_eq!((op.kind(), op.unit()), (OperationKind::RemoveUnitForce, Some("u")));
         assert_eq!(op, Operation::RemoveUnit { unit: "u".into(), force: true });
@@ -627,8 +640,8 @@ mod tests {
             a.host = "192.0.2.1".into();
         });
         assert!(e.contains("larger than 0"), "{e}");
-        let e = err(OperationKind::AddUnit, |a| a.unit = "unit-a.example".into());
-        assert!(e.contains("not an IP address") && e.contains("IP:PORT"), "{e}");
+        let e = err(OperationKind::AddUnit, |a| a.unit = "unit_a".into());
+        assert!(e.contains("\"unit_a\" is not an address") && e.contains("NAME:PORT"), "{e}");
         let e = err(OperationKind::AddUnit, |_| {});
         assert!(e.contains("addUnit needs the agent's address"), "{e}");
     }

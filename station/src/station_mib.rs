@@ -104,6 +104,7 @@ pub fn table_instances(pool: &[PoolUnit], last_seen_ms: &BTreeMap<u32, i64>) -> 
             Value::OctetString(last_seen_ms.get(&unit.index).map(|&ms| date_and_time(ms)).unwrap_or_default()),
         );
         put(mib::DVSAN_STATION_UNIT_CHANGE_COUNTER, Value::Gauge32(unit.change_counter.unwrap_or(0)));
+        put(mib::DVSAN_STATION_UNIT_HOST_NAME, truncated(&unit.host_name, 255));
         for volume in &unit.volumes {
             let v = [unit.index, volume.index];
             let mut put = |node: &[u32], value: Value| {

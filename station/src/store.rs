@@ -315,15 +315,47 @@ impl StationStore {
     }
 
     /// Registers an agent address (`unit add`): a placeholder row in state unreachable until a walk succeeds.
-    /// Returns the index of the unit at that address, and whether a row was created.
-    pub fn register_address(&mut self, address: SocketAddr, now_ms: i64) -> Result<(u32, bool), StoreError> {
+    /// `host_name` is the name the address was resolved from, if the operator gave one; it is kept (also on a
+    /// unit already at that address) so the station can resolve it again. Returns the index of the unit at that
+    /// address, and whether a row was created.
+    pub fn register_address(
+        &mut self,
+        address: SocketAddr,
+        host_name: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(u32, bool), StoreError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if let Some((index, _)) = unit_at(&tx, address)? {
-            return Ok((index, false));
+        let (index, created) = match unit_at(&tx, address)? {
+            Some((index, _)) => (index, false),
+            None => {
+                (insert_placeholder(&tx, address, UnitState::Unreachable, "registered; not walked yet", now_ms)?, true)
+            }
+        };
+        if let Some(name) = host_name {
+            tx.execute("UPDATE units SET host_name = ?2 WHERE id = ?1", params![index, name])?;
         }
-        let index = insert_placeholder(&tx, address, UnitState::Unreachable, "registered; not walked yet", now_ms)?;
         tx.commit()?;
-        Ok((index, true))
+        Ok((index, created))
+    }
+
+    /// Moves unit `index` to `address` (its host name now resolves there). A row that had that address loses it
+    /// (it moved away or was replaced; its index is returned), as a walk would find. Nothing happens when the unit
+    /// is gone.
+    pub fn move_unit(&mut self, index: u32, address: SocketAddr) -> Result<Option<u32>, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let displaced = match unit_at(&tx, address)? {
+            Some((other, _)) if other != index => {
+                tx.execute("UPDATE units SET address = NULL, port = NULL WHERE id = ?1", [other])?;
+                Some(other)
+            }
+            _ => None,
+        };
+        tx.execute(
+            "UPDATE units SET address = ?2, port = ?3 WHERE id = ?1",
+            params![index, address.ip().to_string(), address.port()],
+        )?;
+        tx.commit()?;
+        Ok(displaced)
     }
 
     /// Records a failed walk of the agent at `address`: the unit there goes to state error with `reason` (a
@@ -407,6 +439,12 @@ impl StationStore {
                     // A placeholder at this address: adopt it, unless the unit is already known under another row.
                     None if target.is_none() => target = Some((other, None)),
                     None => {
+                        // The host name the placeholder was registered by now names the known unit.
+                        tx.execute(
+                            "UPDATE units SET host_name = (SELECT host_name FROM units WHERE id = ?2)
+                             WHERE id = ?1 AND host_name = ''",
+                            params![target.map_or(0, |(index, _)| index), other],
+                        )?;
                         tx.execute("DELETE FROM units WHERE id = ?1", [other])?;
                     }
                     Some(previous_id) => {
@@ -1296,9 +1334,10 @@ mod tests {
     fn placeholders_are_adopted_and_moved_units_keep_their_index() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = StationStore::open(dir.path()).unwrap();
-        let (placeholder, created) = store.register_address(addr("127.0.0.3:1161"), 5).unwrap();
+        let (placeholder, created) = store.register_address(addr("127.0.0.3:1161"), Some("unit-c"), 5).unwrap();
         assert!(created);
-        assert_eq!(store.register_address(addr("127.0.0.3:1161"), 6).unwrap(), (placeholder, false));
+        assert_eq!(store.register_address(addr("127.0.0.3:1161"), None, 6).unwrap(), (placeholder, false));
+        assert_eq!(store.unit(placeholder).unwrap().unwrap().host_name, "unit-c", "kept when added again by address");
         let sync = store.sync_unit(addr("127.0.0.3:1161"), &snapshot(ID_A, &[(1, 0, 10)]), 10).unwrap();
         assert_eq!(sync.index, placeholder);
         assert_eq!(sync.previous_state, None);

@@ -479,7 +479,7 @@ mod tests {
         assert_eq!((yes, no), (1, 2));
         let cases = [
             (
-                Request::AddUnit { agent: "127.0.0.14:1161".parse().unwrap() },
+                Request::AddUnit { agent: crate::form::parse_agent_address("127.0.0.14:1161").unwrap() },
                 expected(9, vec![text(UNIT, 7, "127.0.0.14:1161")]),
             ),
             (

@@ -117,7 +117,6 @@ pub fn hints(app: &App) -> &'static [(&'static str, &'static str)] {
             ("c", "volume"),
             ("p", "partition"),
             ("r", "rescan"),
-            ("R", "remove"),
             ("n", "allocate"),
             ("/", "filter"),
             ("?", "help"),
