@@ -146,7 +146,12 @@ const MIGRATIONS: &[M<'static>] = &[
     // Issue 12: the host name a unit was registered by (`unit add NAME[:PORT]`), kept next to the address it
     // resolved to, so the station can resolve it again when the unit stops answering there. '' when registered by
     // address or learned from a notification.
-    M::up("ALTER TABLE units ADD COLUMN host_name TEXT NOT NULL DEFAULT '';"),
+    // Removed units (`unit remove`) leave their index here, so a unit learned later never gets an index an NMS
+    // knew for another one (dvsanStationUnitIndex does not change for the life of the store).
+    M::up(
+        "ALTER TABLE units ADD COLUMN host_name TEXT NOT NULL DEFAULT '';
+    CREATE TABLE removed_units (id INTEGER PRIMARY KEY, removed_ms INTEGER NOT NULL);",
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -961,6 +966,10 @@ impl StationStore {
             let column = if table == "units" { "id" } else { "unit" };
             tx.execute(&format!("DELETE FROM {table} WHERE {column} = ?1"), [index])?;
         }
+        tx.execute(
+            "INSERT OR REPLACE INTO removed_units (id, removed_ms) VALUES (?1, ?2)",
+            params![index, crate::timefmt::now_ms()],
+        )?;
         tx.commit()?;
         Ok(RemovedUnit { unit, volumes: usize::try_from(volumes).unwrap_or(0), released: assignments })
     }
@@ -1181,8 +1190,9 @@ fn insert_placeholder(
     now_ms: i64,
 ) -> Result<u32, StoreError> {
     tx.execute(
-        "INSERT INTO units (address, port, state, reason, first_seen_ms, state_since_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        "INSERT INTO units (id, address, port, state, reason, first_seen_ms, state_since_ms)
+         VALUES (max(coalesce((SELECT max(id) FROM units), 0), coalesce((SELECT max(id) FROM removed_units), 0)) + 1,
+                 ?1, ?2, ?3, ?4, ?5, ?5)",
         params![address.ip().to_string(), address.port(), state.as_str(), reason, now_ms],
     )?;
     u32::try_from(tx.last_insert_rowid()).map_err(|_| StoreError::Corrupt("unit index over u32".into()))
@@ -1353,6 +1363,45 @@ mod tests {
         assert_eq!(a.address, None);
         assert_eq!(a.state, UnitState::Unreachable);
         assert_eq!(store.units().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn removal_forgets_a_unit_in_one_go_refuses_while_assigned_and_never_reuses_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StationStore::open(dir.path()).unwrap();
+        let a = store.sync_unit(addr("127.0.0.2:1161"), &snapshot(ID_A, &[(1, 0, 100), (2, 100, 50)]), 10).unwrap();
+        let b = store.sync_unit(addr("127.0.0.3:1161"), &snapshot(ID_B, &[(1, 0, 100)]), 10).unwrap();
+        let held = AssignmentRecord {
+            unit: b.index,
+            volume: 1,
+            host: "192.0.2.10".parse().unwrap(),
+            read_only: false,
+            grant: 1,
+            volume_created: false,
+            created_ms: 10,
+            pending: false,
+        };
+        store.insert_assignment(&held).unwrap();
+        let err = store.remove_unit(b.index, false).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::UnitAssigned { assignments, .. } if assignments == std::slice::from_ref(&held))
+        );
+        let text = err.to_string();
+        assert!(text.contains(&format!("unit #{}/volume 1 to 192.0.2.10", b.index)) && text.contains("--force"));
+        assert_eq!(store.pool().unwrap().len(), 2, "a refused removal changes nothing");
+
+        let removed = store.remove_unit(b.index, true).unwrap();
+        assert_eq!((removed.volumes, removed.released), (1, vec![held]));
+        assert!(store.assignments().unwrap().is_empty());
+        let removed_a = store.remove_unit(a.index, false).unwrap();
+        assert_eq!(removed_a.unit.unit_id.as_deref(), Some(ID_A));
+        assert!(store.pool().unwrap().is_empty());
+        assert!(matches!(store.remove_unit(a.index, false), Err(StoreError::UnknownUnit(_))));
+        // Learned again: a new index, above every index the store ever gave.
+        let again = store.sync_unit(addr("127.0.0.3:1161"), &snapshot(ID_B, &[(1, 0, 100)]), 20).unwrap();
+        assert!(again.index > a.index.max(b.index), "{} reused", again.index);
+        assert_eq!(again.previous_state, None);
+        assert_eq!(store.integrity_check().unwrap(), "ok");
     }
 
     #[test]
