@@ -297,6 +297,27 @@ mod tests {
     }
 
     #[test]
+    fn addresses_take_host_names_resolved_at_start() {
+        let run = |extra: &[&str]| {
+            let mut argv = vec!["dvsan-agent", "run", "--state-dir", "/tmp/u", "--media", "/tmp/u/m:1M"];
+            argv.extend_from_slice(extra);
+            let Command::Run(args) = Cli::parse_from(argv).command else { panic!("run expected") };
+            args.resolve().map_err(|e| format!("{e:#}"))
+        };
+        let c = run(&["--listen", "localhost:1170", "--trap-sink", "localhost", "--trap-sink", "127.0.0.9"]).unwrap();
+        assert!(c.listen.ip().is_loopback() && c.listen.port() == 1170, "{}", c.listen);
+        assert_eq!(c.trap_sinks[0].port(), 162, "the default notification port");
+        assert!(c.trap_sinks[0].ip().is_loopback());
+        assert_eq!(c.trap_sinks[1], "127.0.0.9:162".parse::<SocketAddr>().unwrap());
+        let e = run(&["--trap-sink", "nms.invalid:162"]).unwrap_err();
+        assert!(e.contains("a trap sink") && e.contains("\"nms.invalid\" does not resolve"), "{e}");
+        let e = run(&["--listen", "unit_1"]).unwrap_err();
+        assert!(e.contains("the listen address") && e.contains("NAME:PORT"), "{e}");
+        let e = run(&["--trap-sink", "127.0.0.1:0"]).unwrap_err();
+        assert!(e.contains("port 0"), "{e}");
+    }
+
+    #[test]
     fn unknown_config_keys_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("agent.toml");
