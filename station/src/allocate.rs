@@ -62,6 +62,12 @@ pub enum AllocateError {
         human_size(*largest)
     )]
     TooLarge { requested: u64, largest: u64 },
+    #[error(
+        "no free volume named {name:?} is large enough, and a new one cannot take that name: unit(s) {} already \
+         have a volume named {name:?} (assigned, partitioned or too small); ask without --name or with another name",
+        units.iter().map(|u| format!("#{u}")).collect::<Vec<_>>().join(", ")
+    )]
+    NameTaken { name: String, units: Vec<u32> },
     #[error("volume {volume} has room for {room} more bytes ({}) of partitions, not {requested}", human_size(*room))]
     NoRoomInVolume { volume: u32, requested: u64, room: u64 },
     #[error("unit #{unit} has no volume {volume}; `dvsan-station pool` lists the volumes")]
@@ -451,14 +457,23 @@ impl<'a> Allocator<'a> {
         let candidate = match best {
             Some((_, candidate)) => candidate,
             None => {
-                // The unit with the most free space whose largest free extent holds the request.
+                // The unit with the most free space whose largest free extent holds the request (and, for a named
+                // request, that has no volume of that name: names are unique on a unit).
                 let mut chosen: Option<(&AllocationUnit, SocketAddr, u32)> = None;
+                let mut name_taken_on = Vec::new();
                 for unit in &units {
                     let (Some(agent), Some(block_size), UnitState::Available) =
                         (unit.address, unit.block_size, unit.state)
                     else {
                         continue;
                     };
+                    if let Some(name) = &request.name {
+                        let volumes = pool.iter().find(|p| p.index == unit.index).map(|p| p.volumes.as_slice());
+                        if volumes.unwrap_or_default().iter().any(|v| v.name == *name) {
+                            name_taken_on.push(unit.index);
+                            continue;
+                        }
+                    }
                     let extent = unit.largest_free_blocks.or(unit.free_blocks).unwrap_or(0);
                     largest = largest.max(u64::from(extent) * u64::from(block_size));
                     let blocks = request.size_bytes.div_ceil(u64::from(block_size.max(1)));
@@ -472,6 +487,9 @@ impl<'a> Allocator<'a> {
                     }
                 }
                 let Some((unit, agent, blocks)) = chosen else {
+                    if let (Some(name), false) = (&request.name, name_taken_on.is_empty()) {
+                        return Err(AllocateError::NameTaken { name: name.clone(), units: name_taken_on });
+                    }
                     return Err(AllocateError::TooLarge { requested: request.size_bytes, largest });
                 };
                 self.step(20, &format!("creating the volume on unit #{}", unit.index));

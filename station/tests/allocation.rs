@@ -680,6 +680,11 @@ fn requests_by_name_choose_or_create_that_name_and_say_which() {
         unit.show()["volumes"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap().into()).collect();
     assert!(names.contains(&"appdata".to_string()) && names.contains(&"db1".to_string()), "{names:?}");
 
+    // "appdata" is assigned now: another request by that name cannot take it, nor create a second one (names are
+    // unique on a unit); the refusal says so and what to do.
+    let err = run_fails(&mut host_cli(&station, "127.0.33.104", &["request", "--size", "1M", "--name", "appdata"]));
+    assert!(err.contains("already have a volume named \"appdata\"") && err.contains("another name"), "{err}");
+
     // Without a name, the free db1 is chosen, and the text says it was an existing volume.
     let text = run_ok(&mut host_cli(&station, "127.0.33.101", &["request", "--size", "4M"]));
     assert!(text.starts_with(&format!("{}/{db1} \"db1\"", a["unit"])), "{text}");
