@@ -8,6 +8,7 @@
 use crate::media::MediaArg;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use dvsan_snmp::{resolve_address, Endpoint};
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -68,18 +69,20 @@ pub struct RunArgs {
     /// Block size in bytes (a power of two, 512..=65536), fixed when the unit is first created.
     #[arg(long)]
     pub block_size: Option<u32>,
-    /// SNMP listen address. Production agents use port 161 (needs privileges).
-    #[arg(long)]
-    pub listen: Option<SocketAddr>,
+    /// SNMP listen address, IP[:PORT] or NAME[:PORT] (default port 1161; a name is resolved at start).
+    /// Production agents use port 161 (needs privileges).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub listen: Option<String>,
     /// Community allowed to read.
     #[arg(long)]
     pub read_community: Option<String>,
     /// Community allowed to read and write.
     #[arg(long)]
     pub write_community: Option<String>,
-    /// Where to send notifications, HOST:PORT (repeatable).
-    #[arg(long = "trap-sink", value_name = "HOST:PORT")]
-    pub trap_sink: Vec<SocketAddr>,
+    /// Where to send notifications, IP[:PORT] or NAME[:PORT] (default port 162; repeatable; a name is resolved
+    /// at start).
+    #[arg(long = "trap-sink", value_name = "HOST[:PORT]")]
+    pub trap_sink: Vec<String>,
     /// Send acknowledged informs instead of traps (retried until acknowledged).
     #[arg(long)]
     pub inform: bool,
@@ -110,11 +113,11 @@ struct ConfigFile {
     #[serde(default)]
     media: Vec<String>,
     block_size: Option<u32>,
-    listen: Option<SocketAddr>,
+    listen: Option<String>,
     read_community: Option<String>,
     write_community: Option<String>,
     #[serde(default)]
-    trap_sink: Vec<SocketAddr>,
+    trap_sink: Vec<String>,
     inform: Option<bool>,
 }
 
@@ -144,14 +147,24 @@ impl RunArgs {
             name,
             media,
             block_size: self.block_size.or(file.block_size).unwrap_or(DEFAULT_BLOCK_SIZE),
-            listen: self.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("constant")),
+            listen: resolve_address(self.listen.or(file.listen).as_deref().unwrap_or(DEFAULT_LISTEN), 1161)
+                .context("the listen address")?,
             read_community: self.read_community.or(file.read_community).unwrap_or_else(|| "public".into()),
             write_community: self.write_community.or(file.write_community).unwrap_or_else(|| "private".into()),
-            trap_sinks: if self.trap_sink.is_empty() { file.trap_sink } else { self.trap_sink },
+            trap_sinks: trap_sinks(if self.trap_sink.is_empty() { &file.trap_sink } else { &self.trap_sink })?,
             inform: self.inform || file.inform.unwrap_or(false),
             state_dir,
         })
     }
+}
+
+/// Resolves the trap sinks (default port 162; port 0 is refused).
+fn trap_sinks(given: &[String]) -> Result<Vec<SocketAddr>> {
+    let sink = |text: &String| {
+        let endpoint = Endpoint::parse(text, 162).and_then(Endpoint::require_port);
+        endpoint.and_then(|e| e.resolve()).context("a trap sink")
+    };
+    given.iter().map(sink).collect()
 }
 
 fn read_config(path: &Path) -> Result<ConfigFile> {
@@ -281,6 +294,27 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.2:1161".parse::<SocketAddr>().unwrap());
         assert_eq!(c.trap_sinks.len(), 1);
         assert_eq!(c.block_size, DEFAULT_BLOCK_SIZE);
+    }
+
+    #[test]
+    fn addresses_take_host_names_resolved_at_start() {
+        let run = |extra: &[&str]| {
+            let mut argv = vec!["dvsan-agent", "run", "--state-dir", "/tmp/u", "--media", "/tmp/u/m:1M"];
+            argv.extend_from_slice(extra);
+            let Command::Run(args) = Cli::parse_from(argv).command else { panic!("run expected") };
+            args.resolve().map_err(|e| format!("{e:#}"))
+        };
+        let c = run(&["--listen", "localhost:1170", "--trap-sink", "localhost", "--trap-sink", "127.0.0.9"]).unwrap();
+        assert!(c.listen.ip().is_loopback() && c.listen.port() == 1170, "{}", c.listen);
+        assert_eq!(c.trap_sinks[0].port(), 162, "the default notification port");
+        assert!(c.trap_sinks[0].ip().is_loopback());
+        assert_eq!(c.trap_sinks[1], "127.0.0.9:162".parse::<SocketAddr>().unwrap());
+        let e = run(&["--trap-sink", "nms.invalid:162"]).unwrap_err();
+        assert!(e.contains("a trap sink") && e.contains("\"nms.invalid\" does not resolve"), "{e}");
+        let e = run(&["--listen", "unit_1"]).unwrap_err();
+        assert!(e.contains("the listen address") && e.contains("NAME:PORT"), "{e}");
+        let e = run(&["--trap-sink", "127.0.0.1:0"]).unwrap_err();
+        assert!(e.contains("port 0"), "{e}");
     }
 
     #[test]

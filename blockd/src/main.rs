@@ -3,7 +3,6 @@
 use anyhow::Context;
 use clap::Parser;
 use dvsan_blockd::{run, Config, LargeReads};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,9 +13,10 @@ struct Cli {
     /// The unit's state directory (the one dvsan-agent uses).
     #[arg(long, env = "DVSAN_STATE_DIR")]
     state_dir: PathBuf,
-    /// Address and port to listen on (port 0 picks a free port; the actual address is in the heartbeat).
-    #[arg(long, default_value = "127.0.0.1:10809")]
-    listen: SocketAddr,
+    /// Address and port to listen on, IP[:PORT] or NAME[:PORT] (default port 10809; a name is resolved at start;
+    /// port 0 picks a free port, the actual address is in the heartbeat).
+    #[arg(long, default_value = "127.0.0.1:10809", value_name = "HOST[:PORT]")]
+    listen: String,
     /// How often to check the layout for changes, in milliseconds.
     #[arg(long, default_value_t = 250)]
     poll_interval_ms: u64,
@@ -55,7 +55,8 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    let mut config = Config::new(cli.state_dir, cli.listen);
+    let listen = dvsan_snmp::resolve_address(&cli.listen, 10809).context("--listen")?;
+    let mut config = Config::new(cli.state_dir, listen);
     config.poll_interval = Duration::from_millis(cli.poll_interval_ms.max(1));
     config.handshake_timeout = Duration::from_millis(cli.handshake_timeout_ms.max(1));
     config.max_connections = cli.max_connections.max(1);

@@ -126,6 +126,23 @@ async fn traffic_counters_are_saved_per_export_and_host_and_survive_restart() {
 }
 
 #[test]
+fn listen_takes_a_host_name() {
+    let unit = Unit::new(&[MIB]);
+    let blockd = Blockd::start_with(&unit, &["--listen", "localhost:0"]);
+    assert!(blockd.addr.ip().is_loopback() && blockd.addr.port() != 0, "{}", blockd.addr);
+    drop(blockd);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dvsan-blockd"))
+        .arg("--state-dir")
+        .arg(&unit.state)
+        .args(["--listen", "blockd.invalid:10809"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--listen") && err.contains("\"blockd.invalid\" does not resolve"), "{err}");
+}
+
+#[test]
 fn missing_unit_is_refused_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dvsan-blockd"))

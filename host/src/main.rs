@@ -9,14 +9,14 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use dvsan_mib as mib;
-use dvsan_snmp::{Manager, Oid, SnmpError, Target, Value, VarBind};
+use dvsan_snmp::{resolve_address, Endpoint, Manager, Oid, SnmpError, Target, Value, VarBind};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Parser)]
 #[command(name = "dvsan-host", version, about = "Ask a dvsan management station for storage, over SNMP")]
 struct Cli {
-    /// The station's SNMP agent, IP or IP:PORT (port 1161 when none is given).
+    /// The station's SNMP agent, IP, IP:PORT, NAME or NAME:PORT (port 1161 when none is given).
     #[arg(long, env = "DVSAN_STATION")]
     station: String,
     /// Read community of the station's agent.
@@ -41,7 +41,7 @@ enum Command {
     Request {
         #[arg(long)]
         size: String,
-        /// Name of the volume, when the station creates one.
+        /// The volume's name: a free volume of that name is given, else the station creates one with it.
         #[arg(long)]
         name: Option<String>,
         #[arg(long)]
@@ -137,14 +137,10 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// The station's SNMP agent: IP, IP:PORT, NAME or NAME:PORT (default port 1161), resolved now.
 fn parse_station(text: &str) -> Result<SocketAddr> {
-    if let Ok(address) = text.parse::<SocketAddr>() {
-        return Ok(address);
-    }
-    match text.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
-        Ok(ip) => Ok(SocketAddr::new(ip, 1161)),
-        Err(_) => bail!("--station {text:?} is not an IP address or IP:PORT"),
-    }
+    let station = Endpoint::parse(text, 1161).and_then(Endpoint::require_port);
+    station.and_then(|s| s.resolve()).context("--station")
 }
 
 /// The local address the system would use to reach `station` (no packet is sent).
@@ -221,6 +217,7 @@ async fn submit(session: &Session, mut columns: Vec<(&'static [u32], Value)>) ->
         mib::DVSAN_STATION_REQUEST_END_LBA,
         mib::DVSAN_STATION_REQUEST_LENGTH,
         mib::DVSAN_STATION_REQUEST_NBD_URI,
+        mib::DVSAN_STATION_REQUEST_VOLUME_SOURCE,
     ];
     let oids: Vec<Oid> = outcome_columns.iter().map(|c| Oid::from_slice(c).child(index)).collect();
     let start = Instant::now();
@@ -270,16 +267,21 @@ async fn request(session: &Session, size: &str, name: Option<&str>, json: bool) 
         _ => String::new(),
     };
     let uri = text(&get(9));
+    let (source, how) = match get(10) {
+        Value::Integer(mib::dvsan_station_request_volume_source::CREATED) => ("created", "created for this request"),
+        Value::Integer(mib::dvsan_station_request_volume_source::EXISTING) => ("existing", "an existing free volume"),
+        _ => ("unknown", "the station did not say whether it was created"),
+    };
     if json {
         let out = serde_json::json!({
             "unit": unit, "volume": volume, "unit_address": unit_address, "name": text(&get(5)),
             "start_lba": number(&get(6)), "end_lba": number(&get(7)), "length": number(&get(8)),
-            "nbd_uri": uri, "host": session.host.to_string(),
+            "nbd_uri": uri, "host": session.host.to_string(), "volume_source": source,
         });
         println!("{out}");
     } else {
         println!(
-            "{unit}/{volume} {:?} on unit {unit_address}: LBA {}-{} ({} blocks)\n{uri}",
+            "{unit}/{volume} {:?} on unit {unit_address}: LBA {}-{} ({} blocks), {how}\n{uri}",
             text(&get(5)),
             number(&get(6)),
             number(&get(7)),
@@ -379,10 +381,7 @@ async fn release(session: &Session, given: &str) -> Result<()> {
 fn parse_uri(uri: &str) -> Result<(SocketAddr, String)> {
     let rest = uri.strip_prefix("nbd://").with_context(|| format!("{uri:?} is not an nbd:// URI"))?;
     let (authority, export) = rest.split_once('/').unwrap_or((rest, ""));
-    let address = authority
-        .parse::<SocketAddr>()
-        .or_else(|_| authority.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 10809)))
-        .map_err(|_| anyhow::anyhow!("{uri:?}: {authority:?} is not IP:PORT"))?;
+    let address = resolve_address(authority, 10809).with_context(|| format!("the NBD URI {uri:?}"))?;
     Ok((address, export.to_string()))
 }
 

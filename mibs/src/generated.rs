@@ -269,6 +269,9 @@ pub const DVSAN_STATION_VOLUME_REMOVED: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 0
 /// DVSAN-STATION-MIB::dvsanStationTaskCompleted
 pub const DVSAN_STATION_TASK_COMPLETED: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 0, 7];
 
+/// DVSAN-STATION-MIB::dvsanStationUnitRemoved
+pub const DVSAN_STATION_UNIT_REMOVED: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 0, 8];
+
 /// DVSAN-STATION-MIB::dvsanStationObjects
 pub const DVSAN_STATION_OBJECTS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1];
 
@@ -343,6 +346,9 @@ pub const DVSAN_STATION_UNIT_LAST_SEEN: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1
 
 /// DVSAN-STATION-MIB::dvsanStationUnitChangeCounter
 pub const DVSAN_STATION_UNIT_CHANGE_COUNTER: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 2, 1, 14];
+
+/// DVSAN-STATION-MIB::dvsanStationUnitHostName
+pub const DVSAN_STATION_UNIT_HOST_NAME: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 2, 1, 15];
 
 /// DVSAN-STATION-MIB::dvsanStationVolumeTable
 pub const DVSAN_STATION_VOLUME_TABLE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 3];
@@ -454,6 +460,9 @@ pub const DVSAN_STATION_REQUEST_NBD_URI: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 
 
 /// DVSAN-STATION-MIB::dvsanStationRequestRowStatus
 pub const DVSAN_STATION_REQUEST_ROW_STATUS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 5, 1, 18];
+
+/// DVSAN-STATION-MIB::dvsanStationRequestVolumeSource
+pub const DVSAN_STATION_REQUEST_VOLUME_SOURCE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 5, 1, 19];
 
 /// DVSAN-STATION-MIB::dvsanStationAssignmentTable
 pub const DVSAN_STATION_ASSIGNMENT_TABLE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 6];
@@ -574,6 +583,12 @@ pub const DVSAN_STATION_TASK_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2,
 
 /// DVSAN-STATION-MIB::dvsanStationTaskNotificationGroup
 pub const DVSAN_STATION_TASK_NOTIFICATION_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2, 6];
+
+/// DVSAN-STATION-MIB::dvsanStationNamesGroup
+pub const DVSAN_STATION_NAMES_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2, 7];
+
+/// DVSAN-STATION-MIB::dvsanStationRemovalNotificationGroup
+pub const DVSAN_STATION_REMOVAL_NOTIFICATION_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2, 8];
 
 // SNMPv2-MIB
 
@@ -956,6 +971,16 @@ pub mod dvsan_station_request_status {
     pub const FAILED: i32 = 3;
 }
 
+/// Values of DVSAN-STATION-MIB::dvsanStationRequestVolumeSource.
+pub mod dvsan_station_request_volume_source {
+    /// none(1)
+    pub const NONE: i32 = 1;
+    /// existing(2)
+    pub const EXISTING: i32 = 2;
+    /// created(3)
+    pub const CREATED: i32 = 3;
+}
+
 /// Values of DVSAN-STATION-MIB::dvsanStationAssignMode.
 pub mod dvsan_station_assign_mode {
     /// readWrite(1)
@@ -984,6 +1009,10 @@ pub mod dvsan_station_task_operation {
     pub const RESCAN_UNIT: i32 = 8;
     /// addUnit(9)
     pub const ADD_UNIT: i32 = 9;
+    /// removeUnit(10)
+    pub const REMOVE_UNIT: i32 = 10;
+    /// removeUnitForce(11)
+    pub const REMOVE_UNIT_FORCE: i32 = 11;
 }
 
 /// Values of the TruthValue textual convention (used by DVSAN-STATION-MIB::dvsanStationTaskReadOnly).
@@ -1733,6 +1762,7 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationVolumeAdded", DVSAN_STATION_VOLUME_ADDED),
     ("dvsanStationVolumeRemoved", DVSAN_STATION_VOLUME_REMOVED),
     ("dvsanStationTaskCompleted", DVSAN_STATION_TASK_COMPLETED),
+    ("dvsanStationUnitRemoved", DVSAN_STATION_UNIT_REMOVED),
     ("dvsanStationObjects", DVSAN_STATION_OBJECTS),
     ("dvsanStationStats", DVSAN_STATION_STATS),
     ("dvsanStationUnits", DVSAN_STATION_UNITS),
@@ -1758,6 +1788,7 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationUnitVolumes", DVSAN_STATION_UNIT_VOLUMES),
     ("dvsanStationUnitLastSeen", DVSAN_STATION_UNIT_LAST_SEEN),
     ("dvsanStationUnitChangeCounter", DVSAN_STATION_UNIT_CHANGE_COUNTER),
+    ("dvsanStationUnitHostName", DVSAN_STATION_UNIT_HOST_NAME),
     ("dvsanStationVolumeTable", DVSAN_STATION_VOLUME_TABLE),
     ("dvsanStationVolumeEntry", DVSAN_STATION_VOLUME_ENTRY),
     ("dvsanStationVolumeIndex", DVSAN_STATION_VOLUME_INDEX),
@@ -1795,6 +1826,7 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationRequestLength", DVSAN_STATION_REQUEST_LENGTH),
     ("dvsanStationRequestNbdUri", DVSAN_STATION_REQUEST_NBD_URI),
     ("dvsanStationRequestRowStatus", DVSAN_STATION_REQUEST_ROW_STATUS),
+    ("dvsanStationRequestVolumeSource", DVSAN_STATION_REQUEST_VOLUME_SOURCE),
     ("dvsanStationAssignmentTable", DVSAN_STATION_ASSIGNMENT_TABLE),
     ("dvsanStationAssignmentEntry", DVSAN_STATION_ASSIGNMENT_ENTRY),
     ("dvsanStationAssignHostType", DVSAN_STATION_ASSIGN_HOST_TYPE),
@@ -1835,6 +1867,8 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationRequestGroup", DVSAN_STATION_REQUEST_GROUP),
     ("dvsanStationTaskGroup", DVSAN_STATION_TASK_GROUP),
     ("dvsanStationTaskNotificationGroup", DVSAN_STATION_TASK_NOTIFICATION_GROUP),
+    ("dvsanStationNamesGroup", DVSAN_STATION_NAMES_GROUP),
+    ("dvsanStationRemovalNotificationGroup", DVSAN_STATION_REMOVAL_NOTIFICATION_GROUP),
     ("system", SYSTEM),
     ("sysDescr", SYS_DESCR),
     ("sysObjectID", SYS_OBJECT_ID),

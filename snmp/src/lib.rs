@@ -7,11 +7,13 @@
 //!   SNMPv2-MIB `system` and `snmp` groups built in, and a tokio UDP server.
 //! - [`manager`]: async Get/GetNext/GetBulk/Set/walk client with request-id matching.
 //! - [`notify`]: sending traps and informs; [`receiver`]: receiving them.
+//! - [`endpoint`]: the addresses people type for SNMP endpoints (IP or host name, optional port).
 //! - [`testing`]: a malformed-datagram corpus for robustness tests.
 
 pub mod agent;
 pub mod ber;
 pub mod counters;
+pub mod endpoint;
 pub mod manager;
 pub mod message;
 pub mod notify;
@@ -24,6 +26,7 @@ pub mod value;
 
 pub use agent::{Agent, AgentConfig, GetResult, MibHandler, PreparedSet, SetFailure, Undo};
 pub use counters::SnmpCounters;
+pub use endpoint::{resolve_address, AddressError, Endpoint, Host};
 pub use manager::{Manager, RequestOptions, SnmpError, Target};
 pub use message::{decode, encode, DecodeError, Message, Version};
 pub use notify::NotificationSender;

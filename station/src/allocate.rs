@@ -2,7 +2,8 @@
 //! named volume, and take it back; create and destroy volumes and partitions; read a unit again; add one.
 //!
 //! A request is served from the pool in the store: the smallest free, available, unpartitioned volume that is
-//! big enough (best fit); failing that, a new volume is created by SNMP SET (createAndGo on dvsanVolumeTable at
+//! big enough (best fit; for a request with a name, only a free volume of that name); failing that, a new volume
+//! (with the requested name, if any) is created by SNMP SET (createAndGo on dvsanVolumeTable at
 //! dvsanVolumeNextIndex.0) on the available unit with the most free space whose largest free extent holds it.
 //! The host is then granted the volume on the unit (createAndGo on dvsanAccessTable at dvsanAccessNextIndex.0),
 //! the assignment is recorded in the store, and the unit is walked again so the pool shows the new volume.
@@ -25,10 +26,10 @@
 
 use crate::forward::Forwarder;
 use crate::model::{Availability, UnitState};
-use crate::store::{AllocationUnit, AssignmentRecord, StationStore, StoreError, SyncOutcome};
+use crate::store::{AllocationUnit, AssignmentRecord, RemovedUnit, StationStore, StoreError, SyncOutcome};
 use crate::walk::{read_unit, WalkError};
 use dvsan_mib as mib;
-use dvsan_snmp::{Manager, Oid, SnmpError, Target, Value, VarBind};
+use dvsan_snmp::{Endpoint, Manager, Oid, SnmpError, Target, Value, VarBind};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::File;
@@ -61,6 +62,12 @@ pub enum AllocateError {
         human_size(*largest)
     )]
     TooLarge { requested: u64, largest: u64 },
+    #[error(
+        "no free volume named {name:?} is large enough, and a new one cannot take that name: unit(s) {} already \
+         have a volume named {name:?} (assigned, partitioned or too small); ask without --name or with another name",
+        units.iter().map(|u| format!("#{u}")).collect::<Vec<_>>().join(", ")
+    )]
+    NameTaken { name: String, units: Vec<u32> },
     #[error("volume {volume} has room for {room} more bytes ({}) of partitions, not {requested}", human_size(*room))]
     NoRoomInVolume { volume: u32, requested: u64, room: u64 },
     #[error("unit #{unit} has no volume {volume}; `dvsan-station pool` lists the volumes")]
@@ -81,6 +88,8 @@ pub enum AllocateError {
     UnitProtocol { unit: u32, agent: SocketAddr, what: &'static str },
     #[error("reading unit #{unit} ({agent}) failed: {source}")]
     Walk { unit: u32, agent: SocketAddr, source: WalkError },
+    #[error(transparent)]
+    Address(#[from] dvsan_snmp::AddressError),
     #[error("cannot take the lock {path}: {source}")]
     Lock { path: String, source: std::io::Error },
     #[error("the operation does not hold the lock of {what} (the unit it names changed meanwhile); run it again")]
@@ -234,6 +243,8 @@ pub struct UnitScan {
     pub unit_id: Option<String>,
     pub name: String,
     pub address: SocketAddr,
+    /// The host name the unit was registered by, if any (`address` is what it resolved to).
+    pub host_name: Option<String>,
     pub volumes: usize,
     pub state: UnitState,
     /// Why the agent could not be read (an added address that does not answer yet); `None` when it was read.
@@ -245,7 +256,8 @@ pub struct UnitScan {
 pub struct SizeRequest {
     pub size_bytes: u64,
     pub host: IpAddr,
-    /// Name of the volume when one has to be created (the unit names it otherwise).
+    /// The volume's name: only a free volume of that name is chosen, else one is created with it (without a
+    /// name, any free volume may be chosen, and a created one is named by the unit).
     pub name: Option<String>,
     pub read_only: bool,
 }
@@ -419,7 +431,9 @@ impl<'a> Allocator<'a> {
                 let free = volume.state == Availability::Available
                     && volume.partitions.is_empty()
                     && !assigned.iter().any(|a| a.unit == unit.index && a.volume == volume.index);
-                if !free {
+                // A request by name takes only a free volume of that name; others are created with the name.
+                let named = request.name.as_ref().is_none_or(|name| *name == volume.name);
+                if !free || !named {
                     continue;
                 }
                 let bytes = u64::from(volume.length) * u64::from(block_size);
@@ -443,14 +457,23 @@ impl<'a> Allocator<'a> {
         let candidate = match best {
             Some((_, candidate)) => candidate,
             None => {
-                // The unit with the most free space whose largest free extent holds the request.
+                // The unit with the most free space whose largest free extent holds the request (and, for a named
+                // request, that has no volume of that name: names are unique on a unit).
                 let mut chosen: Option<(&AllocationUnit, SocketAddr, u32)> = None;
+                let mut name_taken_on = Vec::new();
                 for unit in &units {
                     let (Some(agent), Some(block_size), UnitState::Available) =
                         (unit.address, unit.block_size, unit.state)
                     else {
                         continue;
                     };
+                    if let Some(name) = &request.name {
+                        let volumes = pool.iter().find(|p| p.index == unit.index).map(|p| p.volumes.as_slice());
+                        if volumes.unwrap_or_default().iter().any(|v| v.name == *name) {
+                            name_taken_on.push(unit.index);
+                            continue;
+                        }
+                    }
                     let extent = unit.largest_free_blocks.or(unit.free_blocks).unwrap_or(0);
                     largest = largest.max(u64::from(extent) * u64::from(block_size));
                     let blocks = request.size_bytes.div_ceil(u64::from(block_size.max(1)));
@@ -464,6 +487,9 @@ impl<'a> Allocator<'a> {
                     }
                 }
                 let Some((unit, agent, blocks)) = chosen else {
+                    if let (Some(name), false) = (&request.name, name_taken_on.is_empty()) {
+                        return Err(AllocateError::NameTaken { name: name.clone(), units: name_taken_on });
+                    }
                     return Err(AllocateError::TooLarge { requested: request.size_bytes, largest });
                 };
                 self.step(20, &format!("creating the volume on unit #{}", unit.index));
@@ -726,18 +752,22 @@ impl<'a> Allocator<'a> {
             unit_id: Some(snapshot.unit_id.clone()),
             name: snapshot.name.clone(),
             address: agent,
+            host_name: (!record.host_name.is_empty()).then(|| record.host_name.clone()),
             volumes: snapshot.volumes.len(),
             state: outcome.state,
             unanswered: None,
         })
     }
 
-    /// Registers the agent at `address` and reads it now (admin `unit add`). An address that does not answer
+    /// Resolves `agent` (a host name is looked up now and kept with the unit, so the station can look it up
+    /// again later), registers the address and reads it now (admin `unit add`). An address that does not answer
     /// yet stays registered (the station keeps polling it); the scan says why in `unanswered`.
-    pub async fn add_unit(&mut self, address: SocketAddr) -> Result<UnitScan, AllocateError> {
-        self.step(0, &format!("registering {address}"));
+    pub async fn add_unit(&mut self, agent: &Endpoint) -> Result<UnitScan, AllocateError> {
+        self.step(0, &format!("resolving {agent}"));
+        let address = agent.lookup().await?;
+        self.step(10, &format!("registering {address}"));
         let now = crate::timefmt::now_ms();
-        let (index, created) = self.store.register_address(address, now)?;
+        let (index, created) = self.store.register_address(address, agent.name(), now)?;
         self.step(20, &format!("reading {address}"));
         match read_unit(self.manager, &self.target(address, false)).await {
             Ok(snapshot) => {
@@ -749,6 +779,7 @@ impl<'a> Allocator<'a> {
                     unit_id: Some(snapshot.unit_id.clone()),
                     name: snapshot.name.clone(),
                     address,
+                    host_name: agent.name().map(str::to_string),
                     volumes: snapshot.volumes.len(),
                     state: outcome.state,
                     unanswered: None,
@@ -764,6 +795,7 @@ impl<'a> Allocator<'a> {
                     unit_id: record.as_ref().and_then(|r| r.unit_id.clone()),
                     name: record.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
                     address,
+                    host_name: agent.name().map(str::to_string),
                     volumes: 0,
                     state: record.map_or(UnitState::Unreachable, |r| r.state),
                     unanswered: Some(e.to_string()),
@@ -1080,6 +1112,37 @@ impl<'a> Allocator<'a> {
             }
         }
         Ok(grants.into_values().collect())
+    }
+
+    /// Forgets unit `unit` (admin `unit remove`): its row, media, volumes, partitions and assignments, in one
+    /// transaction. Refused while any of its volumes is assigned unless `force`; with `force`, the grants of those
+    /// assignments are revoked first when the unit is available (best effort: a unit that is gone for good cannot
+    /// answer), and the assignments are dropped. Announces dvsanStationUnitRemoved.
+    pub async fn remove_unit(&mut self, unit: u32, force: bool) -> Result<RemovedUnit, AllocateError> {
+        let record = self.unit_record(unit)?;
+        let held: Vec<AssignmentRecord> =
+            self.store.assignments()?.into_iter().filter(|a| a.unit == record.index).collect();
+        if !held.is_empty() && !force {
+            return Err(StoreError::UnitAssigned { unit: record.index, assignments: held }.into());
+        }
+        if let (Some(agent), UnitState::Available) = (record.address, record.state) {
+            for assignment in &held {
+                self.step(10, &format!("revoking the grant of {} on unit #{}", assignment.host, record.index));
+                let status = Oid::from_slice(mib::DVSAN_ACCESS_ROW_STATUS).child(assignment.grant);
+                let destroy = VarBind::new(status, Value::Integer(mib::row_status::DESTROY));
+                if let Err(e) = self.manager.set(&self.target(agent, true), vec![destroy]).await {
+                    tracing::warn!(unit = record.index, grant = assignment.grant, error = %e, "revoking a grant of a removed unit");
+                }
+            }
+        }
+        self.step(50, &format!("forgetting unit #{}", record.index));
+        let removed = self.store.remove_unit(record.index, force)?;
+        tracing::info!(unit = record.index, released = removed.released.len(), "unit removed");
+        if let Some(forwarder) = &self.forwarder {
+            let (oid, varbinds) = crate::station_mib::unit_removed(&removed.unit);
+            forwarder.send_station(oid, varbinds);
+        }
+        Ok(removed)
     }
 
     /// Walks the unit again so the pool shows what changed (best effort: the station's polling repairs it too).

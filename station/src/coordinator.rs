@@ -20,7 +20,7 @@ use crate::station_mib;
 use crate::store::{StateChange, StationStore, SyncOutcome, UnitRecord};
 use crate::timefmt::{format_ms, now_ms};
 use crate::walk::{poll_unit, read_unit, PollAnswer, WalkError};
-use dvsan_snmp::{Manager, Oid, Target, VarBind};
+use dvsan_snmp::{Endpoint, Manager, Oid, Target, VarBind};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -82,9 +82,18 @@ struct WalkSlot {
 }
 
 enum Internal {
-    WalkDone { address: SocketAddr, result: Result<UnitSnapshot, WalkError> },
+    WalkDone {
+        address: SocketAddr,
+        result: Result<UnitSnapshot, WalkError>,
+    },
     WalkRetry(SocketAddr),
     PollDone(Vec<(u32, SocketAddr, Result<PollAnswer, WalkError>)>),
+    /// A unit registered by host name did not answer at `old`; its name now resolves to `new`.
+    Moved {
+        index: u32,
+        old: SocketAddr,
+        new: SocketAddr,
+    },
 }
 
 pub struct Coordinator {
@@ -149,6 +158,7 @@ impl Coordinator {
                     Internal::WalkDone { address, result } => self.on_walk_done(address, result),
                     Internal::WalkRetry(address) => self.on_walk_retry(address),
                     Internal::PollDone(outcomes) => self.on_poll_done(outcomes),
+                    Internal::Moved { index, old, new } => self.on_moved(index, old, new),
                 },
                 _ = tick.tick() => self.start_poll_round(),
             }
@@ -471,6 +481,35 @@ impl Coordinator {
         });
     }
 
+    /// Looks up the host name of a unit that missed a poll, off this loop; a new address comes back as
+    /// [`Internal::Moved`].
+    fn resolve_again(&self, unit: &UnitRecord) {
+        let (Some(old), false) = (unit.address, unit.host_name.is_empty()) else { return };
+        let unit = unit.clone();
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            if let Some(new) = resolve_again(&unit).await {
+                let _ = tx.send(Internal::Moved { index: unit.index, old, new }).await;
+            }
+        });
+    }
+
+    /// Moves a unit whose host name resolves to a new address there, and reads it at once.
+    fn on_moved(&mut self, index: u32, old: SocketAddr, new: SocketAddr) {
+        if self.unit(index).and_then(|u| u.address) != Some(old) {
+            return;
+        }
+        match blocking(|| self.store.move_unit(index, new)) {
+            Ok(displaced) => {
+                tracing::info!(unit = index, %old, %new, ?displaced, "host name resolves to a new address");
+                self.missed.remove(&index);
+                self.reload();
+                self.trigger_walk(new, "the unit's host name resolves to a new address");
+            }
+            Err(e) => tracing::error!(error = %e, "recording a unit's new address failed"),
+        }
+    }
+
     fn on_poll_done(&mut self, outcomes: Vec<(u32, SocketAddr, Result<PollAnswer, WalkError>)>) {
         self.poll_in_progress = false;
         let mut touched = Vec::new();
@@ -491,6 +530,7 @@ impl Coordinator {
                 }
                 Err(error) => {
                     StationCounters::bump(&self.counters.poll_failures);
+                    self.resolve_again(&unit);
                     let missed = self.missed.entry(index).or_insert(0);
                     *missed += 1;
                     let missed = *missed;
@@ -519,6 +559,31 @@ impl Coordinator {
                 tracing::warn!(error = %e, "recording poll answers failed");
             }
             self.reload();
+        }
+    }
+}
+
+/// Where the host name of `unit` (registered by name, e.g. `unit add unit-a.example.net`) resolves now, when that
+/// is not its stored address: `None` for a unit without a name, a name that does not resolve (logged), or one that
+/// still resolves to the stored address. The agent port stays the one the unit was registered with.
+pub async fn resolve_again(unit: &UnitRecord) -> Option<SocketAddr> {
+    if unit.host_name.is_empty() {
+        return None;
+    }
+    let port = unit.address.map_or(0, |a| a.port());
+    let endpoint = match Endpoint::parse(&unit.host_name, port) {
+        Ok(endpoint) => Endpoint { port, ..endpoint },
+        Err(e) => {
+            tracing::warn!(unit = unit.index, name = %unit.host_name, error = %e, "stored host name is not valid");
+            return None;
+        }
+    };
+    match endpoint.lookup().await {
+        Ok(address) if Some(address) != unit.address => Some(address),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(unit = unit.index, error = %e, "resolving a unit's host name again");
+            None
         }
     }
 }
@@ -569,6 +634,7 @@ mod tests {
             sys_uptime: Some(1000),
             change_counter: Some(4),
             last_seen_ms: Some(1),
+            host_name: String::new(),
         }
     }
 
@@ -598,5 +664,24 @@ mod tests {
         let mut shut = unit(UnitState::Unavailable);
         shut.shut_down = true;
         assert!(needs_walk(&shut, &down).is_some());
+    }
+
+    /// Re-resolution on the poll path: a name that now resolves elsewhere gives the new address (port kept); the
+    /// same address, no name, or a name that does not resolve give none. (`localhost` stands in for a name whose
+    /// DNS entry changed: the unit's stored address is one the name does not resolve to.)
+    #[tokio::test]
+    async fn a_unit_registered_by_name_is_resolved_again() {
+        let mut moved = unit(UnitState::Unreachable);
+        moved.host_name = "localhost".into();
+        moved.address = Some("127.0.0.99:1170".parse().unwrap());
+        let new = resolve_again(&moved).await.expect("localhost resolves elsewhere than 127.0.0.99");
+        assert!(new.ip().is_loopback() && new.port() == 1170 && Some(new) != moved.address, "{new}");
+        let mut same = moved.clone();
+        same.address = Some(new);
+        assert_eq!(resolve_again(&same).await, None);
+        assert_eq!(resolve_again(&unit(UnitState::Unreachable)).await, None, "no name: nothing to resolve");
+        let mut gone = moved;
+        gone.host_name = "unit-a.invalid".into();
+        assert_eq!(resolve_again(&gone).await, None);
     }
 }

@@ -12,10 +12,9 @@
 //! - [`tasks`]: the task runner: operations run by the station, concurrently per unit, persisted in the store.
 //! - [`task_table`]: dvsanStationTaskNextIndex and dvsanStationTaskTable, the tasks over SNMP.
 //! - [`request_table`]: dvsanStationRequestTable, hosts' storage requests over SNMP, served by a worker.
-//! - [`model`], [`notification`], [`view`], [`timefmt`], [`addr`], [`counters`], [`set_values`]: values, formats,
+//! - [`model`], [`notification`], [`view`], [`timefmt`], [`counters`], [`set_values`]: values, formats,
 //!   parsing.
 
-pub mod addr;
 pub mod allocate;
 pub mod coordinator;
 pub mod counters;

@@ -8,7 +8,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use dvsan_station::addr::parse_address;
+use dvsan_snmp::{resolve_address, Endpoint};
 use dvsan_station::allocate::{
     allocations, parse_host, parse_request_size, Allocation, Allocator, LockScope, PoolLock,
 };
@@ -208,8 +208,8 @@ struct AllocArgs {
 struct RunArgs {
     #[command(flatten)]
     state: StateDir,
-    /// Where to receive notifications (traps and informs), IP:PORT. Production stations use port 162.
-    #[arg(long, value_name = "IP:PORT")]
+    /// Where to receive notifications (traps and informs), IP:PORT or NAME:PORT. Production stations use port 162.
+    #[arg(long, value_name = "HOST:PORT")]
     listen_traps: String,
     /// The SNMP port of units known only by the source address of their notifications.
     #[arg(long, default_value_t = 1161)]
@@ -229,8 +229,9 @@ struct RunArgs {
     /// Missed polls in a row after which a unit is unreachable.
     #[arg(long, default_value_t = 3)]
     unreachable_after: u32,
-    /// Send every received notification and the station's own to this NMS, HOST:PORT (repeatable).
-    #[arg(long = "forward", value_name = "IP:PORT")]
+    /// Send every received notification and the station's own to this NMS, IP[:PORT] or NAME[:PORT] (default
+    /// port 162; repeatable; a name is resolved at start).
+    #[arg(long = "forward", value_name = "HOST:PORT")]
     forward: Vec<String>,
     /// Forward as informs (acknowledged, retried) instead of traps.
     #[arg(long)]
@@ -238,8 +239,8 @@ struct RunArgs {
     /// Community of forwarded notifications.
     #[arg(long, default_value = "public")]
     forward_community: String,
-    /// Serve DVSAN-STATION-MIB (the pool, read-only) on this address, IP:PORT.
-    #[arg(long, value_name = "IP:PORT")]
+    /// Serve DVSAN-STATION-MIB (the pool, read-only) on this address, IP:PORT or NAME:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
     snmp_listen: Option<String>,
     /// Read community of the station's own agent.
     #[arg(long, default_value = "public")]
@@ -271,8 +272,9 @@ struct RunArgs {
 enum UnitCommand {
     /// Register a unit's agent address and read the unit now; the station keeps polling it.
     Add {
-        /// The unit's agent, IP or IP:PORT.
-        #[arg(value_name = "ADDR[:PORT]")]
+        /// The unit's agent: IP, IP:PORT, NAME or NAME:PORT. A name is kept with the unit and resolved again when
+        /// the unit stops answering at the address it resolved to.
+        #[arg(value_name = "HOST[:PORT]")]
         address: String,
         #[command(flatten)]
         state: StateDir,
@@ -289,6 +291,17 @@ enum UnitCommand {
     Rescan {
         #[arg(value_name = "UNIT")]
         unit: String,
+        #[command(flatten)]
+        alloc: AllocArgs,
+    },
+    /// Forget a unit (unit id or prefix, name, address or index): its media, volumes and partitions. Refused while
+    /// any of its volumes is assigned. A removed unit that sends a coldStart again is learned again.
+    Remove {
+        #[arg(value_name = "UNIT")]
+        unit: String,
+        /// Release the unit's assignments too (for a unit that is gone for good); says which.
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         alloc: AllocArgs,
     },
@@ -326,6 +339,10 @@ fn main() {
             cmd_unit_add(&address, &state.state_dir, agent_port, &community, timeout)
         }
         Command::Unit(UnitCommand::Rescan { unit, alloc }) => cmd_unit_rescan(&alloc, &unit),
+        Command::Unit(UnitCommand::Remove { unit, force, alloc }) => {
+            let outcome = execute_alloc(&alloc, &Operation::RemoveUnit { unit, force });
+            outcome.and_then(|outcome| print_or_quiet(&format!("{}\n", outcome.text)))
+        }
         Command::Pool { state, json } => cmd_pool(&state.state_dir, json),
         Command::Traps(args) => cmd_traps(args),
         Command::Request { alloc, size, host, name, read_only, json } => {
@@ -367,22 +384,18 @@ fn init_logging() {
 
 fn cmd_run(args: RunArgs) -> Result<()> {
     init_logging();
-    let listen_traps = parse_address(&args.listen_traps, 162).map_err(anyhow::Error::msg).or_else(|e| {
-        // Port 0 (any free port) is fine for listening.
-        args.listen_traps.parse::<SocketAddr>().map_err(|_| e)
-    })?;
+    // Listen addresses may ask for port 0 (any free port); names are resolved now, at start.
+    let listen_traps = resolve_address(&args.listen_traps, 162).context("--listen-traps")?;
     let forward = args
         .forward
         .iter()
-        .map(|sink| parse_address(sink, 162).map_err(anyhow::Error::msg).context("--forward"))
+        .map(|sink| {
+            let sink = Endpoint::parse(sink, 162).and_then(Endpoint::require_port);
+            sink.and_then(|sink| sink.resolve()).context("--forward")
+        })
         .collect::<Result<Vec<_>>>()?;
     let snmp_listen = match &args.snmp_listen {
-        Some(text) => Some(
-            text.parse::<SocketAddr>()
-                .or_else(|_| parse_address(text, 1161))
-                .map_err(anyhow::Error::msg)
-                .context("--snmp-listen")?,
-        ),
+        Some(text) => Some(resolve_address(text, 1161).context("--snmp-listen")?),
         None => None,
     };
     let trap_log_max_bytes = dvsan_layout::parse_size(&args.trap_log_max_size).context("--trap-log-max-size")?;
@@ -435,11 +448,13 @@ fn cmd_run(args: RunArgs) -> Result<()> {
 }
 
 fn cmd_unit_add(address: &str, state_dir: &Path, agent_port: u16, community: &str, timeout: Duration) -> Result<()> {
-    let address = parse_address(address, agent_port).map_err(anyhow::Error::msg)?;
+    let agent = Endpoint::parse(address, agent_port).and_then(Endpoint::require_port)?;
+    // A name that does not resolve is refused before a store is made.
+    agent.resolve()?;
     let store = StationStore::open(state_dir)
         .with_context(|| format!("opening the station store in {}", state_dir.display()))?;
     let access = UnitAccess { community, write_community: "private", timeout };
-    let outcome = execute(state_dir, store, &access, &Operation::AddUnit { address })?;
+    let outcome = execute(state_dir, store, &access, &Operation::AddUnit { agent })?;
     print_or_quiet(&format!("{}\n", outcome.text))
 }
 
@@ -489,8 +504,8 @@ fn cmd_traps(args: TrapsArgs) -> Result<()> {
         filter.unit = match store.find_unit(given) {
             Ok(unit) => Some((unit.unit_id.clone(), unit.address.map(|a| a.ip()))),
             // Not a unit, but an address: what came from there (any device, not only units).
-            Err(StoreError::UnknownUnit(_)) if parse_address(given, 1).is_ok() => {
-                Some((None, parse_address(given, 1).ok().map(|a| a.ip())))
+            Err(StoreError::UnknownUnit(_)) if given.trim().parse::<std::net::IpAddr>().is_ok() => {
+                Some((None, given.trim().parse().ok()))
             }
             Err(e) => return Err(e.into()),
         };
@@ -553,11 +568,11 @@ fn execute(
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(async {
-        let bind: SocketAddr = match operation {
-            Operation::AddUnit { address } if address.is_ipv6() => "[::]:0",
-            _ => "0.0.0.0:0",
-        }
-        .parse()?;
+        let ipv6 = match operation {
+            Operation::AddUnit { agent } => agent.lookup().await?.is_ipv6(),
+            _ => false,
+        };
+        let bind: SocketAddr = if ipv6 { "[::]:0" } else { "0.0.0.0:0" }.parse()?;
         let manager = dvsan_snmp::Manager::new(bind).await.context("opening an SNMP socket")?;
         let mut allocator =
             Allocator::new(&mut store, &manager, access.community, access.write_community, access.timeout, lock);
@@ -607,7 +622,14 @@ fn cmd_request(
 ) -> Result<()> {
     let operation =
         Operation::Allocate { size_bytes: parse_request_size(size)?, host: parse_host(host)?, name, read_only };
-    print_assignment(execute_alloc(alloc, &operation)?, json)
+    match execute_alloc(alloc, &operation)?.detail {
+        Detail::Assignment(a) if !json => {
+            let how = if a.volume_created { "created for this request" } else { "an existing free volume" };
+            print_or_quiet(&format!("{}  ({how})\n", allocation_line(&a)))
+        }
+        Detail::Assignment(a) => print_allocation(&a, true),
+        _ => bail!("the allocation ended without an assignment"),
+    }
 }
 
 fn cmd_assign(alloc: &AllocArgs, unit: &str, volume: u32, host: &str, read_only: bool, json: bool) -> Result<()> {

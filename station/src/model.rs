@@ -210,6 +210,8 @@ pub struct PoolUnit {
     pub last_seen: Option<String>,
     /// RFC 3339 UTC time of the last successful walk.
     pub last_sync: Option<String>,
+    /// The host name the unit was registered by (`unit add NAME`); empty when registered by address.
+    pub host_name: String,
     pub media: Vec<MediumRow>,
     pub volumes: Vec<PoolVolume>,
 }

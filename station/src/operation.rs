@@ -9,15 +9,15 @@
 //! progress goes to a [`Progress`] given to the allocator; the [`Outcome`] is a result in plain words, the unit and
 //! volume it concerns, and the details the CLI prints.
 
-use crate::addr::parse_address;
 use crate::allocate::{
     human_size, parse_host, parse_request_size, AllocateError, Allocation, Allocator, LockScope, SizeRequest, UnitScan,
 };
 use crate::model::PoolPartition;
-use crate::store::{AssignmentRecord, StationStore};
+use crate::store::{assignment_list, AssignmentRecord, RemovedUnit, StationStore};
 use dvsan_mib::dvsan_station_task_operation as mib_operation;
+use dvsan_snmp::Endpoint;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::str::FromStr;
 
 pub use crate::allocate::{NoProgress, Progress};
@@ -35,10 +35,12 @@ pub enum OperationKind {
     Allocate,
     RescanUnit,
     AddUnit,
+    RemoveUnit,
+    RemoveUnitForce,
 }
 
 impl OperationKind {
-    pub const ALL: [OperationKind; 9] = [
+    pub const ALL: [OperationKind; 11] = [
         OperationKind::CreateVolume,
         OperationKind::DestroyVolume,
         OperationKind::CreatePartition,
@@ -48,6 +50,8 @@ impl OperationKind {
         OperationKind::Allocate,
         OperationKind::RescanUnit,
         OperationKind::AddUnit,
+        OperationKind::RemoveUnit,
+        OperationKind::RemoveUnitForce,
     ];
 
     /// The MIB's label, e.g. `createVolume`.
@@ -62,6 +66,8 @@ impl OperationKind {
             OperationKind::Allocate => "allocate",
             OperationKind::RescanUnit => "rescanUnit",
             OperationKind::AddUnit => "addUnit",
+            OperationKind::RemoveUnit => "removeUnit",
+            OperationKind::RemoveUnitForce => "removeUnitForce",
         }
     }
 
@@ -77,6 +83,8 @@ impl OperationKind {
             OperationKind::Allocate => mib_operation::ALLOCATE,
             OperationKind::RescanUnit => mib_operation::RESCAN_UNIT,
             OperationKind::AddUnit => mib_operation::ADD_UNIT,
+            OperationKind::RemoveUnit => mib_operation::REMOVE_UNIT,
+            OperationKind::RemoveUnitForce => mib_operation::REMOVE_UNIT_FORCE,
         }
     }
 
@@ -142,15 +150,54 @@ impl Arguments {
 /// One change to the pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
-    CreateVolume { unit: String, size_bytes: u64, name: Option<String> },
-    DestroyVolume { unit: String, volume: u32 },
-    CreatePartition { unit: String, volume: u32, size_bytes: u64 },
-    DestroyPartition { unit: String, volume: u32, partition: u32 },
-    Assign { unit: String, volume: u32, host: IpAddr, read_only: bool },
-    Unassign { unit: String, volume: u32, host: Option<IpAddr> },
-    Allocate { size_bytes: u64, host: IpAddr, name: Option<String>, read_only: bool },
-    RescanUnit { unit: String },
-    AddUnit { address: SocketAddr },
+    CreateVolume {
+        unit: String,
+        size_bytes: u64,
+        name: Option<String>,
+    },
+    DestroyVolume {
+        unit: String,
+        volume: u32,
+    },
+    CreatePartition {
+        unit: String,
+        volume: u32,
+        size_bytes: u64,
+    },
+    DestroyPartition {
+        unit: String,
+        volume: u32,
+        partition: u32,
+    },
+    Assign {
+        unit: String,
+        volume: u32,
+        host: IpAddr,
+        read_only: bool,
+    },
+    Unassign {
+        unit: String,
+        volume: u32,
+        host: Option<IpAddr>,
+    },
+    Allocate {
+        size_bytes: u64,
+        host: IpAddr,
+        name: Option<String>,
+        read_only: bool,
+    },
+    RescanUnit {
+        unit: String,
+    },
+    /// The agent's address or host name (resolved when the operation runs).
+    AddUnit {
+        agent: Endpoint,
+    },
+    /// Forget a unit; `force` releases its assignments instead of refusing.
+    RemoveUnit {
+        unit: String,
+        force: bool,
+    },
 }
 
 /// How an operation ended well: what it did in plain words, the unit and volume it concerns (0 when none), and
@@ -177,6 +224,8 @@ pub enum Detail {
     Destroyed,
     /// A unit was read (rescan) or added.
     Unit(UnitScan),
+    /// A unit was removed from the pool.
+    Removed(RemovedUnit),
 }
 
 fn needs_unit(kind: OperationKind) -> String {
@@ -256,14 +305,17 @@ impl Operation {
                 read_only: args.read_only,
             },
             OperationKind::RescanUnit => Operation::RescanUnit { unit: unit()? },
+            OperationKind::RemoveUnit => Operation::RemoveUnit { unit: unit()?, force: false },
+            OperationKind::RemoveUnitForce => Operation::RemoveUnit { unit: unit()?, force: true },
             OperationKind::AddUnit => {
                 if args.unit.trim().is_empty() {
                     return Err(format!(
-                        "{kind} needs the agent's address in dvsanStationTaskUnit: an IP address with an optional \
-                         port, for example 192.0.2.20 or 192.0.2.20:{default_agent_port}"
+                        "{kind} needs the agent's address in dvsanStationTaskUnit: an IP address or host name with an \
+                         optional port, for example 192.0.2.20, 192.0.2.20:{default_agent_port} or unit-a.example.net"
                     ));
                 }
-                Operation::AddUnit { address: parse_address(&args.unit, default_agent_port)? }
+                let agent = Endpoint::parse(&args.unit, default_agent_port).and_then(Endpoint::require_port);
+                Operation::AddUnit { agent: agent.map_err(|e| e.to_string())? }
             }
         })
     }
@@ -279,6 +331,8 @@ impl Operation {
             Operation::Allocate { .. } => OperationKind::Allocate,
             Operation::RescanUnit { .. } => OperationKind::RescanUnit,
             Operation::AddUnit { .. } => OperationKind::AddUnit,
+            Operation::RemoveUnit { force: false, .. } => OperationKind::RemoveUnit,
+            Operation::RemoveUnit { force: true, .. } => OperationKind::RemoveUnitForce,
         }
     }
 
@@ -291,7 +345,8 @@ impl Operation {
             | Operation::DestroyPartition { unit, .. }
             | Operation::Assign { unit, .. }
             | Operation::Unassign { unit, .. }
-            | Operation::RescanUnit { unit } => Some(unit),
+            | Operation::RescanUnit { unit }
+            | Operation::RemoveUnit { unit, .. } => Some(unit),
             Operation::Allocate { .. } | Operation::AddUnit { .. } => None,
         }
     }
@@ -403,7 +458,7 @@ impl Operation {
                         a.name,
                         a.unit,
                         human_size(a.size_bytes),
-                        if a.volume_created { ", created for it" } else { "" },
+                        if a.volume_created { "; created for this request" } else { "; an existing free volume" },
                         a.host,
                         if a.read_only { " (read-only)" } else { "" },
                         a.nbd_uri.as_deref().unwrap_or("no NBD address known yet")
@@ -423,19 +478,50 @@ impl Operation {
                     detail: Detail::Unit(scan),
                 })
             }
-            Operation::AddUnit { address } => {
-                let scan = allocator.add_unit(*address).await?;
+            Operation::AddUnit { agent } => {
+                let scan = allocator.add_unit(agent).await?;
                 let text = match &scan.unanswered {
                     None => format!("added {}", scan_text(&scan)),
                     Some(reason) => format!(
-                        "registered {address} as unit #{}; it did not answer as a DVSAN unit yet ({reason}); the \
-                         station keeps polling it",
+                        "registered {} as unit #{}; it did not answer as a DVSAN unit yet ({reason}); the station \
+                         keeps polling it",
+                        scan_address(&scan),
                         scan.unit
                     ),
                 };
                 Ok(Outcome { text, unit: scan.unit, volume: 0, detail: Detail::Unit(scan) })
             }
+            Operation::RemoveUnit { unit, force } => {
+                let index = allocator.find_unit(unit)?;
+                let removed = allocator.remove_unit(index, *force).await?;
+                Ok(Outcome { text: removed_text(&removed), unit: index, volume: 0, detail: Detail::Removed(removed) })
+            }
         }
+    }
+}
+
+/// `removed unit #3 UUID (name) and its N volume(s) from the pool; released ...`.
+fn removed_text(removed: &RemovedUnit) -> String {
+    let unit = &removed.unit;
+    let mut text = format!(
+        "removed unit #{} {} ({}) and its {} volume(s) from the pool",
+        unit.index,
+        unit.unit_id.as_deref().unwrap_or("never read"),
+        if unit.name.is_empty() { "unnamed" } else { &unit.name },
+        removed.volumes
+    );
+    if !removed.released.is_empty() {
+        text.push_str(&format!("; released its assignments: {}", assignment_list(&removed.released)));
+    }
+    text.push_str("; a coldStart from it adds it again");
+    text
+}
+
+/// `ADDR`, or `NAME:PORT (ADDR)` for a unit registered by host name.
+fn scan_address(scan: &UnitScan) -> String {
+    match &scan.host_name {
+        Some(name) => format!("{name}:{} ({})", scan.address.port(), scan.address),
+        None => scan.address.to_string(),
     }
 }
 
@@ -446,7 +532,7 @@ fn scan_text(scan: &UnitScan) -> String {
         scan.unit,
         scan.unit_id.as_deref().unwrap_or("?"),
         if scan.name.is_empty() { "unnamed" } else { &scan.name },
-        scan.address,
+        scan_address(scan),
         scan.volumes,
         scan.state
     )
@@ -471,7 +557,8 @@ mod tests {
         assert_eq!(OperationKind::CreateVolume.mib_value(), 1);
         assert_eq!(OperationKind::AddUnit.mib_value(), 9);
         assert_eq!(OperationKind::from_mib(0), None);
-        assert_eq!(OperationKind::from_mib(10), None);
+        assert_eq!(OperationKind::RemoveUnitForce.mib_value(), 11);
+        assert_eq!(OperationKind::from_mib(12), None);
     }
 
     #[test]
@@ -509,7 +596,14 @@ mod tests {
         });
         assert_eq!(op, Ok(Operation::DestroyPartition { unit: "u".into(), volume: 2, partition: 1 }));
         let op = args(OperationKind::AddUnit, |a| a.unit = "192.0.2.20".into());
-        assert_eq!(op, Ok(Operation::AddUnit { address: "192.0.2.20:1161".parse().unwrap() }));
+        assert_eq!(op, Ok(Operation::AddUnit { agent: Endpoint::parse("192.0.2.20:1161", 1).unwrap() }));
+        let op = args(OperationKind::AddUnit, |a| a.unit = "Unit-A.example".into());
+        assert_eq!(op, Ok(Operation::AddUnit { agent: Endpoint::parse("unit-a.example:1161", 1).unwrap() }));
+        let op = args(OperationKind::RemoveUnitForce, |a| a.unit = "u".into()).unwrap();
+        assert_eq!((op.kind(), op.unit()), (OperationKind::RemoveUnitForce, Some("u")));
+        assert_eq!(op, Operation::RemoveUnit { unit: "u".into(), force: true });
+        let e = args(OperationKind::RemoveUnit, |_| {}).unwrap_err();
+        assert!(e.contains("removeUnit needs a unit"), "{e}");
         let op = args(OperationKind::RescanUnit, |a| a.unit = "u".into()).unwrap();
         assert_eq!((op.kind(), op.unit()), (OperationKind::RescanUnit, Some("u")));
     }
@@ -546,8 +640,8 @@ mod tests {
             a.host = "192.0.2.1".into();
         });
         assert!(e.contains("larger than 0"), "{e}");
-        let e = err(OperationKind::AddUnit, |a| a.unit = "unit-a.example".into());
-        assert!(e.contains("not an IP address") && e.contains("IP:PORT"), "{e}");
+        let e = err(OperationKind::AddUnit, |a| a.unit = "unit_a".into());
+        assert!(e.contains("\"unit_a\" is not an address") && e.contains("NAME:PORT"), "{e}");
         let e = err(OperationKind::AddUnit, |_| {});
         assert!(e.contains("addUnit needs the agent's address"), "{e}");
     }

@@ -43,9 +43,11 @@ const END: u32 = 15;
 const LENGTH: u32 = 16;
 const NBD_URI: u32 = 17;
 const ROW_STATUS: u32 = 18;
+const VOLUME_SOURCE: u32 = 19;
 
 use mib::dvsan_station_request_action as action;
 use mib::dvsan_station_request_status as status;
+use mib::dvsan_station_request_volume_source as source;
 
 /// One request and, once served, its outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +67,8 @@ struct RequestRow {
     end_lba: u32,
     length: u32,
     nbd_uri: String,
+    /// dvsanStationRequestVolumeSource: an existing volume chosen, or one created for the request.
+    volume_source: i32,
 }
 
 impl RequestRow {
@@ -85,6 +89,7 @@ impl RequestRow {
             end_lba: 0,
             length: 0,
             nbd_uri: String::new(),
+            volume_source: source::NONE,
         }
     }
 
@@ -120,6 +125,7 @@ impl RequestRow {
         self.end_lba = a.end_lba;
         self.length = a.end_lba.saturating_sub(a.start_lba).saturating_add(1);
         self.nbd_uri = truncate(a.nbd_uri.as_deref().unwrap_or(""), 255);
+        self.volume_source = if a.volume_created { source::CREATED } else { source::EXISTING };
     }
 }
 
@@ -314,6 +320,7 @@ impl Table for RequestTable {
             LENGTH,
             NBD_URI,
             ROW_STATUS,
+            VOLUME_SOURCE,
         ]
     }
 
@@ -348,6 +355,7 @@ impl Table for RequestTable {
             LENGTH => Value::Gauge32(row.length),
             NBD_URI => Value::string(&row.nbd_uri),
             ROW_STATUS => Value::Integer(mib::row_status::ACTIVE),
+            VOLUME_SOURCE => Value::Integer(row.volume_source),
             _ => return None,
         })
     }

@@ -104,6 +104,7 @@ pub fn table_instances(pool: &[PoolUnit], last_seen_ms: &BTreeMap<u32, i64>) -> 
             Value::OctetString(last_seen_ms.get(&unit.index).map(|&ms| date_and_time(ms)).unwrap_or_default()),
         );
         put(mib::DVSAN_STATION_UNIT_CHANGE_COUNTER, Value::Gauge32(unit.change_counter.unwrap_or(0)));
+        put(mib::DVSAN_STATION_UNIT_HOST_NAME, truncated(&unit.host_name, 255));
         for volume in &unit.volumes {
             let v = [unit.index, volume.index];
             let mut put = |node: &[u32], value: Value| {
@@ -331,6 +332,17 @@ pub fn unit_joined(unit: &UnitRecord) -> (Oid, Vec<VarBind>) {
             VarBind::new(instance(mib::DVSAN_STATION_UNIT_NAME, &[unit.index]), truncated(&unit.name, 64)),
             VarBind::new(instance(mib::DVSAN_STATION_UNIT_ADDRESS_TYPE, &[unit.index]), kind),
             VarBind::new(instance(mib::DVSAN_STATION_UNIT_ADDRESS, &[unit.index]), address),
+        ],
+    )
+}
+
+/// dvsanStationUnitRemoved: `unit` is the row as it was before it was deleted.
+pub fn unit_removed(unit: &UnitRecord) -> (Oid, Vec<VarBind>) {
+    (
+        Oid::from_slice(mib::DVSAN_STATION_UNIT_REMOVED),
+        vec![
+            unit_id_vb(unit),
+            VarBind::new(instance(mib::DVSAN_STATION_UNIT_NAME, &[unit.index]), truncated(&unit.name, 64)),
         ],
     )
 }

@@ -3,14 +3,15 @@
 //!
 //! WAL mode lets the CLI (`pool`, `traps --follow`, `unit add`) read and write while the station runs. Schema
 //! changes go through versioned migrations (`rusqlite_migration`, tracked in `PRAGMA user_version`); later features
-//! append their tables as later migrations (2: assignments, 3: station tasks). A unit's walk is synced in one
+//! append their tables as later migrations (2: assignments, 3: station tasks, 4: the unit's host name). A unit's walk is synced in one
 //! transaction that replaces its media, volumes and partitions, so a reader never sees half a unit; notifications
 //! are inserted a batch per transaction.
 //!
 //! Units are rows with a station-chosen integer index (stable for the life of the store, served as
 //! dvsanStationUnitIndex). `unit_id` (dvsanUnitId) is the unit's identity; it is NULL only for an address that
 //! was registered (`unit add`, or a notification from an address whose walk failed) before any walk succeeded.
-//! Such a placeholder is adopted by the first successful walk at its address. Units are never deleted.
+//! Such a placeholder is adopted by the first successful walk at its address. Units are deleted only when an
+//! operator removes them ([`StationStore::remove_unit`]).
 
 use crate::model::{Availability, MediumRow, PoolPartition, PoolUnit, PoolVolume, UnitSnapshot, UnitState, VolumeRow};
 use crate::notification::{NotificationKind, NotificationRecord, VarBindRecord};
@@ -142,6 +143,15 @@ const MIGRATIONS: &[M<'static>] = &[
         finished_ms INTEGER
     );",
     ),
+    // Issue 12: the host name a unit was registered by (`unit add NAME[:PORT]`), kept next to the address it
+    // resolved to, so the station can resolve it again when the unit stops answering there. '' when registered by
+    // address or learned from a notification.
+    // Removed units (`unit remove`) leave their index here, so a unit learned later never gets an index an NMS
+    // knew for another one (dvsanStationUnitIndex does not change for the life of the store).
+    M::up(
+        "ALTER TABLE units ADD COLUMN host_name TEXT NOT NULL DEFAULT '';
+    CREATE TABLE removed_units (id INTEGER PRIMARY KEY, removed_ms INTEGER NOT NULL);",
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +179,29 @@ pub enum StoreError {
     AlreadyAssigned { unit: u32, volume: u32, host: String },
     #[error("stored row is not valid: {0}")]
     Corrupt(String),
+    #[error(
+        "unit #{unit} has assigned volumes ({}); release them first (`dvsan-station unassign`, or `dvsan-host \
+         release` on the host), or use --force if the unit is gone for good",
+        assignment_list(assignments)
+    )]
+    UnitAssigned { unit: u32, assignments: Vec<AssignmentRecord> },
+}
+
+/// `volume 2 to 192.0.2.10, volume 3 to 192.0.2.11 (read-only)`: assignments of one unit, for messages.
+pub fn assignment_list(assignments: &[AssignmentRecord]) -> String {
+    let one = |a: &AssignmentRecord| {
+        format!("unit #{}/volume {} to {}{}", a.unit, a.volume, a.host, if a.read_only { " (read-only)" } else { "" })
+    };
+    assignments.iter().map(one).collect::<Vec<_>>().join(", ")
+}
+
+/// A unit forgotten by [`StationStore::remove_unit`]: its last row, how many volumes it had, and the assignments
+/// that were released with it (only with `force`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovedUnit {
+    pub unit: UnitRecord,
+    pub volumes: usize,
+    pub released: Vec<AssignmentRecord>,
 }
 
 /// Why the state directory cannot be used, in words for the operator.
@@ -197,6 +230,8 @@ pub struct UnitRecord {
     pub sys_uptime: Option<u32>,
     pub change_counter: Option<u32>,
     pub last_seen_ms: Option<i64>,
+    /// The host name the unit was registered by (`unit add NAME`); empty when registered by address.
+    pub host_name: String,
 }
 
 /// What a sync changed, for the station's own notifications and logs.
@@ -301,15 +336,47 @@ impl StationStore {
     }
 
     /// Registers an agent address (`unit add`): a placeholder row in state unreachable until a walk succeeds.
-    /// Returns the index of the unit at that address, and whether a row was created.
-    pub fn register_address(&mut self, address: SocketAddr, now_ms: i64) -> Result<(u32, bool), StoreError> {
+    /// `host_name` is the name the address was resolved from, if the operator gave one; it is kept (also on a
+    /// unit already at that address) so the station can resolve it again. Returns the index of the unit at that
+    /// address, and whether a row was created.
+    pub fn register_address(
+        &mut self,
+        address: SocketAddr,
+        host_name: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(u32, bool), StoreError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if let Some((index, _)) = unit_at(&tx, address)? {
-            return Ok((index, false));
+        let (index, created) = match unit_at(&tx, address)? {
+            Some((index, _)) => (index, false),
+            None => {
+                (insert_placeholder(&tx, address, UnitState::Unreachable, "registered; not walked yet", now_ms)?, true)
+            }
+        };
+        if let Some(name) = host_name {
+            tx.execute("UPDATE units SET host_name = ?2 WHERE id = ?1", params![index, name])?;
         }
-        let index = insert_placeholder(&tx, address, UnitState::Unreachable, "registered; not walked yet", now_ms)?;
         tx.commit()?;
-        Ok((index, true))
+        Ok((index, created))
+    }
+
+    /// Moves unit `index` to `address` (its host name now resolves there). A row that had that address loses it
+    /// (it moved away or was replaced; its index is returned), as a walk would find. Nothing happens when the unit
+    /// is gone.
+    pub fn move_unit(&mut self, index: u32, address: SocketAddr) -> Result<Option<u32>, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let displaced = match unit_at(&tx, address)? {
+            Some((other, _)) if other != index => {
+                tx.execute("UPDATE units SET address = NULL, port = NULL WHERE id = ?1", [other])?;
+                Some(other)
+            }
+            _ => None,
+        };
+        tx.execute(
+            "UPDATE units SET address = ?2, port = ?3 WHERE id = ?1",
+            params![index, address.ip().to_string(), address.port()],
+        )?;
+        tx.commit()?;
+        Ok(displaced)
     }
 
     /// Records a failed walk of the agent at `address`: the unit there goes to state error with `reason` (a
@@ -393,6 +460,12 @@ impl StationStore {
                     // A placeholder at this address: adopt it, unless the unit is already known under another row.
                     None if target.is_none() => target = Some((other, None)),
                     None => {
+                        // The host name the placeholder was registered by now names the known unit.
+                        tx.execute(
+                            "UPDATE units SET host_name = (SELECT host_name FROM units WHERE id = ?2)
+                             WHERE id = ?1 AND host_name = ''",
+                            params![target.map_or(0, |(index, _)| index), other],
+                        )?;
                         tx.execute("DELETE FROM units WHERE id = ?1", [other])?;
                     }
                     Some(previous_id) => {
@@ -559,7 +632,7 @@ impl StationStore {
     pub fn pool(&self) -> Result<Vec<PoolUnit>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, unit_id, name, address, port, state, reason, block_size, capacity_blocks, free_blocks,
-                data_address, data_port, change_counter, sys_uptime, last_seen_ms, last_sync_ms
+                data_address, data_port, change_counter, sys_uptime, last_seen_ms, last_sync_ms, host_name
              FROM units ORDER BY id",
         )?;
         let mut units: Vec<PoolUnit> = stmt
@@ -588,6 +661,7 @@ impl StationStore {
                     sys_uptime: r.get(13)?,
                     last_seen: r.get::<_, Option<i64>>(14)?.map(format_ms),
                     last_sync: r.get::<_, Option<i64>>(15)?.map(format_ms),
+                    host_name: r.get(16)?,
                     media: Vec::new(),
                     volumes: Vec::new(),
                 })
@@ -839,34 +913,7 @@ impl StationStore {
 
     /// Every assignment, by unit and volume.
     pub fn assignments(&self) -> Result<Vec<AssignmentRecord>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT unit, volume_idx, host, read_only, grant_idx, volume_created, created_ms, pending FROM assignments
-             ORDER BY unit, volume_idx",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            let host: String = r.get(2)?;
-            Ok((
-                host,
-                AssignmentRecord {
-                    unit: r.get(0)?,
-                    volume: r.get(1)?,
-                    host: IpAddr::from([0, 0, 0, 0]),
-                    read_only: r.get(3)?,
-                    grant: r.get(4)?,
-                    volume_created: r.get(5)?,
-                    created_ms: r.get(6)?,
-                    pending: r.get(7)?,
-                },
-            ))
-        })?;
-        rows.map(|row| {
-            let (host, mut record) = row?;
-            record.host = host
-                .parse()
-                .map_err(|_| StoreError::Corrupt(format!("assignment of volume {}: host {host:?}", record.volume)))?;
-            Ok(record)
-        })
-        .collect()
+        read_assignments(&self.conn)
     }
 
     /// Records an assignment; fails with [`StoreError::AlreadyAssigned`] when the volume is assigned already.
@@ -914,6 +961,33 @@ impl StationStore {
         let n =
             self.conn.execute("DELETE FROM assignments WHERE unit = ?1 AND volume_idx = ?2", params![unit, volume])?;
         Ok(n > 0)
+    }
+
+    /// Forgets unit `index` — its row, media, volumes, partitions and assignments — in one transaction. Refused
+    /// with [`StoreError::UnitAssigned`] while any of its volumes is assigned, unless `force`, which drops those
+    /// assignments too (and returns them). Notifications it sent stay in the log.
+    pub fn remove_unit(&mut self, index: u32, force: bool) -> Result<RemovedUnit, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut stmt = tx.prepare_cached(&format!("{UNIT_SELECT} WHERE id = ?1"))?;
+        let unit = stmt.query_row([index], unit_from_row).optional()?.transpose()?;
+        drop(stmt);
+        let unit = unit.ok_or_else(|| StoreError::UnknownUnit(format!("#{index}")))?;
+        let assignments: Vec<AssignmentRecord> =
+            read_assignments(&tx)?.into_iter().filter(|a| a.unit == index).collect();
+        if !assignments.is_empty() && !force {
+            return Err(StoreError::UnitAssigned { unit: index, assignments });
+        }
+        let volumes: i64 = tx.query_row("SELECT count(*) FROM volumes WHERE unit = ?1", [index], |r| r.get(0))?;
+        for table in ["assignments", "partitions", "volumes", "media", "units"] {
+            let column = if table == "units" { "id" } else { "unit" };
+            tx.execute(&format!("DELETE FROM {table} WHERE {column} = ?1"), [index])?;
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO removed_units (id, removed_ms) VALUES (?1, ?2)",
+            params![index, crate::timefmt::now_ms()],
+        )?;
+        tx.commit()?;
+        Ok(RemovedUnit { unit, volumes: usize::try_from(volumes).unwrap_or(0), released: assignments })
     }
 
     /// Every unit with what allocation needs (free space, data service address), by index.
@@ -1037,8 +1111,40 @@ impl StationStore {
     }
 }
 
+/// Every assignment, by unit and volume, read through `conn` (the store's connection or a transaction on it).
+fn read_assignments(conn: &Connection) -> Result<Vec<AssignmentRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT unit, volume_idx, host, read_only, grant_idx, volume_created, created_ms, pending FROM assignments
+         ORDER BY unit, volume_idx",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let host: String = r.get(2)?;
+        Ok((
+            host,
+            AssignmentRecord {
+                unit: r.get(0)?,
+                volume: r.get(1)?,
+                host: IpAddr::from([0, 0, 0, 0]),
+                read_only: r.get(3)?,
+                grant: r.get(4)?,
+                volume_created: r.get(5)?,
+                created_ms: r.get(6)?,
+                pending: r.get(7)?,
+            },
+        ))
+    })?;
+    rows.map(|row| {
+        let (host, mut record) = row?;
+        record.host = host
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("assignment of volume {}: host {host:?}", record.volume)))?;
+        Ok(record)
+    })
+    .collect()
+}
+
 const UNIT_SELECT: &str = "SELECT id, unit_id, name, address, port, state, reason, shut_down, sys_uptime,
-    change_counter, last_seen_ms FROM units";
+    change_counter, last_seen_ms, host_name FROM units";
 
 fn unit_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<UnitRecord, StoreError>> {
     let index: u32 = r.get(0)?;
@@ -1064,6 +1170,7 @@ fn unit_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<UnitRecord, S
             sys_uptime: r.get(8)?,
             change_counter: r.get(9)?,
             last_seen_ms: r.get(10)?,
+            host_name: r.get(11)?,
         })
     })();
     Ok(record)
@@ -1099,8 +1206,9 @@ fn insert_placeholder(
     now_ms: i64,
 ) -> Result<u32, StoreError> {
     tx.execute(
-        "INSERT INTO units (address, port, state, reason, first_seen_ms, state_since_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        "INSERT INTO units (id, address, port, state, reason, first_seen_ms, state_since_ms)
+         VALUES (max(coalesce((SELECT max(id) FROM units), 0), coalesce((SELECT max(id) FROM removed_units), 0)) + 1,
+                 ?1, ?2, ?3, ?4, ?5, ?5)",
         params![address.ip().to_string(), address.port(), state.as_str(), reason, now_ms],
     )?;
     u32::try_from(tx.last_insert_rowid()).map_err(|_| StoreError::Corrupt("unit index over u32".into()))
@@ -1252,9 +1360,10 @@ mod tests {
     fn placeholders_are_adopted_and_moved_units_keep_their_index() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = StationStore::open(dir.path()).unwrap();
-        let (placeholder, created) = store.register_address(addr("127.0.0.3:1161"), 5).unwrap();
+        let (placeholder, created) = store.register_address(addr("127.0.0.3:1161"), Some("unit-c"), 5).unwrap();
         assert!(created);
-        assert_eq!(store.register_address(addr("127.0.0.3:1161"), 6).unwrap(), (placeholder, false));
+        assert_eq!(store.register_address(addr("127.0.0.3:1161"), None, 6).unwrap(), (placeholder, false));
+        assert_eq!(store.unit(placeholder).unwrap().unwrap().host_name, "unit-c", "kept when added again by address");
         let sync = store.sync_unit(addr("127.0.0.3:1161"), &snapshot(ID_A, &[(1, 0, 10)]), 10).unwrap();
         assert_eq!(sync.index, placeholder);
         assert_eq!(sync.previous_state, None);
@@ -1270,6 +1379,45 @@ mod tests {
         assert_eq!(a.address, None);
         assert_eq!(a.state, UnitState::Unreachable);
         assert_eq!(store.units().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn removal_forgets_a_unit_in_one_go_refuses_while_assigned_and_never_reuses_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StationStore::open(dir.path()).unwrap();
+        let a = store.sync_unit(addr("127.0.0.2:1161"), &snapshot(ID_A, &[(1, 0, 100), (2, 100, 50)]), 10).unwrap();
+        let b = store.sync_unit(addr("127.0.0.3:1161"), &snapshot(ID_B, &[(1, 0, 100)]), 10).unwrap();
+        let held = AssignmentRecord {
+            unit: b.index,
+            volume: 1,
+            host: "192.0.2.10".parse().unwrap(),
+            read_only: false,
+            grant: 1,
+            volume_created: false,
+            created_ms: 10,
+            pending: false,
+        };
+        store.insert_assignment(&held).unwrap();
+        let err = store.remove_unit(b.index, false).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::UnitAssigned { assignments, .. } if assignments == std::slice::from_ref(&held))
+        );
+        let text = err.to_string();
+        assert!(text.contains(&format!("unit #{}/volume 1 to 192.0.2.10", b.index)) && text.contains("--force"));
+        assert_eq!(store.pool().unwrap().len(), 2, "a refused removal changes nothing");
+
+        let removed = store.remove_unit(b.index, true).unwrap();
+        assert_eq!((removed.volumes, removed.released), (1, vec![held]));
+        assert!(store.assignments().unwrap().is_empty());
+        let removed_a = store.remove_unit(a.index, false).unwrap();
+        assert_eq!(removed_a.unit.unit_id.as_deref(), Some(ID_A));
+        assert!(store.pool().unwrap().is_empty());
+        assert!(matches!(store.remove_unit(a.index, false), Err(StoreError::UnknownUnit(_))));
+        // Learned again: a new index, above every index the store ever gave.
+        let again = store.sync_unit(addr("127.0.0.3:1161"), &snapshot(ID_B, &[(1, 0, 100)]), 20).unwrap();
+        assert!(again.index > a.index.max(b.index), "{} reused", again.index);
+        assert_eq!(again.previous_state, None);
+        assert_eq!(store.integrity_check().unwrap(), "ok");
     }
 
     #[test]

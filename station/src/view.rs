@@ -72,10 +72,6 @@ fn size(bytes: Option<u64>) -> String {
     bytes.map_or_else(|| "-".to_string(), |b| HumanSize(b).to_string())
 }
 
-fn opt<T: ToString>(value: Option<T>) -> String {
-    value.map_or_else(|| "-".to_string(), |v| v.to_string())
-}
-
 /// A short label for a unit in the volume tables: its name, else its index.
 fn unit_label(unit: &PoolUnit) -> String {
     if unit.name.is_empty() {
@@ -139,7 +135,7 @@ pub fn pool_text(pool: &[PoolUnit], now_ms: i64) -> String {
             unit.unit_id.clone().unwrap_or_else(|| "-".to_string()),
             if unit.name.is_empty() { "-".to_string() } else { unit.name.clone() },
             unit.state.to_string(),
-            opt(unit.address.clone()),
+            address_text(unit),
             size(unit.capacity_bytes),
             size(unit.free_bytes),
             unit.volumes.len().to_string(),
@@ -243,6 +239,19 @@ pub fn trap_json(record: &NotificationRecord) -> String {
             .collect(),
     };
     serde_json::to_string(&json).unwrap_or_default()
+}
+
+/// The unit's agent address; `NAME:PORT (IP:PORT)` for a unit registered by host name.
+fn address_text(unit: &PoolUnit) -> String {
+    match (&unit.address, unit.host_name.is_empty()) {
+        (Some(address), false) => {
+            let port = address.rsplit_once(':').map_or("", |(_, port)| port);
+            format!("{}:{port} ({address})", unit.host_name)
+        }
+        (Some(address), true) => address.clone(),
+        (None, false) => format!("{} (not resolved)", unit.host_name),
+        (None, true) => "-".to_string(),
+    }
 }
 
 #[cfg(test)]

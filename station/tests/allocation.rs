@@ -655,3 +655,68 @@ fn partitions_are_created_through_the_station() {
     }
     assert_eq!(unit.show()["partitions"].as_array().unwrap().len(), 1, "refusals create nothing");
 }
+
+#[test]
+fn requests_by_name_choose_or_create_that_name_and_say_which() {
+    let dir = tempfile::tempdir().unwrap();
+    let station = Station::start(&dir.path().join("station"), &[]);
+    let mut unit = Unit::start(&dir.path().join("u1"), "127.0.33.1", station.traps, "64M", &[]);
+    unit.serve_data();
+    station.wait_unit(&unit.address(), "available", WAIT, |u| u["state"] == "available");
+    let free_volume = |name: &str| {
+        let args = ["volume", "create", "--unit", "127.0.33.1", "--size", "16M", "--name", name, "--json"];
+        let made: serde_json::Value = serde_json::from_str(&run_ok(&mut alloc_cmd(&station, &args))).unwrap();
+        made["volume"].as_u64().unwrap()
+    };
+    let db1 = free_volume("db1");
+
+    // Asked for "appdata" while only "db1" is free: a volume named appdata is created, and the host is told so.
+    let text =
+        run_ok(&mut host_cli(&station, "127.0.33.100", &["request", "--size", "8M", "--name", "appdata", "--json"]));
+    let a: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!((a["name"].as_str(), a["volume_source"].as_str()), (Some("appdata"), Some("created")), "{a}");
+    assert_ne!(a["volume"].as_u64(), Some(db1));
+    let names: Vec<String> =
+        unit.show()["volumes"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap().into()).collect();
+    assert!(names.contains(&"appdata".to_string()) && names.contains(&"db1".to_string()), "{names:?}");
+
+    // "appdata" is assigned now: another request by that name cannot take it, nor create a second one (names are
+    // unique on a unit); the refusal says so and what to do.
+    let err = run_fails(&mut host_cli(&station, "127.0.33.104", &["request", "--size", "1M", "--name", "appdata"]));
+    assert!(err.contains("already have a volume named \"appdata\"") && err.contains("another name"), "{err}");
+
+    // Without a name, the free db1 is chosen, and the text says it was an existing volume.
+    let text = run_ok(&mut host_cli(&station, "127.0.33.101", &["request", "--size", "4M"]));
+    assert!(text.starts_with(&format!("{}/{db1} \"db1\"", a["unit"])), "{text}");
+    assert!(text.contains(", an existing free volume\n"), "{text}");
+
+    // A free volume with the asked name is chosen rather than created; the admin CLI and a request row say which.
+    let logs = free_volume("logs");
+    let args = ["request", "--size", "1M", "--name", "logs", "--host", "127.0.33.102", "--json"];
+    let b: serde_json::Value = serde_json::from_str(&run_ok(&mut alloc_cmd(&station, &args))).unwrap();
+    assert_eq!((b["volume"].as_u64(), &b["volume_created"]), (Some(logs), &serde_json::Value::Bool(false)), "{b}");
+    let output = station_set(
+        &station,
+        &[
+            "DVSAN-STATION-MIB::dvsanStationRequestSize.5",
+            "s",
+            "2M",
+            "DVSAN-STATION-MIB::dvsanStationRequestName.5",
+            "s",
+            "scratch",
+            "DVSAN-STATION-MIB::dvsanStationRequestHostAddrType.5",
+            "i",
+            "1",
+            "DVSAN-STATION-MIB::dvsanStationRequestHostAddress.5",
+            "x",
+            "7F002167",
+            "DVSAN-STATION-MIB::dvsanStationRequestRowStatus.5",
+            "i",
+            "4",
+        ],
+    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(wait_request(&station, 5), "done");
+    assert_eq!(request_cell(&station, "VolumeName", 5), "scratch");
+    assert_eq!(request_cell(&station, "VolumeSource", 5), "created");
+}

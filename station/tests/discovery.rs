@@ -103,8 +103,12 @@ fn cli_errors_are_clear() {
     assert!(err.contains(&format!("{} is not a directory", file.display())), "{err}");
 
     let state = dir.path().join("station");
-    let err = run_fails(station_cli().args(["unit", "add", "unit-a.example", "--state-dir"]).arg(&state));
-    assert!(err.contains("not an IP address"), "{err}");
+    let err = run_fails(station_cli().args(["unit", "add", "unit_a", "--state-dir"]).arg(&state));
+    assert!(err.contains("\"unit_a\" is not an address") && err.contains("NAME:PORT"), "{err}");
+    // A host name that does not resolve (.invalid never does) is refused before anything is stored.
+    let err = run_fails(station_cli().args(["unit", "add", "unit-a.invalid", "--state-dir"]).arg(&state));
+    assert!(err.contains("host name \"unit-a.invalid\" does not resolve"), "{err}");
+    assert!(!state.exists(), "a refused unit add makes no store");
     let err = run_fails(station_cli().args(["unit", "add", "127.0.0.1:0", "--state-dir"]).arg(&state));
     assert!(err.contains("port 0"), "{err}");
 
@@ -122,8 +126,9 @@ fn cli_errors_are_clear() {
         serde_json::from_str(&run_ok(station_cli().args(["pool", "--json", "--state-dir"]).arg(&state))).unwrap();
     assert_eq!(json, serde_json::json!({ "units": [] }));
 
-    let err = run_fails(station_cli().args(["run", "--listen-traps", "nowhere:162", "--state-dir"]).arg(&state));
-    assert!(err.contains("not an IP address"), "{err}");
+    let err =
+        run_fails(station_cli().args(["run", "--listen-traps", "nowhere.invalid:162", "--state-dir"]).arg(&state));
+    assert!(err.contains("--listen-traps") && err.contains("\"nowhere.invalid\" does not resolve"), "{err}");
     let err = run_fails(
         station_cli()
             .args(["run", "--listen-traps", "127.0.0.1:0", "--poll-interval", "0s", "--state-dir"])

@@ -345,7 +345,7 @@ fn every_operation_runs_as_a_task_in_order_and_the_cli_matches() {
     says(4, "released volume 1");
     says(5, "destroyed volume 1");
     says(6, "\"alloc\"");
-    says(6, "created for it) to 127.0.31.101");
+    says(6, "; created for this request) to 127.0.31.101");
     says(7, &format!("read unit #{index} {}", unit.unit_id()));
     says(8, &format!("{} (", other.unit_id()));
     says(8, "at 127.0.31.2:1161: 0 volume(s), available");
@@ -442,4 +442,116 @@ fn every_operation_runs_as_a_task_in_order_and_the_cli_matches() {
     assert_eq!(text.lines().count(), 1 + steps.len() + 2, "{text}");
     assert!(text.lines().nth(1).unwrap().contains("createVolume") && text.contains("addUnit"), "{text}");
     eprintln!("every operation: {:?}", started.elapsed());
+}
+
+/// `dvsan-station ARGS --state-dir D` against the running station's store.
+fn station_cli(station: &Station, args: &[&str]) -> std::process::Command {
+    let mut cmd = station.cli();
+    cmd.args(args).arg("--state-dir").arg(&station.state_dir);
+    cmd
+}
+
+/// A free volume of `size` on the unit at `unit` made with the CLI, assigned to `host`; returns its index.
+fn assigned_volume(station: &Station, unit: &str, size: &str, host: &str) -> u64 {
+    let made = run_ok(&mut station_cli(station, &["volume", "create", "--unit", unit, "--size", size, "--json"]));
+    let volume = serde_json::from_str::<serde_json::Value>(&made).unwrap()["volume"].as_u64().unwrap();
+    let volume_text = volume.to_string();
+    run_ok(&mut station_cli(station, &["assign", "--unit", unit, "--volume", &volume_text, "--host", host]));
+    volume
+}
+
+/// Whether the unit that had station index `index` is gone from the pool, or back under another index.
+fn relearned_or_gone(station: &Station, unit: &Unit, index: u64) -> bool {
+    station.unit_at(&unit.address()).is_none_or(|u| u["index"].as_u64() != Some(index))
+}
+
+/// How many grants (dvsanAccessTable rows) the unit's agent has.
+fn grant_rows(unit: &Unit) -> usize {
+    let out = run_ok(
+        net_snmp("snmpwalk")
+            .args(["-v2c", "-c", "public", "-t", "2", "-r", "0"])
+            .arg(unit.address())
+            .arg("DVSAN-MIB::dvsanAccessRowStatus"),
+    );
+    out.lines().filter(|l| l.contains("dvsanAccessRowStatus.") && l.contains("INTEGER")).count()
+}
+
+#[test]
+fn units_are_removed_by_cli_and_task_refused_while_assigned_forced_and_learned_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let nms = free_udp_port();
+    let trap_log = dir.path().join("snmptrapd.log");
+    let _trapd = snmptrapd(dir.path(), nms, &trap_log);
+    let nms_text = nms.to_string();
+    let station = Station::start(&dir.path().join("station"), &["--forward", &nms_text, "--unit-timeout", "2s"]);
+    let mut unit_a = Unit::start(&dir.path().join("ua"), "127.0.32.1", station.traps, "64M", &[]);
+    let mut unit_b = Unit::start(&dir.path().join("ub"), "127.0.32.2", station.traps, "64M", &[]);
+    unit_a.serve_data();
+    unit_b.serve_data();
+    station.wait_unit(&unit_a.address(), "available", WAIT, |u| u["state"] == "available");
+    station.wait_unit(&unit_b.address(), "available", WAIT, |u| u["state"] == "available");
+    let a = unit_index(&station, &unit_a);
+
+    // A unit added by mistake (nothing answers there) is removed with the CLI.
+    run_ok(&mut station_cli(&station, &["unit", "add", "127.0.32.9", "--timeout", "200ms"]));
+    assert!(station.unit_at("127.0.32.9:1161").is_some());
+    let out = run_ok(&mut station_cli(&station, &["unit", "remove", "127.0.32.9:1161"]));
+    assert!(out.contains("removed unit #") && out.contains("never read"), "{out}");
+    assert!(station.unit_at("127.0.32.9:1161").is_none());
+    let err = run_fails(&mut station_cli(&station, &["unit", "remove", "127.0.32.9"]));
+    assert!(err.contains("no unit matches \"127.0.32.9\""), "{err}");
+
+    // Unit B holds an assigned volume: the CLI refuses and lists the assignment; --force releases it and says so.
+    let vb = assigned_volume(&station, "127.0.32.2", "8M", "127.0.32.100");
+    let b = unit_index(&station, &unit_b);
+    assert_eq!(grant_rows(&unit_b), 1);
+    let err = run_fails(&mut station_cli(&station, &["unit", "remove", &unit_b.unit_id()]));
+    let listed = format!("unit #{b}/volume {vb} to 127.0.32.100");
+    assert!(err.contains(&listed) && err.contains("--force"), "{err}");
+    assert!(station.unit_at(&unit_b.address()).is_some(), "a refused removal changes nothing");
+    let out = run_ok(&mut station_cli(&station, &["unit", "remove", "127.0.32.2", "--force"]));
+    assert!(
+        out.contains(&format!("removed unit #{b}")) && out.contains(&format!("released its assignments: {listed}"))
+    );
+    // Gone from the pool; a live unit comes back at its next notification (the revoke makes one), as a new unit.
+    assert!(relearned_or_gone(&station, &unit_b, b), "unit #{b} still in the pool");
+    let assignments = run_ok(&mut station_cli(&station, &["assignments", "--json"]));
+    assert!(!assignments.contains("127.0.32.100"), "{assignments}");
+    // Its grant was revoked on the unit (it was still there), so nothing stays granted to the host.
+    assert_eq!(grant_rows(&unit_b), 0, "the forced removal revoked the grant");
+
+    // A removed unit that restarts (coldStart) is learned again, as a new unit; removed again (nothing assigned
+    // now, so without --force) and restarted, it is learned once more.
+    let mut gone = b;
+    for _ in 0..2 {
+        unit_b.proc.terminate();
+        unit_b = Unit::start(&dir.path().join("ub"), "127.0.32.2", station.traps, "64M", &[]);
+        unit_b.serve_data();
+        let again = station.wait_unit(&unit_b.address(), "learned again", WAIT, |u| {
+            u["state"] == "available" && u["index"].as_u64().unwrap() > gone
+        });
+        assert_eq!(again["unit_id"], unit_b.unit_id());
+        gone = again["index"].as_u64().unwrap();
+        let out = run_ok(&mut station_cli(&station, &["unit", "remove", &unit_b.unit_id()]));
+        assert!(out.contains(&format!("removed unit #{gone}")) && !out.contains("released"), "{out}");
+        assert!(relearned_or_gone(&station, &unit_b, gone));
+    }
+
+    // As tasks: removeUnit is refused while unit A's volume is assigned; removeUnitForce releases and removes it,
+    // and the NMS hears dvsanStationUnitRemoved.
+    let va = assigned_volume(&station, "127.0.32.1", "8M", "127.0.32.101");
+    let refused_task = start_task(&station, "removeUnit", &[("Unit", "s", "127.0.32.1")]);
+    let (state, result) = wait_task(&station, refused_task);
+    assert_eq!(state, "failed", "{result}");
+    assert!(result.contains(&format!("unit #{a}/volume {va} to 127.0.32.101")), "{result}");
+    assert!(station.unit_at(&unit_a.address()).is_some());
+    let forced = start_task(&station, "removeUnitForce", &[("Unit", "s", "127.0.32.1")]);
+    let (state, result) = wait_task(&station, forced);
+    assert_eq!(state, "done", "{result}");
+    assert!(result.contains("released its assignments") && result.contains("127.0.32.101"), "{result}");
+    assert!(relearned_or_gone(&station, &unit_a, a), "unit #{a} still in the pool");
+    let id = format!("dvsanStationUnitId.{a} = STRING: {}", unit_a.unit_id());
+    wait_for("dvsanStationUnitRemoved at snmptrapd", WAIT, || {
+        trap_logged(&trap_log, &["DVSAN-STATION-MIB::dvsanStationUnitRemoved", &id])
+    });
 }

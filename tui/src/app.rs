@@ -133,6 +133,7 @@ pub enum Action {
     /// The selected volume's or assignment's host loses it; the unassign form when nothing assigned is selected.
     UnassignSelected,
     RescanSelectedUnit,
+    RemoveSelectedUnit,
     CancelSelectedTask,
     RemoveSelectedTask,
     Confirm(bool),
@@ -381,6 +382,7 @@ impl App {
                 Action::OpenForm(FormKind::Allocate)
             }
             KeyCode::Char('r') if self.screen == Screen::Units => Action::RescanSelectedUnit,
+            KeyCode::Char('R') if self.screen == Screen::Units => Action::RemoveSelectedUnit,
             KeyCode::Char('x') | KeyCode::Delete if self.screen == Screen::Tasks => Action::RemoveSelectedTask,
             KeyCode::Enter if self.pane == Pane::Units => Action::OpenUnitMap,
             KeyCode::Enter | KeyCode::Char('m') if self.pane == Pane::Volumes => Action::OpenVolumeMap,
@@ -498,6 +500,10 @@ impl App {
                     None => self.say("no unit selected"),
                 }
             }
+            Action::RemoveSelectedUnit => match self.visible_units().get(self.selected(Pane::Units)).map(|u| u.index) {
+                Some(index) => self.request(self.removal(index)),
+                None => self.say("no unit selected"),
+            },
             Action::CancelSelectedTask => match self.selected_task() {
                 Some(task) if task.state == TaskState::Pending => {
                     self.confirm = Some(Confirm::new(Command::Cancel { task: task.index, what: task.summary() }))
@@ -768,6 +774,18 @@ impl App {
         } else {
             index.to_string()
         }
+    }
+
+    /// The removal of unit `index`: forced (releasing them) when the station reports assignments of its volumes,
+    /// which the confirmation lists.
+    fn removal(&self, index: u32) -> Request {
+        let assigned: Vec<String> = self
+            .assignments
+            .iter()
+            .filter(|a| a.unit_index == index)
+            .map(|a| format!("volume {} ({}) from {}", a.volume_index, a.volume_name, a.host_text()))
+            .collect();
+        Request::RemoveUnit { unit: self.unit_ref(index), force: !assigned.is_empty(), assigned }
     }
 
     /// What a form of `kind` starts with, from the selection.
@@ -1086,6 +1104,7 @@ mod tests {
             (Screen::Units, 'c', Action::OpenForm(FormKind::CreateVolume)),
             (Screen::Units, 'p', Action::OpenForm(FormKind::CreatePartition)),
             (Screen::Units, 'r', Action::RescanSelectedUnit),
+            (Screen::Units, 'R', Action::RemoveSelectedUnit),
             (Screen::Units, 'n', Action::OpenForm(FormKind::Allocate)),
             (Screen::Units, 'd', Action::None),
             (Screen::Units, 'x', Action::None),
@@ -1276,6 +1295,31 @@ mod tests {
         press(&mut app, KeyCode::Char('r'));
         assert!(app.confirm.is_none());
         assert_eq!(app.take_outbox(), [Command::Submit(Request::RescanUnit { unit: "unit3".into() })]);
+    }
+
+    #[test]
+    fn removing_a_unit_is_confirmed_naming_its_assignments() {
+        let mut app = demo();
+        // unit1 has two assigned volumes: the removal releases them (removeUnitForce) and says so.
+        go(&mut app, Screen::Units, 0);
+        press(&mut app, KeyCode::Char('R'));
+        let question = app.confirm.as_ref().unwrap().question();
+        assert!(question.contains("remove unit unit1 from the pool"), "{question}");
+        assert!(question.contains("volume 1 (vol1) from 127.0.0.9, volume 2 (db1) from 127.0.0.9"), "{question}");
+        assert!(question.contains("Those hosts lose access"), "{question}");
+        press(&mut app, KeyCode::Char('y'));
+        let sent = app.take_outbox();
+        let [Command::Submit(Request::RemoveUnit { unit, force: true, assigned })] = sent.as_slice() else {
+            panic!("a forced removal of unit1 should go out")
+        };
+        assert_eq!((unit.as_str(), assigned.len()), ("unit1", 2));
+        // unit3 has none: a plain removal, still confirmed; "n" sends nothing.
+        go(&mut app, Screen::Units, 2);
+        press(&mut app, KeyCode::Char('R'));
+        let question = app.confirm.as_ref().unwrap().question();
+        assert_eq!(question, "Really remove unit unit3 from the pool? A coldStart from it adds it again. (y/n)");
+        press(&mut app, KeyCode::Char('n'));
+        assert!(app.take_outbox().is_empty());
     }
 
     #[test]

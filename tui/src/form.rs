@@ -1,14 +1,15 @@
 //! Forms and confirmations for the operations the console starts on the station.
 //!
 //! A [`Form`] holds text fields of a [`FieldKind`]; [`Form::validate`] checks every field (sizes with
-//! `dvsan_layout::parse_size`, unit agents as IP or IP:PORT, hosts as unicast IPs, volume and partition numbers)
+//! `dvsan_layout::parse_size`, unit agents as IP or name with an optional port, hosts as unicast IPs, volume and partition numbers)
 //! and either yields a [`Request`] or marks the fields that are wrong, with a reason, so nothing malformed is ever
 //! sent. A [`Command`] is what the console asks the station to do: run a request as a task, cancel a task, or
 //! remove an ended one; destructive ones go through a [`Confirm`] dialog first.
 
 use dvsan_layout::SizeError;
+use dvsan_snmp::{Endpoint, Host};
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 /// The SNMP port a unit address without one gets (the agent's default).
 pub const DEFAULT_AGENT_PORT: u16 = 1161;
@@ -66,7 +67,7 @@ pub enum FormKind {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Request {
     AddUnit {
-        agent: SocketAddr,
+        agent: Endpoint,
     },
     CreateVolume {
         unit: String,
@@ -110,12 +111,25 @@ pub enum Request {
     RescanUnit {
         unit: String,
     },
+    /// Forget a unit; with `force` its assignments (`assigned`, for people: "volume 1 to 192.0.2.10") are
+    /// released (task removeUnitForce), else the station refuses while it has any (removeUnit).
+    RemoveUnit {
+        unit: String,
+        force: bool,
+        assigned: Vec<String>,
+    },
 }
 
 impl Request {
     /// Whether the operation loses data or takes access away, and so needs confirmation.
     pub fn is_destructive(&self) -> bool {
-        matches!(self, Request::DestroyVolume { .. } | Request::DestroyPartition { .. } | Request::Unassign { .. })
+        matches!(
+            self,
+            Request::DestroyVolume { .. }
+                | Request::DestroyPartition { .. }
+                | Request::Unassign { .. }
+                | Request::RemoveUnit { .. }
+        )
     }
 }
 
@@ -156,6 +170,10 @@ impl fmt::Display for Request {
                 }
             }
             Request::RescanUnit { unit } => write!(f, "rescan unit {unit}"),
+            Request::RemoveUnit { unit, force: false, .. } => write!(f, "remove unit {unit} from the pool"),
+            Request::RemoveUnit { unit, force: true, assigned } => {
+                write!(f, "remove unit {unit} from the pool and release {}", assigned.join(", "))
+            }
         }
     }
 }
@@ -219,7 +237,7 @@ impl Form {
     pub fn new(kind: FormKind) -> Form {
         use FieldKind::*;
         let fields = match kind {
-            FormKind::AddUnit => vec![Field::new("Unit agent (IP[:PORT])", Address, "")],
+            FormKind::AddUnit => vec![Field::new("Unit agent (HOST[:PORT])", Address, "")],
             FormKind::CreateVolume => {
                 vec![Field::new(UNIT, Unit, ""), Field::new(SIZE, Size, ""), Field::new(NAME, OptionalText, "")]
             }
@@ -430,26 +448,15 @@ pub fn parse_host(text: &str) -> Result<IpAddr, String> {
     }
 }
 
-/// `IP` or `IP:PORT` (IPv6 with a port as `[::1]:1161`); the port defaults to [`DEFAULT_AGENT_PORT`].
-pub fn parse_agent_address(text: &str) -> Result<SocketAddr, String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err("give an IP address, e.g. 127.0.0.11 or 127.0.0.11:1161".to_string());
+/// `IP`, `IP:PORT` (IPv6 with a port as `[::1]:1161`), `NAME` or `NAME:PORT`; the port defaults to
+/// [`DEFAULT_AGENT_PORT`]. A name is not resolved here: the station resolves it (and keeps it with the unit).
+pub fn parse_agent_address(text: &str) -> Result<Endpoint, String> {
+    let agent =
+        Endpoint::parse(text, DEFAULT_AGENT_PORT).and_then(Endpoint::require_port).map_err(|e| e.to_string())?;
+    match agent.host {
+        Host::Ip(ip) if ip.is_unspecified() || ip.is_multicast() => Err(format!("{ip} is not a unit's address")),
+        _ => Ok(agent),
     }
-    let addr = match text.parse::<SocketAddr>() {
-        Ok(addr) => addr,
-        Err(_) => match text.parse::<IpAddr>() {
-            Ok(ip) => SocketAddr::new(ip, DEFAULT_AGENT_PORT),
-            Err(_) => return Err(format!("{text:?} is not an IP address or IP:PORT")),
-        },
-    };
-    if addr.port() == 0 {
-        return Err("the port must be 1 to 65535".to_string());
-    }
-    if addr.ip().is_unspecified() || addr.ip().is_multicast() {
-        return Err(format!("{} is not a unit's address", addr.ip()));
-    }
-    Ok(addr)
 }
 
 /// A yes/no question before a command is sent.
@@ -470,6 +477,10 @@ impl Confirm {
         match &self.command {
             Command::Submit(request @ Request::Unassign { .. }) => {
                 format!("Really {request}? The host loses access to it. (y/n)")
+            }
+            Command::Submit(request @ Request::RemoveUnit { force, .. }) => {
+                let hosts = if *force { " Those hosts lose access." } else { "" };
+                format!("Really {request}?{hosts} A coldStart from it adds it again. (y/n)")
             }
             Command::Submit(request) => format!("Really {request}?{note} Data on it is lost. (y/n)"),
             Command::Cancel { task, what } => format!("Cancel task {task} ({what}) before it runs? (y/n)"),
@@ -501,11 +512,13 @@ mod tests {
 
     #[test]
     fn addresses_take_an_optional_port() {
-        assert_eq!(parse_agent_address("127.0.0.11"), Ok("127.0.0.11:1161".parse().unwrap()));
-        assert_eq!(parse_agent_address(" 127.0.0.11:161 "), Ok("127.0.0.11:161".parse().unwrap()));
-        assert_eq!(parse_agent_address("[::1]:1161"), Ok("[::1]:1161".parse().unwrap()));
-        assert_eq!(parse_agent_address("::1"), Ok("[::1]:1161".parse().unwrap()));
-        assert!(parse_agent_address("127.0.0.300").unwrap_err().contains("not an IP address"));
+        let text = |given: &str| parse_agent_address(given).map(|a| a.to_string());
+        assert_eq!(text("127.0.0.11"), Ok("127.0.0.11:1161".into()));
+        assert_eq!(text(" 127.0.0.11:161 "), Ok("127.0.0.11:161".into()));
+        assert_eq!(text("[::1]:1161"), Ok("[::1]:1161".into()));
+        assert_eq!(text("::1"), Ok("[::1]:1161".into()));
+        assert_eq!(text("unit-a.example.net"), Ok("unit-a.example.net:1161".into()));
+        assert!(parse_agent_address("127.0.0.300").unwrap_err().contains("is not an address"));
         assert!(parse_agent_address("127.0.0.1:0").unwrap_err().contains("port"));
         assert!(parse_agent_address("0.0.0.0").is_err());
         assert!(parse_agent_address("").is_err());
@@ -538,7 +551,7 @@ mod tests {
         let mut form = Form::new(FormKind::AddUnit);
         assert_eq!(form.validate(), None);
         typed(&mut form, "127.0.0.12");
-        assert_eq!(form.validate(), Some(Request::AddUnit { agent: "127.0.0.12:1161".parse().unwrap() }));
+        assert_eq!(form.validate(), Some(Request::AddUnit { agent: parse_agent_address("127.0.0.12:1161").unwrap() }));
         let mut form = Form::create_volume_on("2");
         assert_eq!(form.focus, 1);
         form.next_field();
@@ -564,7 +577,7 @@ mod tests {
     fn destructive_commands_need_confirmation() {
         let request = Request::DestroyVolume { unit: "unit1".into(), volume: 2, name: "db1".into() };
         assert!(request.is_destructive());
-        assert!(!Request::AddUnit { agent: "127.0.0.1:1161".parse().unwrap() }.is_destructive());
+        assert!(!Request::AddUnit { agent: parse_agent_address("127.0.0.1").unwrap() }.is_destructive());
         assert!(Request::DestroyPartition { unit: "u".into(), volume: 1, partition: 1 }.is_destructive());
         assert!(Request::Unassign { unit: "u".into(), volume: 1, host: None }.is_destructive());
         assert!(!Request::RescanUnit { unit: "u".into() }.is_destructive());

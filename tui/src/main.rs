@@ -27,8 +27,9 @@ use tokio::sync::mpsc;
 #[derive(Debug, Parser)]
 #[command(name = "dvsan-console", version, about = "dvsan terminal console: units, volumes, notifications, activity")]
 struct Cli {
-    /// The station's SNMP agent (`dvsan-station run --snmp-listen`), IP or IP:PORT (port 1161 when omitted).
-    #[arg(long, default_value = "127.0.0.1:1161", value_name = "IP:PORT")]
+    /// The station's SNMP agent (`dvsan-station run --snmp-listen`), IP, IP:PORT, NAME or NAME:PORT (port
+    /// 1161 when omitted).
+    #[arg(long, default_value = "127.0.0.1:1161", value_name = "HOST:PORT")]
     station: String,
     /// Read community of the station and of the units.
     #[arg(long, default_value = "public")]
@@ -63,8 +64,8 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let station =
-        dvsan_console::form::parse_agent_address(&cli.station).map_err(anyhow::Error::msg).context("--station")?;
+    let station = dvsan_snmp::Endpoint::parse(&cli.station, 1161).and_then(dvsan_snmp::Endpoint::require_port);
+    let station = station.and_then(|s| s.resolve()).context("--station")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -200,6 +200,8 @@ pub enum TaskOperation {
     Allocate,
     RescanUnit,
     AddUnit,
+    RemoveUnit,
+    RemoveUnitForce,
     /// A value this console does not know.
     Unknown(i32),
 }
@@ -216,6 +218,8 @@ impl TaskOperation {
             op::ALLOCATE => TaskOperation::Allocate,
             op::RESCAN_UNIT => TaskOperation::RescanUnit,
             op::ADD_UNIT => TaskOperation::AddUnit,
+            op::REMOVE_UNIT => TaskOperation::RemoveUnit,
+            op::REMOVE_UNIT_FORCE => TaskOperation::RemoveUnitForce,
             other => TaskOperation::Unknown(other),
         }
     }
@@ -232,6 +236,8 @@ impl TaskOperation {
             TaskOperation::Allocate => op::ALLOCATE,
             TaskOperation::RescanUnit => op::RESCAN_UNIT,
             TaskOperation::AddUnit => op::ADD_UNIT,
+            TaskOperation::RemoveUnit => op::REMOVE_UNIT,
+            TaskOperation::RemoveUnitForce => op::REMOVE_UNIT_FORCE,
             TaskOperation::Unknown(code) => code,
         }
     }
@@ -355,6 +361,8 @@ impl Task {
             TaskOperation::Allocate => format!("allocate {size} → {}{named}{read_only}", self.host),
             TaskOperation::RescanUnit => format!("rescan {unit}"),
             TaskOperation::AddUnit => format!("add unit {unit}"),
+            TaskOperation::RemoveUnit => format!("remove unit {unit}"),
+            TaskOperation::RemoveUnitForce => format!("remove unit {unit}, releasing"),
             TaskOperation::Unknown(code) => format!("operation {code}"),
         }
     }
@@ -558,11 +566,11 @@ mod tests {
 
     #[test]
     fn task_and_assignment_codes_follow_the_mib() {
-        for code in 1..=9 {
+        for code in 1..=11 {
             assert_eq!(TaskOperation::from_code(code).code(), code);
             assert!(!matches!(TaskOperation::from_code(code), TaskOperation::Unknown(_)));
         }
-        assert_eq!(TaskOperation::from_code(10), TaskOperation::Unknown(10));
+        assert_eq!(TaskOperation::from_code(12), TaskOperation::Unknown(12));
         let ended: Vec<bool> = (1..=6).map(|code| TaskState::from_code(code).is_ended()).collect();
         assert_eq!(ended, [false, false, true, true, true, false]);
         assert_eq!(TaskState::from_code(5).to_string(), "cancelled");

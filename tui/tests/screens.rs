@@ -292,7 +292,7 @@ fn tasks_screen_says_why_it_is_empty() {
 fn forms_for_every_operation_render() {
     let mut app = demo_app();
     let cases = [
-        (Screen::Units, 'a', &["Add a unit", "Unit agent (IP[:PORT]): _"][..]),
+        (Screen::Units, 'a', &["Add a unit", "Unit agent (HOST[:PORT]): _"][..]),
         (
             Screen::Units,
             'p',

@@ -80,14 +80,17 @@ impl Blockd {
         Blockd::start_with(unit, &[])
     }
 
-    /// Start on port 0 and wait for its Serving heartbeat to learn the port.
+    /// Start on port 0 (of 127.0.0.1, unless `extra` has a `--listen`) and wait for its Serving heartbeat to
+    /// learn the port.
     pub fn start_with(unit: &Unit, extra: &[&str]) -> Blockd {
         let n = std::fs::read_dir(unit.dir.path()).unwrap().count();
         let log = unit.dir.path().join(format!("blockd-{n}.log"));
+        let listen: &[&str] = if extra.contains(&"--listen") { &[] } else { &["--listen", "127.0.0.1:0"] };
         let child = Command::new(env!("CARGO_BIN_EXE_dvsan-blockd"))
             .arg("--state-dir")
             .arg(&unit.state)
-            .args(["--listen", "127.0.0.1:0", "--poll-interval-ms", "100"])
+            .args(listen)
+            .args(["--poll-interval-ms", "100"])
             .args(extra)
             .env("RUST_LOG", "debug")
             .stdout(Stdio::null())

@@ -226,8 +226,21 @@ pub struct Unit {
 impl Unit {
     /// Starts an agent in `state_dir` on `ip:1161` sending notifications to `trap_sink` (`--inform` optional).
     pub fn start(state_dir: &Path, ip: &str, trap_sink: SocketAddr, size: &str, extra: &[&str]) -> Unit {
-        std::fs::create_dir_all(state_dir).unwrap();
         let listen: SocketAddr = format!("{ip}:1161").parse().unwrap();
+        Unit::start_named(state_dir, &listen.to_string(), listen, &trap_sink.to_string(), size, extra)
+    }
+
+    /// [`Unit::start`] with `--listen` and `--trap-sink` as given (addresses or host names); `listen` is where
+    /// the agent ends up answering.
+    pub fn start_named(
+        state_dir: &Path,
+        listen_text: &str,
+        listen: SocketAddr,
+        trap_sink: &str,
+        size: &str,
+        extra: &[&str],
+    ) -> Unit {
+        std::fs::create_dir_all(state_dir).unwrap();
         let mut cmd = Command::new(workspace_bin("dvsan-agent"));
         cmd.arg("run")
             .arg("--state-dir")
@@ -235,9 +248,9 @@ impl Unit {
             .arg("--media")
             .arg(format!("{}:{size}", state_dir.join("disk.img").display()))
             .arg("--listen")
-            .arg(listen.to_string())
+            .arg(listen_text)
             .arg("--trap-sink")
-            .arg(trap_sink.to_string())
+            .arg(trap_sink)
             .args(["--read-community", "public", "--write-community", "private"])
             .args(extra)
             .env("RUST_LOG", "info");

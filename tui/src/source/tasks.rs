@@ -168,6 +168,8 @@ pub fn operation_code(request: &Request) -> i32 {
         Request::Unassign { .. } => op::UNASSIGN_VOLUME,
         Request::Allocate { .. } => op::ALLOCATE,
         Request::RescanUnit { .. } => op::RESCAN_UNIT,
+        Request::RemoveUnit { force: false, .. } => op::REMOVE_UNIT,
+        Request::RemoveUnit { force: true, .. } => op::REMOVE_UNIT_FORCE,
     }
 }
 
@@ -217,7 +219,7 @@ pub fn create_varbinds(index: u32, request: &Request, owner: &str) -> Vec<VarBin
             varbinds.extend(name(n));
             varbinds.push(read_only(*ro));
         }
-        Request::RescanUnit { unit: u } => varbinds.push(unit(u)),
+        Request::RescanUnit { unit: u } | Request::RemoveUnit { unit: u, .. } => varbinds.push(unit(u)),
     }
     if !owner.is_empty() {
         varbinds.push(text(mib::DVSAN_STATION_TASK_OWNER, owner));
@@ -477,7 +479,7 @@ mod tests {
         assert_eq!((yes, no), (1, 2));
         let cases = [
             (
-                Request::AddUnit { agent: "127.0.0.14:1161".parse().unwrap() },
+                Request::AddUnit { agent: crate::form::parse_agent_address("127.0.0.14:1161").unwrap() },
                 expected(9, vec![text(UNIT, 7, "127.0.0.14:1161")]),
             ),
             (

@@ -296,6 +296,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("p", "create a partition (Units, Volumes)"),
     ("d", "destroy the selected volume/partition"),
     ("r", "rescan the selected unit (Units)"),
+    ("R", "remove the selected unit from the pool (Units)"),
     ("a, u", "assign/unassign a volume (Volumes, Hosts)"),
     ("n", "allocate storage for a host"),
     ("c", "cancel the selected pending task (Tasks)"),
