@@ -25,7 +25,9 @@ pub fn parse_size(input: &str) -> Result<u64, SizeError> {
         Some('g' | 'G') => (&s[..s.len() - 1], 30),
         Some('t' | 'T') => (&s[..s.len() - 1], 40),
         Some('p' | 'P') => (&s[..s.len() - 1], 50),
-        Some(_) => return Err(err("unknown unit")),
+        Some(_) => {
+            return Err(err("unknown size suffix (valid: K, M, G, T, P, with an optional i and B, or none for bytes)"))
+        }
         None => return Err(err("it is empty")),
     };
     if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit() || c == '.') {
@@ -36,7 +38,7 @@ pub fn parse_size(input: &str) -> Result<u64, SizeError> {
         None => number.parse::<u64>().map_err(|_| err("too large"))?.checked_mul(mult).ok_or(err("too large")),
         Some((whole, frac)) => {
             if shift == 0 || frac.contains('.') || frac.is_empty() || frac.len() > 6 {
-                return Err(err("fractions need a unit and at most 6 decimals"));
+                return Err(err("fractions need a size suffix and at most 6 decimals"));
             }
             let whole: u64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| err("too large"))? };
             let scale = 10u64.pow(frac.len() as u32);
@@ -90,6 +92,9 @@ mod tests {
             let e = parse_size(bad).unwrap_err();
             assert!(e.to_string().contains("e.g. 512M"), "{bad}: {e}");
         }
+        // "unit" means a SAN unit in dvsan: a bad suffix is called a suffix.
+        let e = parse_size("12X").unwrap_err().to_string();
+        assert!(e.contains("unknown size suffix") && !e.contains("unknown unit"), "{e}");
     }
 
     #[test]

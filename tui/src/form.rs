@@ -6,7 +6,6 @@
 //! sent. A [`Command`] is what the console asks the station to do: run a request as a task, cancel a task, or
 //! remove an ended one; destructive ones go through a [`Confirm`] dialog first.
 
-use dvsan_layout::SizeError;
 use dvsan_snmp::{Endpoint, Host};
 use std::fmt;
 use std::net::IpAddr;
@@ -416,8 +415,6 @@ pub fn parse_positive_size(text: &str) -> Result<u64, String> {
     match dvsan_layout::parse_size(text) {
         Ok(0) => Err("the size must be more than zero".to_string()),
         Ok(bytes) => Ok(bytes),
-        // A "unit" is a SAN unit in this console: the size parser's word for a suffix would mislead.
-        Err(e) if e.why == "unknown unit" => Err(SizeError { why: "unknown size suffix", ..e }.to_string()),
         Err(e) => Err(e.to_string()),
     }
 }
