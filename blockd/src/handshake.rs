@@ -8,7 +8,7 @@
 
 use crate::bad_input::BadInput;
 use crate::exports::{Access, ExportTable, ServedExport};
-use crate::service::Shared;
+use crate::state::Shared;
 use dvsan_layout::AccessMode;
 use dvsan_nbd::constants::*;
 use dvsan_nbd::handshake::{

@@ -16,6 +16,7 @@ mod media_io;
 pub mod service;
 pub mod setup;
 mod splice_pipe;
+pub mod state;
 pub mod traffic;
 mod transmission;
 

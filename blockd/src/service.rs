@@ -7,12 +7,12 @@
 //! handshakes, lets each connection finish the requests it has read, flushes the media, writes the Stopped state
 //! and returns.
 
-use crate::bad_input::{BadInput, BadInputCounters};
-use crate::connections::Connections;
+use crate::bad_input::BadInput;
 use crate::exports::{ExportTable, MediaCache};
 use crate::handshake::{negotiate, HandshakeEnd, HandshakeError};
 use crate::large_reads::{LargeReads, LargeRequestCounts, SplicerSlot};
 use crate::maintenance::Maintenance;
+use crate::state::Shared;
 use crate::traffic::TrafficTable;
 use crate::transmission::Session;
 use dvsan_layout::{LayoutError, LayoutStore, STORE_FILE};
@@ -21,8 +21,8 @@ use dvsan_nbd::ExportLimits;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -83,28 +83,6 @@ pub enum ServiceError {
     Io(#[from] std::io::Error),
 }
 
-/// State shared by the accept loop, handshakes, connections and the maintenance thread.
-pub struct Shared {
-    pub config: Config,
-    exports: RwLock<Arc<ExportTable>>,
-    pub connections: Connections,
-    pub traffic: TrafficTable,
-    pub bad_input: Arc<BadInputCounters>,
-    pub shutting_down: AtomicBool,
-    /// Transmission threads still running.
-    sessions: AtomicUsize,
-}
-
-impl Shared {
-    pub fn exports(&self) -> Arc<ExportTable> {
-        self.exports.read().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    pub fn set_exports(&self, table: Arc<ExportTable>) {
-        *self.exports.write().unwrap_or_else(PoisonError::into_inner) = table;
-    }
-}
-
 /// Open the unit store without creating one: blockd never initialises a unit.
 pub fn open_store(state_dir: &Path) -> Result<LayoutStore, ServiceError> {
     let store_err = |source| ServiceError::Store { dir: state_dir.to_path_buf(), source };
@@ -138,16 +116,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         "serving"
     );
 
-    let shared = Arc::new(Shared {
-        config: config.clone(),
-        exports: RwLock::new(table),
-        connections: Connections::default(),
-        traffic,
-        bad_input: Arc::new(BadInputCounters::default()),
-        shutting_down: AtomicBool::new(false),
-        sessions: AtomicUsize::new(0),
-    });
-    let maintenance = Maintenance::spawn(store, cache, shared.clone(), local)?;
+    let shared = Arc::new(Shared::new(table, traffic));
+    let maintenance =
+        Maintenance::spawn(store, cache, shared.clone(), local, config.poll_interval, config.stats_interval)?;
+    let config = Arc::new(config);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(config.max_connections));
@@ -162,7 +134,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                         tracing::warn!(%peer, max = config.max_connections, "too many connections; closing");
                         continue;
                     };
-                    tokio::spawn(handle_connection(socket, peer, shared.clone(), stop_rx.clone(), permit));
+                    tokio::spawn(handle_connection(socket, peer, shared.clone(), config.clone(), stop_rx.clone(), permit));
                 }
                 Err(e) => {
                     // Out of file descriptors or similar: back off instead of spinning.
@@ -195,6 +167,7 @@ async fn handle_connection(
     mut socket: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
+    config: Arc<Config>,
     mut stop: watch::Receiver<bool>,
     permit: OwnedSemaphorePermit,
 ) {
@@ -202,7 +175,7 @@ async fn handle_connection(
     if let Err(e) = socket.set_nodelay(true) {
         tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
     }
-    let limit = shared.config.handshake_timeout;
+    let limit = config.handshake_timeout;
     let outcome = tokio::select! {
         r = tokio::time::timeout(limit, negotiate(&mut socket, host, &shared)) => r,
         _ = stop.changed() => return,
@@ -261,11 +234,11 @@ async fn handle_connection(
         traffic: shared.traffic.counters(&negotiated.export.name, host),
         bad_input: shared.bad_input.clone(),
         closing: registration.closing.clone(),
-        stall_timeout: shared.config.handshake_timeout,
-        busy_poll: shared.config.busy_poll,
-        splice_write_min: shared.config.splice_write_min,
-        large_read_min: shared.config.large_read_min,
-        large_reads: shared.config.large_reads.for_connection(peer.ip(), negotiated.structured),
+        stall_timeout: config.handshake_timeout,
+        busy_poll: config.busy_poll,
+        splice_write_min: config.splice_write_min,
+        large_read_min: config.large_read_min,
+        large_reads: config.large_reads.for_connection(peer.ip(), negotiated.structured),
         splicer: SplicerSlot::default(),
         large_counts: LargeRequestCounts::default(),
         export: negotiated.export,
