@@ -9,6 +9,7 @@
 use crate::bad_input::BadInput;
 use crate::exports::{Access, ExportTable, ServedExport};
 use crate::state::Shared;
+use crate::transmission::ALLOCATION_CONTEXT_ID;
 use dvsan_layout::AccessMode;
 use dvsan_nbd::constants::*;
 use dvsan_nbd::handshake::{
@@ -24,9 +25,6 @@ use tokio::net::TcpStream;
 
 /// More options than this in one handshake is abuse, not haggling.
 const MAX_OPTIONS: usize = 64;
-
-/// The id blockd gives the `base:allocation` metadata context (the only one it serves).
-pub(crate) const ALLOCATION_CONTEXT_ID: u32 = 1;
 
 /// What a successful handshake agreed on.
 pub(crate) struct Negotiated {

@@ -20,7 +20,6 @@
 
 use crate::bad_input::{BadInput, BadInputCounters};
 use crate::exports::ServedExport;
-use crate::handshake::ALLOCATION_CONTEXT_ID;
 use crate::large_reads::{LargeReadPath, LargeRequestCounts, SplicerSlot};
 use crate::traffic::{BatchTraffic, TrafficCounters};
 use dvsan_nbd::constants::{
@@ -45,6 +44,9 @@ const READ_BUF: usize = 256 * 1024;
 const OUT_FLUSH_AT: usize = 4 * 1024 * 1024;
 /// Most extents in one block status reply; a client asks again for the rest.
 const MAX_BLOCK_STATUS_EXTENTS: usize = 4096;
+/// The id of the `base:allocation` metadata context, the only one blockd serves: block status replies carry it,
+/// and the handshake announces it when a client selects the context.
+pub(crate) const ALLOCATION_CONTEXT_ID: u32 = 1;
 /// How often a blocked read wakes up to check for a stalled partial request.
 const READ_TICK: Duration = Duration::from_millis(500);
 
