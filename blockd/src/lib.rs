@@ -5,6 +5,7 @@
 //! the binary adds the command line, logging and signal handling around it.
 
 pub mod bad_input;
+mod buffers;
 pub mod connections;
 pub mod exports;
 mod handshake;

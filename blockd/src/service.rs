@@ -10,11 +10,12 @@
 use crate::bad_input::BadInput;
 use crate::exports::{ExportTable, MediaCache};
 use crate::handshake::{negotiate, HandshakeEnd, HandshakeError};
-use crate::large_reads::{LargeReads, LargeRequestCounts, SplicerSlot};
+use crate::large_reads::LargeReads;
 use crate::maintenance::Maintenance;
+use crate::splice_pipe::SplicerSlot;
 use crate::state::Shared;
 use crate::traffic::TrafficTable;
-use crate::transmission::Session;
+use crate::transmission::{LargeRequestCounts, Session};
 use dvsan_layout::{LayoutError, LayoutStore, STORE_FILE};
 use dvsan_nbd::constants::DEFAULT_MAX_PAYLOAD;
 use dvsan_nbd::ExportLimits;
