@@ -35,6 +35,7 @@ use dvsan_nbd::transmission::{
 use dvsan_nbd::{validate_request, Command, Errno, ExportLimits, Refusal, RequestHeader};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::ops::ControlFlow;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -190,137 +191,8 @@ impl Session {
         arrived: &mut Instant,
     ) -> Flow {
         loop {
-            if *discard > 0 {
-                let n = usize::try_from(*discard).unwrap_or(usize::MAX).min(inb.data().len());
-                inb.consume(n);
-                *discard -= n as u64;
-                if *discard > 0 {
-                    return Flow::NeedMore(0);
-                }
-            }
-            let header = match RequestHeader::decode(inb.data()) {
-                Ok(Some(h)) => h,
-                Ok(None) => return Flow::NeedMore(REQUEST_HEADER_LEN),
-                Err(e) => {
-                    self.bad_input.bump(BadInput::RequestBadMagic);
-                    tracing::warn!(conn = self.id, peer = %self.peer, error = %e, "bad request; closing");
-                    return Flow::Close;
-                }
-            };
-            match validate_request(&header, &self.limits) {
-                Err(refusal) => {
-                    self.refuse(out, &header, &refusal);
-                    inb.consume(REQUEST_HEADER_LEN);
-                    if header.command == CMD_WRITE {
-                        if matches!(refusal, Refusal::TooLarge(_)) {
-                            tracing::warn!(
-                                conn = self.id,
-                                peer = %self.peer,
-                                length = header.length,
-                                "WRITE over the maximum payload; closing without reading it"
-                            );
-                            return Flow::Close;
-                        }
-                        *discard = u64::from(header.length);
-                    }
-                }
-                Ok(Command::Write { fua }) => {
-                    let total = REQUEST_HEADER_LEN + header.length as usize;
-                    let res = if let Some(payload) = inb.data().get(REQUEST_HEADER_LEN..total) {
-                        let res = self.export.write_at(payload, header.offset).and_then(|()| {
-                            if fua {
-                                self.export.sync_range(header.offset, u64::from(header.length))
-                            } else {
-                                Ok(())
-                            }
-                        });
-                        inb.consume(total);
-                        res
-                    } else if self.splices_write(&header) {
-                        // The replies gathered so far go out (and are counted) first rather than wait for this
-                        // payload.
-                        if let Err(e) = self.flush(out) {
-                            tracing::info!(conn = self.id, error = %e, "write failed");
-                            return Flow::Close;
-                        }
-                        self.account(batch, *arrived);
-                        inb.consume(REQUEST_HEADER_LEN);
-                        match self.write_spliced(inb, &header, fua, arrived) {
-                            Ok(res) => res,
-                            Err(e) => {
-                                tracing::info!(conn = self.id, peer = %self.peer, error = %e, "receiving a large write failed");
-                                return if e.kind() == io::ErrorKind::UnexpectedEof {
-                                    Flow::Disconnect
-                                } else {
-                                    Flow::Close
-                                };
-                            }
-                        }
-                    } else {
-                        return Flow::NeedMore(total);
-                    };
-                    if self.finish(out, &header, res, "write") {
-                        batch.writes += 1;
-                        batch.bytes_written += u64::from(header.length);
-                    }
-                }
-                Ok(Command::Read) => {
-                    inb.consume(REQUEST_HEADER_LEN);
-                    let ok = match self.answer_read(out, &header) {
-                        Ok(ok) => ok,
-                        Err(e) => {
-                            // What is left in `out` may be half sent: nothing more goes out on this stream.
-                            out.clear();
-                            tracing::info!(conn = self.id, error = %e, "sending a large read failed");
-                            return Flow::Close;
-                        }
-                    };
-                    if ok {
-                        batch.reads += 1;
-                        batch.bytes_read += u64::from(header.length);
-                    }
-                }
-                Ok(Command::Flush) => {
-                    inb.consume(REQUEST_HEADER_LEN);
-                    let res = self.export.sync_all();
-                    self.finish(out, &header, res, "flush");
-                }
-                Ok(Command::Trim { fua }) => {
-                    inb.consume(REQUEST_HEADER_LEN);
-                    let len = u64::from(header.length);
-                    let res = self.export.trim(header.offset, len).and_then(|()| {
-                        if fua {
-                            self.export.sync_range(header.offset, len)
-                        } else {
-                            Ok(())
-                        }
-                    });
-                    if self.finish(out, &header, res, "trim") {
-                        batch.writes += 1;
-                    }
-                }
-                Ok(Command::WriteZeroes { fua, no_hole }) => {
-                    inb.consume(REQUEST_HEADER_LEN);
-                    let len = u64::from(header.length);
-                    let res = self.export.zero(header.offset, len, !no_hole).and_then(|()| {
-                        if fua {
-                            self.export.sync_range(header.offset, len)
-                        } else {
-                            Ok(())
-                        }
-                    });
-                    if self.finish(out, &header, res, "write zeroes") {
-                        batch.writes += 1;
-                    }
-                }
-                Ok(Command::BlockStatus { req_one }) => {
-                    inb.consume(REQUEST_HEADER_LEN);
-                    self.block_status(out, &header, req_one);
-                }
-                Ok(Command::Disconnect) => {
-                    inb.consume(REQUEST_HEADER_LEN);
-                    return Flow::Disconnect;
-                }
+            if let ControlFlow::Break(flow) = self.handle_next(inb, out, discard, batch, arrived) {
+                return flow;
             }
             if out.len() >= OUT_FLUSH_AT {
                 if let Err(e) = self.flush(out) {
@@ -328,6 +200,181 @@ impl Session {
                     return Flow::Close;
                 }
             }
+        }
+    }
+
+    /// Handle the next request in `inb`, after dropping what it holds of a refused WRITE's payload (`discard`
+    /// bytes are still to come); `Break` says what the request loop does next.
+    fn handle_next(
+        &mut self,
+        inb: &mut InBuf,
+        out: &mut OutBuf,
+        discard: &mut u64,
+        batch: &mut BatchTraffic,
+        arrived: &mut Instant,
+    ) -> ControlFlow<Flow> {
+        drop_discarded(inb, discard)?;
+        let header = self.next_header(inb)?;
+        match validate_request(&header, &self.limits) {
+            Err(refusal) => {
+                inb.consume(REQUEST_HEADER_LEN);
+                return self.refuse_request(out, &header, &refusal, discard);
+            }
+            Ok(Command::Write { fua }) => return self.write(inb, out, &header, fua, batch, arrived),
+            Ok(Command::Read) => {
+                inb.consume(REQUEST_HEADER_LEN);
+                return self.read_request(out, &header, batch);
+            }
+            Ok(Command::Flush) => {
+                inb.consume(REQUEST_HEADER_LEN);
+                let res = self.export.sync_all();
+                self.finish(out, &header, res, "flush");
+            }
+            Ok(Command::Trim { fua }) => {
+                inb.consume(REQUEST_HEADER_LEN);
+                let res = self.export.trim(header.offset, u64::from(header.length));
+                if self.finish(out, &header, res.and_then(|()| self.sync_if(fua, &header)), "trim") {
+                    batch.writes += 1;
+                }
+            }
+            Ok(Command::WriteZeroes { fua, no_hole }) => {
+                inb.consume(REQUEST_HEADER_LEN);
+                let res = self.export.zero(header.offset, u64::from(header.length), !no_hole);
+                if self.finish(out, &header, res.and_then(|()| self.sync_if(fua, &header)), "write zeroes") {
+                    batch.writes += 1;
+                }
+            }
+            Ok(Command::BlockStatus { req_one }) => {
+                inb.consume(REQUEST_HEADER_LEN);
+                self.block_status(out, &header, req_one);
+            }
+            Ok(Command::Disconnect) => {
+                inb.consume(REQUEST_HEADER_LEN);
+                return ControlFlow::Break(Flow::Disconnect);
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// The header of the next request in `inb`, or what to do without one: read more, or close on a bad magic.
+    fn next_header(&self, inb: &InBuf) -> ControlFlow<Flow, RequestHeader> {
+        match RequestHeader::decode(inb.data()) {
+            Ok(Some(h)) => ControlFlow::Continue(h),
+            Ok(None) => ControlFlow::Break(Flow::NeedMore(REQUEST_HEADER_LEN)),
+            Err(e) => {
+                self.bad_input.bump(BadInput::RequestBadMagic);
+                tracing::warn!(conn = self.id, peer = %self.peer, error = %e, "bad request; closing");
+                ControlFlow::Break(Flow::Close)
+            }
+        }
+    }
+
+    /// Answer a request [`validate_request`] refused (its header consumed). A refused WRITE's payload is dropped
+    /// as it comes (`discard`), unless it is over the maximum payload: then the connection closes without reading
+    /// it.
+    fn refuse_request(
+        &self,
+        out: &mut OutBuf,
+        h: &RequestHeader,
+        refusal: &Refusal,
+        discard: &mut u64,
+    ) -> ControlFlow<Flow> {
+        self.refuse(out, h, refusal);
+        if h.command == CMD_WRITE {
+            if matches!(refusal, Refusal::TooLarge(_)) {
+                tracing::warn!(
+                    conn = self.id,
+                    peer = %self.peer,
+                    length = h.length,
+                    "WRITE over the maximum payload; closing without reading it"
+                );
+                return ControlFlow::Break(Flow::Close);
+            }
+            *discard = u64::from(h.length);
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// A WRITE: from the read buffer if its whole payload is there, else spliced off the socket if it is large
+    /// enough, else after reading the rest into the buffer.
+    fn write(
+        &mut self,
+        inb: &mut InBuf,
+        out: &mut OutBuf,
+        h: &RequestHeader,
+        fua: bool,
+        batch: &mut BatchTraffic,
+        arrived: &mut Instant,
+    ) -> ControlFlow<Flow> {
+        let total = REQUEST_HEADER_LEN + h.length as usize;
+        let res = if let Some(payload) = inb.data().get(REQUEST_HEADER_LEN..total) {
+            let res = self.export.write_at(payload, h.offset).and_then(|()| self.sync_if(fua, h));
+            inb.consume(total);
+            res
+        } else if self.splices_write(h) {
+            self.receive_spliced(inb, out, h, fua, batch, arrived)?
+        } else {
+            return ControlFlow::Break(Flow::NeedMore(total));
+        };
+        if self.finish(out, h, res, "write") {
+            batch.writes += 1;
+            batch.bytes_written += u64::from(h.length);
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// A WRITE whose payload is spliced off the socket: the replies gathered so far go out (and are counted)
+    /// first rather than wait for it. Continue carries the media's result; Break ends the connection.
+    fn receive_spliced(
+        &mut self,
+        inb: &mut InBuf,
+        out: &mut OutBuf,
+        h: &RequestHeader,
+        fua: bool,
+        batch: &mut BatchTraffic,
+        arrived: &mut Instant,
+    ) -> ControlFlow<Flow, io::Result<()>> {
+        if let Err(e) = self.flush(out) {
+            tracing::info!(conn = self.id, error = %e, "write failed");
+            return ControlFlow::Break(Flow::Close);
+        }
+        self.account(batch, *arrived);
+        inb.consume(REQUEST_HEADER_LEN);
+        match self.write_spliced(inb, h, fua, arrived) {
+            Ok(res) => ControlFlow::Continue(res),
+            Err(e) => {
+                tracing::info!(conn = self.id, peer = %self.peer, error = %e, "receiving a large write failed");
+                let eof = e.kind() == io::ErrorKind::UnexpectedEof;
+                ControlFlow::Break(if eof { Flow::Disconnect } else { Flow::Close })
+            }
+        }
+    }
+
+    /// A READ (its header consumed), counted if it succeeded; Break closes the connection when a large read's
+    /// socket failed.
+    fn read_request(&mut self, out: &mut OutBuf, h: &RequestHeader, batch: &mut BatchTraffic) -> ControlFlow<Flow> {
+        match self.answer_read(out, h) {
+            Ok(true) => {
+                batch.reads += 1;
+                batch.bytes_read += u64::from(h.length);
+            }
+            Ok(false) => {}
+            Err(e) => {
+                // What is left in `out` may be half sent: nothing more goes out on this stream.
+                out.clear();
+                tracing::info!(conn = self.id, error = %e, "sending a large read failed");
+                return ControlFlow::Break(Flow::Close);
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// With FUA, make the request's range durable.
+    fn sync_if(&self, fua: bool, h: &RequestHeader) -> io::Result<()> {
+        if fua {
+            self.export.sync_range(h.offset, u64::from(h.length))
+        } else {
+            Ok(())
         }
     }
 
@@ -552,6 +599,20 @@ impl Session {
             out.append(&header);
         }
     }
+}
+
+/// Drop what `inb` holds of a refused WRITE's payload; Break (read more) while `discard` bytes of it are still to
+/// come.
+fn drop_discarded(inb: &mut InBuf, discard: &mut u64) -> ControlFlow<Flow> {
+    if *discard > 0 {
+        let n = usize::try_from(*discard).unwrap_or(usize::MAX).min(inb.data().len());
+        inb.consume(n);
+        *discard -= n as u64;
+        if *discard > 0 {
+            return ControlFlow::Break(Flow::NeedMore(0));
+        }
+    }
+    ControlFlow::Continue(())
 }
 
 /// The spec's advice: ENOSPC for out-of-space conditions, EIO for the rest.
