@@ -8,8 +8,9 @@
 //! and returns.
 
 use crate::bad_input::BadInput;
+use crate::connections::Registration;
 use crate::exports::{ExportTable, MediaCache};
-use crate::handshake::{negotiate, HandshakeEnd, HandshakeError};
+use crate::handshake::{negotiate, HandshakeEnd, HandshakeError, Negotiated};
 use crate::large_reads::LargeReads;
 use crate::maintenance::Maintenance;
 use crate::splice_pipe::SplicerSlot;
@@ -164,6 +165,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     Ok(())
 }
 
+/// One connection: the handshake as a task here, then, once it picked an export, its own thread for the data.
 async fn handle_connection(
     mut socket: TcpStream,
     peer: SocketAddr,
@@ -172,33 +174,12 @@ async fn handle_connection(
     mut stop: watch::Receiver<bool>,
     permit: OwnedSemaphorePermit,
 ) {
-    let host = peer.ip().to_canonical();
     if let Err(e) = socket.set_nodelay(true) {
         tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
     }
-    let limit = config.handshake_timeout;
-    let outcome = tokio::select! {
-        r = tokio::time::timeout(limit, negotiate(&mut socket, host, &shared)) => r,
-        _ = stop.changed() => return,
+    let Some(negotiated) = handshake(&mut socket, peer, &shared, config.handshake_timeout, &mut stop).await else {
+        return;
     };
-    let negotiated = match outcome {
-        Err(_) => {
-            shared.bad_input.bump(BadInput::HandshakeTimeout);
-            tracing::warn!(%peer, ?limit, "handshake not finished in time; closing");
-            return;
-        }
-        Ok(Err(HandshakeError::Io(e))) => {
-            tracing::debug!(%peer, error = %e, "connection ended during handshake");
-            return;
-        }
-        Ok(Err(e @ HandshakeError::Bad { .. })) => {
-            tracing::warn!(%peer, "bad handshake, closing: {e}");
-            return;
-        }
-        Ok(Ok(HandshakeEnd::Closed)) => return,
-        Ok(Ok(HandshakeEnd::Transmission(n))) => n,
-    };
-
     let stream = match socket.into_std().and_then(|s| s.set_nonblocking(false).map(|()| s)) {
         Ok(s) => s,
         Err(e) => {
@@ -206,22 +187,87 @@ async fn handle_connection(
             return;
         }
     };
-    let registration =
-        match shared
-            .connections
-            .register(negotiated.export.clone(), host, negotiated.mode, &stream, || shared.exports())
-        {
-            Ok(Some(r)) => r,
-            Ok(None) => {
-                tracing::info!(%peer, export = %negotiated.export.name, "grant revoked during the handshake; closing");
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(%peer, error = %e, "cannot register connection");
-                return;
-            }
-        };
-    let session = Session {
+    let Some(registration) = register(&shared, &negotiated, peer, &stream) else {
+        return;
+    };
+    let session = new_session(&shared, &config, negotiated, registration, peer, stream);
+    tracing::info!(
+        conn = session.id,
+        %peer,
+        export = %session.export.name,
+        read_only = session.limits.read_only,
+        structured = session.structured,
+        large_reads = ?session.large_reads,
+        "connection in transmission"
+    );
+    start_session(session, shared, permit);
+}
+
+/// The handshake under its time limit; None (logged) if it did not end in transmission or the server stops.
+async fn handshake(
+    socket: &mut TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    limit: Duration,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Negotiated> {
+    let host = peer.ip().to_canonical();
+    let outcome = tokio::select! {
+        r = tokio::time::timeout(limit, negotiate(socket, host, shared)) => r,
+        _ = stop.changed() => return None,
+    };
+    match outcome {
+        Err(_) => {
+            shared.bad_input.bump(BadInput::HandshakeTimeout);
+            tracing::warn!(%peer, ?limit, "handshake not finished in time; closing");
+            None
+        }
+        Ok(Err(HandshakeError::Io(e))) => {
+            tracing::debug!(%peer, error = %e, "connection ended during handshake");
+            None
+        }
+        Ok(Err(e @ HandshakeError::Bad { .. })) => {
+            tracing::warn!(%peer, "bad handshake, closing: {e}");
+            None
+        }
+        Ok(Ok(HandshakeEnd::Closed)) => None,
+        Ok(Ok(HandshakeEnd::Transmission(n))) => Some(n),
+    }
+}
+
+/// Register the connection so revocation and shutdown reach it; None (logged) if its grant went away meanwhile.
+fn register(
+    shared: &Shared,
+    negotiated: &Negotiated,
+    peer: SocketAddr,
+    stream: &std::net::TcpStream,
+) -> Option<Registration> {
+    let host = peer.ip().to_canonical();
+    let export = negotiated.export.clone();
+    match shared.connections.register(export, host, negotiated.mode, stream, || shared.exports()) {
+        Ok(Some(r)) => Some(r),
+        Ok(None) => {
+            tracing::info!(%peer, export = %negotiated.export.name, "grant revoked during the handshake; closing");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "cannot register connection");
+            None
+        }
+    }
+}
+
+/// The data path's state for a connection that negotiated `negotiated`.
+fn new_session(
+    shared: &Shared,
+    config: &Config,
+    negotiated: Negotiated,
+    registration: Registration,
+    peer: SocketAddr,
+    stream: std::net::TcpStream,
+) -> Session {
+    let host = peer.ip().to_canonical();
+    Session {
         id: registration.id,
         peer,
         stream,
@@ -234,7 +280,7 @@ async fn handle_connection(
         structured: negotiated.structured,
         traffic: shared.traffic.counters(&negotiated.export.name, host),
         bad_input: shared.bad_input.clone(),
-        closing: registration.closing.clone(),
+        closing: registration.closing,
         stall_timeout: config.handshake_timeout,
         busy_poll: config.busy_poll,
         splice_write_min: config.splice_write_min,
@@ -243,19 +289,15 @@ async fn handle_connection(
         splicer: SplicerSlot::default(),
         large_counts: LargeRequestCounts::default(),
         export: negotiated.export,
-    };
-    tracing::info!(
-        conn = registration.id,
-        %peer,
-        export = %session.export.name,
-        read_only = session.limits.read_only,
-        structured = session.structured,
-        large_reads = ?session.large_reads,
-        "connection in transmission"
-    );
+    }
+}
+
+/// Run the session on its own thread, which unregisters it and gives back its connection slot (`permit`) when it
+/// ends.
+fn start_session(session: Session, shared: Arc<Shared>, permit: OwnedSemaphorePermit) {
+    let (id, peer) = (session.id, session.peer);
     shared.sessions.fetch_add(1, Ordering::SeqCst);
     let thread_shared = shared.clone();
-    let id = registration.id;
     let spawned = std::thread::Builder::new().name(format!("nbd-conn-{id}")).spawn(move || {
         session.run();
         thread_shared.connections.unregister(id);
