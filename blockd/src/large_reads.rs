@@ -10,7 +10,7 @@
 //!   over a network none anywhere before the NIC. Chosen for remote clients.
 //!
 //! `--large-reads` overrides the choice. Both ways can still find a medium that fails part-way through: they say
-//! where ([`LargeReadEnd::FailedAt`]), and the connection ends the reply with an NBD_REPLY_TYPE_ERROR_OFFSET chunk
+//! where (`LargeReadEnd::FailedAt`), and the connection ends the reply with an NBD_REPLY_TYPE_ERROR_OFFSET chunk
 //! at that offset and goes on; only a failing socket closes it. Simple-reply connections always copy: their reply
 //! header carries the error and goes before the data, so the data must be in hand first.
 //!
