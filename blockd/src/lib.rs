@@ -6,7 +6,7 @@
 //!
 //! # Module map
 //!
-//! Bottom-up; a module imports only from the layers below it (the protocol itself is the `dvsan-nbd` crate).
+//! Bottom-up; a module imports only from modules listed before it (the protocol itself is the `dvsan-nbd` crate).
 //!
 //! 1. Leaves, importing nothing from this crate: [`bad_input`] and [`traffic`] (counters), `buffers` (a
 //!    connection's read and reply buffers), `mapped_read` (sending from a read-only mapping of a medium),

@@ -11,7 +11,7 @@
 //!
 //! # Module map
 //!
-//! Bottom-up; a module imports only from the layers below it:
+//! Bottom-up; a module imports only from modules listed before it:
 //!
 //! 1. Leaves, importing nothing from this crate: [`oid`], [`counters`], [`uptime`].
 //! 2. The data model: [`value`], then [`pdu`] and the [`ber`] writer, then [`message`] (the datagram codec).
