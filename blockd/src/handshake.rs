@@ -13,7 +13,8 @@
 
 use crate::bad_input::BadInput;
 use crate::exports::{Access, ExportTable, ServedExport};
-use crate::service::Shared;
+use crate::state::Shared;
+use crate::transmission::ALLOCATION_CONTEXT_ID;
 use dvsan_layout::AccessMode;
 use dvsan_nbd::constants::*;
 use dvsan_nbd::handshake::{
@@ -29,9 +30,6 @@ use tokio::net::TcpStream;
 
 /// More options than this in one handshake is abuse, not haggling.
 const MAX_OPTIONS: usize = 64;
-
-/// The id blockd gives the `base:allocation` metadata context (the only one it serves).
-pub(crate) const ALLOCATION_CONTEXT_ID: u32 = 1;
 
 /// What a successful handshake agreed on.
 pub(crate) struct Negotiated {
@@ -83,128 +81,193 @@ pub(crate) fn block_size(table: &ExportTable) -> BlockSize {
     BlockSize { minimum: 1, preferred: table.block_size.max(4096), maximum: DEFAULT_MAX_PAYLOAD }
 }
 
+/// Run the handshake on a fresh connection from `peer`: greeting, then options until one picks an export.
 pub(crate) async fn negotiate(
     stream: &mut TcpStream,
     peer: IpAddr,
     shared: &Shared,
 ) -> Result<HandshakeEnd, HandshakeError> {
-    let server_flags = FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES;
     let mut out = Vec::with_capacity(256);
-    encode_greeting(&mut out, server_flags);
-    stream.write_all(&out).await?;
-
-    let client_flags = stream.read_u32().await?;
-    let client = ClientFlags::decode(client_flags, server_flags)
-        .map_err(|e| bad(shared, BadInput::UnknownClientFlags, e.to_string()))?;
-    let mut structured = false;
-    let mut meta: Option<MetaSelection> = None;
-
+    let client = greet(stream, &mut out, shared).await?;
+    let mut haggling = Haggling { peer, no_zeroes: client.no_zeroes, structured: false, meta: None };
     for _ in 0..MAX_OPTIONS {
-        let mut hbuf = [0u8; OPTION_HEADER_LEN];
-        stream.read_exact(&mut hbuf).await?;
-        let header = OptionHeader::decode(&hbuf).map_err(|e| match e {
-            DecodeError::OptionTooLong(_) => bad(shared, BadInput::OptionTooLong, e.to_string()),
-            _ => bad(shared, BadInput::OptionBadMagic, e.to_string()),
-        })?;
-        let mut payload = vec![0u8; header.length as usize];
-        stream.read_exact(&mut payload).await?;
-
+        let (header, payload) = read_option(stream, shared).await?;
         out.clear();
-        let parsed = ClientOption::parse(header.option, &payload);
-        let option = match parsed {
-            Ok(o) => o,
-            Err(e) if header.option == OPT_EXPORT_NAME => {
-                return Err(bad(shared, BadInput::OptionInvalid, format!("NBD_OPT_EXPORT_NAME: {e}")));
-            }
+        let answered = match ClientOption::parse(header.option, &payload) {
             Err(e) => {
-                shared.bad_input.bump(BadInput::OptionInvalid);
-                tracing::debug!(%peer, option = header.option, error = %e, "invalid option");
-                if header.option == OPT_SET_META_CONTEXT {
-                    // A SET replaces the selection even when it fails.
-                    meta = None;
-                }
-                let reply = if matches!(e, DecodeError::TooBig(_)) { REP_ERR_TOO_BIG } else { REP_ERR_INVALID };
-                encode_option_error(&mut out, header.option, reply, &e.to_string());
-                stream.write_all(&out).await?;
-                continue;
+                haggling.invalid_option(&mut out, header.option, e, shared)?;
+                Answered::Reply
             }
+            Ok(option) if shared.shutting_down.load(Ordering::Relaxed) && option != ClientOption::Abort => {
+                encode_option_error(&mut out, header.option, REP_ERR_SHUTDOWN, "the server is shutting down");
+                Answered::Reply
+            }
+            Ok(option) => haggling.answer(&mut out, option, shared),
         };
-        if shared.shutting_down.load(Ordering::Relaxed) && option != ClientOption::Abort {
-            encode_option_error(&mut out, header.option, REP_ERR_SHUTDOWN, "the server is shutting down");
-            stream.write_all(&out).await?;
-            continue;
-        }
-        match option {
-            ClientOption::Abort => {
-                encode_option_reply(&mut out, OPT_ABORT, REP_ACK, &[]);
+        match answered {
+            Answered::Reply => stream.write_all(&out).await?,
+            Answered::ReplyAndTransmit(negotiated) => {
+                stream.write_all(&out).await?;
+                return Ok(HandshakeEnd::Transmission(negotiated));
+            }
+            Answered::ReplyAndClose => {
                 // The client may already have closed; that is fine.
                 let _ = stream.write_all(&out).await;
                 return Ok(HandshakeEnd::Closed);
             }
+            Answered::Close => return Ok(HandshakeEnd::Closed),
+        }
+    }
+    Err(bad(shared, BadInput::TooManyOptions, format!("more than {MAX_OPTIONS} options")))
+}
+
+/// Send the server's greeting and read the client's flags.
+async fn greet(stream: &mut TcpStream, out: &mut Vec<u8>, shared: &Shared) -> Result<ClientFlags, HandshakeError> {
+    let server_flags = FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES;
+    encode_greeting(out, server_flags);
+    stream.write_all(out).await?;
+    let client_flags = stream.read_u32().await?;
+    ClientFlags::decode(client_flags, server_flags)
+        .map_err(|e| bad(shared, BadInput::UnknownClientFlags, e.to_string()))
+}
+
+/// Read one option: its header, then exactly its payload (which the header's decoder bounds).
+async fn read_option(stream: &mut TcpStream, shared: &Shared) -> Result<(OptionHeader, Vec<u8>), HandshakeError> {
+    let mut hbuf = [0u8; OPTION_HEADER_LEN];
+    stream.read_exact(&mut hbuf).await?;
+    let header = OptionHeader::decode(&hbuf).map_err(|e| match e {
+        DecodeError::OptionTooLong(_) => bad(shared, BadInput::OptionTooLong, e.to_string()),
+        _ => bad(shared, BadInput::OptionBadMagic, e.to_string()),
+    })?;
+    let mut payload = vec![0u8; header.length as usize];
+    stream.read_exact(&mut payload).await?;
+    Ok((header, payload))
+}
+
+/// What the options so far have agreed on.
+struct Haggling {
+    peer: IpAddr,
+    /// The client asked for NBD_FLAG_C_NO_ZEROES (it matters to the NBD_OPT_EXPORT_NAME reply).
+    no_zeroes: bool,
+    structured: bool,
+    meta: Option<MetaSelection>,
+}
+
+/// What answering one option leads to; the reply, if any, is in the output buffer.
+enum Answered {
+    /// Send the reply and read the next option.
+    Reply,
+    /// Send the reply and go into transmission.
+    ReplyAndTransmit(Negotiated),
+    /// Send the reply if the client still listens, and close.
+    ReplyAndClose,
+    /// Close without a reply.
+    Close,
+}
+
+impl Haggling {
+    /// Answer one option into `out`.
+    fn answer(&mut self, out: &mut Vec<u8>, option: ClientOption, shared: &Shared) -> Answered {
+        let peer = self.peer;
+        match option {
+            ClientOption::Abort => {
+                encode_option_reply(out, OPT_ABORT, REP_ACK, &[]);
+                return Answered::ReplyAndClose;
+            }
             ClientOption::List => {
                 let table = shared.exports();
                 for e in table.visible_to(peer) {
-                    ExportListing { name: e.name.clone(), description: e.description.clone() }.encode(&mut out);
+                    ExportListing { name: e.name.clone(), description: e.description.clone() }.encode(out);
                 }
-                encode_option_reply(&mut out, OPT_LIST, REP_ACK, &[]);
+                encode_option_reply(out, OPT_LIST, REP_ACK, &[]);
             }
             ClientOption::StructuredReply => {
-                structured = true;
-                encode_option_reply(&mut out, OPT_STRUCTURED_REPLY, REP_ACK, &[]);
+                self.structured = true;
+                encode_option_reply(out, OPT_STRUCTURED_REPLY, REP_ACK, &[]);
             }
             ClientOption::StartTls => {
-                encode_option_error(&mut out, OPT_STARTTLS, REP_ERR_UNSUP, "TLS is not supported by this server");
+                encode_option_error(out, OPT_STARTTLS, REP_ERR_UNSUP, "TLS is not supported by this server");
             }
             ClientOption::Info(req) => {
-                answer_info(&mut out, OPT_INFO, &req, peer, shared);
+                answer_info(out, OPT_INFO, &req, peer, shared);
             }
             ClientOption::Go(req) => {
-                let chosen = answer_info(&mut out, OPT_GO, &req, peer, shared);
-                stream.write_all(&out).await?;
-                if let Some((export, mode)) = chosen {
-                    let allocation_context = MetaSelection::allocation_for(&meta, &export.name);
-                    return Ok(HandshakeEnd::Transmission(Negotiated { export, mode, structured, allocation_context }));
+                if let Some((export, mode)) = answer_info(out, OPT_GO, &req, peer, shared) {
+                    return Answered::ReplyAndTransmit(self.negotiated(export, mode));
                 }
-                continue;
             }
             ClientOption::ListMetaContext(req) => {
-                answer_meta_context(&mut out, OPT_LIST_META_CONTEXT, &req, peer, shared);
+                answer_meta_context(out, OPT_LIST_META_CONTEXT, &req, peer, shared);
             }
-            ClientOption::SetMetaContext(req) => {
-                if structured {
-                    let allocation = answer_meta_context(&mut out, OPT_SET_META_CONTEXT, &req, peer, shared);
-                    meta = allocation.map(|allocation| MetaSelection { export: req.export.clone(), allocation });
-                } else {
-                    meta = None;
-                    shared.bad_input.bump(BadInput::OptionInvalid);
-                    let message = "negotiate structured replies (NBD_OPT_STRUCTURED_REPLY) before metadata contexts";
-                    encode_option_error(&mut out, OPT_SET_META_CONTEXT, REP_ERR_INVALID, message);
-                }
-            }
-            ClientOption::ExportName(name) => {
-                let table = shared.exports();
-                return match check_access(&table, &name, peer, shared) {
-                    Ok((export, mode)) => {
-                        encode_export_name_reply(&mut out, export.size, transmission_flags(mode), client.no_zeroes);
-                        stream.write_all(&out).await?;
-                        let allocation_context = MetaSelection::allocation_for(&meta, &export.name);
-                        Ok(HandshakeEnd::Transmission(Negotiated { export, mode, structured, allocation_context }))
-                    }
-                    Err((_, message)) => {
-                        tracing::warn!(%peer, export = %name, "NBD_OPT_EXPORT_NAME refused, closing: {message}");
-                        Ok(HandshakeEnd::Closed)
-                    }
-                };
-            }
+            ClientOption::SetMetaContext(req) => self.set_meta_context(out, &req, shared),
+            ClientOption::ExportName(name) => return self.export_name(out, &name, shared),
             ClientOption::Other(code) => {
                 shared.bad_input.bump(BadInput::OptionUnsupported);
                 tracing::debug!(%peer, option = code, "unsupported option");
-                encode_option_error(&mut out, code, REP_ERR_UNSUP, "option not supported by this server");
+                encode_option_error(out, code, REP_ERR_UNSUP, "option not supported by this server");
             }
         }
-        stream.write_all(&out).await?;
+        Answered::Reply
     }
-    Err(bad(shared, BadInput::TooManyOptions, format!("more than {MAX_OPTIONS} options")))
+
+    /// An option whose payload does not parse: NBD_OPT_EXPORT_NAME (which has no error reply) ends the
+    /// handshake, any other gets an error reply in `out`.
+    fn invalid_option(
+        &mut self,
+        out: &mut Vec<u8>,
+        option: u32,
+        e: DecodeError,
+        shared: &Shared,
+    ) -> Result<(), HandshakeError> {
+        if option == OPT_EXPORT_NAME {
+            return Err(bad(shared, BadInput::OptionInvalid, format!("NBD_OPT_EXPORT_NAME: {e}")));
+        }
+        shared.bad_input.bump(BadInput::OptionInvalid);
+        tracing::debug!(peer = %self.peer, option, error = %e, "invalid option");
+        if option == OPT_SET_META_CONTEXT {
+            // A SET replaces the selection even when it fails.
+            self.meta = None;
+        }
+        let reply = if matches!(e, DecodeError::TooBig(_)) { REP_ERR_TOO_BIG } else { REP_ERR_INVALID };
+        encode_option_error(out, option, reply, &e.to_string());
+        Ok(())
+    }
+
+    /// NBD_OPT_SET_META_CONTEXT: select `base:allocation` for an export, after structured replies only.
+    fn set_meta_context(&mut self, out: &mut Vec<u8>, req: &MetaContextRequest, shared: &Shared) {
+        if self.structured {
+            let allocation = answer_meta_context(out, OPT_SET_META_CONTEXT, req, self.peer, shared);
+            self.meta = allocation.map(|allocation| MetaSelection { export: req.export.clone(), allocation });
+        } else {
+            self.meta = None;
+            shared.bad_input.bump(BadInput::OptionInvalid);
+            let message = "negotiate structured replies (NBD_OPT_STRUCTURED_REPLY) before metadata contexts";
+            encode_option_error(out, OPT_SET_META_CONTEXT, REP_ERR_INVALID, message);
+        }
+    }
+
+    /// NBD_OPT_EXPORT_NAME: the export's reply and transmission, or, refused, closing (this option has no error
+    /// reply).
+    fn export_name(&self, out: &mut Vec<u8>, name: &str, shared: &Shared) -> Answered {
+        let peer = self.peer;
+        let table = shared.exports();
+        match check_access(&table, name, peer, shared) {
+            Ok((export, mode)) => {
+                encode_export_name_reply(out, export.size, transmission_flags(mode), self.no_zeroes);
+                Answered::ReplyAndTransmit(self.negotiated(export, mode))
+            }
+            Err((_, message)) => {
+                tracing::warn!(%peer, export = %name, "NBD_OPT_EXPORT_NAME refused, closing: {message}");
+                Answered::Close
+            }
+        }
+    }
+
+    /// What the handshake agreed on, once `export` is picked.
+    fn negotiated(&self, export: Arc<ServedExport>, mode: AccessMode) -> Negotiated {
+        let allocation_context = MetaSelection::allocation_for(&self.meta, &export.name);
+        Negotiated { export, mode, structured: self.structured, allocation_context }
+    }
 }
 
 /// Answer NBD_OPT_INFO or NBD_OPT_GO into `out`; returns the export if the peer may use it.

@@ -7,13 +7,13 @@
 //! path and off the async runtime.
 
 use crate::exports::{ExportTable, MediaCache};
-use crate::service::Shared;
+use crate::state::Shared;
 use dvsan_layout::{DataServiceState, DataServiceStatus, LayoutStore};
 use std::net::SocketAddr;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub struct Maintenance {
     stop_tx: mpsc::Sender<()>,
@@ -25,6 +25,9 @@ struct Worker {
     cache: MediaCache,
     shared: Arc<Shared>,
     listen: SocketAddr,
+    /// How often the change counter is read, and how often traffic is saved and the heartbeat written.
+    poll: Duration,
+    stats_every: Duration,
     change_counter: u32,
 }
 
@@ -35,9 +38,11 @@ impl Maintenance {
         cache: MediaCache,
         shared: Arc<Shared>,
         listen: SocketAddr,
+        poll: Duration,
+        stats_every: Duration,
     ) -> std::io::Result<Maintenance> {
         let change_counter = shared.exports().change_counter;
-        let mut worker = Worker { store, cache, shared, listen, change_counter };
+        let mut worker = Worker { store, cache, shared, listen, poll, stats_every, change_counter };
         worker.heartbeat(DataServiceState::Serving);
         let (stop_tx, stop_rx) = mpsc::channel();
         let handle = std::thread::Builder::new().name("maintenance".into()).spawn(move || worker.run(stop_rx))?;
@@ -55,8 +60,7 @@ impl Maintenance {
 
 impl Worker {
     fn run(mut self, stop: mpsc::Receiver<()>) {
-        let poll = self.shared.config.poll_interval;
-        let stats_every = self.shared.config.stats_interval;
+        let (poll, stats_every) = (self.poll, self.stats_every);
         let mut last_stats = Instant::now();
         loop {
             match stop.recv_timeout(poll) {

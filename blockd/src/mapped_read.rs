@@ -2,7 +2,7 @@
 //! socket, one copy on the server instead of two (pread into our buffer, then write).
 //!
 //! This is the third way to answer a large READ, next to splicing ([`crate::splice_pipe`]) and copying through
-//! the reply buffer, and the one [`crate::large_reads`] picks for clients on loopback: there the client itself
+//! the reply buffer, and the one the large-read path picks for clients on loopback: there the client itself
 //! copies out of whatever pages the server queued. Spliced pages come straight from the page cache, cold in
 //! every CPU cache, and the client's single thread pays for that; a mapped send fills fresh socket buffers on our
 //! core, so the client copies from warm memory and the two copies run on two cores. The mapping keeps its page

@@ -7,22 +7,24 @@
 //! handshakes, lets each connection finish the requests it has read, flushes the media, writes the Stopped state
 //! and returns.
 
-use crate::bad_input::{BadInput, BadInputCounters};
-use crate::connections::Connections;
+use crate::bad_input::BadInput;
+use crate::connections::Registration;
 use crate::exports::{ExportTable, MediaCache};
-use crate::handshake::{negotiate, HandshakeEnd, HandshakeError};
-use crate::large_reads::{LargeReads, LargeRequestCounts, SplicerSlot};
+use crate::handshake::{negotiate, HandshakeEnd, HandshakeError, Negotiated};
+use crate::large_reads::LargeReads;
 use crate::maintenance::Maintenance;
+use crate::splice_pipe::SplicerSlot;
+use crate::state::Shared;
 use crate::traffic::TrafficTable;
-use crate::transmission::Session;
+use crate::transmission::{LargeRequestCounts, Session};
 use dvsan_layout::{LayoutError, LayoutStore, STORE_FILE};
 use dvsan_nbd::constants::DEFAULT_MAX_PAYLOAD;
 use dvsan_nbd::ExportLimits;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -83,28 +85,6 @@ pub enum ServiceError {
     Io(#[from] std::io::Error),
 }
 
-/// State shared by the accept loop, handshakes, connections and the maintenance thread.
-pub struct Shared {
-    pub config: Config,
-    exports: RwLock<Arc<ExportTable>>,
-    pub connections: Connections,
-    pub traffic: TrafficTable,
-    pub bad_input: Arc<BadInputCounters>,
-    pub shutting_down: AtomicBool,
-    /// Transmission threads still running.
-    sessions: AtomicUsize,
-}
-
-impl Shared {
-    pub fn exports(&self) -> Arc<ExportTable> {
-        self.exports.read().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    pub fn set_exports(&self, table: Arc<ExportTable>) {
-        *self.exports.write().unwrap_or_else(PoisonError::into_inner) = table;
-    }
-}
-
 /// Open the unit store without creating one: blockd never initialises a unit.
 pub fn open_store(state_dir: &Path) -> Result<LayoutStore, ServiceError> {
     let store_err = |source| ServiceError::Store { dir: state_dir.to_path_buf(), source };
@@ -138,16 +118,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         "serving"
     );
 
-    let shared = Arc::new(Shared {
-        config: config.clone(),
-        exports: RwLock::new(table),
-        connections: Connections::default(),
-        traffic,
-        bad_input: Arc::new(BadInputCounters::default()),
-        shutting_down: AtomicBool::new(false),
-        sessions: AtomicUsize::new(0),
-    });
-    let maintenance = Maintenance::spawn(store, cache, shared.clone(), local)?;
+    let shared = Arc::new(Shared::new(table, traffic));
+    let maintenance =
+        Maintenance::spawn(store, cache, shared.clone(), local, config.poll_interval, config.stats_interval)?;
+    let config = Arc::new(config);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(config.max_connections));
@@ -162,7 +136,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                         tracing::warn!(%peer, max = config.max_connections, "too many connections; closing");
                         continue;
                     };
-                    tokio::spawn(handle_connection(socket, peer, shared.clone(), stop_rx.clone(), permit));
+                    tokio::spawn(handle_connection(socket, peer, shared.clone(), config.clone(), stop_rx.clone(), permit));
                 }
                 Err(e) => {
                     // Out of file descriptors or similar: back off instead of spinning.
@@ -191,40 +165,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     Ok(())
 }
 
+/// One connection: the handshake as a task here, then, once it picked an export, its own thread for the data.
 async fn handle_connection(
     mut socket: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
+    config: Arc<Config>,
     mut stop: watch::Receiver<bool>,
     permit: OwnedSemaphorePermit,
 ) {
-    let host = peer.ip().to_canonical();
     if let Err(e) = socket.set_nodelay(true) {
         tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
     }
-    let limit = shared.config.handshake_timeout;
-    let outcome = tokio::select! {
-        r = tokio::time::timeout(limit, negotiate(&mut socket, host, &shared)) => r,
-        _ = stop.changed() => return,
+    let Some(negotiated) = handshake(&mut socket, peer, &shared, config.handshake_timeout, &mut stop).await else {
+        return;
     };
-    let negotiated = match outcome {
-        Err(_) => {
-            shared.bad_input.bump(BadInput::HandshakeTimeout);
-            tracing::warn!(%peer, ?limit, "handshake not finished in time; closing");
-            return;
-        }
-        Ok(Err(HandshakeError::Io(e))) => {
-            tracing::debug!(%peer, error = %e, "connection ended during handshake");
-            return;
-        }
-        Ok(Err(e @ HandshakeError::Bad { .. })) => {
-            tracing::warn!(%peer, "bad handshake, closing: {e}");
-            return;
-        }
-        Ok(Ok(HandshakeEnd::Closed)) => return,
-        Ok(Ok(HandshakeEnd::Transmission(n))) => n,
-    };
-
     let stream = match socket.into_std().and_then(|s| s.set_nonblocking(false).map(|()| s)) {
         Ok(s) => s,
         Err(e) => {
@@ -232,22 +187,87 @@ async fn handle_connection(
             return;
         }
     };
-    let registration =
-        match shared
-            .connections
-            .register(negotiated.export.clone(), host, negotiated.mode, &stream, || shared.exports())
-        {
-            Ok(Some(r)) => r,
-            Ok(None) => {
-                tracing::info!(%peer, export = %negotiated.export.name, "grant revoked during the handshake; closing");
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(%peer, error = %e, "cannot register connection");
-                return;
-            }
-        };
-    let session = Session {
+    let Some(registration) = register(&shared, &negotiated, peer, &stream) else {
+        return;
+    };
+    let session = new_session(&shared, &config, negotiated, registration, peer, stream);
+    tracing::info!(
+        conn = session.id,
+        %peer,
+        export = %session.export.name,
+        read_only = session.limits.read_only,
+        structured = session.structured,
+        large_reads = ?session.large_reads,
+        "connection in transmission"
+    );
+    start_session(session, shared, permit);
+}
+
+/// The handshake under its time limit; None (logged) if it did not end in transmission or the server stops.
+async fn handshake(
+    socket: &mut TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    limit: Duration,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Negotiated> {
+    let host = peer.ip().to_canonical();
+    let outcome = tokio::select! {
+        r = tokio::time::timeout(limit, negotiate(socket, host, shared)) => r,
+        _ = stop.changed() => return None,
+    };
+    match outcome {
+        Err(_) => {
+            shared.bad_input.bump(BadInput::HandshakeTimeout);
+            tracing::warn!(%peer, ?limit, "handshake not finished in time; closing");
+            None
+        }
+        Ok(Err(HandshakeError::Io(e))) => {
+            tracing::debug!(%peer, error = %e, "connection ended during handshake");
+            None
+        }
+        Ok(Err(e @ HandshakeError::Bad { .. })) => {
+            tracing::warn!(%peer, "bad handshake, closing: {e}");
+            None
+        }
+        Ok(Ok(HandshakeEnd::Closed)) => None,
+        Ok(Ok(HandshakeEnd::Transmission(n))) => Some(n),
+    }
+}
+
+/// Register the connection so revocation and shutdown reach it; None (logged) if its grant went away meanwhile.
+fn register(
+    shared: &Shared,
+    negotiated: &Negotiated,
+    peer: SocketAddr,
+    stream: &std::net::TcpStream,
+) -> Option<Registration> {
+    let host = peer.ip().to_canonical();
+    let export = negotiated.export.clone();
+    match shared.connections.register(export, host, negotiated.mode, stream, || shared.exports()) {
+        Ok(Some(r)) => Some(r),
+        Ok(None) => {
+            tracing::info!(%peer, export = %negotiated.export.name, "grant revoked during the handshake; closing");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "cannot register connection");
+            None
+        }
+    }
+}
+
+/// The data path's state for a connection that negotiated `negotiated`.
+fn new_session(
+    shared: &Shared,
+    config: &Config,
+    negotiated: Negotiated,
+    registration: Registration,
+    peer: SocketAddr,
+    stream: std::net::TcpStream,
+) -> Session {
+    let host = peer.ip().to_canonical();
+    Session {
         id: registration.id,
         peer,
         stream,
@@ -260,28 +280,24 @@ async fn handle_connection(
         structured: negotiated.structured,
         traffic: shared.traffic.counters(&negotiated.export.name, host),
         bad_input: shared.bad_input.clone(),
-        closing: registration.closing.clone(),
-        stall_timeout: shared.config.handshake_timeout,
-        busy_poll: shared.config.busy_poll,
-        splice_write_min: shared.config.splice_write_min,
-        large_read_min: shared.config.large_read_min,
-        large_reads: shared.config.large_reads.for_connection(peer.ip(), negotiated.structured),
+        closing: registration.closing,
+        stall_timeout: config.handshake_timeout,
+        busy_poll: config.busy_poll,
+        splice_write_min: config.splice_write_min,
+        large_read_min: config.large_read_min,
+        large_reads: config.large_reads.for_connection(peer.ip(), negotiated.structured),
         splicer: SplicerSlot::default(),
         large_counts: LargeRequestCounts::default(),
         export: negotiated.export,
-    };
-    tracing::info!(
-        conn = registration.id,
-        %peer,
-        export = %session.export.name,
-        read_only = session.limits.read_only,
-        structured = session.structured,
-        large_reads = ?session.large_reads,
-        "connection in transmission"
-    );
+    }
+}
+
+/// Run the session on its own thread, which unregisters it and gives back its connection slot (`permit`) when it
+/// ends.
+fn start_session(session: Session, shared: Arc<Shared>, permit: OwnedSemaphorePermit) {
+    let (id, peer) = (session.id, session.peer);
     shared.sessions.fetch_add(1, Ordering::SeqCst);
     let thread_shared = shared.clone();
-    let id = registration.id;
     let spawned = std::thread::Builder::new().name(format!("nbd-conn-{id}")).spawn(move || {
         session.run();
         thread_shared.connections.unregister(id);

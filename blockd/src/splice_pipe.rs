@@ -24,6 +24,34 @@ const WANTED_PIPE: usize = 1024 * 1024;
 /// Below this a pipe is not worth it (the default pipe is 64 KiB, which still saves the copies).
 const MIN_PIPE: usize = 64 * 1024;
 
+/// A connection's splice pipe: not made yet, made, or unavailable (then its large requests go through memory).
+#[derive(Default)]
+pub(crate) enum SplicerSlot {
+    #[default]
+    NotYet,
+    Ready(Splicer),
+    Unavailable,
+}
+
+impl SplicerSlot {
+    /// The pipe of connection `conn`, made on first use; None if the system will not give one.
+    pub(crate) fn ready(&mut self, conn: u64) -> Option<&mut Splicer> {
+        if matches!(self, SplicerSlot::NotYet) {
+            *self = match Splicer::new() {
+                Some(s) => {
+                    tracing::debug!(conn, pipe = s.capacity(), "splice pipe ready");
+                    SplicerSlot::Ready(s)
+                }
+                None => SplicerSlot::Unavailable,
+            };
+        }
+        match self {
+            SplicerSlot::Ready(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
 /// One connection's pipe for splicing media to its socket.
 pub(crate) struct Splicer {
     pipe_out: File,

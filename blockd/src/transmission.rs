@@ -14,37 +14,38 @@
 //!
 //! Memory is bounded: the read buffer grows only to hold one complete request (header plus at most the 32 MiB
 //! maximum payload, and only when the payload cannot be spliced), and the reply buffer is sent whenever it passes
-//! [`OUT_FLUSH_AT`]. A WRITE refused for its range or mode has its payload read and dropped in buffer-sized pieces; a WRITE over the maximum payload gets
+//! [`OUT_FLUSH_AT`] ([`crate::buffers`]). A WRITE refused for its range or mode has its payload read and dropped in buffer-sized pieces; a WRITE over the maximum payload gets
 //! EINVAL and the connection is closed without reading the payload. A client that leaves a partial request for
 //! longer than the stall limit, or does not read its replies for that long, is disconnected.
 
 use crate::bad_input::{BadInput, BadInputCounters};
+use crate::buffers::{append_done_chunk, InBuf, OutBuf, OUT_FLUSH_AT};
 use crate::exports::ServedExport;
-use crate::handshake::ALLOCATION_CONTEXT_ID;
-use crate::large_reads::{LargeReadPath, LargeRequestCounts, SplicerSlot};
+use crate::large_reads::{self, LargeReadEnd, LargeReadPath};
+use crate::large_writes::SplicedWrite;
+use crate::splice_pipe::SplicerSlot;
 use crate::traffic::{BatchTraffic, TrafficCounters};
 use dvsan_nbd::constants::{
-    CHUNK_HEADER_LEN, CMD_READ, CMD_WRITE, REPLY_FLAG_DONE, REPLY_TYPE_NONE, REQUEST_HEADER_LEN,
-    SIMPLE_REPLY_HEADER_LEN, STATE_HOLE, STATE_ZERO,
+    CHUNK_HEADER_LEN, CMD_READ, CMD_WRITE, REQUEST_HEADER_LEN, SIMPLE_REPLY_HEADER_LEN, STATE_HOLE, STATE_ZERO,
 };
 use dvsan_nbd::transmission::{
-    encode_block_status_chunk, encode_data_chunk_header, encode_error_chunk, ChunkHeader, SimpleReplyHeader,
-    DATA_CHUNK_PREFIX_LEN,
+    encode_block_status_chunk, encode_data_chunk_header, encode_error_chunk, encode_error_offset_chunk,
+    SimpleReplyHeader, DATA_CHUNK_PREFIX_LEN,
 };
 use dvsan_nbd::{validate_request, Command, Errno, ExportLimits, Refusal, RequestHeader};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::ops::ControlFlow;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Initial read buffer: room for many small requests or a few large ones per wake-up.
-const READ_BUF: usize = 256 * 1024;
-/// Send the replies gathered so far once they pass this size.
-const OUT_FLUSH_AT: usize = 4 * 1024 * 1024;
 /// Most extents in one block status reply; a client asks again for the rest.
 const MAX_BLOCK_STATUS_EXTENTS: usize = 4096;
+/// The id of the `base:allocation` metadata context, the only one blockd serves: block status replies carry it,
+/// and the handshake announces it when a client selects the context.
+pub(crate) const ALLOCATION_CONTEXT_ID: u32 = 1;
 /// How often a blocked read wakes up to check for a stalled partial request.
 const READ_TICK: Duration = Duration::from_millis(500);
 
@@ -72,6 +73,17 @@ pub(crate) struct Session {
     /// The pipe for spliced reads, made at the first one.
     pub splicer: SplicerSlot,
     pub large_counts: LargeRequestCounts,
+}
+
+/// How many large reads went each way on one connection, and how many writes were spliced, for its closing log
+/// line.
+#[derive(Debug, Default)]
+pub(crate) struct LargeRequestCounts {
+    pub mapped: u64,
+    pub spliced: u64,
+    /// Large reads copied through memory (without a pipe, or on a simple-reply connection).
+    pub copied: u64,
+    pub spliced_writes: u64,
 }
 
 /// What the request loop wants next.
@@ -179,137 +191,8 @@ impl Session {
         arrived: &mut Instant,
     ) -> Flow {
         loop {
-            if *discard > 0 {
-                let n = usize::try_from(*discard).unwrap_or(usize::MAX).min(inb.data().len());
-                inb.consume(n);
-                *discard -= n as u64;
-                if *discard > 0 {
-                    return Flow::NeedMore(0);
-                }
-            }
-            let header = match RequestHeader::decode(inb.data()) {
-                Ok(Some(h)) => h,
-                Ok(None) => return Flow::NeedMore(REQUEST_HEADER_LEN),
-                Err(e) => {
-                    self.bad_input.bump(BadInput::RequestBadMagic);
-                    tracing::warn!(conn = self.id, peer = %self.peer, error = %e, "bad request; closing");
-                    return Flow::Close;
-                }
-            };
-            match validate_request(&header, &self.limits) {
-                Err(refusal) => {
-                    self.refuse(out, &header, &refusal);
-                    inb.consume(REQUEST_HEADER_LEN);
-                    if header.command == CMD_WRITE {
-                        if matches!(refusal, Refusal::TooLarge(_)) {
-                            tracing::warn!(
-                                conn = self.id,
-                                peer = %self.peer,
-                                length = header.length,
-                                "WRITE over the maximum payload; closing without reading it"
-                            );
-                            return Flow::Close;
-                        }
-                        *discard = u64::from(header.length);
-                    }
-                }
-                Ok(Command::Write { fua }) => {
-                    let total = REQUEST_HEADER_LEN + header.length as usize;
-                    let res = if let Some(payload) = inb.data().get(REQUEST_HEADER_LEN..total) {
-                        let res = self.export.write_at(payload, header.offset).and_then(|()| {
-                            if fua {
-                                self.export.sync_range(header.offset, u64::from(header.length))
-                            } else {
-                                Ok(())
-                            }
-                        });
-                        inb.consume(total);
-                        res
-                    } else if self.splices_write(&header) {
-                        // The replies gathered so far go out (and are counted) first rather than wait for this
-                        // payload.
-                        if let Err(e) = self.flush(out) {
-                            tracing::info!(conn = self.id, error = %e, "write failed");
-                            return Flow::Close;
-                        }
-                        self.account(batch, *arrived);
-                        inb.consume(REQUEST_HEADER_LEN);
-                        match self.write_spliced(inb, &header, fua, arrived) {
-                            Ok(res) => res,
-                            Err(e) => {
-                                tracing::info!(conn = self.id, peer = %self.peer, error = %e, "receiving a large write failed");
-                                return if e.kind() == io::ErrorKind::UnexpectedEof {
-                                    Flow::Disconnect
-                                } else {
-                                    Flow::Close
-                                };
-                            }
-                        }
-                    } else {
-                        return Flow::NeedMore(total);
-                    };
-                    if self.finish(out, &header, res, "write") {
-                        batch.writes += 1;
-                        batch.bytes_written += u64::from(header.length);
-                    }
-                }
-                Ok(Command::Read) => {
-                    inb.consume(REQUEST_HEADER_LEN);
-                    let ok = match self.answer_read(out, &header) {
-                        Ok(ok) => ok,
-                        Err(e) => {
-                            // What is left in `out` may be half sent: nothing more goes out on this stream.
-                            out.clear();
-                            tracing::info!(conn = self.id, error = %e, "sending a large read failed");
-                            return Flow::Close;
-                        }
-                    };
-                    if ok {
-                        batch.reads += 1;
-                        batch.bytes_read += u64::from(header.length);
-                    }
-                }
-                Ok(Command::Flush) => {
-                    inb.consume(REQUEST_HEADER_LEN);
-                    let res = self.export.sync_all();
-                    self.finish(out, &header, res, "flush");
-                }
-                Ok(Command::Trim { fua }) => {
-                    inb.consume(REQUEST_HEADER_LEN);
-                    let len = u64::from(header.length);
-                    let res = self.export.trim(header.offset, len).and_then(|()| {
-                        if fua {
-                            self.export.sync_range(header.offset, len)
-                        } else {
-                            Ok(())
-                        }
-                    });
-                    if self.finish(out, &header, res, "trim") {
-                        batch.writes += 1;
-                    }
-                }
-                Ok(Command::WriteZeroes { fua, no_hole }) => {
-                    inb.consume(REQUEST_HEADER_LEN);
-                    let len = u64::from(header.length);
-                    let res = self.export.zero(header.offset, len, !no_hole).and_then(|()| {
-                        if fua {
-                            self.export.sync_range(header.offset, len)
-                        } else {
-                            Ok(())
-                        }
-                    });
-                    if self.finish(out, &header, res, "write zeroes") {
-                        batch.writes += 1;
-                    }
-                }
-                Ok(Command::BlockStatus { req_one }) => {
-                    inb.consume(REQUEST_HEADER_LEN);
-                    self.block_status(out, &header, req_one);
-                }
-                Ok(Command::Disconnect) => {
-                    inb.consume(REQUEST_HEADER_LEN);
-                    return Flow::Disconnect;
-                }
+            if let ControlFlow::Break(flow) = self.handle_next(inb, out, discard, batch, arrived) {
+                return flow;
             }
             if out.len() >= OUT_FLUSH_AT {
                 if let Err(e) = self.flush(out) {
@@ -317,6 +200,181 @@ impl Session {
                     return Flow::Close;
                 }
             }
+        }
+    }
+
+    /// Handle the next request in `inb`, after dropping what it holds of a refused WRITE's payload (`discard`
+    /// bytes are still to come); `Break` says what the request loop does next.
+    fn handle_next(
+        &mut self,
+        inb: &mut InBuf,
+        out: &mut OutBuf,
+        discard: &mut u64,
+        batch: &mut BatchTraffic,
+        arrived: &mut Instant,
+    ) -> ControlFlow<Flow> {
+        drop_discarded(inb, discard)?;
+        let header = self.next_header(inb)?;
+        match validate_request(&header, &self.limits) {
+            Err(refusal) => {
+                inb.consume(REQUEST_HEADER_LEN);
+                return self.refuse_request(out, &header, &refusal, discard);
+            }
+            Ok(Command::Write { fua }) => return self.write(inb, out, &header, fua, batch, arrived),
+            Ok(Command::Read) => {
+                inb.consume(REQUEST_HEADER_LEN);
+                return self.read_request(out, &header, batch);
+            }
+            Ok(Command::Flush) => {
+                inb.consume(REQUEST_HEADER_LEN);
+                let res = self.export.sync_all();
+                self.finish(out, &header, res, "flush");
+            }
+            Ok(Command::Trim { fua }) => {
+                inb.consume(REQUEST_HEADER_LEN);
+                let res = self.export.trim(header.offset, u64::from(header.length));
+                if self.finish(out, &header, res.and_then(|()| self.sync_if(fua, &header)), "trim") {
+                    batch.writes += 1;
+                }
+            }
+            Ok(Command::WriteZeroes { fua, no_hole }) => {
+                inb.consume(REQUEST_HEADER_LEN);
+                let res = self.export.zero(header.offset, u64::from(header.length), !no_hole);
+                if self.finish(out, &header, res.and_then(|()| self.sync_if(fua, &header)), "write zeroes") {
+                    batch.writes += 1;
+                }
+            }
+            Ok(Command::BlockStatus { req_one }) => {
+                inb.consume(REQUEST_HEADER_LEN);
+                self.block_status(out, &header, req_one);
+            }
+            Ok(Command::Disconnect) => {
+                inb.consume(REQUEST_HEADER_LEN);
+                return ControlFlow::Break(Flow::Disconnect);
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// The header of the next request in `inb`, or what to do without one: read more, or close on a bad magic.
+    fn next_header(&self, inb: &InBuf) -> ControlFlow<Flow, RequestHeader> {
+        match RequestHeader::decode(inb.data()) {
+            Ok(Some(h)) => ControlFlow::Continue(h),
+            Ok(None) => ControlFlow::Break(Flow::NeedMore(REQUEST_HEADER_LEN)),
+            Err(e) => {
+                self.bad_input.bump(BadInput::RequestBadMagic);
+                tracing::warn!(conn = self.id, peer = %self.peer, error = %e, "bad request; closing");
+                ControlFlow::Break(Flow::Close)
+            }
+        }
+    }
+
+    /// Answer a request [`validate_request`] refused (its header consumed). A refused WRITE's payload is dropped
+    /// as it comes (`discard`), unless it is over the maximum payload: then the connection closes without reading
+    /// it.
+    fn refuse_request(
+        &self,
+        out: &mut OutBuf,
+        h: &RequestHeader,
+        refusal: &Refusal,
+        discard: &mut u64,
+    ) -> ControlFlow<Flow> {
+        self.refuse(out, h, refusal);
+        if h.command == CMD_WRITE {
+            if matches!(refusal, Refusal::TooLarge(_)) {
+                tracing::warn!(
+                    conn = self.id,
+                    peer = %self.peer,
+                    length = h.length,
+                    "WRITE over the maximum payload; closing without reading it"
+                );
+                return ControlFlow::Break(Flow::Close);
+            }
+            *discard = u64::from(h.length);
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// A WRITE: from the read buffer if its whole payload is there, else spliced off the socket if it is large
+    /// enough, else after reading the rest into the buffer.
+    fn write(
+        &mut self,
+        inb: &mut InBuf,
+        out: &mut OutBuf,
+        h: &RequestHeader,
+        fua: bool,
+        batch: &mut BatchTraffic,
+        arrived: &mut Instant,
+    ) -> ControlFlow<Flow> {
+        let total = REQUEST_HEADER_LEN + h.length as usize;
+        let res = if let Some(payload) = inb.data().get(REQUEST_HEADER_LEN..total) {
+            let res = self.export.write_at(payload, h.offset).and_then(|()| self.sync_if(fua, h));
+            inb.consume(total);
+            res
+        } else if self.splices_write(h) {
+            self.receive_spliced(inb, out, h, fua, batch, arrived)?
+        } else {
+            return ControlFlow::Break(Flow::NeedMore(total));
+        };
+        if self.finish(out, h, res, "write") {
+            batch.writes += 1;
+            batch.bytes_written += u64::from(h.length);
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// A WRITE whose payload is spliced off the socket: the replies gathered so far go out (and are counted)
+    /// first rather than wait for it. Continue carries the media's result; Break ends the connection.
+    fn receive_spliced(
+        &mut self,
+        inb: &mut InBuf,
+        out: &mut OutBuf,
+        h: &RequestHeader,
+        fua: bool,
+        batch: &mut BatchTraffic,
+        arrived: &mut Instant,
+    ) -> ControlFlow<Flow, io::Result<()>> {
+        if let Err(e) = self.flush(out) {
+            tracing::info!(conn = self.id, error = %e, "write failed");
+            return ControlFlow::Break(Flow::Close);
+        }
+        self.account(batch, *arrived);
+        inb.consume(REQUEST_HEADER_LEN);
+        match self.write_spliced(inb, h, fua, arrived) {
+            Ok(res) => ControlFlow::Continue(res),
+            Err(e) => {
+                tracing::info!(conn = self.id, peer = %self.peer, error = %e, "receiving a large write failed");
+                let eof = e.kind() == io::ErrorKind::UnexpectedEof;
+                ControlFlow::Break(if eof { Flow::Disconnect } else { Flow::Close })
+            }
+        }
+    }
+
+    /// A READ (its header consumed), counted if it succeeded; Break closes the connection when a large read's
+    /// socket failed.
+    fn read_request(&mut self, out: &mut OutBuf, h: &RequestHeader, batch: &mut BatchTraffic) -> ControlFlow<Flow> {
+        match self.answer_read(out, h) {
+            Ok(true) => {
+                batch.reads += 1;
+                batch.bytes_read += u64::from(h.length);
+            }
+            Ok(false) => {}
+            Err(e) => {
+                // What is left in `out` may be half sent: nothing more goes out on this stream.
+                out.clear();
+                tracing::info!(conn = self.id, error = %e, "sending a large read failed");
+                return ControlFlow::Break(Flow::Close);
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// With FUA, make the request's range durable.
+    fn sync_if(&self, fua: bool, h: &RequestHeader) -> io::Result<()> {
+        if fua {
+            self.export.sync_range(h.offset, u64::from(h.length))
+        } else {
+            Ok(())
         }
     }
 
@@ -337,8 +395,104 @@ impl Session {
         }
     }
 
+    /// Answer a READ the connection's way. Returns whether the read succeeded (a media error is answered with an
+    /// error reply); `Err` means the socket failed and the connection must close.
+    fn answer_read(&mut self, out: &mut OutBuf, h: &RequestHeader) -> io::Result<bool> {
+        if h.length < self.large_read_min {
+            return Ok(self.read(out, h));
+        }
+        let mut way = self.large_reads;
+        if way == LargeReadPath::Mapped {
+            // Reads whose pages are not all in memory are spliced (or copied, without a pipe).
+            match large_reads::mappable(&self.export, h) {
+                Ok(true) => {}
+                Ok(false) => way = LargeReadPath::Spliced,
+                // A range that does not map onto the media is a failed read, answered like a media error.
+                Err(e) => return Ok(self.finish(out, h, Err(e), "read")),
+            }
+        }
+        self.send_large(out, h, way)
+    }
+
+    /// Answer a large READ `way` (spliced falls back to copied without a pipe), after the replies gathered in
+    /// `out`; what [`answer_read`](Session::answer_read) returns.
+    fn send_large(&mut self, out: &mut OutBuf, h: &RequestHeader, way: LargeReadPath) -> io::Result<bool> {
+        let end = match way {
+            LargeReadPath::Mapped => large_reads::send_mapped(&self.stream, &self.export, out, h)?,
+            LargeReadPath::Spliced => match self.splicer.ready(self.id) {
+                Some(splicer) => large_reads::send_spliced(&self.stream, &self.export, splicer, out, h)?,
+                None => return Ok(self.copy_large(out, h)),
+            },
+            LargeReadPath::Copied => return Ok(self.copy_large(out, h)),
+        };
+        Ok(match end {
+            LargeReadEnd::Done => {
+                match way {
+                    LargeReadPath::Mapped => self.large_counts.mapped += 1,
+                    _ => self.large_counts.spliced += 1,
+                }
+                true
+            }
+            LargeReadEnd::NotStarted(e) => self.finish(out, h, Err(e), "read"),
+            LargeReadEnd::FailedAt { at, error } => self.fail_read_at(out, h, at, &error),
+        })
+    }
+
+    /// Answer a large READ through the reply buffer, like a small one.
+    fn copy_large(&mut self, out: &mut OutBuf, h: &RequestHeader) -> bool {
+        self.large_counts.copied += 1;
+        self.read(out, h)
+    }
+
+    /// End a READ that failed at export offset `at` (data before it was sent and is good): count, log, and
+    /// append the final error chunk. Returns false, the read's outcome.
+    fn fail_read_at(&self, out: &mut OutBuf, h: &RequestHeader, at: u64, e: &io::Error) -> bool {
+        let errno = self.media_failure(h, e, "read");
+        let mut chunk = Vec::new();
+        encode_error_offset_chunk(&mut chunk, h.handle, errno, &format!("read failed at offset {at}: {e}"), at);
+        out.append(&chunk);
+        false
+    }
+
+    /// Whether this WRITE's payload should be spliced off the socket (making the pipe on first use).
+    fn splices_write(&mut self, h: &RequestHeader) -> bool {
+        self.splice_write_min > 0 && h.length >= self.splice_write_min && self.splicer.ready(self.id).is_some()
+    }
+
+    /// Take a WRITE's payload socket → pipe → medium ([`SplicedWrite::receive`]), disconnecting a client that
+    /// stalls mid-payload.
+    fn write_spliced(
+        &mut self,
+        inb: &mut InBuf,
+        h: &RequestHeader,
+        fua: bool,
+        arrived: &mut Instant,
+    ) -> io::Result<io::Result<()>> {
+        let Some(splicer) = self.splicer.ready(self.id) else {
+            return Err(io::Error::other("no splice pipe for a spliced write"));
+        };
+        let (closing, bad_input) = (&self.closing, &self.bad_input);
+        let (id, peer, stall_timeout) = (self.id, self.peer, self.stall_timeout);
+        let write = SplicedWrite { stream: &self.stream, export: &self.export, splicer };
+        let res = write.receive(inb, h, fua, arrived, |idle, e| {
+            if closing.load(Ordering::Relaxed) {
+                return Err(io::Error::other("closed by the server"));
+            }
+            if idle > stall_timeout {
+                bad_input.bump(BadInput::StalledRequest);
+                tracing::warn!(conn = id, %peer, "client stalled mid-payload; closing");
+                return Err(e);
+            }
+            Ok(())
+        });
+        if matches!(res, Ok(Ok(()))) {
+            self.large_counts.spliced_writes += 1;
+        }
+        res
+    }
+
     /// Append a READ's reply: the data read straight into the reply buffer, or an error.
-    pub(crate) fn read(&self, out: &mut OutBuf, h: &RequestHeader) -> bool {
+    fn read(&self, out: &mut OutBuf, h: &RequestHeader) -> bool {
         let len = h.length as usize;
         let mark = out.len();
         if self.structured {
@@ -384,7 +538,7 @@ impl Session {
     }
 
     /// Append the reply for a request without data; returns whether it succeeded.
-    pub(crate) fn finish(&self, out: &mut OutBuf, h: &RequestHeader, res: io::Result<()>, what: &str) -> bool {
+    fn finish(&self, out: &mut OutBuf, h: &RequestHeader, res: io::Result<()>, what: &str) -> bool {
         match res {
             Ok(()) => {
                 // READ already wrote its success header with the data.
@@ -404,7 +558,7 @@ impl Session {
     }
 
     /// Count and log a request the media failed; returns the error to reply with.
-    pub(crate) fn media_failure(&self, h: &RequestHeader, e: &io::Error, what: &str) -> Errno {
+    fn media_failure(&self, h: &RequestHeader, e: &io::Error, what: &str) -> Errno {
         let errno = io_errno(e);
         self.bad_input.bump(BadInput::MediaError);
         tracing::warn!(
@@ -447,29 +601,18 @@ impl Session {
     }
 }
 
-/// Append a final NBD_REPLY_TYPE_NONE chunk (without allocating).
-pub(crate) fn append_done_chunk(out: &mut OutBuf, handle: u64) {
-    let mut done = [0u8; CHUNK_HEADER_LEN];
-    ChunkHeader { flags: REPLY_FLAG_DONE, kind: REPLY_TYPE_NONE, handle, length: 0 }.encode_into(&mut done);
-    out.append(&done);
-}
-
-/// Send all of `bytes` with MSG_MORE: the data that belongs with them follows at once.
-pub(crate) fn send_more(stream: &TcpStream, bytes: &[u8]) -> io::Result<()> {
-    let fd = stream.as_raw_fd();
-    // nix has no name for MSG_MORE.
-    let more = nix::sys::socket::MsgFlags::from_bits_retain(nix::libc::MSG_MORE);
-    let mut done = 0;
-    while done < bytes.len() {
-        match nix::sys::socket::send(fd, &bytes[done..], more) {
-            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
-            Ok(n) => done += n,
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(nix::errno::Errno::EAGAIN) => return Err(io::Error::from(io::ErrorKind::TimedOut)),
-            Err(e) => return Err(e.into()),
+/// Drop what `inb` holds of a refused WRITE's payload; Break (read more) while `discard` bytes of it are still to
+/// come.
+fn drop_discarded(inb: &mut InBuf, discard: &mut u64) -> ControlFlow<Flow> {
+    if *discard > 0 {
+        let n = usize::try_from(*discard).unwrap_or(usize::MAX).min(inb.data().len());
+        inb.consume(n);
+        *discard -= n as u64;
+        if *discard > 0 {
+            return ControlFlow::Break(Flow::NeedMore(0));
         }
     }
-    Ok(())
+    ControlFlow::Continue(())
 }
 
 /// The spec's advice: ENOSPC for out-of-space conditions, EIO for the rest.
@@ -480,150 +623,106 @@ fn io_errno(e: &io::Error) -> Errno {
     }
 }
 
-/// The read buffer: bytes `start..end` of `buf` are received and not yet handled.
-pub(crate) struct InBuf {
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-}
-
-impl InBuf {
-    fn new() -> InBuf {
-        InBuf { buf: vec![0; READ_BUF], start: 0, end: 0 }
-    }
-
-    pub(crate) fn data(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
-    }
-
-    pub(crate) fn consume(&mut self, n: usize) {
-        self.start = (self.start + n).min(self.end);
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        }
-    }
-
-    /// Make sure a request of `need` bytes starting at `start` fits, and that there is free space to read into.
-    fn make_room(&mut self, need: usize) {
-        let pending = self.end - self.start;
-        if self.start > 0 && (self.buf.len() - self.start < need.max(READ_BUF / 4) || self.end == self.buf.len()) {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.start = 0;
-            self.end = pending;
-        }
-        if self.buf.len() < need {
-            self.buf.resize(need, 0);
-        }
-        if self.end == self.buf.len() {
-            // Full with one incomplete request that fits (need <= len): cannot happen, but never spin on a zero
-            // length read.
-            let grow = self.buf.len() + READ_BUF;
-            self.buf.resize(grow, 0);
-        }
-    }
-
-    fn spare(&mut self) -> &mut [u8] {
-        &mut self.buf[self.end..]
-    }
-
-    fn filled(&mut self, n: usize) {
-        self.end = (self.end + n).min(self.buf.len());
-    }
-
-    /// Give back the memory of a large request once the connection is idle.
-    fn shrink_if_idle(&mut self) {
-        if self.end == 0 && self.buf.len() > READ_BUF {
-            self.buf.truncate(READ_BUF);
-            self.buf.shrink_to_fit();
-        }
-    }
-}
-
-/// The reply buffer. `buf[..len]` is pending output; `buf` keeps its initialised length as a high-water mark so
-/// reads can land in it without zeroing memory per request.
-#[derive(Default)]
-pub(crate) struct OutBuf {
-    buf: Vec<u8>,
-    len: usize,
-}
-
-impl OutBuf {
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    pub(crate) fn as_slice(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-
-    pub(crate) fn clear(&mut self) {
-        self.len = 0;
-    }
-
-    fn truncate(&mut self, len: usize) {
-        self.len = self.len.min(len);
-    }
-
-    /// `n` more bytes of output, to be filled by the caller.
-    fn extend(&mut self, n: usize) -> &mut [u8] {
-        let start = self.len;
-        let end = start + n;
-        if self.buf.len() < end {
-            self.buf.resize(end, 0);
-        }
-        self.len = end;
-        &mut self.buf[start..end]
-    }
-
-    pub(crate) fn append(&mut self, bytes: &[u8]) {
-        self.extend(bytes.len()).copy_from_slice(bytes);
-    }
-
-    fn shrink_if_idle(&mut self) {
-        if self.len == 0 && self.buf.len() > OUT_FLUSH_AT {
-            self.buf.truncate(READ_BUF);
-            self.buf.shrink_to_fit();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exports::{MediaSet, ServedExport};
+    use crate::mapped_read::MediumMapping;
+    use dvsan_layout::{Blocks, ExportKind, Extent, Lba, MediaMap, Medium, MediumKind, VolumeIndex};
+    use dvsan_nbd::constants::{CMD_READ, REPLY_TYPE_ERROR_OFFSET, REPLY_TYPE_OFFSET_DATA};
+    use dvsan_nbd::transmission::ChunkHeader;
+    use dvsan_nbd::transmission::ErrorChunk;
+    use std::net::TcpListener;
 
-    #[test]
-    fn read_buffer_compacts_and_grows_for_a_large_request() {
-        let mut b = InBuf::new();
-        b.make_room(REQUEST_HEADER_LEN);
-        let n = b.spare().len();
-        assert_eq!(n, READ_BUF);
-        b.filled(READ_BUF);
-        b.consume(READ_BUF - 10);
-        // 10 bytes of a request left at the end: they move to the front, with room for a 1 MiB write behind.
-        b.make_room(REQUEST_HEADER_LEN + (1 << 20));
-        assert_eq!((b.start, b.end), (0, 10));
-        assert!(b.spare().len() >= REQUEST_HEADER_LEN + (1 << 20) - 10);
-        b.consume(10);
-        assert_eq!((b.start, b.end), (0, 0));
-        b.shrink_if_idle();
-        assert_eq!(b.buf.len(), READ_BUF);
+    const KIB: usize = 1024;
+
+    /// A mapped-read session on one medium of `bytes` (written with 0x5a and mapped whole) that is then cut to
+    /// `cut` bytes, and the client end of its socket.
+    fn session_on_cut_medium(dir: &std::path::Path, bytes: usize, cut: u64) -> (Session, TcpStream) {
+        let path = dir.join("medium.img");
+        std::fs::write(&path, vec![0x5au8; bytes]).unwrap();
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+        let mapping = MediumMapping::new(&file, bytes as u64).unwrap();
+        file.set_len(cut).unwrap();
+        let medium = Medium {
+            index: 0,
+            path: path.clone(),
+            kind: MediumKind::File,
+            extent: Extent::new(Lba(0), Blocks(bytes as u64 / 4096)),
+        };
+        let media = Arc::new(MediaSet {
+            map: MediaMap::new(&[medium], 4096),
+            files: vec![Some(Arc::new(file))],
+            mappings: vec![Some(Arc::new(mapping))],
+            paths: vec![path],
+        });
+        let export = Arc::new(ServedExport {
+            name: "vol".into(),
+            kind: ExportKind::Volume(VolumeIndex(1)),
+            start: 0,
+            size: bytes as u64,
+            media,
+            touched: vec![0],
+            description: String::new(),
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, peer) = listener.accept().unwrap();
+        let session = Session {
+            id: 1,
+            peer,
+            stream,
+            limits: ExportLimits { size: bytes as u64, read_only: false, max_payload: 32 << 20, block_status: false },
+            structured: true,
+            traffic: Arc::new(TrafficCounters::default()),
+            bad_input: Arc::new(BadInputCounters::default()),
+            closing: Default::default(),
+            stall_timeout: Duration::from_secs(5),
+            busy_poll: Duration::ZERO,
+            splice_write_min: 0,
+            large_read_min: 64 * KIB as u32,
+            large_reads: LargeReadPath::Mapped,
+            splicer: SplicerSlot::default(),
+            large_counts: LargeRequestCounts::default(),
+            export,
+        };
+        (session, client)
     }
 
     #[test]
-    fn reply_buffer_reuses_its_memory() {
-        let mut o = OutBuf::default();
-        o.append(b"abc");
-        o.extend(4).copy_from_slice(b"defg");
-        assert_eq!(o.as_slice(), b"abcdefg");
-        o.truncate(3);
-        assert_eq!(o.as_slice(), b"abc");
-        o.clear();
-        assert!(o.is_empty());
-        assert_eq!(o.buf.len(), 7, "high-water mark kept");
+    fn a_page_failing_inside_a_mapped_send_is_padded_and_the_reply_ends_with_an_error_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        // Cut to 64 KiB under the mapping: a 128 KiB send from offset 0 fails at (or a little before) 64 KiB.
+        let (mut session, mut client) = session_on_cut_medium(dir.path(), 256 * KIB, 64 * KIB as u64);
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).unwrap();
+            got
+        });
+        let h = RequestHeader { flags: 0, command: CMD_READ, handle: 9, offset: 0, length: 128 * KIB as u32 };
+        let mut out = OutBuf::default();
+        assert!(!session.send_large(&mut out, &h, LargeReadPath::Mapped).unwrap(), "the read failed");
+        // The request loop sends what is left in `out`: here the error chunk.
+        session.stream.write_all(out.as_slice()).unwrap();
+        drop(session);
+        let got = reader.join().unwrap();
+
+        let data = ChunkHeader::decode(&got[..20], 1 << 20).unwrap();
+        assert_eq!(
+            (data.kind, data.handle, data.length, data.is_done()),
+            (REPLY_TYPE_OFFSET_DATA, 9, 8 + 128 * 1024, false)
+        );
+        assert_eq!(got[20..28], 0u64.to_be_bytes());
+        let body = &got[28..28 + 128 * KIB];
+        let good = body.iter().take_while(|b| **b == 0x5a).count();
+        assert!(good > 0 && good <= 64 * KIB, "{good} bytes of the medium before the failure");
+        assert!(body[good..].iter().all(|b| *b == 0), "the rest of the promised chunk is zeroes");
+        let rest = &got[28 + 128 * KIB..];
+        let err = ChunkHeader::decode(&rest[..20], 1 << 20).unwrap();
+        assert_eq!((err.kind, err.handle, err.is_done()), (REPLY_TYPE_ERROR_OFFSET, 9, true));
+        assert_eq!(rest.len(), 20 + err.length as usize, "nothing after the error chunk");
+        let err = ErrorChunk::parse(err.kind, &rest[20..]).unwrap();
+        assert_eq!(err.error, dvsan_nbd::Errno::EIO);
+        assert_eq!(err.offset, Some(good as u64), "the error chunk says where the good data ends");
     }
 }

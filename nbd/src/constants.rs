@@ -1,8 +1,8 @@
 //! Numbers of the NBD protocol (NetworkBlockDevice/nbd `doc/proto.md`): magics, handshake and transmission flags,
 //! option, reply, info, command and error codes.
 //!
-//! Plain constants rather than enums because the wire carries values we do not know; the typed views live in
-//! [`crate::handshake`] and [`crate::transmission`].
+//! Plain constants rather than enums because the wire carries values we do not know; the typed views are the
+//! message modules' (handshake and transmission), which build on this one.
 
 /// `NBDMAGIC`, the server's first 8 bytes.
 pub const NBD_MAGIC: u64 = 0x4e42_444d_4147_4943;

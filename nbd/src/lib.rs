@@ -4,6 +4,16 @@
 //! they never panic on any input and refuse oversized lengths before allocating, so they are what the fuzz targets
 //! exercise. [`validate`] checks a request against what a connection negotiated (the server's first step for
 //! each request). [`client`] is a small async client on top, used by blockd's tests and the host tools.
+//!
+//! # Module map
+//!
+//! Bottom-up; a module imports only from the ones above it in this list:
+//!
+//! 1. [`constants`]: the protocol's numbers. Imports nothing from this crate.
+//! 2. `error` ([`DecodeError`]), then `wire`: bounds-checked reading and the NBD string rules.
+//! 3. [`transmission`]: requests, replies and chunks; then [`handshake`] (its export info carries transmission
+//!    flags) and [`validate`] (checks transmission requests).
+//! 4. [`client`]: the async client over all of them.
 
 pub mod client;
 pub mod constants;

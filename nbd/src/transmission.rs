@@ -6,8 +6,7 @@
 
 use crate::constants::*;
 use crate::error::DecodeError;
-use crate::handshake::truncate_str;
-use crate::wire::{parse_string, Cursor};
+use crate::wire::{parse_string, truncate_str, Cursor};
 use std::fmt;
 
 /// Transmission flags of an export (NBD_FLAG_*), as sent after option haggling.
@@ -70,8 +69,8 @@ pub struct RequestHeader {
 
 impl RequestHeader {
     /// Decode a header from the start of `buf`: `Ok(None)` if fewer than 28 bytes are there yet, an error if the
-    /// magic is wrong (the stream is then unusable). Says nothing about whether the request is acceptable: see
-    /// [`crate::validate`].
+    /// magic is wrong (the stream is then unusable). Says nothing about whether the request is acceptable: that is
+    /// `validate`'s job, against what the connection negotiated.
     pub fn decode(buf: &[u8]) -> Result<Option<RequestHeader>, DecodeError> {
         if buf.len() < REQUEST_HEADER_LEN {
             return Ok(None);

@@ -66,3 +66,28 @@ pub(crate) fn parse_string(bytes: &[u8]) -> Result<String, DecodeError> {
 pub(crate) fn string_len(s: &str) -> u32 {
     u32::try_from(s.len()).unwrap_or(u32::MAX)
 }
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+pub(crate) fn truncate_str(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::constants::MAX_STRING_LEN;
+
+    #[test]
+    fn long_messages_are_cut_on_a_char_boundary() {
+        let s = "é".repeat(3000);
+        let t = truncate_str(&s, MAX_STRING_LEN);
+        assert!(t.len() <= MAX_STRING_LEN && t.len() >= MAX_STRING_LEN - 1);
+    }
+}

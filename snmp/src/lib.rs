@@ -9,6 +9,16 @@
 //! - [`notify`]: sending traps and informs; [`receiver`]: receiving them.
 //! - [`endpoint`]: the addresses people type for SNMP endpoints (IP or host name, optional port).
 //! - [`testing`]: a malformed-datagram corpus for robustness tests.
+//!
+//! # Module map
+//!
+//! Bottom-up; a module imports only from modules listed before it:
+//!
+//! 1. Leaves, importing nothing from this crate: [`oid`], [`counters`], [`uptime`].
+//! 2. The data model: [`value`], then [`pdu`] and the [`ber`] writer, then [`message`] (the datagram codec).
+//! 3. The engines, each on the codec: [`agent`], [`manager`], and the [`testing`] corpus.
+//! 4. [`notify`] (sending traps and informs, through the manager; it takes the notification OIDs from the
+//!    agent's SNMPv2-MIB), then [`receiver`] (which shares notify's varbind layout).
 
 pub mod agent;
 pub mod ber;

@@ -278,8 +278,8 @@ impl Manager {
         }
     }
 
-    /// Sends an InformRequest with exactly `varbinds` (sysUpTime.0 and snmpTrapOID.0 first, see
-    /// [`crate::notify`]) and waits for the acknowledgement.
+    /// Sends an InformRequest with exactly `varbinds` (sysUpTime.0 and snmpTrapOID.0 first: the notification
+    /// sender, built on this, puts them there) and waits for the acknowledgement.
     pub async fn inform(&self, target: &Target, varbinds: Vec<VarBind>) -> Result<Vec<VarBind>, SnmpError> {
         self.request_ok(target, Pdu::Inform(GenericPdu::request(0, varbinds))).await
     }

@@ -83,42 +83,68 @@ fn sys_descr_tlv() -> Vec<u8> {
 
 /// The corpus, for an agent reading with `read_community` and writing with `write_community`.
 pub fn malformed_corpus(read_community: &str, write_community: &str) -> Vec<MalformedCase> {
+    let mut c = Cases(Vec::new());
+    framing_cases(&mut c, read_community);
+    header_cases(&mut c, read_community);
+    varbind_cases(&mut c, read_community);
+    v2_in_v1_cases(&mut c, read_community);
+    answered_cases(&mut c, read_community, write_community);
+    c.0
+}
+
+/// The corpus as it is built.
+struct Cases(Vec<MalformedCase>);
+
+impl Cases {
+    fn case(&mut self, name: &'static str, datagram: Vec<u8>, expected: Expected) {
+        self.0.push(MalformedCase { name, datagram, expected });
+    }
+}
+
+/// A GET of `oid` = `value` (raw encodings) with `community`, as a v1 message.
+fn raw_get(community: &str, oid: &[u8], value: &[u8]) -> Vec<u8> {
+    raw_message(1, community, 0xA0, &raw_request_body(oid, value))
+}
+
+/// Broken BER framing of a good GET: truncation, lengths, the outer tag, trailing bytes.
+fn framing_cases(c: &mut Cases, read_community: &str) {
     use Expected::*;
     let good = get_sys_descr(read_community, 7);
-    let null = [tag::NULL, 0];
-    let get = |oid: &[u8], value: &[u8]| raw_message(1, read_community, 0xA0, &raw_request_body(oid, value));
-    let mut cases = Vec::new();
-    let mut case = |name, datagram, expected| cases.push(MalformedCase { name, datagram, expected });
-
-    case("zero-length datagram", Vec::new(), ParseError);
-    case("lone SEQUENCE tag", vec![0x30], ParseError);
-    case("truncated GET", good[..good.len() / 2].to_vec(), ParseError);
-    case("GET missing its last byte", good[..good.len() - 1].to_vec(), ParseError);
+    c.case("zero-length datagram", Vec::new(), ParseError);
+    c.case("lone SEQUENCE tag", vec![0x30], ParseError);
+    c.case("truncated GET", good[..good.len() / 2].to_vec(), ParseError);
+    c.case("GET missing its last byte", good[..good.len() - 1].to_vec(), ParseError);
     let mut past_end = good.clone();
     past_end[1] = past_end[1].wrapping_add(40);
-    case("outer length past the datagram", past_end, ParseError);
+    c.case("outer length past the datagram", past_end, ParseError);
     let mut huge_len = vec![0x30, 0x84, 0x7F, 0xFF, 0xFF, 0xFF];
     huge_len.extend_from_slice(&good[2..]);
-    case("outer length 2^31-1", huge_len, ParseError);
+    c.case("outer length 2^31-1", huge_len, ParseError);
     let mut nine_len = vec![0x30, 0x89];
     nine_len.extend_from_slice(&[0xFF; 9]);
-    case("nine length octets", nine_len, ParseError);
+    c.case("nine length octets", nine_len, ParseError);
     let mut indefinite = vec![0x30, 0x80];
     indefinite.extend_from_slice(&good[2..]);
     indefinite.extend_from_slice(&[0, 0]);
-    case("indefinite length", indefinite, ParseError);
+    c.case("indefinite length", indefinite, ParseError);
     let mut wrong_outer = good.clone();
     wrong_outer[0] = 0x31;
-    case("SET OF instead of SEQUENCE", wrong_outer, ParseError);
+    c.case("SET OF instead of SEQUENCE", wrong_outer, ParseError);
     let mut trailing = good.clone();
     trailing.extend_from_slice(&[0x05, 0x00]);
-    case("trailing bytes", trailing, ParseError);
-    case(
+    c.case("trailing bytes", trailing, ParseError);
+}
+
+/// Bad message headers: unknown or multi-byte PDU tags, versions that are not v1 or v2c.
+fn header_cases(c: &mut Cases, read_community: &str) {
+    use Expected::*;
+    let null = [tag::NULL, 0];
+    c.case(
         "unknown PDU tag 0xA9",
         raw_message(1, read_community, 0xA9, &raw_request_body(&sys_descr_tlv(), &null)),
         ParseError,
     );
-    case(
+    c.case(
         "high-tag-number PDU",
         {
             let mut m = raw_message(1, read_community, 0xBF, &raw_request_body(&sys_descr_tlv(), &null));
@@ -129,7 +155,7 @@ pub fn malformed_corpus(read_community: &str, write_community: &str) -> Vec<Malf
         },
         ParseError,
     );
-    case(
+    c.case(
         "version is an OCTET STRING",
         {
             let mut buf = Vec::new();
@@ -143,34 +169,41 @@ pub fn malformed_corpus(read_community: &str, write_community: &str) -> Vec<Malf
         },
         ParseError,
     );
-    case(
+    c.case(
         "version 3 with a v2c body",
         raw_message(3, read_community, 0xA0, &raw_request_body(&sys_descr_tlv(), &null)),
         BadVersion,
     );
-    case(
+    c.case(
         "version 2 (SNMPv2u)",
         raw_message(2, read_community, 0xA0, &raw_request_body(&sys_descr_tlv(), &null)),
         BadVersion,
     );
-    case(
+    c.case(
         "negative version",
         raw_message(-1, read_community, 0xA0, &raw_request_body(&sys_descr_tlv(), &null)),
         ParseError,
     );
-    case("OID with 129 sub-identifiers", get(&oid_tlv(&Oid::from_slice(&[1; 129])), &null), ParseError);
-    case("OID sub-identifier 2^32", get(&[0x06, 0x07, 0x2B, 0x06, 0x90, 0x80, 0x80, 0x80, 0x00], &null), ParseError);
-    case(
+}
+
+/// Bad varbinds: OIDs out of range or cut short, values of types or sizes SNMP does not have, a bad list.
+fn varbind_cases(c: &mut Cases, read_community: &str) {
+    use Expected::*;
+    let null = [tag::NULL, 0];
+    let get = |oid: &[u8], value: &[u8]| raw_get(read_community, oid, value);
+    c.case("OID with 129 sub-identifiers", get(&oid_tlv(&Oid::from_slice(&[1; 129])), &null), ParseError);
+    c.case("OID sub-identifier 2^32", get(&[0x06, 0x07, 0x2B, 0x06, 0x90, 0x80, 0x80, 0x80, 0x00], &null), ParseError);
+    c.case(
         "OID sub-identifier over 64 bits",
         get(&[0x06, 0x0D, 0x2B, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F], &null),
         ParseError,
     );
-    case("OID ending inside a sub-identifier", get(&[0x06, 0x03, 0x2B, 0x06, 0x81], &null), ParseError);
-    case("empty OID", get(&[0x06, 0x00], &null), ParseError);
-    case("BOOLEAN value", get(&sys_descr_tlv(), &[0x01, 0x01, 0xFF]), ParseError);
-    case("IpAddress of 5 octets", get(&sys_descr_tlv(), &[0x40, 0x05, 1, 2, 3, 4, 5]), ParseError);
-    case("INTEGER over 32 bits", get(&sys_descr_tlv(), &[0x02, 0x05, 0x01, 0, 0, 0, 0]), ParseError);
-    case(
+    c.case("OID ending inside a sub-identifier", get(&[0x06, 0x03, 0x2B, 0x06, 0x81], &null), ParseError);
+    c.case("empty OID", get(&[0x06, 0x00], &null), ParseError);
+    c.case("BOOLEAN value", get(&sys_descr_tlv(), &[0x01, 0x01, 0xFF]), ParseError);
+    c.case("IpAddress of 5 octets", get(&sys_descr_tlv(), &[0x40, 0x05, 1, 2, 3, 4, 5]), ParseError);
+    c.case("INTEGER over 32 bits", get(&sys_descr_tlv(), &[0x02, 0x05, 0x01, 0, 0, 0, 0]), ParseError);
+    c.case(
         "varbind list is an OCTET STRING",
         {
             let mut body = Vec::new();
@@ -183,7 +216,7 @@ pub fn malformed_corpus(read_community: &str, write_community: &str) -> Vec<Malf
         },
         ParseError,
     );
-    case(
+    c.case(
         "deeply nested SEQUENCEs as a value",
         {
             let depth = 2000;
@@ -196,7 +229,12 @@ pub fn malformed_corpus(read_community: &str, write_community: &str) -> Vec<Malf
         },
         ParseError,
     );
-    case(
+}
+
+/// SNMPv2c-only content in SNMPv1 messages.
+fn v2_in_v1_cases(c: &mut Cases, read_community: &str) {
+    use Expected::*;
+    c.case(
         "GetBulk in an SNMPv1 message",
         encode(&Message {
             version: Version::V1,
@@ -210,12 +248,17 @@ pub fn malformed_corpus(read_community: &str, write_community: &str) -> Vec<Malf
         }),
         ParseError,
     );
-    case(
+    c.case(
         "Counter64 in an SNMPv1 message",
         raw_message(0, read_community, 0xA0, &raw_request_body(&sys_descr_tlv(), &[0x46, 0x01, 0x05])),
         ParseError,
     );
-    case(
+}
+
+/// Valid requests that are awkward to answer: huge max-repetitions, a response too big, a huge SET.
+fn answered_cases(c: &mut Cases, read_community: &str, write_community: &str) {
+    use Expected::*;
+    c.case(
         "GetBulk max-repetitions 2^31-1",
         encode(&Message {
             version: Version::V2c,
@@ -229,7 +272,7 @@ pub fn malformed_corpus(read_community: &str, write_community: &str) -> Vec<Malf
         }),
         Answered,
     );
-    case(
+    c.case(
         "GetBulk max-repetitions 2^31-1 and no repeaters",
         encode(&Message {
             version: Version::V2c,
@@ -243,7 +286,7 @@ pub fn malformed_corpus(read_community: &str, write_community: &str) -> Vec<Malf
         }),
         Answered,
     );
-    case(
+    c.case(
         "GET of 3000 varbinds (response too big)",
         encode(&Message {
             version: Version::V2c,
@@ -255,7 +298,7 @@ pub fn malformed_corpus(read_community: &str, write_community: &str) -> Vec<Malf
         }),
         Answered,
     );
-    case(
+    c.case(
         "SET of a 65000-octet string",
         encode(&Message {
             version: Version::V2c,
@@ -270,5 +313,4 @@ pub fn malformed_corpus(read_community: &str, write_community: &str) -> Vec<Malf
         }),
         Answered,
     );
-    cases
 }
