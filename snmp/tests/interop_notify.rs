@@ -85,7 +85,11 @@ async fn sender_against_snmptrapd() {
     // An inform returns only once snmptrapd acknowledged it.
     let target = Target::new(sink, "public").with_timeout(Duration::from_secs(1), 2);
     sender.inform(&target, &oid("1.3.6.1.4.1.32473.1.0.1"), vec![]).await.unwrap();
-    assert!(out.lock().unwrap().contains("OID: .1.3.6.1.4.1.32473.1.0.1"));
+    // snmptrapd answers the inform before its log line reaches our pipe reader: wait for the line briefly.
+    let o = Arc::clone(&out);
+    tokio::task::spawn_blocking(move || wait_for(&o, "OID: .1.3.6.1.4.1.32473.1.0.1", Duration::from_secs(2)))
+        .await
+        .unwrap();
 
     sender
         .trap_v1(
