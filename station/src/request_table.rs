@@ -225,7 +225,11 @@ async fn serve_one(
         return Err("a release names the unit (dvsanStationRequestUnitIndex) and the volume".to_string());
     }
     if release && store.unit(row.unit).map_err(|e| e.to_string())?.is_none() {
-        return Err(crate::store::StoreError::UnknownUnit(format!("#{}", row.unit)).to_string());
+        // Requesters are hosts: point them at what they can read (the assignment table), not an admin command.
+        return Err(format!(
+            "the pool has no unit #{}; dvsanStationAssignmentTable (`dvsan-host list`) lists this host's volumes",
+            row.unit
+        ));
     }
     // A release changes one unit; an allocation may choose any unit, so it holds the whole pool.
     let scope = if release { LockScope::Unit(row.unit) } else { LockScope::Pool };

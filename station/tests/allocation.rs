@@ -348,7 +348,7 @@ fn requests_through_the_station_mib() {
     assert!(!station_set(&station, &["DVSAN-STATION-MIB::dvsanStationRequestStatus.12", "i", "2"]).status.success());
 
     // Release by another host is refused; by the holder it revokes the grant.
-    let release = |index: u32, host_hex: &str| {
+    let release_on = |index: u32, unit: &str, host_hex: &str| {
         let output = station_set(
             &station,
             &[
@@ -357,7 +357,7 @@ fn requests_through_the_station_mib() {
                 "2",
                 &format!("DVSAN-STATION-MIB::dvsanStationRequestUnitIndex.{index}"),
                 "u",
-                &unit_index,
+                unit,
                 &format!("DVSAN-STATION-MIB::dvsanStationRequestVolumeIndex.{index}"),
                 "u",
                 &volume.to_string(),
@@ -375,6 +375,12 @@ fn requests_through_the_station_mib() {
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         wait_request(&station, index)
     };
+    let release = |index: u32, host_hex: &str| release_on(index, &unit_index, host_hex);
+    // A host asking about a unit the pool does not have is pointed at what a host can read, not an admin tool.
+    assert_eq!(release_on(19, "999", "7F001564"), "failed");
+    let error = request_cell(&station, "Error", 19);
+    assert!(error.contains("no unit #999") && error.contains("dvsan-host list"), "{error}");
+    assert!(!error.contains("dvsan-station"), "{error}");
     assert_eq!(release(20, "7F001565"), "failed");
     assert!(request_cell(&station, "Error", 20).contains("not to 127.0.21.101"));
     assert_eq!(grants(&unit).len(), 1);
