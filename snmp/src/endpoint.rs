@@ -102,32 +102,44 @@ impl Endpoint {
                 let found = (name.as_str(), self.port)
                     .to_socket_addrs()
                     .map_err(|source| AddressError::Unresolved { name: name.clone(), source })?;
-                pick(name, found)
+                Ok(ordered(name, found)?[0])
             }
         }
     }
 
     /// [`Endpoint::resolve`] without blocking the runtime.
     pub async fn lookup(&self) -> Result<SocketAddr, AddressError> {
+        Ok(self.lookup_all().await?[0])
+    }
+
+    /// Every address the endpoint names now, IPv4 first (a name may have several: round-robin DNS, a multi-homed
+    /// host); never empty.
+    pub async fn lookup_all(&self) -> Result<Vec<SocketAddr>, AddressError> {
         match &self.host {
-            Host::Ip(ip) => Ok(SocketAddr::new(*ip, self.port)),
+            Host::Ip(ip) => Ok(vec![SocketAddr::new(*ip, self.port)]),
             Host::Name(name) => {
                 let found = tokio::net::lookup_host((name.as_str(), self.port))
                     .await
                     .map_err(|source| AddressError::Unresolved { name: name.clone(), source })?;
-                pick(name, found)
+                ordered(name, found)
             }
         }
     }
 }
 
-fn pick(name: &str, found: impl Iterator<Item = SocketAddr>) -> Result<SocketAddr, AddressError> {
-    let all: Vec<SocketAddr> = found.collect();
-    all.iter()
-        .find(|a| a.is_ipv4())
-        .or_else(|| all.first())
-        .copied()
-        .ok_or_else(|| AddressError::NoAddress { name: name.to_string() })
+/// The addresses a name resolved to, IPv4 first (what the loopback-and-IPv4 tools here expect), duplicates gone.
+fn ordered(name: &str, found: impl Iterator<Item = SocketAddr>) -> Result<Vec<SocketAddr>, AddressError> {
+    let mut all: Vec<SocketAddr> = Vec::new();
+    for address in found {
+        if !all.contains(&address) {
+            all.push(address);
+        }
+    }
+    all.sort_by_key(|a| !a.is_ipv4());
+    if all.is_empty() {
+        return Err(AddressError::NoAddress { name: name.to_string() });
+    }
+    Ok(all)
 }
 
 /// Whether `text` is a DNS host name: dot-separated labels of letters, digits and inner hyphens, 1 to 63

@@ -481,29 +481,42 @@ impl Coordinator {
         });
     }
 
-    /// Looks up the host name of a unit that missed a poll, off this loop; a new address comes back as
-    /// [`Internal::Moved`].
+    /// Looks up the host name of a unit that missed a poll, off this loop. A new address is taken only when the
+    /// unit answers there with its own id (a name is a way to find a unit, not its identity): that comes back as
+    /// [`Internal::Moved`]. A unit that never answered yet (no id) moves to the first new address that answers.
     fn resolve_again(&self, unit: &UnitRecord) {
         let (Some(old), false) = (unit.address, unit.host_name.is_empty()) else { return };
         let unit = unit.clone();
         let tx = self.internal_tx.clone();
+        let manager = Arc::clone(&self.manager);
+        let template = self.target(old, self.settings.poll_timeout, self.settings.poll_retries);
         tokio::spawn(async move {
-            if let Some(new) = resolve_again(&unit).await {
-                let _ = tx.send(Internal::Moved { index: unit.index, old, new }).await;
+            for new in resolve_again(&unit).await {
+                let target = Target { addr: new, ..template.clone() };
+                match poll_unit(&manager, &target).await {
+                    Ok(answer) if unit.unit_id.is_none() || answer.unit_id == unit.unit_id => {
+                        let _ = tx.send(Internal::Moved { index: unit.index, old, new }).await;
+                        return;
+                    }
+                    Ok(_) => tracing::warn!(unit = unit.index, name = %unit.host_name, %new,
+                        "the unit's host name resolves to an address where another unit answers; not moved"),
+                    Err(_) => {}
+                }
             }
         });
     }
 
-    /// Moves a unit whose host name resolves to a new address there, and reads it at once.
+    /// Moves a unit whose host name resolves to a new address, where it answered, there, and reads it at once.
     fn on_moved(&mut self, index: u32, old: SocketAddr, new: SocketAddr) {
         if self.unit(index).and_then(|u| u.address) != Some(old) {
             return;
         }
-        match blocking(|| self.store.move_unit(index, new)) {
+        match blocking(|| self.store.move_unit(index, new, now_ms())) {
             Ok(displaced) => {
-                tracing::info!(unit = index, %old, %new, ?displaced, "host name resolves to a new address");
+                tracing::info!(unit = index, %old, %new, "host name resolves to a new address");
                 self.missed.remove(&index);
                 self.reload();
+                self.after_state_change(displaced);
                 self.trigger_walk(new, "the unit's host name resolves to a new address");
             }
             Err(e) => tracing::error!(error = %e, "recording a unit's new address failed"),
@@ -563,27 +576,28 @@ impl Coordinator {
     }
 }
 
-/// Where the host name of `unit` (registered by name, e.g. `unit add unit-a.example.net`) resolves now, when that
-/// is not its stored address: `None` for a unit without a name, a name that does not resolve (logged), or one that
-/// still resolves to the stored address. The agent port stays the one the unit was registered with.
-pub async fn resolve_again(unit: &UnitRecord) -> Option<SocketAddr> {
+/// Where the host name of `unit` (registered by name, e.g. `unit add unit-a.example.net`) resolves now, IPv4
+/// first, when its stored address is not among those addresses: empty for a unit without a name, a name that does
+/// not resolve (logged), or one that still resolves (among others) to the stored address. The agent port stays the
+/// one the unit was registered with.
+pub async fn resolve_again(unit: &UnitRecord) -> Vec<SocketAddr> {
     if unit.host_name.is_empty() {
-        return None;
+        return Vec::new();
     }
     let port = unit.address.map_or(0, |a| a.port());
     let endpoint = match Endpoint::parse(&unit.host_name, port) {
         Ok(endpoint) => Endpoint { port, ..endpoint },
         Err(e) => {
             tracing::warn!(unit = unit.index, name = %unit.host_name, error = %e, "stored host name is not valid");
-            return None;
+            return Vec::new();
         }
     };
-    match endpoint.lookup().await {
-        Ok(address) if Some(address) != unit.address => Some(address),
-        Ok(_) => None,
+    match endpoint.lookup_all().await {
+        Ok(addresses) if unit.address.is_some_and(|a| addresses.contains(&a)) => Vec::new(),
+        Ok(addresses) => addresses,
         Err(e) => {
             tracing::warn!(unit = unit.index, error = %e, "resolving a unit's host name again");
-            None
+            Vec::new()
         }
     }
 }
@@ -674,14 +688,20 @@ mod tests {
         let mut moved = unit(UnitState::Unreachable);
         moved.host_name = "localhost".into();
         moved.address = Some("127.0.0.99:1170".parse().unwrap());
-        let new = resolve_again(&moved).await.expect("localhost resolves elsewhere than 127.0.0.99");
-        assert!(new.ip().is_loopback() && new.port() == 1170 && Some(new) != moved.address, "{new}");
-        let mut same = moved.clone();
-        same.address = Some(new);
-        assert_eq!(resolve_again(&same).await, None);
-        assert_eq!(resolve_again(&unit(UnitState::Unreachable)).await, None, "no name: nothing to resolve");
+        let found = resolve_again(&moved).await;
+        let new = *found.first().expect("localhost resolves elsewhere than 127.0.0.99");
+        assert!(found.iter().all(|a| a.ip().is_loopback() && a.port() == 1170), "{found:?}");
+        assert!(!found.contains(&moved.address.unwrap()), "{found:?}");
+        // Any of the name's addresses is still the unit's: no move (round-robin names do not make units jump).
+        for address in &found {
+            let mut same = moved.clone();
+            same.address = Some(*address);
+            assert_eq!(resolve_again(&same).await, vec![], "{address}");
+        }
+        assert!(new.is_ipv4() || found.iter().all(|a| !a.is_ipv4()), "IPv4 first: {found:?}");
+        assert_eq!(resolve_again(&unit(UnitState::Unreachable)).await, vec![], "no name: nothing to resolve");
         let mut gone = moved;
         gone.host_name = "unit-a.invalid".into();
-        assert_eq!(resolve_again(&gone).await, None);
+        assert_eq!(resolve_again(&gone).await, vec![]);
     }
 }

@@ -202,6 +202,9 @@ pub struct RemovedUnit {
     pub unit: UnitRecord,
     pub volumes: usize,
     pub released: Vec<AssignmentRecord>,
+    /// Of `released`, those whose grant on the unit could not be revoked (the unit was not available): the host may
+    /// still reach the volume if the unit comes back.
+    pub unrevoked: Vec<AssignmentRecord>,
 }
 
 /// Why the state directory cannot be used, in words for the operator.
@@ -359,18 +362,32 @@ impl StationStore {
         Ok((index, created))
     }
 
-    /// Moves unit `index` to `address` (its host name now resolves there). A row that had that address loses it
-    /// (it moved away or was replaced; its index is returned), as a walk would find. Nothing happens when the unit
-    /// is gone.
-    pub fn move_unit(&mut self, index: u32, address: SocketAddr) -> Result<Option<u32>, StoreError> {
+    /// Moves unit `index` to `address`: its host name now resolves there and the unit answered there with its own
+    /// id (the caller checked). Another row still at that address is a unit that is no longer there: it loses the
+    /// address and, if it was a known unit, becomes unreachable (the change is returned, as a walk would record it).
+    /// Nothing happens when unit `index` is gone (removed meanwhile).
+    pub fn move_unit(
+        &mut self,
+        index: u32,
+        address: SocketAddr,
+        now_ms: i64,
+    ) -> Result<Option<StateChange>, StoreError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let displaced = match unit_at(&tx, address)? {
-            Some((other, _)) if other != index => {
+        let exists: Option<u32> =
+            tx.query_row("SELECT id FROM units WHERE id = ?1", [index], |r| r.get(0)).optional()?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let mut displaced = None;
+        if let Some((other, other_unit_id)) = unit_at(&tx, address)? {
+            if other != index {
                 tx.execute("UPDATE units SET address = NULL, port = NULL WHERE id = ?1", [other])?;
-                Some(other)
+                if other_unit_id.is_some() {
+                    let reason = format!("its address {address} now answers as unit #{index}");
+                    displaced = set_state_in(&tx, other, UnitState::Unreachable, &reason, false, now_ms)?;
+                }
             }
-            _ => None,
-        };
+        }
         tx.execute(
             "UPDATE units SET address = ?2, port = ?3 WHERE id = ?1",
             params![index, address.ip().to_string(), address.port()],
@@ -467,6 +484,11 @@ impl StationStore {
                             params![target.map_or(0, |(index, _)| index), other],
                         )?;
                         tx.execute("DELETE FROM units WHERE id = ?1", [other])?;
+                        // Its index is never given again, as for a removed unit.
+                        tx.execute(
+                            "INSERT OR REPLACE INTO removed_units (id, removed_ms) VALUES (?1, ?2)",
+                            params![other, now_ms],
+                        )?;
                     }
                     Some(previous_id) => {
                         // Another unit answered here before: it moved away or was replaced.
@@ -987,7 +1009,12 @@ impl StationStore {
             params![index, crate::timefmt::now_ms()],
         )?;
         tx.commit()?;
-        Ok(RemovedUnit { unit, volumes: usize::try_from(volumes).unwrap_or(0), released: assignments })
+        Ok(RemovedUnit {
+            unit,
+            volumes: usize::try_from(volumes).unwrap_or(0),
+            released: assignments,
+            unrevoked: Vec::new(),
+        })
     }
 
     /// Every unit with what allocation needs (free space, data service address), by index.
@@ -1418,6 +1445,38 @@ mod tests {
         assert!(again.index > a.index.max(b.index), "{} reused", again.index);
         assert_eq!(again.previous_state, None);
         assert_eq!(store.integrity_check().unwrap(), "ok");
+    }
+
+    #[test]
+    fn a_placeholder_merged_into_a_known_unit_never_gives_its_index_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StationStore::open(dir.path()).unwrap();
+        let a = store.sync_unit(addr("127.0.0.2:1161"), &snapshot(ID_A, &[(1, 0, 10)]), 10).unwrap();
+        let (placeholder, _) = store.register_address(addr("127.0.0.3:1161"), Some("unit-a"), 11).unwrap();
+        // Unit A answers at the placeholder's address: the placeholder row goes, A keeps its index.
+        let moved = store.sync_unit(addr("127.0.0.3:1161"), &snapshot(ID_A, &[(1, 0, 10)]), 12).unwrap();
+        assert_eq!(moved.index, a.index);
+        assert!(store.unit(placeholder).unwrap().is_none());
+        let b = store.sync_unit(addr("127.0.0.4:1161"), &snapshot(ID_B, &[(1, 0, 10)]), 13).unwrap();
+        assert!(b.index > placeholder, "index {} given again", b.index);
+    }
+
+    #[test]
+    fn a_unit_moved_onto_another_units_address_leaves_that_unit_unreachable_and_a_removed_one_moves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StationStore::open(dir.path()).unwrap();
+        let a = store.sync_unit(addr("127.0.0.2:1161"), &snapshot(ID_A, &[(1, 0, 10)]), 10).unwrap();
+        let b = store.sync_unit(addr("127.0.0.3:1161"), &snapshot(ID_B, &[(1, 0, 10)]), 10).unwrap();
+        let change = store.move_unit(a.index, addr("127.0.0.3:1161"), 20).unwrap().expect("b's state changes");
+        assert_eq!((change.index, change.state), (b.index, UnitState::Unreachable));
+        let b_now = store.unit(b.index).unwrap().unwrap();
+        assert_eq!((b_now.address, b_now.state), (None, UnitState::Unreachable));
+        assert!(b_now.reason.contains(&format!("answers as unit #{}", a.index)), "{}", b_now.reason);
+        assert_eq!(store.unit(a.index).unwrap().unwrap().address, Some(addr("127.0.0.3:1161")));
+        // A unit removed meanwhile (the coordinator's list is older): nothing moves, nobody loses an address.
+        store.remove_unit(b.index, true).unwrap();
+        assert_eq!(store.move_unit(b.index, addr("127.0.0.3:1161"), 30).unwrap(), None);
+        assert_eq!(store.unit(a.index).unwrap().unwrap().address, Some(addr("127.0.0.3:1161")));
     }
 
     #[test]

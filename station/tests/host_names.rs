@@ -68,7 +68,7 @@ fn host_names_are_accepted_kept_shown_and_resolved_again() {
     // The name's address "changes": the unit is moved to an address where nothing answers. The first missed poll
     // resolves the name again, and the unit is found back at the address the name resolves to.
     let moved: std::net::SocketAddr = format!("127.0.0.98:{port}").parse().unwrap();
-    StationStore::open(&state).unwrap().move_unit(index as u32, moved).unwrap();
+    StationStore::open(&state).unwrap().move_unit(index as u32, moved, 0).unwrap();
     assert!(station.unit_at(&agent.to_string()).is_none());
     let back = station.wait_unit(&agent.to_string(), "back at its name's address", WAIT, |u| u["index"] == index);
     assert_eq!(back["host_name"], "localhost");
