@@ -1115,9 +1115,11 @@ impl<'a> Allocator<'a> {
     }
 
     /// Forgets unit `unit` (admin `unit remove`): its row, media, volumes, partitions and assignments, in one
-    /// transaction. Refused while any of its volumes is assigned unless `force`; with `force`, the grants of those
-    /// assignments are revoked first when the unit is available (best effort: a unit that is gone for good cannot
-    /// answer), and the assignments are dropped. Announces dvsanStationUnitRemoved.
+    /// transaction. Refused while any of its volumes is assigned unless `force`. With `force`, the grants of those
+    /// assignments are revoked on the unit first when it is available; a revoke the unit refuses or does not answer
+    /// stops the removal with nothing changed (an answering unit must not keep grants the pool forgot). A unit that
+    /// is not available cannot be asked: its assignments are dropped and the result names them as not revoked.
+    /// Announces dvsanStationUnitRemoved.
     pub async fn remove_unit(&mut self, unit: u32, force: bool) -> Result<RemovedUnit, AllocateError> {
         let record = self.unit_record(unit)?;
         let held: Vec<AssignmentRecord> =
@@ -1125,19 +1127,31 @@ impl<'a> Allocator<'a> {
         if !held.is_empty() && !force {
             return Err(StoreError::UnitAssigned { unit: record.index, assignments: held }.into());
         }
-        if let (Some(agent), UnitState::Available) = (record.address, record.state) {
+        let answering = match (record.address, record.state) {
+            (Some(agent), UnitState::Available) => Some(agent),
+            _ => None,
+        };
+        if let Some(agent) = answering {
             for assignment in &held {
                 self.step(10, &format!("revoking the grant of {} on unit #{}", assignment.host, record.index));
                 let status = Oid::from_slice(mib::DVSAN_ACCESS_ROW_STATUS).child(assignment.grant);
                 let destroy = VarBind::new(status, Value::Integer(mib::row_status::DESTROY));
-                if let Err(e) = self.manager.set(&self.target(agent, true), vec![destroy]).await {
-                    tracing::warn!(unit = record.index, grant = assignment.grant, error = %e, "revoking a grant of a removed unit");
-                }
+                self.manager.set(&self.target(agent, true), vec![destroy]).await.map_err(|source| {
+                    AllocateError::Unit { unit: record.index, agent, what: "revoking a grant", source }
+                })?;
             }
         }
         self.step(50, &format!("forgetting unit #{}", record.index));
-        let removed = self.store.remove_unit(record.index, force)?;
-        tracing::info!(unit = record.index, released = removed.released.len(), "unit removed");
+        let mut removed = self.store.remove_unit(record.index, force)?;
+        if answering.is_none() {
+            removed.unrevoked = removed.released.clone();
+        }
+        tracing::info!(
+            unit = record.index,
+            released = removed.released.len(),
+            unrevoked = removed.unrevoked.len(),
+            "unit removed"
+        );
         if let Some(forwarder) = &self.forwarder {
             let (oid, varbinds) = crate::station_mib::unit_removed(&removed.unit);
             forwarder.send_station(oid, varbinds);

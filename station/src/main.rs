@@ -295,7 +295,7 @@ enum UnitCommand {
         alloc: AllocArgs,
     },
     /// Forget a unit (unit id or prefix, name, address or index): its media, volumes and partitions. Refused while
-    /// any of its volumes is assigned. A removed unit that sends a coldStart again is learned again.
+    /// any of its volumes is assigned. A removed unit that sends any notification again is learned again.
     Remove {
         #[arg(value_name = "UNIT")]
         unit: String,

@@ -513,7 +513,14 @@ fn removed_text(removed: &RemovedUnit) -> String {
     if !removed.released.is_empty() {
         text.push_str(&format!("; released its assignments: {}", assignment_list(&removed.released)));
     }
-    text.push_str("; a coldStart from it adds it again");
+    if !removed.unrevoked.is_empty() {
+        text.push_str(&format!(
+            "; the unit was not available to revoke them, so its grants for {} are still on it: revoke them \
+             there (`dvsan-agent access revoke`) if it comes back",
+            assignment_list(&removed.unrevoked)
+        ));
+    }
+    text.push_str("; any notification from it (coldStart, linkUp, …) adds it to the pool again");
     text
 }
 

@@ -554,4 +554,16 @@ fn units_are_removed_by_cli_and_task_refused_while_assigned_forced_and_learned_a
     wait_for("dvsanStationUnitRemoved at snmptrapd", WAIT, || {
         trap_logged(&trap_log, &["DVSAN-STATION-MIB::dvsanStationUnitRemoved", &id])
     });
+
+    // A unit that is not available (its agent shut down) cannot be asked to revoke: --force drops the assignment
+    // and the result names the grant left on the unit.
+    let a = station.wait_unit(&unit_a.address(), "A learned again", WAIT, |u| u["state"] == "available");
+    let a = a["index"].as_u64().unwrap();
+    let va = assigned_volume(&station, "127.0.32.1", "8M", "127.0.32.102");
+    unit_a.proc.terminate();
+    station.wait_unit(&unit_a.address(), "A unavailable", WAIT, |u| u["state"] == "unavailable");
+    let out = run_ok(&mut station_cli(&station, &["unit", "remove", "127.0.32.1", "--force"]));
+    let listed = format!("unit #{a}/volume {va} to 127.0.32.102");
+    assert!(out.contains(&format!("released its assignments: {listed}")), "{out}");
+    assert!(out.contains(&format!("grants for {listed} are still on it")) && out.contains("access revoke"), "{out}");
 }

@@ -1317,7 +1317,7 @@ mod tests {
         go(&mut app, Screen::Units, 2);
         press(&mut app, KeyCode::Char('R'));
         let question = app.confirm.as_ref().unwrap().question();
-        assert_eq!(question, "Really remove unit unit3 from the pool? A coldStart from it adds it again. (y/n)");
+        assert_eq!(question, "Really remove unit unit3 from the pool? Any notification from it adds it again. (y/n)");
         press(&mut app, KeyCode::Char('n'));
         assert!(app.take_outbox().is_empty());
     }

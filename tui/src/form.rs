@@ -477,7 +477,7 @@ impl Confirm {
             }
             Command::Submit(request @ Request::RemoveUnit { force, .. }) => {
                 let hosts = if *force { " Those hosts lose access." } else { "" };
-                format!("Really {request}?{hosts} A coldStart from it adds it again. (y/n)")
+                format!("Really {request}?{hosts} Any notification from it adds it again. (y/n)")
             }
             Command::Submit(request) => format!("Really {request}?{note} Data on it is lost. (y/n)"),
             Command::Cancel { task, what } => format!("Cancel task {task} ({what}) before it runs? (y/n)"),
