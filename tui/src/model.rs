@@ -54,6 +54,8 @@ pub struct Unit {
     pub reason: String,
     /// The unit's SNMP agent, when the station knows it.
     pub agent: Option<SocketAddr>,
+    /// The host name the unit was added by (`unit add NAME`), empty when it was added or found by address.
+    pub host_name: String,
     pub block_size: u32,
     pub capacity_blocks: u32,
     pub free_blocks: u32,
@@ -69,6 +71,25 @@ impl Unit {
     pub fn free_bytes(&self) -> u64 {
         u64::from(self.free_blocks) * u64::from(self.block_size)
     }
+    /// The agent's address as the operator gave it: `NAME:PORT` for a unit added by host name, else `IP:PORT`;
+    /// `-` when the station has none.
+    pub fn agent_short(&self) -> String {
+        match (self.agent, self.host_name.is_empty()) {
+            (Some(a), false) => format!("{}:{}", self.host_name, a.port()),
+            (Some(a), true) => a.to_string(),
+            (None, false) => self.host_name.clone(),
+            (None, true) => "-".to_string(),
+        }
+    }
+
+    /// `NAME:PORT (IP:PORT)` for a unit added by host name, else what [`Unit::agent_short`] says.
+    pub fn agent_full(&self) -> String {
+        match (self.agent, self.host_name.is_empty()) {
+            (Some(a), false) => format!("{}:{} ({a})", self.host_name, a.port()),
+            _ => self.agent_short(),
+        }
+    }
+
     /// The name people know the unit by: its name, else its id, else its index.
     pub fn label(&self) -> String {
         if !self.name.is_empty() {
@@ -517,9 +538,16 @@ mod tests {
             capacity_blocks: 2,
             free_blocks: 1,
             volumes: 0,
+            host_name: String::new(),
             last_seen_unix: None,
         };
         assert_eq!(unit.label(), "#7");
+        assert_eq!((unit.agent_short(), unit.agent_full()), ("-".to_string(), "-".to_string()));
+        unit.agent = Some("127.0.0.5:1161".parse().unwrap());
+        assert_eq!((unit.agent_short(), unit.agent_full()), ("127.0.0.5:1161".into(), "127.0.0.5:1161".into()));
+        unit.host_name = "san5".into();
+        assert_eq!(unit.agent_short(), "san5:1161");
+        assert_eq!(unit.agent_full(), "san5:1161 (127.0.0.5:1161)");
         unit.id = "0123456789abcdef".into();
         assert_eq!(unit.label(), "01234567");
         unit.name = "u1".into();

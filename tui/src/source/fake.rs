@@ -70,6 +70,7 @@ fn unit(index: u32, name: &str, state: UnitState, addr: &str, capacity_gib: u32,
         capacity_blocks: capacity_gib * 262_144,
         free_blocks: free_gib * 262_144,
         volumes: 2,
+        host_name: String::new(),
         last_seen_unix: Some(FAKE_NOW - age),
     }
 }

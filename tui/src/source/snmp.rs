@@ -222,6 +222,7 @@ pub fn pool_from_tables(units: &TableRows, volumes: &TableRows, partitions: &Tab
             free_blocks: number(row, 11),
             volumes: number(row, 12),
             last_seen_unix: row.get(&13).and_then(Value::as_bytes).and_then(date_and_time_unix),
+            host_name: text(row, 15),
         });
     }
     for (index, row) in volumes {
@@ -460,6 +461,7 @@ mod tests {
                 (10, Value::Gauge32(100)),
                 (11, Value::Gauge32(40)),
                 (13, Value::OctetString(vec![0x07, 0xEA, 11, 22, 10, 0, 0, 0])),
+                (15, Value::string("unit4.example.net")),
             ]),
         );
         units.insert(vec![1, 2], row(&[(3, Value::string("malformed index"))]));
@@ -482,6 +484,7 @@ mod tests {
         let unit = &pool.units[0];
         assert_eq!((unit.index, unit.name.as_str(), unit.state), (4, "unit4", UnitState::Available));
         assert_eq!(unit.agent, Some("127.0.0.11:1161".parse().unwrap()));
+        assert_eq!(unit.agent_full(), "unit4.example.net:1161 (127.0.0.11:1161)");
         assert_eq!(unit.capacity_bytes(), 409_600);
         assert_eq!(unit.last_seen_unix, Some(1_795_341_600));
         assert_eq!(pool.volumes[0].end_lba, 19);

@@ -224,7 +224,8 @@ pub fn draw(frame: &mut Frame, app: &App, map: &MapView, area: Rect) {
 /// The unit in full: what the units table cuts short.
 fn detail_lines(app: &App, unit: &Unit) -> Vec<Line<'static>> {
     let seen = unit.last_seen_unix.map_or("never".to_string(), |t| format!("{} ago", short_age(app.now_unix - t)));
-    let agent = unit.agent.map_or("not known".to_string(), |a| a.to_string());
+    let agent =
+        if unit.agent.is_none() && unit.host_name.is_empty() { "not known".to_string() } else { unit.agent_full() };
     let reason = if unit.reason.is_empty() { "-".to_string() } else { unit.reason.clone() };
     vec![
         Line::from(vec![

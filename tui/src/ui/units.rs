@@ -117,7 +117,7 @@ fn draw_units(frame: &mut Frame, app: &App, area: Rect) {
             let mut cells = vec![
                 Cell::from(u.label()),
                 Cell::from(u.state.to_string()).style(state_style(u.state)),
-                Cell::from(u.agent.map_or("-".to_string(), |a| a.to_string())),
+                Cell::from(u.agent_short()),
                 Cell::from(capacity),
                 // The bar is drawn over this cell.
                 Cell::from(""),
