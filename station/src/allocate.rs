@@ -24,7 +24,7 @@
 //! ([`PoolLock::acquire`]); the station's task runner tries them without blocking ([`PoolLock::try_acquire`]).
 //! Every method checks that its allocator holds the lock of the unit it changes.
 
-use crate::forward::Forwarder;
+use crate::announce::{Announcer, Change};
 use crate::model::{Availability, UnitState};
 use crate::store::{AllocationUnit, AssignmentRecord, RemovedUnit, StationStore, StoreError, SyncOutcome};
 use crate::walk::{read_unit, WalkError};
@@ -288,8 +288,8 @@ pub struct Allocator<'a> {
     timeout: Duration,
     lock: PoolLock,
     progress: Arc<dyn Progress>,
-    /// Where the notifications for what it changed go (the running station's forwarder), if anywhere.
-    forwarder: Option<Forwarder>,
+    /// Where what it changed is announced (the running station's notifications), if anywhere.
+    announcer: Option<Announcer>,
 }
 
 /// A volume that could serve a request.
@@ -323,27 +323,23 @@ impl<'a> Allocator<'a> {
             timeout,
             lock,
             progress: Arc::new(NoProgress),
-            forwarder: None,
+            announcer: None,
         }
     }
 
     /// Announces what its rescans and the walks after its changes find (new or removed volumes, a unit joining)
-    /// through `forwarder`, as the coordinator does for its own walks. Without one (the CLI, a process of its
+    /// through `announcer`, as the coordinator does for its own walks. Without one (the CLI, a process of its
     /// own) nothing is announced and the running station's walks find nothing new either.
-    pub fn with_forwarder(mut self, forwarder: Option<Forwarder>) -> Allocator<'a> {
-        self.forwarder = forwarder;
+    pub fn with_announcer(mut self, announcer: Option<Announcer>) -> Allocator<'a> {
+        self.announcer = announcer;
         self
     }
 
-    /// Sends the station notifications for what a sync of a unit changed.
+    /// Announces what a sync of a unit changed.
     fn announce(&self, outcome: &SyncOutcome) {
-        let Some(forwarder) = &self.forwarder else { return };
+        let Some(announcer) = &self.announcer else { return };
         match self.store.unit(outcome.index) {
-            Ok(Some(unit)) => {
-                for (oid, varbinds) in crate::station_mib::sync_notifications(&unit, outcome) {
-                    forwarder.send_station(oid, varbinds);
-                }
-            }
+            Ok(Some(unit)) => announcer.announce(Change::Synced { unit: &unit, outcome }),
             Ok(None) => {}
             Err(e) => tracing::warn!(unit = outcome.index, error = %e, "reading the unit to announce its changes"),
         }
@@ -1138,9 +1134,8 @@ impl<'a> Allocator<'a> {
         self.step(50, &format!("forgetting unit #{}", record.index));
         let removed = self.store.remove_unit(record.index, force)?;
         tracing::info!(unit = record.index, released = removed.released.len(), "unit removed");
-        if let Some(forwarder) = &self.forwarder {
-            let (oid, varbinds) = crate::station_mib::unit_removed(&removed.unit);
-            forwarder.send_station(oid, varbinds);
+        if let Some(announcer) = &self.announcer {
+            announcer.announce(Change::UnitRemoved(&removed.unit));
         }
         Ok(removed)
     }

@@ -1,6 +1,6 @@
 //! Everything an operator can do to the pool, as one type: [`Operation`], executed by one path
 //! ([`Operation::execute`], over an [`Allocator`] that holds the operation's locks) for both the CLI commands
-//! (`volume create`, `assign`, `unit rescan`, ...) and the station's tasks ([`crate::tasks`]), so the two cannot
+//! (`volume create`, `assign`, `unit rescan`, ...) and the station's tasks (the `tasks` module), so the two cannot
 //! drift apart.
 //!
 //! A task row gives its operation as text [`Arguments`] (dvsanStationTaskTable's columns);
@@ -14,138 +14,11 @@ use crate::allocate::{
 };
 use crate::model::PoolPartition;
 use crate::store::{assignment_list, AssignmentRecord, RemovedUnit, StationStore};
-use dvsan_mib::dvsan_station_task_operation as mib_operation;
 use dvsan_snmp::Endpoint;
-use std::fmt;
 use std::net::IpAddr;
-use std::str::FromStr;
 
 pub use crate::allocate::{NoProgress, Progress};
-
-/// Which operation a task runs (dvsanStationTaskOperation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(into = "&'static str")]
-pub enum OperationKind {
-    CreateVolume,
-    DestroyVolume,
-    CreatePartition,
-    DestroyPartition,
-    AssignVolume,
-    UnassignVolume,
-    Allocate,
-    RescanUnit,
-    AddUnit,
-    RemoveUnit,
-    RemoveUnitForce,
-}
-
-impl OperationKind {
-    pub const ALL: [OperationKind; 11] = [
-        OperationKind::CreateVolume,
-        OperationKind::DestroyVolume,
-        OperationKind::CreatePartition,
-        OperationKind::DestroyPartition,
-        OperationKind::AssignVolume,
-        OperationKind::UnassignVolume,
-        OperationKind::Allocate,
-        OperationKind::RescanUnit,
-        OperationKind::AddUnit,
-        OperationKind::RemoveUnit,
-        OperationKind::RemoveUnitForce,
-    ];
-
-    /// The MIB's label, e.g. `createVolume`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OperationKind::CreateVolume => "createVolume",
-            OperationKind::DestroyVolume => "destroyVolume",
-            OperationKind::CreatePartition => "createPartition",
-            OperationKind::DestroyPartition => "destroyPartition",
-            OperationKind::AssignVolume => "assignVolume",
-            OperationKind::UnassignVolume => "unassignVolume",
-            OperationKind::Allocate => "allocate",
-            OperationKind::RescanUnit => "rescanUnit",
-            OperationKind::AddUnit => "addUnit",
-            OperationKind::RemoveUnit => "removeUnit",
-            OperationKind::RemoveUnitForce => "removeUnitForce",
-        }
-    }
-
-    /// The MIB's enumeration value.
-    pub fn mib_value(self) -> i32 {
-        match self {
-            OperationKind::CreateVolume => mib_operation::CREATE_VOLUME,
-            OperationKind::DestroyVolume => mib_operation::DESTROY_VOLUME,
-            OperationKind::CreatePartition => mib_operation::CREATE_PARTITION,
-            OperationKind::DestroyPartition => mib_operation::DESTROY_PARTITION,
-            OperationKind::AssignVolume => mib_operation::ASSIGN_VOLUME,
-            OperationKind::UnassignVolume => mib_operation::UNASSIGN_VOLUME,
-            OperationKind::Allocate => mib_operation::ALLOCATE,
-            OperationKind::RescanUnit => mib_operation::RESCAN_UNIT,
-            OperationKind::AddUnit => mib_operation::ADD_UNIT,
-            OperationKind::RemoveUnit => mib_operation::REMOVE_UNIT,
-            OperationKind::RemoveUnitForce => mib_operation::REMOVE_UNIT_FORCE,
-        }
-    }
-
-    pub fn from_mib(value: i32) -> Option<OperationKind> {
-        OperationKind::ALL.into_iter().find(|k| k.mib_value() == value)
-    }
-}
-
-impl fmt::Display for OperationKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for OperationKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        OperationKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| format!("unknown operation {s:?}"))
-    }
-}
-
-impl From<OperationKind> for &'static str {
-    fn from(kind: OperationKind) -> &'static str {
-        kind.as_str()
-    }
-}
-
-/// An operation and its arguments as a task row holds them: text, checked only when the task runs.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Arguments {
-    pub operation: OperationKind,
-    /// The unit (index, unit id or prefix, name or agent address); for addUnit the agent's address.
-    pub unit: String,
-    /// The volume's index on the unit; 0 when not given.
-    pub volume: u32,
-    /// The partition's index in the volume; 0 when not given.
-    pub partition: u32,
-    /// Bytes, or a number with K, M, G, T.
-    pub size: String,
-    /// The host's IP address, in text.
-    pub host: String,
-    /// The name of a volume to create; empty lets the unit name it.
-    pub name: String,
-    pub read_only: bool,
-}
-
-impl Arguments {
-    /// `operation` with every argument at its default (the MIB's DEFVALs).
-    pub fn new(operation: OperationKind) -> Arguments {
-        Arguments {
-            operation,
-            unit: String::new(),
-            volume: 0,
-            partition: 0,
-            size: String::new(),
-            host: String::new(),
-            name: String::new(),
-            read_only: false,
-        }
-    }
-}
+pub use crate::task_model::{Arguments, OperationKind};
 
 /// One change to the pool.
 #[derive(Debug, Clone, PartialEq, Eq)]

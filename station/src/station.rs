@@ -167,6 +167,8 @@ pub async fn run(
         )
     };
 
+    let announcer = forwarder.clone().map(station_mib::announcer);
+
     // The station's own agent.
     let (agent_shutdown_tx, agent_shutdown_rx) = tokio::sync::oneshot::channel::<()>();
     let mut snmp_address = None;
@@ -198,7 +200,7 @@ pub async fn run(
                 read_community: config.community.clone(),
                 write_community: config.write_community.clone(),
                 timeout: config.unit_timeout,
-                forwarder: forwarder.clone(),
+                announcer: announcer.clone(),
             },
             {
                 let tables = Arc::clone(&tables);
@@ -218,7 +220,7 @@ pub async fn run(
                 agent_port: config.agent_port,
                 workers: config.task_workers.max(1),
             };
-            let runner = TaskRunner::open(settings, forwarder.clone(), {
+            let runner = TaskRunner::open(settings, announcer.clone(), {
                 let tables = Arc::clone(&tables);
                 move || tables.invalidate()
             })?;

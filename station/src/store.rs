@@ -15,8 +15,7 @@
 
 use crate::model::{Availability, MediumRow, PoolPartition, PoolUnit, PoolVolume, UnitSnapshot, UnitState, VolumeRow};
 use crate::notification::{NotificationKind, NotificationRecord, VarBindRecord};
-use crate::operation::{Arguments, OperationKind};
-use crate::tasks::{Task, TaskState};
+use crate::task_model::{Arguments, OperationKind, Task, TaskState};
 use crate::timefmt::format_ms;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use rusqlite_migration::{Migrations, M};
