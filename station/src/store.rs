@@ -441,50 +441,7 @@ impl StationStore {
         now_ms: i64,
     ) -> Result<SyncOutcome, StoreError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let by_id: Option<(u32, String)> = tx
-            .query_row("SELECT id, state FROM units WHERE unit_id = ?1", [&snapshot.unit_id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        let at_address = unit_at(&tx, address)?;
-        let mut displaced = Vec::new();
-        let mut target: Option<(u32, Option<UnitState>)> = match by_id {
-            Some((index, state)) => Some((index, Some(parse_state(&state)?))),
-            None => None,
-        };
-        if let Some((other, other_unit_id)) = at_address {
-            let same = target.is_some_and(|(index, _)| index == other);
-            if !same {
-                match other_unit_id {
-                    // A placeholder at this address: adopt it, unless the unit is already known under another row.
-                    None if target.is_none() => target = Some((other, None)),
-                    None => {
-                        // The host name the placeholder was registered by now names the known unit.
-                        tx.execute(
-                            "UPDATE units SET host_name = (SELECT host_name FROM units WHERE id = ?2)
-                             WHERE id = ?1 AND host_name = ''",
-                            params![target.map_or(0, |(index, _)| index), other],
-                        )?;
-                        tx.execute("DELETE FROM units WHERE id = ?1", [other])?;
-                    }
-                    Some(previous_id) => {
-                        // Another unit answered here before: it moved away or was replaced.
-                        tx.execute("UPDATE units SET address = NULL, port = NULL WHERE id = ?1", [other])?;
-                        set_state_in(
-                            &tx,
-                            other,
-                            UnitState::Unreachable,
-                            &format!("its address {address} now answers as unit {}", snapshot.unit_id),
-                            false,
-                            now_ms,
-                        )?;
-                        tracing::info!(unit = %previous_id, %address, new_unit = %snapshot.unit_id,
-                            "address taken over by another unit");
-                        displaced.push(other);
-                    }
-                }
-            }
-        }
+        let (target, displaced) = claim_row(&tx, address, snapshot, now_ms)?;
         let (state, reason) = snapshot.state();
         let (index, previous_state) = match target {
             // `previous` is None for an adopted placeholder: the unit is new to the pool.
@@ -494,92 +451,11 @@ impl StationStore {
                 (index, None)
             }
         };
-        let old_state: Option<String> =
-            tx.query_row("SELECT state FROM units WHERE id = ?1", [index], |r| r.get(0)).optional()?;
-        let state_changed = old_state.as_deref() != Some(state.as_str());
-        tx.execute(
-            "UPDATE units SET unit_id = ?2, name = ?3, address = ?4, port = ?5, state = ?6, reason = ?7,
-                shut_down = 0, sys_uptime = ?8, change_counter = ?9, block_size = ?10, capacity_blocks = ?11,
-                free_blocks = ?12, largest_free_blocks = ?13, data_address = ?14, data_port = ?15,
-                data_serving = ?16, last_seen_ms = ?17, last_sync_ms = ?17,
-                state_since_ms = CASE WHEN ?18 THEN ?17 ELSE state_since_ms END
-             WHERE id = ?1",
-            params![
-                index,
-                snapshot.unit_id,
-                snapshot.name,
-                address.ip().to_string(),
-                address.port(),
-                state.as_str(),
-                reason,
-                snapshot.sys_uptime,
-                snapshot.change_counter,
-                snapshot.block_size,
-                snapshot.capacity_blocks,
-                snapshot.free_blocks,
-                snapshot.largest_free_blocks,
-                snapshot.data_address.map(|a| a.to_string()),
-                snapshot.data_port,
-                snapshot.data_serving,
-                now_ms,
-                state_changed,
-            ],
-        )?;
-
+        write_unit_row(&tx, index, address, snapshot, (state, &reason), now_ms)?;
         let old_volumes = read_volumes(&tx, index)?;
-        tx.execute("DELETE FROM partitions WHERE unit = ?1", [index])?;
-        tx.execute("DELETE FROM volumes WHERE unit = ?1", [index])?;
-        tx.execute("DELETE FROM media WHERE unit = ?1", [index])?;
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO media (unit, idx, path, kind, blocks, first_lba) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for m in &snapshot.media {
-                insert.execute(params![index, m.index, m.path, m.kind, m.blocks, m.first_lba])?;
-            }
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO volumes (unit, idx, name, start_lba, end_lba, length, export_name, walked_state, state)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?;
-            for v in &snapshot.volumes {
-                let effective = if state == UnitState::Available { v.state } else { Availability::Unavailable };
-                insert.execute(params![
-                    index,
-                    v.index,
-                    v.name,
-                    v.start_lba,
-                    v.end_lba,
-                    v.length,
-                    v.export_name,
-                    v.state.as_str(),
-                    effective.as_str()
-                ])?;
-            }
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO partitions (unit, volume_idx, idx, start_lba, end_lba, length, export_name)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            for p in &snapshot.partitions {
-                insert.execute(params![
-                    index,
-                    p.volume_index,
-                    p.index,
-                    p.start_lba,
-                    p.end_lba,
-                    p.length,
-                    p.export_name
-                ])?;
-            }
-        }
+        replace_layout(&tx, index, snapshot, state)?;
         tx.commit()?;
-
-        let same_volume = |a: &VolumeRow, b: &VolumeRow| {
-            a.index == b.index && a.name == b.name && a.start_lba == b.start_lba && a.export_name == b.export_name
-        };
-        let volumes_added =
-            snapshot.volumes.iter().filter(|v| !old_volumes.iter().any(|o| same_volume(o, v))).cloned().collect();
-        let volumes_removed =
-            old_volumes.iter().filter(|o| !snapshot.volumes.iter().any(|v| same_volume(o, v))).cloned().collect();
+        let (volumes_added, volumes_removed) = volume_changes(&old_volumes, &snapshot.volumes);
         Ok(SyncOutcome { index, previous_state, state, volumes_added, volumes_removed, displaced })
     }
 
@@ -1184,6 +1060,167 @@ fn socket_text(ip: &str, port: u16) -> String {
         Ok(ip) => SocketAddr::new(ip, port).to_string(),
         Err(_) => format!("{ip}:{port}"),
     }
+}
+
+/// A unit's row index and its stored state (None for a placeholder, which has none yet).
+type RowAndState = (u32, Option<UnitState>);
+
+/// The row a sync of `snapshot` (answered at `address`) goes to, with its stored state: the unit's own row, or a
+/// placeholder at the address (adopted, state None); None when the unit is new and there is no placeholder. A
+/// placeholder made redundant is deleted; another unit that answered at the address before loses it (it moved
+/// away or was replaced) and is returned in the second list.
+fn claim_row(
+    tx: &Transaction<'_>,
+    address: SocketAddr,
+    snapshot: &UnitSnapshot,
+    now_ms: i64,
+) -> Result<(Option<RowAndState>, Vec<u32>), StoreError> {
+    let by_id: Option<(u32, String)> = tx
+        .query_row("SELECT id, state FROM units WHERE unit_id = ?1", [&snapshot.unit_id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let at_address = unit_at(tx, address)?;
+    let mut displaced = Vec::new();
+    let mut target: Option<RowAndState> = match by_id {
+        Some((index, state)) => Some((index, Some(parse_state(&state)?))),
+        None => None,
+    };
+    if let Some((other, other_unit_id)) = at_address {
+        let same = target.is_some_and(|(index, _)| index == other);
+        if !same {
+            match other_unit_id {
+                // A placeholder at this address: adopt it, unless the unit is already known under another row.
+                None if target.is_none() => target = Some((other, None)),
+                None => {
+                    // The host name the placeholder was registered by now names the known unit.
+                    tx.execute(
+                        "UPDATE units SET host_name = (SELECT host_name FROM units WHERE id = ?2)
+                         WHERE id = ?1 AND host_name = ''",
+                        params![target.map_or(0, |(index, _)| index), other],
+                    )?;
+                    tx.execute("DELETE FROM units WHERE id = ?1", [other])?;
+                }
+                Some(previous_id) => {
+                    // Another unit answered here before: it moved away or was replaced.
+                    tx.execute("UPDATE units SET address = NULL, port = NULL WHERE id = ?1", [other])?;
+                    set_state_in(
+                        tx,
+                        other,
+                        UnitState::Unreachable,
+                        &format!("its address {address} now answers as unit {}", snapshot.unit_id),
+                        false,
+                        now_ms,
+                    )?;
+                    tracing::info!(unit = %previous_id, %address, new_unit = %snapshot.unit_id,
+                        "address taken over by another unit");
+                    displaced.push(other);
+                }
+            }
+        }
+    }
+    Ok((target, displaced))
+}
+
+/// Writes the unit's row from `snapshot`; the state's since-time moves only when the state changes.
+fn write_unit_row(
+    tx: &Transaction<'_>,
+    index: u32,
+    address: SocketAddr,
+    snapshot: &UnitSnapshot,
+    (state, reason): (UnitState, &str),
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let old_state: Option<String> =
+        tx.query_row("SELECT state FROM units WHERE id = ?1", [index], |r| r.get(0)).optional()?;
+    let state_changed = old_state.as_deref() != Some(state.as_str());
+    tx.execute(
+        "UPDATE units SET unit_id = ?2, name = ?3, address = ?4, port = ?5, state = ?6, reason = ?7,
+            shut_down = 0, sys_uptime = ?8, change_counter = ?9, block_size = ?10, capacity_blocks = ?11,
+            free_blocks = ?12, largest_free_blocks = ?13, data_address = ?14, data_port = ?15,
+            data_serving = ?16, last_seen_ms = ?17, last_sync_ms = ?17,
+            state_since_ms = CASE WHEN ?18 THEN ?17 ELSE state_since_ms END
+         WHERE id = ?1",
+        params![
+            index,
+            snapshot.unit_id,
+            snapshot.name,
+            address.ip().to_string(),
+            address.port(),
+            state.as_str(),
+            reason,
+            snapshot.sys_uptime,
+            snapshot.change_counter,
+            snapshot.block_size,
+            snapshot.capacity_blocks,
+            snapshot.free_blocks,
+            snapshot.largest_free_blocks,
+            snapshot.data_address.map(|a| a.to_string()),
+            snapshot.data_port,
+            snapshot.data_serving,
+            now_ms,
+            state_changed,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Replaces the unit's media, volumes and partitions with the snapshot's; volumes of a unit that is not available
+/// are stored unavailable (their walked state is kept apart).
+fn replace_layout(
+    tx: &Transaction<'_>,
+    index: u32,
+    snapshot: &UnitSnapshot,
+    state: UnitState,
+) -> Result<(), StoreError> {
+    tx.execute("DELETE FROM partitions WHERE unit = ?1", [index])?;
+    tx.execute("DELETE FROM volumes WHERE unit = ?1", [index])?;
+    tx.execute("DELETE FROM media WHERE unit = ?1", [index])?;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO media (unit, idx, path, kind, blocks, first_lba) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for m in &snapshot.media {
+            insert.execute(params![index, m.index, m.path, m.kind, m.blocks, m.first_lba])?;
+        }
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO volumes (unit, idx, name, start_lba, end_lba, length, export_name, walked_state, state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        for v in &snapshot.volumes {
+            let effective = if state == UnitState::Available { v.state } else { Availability::Unavailable };
+            insert.execute(params![
+                index,
+                v.index,
+                v.name,
+                v.start_lba,
+                v.end_lba,
+                v.length,
+                v.export_name,
+                v.state.as_str(),
+                effective.as_str()
+            ])?;
+        }
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO partitions (unit, volume_idx, idx, start_lba, end_lba, length, export_name)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for p in &snapshot.partitions {
+            insert.execute(params![index, p.volume_index, p.index, p.start_lba, p.end_lba, p.length, p.export_name])?;
+        }
+    }
+    Ok(())
+}
+
+/// The volumes in `new` and not in `old` (added), and in `old` and not in `new` (removed); a volume counts as the
+/// same when its index, name, start and export name are.
+fn volume_changes(old: &[VolumeRow], new: &[VolumeRow]) -> (Vec<VolumeRow>, Vec<VolumeRow>) {
+    let same_volume = |a: &VolumeRow, b: &VolumeRow| {
+        a.index == b.index && a.name == b.name && a.start_lba == b.start_lba && a.export_name == b.export_name
+    };
+    let added = new.iter().filter(|v| !old.iter().any(|o| same_volume(o, v))).cloned().collect();
+    let removed = old.iter().filter(|o| !new.iter().any(|v| same_volume(o, v))).cloned().collect();
+    (added, removed)
 }
 
 /// The unit registered at `address`: (index, unit id).
