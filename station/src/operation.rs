@@ -239,137 +239,142 @@ impl Operation {
         match self {
             Operation::CreateVolume { unit, size_bytes, name } => {
                 let index = allocator.find_unit(unit)?;
-                let v = allocator.create_on(index, *size_bytes, name.as_deref()).await?;
-                Ok(Outcome {
-                    text: format!(
-                        "created volume {} {:?} on unit #{}: {} bytes ({}), LBA {}-{}",
-                        v.volume,
-                        v.name,
-                        v.unit,
-                        v.size_bytes,
-                        human_size(v.size_bytes),
-                        v.start_lba,
-                        v.end_lba
-                    ),
-                    unit: v.unit,
-                    volume: v.volume,
-                    detail: Detail::Volume(v),
-                })
+                Ok(Outcome::created_volume(allocator.create_on(index, *size_bytes, name.as_deref()).await?))
             }
             Operation::DestroyVolume { unit, volume } => {
                 let index = allocator.find_unit(unit)?;
                 allocator.destroy_on(index, *volume).await?;
-                Ok(Outcome {
-                    text: format!("destroyed volume {volume} of unit #{index}"),
-                    unit: index,
-                    volume: *volume,
-                    detail: Detail::Destroyed,
-                })
+                let text = format!("destroyed volume {volume} of unit #{index}");
+                Ok(Outcome { text, unit: index, volume: *volume, detail: Detail::Destroyed })
             }
             Operation::CreatePartition { unit, volume, size_bytes } => {
                 let index = allocator.find_unit(unit)?;
-                let p = allocator.partition_on(index, *volume, *size_bytes).await?;
-                Ok(Outcome {
-                    text: format!(
-                        "created partition {} of volume {volume} on unit #{index}: LBA {}-{}, export {:?}",
-                        p.index, p.start_lba, p.end_lba, p.export_name
-                    ),
-                    unit: index,
-                    volume: *volume,
-                    detail: Detail::Partition(p),
-                })
+                let partition = allocator.partition_on(index, *volume, *size_bytes).await?;
+                Ok(Outcome::created_partition(index, *volume, partition))
             }
             Operation::DestroyPartition { unit, volume, partition } => {
                 let index = allocator.find_unit(unit)?;
                 allocator.destroy_partition_on(index, *volume, *partition).await?;
-                Ok(Outcome {
-                    text: format!("destroyed partition {partition} of volume {volume} on unit #{index}"),
-                    unit: index,
-                    volume: *volume,
-                    detail: Detail::Destroyed,
-                })
+                let text = format!("destroyed partition {partition} of volume {volume} on unit #{index}");
+                Ok(Outcome { text, unit: index, volume: *volume, detail: Detail::Destroyed })
             }
             Operation::Assign { unit, volume, host, read_only } => {
                 let index = allocator.find_unit(unit)?;
-                let a = allocator.assign(index, *volume, *host, *read_only).await?;
-                Ok(Outcome {
-                    text: format!(
-                        "assigned volume {} {:?} of unit #{} to {}{}: {}",
-                        a.volume,
-                        a.name,
-                        a.unit,
-                        a.host,
-                        if a.read_only { " (read-only)" } else { "" },
-                        a.nbd_uri.as_deref().unwrap_or("no NBD address known yet")
-                    ),
-                    unit: a.unit,
-                    volume: a.volume,
-                    detail: Detail::Assignment(a),
-                })
+                Ok(Outcome::assigned(allocator.assign(index, *volume, *host, *read_only).await?))
             }
             Operation::Unassign { unit, volume, host } => {
                 let index = allocator.find_unit(unit)?;
-                let released = allocator.release(index, *volume, *host).await?;
-                Ok(Outcome {
-                    text: format!(
-                        "released volume {} of unit #{} from {}",
-                        released.volume, released.unit, released.host
-                    ),
-                    unit: released.unit,
-                    volume: released.volume,
-                    detail: Detail::Released(released),
-                })
+                Ok(Outcome::released(allocator.release(index, *volume, *host).await?))
             }
             Operation::Allocate { size_bytes, host, name, read_only } => {
                 let request =
                     SizeRequest { size_bytes: *size_bytes, host: *host, name: name.clone(), read_only: *read_only };
-                let a = allocator.request(&request).await?;
-                Ok(Outcome {
-                    text: format!(
-                        "allocated volume {} {:?} of unit #{} ({}{}) to {}{}: {}",
-                        a.volume,
-                        a.name,
-                        a.unit,
-                        human_size(a.size_bytes),
-                        if a.volume_created { "; created for this request" } else { "; an existing free volume" },
-                        a.host,
-                        if a.read_only { " (read-only)" } else { "" },
-                        a.nbd_uri.as_deref().unwrap_or("no NBD address known yet")
-                    ),
-                    unit: a.unit,
-                    volume: a.volume,
-                    detail: Detail::Assignment(a),
-                })
+                Ok(Outcome::allocated(allocator.request(&request).await?))
             }
             Operation::RescanUnit { unit } => {
                 let index = allocator.find_unit(unit)?;
                 let scan = allocator.rescan(index).await?;
-                Ok(Outcome {
-                    text: format!("read {}", scan_text(&scan)),
-                    unit: scan.unit,
-                    volume: 0,
-                    detail: Detail::Unit(scan),
-                })
-            }
-            Operation::AddUnit { agent } => {
-                let scan = allocator.add_unit(agent).await?;
-                let text = match &scan.unanswered {
-                    None => format!("added {}", scan_text(&scan)),
-                    Some(reason) => format!(
-                        "registered {} as unit #{}; it did not answer as a DVSAN unit yet ({reason}); the station \
-                         keeps polling it",
-                        scan_address(&scan),
-                        scan.unit
-                    ),
-                };
+                let text = format!("read {}", scan_text(&scan));
                 Ok(Outcome { text, unit: scan.unit, volume: 0, detail: Detail::Unit(scan) })
             }
+            Operation::AddUnit { agent } => Ok(Outcome::added_unit(allocator.add_unit(agent).await?)),
             Operation::RemoveUnit { unit, force } => {
                 let index = allocator.find_unit(unit)?;
                 let removed = allocator.remove_unit(index, *force).await?;
                 Ok(Outcome { text: removed_text(&removed), unit: index, volume: 0, detail: Detail::Removed(removed) })
             }
         }
+    }
+}
+
+/// The outcomes whose text says more than one line of `execute` can.
+impl Outcome {
+    fn created_volume(v: Allocation) -> Outcome {
+        Outcome {
+            text: format!(
+                "created volume {} {:?} on unit #{}: {} bytes ({}), LBA {}-{}",
+                v.volume,
+                v.name,
+                v.unit,
+                v.size_bytes,
+                human_size(v.size_bytes),
+                v.start_lba,
+                v.end_lba
+            ),
+            unit: v.unit,
+            volume: v.volume,
+            detail: Detail::Volume(v),
+        }
+    }
+
+    fn created_partition(unit: u32, volume: u32, p: PoolPartition) -> Outcome {
+        Outcome {
+            text: format!(
+                "created partition {} of volume {volume} on unit #{unit}: LBA {}-{}, export {:?}",
+                p.index, p.start_lba, p.end_lba, p.export_name
+            ),
+            unit,
+            volume,
+            detail: Detail::Partition(p),
+        }
+    }
+
+    fn assigned(a: Allocation) -> Outcome {
+        Outcome {
+            text: format!(
+                "assigned volume {} {:?} of unit #{} to {}{}: {}",
+                a.volume,
+                a.name,
+                a.unit,
+                a.host,
+                if a.read_only { " (read-only)" } else { "" },
+                a.nbd_uri.as_deref().unwrap_or("no NBD address known yet")
+            ),
+            unit: a.unit,
+            volume: a.volume,
+            detail: Detail::Assignment(a),
+        }
+    }
+
+    fn released(released: AssignmentRecord) -> Outcome {
+        Outcome {
+            text: format!("released volume {} of unit #{} from {}", released.volume, released.unit, released.host),
+            unit: released.unit,
+            volume: released.volume,
+            detail: Detail::Released(released),
+        }
+    }
+
+    fn allocated(a: Allocation) -> Outcome {
+        Outcome {
+            text: format!(
+                "allocated volume {} {:?} of unit #{} ({}{}) to {}{}: {}",
+                a.volume,
+                a.name,
+                a.unit,
+                human_size(a.size_bytes),
+                if a.volume_created { "; created for this request" } else { "; an existing free volume" },
+                a.host,
+                if a.read_only { " (read-only)" } else { "" },
+                a.nbd_uri.as_deref().unwrap_or("no NBD address known yet")
+            ),
+            unit: a.unit,
+            volume: a.volume,
+            detail: Detail::Assignment(a),
+        }
+    }
+
+    fn added_unit(scan: UnitScan) -> Outcome {
+        let text = match &scan.unanswered {
+            None => format!("added {}", scan_text(&scan)),
+            Some(reason) => format!(
+                "registered {} as unit #{}; it did not answer as a DVSAN unit yet ({reason}); the station keeps \
+                 polling it",
+                scan_address(&scan),
+                scan.unit
+            ),
+        };
+        Outcome { text, unit: scan.unit, volume: 0, detail: Detail::Unit(scan) }
     }
 }
 
