@@ -507,13 +507,11 @@ impl<'a> Allocator<'a> {
         let (Some(agent), UnitState::Available) = (unit.address, unit.state) else {
             return Err(AllocateError::UnitNotAvailable { unit: unit.index, state: unit.state });
         };
-        if let Some(held) = self.store.assignments()?.into_iter().find(|a| a.unit == unit.index && a.volume == volume) {
+        if let Some(held) = self.store.assignment(unit.index, volume)? {
             return Err(StoreError::AlreadyAssigned { unit: unit.index, volume, host: held.host.to_string() }.into());
         }
-        let pool = self.store.pool()?;
-        let Some(v) =
-            pool.iter().find(|u| u.index == unit.index).and_then(|u| u.volumes.iter().find(|v| v.index == volume))
-        else {
+        let pooled = self.store.pool_unit(unit.index)?;
+        let Some(v) = pooled.as_ref().and_then(|u| u.volumes.iter().find(|v| v.index == volume)) else {
             return Err(AllocateError::UnknownVolume { unit: unit.index, volume });
         };
         let candidate = Candidate {
@@ -576,12 +574,10 @@ impl<'a> Allocator<'a> {
     /// Destroys volume `volume` of unit `unit` when no assignment holds it (admin `volume destroy`).
     pub async fn destroy_on(&mut self, unit: u32, volume: u32) -> Result<(), AllocateError> {
         let record = self.unit_record(unit)?;
-        if let Some(held) = self.store.assignments()?.into_iter().find(|a| a.unit == record.index && a.volume == volume)
-        {
+        if let Some(held) = self.store.assignment(record.index, volume)? {
             return Err(StoreError::AlreadyAssigned { unit: record.index, volume, host: held.host.to_string() }.into());
         }
-        let known =
-            self.store.pool()?.iter().any(|u| u.index == record.index && u.volumes.iter().any(|v| v.index == volume));
+        let known = self.store.pool_unit(record.index)?.is_some_and(|u| u.volumes.iter().any(|v| v.index == volume));
         if !known {
             return Err(AllocateError::UnknownVolume { unit: record.index, volume });
         }
@@ -616,8 +612,7 @@ impl<'a> Allocator<'a> {
         if size_bytes == 0 {
             return Err(AllocateError::ZeroSize);
         }
-        let pool = self.store.pool()?;
-        let Some(pooled) = pool.iter().find(|u| u.index == record.index) else {
+        let Some(pooled) = self.store.pool_unit(record.index)? else {
             return Err(StoreError::UnknownUnit(format!("#{unit}")).into());
         };
         let Some(vol) = pooled.volumes.iter().find(|v| v.index == volume) else {
@@ -652,9 +647,9 @@ impl<'a> Allocator<'a> {
         })?;
         self.step(70, &format!("reading unit #{}", record.index));
         self.refresh(record.index, agent).await;
-        let pool = self.store.pool()?;
-        pool.iter()
-            .find(|u| u.index == record.index)
+        let pooled = self.store.pool_unit(record.index)?;
+        pooled
+            .as_ref()
             .and_then(|u| u.volumes.iter().find(|v| v.index == volume))
             .and_then(|v| v.partitions.iter().find(|p| p.index == index))
             .cloned()
@@ -665,10 +660,8 @@ impl<'a> Allocator<'a> {
     /// dvsanPartitionRowStatus; admin `partition destroy`).
     pub async fn destroy_partition_on(&mut self, unit: u32, volume: u32, partition: u32) -> Result<(), AllocateError> {
         let record = self.unit_record(unit)?;
-        let pool = self.store.pool()?;
-        let Some(vol) =
-            pool.iter().find(|u| u.index == record.index).and_then(|u| u.volumes.iter().find(|v| v.index == volume))
-        else {
+        let pooled = self.store.pool_unit(record.index)?;
+        let Some(vol) = pooled.as_ref().and_then(|u| u.volumes.iter().find(|v| v.index == volume)) else {
             return Err(AllocateError::UnknownVolume { unit: record.index, volume });
         };
         if !vol.partitions.iter().any(|p| p.index == partition) {
@@ -702,9 +695,7 @@ impl<'a> Allocator<'a> {
         host: Option<IpAddr>,
     ) -> Result<AssignmentRecord, AllocateError> {
         let record = self.unit_record(unit)?;
-        let Some(assignment) =
-            self.store.assignments()?.into_iter().find(|a| a.unit == record.index && a.volume == volume)
-        else {
+        let Some(assignment) = self.store.assignment(record.index, volume)? else {
             return Err(AllocateError::NotAssigned { unit: record.index, volume });
         };
         if let Some(host) = host {
@@ -1116,8 +1107,7 @@ impl<'a> Allocator<'a> {
     /// answer), and the assignments are dropped. Announces dvsanStationUnitRemoved.
     pub async fn remove_unit(&mut self, unit: u32, force: bool) -> Result<RemovedUnit, AllocateError> {
         let record = self.unit_record(unit)?;
-        let held: Vec<AssignmentRecord> =
-            self.store.assignments()?.into_iter().filter(|a| a.unit == record.index).collect();
+        let held: Vec<AssignmentRecord> = self.store.unit_assignments(record.index)?;
         if !held.is_empty() && !force {
             return Err(StoreError::UnitAssigned { unit: record.index, assignments: held }.into());
         }

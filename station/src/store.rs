@@ -505,13 +505,26 @@ impl StationStore {
 
     /// The whole pool: units with media, volumes and partitions, by index.
     pub fn pool(&self) -> Result<Vec<PoolUnit>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        self.read_pool(None)
+    }
+
+    /// One unit of the pool with its media, volumes and partitions (reads only that unit's rows).
+    pub fn pool_unit(&self, index: u32) -> Result<Option<PoolUnit>, StoreError> {
+        Ok(self.read_pool(Some(index))?.pop())
+    }
+
+    /// The pool, or only unit `only`.
+    fn read_pool(&self, only: Option<u32>) -> Result<Vec<PoolUnit>, StoreError> {
+        let filter = |column: &str| only.map_or(String::new(), |_| format!("WHERE {column} = ?1"));
+        let only = rusqlite::params_from_iter(only);
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT id, unit_id, name, address, port, state, reason, block_size, capacity_blocks, free_blocks,
                 data_address, data_port, change_counter, sys_uptime, last_seen_ms, last_sync_ms, host_name
-             FROM units ORDER BY id",
-        )?;
+             FROM units {} ORDER BY id",
+            filter("id")
+        ))?;
         let mut units: Vec<PoolUnit> = stmt
-            .query_map([], |r| {
+            .query_map(only.clone(), |r| {
                 let address: Option<String> = r.get(3)?;
                 let port: Option<u16> = r.get(4)?;
                 let block_size: Option<u32> = r.get(7)?;
@@ -544,10 +557,11 @@ impl StationStore {
             .collect::<Result<_, _>>()?;
         let position: BTreeMap<u32, usize> = units.iter().enumerate().map(|(i, u)| (u.index, i)).collect();
 
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT unit, idx, path, kind, blocks, first_lba FROM media ORDER BY unit, idx")?;
-        let mut rows = stmt.query([])?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT unit, idx, path, kind, blocks, first_lba FROM media {} ORDER BY unit, idx",
+            filter("unit")
+        ))?;
+        let mut rows = stmt.query(only.clone())?;
         while let Some(r) = rows.next()? {
             let unit: u32 = r.get(0)?;
             if let Some(&i) = position.get(&unit) {
@@ -560,10 +574,11 @@ impl StationStore {
                 });
             }
         }
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT unit, idx, name, start_lba, end_lba, length, export_name, state FROM volumes ORDER BY unit, idx",
-        )?;
-        let mut rows = stmt.query([])?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT unit, idx, name, start_lba, end_lba, length, export_name, state FROM volumes {} ORDER BY unit, idx",
+            filter("unit")
+        ))?;
+        let mut rows = stmt.query(only.clone())?;
         while let Some(r) = rows.next()? {
             let unit: u32 = r.get(0)?;
             if let Some(&i) = position.get(&unit) {
@@ -582,11 +597,12 @@ impl StationStore {
                 });
             }
         }
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT unit, volume_idx, idx, start_lba, end_lba, length, export_name FROM partitions
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT unit, volume_idx, idx, start_lba, end_lba, length, export_name FROM partitions {}
              ORDER BY unit, volume_idx, idx",
-        )?;
-        let mut rows = stmt.query([])?;
+            filter("unit")
+        ))?;
+        let mut rows = stmt.query(only)?;
         while let Some(r) = rows.next()? {
             let unit: u32 = r.get(0)?;
             let volume_index: u32 = r.get(1)?;
@@ -788,7 +804,17 @@ impl StationStore {
 
     /// Every assignment, by unit and volume.
     pub fn assignments(&self) -> Result<Vec<AssignmentRecord>, StoreError> {
-        read_assignments(&self.conn)
+        read_assignments(&self.conn, None)
+    }
+
+    /// The assignments of one unit's volumes.
+    pub fn unit_assignments(&self, unit: u32) -> Result<Vec<AssignmentRecord>, StoreError> {
+        read_assignments(&self.conn, Some(unit))
+    }
+
+    /// The assignment of volume `volume` of unit `unit`, if it is assigned.
+    pub fn assignment(&self, unit: u32, volume: u32) -> Result<Option<AssignmentRecord>, StoreError> {
+        Ok(self.unit_assignments(unit)?.into_iter().find(|a| a.volume == volume))
     }
 
     /// Records an assignment; fails with [`StoreError::AlreadyAssigned`] when the volume is assigned already.
@@ -847,8 +873,7 @@ impl StationStore {
         let unit = stmt.query_row([index], unit_from_row).optional()?.transpose()?;
         drop(stmt);
         let unit = unit.ok_or_else(|| StoreError::UnknownUnit(format!("#{index}")))?;
-        let assignments: Vec<AssignmentRecord> =
-            read_assignments(&tx)?.into_iter().filter(|a| a.unit == index).collect();
+        let assignments: Vec<AssignmentRecord> = read_assignments(&tx, Some(index))?;
         if !assignments.is_empty() && !force {
             return Err(StoreError::UnitAssigned { unit: index, assignments });
         }
@@ -987,12 +1012,14 @@ impl StationStore {
 }
 
 /// Every assignment, by unit and volume, read through `conn` (the store's connection or a transaction on it).
-fn read_assignments(conn: &Connection) -> Result<Vec<AssignmentRecord>, StoreError> {
-    let mut stmt = conn.prepare_cached(
+/// Every assignment, or only those of unit `only`.
+fn read_assignments(conn: &Connection, only: Option<u32>) -> Result<Vec<AssignmentRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT unit, volume_idx, host, read_only, grant_idx, volume_created, created_ms, pending FROM assignments
-         ORDER BY unit, volume_idx",
-    )?;
-    let rows = stmt.query_map([], |r| {
+         {} ORDER BY unit, volume_idx",
+        only.map_or("", |_| "WHERE unit = ?1")
+    ))?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(only), |r| {
         let host: String = r.get(2)?;
         Ok((
             host,
@@ -1415,6 +1442,34 @@ mod tests {
         assert_eq!(a.address, None);
         assert_eq!(a.state, UnitState::Unreachable);
         assert_eq!(store.units().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn one_unit_and_one_assignment_are_read_alone_as_the_pool_has_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StationStore::open(dir.path()).unwrap();
+        let a = store.sync_unit(addr("127.0.0.2:1161"), &snapshot(ID_A, &[(1, 0, 100), (2, 100, 50)]), 10).unwrap();
+        let b = store.sync_unit(addr("127.0.0.3:1161"), &snapshot(ID_B, &[(1, 0, 100)]), 10).unwrap();
+        let held = AssignmentRecord {
+            unit: b.index,
+            volume: 1,
+            host: "192.0.2.10".parse().unwrap(),
+            read_only: true,
+            grant: 3,
+            volume_created: false,
+            created_ms: 10,
+            pending: false,
+        };
+        store.insert_assignment(&held).unwrap();
+        let pool = store.pool().unwrap();
+        for unit in &pool {
+            assert_eq!(store.pool_unit(unit.index).unwrap().as_ref(), Some(unit));
+        }
+        assert_eq!(store.pool_unit(b.index + 100).unwrap(), None);
+        assert_eq!(store.assignment(b.index, 1).unwrap(), Some(held.clone()));
+        assert_eq!(store.assignment(a.index, 1).unwrap(), None);
+        assert_eq!(store.unit_assignments(b.index).unwrap(), vec![held]);
+        assert!(store.unit_assignments(a.index).unwrap().is_empty());
     }
 
     #[test]
