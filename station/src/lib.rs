@@ -24,6 +24,19 @@
 //!    notifications and polls; walks units and syncs them into the store).
 //! 5. [`station`]: the hub, `dvsan-station run`, wiring everything below together.
 //! 6. `main.rs`: the command line (the one-shot subcommands use the store and the operations directly).
+//!
+//! # The store and threads
+//!
+//! [`store::StationStore`] is a synchronous SQLite connection, so no part of the running station that uses it
+//! runs on the runtime's async workers: each part opens its connections once and uses them on a thread of its
+//! own. The notification writer ([`ingest`]) and the storage-request worker ([`request_table`]) are plain
+//! threads; the coordinator, the task dispatcher and each running task run on blocking-pool threads that drive
+//! their async code with `Handle::block_on`, so their store calls block only themselves while the walks and SNMP
+//! requests they start run on the runtime; the station's own agent serves on a thread with a single-threaded
+//! runtime of its own, where its MIB views and tables read and write. This fits the code as it is (the
+//! allocator's async steps interleave SNMP requests with store calls over one `&mut StationStore`), where a store
+//! actor or `spawn_blocking` per call would have split every step. The CLI's one-shot subcommands use the store
+//! directly.
 
 pub mod allocate;
 pub mod announce;

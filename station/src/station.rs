@@ -197,7 +197,7 @@ pub async fn run(
         config.unreachable_after,
     );
     let coordinator = Coordinator::new(pool_store, manager, settings, unit_ids, forwarder, Arc::clone(&counters));
-    let coordinator_task = tokio::spawn(coordinator.run(activity_rx, stop_rx.clone()));
+    let coordinator_task = coordinator.spawn(activity_rx, stop_rx.clone());
     let receive_task = tokio::spawn(receive_loop(
         receiver,
         Arc::clone(&queue),
@@ -265,10 +265,11 @@ struct AgentParts {
 }
 
 /// The station's own agent (`--snmp-listen`): DVSAN-STATION-MIB, the request table, the task table and its
-/// runner, the notification log.
+/// runner, the notification log. Its handlers read and write the store, so it serves on a thread of its own
+/// (`station-agent`, with a single-threaded runtime) rather than on the runtime's workers.
 struct OwnAgent {
     address: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
+    thread: std::thread::JoinHandle<()>,
     shutdown: tokio::sync::oneshot::Sender<()>,
     runner: Option<TaskRunner>,
     dispatcher: Option<tokio::task::JoinHandle<()>>,
@@ -313,15 +314,30 @@ impl OwnAgent {
         let log = NotificationLog::new(&config.state_dir, parts.counters, config.keep_notifications, started_ms);
         let builder = builder.handler(NotificationLog::prefix(), Arc::new(log));
         let agent = Arc::new(builder.build().map_err(|e| StartError::Agent(e.to_string()))?);
-        let socket = tokio::net::UdpSocket::bind(listen)
-            .await
-            .map_err(|source| StartError::AgentSocket { address: listen, source })?;
-        let address = socket.local_addr().map_err(|source| StartError::AgentSocket { address: listen, source })?;
+        let socket_error = |source| StartError::AgentSocket { address: listen, source };
+        let socket = std::net::UdpSocket::bind(listen).map_err(socket_error)?;
+        socket.set_nonblocking(true).map_err(socket_error)?;
+        let address = socket.local_addr().map_err(socket_error)?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(socket_error)?;
         let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(agent.serve(socket, async {
-            let _ = shutdown_rx.await;
-        }));
-        Ok(OwnAgent { address, task, shutdown, runner, dispatcher })
+        let thread = std::thread::Builder::new()
+            .name("station-agent".to_string())
+            .spawn(move || {
+                runtime.block_on(async {
+                    match tokio::net::UdpSocket::from_std(socket) {
+                        Ok(socket) => {
+                            agent
+                                .serve(socket, async {
+                                    let _ = shutdown_rx.await;
+                                })
+                                .await
+                        }
+                        Err(e) => tracing::error!(error = %e, "the station agent cannot use its socket"),
+                    }
+                })
+            })
+            .map_err(|e| StartError::Agent(format!("cannot start the agent thread: {e}")))?;
+        Ok(OwnAgent { address, thread, shutdown, runner, dispatcher })
     }
 
     /// No new task starts; running ones are abandoned with the runtime (failed at the next start).
@@ -336,7 +352,8 @@ impl OwnAgent {
 
     async fn stop(self) {
         let _ = self.shutdown.send(());
-        let _ = self.task.await;
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }
 }
 

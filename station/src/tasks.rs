@@ -12,7 +12,9 @@
 //! earlier pending one it conflicts with, so an allocation is not starved by a stream of unit tasks. Locks held by
 //! other processes (the CLI, the request table's worker, the start-up reconciliation) are tried without blocking,
 //! every [`LOCK_RETRY`]; meanwhile the task stays pending (and cancellable) with a step such as "waiting for unit
-//! #2". A running task executes on the runtime with its own store connection and the station's SNMP manager,
+//! #2". The dispatcher and each running task run on blocking-pool threads, never on the runtime's workers,
+//! since they use the store (driven with `Handle::block_on`; their SNMP requests run on the runtime). A running
+//! task uses a store connection kept for running tasks (opened once per worker) and the station's SNMP manager,
 //! reporting its progress into its row. When it ends, the pool snapshot of the station MIB is refreshed
 //! (`on_change`) and the ended task is announced (the station sends dvsanStationTaskCompleted). On shutdown the dispatcher stops starting
 //! tasks; running ones are abandoned (and failed at the next start).
@@ -86,6 +88,8 @@ struct Shared {
     tasks: Mutex<BTreeMap<u32, Task>>,
     next_index: AtomicU32,
     store: Mutex<StationStore>,
+    /// Connections for running tasks, opened as needed (at most one per worker) and kept for the next task.
+    job_stores: Mutex<Vec<StationStore>>,
     wake: Notify,
     stopped: AtomicBool,
     announcer: Option<Announcer>,
@@ -125,6 +129,7 @@ impl TaskRunner {
                 tasks: Mutex::new(tasks),
                 next_index: AtomicU32::new(next),
                 store: Mutex::new(store),
+                job_stores: Mutex::new(Vec::new()),
                 wake: Notify::new(),
                 stopped: AtomicBool::new(false),
                 announcer,
@@ -139,9 +144,12 @@ impl TaskRunner {
         Ok(runner)
     }
 
-    /// Starts the dispatcher on the current (multi-threaded) runtime; it runs until [`TaskRunner::stop`].
+    /// Starts the dispatcher on a thread of its own (a blocking-pool thread driving it with `Handle::block_on`,
+    /// since it uses the store); it runs until [`TaskRunner::stop`].
     pub fn start(&self, manager: Arc<Manager>) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(dispatch(Arc::clone(&self.shared), manager))
+        let runtime = tokio::runtime::Handle::current();
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || runtime.block_on(dispatch(shared, manager)))
     }
 
     /// Stops starting tasks (station shutdown); running ones go on until the runtime ends.
@@ -303,6 +311,20 @@ impl Shared {
 
     fn store(&self) -> MutexGuard<'_, StationStore> {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A connection for a running task: one kept from an earlier task, or a new one.
+    fn job_store(&self) -> Result<StationStore, StoreError> {
+        let kept = self.job_stores.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match kept {
+            Some(store) => Ok(store),
+            None => StationStore::open(&self.settings.state_dir),
+        }
+    }
+
+    /// Keeps a task's connection for the next task.
+    fn keep_job_store(&self, store: StationStore) {
+        self.job_stores.lock().unwrap_or_else(|e| e.into_inner()).push(store);
     }
 
     /// Changes task `index` with `change` (which says whether it changed it) and stores it, under the task lock so
@@ -482,7 +504,7 @@ fn dispatch_round(
                         continue;
                     }
                 };
-                match tokio::task::block_in_place(|| operation.lock_scope(store)) {
+                match operation.lock_scope(store) {
                     Ok(scope) => {
                         let plan = Plan { operation, scope };
                         plans.insert(index, plan.clone());
@@ -535,36 +557,49 @@ fn dispatch_round(
     retry
 }
 
-/// Runs one started task to its end.
+/// Runs one started task to its end. The operation runs on a blocking-pool thread of its own (driven with
+/// `Handle::block_on`: its store calls block, its SNMP requests run on the runtime), so that a panic ends this task
+/// failed instead of leaving it running; its end is stored from a blocking-pool thread too.
 async fn run(shared: Arc<Shared>, manager: Arc<Manager>, index: u32, plan: Plan, lock: PoolLock) {
-    let progress: Arc<dyn Progress> = Arc::new(TaskProgress { shared: Arc::downgrade(&shared), index });
-    let settings = shared.settings.clone();
     let unit = match plan.scope {
         LockScope::Unit(unit) => unit,
         _ => 0,
     };
-    let operation = plan.operation;
-    let announcer = shared.announcer.clone();
-    // Its own task, so that a panic ends this task failed instead of leaving it running.
-    let job = tokio::spawn(async move {
-        let mut store = StationStore::open(&settings.state_dir).map_err(|e| e.to_string())?;
-        let mut allocator = Allocator::new(
-            &mut store,
-            &manager,
-            &settings.read_community,
-            &settings.write_community,
-            settings.timeout,
-            lock,
-        )
-        .with_progress(progress)
-        .with_announcer(announcer);
-        operation.execute(&mut allocator).await.map_err(|e| e.to_string())
+    let runtime = tokio::runtime::Handle::current();
+    let job_shared = Arc::clone(&shared);
+    let job = tokio::task::spawn_blocking(move || {
+        let mut store = job_shared.job_store().map_err(|e| e.to_string())?;
+        let outcome = runtime.block_on(execute(&job_shared, &mut store, &manager, index, plan.operation, lock));
+        job_shared.keep_job_store(store);
+        outcome
     });
     let outcome = match job.await {
         Ok(result) => result,
         Err(e) => Err(format!("the task stopped unexpectedly ({e}); check the pool and run it again")),
     };
-    shared.finish(index, outcome.map_err(|reason| (reason, unit)), true);
+    let finished =
+        tokio::task::spawn_blocking(move || shared.finish(index, outcome.map_err(|reason| (reason, unit)), true));
+    if let Err(e) = finished.await {
+        tracing::error!(task = index, error = %e, "ending a task failed");
+    }
+}
+
+/// Executes a task's operation over `store` with an allocator holding its `lock`.
+async fn execute(
+    shared: &Arc<Shared>,
+    store: &mut StationStore,
+    manager: &Manager,
+    index: u32,
+    operation: Operation,
+    lock: PoolLock,
+) -> Result<Outcome, String> {
+    let settings = &shared.settings;
+    let progress: Arc<dyn Progress> = Arc::new(TaskProgress { shared: Arc::downgrade(shared), index });
+    let mut allocator =
+        Allocator::new(store, manager, &settings.read_community, &settings.write_community, settings.timeout, lock)
+            .with_progress(progress)
+            .with_announcer(shared.announcer.clone());
+    operation.execute(&mut allocator).await.map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
