@@ -109,6 +109,8 @@ pub enum StartError {
     TrapLog { path: PathBuf, source: std::io::Error },
     #[error("cannot build the station agent: {0}")]
     Agent(String),
+    #[error("a start-up step stopped unexpectedly: {0}")]
+    Startup(String),
     #[error("cannot write {path}: {source}")]
     ReadyFile { path: PathBuf, source: std::io::Error },
 }
@@ -131,11 +133,11 @@ pub async fn run(
     config: StationConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Arc<StationCounters>, StartError> {
-    let writer_store = StationStore::open(&config.state_dir)?;
-    if config.full_durability {
-        writer_store.set_full_durability()?;
-    }
-    let pool_store = StationStore::open(&config.state_dir)?;
+    let (writer_store, pool_store) = off_runtime({
+        let config = config.clone();
+        move || open_stores(&config)
+    })
+    .await?;
     let counters = Arc::new(StationCounters::default());
     let uptime = Uptime::start_now();
     let started_ms = crate::timefmt::now_ms();
@@ -147,9 +149,7 @@ pub async fn run(
         receiver.local_addr().map_err(|source| StartError::TrapSocket { address: config.listen_traps, source })?;
     let acknowledger = receiver.acknowledger();
 
-    let unspecified: SocketAddr = if config.listen_traps.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
-        .parse()
-        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+    let unspecified = unspecified_like(config.listen_traps);
     let manager = Arc::new(Manager::new(unspecified).await.map_err(StartError::Manager)?);
     let forwarder = start_forwarder(&config, unspecified, uptime, &counters).await?;
     let announcer = forwarder.clone().map(station_mib::announcer);
@@ -158,7 +158,8 @@ pub async fn run(
         Some(listen) => {
             let parts =
                 AgentParts { uptime, counters: Arc::clone(&counters), manager: Arc::clone(&manager), announcer };
-            Some(OwnAgent::start(&config, listen, parts, started_ms).await?)
+            let config = config.clone();
+            Some(off_runtime(move || OwnAgent::start(&config, listen, parts, started_ms)).await?)
         }
         None => None,
     };
@@ -227,6 +228,31 @@ pub async fn run(
     Ok(counters)
 }
 
+/// The unspecified address of `address`'s family, any port: where the station's own requests go out from.
+fn unspecified_like(address: SocketAddr) -> SocketAddr {
+    if address.is_ipv6() {
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+    } else {
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    }
+}
+
+/// Runs a start-up step that opens stores on a blocking-pool thread, off the runtime's workers.
+async fn off_runtime<T: Send + 'static>(
+    step: impl FnOnce() -> Result<T, StartError> + Send + 'static,
+) -> Result<T, StartError> {
+    tokio::task::spawn_blocking(step).await.map_err(|e| StartError::Startup(e.to_string()))?
+}
+
+/// The notification writer's connection (with `--full-durability` applied) and the coordinator's.
+fn open_stores(config: &StationConfig) -> Result<(StationStore, StationStore), StartError> {
+    let writer_store = StationStore::open(&config.state_dir)?;
+    if config.full_durability {
+        writer_store.set_full_durability()?;
+    }
+    Ok((writer_store, StationStore::open(&config.state_dir)?))
+}
+
 /// The trap log (`--trap-log-max-size`, `--trap-log-keep`) in the state directory.
 fn open_trap_log(config: &StationConfig) -> Result<TrapLog, StartError> {
     let path = config.state_dir.join(TRAP_LOG_FILE);
@@ -276,7 +302,8 @@ struct OwnAgent {
 }
 
 impl OwnAgent {
-    async fn start(
+    /// Opens its stores and the task runner; call it off the runtime's workers ([`off_runtime`]).
+    fn start(
         config: &StationConfig,
         listen: SocketAddr,
         parts: AgentParts,

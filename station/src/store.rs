@@ -523,38 +523,7 @@ impl StationStore {
              FROM units {} ORDER BY id",
             filter("id")
         ))?;
-        let mut units: Vec<PoolUnit> = stmt
-            .query_map(only.clone(), |r| {
-                let address: Option<String> = r.get(3)?;
-                let port: Option<u16> = r.get(4)?;
-                let block_size: Option<u32> = r.get(7)?;
-                let capacity: Option<u32> = r.get(8)?;
-                let free: Option<u32> = r.get(9)?;
-                let bytes = |blocks: Option<u32>| Some(u64::from(blocks?) * u64::from(block_size?));
-                Ok(PoolUnit {
-                    index: r.get(0)?,
-                    unit_id: r.get(1)?,
-                    name: r.get(2)?,
-                    address: address.zip(port).map(|(a, p)| socket_text(&a, p)),
-                    state: r.get::<_, String>(5)?.parse().unwrap_or(UnitState::Error),
-                    reason: r.get(6)?,
-                    block_size,
-                    capacity_blocks: capacity,
-                    free_blocks: free,
-                    capacity_bytes: bytes(capacity),
-                    free_bytes: bytes(free),
-                    data_address: r.get(10)?,
-                    data_port: r.get(11)?,
-                    change_counter: r.get(12)?,
-                    sys_uptime: r.get(13)?,
-                    last_seen: r.get::<_, Option<i64>>(14)?.map(format_ms),
-                    last_sync: r.get::<_, Option<i64>>(15)?.map(format_ms),
-                    host_name: r.get(16)?,
-                    media: Vec::new(),
-                    volumes: Vec::new(),
-                })
-            })?
-            .collect::<Result<_, _>>()?;
+        let mut units: Vec<PoolUnit> = stmt.query_map(only.clone(), pool_unit_row)?.collect::<Result<_, _>>()?;
         let position: BTreeMap<u32, usize> = units.iter().enumerate().map(|(i, u)| (u.index, i)).collect();
 
         let mut stmt = self.conn.prepare_cached(&format!(
@@ -1087,6 +1056,38 @@ fn socket_text(ip: &str, port: u16) -> String {
         Ok(ip) => SocketAddr::new(ip, port).to_string(),
         Err(_) => format!("{ip}:{port}"),
     }
+}
+
+/// A unit as the pool shows it, without media and volumes, from a row of read_pool's units query.
+fn pool_unit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PoolUnit> {
+    let address: Option<String> = r.get(3)?;
+    let port: Option<u16> = r.get(4)?;
+    let block_size: Option<u32> = r.get(7)?;
+    let capacity: Option<u32> = r.get(8)?;
+    let free: Option<u32> = r.get(9)?;
+    let bytes = |blocks: Option<u32>| Some(u64::from(blocks?) * u64::from(block_size?));
+    Ok(PoolUnit {
+        index: r.get(0)?,
+        unit_id: r.get(1)?,
+        name: r.get(2)?,
+        address: address.zip(port).map(|(a, p)| socket_text(&a, p)),
+        state: r.get::<_, String>(5)?.parse().unwrap_or(UnitState::Error),
+        reason: r.get(6)?,
+        block_size,
+        capacity_blocks: capacity,
+        free_blocks: free,
+        capacity_bytes: bytes(capacity),
+        free_bytes: bytes(free),
+        data_address: r.get(10)?,
+        data_port: r.get(11)?,
+        change_counter: r.get(12)?,
+        sys_uptime: r.get(13)?,
+        last_seen: r.get::<_, Option<i64>>(14)?.map(format_ms),
+        last_sync: r.get::<_, Option<i64>>(15)?.map(format_ms),
+        host_name: r.get(16)?,
+        media: Vec::new(),
+        volumes: Vec::new(),
+    })
 }
 
 /// A unit's row index and its stored state (None for a placeholder, which has none yet).
