@@ -24,7 +24,7 @@
 //! ([`PoolLock::acquire`]); the station's task runner tries them without blocking ([`PoolLock::try_acquire`]).
 //! Every method checks that its allocator holds the lock of the unit it changes.
 
-use crate::forward::Forwarder;
+use crate::announce::{Announcer, Change};
 use crate::model::{Availability, UnitState};
 use crate::store::{AllocationUnit, AssignmentRecord, RemovedUnit, StationStore, StoreError, SyncOutcome};
 use crate::walk::{read_unit, WalkError};
@@ -288,8 +288,8 @@ pub struct Allocator<'a> {
     timeout: Duration,
     lock: PoolLock,
     progress: Arc<dyn Progress>,
-    /// Where the notifications for what it changed go (the running station's forwarder), if anywhere.
-    forwarder: Option<Forwarder>,
+    /// Where what it changed is announced (the running station's notifications), if anywhere.
+    announcer: Option<Announcer>,
 }
 
 /// A volume that could serve a request.
@@ -323,27 +323,23 @@ impl<'a> Allocator<'a> {
             timeout,
             lock,
             progress: Arc::new(NoProgress),
-            forwarder: None,
+            announcer: None,
         }
     }
 
     /// Announces what its rescans and the walks after its changes find (new or removed volumes, a unit joining)
-    /// through `forwarder`, as the coordinator does for its own walks. Without one (the CLI, a process of its
+    /// through `announcer`, as the coordinator does for its own walks. Without one (the CLI, a process of its
     /// own) nothing is announced and the running station's walks find nothing new either.
-    pub fn with_forwarder(mut self, forwarder: Option<Forwarder>) -> Allocator<'a> {
-        self.forwarder = forwarder;
+    pub fn with_announcer(mut self, announcer: Option<Announcer>) -> Allocator<'a> {
+        self.announcer = announcer;
         self
     }
 
-    /// Sends the station notifications for what a sync of a unit changed.
+    /// Announces what a sync of a unit changed.
     fn announce(&self, outcome: &SyncOutcome) {
-        let Some(forwarder) = &self.forwarder else { return };
+        let Some(announcer) = &self.announcer else { return };
         match self.store.unit(outcome.index) {
-            Ok(Some(unit)) => {
-                for (oid, varbinds) in crate::station_mib::sync_notifications(&unit, outcome) {
-                    forwarder.send_station(oid, varbinds);
-                }
-            }
+            Ok(Some(unit)) => announcer.announce(Change::Synced { unit: &unit, outcome }),
             Ok(None) => {}
             Err(e) => tracing::warn!(unit = outcome.index, error = %e, "reading the unit to announce its changes"),
         }
@@ -511,13 +507,11 @@ impl<'a> Allocator<'a> {
         let (Some(agent), UnitState::Available) = (unit.address, unit.state) else {
             return Err(AllocateError::UnitNotAvailable { unit: unit.index, state: unit.state });
         };
-        if let Some(held) = self.store.assignments()?.into_iter().find(|a| a.unit == unit.index && a.volume == volume) {
+        if let Some(held) = self.store.assignment(unit.index, volume)? {
             return Err(StoreError::AlreadyAssigned { unit: unit.index, volume, host: held.host.to_string() }.into());
         }
-        let pool = self.store.pool()?;
-        let Some(v) =
-            pool.iter().find(|u| u.index == unit.index).and_then(|u| u.volumes.iter().find(|v| v.index == volume))
-        else {
+        let pooled = self.store.pool_unit(unit.index)?;
+        let Some(v) = pooled.as_ref().and_then(|u| u.volumes.iter().find(|v| v.index == volume)) else {
             return Err(AllocateError::UnknownVolume { unit: unit.index, volume });
         };
         let candidate = Candidate {
@@ -580,12 +574,10 @@ impl<'a> Allocator<'a> {
     /// Destroys volume `volume` of unit `unit` when no assignment holds it (admin `volume destroy`).
     pub async fn destroy_on(&mut self, unit: u32, volume: u32) -> Result<(), AllocateError> {
         let record = self.unit_record(unit)?;
-        if let Some(held) = self.store.assignments()?.into_iter().find(|a| a.unit == record.index && a.volume == volume)
-        {
+        if let Some(held) = self.store.assignment(record.index, volume)? {
             return Err(StoreError::AlreadyAssigned { unit: record.index, volume, host: held.host.to_string() }.into());
         }
-        let known =
-            self.store.pool()?.iter().any(|u| u.index == record.index && u.volumes.iter().any(|v| v.index == volume));
+        let known = self.store.pool_unit(record.index)?.is_some_and(|u| u.volumes.iter().any(|v| v.index == volume));
         if !known {
             return Err(AllocateError::UnknownVolume { unit: record.index, volume });
         }
@@ -620,8 +612,7 @@ impl<'a> Allocator<'a> {
         if size_bytes == 0 {
             return Err(AllocateError::ZeroSize);
         }
-        let pool = self.store.pool()?;
-        let Some(pooled) = pool.iter().find(|u| u.index == record.index) else {
+        let Some(pooled) = self.store.pool_unit(record.index)? else {
             return Err(StoreError::UnknownUnit(format!("#{unit}")).into());
         };
         let Some(vol) = pooled.volumes.iter().find(|v| v.index == volume) else {
@@ -656,9 +647,9 @@ impl<'a> Allocator<'a> {
         })?;
         self.step(70, &format!("reading unit #{}", record.index));
         self.refresh(record.index, agent).await;
-        let pool = self.store.pool()?;
-        pool.iter()
-            .find(|u| u.index == record.index)
+        let pooled = self.store.pool_unit(record.index)?;
+        pooled
+            .as_ref()
             .and_then(|u| u.volumes.iter().find(|v| v.index == volume))
             .and_then(|v| v.partitions.iter().find(|p| p.index == index))
             .cloned()
@@ -669,10 +660,8 @@ impl<'a> Allocator<'a> {
     /// dvsanPartitionRowStatus; admin `partition destroy`).
     pub async fn destroy_partition_on(&mut self, unit: u32, volume: u32, partition: u32) -> Result<(), AllocateError> {
         let record = self.unit_record(unit)?;
-        let pool = self.store.pool()?;
-        let Some(vol) =
-            pool.iter().find(|u| u.index == record.index).and_then(|u| u.volumes.iter().find(|v| v.index == volume))
-        else {
+        let pooled = self.store.pool_unit(record.index)?;
+        let Some(vol) = pooled.as_ref().and_then(|u| u.volumes.iter().find(|v| v.index == volume)) else {
             return Err(AllocateError::UnknownVolume { unit: record.index, volume });
         };
         if !vol.partitions.iter().any(|p| p.index == partition) {
@@ -706,9 +695,7 @@ impl<'a> Allocator<'a> {
         host: Option<IpAddr>,
     ) -> Result<AssignmentRecord, AllocateError> {
         let record = self.unit_record(unit)?;
-        let Some(assignment) =
-            self.store.assignments()?.into_iter().find(|a| a.unit == record.index && a.volume == volume)
-        else {
+        let Some(assignment) = self.store.assignment(record.index, volume)? else {
             return Err(AllocateError::NotAssigned { unit: record.index, volume });
         };
         if let Some(host) = host {
@@ -1122,8 +1109,7 @@ impl<'a> Allocator<'a> {
     /// Announces dvsanStationUnitRemoved.
     pub async fn remove_unit(&mut self, unit: u32, force: bool) -> Result<RemovedUnit, AllocateError> {
         let record = self.unit_record(unit)?;
-        let held: Vec<AssignmentRecord> =
-            self.store.assignments()?.into_iter().filter(|a| a.unit == record.index).collect();
+        let held: Vec<AssignmentRecord> = self.store.unit_assignments(record.index)?;
         if !held.is_empty() && !force {
             return Err(StoreError::UnitAssigned { unit: record.index, assignments: held }.into());
         }
@@ -1152,9 +1138,8 @@ impl<'a> Allocator<'a> {
             unrevoked = removed.unrevoked.len(),
             "unit removed"
         );
-        if let Some(forwarder) = &self.forwarder {
-            let (oid, varbinds) = crate::station_mib::unit_removed(&removed.unit);
-            forwarder.send_station(oid, varbinds);
+        if let Some(announcer) = &self.announcer {
+            announcer.announce(Change::UnitRemoved(&removed.unit));
         }
         Ok(removed)
     }

@@ -1,7 +1,8 @@
 //! The coordinator: turns notifications and poll answers into pool changes.
 //!
-//! It owns the pool's write connection and one SNMP manager. Inputs, all handled on one task so that decisions
-//! about a unit never race each other:
+//! It owns the pool's write connection and one SNMP manager, and runs on a thread of its own
+//! ([`Coordinator::spawn`]), where its store calls may block. Inputs, all handled on that one loop so that
+//! decisions about a unit never race each other:
 //! - activity summaries from the notification writer (coldStart, linkUp/Down, dvsanUnitShutdown,
 //!   dvsanLayoutChanged, anything from an unknown address);
 //! - poll rounds every `poll_interval`: one GET per known unit, all units concurrently;
@@ -112,11 +113,6 @@ pub struct Coordinator {
     poll_in_progress: bool,
 }
 
-/// Runs a blocking store call without stalling the runtime's other tasks.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
-}
-
 impl Coordinator {
     pub fn new(
         store: StationStore,
@@ -144,7 +140,20 @@ impl Coordinator {
         }
     }
 
-    /// Runs until `shutdown` changes (the multi-threaded runtime is required: store calls use block_in_place).
+    /// Runs the coordinator on a thread of its own (a blocking-pool thread that drives it with
+    /// `Handle::block_on`), so its store calls never stall the runtime's workers; the walks and polls it starts
+    /// run on the runtime. Ends when `shutdown` changes.
+    pub fn spawn(
+        self,
+        activity: mpsc::Receiver<Vec<SourceActivity>>,
+        shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || runtime.block_on(self.run(activity, shutdown)))
+    }
+
+    /// Runs until `shutdown` changes, on the calling thread, which it blocks in its store calls (see
+    /// [`Coordinator::spawn`]).
     pub async fn run(mut self, mut activity: mpsc::Receiver<Vec<SourceActivity>>, mut shutdown: watch::Receiver<bool>) {
         let Some(mut internal) = self.internal_rx.take() else { return };
         self.reload();
@@ -166,7 +175,7 @@ impl Coordinator {
     }
 
     fn reload(&mut self) {
-        match blocking(|| self.store.units()) {
+        match self.store.units() {
             Ok(units) => self.units = units,
             Err(e) => tracing::error!(error = %e, "reading units from the store failed"),
         }
@@ -283,7 +292,7 @@ impl Coordinator {
             }
         }
         if !touched.is_empty() {
-            if let Err(e) = blocking(|| self.store.touch_units(&touched, now_ms())) {
+            if let Err(e) = self.store.touch_units(&touched, now_ms()) {
                 tracing::warn!(error = %e, "recording last-seen times failed");
             }
             self.reload();
@@ -300,7 +309,7 @@ impl Coordinator {
                 slot.pending = false;
             }
         }
-        let change = blocking(|| self.store.set_state(unit.index, UnitState::Unavailable, reason, shut_down, now_ms()));
+        let change = self.store.set_state(unit.index, UnitState::Unavailable, reason, shut_down, now_ms());
         self.reload();
         match change {
             Ok(change) => {
@@ -384,7 +393,7 @@ impl Coordinator {
                 slot.failures = 0;
                 slot.not_before = None;
                 slot.record_failure = false;
-                match blocking(|| self.store.sync_unit(address, &snapshot, now_ms())) {
+                match self.store.sync_unit(address, &snapshot, now_ms()) {
                     Ok(outcome) => {
                         self.reload();
                         self.after_sync(address, &snapshot, outcome);
@@ -405,7 +414,7 @@ impl Coordinator {
                     tracing::debug!(%address, %error, "no DVSAN unit answers at this address; not recorded");
                 } else {
                     let reason = error.to_string();
-                    match blocking(|| self.store.record_walk_failure(address, &reason, now_ms())) {
+                    match self.store.record_walk_failure(address, &reason, now_ms()) {
                         Ok((_, change)) => {
                             self.reload();
                             tracing::warn!(%address, %error, "reading unit failed; unit marked error");
@@ -511,7 +520,7 @@ impl Coordinator {
         if self.unit(index).and_then(|u| u.address) != Some(old) {
             return;
         }
-        match blocking(|| self.store.move_unit(index, new, now_ms())) {
+        match self.store.move_unit(index, new, now_ms()) {
             Ok(displaced) => {
                 tracing::info!(unit = index, %old, %new, "host name resolves to a new address");
                 self.missed.remove(&index);
@@ -553,8 +562,7 @@ impl Coordinator {
                     {
                         let last_seen = unit.last_seen_ms.map_or_else(|| "never".to_string(), format_ms);
                         let reason = format!("no answer to {missed} polls in a row ({error}); last seen {last_seen}");
-                        let change =
-                            blocking(|| self.store.set_state(index, UnitState::Unreachable, &reason, false, now));
+                        let change = self.store.set_state(index, UnitState::Unreachable, &reason, false, now);
                         self.reload();
                         match change {
                             Ok(change) => {
@@ -568,7 +576,7 @@ impl Coordinator {
             }
         }
         if !touched.is_empty() {
-            if let Err(e) = blocking(|| self.store.touch_units(&touched, now)) {
+            if let Err(e) = self.store.touch_units(&touched, now) {
                 tracing::warn!(error = %e, "recording poll answers failed");
             }
             self.reload();

@@ -1,6 +1,6 @@
 //! Everything an operator can do to the pool, as one type: [`Operation`], executed by one path
 //! ([`Operation::execute`], over an [`Allocator`] that holds the operation's locks) for both the CLI commands
-//! (`volume create`, `assign`, `unit rescan`, ...) and the station's tasks ([`crate::tasks`]), so the two cannot
+//! (`volume create`, `assign`, `unit rescan`, ...) and the station's tasks (the `tasks` module), so the two cannot
 //! drift apart.
 //!
 //! A task row gives its operation as text [`Arguments`] (dvsanStationTaskTable's columns);
@@ -14,138 +14,11 @@ use crate::allocate::{
 };
 use crate::model::PoolPartition;
 use crate::store::{assignment_list, AssignmentRecord, RemovedUnit, StationStore};
-use dvsan_mib::dvsan_station_task_operation as mib_operation;
 use dvsan_snmp::Endpoint;
-use std::fmt;
 use std::net::IpAddr;
-use std::str::FromStr;
 
 pub use crate::allocate::{NoProgress, Progress};
-
-/// Which operation a task runs (dvsanStationTaskOperation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(into = "&'static str")]
-pub enum OperationKind {
-    CreateVolume,
-    DestroyVolume,
-    CreatePartition,
-    DestroyPartition,
-    AssignVolume,
-    UnassignVolume,
-    Allocate,
-    RescanUnit,
-    AddUnit,
-    RemoveUnit,
-    RemoveUnitForce,
-}
-
-impl OperationKind {
-    pub const ALL: [OperationKind; 11] = [
-        OperationKind::CreateVolume,
-        OperationKind::DestroyVolume,
-        OperationKind::CreatePartition,
-        OperationKind::DestroyPartition,
-        OperationKind::AssignVolume,
-        OperationKind::UnassignVolume,
-        OperationKind::Allocate,
-        OperationKind::RescanUnit,
-        OperationKind::AddUnit,
-        OperationKind::RemoveUnit,
-        OperationKind::RemoveUnitForce,
-    ];
-
-    /// The MIB's label, e.g. `createVolume`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OperationKind::CreateVolume => "createVolume",
-            OperationKind::DestroyVolume => "destroyVolume",
-            OperationKind::CreatePartition => "createPartition",
-            OperationKind::DestroyPartition => "destroyPartition",
-            OperationKind::AssignVolume => "assignVolume",
-            OperationKind::UnassignVolume => "unassignVolume",
-            OperationKind::Allocate => "allocate",
-            OperationKind::RescanUnit => "rescanUnit",
-            OperationKind::AddUnit => "addUnit",
-            OperationKind::RemoveUnit => "removeUnit",
-            OperationKind::RemoveUnitForce => "removeUnitForce",
-        }
-    }
-
-    /// The MIB's enumeration value.
-    pub fn mib_value(self) -> i32 {
-        match self {
-            OperationKind::CreateVolume => mib_operation::CREATE_VOLUME,
-            OperationKind::DestroyVolume => mib_operation::DESTROY_VOLUME,
-            OperationKind::CreatePartition => mib_operation::CREATE_PARTITION,
-            OperationKind::DestroyPartition => mib_operation::DESTROY_PARTITION,
-            OperationKind::AssignVolume => mib_operation::ASSIGN_VOLUME,
-            OperationKind::UnassignVolume => mib_operation::UNASSIGN_VOLUME,
-            OperationKind::Allocate => mib_operation::ALLOCATE,
-            OperationKind::RescanUnit => mib_operation::RESCAN_UNIT,
-            OperationKind::AddUnit => mib_operation::ADD_UNIT,
-            OperationKind::RemoveUnit => mib_operation::REMOVE_UNIT,
-            OperationKind::RemoveUnitForce => mib_operation::REMOVE_UNIT_FORCE,
-        }
-    }
-
-    pub fn from_mib(value: i32) -> Option<OperationKind> {
-        OperationKind::ALL.into_iter().find(|k| k.mib_value() == value)
-    }
-}
-
-impl fmt::Display for OperationKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for OperationKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        OperationKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| format!("unknown operation {s:?}"))
-    }
-}
-
-impl From<OperationKind> for &'static str {
-    fn from(kind: OperationKind) -> &'static str {
-        kind.as_str()
-    }
-}
-
-/// An operation and its arguments as a task row holds them: text, checked only when the task runs.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Arguments {
-    pub operation: OperationKind,
-    /// The unit (index, unit id or prefix, name or agent address); for addUnit the agent's address.
-    pub unit: String,
-    /// The volume's index on the unit; 0 when not given.
-    pub volume: u32,
-    /// The partition's index in the volume; 0 when not given.
-    pub partition: u32,
-    /// Bytes, or a number with K, M, G, T.
-    pub size: String,
-    /// The host's IP address, in text.
-    pub host: String,
-    /// The name of a volume to create; empty lets the unit name it.
-    pub name: String,
-    pub read_only: bool,
-}
-
-impl Arguments {
-    /// `operation` with every argument at its default (the MIB's DEFVALs).
-    pub fn new(operation: OperationKind) -> Arguments {
-        Arguments {
-            operation,
-            unit: String::new(),
-            volume: 0,
-            partition: 0,
-            size: String::new(),
-            host: String::new(),
-            name: String::new(),
-            read_only: false,
-        }
-    }
-}
+pub use crate::task_model::{Arguments, OperationKind};
 
 /// One change to the pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -366,137 +239,142 @@ impl Operation {
         match self {
             Operation::CreateVolume { unit, size_bytes, name } => {
                 let index = allocator.find_unit(unit)?;
-                let v = allocator.create_on(index, *size_bytes, name.as_deref()).await?;
-                Ok(Outcome {
-                    text: format!(
-                        "created volume {} {:?} on unit #{}: {} bytes ({}), LBA {}-{}",
-                        v.volume,
-                        v.name,
-                        v.unit,
-                        v.size_bytes,
-                        human_size(v.size_bytes),
-                        v.start_lba,
-                        v.end_lba
-                    ),
-                    unit: v.unit,
-                    volume: v.volume,
-                    detail: Detail::Volume(v),
-                })
+                Ok(Outcome::created_volume(allocator.create_on(index, *size_bytes, name.as_deref()).await?))
             }
             Operation::DestroyVolume { unit, volume } => {
                 let index = allocator.find_unit(unit)?;
                 allocator.destroy_on(index, *volume).await?;
-                Ok(Outcome {
-                    text: format!("destroyed volume {volume} of unit #{index}"),
-                    unit: index,
-                    volume: *volume,
-                    detail: Detail::Destroyed,
-                })
+                let text = format!("destroyed volume {volume} of unit #{index}");
+                Ok(Outcome { text, unit: index, volume: *volume, detail: Detail::Destroyed })
             }
             Operation::CreatePartition { unit, volume, size_bytes } => {
                 let index = allocator.find_unit(unit)?;
-                let p = allocator.partition_on(index, *volume, *size_bytes).await?;
-                Ok(Outcome {
-                    text: format!(
-                        "created partition {} of volume {volume} on unit #{index}: LBA {}-{}, export {:?}",
-                        p.index, p.start_lba, p.end_lba, p.export_name
-                    ),
-                    unit: index,
-                    volume: *volume,
-                    detail: Detail::Partition(p),
-                })
+                let partition = allocator.partition_on(index, *volume, *size_bytes).await?;
+                Ok(Outcome::created_partition(index, *volume, partition))
             }
             Operation::DestroyPartition { unit, volume, partition } => {
                 let index = allocator.find_unit(unit)?;
                 allocator.destroy_partition_on(index, *volume, *partition).await?;
-                Ok(Outcome {
-                    text: format!("destroyed partition {partition} of volume {volume} on unit #{index}"),
-                    unit: index,
-                    volume: *volume,
-                    detail: Detail::Destroyed,
-                })
+                let text = format!("destroyed partition {partition} of volume {volume} on unit #{index}");
+                Ok(Outcome { text, unit: index, volume: *volume, detail: Detail::Destroyed })
             }
             Operation::Assign { unit, volume, host, read_only } => {
                 let index = allocator.find_unit(unit)?;
-                let a = allocator.assign(index, *volume, *host, *read_only).await?;
-                Ok(Outcome {
-                    text: format!(
-                        "assigned volume {} {:?} of unit #{} to {}{}: {}",
-                        a.volume,
-                        a.name,
-                        a.unit,
-                        a.host,
-                        if a.read_only { " (read-only)" } else { "" },
-                        a.nbd_uri.as_deref().unwrap_or("no NBD address known yet")
-                    ),
-                    unit: a.unit,
-                    volume: a.volume,
-                    detail: Detail::Assignment(a),
-                })
+                Ok(Outcome::assigned(allocator.assign(index, *volume, *host, *read_only).await?))
             }
             Operation::Unassign { unit, volume, host } => {
                 let index = allocator.find_unit(unit)?;
-                let released = allocator.release(index, *volume, *host).await?;
-                Ok(Outcome {
-                    text: format!(
-                        "released volume {} of unit #{} from {}",
-                        released.volume, released.unit, released.host
-                    ),
-                    unit: released.unit,
-                    volume: released.volume,
-                    detail: Detail::Released(released),
-                })
+                Ok(Outcome::released(allocator.release(index, *volume, *host).await?))
             }
             Operation::Allocate { size_bytes, host, name, read_only } => {
                 let request =
                     SizeRequest { size_bytes: *size_bytes, host: *host, name: name.clone(), read_only: *read_only };
-                let a = allocator.request(&request).await?;
-                Ok(Outcome {
-                    text: format!(
-                        "allocated volume {} {:?} of unit #{} ({}{}) to {}{}: {}",
-                        a.volume,
-                        a.name,
-                        a.unit,
-                        human_size(a.size_bytes),
-                        if a.volume_created { "; created for this request" } else { "; an existing free volume" },
-                        a.host,
-                        if a.read_only { " (read-only)" } else { "" },
-                        a.nbd_uri.as_deref().unwrap_or("no NBD address known yet")
-                    ),
-                    unit: a.unit,
-                    volume: a.volume,
-                    detail: Detail::Assignment(a),
-                })
+                Ok(Outcome::allocated(allocator.request(&request).await?))
             }
             Operation::RescanUnit { unit } => {
                 let index = allocator.find_unit(unit)?;
                 let scan = allocator.rescan(index).await?;
-                Ok(Outcome {
-                    text: format!("read {}", scan_text(&scan)),
-                    unit: scan.unit,
-                    volume: 0,
-                    detail: Detail::Unit(scan),
-                })
-            }
-            Operation::AddUnit { agent } => {
-                let scan = allocator.add_unit(agent).await?;
-                let text = match &scan.unanswered {
-                    None => format!("added {}", scan_text(&scan)),
-                    Some(reason) => format!(
-                        "registered {} as unit #{}; it did not answer as a DVSAN unit yet ({reason}); the station \
-                         keeps polling it",
-                        scan_address(&scan),
-                        scan.unit
-                    ),
-                };
+                let text = format!("read {}", scan_text(&scan));
                 Ok(Outcome { text, unit: scan.unit, volume: 0, detail: Detail::Unit(scan) })
             }
+            Operation::AddUnit { agent } => Ok(Outcome::added_unit(allocator.add_unit(agent).await?)),
             Operation::RemoveUnit { unit, force } => {
                 let index = allocator.find_unit(unit)?;
                 let removed = allocator.remove_unit(index, *force).await?;
                 Ok(Outcome { text: removed_text(&removed), unit: index, volume: 0, detail: Detail::Removed(removed) })
             }
         }
+    }
+}
+
+/// The outcomes whose text says more than one line of `execute` can.
+impl Outcome {
+    fn created_volume(v: Allocation) -> Outcome {
+        Outcome {
+            text: format!(
+                "created volume {} {:?} on unit #{}: {} bytes ({}), LBA {}-{}",
+                v.volume,
+                v.name,
+                v.unit,
+                v.size_bytes,
+                human_size(v.size_bytes),
+                v.start_lba,
+                v.end_lba
+            ),
+            unit: v.unit,
+            volume: v.volume,
+            detail: Detail::Volume(v),
+        }
+    }
+
+    fn created_partition(unit: u32, volume: u32, p: PoolPartition) -> Outcome {
+        Outcome {
+            text: format!(
+                "created partition {} of volume {volume} on unit #{unit}: LBA {}-{}, export {:?}",
+                p.index, p.start_lba, p.end_lba, p.export_name
+            ),
+            unit,
+            volume,
+            detail: Detail::Partition(p),
+        }
+    }
+
+    fn assigned(a: Allocation) -> Outcome {
+        Outcome {
+            text: format!(
+                "assigned volume {} {:?} of unit #{} to {}{}: {}",
+                a.volume,
+                a.name,
+                a.unit,
+                a.host,
+                if a.read_only { " (read-only)" } else { "" },
+                a.nbd_uri.as_deref().unwrap_or("no NBD address known yet")
+            ),
+            unit: a.unit,
+            volume: a.volume,
+            detail: Detail::Assignment(a),
+        }
+    }
+
+    fn released(released: AssignmentRecord) -> Outcome {
+        Outcome {
+            text: format!("released volume {} of unit #{} from {}", released.volume, released.unit, released.host),
+            unit: released.unit,
+            volume: released.volume,
+            detail: Detail::Released(released),
+        }
+    }
+
+    fn allocated(a: Allocation) -> Outcome {
+        Outcome {
+            text: format!(
+                "allocated volume {} {:?} of unit #{} ({}{}) to {}{}: {}",
+                a.volume,
+                a.name,
+                a.unit,
+                human_size(a.size_bytes),
+                if a.volume_created { "; created for this request" } else { "; an existing free volume" },
+                a.host,
+                if a.read_only { " (read-only)" } else { "" },
+                a.nbd_uri.as_deref().unwrap_or("no NBD address known yet")
+            ),
+            unit: a.unit,
+            volume: a.volume,
+            detail: Detail::Assignment(a),
+        }
+    }
+
+    fn added_unit(scan: UnitScan) -> Outcome {
+        let text = match &scan.unanswered {
+            None => format!("added {}", scan_text(&scan)),
+            Some(reason) => format!(
+                "registered {} as unit #{}; it did not answer as a DVSAN unit yet ({reason}); the station keeps \
+                 polling it",
+                scan_address(&scan),
+                scan.unit
+            ),
+        };
+        Outcome { text, unit: scan.unit, volume: 0, detail: Detail::Unit(scan) }
     }
 }
 

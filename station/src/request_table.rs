@@ -152,8 +152,8 @@ pub struct RequestSettings {
     pub read_community: String,
     pub write_community: String,
     pub timeout: Duration,
-    /// The station's forwarder, for the notifications of what allocations change.
-    pub forwarder: Option<crate::forward::Forwarder>,
+    /// Where what allocations change is announced (the station's notifications).
+    pub announcer: Option<crate::announce::Announcer>,
 }
 
 impl RequestTable {
@@ -236,7 +236,7 @@ async fn serve_one(
     let lock = PoolLock::acquire(&settings.state_dir, scope).map_err(text)?;
     let mut allocator =
         Allocator::new(store, manager, &settings.read_community, &settings.write_community, settings.timeout, lock)
-            .with_forwarder(settings.forwarder.clone());
+            .with_announcer(settings.announcer.clone());
     if release {
         allocator.release(row.unit, row.volume, Some(host)).await.map_err(text)?;
         return Ok(None);

@@ -1,5 +1,5 @@
 //! Checking the values of SET varbinds against a column's SYNTAX, for the station's writable tables
-//! ([`crate::request_table`], [`crate::task_table`]): each helper answers the RFC 3416 error for its varbind
+//! (the request table and the task table): each helper answers the RFC 3416 error for its varbind
 //! (wrongType for another ASN.1 type, wrongLength for a string too long, wrongValue for a value outside the
 //! enumeration or a DisplayString that is not text), and [`truncate`] shortens text to a column's size.
 

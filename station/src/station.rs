@@ -8,6 +8,7 @@
 //! directory, so scripts and tests that asked for port 0 learn the real ports; it removes the file on a clean
 //! exit. On shutdown the receiver stops first, then the writer commits (and acknowledges) what is still queued.
 
+use crate::announce::Announcer;
 use crate::coordinator::{Coordinator, CoordinatorSettings};
 use crate::counters::StationCounters;
 use crate::forward::{ForwardSettings, Forwarder};
@@ -108,6 +109,8 @@ pub enum StartError {
     TrapLog { path: PathBuf, source: std::io::Error },
     #[error("cannot build the station agent: {0}")]
     Agent(String),
+    #[error("a start-up step stopped unexpectedly: {0}")]
+    Startup(String),
     #[error("cannot write {path}: {source}")]
     ReadyFile { path: PathBuf, source: std::io::Error },
 }
@@ -130,11 +133,11 @@ pub async fn run(
     config: StationConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Arc<StationCounters>, StartError> {
-    let writer_store = StationStore::open(&config.state_dir)?;
-    if config.full_durability {
-        writer_store.set_full_durability()?;
-    }
-    let pool_store = StationStore::open(&config.state_dir)?;
+    let (writer_store, pool_store) = off_runtime({
+        let config = config.clone();
+        move || open_stores(&config)
+    })
+    .await?;
     let counters = Arc::new(StationCounters::default());
     let uptime = Uptime::start_now();
     let started_ms = crate::timefmt::now_ms();
@@ -146,102 +149,22 @@ pub async fn run(
         receiver.local_addr().map_err(|source| StartError::TrapSocket { address: config.listen_traps, source })?;
     let acknowledger = receiver.acknowledger();
 
-    let unspecified: SocketAddr = if config.listen_traps.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
-        .parse()
-        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+    let unspecified = unspecified_like(config.listen_traps);
     let manager = Arc::new(Manager::new(unspecified).await.map_err(StartError::Manager)?);
-    let forwarder = if config.forward.is_empty() {
-        None
-    } else {
-        let settings = ForwardSettings {
-            sinks: config.forward.clone(),
-            inform: config.forward_inform,
-            community: config.forward_community.clone(),
-            timeout: Duration::from_secs(1),
-            retries: 3,
-        };
-        Some(
-            Forwarder::start(unspecified, settings, uptime, Arc::clone(&counters))
-                .await
-                .map_err(StartError::Manager)?,
-        )
+    let forwarder = start_forwarder(&config, unspecified, uptime, &counters).await?;
+    let announcer = forwarder.clone().map(station_mib::announcer);
+
+    let mut own_agent = match config.snmp_listen {
+        Some(listen) => {
+            let parts =
+                AgentParts { uptime, counters: Arc::clone(&counters), manager: Arc::clone(&manager), announcer };
+            let config = config.clone();
+            Some(off_runtime(move || OwnAgent::start(&config, listen, parts, started_ms)).await?)
+        }
+        None => None,
     };
 
-    // The station's own agent.
-    let (agent_shutdown_tx, agent_shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-    let mut snmp_address = None;
-    let mut agent_task = None;
-    let mut task_runner: Option<TaskRunner> = None;
-    let mut task_dispatcher = None;
-    if let Some(listen) = config.snmp_listen {
-        let tables = Arc::new(PoolTables::new(StationStore::open(&config.state_dir)?, Duration::from_millis(500)));
-        let agent_config = AgentConfig {
-            read_communities: vec![config.snmp_community.clone()],
-            write_communities: config.snmp_write_community.iter().cloned().collect(),
-            workers: 2,
-            system: SystemInfo {
-                descr: format!("dvsan management station {}", env!("CARGO_PKG_VERSION")),
-                object_id: dvsan_snmp::Oid::from_slice(dvsan_mib::DVSAN_STATION_MIB),
-                name: "dvsan-station".to_string(),
-                ..SystemInfo::default()
-            },
-            ..AgentConfig::default()
-        };
-        let builder = station_mib::register(
-            Agent::builder(agent_config).uptime(uptime),
-            Arc::clone(&tables),
-            Arc::clone(&counters),
-        );
-        let requests = RequestTable::start(
-            RequestSettings {
-                state_dir: config.state_dir.clone(),
-                read_community: config.community.clone(),
-                write_community: config.write_community.clone(),
-                timeout: config.unit_timeout,
-                forwarder: forwarder.clone(),
-            },
-            {
-                let tables = Arc::clone(&tables);
-                move || tables.invalidate()
-            },
-        )
-        .map_err(|e| StartError::Agent(format!("cannot start the storage request worker: {e}")))?;
-        let requests = TableHandler::new(requests);
-        let mut builder = builder.handler(requests.prefix(), Arc::new(requests));
-        // Station tasks need a write community to be submitted; without one the station runs none.
-        if config.snmp_write_community.is_some() {
-            let settings = TaskSettings {
-                state_dir: config.state_dir.clone(),
-                read_community: config.community.clone(),
-                write_community: config.write_community.clone(),
-                timeout: config.unit_timeout,
-                agent_port: config.agent_port,
-                workers: config.task_workers.max(1),
-            };
-            let runner = TaskRunner::open(settings, forwarder.clone(), {
-                let tables = Arc::clone(&tables);
-                move || tables.invalidate()
-            })?;
-            task_dispatcher = Some(runner.start(Arc::clone(&manager)));
-            builder = crate::task_table::register(builder, runner.clone());
-            task_runner = Some(runner);
-        }
-        let log = NotificationLog::new(&config.state_dir, Arc::clone(&counters), config.keep_notifications, started_ms);
-        let builder = builder.handler(NotificationLog::prefix(), Arc::new(log));
-        let agent = Arc::new(builder.build().map_err(|e| StartError::Agent(e.to_string()))?);
-        let socket = tokio::net::UdpSocket::bind(listen)
-            .await
-            .map_err(|source| StartError::AgentSocket { address: listen, source })?;
-        snmp_address = Some(socket.local_addr().map_err(|source| StartError::AgentSocket { address: listen, source })?);
-        agent_task = Some(tokio::spawn(agent.serve(socket, async {
-            let _ = agent_shutdown_rx.await;
-        })));
-    }
-
-    let trap_log_path = config.state_dir.join(TRAP_LOG_FILE);
-    let trap_log = TrapLog::open(&trap_log_path, config.trap_log_max_bytes, config.trap_log_keep)
-        .map_err(|source| StartError::TrapLog { path: trap_log_path.clone(), source })?;
-
+    let trap_log = open_trap_log(&config)?;
     let ingest_settings = IngestSettings {
         communities: config.trap_communities.clone(),
         keep_notifications: config.keep_notifications,
@@ -268,16 +191,14 @@ pub async fn run(
         .name("notification-writer".to_string())
         .spawn(move || writer.run())
         .map_err(|e| StartError::Agent(format!("cannot start the writer thread: {e}")))?;
-
-    let coordinator_settings = CoordinatorSettings::new(
+    let settings = CoordinatorSettings::new(
         config.community.clone(),
         config.agent_port,
         config.poll_interval,
         config.unreachable_after,
     );
-    let coordinator =
-        Coordinator::new(pool_store, manager, coordinator_settings, unit_ids, forwarder, Arc::clone(&counters));
-    let coordinator_task = tokio::spawn(coordinator.run(activity_rx, stop_rx.clone()));
+    let coordinator = Coordinator::new(pool_store, manager, settings, unit_ids, forwarder, Arc::clone(&counters));
+    let coordinator_task = coordinator.spawn(activity_rx, stop_rx.clone());
     let receive_task = tokio::spawn(receive_loop(
         receiver,
         Arc::clone(&queue),
@@ -286,6 +207,226 @@ pub async fn run(
         stop_rx,
     ));
 
+    let ready_path = write_ready_file(&config, traps_address, own_agent.as_ref().map(|a| a.address))?;
+    start_reconciler(&config);
+
+    shutdown.await;
+    tracing::info!("station stopping");
+    if let Some(agent) = &mut own_agent {
+        agent.stop_tasks().await;
+    }
+    let _ = stop_tx.send(true);
+    let _ = receive_task.await;
+    queue.close();
+    let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    let _ = coordinator_task.await;
+    if let Some(agent) = own_agent {
+        agent.stop().await;
+    }
+    let _ = std::fs::remove_file(&ready_path);
+    tracing::info!(counters = %counters.summary(), "station stopped");
+    Ok(counters)
+}
+
+/// The unspecified address of `address`'s family, any port: where the station's own requests go out from.
+fn unspecified_like(address: SocketAddr) -> SocketAddr {
+    if address.is_ipv6() {
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+    } else {
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    }
+}
+
+/// Runs a start-up step that opens stores on a blocking-pool thread, off the runtime's workers.
+async fn off_runtime<T: Send + 'static>(
+    step: impl FnOnce() -> Result<T, StartError> + Send + 'static,
+) -> Result<T, StartError> {
+    tokio::task::spawn_blocking(step).await.map_err(|e| StartError::Startup(e.to_string()))?
+}
+
+/// The notification writer's connection (with `--full-durability` applied) and the coordinator's.
+fn open_stores(config: &StationConfig) -> Result<(StationStore, StationStore), StartError> {
+    let writer_store = StationStore::open(&config.state_dir)?;
+    if config.full_durability {
+        writer_store.set_full_durability()?;
+    }
+    Ok((writer_store, StationStore::open(&config.state_dir)?))
+}
+
+/// The trap log (`--trap-log-max-size`, `--trap-log-keep`) in the state directory.
+fn open_trap_log(config: &StationConfig) -> Result<TrapLog, StartError> {
+    let path = config.state_dir.join(TRAP_LOG_FILE);
+    TrapLog::open(&path, config.trap_log_max_bytes, config.trap_log_keep)
+        .map_err(|source| StartError::TrapLog { path: path.clone(), source })
+}
+
+/// The forwarder to the `--forward` sinks, if there are any.
+async fn start_forwarder(
+    config: &StationConfig,
+    bind: SocketAddr,
+    uptime: Uptime,
+    counters: &Arc<StationCounters>,
+) -> Result<Option<Forwarder>, StartError> {
+    if config.forward.is_empty() {
+        return Ok(None);
+    }
+    let settings = ForwardSettings {
+        sinks: config.forward.clone(),
+        inform: config.forward_inform,
+        community: config.forward_community.clone(),
+        timeout: Duration::from_secs(1),
+        retries: 3,
+    };
+    let forwarder =
+        Forwarder::start(bind, settings, uptime, Arc::clone(counters)).await.map_err(StartError::Manager)?;
+    Ok(Some(forwarder))
+}
+
+/// What the station's own agent shares with the rest of the station.
+struct AgentParts {
+    uptime: Uptime,
+    counters: Arc<StationCounters>,
+    manager: Arc<Manager>,
+    announcer: Option<Announcer>,
+}
+
+/// The station's own agent (`--snmp-listen`): DVSAN-STATION-MIB, the request table, the task table and its
+/// runner, the notification log. Its handlers read and write the store, so it serves on a thread of its own
+/// (`station-agent`, with a single-threaded runtime) rather than on the runtime's workers.
+struct OwnAgent {
+    address: SocketAddr,
+    thread: std::thread::JoinHandle<()>,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    runner: Option<TaskRunner>,
+    dispatcher: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl OwnAgent {
+    /// Opens its stores and the task runner; call it off the runtime's workers ([`off_runtime`]).
+    fn start(
+        config: &StationConfig,
+        listen: SocketAddr,
+        parts: AgentParts,
+        started_ms: i64,
+    ) -> Result<OwnAgent, StartError> {
+        let tables = Arc::new(PoolTables::new(StationStore::open(&config.state_dir)?, Duration::from_millis(500)));
+        let agent_config = AgentConfig {
+            read_communities: vec![config.snmp_community.clone()],
+            write_communities: config.snmp_write_community.iter().cloned().collect(),
+            workers: 2,
+            system: SystemInfo {
+                descr: format!("dvsan management station {}", env!("CARGO_PKG_VERSION")),
+                object_id: dvsan_snmp::Oid::from_slice(dvsan_mib::DVSAN_STATION_MIB),
+                name: "dvsan-station".to_string(),
+                ..SystemInfo::default()
+            },
+            ..AgentConfig::default()
+        };
+        let builder = station_mib::register(
+            Agent::builder(agent_config).uptime(parts.uptime),
+            Arc::clone(&tables),
+            Arc::clone(&parts.counters),
+        );
+        let requests = start_request_table(config, &tables, parts.announcer.clone())?;
+        let mut builder = builder.handler(requests.prefix(), Arc::new(requests));
+        let mut runner = None;
+        let mut dispatcher = None;
+        // Station tasks need a write community to be submitted; without one the station runs none.
+        if config.snmp_write_community.is_some() {
+            let tasks = open_task_runner(config, &tables, parts.announcer)?;
+            dispatcher = Some(tasks.start(Arc::clone(&parts.manager)));
+            builder = crate::task_table::register(builder, tasks.clone());
+            runner = Some(tasks);
+        }
+        let log = NotificationLog::new(&config.state_dir, parts.counters, config.keep_notifications, started_ms);
+        let builder = builder.handler(NotificationLog::prefix(), Arc::new(log));
+        let agent = Arc::new(builder.build().map_err(|e| StartError::Agent(e.to_string()))?);
+        let socket_error = |source| StartError::AgentSocket { address: listen, source };
+        let socket = std::net::UdpSocket::bind(listen).map_err(socket_error)?;
+        socket.set_nonblocking(true).map_err(socket_error)?;
+        let address = socket.local_addr().map_err(socket_error)?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(socket_error)?;
+        let (shutdown, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("station-agent".to_string())
+            .spawn(move || {
+                runtime.block_on(async {
+                    match tokio::net::UdpSocket::from_std(socket) {
+                        Ok(socket) => {
+                            agent
+                                .serve(socket, async {
+                                    let _ = shutdown_rx.await;
+                                })
+                                .await
+                        }
+                        Err(e) => tracing::error!(error = %e, "the station agent cannot use its socket"),
+                    }
+                })
+            })
+            .map_err(|e| StartError::Agent(format!("cannot start the agent thread: {e}")))?;
+        Ok(OwnAgent { address, thread, shutdown, runner, dispatcher })
+    }
+
+    /// No new task starts; running ones are abandoned with the runtime (failed at the next start).
+    async fn stop_tasks(&mut self) {
+        if let Some(runner) = &self.runner {
+            runner.stop();
+        }
+        if let Some(dispatcher) = self.dispatcher.take() {
+            let _ = dispatcher.await;
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.shutdown.send(());
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+}
+
+/// dvsanStationRequestTable with its worker; every served request refreshes the MIB's snapshot.
+fn start_request_table(
+    config: &StationConfig,
+    tables: &Arc<PoolTables>,
+    announcer: Option<Announcer>,
+) -> Result<TableHandler<RequestTable>, StartError> {
+    let settings = RequestSettings {
+        state_dir: config.state_dir.clone(),
+        read_community: config.community.clone(),
+        write_community: config.write_community.clone(),
+        timeout: config.unit_timeout,
+        announcer,
+    };
+    let tables = Arc::clone(tables);
+    let requests = RequestTable::start(settings, move || tables.invalidate())
+        .map_err(|e| StartError::Agent(format!("cannot start the storage request worker: {e}")))?;
+    Ok(TableHandler::new(requests))
+}
+
+/// The task runner, with the stored tasks loaded; every task that ran refreshes the MIB's snapshot.
+fn open_task_runner(
+    config: &StationConfig,
+    tables: &Arc<PoolTables>,
+    announcer: Option<Announcer>,
+) -> Result<TaskRunner, StartError> {
+    let settings = TaskSettings {
+        state_dir: config.state_dir.clone(),
+        read_community: config.community.clone(),
+        write_community: config.write_community.clone(),
+        timeout: config.unit_timeout,
+        agent_port: config.agent_port,
+        workers: config.task_workers.max(1),
+    };
+    let tables = Arc::clone(tables);
+    Ok(TaskRunner::open(settings, announcer, move || tables.invalidate())?)
+}
+
+/// Writes `station.ready` (pid and bound addresses) once every socket is bound; returns its path.
+fn write_ready_file(
+    config: &StationConfig,
+    traps_address: SocketAddr,
+    snmp_address: Option<SocketAddr>,
+) -> Result<PathBuf, StartError> {
     let ready_path = config.state_dir.join(READY_FILE);
     let ready = serde_json::json!({
         "pid": std::process::id(),
@@ -301,8 +442,11 @@ pub async fn run(
         poll_interval = ?config.poll_interval,
         "station running"
     );
+    Ok(ready_path)
+}
 
-    // Repairs what a crash between allocation steps left behind (see `allocate::Allocator::reconcile`).
+/// Repairs what a crash between allocation steps left behind (see `allocate::Allocator::reconcile`).
+fn start_reconciler(config: &StationConfig) {
     if let Err(e) = crate::allocate::spawn_reconciler(
         config.state_dir.clone(),
         config.community.clone(),
@@ -311,26 +455,4 @@ pub async fn run(
     ) {
         tracing::warn!(error = %e, "cannot start the reconciliation thread");
     }
-
-    shutdown.await;
-    tracing::info!("station stopping");
-    // No new task starts; running ones are abandoned with the runtime (failed at the next start).
-    if let Some(runner) = &task_runner {
-        runner.stop();
-    }
-    if let Some(dispatcher) = task_dispatcher {
-        let _ = dispatcher.await;
-    }
-    let _ = stop_tx.send(true);
-    let _ = receive_task.await;
-    queue.close();
-    let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
-    let _ = coordinator_task.await;
-    let _ = agent_shutdown_tx.send(());
-    if let Some(task) = agent_task {
-        let _ = task.await;
-    }
-    let _ = std::fs::remove_file(&ready_path);
-    tracing::info!(counters = %counters.summary(), "station stopped");
-    Ok(counters)
 }

@@ -1,5 +1,5 @@
 //! DVSAN-STATION-MIB: the pool served read-only by the station's own SNMP agent, and the station's notifications.
-//! (The writable dvsanStationRequestTable is [`crate::request_table`], the task table [`crate::task_table`].)
+//! (The writable dvsanStationRequestTable is served by `request_table`, the task table by `task_table`.)
 //!
 //! The tables are served from a snapshot of the store: every instance of the unit, volume, partition and
 //! assignment tables in one sorted map, rebuilt from SQLite when it is older than `max_age` (snmptable and NMS
@@ -7,7 +7,9 @@
 //! builders here give the station's own notifications (unit joined/left/unreachable/error, volume
 //! added/removed, task completed) the varbinds the MIB's OBJECTS clauses name.
 
+use crate::announce::{Announcer, Change};
 use crate::counters::StationCounters;
+use crate::forward::Forwarder;
 use crate::model::{PoolUnit, VolumeRow};
 use crate::store::{StationStore, UnitRecord};
 use dvsan_mib as mib;
@@ -420,8 +422,27 @@ pub fn volume_changed(unit: &UnitRecord, volume: &VolumeRow, added: bool) -> (Oi
     )
 }
 
+/// An announcer that sends the station's notification for each change through `forwarder`.
+pub fn announcer(forwarder: Forwarder) -> Announcer {
+    Announcer::new(move |change| match change {
+        Change::Synced { unit, outcome } => {
+            for (oid, varbinds) in sync_notifications(unit, outcome) {
+                forwarder.send_station(oid, varbinds);
+            }
+        }
+        Change::UnitRemoved(unit) => {
+            let (oid, varbinds) = unit_removed(unit);
+            forwarder.send_station(oid, varbinds);
+        }
+        Change::TaskEnded(task) => {
+            let (oid, varbinds) = task_completed(task);
+            forwarder.send_station(oid, varbinds);
+        }
+    })
+}
+
 /// dvsanStationTaskCompleted: the ended task's operation, state and result (instances of its row).
-pub fn task_completed(task: &crate::tasks::Task) -> (Oid, Vec<VarBind>) {
+pub fn task_completed(task: &crate::task_model::Task) -> (Oid, Vec<VarBind>) {
     let t = [task.index];
     (
         Oid::from_slice(mib::DVSAN_STATION_TASK_COMPLETED),

@@ -15,8 +15,7 @@
 
 use crate::model::{Availability, MediumRow, PoolPartition, PoolUnit, PoolVolume, UnitSnapshot, UnitState, VolumeRow};
 use crate::notification::{NotificationKind, NotificationRecord, VarBindRecord};
-use crate::operation::{Arguments, OperationKind};
-use crate::tasks::{Task, TaskState};
+use crate::task_model::{Arguments, OperationKind, Task, TaskState};
 use crate::timefmt::format_ms;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use rusqlite_migration::{Migrations, M};
@@ -459,55 +458,7 @@ impl StationStore {
         now_ms: i64,
     ) -> Result<SyncOutcome, StoreError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let by_id: Option<(u32, String)> = tx
-            .query_row("SELECT id, state FROM units WHERE unit_id = ?1", [&snapshot.unit_id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        let at_address = unit_at(&tx, address)?;
-        let mut displaced = Vec::new();
-        let mut target: Option<(u32, Option<UnitState>)> = match by_id {
-            Some((index, state)) => Some((index, Some(parse_state(&state)?))),
-            None => None,
-        };
-        if let Some((other, other_unit_id)) = at_address {
-            let same = target.is_some_and(|(index, _)| index == other);
-            if !same {
-                match other_unit_id {
-                    // A placeholder at this address: adopt it, unless the unit is already known under another row.
-                    None if target.is_none() => target = Some((other, None)),
-                    None => {
-                        // The host name the placeholder was registered by now names the known unit.
-                        tx.execute(
-                            "UPDATE units SET host_name = (SELECT host_name FROM units WHERE id = ?2)
-                             WHERE id = ?1 AND host_name = ''",
-                            params![target.map_or(0, |(index, _)| index), other],
-                        )?;
-                        tx.execute("DELETE FROM units WHERE id = ?1", [other])?;
-                        // Its index is never given again, as for a removed unit.
-                        tx.execute(
-                            "INSERT OR REPLACE INTO removed_units (id, removed_ms) VALUES (?1, ?2)",
-                            params![other, now_ms],
-                        )?;
-                    }
-                    Some(previous_id) => {
-                        // Another unit answered here before: it moved away or was replaced.
-                        tx.execute("UPDATE units SET address = NULL, port = NULL WHERE id = ?1", [other])?;
-                        set_state_in(
-                            &tx,
-                            other,
-                            UnitState::Unreachable,
-                            &format!("its address {address} now answers as unit {}", snapshot.unit_id),
-                            false,
-                            now_ms,
-                        )?;
-                        tracing::info!(unit = %previous_id, %address, new_unit = %snapshot.unit_id,
-                            "address taken over by another unit");
-                        displaced.push(other);
-                    }
-                }
-            }
-        }
+        let (target, displaced) = claim_row(&tx, address, snapshot, now_ms)?;
         let (state, reason) = snapshot.state();
         let (index, previous_state) = match target {
             // `previous` is None for an adopted placeholder: the unit is new to the pool.
@@ -517,92 +468,11 @@ impl StationStore {
                 (index, None)
             }
         };
-        let old_state: Option<String> =
-            tx.query_row("SELECT state FROM units WHERE id = ?1", [index], |r| r.get(0)).optional()?;
-        let state_changed = old_state.as_deref() != Some(state.as_str());
-        tx.execute(
-            "UPDATE units SET unit_id = ?2, name = ?3, address = ?4, port = ?5, state = ?6, reason = ?7,
-                shut_down = 0, sys_uptime = ?8, change_counter = ?9, block_size = ?10, capacity_blocks = ?11,
-                free_blocks = ?12, largest_free_blocks = ?13, data_address = ?14, data_port = ?15,
-                data_serving = ?16, last_seen_ms = ?17, last_sync_ms = ?17,
-                state_since_ms = CASE WHEN ?18 THEN ?17 ELSE state_since_ms END
-             WHERE id = ?1",
-            params![
-                index,
-                snapshot.unit_id,
-                snapshot.name,
-                address.ip().to_string(),
-                address.port(),
-                state.as_str(),
-                reason,
-                snapshot.sys_uptime,
-                snapshot.change_counter,
-                snapshot.block_size,
-                snapshot.capacity_blocks,
-                snapshot.free_blocks,
-                snapshot.largest_free_blocks,
-                snapshot.data_address.map(|a| a.to_string()),
-                snapshot.data_port,
-                snapshot.data_serving,
-                now_ms,
-                state_changed,
-            ],
-        )?;
-
+        write_unit_row(&tx, index, address, snapshot, (state, &reason), now_ms)?;
         let old_volumes = read_volumes(&tx, index)?;
-        tx.execute("DELETE FROM partitions WHERE unit = ?1", [index])?;
-        tx.execute("DELETE FROM volumes WHERE unit = ?1", [index])?;
-        tx.execute("DELETE FROM media WHERE unit = ?1", [index])?;
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO media (unit, idx, path, kind, blocks, first_lba) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for m in &snapshot.media {
-                insert.execute(params![index, m.index, m.path, m.kind, m.blocks, m.first_lba])?;
-            }
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO volumes (unit, idx, name, start_lba, end_lba, length, export_name, walked_state, state)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?;
-            for v in &snapshot.volumes {
-                let effective = if state == UnitState::Available { v.state } else { Availability::Unavailable };
-                insert.execute(params![
-                    index,
-                    v.index,
-                    v.name,
-                    v.start_lba,
-                    v.end_lba,
-                    v.length,
-                    v.export_name,
-                    v.state.as_str(),
-                    effective.as_str()
-                ])?;
-            }
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO partitions (unit, volume_idx, idx, start_lba, end_lba, length, export_name)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            for p in &snapshot.partitions {
-                insert.execute(params![
-                    index,
-                    p.volume_index,
-                    p.index,
-                    p.start_lba,
-                    p.end_lba,
-                    p.length,
-                    p.export_name
-                ])?;
-            }
-        }
+        replace_layout(&tx, index, snapshot, state)?;
         tx.commit()?;
-
-        let same_volume = |a: &VolumeRow, b: &VolumeRow| {
-            a.index == b.index && a.name == b.name && a.start_lba == b.start_lba && a.export_name == b.export_name
-        };
-        let volumes_added =
-            snapshot.volumes.iter().filter(|v| !old_volumes.iter().any(|o| same_volume(o, v))).cloned().collect();
-        let volumes_removed =
-            old_volumes.iter().filter(|o| !snapshot.volumes.iter().any(|v| same_volume(o, v))).cloned().collect();
+        let (volumes_added, volumes_removed) = volume_changes(&old_volumes, &snapshot.volumes);
         Ok(SyncOutcome { index, previous_state, state, volumes_added, volumes_removed, displaced })
     }
 
@@ -652,49 +522,32 @@ impl StationStore {
 
     /// The whole pool: units with media, volumes and partitions, by index.
     pub fn pool(&self) -> Result<Vec<PoolUnit>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        self.read_pool(None)
+    }
+
+    /// One unit of the pool with its media, volumes and partitions (reads only that unit's rows).
+    pub fn pool_unit(&self, index: u32) -> Result<Option<PoolUnit>, StoreError> {
+        Ok(self.read_pool(Some(index))?.pop())
+    }
+
+    /// The pool, or only unit `only`.
+    fn read_pool(&self, only: Option<u32>) -> Result<Vec<PoolUnit>, StoreError> {
+        let filter = |column: &str| only.map_or(String::new(), |_| format!("WHERE {column} = ?1"));
+        let only = rusqlite::params_from_iter(only);
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT id, unit_id, name, address, port, state, reason, block_size, capacity_blocks, free_blocks,
                 data_address, data_port, change_counter, sys_uptime, last_seen_ms, last_sync_ms, host_name
-             FROM units ORDER BY id",
-        )?;
-        let mut units: Vec<PoolUnit> = stmt
-            .query_map([], |r| {
-                let address: Option<String> = r.get(3)?;
-                let port: Option<u16> = r.get(4)?;
-                let block_size: Option<u32> = r.get(7)?;
-                let capacity: Option<u32> = r.get(8)?;
-                let free: Option<u32> = r.get(9)?;
-                let bytes = |blocks: Option<u32>| Some(u64::from(blocks?) * u64::from(block_size?));
-                Ok(PoolUnit {
-                    index: r.get(0)?,
-                    unit_id: r.get(1)?,
-                    name: r.get(2)?,
-                    address: address.zip(port).map(|(a, p)| socket_text(&a, p)),
-                    state: r.get::<_, String>(5)?.parse().unwrap_or(UnitState::Error),
-                    reason: r.get(6)?,
-                    block_size,
-                    capacity_blocks: capacity,
-                    free_blocks: free,
-                    capacity_bytes: bytes(capacity),
-                    free_bytes: bytes(free),
-                    data_address: r.get(10)?,
-                    data_port: r.get(11)?,
-                    change_counter: r.get(12)?,
-                    sys_uptime: r.get(13)?,
-                    last_seen: r.get::<_, Option<i64>>(14)?.map(format_ms),
-                    last_sync: r.get::<_, Option<i64>>(15)?.map(format_ms),
-                    host_name: r.get(16)?,
-                    media: Vec::new(),
-                    volumes: Vec::new(),
-                })
-            })?
-            .collect::<Result<_, _>>()?;
+             FROM units {} ORDER BY id",
+            filter("id")
+        ))?;
+        let mut units: Vec<PoolUnit> = stmt.query_map(only.clone(), pool_unit_row)?.collect::<Result<_, _>>()?;
         let position: BTreeMap<u32, usize> = units.iter().enumerate().map(|(i, u)| (u.index, i)).collect();
 
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT unit, idx, path, kind, blocks, first_lba FROM media ORDER BY unit, idx")?;
-        let mut rows = stmt.query([])?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT unit, idx, path, kind, blocks, first_lba FROM media {} ORDER BY unit, idx",
+            filter("unit")
+        ))?;
+        let mut rows = stmt.query(only.clone())?;
         while let Some(r) = rows.next()? {
             let unit: u32 = r.get(0)?;
             if let Some(&i) = position.get(&unit) {
@@ -707,10 +560,11 @@ impl StationStore {
                 });
             }
         }
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT unit, idx, name, start_lba, end_lba, length, export_name, state FROM volumes ORDER BY unit, idx",
-        )?;
-        let mut rows = stmt.query([])?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT unit, idx, name, start_lba, end_lba, length, export_name, state FROM volumes {} ORDER BY unit, idx",
+            filter("unit")
+        ))?;
+        let mut rows = stmt.query(only.clone())?;
         while let Some(r) = rows.next()? {
             let unit: u32 = r.get(0)?;
             if let Some(&i) = position.get(&unit) {
@@ -729,11 +583,12 @@ impl StationStore {
                 });
             }
         }
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT unit, volume_idx, idx, start_lba, end_lba, length, export_name FROM partitions
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT unit, volume_idx, idx, start_lba, end_lba, length, export_name FROM partitions {}
              ORDER BY unit, volume_idx, idx",
-        )?;
-        let mut rows = stmt.query([])?;
+            filter("unit")
+        ))?;
+        let mut rows = stmt.query(only)?;
         while let Some(r) = rows.next()? {
             let unit: u32 = r.get(0)?;
             let volume_index: u32 = r.get(1)?;
@@ -935,7 +790,17 @@ impl StationStore {
 
     /// Every assignment, by unit and volume.
     pub fn assignments(&self) -> Result<Vec<AssignmentRecord>, StoreError> {
-        read_assignments(&self.conn)
+        read_assignments(&self.conn, None)
+    }
+
+    /// The assignments of one unit's volumes.
+    pub fn unit_assignments(&self, unit: u32) -> Result<Vec<AssignmentRecord>, StoreError> {
+        read_assignments(&self.conn, Some(unit))
+    }
+
+    /// The assignment of volume `volume` of unit `unit`, if it is assigned.
+    pub fn assignment(&self, unit: u32, volume: u32) -> Result<Option<AssignmentRecord>, StoreError> {
+        Ok(self.unit_assignments(unit)?.into_iter().find(|a| a.volume == volume))
     }
 
     /// Records an assignment; fails with [`StoreError::AlreadyAssigned`] when the volume is assigned already.
@@ -994,8 +859,7 @@ impl StationStore {
         let unit = stmt.query_row([index], unit_from_row).optional()?.transpose()?;
         drop(stmt);
         let unit = unit.ok_or_else(|| StoreError::UnknownUnit(format!("#{index}")))?;
-        let assignments: Vec<AssignmentRecord> =
-            read_assignments(&tx)?.into_iter().filter(|a| a.unit == index).collect();
+        let assignments: Vec<AssignmentRecord> = read_assignments(&tx, Some(index))?;
         if !assignments.is_empty() && !force {
             return Err(StoreError::UnitAssigned { unit: index, assignments });
         }
@@ -1139,12 +1003,14 @@ impl StationStore {
 }
 
 /// Every assignment, by unit and volume, read through `conn` (the store's connection or a transaction on it).
-fn read_assignments(conn: &Connection) -> Result<Vec<AssignmentRecord>, StoreError> {
-    let mut stmt = conn.prepare_cached(
+/// Every assignment, or only those of unit `only`.
+fn read_assignments(conn: &Connection, only: Option<u32>) -> Result<Vec<AssignmentRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT unit, volume_idx, host, read_only, grant_idx, volume_created, created_ms, pending FROM assignments
-         ORDER BY unit, volume_idx",
-    )?;
-    let rows = stmt.query_map([], |r| {
+         {} ORDER BY unit, volume_idx",
+        only.map_or("", |_| "WHERE unit = ?1")
+    ))?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(only), |r| {
         let host: String = r.get(2)?;
         Ok((
             host,
@@ -1212,6 +1078,204 @@ fn socket_text(ip: &str, port: u16) -> String {
         Ok(ip) => SocketAddr::new(ip, port).to_string(),
         Err(_) => format!("{ip}:{port}"),
     }
+}
+
+/// A unit as the pool shows it, without media and volumes, from a row of read_pool's units query.
+fn pool_unit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PoolUnit> {
+    let address: Option<String> = r.get(3)?;
+    let port: Option<u16> = r.get(4)?;
+    let block_size: Option<u32> = r.get(7)?;
+    let capacity: Option<u32> = r.get(8)?;
+    let free: Option<u32> = r.get(9)?;
+    let bytes = |blocks: Option<u32>| Some(u64::from(blocks?) * u64::from(block_size?));
+    Ok(PoolUnit {
+        index: r.get(0)?,
+        unit_id: r.get(1)?,
+        name: r.get(2)?,
+        address: address.zip(port).map(|(a, p)| socket_text(&a, p)),
+        state: r.get::<_, String>(5)?.parse().unwrap_or(UnitState::Error),
+        reason: r.get(6)?,
+        block_size,
+        capacity_blocks: capacity,
+        free_blocks: free,
+        capacity_bytes: bytes(capacity),
+        free_bytes: bytes(free),
+        data_address: r.get(10)?,
+        data_port: r.get(11)?,
+        change_counter: r.get(12)?,
+        sys_uptime: r.get(13)?,
+        last_seen: r.get::<_, Option<i64>>(14)?.map(format_ms),
+        last_sync: r.get::<_, Option<i64>>(15)?.map(format_ms),
+        host_name: r.get(16)?,
+        media: Vec::new(),
+        volumes: Vec::new(),
+    })
+}
+
+/// A unit's row index and its stored state (None for a placeholder, which has none yet).
+type RowAndState = (u32, Option<UnitState>);
+
+/// The row a sync of `snapshot` (answered at `address`) goes to, with its stored state: the unit's own row, or a
+/// placeholder at the address (adopted, state None); None when the unit is new and there is no placeholder. A
+/// placeholder made redundant is deleted; another unit that answered at the address before loses it (it moved
+/// away or was replaced) and is returned in the second list.
+fn claim_row(
+    tx: &Transaction<'_>,
+    address: SocketAddr,
+    snapshot: &UnitSnapshot,
+    now_ms: i64,
+) -> Result<(Option<RowAndState>, Vec<u32>), StoreError> {
+    let by_id: Option<(u32, String)> = tx
+        .query_row("SELECT id, state FROM units WHERE unit_id = ?1", [&snapshot.unit_id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let at_address = unit_at(tx, address)?;
+    let mut displaced = Vec::new();
+    let mut target: Option<RowAndState> = match by_id {
+        Some((index, state)) => Some((index, Some(parse_state(&state)?))),
+        None => None,
+    };
+    if let Some((other, other_unit_id)) = at_address {
+        let same = target.is_some_and(|(index, _)| index == other);
+        if !same {
+            match other_unit_id {
+                // A placeholder at this address: adopt it, unless the unit is already known under another row.
+                None if target.is_none() => target = Some((other, None)),
+                None => {
+                    // The host name the placeholder was registered by now names the known unit.
+                    tx.execute(
+                        "UPDATE units SET host_name = (SELECT host_name FROM units WHERE id = ?2)
+                         WHERE id = ?1 AND host_name = ''",
+                        params![target.map_or(0, |(index, _)| index), other],
+                    )?;
+                    tx.execute("DELETE FROM units WHERE id = ?1", [other])?;
+                    // Its index is never given again, as for a removed unit.
+                    tx.execute(
+                        "INSERT OR REPLACE INTO removed_units (id, removed_ms) VALUES (?1, ?2)",
+                        params![other, now_ms],
+                    )?;
+                }
+                Some(previous_id) => {
+                    // Another unit answered here before: it moved away or was replaced.
+                    tx.execute("UPDATE units SET address = NULL, port = NULL WHERE id = ?1", [other])?;
+                    set_state_in(
+                        tx,
+                        other,
+                        UnitState::Unreachable,
+                        &format!("its address {address} now answers as unit {}", snapshot.unit_id),
+                        false,
+                        now_ms,
+                    )?;
+                    tracing::info!(unit = %previous_id, %address, new_unit = %snapshot.unit_id,
+                        "address taken over by another unit");
+                    displaced.push(other);
+                }
+            }
+        }
+    }
+    Ok((target, displaced))
+}
+
+/// Writes the unit's row from `snapshot`; the state's since-time moves only when the state changes.
+fn write_unit_row(
+    tx: &Transaction<'_>,
+    index: u32,
+    address: SocketAddr,
+    snapshot: &UnitSnapshot,
+    (state, reason): (UnitState, &str),
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let old_state: Option<String> =
+        tx.query_row("SELECT state FROM units WHERE id = ?1", [index], |r| r.get(0)).optional()?;
+    let state_changed = old_state.as_deref() != Some(state.as_str());
+    tx.execute(
+        "UPDATE units SET unit_id = ?2, name = ?3, address = ?4, port = ?5, state = ?6, reason = ?7,
+            shut_down = 0, sys_uptime = ?8, change_counter = ?9, block_size = ?10, capacity_blocks = ?11,
+            free_blocks = ?12, largest_free_blocks = ?13, data_address = ?14, data_port = ?15,
+            data_serving = ?16, last_seen_ms = ?17, last_sync_ms = ?17,
+            state_since_ms = CASE WHEN ?18 THEN ?17 ELSE state_since_ms END
+         WHERE id = ?1",
+        params![
+            index,
+            snapshot.unit_id,
+            snapshot.name,
+            address.ip().to_string(),
+            address.port(),
+            state.as_str(),
+            reason,
+            snapshot.sys_uptime,
+            snapshot.change_counter,
+            snapshot.block_size,
+            snapshot.capacity_blocks,
+            snapshot.free_blocks,
+            snapshot.largest_free_blocks,
+            snapshot.data_address.map(|a| a.to_string()),
+            snapshot.data_port,
+            snapshot.data_serving,
+            now_ms,
+            state_changed,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Replaces the unit's media, volumes and partitions with the snapshot's; volumes of a unit that is not available
+/// are stored unavailable (their walked state is kept apart).
+fn replace_layout(
+    tx: &Transaction<'_>,
+    index: u32,
+    snapshot: &UnitSnapshot,
+    state: UnitState,
+) -> Result<(), StoreError> {
+    tx.execute("DELETE FROM partitions WHERE unit = ?1", [index])?;
+    tx.execute("DELETE FROM volumes WHERE unit = ?1", [index])?;
+    tx.execute("DELETE FROM media WHERE unit = ?1", [index])?;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO media (unit, idx, path, kind, blocks, first_lba) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for m in &snapshot.media {
+            insert.execute(params![index, m.index, m.path, m.kind, m.blocks, m.first_lba])?;
+        }
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO volumes (unit, idx, name, start_lba, end_lba, length, export_name, walked_state, state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        for v in &snapshot.volumes {
+            let effective = if state == UnitState::Available { v.state } else { Availability::Unavailable };
+            insert.execute(params![
+                index,
+                v.index,
+                v.name,
+                v.start_lba,
+                v.end_lba,
+                v.length,
+                v.export_name,
+                v.state.as_str(),
+                effective.as_str()
+            ])?;
+        }
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO partitions (unit, volume_idx, idx, start_lba, end_lba, length, export_name)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for p in &snapshot.partitions {
+            insert.execute(params![index, p.volume_index, p.index, p.start_lba, p.end_lba, p.length, p.export_name])?;
+        }
+    }
+    Ok(())
+}
+
+/// The volumes in `new` and not in `old` (added), and in `old` and not in `new` (removed); a volume counts as the
+/// same when its index, name, start and export name are.
+fn volume_changes(old: &[VolumeRow], new: &[VolumeRow]) -> (Vec<VolumeRow>, Vec<VolumeRow>) {
+    let same_volume = |a: &VolumeRow, b: &VolumeRow| {
+        a.index == b.index && a.name == b.name && a.start_lba == b.start_lba && a.export_name == b.export_name
+    };
+    let added = new.iter().filter(|v| !old.iter().any(|o| same_volume(o, v))).cloned().collect();
+    let removed = old.iter().filter(|o| !new.iter().any(|v| same_volume(o, v))).cloned().collect();
+    (added, removed)
 }
 
 /// The unit registered at `address`: (index, unit id).
@@ -1406,6 +1470,34 @@ mod tests {
         assert_eq!(a.address, None);
         assert_eq!(a.state, UnitState::Unreachable);
         assert_eq!(store.units().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn one_unit_and_one_assignment_are_read_alone_as_the_pool_has_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StationStore::open(dir.path()).unwrap();
+        let a = store.sync_unit(addr("127.0.0.2:1161"), &snapshot(ID_A, &[(1, 0, 100), (2, 100, 50)]), 10).unwrap();
+        let b = store.sync_unit(addr("127.0.0.3:1161"), &snapshot(ID_B, &[(1, 0, 100)]), 10).unwrap();
+        let held = AssignmentRecord {
+            unit: b.index,
+            volume: 1,
+            host: "192.0.2.10".parse().unwrap(),
+            read_only: true,
+            grant: 3,
+            volume_created: false,
+            created_ms: 10,
+            pending: false,
+        };
+        store.insert_assignment(&held).unwrap();
+        let pool = store.pool().unwrap();
+        for unit in &pool {
+            assert_eq!(store.pool_unit(unit.index).unwrap().as_ref(), Some(unit));
+        }
+        assert_eq!(store.pool_unit(b.index + 100).unwrap(), None);
+        assert_eq!(store.assignment(b.index, 1).unwrap(), Some(held.clone()));
+        assert_eq!(store.assignment(a.index, 1).unwrap(), None);
+        assert_eq!(store.unit_assignments(b.index).unwrap(), vec![held]);
+        assert!(store.unit_assignments(a.index).unwrap().is_empty());
     }
 
     #[test]

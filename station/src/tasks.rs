@@ -1,5 +1,5 @@
 //! The station's task runner: operations on the pool ([`crate::operation`]) submitted as rows of
-//! dvsanStationTaskTable ([`crate::task_table`]) and run by the station, several at a time.
+//! dvsanStationTaskTable (served by `task_table`) and run by the station, several at a time.
 //!
 //! Tasks live in memory (by index) and every state change is written to the store (`tasks` table), so ended tasks
 //! survive restarts; at start, a task stored as running (the station stopped under it) ends failed, and pending
@@ -12,23 +12,24 @@
 //! earlier pending one it conflicts with, so an allocation is not starved by a stream of unit tasks. Locks held by
 //! other processes (the CLI, the request table's worker, the start-up reconciliation) are tried without blocking,
 //! every [`LOCK_RETRY`]; meanwhile the task stays pending (and cancellable) with a step such as "waiting for unit
-//! #2". A running task executes on the runtime with its own store connection and the station's SNMP manager,
+//! #2". The dispatcher and each running task run on blocking-pool threads, never on the runtime's workers,
+//! since they use the store (driven with `Handle::block_on`; their SNMP requests run on the runtime). A running
+//! task uses a store connection kept for running tasks (opened once per worker) and the station's SNMP manager,
 //! reporting its progress into its row. When it ends, the pool snapshot of the station MIB is refreshed
-//! (`on_change`) and dvsanStationTaskCompleted goes to the forwarder. On shutdown the dispatcher stops starting
+//! (`on_change`) and the ended task is announced (the station sends dvsanStationTaskCompleted). On shutdown the dispatcher stops starting
 //! tasks; running ones are abandoned (and failed at the next start).
 
 use crate::allocate::{AllocateError, Allocator, LockScope, PoolLock, Progress};
-use crate::forward::Forwarder;
-use crate::operation::{Arguments, Operation, Outcome};
+use crate::announce::{Announcer, Change};
+use crate::operation::{Operation, Outcome};
 use crate::set_values::truncate;
 use crate::store::{StationStore, StoreError};
+use crate::task_model::TEXT_MAX;
+pub use crate::task_model::{Arguments, Task, TaskState};
 use crate::timefmt::now_ms;
-use dvsan_mib::dvsan_station_task_state as mib_state;
 use dvsan_snmp::Manager;
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -42,118 +43,6 @@ pub const MAX_WAITING: usize = 1000;
 pub const LOCK_RETRY: Duration = Duration::from_millis(25);
 /// The result of a task that was running when the station stopped.
 pub const INTERRUPTED: &str = "the station stopped while the task ran; check the pool and run it again";
-/// Longest step and result texts (the MIB's DisplayString sizes).
-const TEXT_MAX: usize = 255;
-
-/// Where a task is (dvsanStationTaskState).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TaskState {
-    Pending,
-    Running,
-    Done,
-    Failed,
-    Cancelled,
-}
-
-impl TaskState {
-    pub const ALL: [TaskState; 5] =
-        [TaskState::Pending, TaskState::Running, TaskState::Done, TaskState::Failed, TaskState::Cancelled];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskState::Pending => "pending",
-            TaskState::Running => "running",
-            TaskState::Done => "done",
-            TaskState::Failed => "failed",
-            TaskState::Cancelled => "cancelled",
-        }
-    }
-
-    /// The MIB's enumeration value.
-    pub fn mib_value(self) -> i32 {
-        match self {
-            TaskState::Pending => mib_state::PENDING,
-            TaskState::Running => mib_state::RUNNING,
-            TaskState::Done => mib_state::DONE,
-            TaskState::Failed => mib_state::FAILED,
-            TaskState::Cancelled => mib_state::CANCELLED,
-        }
-    }
-
-    /// Done, failed or cancelled.
-    pub fn is_ended(self) -> bool {
-        matches!(self, TaskState::Done | TaskState::Failed | TaskState::Cancelled)
-    }
-}
-
-impl fmt::Display for TaskState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for TaskState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        TaskState::ALL.into_iter().find(|t| t.as_str() == s).ok_or_else(|| format!("unknown task state {s:?}"))
-    }
-}
-
-/// One task: a row of dvsanStationTaskTable.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Task {
-    pub index: u32,
-    #[serde(flatten)]
-    pub arguments: Arguments,
-    /// Who started it, as the manager describes itself (display only).
-    pub owner: String,
-    pub state: TaskState,
-    /// Percent, by the steps finished.
-    pub progress: u32,
-    /// What it does or waits for now; empty once ended.
-    pub step: String,
-    /// How it ended, in plain words; empty until then.
-    pub result: String,
-    /// The unit it changed (station index), 0 until known.
-    pub result_unit: u32,
-    /// The volume it created, assigned or changed, 0 when none.
-    pub result_volume: u32,
-    pub created_ms: i64,
-    pub finished_ms: Option<i64>,
-}
-
-impl Task {
-    /// A new pending task.
-    pub fn new(index: u32, arguments: Arguments, owner: String, created_ms: i64) -> Task {
-        Task {
-            index,
-            arguments,
-            owner,
-            state: TaskState::Pending,
-            progress: 0,
-            step: "queued".to_string(),
-            result: String::new(),
-            result_unit: 0,
-            result_volume: 0,
-            created_ms,
-            finished_ms: None,
-        }
-    }
-
-    /// Ends the task: state, result (cut to the MIB's size), unit and volume, finish time.
-    fn end(&mut self, state: TaskState, result: &str, unit: u32, volume: u32, now_ms: i64) {
-        self.state = state;
-        self.result = truncate(result, TEXT_MAX);
-        self.result_unit = unit;
-        self.result_volume = volume;
-        self.step.clear();
-        if state == TaskState::Done {
-            self.progress = 100;
-        }
-        self.finished_ms = Some(now_ms);
-    }
-}
 
 /// How the runner reaches units and how many tasks it runs at once.
 #[derive(Debug, Clone)]
@@ -199,9 +88,11 @@ struct Shared {
     tasks: Mutex<BTreeMap<u32, Task>>,
     next_index: AtomicU32,
     store: Mutex<StationStore>,
+    /// Connections for running tasks, opened as needed (at most one per worker) and kept for the next task.
+    job_stores: Mutex<Vec<StationStore>>,
     wake: Notify,
     stopped: AtomicBool,
-    forwarder: Option<Forwarder>,
+    announcer: Option<Announcer>,
     on_change: Box<dyn Fn() + Send + Sync>,
 }
 
@@ -213,10 +104,10 @@ pub struct TaskRunner {
 
 impl TaskRunner {
     /// Loads the stored tasks (ending those stored as running failed) without starting anything; `on_change` runs
-    /// after every task that ran, `forwarder` gets dvsanStationTaskCompleted.
+    /// after every task that ran, `announcer` hears of every ended task.
     pub fn open(
         settings: TaskSettings,
-        forwarder: Option<Forwarder>,
+        announcer: Option<Announcer>,
         on_change: impl Fn() + Send + Sync + 'static,
     ) -> Result<TaskRunner, StoreError> {
         let mut store = StationStore::open(&settings.state_dir)?;
@@ -238,9 +129,10 @@ impl TaskRunner {
                 tasks: Mutex::new(tasks),
                 next_index: AtomicU32::new(next),
                 store: Mutex::new(store),
+                job_stores: Mutex::new(Vec::new()),
                 wake: Notify::new(),
                 stopped: AtomicBool::new(false),
-                forwarder,
+                announcer,
                 on_change: Box::new(on_change),
             }),
         };
@@ -252,9 +144,12 @@ impl TaskRunner {
         Ok(runner)
     }
 
-    /// Starts the dispatcher on the current (multi-threaded) runtime; it runs until [`TaskRunner::stop`].
+    /// Starts the dispatcher on a thread of its own (a blocking-pool thread driving it with `Handle::block_on`,
+    /// since it uses the store); it runs until [`TaskRunner::stop`].
     pub fn start(&self, manager: Arc<Manager>) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(dispatch(Arc::clone(&self.shared), manager))
+        let runtime = tokio::runtime::Handle::current();
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || runtime.block_on(dispatch(shared, manager)))
     }
 
     /// Stops starting tasks (station shutdown); running ones go on until the runtime ends.
@@ -418,6 +313,20 @@ impl Shared {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A connection for a running task: one kept from an earlier task, or a new one.
+    fn job_store(&self) -> Result<StationStore, StoreError> {
+        let kept = self.job_stores.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match kept {
+            Some(store) => Ok(store),
+            None => StationStore::open(&self.settings.state_dir),
+        }
+    }
+
+    /// Keeps a task's connection for the next task.
+    fn keep_job_store(&self, store: StationStore) {
+        self.job_stores.lock().unwrap_or_else(|e| e.into_inner()).push(store);
+    }
+
     /// Changes task `index` with `change` (which says whether it changed it) and stores it, under the task lock so
     /// stored states keep their order; returns the task as changed, `None` when unchanged or unknown.
     fn update(&self, index: u32, change: impl FnOnce(&mut Task) -> bool) -> Option<Task> {
@@ -485,11 +394,10 @@ impl Shared {
         self.wake.notify_one();
     }
 
-    /// Sends dvsanStationTaskCompleted for an ended task.
+    /// Announces an ended task (the station sends dvsanStationTaskCompleted).
     fn announce(&self, task: &Task) {
-        if let Some(forwarder) = &self.forwarder {
-            let (oid, varbinds) = crate::station_mib::task_completed(task);
-            forwarder.send_station(oid, varbinds);
+        if let Some(announcer) = &self.announcer {
+            announcer.announce(Change::TaskEnded(task));
         }
     }
 
@@ -596,7 +504,7 @@ fn dispatch_round(
                         continue;
                     }
                 };
-                match tokio::task::block_in_place(|| operation.lock_scope(store)) {
+                match operation.lock_scope(store) {
                     Ok(scope) => {
                         let plan = Plan { operation, scope };
                         plans.insert(index, plan.clone());
@@ -649,36 +557,49 @@ fn dispatch_round(
     retry
 }
 
-/// Runs one started task to its end.
+/// Runs one started task to its end. The operation runs on a blocking-pool thread of its own (driven with
+/// `Handle::block_on`: its store calls block, its SNMP requests run on the runtime), so that a panic ends this task
+/// failed instead of leaving it running; its end is stored from a blocking-pool thread too.
 async fn run(shared: Arc<Shared>, manager: Arc<Manager>, index: u32, plan: Plan, lock: PoolLock) {
-    let progress: Arc<dyn Progress> = Arc::new(TaskProgress { shared: Arc::downgrade(&shared), index });
-    let settings = shared.settings.clone();
     let unit = match plan.scope {
         LockScope::Unit(unit) => unit,
         _ => 0,
     };
-    let operation = plan.operation;
-    let forwarder = shared.forwarder.clone();
-    // Its own task, so that a panic ends this task failed instead of leaving it running.
-    let job = tokio::spawn(async move {
-        let mut store = StationStore::open(&settings.state_dir).map_err(|e| e.to_string())?;
-        let mut allocator = Allocator::new(
-            &mut store,
-            &manager,
-            &settings.read_community,
-            &settings.write_community,
-            settings.timeout,
-            lock,
-        )
-        .with_progress(progress)
-        .with_forwarder(forwarder);
-        operation.execute(&mut allocator).await.map_err(|e| e.to_string())
+    let runtime = tokio::runtime::Handle::current();
+    let job_shared = Arc::clone(&shared);
+    let job = tokio::task::spawn_blocking(move || {
+        let mut store = job_shared.job_store().map_err(|e| e.to_string())?;
+        let outcome = runtime.block_on(execute(&job_shared, &mut store, &manager, index, plan.operation, lock));
+        job_shared.keep_job_store(store);
+        outcome
     });
     let outcome = match job.await {
         Ok(result) => result,
         Err(e) => Err(format!("the task stopped unexpectedly ({e}); check the pool and run it again")),
     };
-    shared.finish(index, outcome.map_err(|reason| (reason, unit)), true);
+    let finished =
+        tokio::task::spawn_blocking(move || shared.finish(index, outcome.map_err(|reason| (reason, unit)), true));
+    if let Err(e) = finished.await {
+        tracing::error!(task = index, error = %e, "ending a task failed");
+    }
+}
+
+/// Executes a task's operation over `store` with an allocator holding its `lock`.
+async fn execute(
+    shared: &Arc<Shared>,
+    store: &mut StationStore,
+    manager: &Manager,
+    index: u32,
+    operation: Operation,
+    lock: PoolLock,
+) -> Result<Outcome, String> {
+    let settings = &shared.settings;
+    let progress: Arc<dyn Progress> = Arc::new(TaskProgress { shared: Arc::downgrade(shared), index });
+    let mut allocator =
+        Allocator::new(store, manager, &settings.read_community, &settings.write_community, settings.timeout, lock)
+            .with_progress(progress)
+            .with_announcer(shared.announcer.clone());
+    operation.execute(&mut allocator).await.map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

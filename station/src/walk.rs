@@ -112,47 +112,68 @@ fn index_text(index: &[u32]) -> String {
 /// Builds a snapshot from everything one read of a unit returned. Varbinds outside the walked subtrees and
 /// end-of-walk exceptions are ignored.
 pub fn parse_walk(varbinds: &[VarBind]) -> Result<UnitSnapshot, WalkError> {
-    let mut scalars: BTreeMap<u32, &VarBind> = BTreeMap::new();
-    let mut media: BTreeMap<Vec<u32>, Row<'_>> = BTreeMap::new();
-    let mut volumes: BTreeMap<Vec<u32>, Row<'_>> = BTreeMap::new();
-    let mut partitions: BTreeMap<Vec<u32>, Row<'_>> = BTreeMap::new();
-    let mut sys_uptime = None;
-    let mut link_up = true;
+    let sorted = Sorted::sort(varbinds)?;
+    let mut snapshot = unit_scalars(&sorted)?;
+    snapshot.media = media_rows(&sorted.media, snapshot.capacity_blocks)?;
+    snapshot.volumes = volume_rows(&sorted.volumes, snapshot.capacity_blocks)?;
+    snapshot.partitions = partition_rows(&sorted.partitions, &snapshot.volumes)?;
+    Ok(snapshot)
+}
 
-    let sys_uptime_oid = instance(dvsan_mib::SYS_UP_TIME, &[0]);
-    let if_oper_oid = instance(dvsan_mib::IF_OPER_STATUS, &[1]);
-    for vb in varbinds {
-        if matches!(vb.value, Value::EndOfMibView) {
-            continue;
+/// One read's varbinds sorted by where they belong: the unit's scalars by arc, the rows of each table by index,
+/// sysUpTime.0 and whether ifOperStatus.1 says up.
+#[derive(Default)]
+struct Sorted<'a> {
+    scalars: BTreeMap<u32, &'a VarBind>,
+    media: BTreeMap<Vec<u32>, Row<'a>>,
+    volumes: BTreeMap<Vec<u32>, Row<'a>>,
+    partitions: BTreeMap<Vec<u32>, Row<'a>>,
+    sys_uptime: Option<u32>,
+    link_up: bool,
+}
+
+impl<'a> Sorted<'a> {
+    fn sort(varbinds: &'a [VarBind]) -> Result<Sorted<'a>, WalkError> {
+        let mut sorted = Sorted { link_up: true, ..Sorted::default() };
+        for vb in varbinds {
+            sorted.add(vb)?;
         }
-        if vb.oid == sys_uptime_oid {
+        Ok(sorted)
+    }
+
+    /// Files one varbind (or ignores it).
+    fn add(&mut self, vb: &'a VarBind) -> Result<(), WalkError> {
+        if matches!(vb.value, Value::EndOfMibView) {
+            return Ok(());
+        }
+        if vb.oid.suffix_after(dvsan_mib::SYS_UP_TIME) == Some(&[0][..]) {
             match vb.value {
-                Value::TimeTicks(t) => sys_uptime = Some(t),
+                Value::TimeTicks(t) => self.sys_uptime = Some(t),
                 ref other => return Err(garbage(format!("sysUpTime.0 is {}, expected TimeTicks", other.type_name()))),
             }
-            continue;
+            return Ok(());
         }
-        if vb.oid == if_oper_oid {
+        if vb.oid.suffix_after(dvsan_mib::IF_OPER_STATUS) == Some(&[1][..]) {
             match vb.value {
                 // up(1); every other status (down, testing, dormant, lowerLayerDown, ...) means no data path.
-                Value::Integer(status) => link_up = status == 1,
+                Value::Integer(status) => self.link_up = status == 1,
                 Value::NoSuchObject | Value::NoSuchInstance => {}
                 ref other => return Err(garbage(format!("ifOperStatus.1 is {}, expected INTEGER", other.type_name()))),
             }
-            continue;
+            return Ok(());
         }
         if let Some(rest) = vb.oid.suffix_after(dvsan_mib::DVSAN_UNIT) {
             if let [arc, 0] = rest {
                 if !vb.value.is_exception() {
-                    scalars.insert(*arc, vb);
+                    self.scalars.insert(*arc, vb);
                 }
             }
-            continue;
+            return Ok(());
         }
         let tables = [
-            (dvsan_mib::DVSAN_MEDIA_ENTRY, &mut media, 1usize),
-            (dvsan_mib::DVSAN_VOLUME_ENTRY, &mut volumes, 1),
-            (dvsan_mib::DVSAN_PARTITION_ENTRY, &mut partitions, 2),
+            (dvsan_mib::DVSAN_MEDIA_ENTRY, &mut self.media, 1usize),
+            (dvsan_mib::DVSAN_VOLUME_ENTRY, &mut self.volumes, 1),
+            (dvsan_mib::DVSAN_PARTITION_ENTRY, &mut self.partitions, 2),
         ];
         for (entry, rows, index_len) in tables {
             if let Some(rest) = vb.oid.suffix_after(entry) {
@@ -170,8 +191,13 @@ pub fn parse_walk(varbinds: &[VarBind]) -> Result<UnitSnapshot, WalkError> {
                 break;
             }
         }
+        Ok(())
     }
+}
 
+/// The unit's scalars checked, as a snapshot without rows.
+fn unit_scalars(sorted: &Sorted<'_>) -> Result<UnitSnapshot, WalkError> {
+    let scalars = &sorted.scalars;
     let scalar = |arc: u32, what: &str| -> Result<&VarBind, WalkError> {
         scalars.get(&arc).copied().ok_or_else(|| garbage(format!("the unit did not return {what}.0")))
     };
@@ -207,10 +233,30 @@ pub fn parse_walk(varbinds: &[VarBind]) -> Result<UnitSnapshot, WalkError> {
         }
         None => 0,
     };
-    let sys_uptime = sys_uptime.ok_or_else(|| garbage("the unit did not return sysUpTime.0".to_string()))?;
+    let sys_uptime = sorted.sys_uptime.ok_or_else(|| garbage("the unit did not return sysUpTime.0".to_string()))?;
+    Ok(UnitSnapshot {
+        unit_id,
+        name: name_text,
+        block_size,
+        capacity_blocks,
+        free_blocks,
+        largest_free_blocks,
+        data_address,
+        data_port,
+        data_serving,
+        change_counter,
+        sys_uptime,
+        link_up: sorted.link_up,
+        media: Vec::new(),
+        volumes: Vec::new(),
+        partitions: Vec::new(),
+    })
+}
 
+/// dvsanMediaTable's rows, each checked to lie within the unit's capacity.
+fn media_rows(media: &BTreeMap<Vec<u32>, Row<'_>>, capacity_blocks: u32) -> Result<Vec<MediumRow>, WalkError> {
     let mut media_rows = Vec::with_capacity(media.len());
-    for (index, row) in &media {
+    for (index, row) in media {
         let idx = index_text(index);
         let kind = match integer(column(row, 3, "dvsanMediaTable", &idx, "dvsanMediaKind")?)? {
             1 => "file",
@@ -229,9 +275,13 @@ pub fn parse_walk(varbinds: &[VarBind]) -> Result<UnitSnapshot, WalkError> {
         }
         media_rows.push(medium);
     }
+    Ok(media_rows)
+}
 
+/// dvsanVolumeTable's rows, each checked to lie within the unit's capacity and overlap no other.
+fn volume_rows(volumes: &BTreeMap<Vec<u32>, Row<'_>>, capacity_blocks: u32) -> Result<Vec<VolumeRow>, WalkError> {
     let mut volume_rows: Vec<VolumeRow> = Vec::with_capacity(volumes.len());
-    for (index, row) in &volumes {
+    for (index, row) in volumes {
         let idx = index_text(index);
         let table = "dvsanVolumeTable";
         let start_lba = unsigned(column(row, 3, table, &idx, "dvsanVolumeStartLba")?)?;
@@ -258,9 +308,16 @@ pub fn parse_walk(varbinds: &[VarBind]) -> Result<UnitSnapshot, WalkError> {
         }
         volume_rows.push(volume);
     }
+    Ok(volume_rows)
+}
 
+/// dvsanPartitionTable's rows, each checked to lie within its volume (one of `volume_rows`).
+fn partition_rows(
+    partitions: &BTreeMap<Vec<u32>, Row<'_>>,
+    volume_rows: &[VolumeRow],
+) -> Result<Vec<PartitionRow>, WalkError> {
     let mut partition_rows: Vec<PartitionRow> = Vec::with_capacity(partitions.len());
-    for (index, row) in &partitions {
+    for (index, row) in partitions {
         let idx = index_text(index);
         let table = "dvsanPartitionTable";
         let Some(volume) = volume_rows.iter().find(|v| v.index == index[0]) else {
@@ -287,24 +344,7 @@ pub fn parse_walk(varbinds: &[VarBind]) -> Result<UnitSnapshot, WalkError> {
             export_name: text(column(row, 5, table, &idx, "dvsanPartitionExportName")?, 255)?,
         });
     }
-
-    Ok(UnitSnapshot {
-        unit_id,
-        name: name_text,
-        block_size,
-        capacity_blocks,
-        free_blocks,
-        largest_free_blocks,
-        data_address,
-        data_port,
-        data_serving,
-        change_counter,
-        sys_uptime,
-        link_up,
-        media: media_rows,
-        volumes: volume_rows,
-        partitions: partition_rows,
-    })
+    Ok(partition_rows)
 }
 
 /// `start..=end` of `length` blocks must lie in `lo..hi` (hi exclusive).
