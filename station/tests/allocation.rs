@@ -1,4 +1,4 @@
-//! Volume allocation (issue 5) through the station CLI against real agents: best fit among free volumes, a new
+//! Volume allocation through the station CLI against real agents: best fit among free volumes, a new
 //! volume on the unit with the most free space, grants on the units' access tables, refusals that leave nothing
 //! half-assigned, release, and assignments that survive a kill -9 of the station.
 

@@ -1,4 +1,4 @@
-//! Host names wherever an address is taken (issue 12): an agent listening on and sending its notifications to
+//! Host names wherever an address is taken: an agent listening on and sending its notifications to
 //! `localhost:PORT`, the station forwarding to an NMS by name, `unit add localhost:PORT` keeping the name (pool
 //! text and JSON, dvsanStationUnitHostName), `dvsan-host --station localhost:PORT`, names that do not resolve,
 //! and a unit registered by name found again by resolving the name when it stops answering at its stored

@@ -1,5 +1,5 @@
-//! What the admin and host CLIs say when there is nothing to show or they cannot do what was asked (issue 12,
-//! item 5): one clear sentence naming the problem and what to do, from the real binaries.
+//! What the admin and host CLIs say when there is nothing to show or they cannot do what was asked: one
+//! clear sentence naming the problem and what to do, from the real binaries.
 
 use dvsan_tests::{free_udp_port, wait_for, workspace_bin, Proc};
 use std::path::Path;
