@@ -1,13 +1,14 @@
 //! The unit agent against net-snmp's own tools: snmpget/snmpwalk/snmpbulkwalk/snmptable/snmpset with the MIB by
 //! name, snmptrapd receiving its notifications, and a replay of malformed datagrams.
 
-use dvsan_layout::{DataServiceState, DataServiceStatus, LayoutStore};
+use dvsan_layout::{DataServiceState, LayoutStore};
 use dvsan_snmp::testing::{malformed_corpus, Expected};
+use dvsan_tests::units::write_heartbeat;
 use dvsan_tests::{free_udp_port, snmp, snmp_ok, wait_for, Proc, TrapReceiver};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 struct Unit {
     dir: tempfile::TempDir,
@@ -369,15 +370,7 @@ fn layout_survives_restart_and_cli_changes_show_up() {
 
 fn beat(state: &Path, state_now: DataServiceState) {
     let mut store = LayoutStore::open(state).unwrap();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
-    store
-        .set_data_service(&DataServiceStatus {
-            pid: 1,
-            listen: "127.0.0.26:10809".parse().unwrap(),
-            state: state_now,
-            heartbeat_ms: now,
-        })
-        .unwrap();
+    write_heartbeat(&mut store, "127.0.0.26:10809".parse().unwrap(), state_now).unwrap();
 }
 
 fn notifications_reach_snmptrapd(inform: bool, host: u8) {

@@ -185,20 +185,24 @@ impl Heartbeat {
         let data_listen = SocketAddr::new(listen.ip(), 10809);
         let thread = std::thread::spawn(move || {
             let mut store = LayoutStore::open(&dir).unwrap();
-            let mut beat = |state| {
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
-                let status =
-                    DataServiceStatus { pid: std::process::id(), listen: data_listen, state, heartbeat_ms: now };
-                let _ = store.set_data_service(&status);
-            };
             while !flag.load(Ordering::Relaxed) {
-                beat(DataServiceState::Serving);
+                let _ = write_heartbeat(&mut store, data_listen, DataServiceState::Serving);
                 std::thread::sleep(Duration::from_millis(300));
             }
-            beat(DataServiceState::Stopped);
+            let _ = write_heartbeat(&mut store, data_listen, DataServiceState::Stopped);
         });
         Heartbeat { stop, thread: Some(thread) }
     }
+}
+
+/// One data-service heartbeat, stamped now, from this process, as blockd writes it into the unit's store.
+pub fn write_heartbeat(
+    store: &mut LayoutStore,
+    listen: SocketAddr,
+    state: DataServiceState,
+) -> Result<(), dvsan_layout::LayoutError> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_millis() as u64;
+    store.set_data_service(&DataServiceStatus { pid: std::process::id(), listen, state, heartbeat_ms: now })
 }
 
 impl Drop for Heartbeat {
