@@ -1,7 +1,7 @@
 //! NBD peers and blockd: unit state directories built with the layout crate, a running `dvsan-blockd` on a free
 //! loopback port, external NBD tools (nbdinfo, qemu-io, …) run with a time limit, and a hand-driven NBD connection.
 
-use crate::process::{describe, require_tool, stdout, timed, workspace_bin};
+use crate::process::{describe, require_tool, stdout, timed, wait_for, workspace_bin};
 use dvsan_layout::{
     AccessMode, Blocks, DataServiceState, Grant, LayoutStore, MediumKind, MediumSpec, NewGrant, NewPartition,
     NewVolume, PartitionIndex, Volume, VolumeIndex,
@@ -100,17 +100,11 @@ impl Blockd {
         let mut blockd = Blockd { child, addr: "0.0.0.0:0".parse().unwrap(), log, state: unit.state.clone() };
         let pid = blockd.child.id();
         let store = LayoutStore::open(&unit.state).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(s) = store.data_service().unwrap() {
-                if s.pid == pid && s.state == DataServiceState::Serving {
-                    blockd.addr = s.listen;
-                    return blockd;
-                }
-            }
-            assert!(Instant::now() < deadline, "blockd did not start: {}", blockd.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let serving = wait_for(Duration::from_secs(10), || {
+            store.data_service().unwrap().filter(|s| s.pid == pid && s.state == DataServiceState::Serving)
+        });
+        blockd.addr = serving.unwrap_or_else(|| panic!("blockd did not start: {}", blockd.log())).listen;
+        blockd
     }
 
     pub fn uri(&self, export: &str) -> String {
@@ -135,14 +129,8 @@ impl Blockd {
     }
 
     fn wait(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "blockd did not exit: {}", self.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let status = wait_for(limit, || self.child.try_wait().unwrap());
+        status.unwrap_or_else(|| panic!("blockd did not exit: {}", self.log()))
     }
 
     pub fn state_dir(&self) -> &Path {
