@@ -3,7 +3,7 @@
 
 use dvsan_layout::{DataServiceState, LayoutStore};
 use dvsan_snmp::testing::{malformed_corpus, Expected};
-use dvsan_tests::units::write_heartbeat;
+use dvsan_tests::units::{wait_answering, write_heartbeat};
 use dvsan_tests::{free_udp_port, snmp, snmp_ok, wait_for, Proc, TrapReceiver};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
@@ -46,10 +46,7 @@ impl Unit {
             .args(["--listen", &self.addr, "--name", "unit-t"])
             .args(&self.extra);
         let proc = Proc::spawn("agent", cmd, d);
-        let up = wait_for(Duration::from_secs(10), || {
-            snmp("snmpget", &["-v2c", "-c", "public", &self.addr, "sysUpTime.0"]).status.success().then_some(())
-        });
-        assert!(up.is_some(), "agent did not answer: {}", proc.log_text());
+        wait_answering(&proc, &self.addr);
         self.proc = Some(proc);
     }
 

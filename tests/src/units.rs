@@ -233,6 +233,15 @@ pub fn volumes_of(unit: &serde_json::Value) -> Vec<(u64, String, u64, u64, u64, 
         .collect()
 }
 
+/// Wait (10 s at most) until the agent started as `agent` answers a GET of sysUpTime.0 at `snmp_addr`; fails
+/// the test with the agent's log otherwise.
+pub fn wait_answering(agent: &Proc, snmp_addr: &str) {
+    let up = crate::wait_for(Duration::from_secs(10), || {
+        crate::snmp("snmpget", &["-v2c", "-c", "public", snmp_addr, "sysUpTime.0"]).status.success().then_some(())
+    });
+    assert!(up.is_some(), "{} did not answer at {snmp_addr}: {}", agent.name, agent.log_text());
+}
+
 /// A whole SAN unit: a running `dvsan-agent` and a real `dvsan-blockd` on one state directory (`DIR/state`, media
 /// files `DIR/m0.img`, `DIR/m1.img`, … concatenated in that order), the agent answering at `snmp_addr`.
 pub struct SanUnit {
@@ -255,11 +264,8 @@ impl SanUnit {
         for (i, size) in sizes.iter().enumerate() {
             cmd.arg("--media").arg(format!("{}:{size}", dir.join(format!("m{i}.img")).display()));
         }
-        let agent = Proc::spawn("agent", cmd, dir);
-        let up = crate::wait_for(Duration::from_secs(10), || {
-            crate::snmp("snmpget", &["-v2c", "-c", "public", snmp_addr, "sysUpTime.0"]).status.success().then_some(())
-        });
-        assert!(up.is_some(), "agent {name} did not answer: {}", agent.log_text());
+        let agent = Proc::spawn(&format!("agent-{name}"), cmd, dir);
+        wait_answering(&agent, snmp_addr);
         let ip = snmp_addr.rsplit_once(':').map(|(ip, _)| ip).expect("ip:port").to_string();
         let data_port = crate::free_tcp_port(&ip);
         let mut unit =
