@@ -1,13 +1,14 @@
 //! The unit agent against net-snmp's own tools: snmpget/snmpwalk/snmpbulkwalk/snmptable/snmpset with the MIB by
 //! name, snmptrapd receiving its notifications, and a replay of malformed datagrams.
 
-use dvsan_layout::{DataServiceState, DataServiceStatus, LayoutStore};
+use dvsan_layout::{DataServiceState, LayoutStore};
 use dvsan_snmp::testing::{malformed_corpus, Expected};
+use dvsan_tests::units::{wait_answering, write_heartbeat};
 use dvsan_tests::{free_udp_port, snmp, snmp_ok, wait_for, Proc, TrapReceiver};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 struct Unit {
     dir: tempfile::TempDir,
@@ -45,10 +46,7 @@ impl Unit {
             .args(["--listen", &self.addr, "--name", "unit-t"])
             .args(&self.extra);
         let proc = Proc::spawn("agent", cmd, d);
-        let up = wait_for(Duration::from_secs(10), || {
-            snmp("snmpget", &["-v2c", "-c", "public", &self.addr, "sysUpTime.0"]).status.success().then_some(())
-        });
-        assert!(up.is_some(), "agent did not answer: {}", proc.log_text());
+        wait_answering(&proc, &self.addr);
         self.proc = Some(proc);
     }
 
@@ -369,15 +367,7 @@ fn layout_survives_restart_and_cli_changes_show_up() {
 
 fn beat(state: &Path, state_now: DataServiceState) {
     let mut store = LayoutStore::open(state).unwrap();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
-    store
-        .set_data_service(&DataServiceStatus {
-            pid: 1,
-            listen: "127.0.0.26:10809".parse().unwrap(),
-            state: state_now,
-            heartbeat_ms: now,
-        })
-        .unwrap();
+    write_heartbeat(&mut store, "127.0.0.26:10809".parse().unwrap(), state_now).unwrap();
 }
 
 fn notifications_reach_snmptrapd(inform: bool, host: u8) {

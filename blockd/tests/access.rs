@@ -1,12 +1,10 @@
 //! Access control and live layout changes, driven with dvsan-nbd's client bound to chosen loopback addresses so
 //! each test can act as several hosts.
 
-mod common;
-
-use common::*;
 use dvsan_layout::{AccessMode, GrantIndex};
 use dvsan_nbd::constants::*;
 use dvsan_nbd::{ClientError, ClientHandshake, Errno, NbdClient, ZeroFlags};
+use dvsan_tests::nbd::*;
 use std::time::{Duration, Instant};
 
 const MIB: u64 = 1024 * 1024;

@@ -1,12 +1,10 @@
 //! Malformed stream replay: bad handshakes and bad requests against one running blockd, each getting the
 //! spec's error or a closed connection, without disturbing a normal client; the reasons are counted.
 
-mod common;
-
-use common::*;
 use dvsan_layout::AccessMode;
 use dvsan_nbd::constants::*;
 use dvsan_nbd::{ClientOption, InfoRequest};
+use dvsan_tests::nbd::*;
 use std::time::Duration;
 
 const MIB: u64 = 1024 * 1024;

@@ -2,14 +2,12 @@
 //! `qemu-img map`) see the holes and data of a sparse volume, across a media boundary; the option haggling and
 //! the command's rules are checked on the wire.
 
-mod common;
-
-use common::*;
 use dvsan_layout::AccessMode;
 use dvsan_nbd::constants::*;
 use dvsan_nbd::handshake::MetaContextRequest;
 use dvsan_nbd::transmission::{ChunkHeader, ErrorChunk};
 use dvsan_nbd::{ClientOption, Errno, InfoRequest};
+use dvsan_tests::nbd::*;
 
 const MIB: u64 = 1024 * 1024;
 /// The two media are 8 MiB each; the volume "data" covers 12 MiB from the start.
@@ -27,9 +25,9 @@ fn unit() -> Unit {
 /// Data at [1 MiB, 2 MiB) and at 32 KiB either side of the media boundary; everything else is a hole.
 fn write_data(blockd: &Blockd) {
     let uri = blockd.uri("data");
-    run_ok("qemu-io", "qemu-utils", &["-f", "raw", "-c", "write -P 0x11 1M 1M", &uri], 30);
+    run_tool_ok("qemu-io", "qemu-utils", &["-f", "raw", "-c", "write -P 0x11 1M 1M", &uri], 30);
     let at = (BOUNDARY - 32 * 1024).to_string();
-    run_ok("qemu-io", "qemu-utils", &["-f", "raw", "-c", &format!("write -P 0x22 {at} 64k"), &uri], 30);
+    run_tool_ok("qemu-io", "qemu-utils", &["-f", "raw", "-c", &format!("write -P 0x22 {at} 64k"), &uri], 30);
 }
 
 /// (offset, length, is_hole) runs the volume should report.
@@ -52,7 +50,7 @@ fn nbdinfo_and_qemu_img_map_the_holes_and_data_of_a_volume() {
     let uri = blockd.uri("data");
 
     // nbdinfo --map: "offset length type description" per line.
-    let out = run_ok("nbdinfo", "libnbd-bin", &["--map", &uri], 30);
+    let out = run_tool_ok("nbdinfo", "libnbd-bin", &["--map", &uri], 30);
     let runs: Vec<(u64, u64, bool)> = out
         .lines()
         .map(|l| {
@@ -65,7 +63,7 @@ fn nbdinfo_and_qemu_img_map_the_holes_and_data_of_a_volume() {
     assert!(out.contains("hole,zero") && out.contains("data"), "{out}");
 
     // qemu-img map reads the same context.
-    let out = run_ok("qemu-img", "qemu-utils", &["map", "--output=json", &uri], 30);
+    let out = run_tool_ok("qemu-img", "qemu-utils", &["map", "--output=json", &uri], 30);
     for (at, len, hole) in expected() {
         let entry = format!(
             r#""start": {at}, "length": {len}, "depth": 0, "present": true, "zero": {hole}, "data": {}"#,

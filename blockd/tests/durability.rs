@@ -1,10 +1,9 @@
 //! Durability across a crash, TRIM and WRITE_ZEROES semantics, traffic counters and the heartbeat lifecycle.
 
-mod common;
-
-use common::*;
 use dvsan_layout::{AccessMode, DataServiceState};
 use dvsan_nbd::{NbdClient, ZeroFlags};
+use dvsan_tests::nbd::*;
+use dvsan_tests::*;
 use std::time::Duration;
 
 const MIB: u64 = 1024 * 1024;

@@ -4,13 +4,12 @@
 //! with an error chunk and the connection goes on; a mapped read of pages not in memory (here holes of a tmpfs
 //! medium) is spliced instead, allocating nothing.
 
-mod common;
-
-use common::*;
 use dvsan_layout::AccessMode;
 use dvsan_nbd::constants::{CMD_READ, REPLY_TYPE_NONE, REPLY_TYPE_OFFSET_DATA};
 use dvsan_nbd::transmission::{ChunkHeader, ErrorChunk};
 use dvsan_nbd::{ConnectOptions, Errno, NbdClient};
+use dvsan_tests::nbd::*;
+use dvsan_tests::*;
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 

@@ -3,12 +3,11 @@
 //! medium that fails part-way gives EIO with the payload still consumed; a client that stalls or hangs up
 //! mid-payload is dropped without disturbing others.
 
-mod common;
-
-use common::*;
 use dvsan_layout::AccessMode;
 use dvsan_nbd::constants::CMD_WRITE;
 use dvsan_nbd::{Errno, NbdClient};
+use dvsan_tests::nbd::*;
+use dvsan_tests::*;
 use std::time::Duration;
 
 const MIB: u64 = 1024 * 1024;

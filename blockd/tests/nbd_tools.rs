@@ -3,10 +3,9 @@
 //! One unit per test: two 8 MiB media files; volume "data" (12 MiB) spans both, "ro" is granted read-only to
 //! 127.0.0.1, "other" is granted only to 127.0.0.2. The tools connect from 127.0.0.1.
 
-mod common;
-
-use common::*;
 use dvsan_layout::AccessMode;
+use dvsan_tests::nbd::*;
+use dvsan_tests::*;
 use std::time::Duration;
 
 const MIB: u64 = 1024 * 1024;
@@ -29,19 +28,19 @@ fn nbdinfo_lists_only_granted_exports_with_size_and_flags() {
     let unit = unit();
     let blockd = Blockd::start(&unit);
     let base = format!("nbd://{}", blockd.addr);
-    let list = run_ok("nbdinfo", "libnbd-bin", &["--list", &base], 30);
+    let list = run_tool_ok("nbdinfo", "libnbd-bin", &["--list", &base], 30);
     assert!(list.contains("export=\"data\""), "{list}");
     assert!(list.contains("export=\"ro\""), "{list}");
     assert!(!list.contains("other"), "127.0.0.1 must not see an export granted to 127.0.0.2: {list}");
 
-    let info = run_ok("nbdinfo", "libnbd-bin", &[&blockd.uri("data")], 30);
+    let info = run_tool_ok("nbdinfo", "libnbd-bin", &[&blockd.uri("data")], 30);
     assert!(info.contains("export-size: 12582912"), "{info}");
     assert!(info.contains("is_read_only: false"), "{info}");
     assert!(info.contains("can_multi_conn: true"), "{info}");
     assert!(info.contains("can_fua: true") && info.contains("can_trim: true") && info.contains("can_zero: true"));
     assert!(info.contains("block_size_minimum: 1") && info.contains("block_size_maximum: 33554432"), "{info}");
 
-    let ro = run_ok("nbdinfo", "libnbd-bin", &[&blockd.uri("ro")], 30);
+    let ro = run_tool_ok("nbdinfo", "libnbd-bin", &[&blockd.uri("ro")], 30);
     assert!(ro.contains("export-size: 1048576"), "{ro}");
     assert!(ro.contains("is_read_only: true"), "{ro}");
 }
@@ -91,8 +90,8 @@ fn qemu_io_writes_and_reads_across_a_media_boundary() {
     let blockd = Blockd::start(&unit);
     let uri = blockd.uri("data");
     let at = (BOUNDARY - 4096).to_string();
-    run_ok("qemu-io", "qemu-utils", &["-f", "raw", "-c", &format!("write -P 0xab {at} 8192"), &uri], 30);
-    let out = run_ok("qemu-io", "qemu-utils", &["-f", "raw", "-c", &format!("read -P 0xab {at} 8192"), &uri], 30);
+    run_tool_ok("qemu-io", "qemu-utils", &["-f", "raw", "-c", &format!("write -P 0xab {at} 8192"), &uri], 30);
+    let out = run_tool_ok("qemu-io", "qemu-utils", &["-f", "raw", "-c", &format!("read -P 0xab {at} 8192"), &uri], 30);
     assert!(out.contains("read 8192/8192"), "{out}");
     // The bytes landed at the end of medium 0 and the start of medium 1.
     let m0 = read_file(&unit.media[0]);
@@ -103,8 +102,8 @@ fn qemu_io_writes_and_reads_across_a_media_boundary() {
     // 2 MiB across the boundary: read in one request and sent from the mappings of both media (qemu-io on
     // loopback gets mapped large reads; blockd counts them in the connection's closing line).
     let big = (BOUNDARY - MIB).to_string();
-    run_ok("qemu-io", "qemu-utils", &["-f", "raw", "-c", &format!("write -P 0x5c {big} 2M"), &uri], 30);
-    let out = run_ok("qemu-io", "qemu-utils", &["-f", "raw", "-c", &format!("read -P 0x5c {big} 2M"), &uri], 30);
+    run_tool_ok("qemu-io", "qemu-utils", &["-f", "raw", "-c", &format!("write -P 0x5c {big} 2M"), &uri], 30);
+    let out = run_tool_ok("qemu-io", "qemu-utils", &["-f", "raw", "-c", &format!("read -P 0x5c {big} 2M"), &uri], 30);
     assert!(out.contains("read 2097152/2097152"), "{out}");
     let mapped = |b: &Blockd| b.log().lines().any(|l| l.contains("connection ended") && l.contains("mapped_reads=1"));
     assert!(eventually(Duration::from_secs(5), || mapped(&blockd)), "the 2 MiB read was not mapped: {}", blockd.log());
@@ -122,7 +121,7 @@ fn read_only_grant_refuses_qemu_io_writes() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!out.status.success() || text.contains("Permission denied"), "write on a read-only export: {text}");
     assert!(text.contains("Permission denied") || text.contains("read-only"), "{text}");
-    let out = run_ok("qemu-io", "qemu-utils", &["-r", "-f", "raw", "-c", "read -P 0 0 4096", &uri], 30);
+    let out = run_tool_ok("qemu-io", "qemu-utils", &["-r", "-f", "raw", "-c", "read -P 0 0 4096", &uri], 30);
     assert!(out.contains("read 4096/4096"), "{out}");
     assert!(read_file(&unit.media[0]).iter().all(|b| *b == 0), "nothing was written");
 }
@@ -143,13 +142,19 @@ fn qemu_img_convert_and_compare_round_trip() {
     }
     std::fs::write(&src, &content).unwrap();
     let uri = blockd.uri("data");
-    run_ok("qemu-img", "qemu-utils", &["convert", "-n", "-f", "raw", "-O", "raw", src.to_str().unwrap(), &uri], 60);
-    let out = run_ok("qemu-img", "qemu-utils", &["compare", "-f", "raw", "-F", "raw", src.to_str().unwrap(), &uri], 60);
+    run_tool_ok(
+        "qemu-img",
+        "qemu-utils",
+        &["convert", "-n", "-f", "raw", "-O", "raw", src.to_str().unwrap(), &uri],
+        60,
+    );
+    let out =
+        run_tool_ok("qemu-img", "qemu-utils", &["compare", "-f", "raw", "-F", "raw", src.to_str().unwrap(), &uri], 60);
     assert!(out.contains("Images are identical"), "{out}");
 
     // nbdcopy back to a file: same bytes, and the same as the media concatenated.
     let copy = unit.dir.path().join("copy.raw");
-    run_ok("nbdcopy", "libnbd-bin", &[&uri, copy.to_str().unwrap()], 60);
+    run_tool_ok("nbdcopy", "libnbd-bin", &[&uri, copy.to_str().unwrap()], 60);
     let copied = read_file(&copy);
     assert_eq!(copied.len(), content.len());
     assert!(copied == content, "nbdcopy read back different bytes");
@@ -165,7 +170,7 @@ fn fio_write_verify(blockd: &Blockd, job: &[&str]) {
     let mut args = vec!["--name=verify", "--ioengine=nbd", &uri, "--rw=randwrite"];
     args.extend_from_slice(job);
     args.extend_from_slice(&["--verify=crc32c", "--verify_fatal=1", "--verify_state_save=0", "--output-format=terse"]);
-    let out = run_ok("fio", "fio", &args, 60);
+    let out = run_tool_ok("fio", "fio", &args, 60);
     // Terse format: a line per job, whose fifth field is the job's error code.
     let jobs: Vec<&str> = out.lines().filter(|l| l.contains(';')).collect();
     assert!(!jobs.is_empty(), "no fio results: {out}");

@@ -24,5 +24,5 @@ pub use model::{
 };
 pub use open_lock::{lock_store_open, open_lock_path, StoreOpenLock};
 pub use plan::{NewGrant, NewPartition, NewVolume};
-pub use size::{parse_size, HumanSize, SizeError};
+pub use size::{binary_scale, parse_size, HumanSize, SizeError};
 pub use store::{DataServiceState, DataServiceStatus, LayoutStore, MediumSpec, TrafficRecord, STORE_FILE};

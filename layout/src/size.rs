@@ -49,23 +49,30 @@ pub fn parse_size(input: &str) -> Result<u64, SizeError> {
     }
 }
 
+/// `value` bytes in the largest binary unit that keeps it at or above 1: (the scaled value, the unit's name `B`,
+/// `KiB`, … `PiB`). Negative values count as 0.
+pub fn binary_scale(value: f64) -> (f64, &'static str) {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = value.max(0.0);
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    (value, UNITS[unit])
+}
+
 /// A size for people: the largest binary unit that keeps it at or above 1, up to two decimals (`1.50 GiB`).
 pub struct HumanSize(pub u64);
 
 impl fmt::Display for HumanSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-        let mut unit = 0;
-        while unit + 1 < UNITS.len() && self.0 >= 1u64 << (10 * (unit + 1)) {
-            unit += 1;
-        }
-        if unit == 0 {
-            write!(f, "{} B", self.0)
-        } else {
-            let v = self.0 as f64 / (1u64 << (10 * unit)) as f64;
-            let s = format!("{v:.2}");
-            let s = s.trim_end_matches('0').trim_end_matches('.');
-            write!(f, "{s} {}", UNITS[unit])
+        match binary_scale(self.0 as f64) {
+            (_, "B") => write!(f, "{} B", self.0),
+            (value, unit) => {
+                let s = format!("{value:.2}");
+                write!(f, "{} {unit}", s.trim_end_matches('0').trim_end_matches('.'))
+            }
         }
     }
 }
@@ -102,5 +109,9 @@ mod tests {
         assert_eq!(HumanSize(512).to_string(), "512 B");
         assert_eq!(HumanSize(1536).to_string(), "1.5 KiB");
         assert_eq!(HumanSize(80 << 30).to_string(), "80 GiB");
+        assert_eq!(HumanSize(1023).to_string(), "1023 B");
+        assert_eq!(HumanSize(3 << 50).to_string(), "3 PiB");
+        assert_eq!(binary_scale(1536.0), (1.5, "KiB"));
+        assert_eq!(binary_scale(-5.0), (0.0, "B"));
     }
 }

@@ -4,61 +4,12 @@
 //!
 //! A missing tool fails the test with the Debian package to install; nothing is skipped.
 
-use std::io::ErrorKind;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-/// The workspace root (`/work/main`), found from this crate's directory (`<root>/mibs`).
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("mibs crate has a parent directory").to_path_buf()
-}
-
-/// Panics with an install hint when `tool` cannot be started at all.
-fn require_tool(tool: &str, version_flag: &str, package: &str) {
-    match Command::new(tool).arg(version_flag).output() {
-        Ok(_) => {}
-        Err(err) if err.kind() == ErrorKind::NotFound => {
-            panic!("`{tool}` not found: install the `{package}` package (apt-get install {package})")
-        }
-        Err(err) => panic!("cannot run `{tool}`: {err}"),
-    }
-}
-
-/// An environment for net-snmp tools that ignores the machine's snmp.conf and MIB settings.
-struct NetSnmpEnv {
-    dir: tempfile::TempDir,
-}
-
-impl NetSnmpEnv {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("persist/cert_indexes")).unwrap();
-        std::fs::create_dir_all(dir.path().join("conf")).unwrap();
-        NetSnmpEnv { dir }
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new(program);
-        cmd.current_dir(repo_root())
-            .env("SNMP_PERSISTENT_DIR", self.dir.path().join("persist"))
-            .env("SNMPCONFPATH", self.dir.path().join("conf"))
-            .env_remove("MIBS")
-            .env_remove("MIBDIRS");
-        cmd
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn describe_output(output: &Output) -> String {
-    format!("exit: {}\nstdout:\n{}\nstderr:\n{}", output.status, text(&output.stdout), text(&output.stderr))
-}
+use dvsan_tests::{describe, isolate_net_snmp, repo_root, require_tool, stdout};
+use std::process::Command;
 
 #[test]
 fn smilint_accepts_dvsan_mib() {
-    require_tool("smilint", "-V", "smitools");
+    require_tool("smilint", "smitools");
     let output = Command::new("smilint")
         .current_dir(repo_root())
         .env("SMIPATH", "../shared/mibs/ietf:mibs")
@@ -68,13 +19,13 @@ fn smilint_accepts_dvsan_mib() {
     assert!(
         output.status.success() && output.stdout.is_empty() && output.stderr.is_empty(),
         "smilint -l 3 reported problems in DVSAN-MIB:\n{}",
-        describe_output(&output)
+        describe(&output)
     );
 }
 
 #[test]
 fn smilint_accepts_dvsan_station_mib() {
-    require_tool("smilint", "-V", "smitools");
+    require_tool("smilint", "smitools");
     let output = Command::new("smilint")
         .current_dir(repo_root())
         .env("SMIPATH", "../shared/mibs/ietf:mibs")
@@ -84,31 +35,30 @@ fn smilint_accepts_dvsan_station_mib() {
     assert!(
         output.status.success() && output.stdout.is_empty() && output.stderr.is_empty(),
         "smilint -l 3 reported problems in DVSAN-STATION-MIB:\n{}",
-        describe_output(&output)
+        describe(&output)
     );
 }
 
 #[test]
 fn generated_constants_are_up_to_date() {
-    require_tool("snmptranslate", "-V", "snmp");
-    require_tool("python3", "--version", "python3");
-    require_tool("bash", "--version", "bash");
+    require_tool("snmptranslate", "snmp");
+    require_tool("python3", "python3");
+    require_tool("bash", "bash");
     let output =
         Command::new("bash").current_dir(repo_root()).args(["scripts/gen-mib-oids", "--check"]).output().unwrap();
     assert!(
         output.status.success(),
         "mibs/src/generated.rs does not match the MIBs; run scripts/gen-mib-oids:\n{}",
-        describe_output(&output)
+        describe(&output)
     );
 }
 
 #[test]
 fn snmptranslate_resolves_every_constant_to_its_name() {
-    require_tool("snmptranslate", "-V", "snmp");
-    let env = NetSnmpEnv::new();
+    require_tool("snmptranslate", "snmp");
     let numeric: Vec<String> = dvsan_mib::ALL.iter().map(|(_, oid)| format!(".{}", dvsan_mib::dotted(oid))).collect();
-    let output = env
-        .command("snmptranslate")
+    let output = isolate_net_snmp(&mut Command::new("snmptranslate"))
+        .current_dir(repo_root())
         .args([
             "-M",
             "+../shared/mibs/ietf:mibs",
@@ -118,8 +68,8 @@ fn snmptranslate_resolves_every_constant_to_its_name() {
         .args(&numeric)
         .output()
         .unwrap();
-    assert!(output.status.success() && output.stderr.is_empty(), "snmptranslate failed:\n{}", describe_output(&output));
-    let stdout = text(&output.stdout);
+    assert!(output.status.success() && output.stderr.is_empty(), "snmptranslate failed:\n{}", describe(&output));
+    let stdout = stdout(&output);
     // snmptranslate separates the answers for several OIDs with blank lines.
     let lines: Vec<&str> = stdout.lines().filter(|line| !line.is_empty()).collect();
     assert_eq!(lines.len(), dvsan_mib::ALL.len(), "one line per OID expected:\n{stdout}");

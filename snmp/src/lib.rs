@@ -8,13 +8,14 @@
 //! - [`manager`]: async Get/GetNext/GetBulk/Set/walk client with request-id matching.
 //! - [`notify`]: sending traps and informs; [`receiver`]: receiving them.
 //! - [`endpoint`]: the addresses people type for SNMP endpoints (IP or host name, optional port).
+//! - [`date_and_time`]: RFC 2579 DateAndTime values to and from Unix time.
 //! - [`testing`]: a malformed-datagram corpus for robustness tests.
 //!
 //! # Module map
 //!
 //! Bottom-up; a module imports only from modules listed before it:
 //!
-//! 1. Leaves, importing nothing from this crate: [`oid`], [`counters`], [`uptime`].
+//! 1. Leaves, importing nothing from this crate: [`oid`], [`counters`], [`uptime`], [`date_and_time`].
 //! 2. The data model: [`value`], then [`pdu`] and the [`ber`] writer, then [`message`] (the datagram codec).
 //! 3. The engines, each on the codec: [`agent`], [`manager`], and the [`testing`] corpus.
 //! 4. [`notify`] (sending traps and informs, through the manager; it takes the notification OIDs from the
@@ -23,6 +24,7 @@
 pub mod agent;
 pub mod ber;
 pub mod counters;
+pub mod date_and_time;
 pub mod endpoint;
 pub mod manager;
 pub mod message;
@@ -36,6 +38,7 @@ pub mod value;
 
 pub use agent::{Agent, AgentConfig, GetResult, MibHandler, PreparedSet, SetFailure, Undo};
 pub use counters::SnmpCounters;
+pub use date_and_time::{DateAndTime, DateAndTimeError};
 pub use endpoint::{resolve_address, AddressError, Endpoint, Host};
 pub use manager::{Manager, RequestOptions, SnmpError, Target};
 pub use message::{decode, encode, DecodeError, Message, Version};

@@ -2,7 +2,8 @@
 
 mod common;
 
-use common::{stderr, stdout, test_agent, tool, Fault, Faulty};
+use common::{test_agent, tool, Fault, Faulty};
+use dvsan_tests::{stderr, stdout};
 use std::sync::Arc;
 
 const T: &str = ".1.3.6.1.4.1.32473.99.1.1";

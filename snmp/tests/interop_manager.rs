@@ -5,46 +5,37 @@ mod common;
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{free_udp_port, oid, test_agent, Daemon};
+use common::{oid, test_agent};
 use dvsan_snmp::manager::{Manager, SnmpError, Target};
 use dvsan_snmp::message::{decode, encode, Message, Version};
 use dvsan_snmp::pdu::{ErrorStatus, GenericPdu, Pdu, VarBind};
 use dvsan_snmp::Value;
+use dvsan_tests::{free_udp_port, net_snmp, Proc};
 
 fn local() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
 /// Starts snmpd on a loopback port with a minimal configuration and waits until it answers.
-async fn start_snmpd(manager: &Manager, dir: &std::path::Path) -> (Daemon, SocketAddr) {
-    let port = free_udp_port();
+async fn start_snmpd(manager: &Manager, dir: &std::path::Path) -> (Proc, SocketAddr) {
+    let port = free_udp_port("127.0.0.1");
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let conf = dir.join("snmpd.conf");
     let mut f = std::fs::File::create(&conf).unwrap();
     writeln!(f, "rocommunity public 127.0.0.1\nsysDescr dvsan-test-snmpd\nsysLocation lab").unwrap();
-    let child = Command::new("snmpd")
-        .args(["-f", "-Lo", "-C", "-c"])
-        .arg(&conf)
-        .arg(format!("udp:127.0.0.1:{port}"))
-        .env("SNMP_PERSISTENT_DIR", dir)
-        .env("MIBS", "")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start snmpd (net-snmp must be installed): {e}"));
-    let daemon = Daemon { child, name: "snmpd" };
+    let mut cmd = net_snmp("snmpd");
+    cmd.args(["-f", "-Lo", "-C", "-c"]).arg(&conf).arg(format!("udp:127.0.0.1:{port}"));
+    let daemon = Proc::spawn("snmpd", cmd, dir);
     let target = Target::new(addr, "public").with_timeout(Duration::from_millis(200), 0);
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if manager.get(&target, &[oid("1.3.6.1.2.1.1.1.0")]).await.is_ok() {
             return (daemon, addr);
         }
-        assert!(Instant::now() < deadline, "snmpd did not start answering on {addr}");
+        assert!(Instant::now() < deadline, "snmpd did not start answering on {addr}: {}", daemon.log_text());
     }
 }
 

@@ -3,66 +3,26 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{free_udp_port, oid, stderr, tool, Daemon};
+use common::{oid, tool};
 use dvsan_snmp::manager::Target;
 use dvsan_snmp::pdu::{TrapV1Pdu, VarBind};
 use dvsan_snmp::receiver::{NotificationKind, NotificationReceiver, ReceiveError};
 use dvsan_snmp::{NotificationSender, Uptime, Value, Version};
+use dvsan_tests::{stderr, TrapReceiver};
 
 fn local() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
-/// snmptrapd on a loopback port, its stdout collected into a shared string.
-fn start_snmptrapd(dir: &std::path::Path) -> (Daemon, SocketAddr, Arc<Mutex<String>>) {
-    let port = free_udp_port();
-    let conf = dir.join("snmptrapd.conf");
-    std::fs::write(&conf, "disableAuthorization yes\n").unwrap();
-    let mut child = Command::new("snmptrapd")
-        .args(["-f", "-Lo", "-C", "-On", "-c"])
-        .arg(&conf)
-        .arg(format!("udp:127.0.0.1:{port}"))
-        .env("SNMP_PERSISTENT_DIR", dir)
-        .env("MIBS", "")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start snmptrapd (net-snmp must be installed): {e}"));
-    let out = Arc::new(Mutex::new(String::new()));
-    let stdout = child.stdout.take().unwrap();
-    let sink = Arc::clone(&out);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let mut s = sink.lock().unwrap();
-            s.push_str(&line);
-            s.push('\n');
-        }
-    });
-    let daemon = Daemon { child, name: "snmptrapd" };
-    wait_for(&out, "NET-SNMP version", Duration::from_secs(10));
-    (daemon, format!("127.0.0.1:{port}").parse().unwrap(), out)
-}
-
-fn wait_for(out: &Mutex<String>, needle: &str, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while !out.lock().unwrap().contains(needle) {
-        assert!(Instant::now() < deadline, "{needle:?} not seen in snmptrapd output:\n{}", out.lock().unwrap());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sender_against_snmptrapd() {
     let dir = tempfile::tempdir().unwrap();
-    let (_trapd, sink, out) = start_snmptrapd(dir.path());
+    // Numeric OIDs, so the log shows exactly what was sent.
+    let trapd = TrapReceiver::start_with(dir.path(), &["-On"]);
+    let sink = trapd.addr;
     let sender = NotificationSender::new(local(), Uptime::start_now()).await.unwrap();
 
     sender
@@ -74,22 +34,14 @@ async fn sender_against_snmptrapd() {
         )
         .await
         .unwrap();
-    let o = Arc::clone(&out);
-    tokio::task::spawn_blocking(move || {
-        wait_for(&o, ".1.3.6.1.6.3.1.1.4.1.0 = OID: .1.3.6.1.4.1.32473.1.0.2", Duration::from_secs(5));
-        wait_for(&o, ".1.3.6.1.4.1.32473.1.1.1.0 = STRING: \"unit-a\"", Duration::from_secs(1));
-    })
-    .await
-    .unwrap();
+    trapd.expect(".1.3.6.1.6.3.1.1.4.1.0 = OID: .1.3.6.1.4.1.32473.1.0.2", Duration::from_secs(5));
+    trapd.expect(".1.3.6.1.4.1.32473.1.1.1.0 = STRING: \"unit-a\"", Duration::from_secs(1));
 
     // An inform returns only once snmptrapd acknowledged it.
     let target = Target::new(sink, "public").with_timeout(Duration::from_secs(1), 2);
     sender.inform(&target, &oid("1.3.6.1.4.1.32473.1.0.1"), vec![]).await.unwrap();
-    // snmptrapd answers the inform before its log line reaches our pipe reader: wait for the line briefly.
-    let o = Arc::clone(&out);
-    tokio::task::spawn_blocking(move || wait_for(&o, "OID: .1.3.6.1.4.1.32473.1.0.1", Duration::from_secs(2)))
-        .await
-        .unwrap();
+    // snmptrapd answers the inform before its log line is written: wait for the line briefly.
+    trapd.expect("OID: .1.3.6.1.4.1.32473.1.0.1", Duration::from_secs(2));
 
     sender
         .trap_v1(
@@ -106,12 +58,7 @@ async fn sender_against_snmptrapd() {
         )
         .await
         .unwrap();
-    let o = Arc::clone(&out);
-    tokio::task::spawn_blocking(move || {
-        wait_for(&o, "Enterprise Specific Trap (17) Uptime: 0:00:04.56", Duration::from_secs(5));
-    })
-    .await
-    .unwrap();
+    trapd.expect("Enterprise Specific Trap (17) Uptime: 0:00:04.56", Duration::from_secs(5));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,34 +29,7 @@ fn instance(node: &[u32], index: &[u32]) -> Oid {
 
 /// An RFC 2579 DateAndTime in UTC (11 octets, explicit +00:00) for Unix milliseconds.
 pub fn date_and_time(ms: i64) -> Vec<u8> {
-    let secs = ms.div_euclid(1000);
-    let deci = (ms.rem_euclid(1000) / 100) as u8;
-    let days = secs.div_euclid(86_400);
-    let day_secs = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-    let year = (yoe + era * 400 + i64::from(month <= 2)).clamp(0, 65535) as u16;
-    let [hi, lo] = year.to_be_bytes();
-    vec![
-        hi,
-        lo,
-        month,
-        day,
-        (day_secs / 3600) as u8,
-        ((day_secs % 3600) / 60) as u8,
-        (day_secs % 60) as u8,
-        deci,
-        b'+',
-        0,
-        0,
-    ]
+    dvsan_snmp::DateAndTime::from_unix_millis(ms).encode()
 }
 
 /// InetAddressType and InetAddress values for an address.

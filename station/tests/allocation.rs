@@ -1,10 +1,9 @@
-//! Volume allocation (issue 5) through the station CLI against real agents: best fit among free volumes, a new
+//! Volume allocation through the station CLI against real agents: best fit among free volumes, a new
 //! volume on the unit with the most free space, grants on the units' access tables, refusals that leave nothing
 //! half-assigned, release, and assignments that survive a kill -9 of the station.
 
-mod common;
-
-use common::*;
+use dvsan_tests::units::*;
+use dvsan_tests::*;
 use std::process::Command;
 use std::time::Duration;
 
@@ -198,7 +197,7 @@ fn request_assign_refuse_release_and_survive_restart() {
     assert_eq!(assignments(&station), before);
     let text = run_ok(&mut alloc_cmd(&station, &["assignments"]));
     assert_eq!(text.lines().count(), 3, "{text}");
-    wait_for("the grant repaired at start", WAIT, || (grants(&big).len() == 1).then_some(()));
+    wait_until("the grant repaired at start", WAIT, || (grants(&big).len() == 1).then_some(()));
     assert_eq!(grants(&big), vec![(volume_c, "127.0.20.102".to_string())]);
 }
 
@@ -283,7 +282,7 @@ fn submit(station: &Station, index: u32, size: &str, host_hex: &str) -> String {
 }
 
 fn wait_request(station: &Station, index: u32) -> String {
-    wait_for("the request to be served", WAIT, || {
+    wait_until("the request to be served", WAIT, || {
         let status = request_cell(station, "Status", index);
         (status != "pending").then_some(status)
     })
@@ -293,9 +292,8 @@ fn wait_request(station: &Station, index: u32) -> String {
 fn requests_through_the_station_mib() {
     let dir = tempfile::tempdir().unwrap();
     // An NMS (snmptrapd) receives the station's notifications.
-    let nms = free_udp_port();
-    let trap_log = dir.path().join("snmptrapd.log");
-    let _trapd = snmptrapd(dir.path(), nms, &trap_log);
+    let trapd = TrapReceiver::start(dir.path());
+    let nms = trapd.addr;
     let station = Station::start(&dir.path().join("station"), &["--forward", &nms.to_string()]);
     let mut unit = Unit::start(&dir.path().join("u1"), "127.0.21.1", station.traps, "64M", &[]);
     unit.serve_data();
@@ -322,13 +320,13 @@ fn requests_through_the_station_mib() {
             .unwrap();
         String::from_utf8_lossy(&output.stdout).trim().trim_matches('"').to_string()
     };
-    wait_for("the assignment in the station MIB", WAIT, || (assigned("NbdUri") == uri).then_some(()));
+    wait_until("the assignment in the station MIB", WAIT, || (assigned("NbdUri") == uri).then_some(()));
     assert_eq!(assigned("Host").trim(), "7F 00 15 64");
     assert_eq!(assigned("Mode"), "readWrite");
     // The volume made for the request is announced to the NMS.
     let added = format!("dvsanStationVolumeName.{unit_index}.{volume} = STRING: ");
-    wait_for("dvsanStationVolumeAdded for the request's volume", WAIT, || {
-        trap_logged(&trap_log, &["DVSAN-STATION-MIB::dvsanStationVolumeAdded", &added])
+    wait_until("dvsanStationVolumeAdded for the request's volume", WAIT, || {
+        trapd.logged(&["DVSAN-STATION-MIB::dvsanStationVolumeAdded", &added])
     });
 
     // Refusals land in the status and error columns; nothing is assigned.
@@ -387,7 +385,7 @@ fn requests_through_the_station_mib() {
     assert_eq!(release(21, "7F001564"), "done");
     assert!(grants(&unit).is_empty());
     assert!(assignments(&station).is_empty());
-    wait_for("the assignment gone from the station MIB", WAIT, || {
+    wait_until("the assignment gone from the station MIB", WAIT, || {
         assigned("NbdUri").contains("No Such Instance").then_some(())
     });
     assert_eq!(release(22, "7F001564"), "failed");
@@ -432,7 +430,7 @@ fn host_cli_with_real_blockd_exclusive_access_and_release() {
     let unit = Unit::start(&dir.path().join("u1"), "127.0.22.1", station.traps, "64M", &[]);
     let mut blockd_cmd = Command::new(workspace_bin("dvsan-blockd"));
     blockd_cmd.arg("--state-dir").arg(&unit.state_dir).args(["--listen", "127.0.22.1:10809"]);
-    let _blockd = Proc::spawn("dvsan-blockd", &mut blockd_cmd, dir.path().join("blockd.log"));
+    let _blockd = Proc::spawn_logging("dvsan-blockd", &mut blockd_cmd, dir.path().join("blockd.log"));
     station.wait_unit(&unit.address(), "available with blockd serving", WAIT, |u| u["state"] == "available");
 
     // Host A asks for 8M with dvsan-host.
@@ -445,13 +443,13 @@ fn host_cli_with_real_blockd_exclusive_access_and_release() {
     assert!(uri.starts_with("nbd://127.0.22.1:10809/"), "{a}");
 
     // It lists and attaches for A (the export answers A with its size), not for B.
-    let listed = wait_for("the volume in A's list", WAIT, || {
+    let listed = wait_until("the volume in A's list", WAIT, || {
         let text = run_ok(&mut host_cli(&station, "127.0.22.100", &["list"]));
         text.contains(&uri).then_some(text)
     });
     assert!(listed.starts_with(&spec), "{listed}");
     assert_eq!(run_ok(&mut host_cli(&station, "127.0.22.101", &["list"])), "");
-    let attach = wait_for("blockd to serve the new grant", WAIT, || {
+    let attach = wait_until("blockd to serve the new grant", WAIT, || {
         let output = host_cli(&station, "127.0.22.100", &["attach", &spec]).output().unwrap();
         output.status.success().then(|| String::from_utf8_lossy(&output.stdout).into_owned())
     });
@@ -509,7 +507,7 @@ fn host_cli_with_real_blockd_exclusive_access_and_release() {
         false
     });
     assert!(closed, "A's connection still works 5 s after the release");
-    wait_for("blockd to refuse A after the release", WAIT, || nbd_info(&uri, "127.0.22.100").is_err().then_some(()));
+    wait_until("blockd to refuse A after the release", WAIT, || nbd_info(&uri, "127.0.22.100").is_err().then_some(()));
     let text = run_ok(&mut host_cli(&station, "127.0.22.102", &["request", "--size", "8M", "--json"]));
     let c: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!((c["unit"].clone(), c["volume"].clone()), (a["unit"].clone(), a["volume"].clone()), "reused: {c}");
@@ -551,7 +549,7 @@ fn unit_with_blockd(dir: &std::path::Path, name: &str, ip: &str, station: &Stati
     let unit = Unit::start(&dir.join(name), ip, station.traps, size, &[]);
     let mut cmd = Command::new(workspace_bin("dvsan-blockd"));
     cmd.arg("--state-dir").arg(&unit.state_dir).args(["--listen", &format!("{ip}:10809")]);
-    let blockd = Proc::spawn("dvsan-blockd", &mut cmd, dir.join(format!("{name}-blockd.log")));
+    let blockd = Proc::spawn_logging("dvsan-blockd", &mut cmd, dir.join(format!("{name}-blockd.log")));
     station.wait_unit(&unit.address(), "available with blockd serving", WAIT, |u| u["state"] == "available");
     (unit, blockd)
 }

@@ -2,11 +2,10 @@
 //! parse errors logged with their source), a flood from one source does not starve another, and a unit whose
 //! agent answers garbage is marked `error` with the reason while the rest of the pool is unaffected.
 
-mod common;
-
-use common::*;
 use dvsan_snmp::agent::{GetResult, MibHandler};
 use dvsan_snmp::{Agent, AgentConfig, NotificationSender, Oid, Target, Uptime, Value, VarBind};
+use dvsan_tests::units::*;
+use dvsan_tests::*;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -81,9 +80,11 @@ fn bad_notifications_are_dropped_counted_and_logged() {
     for garbage in [&b"\x30\x03\x02\x01"[..], b"hello, station", b"\x30\x82\xff\xff\x02\x01\x01"] {
         raw.send_to(garbage, traps).unwrap();
     }
-    wait_for("the bad community count", WAIT, || (counter(&station, "dvsanStationBadCommunities") == 3).then_some(()));
-    wait_for("the parse error count", WAIT, || (counter(&station, "dvsanStationParseErrors") == 3).then_some(()));
-    let log = wait_for("parse errors in traps.log", WAIT, || {
+    wait_until("the bad community count", WAIT, || {
+        (counter(&station, "dvsanStationBadCommunities") == 3).then_some(())
+    });
+    wait_until("the parse error count", WAIT, || (counter(&station, "dvsanStationParseErrors") == 3).then_some(()));
+    let log = wait_until("parse errors in traps.log", WAIT, || {
         let log = std::fs::read_to_string(station.state_dir.join("traps.log")).unwrap_or_default();
         (log.lines().filter(|l| l.contains("PARSE-ERROR") && l.contains("127.0.5.11:")).count() == 3).then_some(log)
     });
@@ -184,7 +185,7 @@ fn v1_traps_and_informs_are_stored_and_followed() {
     let station = Station::start(&dir.path().join("station"), &[]);
 
     // `traps --follow --json` prints notifications as they are stored.
-    let mut follow = std::process::Command::new(station_bin())
+    let mut follow = std::process::Command::new(workspace_bin("dvsan-station"))
         .args(["traps", "--follow", "--json", "--state-dir"])
         .arg(&station.state_dir)
         .stdout(std::process::Stdio::piped())

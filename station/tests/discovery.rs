@@ -2,9 +2,8 @@
 //! is found with `unit add`, and every change it makes afterwards (its notifications still lost) is repaired by
 //! polling within a few poll intervals. Also the CLI's errors for bad addresses, unknown units and state dirs.
 
-mod common;
-
-use common::*;
+use dvsan_tests::units::*;
+use dvsan_tests::*;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -91,7 +90,7 @@ fn unit_add_finds_a_running_unit_and_polling_repairs_lost_traps() {
 fn cli_errors_are_clear() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing");
-    let station_cli = || std::process::Command::new(station_bin());
+    let station_cli = || std::process::Command::new(workspace_bin("dvsan-station"));
 
     let err = run_fails(station_cli().args(["pool", "--state-dir"]).arg(&missing));
     assert!(err.contains(&format!("state directory {} does not exist", missing.display())), "{err}");

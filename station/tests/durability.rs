@@ -1,11 +1,10 @@
 //! An acknowledged inform is never lost: the station is killed with SIGKILL in the middle of a burst of informs,
 //! restarted, and every inform it had acknowledged must be in its store, which must open cleanly.
 
-mod common;
-
-use common::*;
 use dvsan_snmp::{NotificationSender, Oid, Target, Uptime, Value, VarBind};
 use dvsan_station::store::{NotificationFilter, StationStore};
+use dvsan_tests::units::*;
+use dvsan_tests::*;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -52,7 +51,7 @@ fn acknowledged_informs_survive_kill_9() {
     };
 
     // Let the burst run, then kill the station without warning while informs are in flight.
-    wait_for("300 acknowledged informs", Duration::from_secs(20), || {
+    wait_until("300 acknowledged informs", Duration::from_secs(20), || {
         (acked.lock().unwrap().len() >= 300).then_some(())
     });
     std::thread::sleep(Duration::from_millis(300));

@@ -4,9 +4,8 @@
 //!
 //! Real clients on loopback connect from 127.0.0.1 (the source address of the lo route), so that is host A.
 
-mod common;
-
-use common::*;
+use dvsan_tests::units::*;
+use dvsan_tests::*;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -25,7 +24,7 @@ fn alloc(station: &Station, args: &[&str]) -> serde_json::Value {
 fn blockd(unit: &Unit, listen: &str, log: std::path::PathBuf) -> Proc {
     let mut cmd = Command::new(workspace_bin("dvsan-blockd"));
     cmd.arg("--state-dir").arg(&unit.state_dir).args(["--listen", listen]);
-    Proc::spawn("dvsan-blockd", &mut cmd, log)
+    Proc::spawn_logging("dvsan-blockd", &mut cmd, log)
 }
 
 /// Verified 16k random-write fio runs, one per URI, all at once for 3 s; every one must finish without an error.
@@ -39,12 +38,12 @@ fn fio_at_once(dir: &std::path::Path, name: &str, uris: &[String]) {
                 .args(["--ioengine=nbd", "--rw=randwrite", "--bs=16k", "--iodepth=4", "--size=16M"])
                 .args(["--verify=crc32c", "--do_verify=1", "--verify_state_save=0", "--time_based=1", "--runtime=3"])
                 .arg(format!("--uri={uri}"));
-            Proc::spawn("fio", &mut cmd, dir.join(format!("fio-{name}{i}.log")))
+            Proc::spawn_logging("fio", &mut cmd, dir.join(format!("fio-{name}{i}.log")))
         })
         .collect();
     for mut run in runs {
-        let child = run.child.as_mut().unwrap();
-        let status = wait_for("fio to finish", Duration::from_secs(30), || child.try_wait().ok().flatten());
+        let child = &mut run.child;
+        let status = wait_until("fio to finish", Duration::from_secs(30), || child.try_wait().ok().flatten());
         let report = run.log_text();
         assert!(status.success() && report.contains("err= 0"), "fio failed:\n{report}");
     }
@@ -64,7 +63,7 @@ fn fio_runs_on_while_the_station_dies_and_a_unit_joins() {
 
     let a = alloc(&station, &["request", "--size", "32M", "--host", "127.0.0.1"]);
     let uri = a["nbd_uri"].as_str().unwrap().to_string();
-    wait_for("blockd to serve host A's grant", WAIT, || {
+    wait_until("blockd to serve host A's grant", WAIT, || {
         Command::new("nbdinfo").arg(&uri).output().ok().filter(|o| o.status.success())
     });
 
@@ -85,7 +84,7 @@ fn fio_runs_on_while_the_station_dies_and_a_unit_joins() {
         .arg(format!("--write_lat_log={}", lat.display()))
         .arg("--log_avg_msec=0");
     let started = Instant::now();
-    let fio = Proc::spawn("fio", &mut fio_cmd, dir.path().join("fio.log"));
+    let fio = Proc::spawn_logging("fio", &mut fio_cmd, dir.path().join("fio.log"));
 
     // t≈1.5 s: the station dies hard; t≈2.5 s: it comes back.
     std::thread::sleep(Duration::from_millis(1500));
@@ -104,8 +103,8 @@ fn fio_runs_on_while_the_station_dies_and_a_unit_joins() {
     assert!(!refused.status.success(), "B's export must be refused to A");
 
     let mut fio = fio;
-    let child = fio.child.as_mut().unwrap();
-    let status = wait_for("fio to finish", Duration::from_secs(30), || child.try_wait().ok().flatten());
+    let child = &mut fio.child;
+    let status = wait_until("fio to finish", Duration::from_secs(30), || child.try_wait().ok().flatten());
     let report = fio.log_text();
     assert!(status.success(), "fio failed:\n{report}");
     assert!(report.contains("err= 0"), "fio reported errors:\n{report}");
@@ -162,7 +161,7 @@ fn one_host_uses_volumes_on_three_units_at_once_with_fio() {
     hosts.sort_unstable();
     assert_eq!(hosts, ["127.0.25.1", "127.0.25.2", "127.0.25.3"], "{uris:?}");
     for uri in &uris {
-        wait_for("blockd to serve the grant", WAIT, || {
+        wait_until("blockd to serve the grant", WAIT, || {
             Command::new("nbdinfo").arg(uri).output().ok().filter(|o| o.status.success())
         });
     }
@@ -183,8 +182,8 @@ impl HostRelay {
         let socket = dir.join(format!("relay-{host}.sock"));
         let mut cmd = Command::new("socat");
         cmd.arg(format!("UNIX-LISTEN:{},fork", socket.display())).arg(format!("TCP:{target},bind={host}"));
-        let proc = Proc::spawn("socat", &mut cmd, dir.join(format!("socat-{host}.log")));
-        wait_for("the relay socket", WAIT, || socket.exists().then_some(()));
+        let proc = Proc::spawn_logging("socat", &mut cmd, dir.join(format!("socat-{host}.log")));
+        wait_until("the relay socket", WAIT, || socket.exists().then_some(()));
         HostRelay { _proc: proc, socket }
     }
 
@@ -219,7 +218,7 @@ fn three_hosts_share_one_unit_each_exclusive_with_real_clients() {
         .collect();
     // Each host reaches its own export and is refused the others' (nbdinfo through the host's relay).
     for (i, relay) in relays.iter().enumerate() {
-        wait_for("blockd to serve the host's grant", WAIT, || {
+        wait_until("blockd to serve the host's grant", WAIT, || {
             Command::new("nbdinfo").arg(relay.uri(&exports[i])).output().ok().filter(|o| o.status.success())
         });
         for (j, export) in exports.iter().enumerate() {

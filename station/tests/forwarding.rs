@@ -2,9 +2,8 @@
 //! notifications (with snmpTrapAddress.0 naming the unit) and the station's own DVSAN-STATION-MIB notifications,
 //! as traps and, with --forward-inform, as informs.
 
-mod common;
-
-use common::*;
+use dvsan_tests::units::*;
+use dvsan_tests::*;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -12,9 +11,8 @@ const WAIT: Duration = Duration::from_secs(15);
 #[test]
 fn snmptrapd_receives_forwarded_and_own_notifications() {
     let dir = tempfile::tempdir().unwrap();
-    let nms = free_udp_port();
-    let log = dir.path().join("snmptrapd.log");
-    let _trapd = snmptrapd(dir.path(), nms, &log);
+    let trapd = TrapReceiver::start(dir.path());
+    let nms = trapd.addr;
     let nms_text = nms.to_string();
 
     // Station A forwards as traps, station B as informs.
@@ -30,25 +28,22 @@ fn snmptrapd_receives_forwarded_and_own_notifications() {
     station_a.wait_unit(&unit_a.address(), "the new volume", WAIT, |u| !volumes_of(u).is_empty());
 
     // Blocks of snmptrapd's log: one header line, then the tab-separated varbinds.
-    let has = |needles: &[&str]| {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        text.lines().any(|line| needles.iter().all(|n| line.contains(n))).then_some(())
-    };
+    let has = |needles: &[&str]| trapd.logged(needles);
     for unit in [&unit_a, &unit_b] {
         let address = format!("snmpTrapAddress.0 = IpAddress: {}", unit.listen.ip());
-        wait_for(&format!("forwarded coldStart of {}", unit.listen), WAIT, || {
+        wait_until(&format!("forwarded coldStart of {}", unit.listen), WAIT, || {
             has(&["snmpTrapOID.0 = OID: SNMPv2-MIB::coldStart", &address, &unit.unit_id()])
         });
-        wait_for(&format!("dvsanStationUnitJoined of {}", unit.listen), WAIT, || {
+        wait_until(&format!("dvsanStationUnitJoined of {}", unit.listen), WAIT, || {
             has(&["DVSAN-STATION-MIB::dvsanStationUnitJoined", &unit.unit_id()])
         });
     }
-    wait_for("dvsanStationVolumeAdded", WAIT, || has(&["DVSAN-STATION-MIB::dvsanStationVolumeAdded", "STRING: fwd"]));
+    wait_until("dvsanStationVolumeAdded", WAIT, || has(&["DVSAN-STATION-MIB::dvsanStationVolumeAdded", "STRING: fwd"]));
 
     // A unit that goes away is reported too.
     unit_b.proc.terminate();
-    wait_for("forwarded dvsanUnitShutdown", WAIT, || has(&["DVSAN-MIB::dvsanUnitShutdown", &unit_b.unit_id()]));
-    wait_for("dvsanStationUnitLeft", WAIT, || has(&["DVSAN-STATION-MIB::dvsanStationUnitLeft", "unavailable(2)"]));
+    wait_until("forwarded dvsanUnitShutdown", WAIT, || has(&["DVSAN-MIB::dvsanUnitShutdown", &unit_b.unit_id()]));
+    wait_until("dvsanStationUnitLeft", WAIT, || has(&["DVSAN-STATION-MIB::dvsanStationUnitLeft", "unavailable(2)"]));
 
     // The informs of station B were acknowledged by snmptrapd (none failed), per the station MIB.
     let counters = run_ok(

@@ -1,13 +1,12 @@
-//! Host names wherever an address is taken (issue 12): an agent listening on and sending its notifications to
+//! Host names wherever an address is taken: an agent listening on and sending its notifications to
 //! `localhost:PORT`, the station forwarding to an NMS by name, `unit add localhost:PORT` keeping the name (pool
 //! text and JSON, dvsanStationUnitHostName), `dvsan-host --station localhost:PORT`, names that do not resolve,
 //! and a unit registered by name found again by resolving the name when it stops answering at its stored
 //! address (the stored address is moved away in the store, as if the name's DNS entry had changed).
 
-mod common;
-
-use common::*;
 use dvsan_station::store::StationStore;
+use dvsan_tests::units::*;
+use dvsan_tests::*;
 use std::process::Command;
 use std::time::Duration;
 
@@ -16,11 +15,10 @@ const WAIT: Duration = Duration::from_secs(15);
 #[test]
 fn host_names_are_accepted_kept_shown_and_resolved_again() {
     let dir = tempfile::tempdir().unwrap();
-    let nms = free_udp_port();
-    let trap_log = dir.path().join("snmptrapd.log");
-    let _trapd = snmptrapd(dir.path(), nms, &trap_log);
+    let trapd = TrapReceiver::start(dir.path());
+    let nms = trapd.addr;
     // The agent's port, free on 127.0.0.1 (where `localhost` resolves to first).
-    let agent = free_udp_port();
+    let agent = free_udp_addr("127.0.0.1");
     let port = agent.port().to_string();
     let forward = format!("localhost:{}", nms.port());
     let station = Station::start(&dir.path().join("station"), &["--forward", &forward, "--agent-port", &port]);
@@ -33,8 +31,8 @@ fn host_names_are_accepted_kept_shown_and_resolved_again() {
     // reached snmptrapd through the named --forward.
     let joined = station.wait_unit(&agent.to_string(), "available", WAIT, |u| u["state"] == "available");
     let index = joined["index"].as_u64().unwrap();
-    wait_for("dvsanStationUnitJoined at snmptrapd", WAIT, || {
-        trap_logged(&trap_log, &["DVSAN-STATION-MIB::dvsanStationUnitJoined", &unit.unit_id()])
+    wait_until("dvsanStationUnitJoined at snmptrapd", WAIT, || {
+        trapd.logged(&["DVSAN-STATION-MIB::dvsanStationUnitJoined", &unit.unit_id()])
     });
 
     // unit add by name: resolved, and the name kept with the unit and shown.

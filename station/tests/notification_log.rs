@@ -1,9 +1,8 @@
 //! NOTIFICATION-LOG-MIB: notifications the station received, read back over SNMP with net-snmp's tools, the way an
 //! NMS (or a console on another machine) reads them.
 
-mod common;
-
-use common::{net_snmp, run_ok, wait_for, Station};
+use dvsan_tests::units::Station;
+use dvsan_tests::{net_snmp, run_ok, wait_until};
 use std::time::Duration;
 
 fn log_mib(tool: &str) -> std::process::Command {
@@ -49,7 +48,7 @@ fn received_notifications_are_readable_as_nlm_log_and_variable_tables() {
         "0",
         "77",
     ]));
-    wait_for("two stored notifications", Duration::from_secs(10), || (station.traps(&[]).len() == 2).then_some(()));
+    wait_until("two stored notifications", Duration::from_secs(10), || (station.traps(&[]).len() == 2).then_some(()));
 
     // nlmLogTable: one row per notification in the null-named log, oldest first, with the notification's OID
     // and the sender's UDP address.

@@ -5,9 +5,8 @@
 //! kill -9 makes it unreachable after the missed polls; the station MIB shows the pool to snmptable; the
 //! notification log answers `traps` filters.
 
-mod common;
-
-use common::*;
+use dvsan_tests::units::*;
+use dvsan_tests::*;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(15);

@@ -6,10 +6,9 @@
 //! task waiting (cancellable) for a unit lock another process holds; and the CLI commands that match the tasks
 //! (`partition destroy`, `unit rescan`, `tasks`).
 
-mod common;
-
-use common::*;
 use dvsan_station::allocate::{LockScope, PoolLock};
+use dvsan_tests::units::*;
+use dvsan_tests::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::process::Output;
@@ -82,7 +81,7 @@ fn start_task(station: &Station, operation: &str, columns: &[Column<'_>]) -> u32
 
 /// Waits until task `index` has ended; returns (state, result).
 fn wait_task(station: &Station, index: u32) -> (String, String) {
-    wait_for(&format!("task {index} to end"), WAIT, || {
+    wait_until(&format!("task {index} to end"), WAIT, || {
         let values = station_get(
             station,
             &[
@@ -118,9 +117,8 @@ fn unit_index(station: &Station, unit: &Unit) -> u64 {
 fn tasks_over_snmp_run_concurrently_cancel_report_and_survive_a_restart() {
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
-    let nms = free_udp_port();
-    let trap_log = dir.path().join("snmptrapd.log");
-    let _trapd = snmptrapd(dir.path(), nms, &trap_log);
+    let trapd = TrapReceiver::start(dir.path());
+    let nms = trapd.addr;
     let state = dir.path().join("station");
     let nms_text = nms.to_string();
     let flags = ["--forward", nms_text.as_str(), "--unit-timeout", "3s", "--task-workers", "4"];
@@ -167,18 +165,15 @@ fn tasks_over_snmp_run_concurrently_cancel_report_and_survive_a_restart() {
     // (f) The end reached snmptrapd as dvsanStationTaskCompleted.
     let task_done = format!("dvsanStationTaskState.{t1} = INTEGER: done(3)");
     let operation = format!("dvsanStationTaskOperation.{t1} = INTEGER: createVolume(1)");
-    wait_for("dvsanStationTaskCompleted at snmptrapd", WAIT, || {
-        trap_logged(
-            &trap_log,
-            &["DVSAN-STATION-MIB::dvsanStationTaskCompleted", &task_done, &operation, "created volume"],
-        )
+    wait_until("dvsanStationTaskCompleted at snmptrapd", WAIT, || {
+        trapd.logged(&["DVSAN-STATION-MIB::dvsanStationTaskCompleted", &task_done, &operation, "created volume"])
     });
 
     // (g) The volume the task made reached the NMS as dvsanStationVolumeAdded too (announced by the task's own
     // re-read of the unit, since the station's walks then find nothing new).
     let name = format!("dvsanStationVolumeName.{a}.{volume} = STRING: first");
-    wait_for("dvsanStationVolumeAdded for the task's volume", WAIT, || {
-        trap_logged(&trap_log, &["DVSAN-STATION-MIB::dvsanStationVolumeAdded", &name])
+    wait_until("dvsanStationVolumeAdded for the task's volume", WAIT, || {
+        trapd.logged(&["DVSAN-STATION-MIB::dvsanStationVolumeAdded", &name])
     });
 
     // (b) Unit A stops answering: its task runs (waiting for the unit) while the task on unit B starts at once
@@ -203,7 +198,7 @@ fn tasks_over_snmp_run_concurrently_cancel_report_and_survive_a_restart() {
     assert_eq!(wait_task(&station, fast).0, "done");
     assert_eq!(cell(&station, "State", slow), "running", "the task on the stopped unit still runs");
     let creating = format!("creating the volume on unit #{a}");
-    wait_for("the step of the task on the stopped unit", WAIT, || {
+    wait_until("the step of the task on the stopped unit", WAIT, || {
         (cell(&station, "Step", slow) == creating).then_some(())
     });
     assert_eq!(cell(&station, "State", never), "pending");
@@ -264,7 +259,7 @@ fn tasks_over_snmp_run_concurrently_cancel_report_and_survive_a_restart() {
     signal(&unit_a, Signal::SIGSTOP);
     let interrupted = start_task(&station, "createVolume", &[("Unit", "s", "127.0.30.1"), ("Size", "s", "1M")]);
     let rescan = start_task(&station, "rescanUnit", &[("Unit", "s", "127.0.30.1")]);
-    wait_for("the task on the stopped unit to run", WAIT, || {
+    wait_until("the task on the stopped unit to run", WAIT, || {
         (cell(&station, "State", interrupted) == "running" && cell(&station, "State", rescan) == "pending")
             .then_some(())
     });
@@ -300,14 +295,13 @@ fn tasks_over_snmp_run_concurrently_cancel_report_and_survive_a_restart() {
 fn every_operation_runs_as_a_task_in_order_and_the_cli_matches() {
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
-    let nms = free_udp_port();
-    let trap_log = dir.path().join("snmptrapd.log");
-    let _trapd = snmptrapd(dir.path(), nms, &trap_log);
+    let trapd = TrapReceiver::start(dir.path());
+    let nms = trapd.addr;
     let station = Station::start(&dir.path().join("station"), &["--forward", &nms.to_string()]);
     let mut unit = Unit::start(&dir.path().join("u1"), "127.0.31.1", station.traps, "64M", &[]);
     unit.serve_data();
     // A unit the station has not heard from (its notifications go nowhere): added by a task.
-    let nowhere = free_udp_port();
+    let nowhere = free_udp_addr("127.0.0.1");
     let mut other = Unit::start(&dir.path().join("u2"), "127.0.31.2", nowhere, "16M", &[]);
     other.serve_data();
     station.wait_unit(&unit.address(), "available", WAIT, |u| u["state"] == "available");
@@ -369,7 +363,7 @@ fn every_operation_runs_as_a_task_in_order_and_the_cli_matches() {
         ("alloc added", ["dvsanStationVolumeAdded", "STRING: alloc"]),
         ("the added unit joined", ["dvsanStationUnitJoined", &other.unit_id()]),
     ] {
-        wait_for(what, WAIT, || trap_logged(&trap_log, &needles));
+        wait_until(what, WAIT, || trapd.logged(&needles));
     }
 
     // The CLI runs the same operations: partition destroy and unit rescan.
@@ -424,7 +418,7 @@ fn every_operation_runs_as_a_task_in_order_and_the_cli_matches() {
     let held = PoolLock::acquire(&station.state_dir, LockScope::Unit(index as u32)).unwrap();
     let waiting = format!("waiting for unit #{index}");
     let is_waiting = |task: u32| {
-        wait_for(&format!("task {task} to wait for the unit lock"), WAIT, || {
+        wait_until(&format!("task {task} to wait for the unit lock"), WAIT, || {
             (cell(&station, "State", task) == "pending" && cell(&station, "Step", task) == waiting).then_some(())
         })
     };
@@ -479,9 +473,8 @@ fn grant_rows(unit: &Unit) -> usize {
 #[test]
 fn units_are_removed_by_cli_and_task_refused_while_assigned_forced_and_learned_again() {
     let dir = tempfile::tempdir().unwrap();
-    let nms = free_udp_port();
-    let trap_log = dir.path().join("snmptrapd.log");
-    let _trapd = snmptrapd(dir.path(), nms, &trap_log);
+    let trapd = TrapReceiver::start(dir.path());
+    let nms = trapd.addr;
     let nms_text = nms.to_string();
     let station = Station::start(&dir.path().join("station"), &["--forward", &nms_text, "--unit-timeout", "2s"]);
     let mut unit_a = Unit::start(&dir.path().join("ua"), "127.0.32.1", station.traps, "64M", &[]);
@@ -551,8 +544,8 @@ fn units_are_removed_by_cli_and_task_refused_while_assigned_forced_and_learned_a
     assert!(result.contains("released its assignments") && result.contains("127.0.32.101"), "{result}");
     assert!(relearned_or_gone(&station, &unit_a, a), "unit #{a} still in the pool");
     let id = format!("dvsanStationUnitId.{a} = STRING: {}", unit_a.unit_id());
-    wait_for("dvsanStationUnitRemoved at snmptrapd", WAIT, || {
-        trap_logged(&trap_log, &["DVSAN-STATION-MIB::dvsanStationUnitRemoved", &id])
+    wait_until("dvsanStationUnitRemoved at snmptrapd", WAIT, || {
+        trapd.logged(&["DVSAN-STATION-MIB::dvsanStationUnitRemoved", &id])
     });
 
     // A unit that is not available (its agent shut down) cannot be asked to revoke: --force drops the assignment

@@ -1,10 +1,10 @@
-//! What the admin and host CLIs say when there is nothing to show or they cannot do what was asked (issue 12,
-//! item 5): one clear sentence naming the problem and what to do, from the real binaries.
+//! What the admin and host CLIs say when there is nothing to show or they cannot do what was asked: one
+//! clear sentence naming the problem and what to do, from the real binaries.
 
-use dvsan_tests::{free_udp_port, wait_for, workspace_bin, Proc};
+use dvsan_tests::units::Station;
+use dvsan_tests::{free_udp_port, workspace_bin};
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::Duration;
 
 fn run(mut cmd: Command) -> (bool, String, String) {
     let out: Output = cmd.env_remove("DVSAN_STATION").env_remove("DVSAN_STATION_STATE_DIR").output().unwrap();
@@ -75,17 +75,8 @@ fn a_station_that_does_not_answer_is_named_with_what_to_check() {
 fn empty_lists_say_so_and_a_host_is_told_what_it_can_do() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("station");
-    let mut cmd = Command::new(workspace_bin("dvsan-station"));
-    cmd.arg("run").arg("--state-dir").arg(&state).args([
-        "--listen-traps",
-        "127.0.0.1:0",
-        "--snmp-listen",
-        "127.0.0.1:0",
-    ]);
-    let station = Proc::spawn("station", cmd, dir.path());
-    let ready = wait_for(Duration::from_secs(15), || std::fs::read_to_string(state.join("station.ready")).ok());
-    let ready: serde_json::Value = serde_json::from_str(&ready.expect("station ready")).unwrap();
-    let snmp = ready["snmp"].as_str().expect("the station's SNMP address").to_string();
+    let station = Station::start(&state, &[]);
+    let snmp = station.snmp.expect("the station serves SNMP").to_string();
 
     let (ok, out, err) = station_cli(&["assignments"], &state);
     assert!(ok, "{err}");
@@ -96,7 +87,7 @@ fn empty_lists_say_so_and_a_host_is_told_what_it_can_do() {
     );
 
     let (ok, out, err) = host_cli(&snmp, &["list"]);
-    assert!(ok, "{err}\n{}", station.log_text());
+    assert!(ok, "{err}\n{}", station.proc.log_text());
     assert_eq!(out, "", "stdout stays one line per volume");
     assert_eq!(
         err,

@@ -3,8 +3,9 @@
 //! `tmux capture-pane`, the way an operator would see it. The console is given only the station's SNMP address:
 //! pool, tasks and the notification tail all come over SNMP.
 
-use dvsan_tests::{free_tcp_port, free_udp_port, require_tool, wait_for, workspace_bin, Proc};
-use std::path::{Path, PathBuf};
+use dvsan_tests::units::{SanUnit, Station};
+use dvsan_tests::{free_udp_port, require_tool, wait_for, workspace_bin};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -82,104 +83,15 @@ fn tmux(args: &[&str]) -> Output {
 }
 
 /// A SAN unit: agent and blockd side by side on one state directory.
-struct SanUnit {
-    _agent: Proc,
-    blockd: Option<Proc>,
-    dir: PathBuf,
-    ip: String,
-    data_port: u16,
-}
-
-impl SanUnit {
-    fn start(dir: &Path, ip: &str, agent_port: u16, trap_sink: &str, name: &str) -> SanUnit {
-        SanUnit::start_with_media(dir, ip, agent_port, trap_sink, name, &["256M"])
-    }
-
-    /// A unit on media of these sizes (files m0.img, m1.img, … in its directory), concatenated in that order.
-    fn start_with_media(dir: &Path, ip: &str, agent_port: u16, trap_sink: &str, name: &str, sizes: &[&str]) -> SanUnit {
-        let dir = dir.join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        let snmp_addr = format!("{ip}:{agent_port}");
-        let mut cmd = Command::new(workspace_bin("dvsan-agent"));
-        cmd.arg("run").arg("--state-dir").arg(dir.join("state")).args([
-            "--listen",
-            &snmp_addr,
-            "--trap-sink",
-            trap_sink,
-            "--name",
-            name,
-        ]);
-        for (i, size) in sizes.iter().enumerate() {
-            cmd.arg("--media").arg(format!("{}:{size}", dir.join(format!("m{i}.img")).display()));
-        }
-        let agent = Proc::spawn("agent", cmd, &dir);
-        let up = wait_for(Duration::from_secs(10), || {
-            dvsan_tests::snmp("snmpget", &["-v2c", "-c", "public", &snmp_addr, "sysUpTime.0"])
-                .status
-                .success()
-                .then_some(())
-        });
-        assert!(up.is_some(), "agent {name} did not answer: {}", agent.log_text());
-        let mut unit = SanUnit { _agent: agent, blockd: None, data_port: free_tcp_port(ip), dir, ip: ip.to_string() };
-        unit.start_blockd();
-        unit
-    }
-
-    fn start_blockd(&mut self) {
-        let mut cmd = Command::new(workspace_bin("dvsan-blockd"));
-        cmd.arg("--state-dir")
-            .arg(self.dir.join("state"))
-            .args(["--listen", &format!("{}:{}", self.ip, self.data_port)]);
-        self.blockd = Some(Proc::spawn("blockd", cmd, &self.dir));
-    }
-}
-
-struct Station {
-    proc: Proc,
-    state_dir: PathBuf,
-    snmp: String,
-    traps: String,
-}
-
-impl Station {
-    fn start(dir: &Path, agent_port: u16) -> Station {
-        let state_dir = dir.join("station");
-        let traps = format!("127.0.0.1:{}", free_udp_port("127.0.0.1"));
-        let snmp = format!("127.0.0.1:{}", free_udp_port("127.0.0.1"));
-        let mut cmd = Command::new(workspace_bin("dvsan-station"));
-        cmd.arg("run")
-            .arg("--state-dir")
-            .arg(&state_dir)
-            .args(["--listen-traps", &traps, "--snmp-listen", &snmp, "--poll-interval", "1s"])
-            .args(["--agent-port", &agent_port.to_string()]);
-        let proc = Proc::spawn("station", cmd, dir);
-        let up = wait_for(Duration::from_secs(10), || state_dir.join("station.ready").exists().then_some(()));
-        assert!(up.is_some(), "station did not start: {}", proc.log_text());
-        Station { proc, state_dir, snmp, traps }
-    }
-
-    fn pool_json(&self) -> serde_json::Value {
-        let out = Command::new(workspace_bin("dvsan-station"))
-            .arg("pool")
-            .arg("--state-dir")
-            .arg(&self.state_dir)
-            .arg("--json")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "pool: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-}
-
 /// The units' names in the pool, in station index order.
 fn unit_names(station: &Station) -> Vec<String> {
-    let pool = station.pool_json();
+    let pool = station.pool();
     pool["units"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap_or("").to_string()).collect()
 }
 
 /// Volume names of the pool.
 fn volume_names(station: &Station) -> Vec<String> {
-    let pool = station.pool_json();
+    let pool = station.pool();
     pool["units"]
         .as_array()
         .unwrap()
@@ -195,10 +107,23 @@ fn an_operator_creates_volumes_runs_two_tasks_at_once_and_sees_a_link_go_down() 
     let dir = tempfile::tempdir().unwrap();
     // Both agents on one port (the station knows units by source address and --agent-port), distinct addresses.
     let agent_port = free_udp_port("127.0.0.171");
-    let station = Station::start(dir.path(), agent_port);
+    let station = Station::start(&dir.path().join("station"), &["--agent-port", &agent_port.to_string()]);
+    let traps = station.traps.to_string();
     let mut units = vec![
-        SanUnit::start(dir.path(), "127.0.0.171", agent_port, &station.traps, "tmuxunit1"),
-        SanUnit::start(dir.path(), "127.0.0.172", agent_port, &station.traps, "tmuxunit2"),
+        SanUnit::start(
+            &dir.path().join("tmuxunit1"),
+            &format!("127.0.0.171:{agent_port}"),
+            &traps,
+            "tmuxunit1",
+            &["256M"],
+        ),
+        SanUnit::start(
+            &dir.path().join("tmuxunit2"),
+            &format!("127.0.0.172:{agent_port}"),
+            &traps,
+            "tmuxunit2",
+            &["256M"],
+        ),
     ];
     let pooled = wait_for(Duration::from_secs(15), || {
         let names = unit_names(&station);
@@ -213,7 +138,7 @@ fn an_operator_creates_volumes_runs_two_tasks_at_once_and_sees_a_link_go_down() 
         &[
             workspace_bin("dvsan-console").display().to_string(),
             "--station".into(),
-            station.snmp.clone(),
+            station.snmp.expect("the station serves SNMP").to_string(),
             "--refresh".into(),
             "500ms".into(),
         ],
@@ -281,9 +206,15 @@ fn an_operator_opens_the_map_of_a_unit_on_two_media() {
     require_tool("tmux", "tmux");
     let dir = tempfile::tempdir().unwrap();
     let agent_port = free_udp_port("127.0.0.173");
-    let station = Station::start(dir.path(), agent_port);
-    let _unit =
-        SanUnit::start_with_media(dir.path(), "127.0.0.173", agent_port, &station.traps, "mapunit", &["64M", "64M"]);
+    let station = Station::start(&dir.path().join("station"), &["--agent-port", &agent_port.to_string()]);
+    let traps = station.traps.to_string();
+    let _unit = SanUnit::start(
+        &dir.path().join("mapunit"),
+        &format!("127.0.0.173:{agent_port}"),
+        &traps,
+        "mapunit",
+        &["64M", "64M"],
+    );
     let pooled = wait_for(Duration::from_secs(15), || (unit_names(&station).len() == 1).then_some(()));
     assert!(pooled.is_some(), "the unit never joined the pool: {}", station.proc.log_text());
     let console = Tmux::start(
@@ -293,7 +224,7 @@ fn an_operator_opens_the_map_of_a_unit_on_two_media() {
         &[
             workspace_bin("dvsan-console").display().to_string(),
             "--station".into(),
-            station.snmp.clone(),
+            station.snmp.expect("the station serves SNMP").to_string(),
             "--refresh".into(),
             "500ms".into(),
         ],

@@ -1,4 +1,4 @@
-//! Tests leave nothing behind (issue 12, item 11): net-snmp tools create `cert_indexes` (and save `snmpapp.conf`)
+//! Tests leave nothing behind: net-snmp tools create `cert_indexes` (and save `snmpapp.conf`)
 //! in their persistent directory on every run, which was /var/lib/snmp or a shared directory in /tmp. Started
 //! through [`isolate_net_snmp`], they write only under the build tree's scratch directory.
 

@@ -6,29 +6,15 @@ use dvsan_console::source::log::LogReader;
 use dvsan_mib as mib;
 use dvsan_snmp::notify::NotificationSender;
 use dvsan_snmp::{Oid, Uptime, Value, VarBind};
-use dvsan_tests::{wait_for, workspace_bin, Proc};
-use std::net::SocketAddr;
-use std::process::Command;
+use dvsan_tests::units::Station;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tail_reads_the_station_log_over_snmp() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("station");
-    let mut cmd = Command::new(workspace_bin("dvsan-station"));
-    cmd.arg("run").arg("--state-dir").arg(&state).args([
-        "--listen-traps",
-        "127.0.0.1:0",
-        "--snmp-listen",
-        "127.0.0.1:0",
-        "--poll-interval",
-        "1s",
-    ]);
-    let station = Proc::spawn("station", cmd, dir.path());
-    let ready = wait_for(Duration::from_secs(15), || std::fs::read_to_string(state.join("station.ready")).ok());
-    let ready: serde_json::Value = serde_json::from_str(&ready.expect("station ready")).unwrap();
-    let traps: SocketAddr = ready["traps"].as_str().unwrap().parse().unwrap();
-    let snmp: SocketAddr = ready["snmp"].as_str().unwrap().parse().unwrap();
+    let station = Station::start(&dir.path().join("station"), &[]);
+    let traps = station.traps;
+    let snmp = station.snmp.expect("the station serves SNMP");
 
     let reader = LogReader::new(snmp, "public", Duration::from_secs(1)).await.unwrap();
     assert_eq!(reader.newest_index().await.unwrap(), 0, "an empty log");
@@ -56,7 +42,7 @@ async fn the_tail_reads_the_station_log_over_snmp() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(newest, SENT, "all {SENT} stored; station log:\n{}", station.log_text());
+    assert_eq!(newest, SENT, "all {SENT} stored; station log:\n{}", station.proc.log_text());
 
     // A page from the start, then the tail end: in order, whole, with names and values.
     let first = reader.read_after(0, 200).await.unwrap();

@@ -1,4 +1,4 @@
-//! Many processes opening one fresh store at once (issue 12, item 1): `scripts/demo` starts `dvsan-agent run` and,
+//! Many processes opening one fresh store at once: `scripts/demo` starts `dvsan-agent run` and,
 //! as soon as `unit.db` exists, `dvsan-agent volume create` on the same state directory; both used to run the
 //! schema migrations and one failed with "table unit already exists". Here 16 real processes open the same fresh
 //! unit store (and station store) at once, 50 rounds, and every one must get past opening it.

@@ -2,87 +2,11 @@
 //! standard tools. The agent reports the data service the IF-MIB way (linkUp/linkDown, ifOperStatus) and shows
 //! blockd's per-host traffic in dvsanTrafficTable; grants made with snmpset open exports to NBD clients.
 
-use dvsan_tests::{
-    free_tcp_port, free_udp_port, require_tool, snmp, snmp_ok, wait_for, workspace_bin, Proc, TrapReceiver,
-};
+use dvsan_tests::nbd::run_tool_ok;
+use dvsan_tests::units::SanUnit;
+use dvsan_tests::{free_udp_port, require_tool, snmp_ok, wait_for, TrapReceiver};
 use std::process::Command;
 use std::time::Duration;
-
-struct SanUnit {
-    dir: tempfile::TempDir,
-    ip: String,
-    snmp_addr: String,
-    data_port: u16,
-    _agent: Proc,
-    blockd: Option<Proc>,
-}
-
-impl SanUnit {
-    fn start(host: u8, trap_sink: &str) -> SanUnit {
-        let dir = tempfile::tempdir().unwrap();
-        let ip = format!("127.0.0.{host}");
-        let snmp_addr = format!("{ip}:{}", free_udp_port(&ip));
-        let d = dir.path();
-        let mut cmd = Command::new(workspace_bin("dvsan-agent"));
-        cmd.arg("run")
-            .arg("--state-dir")
-            .arg(d.join("state"))
-            .arg("--media")
-            .arg(format!("{}:48M", d.join("m0.img").display()))
-            .arg("--media")
-            .arg(format!("{}:16M", d.join("m1.img").display()))
-            .args(["--listen", &snmp_addr, "--trap-sink", trap_sink, "--name", "unit-d"]);
-        let agent = Proc::spawn("agent", cmd, d);
-        let up = wait_for(Duration::from_secs(10), || {
-            snmp("snmpget", &["-v2c", "-c", "public", &snmp_addr, "sysUpTime.0"]).status.success().then_some(())
-        });
-        assert!(up.is_some(), "agent did not answer: {}", agent.log_text());
-        let data_port = free_tcp_port(&ip);
-        let mut unit = SanUnit { dir, ip, snmp_addr, data_port, _agent: agent, blockd: None };
-        unit.start_blockd();
-        unit
-    }
-
-    fn start_blockd(&mut self) {
-        let d = self.dir.path();
-        let mut cmd = Command::new(workspace_bin("dvsan-blockd"));
-        cmd.arg("--state-dir").arg(d.join("state")).args(["--listen", &format!("{}:{}", self.ip, self.data_port)]);
-        self.blockd = Some(Proc::spawn("blockd", cmd, d));
-    }
-
-    fn get(&self, objects: &[&str]) -> String {
-        let mut args = vec!["-v2c", "-c", "public", "-Oqv", &self.snmp_addr];
-        args.extend_from_slice(objects);
-        snmp_ok("snmpget", &args)
-    }
-
-    fn set(&self, assignments: &[&str]) {
-        let mut args = vec!["-v2c", "-c", "private", &self.snmp_addr];
-        args.extend_from_slice(assignments);
-        snmp_ok("snmpset", &args);
-    }
-
-    fn uri(&self, export: &str) -> String {
-        format!("nbd://{}:{}/{export}", self.ip, self.data_port)
-    }
-
-    /// Wait until an SNMP GET of one object prints `want`.
-    fn wait_value(&self, object: &str, want: &str) {
-        let seen = wait_for(Duration::from_secs(8), || (self.get(&[object]).trim() == want).then_some(()));
-        assert!(seen.is_some(), "{object} never became {want:?} (now {:?})", self.get(&[object]));
-    }
-}
-
-fn nbd_ok(tool: &str, args: &[&str]) -> String {
-    let out = Command::new(tool).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{tool} {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 #[test]
 fn data_service_state_grants_and_traffic_through_snmp() {
@@ -90,7 +14,10 @@ fn data_service_state_grants_and_traffic_through_snmp() {
     require_tool("nbdinfo", "libnbd-bin");
     let logs = tempfile::tempdir().unwrap();
     let traps = TrapReceiver::start(logs.path());
-    let mut unit = SanUnit::start(41, &traps.addr.to_string());
+    let unit_dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.0.41";
+    let snmp_addr = format!("{ip}:{}", free_udp_port(ip));
+    let mut unit = SanUnit::start(unit_dir.path(), &snmp_addr, &traps.addr.to_string(), "unit-d", &["48M", "16M"]);
 
     // blockd's heartbeat turns into linkUp, ifOperStatus up and the data address in the unit scalars.
     traps.expect("IF-MIB::linkUp", Duration::from_secs(10));
@@ -127,8 +54,9 @@ fn data_service_state_grants_and_traffic_through_snmp() {
 
     // I/O across the media boundary (medium 0 holds 12288 blocks = 48 MiB).
     let boundary = 12288u64 * 4096 - 512 * 1024;
-    let io = nbd_ok(
+    let io = run_tool_ok(
         "qemu-io",
+        "qemu-utils",
         &[
             "-f",
             "raw",
@@ -138,6 +66,7 @@ fn data_service_state_grants_and_traffic_through_snmp() {
             "-c",
             &format!("read -P 0xab {boundary} 1M"),
         ],
+        60,
     );
     assert!(!io.contains("Pattern verification failed"), "{io}");
 

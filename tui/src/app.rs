@@ -5,7 +5,7 @@
 //! what the background sources sent. Nothing here does I/O: commands for the station (new tasks, cancels,
 //! removals) go to an outbox that the main loop drains ([`App::take_outbox`]) and hands to
 //! [`crate::source::tasks::TaskClient`], whose answers come back through [`App::apply`]. So every behaviour is
-//! unit-testable and the screens in [`crate::ui`] render from this state alone.
+//! unit-testable, and the screens (the `ui` module, above this one) render from this state alone.
 
 use crate::form::{Command, Confirm, Form, FormKind, Prefill, Request};
 use crate::history::{History, StepLog};
@@ -401,25 +401,8 @@ impl App {
             Action::PreviousScreen => {
                 self.go_to(Screen::ALL[(self.screen.number() + Screen::ALL.len() - 1) % Screen::ALL.len()])
             }
-            Action::NextPane => {
-                let panes = self.screen.panes();
-                match panes.iter().position(|p| *p == self.pane) {
-                    Some(i) if i + 1 < panes.len() => self.pane = panes[i + 1],
-                    _ => self.update(Action::NextScreen),
-                }
-            }
-            Action::PreviousPane => {
-                let panes = self.screen.panes();
-                match panes.iter().position(|p| *p == self.pane) {
-                    Some(i) if i > 0 => self.pane = panes[i - 1],
-                    _ => {
-                        self.update(Action::PreviousScreen);
-                        if let Some(last) = self.screen.panes().last() {
-                            self.pane = *last;
-                        }
-                    }
-                }
-            }
+            Action::NextPane => self.next_pane(),
+            Action::PreviousPane => self.previous_pane(),
             Action::Up => self.move_selection(-1),
             Action::Down => self.move_selection(1),
             Action::PageUp => self.move_selection(-(PAGE as isize)),
@@ -431,117 +414,35 @@ impl App {
                 self.filter_editing = true;
                 self.help = false;
             }
-            Action::FilterChar(c) => {
-                let filter = &mut self.filters[self.pane.slot()];
-                if filter.chars().count() < MAX_FILTER && !c.is_control() {
-                    filter.push(c);
-                }
-                self.selected[self.pane.slot()] = 0;
-            }
+            Action::FilterChar(c) => self.filter_char(c),
             Action::FilterBackspace => {
                 self.filters[self.pane.slot()].pop();
             }
             Action::FinishFilter => self.filter_editing = false,
-            Action::ClearFilter => {
-                self.filter_editing = false;
-                self.filters[self.pane.slot()].clear();
-                self.message = None;
-            }
+            Action::ClearFilter => self.clear_filter(),
             Action::OpenForm(kind) => self.form = Some(Form::prefilled(kind, &self.prefill(kind))),
             Action::FormChar(c) => self.with_form(|f| f.push(c)),
             Action::FormBackspace => self.with_form(Form::backspace),
             Action::FormNextField => self.with_form(Form::next_field),
             Action::FormPreviousField => self.with_form(Form::previous_field),
-            Action::SubmitForm => {
-                if let Some(request) = self.form.as_mut().and_then(Form::validate) {
-                    self.form = None;
-                    self.request(request);
-                }
-            }
+            Action::SubmitForm => self.submit_form(),
             Action::CloseForm => self.form = None,
-            Action::DestroySelectedVolume => {
-                let volume = self.visible_volumes().get(self.selected(Pane::Volumes)).map(|v| (*v).clone());
-                match volume {
-                    Some(volume) => self.request(Request::DestroyVolume {
-                        unit: self.unit_ref(volume.unit_index),
-                        volume: volume.index,
-                        name: volume.name,
-                    }),
-                    None => self.say("no volume selected"),
-                }
-            }
-            Action::DestroySelectedPartition => {
-                let partition = self.visible_partitions().get(self.selected(Pane::Partitions)).map(|p| (*p).clone());
-                match partition {
-                    Some(p) => self.request(Request::DestroyPartition {
-                        unit: self.unit_ref(p.unit_index),
-                        volume: p.volume_index,
-                        partition: p.index,
-                    }),
-                    None => self.update(Action::OpenForm(FormKind::DestroyPartition)),
-                }
-            }
-            Action::UnassignSelected => {
-                let selected = self.prefill(FormKind::Unassign);
-                match (&selected.unit, selected.volume, selected.host) {
-                    (Some(unit), Some(volume), Some(host)) => {
-                        self.request(Request::Unassign { unit: unit.clone(), volume, host: Some(host) })
-                    }
-                    (Some(unit), Some(volume), None) if self.pane == Pane::Volumes => {
-                        self.say(format!("volume {volume} of unit {unit} is not assigned to a host"))
-                    }
-                    _ => self.form = Some(Form::prefilled(FormKind::Unassign, &selected)),
-                }
-            }
-            Action::RescanSelectedUnit => {
-                let unit = self.visible_units().get(self.selected(Pane::Units)).map(|u| u.index);
-                match unit {
-                    Some(index) => self.request(Request::RescanUnit { unit: self.unit_ref(index) }),
-                    None => self.say("no unit selected"),
-                }
-            }
-            Action::RemoveSelectedUnit => match self.visible_units().get(self.selected(Pane::Units)).map(|u| u.index) {
+            Action::DestroySelectedVolume => self.destroy_selected_volume(),
+            Action::DestroySelectedPartition => self.destroy_selected_partition(),
+            Action::UnassignSelected => self.unassign_selected(),
+            Action::RescanSelectedUnit => match self.selected_unit_index() {
+                Some(index) => self.request(Request::RescanUnit { unit: self.unit_ref(index) }),
+                None => self.say("no unit selected"),
+            },
+            Action::RemoveSelectedUnit => match self.selected_unit_index() {
                 Some(index) => self.request(self.removal(index)),
                 None => self.say("no unit selected"),
             },
-            Action::CancelSelectedTask => match self.selected_task() {
-                Some(task) if task.state == TaskState::Pending => {
-                    self.confirm = Some(Confirm::new(Command::Cancel { task: task.index, what: task.summary() }))
-                }
-                Some(task) if task.state == TaskState::Running => self.say(format!(
-                    "task {} is running: only pending tasks can be cancelled; a running one finishes its steps",
-                    task.index
-                )),
-                Some(task) => self.say(format!("task {} has ended ({}); x removes it", task.index, task.state)),
-                None => self.say("no task selected"),
-            },
-            Action::RemoveSelectedTask => match self.selected_task() {
-                Some(task) if task.state.is_ended() => self.send(Command::Remove { task: task.index }),
-                Some(task) => self.say(format!(
-                    "task {} is {}: it can be removed once it has ended (c cancels a pending one)",
-                    task.index, task.state
-                )),
-                None => self.say("no task selected"),
-            },
-            Action::Confirm(yes) => {
-                if let Some(confirm) = self.confirm.take() {
-                    if yes {
-                        self.send(confirm.command);
-                    } else {
-                        self.say(format!("not done: {}", confirm.command));
-                    }
-                }
-            }
-            Action::OpenUnitMap => match self.visible_units().get(self.selected(Pane::Units)) {
-                Some(unit) => self.view = Some(View::Map(MapView { unit: unit.index, volume: None, lbas: false })),
-                None => self.say("no unit selected"),
-            },
-            Action::OpenVolumeMap => match self.visible_volumes().get(self.selected(Pane::Volumes)) {
-                Some(v) => {
-                    self.view = Some(View::Map(MapView { unit: v.unit_index, volume: Some(v.index), lbas: false }))
-                }
-                None => self.say("no volume selected"),
-            },
+            Action::CancelSelectedTask => self.cancel_selected_task(),
+            Action::RemoveSelectedTask => self.remove_selected_task(),
+            Action::Confirm(yes) => self.answer_confirmation(yes),
+            Action::OpenUnitMap => self.open_unit_map(),
+            Action::OpenVolumeMap => self.open_volume_map(),
             Action::OpenNotification => match self.visible_notifications().get(self.selected(Pane::Notifications)) {
                 Some(n) => self.view = Some(View::Notification(n.id)),
                 None => self.say("no notification selected"),
@@ -553,6 +454,148 @@ impl App {
                 }
             }
             Action::ViewMove(delta) => self.move_in_view(delta),
+        }
+    }
+
+    /// Focus the next pane of the screen, or the next screen after its last pane.
+    fn next_pane(&mut self) {
+        let panes = self.screen.panes();
+        match panes.iter().position(|p| *p == self.pane) {
+            Some(i) if i + 1 < panes.len() => self.pane = panes[i + 1],
+            _ => self.update(Action::NextScreen),
+        }
+    }
+
+    /// Focus the previous pane of the screen, or the last pane of the previous screen before its first.
+    fn previous_pane(&mut self) {
+        let panes = self.screen.panes();
+        match panes.iter().position(|p| *p == self.pane) {
+            Some(i) if i > 0 => self.pane = panes[i - 1],
+            _ => {
+                self.update(Action::PreviousScreen);
+                if let Some(last) = self.screen.panes().last() {
+                    self.pane = *last;
+                }
+            }
+        }
+    }
+
+    /// Add a typed character to the focused pane's filter (bounded, printable) and go back to its top.
+    fn filter_char(&mut self, c: char) {
+        let filter = &mut self.filters[self.pane.slot()];
+        if filter.chars().count() < MAX_FILTER && !c.is_control() {
+            filter.push(c);
+        }
+        self.selected[self.pane.slot()] = 0;
+    }
+
+    fn clear_filter(&mut self) {
+        self.filter_editing = false;
+        self.filters[self.pane.slot()].clear();
+        self.message = None;
+    }
+
+    /// Send the open form's request once it validates; an invalid form stays open with its errors.
+    fn submit_form(&mut self) {
+        if let Some(request) = self.form.as_mut().and_then(Form::validate) {
+            self.form = None;
+            self.request(request);
+        }
+    }
+
+    fn destroy_selected_volume(&mut self) {
+        let volume = self.visible_volumes().get(self.selected(Pane::Volumes)).map(|v| (*v).clone());
+        match volume {
+            Some(volume) => self.request(Request::DestroyVolume {
+                unit: self.unit_ref(volume.unit_index),
+                volume: volume.index,
+                name: volume.name,
+            }),
+            None => self.say("no volume selected"),
+        }
+    }
+
+    /// The selected partition, or the destroy-partition form when none is selected.
+    fn destroy_selected_partition(&mut self) {
+        let partition = self.visible_partitions().get(self.selected(Pane::Partitions)).map(|p| (*p).clone());
+        match partition {
+            Some(p) => self.request(Request::DestroyPartition {
+                unit: self.unit_ref(p.unit_index),
+                volume: p.volume_index,
+                partition: p.index,
+            }),
+            None => self.update(Action::OpenForm(FormKind::DestroyPartition)),
+        }
+    }
+
+    /// The selected volume's or assignment's host loses it; the unassign form when nothing assigned is selected.
+    fn unassign_selected(&mut self) {
+        let selected = self.prefill(FormKind::Unassign);
+        match (&selected.unit, selected.volume, selected.host) {
+            (Some(unit), Some(volume), Some(host)) => {
+                self.request(Request::Unassign { unit: unit.clone(), volume, host: Some(host) })
+            }
+            (Some(unit), Some(volume), None) if self.pane == Pane::Volumes => {
+                self.say(format!("volume {volume} of unit {unit} is not assigned to a host"))
+            }
+            _ => self.form = Some(Form::prefilled(FormKind::Unassign, &selected)),
+        }
+    }
+
+    /// The station index of the unit selected on the Units screen.
+    fn selected_unit_index(&self) -> Option<u32> {
+        self.visible_units().get(self.selected(Pane::Units)).map(|u| u.index)
+    }
+
+    /// Ask before cancelling a pending task; say why a running or ended one cannot be cancelled.
+    fn cancel_selected_task(&mut self) {
+        match self.selected_task() {
+            Some(task) if task.state == TaskState::Pending => {
+                self.confirm = Some(Confirm::new(Command::Cancel { task: task.index, what: task.summary() }))
+            }
+            Some(task) if task.state == TaskState::Running => self.say(format!(
+                "task {} is running: only pending tasks can be cancelled; a running one finishes its steps",
+                task.index
+            )),
+            Some(task) => self.say(format!("task {} has ended ({}); x removes it", task.index, task.state)),
+            None => self.say("no task selected"),
+        }
+    }
+
+    /// Remove an ended task from the station's table; say why a pending or running one stays.
+    fn remove_selected_task(&mut self) {
+        match self.selected_task() {
+            Some(task) if task.state.is_ended() => self.send(Command::Remove { task: task.index }),
+            Some(task) => self.say(format!(
+                "task {} is {}: it can be removed once it has ended (c cancels a pending one)",
+                task.index, task.state
+            )),
+            None => self.say("no task selected"),
+        }
+    }
+
+    /// Send the command waiting for confirmation, or say it was not done.
+    fn answer_confirmation(&mut self, yes: bool) {
+        if let Some(confirm) = self.confirm.take() {
+            if yes {
+                self.send(confirm.command);
+            } else {
+                self.say(format!("not done: {}", confirm.command));
+            }
+        }
+    }
+
+    fn open_unit_map(&mut self) {
+        match self.selected_unit_index() {
+            Some(unit) => self.view = Some(View::Map(MapView { unit, volume: None, lbas: false })),
+            None => self.say("no unit selected"),
+        }
+    }
+
+    fn open_volume_map(&mut self) {
+        match self.visible_volumes().get(self.selected(Pane::Volumes)) {
+            Some(v) => self.view = Some(View::Map(MapView { unit: v.unit_index, volume: Some(v.index), lbas: false })),
+            None => self.say("no volume selected"),
         }
     }
 

@@ -1,7 +1,8 @@
 //! What the console remembers while it runs, since the station and the units only tell the present: the read and
 //! write throughput of every (unit, export, host) over the last minute and of every unit over the last minutes
 //! (from the rates of each snapshot), and the steps the console saw each station task go through, with when it
-//! first saw each. Plain data fed by [`crate::app::App::apply`]; the activity and tasks screens draw from it.
+//! first saw each. Plain data that the app state (above this module) feeds from each snapshot; the activity and
+//! tasks screens draw from it.
 
 use crate::model::{Task, Traffic};
 use std::collections::{BTreeMap, VecDeque};

@@ -8,6 +8,17 @@
 //! validates what the user typed; [`history`] keeps what the console saw over time (throughput, task steps);
 //! [`ui`] draws one screen from the state; [`terminal`] owns the real terminal.
 //! Keeping the state pure lets every screen be tested with ratatui's `TestBackend`.
+//!
+//! # Module map
+//!
+//! Bottom-up; a module imports only from modules listed before it, never from one above:
+//!
+//! 1. Leaves, importing nothing from this crate: [`model`] (what the console shows: units, volumes, tasks,
+//!    notifications, traffic), [`form`] (operation forms and their validation), [`terminal`].
+//! 2. [`history`] (throughput and task steps over time, from model values).
+//! 3. [`source`] (the station over SNMP, and the demo source; produces model values and sends form requests).
+//! 4. [`app`] (the state machine over model, form, history and source updates).
+//! 5. [`ui`] (a pure view: draws the app state; nothing below names it).
 
 pub mod app;
 pub mod form;

@@ -492,17 +492,9 @@ pub fn short_rate(value: f64) -> String {
 
 /// Bytes per second for people: `0 B/s`, `4.0 KiB/s`, `12.3 MiB/s`.
 pub fn byte_rate(value: f64) -> String {
-    const UNITS: [&str; 4] = ["B/s", "KiB/s", "MiB/s", "GiB/s"];
-    let mut value = value.max(0.0);
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{value:.0} {}", UNITS[0])
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
+    match dvsan_layout::binary_scale(value) {
+        (value, "B") => format!("{value:.0} B/s"),
+        (value, unit) => format!("{value:.1} {unit}/s"),
     }
 }
 

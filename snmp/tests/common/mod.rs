@@ -1,12 +1,11 @@
-//! Shared test fixtures: small MIB handlers, an agent factory, and helpers for running
-//! net-snmp tools and daemons with bounded waits.
+//! Fixtures of this crate's tests only: small MIB handlers, an in-process agent factory, and net-snmp tools run
+//! beside that agent. Processes, ports and net-snmp peers come from `dvsan-tests`.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
-use std::process::{Child, Command, Output, Stdio};
+use std::net::SocketAddr;
+use std::process::Output;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use dvsan_snmp::agent::{
     next_key, Agent, AgentConfig, FnPreparedSet, GetResult, MibHandler, PreparedSet, SetFailure, SetItem, TableLayout,
@@ -201,11 +200,6 @@ pub fn test_agent(max_message_size: usize, faulty: Vec<Arc<Faulty>>) -> (Arc<Age
     (Arc::new(builder.build().unwrap()), table)
 }
 
-/// A free UDP port on 127.0.0.1 (bind to :0, read, release).
-pub fn free_udp_port() -> u16 {
-    StdUdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// Starts `agent` on a fresh 127.0.0.1 port inside the current runtime; returns the address
 /// and a shutdown sender.
 pub async fn spawn_agent(agent: Arc<Agent>) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
@@ -218,61 +212,14 @@ pub async fn spawn_agent(agent: Arc<Agent>) -> (SocketAddr, tokio::sync::oneshot
     (addr, tx)
 }
 
-/// Runs a net-snmp command-line tool (must be installed) with a hard time limit.
-pub fn run_tool(tool: &str, args: &[&str]) -> Output {
-    let child = dvsan_tests::isolate_net_snmp(&mut Command::new(tool))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {tool} (net-snmp tools must be installed): {e}"));
-    wait_with_deadline(child, Duration::from_secs(20), tool)
-}
-
-/// Async wrapper for [`run_tool`], so the in-process agent keeps running meanwhile.
+/// [`dvsan_tests::run_net_snmp`] on a blocking thread, so the in-process agent keeps running meanwhile.
 pub async fn tool(tool_name: &str, args: &[&str]) -> Output {
     let tool_name = tool_name.to_string();
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     tokio::task::spawn_blocking(move || {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        run_tool(&tool_name, &refs)
+        dvsan_tests::run_net_snmp(&tool_name, &refs)
     })
     .await
     .unwrap()
-}
-
-fn wait_with_deadline(mut child: Child, limit: Duration, what: &str) -> Output {
-    let deadline = Instant::now() + limit;
-    loop {
-        match child.try_wait().unwrap() {
-            Some(_) => return child.wait_with_output().unwrap(),
-            None if Instant::now() > deadline => {
-                let _ = child.kill();
-                panic!("{what} did not finish within {limit:?}");
-            }
-            None => std::thread::sleep(Duration::from_millis(10)),
-        }
-    }
-}
-
-/// A daemon child process killed on drop.
-pub struct Daemon {
-    pub child: Child,
-    pub name: &'static str,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-pub fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }

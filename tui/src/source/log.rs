@@ -12,7 +12,7 @@ use super::Update;
 use crate::model::{Notification, TailStatus};
 use dvsan_mib as mib;
 use dvsan_snmp::manager::Target;
-use dvsan_snmp::{Manager, Oid, SnmpError, Value};
+use dvsan_snmp::{DateAndTime, Manager, Oid, SnmpError, Value};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -272,27 +272,10 @@ fn transport_address_text(bytes: &[u8]) -> String {
     }
 }
 
-/// DateAndTime as RFC 3339 in UTC with tenths (`2026-11-22T10:00:01.2Z`), as the station prints times.
+/// DateAndTime as RFC 3339 in UTC with tenths (`2026-11-22T10:00:01.2Z`), as the station prints times; empty
+/// when malformed.
 fn date_and_time_text(bytes: &[u8]) -> String {
-    let Some(unix) = super::snmp::date_and_time_unix(bytes) else { return String::new() };
-    let deci = bytes.get(7).copied().unwrap_or(0).min(9);
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{deci}Z", secs / 3600, (secs % 3600) / 60, secs % 60)
-}
-
-/// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
+    DateAndTime::decode(bytes).map(|time| time.to_string()).unwrap_or_default()
 }
 
 /// Follows the station's log over SNMP every `interval`, sending notifications and the tail's status to

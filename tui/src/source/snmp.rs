@@ -11,7 +11,7 @@ use crate::model::{
     UnitState, Volume,
 };
 use dvsan_mib as mib;
-use dvsan_snmp::{Manager, Oid, SnmpError, Target, Value};
+use dvsan_snmp::{DateAndTime, Manager, Oid, SnmpError, Target, Value};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -367,41 +367,9 @@ pub fn inet_address(kind: Option<&Value>, address: Option<&Value>) -> Option<IpA
     }
 }
 
-/// A DateAndTime (SNMPv2-TC, 8 or 11 octets) as Unix seconds; `None` when empty or malformed.
-pub fn date_and_time_unix(bytes: &[u8]) -> Option<i64> {
-    if bytes.len() != 8 && bytes.len() != 11 {
-        return None;
-    }
-    let year = i64::from(u16::from_be_bytes([bytes[0], bytes[1]]));
-    let (month, day, hour, minute, second) = (bytes[2], bytes[3], bytes[4], bytes[5], bytes[6]);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    let mut seconds = days_from_civil(year, u32::from(month), u32::from(day)) * 86_400
-        + i64::from(hour) * 3600
-        + i64::from(minute) * 60
-        + i64::from(second);
-    if bytes.len() == 11 {
-        // The time is local with this offset from UTC; subtract it to get UTC.
-        let offset = i64::from(bytes[9]) * 3600 + i64::from(bytes[10]) * 60;
-        match bytes[8] {
-            b'+' => seconds -= offset,
-            b'-' => seconds += offset,
-            _ => return None,
-        }
-    }
-    Some(seconds)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month = i64::from(month);
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+/// A DateAndTime as Unix seconds; `None` when empty or malformed.
+fn date_and_time_unix(bytes: &[u8]) -> Option<i64> {
+    DateAndTime::decode(bytes).ok().map(|time| time.unix_seconds())
 }
 
 /// A manager error in plain words.
@@ -431,18 +399,6 @@ mod tests {
 
     fn row(cells: &[(u32, Value)]) -> BTreeMap<u32, Value> {
         cells.iter().cloned().collect()
-    }
-
-    #[test]
-    fn date_and_time_converts_to_unix_seconds() {
-        // 2026-11-22 10:00:00.0 UTC
-        let utc = [0x07, 0xEA, 11, 22, 10, 0, 0, 0];
-        assert_eq!(date_and_time_unix(&utc), Some(1_795_341_600));
-        let plus_two = [0x07, 0xEA, 11, 22, 12, 0, 0, 0, b'+', 2, 0];
-        assert_eq!(date_and_time_unix(&plus_two), Some(1_795_341_600));
-        assert_eq!(date_and_time_unix(&[]), None);
-        assert_eq!(date_and_time_unix(&[0x07, 0xEA, 13, 22, 10, 0, 0, 0]), None);
-        assert_eq!(date_and_time_unix(&[0x07, 0xB2, 1, 1, 0, 0, 0, 0]), Some(0));
     }
 
     #[test]

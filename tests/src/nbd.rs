@@ -1,8 +1,7 @@
-//! Test harness: unit state directories built with the layout crate, a running dvsan-blockd on a free loopback
-//! port, and external NBD tools run with a time limit.
+//! NBD peers and blockd: unit state directories built with the layout crate, a running `dvsan-blockd` on a free
+//! loopback port, external NBD tools (nbdinfo, qemu-io, …) run with a time limit, and a hand-driven NBD connection.
 
-#![allow(dead_code)]
-
+use crate::process::{describe, require_tool, stdout, timed, wait_for, workspace_bin};
 use dvsan_layout::{
     AccessMode, Blocks, DataServiceState, Grant, LayoutStore, MediumKind, MediumSpec, NewGrant, NewPartition,
     NewVolume, PartitionIndex, Volume, VolumeIndex,
@@ -86,7 +85,7 @@ impl Blockd {
         let n = std::fs::read_dir(unit.dir.path()).unwrap().count();
         let log = unit.dir.path().join(format!("blockd-{n}.log"));
         let listen: &[&str] = if extra.contains(&"--listen") { &[] } else { &["--listen", "127.0.0.1:0"] };
-        let child = Command::new(env!("CARGO_BIN_EXE_dvsan-blockd"))
+        let child = Command::new(workspace_bin("dvsan-blockd"))
             .arg("--state-dir")
             .arg(&unit.state)
             .args(listen)
@@ -101,17 +100,11 @@ impl Blockd {
         let mut blockd = Blockd { child, addr: "0.0.0.0:0".parse().unwrap(), log, state: unit.state.clone() };
         let pid = blockd.child.id();
         let store = LayoutStore::open(&unit.state).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(s) = store.data_service().unwrap() {
-                if s.pid == pid && s.state == DataServiceState::Serving {
-                    blockd.addr = s.listen;
-                    return blockd;
-                }
-            }
-            assert!(Instant::now() < deadline, "blockd did not start: {}", blockd.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let serving = wait_for(Duration::from_secs(10), || {
+            store.data_service().unwrap().filter(|s| s.pid == pid && s.state == DataServiceState::Serving)
+        });
+        blockd.addr = serving.unwrap_or_else(|| panic!("blockd did not start: {}", blockd.log())).listen;
+        blockd
     }
 
     pub fn uri(&self, export: &str) -> String {
@@ -136,14 +129,8 @@ impl Blockd {
     }
 
     fn wait(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "blockd did not exit: {}", self.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let status = wait_for(limit, || self.child.try_wait().unwrap());
+        status.unwrap_or_else(|| panic!("blockd did not exit: {}", self.log()))
     }
 
     pub fn state_dir(&self) -> &Path {
@@ -158,14 +145,7 @@ impl Drop for Blockd {
     }
 }
 
-/// Panic with the Debian package to install if `tool` is not on PATH.
-pub fn require_tool(tool: &str, package: &str) {
-    let found =
-        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file())).unwrap_or(false);
-    assert!(found, "{tool} is needed for this test: install the Debian package {package} (apt-get install {package})");
-}
-
-/// Run a tool with a time limit (coreutils `timeout`), returning its output.
+/// Run an NBD tool (required; from `package`) with a time limit, returning its output.
 pub fn run_tool(tool: &str, package: &str, args: &[&str], limit_secs: u32) -> Output {
     run_tool_env(tool, package, args, &[], limit_secs)
 }
@@ -173,28 +153,14 @@ pub fn run_tool(tool: &str, package: &str, args: &[&str], limit_secs: u32) -> Ou
 /// [`run_tool`] with extra environment variables.
 pub fn run_tool_env(tool: &str, package: &str, args: &[&str], env: &[(&str, &str)], limit_secs: u32) -> Output {
     require_tool(tool, package);
-    Command::new("timeout")
-        .arg("--kill-after=5")
-        .arg(limit_secs.to_string())
-        .arg(tool)
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    timed(tool, Duration::from_secs(u64::from(limit_secs))).args(args).envs(env.iter().copied()).output().unwrap()
 }
 
-/// Run a tool that must succeed; returns its stdout.
-pub fn run_ok(tool: &str, package: &str, args: &[&str], limit_secs: u32) -> String {
+/// Run an NBD tool that must succeed; returns its stdout.
+pub fn run_tool_ok(tool: &str, package: &str, args: &[&str], limit_secs: u32) -> String {
     let out = run_tool(tool, package, args, limit_secs);
-    assert!(
-        out.status.success(),
-        "{tool} {args:?} failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    assert!(out.status.success(), "{tool} {args:?} failed:\n{}", describe(&out));
+    stdout(&out)
 }
 
 pub fn ip(s: &str) -> IpAddr {
@@ -215,18 +181,6 @@ pub fn read_file(path: &Path) -> Vec<u8> {
     let mut v = Vec::new();
     std::fs::File::open(path).unwrap().read_to_end(&mut v).unwrap();
     v
-}
-
-/// Wait until `cond` holds, polling; false if it did not within `limit`.
-pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    cond()
 }
 
 /// A hand-driven NBD connection (blocking, from 127.0.0.1) for sending exactly the bytes a test wants.

@@ -1,150 +1,19 @@
-//! Fixtures for the station's end-to-end tests: real `dvsan-station` and `dvsan-agent` processes on loopback,
-//! a stand-in for blockd's heartbeat, net-snmp tools, and bounded waiting.
+//! Unit and station fixtures: real `dvsan-station` and `dvsan-agent` processes on loopback, and a stand-in for
+//! blockd's heartbeat so a unit's data service reads as serving.
 //!
 //! Every test uses its own 127.0.N.x addresses (N per test) so tests of one binary can run in parallel; agents
 //! listen on the station's default agent port 1161 there. Child processes are killed when their handle drops.
 
-#![allow(dead_code)]
-
+use crate::net_snmp::net_snmp;
+use crate::process::{describe, run_ok, wait_until, workspace_bin, Proc};
 use dvsan_layout::{DataServiceState, DataServiceStatus, LayoutStore};
-use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-/// The repository root (`<root>/station` is this crate).
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-/// A workspace binary next to the test executable (target/<profile>/NAME).
-pub fn workspace_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    for dir in exe.ancestors().skip(1) {
-        let candidate = dir.join(name);
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!("{name} not found next to {}: build the workspace binaries first (scripts/test does)", exe.display());
-}
-
-pub fn station_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_dvsan-station"))
-}
-
-/// Panics with an install hint when `tool` cannot be started.
-pub fn require_tool(tool: &str, package: &str) {
-    match Command::new(tool).arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status() {
-        Ok(_) => {}
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            panic!("`{tool}` not found: install the `{package}` package (apt-get install {package})")
-        }
-        Err(e) => panic!("cannot run `{tool}`: {e}"),
-    }
-}
-
-/// Polls `check` every 50 ms until it returns Some, or panics after `timeout` with `what`.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        if start.elapsed() > timeout {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "exit: {}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// Runs a command to completion and returns stdout, panicking with its output on failure.
-pub fn run_ok(cmd: &mut Command) -> String {
-    let output = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(output.status.success(), "{cmd:?} failed:\n{}", describe(&output));
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// Runs a command that must fail; returns stderr.
-pub fn run_fails(cmd: &mut Command) -> String {
-    let output = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(!output.status.success(), "{cmd:?} should have failed:\n{}", describe(&output));
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// A child process killed (SIGKILL) on drop unless it already ended.
-pub struct Proc {
-    pub child: Option<Child>,
-    pub name: String,
-    pub log: PathBuf,
-}
-
-impl Proc {
-    pub fn spawn(name: &str, cmd: &mut Command, log: PathBuf) -> Proc {
-        let file = std::fs::File::create(&log).unwrap();
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Proc { child: Some(child), name: name.to_string(), log }
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM and wait (bounded) for the exit.
-    pub fn terminate(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(10) {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{} did not exit within 10 s of SIGTERM:\n{}", self.name, self.log_text());
-        }
-    }
-
-    /// SIGKILL and reap.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A running `dvsan-station run`.
 pub struct Station {
@@ -160,7 +29,7 @@ impl Station {
         std::fs::create_dir_all(state_dir).unwrap();
         let ready = state_dir.join("station.ready");
         let _ = std::fs::remove_file(&ready);
-        let mut cmd = Command::new(station_bin());
+        let mut cmd = Command::new(workspace_bin("dvsan-station"));
         cmd.arg("run")
             .arg("--state-dir")
             .arg(state_dir)
@@ -168,8 +37,8 @@ impl Station {
             .args(extra)
             .env("RUST_LOG", "info,dvsan_station=debug");
         let log = state_dir.with_extension("log");
-        let proc = Proc::spawn("dvsan-station", &mut cmd, log);
-        let text = wait_for("station.ready", Duration::from_secs(15), || std::fs::read_to_string(&ready).ok());
+        let proc = Proc::spawn_logging("dvsan-station", &mut cmd, log);
+        let text = wait_until("station.ready", Duration::from_secs(15), || std::fs::read_to_string(&ready).ok());
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
         Station {
             proc,
@@ -180,7 +49,7 @@ impl Station {
     }
 
     pub fn cli(&self) -> Command {
-        let mut cmd = Command::new(station_bin());
+        let mut cmd = Command::new(workspace_bin("dvsan-station"));
         cmd.env_remove("DVSAN_STATION_STATE_DIR");
         cmd
     }
@@ -204,7 +73,7 @@ impl Station {
         timeout: Duration,
         check: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        wait_for(&format!("{what} (unit {address})"), timeout, || self.unit_at(address).filter(|u| check(u)))
+        wait_until(&format!("{what} (unit {address})"), timeout, || self.unit_at(address).filter(|u| check(u)))
     }
 
     /// `traps --json -n 0` (plus `extra` filters), one value per notification.
@@ -255,9 +124,9 @@ impl Unit {
             .args(extra)
             .env("RUST_LOG", "info");
         let log = state_dir.with_extension("log");
-        let proc = Proc::spawn("dvsan-agent", &mut cmd, log);
+        let proc = Proc::spawn_logging("dvsan-agent", &mut cmd, log);
         let unit = Unit { proc, state_dir: state_dir.to_path_buf(), listen, heartbeat: None };
-        wait_for("the agent to answer", Duration::from_secs(10), || unit.snmpget(&["SNMPv2-MIB::sysUpTime.0"]).ok());
+        wait_until("the agent to answer", Duration::from_secs(10), || unit.snmpget(&["SNMPv2-MIB::sysUpTime.0"]).ok());
         unit
     }
 
@@ -305,7 +174,7 @@ impl Unit {
 /// Writes a serving heartbeat into a unit's store every 300 ms until dropped, as blockd does.
 pub struct Heartbeat {
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl Heartbeat {
@@ -316,20 +185,24 @@ impl Heartbeat {
         let data_listen = SocketAddr::new(listen.ip(), 10809);
         let thread = std::thread::spawn(move || {
             let mut store = LayoutStore::open(&dir).unwrap();
-            let mut beat = |state| {
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
-                let status =
-                    DataServiceStatus { pid: std::process::id(), listen: data_listen, state, heartbeat_ms: now };
-                let _ = store.set_data_service(&status);
-            };
             while !flag.load(Ordering::Relaxed) {
-                beat(DataServiceState::Serving);
+                let _ = write_heartbeat(&mut store, data_listen, DataServiceState::Serving);
                 std::thread::sleep(Duration::from_millis(300));
             }
-            beat(DataServiceState::Stopped);
+            let _ = write_heartbeat(&mut store, data_listen, DataServiceState::Stopped);
         });
         Heartbeat { stop, thread: Some(thread) }
     }
+}
+
+/// One data-service heartbeat, stamped now, from this process, as blockd writes it into the unit's store.
+pub fn write_heartbeat(
+    store: &mut LayoutStore,
+    listen: SocketAddr,
+    state: DataServiceState,
+) -> Result<(), dvsan_layout::LayoutError> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_millis() as u64;
+    store.set_data_service(&DataServiceStatus { pid: std::process::id(), listen, state, heartbeat_ms: now })
 }
 
 impl Drop for Heartbeat {
@@ -339,19 +212,6 @@ impl Drop for Heartbeat {
             let _ = thread.join();
         }
     }
-}
-
-/// A net-snmp tool with our MIBs loadable, ignoring the machine's snmp.conf.
-pub fn net_snmp(tool: &str) -> Command {
-    require_tool(tool, if tool == "snmptrapd" { "snmptrapd" } else { "snmp" });
-    let mut cmd = Command::new(tool);
-    dvsan_tests::isolate_net_snmp(&mut cmd).current_dir(repo_root()).args([
-        "-M",
-        "+../shared/mibs/ietf:mibs",
-        "-m",
-        "+DVSAN-MIB:DVSAN-STATION-MIB",
-    ]);
-    cmd
 }
 
 /// The unit objects of `pool --json` for the volumes of a unit: (index, name, start, end, length, state).
@@ -373,26 +233,77 @@ pub fn volumes_of(unit: &serde_json::Value) -> Vec<(u64, String, u64, u64, u64, 
         .collect()
 }
 
-/// A free UDP port on 127.0.0.1 (for a notification receiver).
-pub fn free_udp_port() -> SocketAddr {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-/// Starts net-snmp's snmptrapd, as an NMS would run it, logging to `log` and accepting every community.
-pub fn snmptrapd(dir: &Path, listen: SocketAddr, log: &Path) -> Proc {
-    let conf = dir.join("snmptrapd.conf");
-    std::fs::write(&conf, "disableAuthorization yes\n").unwrap();
-    let mut cmd = net_snmp("snmptrapd");
-    cmd.args(["-f", "-C", "-Lf"]).arg(log).arg("-c").arg(&conf).arg(format!("udp:{listen}"));
-    let proc = Proc::spawn("snmptrapd", &mut cmd, dir.join("snmptrapd.out"));
-    wait_for("snmptrapd to start", Duration::from_secs(10), || {
-        std::fs::read_to_string(log).ok().filter(|t| t.contains("NET-SNMP version"))
+/// Wait (10 s at most) until the agent started as `agent` answers a GET of sysUpTime.0 at `snmp_addr`; fails
+/// the test with the agent's log otherwise.
+pub fn wait_answering(agent: &Proc, snmp_addr: &str) {
+    let up = crate::wait_for(Duration::from_secs(10), || {
+        crate::snmp("snmpget", &["-v2c", "-c", "public", snmp_addr, "sysUpTime.0"]).status.success().then_some(())
     });
-    proc
+    assert!(up.is_some(), "{} did not answer at {snmp_addr}: {}", agent.name, agent.log_text());
 }
 
-/// Whether a line of snmptrapd's log at `log` contains every one of `needles`.
-pub fn trap_logged(log: &Path, needles: &[&str]) -> Option<()> {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    text.lines().any(|line| needles.iter().all(|n| line.contains(n))).then_some(())
+/// A whole SAN unit: a running `dvsan-agent` and a real `dvsan-blockd` on one state directory (`DIR/state`, media
+/// files `DIR/m0.img`, `DIR/m1.img`, … concatenated in that order), the agent answering at `snmp_addr`.
+pub struct SanUnit {
+    pub dir: PathBuf,
+    pub ip: String,
+    pub snmp_addr: String,
+    pub data_port: u16,
+    pub agent: Proc,
+    pub blockd: Option<Proc>,
+}
+
+impl SanUnit {
+    /// Starts the agent named `name` on `snmp_addr` (an `ip:port`) with media of these `sizes`, waits until it
+    /// answers, then starts blockd on a free TCP port of the same address.
+    pub fn start(dir: &Path, snmp_addr: &str, trap_sink: &str, name: &str, sizes: &[&str]) -> SanUnit {
+        std::fs::create_dir_all(dir).expect("create the unit directory");
+        let mut cmd = Command::new(workspace_bin("dvsan-agent"));
+        cmd.arg("run").arg("--state-dir").arg(dir.join("state"));
+        cmd.args(["--listen", snmp_addr, "--trap-sink", trap_sink, "--name", name]);
+        for (i, size) in sizes.iter().enumerate() {
+            cmd.arg("--media").arg(format!("{}:{size}", dir.join(format!("m{i}.img")).display()));
+        }
+        let agent = Proc::spawn(&format!("agent-{name}"), cmd, dir);
+        wait_answering(&agent, snmp_addr);
+        let ip = snmp_addr.rsplit_once(':').map(|(ip, _)| ip).expect("ip:port").to_string();
+        let data_port = crate::free_tcp_port(&ip);
+        let mut unit =
+            SanUnit { dir: dir.to_path_buf(), ip, snmp_addr: snmp_addr.into(), data_port, agent, blockd: None };
+        unit.start_blockd();
+        unit
+    }
+
+    /// (Re)starts blockd on the unit's data port.
+    pub fn start_blockd(&mut self) {
+        let mut cmd = Command::new(workspace_bin("dvsan-blockd"));
+        cmd.arg("--state-dir").arg(self.dir.join("state"));
+        cmd.args(["--listen", &format!("{}:{}", self.ip, self.data_port)]);
+        self.blockd = Some(Proc::spawn("blockd", cmd, &self.dir));
+    }
+
+    /// The NBD URI of one export.
+    pub fn uri(&self, export: &str) -> String {
+        format!("nbd://{}:{}/{export}", self.ip, self.data_port)
+    }
+
+    /// `snmpget -Oqv` of these objects from the agent.
+    pub fn get(&self, objects: &[&str]) -> String {
+        let mut args = vec!["-v2c", "-c", "public", "-Oqv", &self.snmp_addr];
+        args.extend_from_slice(objects);
+        crate::snmp_ok("snmpget", &args)
+    }
+
+    /// `snmpset` of these assignments (`OBJECT TYPE VALUE`…), which must succeed.
+    pub fn set(&self, assignments: &[&str]) {
+        let mut args = vec!["-v2c", "-c", "private", &self.snmp_addr];
+        args.extend_from_slice(assignments);
+        crate::snmp_ok("snmpset", &args);
+    }
+
+    /// Wait until an SNMP GET of one object prints `want`.
+    pub fn wait_value(&self, object: &str, want: &str) {
+        let seen = crate::wait_for(Duration::from_secs(8), || (self.get(&[object]).trim() == want).then_some(()));
+        assert!(seen.is_some(), "{object} never became {want:?} (now {:?})", self.get(&[object]));
+    }
 }
