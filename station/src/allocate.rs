@@ -1,4 +1,4 @@
-//! Volume allocation (issue 5) and the other changes to units: give a host a volume of at least N bytes, or a
+//! Volume allocation and the other changes to units: give a host a volume of at least N bytes, or a
 //! named volume, and take it back; create and destroy volumes and partitions; read a unit again; add one.
 //!
 //! A request is served from the pool in the store: the smallest free, available, unpartitioned volume that is
@@ -1290,17 +1290,10 @@ pub fn spawn_reconciler(
 
 /// `80G`-style text for a byte count (binary units, up to one decimal).
 pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["", "K", "M", "G", "T"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1}{}", UNITS[unit]).replace(".0", "")
+    match dvsan_layout::binary_scale(bytes as f64) {
+        (_, "B") => format!("{bytes} B"),
+        // `80G`, `1.5M`: the suffix alone, so the text is also a size the CLIs and the request table accept.
+        (value, unit) => format!("{value:.1}{}", &unit[..1]).replace(".0", ""),
     }
 }
 

@@ -753,7 +753,7 @@ impl StationStore {
     }
 }
 
-/// A volume assigned to a host (issue 5), as the store records it.
+/// A volume assigned to a host, as the store records it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AssignmentRecord {
     /// The unit's station index.
@@ -786,7 +786,7 @@ pub struct AllocationUnit {
 }
 
 impl StationStore {
-    // ----- assignments (issue 5) -----
+    // ----- assignments -----
 
     /// Every assignment, by unit and volume.
     pub fn assignments(&self) -> Result<Vec<AssignmentRecord>, StoreError> {
