@@ -237,8 +237,9 @@ fn wrong_units(store: &StationStore, units: &[Unit], volumes: u32) -> Result<Vec
         .collect())
 }
 
-/// Waits (at most two poll intervals) until unit 0's agent has answered one more GET than now: a poll round began.
-async fn next_poll(units: &[Unit], poll_interval: Duration) -> Result<()> {
+/// Waits (at most two poll intervals) until unit 0's agent has answered one more GET than now: a poll round began
+/// (or, when called less than a retry timeout after a round began, that round retried unit 0).
+async fn poll_begins(units: &[Unit], poll_interval: Duration) -> Result<()> {
     let gets = || SnmpCounters::read(&units[0].counters().in_get_requests);
     let before = gets();
     let deadline = Instant::now() + poll_interval * 2 + Duration::from_secs(5);
@@ -248,6 +249,13 @@ async fn next_poll(units: &[Unit], poll_interval: Duration) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    Ok(())
+}
+
+/// Waits until a poll round began and is over (its retries too): returns half a poll interval after its start.
+async fn poll_round(units: &[Unit], poll_interval: Duration) -> Result<()> {
+    poll_begins(units, poll_interval).await?;
+    tokio::time::sleep(poll_interval / 2).await;
     Ok(())
 }
 
@@ -274,12 +282,32 @@ fn station_pid(args: &Args) -> Result<u32> {
 
 /// The CPU time (user + system, seconds) a process used so far. /proc counts in USER_HZ, 100 on Linux.
 fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).context("reading the station's /proc stat")?;
+    cpu_seconds_at(&pid.to_string())
+}
+
+/// [`cpu_seconds`] of /proc/`path` (a process, or `PID/task/TID` for a thread).
+fn cpu_seconds_at(path: &str) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{path}/stat")).context("reading the station's /proc stat")?;
     let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).context("unexpected /proc stat format")?;
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     // Fields 14 and 15 (utime, stime) are the 12th and 13th after the name.
     let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).context("unexpected /proc stat format");
     Ok((ticks(11)? + ticks(12)?) as f64 / 100.0)
+}
+
+/// CPU seconds per thread name (threads of one name summed) of a process so far.
+fn thread_cpu_seconds(pid: u32) -> Result<BTreeMap<String, f64>> {
+    let mut by_name = BTreeMap::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).context("listing the station's threads")? {
+        let tid: u32 = entry?.file_name().to_string_lossy().parse().context("unexpected /proc task entry")?;
+        let path = format!("{pid}/task/{tid}");
+        let name = std::fs::read_to_string(format!("/proc/{path}/comm")).unwrap_or_default().trim().to_string();
+        // A thread may end between listing and reading.
+        if let Ok(seconds) = cpu_seconds_at(&path) {
+            *by_name.entry(name).or_insert(0.0) += seconds;
+        }
+    }
+    Ok(by_name)
 }
 
 /// A `Vm…:` line of /proc/PID/status, in MiB.
@@ -303,8 +331,9 @@ fn open_descriptors(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
-async fn burst(args: &Args, units: &[Unit], store: &StationStore) -> Result<serde_json::Value> {
+async fn burst(args: &Args, units: &[Unit], store: &StationStore, pid: u32) -> Result<serde_json::Value> {
     let drops_before = udp_receive_buffer_drops()?;
+    let threads_before = thread_cpu_seconds(pid)?;
     let start = Instant::now();
     for unit in units {
         unit.cold_start(args.station).await?;
@@ -318,19 +347,25 @@ async fn burst(args: &Args, units: &[Unit], store: &StationStore) -> Result<serd
     out["sending_ms"] = json!(sent_ms);
     out["slowest_pool_read_ms"] = json!(slowest_read.as_secs_f64() * 1000.0);
     out["udp_receive_buffer_drops"] = json!(udp_receive_buffer_drops()? - drops_before);
+    let seconds = start.elapsed().as_secs_f64();
+    let threads: BTreeMap<String, String> = thread_cpu_seconds(pid)?
+        .into_iter()
+        .map(|(name, cpu)| {
+            let percent = (cpu - threads_before.get(&name).copied().unwrap_or(0.0)) / seconds * 100.0;
+            (name, format!("{percent:.0}%"))
+        })
+        .collect();
+    out["station_cpu_by_thread"] = json!(threads);
     Ok(out)
 }
 
 async fn steady(args: &Args, units: &[Unit], pid: u32) -> Result<serde_json::Value> {
-    let settle = Duration::from_secs(5).min(args.poll_interval / 3);
-    next_poll(units, args.poll_interval).await?;
-    tokio::time::sleep(settle).await;
+    poll_round(units, args.poll_interval).await?;
     let (requests_before, cpu_before, began) = (requests(units), cpu_seconds(pid)?, Instant::now());
     let drops_before = udp_receive_buffer_drops()?;
     for _ in 0..args.steady_polls {
-        next_poll(units, args.poll_interval).await?;
+        poll_round(units, args.poll_interval).await?;
     }
-    tokio::time::sleep(settle).await;
     let (requests_after, cpu_after, seconds) = (requests(units), cpu_seconds(pid)?, began.elapsed().as_secs_f64());
     let per_poll = |i: usize| {
         (requests_after[i] - requests_before[i]) as f64 / (units.len() as f64 * f64::from(args.steady_polls))
@@ -353,7 +388,7 @@ async fn steady(args: &Args, units: &[Unit], pid: u32) -> Result<serde_json::Val
 async fn storm(args: &Args, units: &mut [Unit], store: &StationStore) -> Result<serde_json::Value> {
     let step = (units.len() / args.storm as usize).max(1);
     let restarted: Vec<usize> = (0..units.len()).step_by(step).take(args.storm as usize).collect();
-    next_poll(units, args.poll_interval).await?;
+    poll_begins(units, args.poll_interval).await?;
     let start = Instant::now();
     for &i in &restarted {
         units[i].restart(args, "-r").await?;
@@ -365,9 +400,10 @@ async fn storm(args: &Args, units: &mut [Unit], store: &StationStore) -> Result<
     let (done, _) = watch_pool(store, units, &restarted, start, args.timeout, args.volumes).await?;
     let mut times: Vec<f64> = done.values().copied().collect();
     let mut out = latency_json(&mut times);
-    // One more poll round over the settled pool: nothing may move back or stay wrong.
-    next_poll(units, args.poll_interval).await?;
-    tokio::time::sleep(Duration::from_secs(5).min(args.poll_interval / 3)).await;
+    // One more poll round over the settled pool (not a retry of the storm's round): nothing may move back or stay
+    // wrong.
+    tokio::time::sleep_until((start + args.poll_interval / 2).into()).await;
+    poll_round(units, args.poll_interval).await?;
     let wrong = wrong_units(store, units, args.volumes)?;
     out["restarted"] = json!(restarted.len());
     out["repooled"] = json!(done.len());
@@ -406,10 +442,10 @@ async fn run(args: Args) -> Result<()> {
     }
     let store = StationStore::open_existing(&args.state_dir)?;
     let mut report = json!({ "units": args.units, "volumes_per_unit": args.volumes });
-    report["burst"] = burst(&args, &units, &store).await?;
+    let pid = station_pid(&args)?;
+    report["burst"] = burst(&args, &units, &store, pid).await?;
     let pooled = report["burst"]["pooled"].as_u64().unwrap_or(0);
     if pooled == u64::from(args.units) && args.steady_polls > 0 {
-        let pid = station_pid(&args)?;
         report["steady"] = steady(&args, &units, pid).await?;
     }
     if let Some(path) = &args.pause_file {
