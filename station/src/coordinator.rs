@@ -113,6 +113,10 @@ pub struct Coordinator {
     poll_in_progress: bool,
 }
 
+/// Poll GETs outstanding at once (their answers, about 1 KiB each in the kernel's accounting, fit a default
+/// 208 KiB socket receive buffer).
+const POLLS_IN_FLIGHT: usize = 128;
+
 impl Coordinator {
     pub fn new(
         store: StationStore,
@@ -186,6 +190,44 @@ impl Coordinator {
             }
         }
         *self.unit_ids.write().unwrap_or_else(|e| e.into_inner()) = ids;
+    }
+
+    /// Re-reads only the given units (after a walk: its unit and the units it displaced; after notifications: the
+    /// units whose last-seen time moved), instead of the whole pool, and updates the id-by-address map for their
+    /// old and new addresses.
+    fn reload_units(&mut self, indexes: impl IntoIterator<Item = u32>) {
+        let mut ips = Vec::new();
+        for index in indexes {
+            let fresh = match self.store.unit(index) {
+                Ok(fresh) => fresh,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading a unit from the store failed");
+                    return self.reload();
+                }
+            };
+            let ip = |u: &UnitRecord| u.address.map(|a| a.ip());
+            match (self.units.binary_search_by_key(&index, |u| u.index), fresh) {
+                (Ok(i), Some(fresh)) => {
+                    ips.extend(ip(&self.units[i]).into_iter().chain(ip(&fresh)));
+                    self.units[i] = fresh;
+                }
+                (Err(i), Some(fresh)) => {
+                    ips.extend(ip(&fresh));
+                    self.units.insert(i, fresh);
+                }
+                (Ok(i), None) => ips.extend(ip(&self.units.remove(i))),
+                (Err(_), None) => {}
+            }
+        }
+        let mut ids = self.unit_ids.write().unwrap_or_else(|e| e.into_inner());
+        for ip in ips {
+            let mut at_ip = self.units.iter().filter(|u| u.address.map(|a| a.ip()) == Some(ip));
+            match (at_ip.next(), at_ip.next()) {
+                (Some(unit), None) => ids.insert(ip, unit.unit_id.clone()),
+                (Some(_), Some(_)) => ids.insert(ip, None),
+                (None, _) => ids.remove(&ip),
+            };
+        }
     }
 
     fn unit(&self, index: u32) -> Option<UnitRecord> {
@@ -295,7 +337,7 @@ impl Coordinator {
             if let Err(e) = self.store.touch_units(&touched, now_ms()) {
                 tracing::warn!(error = %e, "recording last-seen times failed");
             }
-            self.reload();
+            self.reload_units(touched.iter().map(|(index, _)| *index));
         }
     }
 
@@ -395,7 +437,15 @@ impl Coordinator {
                 slot.record_failure = false;
                 match self.store.sync_unit(address, &snapshot, now_ms()) {
                     Ok(outcome) => {
-                        self.reload();
+                        // The synced unit, the units it displaced, and any other row at its address (a placeholder
+                        // the store adopted or deleted).
+                        let mut changed: Vec<u32> = std::iter::once(outcome.index)
+                            .chain(outcome.displaced.iter().copied())
+                            .chain(self.units.iter().filter(|u| u.address == Some(address)).map(|u| u.index))
+                            .collect();
+                        changed.sort_unstable();
+                        changed.dedup();
+                        self.reload_units(changed);
                         self.after_sync(address, &snapshot, outcome);
                     }
                     Err(e) => tracing::error!(%address, error = %e, "storing a unit's walk failed"),
@@ -474,11 +524,18 @@ impl Coordinator {
         self.poll_in_progress = true;
         let manager = Arc::clone(&self.manager);
         let tx = self.internal_tx.clone();
+        // At most POLLS_IN_FLIGHT GETs are outstanding: their answers must fit the manager socket's receive
+        // buffer, or the kernel drops them and the units are polled again after a timeout (or missed).
+        let in_flight = Arc::new(Semaphore::new(POLLS_IN_FLIGHT));
         tokio::spawn(async move {
             let mut set = tokio::task::JoinSet::new();
             for (index, target) in targets {
                 let manager = Arc::clone(&manager);
-                set.spawn(async move { (index, target.addr, poll_unit(&manager, &target).await) });
+                let in_flight = Arc::clone(&in_flight);
+                set.spawn(async move {
+                    let _permit = in_flight.acquire_owned().await;
+                    (index, target.addr, poll_unit(&manager, &target).await)
+                });
             }
             let mut outcomes = Vec::with_capacity(set.len());
             while let Some(joined) = set.join_next().await {

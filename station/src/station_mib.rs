@@ -134,6 +134,9 @@ struct Snapshot {
     taken: Instant,
     instances: Arc<BTreeMap<Oid, Value>>,
     units: u32,
+    /// The store's `PRAGMA data_version` when the snapshot was taken: while it is unchanged, no other connection
+    /// committed, and the snapshot is still the store's content however old it is.
+    data_version: Option<i64>,
 }
 
 /// The unit, volume and partition tables, served from a periodically refreshed snapshot of the store.
@@ -156,9 +159,11 @@ impl PoolTables {
             }
         }
         let store = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        // Another thread may have refreshed while this one waited for the store.
-        if let Some(s) = self.snapshot.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            if s.taken.elapsed() < self.max_age {
+        let data_version = store.data_version().ok();
+        // Another thread may have refreshed while this one waited for the store; or nothing changed since.
+        if let Some(s) = self.snapshot.write().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            if s.taken.elapsed() < self.max_age || (data_version.is_some() && s.data_version == data_version) {
+                s.taken = Instant::now();
                 return (Arc::clone(&s.instances), s.units);
             }
         }
@@ -182,7 +187,7 @@ impl PoolTables {
             }
         };
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) =
-            Some(Snapshot { taken: Instant::now(), instances: Arc::clone(&instances), units });
+            Some(Snapshot { taken: Instant::now(), instances: Arc::clone(&instances), units, data_version });
         (instances, units)
     }
 

@@ -325,6 +325,12 @@ impl StationStore {
 
     // ----- units -----
 
+    /// SQLite's `PRAGMA data_version`: it changes when another connection commits to the store (not when this
+    /// one does).
+    pub fn data_version(&self) -> Result<i64, StoreError> {
+        Ok(self.conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
+
     /// Every unit, by index.
     pub fn units(&self) -> Result<Vec<UnitRecord>, StoreError> {
         let mut stmt = self.conn.prepare_cached(&format!("{UNIT_SELECT} ORDER BY id"))?;
