@@ -43,6 +43,8 @@ impl RateTracker {
 
     /// Forgets keys not in `keep` (rows that went away), so the map stays as large as the pool.
     pub fn retain(&mut self, keep: &[(u32, String, String)]) {
+        // A set: with thousands of units a linear search per row would make this quadratic.
+        let keep: std::collections::HashSet<&(u32, String, String)> = keep.iter().collect();
         self.last.retain(|key, _| keep.contains(key));
     }
 

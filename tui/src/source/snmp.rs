@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 /// The rows of one table: instance index -> column -> value.
@@ -28,7 +29,13 @@ pub struct SnmpSource {
     community: String,
     unit_timeout: Duration,
     rates: RateTracker,
+    /// Each unit's media as last read, with the capacity they added up to: read again only when the unit's
+    /// capacity moves (media are only ever added), so a refresh costs one table walk per unit, not two.
+    media: BTreeMap<u32, (u32, Vec<Medium>)>,
 }
+
+/// Unit walks outstanding at once: with thousands of units, their answers must fit the socket's receive buffer.
+const UNIT_READS_IN_FLIGHT: usize = 64;
 
 impl SnmpSource {
     /// A source reading the station's agent at `station` and the units with `community`.
@@ -45,6 +52,7 @@ impl SnmpSource {
             community: community.to_string(),
             unit_timeout: timeout,
             rates: RateTracker::default(),
+            media: BTreeMap::new(),
         })
     }
 
@@ -70,34 +78,38 @@ impl SnmpSource {
         Ok(pool_from_tables(&units, &volumes, &partitions))
     }
 
-    /// Reads every answering unit's traffic table and, from those that answered, its media table.
+    /// Reads every answering unit's traffic table and, from those that answered and whose media are not known
+    /// yet (or whose capacity moved), its media table.
     async fn read_units(&mut self, pool: &Pool) -> UnitReads {
         let mut reads = JoinSet::new();
+        let in_flight = Arc::new(Semaphore::new(UNIT_READS_IN_FLIGHT));
         // Unavailable units still answer SNMP (only their data service is down); unreachable ones would only time out.
         for unit in pool.units.iter().filter(|u| matches!(u.state, UnitState::Available | UnitState::Unavailable)) {
             let Some(agent) = unit.agent else { continue };
             let manager = Arc::clone(&self.manager);
             let target = Target::new(agent, self.community.clone()).with_timeout(self.unit_timeout, 0);
-            let (index, label) = (unit.index, unit.label());
+            let (index, label, capacity) = (unit.index, unit.label(), unit.capacity_blocks);
+            let media_known = self.media.get(&index).is_some_and(|(known, _)| *known == capacity);
+            let in_flight = Arc::clone(&in_flight);
             reads.spawn(async move {
+                let _permit = in_flight.acquire_owned().await;
                 let rows = walk_table(&manager, &target, mib::DVSAN_TRAFFIC_ENTRY).await;
                 let at = Instant::now();
                 // Only asked of a unit that answered: a silent one would cost a second timeout.
                 let media = match &rows {
-                    Ok(_) => walk_table(&manager, &target, mib::DVSAN_MEDIA_ENTRY).await.ok(),
-                    Err(_) => None,
+                    Ok(_) if !media_known => walk_table(&manager, &target, mib::DVSAN_MEDIA_ENTRY).await.ok(),
+                    _ => None,
                 };
-                (index, label, agent, rows, at, media)
+                (index, label, agent, rows, at, media.map(|m| (capacity, m)))
             });
         }
         let mut traffic = Vec::new();
         let mut errors = Vec::new();
         let mut keys = Vec::new();
-        let mut media = BTreeMap::new();
         while let Some(joined) = reads.join_next().await {
             let Ok((unit_index, label, agent, rows, at, unit_media)) = joined else { continue };
-            if let Some(unit_media) = unit_media {
-                media.insert(unit_index, media_from_table(&unit_media));
+            if let Some((capacity, unit_media)) = unit_media {
+                self.media.insert(unit_index, (capacity, media_from_table(&unit_media)));
             }
             let rows = match rows {
                 Ok(rows) => rows,
@@ -124,6 +136,9 @@ impl SnmpSource {
             }
         }
         self.rates.retain(&keys);
+        let in_pool: std::collections::BTreeSet<u32> = pool.units.iter().map(|u| u.index).collect();
+        self.media.retain(|index, _| in_pool.contains(index));
+        let media = self.media.iter().map(|(index, (_, media))| (*index, media.clone())).collect();
         traffic.sort_by(|a, b| (a.unit_index, &a.export, &a.host).cmp(&(b.unit_index, &b.export, &b.host)));
         UnitReads { traffic, errors, media }
     }
