@@ -435,7 +435,7 @@ mod tests {
 
     #[test]
     fn kinds_follow_the_mib() {
-        for kind in OperationKind::ALL {
+        for &kind in OperationKind::ALL {
             assert_eq!(OperationKind::from_mib(kind.mib_value()), Some(kind));
             assert_eq!(kind.as_str().parse::<OperationKind>(), Ok(kind));
         }
