@@ -12,6 +12,8 @@
 //!   after the convention (`RowStatus` -> [`row_status::CREATE_AND_GO`]);
 //! - [`ALL`], every node as (MIB name, OID), used by [`name_of`], [`oid_of`] and [`describe`].
 //!
+//! [`station_tasks`] holds the station's task operations and states as Rust enums checked against those constants.
+//!
 //! The agent, the station and the console use these constants instead of writing OIDs by hand,
 //! so the wire protocol cannot drift from the MIB; the crate's tests fail when the generated file
 //! is stale or when net-snmp resolves a constant to a different name.
@@ -20,6 +22,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 mod generated;
+pub mod station_tasks;
 
 pub use generated::*;
 

@@ -320,20 +320,8 @@ impl Outcome {
     }
 
     fn assigned(a: Allocation) -> Outcome {
-        Outcome {
-            text: format!(
-                "assigned volume {} {:?} of unit #{} to {}{}: {}",
-                a.volume,
-                a.name,
-                a.unit,
-                a.host,
-                if a.read_only { " (read-only)" } else { "" },
-                a.nbd_uri.as_deref().unwrap_or("no NBD address known yet")
-            ),
-            unit: a.unit,
-            volume: a.volume,
-            detail: Detail::Assignment(a),
-        }
+        let text = format!("assigned volume {} {:?} of unit #{} to {}", a.volume, a.name, a.unit, grant_text(&a));
+        Outcome::assignment(text, a)
     }
 
     fn released(released: AssignmentRecord) -> Outcome {
@@ -346,22 +334,21 @@ impl Outcome {
     }
 
     fn allocated(a: Allocation) -> Outcome {
-        Outcome {
-            text: format!(
-                "allocated volume {} {:?} of unit #{} ({}{}) to {}{}: {}",
-                a.volume,
-                a.name,
-                a.unit,
-                human_size(a.size_bytes),
-                if a.volume_created { "; created for this request" } else { "; an existing free volume" },
-                a.host,
-                if a.read_only { " (read-only)" } else { "" },
-                a.nbd_uri.as_deref().unwrap_or("no NBD address known yet")
-            ),
-            unit: a.unit,
-            volume: a.volume,
-            detail: Detail::Assignment(a),
-        }
+        let text = format!(
+            "allocated volume {} {:?} of unit #{} ({}{}) to {}",
+            a.volume,
+            a.name,
+            a.unit,
+            human_size(a.size_bytes),
+            if a.volume_created { "; created for this request" } else { "; an existing free volume" },
+            grant_text(&a)
+        );
+        Outcome::assignment(text, a)
+    }
+
+    /// An assignment or allocation, told by `text`.
+    fn assignment(text: String, a: Allocation) -> Outcome {
+        Outcome { text, unit: a.unit, volume: a.volume, detail: Detail::Assignment(a) }
     }
 
     fn added_unit(scan: UnitScan) -> Outcome {
@@ -411,6 +398,12 @@ fn scan_address(scan: &UnitScan) -> String {
 }
 
 /// `unit #3 UUID (name) at ADDR: N volume(s), STATE`.
+/// Who got an allocation and where to reach it: `HOST[ (read-only)]: NBD-URI`.
+fn grant_text(a: &Allocation) -> String {
+    let access = if a.read_only { " (read-only)" } else { "" };
+    format!("{}{access}: {}", a.host, a.nbd_uri.as_deref().unwrap_or("no NBD address known yet"))
+}
+
 fn scan_text(scan: &UnitScan) -> String {
     format!(
         "unit #{} {} ({}) at {}: {} volume(s), {}",
@@ -433,9 +426,44 @@ mod tests {
         Operation::from_arguments(&a, 1161)
     }
 
+    fn allocation(read_only: bool, nbd_uri: Option<&str>) -> Allocation {
+        Allocation {
+            unit: 2,
+            unit_id: None,
+            agent: None,
+            volume: 3,
+            name: "db".to_string(),
+            size_bytes: 1 << 30,
+            start_lba: 0,
+            end_lba: (1 << 21) - 1,
+            export_name: "u2v3".to_string(),
+            nbd_uri: nbd_uri.map(str::to_string),
+            host: IpAddr::from([192, 0, 2, 10]),
+            read_only,
+            grant: 1,
+            volume_created: true,
+        }
+    }
+
+    #[test]
+    fn assignment_outcomes_name_the_volume_host_access_and_address() {
+        let assigned = Outcome::assigned(allocation(true, Some("nbd://127.0.0.9:10809/u2v3")));
+        assert_eq!(
+            assigned.text,
+            "assigned volume 3 \"db\" of unit #2 to 192.0.2.10 (read-only): nbd://127.0.0.9:10809/u2v3"
+        );
+        assert_eq!((assigned.unit, assigned.volume), (2, 3));
+        let allocated = Outcome::allocated(allocation(false, None));
+        assert_eq!(
+            allocated.text,
+            "allocated volume 3 \"db\" of unit #2 (1G; created for this request) to 192.0.2.10: no NBD address known yet"
+        );
+        assert!(matches!(allocated.detail, Detail::Assignment(ref a) if a.volume == 3));
+    }
+
     #[test]
     fn kinds_follow_the_mib() {
-        for kind in OperationKind::ALL {
+        for &kind in OperationKind::ALL {
             assert_eq!(OperationKind::from_mib(kind.mib_value()), Some(kind));
             assert_eq!(kind.as_str().parse::<OperationKind>(), Ok(kind));
         }

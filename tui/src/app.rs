@@ -10,7 +10,7 @@
 use crate::form::{Command, Confirm, Form, FormKind, Prefill, Request};
 use crate::history::{History, StepLog};
 use crate::model::{
-    Assignment, Medium, Notification, Partition, Pool, TailStatus, Task, TaskState, Traffic, Unit, Volume,
+    Assignment, Medium, Notification, Partition, Pool, Reported, TailStatus, Task, TaskState, Traffic, Unit, Volume,
 };
 use crate::source::Update;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -709,7 +709,7 @@ impl App {
             Update::Cancelled { task } => {
                 self.followed.remove(&task);
                 if let Some(row) = self.tasks.iter_mut().find(|t| t.index == task) {
-                    row.state = TaskState::Cancelled;
+                    row.state = TaskState::Cancelled.into();
                 }
                 self.say(format!("task {task} cancelled"));
             }
@@ -734,7 +734,7 @@ impl App {
                 let outcome = if task.result.is_empty() { followed.request.to_string() } else { task.result.clone() };
                 failed |= task.state != TaskState::Done;
                 ended.push(match task.state {
-                    TaskState::Cancelled => format!("task {index} cancelled"),
+                    Reported::Known(TaskState::Cancelled) => format!("task {index} cancelled"),
                     state => format!("task {index} {state}: {outcome}"),
                 });
                 false
@@ -1400,7 +1400,7 @@ mod tests {
 
     fn task(index: u32, state: TaskState, result: &str) -> Task {
         Task {
-            state,
+            state: state.into(),
             result: result.to_string(),
             created_unix: Some(FAKE_NOW),
             ..Task::new(index, TaskOperation::RescanUnit)
@@ -1459,7 +1459,7 @@ mod tests {
         assert!(app.tasks.iter().all(|t| t.index != 12));
         assert_eq!(message(&app), "task 12 removed");
         app.apply(Update::Cancelled { task: 11 });
-        assert_eq!(app.tasks.iter().find(|t| t.index == 11).map(|t| t.state), Some(TaskState::Cancelled));
+        assert_eq!(app.tasks.iter().find(|t| t.index == 11).map(|t| t.state), Some(TaskState::Cancelled.into()));
         app.apply(Update::Refused { command: Command::Remove { task: 10 }, why: "task 10 is running".into() });
         assert_eq!(
             app.message,

@@ -6,6 +6,7 @@
 //! sent. A [`Command`] is what the console asks the station to do: run a request as a task, cancel a task, or
 //! remove an ended one; destructive ones go through a [`Confirm`] dialog first.
 
+use dvsan_mib::station_tasks::TaskOperation;
 use dvsan_snmp::{Endpoint, Host};
 use std::fmt;
 use std::net::IpAddr;
@@ -120,6 +121,23 @@ pub enum Request {
 }
 
 impl Request {
+    /// The task operation the station runs for it.
+    pub fn operation(&self) -> TaskOperation {
+        match self {
+            Request::AddUnit { .. } => TaskOperation::AddUnit,
+            Request::CreateVolume { .. } => TaskOperation::CreateVolume,
+            Request::DestroyVolume { .. } => TaskOperation::DestroyVolume,
+            Request::CreatePartition { .. } => TaskOperation::CreatePartition,
+            Request::DestroyPartition { .. } => TaskOperation::DestroyPartition,
+            Request::Assign { .. } => TaskOperation::AssignVolume,
+            Request::Unassign { .. } => TaskOperation::UnassignVolume,
+            Request::Allocate { .. } => TaskOperation::Allocate,
+            Request::RescanUnit { .. } => TaskOperation::RescanUnit,
+            Request::RemoveUnit { force: false, .. } => TaskOperation::RemoveUnit,
+            Request::RemoveUnit { force: true, .. } => TaskOperation::RemoveUnitForce,
+        }
+    }
+
     /// Whether the operation loses data or takes access away, and so needs confirmation.
     pub fn is_destructive(&self) -> bool {
         matches!(

@@ -166,7 +166,11 @@ mod tests {
     #[test]
     fn steps_are_noted_once_each_with_when_they_were_seen() {
         let mut log = StepLog::default();
-        let task = |step: &str, state| Task { step: step.into(), state, ..Task::new(4, TaskOperation::Allocate) };
+        let task = |step: &str, state: TaskState| Task {
+            step: step.into(),
+            state: state.into(),
+            ..Task::new(4, TaskOperation::Allocate)
+        };
         log.record(10, &[task("choosing a unit", TaskState::Running)]);
         log.record(11, &[task("choosing a unit", TaskState::Running)]);
         log.record(13, &[task("granting", TaskState::Running)]);

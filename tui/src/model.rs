@@ -2,8 +2,9 @@
 //! and notifications, as the sources deliver them. Plain data, no I/O, so screens can be rendered from hand-made
 //! values in tests.
 
-use dvsan_mib::dvsan_station_task_state as task_state;
-use dvsan_mib::{dvsan_station_assign_mode as assign_mode, dvsan_station_task_operation as op};
+use dvsan_mib::dvsan_station_assign_mode as assign_mode;
+use dvsan_mib::station_tasks::MibEnum;
+pub use dvsan_mib::station_tasks::{TaskOperation, TaskState};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -209,100 +210,52 @@ impl Assignment {
     }
 }
 
-/// What a station task does (dvsanStationTaskOperation).
+/// A MIB enumeration's value as the station reported it: one this console knows, or another one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TaskOperation {
-    CreateVolume,
-    DestroyVolume,
-    CreatePartition,
-    DestroyPartition,
-    AssignVolume,
-    UnassignVolume,
-    Allocate,
-    RescanUnit,
-    AddUnit,
-    RemoveUnit,
-    RemoveUnitForce,
+pub enum Reported<T> {
+    Known(T),
     /// A value this console does not know.
     Unknown(i32),
 }
 
-impl TaskOperation {
-    pub fn from_code(code: i32) -> TaskOperation {
-        match code {
-            op::CREATE_VOLUME => TaskOperation::CreateVolume,
-            op::DESTROY_VOLUME => TaskOperation::DestroyVolume,
-            op::CREATE_PARTITION => TaskOperation::CreatePartition,
-            op::DESTROY_PARTITION => TaskOperation::DestroyPartition,
-            op::ASSIGN_VOLUME => TaskOperation::AssignVolume,
-            op::UNASSIGN_VOLUME => TaskOperation::UnassignVolume,
-            op::ALLOCATE => TaskOperation::Allocate,
-            op::RESCAN_UNIT => TaskOperation::RescanUnit,
-            op::ADD_UNIT => TaskOperation::AddUnit,
-            op::REMOVE_UNIT => TaskOperation::RemoveUnit,
-            op::REMOVE_UNIT_FORCE => TaskOperation::RemoveUnitForce,
-            other => TaskOperation::Unknown(other),
-        }
+impl<T: MibEnum> Reported<T> {
+    pub fn from_code(code: i32) -> Reported<T> {
+        T::from_mib(code).map_or(Reported::Unknown(code), Reported::Known)
     }
 
     /// The MIB's value.
     pub fn code(self) -> i32 {
         match self {
-            TaskOperation::CreateVolume => op::CREATE_VOLUME,
-            TaskOperation::DestroyVolume => op::DESTROY_VOLUME,
-            TaskOperation::CreatePartition => op::CREATE_PARTITION,
-            TaskOperation::DestroyPartition => op::DESTROY_PARTITION,
-            TaskOperation::AssignVolume => op::ASSIGN_VOLUME,
-            TaskOperation::UnassignVolume => op::UNASSIGN_VOLUME,
-            TaskOperation::Allocate => op::ALLOCATE,
-            TaskOperation::RescanUnit => op::RESCAN_UNIT,
-            TaskOperation::AddUnit => op::ADD_UNIT,
-            TaskOperation::RemoveUnit => op::REMOVE_UNIT,
-            TaskOperation::RemoveUnitForce => op::REMOVE_UNIT_FORCE,
-            TaskOperation::Unknown(code) => code,
+            Reported::Known(value) => value.mib_value(),
+            Reported::Unknown(code) => code,
         }
     }
 }
 
-/// Where a station task is (dvsanStationTaskState).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TaskState {
-    Pending,
-    Running,
-    Done,
-    Failed,
-    Cancelled,
-    /// A value this console does not know.
-    Unknown(i32),
+impl<T> From<T> for Reported<T> {
+    fn from(value: T) -> Reported<T> {
+        Reported::Known(value)
+    }
 }
 
-impl TaskState {
-    pub fn from_code(code: i32) -> TaskState {
-        match code {
-            task_state::PENDING => TaskState::Pending,
-            task_state::RUNNING => TaskState::Running,
-            task_state::DONE => TaskState::Done,
-            task_state::FAILED => TaskState::Failed,
-            task_state::CANCELLED => TaskState::Cancelled,
-            other => TaskState::Unknown(other),
-        }
+impl<T: PartialEq> PartialEq<T> for Reported<T> {
+    fn eq(&self, other: &T) -> bool {
+        matches!(self, Reported::Known(value) if value == other)
     }
+}
 
+impl Reported<TaskState> {
     /// Done, failed or cancelled: the task will not change any more.
     pub fn is_ended(self) -> bool {
-        matches!(self, TaskState::Done | TaskState::Failed | TaskState::Cancelled)
+        matches!(self, Reported::Known(state) if state.is_ended())
     }
 }
 
-impl fmt::Display for TaskState {
+impl fmt::Display for Reported<TaskState> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TaskState::Pending => f.write_str("pending"),
-            TaskState::Running => f.write_str("running"),
-            TaskState::Done => f.write_str("done"),
-            TaskState::Failed => f.write_str("failed"),
-            TaskState::Cancelled => f.write_str("cancelled"),
-            TaskState::Unknown(code) => write!(f, "state {code}"),
+            Reported::Known(state) => state.fmt(f),
+            Reported::Unknown(code) => write!(f, "state {code}"),
         }
     }
 }
@@ -312,7 +265,7 @@ impl fmt::Display for TaskState {
 pub struct Task {
     /// dvsanStationTaskIndex.
     pub index: u32,
-    pub operation: TaskOperation,
+    pub operation: Reported<TaskOperation>,
     /// The unit as the task names it (index, id, name or address), as given.
     pub unit: String,
     pub volume: u32,
@@ -323,7 +276,7 @@ pub struct Task {
     pub name: String,
     pub read_only: bool,
     pub owner: String,
-    pub state: TaskState,
+    pub state: Reported<TaskState>,
     /// Percent, 0..=100.
     pub progress: u32,
     pub step: String,
@@ -338,10 +291,10 @@ pub struct Task {
 
 impl Task {
     /// A task of `operation` with no arguments, pending: a base for building rows.
-    pub fn new(index: u32, operation: TaskOperation) -> Task {
+    pub fn new(index: u32, operation: impl Into<Reported<TaskOperation>>) -> Task {
         Task {
             index,
-            operation,
+            operation: operation.into(),
             unit: String::new(),
             volume: 0,
             partition: 0,
@@ -350,7 +303,7 @@ impl Task {
             name: String::new(),
             read_only: false,
             owner: String::new(),
-            state: TaskState::Pending,
+            state: Reported::Known(TaskState::Pending),
             progress: 0,
             step: String::new(),
             result: String::new(),
@@ -371,7 +324,10 @@ impl Task {
         let named = if self.name.is_empty() { String::new() } else { format!(" \"{}\"", self.name) };
         let read_only = if self.read_only { " (ro)" } else { "" };
         let (unit, volume, partition) = (&self.unit, self.volume, self.partition);
-        match self.operation {
+        let Reported::Known(operation) = self.operation else {
+            return format!("operation {}", self.operation.code());
+        };
+        match operation {
             TaskOperation::CreateVolume => format!("create {size} vol on {unit}{named}"),
             TaskOperation::DestroyVolume => format!("destroy vol {unit}/{volume}"),
             TaskOperation::CreatePartition => format!("create {size} part in {unit}/{volume}"),
@@ -384,7 +340,6 @@ impl Task {
             TaskOperation::AddUnit => format!("add unit {unit}"),
             TaskOperation::RemoveUnit => format!("remove unit {unit}"),
             TaskOperation::RemoveUnitForce => format!("remove unit {unit}, releasing"),
-            TaskOperation::Unknown(code) => format!("operation {code}"),
         }
     }
 
@@ -587,14 +542,14 @@ mod tests {
     #[test]
     fn task_and_assignment_codes_follow_the_mib() {
         for code in 1..=11 {
-            assert_eq!(TaskOperation::from_code(code).code(), code);
-            assert!(!matches!(TaskOperation::from_code(code), TaskOperation::Unknown(_)));
+            assert_eq!(Reported::<TaskOperation>::from_code(code).code(), code);
+            assert!(!matches!(Reported::<TaskOperation>::from_code(code), Reported::Unknown(_)));
         }
-        assert_eq!(TaskOperation::from_code(12), TaskOperation::Unknown(12));
-        let ended: Vec<bool> = (1..=6).map(|code| TaskState::from_code(code).is_ended()).collect();
+        assert_eq!(Reported::<TaskOperation>::from_code(12), Reported::Unknown(12));
+        let ended: Vec<bool> = (1..=6).map(|code| Reported::<TaskState>::from_code(code).is_ended()).collect();
         assert_eq!(ended, [false, false, true, true, true, false]);
-        assert_eq!(TaskState::from_code(5).to_string(), "cancelled");
-        assert_eq!(TaskState::from_code(0).to_string(), "state 0");
+        assert_eq!(Reported::<TaskState>::from_code(5).to_string(), "cancelled");
+        assert_eq!(Reported::<TaskState>::from_code(0).to_string(), "state 0");
         assert_eq!(AssignMode::from_code(1).to_string(), "read-write");
         assert_eq!(AssignMode::from_code(2).to_string(), "read-only");
         assert_eq!(AssignMode::from_code(3).to_string(), "mode 3");

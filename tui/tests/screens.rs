@@ -231,11 +231,11 @@ fn the_status_line_tells_when_a_submitted_task_ends() {
     let request = Request::RescanUnit { unit: "unit2".into() };
     app.apply(Update::Submitted { request, task: 41 });
     assert_contains(&render(&app, 80, 24), &["task 41 submitted: rescan unit unit2"]);
-    let with = |state, result: &str| {
+    let with = |state: TaskState, result: &str| {
         let mut snapshot = demo_snapshot();
         let mut task = Task::new(41, TaskOperation::RescanUnit);
         task.unit = "unit2".into();
-        task.state = state;
+        task.state = state.into();
         task.result = result.to_string();
         task.created_unix = Some(FAKE_NOW);
         snapshot.tasks.as_mut().unwrap().push(task);

@@ -201,9 +201,9 @@ pub fn demo_assignments() -> Vec<Assignment> {
 
 /// The demo tasks: one of each state, from two consoles.
 pub fn demo_tasks() -> Vec<Task> {
-    let task = |index: u32, operation, state, age: i64, owner: &str| Task {
+    let task = |index: u32, operation: TaskOperation, state: TaskState, age: i64, owner: &str| Task {
         owner: owner.to_string(),
-        state,
+        state: state.into(),
         created_unix: Some(FAKE_NOW - age),
         finished_unix: state.is_ended().then_some(FAKE_NOW - age + 2),
         progress: if state == TaskState::Done { 100 } else { 0 },

@@ -7,8 +7,8 @@
 use super::rates::{Counters, RateTracker};
 use super::PoolSource;
 use crate::model::{
-    now_unix, AssignMode, Assignment, Medium, Partition, Pool, Snapshot, Task, TaskOperation, TaskState, Traffic, Unit,
-    UnitState, Volume,
+    now_unix, AssignMode, Assignment, Medium, Partition, Pool, Reported, Snapshot, Task, Traffic, Unit, UnitState,
+    Volume,
 };
 use dvsan_mib as mib;
 use dvsan_snmp::{DateAndTime, Manager, Oid, SnmpError, Target, Value};
@@ -331,7 +331,7 @@ pub fn tasks_from_table(rows: &TableRows) -> Vec<Task> {
         let row = Cells(row);
         tasks.push(Task {
             index: *index,
-            operation: TaskOperation::from_code(row.integer(mib::DVSAN_STATION_TASK_OPERATION)),
+            operation: Reported::from_code(row.integer(mib::DVSAN_STATION_TASK_OPERATION)),
             unit: row.text(mib::DVSAN_STATION_TASK_UNIT),
             volume: row.number(mib::DVSAN_STATION_TASK_VOLUME),
             partition: row.number(mib::DVSAN_STATION_TASK_PARTITION),
@@ -340,7 +340,7 @@ pub fn tasks_from_table(rows: &TableRows) -> Vec<Task> {
             name: row.text(mib::DVSAN_STATION_TASK_NAME),
             read_only: row.integer(mib::DVSAN_STATION_TASK_READ_ONLY) == mib::truth_value::TRUE,
             owner: row.text(mib::DVSAN_STATION_TASK_OWNER),
-            state: TaskState::from_code(row.integer(mib::DVSAN_STATION_TASK_STATE)),
+            state: Reported::from_code(row.integer(mib::DVSAN_STATION_TASK_STATE)),
             progress: row.number(mib::DVSAN_STATION_TASK_PROGRESS).min(100),
             step: row.text(mib::DVSAN_STATION_TASK_STEP),
             result: row.text(mib::DVSAN_STATION_TASK_RESULT),
@@ -411,6 +411,7 @@ pub fn station_error(station: SocketAddr, error: &SnmpError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{TaskOperation, TaskState};
 
     fn row(cells: &[(u32, Value)]) -> BTreeMap<u32, Value> {
         cells.iter().cloned().collect()
@@ -547,7 +548,10 @@ mod tests {
         let tasks = tasks_from_table(&rows);
         assert_eq!(tasks.len(), 2);
         let task = &tasks[0];
-        assert_eq!((task.index, task.operation, task.state), (12, TaskOperation::AssignVolume, TaskState::Failed));
+        assert_eq!(
+            (task.index, task.operation, task.state),
+            (12, TaskOperation::AssignVolume.into(), TaskState::Failed.into())
+        );
         assert_eq!((task.unit.as_str(), task.volume, task.host.as_str()), ("unit1", 2, "192.0.2.10"));
         assert!(task.read_only);
         assert_eq!((task.owner.as_str(), task.progress, task.step.as_str()), ("console@noc-1", 100, "granting"));
@@ -556,7 +560,7 @@ mod tests {
         assert_eq!(task.summary(), "assign unit1/2 → 192.0.2.10 (ro)");
         assert_eq!(task.step_or_result(), "unit1 refused the grant");
         let unknown = &tasks[1];
-        assert_eq!((unknown.operation, unknown.state), (TaskOperation::Unknown(42), TaskState::Unknown(9)));
+        assert_eq!((unknown.operation, unknown.state), (Reported::Unknown(42), Reported::Unknown(9)));
         assert!(!unknown.read_only);
         assert_eq!((unknown.finished_unix, unknown.summary().as_str()), (None, "operation 42"));
     }
@@ -608,7 +612,10 @@ mod tests {
         );
         let tasks = read_tasks(&manager, &target).await.unwrap();
         assert_eq!(tasks.len(), 1);
-        assert_eq!((tasks[0].index, tasks[0].state, tasks[0].owner.as_str()), (3, TaskState::Running, "console@noc-1"));
+        assert_eq!(
+            (tasks[0].index, tasks[0].state, tasks[0].owner.as_str()),
+            (3, TaskState::Running.into(), "console@noc-1")
+        );
         let assignments = read_assignments(&manager, &target).await.unwrap();
         assert_eq!(assignments.len(), 1);
         assert_eq!((assignments[0].host, assignments[0].mode), (Some("::1".parse().unwrap()), AssignMode::ReadWrite));

@@ -15,7 +15,7 @@
 use super::Update;
 use crate::form::{Command, Request};
 use crate::model::TaskState;
-use dvsan_mib::{self as mib, dvsan_station_task_operation as op, row_status, truth_value};
+use dvsan_mib::{self as mib, row_status, truth_value};
 use dvsan_snmp::{ErrorStatus, Manager, Oid, SnmpError, Target, Value, VarBind};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -156,23 +156,6 @@ fn explain_status(
     }
 }
 
-/// The MIB value of a request's operation.
-pub fn operation_code(request: &Request) -> i32 {
-    match request {
-        Request::AddUnit { .. } => op::ADD_UNIT,
-        Request::CreateVolume { .. } => op::CREATE_VOLUME,
-        Request::DestroyVolume { .. } => op::DESTROY_VOLUME,
-        Request::CreatePartition { .. } => op::CREATE_PARTITION,
-        Request::DestroyPartition { .. } => op::DESTROY_PARTITION,
-        Request::Assign { .. } => op::ASSIGN_VOLUME,
-        Request::Unassign { .. } => op::UNASSIGN_VOLUME,
-        Request::Allocate { .. } => op::ALLOCATE,
-        Request::RescanUnit { .. } => op::RESCAN_UNIT,
-        Request::RemoveUnit { force: false, .. } => op::REMOVE_UNIT,
-        Request::RemoveUnit { force: true, .. } => op::REMOVE_UNIT_FORCE,
-    }
-}
-
 /// `column.index` of dvsanStationTaskTable.
 fn cell(column: &[u32], index: u32) -> Oid {
     Oid::from_slice(column).child(index)
@@ -192,8 +175,10 @@ pub fn create_varbinds(index: u32, request: &Request, owner: &str) -> Vec<VarBin
         let truth = if yes { truth_value::TRUE } else { truth_value::FALSE };
         VarBind::new(cell(mib::DVSAN_STATION_TASK_READ_ONLY, index), Value::Integer(truth))
     };
-    let mut varbinds =
-        vec![VarBind::new(cell(mib::DVSAN_STATION_TASK_OPERATION, index), Value::Integer(operation_code(request)))];
+    let mut varbinds = vec![VarBind::new(
+        cell(mib::DVSAN_STATION_TASK_OPERATION, index),
+        Value::Integer(request.operation().mib_value()),
+    )];
     match request {
         Request::AddUnit { agent } => varbinds.push(unit(&agent.to_string())),
         Request::CreateVolume { unit: u, size_bytes, name: n } => {
@@ -347,7 +332,7 @@ impl TaskClient {
         let columns = [mib::DVSAN_STATION_TASK_OPERATION, mib::DVSAN_STATION_TASK_OWNER];
         match self.read_row(index, &columns).await {
             Ok(Some(values))
-                if values.first().and_then(Value::as_i32) == Some(operation_code(request))
+                if values.first().and_then(Value::as_i32) == Some(request.operation().mib_value())
                     && values.get(1).and_then(Value::as_str) == Some(self.owner.as_str()) =>
             {
                 Ok(index)
@@ -372,7 +357,8 @@ impl TaskClient {
         }
         match self.read_row(task, &[mib::DVSAN_STATION_TASK_STATE]).await {
             Ok(Some(values))
-                if values.first().and_then(Value::as_i32).map(TaskState::from_code) == Some(TaskState::Cancelled) =>
+                if values.first().and_then(Value::as_i32).and_then(TaskState::from_mib)
+                    == Some(TaskState::Cancelled) =>
             {
                 Ok(())
             }
@@ -435,6 +421,7 @@ fn is_missing_row(error: &SnmpError) -> bool {
 mod tests {
     use super::*;
     use crate::source::fake_station::{FakeStation, READ_COMMUNITY, WRITE_COMMUNITY};
+    use dvsan_mib::dvsan_station_task_operation as op;
     use dvsan_mib::dvsan_station_task_state as state;
     use std::net::IpAddr;
 

@@ -6,7 +6,7 @@
 
 use super::{draw_table, pane_block, TableView};
 use crate::app::{App, Pane};
-use crate::model::{short_age, Task, TaskState};
+use crate::model::{short_age, Reported, Task, TaskState};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -16,20 +16,20 @@ use ratatui::Frame;
 /// From this width on, the table has an Owner column (narrower screens show the owner in the details).
 const OWNER_COLUMN_FROM: u16 = 110;
 
-pub fn state_style(state: TaskState) -> Style {
+pub fn state_style(state: Reported<TaskState>) -> Style {
     match state {
-        TaskState::Pending => Style::default().fg(Color::Yellow),
-        TaskState::Running => Style::default().fg(Color::Cyan),
-        TaskState::Done => Style::default().fg(Color::Green),
-        TaskState::Failed | TaskState::Unknown(_) => Style::default().fg(Color::Red),
-        TaskState::Cancelled => Style::default().fg(Color::DarkGray),
+        Reported::Known(TaskState::Pending) => Style::default().fg(Color::Yellow),
+        Reported::Known(TaskState::Running) => Style::default().fg(Color::Cyan),
+        Reported::Known(TaskState::Done) => Style::default().fg(Color::Green),
+        Reported::Known(TaskState::Failed) | Reported::Unknown(_) => Style::default().fg(Color::Red),
+        Reported::Known(TaskState::Cancelled) => Style::default().fg(Color::DarkGray),
     }
 }
 
 /// The progress column's text: empty while running (a gauge is drawn there); the percentage once it moved, else `-`.
 pub fn progress_text(task: &Task) -> String {
     match task.state {
-        TaskState::Running => String::new(),
+        Reported::Known(TaskState::Running) => String::new(),
         _ if task.progress == 0 => "-".to_string(),
         _ => format!("{}%", task.progress),
     }
