@@ -530,6 +530,22 @@ fn units_are_removed_by_cli_and_task_refused_while_assigned_forced_and_learned_a
         assert!(relearned_or_gone(&station, &unit_b, gone));
     }
 
+    // An attacker with only the read community cannot remove a unit: the SET is refused and no task row is made.
+    let n = next_index(&station).to_string();
+    let attack = net_snmp("snmpset")
+        .args(["-v2c", "-c", "public", "-t", "1", "-r", "0", "-Ir"])
+        .arg(station.snmp.unwrap().to_string())
+        .args([&format!("DVSAN-STATION-MIB::dvsanStationTaskOperation.{n}"), "i", "11"])
+        .args([&format!("DVSAN-STATION-MIB::dvsanStationTaskUnit.{n}"), "s", "127.0.32.1"])
+        .args([&format!("DVSAN-STATION-MIB::dvsanStationTaskRowStatus.{n}"), "i", "4"])
+        .output()
+        .unwrap();
+    let why = String::from_utf8_lossy(&attack.stderr);
+    // The station's agent drops a SET whose community may not write (no answer, as for a wrong community).
+    assert!(!attack.status.success() && why.contains("Timeout"), "read community SET not refused: {why}");
+    assert!(cell(&station, "State", n.parse().unwrap()).contains("No Such Instance"), "a task row was made");
+    assert!(station.unit_at(&unit_a.address()).is_some(), "unit A was removed by a read-only community");
+
     // As tasks: removeUnit is refused while unit A's volume is assigned; removeUnitForce releases and removes it,
     // and the NMS hears dvsanStationUnitRemoved.
     let va = assigned_volume(&station, "127.0.32.1", "8M", "127.0.32.101");
