@@ -1478,23 +1478,33 @@ mod tests {
         assert_eq!(store.units().unwrap().len(), 2);
     }
 
-    #[test]
-    fn one_unit_and_one_assignment_are_read_alone_as_the_pool_has_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = StationStore::open(dir.path()).unwrap();
+    /// A store with unit A (two volumes) and unit B (one volume), B's volume 1 assigned to 192.0.2.10.
+    fn two_units_one_assigned(
+        dir: &Path,
+        read_only: bool,
+        grant: u32,
+    ) -> (StationStore, SyncOutcome, SyncOutcome, AssignmentRecord) {
+        let mut store = StationStore::open(dir).unwrap();
         let a = store.sync_unit(addr("127.0.0.2:1161"), &snapshot(ID_A, &[(1, 0, 100), (2, 100, 50)]), 10).unwrap();
         let b = store.sync_unit(addr("127.0.0.3:1161"), &snapshot(ID_B, &[(1, 0, 100)]), 10).unwrap();
         let held = AssignmentRecord {
             unit: b.index,
             volume: 1,
             host: "192.0.2.10".parse().unwrap(),
-            read_only: true,
-            grant: 3,
+            read_only,
+            grant,
             volume_created: false,
             created_ms: 10,
             pending: false,
         };
         store.insert_assignment(&held).unwrap();
+        (store, a, b, held)
+    }
+
+    #[test]
+    fn one_unit_and_one_assignment_are_read_alone_as_the_pool_has_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, a, b, held) = two_units_one_assigned(dir.path(), true, 3);
         let pool = store.pool().unwrap();
         for unit in &pool {
             assert_eq!(store.pool_unit(unit.index).unwrap().as_ref(), Some(unit));
@@ -1509,20 +1519,7 @@ mod tests {
     #[test]
     fn removal_forgets_a_unit_in_one_go_refuses_while_assigned_and_never_reuses_its_index() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = StationStore::open(dir.path()).unwrap();
-        let a = store.sync_unit(addr("127.0.0.2:1161"), &snapshot(ID_A, &[(1, 0, 100), (2, 100, 50)]), 10).unwrap();
-        let b = store.sync_unit(addr("127.0.0.3:1161"), &snapshot(ID_B, &[(1, 0, 100)]), 10).unwrap();
-        let held = AssignmentRecord {
-            unit: b.index,
-            volume: 1,
-            host: "192.0.2.10".parse().unwrap(),
-            read_only: false,
-            grant: 1,
-            volume_created: false,
-            created_ms: 10,
-            pending: false,
-        };
-        store.insert_assignment(&held).unwrap();
+        let (mut store, a, b, held) = two_units_one_assigned(dir.path(), false, 1);
         let err = store.remove_unit(b.index, false).unwrap_err();
         assert!(
             matches!(&err, StoreError::UnitAssigned { assignments, .. } if assignments == std::slice::from_ref(&held))
