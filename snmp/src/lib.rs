@@ -4,7 +4,8 @@
 //! - [`oid`], [`value`], [`pdu`], [`message`]: the data model; [`message::decode`] (built on
 //!   snmp-parser) and [`message::encode`] (our [`ber`] writer) convert it to and from datagrams.
 //! - [`agent`]: request processing over a registry of [`agent::MibHandler`]s, with the
-//!   SNMPv2-MIB `system` and `snmp` groups built in, and a tokio UDP server.
+//!   SNMPv2-MIB `system` and `snmp` groups built in, and a tokio UDP server; communities with read and
+//!   write views ([`agent::Community`]) and the requester context handlers read ([`agent::Requester`]).
 //! - [`manager`]: async Get/GetNext/GetBulk/Set/walk client with request-id matching.
 //! - [`notify`]: sending traps and informs; [`receiver`]: receiving them.
 //! - [`endpoint`]: the addresses people type for SNMP endpoints (IP or host name, optional port).
