@@ -7,7 +7,7 @@ use crate::notifications::Notifier;
 use crate::unit::Unit;
 use anyhow::{bail, Context, Result};
 use dvsan_layout::LayoutStore;
-use dvsan_snmp::agent::SystemInfo;
+use dvsan_snmp::agent::{Community, SystemInfo};
 use dvsan_snmp::{Agent, AgentConfig, Oid, Uptime};
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,8 +44,7 @@ async fn run_async(cfg: RunConfig) -> Result<()> {
         .await
         .with_context(|| format!("binding the SNMP socket {} (is another agent using it?)", cfg.listen))?;
     let config = AgentConfig {
-        read_communities: vec![cfg.read_community.clone()],
-        write_communities: vec![cfg.write_community.clone()],
+        communities: vec![Community::read_only(&cfg.read_community), Community::read_write(&cfg.write_community)],
         system: SystemInfo {
             descr: format!("dvsan SAN unit {} (dvsan-agent {})", cfg.name, env!("CARGO_PKG_VERSION")),
             object_id: Oid::from_slice(dvsan_mib::DVSAN_MIB),

@@ -7,7 +7,8 @@
 //!   HMAC-SHA-2 and RFC 3826 AES protocols): [`usm::crypto`], users files ([`usm::user`]), the local
 //!   engine's id/boots/time ([`usm::engine`]) and the v3 message codec ([`usm::wire`]).
 //! - [`agent`]: request processing over a registry of [`agent::MibHandler`]s, with the
-//!   SNMPv2-MIB `system` and `snmp` groups built in, and a tokio UDP server.
+//!   SNMPv2-MIB `system` and `snmp` groups built in, and a tokio UDP server; communities with read and
+//!   write views ([`agent::Community`]) and the requester context handlers read ([`agent::Requester`]).
 //! - [`manager`]: async Get/GetNext/GetBulk/Set/walk client with request-id matching.
 //! - [`notify`]: sending traps and informs; [`receiver`]: receiving them.
 //! - [`endpoint`]: the addresses people type for SNMP endpoints (IP or host name, optional port).

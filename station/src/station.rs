@@ -19,7 +19,7 @@ use crate::station_mib::{self, PoolTables};
 use crate::store::{StationStore, StoreError};
 use crate::tasks::{TaskRunner, TaskSettings};
 use crate::trap_log::{TrapLog, TRAP_LOG_FILE};
-use dvsan_snmp::agent::{SystemInfo, TableHandler};
+use dvsan_snmp::agent::{Community, SystemInfo, TableHandler};
 use dvsan_snmp::{Agent, AgentConfig, Manager, NotificationReceiver, Uptime};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -311,8 +311,9 @@ impl OwnAgent {
     ) -> Result<OwnAgent, StartError> {
         let tables = Arc::new(PoolTables::new(StationStore::open(&config.state_dir)?, Duration::from_millis(500)));
         let agent_config = AgentConfig {
-            read_communities: vec![config.snmp_community.clone()],
-            write_communities: config.snmp_write_community.iter().cloned().collect(),
+            communities: std::iter::once(Community::read_only(&config.snmp_community))
+                .chain(config.snmp_write_community.iter().map(Community::read_write))
+                .collect(),
             workers: 2,
             system: SystemInfo {
                 descr: format!("dvsan management station {}", env!("CARGO_PKG_VERSION")),

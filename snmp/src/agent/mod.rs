@@ -3,14 +3,20 @@
 //! [`Agent::process`] turns one request datagram into (maybe) one response datagram,
 //! synchronously and without I/O, so it is also the fuzzing entry point. [`Agent::serve`] runs it
 //! on a tokio UDP socket. MIB data comes from [`MibHandler`]s registered per subtree; the
-//! SNMPv2-MIB `system` and `snmp` groups are always registered by the builder.
+//! SNMPv2-MIB `system` and `snmp` groups are always registered by the builder. Who may read and write
+//! what is [`AgentConfig::communities`] ([`access`]); handlers learn who is asking from
+//! [`Requester::current`] ([`requester`]).
 
+mod access;
 mod builtin;
 mod handler;
 mod process;
 mod registry;
+mod requester;
 mod rows;
 mod table;
+
+pub use access::{Access, Community, Rights, View};
 
 pub use builtin::{
     SnmpGroup, SystemGroup, SystemInfo, SNMP, SNMP_TRAPS, SNMP_TRAP_ENTERPRISE_0, SNMP_TRAP_OID_0, SYSTEM,
@@ -20,6 +26,7 @@ pub use handler::{
     FnPreparedSet, GetResult, MibHandler, NothingToUndo, PreparedSet, SetFailure, SetItem, Undo, UndoFailed,
 };
 pub use registry::{Registry, RegistryError};
+pub use requester::{Requester, RequesterScope, SecurityLevel, SecurityModel};
 pub use rows::{ScalarHandler, Scalars, Table, TableHandler};
 pub use table::{next_key, ScalarLayout, TableLayout};
 
@@ -39,10 +46,9 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 65507;
 /// Agent settings.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
-    /// Communities allowed to read (Get, GetNext, GetBulk).
-    pub read_communities: Vec<String>,
-    /// Communities allowed to read and write (Set too).
-    pub write_communities: Vec<String>,
+    /// The communities v1 and v2c requests may use, with what each may read and write. A request with any other
+    /// community is dropped. There is no write community unless one is listed here.
+    pub communities: Vec<Community>,
     /// Responses larger than this become tooBig (GetBulk: fewer repetitions). Clamped to
     /// 484..=65535 (484 is the minimum every SNMP entity must accept).
     pub max_message_size: usize,
@@ -55,20 +61,12 @@ pub struct AgentConfig {
 impl Default for AgentConfig {
     fn default() -> AgentConfig {
         AgentConfig {
-            read_communities: vec!["public".to_string()],
-            write_communities: Vec::new(),
+            communities: vec![Community::read_only("public")],
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()).min(4),
             system: SystemInfo::default(),
         }
     }
-}
-
-/// What a community may do.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Access {
-    Read,
-    Write,
 }
 
 /// Collects handlers, then builds an [`Agent`].
@@ -177,16 +175,6 @@ impl Agent {
     pub fn between_sets<R>(&self, f: impl FnOnce() -> R) -> R {
         let _serialised = self.set_lock.lock().unwrap_or_else(|e| e.into_inner());
         f()
-    }
-
-    fn access(&self, community: &[u8]) -> Option<Access> {
-        if self.config.write_communities.iter().any(|c| c.as_bytes() == community) {
-            Some(Access::Write)
-        } else if self.config.read_communities.iter().any(|c| c.as_bytes() == community) {
-            Some(Access::Read)
-        } else {
-            None
-        }
     }
 
     /// Processes one request datagram from `from`; returns the response datagram, or `None`

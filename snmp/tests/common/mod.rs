@@ -8,8 +8,8 @@ use std::process::Output;
 use std::sync::{Arc, Mutex};
 
 use dvsan_snmp::agent::{
-    next_key, Agent, AgentConfig, FnPreparedSet, GetResult, MibHandler, PreparedSet, SetFailure, SetItem, TableLayout,
-    UndoFailed,
+    next_key, Agent, AgentConfig, Community, FnPreparedSet, GetResult, MibHandler, PreparedSet, SetFailure, SetItem,
+    TableLayout, UndoFailed,
 };
 use dvsan_snmp::{ErrorStatus, Oid, Value, VarBind};
 
@@ -185,8 +185,7 @@ impl MibHandler for Faulty {
 pub fn test_agent(max_message_size: usize, faulty: Vec<Arc<Faulty>>) -> (Arc<Agent>, Arc<TestTable>) {
     let table = Arc::new(TestTable::new());
     let mut config = AgentConfig {
-        read_communities: vec!["public".into()],
-        write_communities: vec!["private".into()],
+        communities: vec![Community::read_only("public"), Community::read_write("private")],
         max_message_size,
         workers: 2,
         ..AgentConfig::default()
