@@ -15,12 +15,15 @@ mod registry;
 mod requester;
 mod rows;
 mod table;
+mod v3;
+
+pub use v3::TIME_WINDOW;
 
 pub use access::{Access, Community, Rights, View};
 
 pub use builtin::{
-    SnmpGroup, SystemGroup, SystemInfo, SNMP, SNMP_TRAPS, SNMP_TRAP_ENTERPRISE_0, SNMP_TRAP_OID_0, SYSTEM,
-    SYS_UP_TIME_0,
+    CounterGroup, EngineGroup, SnmpGroup, SystemGroup, SystemInfo, SNMP, SNMP_ENGINE, SNMP_MPD_STATS, SNMP_TRAPS,
+    SNMP_TRAP_ENTERPRISE_0, SNMP_TRAP_OID_0, SYSTEM, SYS_UP_TIME_0, USM_STATS,
 };
 pub use handler::{
     FnPreparedSet, GetResult, MibHandler, NothingToUndo, PreparedSet, SetFailure, SetItem, Undo, UndoFailed,
@@ -39,6 +42,7 @@ use tokio::net::UdpSocket;
 use crate::counters::SnmpCounters;
 use crate::oid::Oid;
 use crate::uptime::Uptime;
+use crate::usm::{Engine, UsmUser};
 
 /// Largest UDP payload over IPv4, the default response size limit.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 65507;
@@ -56,6 +60,15 @@ pub struct AgentConfig {
     pub workers: usize,
     /// The system group's initial values.
     pub system: SystemInfo,
+    /// SNMPv3: the engine and its users. `None`: v3 messages are dropped as a bad version.
+    pub usm: Option<UsmConfig>,
+}
+
+/// An agent's SNMPv3 settings: its authoritative engine and the users it serves.
+#[derive(Clone, Debug)]
+pub struct UsmConfig {
+    pub engine: Engine,
+    pub users: Vec<UsmUser>,
 }
 
 impl Default for AgentConfig {
@@ -65,6 +78,7 @@ impl Default for AgentConfig {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()).min(4),
             system: SystemInfo::default(),
+            usm: None,
         }
     }
 }
@@ -104,6 +118,23 @@ impl AgentBuilder {
         let mut registry = Registry::new();
         registry.register(Oid::from_slice(&SYSTEM), system.clone())?;
         registry.register(Oid::from_slice(&SNMP), snmp.clone())?;
+        let usm = match &self.config.usm {
+            Some(cfg) => {
+                let max = self.config.max_message_size.clamp(484, 65535);
+                registry
+                    .register(Oid::from_slice(&SNMP_ENGINE), Arc::new(EngineGroup::new(cfg.engine.clone(), max)))?;
+                registry.register(
+                    Oid::from_slice(&SNMP_MPD_STATS),
+                    Arc::new(CounterGroup::mpd_stats(Arc::clone(&self.counters))),
+                )?;
+                registry.register(
+                    Oid::from_slice(&USM_STATS),
+                    Arc::new(CounterGroup::usm_stats(Arc::clone(&self.counters))),
+                )?;
+                Some(v3::UsmState::new(cfg))
+            }
+            None => None,
+        };
         for (prefix, handler) in self.handlers {
             registry.register(prefix, handler)?;
         }
@@ -117,6 +148,7 @@ impl AgentBuilder {
             uptime: self.uptime,
             system,
             snmp,
+            usm,
             set_lock: Mutex::new(()),
         })
     }
@@ -130,6 +162,8 @@ pub struct Agent {
     uptime: Uptime,
     system: Arc<SystemGroup>,
     snmp: Arc<SnmpGroup>,
+    /// SNMPv3 state: the engine and the users localised to it.
+    usm: Option<v3::UsmState>,
     /// SETs are applied one at a time so that validate-then-commit is atomic across SETs.
     set_lock: Mutex<()>,
 }
@@ -163,6 +197,11 @@ impl Agent {
     /// Whether a manager enabled snmpEnableAuthenTraps (the owner sends those traps, if any).
     pub fn authen_traps_enabled(&self) -> bool {
         self.snmp.authen_traps_enabled()
+    }
+
+    /// The SNMPv3 engine, when the agent serves v3.
+    pub fn engine(&self) -> Option<&Engine> {
+        self.usm.as_ref().map(v3::UsmState::engine)
     }
 
     /// The effective configuration.

@@ -18,7 +18,7 @@ use crate::value::Value;
 
 /// Room kept for the three enclosing lengths growing to their long form while a GetBulk
 /// response is filled (each at most 3 more octets for messages under 16 MiB).
-const LENGTH_SLACK: usize = 9;
+pub(super) const LENGTH_SLACK: usize = 9;
 
 pub(super) fn process(agent: &Agent, datagram: &[u8], from: SocketAddr, out: &mut Vec<u8>) -> bool {
     let c = &*agent.counters;
@@ -26,6 +26,9 @@ pub(super) fn process(agent: &Agent, datagram: &[u8], from: SocketAddr, out: &mu
     let msg = match decode(datagram) {
         Ok(msg) => msg,
         Err(DecodeError::BadVersion) => {
+            if let Some(usm) = &agent.usm {
+                return super::v3::process(agent, usm, datagram, from, out);
+            }
             SnmpCounters::bump(&c.in_bad_versions);
             tracing::debug!(%from, "SNMP request with unsupported version dropped");
             return false;
@@ -124,7 +127,7 @@ fn count_response(agent: &Agent, pdu: &Pdu) {
     }
 }
 
-fn count_status(agent: &Agent, status: ErrorStatus) {
+pub(super) fn count_status(agent: &Agent, status: ErrorStatus) {
     let c = &*agent.counters;
     match status.to_v1() {
         ErrorStatus::TooBig => SnmpCounters::bump(&c.out_too_bigs),
@@ -143,7 +146,7 @@ impl GenericPdu {
 }
 
 /// The request itself as an error response (varbinds echoed as received).
-fn error(mut request: GenericPdu, version: Version, status: ErrorStatus, index: usize) -> GenericPdu {
+pub(super) fn error(mut request: GenericPdu, version: Version, status: ErrorStatus, index: usize) -> GenericPdu {
     request.error_status = match version {
         Version::V1 => status.to_v1(),
         Version::V2c => status,
@@ -152,7 +155,7 @@ fn error(mut request: GenericPdu, version: Version, status: ErrorStatus, index: 
     request
 }
 
-fn get(agent: &Agent, version: Version, view: &View, mut request: GenericPdu) -> GenericPdu {
+pub(super) fn get(agent: &Agent, version: Version, view: &View, mut request: GenericPdu) -> GenericPdu {
     SnmpCounters::add(&agent.counters.in_total_req_vars, request.varbinds.len());
     let mut values = Vec::with_capacity(request.varbinds.len());
     for (i, vb) in request.varbinds.iter().enumerate() {
@@ -201,7 +204,7 @@ fn next_visible(agent: &Agent, version: Version, view: &View, oid: &Oid) -> Opti
     }
 }
 
-fn get_next(agent: &Agent, version: Version, view: &View, mut request: GenericPdu) -> GenericPdu {
+pub(super) fn get_next(agent: &Agent, version: Version, view: &View, mut request: GenericPdu) -> GenericPdu {
     SnmpCounters::add(&agent.counters.in_total_req_vars, request.varbinds.len());
     let mut results = Vec::with_capacity(request.varbinds.len());
     for (i, vb) in request.varbinds.iter().enumerate() {
@@ -228,14 +231,35 @@ fn get_bulk(
 ) -> bool {
     let start = out.len();
     let limit = agent.config.max_message_size.saturating_sub(LENGTH_SLACK);
-    let total = request.varbinds.len();
-    let non_repeaters = (request.non_repeaters as usize).min(total);
-    let (fixed, repeated) = request.varbinds.split_at(non_repeaters);
-
     let mut w = BerWriter::new(out);
     let outer = w.begin(tag::SEQUENCE);
     w.integer(tag::INTEGER, i64::from(version.code()));
     w.octets(tag::OCTET_STRING, community);
+    let nothing_fit = bulk_response_pdu(agent, version, view, &request, limit, &mut w);
+    w.end(outer);
+    if nothing_fit {
+        out.truncate(start);
+        return respond(agent, version, community.to_vec(), GenericPdu::too_big(request.request_id), out);
+    }
+    let c = &*agent.counters;
+    SnmpCounters::bump(&c.out_pkts);
+    SnmpCounters::bump(&c.out_get_responses);
+    true
+}
+
+/// Writes the Response-PDU of a GetBulk into `w`, adding varbinds while the buffer stays within `limit`
+/// octets; returns true when not even one varbind fit (the caller answers tooBig instead).
+pub(super) fn bulk_response_pdu(
+    agent: &Agent,
+    version: Version,
+    view: &View,
+    request: &BulkPdu,
+    limit: usize,
+    w: &mut BerWriter<'_>,
+) -> bool {
+    let total = request.varbinds.len();
+    let non_repeaters = (request.non_repeaters as usize).min(total);
+    let (fixed, repeated) = request.varbinds.split_at(non_repeaters);
     let pdu = w.begin(0xA2);
     w.integer(tag::INTEGER, i64::from(request.request_id));
     w.integer(tag::INTEGER, 0);
@@ -260,7 +284,7 @@ fn get_bulk(
     for vb in fixed {
         let next = next_visible(agent, version, view, &vb.oid)
             .unwrap_or_else(|| VarBind::new(vb.oid.clone(), Value::EndOfMibView));
-        if !push(&mut w, &next) {
+        if !push(w, &next) {
             full = true;
             break;
         }
@@ -281,7 +305,7 @@ fn get_bulk(
                         }
                     }
                 }
-                if !push(&mut w, cursor) {
+                if !push(w, cursor) {
                     full = true;
                     break 'repetitions;
                 }
@@ -295,20 +319,12 @@ fn get_bulk(
     let nothing_fit = full && w.len() == list_start;
     w.end(list);
     w.end(pdu);
-    w.end(outer);
     SnmpCounters::add(&agent.counters.in_total_req_vars, total);
-    if nothing_fit {
-        out.truncate(start);
-        return respond(agent, version, community.to_vec(), GenericPdu::too_big(request.request_id), out);
-    }
     tracing::trace!(written, "GetBulk answered");
-    let c = &*agent.counters;
-    SnmpCounters::bump(&c.out_pkts);
-    SnmpCounters::bump(&c.out_get_responses);
-    true
+    nothing_fit
 }
 
-fn set(agent: &Agent, version: Version, request: GenericPdu) -> GenericPdu {
+pub(super) fn set(agent: &Agent, version: Version, request: GenericPdu) -> GenericPdu {
     // Group the varbinds by owning handler, in order of first appearance.
     let mut groups: Vec<(usize, Vec<SetItem<'_>>)> = Vec::new();
     for (i, vb) in request.varbinds.iter().enumerate() {

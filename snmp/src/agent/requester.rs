@@ -20,12 +20,8 @@ pub enum SecurityModel {
 }
 
 /// The security level of a request (RFC 3411 SnmpSecurityLevel); v1 and v2c requests are always noAuthNoPriv.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum SecurityLevel {
-    NoAuthNoPriv,
-    AuthNoPriv,
-    AuthPriv,
-}
+/// The same type as the USM's ([`crate::usm::SecurityLevel`]).
+pub use crate::usm::SecurityLevel;
 
 /// The requester of the request being processed: its security model, name (the community for v1/v2c, the USM
 /// user name for v3) and security level.

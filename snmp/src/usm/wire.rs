@@ -235,6 +235,11 @@ impl V3Message {
         self.global.flags.level()
     }
 
+    /// Where msgAuthenticationParameters' content lies in the datagram this was decoded from.
+    pub fn auth_range(&self) -> Range<usize> {
+        self.auth_range.clone()
+    }
+
     /// Whether `datagram` (the one this was decoded from) carries `user`'s digest (RFC 3414 §6.3.2,
     /// §7.3.2): the HMAC over the message with msgAuthenticationParameters zeroed.
     pub fn authenticates(&self, datagram: &[u8], user: &LocalUser) -> bool {
