@@ -500,6 +500,8 @@ mod tests {
             trap_oid: Oid::from_slice(trap),
             varbinds,
             v1: None,
+            security_name: None,
+            authenticated: false,
         }
     }
 
