@@ -47,8 +47,10 @@ impl Station {
             .env("RUST_LOG", "info,dvsan_station=debug");
         let log = state_dir.with_extension("log");
         let proc = Proc::spawn_logging("dvsan-station", &mut cmd, log);
-        let text = wait_until("station.ready", Duration::from_secs(15), || std::fs::read_to_string(&ready).ok());
-        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        // The file may be seen between its creation and its write: wait until it holds the whole JSON object.
+        let json: serde_json::Value = wait_until("station.ready", Duration::from_secs(15), || {
+            serde_json::from_str(&std::fs::read_to_string(&ready).ok()?).ok()
+        });
         Station {
             proc,
             state_dir: state_dir.to_path_buf(),
