@@ -4,7 +4,9 @@
 //! station runs or not (SQLite in WAL mode lets them share the store): `unit add` registers the address and reads
 //! the unit right away, and the running station polls every registered address from its next poll on. The
 //! commands that change the pool (`unit add`, `unit rescan`, `volume`, `partition`, `assign`, `unassign`,
-//! `request`) run the same [`Operation`]s as the station's tasks, waiting for the same locks.
+//! `request`) run the same [`Operation`]s as the station's tasks, waiting for the same locks. The trust commands
+//! (`unit enroll`, `unit pending`, `unit approve`, `unit reject`) work on the credentials file and the pending
+//! units in the state directory; `unit approve` then adds the unit like `unit add`.
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};

@@ -1,8 +1,8 @@
 //! DVSAN-STATION-MIB: the pool served read-only by the station's own SNMP agent, and the station's notifications.
 //! (The writable dvsanStationRequestTable is served by `request_table`, the task table by `task_table`.)
 //!
-//! The tables are served from a snapshot of the store: every instance of the unit, volume, partition and
-//! assignment tables in one sorted map, rebuilt from SQLite when it is older than `max_age` (snmptable and NMS
+//! The tables are served from a snapshot of the store: every instance of the unit, volume, partition,
+//! assignment and pending-unit tables in one sorted map, rebuilt from SQLite when it is older than `max_age` (snmptable and NMS
 //! walks cost no database reads per GETNEXT). The statistics scalars are read live from the station's counters. The notification
 //! builders here give the station's own notifications (unit joined/left/unreachable/error, volume
 //! added/removed, task completed) the varbinds the MIB's OBJECTS clauses name.

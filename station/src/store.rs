@@ -1592,6 +1592,46 @@ mod tests {
     }
 
     #[test]
+    fn pending_units_are_one_row_per_address_found_rejected_and_gone_once_pooled() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StationStore::open(dir.path()).unwrap();
+        let claim = PendingClaim {
+            unit_id: Some(ID_A.to_string()),
+            unit_name: Some("rogue".into()),
+            notifications: 1,
+            ..PendingClaim::default()
+        };
+        let (row, created) = store.record_pending(addr("127.0.0.9:1161"), &claim, 10).unwrap().unwrap();
+        assert!(created);
+        assert_eq!((row.unit_id.as_str(), row.state.as_str(), row.notifications), (ID_A, "pending", 1));
+        // The agent's answer adds to the row; a later notification moves last-seen and the count.
+        let answer = PendingClaim { sys_name: Some("box".into()), ..PendingClaim::default() };
+        store.record_pending(addr("127.0.0.9:1161"), &answer, 20).unwrap();
+        let (row, created) = store.record_pending(addr("127.0.0.9:1161"), &claim, 30).unwrap().unwrap();
+        assert!(!created);
+        assert_eq!((row.sys_name.as_str(), row.unit_name.as_str()), ("box", "rogue"));
+        assert_eq!((row.first_seen_ms, row.last_seen_ms, row.notifications), (10, 30, 2));
+        assert_eq!(store.pending_count().unwrap(), 1);
+
+        for given in ["127.0.0.9", "127.0.0.9:1161", &ID_A[..6], "rogue", &row.index.to_string()] {
+            assert_eq!(store.find_pending(given).unwrap().index, row.index, "{given}");
+        }
+        assert!(matches!(store.find_pending("127.0.0.8"), Err(StoreError::UnknownPending(_))));
+
+        let other = PendingClaim { unit_id: Some(ID_B.to_string()), ..PendingClaim::default() };
+        let (second, _) = store.record_pending(addr("127.0.0.10:1161"), &other, 40).unwrap().unwrap();
+        assert!(store.reject_pending(second.index).unwrap());
+        assert_eq!(store.pending_units(false).unwrap().len(), 1);
+        assert_eq!(store.pending_units(true).unwrap()[1].state, "rejected");
+        assert_eq!(store.pending_count().unwrap(), 1);
+
+        // Once the unit at that address is in the pool (approved, then walked), its pending row is gone.
+        store.sync_unit(addr("127.0.0.9:1161"), &snapshot(ID_A, &[(1, 0, 100)]), 50).unwrap();
+        assert_eq!(store.pending_units(true).unwrap().iter().map(|p| p.index).collect::<Vec<_>>(), [second.index]);
+        assert_eq!(store.registered_ips().unwrap(), [addr("127.0.0.9:1161").ip()]);
+    }
+
+    #[test]
     fn sync_replaces_a_units_layout_and_reports_the_difference() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = StationStore::open(dir.path()).unwrap();
