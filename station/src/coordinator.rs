@@ -25,7 +25,7 @@ use crate::forward::Forwarder;
 use crate::ingest::{Class, RateLimitedLog, SourceActivity, UnitIds};
 use crate::model::{UnitSnapshot, UnitState};
 use crate::station_mib;
-use crate::store::{PendingClaim, StateChange, StationStore, SyncOutcome, UnitRecord};
+use crate::store::{PendingClaim, PendingRecord, StateChange, StationStore, SyncOutcome, UnitRecord};
 use crate::timefmt::{format_ms, now_ms};
 use crate::trust::{self, Claim, Decision, KnownUnit, Refusal};
 use crate::walk::{poll_unit, read_unit, PollAnswer, WalkError};
@@ -511,7 +511,7 @@ impl Coordinator {
     /// about itself.
     fn pend(&mut self, address: SocketAddr, claim: &PendingClaim) {
         match self.store.record_pending(address, claim, now_ms()) {
-            Ok(Some((row, created))) => {
+            Ok(PendingRecord::Recorded { row, created }) => {
                 if created {
                     tracing::warn!(%address, claimed_unit = %row.unit_id, name = %row.unit_name,
                         "a unit the station does not trust announced itself; pending until an operator approves \
@@ -520,11 +520,12 @@ impl Coordinator {
                     self.probe(address);
                 }
             }
-            Ok(None) => {
+            Ok(PendingRecord::Full) => {
                 if self.refusal_log.allow() {
                     tracing::warn!(%address, "too many pending units; this one is not recorded");
                 }
             }
+            Ok(PendingRecord::Pooled) => tracing::debug!(%address, "not pending: the unit was pooled meanwhile"),
             Err(e) => tracing::error!(%address, error = %e, "recording a pending unit failed"),
         }
     }

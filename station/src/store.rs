@@ -175,6 +175,17 @@ const MIGRATIONS: &[M<'static>] = &[
 /// Most rows of `pending_units`: a flood of units from many addresses is recorded up to this many, then dropped.
 pub const MAX_PENDING_UNITS: usize = 1024;
 
+/// What [`Store::record_pending`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PendingRecord {
+    /// The row as it is now, and whether it was made by this call.
+    Recorded { row: PendingUnit, created: bool },
+    /// Not recorded: the pending table is full.
+    Full,
+    /// Not recorded: a pool unit has that address (it was approved or enrolled meanwhile).
+    Pooled,
+}
+
 /// A unit that announced itself without being trusted (`dvsan-station unit pending`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PendingUnit {
@@ -676,22 +687,32 @@ impl StationStore {
 
     /// Records what an untrusted unit at `address` (source IP, agent port) claims: a new row, or the existing row
     /// of that IP updated (fields given replace the stored ones; last-seen time and notification count move).
-    /// Returns the row and whether it is new; None when the table is full ([`MAX_PENDING_UNITS`]).
+    /// Nothing is recorded when the table is full ([`MAX_PENDING_UNITS`]), nor for the address of a pool unit: a
+    /// notification judged untrusted just before an operator approved its unit (in another process) must not
+    /// bring the unit back as pending.
     pub fn record_pending(
         &mut self,
         address: SocketAddr,
         claim: &PendingClaim,
         now_ms: i64,
-    ) -> Result<Option<(PendingUnit, bool)>, StoreError> {
+    ) -> Result<PendingRecord, StoreError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let ip = address.ip().to_string();
         let exists: Option<u32> =
             tx.query_row("SELECT id FROM pending_units WHERE address = ?1", [&ip], |r| r.get(0)).optional()?;
         let created = exists.is_none();
         if created {
+            let pooled: Option<i64> = tx
+                .query_row("SELECT id FROM units WHERE address = ?1 AND port = ?2", params![ip, address.port()], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if pooled.is_some() {
+                return Ok(PendingRecord::Pooled);
+            }
             let rows: i64 = tx.query_row("SELECT count(*) FROM pending_units", [], |r| r.get(0))?;
             if usize::try_from(rows).unwrap_or(usize::MAX) >= MAX_PENDING_UNITS {
-                return Ok(None);
+                return Ok(PendingRecord::Full);
             }
             tx.execute(
                 "INSERT INTO pending_units (address, port, state, first_seen_ms, last_seen_ms)
@@ -716,7 +737,7 @@ impl StationStore {
         )?;
         let row = tx.query_row(&format!("{PENDING_SELECT} WHERE address = ?1"), [&ip], pending_from_row)?;
         tx.commit()?;
-        Ok(Some((row?, created)))
+        Ok(PendingRecord::Recorded { row: row?, created })
     }
 
     /// The pending units (with `rejected`, the rejected ones too), by index.
@@ -1601,13 +1622,21 @@ mod tests {
             notifications: 1,
             ..PendingClaim::default()
         };
-        let (row, created) = store.record_pending(addr("127.0.0.9:1161"), &claim, 10).unwrap().unwrap();
+        let PendingRecord::Recorded { row, created } =
+            store.record_pending(addr("127.0.0.9:1161"), &claim, 10).unwrap()
+        else {
+            panic!("recorded")
+        };
         assert!(created);
         assert_eq!((row.unit_id.as_str(), row.state.as_str(), row.notifications), (ID_A, "pending", 1));
         // The agent's answer adds to the row; a later notification moves last-seen and the count.
         let answer = PendingClaim { sys_name: Some("box".into()), ..PendingClaim::default() };
         store.record_pending(addr("127.0.0.9:1161"), &answer, 20).unwrap();
-        let (row, created) = store.record_pending(addr("127.0.0.9:1161"), &claim, 30).unwrap().unwrap();
+        let PendingRecord::Recorded { row, created } =
+            store.record_pending(addr("127.0.0.9:1161"), &claim, 30).unwrap()
+        else {
+            panic!("recorded")
+        };
         assert!(!created);
         assert_eq!((row.sys_name.as_str(), row.unit_name.as_str()), ("box", "rogue"));
         assert_eq!((row.first_seen_ms, row.last_seen_ms, row.notifications), (10, 30, 2));
@@ -1619,7 +1648,11 @@ mod tests {
         assert!(matches!(store.find_pending("127.0.0.8"), Err(StoreError::UnknownPending(_))));
 
         let other = PendingClaim { unit_id: Some(ID_B.to_string()), ..PendingClaim::default() };
-        let (second, _) = store.record_pending(addr("127.0.0.10:1161"), &other, 40).unwrap().unwrap();
+        let PendingRecord::Recorded { row: second, .. } =
+            store.record_pending(addr("127.0.0.10:1161"), &other, 40).unwrap()
+        else {
+            panic!("recorded")
+        };
         assert!(store.reject_pending(second.index).unwrap());
         assert_eq!(store.pending_units(false).unwrap().len(), 1);
         assert_eq!(store.pending_units(true).unwrap()[1].state, "rejected");
@@ -1628,6 +1661,9 @@ mod tests {
         // Once the unit at that address is in the pool (approved, then walked), its pending row is gone.
         store.sync_unit(addr("127.0.0.9:1161"), &snapshot(ID_A, &[(1, 0, 100)]), 50).unwrap();
         assert_eq!(store.pending_units(true).unwrap().iter().map(|p| p.index).collect::<Vec<_>>(), [second.index]);
+        // A notification judged untrusted just before the approval does not bring the pooled unit back.
+        assert_eq!(store.record_pending(addr("127.0.0.9:1161"), &claim, 60).unwrap(), PendingRecord::Pooled);
+        assert_eq!(store.pending_units(true).unwrap().len(), 1);
         assert_eq!(store.registered_ips().unwrap(), [addr("127.0.0.9:1161").ip()]);
     }
 
