@@ -76,8 +76,8 @@ pub struct RunArgs {
     /// Community allowed to read.
     #[arg(long)]
     pub read_community: Option<String>,
-    /// Community allowed to read and write.
-    #[arg(long)]
+    /// Community allowed to read and write (SETs). No default: without one, the agent refuses every SET.
+    #[arg(long, value_name = "COMMUNITY")]
     pub write_community: Option<String>,
     /// Where to send notifications, IP[:PORT] or NAME[:PORT] (default port 162; repeatable; a name is resolved
     /// at start).
@@ -97,7 +97,8 @@ pub struct RunConfig {
     pub block_size: u32,
     pub listen: SocketAddr,
     pub read_community: String,
-    pub write_community: String,
+    /// `None`: no SET is accepted.
+    pub write_community: Option<String>,
     pub trap_sinks: Vec<SocketAddr>,
     pub inform: bool,
 }
@@ -150,7 +151,7 @@ impl RunArgs {
             listen: resolve_address(self.listen.or(file.listen).as_deref().unwrap_or(DEFAULT_LISTEN), 1161)
                 .context("the listen address")?,
             read_community: self.read_community.or(file.read_community).unwrap_or_else(|| "public".into()),
-            write_community: self.write_community.or(file.write_community).unwrap_or_else(|| "private".into()),
+            write_community: self.write_community.or(file.write_community).filter(|c| !c.is_empty()),
             trap_sinks: trap_sinks(if self.trap_sink.is_empty() { &file.trap_sink } else { &self.trap_sink })?,
             inform: self.inform || file.inform.unwrap_or(false),
             state_dir,

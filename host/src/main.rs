@@ -22,9 +22,10 @@ struct Cli {
     /// Read community of the station's agent.
     #[arg(long, default_value = "public")]
     community: String,
-    /// Write community of the station's agent (for requests).
-    #[arg(long, default_value = "private")]
-    write_community: String,
+    /// Write community of the station's agent (its --snmp-write-community), for `request` and `release`. No
+    /// default.
+    #[arg(long, env = "DVSAN_WRITE_COMMUNITY", hide_env_values = true, value_name = "COMMUNITY")]
+    write_community: Option<String>,
     /// This host's address, as its NBD connections come from; default: the local address that reaches the station.
     #[arg(long)]
     host: Option<IpAddr>,
@@ -77,19 +78,30 @@ fn main() {
 struct Session {
     manager: Manager,
     read: Target,
-    write: Target,
+    /// `None`: no write community was given; requests and releases fail saying so.
+    write: Option<Target>,
     host: IpAddr,
     wait: Duration,
 }
 
 impl Session {
+    /// The target for SETs on the station, or the error that says which option is missing.
+    fn write(&self) -> Result<&Target> {
+        self.write.as_ref().context(
+            "this needs the station's write community: give --write-community COMMUNITY (or DVSAN_WRITE_COMMUNITY), \
+             the station's --snmp-write-community",
+        )
+    }
+
     /// An SNMP failure towards the station (a write when `write`), saying what to check when it did not answer.
     fn station_error(&self, write: bool, error: SnmpError) -> anyhow::Error {
         if !matches!(error, SnmpError::Timeout) {
             return error.into();
         }
-        let (target, role, flag) =
-            if write { (&self.write, "write", "--write-community") } else { (&self.read, "read", "--community") };
+        let (target, role, flag) = match (write, &self.write) {
+            (true, Some(write)) => (write, "write", "--write-community"),
+            _ => (&self.read, "read", "--community"),
+        };
         let tries = target.options.retries + 1;
         let waited = target.options.timeout * tries;
         anyhow::anyhow!(
@@ -125,7 +137,7 @@ async fn run(cli: Cli) -> Result<()> {
     let session = Session {
         manager,
         read: Target::new(station, cli.community.as_str()).with_timeout(timeout, 2),
-        write: Target::new(station, cli.write_community.as_str()).with_timeout(timeout, 2),
+        write: cli.write_community.as_deref().map(|c| Target::new(station, c).with_timeout(timeout, 2)),
         host,
         wait: cli.wait,
     };
@@ -194,6 +206,7 @@ fn request_index() -> u32 {
 /// Submits a request row with `columns` (plus the host and createAndGo), waits until it is served and returns
 /// the row's outcome columns; the row is destroyed afterwards.
 async fn submit(session: &Session, mut columns: Vec<(&'static [u32], Value)>) -> Result<Vec<Value>> {
+    let write = session.write()?;
     let index = request_index();
     let (kind, octets) = inet(session.host);
     columns.push((mib::DVSAN_STATION_REQUEST_HOST_ADDR_TYPE, Value::Integer(kind)));
@@ -202,7 +215,7 @@ async fn submit(session: &Session, mut columns: Vec<(&'static [u32], Value)>) ->
     let set = columns.into_iter().map(|(column, value)| VarBind::new(Oid::from_slice(column).child(index), value));
     session
         .manager
-        .set(&session.write, set.collect())
+        .set(write, set.collect())
         .await
         .map_err(|e| session.station_error(true, e))
         .context("submitting the request to the station")?;
@@ -243,7 +256,7 @@ async fn submit(session: &Session, mut columns: Vec<(&'static [u32], Value)>) ->
         Oid::from_slice(mib::DVSAN_STATION_REQUEST_ROW_STATUS).child(index),
         Value::Integer(mib::row_status::DESTROY),
     );
-    let _ = session.manager.set(&session.write, vec![destroy]).await;
+    let _ = session.manager.set(write, vec![destroy]).await;
     match values.first() {
         Some(Value::Integer(s)) if *s == mib::dvsan_station_request_status::DONE => Ok(values),
         Some(Value::Integer(s)) if *s == mib::dvsan_station_request_status::FAILED => {

@@ -150,7 +150,7 @@ pub struct RequestTable {
 pub struct RequestSettings {
     pub state_dir: PathBuf,
     pub read_community: String,
-    pub write_community: String,
+    pub write_community: Option<String>,
     pub timeout: Duration,
     /// Where what allocations change is announced (the station's notifications).
     pub announcer: Option<crate::announce::Announcer>,
@@ -234,9 +234,15 @@ async fn serve_one(
     // A release changes one unit; an allocation may choose any unit, so it holds the whole pool.
     let scope = if release { LockScope::Unit(row.unit) } else { LockScope::Pool };
     let lock = PoolLock::acquire(&settings.state_dir, scope).map_err(text)?;
-    let mut allocator =
-        Allocator::new(store, manager, &settings.read_community, &settings.write_community, settings.timeout, lock)
-            .with_announcer(settings.announcer.clone());
+    let mut allocator = Allocator::new(
+        store,
+        manager,
+        &settings.read_community,
+        settings.write_community.as_deref(),
+        settings.timeout,
+        lock,
+    )
+    .with_announcer(settings.announcer.clone());
     if release {
         allocator.release(row.unit, row.volume, Some(host)).await.map_err(text)?;
         return Ok(None);

@@ -41,8 +41,8 @@ pub struct StationConfig {
     pub agent_port: u16,
     /// Community for reading units (polls and walks).
     pub community: String,
-    /// Community for SETs on units (allocation grants, reconciliation).
-    pub write_community: String,
+    /// Community for SETs on units (allocation grants, tasks, reconciliation); `None`: the station changes no unit.
+    pub write_community: Option<String>,
     /// Communities accepted on received notifications.
     pub trap_communities: Vec<String>,
     pub poll_interval: Duration,
@@ -75,7 +75,7 @@ impl StationConfig {
             listen_traps,
             agent_port: 1161,
             community: "public".to_string(),
-            write_community: "private".to_string(),
+            write_community: None,
             trap_communities: vec!["public".to_string()],
             poll_interval: Duration::from_secs(5),
             unreachable_after: 3,
@@ -84,7 +84,7 @@ impl StationConfig {
             forward_community: "public".to_string(),
             snmp_listen: None,
             snmp_community: "public".to_string(),
-            snmp_write_community: Some("private".to_string()),
+            snmp_write_community: None,
             task_workers: 4,
             unit_timeout: Duration::from_secs(1),
             trap_log_max_bytes: 16 << 20,
@@ -448,10 +448,14 @@ fn write_ready_file(
 
 /// Repairs what a crash between allocation steps left behind (see `allocate::Allocator::reconcile`).
 fn start_reconciler(config: &StationConfig) {
+    let Some(write_community) = config.write_community.clone() else {
+        tracing::warn!("no --write-community: the units' grants are not reconciled with the assignments");
+        return;
+    };
     if let Err(e) = crate::allocate::spawn_reconciler(
         config.state_dir.clone(),
         config.community.clone(),
-        config.write_community.clone(),
+        write_community,
         config.poll_interval,
     ) {
         tracing::warn!(error = %e, "cannot start the reconciliation thread");

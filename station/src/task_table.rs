@@ -319,7 +319,7 @@ mod tests {
         let settings = TaskSettings {
             state_dir: dir.to_path_buf(),
             read_community: "public".into(),
-            write_community: "private".into(),
+            write_community: Some("private".into()),
             timeout: Duration::from_millis(100),
             agent_port: 1161,
             workers: 1,

@@ -15,6 +15,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// The write community the fixtures configure explicitly on every agent, station and client that writes (no
+/// component has one by default).
+pub const WRITE_COMMUNITY: &str = "private";
+
 /// A running `dvsan-station run`.
 pub struct Station {
     pub proc: Proc,
@@ -24,13 +28,29 @@ pub struct Station {
 }
 
 impl Station {
-    /// Starts a station with a 1 s poll interval, its own agent, and `extra` flags; waits for station.ready.
+    /// Starts a station with a 1 s poll interval, its own agent, [`WRITE_COMMUNITY`] as its write community
+    /// towards units (`--write-community`) and on its own agent (`--snmp-write-community`) unless `extra` gives
+    /// them, and `extra` flags; waits for station.ready.
     pub fn start(state_dir: &Path, extra: &[&str]) -> Station {
+        let mut flags: Vec<&str> = Vec::new();
+        for flag in ["--write-community", "--snmp-write-community"] {
+            if !extra.contains(&flag) {
+                flags.extend([flag, WRITE_COMMUNITY]);
+            }
+        }
+        flags.extend_from_slice(extra);
+        Station::start_bare(state_dir, &flags)
+    }
+
+    /// [`Station::start`] with no write community unless `extra` gives one: the station's default configuration.
+    pub fn start_bare(state_dir: &Path, extra: &[&str]) -> Station {
         std::fs::create_dir_all(state_dir).unwrap();
         let ready = state_dir.join("station.ready");
         let _ = std::fs::remove_file(&ready);
         let mut cmd = Command::new(workspace_bin("dvsan-station"));
-        cmd.arg("run")
+        cmd.env_remove("DVSAN_UNIT_WRITE_COMMUNITY")
+            .env_remove("DVSAN_STATION_WRITE_COMMUNITY")
+            .arg("run")
             .arg("--state-dir")
             .arg(state_dir)
             .args(["--listen-traps", "127.0.0.1:0", "--snmp-listen", "127.0.0.1:0", "--poll-interval", "1s"])
@@ -38,8 +58,10 @@ impl Station {
             .env("RUST_LOG", "info,dvsan_station=debug");
         let log = state_dir.with_extension("log");
         let proc = Proc::spawn_logging("dvsan-station", &mut cmd, log);
-        let text = wait_until("station.ready", Duration::from_secs(15), || std::fs::read_to_string(&ready).ok());
-        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        // The file may be seen before it is completely written: wait until it parses.
+        let json: serde_json::Value = wait_until("station.ready", Duration::from_secs(15), || {
+            std::fs::read_to_string(&ready).ok().and_then(|text| serde_json::from_str(&text).ok())
+        });
         Station {
             proc,
             state_dir: state_dir.to_path_buf(),
@@ -48,9 +70,11 @@ impl Station {
         }
     }
 
+    /// The station's CLI, with [`WRITE_COMMUNITY`] as its write community towards units
+    /// (`DVSAN_UNIT_WRITE_COMMUNITY`, the environment form of `--write-community`).
     pub fn cli(&self) -> Command {
         let mut cmd = Command::new(workspace_bin("dvsan-station"));
-        cmd.env_remove("DVSAN_STATION_STATE_DIR");
+        cmd.env_remove("DVSAN_STATION_STATE_DIR").env("DVSAN_UNIT_WRITE_COMMUNITY", WRITE_COMMUNITY);
         cmd
     }
 
@@ -120,7 +144,7 @@ impl Unit {
             .arg(listen_text)
             .arg("--trap-sink")
             .arg(trap_sink)
-            .args(["--read-community", "public", "--write-community", "private"])
+            .args(["--read-community", "public", "--write-community", WRITE_COMMUNITY])
             .args(extra)
             .env("RUST_LOG", "info");
         let log = state_dir.with_extension("log");
@@ -260,7 +284,16 @@ impl SanUnit {
         std::fs::create_dir_all(dir).expect("create the unit directory");
         let mut cmd = Command::new(workspace_bin("dvsan-agent"));
         cmd.arg("run").arg("--state-dir").arg(dir.join("state"));
-        cmd.args(["--listen", snmp_addr, "--trap-sink", trap_sink, "--name", name]);
+        cmd.args([
+            "--listen",
+            snmp_addr,
+            "--trap-sink",
+            trap_sink,
+            "--name",
+            name,
+            "--write-community",
+            WRITE_COMMUNITY,
+        ]);
         for (i, size) in sizes.iter().enumerate() {
             cmd.arg("--media").arg(format!("{}:{size}", dir.join(format!("m{i}.img")).display()));
         }
@@ -296,7 +329,7 @@ impl SanUnit {
 
     /// `snmpset` of these assignments (`OBJECT TYPE VALUE`…), which must succeed.
     pub fn set(&self, assignments: &[&str]) {
-        let mut args = vec!["-v2c", "-c", "private", &self.snmp_addr];
+        let mut args = vec!["-v2c", "-c", WRITE_COMMUNITY, &self.snmp_addr];
         args.extend_from_slice(assignments);
         crate::snmp_ok("snmpset", &args);
     }
