@@ -4,7 +4,8 @@
 //! name), waits until the station has served it, prints the assignment and destroys the row; `release` does the
 //! same with a release(2) row. `list` walks dvsanStationAssignmentTable for this host's volumes; `attach` finds
 //! a volume there, checks its export with an NBD_OPT_INFO request from this host's address and prints the
-//! nbd-client and qemu-nbd commands that connect it. Everything plain snmpset/snmpget can do too.
+//! nbd-client and qemu-nbd commands that connect it. Everything plain snmpset/snmpget can do too. The station
+//! shows a requester only its own requests and assignments, so those are read with the write community.
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -236,11 +237,12 @@ async fn submit(session: &Session, mut columns: Vec<(&'static [u32], Value)>) ->
     let start = Instant::now();
     let mut delay = Duration::from_millis(5);
     let values = loop {
+        // The row is visible to its requester only: read it with the community that made it.
         let row = session
             .manager
-            .get(&session.read, &oids)
+            .get(write, &oids)
             .await
-            .map_err(|e| session.station_error(false, e))
+            .map_err(|e| session.station_error(true, e))
             .context("reading the request's status")?;
         let values: Vec<Value> = row.into_iter().map(|vb| vb.value).collect();
         if values.first() != Some(&Value::Integer(mib::dvsan_station_request_status::PENDING)) {
@@ -304,13 +306,14 @@ async fn request(session: &Session, size: &str, name: Option<&str>, json: bool) 
     Ok(())
 }
 
-/// This host's volumes from dvsanStationAssignmentTable.
+/// This host's volumes from dvsanStationAssignmentTable. The station shows a requester only the assignments it
+/// asked for, so the table is read with the write community when there is one.
 async fn assigned(session: &Session) -> Result<Vec<Assigned>> {
     let rows = session
         .manager
-        .walk(&session.read, &Oid::from_slice(mib::DVSAN_STATION_ASSIGNMENT_ENTRY))
+        .walk(session.write.as_ref().unwrap_or(&session.read), &Oid::from_slice(mib::DVSAN_STATION_ASSIGNMENT_ENTRY))
         .await
-        .map_err(|e| session.station_error(false, e))
+        .map_err(|e| session.station_error(session.write.is_some(), e))
         .context("reading the station's assignments")?;
     let entry = mib::DVSAN_STATION_ASSIGNMENT_ENTRY.len();
     let mut by_index: std::collections::BTreeMap<(u32, u32), (Option<IpAddr>, Assigned)> = Default::default();

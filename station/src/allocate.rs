@@ -238,6 +238,10 @@ pub struct Allocation {
     pub grant: u32,
     /// The volume was created for this assignment.
     pub volume_created: bool,
+    /// Who asked for it over SNMP (`Principal::stored`; `None`: the station's operator). Not printed: a community
+    /// is a secret.
+    #[serde(skip)]
+    pub owner: Option<String>,
 }
 
 /// A unit as a rescan or `unit add` found it.
@@ -296,6 +300,8 @@ pub struct Allocator<'a> {
     progress: Arc<dyn Progress>,
     /// Where what it changed is announced (the running station's notifications), if anywhere.
     announcer: Option<Announcer>,
+    /// Who the assignments it makes are recorded for (`Principal::stored`); `None`: the station's operator.
+    owner: Option<String>,
 }
 
 /// A volume that could serve a request.
@@ -330,7 +336,14 @@ impl<'a> Allocator<'a> {
             lock,
             progress: Arc::new(NoProgress),
             announcer: None,
+            owner: None,
         }
+    }
+
+    /// Records the assignments it makes as made by `owner` (the stored form of the SNMP requester that asked).
+    pub fn with_owner(mut self, owner: Option<String>) -> Allocator<'a> {
+        self.owner = owner;
+        self
     }
 
     /// Announces what its rescans and the walks after its changes find (new or removed volumes, a unit joining)
@@ -579,6 +592,7 @@ impl<'a> Allocator<'a> {
             read_only: false,
             grant: 0,
             volume_created: true,
+            owner: None,
         })
     }
 
@@ -914,6 +928,7 @@ impl<'a> Allocator<'a> {
             volume_created: c.created,
             created_ms: crate::timefmt::now_ms(),
             pending: true,
+            owner: self.owner.clone(),
         };
         if let Err(e) = self.store.insert_assignment(&record) {
             self.undo_created(&c).await;
@@ -954,6 +969,7 @@ impl<'a> Allocator<'a> {
             read_only,
             grant,
             volume_created: c.created,
+            owner: self.owner.clone(),
         })
     }
 
@@ -1230,6 +1246,7 @@ pub fn allocations(store: &StationStore) -> Result<Vec<Allocation>, AllocateErro
             read_only: a.read_only,
             grant: a.grant,
             volume_created: a.volume_created,
+            owner: a.owner,
         });
     }
     Ok(out)

@@ -248,10 +248,27 @@ struct RunArgs {
     #[arg(long, default_value = "public")]
     snmp_community: String,
     /// Write community of the station's own agent (storage requests in dvsanStationRequestTable, tasks in
-    /// dvsanStationTaskTable); no default: without it (and without --admin-community) the station's agent refuses
-    /// every SET.
-    #[arg(long, env = "DVSAN_STATION_WRITE_COMMUNITY", hide_env_values = true, value_name = "COMMUNITY")]
-    snmp_write_community: Option<String>,
+    /// dvsanStationTaskTable; repeatable, one per host or tenant: each sees and releases only the assignments it made).
+    /// No default: without one (and without --admin-community) the station's agent refuses every SET.
+    #[arg(
+        long = "snmp-write-community",
+        value_name = "COMMUNITY",
+        env = "DVSAN_STATION_WRITE_COMMUNITY",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    snmp_write_communities: Vec<String>,
+    /// Administrator community of the station's own agent (repeatable): it may also write, sees every storage
+    /// request and assignment, may release any, and is the only one that may run the station tasks that destroy,
+    /// take away or add (see station/README.md). No default.
+    #[arg(
+        long = "admin-community",
+        value_name = "COMMUNITY",
+        env = "DVSAN_ADMIN_COMMUNITY",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    admin_communities: Vec<String>,
     /// Rotate traps.log when it grows past this size (e.g. 16M).
     #[arg(long, default_value = "16M")]
     trap_log_max_size: String,
@@ -419,7 +436,8 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     config.forward_community = args.forward_community;
     config.snmp_listen = snmp_listen;
     config.snmp_community = args.snmp_community;
-    config.snmp_write_community = args.snmp_write_community.filter(|c| !c.is_empty());
+    config.snmp_write_communities = args.snmp_write_communities.into_iter().filter(|c| !c.is_empty()).collect();
+    config.admin_communities = args.admin_communities.into_iter().filter(|c| !c.is_empty()).collect();
     config.trap_log_max_bytes = trap_log_max_bytes;
     config.trap_log_keep = args.trap_log_keep;
     config.keep_notifications = args.keep_notifications;

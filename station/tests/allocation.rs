@@ -180,6 +180,7 @@ fn request_assign_refuse_release_and_survive_restart() {
             volume_created: true,
             created_ms: 0,
             pending: true,
+            owner: None,
         })
         .unwrap();
     drop(store);
@@ -247,10 +248,10 @@ fn station_set(station: &Station, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-/// One column of a request row, value only.
+/// One column of a request row, value only, read by the admin (a row is visible to its requester and the admin).
 fn request_cell(station: &Station, column: &str, index: u32) -> String {
     let output = net_snmp("snmpget")
-        .args(["-v2c", "-c", "public", "-Oqv", "-t", "2", "-r", "0"])
+        .args(["-v2c", "-c", WRITE_COMMUNITY, "-Oqv", "-t", "2", "-r", "0"])
         .arg(station.snmp.unwrap().to_string())
         .arg(format!("DVSAN-STATION-MIB::dvsanStationRequest{column}.{index}"))
         .output()
@@ -310,10 +311,11 @@ fn requests_through_the_station_mib() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["nbd_uri"], uri.as_str());
     let unit_index = request_cell(&station, "UnitIndex", 7);
-    // dvsanStationAssignmentTable shows the assignment (the snapshot is at most 500 ms old).
+    // dvsanStationAssignmentTable shows the assignment to its requester, here the admin (the snapshot is at most
+    // 500 ms old).
     let assigned = |column: &str| {
         let output = net_snmp("snmpget")
-            .args(["-v2c", "-c", "public", "-Oqv", "-t", "2", "-r", "0"])
+            .args(["-v2c", "-c", WRITE_COMMUNITY, "-Oqv", "-t", "2", "-r", "0"])
             .arg(station.snmp.unwrap().to_string())
             .arg(format!("DVSAN-STATION-MIB::dvsanStationAssign{column}.{unit_index}.{volume}"))
             .output()

@@ -29,11 +29,11 @@ pub struct Station {
 
 impl Station {
     /// Starts a station with a 1 s poll interval, its own agent, [`WRITE_COMMUNITY`] as its write community
-    /// towards units (`--write-community`) and on its own agent (`--snmp-write-community`) unless `extra` gives
-    /// them, and `extra` flags; waits for station.ready.
+    /// towards units (`--write-community`) and as the admin community of its own agent (`--admin-community`: it
+    /// sees and may do everything there) unless `extra` gives them, and `extra` flags; waits for station.ready.
     pub fn start(state_dir: &Path, extra: &[&str]) -> Station {
         let mut flags: Vec<&str> = Vec::new();
-        for flag in ["--write-community", "--snmp-write-community"] {
+        for flag in ["--write-community", "--admin-community"] {
             if !extra.contains(&flag) {
                 flags.extend([flag, WRITE_COMMUNITY]);
             }
@@ -50,6 +50,7 @@ impl Station {
         let mut cmd = Command::new(workspace_bin("dvsan-station"));
         cmd.env_remove("DVSAN_UNIT_WRITE_COMMUNITY")
             .env_remove("DVSAN_STATION_WRITE_COMMUNITY")
+            .env_remove("DVSAN_ADMIN_COMMUNITY")
             .arg("run")
             .arg("--state-dir")
             .arg(state_dir)

@@ -91,7 +91,11 @@ async fn console(cli: Cli, station: SocketAddr) -> Result<()> {
             app.apply(Update::Notification(n));
         }
     } else {
-        let source = SnmpSource::new(station, &cli.community, cli.timeout).await.context("opening an SNMP socket")?;
+        let mut source =
+            SnmpSource::new(station, &cli.community, cli.timeout).await.context("opening an SNMP socket")?;
+        if let Some(write_community) = &cli.write_community {
+            source = source.assignments_with(write_community);
+        }
         tasks.push(spawn_refresh(source, cli.refresh, updates_tx.clone()));
         let owner = default_owner();
         match &cli.write_community {
