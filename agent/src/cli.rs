@@ -76,8 +76,8 @@ pub struct RunArgs {
     /// Community allowed to read.
     #[arg(long)]
     pub read_community: Option<String>,
-    /// Community allowed to read and write.
-    #[arg(long)]
+    /// Community allowed to read and write (SETs). No default: without one, the agent refuses every SET.
+    #[arg(long, value_name = "COMMUNITY")]
     pub write_community: Option<String>,
     /// SNMPv3 users file (TOML, mode 0600; see the README): the agent then answers SNMPv3 requests from these
     /// users, with its engine ID and boots kept in the state directory.
@@ -101,7 +101,8 @@ pub struct RunConfig {
     pub block_size: u32,
     pub listen: SocketAddr,
     pub read_community: String,
-    pub write_community: String,
+    /// `None`: no SET is accepted.
+    pub write_community: Option<String>,
     /// The SNMPv3 users file, if any.
     pub users: Option<PathBuf>,
     pub trap_sinks: Vec<SocketAddr>,
@@ -157,7 +158,7 @@ impl RunArgs {
             listen: resolve_address(self.listen.or(file.listen).as_deref().unwrap_or(DEFAULT_LISTEN), 1161)
                 .context("the listen address")?,
             read_community: self.read_community.or(file.read_community).unwrap_or_else(|| "public".into()),
-            write_community: self.write_community.or(file.write_community).unwrap_or_else(|| "private".into()),
+            write_community: self.write_community.or(file.write_community).filter(|c| !c.is_empty()),
             users: self.users.or(file.users),
             trap_sinks: trap_sinks(if self.trap_sink.is_empty() { &file.trap_sink } else { &self.trap_sink })?,
             inform: self.inform || file.inform.unwrap_or(false),

@@ -55,7 +55,13 @@ async fn run_async(cfg: RunConfig) -> Result<()> {
     };
     let config = AgentConfig {
         usm,
-        communities: vec![Community::read_only(&cfg.read_community), Community::read_write(&cfg.write_community)],
+        // The write community first, so one given as both reads and writes.
+        communities: cfg
+            .write_community
+            .iter()
+            .map(Community::read_write)
+            .chain(std::iter::once(Community::read_only(&cfg.read_community)))
+            .collect(),
         system: SystemInfo {
             descr: format!("dvsan SAN unit {} (dvsan-agent {})", cfg.name, env!("CARGO_PKG_VERSION")),
             object_id: Oid::from_slice(dvsan_mib::DVSAN_MIB),
@@ -79,6 +85,9 @@ async fn run_async(cfg: RunConfig) -> Result<()> {
         volumes = layout.volumes.len(),
         "unit agent serving"
     );
+    if cfg.write_community.is_none() {
+        tracing::info!("no --write-community: every SET is refused (the unit is read-only over SNMP)");
+    }
 
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(agent.clone().serve(socket, async move {

@@ -18,8 +18,16 @@ struct Unit {
 }
 
 impl Unit {
-    /// A unit with 64 MiB + 32 MiB of media (16384 + 8192 blocks of 4 KiB) on 127.0.0.<host>.
+    /// A unit with 64 MiB + 32 MiB of media (16384 + 8192 blocks of 4 KiB) on 127.0.0.<host>, with the write
+    /// community `private` configured.
     fn start(host: u8, extra: &[&str]) -> Unit {
+        let mut args = vec!["--write-community", "private"];
+        args.extend_from_slice(extra);
+        Unit::start_bare(host, &args)
+    }
+
+    /// [`Unit::start`] with only the flags in `extra` (no write community unless given).
+    fn start_bare(host: u8, extra: &[&str]) -> Unit {
         let dir = tempfile::tempdir().unwrap();
         let ip = format!("127.0.0.{host}");
         let addr = format!("{ip}:{}", free_udp_port(&ip));
@@ -571,4 +579,46 @@ fn v3_users_file_engine_id_and_boots() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// With its default configuration a unit has no write community: `snmpset -v2c -c private` gets no answer and
+/// changes nothing, and snmpInBadCommunityNames counts it; `-c public` is a read-only community there, counted in
+/// snmpInBadCommunityUses.
+#[test]
+fn by_default_no_community_may_write() {
+    let u = Unit::start_bare(29, &[]);
+    let counter = u.get(&["dvsanUnitChangeCounter.0"]);
+    let quick = |community: &str| {
+        let out = snmp(
+            "snmpset",
+            &[
+                "-v2c",
+                "-c",
+                community,
+                "-t",
+                "1",
+                "-r",
+                "0",
+                &u.addr,
+                "dvsanVolumeLength.1",
+                "u",
+                "100",
+                "dvsanVolumeRowStatus.1",
+                "i",
+                "createAndGo",
+            ],
+        );
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(quick("private").contains("Timeout"));
+    assert!(quick("public").contains("Timeout"));
+    assert_eq!(
+        u.get(&["snmpInBadCommunityNames.0", "snmpInBadCommunityUses.0", "dvsanVolumeNextIndex.0"]),
+        "1\n1\n1\n"
+    );
+    assert_eq!(u.get(&["dvsanUnitChangeCounter.0"]), counter, "nothing changed");
+    assert!(u.get(&["dvsanVolumeRowStatus.1"]).contains("No Such Instance"));
+    // The CLI still changes the unit offline.
+    assert!(u.cli(&["volume", "create", "--size", "1M"]).status.success());
 }

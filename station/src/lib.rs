@@ -6,7 +6,7 @@
 //! import graph has no cycle).
 //!
 //! 1. Values, formats and parsing, importing nothing above them: [`timefmt`], [`counters`], [`set_values`] (SET
-//!    varbind checks), [`fair_queue`], [`trap_log`], [`trust`] (whether the station trusts a unit: pool,
+//!    varbind checks), [`principal`] (who asks over SNMP, and the admins), [`fair_queue`], [`trap_log`], [`trust`] (whether the station trusts a unit: pool,
 //!    follow, pending or refuse, a pure decision), [`credentials`] (enrolled units' SNMPv3 users,
 //!    `unit-users.toml`), [`model`] (the pool as plain values), [`task_model`] (a task
 //!    and its arguments as plain values), [`notification`] (received notifications as records), [`view`] (the
@@ -52,6 +52,7 @@ pub mod model;
 pub mod notification;
 pub mod notification_log;
 pub mod operation;
+pub mod principal;
 pub mod request_table;
 pub mod set_values;
 pub mod station;

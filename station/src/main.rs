@@ -199,9 +199,10 @@ struct AllocArgs {
     /// Community for reading units.
     #[arg(long, default_value = "public")]
     community: String,
-    /// Community for SETs on units (the agents' --write-community).
-    #[arg(long, default_value = "private")]
-    write_community: String,
+    /// Community for SETs on units (the agents' --write-community); no default: without it, commands that change
+    /// units fail.
+    #[arg(long, env = "DVSAN_UNIT_WRITE_COMMUNITY", hide_env_values = true, value_name = "COMMUNITY")]
+    write_community: Option<String>,
     /// How long to wait for a unit's answer (per request, with 2 retries).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     timeout: Duration,
@@ -220,9 +221,10 @@ struct RunArgs {
     /// Community for reading units; also accepted on notifications unless --trap-community is given.
     #[arg(long, default_value = "public")]
     community: String,
-    /// Community for SETs on units (grants of assigned volumes, repaired at start).
-    #[arg(long, default_value = "private")]
-    write_community: String,
+    /// Community for SETs on units (allocations, tasks, grants repaired at start); no default: without it, the
+    /// station changes no unit (storage requests and tasks that need to fail, saying so).
+    #[arg(long, env = "DVSAN_UNIT_WRITE_COMMUNITY", hide_env_values = true, value_name = "COMMUNITY")]
+    write_community: Option<String>,
     /// Community accepted on notifications (repeatable); others are dropped and counted.
     #[arg(long = "trap-community", value_name = "COMMUNITY")]
     trap_communities: Vec<String>,
@@ -248,9 +250,28 @@ struct RunArgs {
     /// Read community of the station's own agent.
     #[arg(long, default_value = "public")]
     snmp_community: String,
-    /// Write community of the station's own agent (storage requests in dvsanStationRequestTable); "" disables.
-    #[arg(long, default_value = "private")]
-    snmp_write_community: String,
+    /// Write community of the station's own agent (storage requests in dvsanStationRequestTable, tasks in
+    /// dvsanStationTaskTable; repeatable, one per host or tenant: each sees and releases only the assignments it made).
+    /// No default: without one (and without --admin-community) the station's agent refuses every SET.
+    #[arg(
+        long = "snmp-write-community",
+        value_name = "COMMUNITY",
+        env = "DVSAN_STATION_WRITE_COMMUNITY",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    snmp_write_communities: Vec<String>,
+    /// Administrator community of the station's own agent (repeatable): it may also write, sees every storage
+    /// request and assignment, may release any, and is the only one that may run the station tasks that destroy,
+    /// take away or add (see station/README.md). No default.
+    #[arg(
+        long = "admin-community",
+        value_name = "COMMUNITY",
+        env = "DVSAN_ADMIN_COMMUNITY",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    admin_communities: Vec<String>,
     /// Rotate traps.log when it grows past this size (e.g. 16M).
     #[arg(long, default_value = "16M")]
     trap_log_max_size: String,
@@ -465,7 +486,7 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     config.trap_communities =
         if args.trap_communities.is_empty() { vec![args.community.clone()] } else { args.trap_communities };
     config.community = args.community;
-    config.write_community = args.write_community;
+    config.write_community = args.write_community.filter(|c| !c.is_empty());
     config.poll_interval = args.poll_interval;
     config.unreachable_after = args.unreachable_after;
     config.forward = forward;
@@ -473,7 +494,8 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     config.forward_community = args.forward_community;
     config.snmp_listen = snmp_listen;
     config.snmp_community = args.snmp_community;
-    config.snmp_write_community = (!args.snmp_write_community.is_empty()).then_some(args.snmp_write_community);
+    config.snmp_write_communities = args.snmp_write_communities.into_iter().filter(|c| !c.is_empty()).collect();
+    config.admin_communities = args.admin_communities.into_iter().filter(|c| !c.is_empty()).collect();
     config.trap_log_max_bytes = trap_log_max_bytes;
     config.trap_log_keep = args.trap_log_keep;
     config.keep_notifications = args.keep_notifications;
@@ -512,7 +534,7 @@ fn cmd_unit_add(address: &str, state_dir: &Path, agent_port: u16, community: &st
     agent.resolve()?;
     let store = StationStore::open(state_dir)
         .with_context(|| format!("opening the station store in {}", state_dir.display()))?;
-    let access = UnitAccess { community, write_community: "private", timeout };
+    let access = UnitAccess { community, write_community: None, timeout };
     let outcome = execute(state_dir, store, &access, &Operation::AddUnit { agent })?;
     print_or_quiet(&format!("{}\n", outcome.text))
 }
@@ -593,8 +615,11 @@ fn cmd_unit_approve(alloc: &AllocArgs, given: &str) -> Result<()> {
     }
     store.delete_pending(pending.index)?;
     let agent = Endpoint::parse(&pending.address.to_string(), pending.address.port())?;
-    let access =
-        UnitAccess { community: &alloc.community, write_community: &alloc.write_community, timeout: alloc.timeout };
+    let access = UnitAccess {
+        community: &alloc.community,
+        write_community: alloc.write_community.as_deref(),
+        timeout: alloc.timeout,
+    };
     let outcome = execute(state_dir, store, &access, &Operation::AddUnit { agent })?;
     print_or_quiet(&format!(
         "approved pending unit #{} at {} (bound to that address): {}\n",
@@ -708,7 +733,8 @@ fn cmd_traps(args: TrapsArgs) -> Result<()> {
 /// How a command reaches units.
 struct UnitAccess<'a> {
     community: &'a str,
-    write_community: &'a str,
+    /// `None`: operations that change units fail, naming `--write-community`.
+    write_community: Option<&'a str>,
     timeout: Duration,
 }
 
@@ -740,8 +766,11 @@ fn execute(
 fn execute_alloc(alloc: &AllocArgs, operation: &Operation) -> Result<Outcome> {
     let state_dir = &alloc.state.state_dir;
     let store = StationStore::open_existing(state_dir)?;
-    let access =
-        UnitAccess { community: &alloc.community, write_community: &alloc.write_community, timeout: alloc.timeout };
+    let access = UnitAccess {
+        community: &alloc.community,
+        write_community: alloc.write_community.as_deref(),
+        timeout: alloc.timeout,
+    };
     execute(state_dir, store, &access, operation)
 }
 
@@ -832,8 +861,14 @@ fn cmd_reconcile(alloc: &AllocArgs) -> Result<()> {
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
     let report = runtime.block_on(async {
         let manager = dvsan_snmp::Manager::new("0.0.0.0:0".parse()?).await.context("opening an SNMP socket")?;
-        let mut allocator =
-            Allocator::new(&mut store, &manager, &alloc.community, &alloc.write_community, alloc.timeout, lock);
+        let mut allocator = Allocator::new(
+            &mut store,
+            &manager,
+            &alloc.community,
+            alloc.write_community.as_deref(),
+            alloc.timeout,
+            lock,
+        );
         anyhow::Ok(allocator.reconcile().await?)
     })?;
     print_or_quiet(&(serde_json::to_string(&report)? + "\n"))

@@ -3,7 +3,8 @@
 //!
 //! The tables are served from a snapshot of the store: every instance of the unit, volume, partition,
 //! assignment and pending-unit tables in one sorted map, rebuilt from SQLite when it is older than `max_age` (snmptable and NMS
-//! walks cost no database reads per GETNEXT). The statistics scalars are read live from the station's counters. The notification
+//! walks cost no database reads per GETNEXT). A row of the assignment table is there only for the requester that
+//! asked for the assignment and for the station's admins ([`crate::principal`]); to anyone else it does not exist. The statistics scalars are read live from the station's counters. The notification
 //! builders here give the station's own notifications (unit joined/left/unreachable/error, volume
 //! added/removed, task completed) the varbinds the MIB's OBJECTS clauses name.
 
@@ -11,6 +12,7 @@ use crate::announce::{Announcer, Change};
 use crate::counters::StationCounters;
 use crate::forward::Forwarder;
 use crate::model::{PoolUnit, VolumeRow};
+use crate::principal::{Admins, Principal};
 use crate::store::{PendingUnit, StationStore, UnitRecord};
 use dvsan_mib as mib;
 use dvsan_snmp::agent::{GetResult, MibHandler};
@@ -163,12 +165,16 @@ pub fn assignment_instances(assignments: &[crate::allocate::Allocation]) -> BTre
     map
 }
 
+/// Who made each assignment (`Principal::stored`), by unit and volume index.
+type Owners = BTreeMap<(u32, u32), Option<String>>;
+
 struct Snapshot {
     taken: Instant,
     instances: Arc<BTreeMap<Oid, Value>>,
     units: u32,
     /// Rows of the pending table in state pending (dvsanStationPendingUnits).
     pending: u32,
+    owners: Arc<Owners>,
     /// The store's `PRAGMA data_version` when the snapshot was taken: while it is unchanged, no other connection
     /// committed, and the snapshot is still the store's content however old it is.
     data_version: Option<i64>,
@@ -179,18 +185,37 @@ pub struct PoolTables {
     store: Mutex<StationStore>,
     snapshot: RwLock<Option<Snapshot>>,
     max_age: Duration,
+    /// Who sees every assignment.
+    admins: Admins,
 }
 
 impl PoolTables {
     /// Serves from `store` (a connection of its own), re-reading it when the snapshot is older than `max_age`.
     pub fn new(store: StationStore, max_age: Duration) -> PoolTables {
-        PoolTables { store: Mutex::new(store), snapshot: RwLock::new(None), max_age }
+        PoolTables { store: Mutex::new(store), snapshot: RwLock::new(None), max_age, admins: Admins::default() }
     }
 
-    fn current(&self) -> (Arc<BTreeMap<Oid, Value>>, u32, u32) {
+    /// Shows every assignment to `admins` (others see only their own).
+    pub fn with_admins(mut self, admins: Admins) -> PoolTables {
+        self.admins = admins;
+        self
+    }
+
+    /// Whether the assignment-table instance `oid` is hidden from `who` (`None`: outside SNMP processing).
+    fn hidden(&self, oid: &Oid, owners: &Owners, who: Option<&Principal>) -> bool {
+        let Some(who) = who else { return false };
+        match oid.suffix_after(mib::DVSAN_STATION_ASSIGNMENT_ENTRY) {
+            Some([_, unit, volume, ..]) => {
+                !owners.get(&(*unit, *volume)).is_some_and(|owner| self.admins.may_manage(Some(who), owner.as_deref()))
+            }
+            _ => false,
+        }
+    }
+
+    fn current(&self) -> (Arc<BTreeMap<Oid, Value>>, u32, u32, Arc<Owners>) {
         if let Some(s) = self.snapshot.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
             if s.taken.elapsed() < self.max_age {
-                return (Arc::clone(&s.instances), s.units, s.pending);
+                return (Arc::clone(&s.instances), s.units, s.pending, Arc::clone(&s.owners));
             }
         }
         let store = self.store.lock().unwrap_or_else(|e| e.into_inner());
@@ -199,7 +224,7 @@ impl PoolTables {
         if let Some(s) = self.snapshot.write().unwrap_or_else(|e| e.into_inner()).as_mut() {
             if s.taken.elapsed() < self.max_age || (data_version.is_some() && s.data_version == data_version) {
                 s.taken = Instant::now();
-                return (Arc::clone(&s.instances), s.units, s.pending);
+                return (Arc::clone(&s.instances), s.units, s.pending, Arc::clone(&s.owners));
             }
         }
         let read = store.pool().and_then(|pool| {
@@ -215,6 +240,7 @@ impl PoolTables {
             Vec::new()
         });
         let pending = pending_units.iter().filter(|p| p.state == "pending").count() as u32;
+        let owners: Arc<Owners> = Arc::new(assignments.iter().map(|a| ((a.unit, a.volume), a.owner.clone())).collect());
         let (instances, units) = match read {
             Ok((pool, seen)) => {
                 let mut instances = table_instances(&pool, &seen);
@@ -227,9 +253,15 @@ impl PoolTables {
                 (Arc::new(BTreeMap::new()), 0)
             }
         };
-        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) =
-            Some(Snapshot { taken: Instant::now(), instances: Arc::clone(&instances), units, pending, data_version });
-        (instances, units, pending)
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Some(Snapshot {
+            taken: Instant::now(),
+            instances: Arc::clone(&instances),
+            units,
+            pending,
+            owners: Arc::clone(&owners),
+            data_version,
+        });
+        (instances, units, pending, owners)
     }
 
     /// Drops the snapshot, so the next read sees the store as it is now (after an allocation or release).
@@ -250,8 +282,9 @@ impl PoolTables {
 
 impl MibHandler for PoolTables {
     fn get(&self, oid: &Oid) -> GetResult {
-        let (instances, ..) = self.current();
+        let (instances, _, _, owners) = self.current();
         match instances.get(oid) {
+            Some(_) if self.hidden(oid, &owners, Principal::current().as_ref()) => GetResult::NoSuchInstance,
             Some(value) => GetResult::Value(value.clone()),
             None => {
                 // A known column with a missing row is noSuchInstance; anything else noSuchObject.
@@ -270,10 +303,11 @@ impl MibHandler for PoolTables {
     }
 
     fn get_next(&self, oid: &Oid) -> Option<VarBind> {
-        let (instances, ..) = self.current();
+        let (instances, _, _, owners) = self.current();
+        let who = Principal::current();
         instances
             .range((Bound::Excluded(oid.clone()), Bound::Unbounded))
-            .next()
+            .find(|(k, _)| !self.hidden(k, &owners, who.as_ref()))
             .map(|(k, v)| VarBind::new(k.clone(), v.clone()))
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! WAL mode lets the CLI (`pool`, `traps --follow`, `unit add`) read and write while the station runs. Schema
 //! changes go through versioned migrations (`rusqlite_migration`, tracked in `PRAGMA user_version`); later features
-//! append their tables as later migrations (2: assignments, 3: station tasks, 4: the unit's host name, 5: pending units). A unit's walk is synced in one
+//! append their tables as later migrations (2: assignments, 3: station tasks, 4: the unit's host name, 5: pending
+//! units, 6: who made each assignment). A unit's walk is synced in one
 //! transaction that replaces its media, volumes and partitions, so a reader never sees half a unit; notifications
 //! are inserted a batch per transaction.
 //!
@@ -170,6 +171,10 @@ const MIGRATIONS: &[M<'static>] = &[
         last_seen_ms INTEGER NOT NULL
     );",
     ),
+    // Issue 15: the principal that asked for an assignment over SNMP (`community:NAME` or `user:NAME`, see
+    // `principal::Principal::stored`); NULL when the station's operator made it (CLI, tasks) or it predates this
+    // migration. Only that principal and the station's admins may see its details or release it over SNMP.
+    M::up("ALTER TABLE assignments ADD COLUMN owner TEXT;"),
 ];
 
 /// Most rows of `pending_units`: a flood of units from many addresses is recorded up to this many, then dropped.
@@ -957,6 +962,8 @@ pub struct AssignmentRecord {
     pub created_ms: i64,
     /// Written before the grant was SET and not confirmed yet (a crash in between leaves it so).
     pub pending: bool,
+    /// Who asked for it over SNMP (`principal::Principal::stored`); `None`: the station's operator.
+    pub owner: Option<String>,
 }
 
 /// What allocation needs to know about a unit: where to reach it, its state and its free space.
@@ -1005,8 +1012,8 @@ impl StationStore {
             return Err(StoreError::AlreadyAssigned { unit: record.unit, volume: record.volume, host });
         }
         tx.execute(
-            "INSERT INTO assignments (unit, volume_idx, host, read_only, grant_idx, volume_created, created_ms, pending)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO assignments (unit, volume_idx, host, read_only, grant_idx, volume_created, created_ms, pending,
+             owner) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 record.unit,
                 record.volume,
@@ -1015,7 +1022,8 @@ impl StationStore {
                 record.grant,
                 record.volume_created,
                 record.created_ms,
-                record.pending
+                record.pending,
+                record.owner
             ],
         )?;
         tx.commit()?;
@@ -1194,8 +1202,8 @@ impl StationStore {
 /// Every assignment, or only those of unit `only`.
 fn read_assignments(conn: &Connection, only: Option<u32>) -> Result<Vec<AssignmentRecord>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT unit, volume_idx, host, read_only, grant_idx, volume_created, created_ms, pending FROM assignments
-         {} ORDER BY unit, volume_idx",
+        "SELECT unit, volume_idx, host, read_only, grant_idx, volume_created, created_ms, pending, owner
+         FROM assignments {} ORDER BY unit, volume_idx",
         only.map_or("", |_| "WHERE unit = ?1")
     ))?;
     let rows = stmt.query_map(rusqlite::params_from_iter(only), |r| {
@@ -1211,6 +1219,7 @@ fn read_assignments(conn: &Connection, only: Option<u32>) -> Result<Vec<Assignme
                 volume_created: r.get(5)?,
                 created_ms: r.get(6)?,
                 pending: r.get(7)?,
+                owner: r.get(8)?,
             },
         ))
     })?;
@@ -1757,6 +1766,7 @@ mod tests {
             volume_created: false,
             created_ms: 10,
             pending: false,
+            owner: Some("community:host-b".into()),
         };
         store.insert_assignment(&held).unwrap();
         (store, a, b, held)

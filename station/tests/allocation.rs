@@ -40,7 +40,7 @@ fn grants(unit: &Unit) -> Vec<(u64, String)> {
 fn create_volume(unit: &Unit, index: u32, blocks: u64) {
     run_ok(
         net_snmp("snmpset")
-            .args(["-v2c", "-c", "private"])
+            .args(["-v2c", "-c", WRITE_COMMUNITY])
             .arg(unit.address())
             .arg(format!("DVSAN-MIB::dvsanVolumeLength.{index}"))
             .args(["u", &blocks.to_string()])
@@ -180,6 +180,7 @@ fn request_assign_refuse_release_and_survive_restart() {
             volume_created: true,
             created_ms: 0,
             pending: true,
+            owner: None,
         })
         .unwrap();
     drop(store);
@@ -213,7 +214,7 @@ fn grants_rows(unit: &Unit) -> Vec<u64> {
 fn revoke(unit: &Unit, grant: u64) {
     run_ok(
         net_snmp("snmpset")
-            .args(["-v2c", "-c", "private"])
+            .args(["-v2c", "-c", WRITE_COMMUNITY])
             .arg(unit.address())
             .arg(format!("DVSAN-MIB::dvsanAccessRowStatus.{grant}"))
             .args(["i", "6"]),
@@ -224,7 +225,7 @@ fn grant(unit: &Unit, index: u32, volume: u32, host: [u8; 4]) {
     let hex: String = host.iter().map(|b| format!("{b:02X}")).collect();
     run_ok(
         net_snmp("snmpset")
-            .args(["-v2c", "-c", "private"])
+            .args(["-v2c", "-c", WRITE_COMMUNITY])
             .arg(unit.address())
             .arg(format!("DVSAN-MIB::dvsanAccessVolumeIndex.{index}"))
             .args(["u", &volume.to_string()])
@@ -240,17 +241,17 @@ fn grant(unit: &Unit, index: u32, volume: u32, host: [u8; 4]) {
 /// snmpset on the station's agent (write community `private`).
 fn station_set(station: &Station, args: &[&str]) -> std::process::Output {
     net_snmp("snmpset")
-        .args(["-v2c", "-c", "private", "-t", "2", "-r", "0"])
+        .args(["-v2c", "-c", WRITE_COMMUNITY, "-t", "2", "-r", "0"])
         .arg(station.snmp.unwrap().to_string())
         .args(args)
         .output()
         .unwrap()
 }
 
-/// One column of a request row, value only.
+/// One column of a request row, value only, read by the admin (a row is visible to its requester and the admin).
 fn request_cell(station: &Station, column: &str, index: u32) -> String {
     let output = net_snmp("snmpget")
-        .args(["-v2c", "-c", "public", "-Oqv", "-t", "2", "-r", "0"])
+        .args(["-v2c", "-c", WRITE_COMMUNITY, "-Oqv", "-t", "2", "-r", "0"])
         .arg(station.snmp.unwrap().to_string())
         .arg(format!("DVSAN-STATION-MIB::dvsanStationRequest{column}.{index}"))
         .output()
@@ -310,10 +311,11 @@ fn requests_through_the_station_mib() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["nbd_uri"], uri.as_str());
     let unit_index = request_cell(&station, "UnitIndex", 7);
-    // dvsanStationAssignmentTable shows the assignment (the snapshot is at most 500 ms old).
+    // dvsanStationAssignmentTable shows the assignment to its requester, here the admin (the snapshot is at most
+    // 500 ms old).
     let assigned = |column: &str| {
         let output = net_snmp("snmpget")
-            .args(["-v2c", "-c", "public", "-Oqv", "-t", "2", "-r", "0"])
+            .args(["-v2c", "-c", WRITE_COMMUNITY, "-Oqv", "-t", "2", "-r", "0"])
             .arg(station.snmp.unwrap().to_string())
             .arg(format!("DVSAN-STATION-MIB::dvsanStationAssign{column}.{unit_index}.{volume}"))
             .output()
@@ -399,7 +401,10 @@ fn requests_through_the_station_mib() {
 /// `dvsan-host --station S --host H ARGS`.
 fn host_cli(station: &Station, host: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(workspace_bin("dvsan-host"));
-    cmd.env_remove("DVSAN_STATION").args(["--station", &station.snmp.unwrap().to_string(), "--host", host]).args(args);
+    cmd.env_remove("DVSAN_STATION")
+        .env_remove("DVSAN_WRITE_COMMUNITY")
+        .args(["--station", &station.snmp.unwrap().to_string(), "--host", host, "--write-community", WRITE_COMMUNITY])
+        .args(args);
     cmd
 }
 

@@ -15,6 +15,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// The write community the fixtures configure explicitly on every agent, station and client that writes (no
+/// component has one by default).
+pub const WRITE_COMMUNITY: &str = "private";
+
 /// A running `dvsan-station run`.
 pub struct Station {
     pub proc: Proc,
@@ -25,21 +29,38 @@ pub struct Station {
 
 impl Station {
     /// Starts a station in lab mode (`--trust-community-units`: units announcing themselves with a community are
-    /// pooled without enrolment or approval) with a 1 s poll interval, its own agent, and `extra` flags; waits for
-    /// station.ready.
+    /// pooled without enrolment or approval), otherwise as [`Station::start_secure`]; waits for station.ready.
     pub fn start(state_dir: &Path, extra: &[&str]) -> Station {
         let mut flags = vec!["--trust-community-units"];
         flags.extend_from_slice(extra);
         Station::start_secure(state_dir, &flags)
     }
 
-    /// [`Station::start`] with the station's defaults for trust: only enrolled or approved units enter the pool.
+    /// Starts a station with the station's defaults for trust (only enrolled or approved units enter the pool), a
+    /// 1 s poll interval, its own agent, [`WRITE_COMMUNITY`] as its write community towards units
+    /// (`--write-community`) and as the admin community of its own agent (`--admin-community`: it sees and may do
+    /// everything there) unless `extra` gives them, and `extra` flags; waits for station.ready.
     pub fn start_secure(state_dir: &Path, extra: &[&str]) -> Station {
+        let mut flags: Vec<&str> = Vec::new();
+        for flag in ["--write-community", "--admin-community"] {
+            if !extra.contains(&flag) {
+                flags.extend([flag, WRITE_COMMUNITY]);
+            }
+        }
+        flags.extend_from_slice(extra);
+        Station::start_bare(state_dir, &flags)
+    }
+
+    /// A station in its default configuration (no write community, no lab mode) with `extra` flags.
+    pub fn start_bare(state_dir: &Path, extra: &[&str]) -> Station {
         std::fs::create_dir_all(state_dir).unwrap();
         let ready = state_dir.join("station.ready");
         let _ = std::fs::remove_file(&ready);
         let mut cmd = Command::new(workspace_bin("dvsan-station"));
-        cmd.arg("run")
+        cmd.env_remove("DVSAN_UNIT_WRITE_COMMUNITY")
+            .env_remove("DVSAN_STATION_WRITE_COMMUNITY")
+            .env_remove("DVSAN_ADMIN_COMMUNITY")
+            .arg("run")
             .arg("--state-dir")
             .arg(state_dir)
             .args(["--listen-traps", "127.0.0.1:0", "--snmp-listen", "127.0.0.1:0", "--poll-interval", "1s"])
@@ -59,9 +80,11 @@ impl Station {
         }
     }
 
+    /// The station's CLI, with [`WRITE_COMMUNITY`] as its write community towards units
+    /// (`DVSAN_UNIT_WRITE_COMMUNITY`, the environment form of `--write-community`).
     pub fn cli(&self) -> Command {
         let mut cmd = Command::new(workspace_bin("dvsan-station"));
-        cmd.env_remove("DVSAN_STATION_STATE_DIR");
+        cmd.env_remove("DVSAN_STATION_STATE_DIR").env("DVSAN_UNIT_WRITE_COMMUNITY", WRITE_COMMUNITY);
         cmd
     }
 
@@ -138,7 +161,7 @@ impl Unit {
             .arg(listen_text)
             .arg("--trap-sink")
             .arg(trap_sink)
-            .args(["--read-community", "public", "--write-community", "private"])
+            .args(["--read-community", "public", "--write-community", WRITE_COMMUNITY])
             .args(extra)
             .env("RUST_LOG", "info");
         let log = state_dir.with_extension("log");
@@ -278,7 +301,16 @@ impl SanUnit {
         std::fs::create_dir_all(dir).expect("create the unit directory");
         let mut cmd = Command::new(workspace_bin("dvsan-agent"));
         cmd.arg("run").arg("--state-dir").arg(dir.join("state"));
-        cmd.args(["--listen", snmp_addr, "--trap-sink", trap_sink, "--name", name]);
+        cmd.args([
+            "--listen",
+            snmp_addr,
+            "--trap-sink",
+            trap_sink,
+            "--name",
+            name,
+            "--write-community",
+            WRITE_COMMUNITY,
+        ]);
         for (i, size) in sizes.iter().enumerate() {
             cmd.arg("--media").arg(format!("{}:{size}", dir.join(format!("m{i}.img")).display()));
         }
@@ -314,7 +346,7 @@ impl SanUnit {
 
     /// `snmpset` of these assignments (`OBJECT TYPE VALUE`…), which must succeed.
     pub fn set(&self, assignments: &[&str]) {
-        let mut args = vec!["-v2c", "-c", "private", &self.snmp_addr];
+        let mut args = vec!["-v2c", "-c", WRITE_COMMUNITY, &self.snmp_addr];
         args.extend_from_slice(assignments);
         crate::snmp_ok("snmpset", &args);
     }
