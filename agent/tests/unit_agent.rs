@@ -99,7 +99,7 @@ fn scalars_walks_and_tables_by_name() {
     u.set(&["dvsanVolumeLength.1", "u", "20000", "dvsanVolumeRowStatus.1", "i", "createAndGo"]).unwrap();
     u.set(&["dvsanPartitionLength.1.1", "u", "100", "dvsanPartitionRowStatus.1.1", "i", "createAndGo"]).unwrap();
     let table = snmp_ok("snmptable", &["-v2c", "-c", "public", "-Cf", ",", "-CH", &u.addr, "dvsanVolumeTable"]);
-    assert_eq!(table.trim(), "vol1,0,19999,20000 blocks,unavailable,vol1,active");
+    assert_eq!(table.trim(), "vol1,0,19999,20000 blocks,unavailable,vol1,active,100 percent");
     let table =
         snmp_ok("snmptable", &["-v2c", "-c", "public", "-Cf", ",", "-CH", "-Ci", &u.addr, "dvsanPartitionTable"]);
     assert_eq!(table.trim(), "1.1,0,99,100 blocks,vol1-p1,active");
@@ -120,7 +120,8 @@ fn scalars_walks_and_tables_by_name() {
     };
     assert_eq!(bindings(&walk), bindings(&bulk));
     assert_eq!(bindings(&walk), bindings(&v1));
-    assert_eq!(bindings(&walk).len(), 33);
+    // 14 unit scalars, 2 media x 4, 1 volume x 8, 1 partition x 5.
+    assert_eq!(bindings(&walk).len(), 35);
     for name in ["dvsanUnitId.0", "dvsanMediaFirstLba.2", "dvsanVolumeExportName.1", "dvsanPartitionEndLba.1.1"] {
         assert!(walk.contains(name), "{name} missing from walk:\n{walk}");
     }
@@ -287,7 +288,8 @@ fn sets_are_checked_and_all_or_nothing() {
     refused(u.set(&["dvsanVolumeRowStatus.1", "i", "destroy"]), "inconsistentValue", "dvsanVolumeRowStatus.1");
     u.set(&["dvsanAccessRowStatus.1", "i", "destroy"]).unwrap();
     u.set(&["dvsanVolumeRowStatus.1", "i", "destroy"]).unwrap();
-    assert_eq!(u.get(&["dvsanUnitFreeBlocks.0"]), "24576 blocks\n");
+    // Nothing serves the unit, and its media are files: the released blocks were cleared before the answer.
+    assert_eq!(u.get(&["dvsanUnitFreeBlocks.0", "dvsanUnitClearingBlocks.0"]), "24576 blocks\n0 blocks\n");
 }
 
 #[test]
@@ -449,8 +451,10 @@ fn every_layout_change_is_announced_once() {
     let grant1 = grant("1", "1", "7F000009");
     let grant1: Vec<&str> = grant1.iter().map(String::as_str).collect();
     let mut two_tables = vec!["dvsanVolumeLength.2", "u", "100", "dvsanVolumeRowStatus.2", "i", "createAndGo"];
+    // Host .10 only reads volume 1, which host .9 writes (a second writer would be refused: exclusive).
     let grant2 = grant("2", "1", "7F00000A");
     two_tables.extend(grant2.iter().map(String::as_str));
+    two_tables.extend(["dvsanAccessMode.2", "i", "readOnly"]);
     let steps: Vec<(&str, Step)> = vec![
         (
             "SET volume createAndGo",
