@@ -420,19 +420,24 @@ impl LayoutStore {
         Ok(())
     }
 
-    /// A job is done: the wiped volume is served again, or the released extent becomes free. A layout change.
+    /// A job is done: the wiped volume is served again, or the released extent becomes free. A layout change,
+    /// unless another clearer finished the same job first (then nothing changes and the counter stays).
     pub fn finish_clearing(&mut self, target: ClearTarget) -> Result<(), LayoutError> {
-        self.change(|tx, _| {
-            match target {
-                ClearTarget::Volume(v) => {
-                    tx.execute("UPDATE volumes SET cleared_blocks = NULL WHERE idx = ?1", params![v.0])?
-                }
-                ClearTarget::Released(start) => {
-                    tx.execute("DELETE FROM released WHERE start_lba = ?1", params![start.0 as i64])?
-                }
-            };
-            Ok(())
-        })
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let changed = match target {
+            ClearTarget::Volume(v) => tx.execute(
+                "UPDATE volumes SET cleared_blocks = NULL WHERE idx = ?1 AND cleared_blocks IS NOT NULL",
+                params![v.0],
+            )?,
+            ClearTarget::Released(start) => {
+                tx.execute("DELETE FROM released WHERE start_lba = ?1", params![start.0 as i64])?
+            }
+        };
+        if changed > 0 {
+            bump(&tx)?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// The layout change counter blockd last loaded and served (None: never said, or blockd predates it).
