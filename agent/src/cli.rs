@@ -54,7 +54,7 @@ pub struct StateDir {
 #[derive(Debug, Args, Default)]
 pub struct RunArgs {
     /// TOML file with any of these options (keys: state_dir, name, media, block_size, listen, read_community,
-    /// write_community, trap_sink, inform). Command-line flags override it.
+    /// write_community, users, trap_sink, inform). Command-line flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// The unit's state directory (layout database).
@@ -80,6 +80,10 @@ pub struct RunArgs {
     /// Community allowed to read and write.
     #[arg(long)]
     pub write_community: Option<String>,
+    /// SNMPv3 users file (TOML, mode 0600; see the README): the agent then answers SNMPv3 requests from these
+    /// users, with its engine ID and boots kept in the state directory.
+    #[arg(long, value_name = "FILE")]
+    pub users: Option<PathBuf>,
     /// Where to send notifications, IP[:PORT] or NAME[:PORT] (default port 162; repeatable; a name is resolved
     /// at start).
     #[arg(long = "trap-sink", value_name = "HOST[:PORT]")]
@@ -106,6 +110,8 @@ pub struct RunConfig {
     pub listen: SocketAddr,
     pub read_community: String,
     pub write_community: String,
+    /// The SNMPv3 users file, if any.
+    pub users: Option<PathBuf>,
     pub trap_sinks: Vec<SocketAddr>,
     pub inform: bool,
     pub clear: ClearOptions,
@@ -125,6 +131,7 @@ struct ConfigFile {
     listen: Option<String>,
     read_community: Option<String>,
     write_community: Option<String>,
+    users: Option<PathBuf>,
     #[serde(default)]
     trap_sink: Vec<String>,
     inform: Option<bool>,
@@ -162,6 +169,7 @@ impl RunArgs {
                 .context("the listen address")?,
             read_community: self.read_community.or(file.read_community).unwrap_or_else(|| "public".into()),
             write_community: self.write_community.or(file.write_community).unwrap_or_else(|| "private".into()),
+            users: self.users.or(file.users),
             trap_sinks: trap_sinks(if self.trap_sink.is_empty() { &file.trap_sink } else { &self.trap_sink })?,
             inform: self.inform || file.inform.unwrap_or(false),
             clear: ClearOptions {

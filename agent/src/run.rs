@@ -8,7 +8,8 @@ use crate::notifications::Notifier;
 use crate::unit::Unit;
 use anyhow::{bail, Context, Result};
 use dvsan_layout::LayoutStore;
-use dvsan_snmp::agent::SystemInfo;
+use dvsan_snmp::agent::{Community, SystemInfo, UsmConfig};
+use dvsan_snmp::usm::{Engine, UsersFile};
 use dvsan_snmp::{Agent, AgentConfig, Oid, Uptime};
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,9 +50,18 @@ async fn run_async(cfg: RunConfig) -> Result<()> {
     let socket = UdpSocket::bind(cfg.listen)
         .await
         .with_context(|| format!("binding the SNMP socket {} (is another agent using it?)", cfg.listen))?;
+    let usm = match &cfg.users {
+        Some(path) => {
+            let users = UsersFile::load(path)?;
+            let engine = Engine::load_or_create(&cfg.state_dir)?;
+            tracing::info!(users = users.users.len(), engine_id = %engine.id(), boots = engine.boots(), "SNMPv3 enabled");
+            Some(UsmConfig { engine, users: users.users })
+        }
+        None => None,
+    };
     let config = AgentConfig {
-        read_communities: vec![cfg.read_community.clone()],
-        write_communities: vec![cfg.write_community.clone()],
+        usm,
+        communities: vec![Community::read_only(&cfg.read_community), Community::read_write(&cfg.write_community)],
         system: SystemInfo {
             descr: format!("dvsan SAN unit {} (dvsan-agent {})", cfg.name, env!("CARGO_PKG_VERSION")),
             object_id: Oid::from_slice(dvsan_mib::DVSAN_MIB),

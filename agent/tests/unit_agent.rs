@@ -609,3 +609,80 @@ fn a_wipe_resumes_where_it_was_after_kill_9() {
     let data = std::fs::read(&medium).unwrap();
     assert!(data[..48 << 20].iter().all(|&b| b == 0), "the volume's blocks are zeroes");
 }
+
+/// A users file (mode 0600) with an authPriv SHA-256/AES read-write user `admin`.
+fn users_file(dir: &Path, mode: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("users.toml");
+    std::fs::write(
+        &path,
+        "[[user]]\nname = \"admin\"\nauth = \"SHA-256\"\nauth_passphrase = \"unit-auth-pass\"\n\
+         priv = \"AES\"\npriv_passphrase = \"unit-priv-pass\"\naccess = \"read-write\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+/// `--users FILE`: the unit answers SNMPv3 authPriv (SHA-256/AES) requests with the MIB by name, keeps its engine
+/// ID across restarts and counts snmpEngineBoots up; a users file others may read is refused at start.
+#[test]
+fn v3_users_file_engine_id_and_boots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let users = users_file(tmp.path(), 0o600);
+    let mut unit = Unit::start(31, &["--users", users.to_str().unwrap()]);
+    let v3 = |unit: &Unit, objects: &[&str]| {
+        let mut args = vec![
+            "-v3",
+            "-l",
+            "authPriv",
+            "-u",
+            "admin",
+            "-a",
+            "SHA-256",
+            "-A",
+            "unit-auth-pass",
+            "-x",
+            "AES",
+            "-X",
+            "unit-priv-pass",
+            "-Oqv",
+            &unit.addr,
+        ];
+        args.extend_from_slice(objects);
+        snmp_ok("snmpget", &args)
+    };
+    let first = v3(
+        &unit,
+        &["DVSAN-MIB::dvsanUnitName.0", "SNMP-FRAMEWORK-MIB::snmpEngineID.0", "SNMP-FRAMEWORK-MIB::snmpEngineBoots.0"],
+    );
+    let lines: Vec<&str> = first.lines().collect();
+    assert_eq!(lines.len(), 3, "{first}");
+    assert!(lines[0].contains("unit-t"), "{first}");
+    assert_eq!(lines[2], "1", "{first}");
+    let engine_file = std::fs::read_to_string(unit.state().join("snmp-engine.toml")).unwrap();
+    assert!(engine_file.contains("boots = 1"), "{engine_file}");
+
+    unit.restart();
+    let second = v3(&unit, &["SNMP-FRAMEWORK-MIB::snmpEngineID.0", "SNMP-FRAMEWORK-MIB::snmpEngineBoots.0"]);
+    let lines2: Vec<&str> = second.lines().collect();
+    assert_eq!(lines2, [lines[1], "2"], "{first}\n{second}");
+
+    // A users file the group may read: the agent refuses to start and says why.
+    let open_dir = tmp.path().join("open");
+    std::fs::create_dir(&open_dir).unwrap();
+    let open_users = users_file(&open_dir, 0o640);
+    let state = tmp.path().join("state-open");
+    let out = dvsan_tests::timed(env!("CARGO_BIN_EXE_dvsan-agent"), Duration::from_secs(20))
+        .arg("run")
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--media")
+        .arg(format!("{}:4M", tmp.path().join("open.img").display()))
+        .args(["--listen", "127.0.0.31:0", "--users"])
+        .arg(&open_users)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -19,7 +19,7 @@ use crate::station_mib::{self, PoolTables};
 use crate::store::{StationStore, StoreError};
 use crate::tasks::{TaskRunner, TaskSettings};
 use crate::trap_log::{TrapLog, TRAP_LOG_FILE};
-use dvsan_snmp::agent::{SystemInfo, TableHandler};
+use dvsan_snmp::agent::{Community, SystemInfo, TableHandler};
 use dvsan_snmp::{Agent, AgentConfig, Manager, NotificationReceiver, Uptime};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -65,6 +65,9 @@ pub struct StationConfig {
     pub keep_notifications: u64,
     /// `synchronous = FULL`: fsync at every commit (survives power loss, slower).
     pub full_durability: bool,
+    /// `--trust-community-units` (lab mode): pool units that announce themselves with a community, without
+    /// enrolment or approval (see `trust`).
+    pub trust_community_units: bool,
 }
 
 impl StationConfig {
@@ -91,6 +94,7 @@ impl StationConfig {
             trap_log_keep: 4,
             keep_notifications: 2_000_000,
             full_durability: false,
+            trust_community_units: false,
         }
     }
 }
@@ -111,6 +115,8 @@ pub enum StartError {
     Agent(String),
     #[error("a start-up step stopped unexpectedly: {0}")]
     Startup(String),
+    #[error(transparent)]
+    Credentials(#[from] crate::credentials::CredentialsError),
     #[error("cannot write {path}: {source}")]
     ReadyFile { path: PathBuf, source: std::io::Error },
 }
@@ -191,13 +197,19 @@ pub async fn run(
         .name("notification-writer".to_string())
         .spawn(move || writer.run())
         .map_err(|e| StartError::Agent(format!("cannot start the writer thread: {e}")))?;
-    let settings = CoordinatorSettings::new(
+    let mut settings = CoordinatorSettings::new(
         config.community.clone(),
         config.agent_port,
         config.poll_interval,
         config.unreachable_after,
     );
-    let coordinator = Coordinator::new(pool_store, manager, settings, unit_ids, forwarder, Arc::clone(&counters));
+    settings.trust_community_units = config.trust_community_units;
+    if config.trust_community_units {
+        tracing::warn!("lab mode (--trust-community-units): units that announce themselves are pooled unchecked");
+    }
+    let credentials = crate::credentials::CredentialStore::open(&config.state_dir)?;
+    let coordinator =
+        Coordinator::new(pool_store, manager, settings, unit_ids, forwarder, Arc::clone(&counters), Some(credentials));
     let coordinator_task = coordinator.spawn(activity_rx, stop_rx.clone());
     let receive_task = tokio::spawn(receive_loop(
         receiver,
@@ -311,8 +323,9 @@ impl OwnAgent {
     ) -> Result<OwnAgent, StartError> {
         let tables = Arc::new(PoolTables::new(StationStore::open(&config.state_dir)?, Duration::from_millis(500)));
         let agent_config = AgentConfig {
-            read_communities: vec![config.snmp_community.clone()],
-            write_communities: config.snmp_write_community.iter().cloned().collect(),
+            communities: std::iter::once(Community::read_only(&config.snmp_community))
+                .chain(config.snmp_write_community.iter().map(Community::read_write))
+                .collect(),
             workers: 2,
             system: SystemInfo {
                 descr: format!("dvsan management station {}", env!("CARGO_PKG_VERSION")),

@@ -3,7 +3,7 @@
 //!
 //! WAL mode lets the CLI (`pool`, `traps --follow`, `unit add`) read and write while the station runs. Schema
 //! changes go through versioned migrations (`rusqlite_migration`, tracked in `PRAGMA user_version`); later features
-//! append their tables as later migrations (2: assignments, 3: station tasks, 4: the unit's host name). A unit's walk is synced in one
+//! append their tables as later migrations (2: assignments, 3: station tasks, 4: the unit's host name, 5: pending units). A unit's walk is synced in one
 //! transaction that replaces its media, volumes and partitions, so a reader never sees half a unit; notifications
 //! are inserted a batch per transaction.
 //!
@@ -151,6 +151,25 @@ const MIGRATIONS: &[M<'static>] = &[
         "ALTER TABLE units ADD COLUMN host_name TEXT NOT NULL DEFAULT '';
     CREATE TABLE removed_units (id INTEGER PRIMARY KEY, removed_ms INTEGER NOT NULL);",
     ),
+    // Trust: units that announced themselves without being trusted (see `trust`), one row per source IP, for an
+    // operator to approve or reject. `unit_id` and `unit_name` are what the unit claims; `sys_name` and
+    // `sys_descr` what its agent answered when the station asked. A rejected row stays, so the unit is not
+    // offered again. AUTOINCREMENT: an index is never given to another row (dvsanStationPendingIndex).
+    M::up(
+        "CREATE TABLE pending_units (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        address TEXT NOT NULL UNIQUE,
+        port INTEGER NOT NULL,
+        unit_id TEXT NOT NULL DEFAULT '',
+        unit_name TEXT NOT NULL DEFAULT '',
+        sys_name TEXT NOT NULL DEFAULT '',
+        sys_descr TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL CHECK (state IN ('pending', 'rejected')),
+        notifications INTEGER NOT NULL DEFAULT 0,
+        first_seen_ms INTEGER NOT NULL,
+        last_seen_ms INTEGER NOT NULL
+    );",
+    ),
     // Wiped volumes and exclusive grants: how far a unit has cleared a volume it wipes (NULL when it does not),
     // and the hosts the unit's access table grants the volume to, whoever made the grants (comma-separated), so
     // the pool can tell volumes granted by someone else and never hand them out.
@@ -159,6 +178,38 @@ const MIGRATIONS: &[M<'static>] = &[
     ALTER TABLE volumes ADD COLUMN granted_hosts TEXT NOT NULL DEFAULT '';",
     ),
 ];
+
+/// Most rows of `pending_units`: a flood of units from many addresses is recorded up to this many, then dropped.
+pub const MAX_PENDING_UNITS: usize = 1024;
+
+/// A unit that announced itself without being trusted (`dvsan-station unit pending`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PendingUnit {
+    pub index: u32,
+    /// The unit's agent: the notifications' source IP and the agent port.
+    pub address: SocketAddr,
+    /// The unit id it claims ("" when it has not said).
+    pub unit_id: String,
+    pub unit_name: String,
+    pub sys_name: String,
+    pub sys_descr: String,
+    /// "pending" or "rejected".
+    pub state: String,
+    pub notifications: u64,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+}
+
+/// What one source's notifications (or an answer of its agent) told about a pending unit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PendingClaim {
+    pub unit_id: Option<String>,
+    pub unit_name: Option<String>,
+    pub sys_name: Option<String>,
+    pub sys_descr: Option<String>,
+    /// Notifications it sent (0 for an answer of its agent).
+    pub notifications: u64,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -183,6 +234,10 @@ pub enum StoreError {
     AmbiguousUnit { given: String, candidates: String },
     #[error("volume {volume} of unit #{unit} is already assigned to {host}")]
     AlreadyAssigned { unit: u32, volume: u32, host: String },
+    #[error("no pending unit matches {0:?}; `dvsan-station unit pending` lists them (by index, unit id or address)")]
+    UnknownPending(String),
+    #[error("{given:?} matches several pending units ({candidates}); give the index or the address")]
+    AmbiguousPending { given: String, candidates: String },
     #[error("stored row is not valid: {0}")]
     Corrupt(String),
     #[error(
@@ -482,6 +537,8 @@ impl StationStore {
             }
         };
         write_unit_row(&tx, index, address, snapshot, (state, &reason), now_ms)?;
+        // The unit is in the pool at this address now: it is not pending there any more.
+        tx.execute("DELETE FROM pending_units WHERE address = ?1", [address.ip().to_string()])?;
         let old_volumes = read_volumes(&tx, index)?;
         replace_layout(&tx, index, snapshot, state)?;
         tx.commit()?;
@@ -630,6 +687,110 @@ impl StationStore {
             });
         }
         Ok(units)
+    }
+
+    // ----- pending units -----
+
+    /// Records what an untrusted unit at `address` (source IP, agent port) claims: a new row, or the existing row
+    /// of that IP updated (fields given replace the stored ones; last-seen time and notification count move).
+    /// Returns the row and whether it is new; None when the table is full ([`MAX_PENDING_UNITS`]).
+    pub fn record_pending(
+        &mut self,
+        address: SocketAddr,
+        claim: &PendingClaim,
+        now_ms: i64,
+    ) -> Result<Option<(PendingUnit, bool)>, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let ip = address.ip().to_string();
+        let exists: Option<u32> =
+            tx.query_row("SELECT id FROM pending_units WHERE address = ?1", [&ip], |r| r.get(0)).optional()?;
+        let created = exists.is_none();
+        if created {
+            let rows: i64 = tx.query_row("SELECT count(*) FROM pending_units", [], |r| r.get(0))?;
+            if usize::try_from(rows).unwrap_or(usize::MAX) >= MAX_PENDING_UNITS {
+                return Ok(None);
+            }
+            tx.execute(
+                "INSERT INTO pending_units (address, port, state, first_seen_ms, last_seen_ms)
+                 VALUES (?1, ?2, 'pending', ?3, ?3)",
+                params![ip, address.port(), now_ms],
+            )?;
+        }
+        tx.execute(
+            "UPDATE pending_units SET unit_id = COALESCE(?2, unit_id), unit_name = COALESCE(?3, unit_name),
+                sys_name = COALESCE(?4, sys_name), sys_descr = COALESCE(?5, sys_descr),
+                notifications = notifications + ?6, last_seen_ms = max(last_seen_ms, ?7)
+             WHERE address = ?1",
+            params![
+                ip,
+                claim.unit_id,
+                claim.unit_name,
+                claim.sys_name,
+                claim.sys_descr,
+                i64::try_from(claim.notifications).unwrap_or(i64::MAX),
+                now_ms
+            ],
+        )?;
+        let row = tx.query_row(&format!("{PENDING_SELECT} WHERE address = ?1"), [&ip], pending_from_row)?;
+        tx.commit()?;
+        Ok(Some((row?, created)))
+    }
+
+    /// The pending units (with `rejected`, the rejected ones too), by index.
+    pub fn pending_units(&self, rejected: bool) -> Result<Vec<PendingUnit>, StoreError> {
+        let filter = if rejected { "" } else { " WHERE state = 'pending'" };
+        let mut stmt = self.conn.prepare_cached(&format!("{PENDING_SELECT}{filter} ORDER BY id"))?;
+        let rows = stmt.query_map([], pending_from_row)?;
+        rows.map(|r| r.map_err(StoreError::from).and_then(|r| r)).collect()
+    }
+
+    /// Finds a pending (or rejected) unit by what a person typed: its index, the unit id it claims (or a unique
+    /// prefix of at least 4 characters), its address (IP or IP:PORT) or the name it claims.
+    pub fn find_pending(&self, given: &str) -> Result<PendingUnit, StoreError> {
+        let given_trimmed = given.trim();
+        let all = self.pending_units(true)?;
+        let matches = |p: &&PendingUnit| {
+            p.index.to_string() == given_trimmed
+                || p.address.to_string() == given_trimmed
+                || p.address.ip().to_string() == given_trimmed
+                || (!p.unit_id.is_empty() && p.unit_id == given_trimmed)
+        };
+        let mut candidates: Vec<&PendingUnit> = all.iter().filter(matches).collect();
+        if candidates.is_empty() {
+            candidates.extend(all.iter().filter(|p| !p.unit_name.is_empty() && p.unit_name == given_trimmed));
+        }
+        if candidates.is_empty() && given_trimmed.len() >= 4 {
+            candidates.extend(all.iter().filter(|p| p.unit_id.starts_with(given_trimmed)));
+        }
+        match candidates.as_slice() {
+            [] => Err(StoreError::UnknownPending(given.to_string())),
+            [one] => Ok((*one).clone()),
+            many => Err(StoreError::AmbiguousPending {
+                given: given.to_string(),
+                candidates: many.iter().map(|p| format!("#{} {}", p.index, p.address)).collect::<Vec<_>>().join(", "),
+            }),
+        }
+    }
+
+    /// Marks a pending unit rejected: it stays out of the pool and is not offered again.
+    pub fn reject_pending(&mut self, index: u32) -> Result<bool, StoreError> {
+        Ok(self.conn.execute("UPDATE pending_units SET state = 'rejected' WHERE id = ?1", [index])? > 0)
+    }
+
+    /// Forgets a pending unit's row (it was approved, or its unit is in the pool now).
+    pub fn delete_pending(&mut self, index: u32) -> Result<bool, StoreError> {
+        Ok(self.conn.execute("DELETE FROM pending_units WHERE id = ?1", [index])? > 0)
+    }
+
+    /// Pending units in state pending (dvsanStationPendingUnits).
+    pub fn pending_count(&self) -> Result<u32, StoreError> {
+        Ok(self.conn.query_row("SELECT count(*) FROM pending_units WHERE state = 'pending'", [], |r| r.get(0))?)
+    }
+
+    /// Every address the station was told to trust without credentials: the IPs of the units' agent addresses
+    /// (known units and placeholders of `unit add` or an approval).
+    pub fn registered_ips(&self) -> Result<Vec<IpAddr>, StoreError> {
+        Ok(self.units()?.iter().filter_map(|u| u.address.map(|a| a.ip())).collect())
     }
 
     // ----- notifications -----
@@ -1059,6 +1220,30 @@ fn read_assignments(conn: &Connection, only: Option<u32>) -> Result<Vec<Assignme
     .collect()
 }
 
+const PENDING_SELECT: &str = "SELECT id, address, port, unit_id, unit_name, sys_name, sys_descr, state,
+    notifications, first_seen_ms, last_seen_ms FROM pending_units";
+
+fn pending_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<PendingUnit, StoreError>> {
+    let index: u32 = r.get(0)?;
+    let ip: String = r.get(1)?;
+    let port: u16 = r.get(2)?;
+    let Ok(ip) = ip.parse::<IpAddr>() else {
+        return Ok(Err(StoreError::Corrupt(format!("pending unit {index}: address {ip:?}"))));
+    };
+    Ok(Ok(PendingUnit {
+        index,
+        address: SocketAddr::new(ip, port),
+        unit_id: r.get(3)?,
+        unit_name: r.get(4)?,
+        sys_name: r.get(5)?,
+        sys_descr: r.get(6)?,
+        state: r.get(7)?,
+        notifications: r.get::<_, i64>(8)?.try_into().unwrap_or(0),
+        first_seen_ms: r.get(9)?,
+        last_seen_ms: r.get(10)?,
+    }))
+}
+
 const UNIT_SELECT: &str = "SELECT id, unit_id, name, address, port, state, reason, shut_down, sys_uptime,
     change_counter, last_seen_ms, host_name FROM units";
 
@@ -1436,6 +1621,46 @@ mod tests {
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn pending_units_are_one_row_per_address_found_rejected_and_gone_once_pooled() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StationStore::open(dir.path()).unwrap();
+        let claim = PendingClaim {
+            unit_id: Some(ID_A.to_string()),
+            unit_name: Some("rogue".into()),
+            notifications: 1,
+            ..PendingClaim::default()
+        };
+        let (row, created) = store.record_pending(addr("127.0.0.9:1161"), &claim, 10).unwrap().unwrap();
+        assert!(created);
+        assert_eq!((row.unit_id.as_str(), row.state.as_str(), row.notifications), (ID_A, "pending", 1));
+        // The agent's answer adds to the row; a later notification moves last-seen and the count.
+        let answer = PendingClaim { sys_name: Some("box".into()), ..PendingClaim::default() };
+        store.record_pending(addr("127.0.0.9:1161"), &answer, 20).unwrap();
+        let (row, created) = store.record_pending(addr("127.0.0.9:1161"), &claim, 30).unwrap().unwrap();
+        assert!(!created);
+        assert_eq!((row.sys_name.as_str(), row.unit_name.as_str()), ("box", "rogue"));
+        assert_eq!((row.first_seen_ms, row.last_seen_ms, row.notifications), (10, 30, 2));
+        assert_eq!(store.pending_count().unwrap(), 1);
+
+        for given in ["127.0.0.9", "127.0.0.9:1161", &ID_A[..6], "rogue", &row.index.to_string()] {
+            assert_eq!(store.find_pending(given).unwrap().index, row.index, "{given}");
+        }
+        assert!(matches!(store.find_pending("127.0.0.8"), Err(StoreError::UnknownPending(_))));
+
+        let other = PendingClaim { unit_id: Some(ID_B.to_string()), ..PendingClaim::default() };
+        let (second, _) = store.record_pending(addr("127.0.0.10:1161"), &other, 40).unwrap().unwrap();
+        assert!(store.reject_pending(second.index).unwrap());
+        assert_eq!(store.pending_units(false).unwrap().len(), 1);
+        assert_eq!(store.pending_units(true).unwrap()[1].state, "rejected");
+        assert_eq!(store.pending_count().unwrap(), 1);
+
+        // Once the unit at that address is in the pool (approved, then walked), its pending row is gone.
+        store.sync_unit(addr("127.0.0.9:1161"), &snapshot(ID_A, &[(1, 0, 100)]), 50).unwrap();
+        assert_eq!(store.pending_units(true).unwrap().iter().map(|p| p.index).collect::<Vec<_>>(), [second.index]);
+        assert_eq!(store.registered_ips().unwrap(), [addr("127.0.0.9:1161").ip()]);
     }
 
     #[test]

@@ -24,8 +24,17 @@ pub struct Station {
 }
 
 impl Station {
-    /// Starts a station with a 1 s poll interval, its own agent, and `extra` flags; waits for station.ready.
+    /// Starts a station in lab mode (`--trust-community-units`: units announcing themselves with a community are
+    /// pooled without enrolment or approval) with a 1 s poll interval, its own agent, and `extra` flags; waits for
+    /// station.ready.
     pub fn start(state_dir: &Path, extra: &[&str]) -> Station {
+        let mut flags = vec!["--trust-community-units"];
+        flags.extend_from_slice(extra);
+        Station::start_secure(state_dir, &flags)
+    }
+
+    /// [`Station::start`] with the station's defaults for trust: only enrolled or approved units enter the pool.
+    pub fn start_secure(state_dir: &Path, extra: &[&str]) -> Station {
         std::fs::create_dir_all(state_dir).unwrap();
         let ready = state_dir.join("station.ready");
         let _ = std::fs::remove_file(&ready);
@@ -38,8 +47,10 @@ impl Station {
             .env("RUST_LOG", "info,dvsan_station=debug");
         let log = state_dir.with_extension("log");
         let proc = Proc::spawn_logging("dvsan-station", &mut cmd, log);
-        let text = wait_until("station.ready", Duration::from_secs(15), || std::fs::read_to_string(&ready).ok());
-        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        // The file may be seen between its creation and its write: wait until it holds the whole JSON object.
+        let json: serde_json::Value = wait_until("station.ready", Duration::from_secs(15), || {
+            serde_json::from_str(&std::fs::read_to_string(&ready).ok()?).ok()
+        });
         Station {
             proc,
             state_dir: state_dir.to_path_buf(),
@@ -74,6 +85,13 @@ impl Station {
         check: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
         wait_until(&format!("{what} (unit {address})"), timeout, || self.unit_at(address).filter(|u| check(u)))
+    }
+
+    /// `unit pending --json --all`: the units waiting for approval, and the rejected ones.
+    pub fn pending(&self) -> Vec<serde_json::Value> {
+        let text = run_ok(self.cli().args(["unit", "pending", "--json", "--all", "--state-dir"]).arg(&self.state_dir));
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        json["pending"].as_array().cloned().unwrap_or_default()
     }
 
     /// `traps --json -n 0` (plus `extra` filters), one value per notification.
