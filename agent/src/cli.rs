@@ -8,6 +8,7 @@
 use crate::media::MediaArg;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use dvsan_layout::{ClearMethod, ClearOptions};
 use dvsan_snmp::{resolve_address, Endpoint};
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
@@ -90,6 +91,13 @@ pub struct RunArgs {
     /// Send acknowledged informs instead of traps (retried until acknowledged).
     #[arg(long)]
     pub inform: bool,
+    /// How released space and wiped volumes are cleared: auto (punch holes in files, BLKZEROOUT on block
+    /// devices, writing zeroes where refused) or write (always write zeroes).
+    #[arg(long, value_name = "auto|write")]
+    pub clear_method: Option<ClearMethod>,
+    /// Clear at most this many MiB per second (0: as fast as the media allow).
+    #[arg(long, value_name = "MIB")]
+    pub clear_rate_mib: Option<u64>,
 }
 
 /// `run`'s options after merging the config file; defaults applied.
@@ -107,6 +115,7 @@ pub struct RunConfig {
     pub users: Option<PathBuf>,
     pub trap_sinks: Vec<SocketAddr>,
     pub inform: bool,
+    pub clear: ClearOptions,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:1161";
@@ -127,6 +136,8 @@ struct ConfigFile {
     #[serde(default)]
     trap_sink: Vec<String>,
     inform: Option<bool>,
+    clear_method: Option<String>,
+    clear_rate_mib: Option<u64>,
 }
 
 impl RunArgs {
@@ -162,6 +173,14 @@ impl RunArgs {
             users: self.users.or(file.users),
             trap_sinks: trap_sinks(if self.trap_sink.is_empty() { &file.trap_sink } else { &self.trap_sink })?,
             inform: self.inform || file.inform.unwrap_or(false),
+            clear: ClearOptions {
+                method: match (self.clear_method, file.clear_method) {
+                    (Some(m), _) => m,
+                    (None, Some(text)) => text.parse().map_err(anyhow::Error::msg).context("in the config file")?,
+                    (None, None) => ClearMethod::Auto,
+                },
+                rate_bytes: self.clear_rate_mib.or(file.clear_rate_mib).unwrap_or(0) << 20,
+            },
             state_dir,
         })
     }
@@ -210,8 +229,16 @@ pub enum VolumeCommand {
         #[arg(long)]
         size: String,
     },
-    /// Destroy a volume that has no partitions and no grants.
+    /// Destroy a volume that has no partitions and no grants. Its blocks are cleared (by the running agent)
+    /// before they can be allocated again.
     Destroy {
+        #[command(flatten)]
+        state: StateDir,
+        #[arg(long)]
+        index: u32,
+    },
+    /// Wipe a volume that has no grants: the running agent clears (zeroes) it; it is not served until done.
+    Wipe {
         #[command(flatten)]
         state: StateDir,
         #[arg(long)]
@@ -269,8 +296,12 @@ pub enum AccessCommand {
         /// The host's IP address as blockd sees it.
         #[arg(long)]
         host: IpAddr,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "shared")]
         read_only: bool,
+        /// Read-write shared with other hosts' shared grants (cluster filesystems); without it a read-write grant
+        /// is exclusive: refused while another host may write the same blocks.
+        #[arg(long)]
+        shared: bool,
     },
     /// Remove a grant by its access-table index.
     Revoke {

@@ -1,5 +1,6 @@
 //! `dvsan-agent run`: bring the unit up, serve SNMP, watch the layout and the data service, shut down cleanly.
 
+use crate::clearing::{self, Clearing};
 use crate::cli::RunConfig;
 use crate::media;
 use crate::mib;
@@ -38,8 +39,13 @@ async fn run_async(cfg: RunConfig) -> Result<()> {
     store.init_unit(&cfg.name, cfg.block_size).context("initialising the unit")?;
     store.attach_media(&media).context("attaching media")?;
     drop(opening);
+    // New media (and a wiped volume) on files are cleared in moments: before the first request, so the new
+    // unit's space is free when it answers. The rest is cleared in the background.
+    clearing::clear_fast_now(&cfg.state_dir, cfg.clear)?;
     let uptime = Uptime::start_now();
-    let unit = Arc::new(Unit::new(store, uptime)?);
+    let unit = Arc::new(Unit::new(store, uptime, cfg.clear)?);
+    let progress = unit.clone();
+    let clearing = Clearing::spawn(&cfg.state_dir, Arc::new(move |t, b| progress.set_cleared(t, b)), cfg.clear)?;
 
     let socket = UdpSocket::bind(cfg.listen)
         .await
@@ -108,6 +114,7 @@ async fn run_async(cfg: RunConfig) -> Result<()> {
     }
 
     tracing::info!("shutting down: notifying sinks");
+    clearing.stop();
     notifier.shutdown(&unit).await;
     notifier.link(false).await;
     let _ = stop_tx.send(true);

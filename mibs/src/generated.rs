@@ -72,6 +72,9 @@ pub const DVSAN_ACCESS_NEXT_INDEX: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 1, 
 /// DVSAN-MIB::dvsanUnitLargestFreeBlocks
 pub const DVSAN_UNIT_LARGEST_FREE_BLOCKS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 1, 13];
 
+/// DVSAN-MIB::dvsanUnitClearingBlocks
+pub const DVSAN_UNIT_CLEARING_BLOCKS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 1, 14];
+
 /// DVSAN-MIB::dvsanMediaTable
 pub const DVSAN_MEDIA_TABLE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 2];
 
@@ -122,6 +125,9 @@ pub const DVSAN_VOLUME_EXPORT_NAME: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 3,
 
 /// DVSAN-MIB::dvsanVolumeRowStatus
 pub const DVSAN_VOLUME_ROW_STATUS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 3, 1, 8];
+
+/// DVSAN-MIB::dvsanVolumeClearProgress
+pub const DVSAN_VOLUME_CLEAR_PROGRESS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 3, 1, 9];
 
 /// DVSAN-MIB::dvsanPartitionTable
 pub const DVSAN_PARTITION_TABLE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 4];
@@ -971,6 +977,8 @@ pub mod dvsan_volume_state {
     pub const AVAILABLE: i32 = 1;
     /// unavailable(2)
     pub const UNAVAILABLE: i32 = 2;
+    /// clearing(3)
+    pub const CLEARING: i32 = 3;
 }
 
 /// Values of the RowStatus textual convention (used by DVSAN-MIB::dvsanVolumeRowStatus).
@@ -995,6 +1003,8 @@ pub mod dvsan_access_mode {
     pub const READ_WRITE: i32 = 1;
     /// readOnly(2)
     pub const READ_ONLY: i32 = 2;
+    /// readWriteShared(3)
+    pub const READ_WRITE_SHARED: i32 = 3;
 }
 
 /// Values of DVSAN-STATION-MIB::dvsanStationUnitState.
@@ -1777,6 +1787,7 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanVolumeNextIndex", DVSAN_VOLUME_NEXT_INDEX),
     ("dvsanAccessNextIndex", DVSAN_ACCESS_NEXT_INDEX),
     ("dvsanUnitLargestFreeBlocks", DVSAN_UNIT_LARGEST_FREE_BLOCKS),
+    ("dvsanUnitClearingBlocks", DVSAN_UNIT_CLEARING_BLOCKS),
     ("dvsanMediaTable", DVSAN_MEDIA_TABLE),
     ("dvsanMediaEntry", DVSAN_MEDIA_ENTRY),
     ("dvsanMediaIndex", DVSAN_MEDIA_INDEX),
@@ -1794,6 +1805,7 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanVolumeState", DVSAN_VOLUME_STATE),
     ("dvsanVolumeExportName", DVSAN_VOLUME_EXPORT_NAME),
     ("dvsanVolumeRowStatus", DVSAN_VOLUME_ROW_STATUS),
+    ("dvsanVolumeClearProgress", DVSAN_VOLUME_CLEAR_PROGRESS),
     ("dvsanPartitionTable", DVSAN_PARTITION_TABLE),
     ("dvsanPartitionEntry", DVSAN_PARTITION_ENTRY),
     ("dvsanPartitionIndex", DVSAN_PARTITION_INDEX),

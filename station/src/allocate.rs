@@ -78,6 +78,14 @@ pub enum AllocateError {
     NotAssigned { unit: u32, volume: u32 },
     #[error("volume {volume} of unit #{unit} is assigned to {holder}, not to {host}")]
     NotHolder { unit: u32, volume: u32, holder: IpAddr, host: IpAddr },
+    #[error(
+        "volume {volume} of unit #{unit} has a grant the station did not make, for {}: it is not assigned to \
+         another host (a read-write volume has one host); revoke it on the unit first (`dvsan-agent access revoke`)",
+        hosts.join(", ")
+    )]
+    ForeignGrant { unit: u32, volume: u32, hosts: Vec<String> },
+    #[error("volume {volume} of unit #{unit} is being cleared ({percent}% done); it can be assigned when done")]
+    Clearing { unit: u32, volume: u32, percent: u32 },
     #[error("unit #{unit} is {state}, not available; its volumes cannot be assigned now")]
     UnitNotAvailable { unit: u32, state: UnitState },
     #[error("unit #{unit} has no agent address (it moved away or was replaced); add it again by its address")]
@@ -449,6 +457,7 @@ impl<'a> Allocator<'a> {
             };
             for volume in &pool_unit.volumes {
                 let free = volume.state == Availability::Available
+                    && volume.assignable()
                     && volume.partitions.is_empty()
                     && !assigned.iter().any(|a| a.unit == unit.index && a.volume == volume.index);
                 // A request by name takes only a free volume of that name; others are created with the name.
@@ -538,6 +547,12 @@ impl<'a> Allocator<'a> {
         let Some(v) = pooled.as_ref().and_then(|u| u.volumes.iter().find(|v| v.index == volume)) else {
             return Err(AllocateError::UnknownVolume { unit: unit.index, volume });
         };
+        if !v.foreign_grants.is_empty() {
+            return Err(AllocateError::ForeignGrant { unit: unit.index, volume, hosts: v.foreign_grants.clone() });
+        }
+        if let Some(percent) = v.clearing {
+            return Err(AllocateError::Clearing { unit: unit.index, volume, percent });
+        }
         let candidate = Candidate {
             agent,
             volume,
@@ -737,6 +752,15 @@ impl<'a> Allocator<'a> {
             .set(&self.write_target(agent)?, vec![VarBind::new(status, Value::Integer(mib::row_status::DESTROY))])
             .await
             .map_err(|source| AllocateError::Unit { unit: record.index, agent, what: "the revoke", source })?;
+        self.step(40, &format!("wiping volume {volume} on unit #{}", record.index));
+        // The next host must not read what this one wrote: the unit clears the volume, and the pool shows it
+        // clearing (not assignable) until done. A unit that refuses (an older unit, a grant someone else made)
+        // leaves the volume as it is: logged, the release goes on.
+        let wipe = Oid::from_slice(mib::DVSAN_VOLUME_CLEAR_PROGRESS).child(volume);
+        if let Err(e) = self.manager.set(&self.write_target(agent)?, vec![VarBind::new(wipe, Value::Gauge32(0))]).await
+        {
+            tracing::warn!(unit = record.index, volume, error = %e, "the unit did not wipe the released volume");
+        }
         self.step(50, "forgetting the assignment");
         self.store.delete_assignment(record.index, volume)?;
         tracing::info!(unit = record.index, volume, host = %assignment.host, "volume released");
@@ -912,6 +936,25 @@ impl<'a> Allocator<'a> {
         read_only: bool,
     ) -> Result<Allocation, AllocateError> {
         self.step(40, &format!("granting {host} on unit #{}", c.unit.index));
+        if !c.created {
+            // The pool may be a walk old: ask the unit whether someone else granted the volume since.
+            let foreign = match self.read_grants(c.agent).await {
+                Ok(grants) => grants.into_iter().filter(|g| g.volume == c.volume).map(|g| g.host.to_string()).collect(),
+                Err(source) => {
+                    return Err(AllocateError::Unit {
+                        unit: c.unit.index,
+                        agent: c.agent,
+                        what: "the grant check",
+                        source,
+                    })
+                }
+            };
+            let foreign: Vec<String> = foreign;
+            if !foreign.is_empty() {
+                self.refresh(c.unit.index, c.agent).await;
+                return Err(AllocateError::ForeignGrant { unit: c.unit.index, volume: c.volume, hosts: foreign });
+            }
+        }
         let grant = match self.next_access_index(c.unit.index, c.agent).await {
             Ok(grant) => grant,
             Err(e) => {

@@ -4,7 +4,7 @@
 //! WAL mode lets the CLI (`pool`, `traps --follow`, `unit add`) read and write while the station runs. Schema
 //! changes go through versioned migrations (`rusqlite_migration`, tracked in `PRAGMA user_version`); later features
 //! append their tables as later migrations (2: assignments, 3: station tasks, 4: the unit's host name, 5: pending
-//! units, 6: who made each assignment). A unit's walk is synced in one
+//! units, 6: who made each assignment, 7: volumes being cleared and their grants). A unit's walk is synced in one
 //! transaction that replaces its media, volumes and partitions, so a reader never sees half a unit; notifications
 //! are inserted a batch per transaction.
 //!
@@ -175,6 +175,13 @@ const MIGRATIONS: &[M<'static>] = &[
     // `principal::Principal::stored`); NULL when the station's operator made it (CLI, tasks) or it predates this
     // migration. Only that principal and the station's admins may see its details or release it over SNMP.
     M::up("ALTER TABLE assignments ADD COLUMN owner TEXT;"),
+    // Wiped volumes and exclusive grants: how far a unit has cleared a volume it wipes (NULL when it does not),
+    // and the hosts the unit's access table grants the volume to, whoever made the grants (comma-separated), so
+    // the pool can tell volumes granted by someone else and never hand them out.
+    M::up(
+        "ALTER TABLE volumes ADD COLUMN clearing INTEGER;
+    ALTER TABLE volumes ADD COLUMN granted_hosts TEXT NOT NULL DEFAULT '';",
+    ),
 ];
 
 /// Most rows of `pending_units`: a flood of units from many addresses is recorded up to this many, then dropped.
@@ -640,9 +647,13 @@ impl StationStore {
             }
         }
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT unit, idx, name, start_lba, end_lba, length, export_name, state FROM volumes {} ORDER BY unit, idx",
+            "SELECT unit, idx, name, start_lba, end_lba, length, export_name, state, clearing, granted_hosts
+             FROM volumes {} ORDER BY unit, idx",
             filter("unit")
         ))?;
+        // A grant is the station's when an assignment names its volume and host.
+        let held: std::collections::BTreeSet<(u32, u32, IpAddr)> =
+            read_assignments(&self.conn, None)?.into_iter().map(|a| (a.unit, a.volume, a.host)).collect();
         let mut rows = stmt.query(only.clone())?;
         while let Some(r) = rows.next()? {
             let unit: u32 = r.get(0)?;
@@ -658,6 +669,12 @@ impl StationStore {
                     size_bytes: block_size.map(|bs| u64::from(bs) * u64::from(length)),
                     export_name: r.get(6)?,
                     state: r.get::<_, String>(7)?.parse().unwrap_or(Availability::Unavailable),
+                    clearing: r.get(8)?,
+                    foreign_grants: hosts_of(&r.get::<_, String>(9)?)
+                        .into_iter()
+                        .filter(|h| !held.contains(&(unit, r.get(1).unwrap_or(0), *h)))
+                        .map(|h| h.to_string())
+                        .collect(),
                     partitions: Vec::new(),
                 });
             }
@@ -1460,8 +1477,9 @@ fn replace_layout(
             insert.execute(params![index, m.index, m.path, m.kind, m.blocks, m.first_lba])?;
         }
         let mut insert = tx.prepare_cached(
-            "INSERT INTO volumes (unit, idx, name, start_lba, end_lba, length, export_name, walked_state, state)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO volumes (unit, idx, name, start_lba, end_lba, length, export_name, walked_state, state,
+                clearing, granted_hosts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
         for v in &snapshot.volumes {
             let effective = if state == UnitState::Available { v.state } else { Availability::Unavailable };
@@ -1474,7 +1492,9 @@ fn replace_layout(
                 v.length,
                 v.export_name,
                 v.state.as_str(),
-                effective.as_str()
+                effective.as_str(),
+                v.clearing,
+                hosts_text(&v.granted_hosts)
             ])?;
         }
         let mut insert = tx.prepare_cached(
@@ -1486,6 +1506,14 @@ fn replace_layout(
         }
     }
     Ok(())
+}
+
+fn hosts_text(hosts: &[IpAddr]) -> String {
+    hosts.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(",")
+}
+
+fn hosts_of(text: &str) -> Vec<IpAddr> {
+    text.split(',').filter_map(|h| h.parse().ok()).collect()
 }
 
 /// The volumes in `new` and not in `old` (added), and in `old` and not in `new` (removed); a volume counts as the
@@ -1554,8 +1582,8 @@ fn set_state_in(
 
 fn read_volumes(tx: &Transaction<'_>, index: u32) -> Result<Vec<VolumeRow>, StoreError> {
     let mut stmt = tx.prepare_cached(
-        "SELECT idx, name, start_lba, end_lba, length, export_name, walked_state FROM volumes WHERE unit = ?1
-         ORDER BY idx",
+        "SELECT idx, name, start_lba, end_lba, length, export_name, walked_state, clearing, granted_hosts
+         FROM volumes WHERE unit = ?1 ORDER BY idx",
     )?;
     let rows = stmt.query_map([index], |r| {
         Ok(VolumeRow {
@@ -1566,6 +1594,8 @@ fn read_volumes(tx: &Transaction<'_>, index: u32) -> Result<Vec<VolumeRow>, Stor
             length: r.get(4)?,
             export_name: r.get(5)?,
             state: r.get::<_, String>(6)?.parse().unwrap_or(Availability::Unavailable),
+            clearing: r.get(7)?,
+            granted_hosts: hosts_of(&r.get::<_, String>(8)?),
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -1601,6 +1631,8 @@ mod tests {
                     length: len,
                     export_name: format!("vol{index}"),
                     state: Availability::Available,
+                    clearing: None,
+                    granted_hosts: Vec::new(),
                 })
                 .collect(),
             partitions: vec![PartitionRow {

@@ -243,7 +243,10 @@ pub fn write_heartbeat(
     state: DataServiceState,
 ) -> Result<(), dvsan_layout::LayoutError> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_millis() as u64;
-    store.set_data_service(&DataServiceStatus { pid: std::process::id(), listen, state, heartbeat_ms: now })
+    store.set_data_service(&DataServiceStatus { pid: std::process::id(), listen, state, heartbeat_ms: now })?;
+    // The stand-in serves nothing, so it always "serves" the newest layout: released blocks may be cleared.
+    let counter = store.change_counter()?;
+    store.set_served_counter(counter)
 }
 
 impl Drop for Heartbeat {
