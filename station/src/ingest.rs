@@ -144,6 +144,7 @@ pub fn record_of(n: &Notification, time_ms: i64, unit_id: Option<String>) -> Not
         version: match n.version {
             Version::V1 => "v1".to_string(),
             Version::V2c => "v2c".to_string(),
+            Version::V3 => "v3".to_string(),
         },
         community: String::from_utf8_lossy(&n.community).into_owned(),
         kind: match n.kind {
