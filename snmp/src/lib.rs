@@ -11,7 +11,7 @@
 //!   write views ([`agent::Community`]) and the requester context handlers read ([`agent::Requester`]).
 //! - [`manager`]: async Get/GetNext/GetBulk/Set/walk client with request-id matching, SNMPv1/v2c
 //!   communities or SNMPv3 users (engine discovery, key localisation, engine time kept per agent).
-//! - [`notify`]: sending traps and informs; [`receiver`]: receiving them.
+//! - [`notify`]: sending traps and informs; [`receiver`]: receiving them (both also in SNMPv3 with USM users).
 //! - [`endpoint`]: the addresses people type for SNMP endpoints (IP or host name, optional port).
 //! - [`date_and_time`]: RFC 2579 DateAndTime values to and from Unix time.
 //! - [`testing`]: a malformed-datagram corpus for robustness tests.
@@ -27,7 +27,8 @@
 //! 3. The engines, each on the codec: [`agent`], then [`manager`] (which takes the usmStats OIDs and the
 //!    time window from the agent), and the [`testing`] corpus.
 //! 4. [`notify`] (sending traps and informs, through the manager; it takes the notification OIDs from the
-//!    agent's SNMPv2-MIB), then [`receiver`] (which shares notify's varbind layout).
+//!    agent's SNMPv2-MIB), then [`receiver`] (which shares notify's varbind layout and the manager's
+//!    clock of remote engines for its replay guard).
 
 pub mod agent;
 pub mod ber;
@@ -54,6 +55,6 @@ pub use message::{decode, encode, DecodeError, Message, Version};
 pub use notify::NotificationSender;
 pub use oid::Oid;
 pub use pdu::{BulkPdu, ErrorStatus, GenericPdu, Pdu, TrapV1Pdu, VarBind};
-pub use receiver::{Notification, NotificationKind, NotificationReceiver, ReceiveError};
+pub use receiver::{Notification, NotificationKind, NotificationReceiver, ReceiveError, UserLookup, UsmRefusal};
 pub use uptime::Uptime;
 pub use value::Value;

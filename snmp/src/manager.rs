@@ -256,7 +256,7 @@ impl RemoteEngine {
 
     /// RFC 3414 §3.2 step 7b: moves the notion forward for an authenticated message's `boots`/`time`,
     /// and says whether the message is inside the time window.
-    fn note(&mut self, boots: u32, time: u32) -> bool {
+    pub(crate) fn note(&mut self, boots: u32, time: u32) -> bool {
         if boots > self.boots || (boots == self.boots && time > self.latest_time) {
             self.boots = boots;
             self.latest_time = time;
@@ -347,6 +347,12 @@ impl Manager {
                 return id;
             }
         }
+    }
+
+    /// Sends an encoded datagram to `to` without waiting for anything (v3 traps).
+    pub async fn send_datagram(&self, to: SocketAddr, datagram: &[u8]) -> io::Result<()> {
+        self.shared.socket.send_to(datagram, to).await?;
+        Ok(())
     }
 
     /// Sends `msg` to `to` without waiting for anything (traps).

@@ -350,6 +350,12 @@ pub async fn receive_loop(
                     let reason = format!("unexpected {what}");
                     items.push((from.ip(), Ingested::ParseError { from, time_ms: now_ms(), reason }));
                 }
+                Err(ReceiveError::Refused { from, reason }) => {
+                    StationCounters::bump(&counters.bad_community);
+                    if warn_limit.allow() {
+                        tracing::warn!(%from, %reason, "SNMPv3 notification refused");
+                    }
+                }
             }
         }
         let dropped = queue.push_all(&mut items);
@@ -501,6 +507,8 @@ mod tests {
             trap_oid: Oid::from_slice(trap),
             varbinds,
             v1: None,
+            security_name: None,
+            authenticated: false,
         }
     }
 
