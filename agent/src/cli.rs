@@ -53,7 +53,7 @@ pub struct StateDir {
 #[derive(Debug, Args, Default)]
 pub struct RunArgs {
     /// TOML file with any of these options (keys: state_dir, name, media, block_size, listen, read_community,
-    /// write_community, users, trap_sink, inform). Command-line flags override it.
+    /// write_community, users, notify_user, trap_sink, inform). Command-line flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// The unit's state directory (layout database).
@@ -90,6 +90,10 @@ pub struct RunArgs {
     /// Send acknowledged informs instead of traps (retried until acknowledged).
     #[arg(long)]
     pub inform: bool,
+    /// Send notifications as this SNMPv3 user of the --users file (traps with this unit's engine
+    /// authoritative, informs to the sink's engine after discovery), instead of with the read community.
+    #[arg(long, value_name = "NAME")]
+    pub notify_user: Option<String>,
 }
 
 /// `run`'s options after merging the config file; defaults applied.
@@ -106,6 +110,8 @@ pub struct RunConfig {
     pub users: Option<PathBuf>,
     pub trap_sinks: Vec<SocketAddr>,
     pub inform: bool,
+    /// The user of `users` that notifications are sent as (SNMPv3), if any.
+    pub notify_user: Option<String>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:1161";
@@ -126,6 +132,7 @@ struct ConfigFile {
     #[serde(default)]
     trap_sink: Vec<String>,
     inform: Option<bool>,
+    notify_user: Option<String>,
 }
 
 impl RunArgs {
@@ -161,6 +168,7 @@ impl RunArgs {
             users: self.users.or(file.users),
             trap_sinks: trap_sinks(if self.trap_sink.is_empty() { &file.trap_sink } else { &self.trap_sink })?,
             inform: self.inform || file.inform.unwrap_or(false),
+            notify_user: self.notify_user.or(file.notify_user),
             state_dir,
         })
     }

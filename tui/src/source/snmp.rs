@@ -11,6 +11,7 @@ use crate::model::{
     Volume,
 };
 use dvsan_mib as mib;
+use dvsan_snmp::usm::UsmUser;
 use dvsan_snmp::{DateAndTime, Manager, Oid, SnmpError, Target, Value};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -54,6 +55,13 @@ impl SnmpSource {
             rates: RateTracker::default(),
             media: BTreeMap::new(),
         })
+    }
+
+    /// The same source reading the station as SNMPv3 `user` (the units are still read with the community).
+    pub fn with_station_user(mut self, user: Arc<UsmUser>) -> SnmpSource {
+        let (addr, timeout, retries) = (self.station.addr, self.station.options.timeout, self.station.options.retries);
+        self.station = Target::v3(addr, user).with_timeout(timeout, retries);
+        self
     }
 
     async fn read_pool(&self) -> Result<Pool, String> {
@@ -392,6 +400,7 @@ pub fn plain_snmp_error(error: &SnmpError) -> String {
     match error {
         SnmpError::Timeout => "no answer (not running, wrong address, or wrong community)".to_string(),
         SnmpError::Agent { status, .. } => format!("refused the request ({})", status.name()),
+        SnmpError::Usm { user, reason, .. } => format!("refused SNMPv3 user {user:?}: {reason}"),
         SnmpError::Io(e) => format!("network error: {e}"),
         other => format!("answered something unexpected: {other}"),
     }
