@@ -54,7 +54,7 @@ pub struct StateDir {
 #[derive(Debug, Args, Default)]
 pub struct RunArgs {
     /// TOML file with any of these options (keys: state_dir, name, media, block_size, listen, read_community,
-    /// write_community, users, trap_sink, inform). Command-line flags override it.
+    /// write_community, users, notify_user, trap_sink, inform). Command-line flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// The unit's state directory (layout database).
@@ -98,6 +98,10 @@ pub struct RunArgs {
     /// Clear at most this many MiB per second (0: as fast as the media allow).
     #[arg(long, value_name = "MIB")]
     pub clear_rate_mib: Option<u64>,
+    /// Send notifications as this SNMPv3 user of the --users file (traps with this unit's engine
+    /// authoritative, informs to the sink's engine after discovery), instead of with the read community.
+    #[arg(long, value_name = "NAME")]
+    pub notify_user: Option<String>,
 }
 
 /// `run`'s options after merging the config file; defaults applied.
@@ -116,6 +120,8 @@ pub struct RunConfig {
     pub trap_sinks: Vec<SocketAddr>,
     pub inform: bool,
     pub clear: ClearOptions,
+    /// The user of `users` that notifications are sent as (SNMPv3), if any.
+    pub notify_user: Option<String>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:1161";
@@ -138,6 +144,7 @@ struct ConfigFile {
     inform: Option<bool>,
     clear_method: Option<String>,
     clear_rate_mib: Option<u64>,
+    notify_user: Option<String>,
 }
 
 impl RunArgs {
@@ -181,6 +188,7 @@ impl RunArgs {
                 },
                 rate_bytes: self.clear_rate_mib.or(file.clear_rate_mib).unwrap_or(0) << 20,
             },
+            notify_user: self.notify_user.or(file.notify_user),
             state_dir,
         })
     }

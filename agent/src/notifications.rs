@@ -5,13 +5,16 @@
 //! ifOperStatus) when the data service comes up or goes away; dvsanLayoutChanged on every layout change;
 //! dvsanUnitShutdown then linkDown on an orderly stop. Notifications leave from a socket bound to the agent's
 //! own IP address, so a station can map the source address to the unit. Informs are retried until acknowledged
-//! (or the retries run out, which is logged).
+//! (or the retries run out, which is logged). With a notify user (`--notify-user`, a user of the `--users` file)
+//! they go as SNMPv3: traps with the unit's own engine authoritative (the station knows the unit's engine id and
+//! the user), informs to the sink's engine after discovery; otherwise SNMPv2c with the read community.
 
 use crate::mib::{IfTable, DATA_IF_INDEX};
 use crate::unit::Unit;
 use dvsan_mib as mib;
 use dvsan_snmp::manager::Target;
 use dvsan_snmp::notify::NotificationSender;
+use dvsan_snmp::usm::{Engine, UsmUser};
 use dvsan_snmp::{Oid, Uptime, Value, VarBind};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -22,6 +25,14 @@ pub struct Notifier {
     sinks: Vec<SocketAddr>,
     community: String,
     inform: bool,
+    /// The SNMPv3 user notifications go as, if any.
+    user: Option<Arc<UsmUser>>,
+}
+
+/// Notifications as an SNMPv3 user, with the unit's engine authoritative for its traps.
+pub struct NotifyAs {
+    pub user: UsmUser,
+    pub engine: Engine,
 }
 
 fn vb(oid: &[u32], suffix: &[u32], value: Value) -> VarBind {
@@ -35,9 +46,15 @@ impl Notifier {
         community: String,
         inform: bool,
         uptime: Uptime,
+        v3: Option<NotifyAs>,
     ) -> std::io::Result<Self> {
-        let sender = NotificationSender::new(SocketAddr::new(ip, 0), uptime).await?;
-        Ok(Notifier { sender: Arc::new(sender), sinks, community, inform })
+        let mut sender = NotificationSender::new(SocketAddr::new(ip, 0), uptime).await?;
+        let mut user = None;
+        if let Some(v3) = v3 {
+            sender = sender.with_engine(v3.engine);
+            user = Some(Arc::new(v3.user));
+        }
+        Ok(Notifier { sender: Arc::new(sender), sinks, community, inform, user })
     }
 
     /// Send to every sink at once; returns when each is sent (traps) or acknowledged or given up (informs).
@@ -46,14 +63,16 @@ impl Notifier {
         let mut sends = tokio::task::JoinSet::new();
         for &sink in &self.sinks {
             let sender = self.sender.clone();
-            let (oid, vbs, community, inform) =
-                (Oid::from_slice(trap_oid), varbinds.clone(), self.community.clone(), self.inform);
+            let (oid, vbs, inform) = (Oid::from_slice(trap_oid), varbinds.clone(), self.inform);
+            let target = match &self.user {
+                Some(user) => Target::v3(sink, Arc::clone(user)),
+                None => Target::new(sink, self.community.clone()),
+            };
             sends.spawn(async move {
                 let result = if inform {
-                    let target = Target::new(sink, community).with_timeout(Duration::from_secs(1), 5);
-                    sender.inform(&target, &oid, vbs).await
+                    sender.inform(&target.with_timeout(Duration::from_secs(1), 5), &oid, vbs).await
                 } else {
-                    sender.trap_v2(sink, &community, &oid, vbs).await
+                    sender.trap(&target, &oid, vbs).await
                 };
                 (sink, result)
             });

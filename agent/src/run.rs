@@ -4,7 +4,7 @@ use crate::clearing::{self, Clearing};
 use crate::cli::RunConfig;
 use crate::media;
 use crate::mib;
-use crate::notifications::Notifier;
+use crate::notifications::{Notifier, NotifyAs};
 use crate::unit::Unit;
 use anyhow::{bail, Context, Result};
 use dvsan_layout::LayoutStore;
@@ -59,6 +59,17 @@ async fn run_async(cfg: RunConfig) -> Result<()> {
         }
         None => None,
     };
+    let notify_as = match (&cfg.notify_user, &usm, &cfg.users) {
+        (None, _, _) => None,
+        (Some(name), Some(usm), Some(path)) => {
+            let Some(user) = usm.users.iter().find(|u| u.name() == name) else {
+                let known: Vec<&str> = usm.users.iter().map(|u| u.name()).collect();
+                bail!("--notify-user {name:?} is not in {} (it has: {})", path.display(), known.join(", "));
+            };
+            Some(NotifyAs { user: user.clone(), engine: usm.engine.clone() })
+        }
+        (Some(_), _, _) => bail!("--notify-user needs --users FILE (the user is one of that file)"),
+    };
     let config = AgentConfig {
         usm,
         // The write community first, so one given as both reads and writes.
@@ -78,9 +89,16 @@ async fn run_async(cfg: RunConfig) -> Result<()> {
     };
     let agent = Arc::new(mib::register(Agent::builder(config).uptime(uptime), &unit).build()?);
     let notifier = Arc::new(
-        Notifier::new(cfg.listen.ip(), cfg.trap_sinks.clone(), cfg.read_community.clone(), cfg.inform, uptime)
-            .await
-            .context("opening the notification socket")?,
+        Notifier::new(
+            cfg.listen.ip(),
+            cfg.trap_sinks.clone(),
+            cfg.read_community.clone(),
+            cfg.inform,
+            uptime,
+            notify_as,
+        )
+        .await
+        .context("opening the notification socket")?,
     );
     let layout = unit.layout();
     tracing::info!(

@@ -700,7 +700,7 @@ fn v3_users_file_engine_id_and_boots() {
 /// snmpInBadCommunityUses.
 #[test]
 fn by_default_no_community_may_write() {
-    let u = Unit::start_bare(32, &[]);
+    let u = Unit::start_bare(33, &[]);
     let counter = u.get(&["dvsanUnitChangeCounter.0"]);
     let quick = |community: &str| {
         let out = snmp(
@@ -735,4 +735,50 @@ fn by_default_no_community_may_write() {
     assert!(u.get(&["dvsanVolumeRowStatus.1"]).contains("No Such Instance"));
     // The CLI still changes the unit offline.
     assert!(u.cli(&["volume", "create", "--size", "1M"]).status.success());
+}
+
+/// `--notify-user admin`: the unit's coldStart goes as SNMPv3 user admin (authPriv SHA-256/AES): as an inform to
+/// snmptrapd's own engine (discovered), then, after a restart with a plain trap sink, as a trap with the unit's
+/// engine authoritative (snmptrapd knows the user under that engine id); snmptrapd logs both by user name. A
+/// notify user that is not in the users file stops the agent at start, naming the users there.
+#[test]
+fn v3_notifications_go_as_the_notify_user() {
+    let tmp = tempfile::tempdir().unwrap();
+    let users = users_file(tmp.path(), 0o600);
+    let users = users.to_str().unwrap();
+    let create = "admin SHA-256 unit-auth-pass AES unit-priv-pass";
+    let informd_dir = tmp.path().join("informd");
+    std::fs::create_dir(&informd_dir).unwrap();
+    let informd = TrapReceiver::start_configured(&informd_dir, &format!("createUser {create}\n"), &["-F", "%P: %v\n"]);
+    let sink = informd.addr.to_string();
+    let mut unit = Unit::start(32, &["--users", users, "--notify-user", "admin", "--trap-sink", &sink, "--inform"]);
+    let seen = wait_for(Duration::from_secs(10), || informd.logged(&["admin", "coldStart"]));
+    assert!(seen.is_some(), "no coldStart inform from user admin:\n{}", informd.text());
+
+    let engine_file = std::fs::read_to_string(unit.state().join("snmp-engine.toml")).unwrap();
+    let hex = engine_file
+        .lines()
+        .find_map(|l| l.strip_prefix("engine_id = \"").and_then(|r| r.strip_suffix('"')))
+        .unwrap_or_else(|| panic!("no engine_id in {engine_file}"));
+    let trapd_dir = tmp.path().join("trapd");
+    std::fs::create_dir(&trapd_dir).unwrap();
+    let trapd =
+        TrapReceiver::start_configured(&trapd_dir, &format!("createUser -e 0x{hex} {create}\n"), &["-F", "%P: %v\n"]);
+    let sink = trapd.addr.to_string();
+    unit.extra = ["--users", users, "--notify-user", "admin", "--trap-sink", &sink].map(String::from).to_vec();
+    unit.restart();
+    let seen = wait_for(Duration::from_secs(10), || trapd.logged(&["admin", "coldStart"]));
+    assert!(seen.is_some(), "no coldStart trap from user admin:\n{}", trapd.text());
+
+    let out = dvsan_tests::timed(env!("CARGO_BIN_EXE_dvsan-agent"), Duration::from_secs(20))
+        .arg("run")
+        .arg("--state-dir")
+        .arg(tmp.path().join("state-nobody"))
+        .arg("--media")
+        .arg(format!("{}:4M", tmp.path().join("nobody.img").display()))
+        .args(["--listen", "127.0.0.32:0", "--users", users, "--notify-user", "nobody"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--notify-user \"nobody\"") && err.contains("admin"), "{err}");
 }

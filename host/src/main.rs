@@ -6,12 +6,17 @@
 //! a volume there, checks its export with an NBD_OPT_INFO request from this host's address and prints the
 //! nbd-client and qemu-nbd commands that connect it. Everything plain snmpset/snmpget can do too. The station
 //! shows a requester only its own requests and assignments, so those are read with the write community.
+//!
+//! With `--credentials FILE --user NAME` (or DVSAN_CREDENTIALS and DVSAN_USER) every request goes to the station as
+//! that SNMPv3 user (authPriv when the user has a privacy passphrase); otherwise the communities are used.
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use dvsan_mib as mib;
+use dvsan_snmp::usm::UsersFile;
 use dvsan_snmp::{resolve_address, Endpoint, Manager, Oid, SnmpError, Target, Value, VarBind};
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Parser)]
@@ -27,6 +32,13 @@ struct Cli {
     /// default.
     #[arg(long, env = "DVSAN_WRITE_COMMUNITY", hide_env_values = true, value_name = "COMMUNITY")]
     write_community: Option<String>,
+    /// SNMPv3 users file (TOML, mode 0600) holding the user to speak to the station as (with --user); the
+    /// communities are then not used.
+    #[arg(long, env = "DVSAN_CREDENTIALS", value_name = "FILE", requires = "user")]
+    credentials: Option<PathBuf>,
+    /// The user in --credentials that requests, lists and releases go as.
+    #[arg(long, env = "DVSAN_USER", value_name = "NAME", requires = "credentials")]
+    user: Option<String>,
     /// This host's address, as its NBD connections come from; default: the local address that reaches the station.
     #[arg(long)]
     host: Option<IpAddr>,
@@ -99,6 +111,17 @@ impl Session {
         if !matches!(error, SnmpError::Timeout) {
             return error.into();
         }
+        if let Some(usm) = &self.read.usm {
+            let tries = self.read.options.retries + 1;
+            return anyhow::anyhow!(
+                "no answer from the station at {} after {} ({tries} tries): check that `dvsan-station run \
+                 --snmp-listen {}` runs there and serves SNMPv3 user {:?} (--user)",
+                self.read.addr,
+                humantime::format_duration(self.read.options.timeout * tries),
+                self.read.addr,
+                usm.user.name(),
+            );
+        }
         let (target, role, flag) = match (write, &self.write) {
             (true, Some(write)) => (write, "write", "--write-community"),
             _ => (&self.read, "read", "--community"),
@@ -135,13 +158,18 @@ async fn run(cli: Cli) -> Result<()> {
     let bind = if station.is_ipv6() { SocketAddr::from(([0u16; 8], 0)) } else { SocketAddr::from(([0, 0, 0, 0], 0)) };
     let manager = Manager::new(bind).await.context("opening an SNMP socket")?;
     let timeout = Duration::from_secs(2);
-    let session = Session {
-        manager,
-        read: Target::new(station, cli.community.as_str()).with_timeout(timeout, 2),
-        write: cli.write_community.as_deref().map(|c| Target::new(station, c).with_timeout(timeout, 2)),
-        host,
-        wait: cli.wait,
+    let (read, write) = match (&cli.credentials, &cli.user) {
+        (Some(file), Some(user)) => {
+            let user = UsersFile::load_user(file, user).context("--credentials/--user")?;
+            let target = Target::v3(station, user).with_timeout(timeout, 2);
+            (target.clone(), Some(target))
+        }
+        _ => (
+            Target::new(station, cli.community.as_str()).with_timeout(timeout, 2),
+            cli.write_community.as_deref().map(|c| Target::new(station, c).with_timeout(timeout, 2)),
+        ),
     };
+    let session = Session { manager, read, write, host, wait: cli.wait };
     match cli.command {
         Command::Request { size, name, json } => request(&session, &size, name.as_deref(), json).await,
         Command::List { json } => list(&session, json).await,

@@ -9,8 +9,9 @@
 //! - [`agent`]: request processing over a registry of [`agent::MibHandler`]s, with the
 //!   SNMPv2-MIB `system` and `snmp` groups built in, and a tokio UDP server; communities with read and
 //!   write views ([`agent::Community`]) and the requester context handlers read ([`agent::Requester`]).
-//! - [`manager`]: async Get/GetNext/GetBulk/Set/walk client with request-id matching.
-//! - [`notify`]: sending traps and informs; [`receiver`]: receiving them.
+//! - [`manager`]: async Get/GetNext/GetBulk/Set/walk client with request-id matching, SNMPv1/v2c
+//!   communities or SNMPv3 users (engine discovery, key localisation, engine time kept per agent).
+//! - [`notify`]: sending traps and informs; [`receiver`]: receiving them (both also in SNMPv3 with USM users).
 //! - [`endpoint`]: the addresses people type for SNMP endpoints (IP or host name, optional port).
 //! - [`date_and_time`]: RFC 2579 DateAndTime values to and from Unix time.
 //! - [`testing`]: a malformed-datagram corpus for robustness tests.
@@ -23,9 +24,11 @@
 //! 2. The data model: [`value`], then [`pdu`] and the [`ber`] writer, then [`message`] (the datagram codec),
 //!    then [`usm`] (the v3 codec and security on top of it; inside, `crypto` and `engine` are leaves, `user`
 //!    uses both, `wire` uses all three).
-//! 3. The engines, each on the codec: [`agent`], [`manager`], and the [`testing`] corpus.
+//! 3. The engines, each on the codec: [`agent`], then [`manager`] (which takes the usmStats OIDs and the
+//!    time window from the agent), and the [`testing`] corpus.
 //! 4. [`notify`] (sending traps and informs, through the manager; it takes the notification OIDs from the
-//!    agent's SNMPv2-MIB), then [`receiver`] (which shares notify's varbind layout).
+//!    agent's SNMPv2-MIB), then [`receiver`] (which shares notify's varbind layout and the manager's
+//!    clock of remote engines for its replay guard).
 
 pub mod agent;
 pub mod ber;
@@ -47,11 +50,11 @@ pub use agent::{Agent, AgentConfig, GetResult, MibHandler, PreparedSet, SetFailu
 pub use counters::SnmpCounters;
 pub use date_and_time::{DateAndTime, DateAndTimeError};
 pub use endpoint::{resolve_address, AddressError, Endpoint, Host};
-pub use manager::{Manager, RequestOptions, SnmpError, Target};
+pub use manager::{Manager, RemoteEngine, RequestOptions, SnmpError, Target, UsmCredentials, UsmFailure};
 pub use message::{decode, encode, DecodeError, Message, Version};
 pub use notify::NotificationSender;
 pub use oid::Oid;
 pub use pdu::{BulkPdu, ErrorStatus, GenericPdu, Pdu, TrapV1Pdu, VarBind};
-pub use receiver::{Notification, NotificationKind, NotificationReceiver, ReceiveError};
+pub use receiver::{Notification, NotificationKind, NotificationReceiver, ReceiveError, UserLookup, UsmRefusal};
 pub use uptime::Uptime;
 pub use value::Value;

@@ -17,13 +17,17 @@ use crate::oid::{Oid, MAX_SUB_IDS};
 use crate::pdu::{BulkPdu, ErrorStatus, GenericPdu, Pdu, TrapV1Pdu, VarBind};
 use crate::value::Value;
 
-/// The SNMP version of a community-based message.
+/// The SNMP version of a message: of a community-based [`Message`] (v1, v2c), of a manager's target and of
+/// a received notification (all three).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Version {
     /// SNMPv1 (wire value 0).
     V1,
     /// SNMPv2c (wire value 1).
     V2c,
+    /// SNMPv3 (wire value 3), with the User-based Security Model. Never the version of a community-based
+    /// [`Message`]: [`decode`] does not return it, and the usm module's wire codec encodes v3 messages.
+    V3,
 }
 
 impl Version {
@@ -32,6 +36,7 @@ impl Version {
         match self {
             Version::V1 => 0,
             Version::V2c => 1,
+            Version::V3 => 3,
         }
     }
 }

@@ -7,39 +7,17 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{test_agent_with, tool, TestTable};
+use common::{test_agent_with, tool, v3_users, TestTable};
 use dvsan_snmp::agent::{Agent, UsmConfig};
-use dvsan_snmp::usm::{AuthProtocol, Engine, EngineId, PrivProtocol, UserAccess, UsmUser};
+use dvsan_snmp::usm::{Engine, EngineId};
 use dvsan_tests::{stderr, stdout};
 
 const T: &str = ".1.3.6.1.4.1.32473.99.1.1";
 const USM_STATS: &str = ".1.3.6.1.6.3.15.1.1";
 
-pub fn users() -> Vec<UsmUser> {
-    vec![
-        UsmUser::new(
-            "admin",
-            AuthProtocol::HmacSha256,
-            "admin-auth-pass",
-            Some((PrivProtocol::Aes128Cfb, "admin-priv-pass")),
-            UserAccess::ReadWrite,
-        )
-        .unwrap(),
-        UsmUser::new(
-            "monitor",
-            AuthProtocol::HmacSha512,
-            "monitor-auth-pass",
-            Some((PrivProtocol::Aes128Cfb, "monitor-priv-pass")),
-            UserAccess::ReadOnly,
-        )
-        .unwrap(),
-        UsmUser::new("legacy", AuthProtocol::HmacSha96, "legacy-auth-pass", None, UserAccess::ReadOnly).unwrap(),
-    ]
-}
-
 fn v3_agent() -> (Arc<Agent>, Arc<TestTable>) {
     let engine = Engine::new(EngineId::random(32473).unwrap(), 1);
-    test_agent_with(Some(UsmConfig { engine, users: users() }))
+    test_agent_with(Some(UsmConfig { engine, users: v3_users() }))
 }
 
 /// net-snmp v3 options for `user` at `level` with the given passphrases, numeric output, no retries.

@@ -168,6 +168,7 @@ pub fn record_of(n: &Notification, time_ms: i64, unit_id: Option<String>) -> Not
         version: match n.version {
             Version::V1 => "v1".to_string(),
             Version::V2c => "v2c".to_string(),
+            Version::V3 => "v3".to_string(),
         },
         community: String::from_utf8_lossy(&n.community).into_owned(),
         kind: match n.kind {
@@ -378,6 +379,12 @@ pub async fn receive_loop(
                     }
                     let reason = format!("unexpected {what}");
                     items.push((from.ip(), Ingested::ParseError { from, time_ms: now_ms(), reason }));
+                }
+                Err(ReceiveError::Refused { from, reason }) => {
+                    StationCounters::bump(&counters.bad_community);
+                    if warn_limit.allow() {
+                        tracing::warn!(%from, %reason, "SNMPv3 notification refused");
+                    }
                 }
             }
         }

@@ -96,11 +96,21 @@ impl TrapReceiver {
 
     /// [`TrapReceiver::start`] with more snmptrapd options (e.g. `-On` for numeric OIDs).
     pub fn start_with(dir: &Path, options: &[&str]) -> TrapReceiver {
+        TrapReceiver::start_configured(dir, "", options)
+    }
+
+    /// [`TrapReceiver::start_with`] with more snmptrapd.conf lines (e.g. `createUser` for SNMPv3), its
+    /// persistent directory (where it keeps its engine id and the users it made) in `dir`.
+    pub fn start_configured(dir: &Path, conf_lines: &str, options: &[&str]) -> TrapReceiver {
         let addr = crate::free_udp_addr("127.0.0.1");
         let conf = dir.join("snmptrapd.conf");
-        std::fs::write(&conf, "disableAuthorization yes\ndoNotLogTraps no\n").expect("write snmptrapd.conf");
+        std::fs::write(&conf, format!("disableAuthorization yes\ndoNotLogTraps no\n{conf_lines}"))
+            .expect("write snmptrapd.conf");
         let log = dir.join("traps.log");
         let mut cmd = net_snmp("snmptrapd");
+        if !conf_lines.is_empty() {
+            cmd.env("SNMP_PERSISTENT_DIR", dir);
+        }
         cmd.args(options).args(["-f", "-C", "-c"]).arg(&conf).arg("-Lf").arg(&log).arg(format!("udp:{addr}"));
         let proc = Proc::spawn("snmptrapd", cmd, dir);
         // snmptrapd logs a start line once it listens.

@@ -3,7 +3,9 @@
 //! Reads the pool, the host assignments and the station's tasks from a station's SNMP agent (`dvsan-station run
 //! --snmp-listen`), the traffic of every available unit from the unit itself, and follows the station's
 //! notification log: over SNMP (NOTIFICATION-LOG-MIB), or from its files with `--station-state-dir`.
-//! Operations the user confirms become station tasks, sent with the station's write community. Sources and
+//! Operations the user confirms become station tasks, sent with the station's write community, or everything
+//! towards the station goes as one SNMPv3 user with `--credentials FILE --user NAME` (DVSAN_CREDENTIALS,
+//! DVSAN_USER); the units are read with the read community. Sources and
 //! submissions run in background tokio tasks; the UI loop only draws, handles keys and hands the app's outbox to
 //! the task client, so it never waits on the network.
 
@@ -18,9 +20,11 @@ use dvsan_console::source::tasks::{default_owner, TaskClient};
 use dvsan_console::source::{spawn_refresh, tail, Update};
 use dvsan_console::terminal::TerminalGuard;
 use dvsan_console::ui;
+use dvsan_snmp::usm::UsersFile;
 use ratatui::crossterm::event::{self, Event};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -38,6 +42,13 @@ struct Cli {
     /// No default: without it the console only reads.
     #[arg(long, env = "DVSAN_WRITE_COMMUNITY", hide_env_values = true, value_name = "COMMUNITY")]
     write_community: Option<String>,
+    /// SNMPv3 users file (TOML, mode 0600) holding the user to speak to the station as (with --user): reads,
+    /// the notification log and tasks then go as that user; --community still reads the units.
+    #[arg(long, env = "DVSAN_CREDENTIALS", value_name = "FILE", requires = "user")]
+    credentials: Option<PathBuf>,
+    /// The user in --credentials.
+    #[arg(long, env = "DVSAN_USER", value_name = "NAME", requires = "credentials")]
+    user: Option<String>,
     /// How often the pool and the traffic are read (e.g. 1s, 500ms).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     refresh: Duration,
@@ -91,25 +102,41 @@ async fn console(cli: Cli, station: SocketAddr) -> Result<()> {
             app.apply(Update::Notification(n));
         }
     } else {
+        let user = match (&cli.credentials, &cli.user) {
+            (Some(file), Some(name)) => {
+                Some(Arc::new(UsersFile::load_user(file, name).context("--credentials/--user")?))
+            }
+            _ => None,
+        };
         let mut source =
             SnmpSource::new(station, &cli.community, cli.timeout).await.context("opening an SNMP socket")?;
-        if let Some(write_community) = &cli.write_community {
+        if let Some(user) = &user {
+            source = source.with_station_user(Arc::clone(user));
+        } else if let Some(write_community) = &cli.write_community {
             source = source.assignments_with(write_community);
         }
         tasks.push(spawn_refresh(source, cli.refresh, updates_tx.clone()));
         let owner = default_owner();
-        match &cli.write_community {
-            Some(write_community) => {
+        match (&user, &cli.write_community) {
+            (Some(user), _) => {
+                client = Some(
+                    TaskClient::new(station, "", cli.timeout, &owner)
+                        .await
+                        .context("opening an SNMP socket for tasks")?
+                        .with_user(Arc::clone(user)),
+                )
+            }
+            (None, Some(write_community)) => {
                 client = Some(
                     TaskClient::new(station, write_community, cli.timeout, &owner)
                         .await
                         .context("opening an SNMP socket for tasks")?,
                 )
             }
-            None => {
-                no_client = "the console has no write community, so it only reads: start it with \
-                             --write-community COMMUNITY (the station's --snmp-write-community) to start, cancel \
-                             or remove tasks"
+            (None, None) => {
+                no_client = "the console has no write community or SNMPv3 user, so it only reads: start it with \
+                             --write-community COMMUNITY (the station's --snmp-write-community) or --credentials \
+                             FILE --user NAME to start, cancel or remove tasks"
                     .to_string()
             }
         }
@@ -117,9 +144,12 @@ async fn console(cli: Cli, station: SocketAddr) -> Result<()> {
             let program = tail::station_program(cli.station_bin.as_deref());
             tasks.push(tail::spawn_tail(program, dir.clone(), updates_tx.clone()));
         } else {
-            let reader = LogReader::new(station, &cli.community, cli.timeout)
+            let mut reader = LogReader::new(station, &cli.community, cli.timeout)
                 .await
                 .context("opening an SNMP socket for the notification log")?;
+            if let Some(user) = &user {
+                reader = reader.with_user(Arc::clone(user));
+            }
             tasks.push(spawn_snmp_tail(reader, cli.refresh, updates_tx.clone()));
         }
     }

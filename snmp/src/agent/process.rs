@@ -47,6 +47,7 @@ pub(super) fn process(agent: &Agent, datagram: &[u8], from: SocketAddr, out: &mu
     let model = match msg.version {
         Version::V1 => SecurityModel::V1,
         Version::V2c => SecurityModel::V2c,
+        Version::V3 => SecurityModel::Usm,
     };
     let _requester = Requester::community(model, &msg.community).enter();
     let Message { version, community, pdu } = msg;
@@ -149,7 +150,7 @@ impl GenericPdu {
 pub(super) fn error(mut request: GenericPdu, version: Version, status: ErrorStatus, index: usize) -> GenericPdu {
     request.error_status = match version {
         Version::V1 => status.to_v1(),
-        Version::V2c => status,
+        Version::V2c | Version::V3 => status,
     };
     request.error_index = u32::try_from(index).unwrap_or(u32::MAX);
     request

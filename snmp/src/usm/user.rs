@@ -205,6 +205,8 @@ pub enum UsersFileError {
     Syntax { path: PathBuf, message: String },
     #[error("{path}: user {user:?}: {message}")]
     User { path: PathBuf, user: String, message: String },
+    #[error("{path}: no user {user:?} (it has: {})", if known.is_empty() { "none".to_string() } else { known.join(", ") })]
+    NoSuchUser { path: PathBuf, user: String, known: Vec<String> },
 }
 
 #[derive(serde::Deserialize)]
@@ -287,6 +289,17 @@ impl UsersFile {
     pub fn find(&self, name: &str) -> Option<&UsmUser> {
         self.users.iter().find(|u| u.name == name)
     }
+
+    /// The user called `name` in the users file at `path` ([`UsersFile::load`]'s checks included): what a
+    /// manager's `--credentials FILE --user NAME` names.
+    pub fn load_user(path: &Path, name: &str) -> Result<UsmUser, UsersFileError> {
+        let file = UsersFile::load(path)?;
+        file.find(name).cloned().ok_or_else(|| UsersFileError::NoSuchUser {
+            path: path.to_path_buf(),
+            user: name.to_string(),
+            known: file.users.iter().map(|u| u.name.clone()).collect(),
+        })
+    }
 }
 
 fn auth_names() -> String {
@@ -365,5 +378,8 @@ auth_passphrase = "monitor-pass"
         assert!(e.contains("chmod 600"), "{e}");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(UsersFile::load(&path).unwrap().users.len(), 2);
+        assert_eq!(UsersFile::load_user(&path, "monitor").unwrap().name(), "monitor");
+        let e = UsersFile::load_user(&path, "nobody").unwrap_err().to_string();
+        assert!(e.contains("no user \"nobody\" (it has: admin, monitor)"), "{e}");
     }
 }

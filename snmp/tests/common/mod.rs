@@ -11,6 +11,7 @@ use dvsan_snmp::agent::{
     next_key, Agent, AgentConfig, Community, FnPreparedSet, GetResult, MibHandler, PreparedSet, SetFailure, SetItem,
     TableLayout, UndoFailed, UsmConfig,
 };
+use dvsan_snmp::usm::{AuthProtocol, PrivProtocol, UserAccess, UsmUser};
 use dvsan_snmp::{ErrorStatus, Oid, Value, VarBind};
 
 /// Test enterprise subtree: 1.3.6.1.4.1.32473.99
@@ -240,4 +241,28 @@ pub async fn tool(tool_name: &str, args: &[&str]) -> Output {
     })
     .await
     .unwrap()
+}
+
+/// The v3 tests' users: `admin` (SHA-256/AES, read-write), `monitor` (SHA-512/AES, read-only) and `legacy`
+/// (SHA, authNoPriv, read-only).
+pub fn v3_users() -> Vec<UsmUser> {
+    vec![
+        UsmUser::new(
+            "admin",
+            AuthProtocol::HmacSha256,
+            "admin-auth-pass",
+            Some((PrivProtocol::Aes128Cfb, "admin-priv-pass")),
+            UserAccess::ReadWrite,
+        )
+        .unwrap(),
+        UsmUser::new(
+            "monitor",
+            AuthProtocol::HmacSha512,
+            "monitor-auth-pass",
+            Some((PrivProtocol::Aes128Cfb, "monitor-priv-pass")),
+            UserAccess::ReadOnly,
+        )
+        .unwrap(),
+        UsmUser::new("legacy", AuthProtocol::HmacSha96, "legacy-auth-pass", None, UserAccess::ReadOnly).unwrap(),
+    ]
 }

@@ -12,9 +12,11 @@ use super::Update;
 use crate::model::{Notification, TailStatus};
 use dvsan_mib as mib;
 use dvsan_snmp::manager::Target;
+use dvsan_snmp::usm::UsmUser;
 use dvsan_snmp::{DateAndTime, Manager, Oid, SnmpError, Value};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
@@ -89,6 +91,13 @@ impl LogReader {
             manager: Manager::new(bind).await?,
             target: Target::new(station, community).with_timeout(timeout, 1),
         })
+    }
+
+    /// The same reader reading the log as SNMPv3 `user`.
+    pub fn with_user(mut self, user: Arc<UsmUser>) -> LogReader {
+        let (addr, timeout, retries) = (self.target.addr, self.target.options.timeout, self.target.options.retries);
+        self.target = Target::v3(addr, user).with_timeout(timeout, retries);
+        self
     }
 
     /// The first log index after `after`, if any.

@@ -11,6 +11,7 @@ use crate::model::{
     Volume,
 };
 use dvsan_mib as mib;
+use dvsan_snmp::usm::UsmUser;
 use dvsan_snmp::{DateAndTime, Manager, Oid, SnmpError, Target, Value};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -64,6 +65,14 @@ impl SnmpSource {
     pub fn assignments_with(mut self, community: &str) -> SnmpSource {
         self.assignments =
             Target::new(self.assignments.addr, community).with_timeout(self.assignments.options.timeout, 1);
+        self
+    }
+
+    /// The same source reading the station as SNMPv3 `user` (its assignments too; the units are still read with the community).
+    pub fn with_station_user(mut self, user: Arc<UsmUser>) -> SnmpSource {
+        let (addr, timeout, retries) = (self.station.addr, self.station.options.timeout, self.station.options.retries);
+        self.station = Target::v3(addr, Arc::clone(&user)).with_timeout(timeout, retries);
+        self.assignments = Target::v3(addr, user).with_timeout(timeout, 1);
         self
     }
 
@@ -404,6 +413,7 @@ pub fn plain_snmp_error(error: &SnmpError) -> String {
     match error {
         SnmpError::Timeout => "no answer (not running, wrong address, or wrong community)".to_string(),
         SnmpError::Agent { status, .. } => format!("refused the request ({})", status.name()),
+        SnmpError::Usm { user, reason, .. } => format!("refused SNMPv3 user {user:?}: {reason}"),
         SnmpError::Io(e) => format!("network error: {e}"),
         other => format!("answered something unexpected: {other}"),
     }

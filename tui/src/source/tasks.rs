@@ -16,6 +16,7 @@ use super::Update;
 use crate::form::{Command, Request};
 use crate::model::TaskState;
 use dvsan_mib::{self as mib, row_status, truth_value};
+use dvsan_snmp::usm::UsmUser;
 use dvsan_snmp::{ErrorStatus, Manager, Oid, SnmpError, Target, Value, VarBind};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -108,6 +109,27 @@ impl Refusal {
                 format!("station {station} answered something unexpected ({what}); is it a dvsan station?")
             }
             Refusal::Network(what) => format!("could not send to station {station}: {what}"),
+        }
+    }
+}
+
+impl Refusal {
+    /// [`Refusal::explain`] for a console writing as SNMPv3 `user` (`--credentials FILE --user NAME`).
+    pub fn explain_v3(&self, station: SocketAddr, user: &str, step: Step) -> String {
+        use ErrorStatus::*;
+        let fix = "give a read-write user of the station with --credentials FILE --user NAME";
+        match self {
+            Refusal::NoAnswer => format!(
+                "station {station} does not answer SNMPv3 user {user:?}: is it running, and does it serve that user?"
+            ),
+            Refusal::ChangeIgnored => {
+                format!("station {station} ignored the change: user {user:?} only reads there; {fix}")
+            }
+            Refusal::Status { status: status @ (NoAccess | NotWritable | AuthorizationError | ReadOnly), object } => {
+                let blamed = object.as_deref().map_or(String::new(), |o| format!(" at {o}"));
+                format!("station {station} refused to write ({status}{blamed}) as user {user:?}; {fix}")
+            }
+            other => other.explain(station, user, step),
         }
     }
 }
@@ -275,6 +297,13 @@ impl TaskClient {
         TaskClient { manager, target, owner }
     }
 
+    /// The same client writing as SNMPv3 `user` (same address and timeouts).
+    pub fn with_user(mut self, user: Arc<UsmUser>) -> TaskClient {
+        let (addr, timeout, retries) = (self.target.addr, self.target.options.timeout, self.target.options.retries);
+        self.target = Target::v3(addr, user).with_timeout(timeout, retries);
+        self
+    }
+
     /// Runs `command` in a background task and sends its outcome to `updates`.
     pub fn spawn(&self, command: Command, updates: UnboundedSender<Update>) -> JoinHandle<()> {
         let client = self.clone();
@@ -298,7 +327,10 @@ impl TaskClient {
     }
 
     fn explain(&self, refusal: &Refusal, step: Step) -> String {
-        refusal.explain(self.target.addr, &self.target.community, step)
+        match &self.target.usm {
+            Some(usm) => refusal.explain_v3(self.target.addr, usm.user.name(), step),
+            None => refusal.explain(self.target.addr, &self.target.community, step),
+        }
     }
 
     /// Creates a task for `request`; its index, or why not.
