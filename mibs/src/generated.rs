@@ -1095,6 +1095,10 @@ pub mod dvsan_station_task_operation {
     pub const REMOVE_UNIT: i32 = 10;
     /// removeUnitForce(11)
     pub const REMOVE_UNIT_FORCE: i32 = 11;
+    /// approveUnit(12)
+    pub const APPROVE_UNIT: i32 = 12;
+    /// rejectUnit(13)
+    pub const REJECT_UNIT: i32 = 13;
 }
 
 /// Values of the TruthValue textual convention (used by DVSAN-STATION-MIB::dvsanStationTaskReadOnly).

@@ -1,5 +1,6 @@
 //! Volume allocation and the other changes to units: give a host a volume of at least N bytes, or a
-//! named volume, and take it back; create and destroy volumes and partitions; read a unit again; add one.
+//! named volume, and take it back; create and destroy volumes and partitions; read a unit again; add one, approve
+//! or reject a pending one, remove one.
 //!
 //! A request is served from the pool in the store: the smallest free, available, unpartitioned volume that is
 //! big enough (best fit; for a request with a name, only a free volume of that name); failing that, a new volume
@@ -26,7 +27,7 @@
 
 use crate::announce::{Announcer, Change};
 use crate::model::{Availability, UnitState};
-use crate::store::{AllocationUnit, AssignmentRecord, RemovedUnit, StationStore, StoreError, SyncOutcome};
+use crate::store::{AllocationUnit, AssignmentRecord, PendingUnit, RemovedUnit, StationStore, StoreError, SyncOutcome};
 use crate::walk::{read_unit, WalkError};
 use dvsan_mib as mib;
 use dvsan_snmp::{Endpoint, Manager, Oid, SnmpError, Target, Value, VarBind};
@@ -91,7 +92,7 @@ pub enum AllocateError {
     #[error("unit #{unit} has no agent address (it moved away or was replaced); add it again by its address")]
     NoAddress { unit: u32 },
     #[error("unit #{unit} ({agent}) refused or did not answer {what}: {source}")]
-    Unit { unit: u32, agent: SocketAddr, what: &'static str, source: SnmpError },
+    Unit { unit: u32, agent: SocketAddr, what: &'static str, source: Box<SnmpError> },
     #[error("unit #{unit} ({agent}) answered {what} with unexpected values")]
     UnitProtocol { unit: u32, agent: SocketAddr, what: &'static str },
     #[error("reading unit #{unit} ({agent}) failed: {source}")]
@@ -107,6 +108,16 @@ pub enum AllocateError {
          --write-community NAME (the units' --write-community)"
     )]
     NoWriteCommunity,
+    #[error(
+        "pending unit #{} at {} claims the unit id {} of unit #{unit} ({}); approving it would give that unit's \
+         identity to {}. Reject it, or remove unit #{unit} first if it really moved",
+        pending.index,
+        pending.address,
+        pending.unit_id,
+        unit_address.map_or_else(|| "no address".to_string(), |a| a.to_string()),
+        pending.address.ip()
+    )]
+    ClaimsPoolUnit { pending: Box<PendingUnit>, unit: u32, unit_address: Option<SocketAddr> },
 }
 
 /// What a [`PoolLock`] covers.
@@ -633,7 +644,7 @@ impl<'a> Allocator<'a> {
                 unit: record.index,
                 agent,
                 what: "the volume destruction",
-                source,
+                source: Box::new(source),
             })?;
         self.step(70, &format!("reading unit #{}", record.index));
         self.refresh(record.index, agent).await;
@@ -683,7 +694,7 @@ impl<'a> Allocator<'a> {
             unit: record.index,
             agent,
             what: "the partition creation",
-            source,
+            source: Box::new(source),
         })?;
         self.step(70, &format!("reading unit #{}", record.index));
         self.refresh(record.index, agent).await;
@@ -719,7 +730,7 @@ impl<'a> Allocator<'a> {
                 unit: record.index,
                 agent,
                 what: "the partition destruction",
-                source,
+                source: Box::new(source),
             })?;
         self.step(70, &format!("reading unit #{}", record.index));
         self.refresh(record.index, agent).await;
@@ -751,7 +762,12 @@ impl<'a> Allocator<'a> {
         self.manager
             .set(&self.write_target(agent)?, vec![VarBind::new(status, Value::Integer(mib::row_status::DESTROY))])
             .await
-            .map_err(|source| AllocateError::Unit { unit: record.index, agent, what: "the revoke", source })?;
+            .map_err(|source| AllocateError::Unit {
+                unit: record.index,
+                agent,
+                what: "the revoke",
+                source: Box::new(source),
+            })?;
         self.step(40, &format!("wiping volume {volume} on unit #{}", record.index));
         // The next host must not read what this one wrote: the unit clears the volume, and the pool shows it
         // clearing (not assignable) until done. A unit that refuses (an older unit, a grant someone else made)
@@ -840,6 +856,37 @@ impl<'a> Allocator<'a> {
         }
     }
 
+    /// Approves a pending unit (admin `unit approve`, task approveUnit; `given` as for
+    /// [`StationStore::find_pending`]): its address is added as [`Allocator::add_unit`] adds one, so the station
+    /// trusts that address from now on (the unit is bound to it), then its pending row goes. Refused, with nothing
+    /// changed, when it claims the unit id of a pool unit at another IP: that would give the pool unit's identity
+    /// to this address.
+    pub async fn approve_pending(&mut self, given: &str) -> Result<(PendingUnit, UnitScan), AllocateError> {
+        let pending = self.store.find_pending(given)?;
+        if !pending.unit_id.is_empty() {
+            let units = self.store.units()?;
+            if let Some(real) = units.iter().find(|u| u.unit_id.as_deref() == Some(&pending.unit_id)) {
+                if real.address.map(|a| a.ip()) != Some(pending.address.ip()) {
+                    return Err(AllocateError::ClaimsPoolUnit {
+                        pending: Box::new(pending),
+                        unit: real.index,
+                        unit_address: real.address,
+                    });
+                }
+            }
+        }
+        self.step(0, &format!("approving pending unit #{} at {}", pending.index, pending.address));
+        let scan = self.add_unit(&Endpoint::from(pending.address)).await?;
+        self.store.delete_pending(pending.index)?;
+        tracing::info!(pending = pending.index, address = %pending.address, unit = scan.unit, "pending unit approved");
+        Ok((pending, scan))
+    }
+
+    /// Rejects a pending unit ([`reject_pending`]).
+    pub fn reject_pending(&mut self, given: &str) -> Result<PendingUnit, AllocateError> {
+        reject_pending(self.store, given)
+    }
+
     /// Creates a volume of `blocks` on `unit` and reads its row back.
     async fn create_volume(
         &mut self,
@@ -849,7 +896,7 @@ impl<'a> Allocator<'a> {
         name: Option<&str>,
     ) -> Result<Candidate, AllocateError> {
         let read = self.read_target(agent);
-        let unit_error = |what, source| AllocateError::Unit { unit: unit.index, agent, what, source };
+        let unit_error = |what, source| AllocateError::Unit { unit: unit.index, agent, what, source: Box::new(source) };
         let protocol = |what| AllocateError::UnitProtocol { unit: unit.index, agent, what };
         let next = self
             .manager
@@ -945,7 +992,7 @@ impl<'a> Allocator<'a> {
                         unit: c.unit.index,
                         agent: c.agent,
                         what: "the grant check",
-                        source,
+                        source: Box::new(source),
                     })
                 }
             };
@@ -1029,7 +1076,12 @@ impl<'a> Allocator<'a> {
             .manager
             .get(&self.read_target(agent), &[Oid::from_slice(mib::DVSAN_ACCESS_NEXT_INDEX).child(0)])
             .await
-            .map_err(|source| AllocateError::Unit { unit, agent, what: "dvsanAccessNextIndex", source })?;
+            .map_err(|source| AllocateError::Unit {
+                unit,
+                agent,
+                what: "dvsanAccessNextIndex",
+                source: Box::new(source),
+            })?;
         match next.first().map(|vb| &vb.value) {
             Some(Value::Gauge32(i)) if *i > 0 => Ok(*i),
             Some(Value::Integer(i)) if *i > 0 => Ok(*i as u32),
@@ -1064,7 +1116,7 @@ impl<'a> Allocator<'a> {
             unit,
             agent,
             what: "the grant",
-            source,
+            source: Box::new(source),
         })?;
         Ok(())
     }
@@ -1195,7 +1247,12 @@ impl<'a> Allocator<'a> {
                 let status = Oid::from_slice(mib::DVSAN_ACCESS_ROW_STATUS).child(assignment.grant);
                 let destroy = VarBind::new(status, Value::Integer(mib::row_status::DESTROY));
                 self.manager.set(&self.write_target(agent)?, vec![destroy]).await.map_err(|source| {
-                    AllocateError::Unit { unit: record.index, agent, what: "revoking a grant", source }
+                    AllocateError::Unit {
+                        unit: record.index,
+                        agent,
+                        what: "revoking a grant",
+                        source: Box::new(source),
+                    }
                 })?;
             }
         }
@@ -1260,6 +1317,17 @@ fn nbd_uri(unit: &AllocationUnit, agent: Option<SocketAddr>, export_name: &str) 
         _ => ip,
     };
     Some(format!("nbd://{}/{export_name}", SocketAddr::new(ip, port)))
+}
+
+/// Rejects a pending unit (admin `unit reject`, task rejectUnit; `given` as for [`StationStore::find_pending`]):
+/// it stays out of the pool and its row stays, as rejected, so it is not offered again. Changes no unit, so it
+/// needs no lock (the CLI calls it without an allocator).
+pub fn reject_pending(store: &mut StationStore, given: &str) -> Result<PendingUnit, AllocateError> {
+    let mut pending = store.find_pending(given)?;
+    store.reject_pending(pending.index)?;
+    tracing::info!(pending = pending.index, address = %pending.address, "pending unit rejected");
+    pending.state = "rejected".to_string();
+    Ok(pending)
 }
 
 /// Every assignment in the store with its volume's details from the pool (no lock, no network).

@@ -473,7 +473,11 @@ impl Coordinator {
             security_name: activity.security_name.as_deref(),
             authenticated: activity.authenticated,
         };
-        match self.decide(&claim) {
+        let mut decision = self.decide(&claim);
+        if decision == Decision::Pending && self.registered_meanwhile(activity.ip) {
+            decision = self.decide(&claim);
+        }
+        match decision {
             Decision::Pool | Decision::Follow { .. } => {
                 let enrolled = activity.security_name.as_deref().filter(|name| {
                     activity.authenticated
@@ -505,6 +509,27 @@ impl Coordinator {
                 false
             }
         }
+    }
+
+    /// Whether units the coordinator does not know yet were registered on `ip` meanwhile (by `unit add`, `unit
+    /// approve` or their tasks, which the next poll round's reload would show): it reads them now, so a unit's
+    /// notifications right after its approval do not make it pending again.
+    fn registered_meanwhile(&mut self, ip: IpAddr) -> bool {
+        let indexes = match self.store.units_at_ip(ip) {
+            Ok(indexes) => indexes,
+            Err(e) => {
+                tracing::error!(%ip, error = %e, "reading the units at an address failed");
+                return false;
+            }
+        };
+        let known =
+            |index: &u32| self.units.iter().any(|u| u.index == *index && u.address.is_some_and(|a| a.ip() == ip));
+        let fresh: Vec<u32> = indexes.into_iter().filter(|index| !known(index)).collect();
+        if fresh.is_empty() {
+            return false;
+        }
+        self.reload_units(fresh);
+        true
     }
 
     /// Records an untrusted unit as pending (announced with dvsanStationUnitPending when new) and asks its agent

@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use dvsan_snmp::{resolve_address, Endpoint};
 use dvsan_station::allocate::{
-    allocations, parse_host, parse_request_size, Allocation, Allocator, LockScope, PoolLock,
+    allocations, parse_host, parse_request_size, reject_pending, Allocation, Allocator, LockScope, PoolLock,
 };
 use dvsan_station::credentials::{agent_users_file, write_private, CredentialStore};
 use dvsan_station::operation::{Detail, Operation, Outcome};
@@ -592,51 +592,14 @@ fn cmd_unit_pending(state_dir: &Path, json: bool, all: bool) -> Result<()> {
 }
 
 fn cmd_unit_approve(alloc: &AllocArgs, given: &str) -> Result<()> {
-    let state_dir = &alloc.state.state_dir;
-    let mut store = StationStore::open_existing(state_dir)?;
-    let pending = store.find_pending(given)?;
-    let units = store.units()?;
-    if let Some(real) =
-        units.iter().find(|u| !pending.unit_id.is_empty() && u.unit_id.as_deref() == Some(&pending.unit_id))
-    {
-        if real.address.map(|a| a.ip()) != Some(pending.address.ip()) {
-            bail!(
-                "pending unit #{} at {} claims the unit id {} of unit #{} ({}); approving it would give that unit's \
-                 identity to {}. Reject it, or remove unit #{} first if it really moved",
-                pending.index,
-                pending.address,
-                pending.unit_id,
-                real.index,
-                real.address.map_or_else(|| "no address".to_string(), |a| a.to_string()),
-                pending.address.ip(),
-                real.index
-            );
-        }
-    }
-    store.delete_pending(pending.index)?;
-    let agent = Endpoint::parse(&pending.address.to_string(), pending.address.port())?;
-    let access = UnitAccess {
-        community: &alloc.community,
-        write_community: alloc.write_community.as_deref(),
-        timeout: alloc.timeout,
-    };
-    let outcome = execute(state_dir, store, &access, &Operation::AddUnit { agent })?;
-    print_or_quiet(&format!(
-        "approved pending unit #{} at {} (bound to that address): {}\n",
-        pending.index, pending.address, outcome.text
-    ))
+    let outcome = execute_alloc(alloc, &Operation::ApproveUnit { pending: given.to_string() })?;
+    print_or_quiet(&format!("{}\n", outcome.text))
 }
 
 fn cmd_unit_reject(state_dir: &Path, given: &str) -> Result<()> {
     let mut store = StationStore::open_existing(state_dir)?;
-    let pending = store.find_pending(given)?;
-    store.reject_pending(pending.index)?;
-    print_or_quiet(&format!(
-        "rejected pending unit #{} at {}{}: it stays out of the pool\n",
-        pending.index,
-        pending.address,
-        if pending.unit_id.is_empty() { String::new() } else { format!(" (claims unit id {})", pending.unit_id) }
-    ))
+    let outcome = Outcome::rejected(reject_pending(&mut store, given)?);
+    print_or_quiet(&format!("{}\n", outcome.text))
 }
 
 fn cmd_unit_rescan(alloc: &AllocArgs, unit: &str) -> Result<()> {
@@ -752,6 +715,7 @@ fn execute(
     runtime.block_on(async {
         let ipv6 = match operation {
             Operation::AddUnit { agent } => agent.lookup().await?.is_ipv6(),
+            Operation::ApproveUnit { pending } => store.find_pending(pending)?.address.is_ipv6(),
             _ => false,
         };
         let bind: SocketAddr = if ipv6 { "[::]:0" } else { "0.0.0.0:0" }.parse()?;

@@ -1,6 +1,6 @@
 //! Everything an operator can do to the pool, as one type: [`Operation`], executed by one path
 //! ([`Operation::execute`], over an [`Allocator`] that holds the operation's locks) for both the CLI commands
-//! (`volume create`, `assign`, `unit rescan`, ...) and the station's tasks (the `tasks` module), so the two cannot
+//! (`volume create`, `assign`, `unit rescan`, `unit approve`, ...) and the station's tasks (the `tasks` module), so the two cannot
 //! drift apart.
 //!
 //! A task row gives its operation as text [`Arguments`] (dvsanStationTaskTable's columns);
@@ -13,7 +13,7 @@ use crate::allocate::{
     human_size, parse_host, parse_request_size, AllocateError, Allocation, Allocator, LockScope, SizeRequest, UnitScan,
 };
 use crate::model::PoolPartition;
-use crate::store::{assignment_list, AssignmentRecord, RemovedUnit, StationStore};
+use crate::store::{assignment_list, AssignmentRecord, PendingUnit, RemovedUnit, StationStore};
 use dvsan_snmp::Endpoint;
 use std::net::IpAddr;
 
@@ -71,6 +71,14 @@ pub enum Operation {
         unit: String,
         force: bool,
     },
+    /// Read a pending unit (its index, claimed unit id or prefix, or address) into the pool, bound to its address.
+    ApproveUnit {
+        pending: String,
+    },
+    /// Keep a pending unit out of the pool.
+    RejectUnit {
+        pending: String,
+    },
 }
 
 /// How an operation ended well: what it did in plain words, the unit and volume it concerns (0 when none), and
@@ -99,6 +107,10 @@ pub enum Detail {
     Unit(UnitScan),
     /// A unit was removed from the pool.
     Removed(RemovedUnit),
+    /// A pending unit was approved: its row as it was, and the unit as it was read.
+    Approved(Box<PendingUnit>, UnitScan),
+    /// A pending unit was rejected (its row, now rejected).
+    Rejected(Box<PendingUnit>),
 }
 
 fn needs_unit(kind: OperationKind) -> String {
@@ -180,6 +192,21 @@ impl Operation {
             OperationKind::RescanUnit => Operation::RescanUnit { unit: unit()? },
             OperationKind::RemoveUnit => Operation::RemoveUnit { unit: unit()?, force: false },
             OperationKind::RemoveUnitForce => Operation::RemoveUnit { unit: unit()?, force: true },
+            OperationKind::ApproveUnit | OperationKind::RejectUnit => {
+                let pending = args.unit.trim();
+                if pending.is_empty() {
+                    return Err(format!(
+                        "{kind} needs the pending unit in dvsanStationTaskUnit: its dvsanStationPendingIndex, the unit \
+                         id it claims (or a unique prefix) or its address"
+                    ));
+                }
+                let pending = pending.to_string();
+                if kind == OperationKind::ApproveUnit {
+                    Operation::ApproveUnit { pending }
+                } else {
+                    Operation::RejectUnit { pending }
+                }
+            }
             OperationKind::AddUnit => {
                 if args.unit.trim().is_empty() {
                     return Err(format!(
@@ -206,10 +233,12 @@ impl Operation {
             Operation::AddUnit { .. } => OperationKind::AddUnit,
             Operation::RemoveUnit { force: false, .. } => OperationKind::RemoveUnit,
             Operation::RemoveUnit { force: true, .. } => OperationKind::RemoveUnitForce,
+            Operation::ApproveUnit { .. } => OperationKind::ApproveUnit,
+            Operation::RejectUnit { .. } => OperationKind::RejectUnit,
         }
     }
 
-    /// The unit the operation names, as given.
+    /// The pool unit the operation names, as given (a pending unit is not one).
     pub fn unit(&self) -> Option<&str> {
         match self {
             Operation::CreateVolume { unit, .. }
@@ -220,12 +249,16 @@ impl Operation {
             | Operation::Unassign { unit, .. }
             | Operation::RescanUnit { unit }
             | Operation::RemoveUnit { unit, .. } => Some(unit),
-            Operation::Allocate { .. } | Operation::AddUnit { .. } => None,
+            Operation::Allocate { .. }
+            | Operation::AddUnit { .. }
+            | Operation::ApproveUnit { .. }
+            | Operation::RejectUnit { .. } => None,
         }
     }
 
     /// The locks the operation needs: its unit's (found in `store`), the whole pool for an allocation (it may
-    /// choose any unit), the shared pool lock only for adding a unit.
+    /// choose any unit), the shared pool lock only for adding a unit (also by approving a pending one) and for
+    /// rejecting a pending unit (it changes no unit).
     pub fn lock_scope(&self, store: &StationStore) -> Result<LockScope, AllocateError> {
         Ok(match (self, self.unit()) {
             (Operation::Allocate { .. }, _) => LockScope::Pool,
@@ -278,6 +311,11 @@ impl Operation {
                 Ok(Outcome { text, unit: scan.unit, volume: 0, detail: Detail::Unit(scan) })
             }
             Operation::AddUnit { agent } => Ok(Outcome::added_unit(allocator.add_unit(agent).await?)),
+            Operation::ApproveUnit { pending } => {
+                let (pending, scan) = allocator.approve_pending(pending).await?;
+                Ok(Outcome::approved(pending, scan))
+            }
+            Operation::RejectUnit { pending } => Ok(Outcome::rejected(allocator.reject_pending(pending)?)),
             Operation::RemoveUnit { unit, force } => {
                 let index = allocator.find_unit(unit)?;
                 let removed = allocator.remove_unit(index, *force).await?;
@@ -349,6 +387,34 @@ impl Outcome {
     /// An assignment or allocation, told by `text`.
     fn assignment(text: String, a: Allocation) -> Outcome {
         Outcome { text, unit: a.unit, volume: a.volume, detail: Detail::Assignment(a) }
+    }
+
+    fn approved(pending: PendingUnit, scan: UnitScan) -> Outcome {
+        let added = Outcome::added_unit(scan.clone());
+        Outcome {
+            text: format!(
+                "approved pending unit #{} at {} (bound to that address): {}",
+                pending.index, pending.address, added.text
+            ),
+            unit: scan.unit,
+            volume: 0,
+            detail: Detail::Approved(Box::new(pending), scan),
+        }
+    }
+
+    /// The outcome of rejecting `pending` (the CLI's `unit reject`, which needs no allocator, uses it too).
+    pub fn rejected(pending: PendingUnit) -> Outcome {
+        let claim =
+            if pending.unit_id.is_empty() { String::new() } else { format!(" (claims unit id {})", pending.unit_id) };
+        Outcome {
+            text: format!(
+                "rejected pending unit #{} at {}{claim}: it stays out of the pool",
+                pending.index, pending.address
+            ),
+            unit: 0,
+            volume: 0,
+            detail: Detail::Rejected(Box::new(pending)),
+        }
     }
 
     fn added_unit(scan: UnitScan) -> Outcome {
@@ -472,7 +538,9 @@ mod tests {
         assert_eq!(OperationKind::AddUnit.mib_value(), 9);
         assert_eq!(OperationKind::from_mib(0), None);
         assert_eq!(OperationKind::RemoveUnitForce.mib_value(), 11);
-        assert_eq!(OperationKind::from_mib(12), None);
+        assert_eq!(OperationKind::ApproveUnit.mib_value(), 12);
+        assert_eq!(OperationKind::RejectUnit.mib_value(), 13);
+        assert_eq!(OperationKind::from_mib(14), None);
     }
 
     #[test]
@@ -518,6 +586,13 @@ mod tests {
         assert_eq!(op, Operation::RemoveUnit { unit: "u".into(), force: true });
         let e = args(OperationKind::RemoveUnit, |_| {}).unwrap_err();
         assert!(e.contains("removeUnit needs a unit"), "{e}");
+        let op = args(OperationKind::ApproveUnit, |a| a.unit = " 127.0.0.9 ".into()).unwrap();
+        assert_eq!((op.kind(), op.unit()), (OperationKind::ApproveUnit, None));
+        assert_eq!(op, Operation::ApproveUnit { pending: "127.0.0.9".into() });
+        let op = args(OperationKind::RejectUnit, |a| a.unit = "3".into()).unwrap();
+        assert_eq!(op, Operation::RejectUnit { pending: "3".into() });
+        let e = args(OperationKind::RejectUnit, |_| {}).unwrap_err();
+        assert!(e.contains("rejectUnit needs the pending unit") && e.contains("dvsanStationPendingIndex"), "{e}");
         let op = args(OperationKind::RescanUnit, |a| a.unit = "u".into()).unwrap();
         assert_eq!((op.kind(), op.unit()), (OperationKind::RescanUnit, Some("u")));
     }

@@ -813,6 +813,13 @@ impl StationStore {
         Ok(self.conn.query_row("SELECT count(*) FROM pending_units WHERE state = 'pending'", [], |r| r.get(0))?)
     }
 
+    /// The station indexes of the units (and placeholders) whose agent address is on `ip`.
+    pub fn units_at_ip(&self, ip: IpAddr) -> Result<Vec<u32>, StoreError> {
+        let mut stmt = self.conn.prepare_cached("SELECT id FROM units WHERE address = ?1 ORDER BY id")?;
+        let rows = stmt.query_map([ip.to_string()], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Every address the station was told to trust without credentials: the IPs of the units' agent addresses
     /// (known units and placeholders of `unit add` or an approval).
     pub fn registered_ips(&self) -> Result<Vec<IpAddr>, StoreError> {

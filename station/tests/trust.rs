@@ -1,7 +1,9 @@
 //! Trust in units, with real processes: a station with default settings (no `--trust-community-units`) keeps a
 //! unit that announces itself with a community out of the pool until an operator approves it, and refuses an
 //! agent at another address that reports the id of a unit in the pool (counted, announced to the NMS, the real
-//! unit untouched). net-snmp's tools read DVSAN-STATION-MIB's new objects; snmptrapd is the NMS.
+//! unit untouched). net-snmp's tools read DVSAN-STATION-MIB's new objects; snmptrapd is the NMS. The station tasks
+//! approveUnit and rejectUnit (created with snmpset) do what `unit approve` and `unit reject` do, and only with
+//! the write community.
 
 use dvsan_tests::units::*;
 use dvsan_tests::*;
@@ -173,4 +175,83 @@ fn a_fake_agent_reporting_a_pooled_units_id_is_refused_and_the_real_unit_stays()
         u["last_seen"] != before["last_seen"] && u["state"] == "available"
     });
     drop(fake);
+}
+
+/// Creates a station task (createAndGo) with `operation` on `pending` using `community`; returns the index and
+/// whether the SET succeeded (with net-snmp's complaint).
+fn task_set(station: &Station, community: &str, operation: &str, pending: &str) -> (String, Result<(), String>) {
+    let index = station_get(station, &["DVSAN-STATION-MIB::dvsanStationTaskNextIndex.0"]).trim().to_string();
+    let address = station.snmp.expect("station agent").to_string();
+    let out = net_snmp("snmpset")
+        .args(["-v2c", "-c", community, "-t", "1", "-r", "0", &address])
+        .args([&format!("DVSAN-STATION-MIB::dvsanStationTaskOperation.{index}"), "i", operation])
+        .args([&format!("DVSAN-STATION-MIB::dvsanStationTaskUnit.{index}"), "s", pending])
+        .args([&format!("DVSAN-STATION-MIB::dvsanStationTaskRowStatus.{index}"), "i", "createAndGo"])
+        .output()
+        .unwrap();
+    let result = if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).to_string()) };
+    (index, result)
+}
+
+/// Waits until task `index` ended; returns its state and result.
+fn task_end(station: &Station, index: &str) -> (String, String) {
+    wait_until(&format!("task {index} to end"), WAIT, || {
+        let state = station_get(station, &[&format!("DVSAN-STATION-MIB::dvsanStationTaskState.{index}")]);
+        let state = state.trim().to_string();
+        if matches!(state.as_str(), "pending" | "running") {
+            return None;
+        }
+        let result = station_get(station, &[&format!("DVSAN-STATION-MIB::dvsanStationTaskResult.{index}")]);
+        Some((state, result.trim().trim_matches('"').to_string()))
+    })
+}
+
+#[test]
+fn pending_units_are_approved_and_rejected_by_station_tasks_with_the_write_community_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let station = Station::start_secure(&dir.path().join("station"), &[]);
+    let mut first = Unit::start(&dir.path().join("u1"), "127.0.49.1", station.traps, "32M", &[]);
+    first.serve_data();
+    let second = Unit::start(&dir.path().join("u2"), "127.0.49.2", station.traps, "16M", &[]);
+    for address in ["127.0.49.1:1161", "127.0.49.2:1161"] {
+        wait_until(&format!("a pending row for {address}"), WAIT, || pending_at(&station.pending(), address).cloned());
+    }
+
+    // The read community cannot approve: the SET is dropped, no task row is made, the unit stays pending.
+    let (index, result) = task_set(&station, "public", "approveUnit", "127.0.49.1");
+    assert!(result.as_ref().is_err_and(|e| e.contains("Timeout")), "{result:?}");
+    let state = station_get(&station, &[&format!("DVSAN-STATION-MIB::dvsanStationTaskState.{index}")]);
+    assert!(state.contains("No Such Instance"), "{state}");
+    assert_eq!(pending_at(&station.pending(), "127.0.49.1:1161").unwrap()["state"], "pending");
+
+    // approveUnit by the claimed unit id: done, the result says what was read, the unit is pooled and serves.
+    let id = first.unit_id();
+    let (index, result) = task_set(&station, "private", "approveUnit", &id);
+    result.unwrap();
+    let (state, text) = task_end(&station, &index);
+    assert_eq!(state, "done", "{text}");
+    assert!(text.contains("approved pending unit") && text.contains("127.0.49.1:1161") && text.contains(&id), "{text}");
+    let unit = station.wait_unit("127.0.49.1:1161", "the approved unit", WAIT, |u| u["state"] == "available");
+    let result_unit = station_get(&station, &[&format!("DVSAN-STATION-MIB::dvsanStationTaskResultUnit.{index}")]);
+    assert_eq!(result_unit.trim(), unit["index"].to_string());
+    assert!(pending_at(&station.pending(), "127.0.49.1:1161").is_none());
+    let text = run_ok(&mut cli(&station, &["request", "--json", "--size", "1M", "--host", "127.0.49.100"]));
+    let allocation: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(allocation["agent"], "127.0.49.1:1161", "{allocation:#}");
+
+    // rejectUnit by address: done, the row stays rejected, the unit stays out.
+    let (index, result) = task_set(&station, "private", "rejectUnit", "127.0.49.2");
+    result.unwrap();
+    let (state, text) = task_end(&station, &index);
+    assert_eq!(state, "done", "{text}");
+    assert!(text.contains("rejected pending unit") && text.contains(&second.unit_id()), "{text}");
+    assert_eq!(pending_at(&station.pending(), "127.0.49.2:1161").unwrap()["state"], "rejected");
+    assert!(station.unit_at("127.0.49.2:1161").is_none(), "{:#}", station.pool());
+
+    // A pending unit nobody knows: the task fails and says where to look.
+    let (index, result) = task_set(&station, "private", "approveUnit", "127.0.49.99");
+    result.unwrap();
+    let (state, text) = task_end(&station, &index);
+    assert_eq!(state, "failed", "{text}");
+    assert!(text.contains("no pending unit matches") && text.contains("unit pending"), "{text}");
 }

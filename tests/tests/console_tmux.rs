@@ -1,7 +1,8 @@
 //! The real console in a real terminal: `dvsan-console` runs inside a detached tmux session against a real station
 //! and two real units (agent + blockd each); the test types keys with `tmux send-keys` and reads the screen with
 //! `tmux capture-pane`, the way an operator would see it. The console is given only the station's SNMP address:
-//! pool, tasks and the notification tail all come over SNMP.
+//! pool, tasks and the notification tail all come over SNMP. A station with the default trust settings keeps a
+//! unit that announces itself pending until the operator approves it on the console's Pending screen.
 
 use dvsan_tests::units::{SanUnit, Station, WRITE_COMMUNITY};
 use dvsan_tests::{free_udp_port, require_tool, wait_for, workspace_bin};
@@ -258,4 +259,52 @@ fn an_operator_opens_the_map_of_a_unit_on_two_media() {
     console.expect(&["LBAs: first 0–"], Duration::from_secs(5));
     console.keys(&["Escape"]);
     console.expect(&["Pool:", "mapunit"], Duration::from_secs(5));
+}
+
+#[test]
+fn an_operator_approves_a_pending_unit_in_the_console_and_it_joins_the_pool() {
+    require_tool("tmux", "tmux");
+    let dir = tempfile::tempdir().unwrap();
+    let agent_port = free_udp_port("127.0.0.174");
+    // The station's defaults for trust: a unit that announces itself waits for approval.
+    let station = Station::start_secure(&dir.path().join("station"), &["--agent-port", &agent_port.to_string()]);
+    let address = format!("127.0.0.174:{agent_port}");
+    let _unit =
+        SanUnit::start(&dir.path().join("pendunit"), &address, &station.traps.to_string(), "pendunit", &["64M"]);
+    let pending = wait_for(Duration::from_secs(15), || {
+        station.pending().iter().any(|p| p["address"] == address.as_str() && p["state"] == "pending").then_some(())
+    });
+    assert!(pending.is_some(), "the unit never became pending: {}", station.proc.log_text());
+    assert!(station.unit_at(&address).is_none(), "a unit nobody approved is in the pool");
+
+    let console = Tmux::start(
+        "dvsan-console-pending",
+        100,
+        30,
+        &[
+            workspace_bin("dvsan-console").display().to_string(),
+            "--station".into(),
+            station.snmp.expect("the station serves SNMP").to_string(),
+            "--refresh".into(),
+            "500ms".into(),
+        ],
+    );
+    // The status line says a unit waits; P shows what it claims.
+    console.expect(&["1 pending approval (P)"], Duration::from_secs(15));
+    console.keys(&["P"]);
+    console.expect(&["Pending units (1 waiting", &address, "pendunit", "pending"], Duration::from_secs(10));
+    // A asks first; y sends the approveUnit task, whose result the status line shows.
+    console.keys(&["A"]);
+    console.expect(&["Really approve pending unit", "(y/n)"], Duration::from_secs(5));
+    console.keys(&["y"]);
+    console.expect(&["done: approved pending unit", &address], Duration::from_secs(20));
+    station.wait_unit(&address, "the approved unit", Duration::from_secs(15), |u| u["state"] == "available");
+    assert!(
+        station.pending().iter().all(|p| p["address"] != address.as_str()),
+        "the pending row is gone: {:?}",
+        station.pending()
+    );
+    console.expect(&["Pending units (0 waiting"], Duration::from_secs(10));
+    console.keys(&["1"]);
+    console.expect(&["pendunit", "available"], Duration::from_secs(15));
 }

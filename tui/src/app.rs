@@ -10,7 +10,8 @@
 use crate::form::{Command, Confirm, Form, FormKind, Prefill, Request};
 use crate::history::{History, StepLog};
 use crate::model::{
-    Assignment, Medium, Notification, Partition, Pool, Reported, TailStatus, Task, TaskState, Traffic, Unit, Volume,
+    Assignment, Medium, Notification, Partition, PendingState, PendingUnit, Pool, Reported, TailStatus, Task,
+    TaskState, Traffic, Unit, Volume,
 };
 use crate::source::Update;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -33,11 +34,20 @@ pub enum Screen {
     Notifications,
     Activity,
     Tasks,
+    /// Units waiting for the operator's approval (dvsanStationPendingTable).
+    Pending,
 }
 
 impl Screen {
-    pub const ALL: [Screen; 6] =
-        [Screen::Units, Screen::Volumes, Screen::Hosts, Screen::Notifications, Screen::Activity, Screen::Tasks];
+    pub const ALL: [Screen; 7] = [
+        Screen::Units,
+        Screen::Volumes,
+        Screen::Hosts,
+        Screen::Notifications,
+        Screen::Activity,
+        Screen::Tasks,
+        Screen::Pending,
+    ];
 
     pub fn title(self) -> &'static str {
         match self {
@@ -47,6 +57,7 @@ impl Screen {
             Screen::Notifications => "Notifications",
             Screen::Activity => "Activity",
             Screen::Tasks => "Tasks",
+            Screen::Pending => "Pending",
         }
     }
 
@@ -63,6 +74,7 @@ impl Screen {
             Screen::Notifications => &[Pane::Notifications],
             Screen::Activity => &[Pane::Activity],
             Screen::Tasks => &[Pane::Tasks],
+            Screen::Pending => &[Pane::Pending],
         }
     }
 }
@@ -77,10 +89,11 @@ pub enum Pane {
     Notifications,
     Activity,
     Tasks,
+    Pending,
 }
 
 impl Pane {
-    const COUNT: usize = 7;
+    const COUNT: usize = 8;
 
     fn slot(self) -> usize {
         self as usize
@@ -94,6 +107,7 @@ impl Pane {
             Pane::Notifications => Screen::Notifications,
             Pane::Activity => Screen::Activity,
             Pane::Tasks => Screen::Tasks,
+            Pane::Pending => Screen::Pending,
         }
     }
 }
@@ -136,6 +150,10 @@ pub enum Action {
     RemoveSelectedUnit,
     CancelSelectedTask,
     RemoveSelectedTask,
+    /// Let the selected pending unit into the pool (task approveUnit), after a yes.
+    ApproveSelectedPending,
+    /// Keep the selected pending unit out (task rejectUnit), after a yes.
+    RejectSelectedPending,
     Confirm(bool),
     /// The selected unit's address-space map and details (Units screen).
     OpenUnitMap,
@@ -218,6 +236,12 @@ pub struct App {
     pub assignments_error: Option<String>,
     /// When the last good assignment list was read (Unix seconds).
     pub assignments_read_unix: Option<i64>,
+    /// Units waiting for approval and rejected ones, by index (the last good read).
+    pub pending: Vec<PendingUnit>,
+    /// Why the last pending-units read failed.
+    pub pending_error: Option<String>,
+    /// When the last good pending list was read (Unix seconds).
+    pub pending_read_unix: Option<i64>,
     pub notifications: VecDeque<Notification>,
     pub tail: TailStatus,
     /// Keep the newest notification selected as new ones arrive.
@@ -265,6 +289,9 @@ impl App {
             assignments: Vec::new(),
             assignments_error: None,
             assignments_read_unix: None,
+            pending: Vec::new(),
+            pending_error: None,
+            pending_read_unix: None,
             notifications: VecDeque::new(),
             tail,
             follow: true,
@@ -341,7 +368,8 @@ impl App {
                 KeyCode::Up | KeyCode::Char('k') => Action::ViewMove(-1),
                 KeyCode::Down | KeyCode::Char('j') => Action::ViewMove(1),
                 KeyCode::Char('?') => Action::ToggleHelp,
-                KeyCode::Char(c @ '1'..='6') => Action::GoTo(Screen::ALL[usize::from(c as u8 - b'1')]),
+                KeyCode::Char(c @ '1'..='7') => Action::GoTo(Screen::ALL[usize::from(c as u8 - b'1')]),
+                KeyCode::Char('P') => Action::GoTo(Screen::Pending),
                 _ => Action::None,
             };
         }
@@ -362,8 +390,11 @@ impl App {
             KeyCode::Char('u') if ctrl => Action::PageUp,
             KeyCode::Home | KeyCode::Char('g') => Action::Top,
             KeyCode::End | KeyCode::Char('G') => Action::Bottom,
-            KeyCode::Char(c @ '1'..='6') => Action::GoTo(Screen::ALL[usize::from(c as u8 - b'1')]),
-            KeyCode::F(n @ 1..=6) => Action::GoTo(Screen::ALL[usize::from(n - 1)]),
+            KeyCode::Char(c @ '1'..='7') => Action::GoTo(Screen::ALL[usize::from(c as u8 - b'1')]),
+            KeyCode::F(n @ 1..=7) => Action::GoTo(Screen::ALL[usize::from(n - 1)]),
+            KeyCode::Char('P') => Action::GoTo(Screen::Pending),
+            KeyCode::Char('A') if self.screen == Screen::Pending => Action::ApproveSelectedPending,
+            KeyCode::Char('X') if self.screen == Screen::Pending => Action::RejectSelectedPending,
             KeyCode::Char('a') if self.screen == Screen::Units => Action::OpenForm(FormKind::AddUnit),
             KeyCode::Char('a') if matches!(self.screen, Screen::Volumes | Screen::Hosts) => {
                 Action::OpenForm(FormKind::Assign)
@@ -440,6 +471,8 @@ impl App {
             },
             Action::CancelSelectedTask => self.cancel_selected_task(),
             Action::RemoveSelectedTask => self.remove_selected_task(),
+            Action::ApproveSelectedPending => self.decide_selected_pending(true),
+            Action::RejectSelectedPending => self.decide_selected_pending(false),
             Action::Confirm(yes) => self.answer_confirmation(yes),
             Action::OpenUnitMap => self.open_unit_map(),
             Action::OpenVolumeMap => self.open_volume_map(),
@@ -574,6 +607,21 @@ impl App {
         }
     }
 
+    /// Ask before approving (or rejecting) the selected pending unit; say why a rejected one is not rejected again.
+    fn decide_selected_pending(&mut self, approve: bool) {
+        let Some(unit) = self.visible_pending().get(self.selected(Pane::Pending)).map(|p| (*p).clone()) else {
+            return self.say("no pending unit selected");
+        };
+        let (pending, what) = (unit.index, unit.describe());
+        match (approve, unit.state) {
+            (true, _) => self.request(Request::ApproveUnit { pending, what }),
+            (false, PendingState::Rejected) => {
+                self.say(format!("pending unit {what} is rejected already; A approves it after all"))
+            }
+            (false, _) => self.request(Request::RejectUnit { pending, what }),
+        }
+    }
+
     /// Send the command waiting for confirmation, or say it was not done.
     fn answer_confirmation(&mut self, yes: bool) {
         if let Some(confirm) = self.confirm.take() {
@@ -682,6 +730,14 @@ impl App {
                         self.assignments_read_unix = Some(snapshot.taken_unix);
                     }
                     Err(why) => self.assignments_error = Some(why),
+                }
+                match snapshot.pending {
+                    Ok(pending) => {
+                        self.pending = pending;
+                        self.pending_error = None;
+                        self.pending_read_unix = Some(snapshot.taken_unix);
+                    }
+                    Err(why) => self.pending_error = Some(why),
                 }
                 self.clamp_selections();
             }
@@ -899,6 +955,7 @@ impl App {
             Pane::Notifications,
             Pane::Activity,
             Pane::Tasks,
+            Pane::Pending,
         ] {
             let len = self.row_count(pane);
             let slot = pane.slot();
@@ -930,7 +987,29 @@ impl App {
             Pane::Activity => self.visible_traffic().len(),
             Pane::Hosts => self.visible_assignments().len(),
             Pane::Tasks => self.visible_tasks().len(),
+            Pane::Pending => self.visible_pending().len(),
         }
+    }
+
+    /// Pending units matching the filter (index, claimed id and name, address, sysName, sysDescr, state): those
+    /// waiting first, then the rejected ones, each by index.
+    pub fn visible_pending(&self) -> Vec<&PendingUnit> {
+        let filter = self.filter(Pane::Pending);
+        let mut rows: Vec<&PendingUnit> = self
+            .pending
+            .iter()
+            .filter(|p| {
+                let (index, address, state) = (p.index.to_string(), p.address_text(), p.state.to_string());
+                matches_terms(filter, &[&index, &p.unit_id, &p.name, &address, &p.sys_name, &p.sys_descr, &state])
+            })
+            .collect();
+        rows.sort_by_key(|p| (p.state != PendingState::Pending, p.index));
+        rows
+    }
+
+    /// Units waiting for approval (not the rejected ones).
+    pub fn waiting_count(&self) -> usize {
+        self.pending.iter().filter(|p| p.state == PendingState::Pending).count()
     }
 
     /// Tasks matching the filter (id, operation and arguments, state, owner, step, result), newest first.
@@ -1510,5 +1589,51 @@ mod tests {
         app.pool.units[0].name = "7".into();
         app.pool.units[0].id.clear();
         assert_eq!(app.unit_ref(1), "1");
+    }
+
+    #[test]
+    fn pending_units_are_approved_and_rejected_after_a_yes() {
+        let mut app = demo();
+        // P from any list; A and X mean something only on the Pending screen.
+        assert_eq!(key(&app, KeyCode::Char('A')), Action::None);
+        press(&mut app, KeyCode::Char('P'));
+        assert_eq!((app.screen, app.pane), (Screen::Pending, Pane::Pending));
+        assert_eq!(app.waiting_count(), 1);
+        let visible: Vec<u32> = app.visible_pending().iter().map(|p| p.index).collect();
+        assert_eq!(visible, [1, 2], "waiting ones first, then the rejected");
+
+        // A asks first; n sends nothing.
+        press(&mut app, KeyCode::Char('A'));
+        let question = app.confirm.as_ref().map(Confirm::question).unwrap_or_default();
+        assert!(question.starts_with("Really approve pending unit #1 127.0.0.14:1161 \"unit4\""), "{question}");
+        assert!(question.contains("trusts its address"), "{question}");
+        press(&mut app, KeyCode::Char('n'));
+        assert!(app.take_outbox().is_empty());
+        assert!(message(&app).starts_with("not done: approve pending unit #1"), "{}", message(&app));
+
+        // y sends the approveUnit task naming the pending row.
+        press(&mut app, KeyCode::Char('A'));
+        press(&mut app, KeyCode::Char('y'));
+        let sent = app.take_outbox();
+        let [Command::Submit(request @ Request::ApproveUnit { pending: 1, .. })] = sent.as_slice() else {
+            panic!("{sent:?}")
+        };
+        assert_eq!(request.operation(), TaskOperation::ApproveUnit);
+
+        // X on the waiting one: rejectUnit after a yes; on the rejected one: nothing to do.
+        press(&mut app, KeyCode::Char('X'));
+        assert!(app.confirm.as_ref().is_some_and(|c| c.question().contains("stays out of the pool")));
+        press(&mut app, KeyCode::Char('y'));
+        let sent = app.take_outbox();
+        assert!(matches!(sent.as_slice(), [Command::Submit(Request::RejectUnit { pending: 1, .. })]), "{sent:?}");
+        press(&mut app, KeyCode::Down);
+        press(&mut app, KeyCode::Char('X'));
+        assert!(app.confirm.is_none() && app.take_outbox().is_empty());
+        assert!(message(&app).contains("rejected already"), "{}", message(&app));
+
+        // The filter finds rows by what they claim.
+        press(&mut app, KeyCode::Char('/'));
+        type_text(&mut app, "rack2");
+        assert_eq!(app.visible_pending().len(), 1);
     }
 }

@@ -118,6 +118,17 @@ pub enum Request {
         force: bool,
         assigned: Vec<String>,
     },
+    /// Let a pending unit (by its dvsanStationPendingIndex) into the pool, bound to its address; `what` describes
+    /// it for people (address, name, the unit id it claims).
+    ApproveUnit {
+        pending: u32,
+        what: String,
+    },
+    /// Keep a pending unit out of the pool.
+    RejectUnit {
+        pending: u32,
+        what: String,
+    },
 }
 
 impl Request {
@@ -135,6 +146,8 @@ impl Request {
             Request::RescanUnit { .. } => TaskOperation::RescanUnit,
             Request::RemoveUnit { force: false, .. } => TaskOperation::RemoveUnit,
             Request::RemoveUnit { force: true, .. } => TaskOperation::RemoveUnitForce,
+            Request::ApproveUnit { .. } => TaskOperation::ApproveUnit,
+            Request::RejectUnit { .. } => TaskOperation::RejectUnit,
         }
     }
 
@@ -147,6 +160,12 @@ impl Request {
                 | Request::Unassign { .. }
                 | Request::RemoveUnit { .. }
         )
+    }
+
+    /// Whether it decides which units the station trusts (approve or reject a pending unit), and so needs
+    /// confirmation too.
+    pub fn is_trust_decision(&self) -> bool {
+        matches!(self, Request::ApproveUnit { .. } | Request::RejectUnit { .. })
     }
 }
 
@@ -191,6 +210,8 @@ impl fmt::Display for Request {
             Request::RemoveUnit { unit, force: true, assigned } => {
                 write!(f, "remove unit {unit} from the pool and release {}", assigned.join(", "))
             }
+            Request::ApproveUnit { what, .. } => write!(f, "approve pending unit {what}"),
+            Request::RejectUnit { what, .. } => write!(f, "reject pending unit {what}"),
         }
     }
 }
@@ -210,7 +231,7 @@ impl Command {
     /// Whether the command needs a yes before it is sent.
     pub fn needs_confirmation(&self) -> bool {
         match self {
-            Command::Submit(request) => request.is_destructive(),
+            Command::Submit(request) => request.is_destructive() || request.is_trust_decision(),
             Command::Cancel { .. } => true,
             Command::Remove { .. } => false,
         }
@@ -496,6 +517,13 @@ impl Confirm {
             Command::Submit(request @ Request::RemoveUnit { force, .. }) => {
                 let hosts = if *force { " Those hosts lose access." } else { "" };
                 format!("Really {request}?{hosts} Any notification from it adds it again. (y/n)")
+            }
+            Command::Submit(request @ Request::ApproveUnit { .. }) => format!(
+                "Really {request}? The station trusts its address from now on: whatever sends from there speaks for \
+                 the unit. (y/n)"
+            ),
+            Command::Submit(request @ Request::RejectUnit { .. }) => {
+                format!("Really {request}? It stays out of the pool and is not offered again. (y/n)")
             }
             Command::Submit(request) => format!("Really {request}?{note} Data on it is lost. (y/n)"),
             Command::Cancel { task, what } => format!("Cancel task {task} ({what}) before it runs? (y/n)"),

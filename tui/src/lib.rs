@@ -1,8 +1,8 @@
 //! dvsan-console: the terminal console of a dvsan virtual SAN.
 //!
 //! The console is split like a small server: [`source`] produces snapshots of the pool (from the station's
-//! DVSAN-STATION-MIB over SNMP: units, volumes, partitions, host assignments and station tasks; the units' traffic
-//! and media tables; and the station's notification log) in background tasks, and sends the operations the user
+//! DVSAN-STATION-MIB over SNMP: units, volumes, partitions, host assignments, station tasks and pending units; the
+//! units' traffic and media tables; and the station's notification log) in background tasks, and sends the operations the user
 //! confirmed to the station's task table ([`source::tasks::TaskClient`]); [`app`] is the pure state machine (keys become
 //! [`app::Action`]s, snapshots, answers and actions update [`app::App`], commands wait in its outbox); [`form`]
 //! validates what the user typed; [`history`] keeps what the console saw over time (throughput, task steps);

@@ -103,6 +103,72 @@ impl Unit {
     }
 }
 
+/// Whether a pending unit waits for a decision or was rejected (dvsanStationPendingState).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PendingState {
+    Pending,
+    Rejected,
+    /// A value this console does not know.
+    Unknown(i32),
+}
+
+impl PendingState {
+    pub fn from_code(code: i32) -> PendingState {
+        match code {
+            dvsan_mib::dvsan_station_pending_state::PENDING => PendingState::Pending,
+            dvsan_mib::dvsan_station_pending_state::REJECTED => PendingState::Rejected,
+            other => PendingState::Unknown(other),
+        }
+    }
+}
+
+impl fmt::Display for PendingState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PendingState::Pending => f.write_str("pending"),
+            PendingState::Rejected => f.write_str("rejected"),
+            PendingState::Unknown(code) => write!(f, "state {code}"),
+        }
+    }
+}
+
+/// A unit that announced itself without being trusted: a row of dvsanStationPendingTable, with what it claims.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingUnit {
+    /// The station's number for the row (dvsanStationPendingIndex).
+    pub index: u32,
+    /// The unit id it claims; empty when it has not said.
+    pub unit_id: String,
+    pub name: String,
+    /// Its agent: the notifications' source and the agent port.
+    pub address: Option<SocketAddr>,
+    pub sys_name: String,
+    pub sys_descr: String,
+    /// Unix seconds (UTC).
+    pub first_seen_unix: Option<i64>,
+    pub last_seen_unix: Option<i64>,
+    pub notifications: u64,
+    pub state: PendingState,
+}
+
+impl PendingUnit {
+    /// `#3 127.0.0.5:1161 "name" (claims unit id 1234abcd)`, for questions and messages.
+    pub fn describe(&self) -> String {
+        let mut text = format!("#{} {}", self.index, self.address_text());
+        if !self.name.is_empty() {
+            text.push_str(&format!(" {:?}", self.name));
+        }
+        if !self.unit_id.is_empty() {
+            text.push_str(&format!(" (claims unit id {})", self.unit_id));
+        }
+        text
+    }
+
+    pub fn address_text(&self) -> String {
+        self.address.map_or_else(|| "-".to_string(), |a| a.to_string())
+    }
+}
+
 /// One row of dvsanStationVolumeTable.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Volume {
@@ -340,6 +406,8 @@ impl Task {
             TaskOperation::AddUnit => format!("add unit {unit}"),
             TaskOperation::RemoveUnit => format!("remove unit {unit}"),
             TaskOperation::RemoveUnitForce => format!("remove unit {unit}, releasing"),
+            TaskOperation::ApproveUnit => format!("approve pending {unit}"),
+            TaskOperation::RejectUnit => format!("reject pending {unit}"),
         }
     }
 
@@ -401,6 +469,8 @@ pub struct Snapshot {
     pub tasks: Result<Vec<Task>, String>,
     /// The station's host assignments, or why they could not be read.
     pub assignments: Result<Vec<Assignment>, String>,
+    /// Units waiting for the operator's approval (and rejected ones), or why they could not be read.
+    pub pending: Result<Vec<PendingUnit>, String>,
     /// The media of the units that answered, by unit index (the station's MIB does not carry media; they are
     /// read from each unit's agent, like the traffic).
     pub media: BTreeMap<u32, Vec<Medium>>,
@@ -537,15 +607,17 @@ mod tests {
         );
         assert_eq!(task(TaskOperation::RescanUnit, |_| {}), "rescan unit1");
         assert_eq!(task(TaskOperation::AddUnit, |t| t.unit = "127.0.0.14".into()), "add unit 127.0.0.14");
+        assert_eq!(task(TaskOperation::ApproveUnit, |t| t.unit = "3".into()), "approve pending 3");
+        assert_eq!(task(TaskOperation::RejectUnit, |t| t.unit = "3".into()), "reject pending 3");
     }
 
     #[test]
     fn task_and_assignment_codes_follow_the_mib() {
-        for code in 1..=11 {
+        for code in 1..=13 {
             assert_eq!(Reported::<TaskOperation>::from_code(code).code(), code);
             assert!(!matches!(Reported::<TaskOperation>::from_code(code), Reported::Unknown(_)));
         }
-        assert_eq!(Reported::<TaskOperation>::from_code(12), Reported::Unknown(12));
+        assert_eq!(Reported::<TaskOperation>::from_code(14), Reported::Unknown(14));
         let ended: Vec<bool> = (1..=6).map(|code| Reported::<TaskState>::from_code(code).is_ended()).collect();
         assert_eq!(ended, [false, false, true, true, true, false]);
         assert_eq!(Reported::<TaskState>::from_code(5).to_string(), "cancelled");

@@ -66,7 +66,10 @@ fn units_screen() {
     let app = demo_app();
     for (w, h) in SIZES {
         let screen = render(&app, w, h);
-        assert_contains(&screen, &["1 Units", "6 Tasks", "Unit", "State", "Agent", "Capacity", "Free", "Seen"]);
+        assert_contains(
+            &screen,
+            &["1 Units", "6 Tasks", "7 Pending", "Unit", "State", "Agent", "Capacity", "Free", "Seen"],
+        );
         assert_contains(&screen, &["unit1", "available", "127.0.0.11:1161", "3 GiB", "1 GiB", "2s ago"]);
         assert_contains(&screen, &["unit3", "unreachable", "2m ago"]);
         assert_contains(&screen, &["station 127.0.0.1:11161 · 3 units", "? help"]);
@@ -259,6 +262,50 @@ fn the_status_line_tells_when_a_submitted_task_ends() {
     app.apply(Update::Refused { command, why: why.into() });
     let screen = render(&app, 80, 24);
     assert_contains(&screen, &["could not remove task 3", "with --write-community\n"]);
+}
+
+#[test]
+fn pending_screen_shows_what_units_claim_and_approves_after_a_yes() {
+    let mut app = demo_app();
+    // The status line says a unit waits, and how to get there.
+    assert_contains(&render(&app, 80, 24), &["1 pending approval (P)", "7 Pending"]);
+    press(&mut app, KeyCode::Char('P'));
+    assert_eq!(app.screen, Screen::Pending);
+    for (w, h) in SIZES {
+        let screen = render(&app, w, h);
+        assert_contains(&screen, &["Pending units (1 waiting for approval, 1 rejected)", "Address", "Claims", "State"]);
+        assert_contains(&screen, &["127.0.0.14:1161", "5f1c2a90", "unit4", "pending", "5m", "4s", "127.0.0.66:1161"]);
+        assert_contains(&screen, &["rejected", "dvsan-agent 0.1.0"]);
+        // The selected unit in full: the whole id it claims, sysName, and what approving means.
+        assert_contains(&screen, &["5f1c2a90-7d3e-4b8a-9c61-2e4f0a7b3d15", "rack2-u4", "A approve", "X reject"]);
+    }
+    press(&mut app, KeyCode::Char('A'));
+    let screen = render(&app, 80, 24);
+    assert_contains(&screen, &["Confirm", "Really approve pending unit #1", "(y/n)", "y yes"]);
+    press(&mut app, KeyCode::Char('y'));
+    let sent = app.take_outbox();
+    let [Command::Submit(request @ Request::ApproveUnit { pending: 1, .. })] = sent.as_slice() else {
+        panic!("{sent:?}")
+    };
+    // The station's answer and the task's end show on the status line.
+    app.apply(Update::Submitted { request: request.clone(), task: 50 });
+    assert_contains(&render(&app, 80, 24), &["task 50 submitted: approve pending unit #1"]);
+    let mut snapshot = demo_snapshot();
+    let mut task = Task::new(50, TaskOperation::ApproveUnit);
+    task.unit = "1".into();
+    task.state = TaskState::Done.into();
+    task.result = "approved pending unit #1 at 127.0.0.14:1161 (bound to that address): added unit #4".into();
+    task.created_unix = Some(FAKE_NOW);
+    snapshot.tasks.as_mut().unwrap().push(task);
+    snapshot.pending.as_mut().unwrap().retain(|p| p.index != 1);
+    app.apply(Update::Snapshot(snapshot));
+    let screen = render(&app, 80, 24);
+    assert_contains(&screen, &["task 50 done: approved pending unit #1 at 127.0.0.14:1161", "(0 waiting"]);
+    // Nothing waits: the screen says how units get here.
+    let mut snapshot = demo_snapshot();
+    snapshot.pending = Ok(Vec::new());
+    app.apply(Update::Snapshot(snapshot));
+    assert_contains(&render(&app, 120, 40), &["No unit waits for approval."]);
 }
 
 #[test]
@@ -457,7 +504,7 @@ fn navigation_moves_and_clamps_the_selection() {
     assert_eq!(app.screen, Screen::Volumes);
     press(&mut app, KeyCode::Char('h'));
     press(&mut app, KeyCode::Left);
-    assert_eq!(app.screen, Screen::Tasks);
+    assert_eq!(app.screen, Screen::Pending);
 }
 
 #[test]
@@ -571,6 +618,8 @@ fn capture_screens() {
     app.update(Action::Down);
     app.update(Action::Down);
     save("tasks", &app);
+    app.update(Action::GoTo(Screen::Pending));
+    save("pending", &app);
 }
 
 /// The demo app after 90 seconds of the fake source's varying traffic, ending at FAKE_NOW.

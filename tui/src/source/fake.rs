@@ -1,11 +1,11 @@
 //! A [`PoolSource`] with canned data: three units (one unreachable), volumes, partitions, host assignments,
-//! station tasks in every state, and traffic. Used by tests and the screen captures; also handy to look at the
+//! station tasks in every state, pending units (one waiting, one rejected), and traffic. Used by tests and the screen captures; also handy to look at the
 //! console without a station (`--fake`).
 
 use super::PoolSource;
 use crate::model::{
-    AssignMode, Assignment, Medium, Notification, Partition, Pool, Rates, Snapshot, Task, TaskOperation, TaskState,
-    Traffic, Unit, UnitState, Volume,
+    AssignMode, Assignment, Medium, Notification, Partition, PendingState, PendingUnit, Pool, Rates, Snapshot, Task,
+    TaskOperation, TaskState, Traffic, Unit, UnitState, Volume,
 };
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -151,8 +151,39 @@ pub fn demo_snapshot() -> Snapshot {
         traffic_errors: Vec::new(),
         tasks: Ok(demo_tasks()),
         assignments: Ok(demo_assignments()),
+        pending: Ok(demo_pending()),
         media: demo_media(),
     }
+}
+
+/// The demo pending units: one waiting for approval, one rejected.
+pub fn demo_pending() -> Vec<PendingUnit> {
+    vec![
+        PendingUnit {
+            index: 1,
+            unit_id: "5f1c2a90-7d3e-4b8a-9c61-2e4f0a7b3d15".into(),
+            name: "unit4".into(),
+            address: Some(SocketAddr::from(([127, 0, 0, 14], 1161))),
+            sys_name: "rack2-u4".into(),
+            sys_descr: "dvsan-agent 0.1.0 (dvsan SAN unit), Linux x86_64".into(),
+            first_seen_unix: Some(FAKE_NOW - 300),
+            last_seen_unix: Some(FAKE_NOW - 4),
+            notifications: 3,
+            state: PendingState::Pending,
+        },
+        PendingUnit {
+            index: 2,
+            unit_id: String::new(),
+            name: String::new(),
+            address: Some(SocketAddr::from(([127, 0, 0, 66], 1161))),
+            sys_name: String::new(),
+            sys_descr: String::new(),
+            first_seen_unix: Some(FAKE_NOW - 7200),
+            last_seen_unix: Some(FAKE_NOW - 3600),
+            notifications: 1,
+            state: PendingState::Rejected,
+        },
+    ]
 }
 
 /// The demo traffic: two hosts on three exports, one not yet sampled twice.

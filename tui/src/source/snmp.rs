@@ -1,14 +1,15 @@
-//! The SNMP [`PoolSource`]: the station's DVSAN-STATION-MIB tables (units, volumes, partitions, host assignments
-//! and tasks) by GETBULK walks, and each available unit's dvsanTrafficTable (DVSAN-MIB) read from the unit
-//! directly, all units at once. Traffic counters become rates in a [`RateTracker`]. The pool is read first; when
-//! the station answers, the assignments, the tasks and the traffic are read at the same time, and each that fails
+//! The SNMP [`PoolSource`]: the station's DVSAN-STATION-MIB tables (units, volumes, partitions, host assignments,
+//! tasks and pending units) by GETBULK walks, and each available unit's dvsanTrafficTable (DVSAN-MIB) read from
+//! the unit directly, all units at once. Traffic counters become rates in a [`RateTracker`]. The pool is read first;
+//! when the station answers, the assignments, the tasks, the pending units and the traffic are read at the same
+//! time, and each that fails
 //! carries its own error, so one screen's failure does not blank the others.
 
 use super::rates::{Counters, RateTracker};
 use super::PoolSource;
 use crate::model::{
-    now_unix, AssignMode, Assignment, Medium, Partition, Pool, Reported, Snapshot, Task, Traffic, Unit, UnitState,
-    Volume,
+    now_unix, AssignMode, Assignment, Medium, Partition, PendingState, PendingUnit, Pool, Reported, Snapshot, Task,
+    Traffic, Unit, UnitState, Volume,
 };
 use dvsan_mib as mib;
 use dvsan_snmp::usm::UsmUser;
@@ -167,18 +168,19 @@ impl SnmpSource {
 impl PoolSource for SnmpSource {
     async fn snapshot(&mut self) -> Snapshot {
         let pool = self.read_pool().await;
-        let (units, tasks, assignments) = match &pool {
+        let (units, tasks, assignments, pending) = match &pool {
             Ok(pool) => {
                 let (manager, station) = (Arc::clone(&self.manager), self.station.clone());
                 let assignments = self.assignments.clone();
                 tokio::join!(
                     self.read_units(pool),
                     read_tasks(&manager, &station),
-                    read_assignments(&manager, &assignments)
+                    read_assignments(&manager, &assignments),
+                    read_pending(&manager, &station)
                 )
             }
             // The station did not answer: the other tables would only time out too.
-            Err(why) => (UnitReads::default(), Err(why.clone()), Err(why.clone())),
+            Err(why) => (UnitReads::default(), Err(why.clone()), Err(why.clone()), Err(why.clone())),
         };
         Snapshot {
             taken_unix: now_unix(),
@@ -187,6 +189,7 @@ impl PoolSource for SnmpSource {
             traffic_errors: units.errors,
             tasks,
             assignments,
+            pending,
             media: units.media,
         }
     }
@@ -316,6 +319,42 @@ pub async fn read_assignments(manager: &Manager, station: &Target) -> Result<Vec
         .await
         .map_err(|e| station_error(station.addr, &e))?;
     Ok(assignments_from_table(&rows))
+}
+
+/// Reads the station's dvsanStationPendingTable (a station without one has no pending units to show).
+pub async fn read_pending(manager: &Manager, station: &Target) -> Result<Vec<PendingUnit>, String> {
+    let rows = walk_table(manager, station, mib::DVSAN_STATION_PENDING_ENTRY)
+        .await
+        .map_err(|e| station_error(station.addr, &e))?;
+    Ok(pending_from_table(&rows))
+}
+
+/// Builds pending units from dvsanStationPendingTable rows, by index. Rows with malformed indexes are skipped.
+pub fn pending_from_table(rows: &TableRows) -> Vec<PendingUnit> {
+    rows.iter()
+        .filter_map(|(index, row)| {
+            let [index] = index.as_slice() else { return None };
+            let cells = Cells(row);
+            let port = u16::try_from(cells.number(mib::DVSAN_STATION_PENDING_PORT)).unwrap_or(0);
+            let address = inet_address(
+                cells.get(mib::DVSAN_STATION_PENDING_ADDRESS_TYPE),
+                cells.get(mib::DVSAN_STATION_PENDING_ADDRESS),
+            )
+            .map(|ip| SocketAddr::new(ip, port));
+            Some(PendingUnit {
+                index: *index,
+                unit_id: cells.text(mib::DVSAN_STATION_PENDING_UNIT_ID),
+                name: cells.text(mib::DVSAN_STATION_PENDING_UNIT_NAME),
+                address,
+                sys_name: cells.text(mib::DVSAN_STATION_PENDING_SYS_NAME),
+                sys_descr: cells.text(mib::DVSAN_STATION_PENDING_SYS_DESCR),
+                first_seen_unix: cells.time(mib::DVSAN_STATION_PENDING_FIRST_SEEN),
+                last_seen_unix: cells.time(mib::DVSAN_STATION_PENDING_LAST_SEEN),
+                notifications: cells.get(mib::DVSAN_STATION_PENDING_NOTIFICATIONS).and_then(Value::as_u64).unwrap_or(0),
+                state: PendingState::from_code(cells.integer(mib::DVSAN_STATION_PENDING_STATE)),
+            })
+        })
+        .collect()
 }
 
 /// The column number of a table column's OID (its last arc).

@@ -227,6 +227,10 @@ pub fn create_varbinds(index: u32, request: &Request, owner: &str) -> Vec<VarBin
             varbinds.push(read_only(*ro));
         }
         Request::RescanUnit { unit: u } | Request::RemoveUnit { unit: u, .. } => varbinds.push(unit(u)),
+        // The pending unit by its dvsanStationPendingIndex, in the task's unit column.
+        Request::ApproveUnit { pending, .. } | Request::RejectUnit { pending, .. } => {
+            varbinds.push(unit(&pending.to_string()))
+        }
     }
     if !owner.is_empty() {
         varbinds.push(text(mib::DVSAN_STATION_TASK_OWNER, owner));

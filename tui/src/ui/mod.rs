@@ -10,6 +10,7 @@ pub mod activity;
 pub mod hosts;
 pub mod map;
 pub mod notifications;
+pub mod pending;
 pub mod tasks;
 pub mod units;
 pub mod volumes;
@@ -46,6 +47,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         (_, Screen::Notifications) => notifications::draw(frame, app, body),
         (_, Screen::Activity) => activity::draw(frame, app, body),
         (_, Screen::Tasks) => tasks::draw(frame, app, body),
+        (_, Screen::Pending) => pending::draw(frame, app, body),
     }
     if let Some(View::Notification(id)) = app.view {
         notifications::draw_detail(frame, app, id);
@@ -130,6 +132,10 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
             1 => station.push_str(" · 1 task active"),
             n => station.push_str(&format!(" · {n} tasks active")),
         }
+        match app.waiting_count() {
+            0 => {}
+            n => station.push_str(&format!(" · {n} pending approval (P)")),
+        }
         Line::from(station)
     };
     frame.render_widget(Paragraph::new(line).wrap(Wrap { trim: true }), area);
@@ -178,6 +184,7 @@ pub fn hints(app: &App) -> &'static [(&'static str, &'static str)] {
         }
         Pane::Activity => &[("/", "filter"), ("?", "help"), ("q", "quit")],
         Pane::Tasks => &[("c", "cancel"), ("x", "remove"), ("/", "filter"), ("?", "help"), ("q", "quit")],
+        Pane::Pending => &[("A", "approve"), ("X", "reject"), ("/", "filter"), ("?", "help"), ("q", "quit")],
     }
 }
 
@@ -283,7 +290,8 @@ pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
 }
 
 pub const HELP: &[(&str, &str)] = &[
-    ("1-6, F1-F6", "go to a screen"),
+    ("1-7, F1-F7", "go to a screen"),
+    ("P", "units waiting for approval (Pending)"),
     ("←/→, h/l", "previous/next screen"),
     ("Tab, S-Tab", "next/previous pane"),
     ("↑/↓, j/k", "move the selection"),
@@ -301,6 +309,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("n", "allocate storage for a host"),
     ("c", "cancel the selected pending task (Tasks)"),
     ("x, Delete", "remove the selected ended task (Tasks)"),
+    ("A, X", "approve/reject the selected unit (Pending)"),
     ("?", "this help"),
     ("q, Ctrl-C", "quit"),
 ];
