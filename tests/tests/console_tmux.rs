@@ -200,8 +200,10 @@ fn an_operator_creates_volumes_runs_two_tasks_at_once_and_sees_a_link_go_down() 
     });
     assert!(ended.is_some(), "the console did not quit on q:\n{}", console.screen());
     drop(units.remove(0));
+    let session = console.session.clone();
     drop(console);
-    assert!(!tmux_socket().exists(), "the test's tmux server left its socket behind");
+    // (The tmux server is shared with the other tests of this process, so only this test's session is checked.)
+    assert!(!tmux(&["has-session", "-t", &session]).status.success(), "the console's tmux session is still there");
 }
 
 #[test]
@@ -287,6 +289,8 @@ fn an_operator_approves_a_pending_unit_in_the_console_and_it_joins_the_pool() {
             station.snmp.expect("the station serves SNMP").to_string(),
             "--refresh".into(),
             "500ms".into(),
+            "--write-community".into(),
+            WRITE_COMMUNITY.into(),
         ],
     );
     // The status line says a unit waits; P shows what it claims.
