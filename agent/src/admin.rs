@@ -124,20 +124,21 @@ pub fn partition(cmd: PartitionCommand) -> Result<()> {
 
 pub fn access(cmd: AccessCommand) -> Result<()> {
     match cmd {
-        AccessCommand::Grant { state, volume, partition, host, read_only } => {
+        AccessCommand::Grant { state, volume, partition, host, identity, read_only } => {
             let mut store = open(&state)?;
             let req = NewGrant {
                 index: None,
                 volume: VolumeIndex(index(volume, "volume")?),
                 partition: partition.map(|p| index(p, "partition")).transpose()?.map(PartitionIndex),
                 host,
+                identity,
                 mode: if read_only { AccessMode::ReadOnly } else { AccessMode::ReadWrite },
             };
             let g = store.create_grant(&req).context("access not granted")?;
             println!(
                 "grant {}: host {} may use volume {}{} {}",
                 g.index,
-                g.host,
+                g.host_text(),
                 g.volume,
                 g.partition.map(|p| format!(" partition {p}")).unwrap_or_default(),
                 if read_only { "read-only" } else { "read-write" }
@@ -146,7 +147,7 @@ pub fn access(cmd: AccessCommand) -> Result<()> {
         AccessCommand::Revoke { state, index: idx } => {
             let mut store = open(&state)?;
             let g = store.revoke_grant(GrantIndex(index(idx, "access")?)).context("grant not revoked")?;
-            println!("revoked grant {} (host {} on volume {})", g.index, g.host, g.volume);
+            println!("revoked grant {} (host {} on volume {})", g.index, g.host_text(), g.volume);
         }
     }
     Ok(())
@@ -199,7 +200,7 @@ fn show(layout: &Layout, json: bool) -> Result<()> {
         println!(
             "grant {}: {} -> volume {}{} {:?}",
             g.index,
-            g.host,
+            g.host_text(),
             g.volume,
             g.partition.map(|p| format!(" partition {p}")).unwrap_or_default(),
             g.mode

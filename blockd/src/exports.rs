@@ -146,7 +146,7 @@ impl ExportTable {
     pub fn access(&self, name: &str, host: IpAddr) -> Access {
         let Some(served) = self.export(name) else { return Access::NoSuchExport };
         let export = Export { name: served.name.clone(), kind: served.kind, extent: extent_of(&self.layout, served) };
-        match self.layout.grant_for(&export, host) {
+        match self.layout.grant_for(&export, &dvsan_layout::Client::by_address(host)) {
             Some(g) => Access::Granted(served.clone(), g.mode),
             None => Access::NotGranted,
         }

@@ -39,6 +39,10 @@ pub enum LayoutError {
     Shrink(VolumeIndex, Blocks, Blocks),
     #[error("host {host} already has a grant on export {export}")]
     DuplicateGrant { host: String, export: String },
+    #[error("identity {0:?} is not valid: use 1 to 255 printable ASCII characters without spaces")]
+    BadIdentity(String),
+    #[error("a grant names a host address, a certificate identity, or both")]
+    NoHost,
     #[error("media do not match the unit's recorded media: {0}")]
     MediaMismatch(String),
     #[error("block size {0} is not valid: use a power of two from 512 to 65536")]

@@ -37,8 +37,17 @@ pub struct NewGrant {
     pub index: Option<GrantIndex>,
     pub volume: VolumeIndex,
     pub partition: Option<PartitionIndex>,
-    pub host: IpAddr,
+    /// The host's address; may be None only with an identity.
+    pub host: Option<IpAddr>,
+    /// The host's certificate identity (see [`crate::Grant::identity`]).
+    pub identity: Option<String>,
     pub mode: AccessMode,
+}
+
+/// A certificate identity a grant can name: 1 to 255 printable ASCII characters without spaces (DNS names, URIs
+/// and common names as hosts use them).
+pub fn valid_identity(id: &str) -> bool {
+    (1..=255).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
 fn check_index(i: u32) -> Result<u32, LayoutError> {
@@ -210,10 +219,26 @@ impl Layout {
         if self.grants.iter().any(|g| g.index == index) {
             return Err(LayoutError::IndexInUse(index.0));
         }
-        if self.grants.iter().any(|g| g.volume == req.volume && g.partition == req.partition && g.host == req.host) {
-            return Err(LayoutError::DuplicateGrant { host: req.host.to_string(), export });
+        if let Some(id) = &req.identity {
+            if !valid_identity(id) {
+                return Err(LayoutError::BadIdentity(id.clone()));
+            }
+        } else if req.host.is_none() {
+            return Err(LayoutError::NoHost);
         }
-        Ok(Grant { index, volume: req.volume, partition: req.partition, host: req.host, mode: req.mode })
+        let g = Grant {
+            index,
+            volume: req.volume,
+            partition: req.partition,
+            host: req.host,
+            identity: req.identity.clone(),
+            mode: req.mode,
+        };
+        let same_host = |o: &Grant| o.host == g.host && o.identity == g.identity;
+        if self.grants.iter().any(|o| o.volume == req.volume && o.partition == req.partition && same_host(o)) {
+            return Err(LayoutError::DuplicateGrant { host: g.host_text(), export });
+        }
+        Ok(g)
     }
 
     pub fn plan_revoke(&self, index: GrantIndex) -> Result<&Grant, LayoutError> {
@@ -224,7 +249,7 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Medium, MediumKind, UnitInfo};
+    use crate::model::{Client, Medium, MediumKind, UnitInfo};
 
     fn empty(blocks: u64) -> Layout {
         Layout {
@@ -307,19 +332,53 @@ mod tests {
                 index: None,
                 volume: v.index,
                 partition: Some(p.index),
-                host: "127.0.0.5".parse().unwrap(),
+                host: Some("127.0.0.5".parse().unwrap()),
+                identity: None,
                 mode: AccessMode::ReadOnly,
             })
             .unwrap();
         l.grants.push(g.clone());
         assert!(matches!(l.plan_destroy_partition(v.index, p.index), Err(LayoutError::PartitionInUse(..))));
         let export = l.export("vol1-p1").unwrap();
-        assert_eq!(l.grant_for(&export, "127.0.0.5".parse().unwrap()).map(|g| g.mode), Some(AccessMode::ReadOnly));
-        assert!(l.grant_for(&export, "127.0.0.6".parse().unwrap()).is_none());
+        let at = |a: &str| Client::by_address(a.parse().unwrap());
+        assert_eq!(l.grant_for(&export, &at("127.0.0.5")).map(|g| g.mode), Some(AccessMode::ReadOnly));
+        assert!(l.grant_for(&export, &at("127.0.0.6")).is_none());
         assert!(matches!(
             l.plan_grant(&NewGrant { index: None, ..g.clone().into_new() }),
             Err(LayoutError::DuplicateGrant { .. })
         ));
+    }
+
+    #[test]
+    fn identity_grants_admit_only_that_certificate_identity() {
+        let mut l = empty(100);
+        let v = with_volume(&mut l, 50);
+        let new = |host: Option<&str>, identity: Option<&str>| NewGrant {
+            index: None,
+            volume: v.index,
+            partition: None,
+            host: host.map(|h| h.parse().unwrap()),
+            identity: identity.map(String::from),
+            mode: AccessMode::ReadWrite,
+        };
+        assert!(matches!(l.plan_grant(&new(None, None)), Err(LayoutError::NoHost)));
+        assert!(matches!(l.plan_grant(&new(None, Some("bad name"))), Err(LayoutError::BadIdentity(_))));
+        let anywhere = l.plan_grant(&new(None, Some("host-a.example"))).unwrap();
+        l.grants.push(anywhere.clone());
+        let pinned = l.plan_grant(&new(Some("127.0.0.7"), Some("host-b.example"))).unwrap();
+        l.grants.push(pinned);
+        assert!(matches!(l.plan_grant(&new(None, Some("host-a.example"))), Err(LayoutError::DuplicateGrant { .. })));
+        let export = l.export("vol1").unwrap();
+        let client = |a: &str, id: Option<&str>| Client { address: a.parse().unwrap(), identity: id.map(String::from) };
+        assert_eq!(l.grant_for(&export, &client("127.0.0.9", Some("host-a.example"))), Some(&anywhere));
+        assert!(l.grant_for(&export, &client("127.0.0.9", None)).is_none(), "plain connections have no identity");
+        assert!(l.grant_for(&export, &client("127.0.0.9", Some("host-c.example"))).is_none());
+        assert!(l.grant_for(&export, &client("127.0.0.7", Some("host-b.example"))).is_some());
+        assert!(l.grant_for(&export, &client("127.0.0.8", Some("host-b.example"))).is_none(), "address pinned too");
+        assert!(
+            l.grant_for(&export, &client("127.0.0.7", None)).is_none(),
+            "an identity grant is not an address grant"
+        );
     }
 
     impl Grant {
@@ -329,6 +388,7 @@ mod tests {
                 volume: self.volume,
                 partition: self.partition,
                 host: self.host,
+                identity: self.identity,
                 mode: self.mode,
             }
         }

@@ -26,7 +26,11 @@ pub const STORE_FILE: &str = "unit.db";
 /// LBAs and lengths are Unsigned32 in the MIB.
 const MAX_BLOCKS: u64 = u32::MAX as u64;
 
-const MIGRATIONS: &[M<'static>] = &[M::up(
+/// The schema's migrations, in order (the version is the position, kept in `PRAGMA user_version`).
+const MIGRATIONS: &[M<'static>] = &[MIGRATION_1_SCHEMA, MIGRATION_3_GRANT_IDENTITY];
+
+/// Migration 1: the first schema.
+const MIGRATION_1_SCHEMA: M<'static> = M::up(
     "CREATE TABLE unit (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         unit_id TEXT NOT NULL,
@@ -82,7 +86,26 @@ const MIGRATIONS: &[M<'static>] = &[M::up(
         state TEXT NOT NULL,
         heartbeat_ms INTEGER NOT NULL
     );",
-)];
+);
+
+/// Migration 3: grants name a host by address, by TLS certificate identity, or both. SQLite cannot relax a NOT
+/// NULL column, so the table is rebuilt; existing grants keep their address and get no identity. Uniqueness of
+/// (export, address, identity) is the planner's check (SQLite's UNIQUE lets NULLs repeat).
+const MIGRATION_3_GRANT_IDENTITY: M<'static> = M::up(
+    "CREATE TABLE grants_new (
+        idx INTEGER PRIMARY KEY,
+        volume_idx INTEGER NOT NULL REFERENCES volumes(idx),
+        partition_idx INTEGER NOT NULL DEFAULT 0,
+        host TEXT,
+        identity TEXT,
+        mode TEXT NOT NULL CHECK (mode IN ('rw', 'ro')),
+        CHECK (host IS NOT NULL OR identity IS NOT NULL)
+    );
+    INSERT INTO grants_new (idx, volume_idx, partition_idx, host, identity, mode)
+        SELECT idx, volume_idx, partition_idx, host, NULL, mode FROM grants;
+    DROP TABLE grants;
+    ALTER TABLE grants_new RENAME TO grants;",
+);
 
 /// A medium named on the agent's command line, with its size in bytes as found on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -313,12 +336,14 @@ impl LayoutStore {
         self.change(|tx, layout| {
             let g = layout.plan_grant(req)?;
             tx.execute(
-                "INSERT INTO grants (idx, volume_idx, partition_idx, host, mode) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO grants (idx, volume_idx, partition_idx, host, identity, mode)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     g.index.0,
                     g.volume.0,
                     g.partition.map(|p| p.0).unwrap_or(0),
-                    g.host.to_string(),
+                    g.host.map(|h| h.to_string()),
+                    g.identity,
                     mode_text(g.mode)
                 ],
             )?;
@@ -516,29 +541,34 @@ fn read_layout(tx: &Transaction<'_>) -> Result<Layout, LayoutError> {
     };
     let grants = {
         let mut stmt =
-            tx.prepare_cached("SELECT idx, volume_idx, partition_idx, host, mode FROM grants ORDER BY idx")?;
+            tx.prepare_cached("SELECT idx, volume_idx, partition_idx, host, identity, mode FROM grants ORDER BY idx")?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, u32>(0)?,
                 r.get::<_, u32>(1)?,
                 r.get::<_, u32>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, String>(5)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (idx, vol, part, host, mode) = row?;
+            let (idx, vol, part, host, identity, mode) = row?;
             // Hosts are written by this crate from an IpAddr; a row that does not parse was edited by hand.
-            let Ok(host) = host.parse() else {
-                tracing::warn!(grant = idx, host, "ignoring grant with an unparseable host address");
-                continue;
+            let host = match host.map(|h| h.parse::<IpAddr>().map_err(|_| h)).transpose() {
+                Ok(host) => host,
+                Err(host) => {
+                    tracing::warn!(grant = idx, host, "ignoring grant with an unparseable host address");
+                    continue;
+                }
             };
             out.push(Grant {
                 index: GrantIndex(idx),
                 volume: VolumeIndex(vol),
                 partition: (part != 0).then_some(PartitionIndex(part)),
                 host,
+                identity,
                 mode: if mode == "ro" { AccessMode::ReadOnly } else { AccessMode::ReadWrite },
             });
         }
@@ -574,7 +604,8 @@ mod tests {
                 index: None,
                 volume: v.index,
                 partition: None,
-                host: "127.0.0.9".parse().unwrap(),
+                host: Some("127.0.0.9".parse().unwrap()),
+                identity: None,
                 mode: AccessMode::ReadWrite,
             })
             .unwrap();
@@ -590,6 +621,38 @@ mod tests {
         assert_eq!((l.volumes.len(), l.partitions.len(), l.grants.len()), (1, 1, 1));
         assert_eq!(l.capacity(), Blocks(150));
         assert_eq!(l.exports().len(), 2);
+    }
+
+    #[test]
+    fn migration_3_keeps_address_grants_and_stores_identities() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // A store written before migration 3: one address grant.
+            let mut conn = Connection::open(dir.path().join(STORE_FILE)).unwrap();
+            Migrations::from_slice(&MIGRATIONS[..1]).to_latest(&mut conn).unwrap();
+            conn.execute_batch(
+                "INSERT INTO unit (id, unit_id, name, block_size) VALUES (1, 'u', 'unit-a', 4096);
+                 INSERT INTO volumes (idx, name, export_name, start_lba, blocks) VALUES (1, 'vol1', 'vol1', 0, 10);
+                 INSERT INTO grants (idx, volume_idx, partition_idx, host, mode) VALUES (1, 1, 0, '127.0.0.9', 'rw');",
+            )
+            .unwrap();
+        }
+        let mut s = LayoutStore::open(dir.path()).unwrap();
+        let version: i64 = s.conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let g = &s.load().unwrap().grants[0];
+        assert_eq!((g.host, g.identity.as_deref()), (Some("127.0.0.9".parse().unwrap()), None));
+        let by_identity = s
+            .create_grant(&NewGrant {
+                index: None,
+                volume: VolumeIndex(1),
+                partition: None,
+                host: None,
+                identity: Some("host-a.example".into()),
+                mode: AccessMode::ReadOnly,
+            })
+            .unwrap();
+        assert_eq!(s.load().unwrap().grants[1], by_identity, "an identity grant without an address round-trips");
     }
 
     #[test]
