@@ -5,7 +5,7 @@
 //! the CA in `--tls-ca` (mutual X.509, rustls with the ring provider, TLS 1.2 and 1.3). A client's identity is the
 //! first subjectAltName of its certificate that is a DNS name or a URI, else its subject's common name; grants
 //! with an identity admit only the client that proved it ([`dvsan_layout::Grant::admits`]). The handshake
-//! ([`crate::handshake`]) runs the TLS handshake when a client asks for it; this module only builds what it needs.
+//! (`handshake.rs`) runs the TLS handshake when a client asks for it; this module only builds what it needs.
 
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};

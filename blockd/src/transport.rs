@@ -1,5 +1,5 @@
 //! What a connection in transmission reads requests from and writes replies to: the TCP socket itself, or a TLS
-//! session over it. The request loop ([`crate::transmission`]) is generic over [`Transport`], so plain and TLS
+//! session over it. The request loop (`transmission.rs`) is generic over [`Transport`], so plain and TLS
 //! connections share it; only plain sockets offer [`Transport::plain`], which the zero-copy paths (mapped and
 //! spliced large reads, spliced large writes) need, since with TLS every byte goes through the cipher here.
 
