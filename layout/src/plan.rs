@@ -7,7 +7,9 @@
 
 use crate::error::LayoutError;
 use crate::extent::{Blocks, Extent, Lba};
-use crate::model::{valid_name, AccessMode, Grant, GrantIndex, Layout, Partition, PartitionIndex, Volume, VolumeIndex};
+use crate::model::{
+    valid_name, AccessMode, Grant, GrantIndex, Layout, Partition, PartitionIndex, Released, Volume, VolumeIndex,
+};
 use std::net::IpAddr;
 
 const MAX_INDEX: u32 = i32::MAX as u32;
@@ -101,7 +103,37 @@ impl Layout {
                 what: format!("volume {} ({}..={})", v.index, v.extent.start, v.extent.end()),
             });
         }
-        Ok(Volume { index, export_name: name.clone(), name, extent })
+        self.check_not_released(&extent)?;
+        Ok(Volume { index, export_name: name.clone(), name, extent, clearing: None })
+    }
+
+    /// Released space is not allocatable until it has been cleared.
+    fn check_not_released(&self, extent: &Extent) -> Result<(), LayoutError> {
+        match self.released.iter().find(|r| r.extent.overlaps(extent)) {
+            Some(r) => Err(LayoutError::Overlap {
+                start: extent.start,
+                end: extent.end(),
+                what: format!(
+                    "released space {}..={} that is still being cleared ({} of {} blocks done)",
+                    r.extent.start,
+                    r.extent.end(),
+                    r.cleared,
+                    r.extent.len
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Wipe a volume: it is cleared (zeroed) in the background and not served until done. Refused while any
+    /// host has a grant on it, so no host sees it half cleared.
+    pub fn plan_wipe(&self, index: VolumeIndex) -> Result<Volume, LayoutError> {
+        let v = self.volume(index).ok_or(LayoutError::NoSuchVolume(index))?;
+        let grants = self.grants_on(index).count();
+        if grants > 0 {
+            return Err(LayoutError::WipeWhileGranted { volume: index, grants });
+        }
+        Ok(Volume { clearing: Some(Blocks(0)), ..v.clone() })
     }
 
     /// Grow a volume in place to `new_len` blocks; the blocks after it must be free.
@@ -130,6 +162,10 @@ impl Layout {
                 end: grown.end(),
                 what: format!("volume {} ({}..={})", o.index, o.extent.start, o.extent.end()),
             });
+        }
+        self.check_not_released(&grown)?;
+        if v.clearing.is_some() {
+            return Err(LayoutError::Clearing(index));
         }
         Ok(Volume { extent: grown, ..v.clone() })
     }
@@ -234,11 +270,30 @@ impl Layout {
             identity: req.identity.clone(),
             mode: req.mode,
         };
-        let same_host = |o: &Grant| o.host == g.host && o.identity == g.identity;
-        if self.grants.iter().any(|o| o.volume == req.volume && o.partition == req.partition && same_host(o)) {
+        let exact = |o: &Grant| o.host == g.host && o.identity == g.identity;
+        if self.grants.iter().any(|o| o.volume == req.volume && o.partition == req.partition && exact(o)) {
             return Err(LayoutError::DuplicateGrant { host: g.host_text(), export });
         }
+        // A volume's export overlaps each of its partitions'; partitions of one volume never overlap each other.
+        let overlaps = |o: &Grant| {
+            o.volume == req.volume && (o.partition.is_none() || req.partition.is_none() || o.partition == req.partition)
+        };
+        if let Some(o) =
+            self.grants.iter().find(|o| !o.same_host(&g) && overlaps(o) && !req.mode.compatible_with(o.mode))
+        {
+            return Err(LayoutError::ExclusiveGrant {
+                host: o.host_text(),
+                grant: o.index.0,
+                volume: req.volume,
+                mode: o.mode,
+            });
+        }
         Ok(g)
+    }
+
+    /// The released extents that `volume` leaves when destroyed (see [`Layout::plan_destroy_volume`]).
+    pub fn released_by(&self, volume: &Volume, counter: u32) -> Released {
+        Released { extent: volume.extent, cleared: Blocks(0), counter }
     }
 
     pub fn plan_revoke(&self, index: GrantIndex) -> Result<&Grant, LayoutError> {
@@ -263,6 +318,7 @@ mod tests {
             volumes: vec![],
             partitions: vec![],
             grants: vec![],
+            released: vec![],
         }
     }
 
@@ -359,7 +415,7 @@ mod tests {
             partition: None,
             host: host.map(|h| h.parse().unwrap()),
             identity: identity.map(String::from),
-            mode: AccessMode::ReadWrite,
+            mode: AccessMode::ReadOnly,
         };
         assert!(matches!(l.plan_grant(&new(None, None)), Err(LayoutError::NoHost)));
         assert!(matches!(l.plan_grant(&new(None, Some("bad name"))), Err(LayoutError::BadIdentity(_))));
@@ -379,6 +435,116 @@ mod tests {
             l.grant_for(&export, &client("127.0.0.7", None)).is_none(),
             "an identity grant is not an address grant"
         );
+    }
+
+    /// Grants on volume 1 to `host`: an address, an identity, or `identity@address`.
+    fn grant(
+        l: &mut Layout,
+        partition: Option<PartitionIndex>,
+        host: &str,
+        mode: AccessMode,
+    ) -> Result<(), LayoutError> {
+        let (identity, address) = match host.split_once('@') {
+            Some((id, a)) => (Some(id.to_string()), Some(a.parse().unwrap())),
+            None => match host.parse() {
+                Ok(a) => (None, Some(a)),
+                Err(_) => (Some(host.to_string()), None),
+            },
+        };
+        let g =
+            l.plan_grant(&NewGrant { index: None, volume: VolumeIndex(1), partition, host: address, identity, mode })?;
+        l.grants.push(g);
+        Ok(())
+    }
+
+    #[test]
+    fn a_read_write_grant_is_exclusive_unless_shared() {
+        use AccessMode::*;
+        let mut l = empty(100);
+        let v = with_volume(&mut l, 50);
+        for _ in 0..2 {
+            let p = l.plan_partition(&NewPartition { volume: v.index, index: None, start: None, len: Blocks(10) });
+            l.partitions.push(p.unwrap());
+        }
+        let (p1, p2) = (Some(PartitionIndex(1)), Some(PartitionIndex(2)));
+        grant(&mut l, p1, "10.0.0.1", ReadWrite).unwrap();
+        // Another host: refused on the same partition and on the whole volume, in any writing mode.
+        for (part, mode) in [(p1, ReadWrite), (p1, ReadWriteShared), (None, ReadWrite), (None, ReadWriteShared)] {
+            let e = grant(&mut l, part, "10.0.0.2", mode).unwrap_err();
+            assert!(matches!(e, LayoutError::ExclusiveGrant { grant: 1, .. }), "{e}");
+            assert!(e.to_string().contains("10.0.0.1"), "{e}");
+        }
+        // Reading is allowed, so is the other partition, and the same host on the whole volume.
+        grant(&mut l, p1, "10.0.0.3", ReadOnly).unwrap();
+        grant(&mut l, p2, "10.0.0.2", ReadWrite).unwrap();
+        grant(&mut l, None, "10.0.0.1", ReadWrite).unwrap_err(); // 10.0.0.2 writes partition 2
+                                                                 // Shared writers share with each other only.
+        let mut l = empty(100);
+        with_volume(&mut l, 50);
+        grant(&mut l, None, "10.0.0.1", ReadWriteShared).unwrap();
+        grant(&mut l, None, "10.0.0.2", ReadWriteShared).unwrap();
+        assert!(grant(&mut l, None, "10.0.0.3", ReadWrite).is_err());
+    }
+
+    #[test]
+    fn identity_grants_are_exclusive_like_address_grants() {
+        use AccessMode::*;
+        let mut l = empty(100);
+        with_volume(&mut l, 50);
+        grant(&mut l, None, "host-a.example", ReadWrite).unwrap();
+        // A different identity, an address, or a different identity pinned to an address: another host.
+        for other in ["host-b.example", "10.0.0.1", "host-b.example@10.0.0.1"] {
+            for mode in [ReadWrite, ReadWriteShared] {
+                let e = grant(&mut l, None, other, mode).unwrap_err();
+                assert!(matches!(e, LayoutError::ExclusiveGrant { grant: 1, .. }), "{other}: {e}");
+                assert!(e.to_string().contains("host-a.example"), "{e}");
+            }
+        }
+        // The same identity from a pinned address is the same certificate holder; readers are welcome.
+        grant(&mut l, None, "host-a.example@10.0.0.1", ReadWrite).unwrap();
+        grant(&mut l, None, "host-b.example", ReadOnly).unwrap();
+        // An address grant's writer excludes identity grants too (the address admits any certificate).
+        let mut l = empty(100);
+        with_volume(&mut l, 50);
+        grant(&mut l, None, "10.0.0.1", ReadWrite).unwrap();
+        let e = grant(&mut l, None, "host-a.example@10.0.0.1", ReadWrite).unwrap_err();
+        assert!(matches!(e, LayoutError::ExclusiveGrant { grant: 1, .. }), "{e}");
+        // Shared identity writers share with each other.
+        let mut l = empty(100);
+        with_volume(&mut l, 50);
+        grant(&mut l, None, "host-a.example", ReadWriteShared).unwrap();
+        grant(&mut l, None, "host-b.example", ReadWriteShared).unwrap();
+        grant(&mut l, None, "10.0.0.1", ReadWriteShared).unwrap();
+        assert!(grant(&mut l, None, "host-c.example", ReadWrite).is_err());
+    }
+
+    #[test]
+    fn released_space_and_wipes() {
+        let mut l = empty(100);
+        let v = with_volume(&mut l, 40);
+        l.released.push(l.released_by(&v, 1));
+        l.volumes.clear();
+        assert!(matches!(
+            l.plan_volume(&NewVolume { len: Blocks(61), ..Default::default() }),
+            Err(LayoutError::NoSpace { largest: Blocks(60), .. })
+        ));
+        let e = l.plan_volume(&NewVolume { start: Some(Lba(0)), len: Blocks(1), ..Default::default() }).unwrap_err();
+        assert!(e.to_string().contains("still being cleared"), "{e}");
+        let w = with_volume(&mut l, 10);
+        assert_eq!(w.extent.start, Lba(40));
+        assert_eq!(l.plan_wipe(w.index).unwrap().clearing, Some(Blocks(0)));
+        let g = l
+            .plan_grant(&NewGrant {
+                index: None,
+                volume: w.index,
+                partition: None,
+                host: Some("10.0.0.1".parse().unwrap()),
+                identity: None,
+                mode: AccessMode::ReadOnly,
+            })
+            .unwrap();
+        l.grants.push(g);
+        assert!(matches!(l.plan_wipe(w.index), Err(LayoutError::WipeWhileGranted { grants: 1, .. })));
     }
 
     impl Grant {

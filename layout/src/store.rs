@@ -10,7 +10,8 @@
 use crate::error::LayoutError;
 use crate::extent::{Blocks, Extent, Lba};
 use crate::model::{
-    AccessMode, Grant, GrantIndex, Layout, Medium, MediumKind, Partition, PartitionIndex, UnitInfo, Volume, VolumeIndex,
+    AccessMode, Grant, GrantIndex, Layout, Medium, MediumKind, Partition, PartitionIndex, Released, UnitInfo, Volume,
+    VolumeIndex,
 };
 use crate::open_lock::{lock_store_open, StoreOpenLock};
 use crate::plan::{NewGrant, NewPartition, NewVolume};
@@ -26,12 +27,8 @@ pub const STORE_FILE: &str = "unit.db";
 /// LBAs and lengths are Unsigned32 in the MIB.
 const MAX_BLOCKS: u64 = u32::MAX as u64;
 
-/// The schema's migrations, in order (the version is the position, kept in `PRAGMA user_version`).
-const MIGRATIONS: &[M<'static>] = &[MIGRATION_1_SCHEMA, MIGRATION_3_GRANT_IDENTITY];
-
-/// Migration 1: the first schema.
-const MIGRATION_1_SCHEMA: M<'static> = M::up(
-    "CREATE TABLE unit (
+/// Migration 1: the initial schema.
+const INITIAL: &str = "CREATE TABLE unit (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         unit_id TEXT NOT NULL,
         name TEXT NOT NULL,
@@ -85,27 +82,122 @@ const MIGRATION_1_SCHEMA: M<'static> = M::up(
         listen TEXT NOT NULL,
         state TEXT NOT NULL,
         heartbeat_ms INTEGER NOT NULL
-    );",
-);
+    );";
 
-/// Migration 3: grants name a host by address, by TLS certificate identity, or both. SQLite cannot relax a NOT
-/// NULL column, so the table is rebuilt; existing grants keep their address and get no identity. Uniqueness of
-/// (export, address, identity) is the planner's check (SQLite's UNIQUE lets NULLs repeat).
-const MIGRATION_3_GRANT_IDENTITY: M<'static> = M::up(
-    "CREATE TABLE grants_new (
+/// Migration 2, "clearing" (issue 16, wiped volumes): a volume being wiped keeps its progress in
+/// `volumes.cleared_blocks` (NULL when it is not being cleared); extents released by destroyed volumes or new media
+/// wait in `released` until they are cleared; grants gain the shared read-write mode 'rws'; blockd says which
+/// layout it has loaded (`data_service.layout_counter`), so released blocks are cleared only once it has stopped
+/// serving them. The hook releases the free space an older store had, whose contents nobody cleared.
+const CLEARING: &str = "
+    ALTER TABLE volumes ADD COLUMN cleared_blocks INTEGER;
+    CREATE TABLE released (
+        start_lba INTEGER PRIMARY KEY,
+        blocks INTEGER NOT NULL,
+        cleared_blocks INTEGER NOT NULL DEFAULT 0,
+        change_counter INTEGER NOT NULL
+    );
+    CREATE TABLE grants_new (
+        idx INTEGER PRIMARY KEY,
+        volume_idx INTEGER NOT NULL REFERENCES volumes(idx),
+        partition_idx INTEGER NOT NULL DEFAULT 0,
+        host TEXT NOT NULL,
+        mode TEXT NOT NULL CHECK (mode IN ('rw', 'ro', 'rws')),
+        UNIQUE (volume_idx, partition_idx, host)
+    );
+    INSERT INTO grants_new SELECT idx, volume_idx, partition_idx, host, mode FROM grants;
+    DROP TABLE grants;
+    ALTER TABLE grants_new RENAME TO grants;
+    ALTER TABLE data_service ADD COLUMN layout_counter INTEGER;";
+
+/// Migration 3, "grant identity" (issue 16, NBD over TLS): grants name a host by address, by TLS certificate
+/// identity, or both. SQLite cannot relax a NOT NULL column, so the table is rebuilt; existing grants keep their
+/// address and mode and get no identity. Uniqueness of (export, address, identity) is the planner's check
+/// (SQLite's UNIQUE lets NULLs repeat).
+const GRANT_IDENTITY: &str = "
+    CREATE TABLE grants_new (
         idx INTEGER PRIMARY KEY,
         volume_idx INTEGER NOT NULL REFERENCES volumes(idx),
         partition_idx INTEGER NOT NULL DEFAULT 0,
         host TEXT,
         identity TEXT,
-        mode TEXT NOT NULL CHECK (mode IN ('rw', 'ro')),
+        mode TEXT NOT NULL CHECK (mode IN ('rw', 'ro', 'rws')),
         CHECK (host IS NOT NULL OR identity IS NOT NULL)
     );
     INSERT INTO grants_new (idx, volume_idx, partition_idx, host, identity, mode)
         SELECT idx, volume_idx, partition_idx, host, NULL, mode FROM grants;
     DROP TABLE grants;
-    ALTER TABLE grants_new RENAME TO grants;",
-);
+    ALTER TABLE grants_new RENAME TO grants;";
+
+/// The schema's migrations, in order: the version kept in `PRAGMA user_version` is the position in this list
+/// (1 initial schema, 2 clearing, 3 grant identity). New migrations go at the end.
+fn migration_list() -> Vec<M<'static>> {
+    vec![M::up(INITIAL), M::up_with_hook(CLEARING, release_free_space), M::up(GRANT_IDENTITY)]
+}
+
+fn migrations() -> Migrations<'static> {
+    Migrations::new(migration_list())
+}
+
+/// The clearing migration's hook: every free extent of an existing unit is released, to be cleared once. It reads
+/// the space only (grants have the columns of a later migration, which has not run yet).
+fn release_free_space(tx: &Transaction<'_>) -> rusqlite_migration::HookResult {
+    if tx.query_row("SELECT COUNT(*) FROM unit", [], |r| r.get::<_, i64>(0))? == 0 {
+        return Ok(());
+    }
+    let layout = read_space(tx).map_err(|e| rusqlite_migration::HookError::Hook(e.to_string()))?;
+    for free in layout.free_extents() {
+        insert_released(tx, &Released { extent: free, cleared: Blocks(0), counter: layout.unit.change_counter })?;
+    }
+    Ok(())
+}
+
+fn insert_released(tx: &Transaction<'_>, r: &Released) -> Result<(), rusqlite::Error> {
+    tx.execute(
+        "INSERT INTO released (start_lba, blocks, cleared_blocks, change_counter) VALUES (?1, ?2, ?3, ?4)",
+        params![r.extent.start.0 as i64, r.extent.len.0 as i64, r.cleared.0 as i64, r.counter],
+    )?;
+    Ok(())
+}
+
+/// Something the unit is clearing: a volume being wiped, or a released extent (named by its first block).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClearTarget {
+    Volume(VolumeIndex),
+    Released(Lba),
+}
+
+/// One clearing job as the store holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClearJob {
+    pub target: ClearTarget,
+    pub extent: Extent,
+    /// Blocks from the start of the extent already cleared.
+    pub cleared: Blocks,
+    /// For released extents: the change counter blockd must have loaded before the blocks may be cleared.
+    pub counter: Option<u32>,
+}
+
+impl ClearJob {
+    /// Every job in `layout`: wiped volumes first, then released extents, in address order.
+    pub fn all(layout: &Layout) -> Vec<ClearJob> {
+        let volumes = layout.volumes.iter().filter_map(|v| {
+            v.clearing.map(|cleared| ClearJob {
+                target: ClearTarget::Volume(v.index),
+                extent: v.extent,
+                cleared,
+                counter: None,
+            })
+        });
+        let released = layout.released.iter().map(|r| ClearJob {
+            target: ClearTarget::Released(r.extent.start),
+            extent: r.extent,
+            cleared: r.cleared,
+            counter: Some(r.counter),
+        });
+        volumes.chain(released).collect()
+    }
+}
 
 /// A medium named on the agent's command line, with its size in bytes as found on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,7 +261,7 @@ impl LayoutStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
+        migrations().to_latest(&mut conn)?;
         Ok((LayoutStore { conn, path }, opening))
     }
 
@@ -260,6 +352,11 @@ impl LayoutStore {
                 "INSERT INTO media (idx, path, kind, first_lba, blocks) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![i as i64 + 1, g.path.to_string_lossy(), kind, next_lba as i64, blocks as i64],
             )?;
+            // What a new medium holds is unknown: it is cleared before any of it is allocated.
+            if blocks > 0 {
+                let extent = Extent::new(Lba(next_lba), Blocks(blocks));
+                insert_released(&tx, &Released { extent, cleared: Blocks(0), counter: unit.change_counter + 1 })?;
+            }
             next_lba += blocks;
             added = true;
         }
@@ -302,13 +399,86 @@ impl LayoutStore {
         })
     }
 
+    /// Destroy a volume: its extent is released, and becomes free once cleared (see [`ClearJob`]).
     pub fn destroy_volume(&mut self, index: VolumeIndex) -> Result<Volume, LayoutError> {
         self.change(|tx, layout| {
             let v = layout.plan_destroy_volume(index)?.clone();
             tx.execute("DELETE FROM volumes WHERE idx = ?1", params![index.0])?;
             tx.execute("DELETE FROM traffic WHERE export_name = ?1", params![v.export_name])?;
+            // A volume being wiped keeps what it cleared already.
+            let released = Released {
+                cleared: v.clearing.unwrap_or(Blocks(0)),
+                ..layout.released_by(&v, layout.unit.change_counter.wrapping_add(1))
+            };
+            insert_released(tx, &released)?;
             Ok(v)
         })
+    }
+
+    /// Start wiping a volume (no grants may remain on it): it is not served until [`LayoutStore::finish_clearing`].
+    pub fn wipe_volume(&mut self, index: VolumeIndex) -> Result<Volume, LayoutError> {
+        self.change(|tx, layout| {
+            let v = layout.plan_wipe(index)?;
+            tx.execute("UPDATE volumes SET cleared_blocks = 0 WHERE idx = ?1", params![index.0])?;
+            Ok(v)
+        })
+    }
+
+    /// Every clearing job, as [`ClearJob::all`] of a fresh snapshot.
+    pub fn clear_jobs(&mut self) -> Result<Vec<ClearJob>, LayoutError> {
+        Ok(ClearJob::all(&self.load()?))
+    }
+
+    /// Record how far a job has got. Not a layout change (the counter does not move): progress is read where it
+    /// is shown, and a restart resumes from here.
+    pub fn set_cleared(&mut self, target: ClearTarget, cleared: Blocks) -> Result<(), LayoutError> {
+        match target {
+            ClearTarget::Volume(v) => self.conn.execute(
+                "UPDATE volumes SET cleared_blocks = ?1 WHERE idx = ?2 AND cleared_blocks IS NOT NULL",
+                params![cleared.0 as i64, v.0],
+            )?,
+            ClearTarget::Released(start) => self.conn.execute(
+                "UPDATE released SET cleared_blocks = ?1 WHERE start_lba = ?2",
+                params![cleared.0 as i64, start.0 as i64],
+            )?,
+        };
+        Ok(())
+    }
+
+    /// A job is done: the wiped volume is served again, or the released extent becomes free. A layout change,
+    /// unless another clearer finished the same job first (then nothing changes and the counter stays).
+    pub fn finish_clearing(&mut self, target: ClearTarget) -> Result<(), LayoutError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let changed = match target {
+            ClearTarget::Volume(v) => tx.execute(
+                "UPDATE volumes SET cleared_blocks = NULL WHERE idx = ?1 AND cleared_blocks IS NOT NULL",
+                params![v.0],
+            )?,
+            ClearTarget::Released(start) => {
+                tx.execute("DELETE FROM released WHERE start_lba = ?1", params![start.0 as i64])?
+            }
+        };
+        if changed > 0 {
+            bump(&tx)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The layout change counter blockd last loaded and served (None: never said, or blockd predates it).
+    pub fn served_counter(&self) -> Result<Option<u32>, LayoutError> {
+        let row = self
+            .conn
+            .query_row("SELECT layout_counter FROM data_service WHERE id = 1", [], |r| r.get::<_, Option<u32>>(0))
+            .optional()?;
+        Ok(row.flatten())
+    }
+
+    /// blockd: the layout with this change counter is the one served now (connections it no longer allows are
+    /// closed).
+    pub fn set_served_counter(&mut self, counter: u32) -> Result<(), LayoutError> {
+        self.conn.execute("UPDATE data_service SET layout_counter = ?1 WHERE id = 1", params![counter])?;
+        Ok(())
     }
 
     pub fn create_partition(&mut self, req: &NewPartition) -> Result<Partition, LayoutError> {
@@ -477,6 +647,7 @@ fn mode_text(m: AccessMode) -> &'static str {
     match m {
         AccessMode::ReadWrite => "rw",
         AccessMode::ReadOnly => "ro",
+        AccessMode::ReadWriteShared => "rws",
     }
 }
 
@@ -510,17 +681,26 @@ fn read_media(tx: &Transaction<'_>) -> Result<Vec<Medium>, LayoutError> {
 }
 
 fn read_layout(tx: &Transaction<'_>) -> Result<Layout, LayoutError> {
+    let mut layout = read_space(tx)?;
+    layout.grants = read_grants(tx)?;
+    Ok(layout)
+}
+
+/// The layout without its grants: the unit, its media, volumes, partitions and released extents.
+fn read_space(tx: &Transaction<'_>) -> Result<Layout, LayoutError> {
     let unit = read_unit(tx)?;
     let media = read_media(tx)?;
     let volumes = {
-        let mut stmt =
-            tx.prepare_cached("SELECT idx, name, export_name, start_lba, blocks FROM volumes ORDER BY idx")?;
+        let mut stmt = tx.prepare_cached(
+            "SELECT idx, name, export_name, start_lba, blocks, cleared_blocks FROM volumes ORDER BY idx",
+        )?;
         let rows = stmt.query_map([], |r| {
             Ok(Volume {
                 index: VolumeIndex(r.get(0)?),
                 name: r.get(1)?,
                 export_name: r.get(2)?,
                 extent: extent(r.get(3)?, r.get(4)?),
+                clearing: r.get::<_, Option<i64>>(5)?.map(|c| Blocks(c as u64)),
             })
         })?;
         rows.collect::<Result<Vec<_>, _>>()?
@@ -539,42 +719,60 @@ fn read_layout(tx: &Transaction<'_>) -> Result<Layout, LayoutError> {
         })?;
         rows.collect::<Result<Vec<_>, _>>()?
     };
-    let grants = {
-        let mut stmt =
-            tx.prepare_cached("SELECT idx, volume_idx, partition_idx, host, identity, mode FROM grants ORDER BY idx")?;
+    let released = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT start_lba, blocks, cleared_blocks, change_counter FROM released ORDER BY start_lba",
+        )?;
         let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, u32>(0)?,
-                r.get::<_, u32>(1)?,
-                r.get::<_, u32>(2)?,
-                r.get::<_, Option<String>>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, String>(5)?,
-            ))
+            Ok(Released {
+                extent: extent(r.get(0)?, r.get(1)?),
+                cleared: Blocks(r.get::<_, i64>(2)? as u64),
+                counter: r.get(3)?,
+            })
         })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (idx, vol, part, host, identity, mode) = row?;
-            // Hosts are written by this crate from an IpAddr; a row that does not parse was edited by hand.
-            let host = match host.map(|h| h.parse::<IpAddr>().map_err(|_| h)).transpose() {
-                Ok(host) => host,
-                Err(host) => {
-                    tracing::warn!(grant = idx, host, "ignoring grant with an unparseable host address");
-                    continue;
-                }
-            };
-            out.push(Grant {
-                index: GrantIndex(idx),
-                volume: VolumeIndex(vol),
-                partition: (part != 0).then_some(PartitionIndex(part)),
-                host,
-                identity,
-                mode: if mode == "ro" { AccessMode::ReadOnly } else { AccessMode::ReadWrite },
-            });
-        }
-        out
+        rows.collect::<Result<Vec<_>, _>>()?
     };
-    Ok(Layout { unit, media, volumes, partitions, grants })
+    Ok(Layout { unit, media, volumes, partitions, grants: Vec::new(), released })
+}
+
+fn read_grants(tx: &Transaction<'_>) -> Result<Vec<Grant>, LayoutError> {
+    let mut stmt =
+        tx.prepare_cached("SELECT idx, volume_idx, partition_idx, host, identity, mode FROM grants ORDER BY idx")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, u32>(0)?,
+            r.get::<_, u32>(1)?,
+            r.get::<_, u32>(2)?,
+            r.get::<_, Option<String>>(3)?,
+            r.get::<_, Option<String>>(4)?,
+            r.get::<_, String>(5)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (idx, vol, part, host, identity, mode) = row?;
+        // Hosts are written by this crate from an IpAddr; a row that does not parse was edited by hand.
+        let host = match host.map(|h| h.parse::<IpAddr>().map_err(|_| h)).transpose() {
+            Ok(host) => host,
+            Err(host) => {
+                tracing::warn!(grant = idx, host, "ignoring grant with an unparseable host address");
+                continue;
+            }
+        };
+        out.push(Grant {
+            index: GrantIndex(idx),
+            volume: VolumeIndex(vol),
+            partition: (part != 0).then_some(PartitionIndex(part)),
+            host,
+            identity,
+            mode: match mode.as_str() {
+                "ro" => AccessMode::ReadOnly,
+                "rws" => AccessMode::ReadWriteShared,
+                _ => AccessMode::ReadWrite,
+            },
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -589,6 +787,10 @@ mod tests {
             MediumSpec { path: "/m/b".into(), kind: MediumKind::File, bytes: 50 * 4096 + 100 },
         ])
         .unwrap();
+        // The media do not exist: mark their release cleared by hand (clear.rs tests clear real files).
+        for job in s.clear_jobs().unwrap() {
+            s.finish_clearing(job.target).unwrap();
+        }
         s
     }
 
@@ -617,31 +819,40 @@ mod tests {
         assert_eq!(info.unit_id, id);
         let l = s.load().unwrap();
         assert_eq!(l.unit.change_counter, counter);
-        assert_eq!(counter, 4, "media, volume, partition, grant");
+        assert_eq!(counter, 6, "media, their two releases cleared, volume, partition, grant");
         assert_eq!((l.volumes.len(), l.partitions.len(), l.grants.len()), (1, 1, 1));
         assert_eq!(l.capacity(), Blocks(150));
         assert_eq!(l.exports().len(), 2);
     }
 
+    /// A connection whose store has the first `n` migrations only.
+    fn store_at_version(dir: &Path, n: usize) -> Connection {
+        let mut conn = Connection::open(dir.join(STORE_FILE)).unwrap();
+        Migrations::new(migration_list().into_iter().take(n).collect()).to_latest(&mut conn).unwrap();
+        conn
+    }
+
+    fn user_version(s: &LayoutStore) -> i64 {
+        s.conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap()
+    }
+
     #[test]
     fn migration_3_keeps_address_grants_and_stores_identities() {
         let dir = tempfile::tempdir().unwrap();
-        {
-            // A store written before migration 3: one address grant.
-            let mut conn = Connection::open(dir.path().join(STORE_FILE)).unwrap();
-            Migrations::from_slice(&MIGRATIONS[..1]).to_latest(&mut conn).unwrap();
-            conn.execute_batch(
+        // A store written before migration 3 (grant identity), after 2 (clearing): a shared address grant.
+        store_at_version(dir.path(), 2)
+            .execute_batch(
                 "INSERT INTO unit (id, unit_id, name, block_size) VALUES (1, 'u', 'unit-a', 4096);
                  INSERT INTO volumes (idx, name, export_name, start_lba, blocks) VALUES (1, 'vol1', 'vol1', 0, 10);
-                 INSERT INTO grants (idx, volume_idx, partition_idx, host, mode) VALUES (1, 1, 0, '127.0.0.9', 'rw');",
+                 INSERT INTO grants (idx, volume_idx, partition_idx, host, mode) VALUES (1, 1, 0, '127.0.0.9', 'rws');",
             )
             .unwrap();
-        }
         let mut s = LayoutStore::open(dir.path()).unwrap();
-        let version: i64 = s.conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-        assert_eq!(version, MIGRATIONS.len() as i64);
+        assert_eq!(user_version(&s), 3);
+        assert_eq!(user_version(&s), migration_list().len() as i64);
         let g = &s.load().unwrap().grants[0];
         assert_eq!((g.host, g.identity.as_deref()), (Some("127.0.0.9".parse().unwrap()), None));
+        assert_eq!(g.mode, AccessMode::ReadWriteShared);
         let by_identity = s
             .create_grant(&NewGrant {
                 index: None,
@@ -649,10 +860,31 @@ mod tests {
                 partition: None,
                 host: None,
                 identity: Some("host-a.example".into()),
-                mode: AccessMode::ReadOnly,
+                mode: AccessMode::ReadWriteShared,
             })
             .unwrap();
         assert_eq!(s.load().unwrap().grants[1], by_identity, "an identity grant without an address round-trips");
+    }
+
+    #[test]
+    fn a_first_schema_store_with_grants_migrates_to_the_latest() {
+        let dir = tempfile::tempdir().unwrap();
+        // Before migration 2 (clearing), whose hook reads the space while grants still have the first columns.
+        store_at_version(dir.path(), 1)
+            .execute_batch(
+                "INSERT INTO unit (id, unit_id, name, block_size) VALUES (1, 'u', 'unit-a', 4096);
+                 INSERT INTO media (idx, path, kind, first_lba, blocks) VALUES (1, '/m/a', 'file', 0, 100);
+                 INSERT INTO volumes (idx, name, export_name, start_lba, blocks) VALUES (1, 'vol1', 'vol1', 0, 10);
+                 INSERT INTO grants (idx, volume_idx, partition_idx, host, mode) VALUES (1, 1, 0, '127.0.0.9', 'rw');",
+            )
+            .unwrap();
+        let mut s = LayoutStore::open(dir.path()).unwrap();
+        assert_eq!(user_version(&s), 3);
+        let l = s.load().unwrap();
+        assert_eq!(l.grants.len(), 1);
+        assert_eq!((l.grants[0].mode, l.grants[0].identity.as_deref()), (AccessMode::ReadWrite, None));
+        let released: Vec<Extent> = l.released.iter().map(|r| r.extent).collect();
+        assert_eq!(released, vec![Extent { start: Lba(10), len: Blocks(90) }], "the old free space awaits clearing");
     }
 
     #[test]

@@ -442,6 +442,7 @@ mod tests {
             read_only,
             grant: 1,
             volume_created: true,
+            owner: None,
         }
     }
 

@@ -3,7 +3,7 @@
 //! `tmux capture-pane`, the way an operator would see it. The console is given only the station's SNMP address:
 //! pool, tasks and the notification tail all come over SNMP.
 
-use dvsan_tests::units::{SanUnit, Station};
+use dvsan_tests::units::{SanUnit, Station, WRITE_COMMUNITY};
 use dvsan_tests::{free_udp_port, require_tool, wait_for, workspace_bin};
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -141,6 +141,8 @@ fn an_operator_creates_volumes_runs_two_tasks_at_once_and_sees_a_link_go_down() 
             station.snmp.expect("the station serves SNMP").to_string(),
             "--refresh".into(),
             "500ms".into(),
+            "--write-community".into(),
+            WRITE_COMMUNITY.into(),
         ],
     );
     console.expect(&["tmuxunit1", "tmuxunit2", "available"], Duration::from_secs(15));
@@ -227,6 +229,8 @@ fn an_operator_opens_the_map_of_a_unit_on_two_media() {
             station.snmp.expect("the station serves SNMP").to_string(),
             "--refresh".into(),
             "500ms".into(),
+            "--write-community".into(),
+            WRITE_COMMUNITY.into(),
         ],
     );
     console.expect(&["mapunit", "available", "Pool:"], Duration::from_secs(15));

@@ -1,5 +1,8 @@
 //! dvsanAccessTable: which host (by address, TLS certificate identity, or both) may use which volume or partition
 //! export, created and destroyed by SET on dvsanAccessRowStatus. blockd enforces these grants on every connection.
+//! A read-write grant is exclusive: a second host's writing grant on overlapping blocks gets inconsistentValue
+//! unless both are readWriteShared (grants to different identities, or an identity grant and an address grant,
+//! are different hosts: [`dvsan_layout::Grant::same_host`]).
 
 use super::set::{
     display_string, enumerated, fail, find, layout_status, octets, prepare_rows, row_action, unsigned, Cell, RowAction,
@@ -36,6 +39,15 @@ fn grant_address(ip: Option<IpAddr>) -> (i32, Vec<u8>) {
     ip.map_or((mib::inet_address_type::UNKNOWN, Vec::new()), inet_address)
 }
 
+/// dvsanAccessMode for a grant's mode.
+fn mode_value(mode: AccessMode) -> i32 {
+    match mode {
+        AccessMode::ReadWrite => mib::dvsan_access_mode::READ_WRITE,
+        AccessMode::ReadOnly => mib::dvsan_access_mode::READ_ONLY,
+        AccessMode::ReadWriteShared => mib::dvsan_access_mode::READ_WRITE_SHARED,
+    }
+}
+
 pub struct AccessTable(pub Arc<Unit>);
 
 impl Table for AccessTable {
@@ -58,10 +70,7 @@ impl Table for AccessTable {
             PARTITION => Value::Gauge32(g.partition.map_or(0, |p| p.0)),
             ADDR_TYPE => Value::Integer(kind),
             ADDR => Value::OctetString(octets),
-            MODE => Value::Integer(match g.mode {
-                AccessMode::ReadWrite => mib::dvsan_access_mode::READ_WRITE,
-                AccessMode::ReadOnly => mib::dvsan_access_mode::READ_ONLY,
-            }),
+            MODE => Value::Integer(mode_value(g.mode)),
             ROW_STATUS => Value::Integer(mib::row_status::ACTIVE),
             IDENTITY => Value::OctetString(g.identity.clone().unwrap_or_default().into_bytes()),
             _ => return None,
@@ -97,7 +106,12 @@ fn plan_row(layout: &Layout, index: GrantIndex, cells: &[Cell<'_>]) -> Result<Op
     let addr = find(cells, ADDR).map(|(i, vb)| octets(i, vb, 255).map(|v| (i, v))).transpose()?;
     let mode = find(cells, MODE)
         .map(|(i, vb)| {
-            enumerated(i, vb, &[mib::dvsan_access_mode::READ_WRITE, mib::dvsan_access_mode::READ_ONLY]).map(|v| (i, v))
+            let modes = [
+                mib::dvsan_access_mode::READ_WRITE,
+                mib::dvsan_access_mode::READ_ONLY,
+                mib::dvsan_access_mode::READ_WRITE_SHARED,
+            ];
+            enumerated(i, vb, &modes).map(|v| (i, v))
         })
         .transpose()?;
     let status = find(cells, ROW_STATUS).map(|(i, vb)| row_action(i, vb).map(|a| (i, a))).transpose()?;
@@ -137,10 +151,10 @@ fn plan_row(layout: &Layout, index: GrantIndex, cells: &[Cell<'_>]) -> Result<Op
                 partition: partition.and_then(|(_, p)| (p != 0).then_some(PartitionIndex(p))),
                 host,
                 identity: identity_given.map(|(_, id)| id.clone()),
-                mode: if mode.map(|(_, m)| m) == Some(mib::dvsan_access_mode::READ_ONLY) {
-                    AccessMode::ReadOnly
-                } else {
-                    AccessMode::ReadWrite
+                mode: match mode.map(|(_, m)| m) {
+                    Some(mib::dvsan_access_mode::READ_ONLY) => AccessMode::ReadOnly,
+                    Some(mib::dvsan_access_mode::READ_WRITE_SHARED) => AccessMode::ReadWriteShared,
+                    _ => AccessMode::ReadWrite,
                 },
             };
             let g = layout.plan_grant(&req).map_err(|e| {
@@ -148,6 +162,9 @@ fn plan_row(layout: &Layout, index: GrantIndex, cells: &[Cell<'_>]) -> Result<Op
                     LayoutError::NoSuchVolume(_) => volume.map(|(i, _)| i),
                     LayoutError::NoSuchPartition(..) => partition.map(|(i, _)| i),
                     LayoutError::DuplicateGrant { .. } => Some(ai),
+                    // A second host writing the volume: the mode (or, when the default was taken, the host) is
+                    // what conflicts.
+                    LayoutError::ExclusiveGrant { .. } => Some(mode.map_or(ai, |(i, _)| i)),
                     _ => None,
                 };
                 fail(at.unwrap_or(i), layout_status(&e))
@@ -163,10 +180,7 @@ fn plan_row(layout: &Layout, index: GrantIndex, cells: &[Cell<'_>]) -> Result<Op
         (Some(g), _) => {
             // Grants are immutable while active: the same values are accepted, changes are inconsistent.
             let (kind, octets) = grant_address(g.host);
-            let mode_now = match g.mode {
-                AccessMode::ReadWrite => mib::dvsan_access_mode::READ_WRITE,
-                AccessMode::ReadOnly => mib::dvsan_access_mode::READ_ONLY,
-            };
+            let mode_now = mode_value(g.mode);
             let same = volume.is_none_or(|(_, v)| v == g.volume.0)
                 && partition.is_none_or(|(_, p)| p == g.partition.map_or(0, |p| p.0))
                 && addr_type.is_none_or(|(_, k)| k == kind)
