@@ -135,13 +135,14 @@ pub fn partition(cmd: PartitionCommand) -> Result<()> {
 
 pub fn access(cmd: AccessCommand) -> Result<()> {
     match cmd {
-        AccessCommand::Grant { state, volume, partition, host, read_only, shared } => {
+        AccessCommand::Grant { state, volume, partition, host, identity, read_only, shared } => {
             let mut store = open(&state)?;
             let req = NewGrant {
                 index: None,
                 volume: VolumeIndex(index(volume, "volume")?),
                 partition: partition.map(|p| index(p, "partition")).transpose()?.map(PartitionIndex),
                 host,
+                identity,
                 mode: match (read_only, shared) {
                     (true, _) => AccessMode::ReadOnly,
                     (false, true) => AccessMode::ReadWriteShared,
@@ -152,7 +153,7 @@ pub fn access(cmd: AccessCommand) -> Result<()> {
             println!(
                 "grant {}: host {} may use volume {}{} {}",
                 g.index,
-                g.host,
+                g.host_text(),
                 g.volume,
                 g.partition.map(|p| format!(" partition {p}")).unwrap_or_default(),
                 match g.mode {
@@ -165,7 +166,7 @@ pub fn access(cmd: AccessCommand) -> Result<()> {
         AccessCommand::Revoke { state, index: idx } => {
             let mut store = open(&state)?;
             let g = store.revoke_grant(GrantIndex(index(idx, "access")?)).context("grant not revoked")?;
-            println!("revoked grant {} (host {} on volume {})", g.index, g.host, g.volume);
+            println!("revoked grant {} (host {} on volume {})", g.index, g.host_text(), g.volume);
         }
     }
     Ok(())
@@ -220,7 +221,7 @@ fn show(layout: &Layout, json: bool) -> Result<()> {
         println!(
             "grant {}: {} -> volume {}{} {:?}",
             g.index,
-            g.host,
+            g.host_text(),
             g.volume,
             g.partition.map(|p| format!(" partition {p}")).unwrap_or_default(),
             g.mode

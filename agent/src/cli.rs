@@ -301,9 +301,14 @@ pub enum AccessCommand {
         /// Partition index; omit for the whole volume.
         #[arg(long)]
         partition: Option<u32>,
-        /// The host's IP address as blockd sees it.
-        #[arg(long)]
-        host: IpAddr,
+        /// The host's IP address as blockd sees it. Without --identity this is all blockd checks (and all a
+        /// connection without TLS can show); with it, the grant also needs the connection to come from here.
+        #[arg(long, required_unless_present = "identity")]
+        host: Option<IpAddr>,
+        /// The host's TLS certificate identity (its certificate's SAN DNS name or URI, else its subject CN):
+        /// the grant then admits only a TLS connection whose verified client certificate names it.
+        #[arg(long, value_name = "NAME")]
+        identity: Option<String>,
         #[arg(long, conflicts_with = "shared")]
         read_only: bool,
         /// Read-write shared with other hosts' shared grants (cluster filesystems); without it a read-write grant

@@ -76,6 +76,7 @@ impl Change {
                     volume: g.volume,
                     partition: g.partition,
                     host: g.host,
+                    identity: g.identity.clone(),
                     mode: g.mode,
                 })
                 .map(drop),

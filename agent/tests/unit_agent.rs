@@ -291,7 +291,7 @@ fn sets_are_checked_and_all_or_nothing() {
     ];
     refused(u.set(&short), "inconsistentValue", "dvsanAccessHostAddress.2");
     let table = snmp_ok("snmptable", &["-v2c", "-c", "public", "-Cf", ",", "-CH", &u.addr, "dvsanAccessTable"]);
-    assert_eq!(table.trim(), "1,0,ipv4,\"7F 00 00 09 \",readWrite,active");
+    assert_eq!(table.trim(), "1,0,ipv4,\"7F 00 00 09 \",readWrite,active,");
     u.set(&["dvsanPartitionRowStatus.1.1", "i", "destroy"]).unwrap();
     refused(u.set(&["dvsanVolumeRowStatus.1", "i", "destroy"]), "inconsistentValue", "dvsanVolumeRowStatus.1");
     u.set(&["dvsanAccessRowStatus.1", "i", "destroy"]).unwrap();
@@ -344,6 +344,93 @@ fn malformed_datagrams_are_dropped_and_counted() {
     let counted: u32 = u.get(&["snmpInASNParseErrs.0"]).trim().parse().unwrap();
     assert!(counted >= parse_errors, "{counted} < {parse_errors}");
     assert!(u.get(&["sysDescr.0"]).contains("dvsan"), "still answers");
+}
+
+#[test]
+fn grants_by_certificate_identity_by_set_and_by_cli() {
+    let u = Unit::start(26, &[]);
+    u.set(&["dvsanVolumeLength.1", "u", "100", "dvsanVolumeRowStatus.1", "i", "createAndGo"]).unwrap();
+    // Identity only: any address (type unknown, no octets, or both columns left out).
+    let by_identity = [
+        "dvsanAccessVolumeIndex.1",
+        "u",
+        "1",
+        "dvsanAccessHostIdentity.1",
+        "s",
+        "host-a.example",
+        "dvsanAccessHostAddressType.1",
+        "i",
+        "unknown",
+        "dvsanAccessHostAddress.1",
+        "x",
+        "",
+        "dvsanAccessRowStatus.1",
+        "i",
+        "createAndGo",
+    ];
+    u.set(&by_identity).unwrap();
+    // Identity and address. Another identity is another host: host-a.example's read-write grant is exclusive, so
+    // a second writer is refused (on the host, the mode being the default) and a reader is welcome.
+    let by_both = [
+        "dvsanAccessVolumeIndex.2",
+        "u",
+        "1",
+        "dvsanAccessHostIdentity.2",
+        "s",
+        "host-b.example",
+        "dvsanAccessHostAddressType.2",
+        "i",
+        "ipv4",
+        "dvsanAccessHostAddress.2",
+        "x",
+        "7F000009",
+        "dvsanAccessRowStatus.2",
+        "i",
+        "createAndGo",
+    ];
+    refused(u.set(&by_both), "inconsistentValue", "dvsanAccessHostAddress.2");
+    u.set(&[&by_both[..], &["dvsanAccessMode.2", "i", "readOnly"]].concat()).unwrap();
+    // The same identity again, a bad identity, and neither identity nor address are refused.
+    let dup = ["dvsanAccessVolumeIndex.3", "u", "1", "dvsanAccessHostIdentity.3", "s", "host-a.example"];
+    refused(
+        u.set(&[&dup[..], &["dvsanAccessRowStatus.3", "i", "createAndGo"]].concat()),
+        "inconsistentValue",
+        "dvsanAccessHostIdentity.3",
+    );
+    let bad = ["dvsanAccessVolumeIndex.3", "u", "1", "dvsanAccessHostIdentity.3", "s", "two words"];
+    refused(
+        u.set(&[&bad[..], &["dvsanAccessRowStatus.3", "i", "createAndGo"]].concat()),
+        "wrongValue",
+        "dvsanAccessHostIdentity.3",
+    );
+    refused(
+        u.set(&["dvsanAccessVolumeIndex.3", "u", "1", "dvsanAccessRowStatus.3", "i", "createAndGo"]),
+        "inconsistentValue",
+        "dvsanAccessRowStatus.3",
+    );
+    let out = u.cli(&["access", "grant", "--volume", "1", "--identity", "host-c.example", "--read-only"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("host host-c.example may use volume 1"));
+    let out = u.cli(&["access", "grant", "--volume", "1"]);
+    assert!(!out.status.success(), "a grant needs --host or --identity");
+    let out = u.cli(&["access", "grant", "--volume", "1", "--identity", "host-d.example", "--shared"]);
+    assert!(!out.status.success(), "a shared writer beside host-a.example's exclusive grant");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("host-a.example") && err.contains("exclusive"), "{err}");
+    let table = wait_for(Duration::from_secs(5), || {
+        let t = snmp_ok("snmptable", &["-v2c", "-c", "public", "-Cf", ",", "-CH", &u.addr, "dvsanAccessTable"]);
+        (t.lines().count() == 3).then_some(t)
+    })
+    .expect("the CLI grant shows up in the table");
+    let rows: Vec<&str> = table.lines().map(str::trim).collect();
+    assert_eq!(
+        rows,
+        [
+            "1,0,unknown,\"\",readWrite,active,host-a.example",
+            "1,0,ipv4,\"7F 00 00 09 \",readOnly,active,host-b.example",
+            "1,0,unknown,\"\",readOnly,active,host-c.example",
+        ]
+    );
 }
 
 #[test]

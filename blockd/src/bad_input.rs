@@ -29,10 +29,14 @@ pub enum BadInput {
     /// A client sent part of a request and then nothing for longer than the stall limit.
     StalledRequest,
     MediaError,
+    /// An option other than NBD_OPT_STARTTLS or NBD_OPT_ABORT before TLS under `--tls require`.
+    TlsRequired,
+    /// The TLS handshake failed: no client certificate, one the CA did not sign, or a broken handshake.
+    TlsHandshake,
 }
 
 impl BadInput {
-    pub const ALL: [BadInput; 19] = [
+    pub const ALL: [BadInput; 21] = [
         BadInput::HandshakeTimeout,
         BadInput::UnknownClientFlags,
         BadInput::OptionBadMagic,
@@ -52,6 +56,8 @@ impl BadInput {
         BadInput::ReservedFieldsSet,
         BadInput::StalledRequest,
         BadInput::MediaError,
+        BadInput::TlsRequired,
+        BadInput::TlsHandshake,
     ];
 
     pub fn name(&self) -> &'static str {
@@ -75,6 +81,8 @@ impl BadInput {
             BadInput::ReservedFieldsSet => "reserved_fields_set",
             BadInput::StalledRequest => "stalled_request",
             BadInput::MediaError => "media_error",
+            BadInput::TlsRequired => "tls_required",
+            BadInput::TlsHandshake => "tls_handshake",
         }
     }
 

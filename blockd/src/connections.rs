@@ -1,21 +1,21 @@
 //! Open transmission connections, so a layout change or a shutdown can reach them.
 //!
-//! Each connection registers the export it negotiated, its host and its grant mode, plus a clone of its socket.
+//! Each connection registers the export it negotiated, its client (address and TLS identity) and its grant mode, plus a clone of its socket.
 //! When the maintenance thread swaps in a new export table it sweeps the registry and shuts down the socket of
 //! every connection the new table no longer allows; the connection's blocked read then returns and its thread
 //! ends. Registration checks the current table under the registry lock, so a revocation that lands between a
 //! handshake's grant check and its registration is still seen.
 
 use crate::exports::{ExportTable, ServedExport};
-use dvsan_layout::AccessMode;
+use dvsan_layout::{AccessMode, Client};
 use std::collections::HashMap;
-use std::net::{IpAddr, Shutdown, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 struct Entry {
     export: Arc<ServedExport>,
-    host: IpAddr,
+    client: Client,
     mode: AccessMode,
     socket: TcpStream,
     closing: Arc<AtomicBool>,
@@ -44,20 +44,20 @@ impl Connections {
     pub fn register(
         &self,
         export: Arc<ServedExport>,
-        host: IpAddr,
+        client: Client,
         mode: AccessMode,
         socket: &TcpStream,
         current: impl FnOnce() -> Arc<ExportTable>,
     ) -> std::io::Result<Option<Registration>> {
         let socket = socket.try_clone()?;
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if !current().still_allows(&export, host, mode) {
+        if !current().still_allows(&export, &client, mode) {
             return Ok(None);
         }
         inner.next_id += 1;
         let id = inner.next_id;
         let closing = Arc::new(AtomicBool::new(false));
-        inner.open.insert(id, Entry { export, host, mode, socket, closing: closing.clone() });
+        inner.open.insert(id, Entry { export, client, mode, socket, closing: closing.clone() });
         Ok(Some(Registration { id, closing }))
     }
 
@@ -70,10 +70,10 @@ impl Connections {
         let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let mut closed = 0;
         for (id, e) in inner.open.iter() {
-            if e.closing.load(Ordering::Relaxed) || table.still_allows(&e.export, e.host, e.mode) {
+            if e.closing.load(Ordering::Relaxed) || table.still_allows(&e.export, &e.client, e.mode) {
                 continue;
             }
-            tracing::info!(conn = id, export = %e.export.name, host = %e.host, "grant or export gone; closing connection");
+            tracing::info!(conn = id, export = %e.export.name, client = %e.client, "grant or export gone; closing connection");
             e.closing.store(true, Ordering::Relaxed);
             // Errors mean the socket is already shut down or closed, which is the goal.
             let _ = e.socket.shutdown(Shutdown::Both);

@@ -8,10 +8,9 @@
 //! ([`MediumMapping`]), for large reads sent straight from the page cache.
 
 use crate::mapped_read::MediumMapping;
-use dvsan_layout::{AccessMode, Export, ExportKind, Layout, MediaMap};
+use dvsan_layout::{AccessMode, Client, Export, ExportKind, Layout, MediaMap};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -142,19 +141,19 @@ impl ExportTable {
         self.exports.iter().find(|e| e.name == name)
     }
 
-    /// The access `host` has to the export `name`, if it exists and a grant allows it.
-    pub fn access(&self, name: &str, host: IpAddr) -> Access {
+    /// The access `client` has to the export `name`, if it exists and a grant allows it.
+    pub fn access(&self, name: &str, client: &Client) -> Access {
         let Some(served) = self.export(name) else { return Access::NoSuchExport };
         let export = Export { name: served.name.clone(), kind: served.kind, extent: extent_of(&self.layout, served) };
-        match self.layout.grant_for(&export, host) {
+        match self.layout.grant_for(&export, client) {
             Some(g) => Access::Granted(served.clone(), g.mode),
             None => Access::NotGranted,
         }
     }
 
-    /// Exports `host` may use, in layout order.
-    pub fn visible_to(&self, host: IpAddr) -> impl Iterator<Item = &Arc<ServedExport>> {
-        self.exports.iter().filter(move |e| matches!(self.access(&e.name, host), Access::Granted(..)))
+    /// Exports `client` may use, in layout order.
+    pub fn visible_to<'a>(&'a self, client: &'a Client) -> impl Iterator<Item = &'a Arc<ServedExport>> {
+        self.exports.iter().filter(move |e| matches!(self.access(&e.name, client), Access::Granted(..)))
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
@@ -162,9 +161,9 @@ impl ExportTable {
     }
 
     /// Whether a connection negotiated on `old` (with `mode`) may go on under this table: same export at the same
-    /// place, and the host still has a grant with the same mode.
-    pub fn still_allows(&self, old: &ServedExport, host: IpAddr, mode: AccessMode) -> bool {
-        match self.access(&old.name, host) {
+    /// place, and the client still has a grant with the same mode.
+    pub fn still_allows(&self, old: &ServedExport, client: &Client, mode: AccessMode) -> bool {
+        match self.access(&old.name, client) {
             Access::Granted(now, now_mode) => {
                 now.kind == old.kind && now.start == old.start && now.size >= old.size && now_mode == mode
             }

@@ -1,10 +1,19 @@
 //! Server side of the fixed-newstyle handshake: option haggling until NBD_OPT_GO or NBD_OPT_EXPORT_NAME picks an
-//! export the peer has a grant for.
+//! export the peer has a grant for, with NBD_OPT_STARTTLS per the protocol's TLS section.
 //!
 //! Runs as a tokio task per connection under the handshake timeout. Options are read with exact lengths (header,
 //! then a payload bounded by [`MAX_OPTION_PAYLOAD`]), so nothing past the handshake is ever read here and the
-//! socket can be handed to the data path as is. The unit's access control lives here: every export lookup goes
-//! through [`ExportTable::access`] for the peer's address.
+//! socket (or the TLS session, whose rustls state holds anything it read ahead) can be handed to the data path as
+//! is. The option loop is generic over the stream, so the same code haggles in plain text and, after STARTTLS,
+//! over TLS. The unit's access control lives here: every export lookup goes through [`ExportTable::access`] for
+//! the peer's address and, after TLS, the identity of its verified client certificate.
+//!
+//! TLS modes (`--tls`): `off` answers STARTTLS with NBD_REP_ERR_UNSUP (the spec's NOTLS mode); `on` upgrades
+//! clients that ask and serves the others in plain text; `require` (FORCEDTLS) answers every option but
+//! NBD_OPT_STARTTLS and NBD_OPT_ABORT with NBD_REP_ERR_TLS_REQD before TLS, and closes on NBD_OPT_EXPORT_NAME,
+//! which cannot be refused otherwise. After STARTTLS everything negotiated before it is forgotten, a second
+//! STARTTLS gets NBD_REP_ERR_INVALID, and a failed TLS handshake (no client certificate, one from another CA)
+//! closes the connection.
 //!
 //! A host asking for an export it has no grant for gets the same answer as for a name that does not exist:
 //! NBD_REP_ERR_UNKNOWN ("the requested export is not available") with the same message, so a host cannot learn
@@ -14,8 +23,9 @@
 use crate::bad_input::BadInput;
 use crate::exports::{Access, ExportTable, ServedExport};
 use crate::state::Shared;
+use crate::tls::{identity_of, TlsMode, TlsServer};
 use crate::transmission::ALLOCATION_CONTEXT_ID;
-use dvsan_layout::AccessMode;
+use dvsan_layout::{AccessMode, Client};
 use dvsan_nbd::constants::*;
 use dvsan_nbd::handshake::{
     encode_export_name_reply, encode_greeting, encode_meta_context_reply, encode_option_error, encode_option_reply,
@@ -25,14 +35,33 @@ use dvsan_nbd::{DecodeError, TransmissionFlags};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// A TLS session after its handshake, while options are still haggled.
+pub(crate) type AsyncTlsStream = tokio_rustls::server::TlsStream<TcpStream>;
+
+/// What blockd does about TLS on this connection.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TlsPolicy {
+    pub mode: TlsMode,
+    /// Present unless the mode is off.
+    pub server: Option<TlsServer>,
+}
+
+/// The connection as the handshake leaves it: still the plain socket, or a TLS session.
+pub(crate) enum Channel {
+    Plain(TcpStream),
+    Tls(Box<AsyncTlsStream>),
+}
 
 /// More options than this in one handshake is abuse, not haggling.
 const MAX_OPTIONS: usize = 64;
 
 /// What a successful handshake agreed on.
 pub(crate) struct Negotiated {
+    /// Who negotiated it: the address, and the certificate identity over TLS.
+    pub client: Client,
     pub export: Arc<ServedExport>,
     pub mode: AccessMode,
     pub structured: bool,
@@ -83,41 +112,106 @@ pub(crate) fn block_size(table: &ExportTable) -> BlockSize {
     BlockSize { minimum: 1, preferred: table.block_size.max(4096), maximum: DEFAULT_MAX_PAYLOAD }
 }
 
-/// Run the handshake on a fresh connection from `peer`: greeting, then options until one picks an export.
+/// Run the handshake on a fresh connection from `peer`: greeting, then options until one picks an export, with a
+/// TLS handshake in between if the client asks for one (or must). Returns how it ended and the connection.
 pub(crate) async fn negotiate(
-    stream: &mut TcpStream,
+    mut stream: TcpStream,
     peer: IpAddr,
     shared: &Shared,
-) -> Result<HandshakeEnd, HandshakeError> {
+    tls: &TlsPolicy,
+) -> Result<(HandshakeEnd, Channel), HandshakeError> {
     let mut out = Vec::with_capacity(256);
-    let client = greet(stream, &mut out, shared).await?;
-    let mut haggling = Haggling { peer, no_zeroes: client.no_zeroes, structured: false, meta: None };
-    for _ in 0..MAX_OPTIONS {
+    let client = greet(&mut stream, &mut out, shared).await?;
+    if tls.mode == TlsMode::Require && !client.fixed_newstyle {
+        let detail = "TLS is required and the client does not speak fixed newstyle".to_string();
+        return Err(bad(shared, BadInput::TlsRequired, detail));
+    }
+    let mut haggling = Haggling {
+        client: Client::by_address(peer),
+        no_zeroes: client.no_zeroes,
+        structured: false,
+        meta: None,
+        tls_mode: tls.mode,
+        tls_done: false,
+        options_left: MAX_OPTIONS,
+    };
+    match haggle(&mut stream, &mut haggling, shared).await? {
+        Haggled::End(end) => return Ok((end, Channel::Plain(stream))),
+        Haggled::StartTls => {}
+    }
+    let Some(server) = &tls.server else {
+        return Err(bad(shared, BadInput::TlsHandshake, "STARTTLS accepted without a TLS configuration".into()));
+    };
+    let mut stream = tokio_rustls::TlsAcceptor::from(server.config.clone())
+        .accept(stream)
+        .await
+        .map_err(|e| bad(shared, BadInput::TlsHandshake, format!("TLS handshake failed: {e}")))?;
+    let certificate = stream.get_ref().1.peer_certificates().and_then(|c| c.first());
+    let Some(identity) = certificate.and_then(|c| identity_of(c)) else {
+        let detail = "the client certificate names no identity (no DNS or URI subjectAltName, no common name)";
+        return Err(bad(shared, BadInput::TlsHandshake, detail.into()));
+    };
+    tracing::debug!(%peer, identity, "TLS established");
+    haggling.start_tls(identity);
+    match haggle(&mut stream, &mut haggling, shared).await? {
+        Haggled::End(end) => Ok((end, Channel::Tls(Box::new(stream)))),
+        // A second STARTTLS is answered with an error in the loop, never accepted.
+        Haggled::StartTls => Err(bad(shared, BadInput::OptionInvalid, "STARTTLS over TLS".into())),
+    }
+}
+
+/// How a run of the option loop ended.
+enum Haggled {
+    End(HandshakeEnd),
+    /// NBD_OPT_STARTTLS was acknowledged: the TLS handshake comes next.
+    StartTls,
+}
+
+/// Read and answer options on `stream` until one ends the handshake or starts TLS.
+async fn haggle<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    haggling: &mut Haggling,
+    shared: &Shared,
+) -> Result<Haggled, HandshakeError> {
+    let mut out = Vec::with_capacity(256);
+    while haggling.options_left > 0 {
+        haggling.options_left -= 1;
         let (header, payload) = read_option(stream, shared).await?;
         out.clear();
-        let answered = match ClientOption::parse(header.option, &payload) {
-            Err(e) => {
-                haggling.invalid_option(&mut out, header.option, e, shared)?;
-                Answered::Reply
+        let answered = if haggling.tls_required(header.option) {
+            haggling.tls_required_reply(&mut out, header.option, shared)
+        } else {
+            match ClientOption::parse(header.option, &payload) {
+                Err(e) => {
+                    haggling.invalid_option(&mut out, header.option, e, shared)?;
+                    Answered::Reply
+                }
+                Ok(option) if shared.shutting_down.load(Ordering::Relaxed) && option != ClientOption::Abort => {
+                    encode_option_error(&mut out, header.option, REP_ERR_SHUTDOWN, "the server is shutting down");
+                    Answered::Reply
+                }
+                Ok(option) => haggling.answer(&mut out, option, shared),
             }
-            Ok(option) if shared.shutting_down.load(Ordering::Relaxed) && option != ClientOption::Abort => {
-                encode_option_error(&mut out, header.option, REP_ERR_SHUTDOWN, "the server is shutting down");
-                Answered::Reply
-            }
-            Ok(option) => haggling.answer(&mut out, option, shared),
         };
         match answered {
             Answered::Reply => stream.write_all(&out).await?,
+            Answered::ReplyAndStartTls => {
+                stream.write_all(&out).await?;
+                stream.flush().await?;
+                return Ok(Haggled::StartTls);
+            }
             Answered::ReplyAndTransmit(negotiated) => {
                 stream.write_all(&out).await?;
-                return Ok(HandshakeEnd::Transmission(negotiated));
+                stream.flush().await?;
+                return Ok(Haggled::End(HandshakeEnd::Transmission(negotiated)));
             }
             Answered::ReplyAndClose => {
                 // The client may already have closed; that is fine.
                 let _ = stream.write_all(&out).await;
-                return Ok(HandshakeEnd::Closed);
+                let _ = stream.flush().await;
+                return Ok(Haggled::End(HandshakeEnd::Closed));
             }
-            Answered::Close => return Ok(HandshakeEnd::Closed),
+            Answered::Close => return Ok(Haggled::End(HandshakeEnd::Closed)),
         }
     }
     Err(bad(shared, BadInput::TooManyOptions, format!("more than {MAX_OPTIONS} options")))
@@ -134,7 +228,10 @@ async fn greet(stream: &mut TcpStream, out: &mut Vec<u8>, shared: &Shared) -> Re
 }
 
 /// Read one option: its header, then exactly its payload (which the header's decoder bounds).
-async fn read_option(stream: &mut TcpStream, shared: &Shared) -> Result<(OptionHeader, Vec<u8>), HandshakeError> {
+async fn read_option<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    shared: &Shared,
+) -> Result<(OptionHeader, Vec<u8>), HandshakeError> {
     let mut hbuf = [0u8; OPTION_HEADER_LEN];
     stream.read_exact(&mut hbuf).await?;
     let header = OptionHeader::decode(&hbuf).map_err(|e| match e {
@@ -148,11 +245,17 @@ async fn read_option(stream: &mut TcpStream, shared: &Shared) -> Result<(OptionH
 
 /// What the options so far have agreed on.
 struct Haggling {
-    peer: IpAddr,
+    /// The peer's address, and its certificate identity once TLS is up.
+    client: Client,
     /// The client asked for NBD_FLAG_C_NO_ZEROES (it matters to the NBD_OPT_EXPORT_NAME reply).
     no_zeroes: bool,
     structured: bool,
     meta: Option<MetaSelection>,
+    tls_mode: TlsMode,
+    /// TLS is up (STARTTLS was acknowledged and its handshake succeeded).
+    tls_done: bool,
+    /// Options this connection may still send, plain and TLS together.
+    options_left: usize,
 }
 
 /// What answering one option leads to; the reply, if any, is in the output buffer.
@@ -161,6 +264,8 @@ enum Answered {
     Reply,
     /// Send the reply and go into transmission.
     ReplyAndTransmit(Negotiated),
+    /// Send the reply (NBD_REP_ACK to NBD_OPT_STARTTLS) and run the TLS handshake.
+    ReplyAndStartTls,
     /// Send the reply if the client still listens, and close.
     ReplyAndClose,
     /// Close without a reply.
@@ -168,9 +273,51 @@ enum Answered {
 }
 
 impl Haggling {
+    /// Whether `option` must be refused for want of TLS: under `--tls require`, before TLS, anything but
+    /// NBD_OPT_STARTTLS and NBD_OPT_ABORT.
+    fn tls_required(&self, option: u32) -> bool {
+        self.tls_mode == TlsMode::Require && !self.tls_done && option != OPT_STARTTLS && option != OPT_ABORT
+    }
+
+    /// Refuse an option for want of TLS: NBD_REP_ERR_TLS_REQD, or closing for NBD_OPT_EXPORT_NAME (which has no
+    /// error reply).
+    fn tls_required_reply(&self, out: &mut Vec<u8>, option: u32, shared: &Shared) -> Answered {
+        shared.bad_input.bump(BadInput::TlsRequired);
+        tracing::debug!(peer = %self.client.address, option, "refused before TLS: TLS is required");
+        if option == OPT_EXPORT_NAME {
+            tracing::warn!(peer = %self.client.address, "NBD_OPT_EXPORT_NAME without TLS, which is required; closing");
+            return Answered::Close;
+        }
+        let message = "this server requires TLS: send NBD_OPT_STARTTLS first (a client certificate is required)";
+        encode_option_error(out, option, REP_ERR_TLS_REQD, message);
+        Answered::Reply
+    }
+
+    /// TLS is up for `identity`: everything negotiated before it is forgotten (the protocol's TLS section).
+    fn start_tls(&mut self, identity: String) {
+        self.client.identity = Some(identity);
+        self.tls_done = true;
+        self.structured = false;
+        self.meta = None;
+    }
+
+    /// Answer NBD_OPT_STARTTLS into `out`.
+    fn start_tls_reply(&self, out: &mut Vec<u8>) -> Answered {
+        if self.tls_done {
+            encode_option_error(out, OPT_STARTTLS, REP_ERR_INVALID, "TLS is already negotiated");
+            Answered::Reply
+        } else if self.tls_mode == TlsMode::Off {
+            encode_option_error(out, OPT_STARTTLS, REP_ERR_UNSUP, "TLS is not enabled on this server (--tls off)");
+            Answered::Reply
+        } else {
+            encode_option_reply(out, OPT_STARTTLS, REP_ACK, &[]);
+            Answered::ReplyAndStartTls
+        }
+    }
+
     /// Answer one option into `out`.
     fn answer(&mut self, out: &mut Vec<u8>, option: ClientOption, shared: &Shared) -> Answered {
-        let peer = self.peer;
+        let peer = &self.client;
         match option {
             ClientOption::Abort => {
                 encode_option_reply(out, OPT_ABORT, REP_ACK, &[]);
@@ -187,9 +334,7 @@ impl Haggling {
                 self.structured = true;
                 encode_option_reply(out, OPT_STRUCTURED_REPLY, REP_ACK, &[]);
             }
-            ClientOption::StartTls => {
-                encode_option_error(out, OPT_STARTTLS, REP_ERR_UNSUP, "TLS is not supported by this server");
-            }
+            ClientOption::StartTls => return self.start_tls_reply(out),
             ClientOption::Info(req) => {
                 answer_info(out, OPT_INFO, &req, peer, shared);
             }
@@ -225,7 +370,7 @@ impl Haggling {
             return Err(bad(shared, BadInput::OptionInvalid, format!("NBD_OPT_EXPORT_NAME: {e}")));
         }
         shared.bad_input.bump(BadInput::OptionInvalid);
-        tracing::debug!(peer = %self.peer, option, error = %e, "invalid option");
+        tracing::debug!(peer = %self.client, option, error = %e, "invalid option");
         if option == OPT_SET_META_CONTEXT {
             // A SET replaces the selection even when it fails.
             self.meta = None;
@@ -238,7 +383,7 @@ impl Haggling {
     /// NBD_OPT_SET_META_CONTEXT: select `base:allocation` for an export, after structured replies only.
     fn set_meta_context(&mut self, out: &mut Vec<u8>, req: &MetaContextRequest, shared: &Shared) {
         if self.structured {
-            let allocation = answer_meta_context(out, OPT_SET_META_CONTEXT, req, self.peer, shared);
+            let allocation = answer_meta_context(out, OPT_SET_META_CONTEXT, req, &self.client, shared);
             self.meta = allocation.map(|allocation| MetaSelection { export: req.export.clone(), allocation });
         } else {
             self.meta = None;
@@ -251,7 +396,7 @@ impl Haggling {
     /// NBD_OPT_EXPORT_NAME: the export's reply and transmission, or, refused, closing (this option has no error
     /// reply).
     fn export_name(&self, out: &mut Vec<u8>, name: &str, shared: &Shared) -> Answered {
-        let peer = self.peer;
+        let peer = &self.client;
         let table = shared.exports();
         match check_access(&table, name, peer, shared) {
             Ok((export, mode)) => {
@@ -268,7 +413,7 @@ impl Haggling {
     /// What the handshake agreed on, once `export` is picked.
     fn negotiated(&self, export: Arc<ServedExport>, mode: AccessMode) -> Negotiated {
         let allocation_context = MetaSelection::allocation_for(&self.meta, &export.name);
-        Negotiated { export, mode, structured: self.structured, allocation_context }
+        Negotiated { client: self.client.clone(), export, mode, structured: self.structured, allocation_context }
     }
 }
 
@@ -277,7 +422,7 @@ fn answer_info(
     out: &mut Vec<u8>,
     option: u32,
     req: &InfoRequest,
-    peer: IpAddr,
+    peer: &Client,
     shared: &Shared,
 ) -> Option<(Arc<ServedExport>, AccessMode)> {
     let table = shared.exports();
@@ -310,7 +455,7 @@ fn answer_meta_context(
     out: &mut Vec<u8>,
     option: u32,
     req: &MetaContextRequest,
-    peer: IpAddr,
+    peer: &Client,
     shared: &Shared,
 ) -> Option<bool> {
     let table = shared.exports();
@@ -334,7 +479,7 @@ fn answer_meta_context(
 fn check_access(
     table: &ExportTable,
     name: &str,
-    peer: IpAddr,
+    peer: &Client,
     shared: &Shared,
 ) -> Result<(Arc<ServedExport>, AccessMode), (u32, String)> {
     if name.is_empty() {
@@ -361,7 +506,7 @@ fn check_access(
 }
 
 /// The one refusal for an export this host may not use, whether or not it exists (see the module doc).
-fn not_available(name: &str, peer: IpAddr) -> (u32, String) {
+fn not_available(name: &str, peer: &Client) -> (u32, String) {
     let message = format!(
         "export {name:?} is not available to host {peer} (no such export, or no grant for this host); \
          NBD_OPT_LIST (nbdinfo --list) shows the exports this host may use"

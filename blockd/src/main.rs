@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
+use dvsan_blockd::tls::{TlsFiles, TlsMode};
 use dvsan_blockd::{run, Config, LargeReads};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -43,6 +44,21 @@ struct Cli {
     /// this side), copied (through memory, like small reads).
     #[arg(long, value_enum, default_value_t = LargeReads::Auto)]
     large_reads: LargeReads,
+    /// NBD over TLS (NBD_OPT_STARTTLS) with mutual X.509: off; on (clients that ask get TLS, the others plain
+    /// text); require (nothing but STARTTLS and ABORT before TLS). With TLS a grant naming an identity admits only
+    /// the client whose certificate, signed by --tls-ca, carries it; grants by address still admit any client
+    /// from that address (plain text under `on`).
+    #[arg(long, value_enum, default_value_t = TlsMode::Off)]
+    tls: TlsMode,
+    /// blockd's certificate chain (PEM), its own certificate first.
+    #[arg(long, value_name = "FILE", required_if_eq_any([("tls", "on"), ("tls", "require")]))]
+    tls_cert: Option<PathBuf>,
+    /// blockd's private key (PEM; keep it 0600).
+    #[arg(long, value_name = "FILE", required_if_eq_any([("tls", "on"), ("tls", "require")]))]
+    tls_key: Option<PathBuf>,
+    /// The CA certificate(s) (PEM) that client certificates must be signed by.
+    #[arg(long, value_name = "FILE", required_if_eq_any([("tls", "on"), ("tls", "require")]))]
+    tls_ca: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -64,6 +80,10 @@ fn main() -> anyhow::Result<()> {
     config.large_read_min = cli.large_read_min_kib * 1024;
     config.large_reads = cli.large_reads;
     config.splice_write_min = cli.splice_write_min_kib * 1024;
+    config.tls = cli.tls;
+    if let (Some(cert), Some(key), Some(ca)) = (cli.tls_cert, cli.tls_key, cli.tls_ca) {
+        config.tls_files = Some(TlsFiles { cert, key, ca });
+    }
 
     // The control plane is light (accepts, handshakes, timers); the data path runs on its own threads.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;

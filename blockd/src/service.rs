@@ -10,13 +10,15 @@
 use crate::bad_input::BadInput;
 use crate::connections::Registration;
 use crate::exports::{ExportTable, MediaCache};
-use crate::handshake::{negotiate, HandshakeEnd, HandshakeError, Negotiated};
+use crate::handshake::{negotiate, Channel, HandshakeEnd, HandshakeError, Negotiated, TlsPolicy};
 use crate::large_reads::LargeReads;
 use crate::maintenance::Maintenance;
 use crate::splice_pipe::SplicerSlot;
 use crate::state::Shared;
+use crate::tls::{TlsError, TlsFiles, TlsMode, TlsServer};
 use crate::traffic::TrafficTable;
 use crate::transmission::{LargeRequestCounts, Session};
+use crate::transport::{TlsStream, Transport};
 use dvsan_layout::{LayoutError, LayoutStore, STORE_FILE};
 use dvsan_nbd::constants::DEFAULT_MAX_PAYLOAD;
 use dvsan_nbd::ExportLimits;
@@ -53,6 +55,10 @@ pub struct Config {
     pub large_read_min: u32,
     /// How large reads go from the media to the socket (structured-reply connections only).
     pub large_reads: LargeReads,
+    /// Whether clients may or must use TLS (NBD_OPT_STARTTLS).
+    pub tls: TlsMode,
+    /// Certificate, key and client CA; required unless `tls` is off.
+    pub tls_files: Option<TlsFiles>,
 }
 
 impl Config {
@@ -69,6 +75,8 @@ impl Config {
             splice_write_min: 128 * 1024,
             large_read_min: 128 * 1024,
             large_reads: LargeReads::Auto,
+            tls: TlsMode::Off,
+            tls_files: None,
         }
     }
 }
@@ -81,8 +89,22 @@ pub enum ServiceError {
     Store { dir: PathBuf, source: LayoutError },
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    #[error("--tls {0:?} needs --tls-cert, --tls-key and --tls-ca")]
+    TlsFilesMissing(TlsMode),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+/// The TLS policy `config` asks for, with its certificates loaded.
+fn tls_policy(config: &Config) -> Result<TlsPolicy, ServiceError> {
+    let server = match (config.tls, &config.tls_files) {
+        (TlsMode::Off, _) => None,
+        (mode, None) => return Err(ServiceError::TlsFilesMissing(mode)),
+        (_, Some(files)) => Some(TlsServer::load(files)?),
+    };
+    Ok(TlsPolicy { mode: config.tls, server })
 }
 
 /// Open the unit store without creating one: blockd never initialises a unit.
@@ -102,6 +124,7 @@ pub fn open_store(state_dir: &Path) -> Result<LayoutStore, ServiceError> {
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServiceError> {
     let dir = config.state_dir.clone();
     let store_err = |source| ServiceError::Store { dir: dir.clone(), source };
+    let tls = Arc::new(tls_policy(&config)?);
     let mut store = open_store(&config.state_dir)?;
     let layout = store.load().map_err(store_err)?;
     let traffic = TrafficTable::from_records(&store.traffic().map_err(store_err)?);
@@ -114,6 +137,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tracing::info!(
         listen = %local,
         exports = table.names().count(),
+        tls = ?config.tls,
         change_counter = table.change_counter,
         "serving"
     );
@@ -136,7 +160,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                         tracing::warn!(%peer, max = config.max_connections, "too many connections; closing");
                         continue;
                     };
-                    tokio::spawn(handle_connection(socket, peer, shared.clone(), config.clone(), stop_rx.clone(), permit));
+                    let conn = Accepted { socket, peer, permit };
+                    tokio::spawn(handle_connection(conn, shared.clone(), config.clone(), tls.clone(), stop_rx.clone()));
                 }
                 Err(e) => {
                     // Out of file descriptors or similar: back off instead of spinning.
@@ -165,55 +190,89 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     Ok(())
 }
 
-/// One connection: the handshake as a task here, then, once it picked an export, its own thread for the data.
-async fn handle_connection(
-    mut socket: TcpStream,
+/// A connection just accepted, with its slot.
+struct Accepted {
+    socket: TcpStream,
     peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+}
+
+/// One connection: the handshake as a task here, then, once it picked an export, its own thread for the data,
+/// over the plain socket or the TLS session the handshake set up.
+async fn handle_connection(
+    conn: Accepted,
     shared: Arc<Shared>,
     config: Arc<Config>,
+    tls: Arc<TlsPolicy>,
     mut stop: watch::Receiver<bool>,
-    permit: OwnedSemaphorePermit,
 ) {
+    let Accepted { socket, peer, permit } = conn;
     if let Err(e) = socket.set_nodelay(true) {
         tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
     }
-    let Some(negotiated) = handshake(&mut socket, peer, &shared, config.handshake_timeout, &mut stop).await else {
+    let Some((negotiated, channel)) = handshake(socket, peer, &shared, &tls, config.handshake_timeout, &mut stop).await
+    else {
         return;
     };
-    let stream = match socket.into_std().and_then(|s| s.set_nonblocking(false).map(|()| s)) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(%peer, error = %e, "cannot hand the connection to the data path");
-            return;
+    let blocking = |s: TcpStream| s.into_std().and_then(|s| s.set_nonblocking(false).map(|()| s));
+    match channel {
+        Channel::Plain(socket) => match blocking(socket) {
+            Ok(stream) => transmit(&shared, &config, negotiated, peer, stream, permit),
+            Err(e) => tracing::warn!(%peer, error = %e, "cannot hand the connection to the data path"),
+        },
+        Channel::Tls(tls_stream) => {
+            let (socket, session) = tls_stream.into_inner();
+            match blocking(socket) {
+                Ok(socket) => {
+                    let stream: TlsStream = rustls::StreamOwned::new(session, socket);
+                    transmit(&shared, &config, negotiated, peer, stream, permit)
+                }
+                Err(e) => tracing::warn!(%peer, error = %e, "cannot hand the connection to the data path"),
+            }
         }
-    };
-    let Some(registration) = register(&shared, &negotiated, peer, &stream) else {
+    }
+}
+
+/// Register a negotiated connection and start its data path on `stream`.
+fn transmit<T: Transport>(
+    shared: &Arc<Shared>,
+    config: &Config,
+    negotiated: Negotiated,
+    peer: SocketAddr,
+    stream: T,
+    permit: OwnedSemaphorePermit,
+) {
+    let Some(registration) = register(shared, &negotiated, peer, stream.socket()) else {
         return;
     };
-    let session = new_session(&shared, &config, negotiated, registration, peer, stream);
+    let identity = negotiated.client.identity.clone();
+    let session = new_session(shared, config, negotiated, registration, peer, stream);
     tracing::info!(
         conn = session.id,
         %peer,
+        identity = identity.as_deref().unwrap_or("-"),
         export = %session.export.name,
         read_only = session.limits.read_only,
         structured = session.structured,
         large_reads = ?session.large_reads,
+        tls = session.stream.plain().is_none(),
         "connection in transmission"
     );
-    start_session(session, shared, permit);
+    start_session(session, shared.clone(), permit);
 }
 
 /// The handshake under its time limit; None (logged) if it did not end in transmission or the server stops.
 async fn handshake(
-    socket: &mut TcpStream,
+    socket: TcpStream,
     peer: SocketAddr,
     shared: &Shared,
+    tls: &TlsPolicy,
     limit: Duration,
     stop: &mut watch::Receiver<bool>,
-) -> Option<Negotiated> {
+) -> Option<(Negotiated, Channel)> {
     let host = peer.ip().to_canonical();
     let outcome = tokio::select! {
-        r = tokio::time::timeout(limit, negotiate(socket, host, shared)) => r,
+        r = tokio::time::timeout(limit, negotiate(socket, host, shared, tls)) => r,
         _ = stop.changed() => return None,
     };
     match outcome {
@@ -230,8 +289,8 @@ async fn handshake(
             tracing::warn!(%peer, "bad handshake, closing: {e}");
             None
         }
-        Ok(Ok(HandshakeEnd::Closed)) => None,
-        Ok(Ok(HandshakeEnd::Transmission(n))) => Some(n),
+        Ok(Ok((HandshakeEnd::Closed, _))) => None,
+        Ok(Ok((HandshakeEnd::Transmission(n), channel))) => Some((n, channel)),
     }
 }
 
@@ -242,9 +301,9 @@ fn register(
     peer: SocketAddr,
     stream: &std::net::TcpStream,
 ) -> Option<Registration> {
-    let host = peer.ip().to_canonical();
     let export = negotiated.export.clone();
-    match shared.connections.register(export, host, negotiated.mode, stream, || shared.exports()) {
+    let client = negotiated.client.clone();
+    match shared.connections.register(export, client, negotiated.mode, stream, || shared.exports()) {
         Ok(Some(r)) => Some(r),
         Ok(None) => {
             tracing::info!(%peer, export = %negotiated.export.name, "grant revoked during the handshake; closing");
@@ -258,15 +317,17 @@ fn register(
 }
 
 /// The data path's state for a connection that negotiated `negotiated`.
-fn new_session(
+fn new_session<T: Transport>(
     shared: &Shared,
     config: &Config,
     negotiated: Negotiated,
     registration: Registration,
     peer: SocketAddr,
-    stream: std::net::TcpStream,
-) -> Session {
+    stream: T,
+) -> Session<T> {
     let host = peer.ip().to_canonical();
+    // Over TLS every byte goes through the cipher here: large reads and writes are copied like small ones.
+    let plain = stream.plain().is_some();
     Session {
         id: registration.id,
         peer,
@@ -283,9 +344,13 @@ fn new_session(
         closing: registration.closing,
         stall_timeout: config.handshake_timeout,
         busy_poll: config.busy_poll,
-        splice_write_min: config.splice_write_min,
+        splice_write_min: if plain { config.splice_write_min } else { 0 },
         large_read_min: config.large_read_min,
-        large_reads: config.large_reads.for_connection(peer.ip(), negotiated.structured),
+        large_reads: if plain {
+            config.large_reads.for_connection(peer.ip(), negotiated.structured)
+        } else {
+            LargeReads::Copied.for_connection(peer.ip(), negotiated.structured)
+        },
         splicer: SplicerSlot::default(),
         large_counts: LargeRequestCounts::default(),
         export: negotiated.export,
@@ -294,7 +359,7 @@ fn new_session(
 
 /// Run the session on its own thread, which unregisters it and gives back its connection slot (`permit`) when it
 /// ends.
-fn start_session(session: Session, shared: Arc<Shared>, permit: OwnedSemaphorePermit) {
+fn start_session<T: Transport>(session: Session<T>, shared: Arc<Shared>, permit: OwnedSemaphorePermit) {
     let (id, peer) = (session.id, session.peer);
     shared.sessions.fetch_add(1, Ordering::SeqCst);
     let thread_shared = shared.clone();

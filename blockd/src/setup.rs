@@ -34,7 +34,8 @@ pub fn setup_unit(s: &UnitSetup) -> Result<Volume, LayoutError> {
             index: None,
             volume: volume.index,
             partition: None,
-            host: *host,
+            host: Some(*host),
+            identity: None,
             mode: *mode,
         })?;
     }

@@ -5,6 +5,9 @@
 //! one write. At queue depth 32 that turns dozens of requests into two syscalls plus the file I/O, with no
 //! allocation or thread hand-off per request. Replies go out in request order, which the spec allows.
 //!
+//! The connection is a [`Transport`]: the TCP socket, or a TLS session over it; the loop is the same. Only a plain
+//! socket takes the zero-copy paths below (TLS connections copy large reads and writes like small ones).
+//!
 //! Large reads on connections with structured replies skip the reply buffer ([`crate::large_reads`]): their data
 //! goes from the media to the socket by a mapping or a pipe, after whatever replies are gathered before them, so
 //! replies still go out in request order.
@@ -25,6 +28,7 @@ use crate::large_reads::{self, LargeReadEnd, LargeReadPath};
 use crate::large_writes::SplicedWrite;
 use crate::splice_pipe::SplicerSlot;
 use crate::traffic::{BatchTraffic, TrafficCounters};
+use crate::transport::Transport;
 use dvsan_nbd::constants::{
     CHUNK_HEADER_LEN, CMD_READ, CMD_WRITE, REQUEST_HEADER_LEN, SIMPLE_REPLY_HEADER_LEN, STATE_HOLE, STATE_ZERO,
 };
@@ -33,10 +37,9 @@ use dvsan_nbd::transmission::{
     SimpleReplyHeader, DATA_CHUNK_PREFIX_LEN,
 };
 use dvsan_nbd::{validate_request, Command, Errno, ExportLimits, Refusal, RequestHeader};
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io;
+use std::net::SocketAddr;
 use std::ops::ControlFlow;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,11 +52,11 @@ pub(crate) const ALLOCATION_CONTEXT_ID: u32 = 1;
 /// How often a blocked read wakes up to check for a stalled partial request.
 const READ_TICK: Duration = Duration::from_millis(500);
 
-/// One connection in transmission.
-pub(crate) struct Session {
+/// One connection in transmission, over a plain socket or TLS.
+pub(crate) struct Session<T: Transport> {
     pub id: u64,
     pub peer: SocketAddr,
-    pub stream: TcpStream,
+    pub stream: T,
     pub export: Arc<ServedExport>,
     pub limits: ExportLimits,
     pub structured: bool,
@@ -94,15 +97,15 @@ enum Flow {
     Close,
 }
 
-impl Session {
+impl<T: Transport> Session<T> {
     /// Serve requests until the client disconnects, the socket is shut down, or the client misbehaves.
     pub(crate) fn run(mut self) {
         // A read timeout lets a blocked read notice a stalled partial request; a write timeout drops a client
         // that stops reading its replies.
-        if let Err(e) = self.stream.set_read_timeout(Some(READ_TICK)) {
+        if let Err(e) = self.stream.socket().set_read_timeout(Some(READ_TICK)) {
             tracing::warn!(conn = self.id, error = %e, "cannot set read timeout");
         }
-        if let Err(e) = self.stream.set_write_timeout(Some(self.stall_timeout)) {
+        if let Err(e) = self.stream.socket().set_write_timeout(Some(self.stall_timeout)) {
             tracing::warn!(conn = self.id, error = %e, "cannot set write timeout");
         }
         let mut inb = InBuf::new();
@@ -167,14 +170,15 @@ impl Session {
     /// in a VM costs more than the request itself.
     fn receive(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if !self.busy_poll.is_zero() {
-            let fd = self.stream.as_raw_fd();
             let until = Instant::now() + self.busy_poll;
             loop {
-                match nix::sys::socket::recv(fd, buf, nix::sys::socket::MsgFlags::MSG_DONTWAIT) {
+                match self.stream.try_read(buf) {
                     Ok(n) => return Ok(n),
-                    Err(nix::errno::Errno::EAGAIN) if Instant::now() < until => std::thread::yield_now(),
-                    Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => break,
-                    Err(e) => return Err(e.into()),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < until => {
+                        std::thread::yield_now()
+                    }
+                    Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => break,
+                    Err(e) => return Err(e),
                 }
             }
         }
@@ -380,8 +384,13 @@ impl Session {
 
     /// Send the replies gathered in `out` and empty it, also on failure: what is left may be half sent, and
     /// nothing more goes out on a stream whose write failed.
-    fn flush(&self, out: &mut OutBuf) -> io::Result<()> {
-        let res = if out.is_empty() { Ok(()) } else { (&self.stream).write_all(out.as_slice()) };
+    fn flush(&mut self, out: &mut OutBuf) -> io::Result<()> {
+        // A TLS stream may hold the last records until flushed.
+        let res = if out.is_empty() {
+            Ok(())
+        } else {
+            self.stream.write_all(out.as_slice()).and_then(|()| self.stream.flush())
+        };
         out.clear();
         res
     }
@@ -417,10 +426,11 @@ impl Session {
     /// Answer a large READ `way` (spliced falls back to copied without a pipe), after the replies gathered in
     /// `out`; what [`answer_read`](Session::answer_read) returns.
     fn send_large(&mut self, out: &mut OutBuf, h: &RequestHeader, way: LargeReadPath) -> io::Result<bool> {
+        let Some(socket) = self.stream.plain() else { return Ok(self.copy_large(out, h)) };
         let end = match way {
-            LargeReadPath::Mapped => large_reads::send_mapped(&self.stream, &self.export, out, h)?,
+            LargeReadPath::Mapped => large_reads::send_mapped(socket, &self.export, out, h)?,
             LargeReadPath::Spliced => match self.splicer.ready(self.id) {
-                Some(splicer) => large_reads::send_spliced(&self.stream, &self.export, splicer, out, h)?,
+                Some(splicer) => large_reads::send_spliced(socket, &self.export, splicer, out, h)?,
                 None => return Ok(self.copy_large(out, h)),
             },
             LargeReadPath::Copied => return Ok(self.copy_large(out, h)),
@@ -456,7 +466,10 @@ impl Session {
 
     /// Whether this WRITE's payload should be spliced off the socket (making the pipe on first use).
     fn splices_write(&mut self, h: &RequestHeader) -> bool {
-        self.splice_write_min > 0 && h.length >= self.splice_write_min && self.splicer.ready(self.id).is_some()
+        self.splice_write_min > 0
+            && h.length >= self.splice_write_min
+            && self.stream.plain().is_some()
+            && self.splicer.ready(self.id).is_some()
     }
 
     /// Take a WRITE's payload socket → pipe → medium ([`SplicedWrite::receive`]), disconnecting a client that
@@ -468,12 +481,12 @@ impl Session {
         fua: bool,
         arrived: &mut Instant,
     ) -> io::Result<io::Result<()>> {
-        let Some(splicer) = self.splicer.ready(self.id) else {
-            return Err(io::Error::other("no splice pipe for a spliced write"));
+        let (Some(stream), Some(splicer)) = (self.stream.plain(), self.splicer.ready(self.id)) else {
+            return Err(io::Error::other("no plain socket or no splice pipe for a spliced write"));
         };
         let (closing, bad_input) = (&self.closing, &self.bad_input);
         let (id, peer, stall_timeout) = (self.id, self.peer, self.stall_timeout);
-        let write = SplicedWrite { stream: &self.stream, export: &self.export, splicer };
+        let write = SplicedWrite { stream, export: &self.export, splicer };
         let res = write.receive(inb, h, fua, arrived, |idle, e| {
             if closing.load(Ordering::Relaxed) {
                 return Err(io::Error::other("closed by the server"));
@@ -632,13 +645,14 @@ mod tests {
     use dvsan_nbd::constants::{CMD_READ, REPLY_TYPE_ERROR_OFFSET, REPLY_TYPE_OFFSET_DATA};
     use dvsan_nbd::transmission::ChunkHeader;
     use dvsan_nbd::transmission::ErrorChunk;
-    use std::net::TcpListener;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
 
     const KIB: usize = 1024;
 
     /// A mapped-read session on one medium of `bytes` (written with 0x5a and mapped whole) that is then cut to
     /// `cut` bytes, and the client end of its socket.
-    fn session_on_cut_medium(dir: &std::path::Path, bytes: usize, cut: u64) -> (Session, TcpStream) {
+    fn session_on_cut_medium(dir: &std::path::Path, bytes: usize, cut: u64) -> (Session<TcpStream>, TcpStream) {
         let path = dir.join("medium.img");
         std::fs::write(&path, vec![0x5au8; bytes]).unwrap();
         let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();

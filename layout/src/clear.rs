@@ -268,7 +268,8 @@ mod tests {
                 index: None,
                 volume: w.index,
                 partition: None,
-                host: "10.0.0.1".parse().unwrap(),
+                host: Some("10.0.0.1".parse().unwrap()),
+                identity: None,
                 mode: AccessMode::ReadWrite,
             })
             .unwrap();

@@ -39,6 +39,10 @@ pub enum LayoutError {
     Shrink(VolumeIndex, Blocks, Blocks),
     #[error("host {host} already has a grant on export {export}")]
     DuplicateGrant { host: String, export: String },
+    #[error("identity {0:?} is not valid: use 1 to 255 printable ASCII characters without spaces")]
+    BadIdentity(String),
+    #[error("a grant names a host address, a certificate identity, or both")]
+    NoHost,
     #[error(
         "host {host} has a {mode:?} grant (index {grant}) on volume {volume} or a part of it; a read-write grant \
          is exclusive: revoke that grant first, or grant both hosts in the shared mode (readWriteShared)"

@@ -142,15 +142,78 @@ impl AccessMode {
     }
 }
 
-/// Host `host` may use the export of `volume` (or of its `partition`) in `mode`.
+/// A host may use the export of `volume` (or of its `partition`) in `mode`. The host is named by its address,
+/// its certificate identity, or both (at least one; see [`Grant::admits`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grant {
     pub index: GrantIndex,
     pub volume: VolumeIndex,
     /// None: the whole volume's export.
     pub partition: Option<PartitionIndex>,
-    pub host: IpAddr,
+    /// The host's address; None only with an identity (then any address).
+    pub host: Option<IpAddr>,
+    /// The identity of the host's TLS client certificate (its SAN DNS name or URI, else its subject CN).
+    pub identity: Option<String>,
     pub mode: AccessMode,
+}
+
+/// Who is asking for an export: the connection's source address and, on a TLS connection whose client
+/// certificate was verified, the certificate's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Client {
+    pub address: IpAddr,
+    pub identity: Option<String>,
+}
+
+impl Client {
+    /// A client known by its address only (a connection without TLS).
+    pub fn by_address(address: IpAddr) -> Client {
+        Client { address, identity: None }
+    }
+}
+
+impl fmt::Display for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.identity {
+            Some(id) => write!(f, "{id:?} at {}", self.address),
+            None => write!(f, "{}", self.address),
+        }
+    }
+}
+
+impl Grant {
+    /// Whether this grant lets `client` in. A grant with an identity admits only a client that proved that
+    /// identity with a verified certificate (and, if the grant also has an address, only from there); a grant
+    /// without one admits the address, which is all a connection without TLS can show.
+    pub fn admits(&self, client: &Client) -> bool {
+        let address_ok = self.host.is_none_or(|h| h == client.address);
+        match &self.identity {
+            Some(id) => address_ok && client.identity.as_deref() == Some(id.as_str()),
+            None => self.host.is_some() && address_ok,
+        }
+    }
+
+    /// Whether both grants name the same host, for exclusivity. Grants with identities name the holder of that
+    /// certificate (an address beside it only narrows where it may connect from), so they are the same host when
+    /// the identities are equal; grants by address alone are the same host when the addresses are. An address
+    /// grant and an identity grant are different hosts: the address admits any client from there.
+    pub fn same_host(&self, other: &Grant) -> bool {
+        match (&self.identity, &other.identity) {
+            (Some(a), Some(b)) => a == b,
+            (None, None) => self.host == other.host,
+            _ => false,
+        }
+    }
+
+    /// The host as shown to operators: `identity@address`, `identity`, or `address`.
+    pub fn host_text(&self) -> String {
+        match (&self.identity, self.host) {
+            (Some(id), Some(h)) => format!("{id}@{h}"),
+            (Some(id), None) => id.clone(),
+            (None, Some(h)) => h.to_string(),
+            (None, None) => "-".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -259,13 +322,13 @@ impl Layout {
         self.exports().into_iter().find(|e| e.name == name)
     }
 
-    /// The grant that lets `host` use `export`, if any.
-    pub fn grant_for(&self, export: &Export, host: IpAddr) -> Option<&Grant> {
+    /// The grant that lets `client` use `export`, if any.
+    pub fn grant_for(&self, export: &Export, client: &Client) -> Option<&Grant> {
         let (volume, partition) = match export.kind {
             ExportKind::Volume(v) => (v, None),
             ExportKind::Partition(v, p) => (v, Some(p)),
         };
-        self.grants.iter().find(|g| g.volume == volume && g.partition == partition && g.host == host)
+        self.grants.iter().find(|g| g.volume == volume && g.partition == partition && g.admits(client))
     }
 
     pub fn export_name_taken(&self, name: &str) -> bool {

@@ -39,8 +39,17 @@ pub struct NewGrant {
     pub index: Option<GrantIndex>,
     pub volume: VolumeIndex,
     pub partition: Option<PartitionIndex>,
-    pub host: IpAddr,
+    /// The host's address; may be None only with an identity.
+    pub host: Option<IpAddr>,
+    /// The host's certificate identity (see [`crate::Grant::identity`]).
+    pub identity: Option<String>,
     pub mode: AccessMode,
+}
+
+/// A certificate identity a grant can name: 1 to 255 printable ASCII characters without spaces (DNS names, URIs
+/// and common names as hosts use them).
+pub fn valid_identity(id: &str) -> bool {
+    (1..=255).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
 fn check_index(i: u32) -> Result<u32, LayoutError> {
@@ -246,24 +255,40 @@ impl Layout {
         if self.grants.iter().any(|g| g.index == index) {
             return Err(LayoutError::IndexInUse(index.0));
         }
-        if self.grants.iter().any(|g| g.volume == req.volume && g.partition == req.partition && g.host == req.host) {
-            return Err(LayoutError::DuplicateGrant { host: req.host.to_string(), export });
+        if let Some(id) = &req.identity {
+            if !valid_identity(id) {
+                return Err(LayoutError::BadIdentity(id.clone()));
+            }
+        } else if req.host.is_none() {
+            return Err(LayoutError::NoHost);
+        }
+        let g = Grant {
+            index,
+            volume: req.volume,
+            partition: req.partition,
+            host: req.host,
+            identity: req.identity.clone(),
+            mode: req.mode,
+        };
+        let exact = |o: &Grant| o.host == g.host && o.identity == g.identity;
+        if self.grants.iter().any(|o| o.volume == req.volume && o.partition == req.partition && exact(o)) {
+            return Err(LayoutError::DuplicateGrant { host: g.host_text(), export });
         }
         // A volume's export overlaps each of its partitions'; partitions of one volume never overlap each other.
-        let overlaps = |g: &Grant| {
-            g.volume == req.volume && (g.partition.is_none() || req.partition.is_none() || g.partition == req.partition)
+        let overlaps = |o: &Grant| {
+            o.volume == req.volume && (o.partition.is_none() || req.partition.is_none() || o.partition == req.partition)
         };
-        if let Some(g) =
-            self.grants.iter().find(|g| g.host != req.host && overlaps(g) && !req.mode.compatible_with(g.mode))
+        if let Some(o) =
+            self.grants.iter().find(|o| !o.same_host(&g) && overlaps(o) && !req.mode.compatible_with(o.mode))
         {
             return Err(LayoutError::ExclusiveGrant {
-                host: g.host.to_string(),
-                grant: g.index.0,
+                host: o.host_text(),
+                grant: o.index.0,
                 volume: req.volume,
-                mode: g.mode,
+                mode: o.mode,
             });
         }
-        Ok(Grant { index, volume: req.volume, partition: req.partition, host: req.host, mode: req.mode })
+        Ok(g)
     }
 
     /// The released extents that `volume` leaves when destroyed (see [`Layout::plan_destroy_volume`]).
@@ -279,7 +304,7 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Medium, MediumKind, UnitInfo};
+    use crate::model::{Client, Medium, MediumKind, UnitInfo};
 
     fn empty(blocks: u64) -> Layout {
         Layout {
@@ -363,34 +388,71 @@ mod tests {
                 index: None,
                 volume: v.index,
                 partition: Some(p.index),
-                host: "127.0.0.5".parse().unwrap(),
+                host: Some("127.0.0.5".parse().unwrap()),
+                identity: None,
                 mode: AccessMode::ReadOnly,
             })
             .unwrap();
         l.grants.push(g.clone());
         assert!(matches!(l.plan_destroy_partition(v.index, p.index), Err(LayoutError::PartitionInUse(..))));
         let export = l.export("vol1-p1").unwrap();
-        assert_eq!(l.grant_for(&export, "127.0.0.5".parse().unwrap()).map(|g| g.mode), Some(AccessMode::ReadOnly));
-        assert!(l.grant_for(&export, "127.0.0.6".parse().unwrap()).is_none());
+        let at = |a: &str| Client::by_address(a.parse().unwrap());
+        assert_eq!(l.grant_for(&export, &at("127.0.0.5")).map(|g| g.mode), Some(AccessMode::ReadOnly));
+        assert!(l.grant_for(&export, &at("127.0.0.6")).is_none());
         assert!(matches!(
             l.plan_grant(&NewGrant { index: None, ..g.clone().into_new() }),
             Err(LayoutError::DuplicateGrant { .. })
         ));
     }
 
+    #[test]
+    fn identity_grants_admit_only_that_certificate_identity() {
+        let mut l = empty(100);
+        let v = with_volume(&mut l, 50);
+        let new = |host: Option<&str>, identity: Option<&str>| NewGrant {
+            index: None,
+            volume: v.index,
+            partition: None,
+            host: host.map(|h| h.parse().unwrap()),
+            identity: identity.map(String::from),
+            mode: AccessMode::ReadOnly,
+        };
+        assert!(matches!(l.plan_grant(&new(None, None)), Err(LayoutError::NoHost)));
+        assert!(matches!(l.plan_grant(&new(None, Some("bad name"))), Err(LayoutError::BadIdentity(_))));
+        let anywhere = l.plan_grant(&new(None, Some("host-a.example"))).unwrap();
+        l.grants.push(anywhere.clone());
+        let pinned = l.plan_grant(&new(Some("127.0.0.7"), Some("host-b.example"))).unwrap();
+        l.grants.push(pinned);
+        assert!(matches!(l.plan_grant(&new(None, Some("host-a.example"))), Err(LayoutError::DuplicateGrant { .. })));
+        let export = l.export("vol1").unwrap();
+        let client = |a: &str, id: Option<&str>| Client { address: a.parse().unwrap(), identity: id.map(String::from) };
+        assert_eq!(l.grant_for(&export, &client("127.0.0.9", Some("host-a.example"))), Some(&anywhere));
+        assert!(l.grant_for(&export, &client("127.0.0.9", None)).is_none(), "plain connections have no identity");
+        assert!(l.grant_for(&export, &client("127.0.0.9", Some("host-c.example"))).is_none());
+        assert!(l.grant_for(&export, &client("127.0.0.7", Some("host-b.example"))).is_some());
+        assert!(l.grant_for(&export, &client("127.0.0.8", Some("host-b.example"))).is_none(), "address pinned too");
+        assert!(
+            l.grant_for(&export, &client("127.0.0.7", None)).is_none(),
+            "an identity grant is not an address grant"
+        );
+    }
+
+    /// Grants on volume 1 to `host`: an address, an identity, or `identity@address`.
     fn grant(
         l: &mut Layout,
         partition: Option<PartitionIndex>,
         host: &str,
         mode: AccessMode,
     ) -> Result<(), LayoutError> {
-        let g = l.plan_grant(&NewGrant {
-            index: None,
-            volume: VolumeIndex(1),
-            partition,
-            host: host.parse().unwrap(),
-            mode,
-        })?;
+        let (identity, address) = match host.split_once('@') {
+            Some((id, a)) => (Some(id.to_string()), Some(a.parse().unwrap())),
+            None => match host.parse() {
+                Ok(a) => (None, Some(a)),
+                Err(_) => (Some(host.to_string()), None),
+            },
+        };
+        let g =
+            l.plan_grant(&NewGrant { index: None, volume: VolumeIndex(1), partition, host: address, identity, mode })?;
         l.grants.push(g);
         Ok(())
     }
@@ -425,6 +487,38 @@ mod tests {
     }
 
     #[test]
+    fn identity_grants_are_exclusive_like_address_grants() {
+        use AccessMode::*;
+        let mut l = empty(100);
+        with_volume(&mut l, 50);
+        grant(&mut l, None, "host-a.example", ReadWrite).unwrap();
+        // A different identity, an address, or a different identity pinned to an address: another host.
+        for other in ["host-b.example", "10.0.0.1", "host-b.example@10.0.0.1"] {
+            for mode in [ReadWrite, ReadWriteShared] {
+                let e = grant(&mut l, None, other, mode).unwrap_err();
+                assert!(matches!(e, LayoutError::ExclusiveGrant { grant: 1, .. }), "{other}: {e}");
+                assert!(e.to_string().contains("host-a.example"), "{e}");
+            }
+        }
+        // The same identity from a pinned address is the same certificate holder; readers are welcome.
+        grant(&mut l, None, "host-a.example@10.0.0.1", ReadWrite).unwrap();
+        grant(&mut l, None, "host-b.example", ReadOnly).unwrap();
+        // An address grant's writer excludes identity grants too (the address admits any certificate).
+        let mut l = empty(100);
+        with_volume(&mut l, 50);
+        grant(&mut l, None, "10.0.0.1", ReadWrite).unwrap();
+        let e = grant(&mut l, None, "host-a.example@10.0.0.1", ReadWrite).unwrap_err();
+        assert!(matches!(e, LayoutError::ExclusiveGrant { grant: 1, .. }), "{e}");
+        // Shared identity writers share with each other.
+        let mut l = empty(100);
+        with_volume(&mut l, 50);
+        grant(&mut l, None, "host-a.example", ReadWriteShared).unwrap();
+        grant(&mut l, None, "host-b.example", ReadWriteShared).unwrap();
+        grant(&mut l, None, "10.0.0.1", ReadWriteShared).unwrap();
+        assert!(grant(&mut l, None, "host-c.example", ReadWrite).is_err());
+    }
+
+    #[test]
     fn released_space_and_wipes() {
         let mut l = empty(100);
         let v = with_volume(&mut l, 40);
@@ -444,7 +538,8 @@ mod tests {
                 index: None,
                 volume: w.index,
                 partition: None,
-                host: "10.0.0.1".parse().unwrap(),
+                host: Some("10.0.0.1".parse().unwrap()),
+                identity: None,
                 mode: AccessMode::ReadOnly,
             })
             .unwrap();
@@ -459,6 +554,7 @@ mod tests {
                 volume: self.volume,
                 partition: self.partition,
                 host: self.host,
+                identity: self.identity,
                 mode: self.mode,
             }
         }

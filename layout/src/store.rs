@@ -84,12 +84,11 @@ const INITIAL: &str = "CREATE TABLE unit (
         heartbeat_ms INTEGER NOT NULL
     );";
 
-/// Layout migration "clearing" (issue 16; the coordinator orders it after the TLS identities migration, it is
-/// the fourth layout migration on main): a volume being wiped keeps its progress in `volumes.cleared_blocks`
-/// (NULL when it is not being cleared); extents released by destroyed volumes or new media wait in `released`
-/// until they are cleared; grants gain the shared read-write mode 'rws'; blockd says which layout it has loaded
-/// (`data_service.layout_counter`), so released blocks are cleared only once it has stopped serving them. The
-/// hook releases the free space an older store had, whose contents nobody cleared.
+/// Migration 2, "clearing" (issue 16, wiped volumes): a volume being wiped keeps its progress in
+/// `volumes.cleared_blocks` (NULL when it is not being cleared); extents released by destroyed volumes or new media
+/// wait in `released` until they are cleared; grants gain the shared read-write mode 'rws'; blockd says which
+/// layout it has loaded (`data_service.layout_counter`), so released blocks are cleared only once it has stopped
+/// serving them. The hook releases the free space an older store had, whose contents nobody cleared.
 const CLEARING: &str = "
     ALTER TABLE volumes ADD COLUMN cleared_blocks INTEGER;
     CREATE TABLE released (
@@ -111,16 +110,42 @@ const CLEARING: &str = "
     ALTER TABLE grants_new RENAME TO grants;
     ALTER TABLE data_service ADD COLUMN layout_counter INTEGER;";
 
-fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(INITIAL), M::up_with_hook(CLEARING, release_free_space)])
+/// Migration 3, "grant identity" (issue 16, NBD over TLS): grants name a host by address, by TLS certificate
+/// identity, or both. SQLite cannot relax a NOT NULL column, so the table is rebuilt; existing grants keep their
+/// address and mode and get no identity. Uniqueness of (export, address, identity) is the planner's check
+/// (SQLite's UNIQUE lets NULLs repeat).
+const GRANT_IDENTITY: &str = "
+    CREATE TABLE grants_new (
+        idx INTEGER PRIMARY KEY,
+        volume_idx INTEGER NOT NULL REFERENCES volumes(idx),
+        partition_idx INTEGER NOT NULL DEFAULT 0,
+        host TEXT,
+        identity TEXT,
+        mode TEXT NOT NULL CHECK (mode IN ('rw', 'ro', 'rws')),
+        CHECK (host IS NOT NULL OR identity IS NOT NULL)
+    );
+    INSERT INTO grants_new (idx, volume_idx, partition_idx, host, identity, mode)
+        SELECT idx, volume_idx, partition_idx, host, NULL, mode FROM grants;
+    DROP TABLE grants;
+    ALTER TABLE grants_new RENAME TO grants;";
+
+/// The schema's migrations, in order: the version kept in `PRAGMA user_version` is the position in this list
+/// (1 initial schema, 2 clearing, 3 grant identity). New migrations go at the end.
+fn migration_list() -> Vec<M<'static>> {
+    vec![M::up(INITIAL), M::up_with_hook(CLEARING, release_free_space), M::up(GRANT_IDENTITY)]
 }
 
-/// The clearing migration's hook: every free extent of an existing unit is released, to be cleared once.
+fn migrations() -> Migrations<'static> {
+    Migrations::new(migration_list())
+}
+
+/// The clearing migration's hook: every free extent of an existing unit is released, to be cleared once. It reads
+/// the space only (grants have the columns of a later migration, which has not run yet).
 fn release_free_space(tx: &Transaction<'_>) -> rusqlite_migration::HookResult {
     if tx.query_row("SELECT COUNT(*) FROM unit", [], |r| r.get::<_, i64>(0))? == 0 {
         return Ok(());
     }
-    let layout = read_layout(tx).map_err(|e| rusqlite_migration::HookError::Hook(e.to_string()))?;
+    let layout = read_space(tx).map_err(|e| rusqlite_migration::HookError::Hook(e.to_string()))?;
     for free in layout.free_extents() {
         insert_released(tx, &Released { extent: free, cleared: Blocks(0), counter: layout.unit.change_counter })?;
     }
@@ -481,12 +506,14 @@ impl LayoutStore {
         self.change(|tx, layout| {
             let g = layout.plan_grant(req)?;
             tx.execute(
-                "INSERT INTO grants (idx, volume_idx, partition_idx, host, mode) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO grants (idx, volume_idx, partition_idx, host, identity, mode)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     g.index.0,
                     g.volume.0,
                     g.partition.map(|p| p.0).unwrap_or(0),
-                    g.host.to_string(),
+                    g.host.map(|h| h.to_string()),
+                    g.identity,
                     mode_text(g.mode)
                 ],
             )?;
@@ -654,6 +681,13 @@ fn read_media(tx: &Transaction<'_>) -> Result<Vec<Medium>, LayoutError> {
 }
 
 fn read_layout(tx: &Transaction<'_>) -> Result<Layout, LayoutError> {
+    let mut layout = read_space(tx)?;
+    layout.grants = read_grants(tx)?;
+    Ok(layout)
+}
+
+/// The layout without its grants: the unit, its media, volumes, partitions and released extents.
+fn read_space(tx: &Transaction<'_>) -> Result<Layout, LayoutError> {
     let unit = read_unit(tx)?;
     let media = read_media(tx)?;
     let volumes = {
@@ -685,40 +719,6 @@ fn read_layout(tx: &Transaction<'_>) -> Result<Layout, LayoutError> {
         })?;
         rows.collect::<Result<Vec<_>, _>>()?
     };
-    let grants = {
-        let mut stmt =
-            tx.prepare_cached("SELECT idx, volume_idx, partition_idx, host, mode FROM grants ORDER BY idx")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, u32>(0)?,
-                r.get::<_, u32>(1)?,
-                r.get::<_, u32>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (idx, vol, part, host, mode) = row?;
-            // Hosts are written by this crate from an IpAddr; a row that does not parse was edited by hand.
-            let Ok(host) = host.parse() else {
-                tracing::warn!(grant = idx, host, "ignoring grant with an unparseable host address");
-                continue;
-            };
-            out.push(Grant {
-                index: GrantIndex(idx),
-                volume: VolumeIndex(vol),
-                partition: (part != 0).then_some(PartitionIndex(part)),
-                host,
-                mode: match mode.as_str() {
-                    "ro" => AccessMode::ReadOnly,
-                    "rws" => AccessMode::ReadWriteShared,
-                    _ => AccessMode::ReadWrite,
-                },
-            });
-        }
-        out
-    };
     let released = {
         let mut stmt = tx.prepare_cached(
             "SELECT start_lba, blocks, cleared_blocks, change_counter FROM released ORDER BY start_lba",
@@ -732,7 +732,47 @@ fn read_layout(tx: &Transaction<'_>) -> Result<Layout, LayoutError> {
         })?;
         rows.collect::<Result<Vec<_>, _>>()?
     };
-    Ok(Layout { unit, media, volumes, partitions, grants, released })
+    Ok(Layout { unit, media, volumes, partitions, grants: Vec::new(), released })
+}
+
+fn read_grants(tx: &Transaction<'_>) -> Result<Vec<Grant>, LayoutError> {
+    let mut stmt =
+        tx.prepare_cached("SELECT idx, volume_idx, partition_idx, host, identity, mode FROM grants ORDER BY idx")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, u32>(0)?,
+            r.get::<_, u32>(1)?,
+            r.get::<_, u32>(2)?,
+            r.get::<_, Option<String>>(3)?,
+            r.get::<_, Option<String>>(4)?,
+            r.get::<_, String>(5)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (idx, vol, part, host, identity, mode) = row?;
+        // Hosts are written by this crate from an IpAddr; a row that does not parse was edited by hand.
+        let host = match host.map(|h| h.parse::<IpAddr>().map_err(|_| h)).transpose() {
+            Ok(host) => host,
+            Err(host) => {
+                tracing::warn!(grant = idx, host, "ignoring grant with an unparseable host address");
+                continue;
+            }
+        };
+        out.push(Grant {
+            index: GrantIndex(idx),
+            volume: VolumeIndex(vol),
+            partition: (part != 0).then_some(PartitionIndex(part)),
+            host,
+            identity,
+            mode: match mode.as_str() {
+                "ro" => AccessMode::ReadOnly,
+                "rws" => AccessMode::ReadWriteShared,
+                _ => AccessMode::ReadWrite,
+            },
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -766,7 +806,8 @@ mod tests {
                 index: None,
                 volume: v.index,
                 partition: None,
-                host: "127.0.0.9".parse().unwrap(),
+                host: Some("127.0.0.9".parse().unwrap()),
+                identity: None,
                 mode: AccessMode::ReadWrite,
             })
             .unwrap();
@@ -782,6 +823,68 @@ mod tests {
         assert_eq!((l.volumes.len(), l.partitions.len(), l.grants.len()), (1, 1, 1));
         assert_eq!(l.capacity(), Blocks(150));
         assert_eq!(l.exports().len(), 2);
+    }
+
+    /// A connection whose store has the first `n` migrations only.
+    fn store_at_version(dir: &Path, n: usize) -> Connection {
+        let mut conn = Connection::open(dir.join(STORE_FILE)).unwrap();
+        Migrations::new(migration_list().into_iter().take(n).collect()).to_latest(&mut conn).unwrap();
+        conn
+    }
+
+    fn user_version(s: &LayoutStore) -> i64 {
+        s.conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn migration_3_keeps_address_grants_and_stores_identities() {
+        let dir = tempfile::tempdir().unwrap();
+        // A store written before migration 3 (grant identity), after 2 (clearing): a shared address grant.
+        store_at_version(dir.path(), 2)
+            .execute_batch(
+                "INSERT INTO unit (id, unit_id, name, block_size) VALUES (1, 'u', 'unit-a', 4096);
+                 INSERT INTO volumes (idx, name, export_name, start_lba, blocks) VALUES (1, 'vol1', 'vol1', 0, 10);
+                 INSERT INTO grants (idx, volume_idx, partition_idx, host, mode) VALUES (1, 1, 0, '127.0.0.9', 'rws');",
+            )
+            .unwrap();
+        let mut s = LayoutStore::open(dir.path()).unwrap();
+        assert_eq!(user_version(&s), 3);
+        assert_eq!(user_version(&s), migration_list().len() as i64);
+        let g = &s.load().unwrap().grants[0];
+        assert_eq!((g.host, g.identity.as_deref()), (Some("127.0.0.9".parse().unwrap()), None));
+        assert_eq!(g.mode, AccessMode::ReadWriteShared);
+        let by_identity = s
+            .create_grant(&NewGrant {
+                index: None,
+                volume: VolumeIndex(1),
+                partition: None,
+                host: None,
+                identity: Some("host-a.example".into()),
+                mode: AccessMode::ReadWriteShared,
+            })
+            .unwrap();
+        assert_eq!(s.load().unwrap().grants[1], by_identity, "an identity grant without an address round-trips");
+    }
+
+    #[test]
+    fn a_first_schema_store_with_grants_migrates_to_the_latest() {
+        let dir = tempfile::tempdir().unwrap();
+        // Before migration 2 (clearing), whose hook reads the space while grants still have the first columns.
+        store_at_version(dir.path(), 1)
+            .execute_batch(
+                "INSERT INTO unit (id, unit_id, name, block_size) VALUES (1, 'u', 'unit-a', 4096);
+                 INSERT INTO media (idx, path, kind, first_lba, blocks) VALUES (1, '/m/a', 'file', 0, 100);
+                 INSERT INTO volumes (idx, name, export_name, start_lba, blocks) VALUES (1, 'vol1', 'vol1', 0, 10);
+                 INSERT INTO grants (idx, volume_idx, partition_idx, host, mode) VALUES (1, 1, 0, '127.0.0.9', 'rw');",
+            )
+            .unwrap();
+        let mut s = LayoutStore::open(dir.path()).unwrap();
+        assert_eq!(user_version(&s), 3);
+        let l = s.load().unwrap();
+        assert_eq!(l.grants.len(), 1);
+        assert_eq!((l.grants[0].mode, l.grants[0].identity.as_deref()), (AccessMode::ReadWrite, None));
+        let released: Vec<Extent> = l.released.iter().map(|r| r.extent).collect();
+        assert_eq!(released, vec![Extent { start: Lba(10), len: Blocks(90) }], "the old free space awaits clearing");
     }
 
     #[test]

@@ -180,6 +180,9 @@ pub const DVSAN_ACCESS_MODE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 5, 1, 6];
 /// DVSAN-MIB::dvsanAccessRowStatus
 pub const DVSAN_ACCESS_ROW_STATUS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 5, 1, 7];
 
+/// DVSAN-MIB::dvsanAccessHostIdentity
+pub const DVSAN_ACCESS_HOST_IDENTITY: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 5, 1, 8];
+
 /// DVSAN-MIB::dvsanTrafficTable
 pub const DVSAN_TRAFFIC_TABLE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 6];
 
@@ -1827,6 +1830,7 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanAccessHostAddress", DVSAN_ACCESS_HOST_ADDRESS),
     ("dvsanAccessMode", DVSAN_ACCESS_MODE),
     ("dvsanAccessRowStatus", DVSAN_ACCESS_ROW_STATUS),
+    ("dvsanAccessHostIdentity", DVSAN_ACCESS_HOST_IDENTITY),
     ("dvsanTrafficTable", DVSAN_TRAFFIC_TABLE),
     ("dvsanTrafficEntry", DVSAN_TRAFFIC_ENTRY),
     ("dvsanTrafficIndex", DVSAN_TRAFFIC_INDEX),

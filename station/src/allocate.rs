@@ -26,7 +26,7 @@
 //! Every method checks that its allocator holds the lock of the unit it changes.
 
 use crate::announce::{Announcer, Change};
-use crate::model::{Availability, UnitState};
+use crate::model::{Availability, GrantHost, UnitState};
 use crate::store::{AllocationUnit, AssignmentRecord, PendingUnit, RemovedUnit, StationStore, StoreError, SyncOutcome};
 use crate::walk::{read_unit, WalkError};
 use dvsan_mib as mib;
@@ -1163,7 +1163,8 @@ impl<'a> Allocator<'a> {
                 }
             };
             for a in &list {
-                let held = grants.iter().find(|g| g.volume == a.volume && g.host == a.host);
+                // The station's grants name the address only: a grant by certificate identity is never one.
+                let held = grants.iter().find(|g| g.volume == a.volume && g.host.is_address(a.host));
                 if a.pending {
                     if let Some(g) = held.filter(|g| g.index == a.grant) {
                         self.revoke(index, agent, g.index).await;
@@ -1193,7 +1194,7 @@ impl<'a> Allocator<'a> {
                 }
             }
             for g in &grants {
-                if !list.iter().any(|a| a.volume == g.volume && a.host == g.host) {
+                if !list.iter().any(|a| a.volume == g.volume && g.host.is_address(a.host)) {
                     tracing::info!(unit = index, grant = g.index, volume = g.volume, host = %g.host, "reconciliation: grant not made by the station, left alone");
                     report.foreign_grants += 1;
                 }
@@ -1202,7 +1203,10 @@ impl<'a> Allocator<'a> {
         Ok(report)
     }
 
-    /// The unit's dvsanAccessTable.
+    /// The unit's dvsanAccessTable. A grant names an address (dvsanAccessHostAddress, four or sixteen octets), a
+    /// TLS certificate identity (dvsanAccessHostIdentity; the address is then empty, type unknown(0), unless the
+    /// grant names both), or both. A row with neither (or an address of another length) is read as a grant to
+    /// nobody the station knows: it still keeps the volume from being handed out.
     async fn read_grants(&mut self, agent: SocketAddr) -> Result<Vec<UnitGrant>, SnmpError> {
         let rows = self.manager.walk(&self.read_target(agent), &Oid::from_slice(mib::DVSAN_ACCESS_ENTRY)).await?;
         let mut grants: std::collections::BTreeMap<u32, UnitGrant> = Default::default();
@@ -1210,14 +1214,22 @@ impl<'a> Allocator<'a> {
         for vb in rows {
             let arcs = vb.oid.as_slice();
             let (Some(&column), Some(&index)) = (arcs.get(entry_len), arcs.get(entry_len + 1)) else { continue };
-            let grant = grants.entry(index).or_insert(UnitGrant { index, volume: 0, host: IpAddr::from([0, 0, 0, 0]) });
+            let grant = grants.entry(index).or_insert(UnitGrant {
+                index,
+                volume: 0,
+                host: GrantHost { address: None, identity: None },
+            });
             match (column, &vb.value) {
                 (2, Value::Gauge32(v)) => grant.volume = *v,
-                (5, Value::OctetString(b)) if b.len() == 4 => grant.host = IpAddr::from([b[0], b[1], b[2], b[3]]),
-                (5, Value::OctetString(b)) if b.len() == 16 => {
-                    let mut a = [0u8; 16];
-                    a.copy_from_slice(b);
-                    grant.host = IpAddr::from(a);
+                (5, Value::OctetString(b)) => {
+                    grant.host.address = match b.len() {
+                        4 => <[u8; 4]>::try_from(b.as_slice()).ok().map(IpAddr::from),
+                        16 => <[u8; 16]>::try_from(b.as_slice()).ok().map(IpAddr::from),
+                        _ => None,
+                    }
+                }
+                (8, Value::OctetString(b)) if !b.is_empty() => {
+                    grant.host.identity = Some(String::from_utf8_lossy(b).into_owned());
                 }
                 _ => {}
             }
@@ -1306,7 +1318,7 @@ pub struct ReconcileReport {
 struct UnitGrant {
     index: u32,
     volume: u32,
-    host: IpAddr,
+    host: GrantHost,
 }
 
 /// `nbd://DATA_ADDRESS:PORT/EXPORT` for a volume of `unit` (the agent's IP when the data address is unspecified).

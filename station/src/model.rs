@@ -138,7 +138,43 @@ pub struct VolumeRow {
     pub clearing: Option<u32>,
     /// Hosts with a grant on the volume or one of its partitions on the unit (dvsanAccessTable), whoever made it.
     #[serde(default)]
-    pub granted_hosts: Vec<IpAddr>,
+    pub granted_hosts: Vec<GrantHost>,
+}
+
+/// The host a grant on a unit names (dvsanAccessTable): an address, a TLS certificate identity
+/// (dvsanAccessHostIdentity, with address type unknown(0) when it names no address), or both. The station's own
+/// grants name an address only; a grant with an identity is always someone else's.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct GrantHost {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+}
+
+impl GrantHost {
+    /// A grant by address only, as the station makes them.
+    pub fn address(address: IpAddr) -> GrantHost {
+        GrantHost { address: Some(address), identity: None }
+    }
+
+    /// Whether this is the station's kind of grant for `host`: that address, and no identity.
+    pub fn is_address(&self, host: IpAddr) -> bool {
+        self.identity.is_none() && self.address == Some(host)
+    }
+}
+
+/// As operators read it: `address`, `identity "NAME"` or `identity "NAME" at address` (quoted, so an identity that
+/// looks like an address is not taken for one).
+impl fmt::Display for GrantHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.identity, self.address) {
+            (None, Some(a)) => write!(f, "{a}"),
+            (Some(id), Some(a)) => write!(f, "identity {id:?} at {a}"),
+            (Some(id), None) => write!(f, "identity {id:?}"),
+            (None, None) => f.write_str("no host"),
+        }
+    }
 }
 
 /// One partition as walked from dvsanPartitionTable.

@@ -14,7 +14,9 @@
 //! Such a placeholder is adopted by the first successful walk at its address. Units are deleted only when an
 //! operator removes them ([`StationStore::remove_unit`]).
 
-use crate::model::{Availability, MediumRow, PoolPartition, PoolUnit, PoolVolume, UnitSnapshot, UnitState, VolumeRow};
+use crate::model::{
+    Availability, GrantHost, MediumRow, PoolPartition, PoolUnit, PoolVolume, UnitSnapshot, UnitState, VolumeRow,
+};
 use crate::notification::{NotificationKind, NotificationRecord, VarBindRecord};
 use crate::task_model::{Arguments, OperationKind, Task, TaskState};
 use crate::timefmt::format_ms;
@@ -176,8 +178,9 @@ const MIGRATIONS: &[M<'static>] = &[
     // migration. Only that principal and the station's admins may see its details or release it over SNMP.
     M::up("ALTER TABLE assignments ADD COLUMN owner TEXT;"),
     // Wiped volumes and exclusive grants: how far a unit has cleared a volume it wipes (NULL when it does not),
-    // and the hosts the unit's access table grants the volume to, whoever made the grants (comma-separated), so
-    // the pool can tell volumes granted by someone else and never hand them out.
+    // and the hosts the unit's access table grants the volume to, whoever made the grants, so the pool can tell
+    // volumes granted by someone else and never hand them out. Written as a JSON array of `model::GrantHost`
+    // (address, TLS identity or both); rows written before identities were known hold comma-separated addresses.
     M::up(
         "ALTER TABLE volumes ADD COLUMN clearing INTEGER;
     ALTER TABLE volumes ADD COLUMN granted_hosts TEXT NOT NULL DEFAULT '';",
@@ -652,8 +655,10 @@ impl StationStore {
             filter("unit")
         ))?;
         // A grant is the station's when an assignment names its volume and host.
-        let held: std::collections::BTreeSet<(u32, u32, IpAddr)> =
-            read_assignments(&self.conn, None)?.into_iter().map(|a| (a.unit, a.volume, a.host)).collect();
+        let held: std::collections::BTreeSet<(u32, u32, GrantHost)> = read_assignments(&self.conn, None)?
+            .into_iter()
+            .map(|a| (a.unit, a.volume, GrantHost::address(a.host)))
+            .collect();
         let mut rows = stmt.query(only.clone())?;
         while let Some(r) = rows.next()? {
             let unit: u32 = r.get(0)?;
@@ -672,7 +677,7 @@ impl StationStore {
                     clearing: r.get(8)?,
                     foreign_grants: hosts_of(&r.get::<_, String>(9)?)
                         .into_iter()
-                        .filter(|h| !held.contains(&(unit, r.get(1).unwrap_or(0), *h)))
+                        .filter(|h| !held.contains(&(unit, r.get(1).unwrap_or(0), h.clone())))
                         .map(|h| h.to_string())
                         .collect(),
                     partitions: Vec::new(),
@@ -1515,12 +1520,31 @@ fn replace_layout(
     Ok(())
 }
 
-fn hosts_text(hosts: &[IpAddr]) -> String {
-    hosts.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(",")
+/// `volumes.granted_hosts` as stored: a JSON array of hosts (identities may hold any printable character).
+fn hosts_text(hosts: &[GrantHost]) -> String {
+    if hosts.is_empty() {
+        return String::new();
+    }
+    serde_json::to_string(hosts).unwrap_or_default()
 }
 
-fn hosts_of(text: &str) -> Vec<IpAddr> {
-    text.split(',').filter_map(|h| h.parse().ok()).collect()
+/// The hosts of `volumes.granted_hosts`: a JSON array, or comma-separated addresses in rows from before
+/// identities. A value that is neither (edited by hand) reads as one unknown host, so the volume stays foreign
+/// (never handed out) until the next walk rewrites it.
+fn hosts_of(text: &str) -> Vec<GrantHost> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Vec::new();
+    }
+    if text.starts_with('[') {
+        if let Ok(hosts) = serde_json::from_str(text) {
+            return hosts;
+        }
+    } else if let Ok(addresses) = text.split(',').map(str::parse).collect::<Result<Vec<IpAddr>, _>>() {
+        return addresses.into_iter().map(GrantHost::address).collect();
+    }
+    tracing::warn!(granted_hosts = text, "unreadable granted hosts of a volume; treating it as foreign");
+    vec![GrantHost { address: None, identity: Some(text.to_string()) }]
 }
 
 /// The volumes in `new` and not in `old` (added), and in `old` and not in `new` (removed); a volume counts as the
@@ -1809,6 +1833,44 @@ mod tests {
         };
         store.insert_assignment(&held).unwrap();
         (store, a, b, held)
+    }
+
+    #[test]
+    fn identity_grants_are_foreign_even_at_an_assigned_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StationStore::open(dir.path()).unwrap();
+        let mut snap = snapshot(ID_A, &[(1, 0, 100)]);
+        let host: IpAddr = "192.0.2.10".parse().unwrap();
+        let identity = |id: &str, address: Option<IpAddr>| GrantHost { address, identity: Some(id.into()) };
+        snap.volumes[0].granted_hosts =
+            vec![GrantHost::address(host), identity("192.0.2.10", None), identity("a,b@c", Some(host))];
+        let a = store.sync_unit(addr("127.0.0.2:1161"), &snap, 10).unwrap();
+        store
+            .insert_assignment(&AssignmentRecord {
+                unit: a.index,
+                volume: 1,
+                host,
+                read_only: false,
+                grant: 1,
+                volume_created: false,
+                created_ms: 10,
+                pending: false,
+                owner: None,
+            })
+            .unwrap();
+        let pool = store.pool().unwrap();
+        let v = &pool[0].volumes[0];
+        // The address grant is the assignment's; the identity grants (one whose identity reads like that address,
+        // one pinned to it) are someone else's.
+        assert_eq!(v.foreign_grants, [r#"identity "192.0.2.10""#, r#"identity "a,b@c" at 192.0.2.10"#]);
+        assert!(!v.assignable());
+        assert_eq!(hosts_of(&hosts_text(&snap.volumes[0].granted_hosts)), snap.volumes[0].granted_hosts);
+        assert_eq!(
+            hosts_of("192.0.2.1,192.0.2.2"),
+            ["192.0.2.1", "192.0.2.2"].map(|h| GrantHost::address(h.parse().unwrap()))
+        );
+        assert!(hosts_of("").is_empty());
+        assert_eq!(hosts_of("[{oops").len(), 1, "unreadable: one unknown host keeps the volume foreign");
     }
 
     #[test]

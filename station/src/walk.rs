@@ -6,7 +6,7 @@
 //! wrong (wrong types, missing columns, inconsistent extents, an id that is not a UUID). The station marks a unit
 //! whose walk fails `error` with that reason; nothing of a bad walk reaches the store.
 
-use crate::model::{Availability, MediumRow, PartitionRow, UnitSnapshot, VolumeRow};
+use crate::model::{Availability, GrantHost, MediumRow, PartitionRow, UnitSnapshot, VolumeRow};
 use dvsan_snmp::{Manager, Oid, SnmpError, Target, Value, VarBind};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -363,7 +363,10 @@ fn partition_rows(
 }
 
 /// dvsanAccessTable's rows: each grant's host is added to its volume's `granted_hosts`. A grant on a volume the
-/// walk did not see (the layout changed between the walks) is ignored: the change counter check walks again.
+/// walk did not see (the layout changed between the walks) is ignored: the change counter check walks again. A
+/// grant names an address, a TLS certificate identity (dvsanAccessHostIdentity; address type unknown(0) and no
+/// address when it names only the identity), or both; a unit without the identity column has address grants only.
+/// A row that names neither is garbage.
 fn access_rows(grants: &BTreeMap<Vec<u32>, Row<'_>>, volumes: &mut [VolumeRow]) -> Result<(), WalkError> {
     for (index, row) in grants {
         let idx = index_text(index);
@@ -371,11 +374,13 @@ fn access_rows(grants: &BTreeMap<Vec<u32>, Row<'_>>, volumes: &mut [VolumeRow]) 
         let volume = unsigned(column(row, 2, table, &idx, "dvsanAccessVolumeIndex")?)?;
         let kind = integer(column(row, 4, table, &idx, "dvsanAccessHostAddressType")?)?;
         let address = column(row, 5, table, &idx, "dvsanAccessHostAddress")?;
-        let Some(host) = data_address(kind, address)
-            .map_err(|_| garbage(format!("dvsanAccessHostAddress.{idx} does not match its type {kind}")))?
-        else {
-            continue;
-        };
+        let address = data_address(kind, address)
+            .map_err(|_| garbage(format!("dvsanAccessHostAddress.{idx} does not match its type {kind}")))?;
+        let identity = row.get(&8).map(|vb| text(vb, 255)).transpose()?.filter(|id| !id.is_empty());
+        if address.is_none() && identity.is_none() {
+            return Err(garbage(format!("dvsanAccessTable row {idx} names neither an address nor an identity")));
+        }
+        let host = GrantHost { address, identity };
         if let Some(v) = volumes.iter_mut().find(|v| v.index == volume) {
             if !v.granted_hosts.contains(&host) {
                 v.granted_hosts.push(host);
@@ -654,15 +659,37 @@ pub(crate) mod tests {
             walk.push(vb(DVSAN_ACCESS_HOST_ADDRESS_TYPE, &[g], Value::Integer(1)));
             walk.push(vb(DVSAN_ACCESS_HOST_ADDRESS, &[g], Value::OctetString(host.to_vec())));
         }
+        // Grants by certificate identity: only the identity (address type unknown, no address), or both.
+        walk.push(vb(DVSAN_ACCESS_VOLUME_INDEX, &[5], Value::Gauge32(1)));
+        walk.push(vb(DVSAN_ACCESS_HOST_ADDRESS_TYPE, &[5], Value::Integer(0)));
+        walk.push(vb(DVSAN_ACCESS_HOST_ADDRESS, &[5], Value::OctetString(Vec::new())));
+        walk.push(vb(DVSAN_ACCESS_HOST_IDENTITY, &[5], Value::string("10.0.0.1")));
+        walk.push(vb(DVSAN_ACCESS_VOLUME_INDEX, &[6], Value::Gauge32(1)));
+        walk.push(vb(DVSAN_ACCESS_HOST_ADDRESS_TYPE, &[6], Value::Integer(1)));
+        walk.push(vb(DVSAN_ACCESS_HOST_ADDRESS, &[6], Value::OctetString(vec![127, 0, 0, 9])));
+        walk.push(vb(DVSAN_ACCESS_HOST_IDENTITY, &[6], Value::string("host-b.example")));
         let snap = parse_walk(&walk).unwrap();
         let hosts: Vec<String> = snap.volumes[0].granted_hosts.iter().map(|h| h.to_string()).collect();
-        assert_eq!(hosts, ["127.0.0.9", "127.0.0.10"]);
+        assert_eq!(
+            hosts,
+            ["127.0.0.9", "127.0.0.10", "identity \"10.0.0.1\"", "identity \"host-b.example\" at 127.0.0.9"]
+        );
+        assert_eq!(snap.volumes[0].granted_hosts[2], GrantHost { address: None, identity: Some("10.0.0.1".into()) });
+        assert!(!snap.volumes[0].granted_hosts[3].is_address("127.0.0.9".parse().unwrap()));
         assert_eq!((snap.volumes[1].state, snap.volumes[1].clearing), (Availability::Unavailable, Some(42)));
         assert!(snap.volumes[1].granted_hosts.is_empty());
         walk.push(vb(DVSAN_ACCESS_HOST_ADDRESS, &[4], Value::OctetString(vec![1, 2, 3])));
         walk.push(vb(DVSAN_ACCESS_VOLUME_INDEX, &[4], Value::Gauge32(1)));
         walk.push(vb(DVSAN_ACCESS_HOST_ADDRESS_TYPE, &[4], Value::Integer(1)));
         expect_garbage(&walk, "dvsanAccessHostAddress.4");
+
+        // Address type unknown without an identity names nobody: garbage, not a grant to skip.
+        let mut walk = good_walk();
+        walk.push(vb(DVSAN_ACCESS_VOLUME_INDEX, &[1], Value::Gauge32(1)));
+        walk.push(vb(DVSAN_ACCESS_HOST_ADDRESS_TYPE, &[1], Value::Integer(0)));
+        walk.push(vb(DVSAN_ACCESS_HOST_ADDRESS, &[1], Value::OctetString(Vec::new())));
+        walk.push(vb(DVSAN_ACCESS_HOST_IDENTITY, &[1], Value::string("")));
+        expect_garbage(&walk, "neither an address nor an identity");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! - a volume host A wrote and released reads as zeroes for host B, who gets the same volume; so does a fresh
 //!   volume made over the blocks of a destroyed one;
 //! - a volume the unit has a grant for that the station did not make (agent CLI) is shown as a foreign grant,
-//!   never allocated, and refused for assignment.
+//!   never allocated, and refused for assignment; so is one granted by TLS certificate identity (with or
+//!   without an address), shown naming the identity.
 
 use dvsan_tests::nbd::run_tool_ok;
 use dvsan_tests::units::*;
@@ -180,4 +181,51 @@ fn a_volume_granted_with_the_agent_cli_is_never_given_to_another_host() {
         serde_json::from_str(&run_ok(&mut station_cli(&station, &["reconcile"]))).unwrap();
     assert_eq!(reconcile["foreign_grants"], 1, "{reconcile}");
     assert!(unit.show()["grants"].as_array().unwrap().iter().any(|g| g["host"] == "127.0.47.50"));
+}
+
+#[test]
+fn grants_by_certificate_identity_are_foreign_grants_naming_the_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let station = Station::start(&dir.path().join("station"), &[]);
+    let unit = Unit::start(&dir.path().join("u1"), "127.0.48.1", station.traps, "64M", &[]);
+    let _blockd = start_blockd(&unit, "127.0.48.1", &dir.path().join("blockd.log"));
+    let address = unit.address();
+    station.wait_unit(&address, "available", WAIT, |u| u["state"] == "available");
+
+    // An identity-only grant (address type unknown(0), no address on the unit) made with the agent's CLI: a
+    // foreign grant naming the identity, never read as an address grant nor skipped.
+    unit.admin(&["volume", "create", "--size", "8M", "--name", "tls-by-hand"]);
+    unit.admin(&["access", "grant", "--volume", "1", "--identity", "host-x.example"]);
+    let v = wait_volume(&station, &address, 1, "the identity grant", |v| {
+        v["foreign_grants"].as_array().is_some_and(|h| h.len() == 1)
+    });
+    assert_eq!(v["foreign_grants"][0], r#"identity "host-x.example""#);
+    let b = request(&station, "8M", "127.0.48.60");
+    assert_ne!(b["volume"].as_u64(), Some(1), "{b}");
+    let err = run_fails(&mut station_cli(
+        &station,
+        &["assign", "--unit", "127.0.48.1", "--volume", "1", "--host", "127.0.48.61"],
+    ));
+    assert!(err.contains(r#"identity "host-x.example""#), "{err}");
+
+    // An identity pinned to the address of the station's own assignment is another host: as a writer it is
+    // refused beside the station's exclusive grant; as a reader it is a grant the station did not make.
+    let assigned = b["volume"].as_u64().unwrap().to_string();
+    let pinned = ["access", "grant", "--volume", &assigned, "--identity", "host-y.example", "--host", "127.0.48.60"];
+    let err =
+        run_fails(Command::new(workspace_bin("dvsan-agent")).args(pinned).arg("--state-dir").arg(&unit.state_dir));
+    assert!(err.contains("exclusive"), "{err}");
+    unit.admin(&[&pinned[..], &["--read-only"]].concat());
+    unit.admin(&["access", "grant", "--volume", &assigned, "--read-only", "--identity", "host-z.example"]);
+    let v = wait_volume(&station, &address, b["volume"].as_u64().unwrap(), "the pinned identity grant", |v| {
+        v["foreign_grants"].as_array().is_some_and(|h| h.len() == 2)
+    });
+    assert_eq!(v["foreign_grants"][0], r#"identity "host-y.example" at 127.0.48.60"#, "{v}");
+    let reconcile: serde_json::Value =
+        serde_json::from_str(&run_ok(&mut station_cli(&station, &["reconcile"]))).unwrap();
+    assert_eq!(
+        (reconcile["consistent"].as_u64(), reconcile["foreign_grants"].as_u64()),
+        (Some(1), Some(3)),
+        "{reconcile}"
+    );
 }

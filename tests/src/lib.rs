@@ -5,12 +5,14 @@
 //!   install, it never skips), free ports, bounded waiting, child processes killed when their handle drops;
 //! - [`net_snmp`]: net-snmp tools and snmptrapd with our MIBs loaded, kept away from the machine's configuration;
 //! - [`nbd`]: unit state directories, a running `dvsan-blockd`, NBD tools and a hand-driven NBD connection;
+//! - [`pki`]: test certificates for NBD over TLS (a CA, blockd's certificate, client certificates), by openssl;
 //! - [`units`]: running `dvsan-station` and `dvsan-agent` processes, and a stand-in for blockd's heartbeat.
 //!
 //! The process and net-snmp helpers are re-exported at the crate root.
 
 pub mod nbd;
 pub mod net_snmp;
+pub mod pki;
 pub mod process;
 pub mod units;
 

@@ -62,9 +62,15 @@ impl Unit {
     }
 
     pub fn grant(&self, volume: VolumeIndex, partition: Option<PartitionIndex>, host: &str, mode: AccessMode) -> Grant {
-        self.store()
-            .create_grant(&NewGrant { index: None, volume, partition, host: host.parse().unwrap(), mode })
-            .unwrap()
+        let host = Some(host.parse().unwrap());
+        self.store().create_grant(&NewGrant { index: None, volume, partition, host, identity: None, mode }).unwrap()
+    }
+
+    /// A grant to the TLS client certificate identity `identity`, from any address or only from `host`.
+    pub fn grant_identity(&self, volume: VolumeIndex, identity: &str, host: Option<&str>, mode: AccessMode) -> Grant {
+        let host = host.map(|h| h.parse().unwrap());
+        let identity = Some(identity.to_string());
+        self.store().create_grant(&NewGrant { index: None, volume, partition: None, host, identity, mode }).unwrap()
     }
 }
 

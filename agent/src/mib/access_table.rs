@@ -1,10 +1,16 @@
-//! dvsanAccessTable: which host address may use which volume or partition export, created and destroyed by SET
-//! on dvsanAccessRowStatus. blockd enforces these grants on every connection. A read-write grant is exclusive: a
-//! second host's writing grant on overlapping blocks gets inconsistentValue unless both are readWriteShared.
+//! dvsanAccessTable: which host (by address, TLS certificate identity, or both) may use which volume or partition
+//! export, created and destroyed by SET on dvsanAccessRowStatus. blockd enforces these grants on every connection.
+//! A read-write grant is exclusive: a second host's writing grant on overlapping blocks gets inconsistentValue
+//! unless both are readWriteShared (grants to different identities, or an identity grant and an address grant,
+//! are different hosts: [`dvsan_layout::Grant::same_host`]).
 
-use super::set::{enumerated, fail, find, layout_status, octets, prepare_rows, row_action, unsigned, Cell, RowAction};
+use super::set::{
+    display_string, enumerated, fail, find, layout_status, octets, prepare_rows, row_action, unsigned, Cell, RowAction,
+};
 use crate::unit::{Change, Unit};
-use dvsan_layout::{AccessMode, GrantIndex, Layout, LayoutError, NewGrant, PartitionIndex, VolumeIndex};
+use dvsan_layout::{
+    valid_identity, AccessMode, GrantIndex, Layout, LayoutError, NewGrant, PartitionIndex, VolumeIndex,
+};
 use dvsan_mib as mib;
 use dvsan_snmp::agent::Table;
 use dvsan_snmp::agent::{PreparedSet, SetFailure, SetItem};
@@ -18,6 +24,7 @@ const ADDR_TYPE: u32 = 4;
 const ADDR: u32 = 5;
 const MODE: u32 = 6;
 const ROW_STATUS: u32 = 7;
+const IDENTITY: u32 = 8;
 
 /// InetAddressType and InetAddress octets for an address (RFC 4001).
 pub fn inet_address(ip: IpAddr) -> (i32, Vec<u8>) {
@@ -25,6 +32,11 @@ pub fn inet_address(ip: IpAddr) -> (i32, Vec<u8>) {
         IpAddr::V4(a) => (mib::inet_address_type::IPV4, a.octets().to_vec()),
         IpAddr::V6(a) => (mib::inet_address_type::IPV6, a.octets().to_vec()),
     }
+}
+
+/// The same for a grant's address: unknown(0) and no octets for a grant by identity only.
+fn grant_address(ip: Option<IpAddr>) -> (i32, Vec<u8>) {
+    ip.map_or((mib::inet_address_type::UNKNOWN, Vec::new()), inet_address)
 }
 
 /// dvsanAccessMode for a grant's mode.
@@ -43,7 +55,7 @@ impl Table for AccessTable {
         mib::DVSAN_ACCESS_ENTRY
     }
     fn columns(&self) -> &'static [u32] {
-        &[VOLUME, PARTITION, ADDR_TYPE, ADDR, MODE, ROW_STATUS]
+        &[VOLUME, PARTITION, ADDR_TYPE, ADDR, MODE, ROW_STATUS, IDENTITY]
     }
     fn rows(&self) -> Vec<Vec<u32>> {
         self.0.layout().grants.iter().map(|g| vec![g.index.0]).collect()
@@ -52,7 +64,7 @@ impl Table for AccessTable {
         let [i] = index else { return None };
         let layout = self.0.layout();
         let g = layout.grants.iter().find(|g| g.index == GrantIndex(*i))?;
-        let (kind, octets) = inet_address(g.host);
+        let (kind, octets) = grant_address(g.host);
         Some(match column {
             VOLUME => Value::Gauge32(g.volume.0),
             PARTITION => Value::Gauge32(g.partition.map_or(0, |p| p.0)),
@@ -60,12 +72,13 @@ impl Table for AccessTable {
             ADDR => Value::OctetString(octets),
             MODE => Value::Integer(mode_value(g.mode)),
             ROW_STATUS => Value::Integer(mib::row_status::ACTIVE),
+            IDENTITY => Value::OctetString(g.identity.clone().unwrap_or_default().into_bytes()),
             _ => return None,
         })
     }
 
     fn prepare_set(&self, varbinds: &[SetItem<'_>]) -> Result<Box<dyn PreparedSet>, SetFailure> {
-        let writable = [VOLUME, PARTITION, ADDR_TYPE, ADDR, MODE, ROW_STATUS];
+        let writable = [VOLUME, PARTITION, ADDR_TYPE, ADDR, MODE, ROW_STATUS, IDENTITY];
         prepare_rows(&self.0, self.entry(), varbinds, &writable, 1, &|l, index, cells| {
             plan_row(l, GrantIndex(index[0]), cells)
         })
@@ -76,7 +89,19 @@ fn plan_row(layout: &Layout, index: GrantIndex, cells: &[Cell<'_>]) -> Result<Op
     let volume = find(cells, VOLUME).map(|(i, vb)| unsigned(i, vb).map(|v| (i, v))).transpose()?;
     let partition = find(cells, PARTITION).map(|(i, vb)| unsigned(i, vb).map(|v| (i, v))).transpose()?;
     let addr_type = find(cells, ADDR_TYPE)
-        .map(|(i, vb)| enumerated(i, vb, &[mib::inet_address_type::IPV4, mib::inet_address_type::IPV6]).map(|v| (i, v)))
+        .map(|(i, vb)| {
+            let types = [mib::inet_address_type::UNKNOWN, mib::inet_address_type::IPV4, mib::inet_address_type::IPV6];
+            enumerated(i, vb, &types).map(|v| (i, v))
+        })
+        .transpose()?;
+    let identity = find(cells, IDENTITY)
+        .map(|(i, vb)| {
+            let id = display_string(i, vb, 0, 255)?;
+            if !id.is_empty() && !valid_identity(&id) {
+                return Err(fail(i, ErrorStatus::WrongValue));
+            }
+            Ok((i, id))
+        })
         .transpose()?;
     let addr = find(cells, ADDR).map(|(i, vb)| octets(i, vb, 255).map(|v| (i, v))).transpose()?;
     let mode = find(cells, MODE)
@@ -98,25 +123,34 @@ fn plan_row(layout: &Layout, index: GrantIndex, cells: &[Cell<'_>]) -> Result<Op
     match (existing, status) {
         (Some(_), Some((i, RowAction::CreateAndGo))) => Err(fail(i, ErrorStatus::InconsistentValue)),
         (None, Some((i, RowAction::CreateAndGo))) => {
-            let (Some((_, vol)), Some((_, kind)), Some((ai, octets))) = (volume, addr_type, &addr) else {
+            let Some((_, vol)) = volume else {
                 return Err(fail(i, ErrorStatus::InconsistentValue));
             };
-            let host = match (kind, octets.len()) {
-                (k, 4) if k == mib::inet_address_type::IPV4 => {
-                    IpAddr::V4(Ipv4Addr::new(octets[0], octets[1], octets[2], octets[3]))
-                }
-                (k, 16) if k == mib::inet_address_type::IPV6 => {
-                    let mut a = [0u8; 16];
-                    a.copy_from_slice(octets);
-                    IpAddr::V6(Ipv6Addr::from(a))
-                }
-                _ => return Err(fail(*ai, ErrorStatus::InconsistentValue)),
+            let identity_given = identity.as_ref().filter(|(_, id)| !id.is_empty());
+            // The column that a bad or duplicate host is blamed on.
+            let ai = addr.as_ref().map(|(ai, _)| *ai).or(identity_given.map(|(ii, _)| *ii)).unwrap_or(i);
+            let host = match (addr_type, &addr) {
+                (Some((_, kind)), Some((_, octets))) => match (kind, octets.len()) {
+                    (k, 4) if k == mib::inet_address_type::IPV4 => {
+                        Some(IpAddr::V4(Ipv4Addr::new(octets[0], octets[1], octets[2], octets[3])))
+                    }
+                    (k, 16) if k == mib::inet_address_type::IPV6 => {
+                        let mut a = [0u8; 16];
+                        a.copy_from_slice(octets);
+                        Some(IpAddr::V6(Ipv6Addr::from(a)))
+                    }
+                    (k, 0) if k == mib::inet_address_type::UNKNOWN && identity_given.is_some() => None,
+                    _ => return Err(fail(ai, ErrorStatus::InconsistentValue)),
+                },
+                (None, None) if identity_given.is_some() => None,
+                _ => return Err(fail(i, ErrorStatus::InconsistentValue)),
             };
             let req = NewGrant {
                 index: Some(index),
                 volume: VolumeIndex(vol),
                 partition: partition.and_then(|(_, p)| (p != 0).then_some(PartitionIndex(p))),
                 host,
+                identity: identity_given.map(|(_, id)| id.clone()),
                 mode: match mode.map(|(_, m)| m) {
                     Some(mib::dvsan_access_mode::READ_ONLY) => AccessMode::ReadOnly,
                     Some(mib::dvsan_access_mode::READ_WRITE_SHARED) => AccessMode::ReadWriteShared,
@@ -127,10 +161,10 @@ fn plan_row(layout: &Layout, index: GrantIndex, cells: &[Cell<'_>]) -> Result<Op
                 let at = match e {
                     LayoutError::NoSuchVolume(_) => volume.map(|(i, _)| i),
                     LayoutError::NoSuchPartition(..) => partition.map(|(i, _)| i),
-                    LayoutError::DuplicateGrant { .. } => Some(*ai),
+                    LayoutError::DuplicateGrant { .. } => Some(ai),
                     // A second host writing the volume: the mode (or, when the default was taken, the host) is
                     // what conflicts.
-                    LayoutError::ExclusiveGrant { .. } => Some(mode.map_or(*ai, |(i, _)| i)),
+                    LayoutError::ExclusiveGrant { .. } => Some(mode.map_or(ai, |(i, _)| i)),
                     _ => None,
                 };
                 fail(at.unwrap_or(i), layout_status(&e))
@@ -145,13 +179,14 @@ fn plan_row(layout: &Layout, index: GrantIndex, cells: &[Cell<'_>]) -> Result<Op
         (None, _) => Err(fail(status.map_or(first, |(i, _)| i), ErrorStatus::InconsistentName)),
         (Some(g), _) => {
             // Grants are immutable while active: the same values are accepted, changes are inconsistent.
-            let (kind, octets) = inet_address(g.host);
+            let (kind, octets) = grant_address(g.host);
             let mode_now = mode_value(g.mode);
             let same = volume.is_none_or(|(_, v)| v == g.volume.0)
                 && partition.is_none_or(|(_, p)| p == g.partition.map_or(0, |p| p.0))
                 && addr_type.is_none_or(|(_, k)| k == kind)
                 && addr.as_ref().is_none_or(|(_, a)| *a == octets)
-                && mode.is_none_or(|(_, m)| m == mode_now);
+                && mode.is_none_or(|(_, m)| m == mode_now)
+                && identity.as_ref().is_none_or(|(_, id)| *id == g.identity.clone().unwrap_or_default());
             if same {
                 Ok(None)
             } else {
