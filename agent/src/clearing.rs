@@ -68,9 +68,8 @@ pub fn run_ready(
 }
 
 /// Before serving: clear what is fast to clear.
-pub fn clear_fast_now(state_dir: &Path, options: ClearOptions) -> Result<()> {
-    let mut store = LayoutStore::open(state_dir).context("opening the unit store for clearing")?;
-    run_ready(&mut store, &|_, _| {}, options, true, &AtomicBool::new(false)).context("clearing released space")?;
+pub fn clear_fast_now(store: &mut LayoutStore, options: ClearOptions) -> Result<()> {
+    run_ready(store, &|_, _| {}, options, true, &AtomicBool::new(false)).context("clearing released space")?;
     Ok(())
 }
 

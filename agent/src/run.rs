@@ -38,10 +38,11 @@ async fn run_async(cfg: RunConfig) -> Result<()> {
         .with_context(|| format!("opening the unit store in {}", cfg.state_dir.display()))?;
     store.init_unit(&cfg.name, cfg.block_size).context("initialising the unit")?;
     store.attach_media(&media).context("attaching media")?;
+    // New media (and a wiped volume) on files are cleared in moments: before the first request and before other
+    // processes may open the store (a `volume create` right after the start finds the new space free). The rest is
+    // cleared in the background.
+    clearing::clear_fast_now(&mut store, cfg.clear)?;
     drop(opening);
-    // New media (and a wiped volume) on files are cleared in moments: before the first request, so the new
-    // unit's space is free when it answers. The rest is cleared in the background.
-    clearing::clear_fast_now(&cfg.state_dir, cfg.clear)?;
     let uptime = Uptime::start_now();
     let unit = Arc::new(Unit::new(store, uptime, cfg.clear)?);
     let progress = unit.clone();
