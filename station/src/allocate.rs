@@ -1397,11 +1397,12 @@ const RECONCILE_ATTEMPTS: u32 = 60;
 /// Starts the station's reconciliation in its own thread (with its own store connection, SNMP socket and
 /// runtime, so the allocation lock's blocking wait never stalls the station's tasks): once at start, then again
 /// every `retry_every` while some unit did not answer, at most [`RECONCILE_ATTEMPTS`] times. The thread ends by
-/// itself; the station does not wait for it.
+/// itself; the station does not wait for it. Enrolled units are reconciled as their SNMPv3 users; others need
+/// `write_community`.
 pub fn spawn_reconciler(
     state_dir: std::path::PathBuf,
     read_community: String,
-    write_community: String,
+    write_community: Option<String>,
     retry_every: Duration,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("reconciler".to_string()).spawn(move || {
@@ -1434,7 +1435,7 @@ pub fn spawn_reconciler(
                             &mut store,
                             &manager,
                             &read_community,
-                            Some(&write_community),
+                            write_community.as_deref(),
                             Duration::from_secs(1),
                             lock,
                         );

@@ -309,6 +309,11 @@ impl EnrolledUsers {
         }
     }
 
+    /// Whether any unit is enrolled.
+    pub fn any(&self) -> bool {
+        !self.fresh().store.units().is_empty()
+    }
+
     /// The unit id enrolled with user `name`.
     pub fn unit_for_user(&self, name: &str) -> Option<String> {
         self.fresh().store.unit_for_security_name(name).map(|c| c.unit_id.clone())

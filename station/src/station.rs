@@ -227,7 +227,7 @@ pub async fn run(
         tracing::warn!("lab mode (--trust-community-units): units that announce themselves are pooled unchecked");
     }
     let credentials = crate::credentials::CredentialStore::open(&config.state_dir)?;
-    let access = UnitAccess::new(config.community.clone(), config.write_community.clone(), enrolled);
+    let access = UnitAccess::new(config.community.clone(), config.write_community.clone(), enrolled.clone());
     let coordinator =
         Coordinator::new(pool_store, manager, settings, unit_ids, forwarder, Arc::clone(&counters), Some(credentials))
             .with_access(access);
@@ -241,7 +241,7 @@ pub async fn run(
     ));
 
     let ready_path = write_ready_file(&config, traps_address, own_agent.as_ref().map(|a| a.address))?;
-    start_reconciler(&config);
+    start_reconciler(&config, &enrolled);
 
     shutdown.await;
     tracing::info!("station stopping");
@@ -491,15 +491,18 @@ fn write_ready_file(
 }
 
 /// Repairs what a crash between allocation steps left behind (see `allocate::Allocator::reconcile`).
-fn start_reconciler(config: &StationConfig) {
-    let Some(write_community) = config.write_community.clone() else {
-        tracing::warn!("no --write-community: the units' grants are not reconciled with the assignments");
+/// Needs the write community, or enrolled units (changed as their SNMPv3 users).
+fn start_reconciler(config: &StationConfig, enrolled: &EnrolledUsers) {
+    if config.write_community.is_none() && !enrolled.any() {
+        tracing::warn!(
+            "no --write-community and no enrolled unit: the units' grants are not reconciled with the assignments"
+        );
         return;
-    };
+    }
     if let Err(e) = crate::allocate::spawn_reconciler(
         config.state_dir.clone(),
         config.community.clone(),
-        write_community,
+        config.write_community.clone(),
         config.poll_interval,
     ) {
         tracing::warn!(error = %e, "cannot start the reconciliation thread");
