@@ -320,6 +320,9 @@ pub const DVSAN_STATION_IDENTITY_REFUSALS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2
 /// DVSAN-STATION-MIB::dvsanStationPendingUnits
 pub const DVSAN_STATION_PENDING_UNITS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 1, 9];
 
+/// DVSAN-STATION-MIB::dvsanStationUsmRefusals
+pub const DVSAN_STATION_USM_REFUSALS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 1, 10];
+
 /// DVSAN-STATION-MIB::dvsanStationUnitTable
 pub const DVSAN_STATION_UNIT_TABLE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 2];
 
@@ -670,6 +673,9 @@ pub const DVSAN_STATION_TRUST_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2
 
 /// DVSAN-STATION-MIB::dvsanStationTrustNotificationGroup
 pub const DVSAN_STATION_TRUST_NOTIFICATION_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2, 10];
+
+/// DVSAN-STATION-MIB::dvsanStationUsmGroup
+pub const DVSAN_STATION_USM_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2, 11];
 
 // SNMPv2-MIB
 
@@ -1876,6 +1882,7 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationForwardFailures", DVSAN_STATION_FORWARD_FAILURES),
     ("dvsanStationIdentityRefusals", DVSAN_STATION_IDENTITY_REFUSALS),
     ("dvsanStationPendingUnits", DVSAN_STATION_PENDING_UNITS),
+    ("dvsanStationUsmRefusals", DVSAN_STATION_USM_REFUSALS),
     ("dvsanStationUnitTable", DVSAN_STATION_UNIT_TABLE),
     ("dvsanStationUnitEntry", DVSAN_STATION_UNIT_ENTRY),
     ("dvsanStationUnitIndex", DVSAN_STATION_UNIT_INDEX),
@@ -1993,6 +2000,7 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationRemovalNotificationGroup", DVSAN_STATION_REMOVAL_NOTIFICATION_GROUP),
     ("dvsanStationTrustGroup", DVSAN_STATION_TRUST_GROUP),
     ("dvsanStationTrustNotificationGroup", DVSAN_STATION_TRUST_NOTIFICATION_GROUP),
+    ("dvsanStationUsmGroup", DVSAN_STATION_USM_GROUP),
     ("system", SYSTEM),
     ("sysDescr", SYS_DESCR),
     ("sysObjectID", SYS_OBJECT_ID),

@@ -28,6 +28,7 @@
 use crate::announce::{Announcer, Change};
 use crate::model::{Availability, GrantHost, UnitState};
 use crate::store::{AllocationUnit, AssignmentRecord, PendingUnit, RemovedUnit, StationStore, StoreError, SyncOutcome};
+use crate::unit_access::UnitAccess;
 use crate::walk::{read_unit, WalkError};
 use dvsan_mib as mib;
 use dvsan_snmp::{Endpoint, Manager, Oid, SnmpError, Target, Value, VarBind};
@@ -104,7 +105,8 @@ pub enum AllocateError {
     #[error("the operation does not hold the lock of {what} (the unit it names changed meanwhile); run it again")]
     NotLocked { what: String },
     #[error(
-        "the station has no write community for the units, so it cannot change them: give dvsan-station \
+        "the station has neither the unit's enrolled credentials nor a write community for units, so it cannot \
+         change it: enrol the unit (dvsan-station unit enroll, the unit's --users) or give dvsan-station \
          --write-community NAME (the units' --write-community)"
     )]
     NoWriteCommunity,
@@ -311,9 +313,9 @@ pub fn parse_host(text: &str) -> Result<IpAddr, AllocateError> {
 pub struct Allocator<'a> {
     store: &'a mut StationStore,
     manager: &'a Manager,
-    read_community: String,
-    /// `None`: the station may not change units (every change fails with [`AllocateError::NoWriteCommunity`]).
-    write_community: Option<String>,
+    /// The targets of units: enrolled units as their SNMPv3 user, others with the communities (without a write
+    /// community, changes to units that are not enrolled fail with [`AllocateError::NoWriteCommunity`]).
+    access: UnitAccess,
     timeout: Duration,
     lock: PoolLock,
     progress: Arc<dyn Progress>,
@@ -346,11 +348,12 @@ impl<'a> Allocator<'a> {
         timeout: Duration,
         lock: PoolLock,
     ) -> Allocator<'a> {
+        let state_dir = store.path().parent().map(Path::to_path_buf).unwrap_or_default();
+        let access = UnitAccess::open(&state_dir, read_community, write_community);
         Allocator {
             store,
             manager,
-            read_community: read_community.to_string(),
-            write_community: write_community.map(str::to_string),
+            access,
             timeout,
             lock,
             progress: Arc::new(NoProgress),
@@ -437,14 +440,39 @@ impl<'a> Allocator<'a> {
             .ok_or_else(|| StoreError::UnknownUnit(format!("#{unit}")).into())
     }
 
-    fn read_target(&self, agent: SocketAddr) -> Target {
-        Target::new(agent, self.read_community.as_str()).with_timeout(self.timeout, 2)
+    /// Speaks to units with `access` (the running station's, sharing its derived keys) instead of the
+    /// communities given to [`Allocator::new`] and the units enrolled in the store's directory.
+    pub fn with_access(mut self, access: UnitAccess) -> Allocator<'a> {
+        self.access = access;
+        self
     }
 
-    /// The target for SETs on a unit; fails when the station has no write community for units.
+    /// The unit id of the pool's unit whose agent is at `agent` (None when no unit, or several, are there).
+    fn unit_id_at(&self, agent: SocketAddr) -> Option<String> {
+        let units = match self.store.units() {
+            Ok(units) => units,
+            Err(e) => {
+                tracing::warn!(%agent, error = %e, "reading the units to find an agent's unit failed");
+                return None;
+            }
+        };
+        let mut at = units.into_iter().filter(|u| u.address == Some(agent));
+        match (at.next(), at.next()) {
+            (Some(unit), None) => unit.unit_id,
+            _ => None,
+        }
+    }
+
+    /// The target for reading the unit at `agent` (see [`crate::unit_access`]).
+    fn read_target(&self, agent: SocketAddr) -> Target {
+        self.access.read_target(agent, self.unit_id_at(agent).as_deref()).with_timeout(self.timeout, 2)
+    }
+
+    /// The target for SETs on the unit at `agent`; fails when the station has neither the unit's enrolled user nor
+    /// a write community.
     fn write_target(&self, agent: SocketAddr) -> Result<Target, AllocateError> {
-        let community = self.write_community.as_deref().ok_or(AllocateError::NoWriteCommunity)?;
-        Ok(Target::new(agent, community).with_timeout(self.timeout, 2))
+        let target = self.access.write_target(agent, self.unit_id_at(agent).as_deref());
+        Ok(target.ok_or(AllocateError::NoWriteCommunity)?.with_timeout(self.timeout, 2))
     }
 
     /// Serves a host's request for `size_bytes`: best-fit free volume, else a new one; then grant and record.
@@ -1381,11 +1409,12 @@ const RECONCILE_ATTEMPTS: u32 = 60;
 /// Starts the station's reconciliation in its own thread (with its own store connection, SNMP socket and
 /// runtime, so the allocation lock's blocking wait never stalls the station's tasks): once at start, then again
 /// every `retry_every` while some unit did not answer, at most [`RECONCILE_ATTEMPTS`] times. The thread ends by
-/// itself; the station does not wait for it.
+/// itself; the station does not wait for it. Enrolled units are reconciled as their SNMPv3 users; others need
+/// `write_community`.
 pub fn spawn_reconciler(
     state_dir: std::path::PathBuf,
     read_community: String,
-    write_community: String,
+    write_community: Option<String>,
     retry_every: Duration,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("reconciler".to_string()).spawn(move || {
@@ -1418,7 +1447,7 @@ pub fn spawn_reconciler(
                             &mut store,
                             &manager,
                             &read_community,
-                            Some(&write_community),
+                            write_community.as_deref(),
                             Duration::from_secs(1),
                             lock,
                         );

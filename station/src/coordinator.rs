@@ -18,6 +18,10 @@
 //! is the unit id a walk finds before it is synced (an agent may send no id and answer with another unit's). A
 //! pending unit is not walked; its agent is asked once for sysName.0 and sysDescr.0 (and the unit id it claims)
 //! so the operator sees what it is.
+//!
+//! Walks, polls and probes speak to an enrolled unit as its SNMPv3 user ([`crate::unit_access`]): the unit the
+//! station believes is at an address, or the unit whose authenticated notifications asked for the walk. A walk
+//! answered over v3 is authenticated as that user, and its unit id is decided as such.
 
 use crate::counters::StationCounters;
 use crate::credentials::CredentialStore;
@@ -28,6 +32,7 @@ use crate::station_mib;
 use crate::store::{PendingClaim, PendingRecord, StateChange, StationStore, SyncOutcome, UnitRecord};
 use crate::timefmt::{format_ms, now_ms};
 use crate::trust::{self, Claim, Decision, KnownUnit, Refusal};
+use crate::unit_access::UnitAccess;
 use crate::walk::{poll_unit, read_unit, PollAnswer, WalkError};
 use dvsan_snmp::{Endpoint, Manager, Oid, Target, Value, VarBind};
 use std::collections::{HashMap, HashSet};
@@ -133,6 +138,8 @@ pub struct Coordinator {
     poll_in_progress: bool,
     /// Enrolled units' credentials (re-read when the file changes).
     credentials: Option<CredentialStore>,
+    /// How units are spoken to: enrolled units as their SNMPv3 user, others with the read community.
+    access: UnitAccess,
     /// Pending units whose agent is being asked about itself.
     probing: HashSet<IpAddr>,
     refusal_log: RateLimitedLog,
@@ -186,6 +193,7 @@ impl Coordinator {
         credentials: Option<CredentialStore>,
     ) -> Coordinator {
         let (internal_tx, internal_rx) = mpsc::channel(1024);
+        let settings_community = settings.community.clone();
         Coordinator {
             store,
             manager,
@@ -201,10 +209,18 @@ impl Coordinator {
             counters,
             poll_in_progress: false,
             credentials,
+            access: UnitAccess::communities(settings_community, None),
             probing: HashSet::new(),
             refusal_log: RateLimitedLog::new(),
             refusal_notifications: RateLimitedLog::new(),
         }
+    }
+
+    /// Speaks to units with `access` (the station's communities and enrolled users) rather than with the read
+    /// community alone.
+    pub fn with_access(mut self, access: UnitAccess) -> Coordinator {
+        self.access = access;
+        self
     }
 
     /// Runs the coordinator on a thread of its own (a blocking-pool thread that drives it with
@@ -313,8 +329,9 @@ impl Coordinator {
         SocketAddr::new(ip, port)
     }
 
-    fn target(&self, address: SocketAddr, timeout: Duration, retries: u32) -> Target {
-        let mut target = Target::new(address, self.settings.community.clone()).with_timeout(timeout, retries);
+    /// The target for reading the agent at `address`, which is (or claims to be) unit `unit_id`.
+    fn target(&self, address: SocketAddr, unit_id: Option<&str>, timeout: Duration, retries: u32) -> Target {
+        let mut target = self.access.read_target(address, unit_id).with_timeout(timeout, retries);
         target.options.walk_max_repetitions = 40;
         target.options.walk_limit = 500_000;
         target
@@ -542,7 +559,7 @@ impl Coordinator {
                         "a unit the station does not trust announced itself; pending until an operator approves \
                          it (dvsan-station unit approve)");
                     self.emit(station_mib::unit_pending(&row));
-                    self.probe(address);
+                    self.probe(address, claim.unit_id.as_deref());
                 }
             }
             Ok(PendingRecord::Full) => {
@@ -556,12 +573,14 @@ impl Coordinator {
     }
 
     /// Asks a pending unit's agent for sysName.0, sysDescr.0, dvsanUnitId.0 and dvsanUnitName.0, off this loop.
-    fn probe(&mut self, address: SocketAddr) {
+    /// A unit id it claimed that is enrolled is asked as that unit's user (an agent without those credentials
+    /// then does not answer).
+    fn probe(&mut self, address: SocketAddr, claimed: Option<&str>) {
         if !self.probing.insert(address.ip()) {
             return;
         }
         let manager = Arc::clone(&self.manager);
-        let target = self.target(address, self.settings.poll_timeout, self.settings.poll_retries);
+        let target = self.target(address, claimed, self.settings.poll_timeout, self.settings.poll_retries);
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
             let oids = [
@@ -681,9 +700,20 @@ impl Coordinator {
         slot.pending = false;
         slot.invalidated = false;
         slot.reason = reason.to_string();
-        tracing::debug!(%address, reason, "walking unit");
+        // The unit the authenticated notifications that asked for this walk came from, else the unit at the address.
+        let unit_id = match slot.trusted_user.clone() {
+            Some(user) => {
+                self.credentials.as_ref().and_then(|c| c.unit_for_security_name(&user)).map(|c| c.unit_id.clone())
+            }
+            None => self.unit_at(address).and_then(|u| u.unit_id.clone()),
+        };
+        let target = self.target(address, unit_id.as_deref(), self.settings.walk_timeout, self.settings.walk_retries);
+        if let Some(usm) = &target.usm {
+            // The answers are authenticated as that unit's user: the unit id they report is decided as such.
+            self.walks.entry(address).or_default().trusted_user = Some(usm.user.name().to_string());
+        }
+        tracing::debug!(%address, reason, v3 = target.usm.is_some(), "walking unit");
         let manager = Arc::clone(&self.manager);
-        let target = self.target(address, self.settings.walk_timeout, self.settings.walk_retries);
         let limit = Arc::clone(&self.walk_limit);
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
@@ -799,9 +829,15 @@ impl Coordinator {
         let targets: Vec<(u32, Target)> = self
             .units
             .iter()
-            .filter_map(|u| u.address.map(|a| (u.index, a)))
-            .map(|(index, address)| {
-                (index, self.target(address, self.settings.poll_timeout, self.settings.poll_retries))
+            .filter_map(|u| u.address.map(|a| (u, a)))
+            .map(|(unit, address)| {
+                let target = self.target(
+                    address,
+                    unit.unit_id.as_deref(),
+                    self.settings.poll_timeout,
+                    self.settings.poll_retries,
+                );
+                (unit.index, target)
             })
             .collect();
         if targets.is_empty() {
@@ -841,7 +877,8 @@ impl Coordinator {
         let unit = unit.clone();
         let tx = self.internal_tx.clone();
         let manager = Arc::clone(&self.manager);
-        let template = self.target(old, self.settings.poll_timeout, self.settings.poll_retries);
+        let template =
+            self.target(old, unit.unit_id.as_deref(), self.settings.poll_timeout, self.settings.poll_retries);
         tokio::spawn(async move {
             for new in resolve_again(&unit).await {
                 let target = Target { addr: new, ..template.clone() };

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, Default)]
 pub struct StationCounters {
-    /// Notifications accepted (right community) by the receive task.
+    /// Notifications accepted (right community, or an authenticated SNMPv3 user) by the receive task.
     pub accepted: AtomicU64,
     /// Notifications committed to the store.
     pub stored: AtomicU64,
@@ -15,6 +15,9 @@ pub struct StationCounters {
     pub pruned: AtomicU64,
     /// Dropped: the community is not one the station accepts.
     pub bad_community: AtomicU64,
+    /// Dropped: SNMPv3 notifications the User-based Security Model refused (unknown user or engine, wrong digest,
+    /// outside the time window, decryption error, unsupported security level).
+    pub usm_refusals: AtomicU64,
     /// Dropped: not decodable, or SNMP but not a notification.
     pub parse_errors: AtomicU64,
     /// Dropped: the source's queue (or the whole queue) was full.
@@ -54,11 +57,12 @@ impl StationCounters {
     pub fn summary(&self) -> String {
         let g = Self::get;
         format!(
-            "accepted={} stored={} bad_community={} parse_errors={} overflow_drops={} store_errors={} acks={} \
+            "accepted={} stored={} bad_community={} usm_refusals={} parse_errors={} overflow_drops={} store_errors={} acks={} \
              forwarded={} forward_failures={} identity_refusals={} untrusted={} walks={} walk_failures={} polls={} poll_failures={}",
             g(&self.accepted),
             g(&self.stored),
             g(&self.bad_community),
+            g(&self.usm_refusals),
             g(&self.parse_errors),
             g(&self.overflow_drops),
             g(&self.store_errors),

@@ -19,12 +19,19 @@
 //!
 //! The station's own file holds the same fields per unit plus the unit id and the enrolment time. The running
 //! station re-reads it when its modification time changes, so units enrolled while it runs are known at once.
+//!
+//! [`EnrolledUsers`] is the running station's view of the file as SNMPv3 users (master keys derived once per
+//! unit, not per message): its notification receiver looks up the users of v3 notifications in it, and
+//! the unit-access module takes the user to talk to an enrolled unit from it.
 
+use dvsan_snmp::usm::{AuthProtocol, PrivProtocol, UserAccess, UsmUser};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
 
 /// The credentials file's name in the station's state directory.
 pub const UNIT_USERS_FILE: &str = "unit-users.toml";
@@ -225,6 +232,108 @@ impl CredentialStore {
     }
 }
 
+/// The SNMPv3 user of an enrolled unit (derives its master keys: about a megabyte of hashing per passphrase).
+pub fn usm_user(credentials: &UnitCredentials) -> Result<UsmUser, String> {
+    let auth = AuthProtocol::from_name(&credentials.auth)
+        .ok_or_else(|| format!("auth {:?} is not supported", credentials.auth))?;
+    let privacy = match credentials.privacy.as_str() {
+        "" => None,
+        name => Some((
+            PrivProtocol::from_name(name).ok_or_else(|| format!("priv {name:?} is not supported"))?,
+            credentials.priv_passphrase.as_str(),
+        )),
+    };
+    let access = if credentials.access == "read-only" { UserAccess::ReadOnly } else { UserAccess::ReadWrite };
+    UsmUser::new(&credentials.name, auth, &credentials.auth_passphrase, privacy, access).map_err(|e| e.to_string())
+}
+
+/// The enrolled units as SNMPv3 users, shared by the running station's parts (cheap to clone). Every lookup first
+/// re-reads `unit-users.toml` if it changed (one `stat`), so a unit enrolled while the station runs is known at
+/// its first notification; each unit's keys are derived once, when it is first looked up.
+#[derive(Clone)]
+pub struct EnrolledUsers {
+    inner: Arc<Mutex<EnrolledInner>>,
+}
+
+struct EnrolledInner {
+    store: CredentialStore,
+    /// Users by unit id, derived from the store's current credentials.
+    users: HashMap<String, Arc<UsmUser>>,
+    last_error_log: Option<Instant>,
+}
+
+impl EnrolledUsers {
+    /// The enrolled units of `state_dir` (none while `unit-users.toml` does not exist).
+    pub fn open(state_dir: &Path) -> Result<EnrolledUsers, CredentialsError> {
+        Ok(EnrolledUsers::from_store(CredentialStore::open(state_dir)?))
+    }
+
+    pub fn from_store(store: CredentialStore) -> EnrolledUsers {
+        let inner = EnrolledInner { store, users: HashMap::new(), last_error_log: None };
+        EnrolledUsers { inner: Arc::new(Mutex::new(inner)) }
+    }
+
+    fn fresh(&self) -> std::sync::MutexGuard<'_, EnrolledInner> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let before = inner.store.modified;
+        if let Err(e) = inner.store.refresh() {
+            // Keeps the users known before; logged at most once a minute.
+            if inner.last_error_log.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60)) {
+                inner.last_error_log = Some(Instant::now());
+                tracing::error!(error = %e, "re-reading the enrolled units' credentials failed; using the last ones");
+            }
+        } else if inner.store.modified != before {
+            // Re-enrolled units have new passphrases: derive again.
+            inner.users.clear();
+        }
+        inner
+    }
+
+    /// The user of enrolled unit `unit_id`, to talk to it.
+    pub fn user_for_unit(&self, unit_id: &str) -> Option<Arc<UsmUser>> {
+        let mut inner = self.fresh();
+        if let Some(user) = inner.users.get(unit_id) {
+            return Some(Arc::clone(user));
+        }
+        let credentials = inner.store.credentials_for_unit(unit_id)?.clone();
+        match usm_user(&credentials) {
+            Ok(user) => {
+                let user = Arc::new(user);
+                inner.users.insert(credentials.unit_id, Arc::clone(&user));
+                Some(user)
+            }
+            Err(e) => {
+                tracing::error!(unit = unit_id, error = %e, "the enrolled unit's credentials are not usable");
+                None
+            }
+        }
+    }
+
+    /// Whether any unit is enrolled.
+    pub fn any(&self) -> bool {
+        !self.fresh().store.units().is_empty()
+    }
+
+    /// The unit id enrolled with user `name`.
+    pub fn unit_for_user(&self, name: &str) -> Option<String> {
+        self.fresh().store.unit_for_security_name(name).map(|c| c.unit_id.clone())
+    }
+
+    /// The enrolled user called `name`.
+    pub fn user_named(&self, name: &str) -> Option<Arc<UsmUser>> {
+        let unit_id = self.unit_for_user(name)?;
+        self.user_for_unit(&unit_id)
+    }
+}
+
+/// Notifications are accepted from each enrolled unit's user, whatever engine they come from (a unit's traps
+/// come with its own engine id, which the station does not record: the user names the unit).
+impl dvsan_snmp::receiver::UserLookup for EnrolledUsers {
+    fn find(&self, _engine_id: &[u8], name: &str) -> Option<UsmUser> {
+        self.user_named(name).map(|user| (*user).clone())
+    }
+}
+
 /// The unit agent's users file (`dvsan-agent run --users FILE`) for `credentials`.
 pub fn agent_users_file(credentials: &UnitCredentials) -> String {
     let file = AgentFile {
@@ -288,6 +397,26 @@ mod tests {
         cli.enroll(ID, false, "now").unwrap();
         running.refresh().unwrap();
         assert!(running.credentials_for_unit(ID).is_some());
+    }
+
+    #[test]
+    fn enrolled_users_are_snmpv3_users_seen_as_soon_as_enrolled() {
+        use dvsan_snmp::receiver::UserLookup;
+        let dir = tempfile::tempdir().unwrap();
+        let users = EnrolledUsers::open(dir.path()).unwrap();
+        assert!(users.user_for_unit(ID).is_none());
+        assert!(users.find(b"engine", "unit-8c3f0b52").is_none());
+        let made = CredentialStore::open(dir.path()).unwrap().enroll(ID, false, "now").unwrap();
+        let user = users.user_for_unit(ID).expect("enrolled meanwhile");
+        assert_eq!(user.name(), "unit-8c3f0b52");
+        assert_eq!(user.level(), dvsan_snmp::usm::SecurityLevel::AuthPriv);
+        assert_eq!(user.access(), UserAccess::ReadWrite);
+        assert_eq!(users.unit_for_user("unit-8c3f0b52").as_deref(), Some(ID));
+        assert_eq!(users.find(b"engine", "unit-8c3f0b52").as_ref(), Some(&*user));
+        assert!(users.find(b"engine", "admin").is_none());
+        // The same keys as the agent's users file gives the unit.
+        let agent = dvsan_snmp::usm::UsersFile::parse(&agent_users_file(&made), Path::new("agent.toml")).unwrap();
+        assert_eq!(agent.find("unit-8c3f0b52"), Some(&*user));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! UDP ─▶ receive task ──(per-source FairQueue)──▶ writer thread ──▶ SQLite (one transaction per batch)
-//!        community check,                           then: inform acks, traps.log lines,
+//!        community check or                         then: inform acks, traps.log lines,
+//!        SNMPv3 user (USM),
 //!        parse errors counted                       forwarding, activity summaries ─▶ coordinator
 //! ```
 //!
@@ -11,6 +12,12 @@
 //! than one per notification. An inform is acknowledged only after the batch holding it committed: an
 //! acknowledged inform is in the store. A notification dropped on the way (full queue) is not acknowledged, so
 //! the sender retries it. The coordinator gets a per-source summary of each batch, not every notification.
+//!
+//! SNMPv1/v2c notifications must carry one of the accepted communities. SNMPv3 notifications are checked by the
+//! receiver's User-based Security Model against the enrolled units' users
+//! ([`crate::credentials::EnrolledUsers`]): the ones it returns are authenticated and need no community; the ones
+//! it refuses (unknown user or engine, wrong digest, outside the time window, undecryptable) are counted in
+//! `usm_refusals` (dvsanStationUsmRefusals) and logged rate-limited.
 
 use crate::counters::StationCounters;
 use crate::fair_queue::FairQueue;
@@ -328,7 +335,8 @@ impl Default for RateLimitedLog {
     }
 }
 
-/// Receives notifications until `shutdown` fires: community check, parse errors counted, fair queueing.
+/// Receives notifications until `shutdown` fires: community check (v1/v2c) or USM (v3, in the receiver), refusals
+/// and parse errors counted, fair queueing.
 pub async fn receive_loop(
     mut receiver: NotificationReceiver,
     queue: Arc<IngestQueue>,
@@ -348,7 +356,10 @@ pub async fn receive_loop(
         for result in results.drain(..) {
             match result {
                 Ok(n) => {
-                    if communities.iter().any(|c| c.as_bytes() == n.community.as_slice()) {
+                    // A v3 notification the receiver returns passed USM authentication: its user, not a community,
+                    // says who sent it (the trust decision takes it from there).
+                    let authenticated = n.version == Version::V3 && n.authenticated && n.security_name.is_some();
+                    if authenticated || communities.iter().any(|c| c.as_bytes() == n.community.as_slice()) {
                         StationCounters::bump(&counters.accepted);
                         items.push((n.from.ip(), Ingested::Notification(n)));
                     } else {
@@ -381,7 +392,7 @@ pub async fn receive_loop(
                     items.push((from.ip(), Ingested::ParseError { from, time_ms: now_ms(), reason }));
                 }
                 Err(ReceiveError::Refused { from, reason }) => {
-                    StationCounters::bump(&counters.bad_community);
+                    StationCounters::bump(&counters.usm_refusals);
                     if warn_limit.allow() {
                         tracing::warn!(%from, %reason, "SNMPv3 notification refused");
                     }

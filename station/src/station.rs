@@ -8,10 +8,16 @@
 //! Once every socket is bound, the station writes `station.ready` (JSON: pid and bound addresses) into its state
 //! directory, so scripts and tests that asked for port 0 learn the real ports; it removes the file on a clean
 //! exit. On shutdown the receiver stops first, then the writer commits (and acknowledges) what is still queued.
+//!
+//! The station has an SNMP engine of its own (engine id and boots in `snmp-engine.toml` in the state directory,
+//! boots counted up at each start): its notification receiver takes SNMPv3 notifications from the enrolled
+//! units' users (authoritative for informs sent to it), and the coordinator speaks to enrolled units as their
+//! users ([`crate::unit_access`]).
 
 use crate::announce::Announcer;
 use crate::coordinator::{Coordinator, CoordinatorSettings};
 use crate::counters::StationCounters;
+use crate::credentials::EnrolledUsers;
 use crate::forward::{ForwardSettings, Forwarder};
 use crate::ingest::{receive_loop, IngestQueue, IngestSettings, UnitIds, Writer};
 use crate::notification_log::NotificationLog;
@@ -21,7 +27,9 @@ use crate::station_mib::{self, PoolTables};
 use crate::store::{StationStore, StoreError};
 use crate::tasks::{TaskRunner, TaskSettings};
 use crate::trap_log::{TrapLog, TRAP_LOG_FILE};
+use crate::unit_access::UnitAccess;
 use dvsan_snmp::agent::{Community, SystemInfo, TableHandler};
+use dvsan_snmp::usm::Engine;
 use dvsan_snmp::{Agent, AgentConfig, Manager, NotificationReceiver, Uptime};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -124,6 +132,8 @@ pub enum StartError {
     Startup(String),
     #[error(transparent)]
     Credentials(#[from] crate::credentials::CredentialsError),
+    #[error("the station's SNMP engine: {0}")]
+    Engine(#[from] dvsan_snmp::usm::engine::EngineError),
     #[error("cannot write {path}: {source}")]
     ReadyFile { path: PathBuf, source: std::io::Error },
 }
@@ -157,7 +167,9 @@ pub async fn run(
 
     let socket = bind_notification_socket(config.listen_traps)
         .map_err(|source| StartError::TrapSocket { address: config.listen_traps, source })?;
-    let receiver = NotificationReceiver::from_socket(socket);
+    let enrolled = EnrolledUsers::open(&config.state_dir)?;
+    let engine = Engine::load_or_create(&config.state_dir)?;
+    let receiver = NotificationReceiver::from_socket(socket).with_usm(engine, enrolled.clone());
     let traps_address =
         receiver.local_addr().map_err(|source| StartError::TrapSocket { address: config.listen_traps, source })?;
     let acknowledger = receiver.acknowledger();
@@ -215,8 +227,10 @@ pub async fn run(
         tracing::warn!("lab mode (--trust-community-units): units that announce themselves are pooled unchecked");
     }
     let credentials = crate::credentials::CredentialStore::open(&config.state_dir)?;
+    let access = UnitAccess::new(config.community.clone(), config.write_community.clone(), enrolled.clone());
     let coordinator =
-        Coordinator::new(pool_store, manager, settings, unit_ids, forwarder, Arc::clone(&counters), Some(credentials));
+        Coordinator::new(pool_store, manager, settings, unit_ids, forwarder, Arc::clone(&counters), Some(credentials))
+            .with_access(access);
     let coordinator_task = coordinator.spawn(activity_rx, stop_rx.clone());
     let receive_task = tokio::spawn(receive_loop(
         receiver,
@@ -227,7 +241,7 @@ pub async fn run(
     ));
 
     let ready_path = write_ready_file(&config, traps_address, own_agent.as_ref().map(|a| a.address))?;
-    start_reconciler(&config);
+    start_reconciler(&config, &enrolled);
 
     shutdown.await;
     tracing::info!("station stopping");
@@ -477,15 +491,18 @@ fn write_ready_file(
 }
 
 /// Repairs what a crash between allocation steps left behind (see `allocate::Allocator::reconcile`).
-fn start_reconciler(config: &StationConfig) {
-    let Some(write_community) = config.write_community.clone() else {
-        tracing::warn!("no --write-community: the units' grants are not reconciled with the assignments");
+/// Needs the write community, or enrolled units (changed as their SNMPv3 users).
+fn start_reconciler(config: &StationConfig, enrolled: &EnrolledUsers) {
+    if config.write_community.is_none() && !enrolled.any() {
+        tracing::warn!(
+            "no --write-community and no enrolled unit: the units' grants are not reconciled with the assignments"
+        );
         return;
-    };
+    }
     if let Err(e) = crate::allocate::spawn_reconciler(
         config.state_dir.clone(),
         config.community.clone(),
-        write_community,
+        config.write_community.clone(),
         config.poll_interval,
     ) {
         tracing::warn!(error = %e, "cannot start the reconciliation thread");

@@ -312,8 +312,8 @@ impl MibHandler for PoolTables {
     }
 }
 
-/// The scalars of dvsanStationStats (1..=9).
-const STATS_ARCS: u32 = 9;
+/// The scalars of dvsanStationStats (1..=10).
+const STATS_ARCS: u32 = 10;
 
 /// dvsanStationStats: live counters.
 pub struct StatsScalars {
@@ -339,6 +339,7 @@ impl StatsScalars {
             7 => counter(&c.forward_failures),
             8 => counter(&c.identity_refusals),
             9 => Value::Gauge32(self.tables.pending_count()),
+            10 => counter(&c.usm_refusals),
             _ => return None,
         })
     }

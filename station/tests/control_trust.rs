@@ -73,8 +73,9 @@ fn by_default_the_station_accepts_no_set() {
     let err = run_fails(&mut cli);
     assert!(
         err.contains(
-            "the station has no write community for the units, so it cannot change them: give dvsan-station \
-                      --write-community NAME"
+            "the station has neither the unit's enrolled credentials nor a write community for units, so it \
+             cannot change it: enrol the unit (dvsan-station unit enroll, the unit's --users) or give dvsan-station \
+             --write-community NAME"
         ),
         "{err}"
     );

@@ -135,6 +135,14 @@ fn a_fake_agent_reporting_a_pooled_units_id_is_refused_and_the_real_unit_stays()
     }
     let text = std::fs::read_to_string(&users).unwrap();
     assert!(text.contains("[[user]]") && text.contains("auth = \"SHA-256\"") && text.contains("priv = \"AES\""));
+    // Enrolled, the station speaks to the unit as its SNMPv3 user: the unit's agent gets the file.
+    real.proc.terminate();
+    drop(real);
+    let user = format!("unit-{}", &id[..8]);
+    let mut real =
+        Unit::start_enrolled(&dir.path().join("real"), "127.0.48.1", station.traps, "32M", &users, &user, "public");
+    real.serve_data();
+    station.wait_unit("127.0.48.1:1161", "the enrolled unit back", WAIT, |u| u["state"] == "available");
     let text = run_ok(&mut cli(&station, &["request", "--json", "--size", "2M", "--host", "127.0.48.100"]));
     let allocation: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(allocation["agent"], "127.0.48.1:1161");

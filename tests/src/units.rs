@@ -131,6 +131,8 @@ pub struct Unit {
     pub state_dir: PathBuf,
     pub listen: SocketAddr,
     pub heartbeat: Option<Heartbeat>,
+    /// The agent's read community (`public` unless started with another).
+    pub read_community: String,
 }
 
 impl Unit {
@@ -138,6 +140,26 @@ impl Unit {
     pub fn start(state_dir: &Path, ip: &str, trap_sink: SocketAddr, size: &str, extra: &[&str]) -> Unit {
         let listen: SocketAddr = format!("{ip}:1161").parse().unwrap();
         Unit::start_named(state_dir, &listen.to_string(), listen, &trap_sink.to_string(), size, extra)
+    }
+
+    /// Starts an enrolled unit's agent in `state_dir` on `ip:1161`: its SNMPv3 user from `users` (the file
+    /// `dvsan-station unit enroll --out` wrote), notifications to `trap_sink` sent as `notify_user`, the read
+    /// community `read_community` (one the station does not know, so that only its v3 user reads it), and NO
+    /// write community (only its v3 user may change it).
+    pub fn start_enrolled(
+        state_dir: &Path,
+        ip: &str,
+        trap_sink: SocketAddr,
+        size: &str,
+        users: &Path,
+        notify_user: &str,
+        read_community: &str,
+    ) -> Unit {
+        let listen: SocketAddr = format!("{ip}:1161").parse().unwrap();
+        let users = users.display().to_string();
+        let extra = ["--users", users.as_str(), "--notify-user", notify_user];
+        let sink = trap_sink.to_string();
+        Unit::start_with(state_dir, &listen.to_string(), listen, &sink, size, (read_community, None), &extra)
     }
 
     /// [`Unit::start`] with `--listen` and `--trap-sink` as given (addresses or host names); `listen` is where
@@ -148,6 +170,19 @@ impl Unit {
         listen: SocketAddr,
         trap_sink: &str,
         size: &str,
+        extra: &[&str],
+    ) -> Unit {
+        Unit::start_with(state_dir, listen_text, listen, trap_sink, size, ("public", Some(WRITE_COMMUNITY)), extra)
+    }
+
+    /// [`Unit::start_named`] with the agent's read and write communities as given (no write community: `None`).
+    pub fn start_with(
+        state_dir: &Path,
+        listen_text: &str,
+        listen: SocketAddr,
+        trap_sink: &str,
+        size: &str,
+        (read_community, write_community): (&str, Option<&str>),
         extra: &[&str],
     ) -> Unit {
         std::fs::create_dir_all(state_dir).unwrap();
@@ -161,12 +196,14 @@ impl Unit {
             .arg(listen_text)
             .arg("--trap-sink")
             .arg(trap_sink)
-            .args(["--read-community", "public", "--write-community", WRITE_COMMUNITY])
+            .args(["--read-community", read_community])
+            .args(write_community.map(|c| ["--write-community", c]).into_iter().flatten())
             .args(extra)
             .env("RUST_LOG", "info");
         let log = state_dir.with_extension("log");
         let proc = Proc::spawn_logging("dvsan-agent", &mut cmd, log);
-        let unit = Unit { proc, state_dir: state_dir.to_path_buf(), listen, heartbeat: None };
+        let read_community = read_community.to_string();
+        let unit = Unit { proc, state_dir: state_dir.to_path_buf(), listen, heartbeat: None, read_community };
         wait_until("the agent to answer", Duration::from_secs(10), || unit.snmpget(&["SNMPv2-MIB::sysUpTime.0"]).ok());
         unit
     }
@@ -199,7 +236,7 @@ impl Unit {
 
     pub fn snmpget(&self, oids: &[&str]) -> Result<String, String> {
         let output = net_snmp("snmpget")
-            .args(["-v2c", "-c", "public", "-t", "0.5", "-r", "0"])
+            .args(["-v2c", "-c", &self.read_community, "-t", "0.5", "-r", "0"])
             .arg(self.listen.to_string())
             .args(oids)
             .output()
