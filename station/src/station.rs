@@ -5,7 +5,10 @@
 //! as dvsanStationTaskTable; on shutdown it stops starting tasks and abandons running ones. Who may see and change
 //! what over SNMP ([`crate::principal::Admins`]) is given to the tables that decide it.
 //!
-//! Once every socket is bound, the station writes `station.ready` (JSON: pid and bound addresses) into its state
+//! The station has one SNMP engine ([`load_engine`], kept in the state directory): its own agent serves its
+//! SNMPv3 users (`--users`) with it and its forwarded v3 notifications carry it.
+//!
+//! Once every socket is bound, the station writes `station.ready` (JSON: pid, bound addresses, engine id) into its state
 //! directory, so scripts and tests that asked for port 0 learn the real ports; it removes the file on a clean
 //! exit. On shutdown the receiver stops first, then the writer commits (and acknowledges) what is still queued.
 
@@ -21,11 +24,13 @@ use crate::station_mib::{self, PoolTables};
 use crate::store::{StationStore, StoreError};
 use crate::tasks::{TaskRunner, TaskSettings};
 use crate::trap_log::{TrapLog, TRAP_LOG_FILE};
-use dvsan_snmp::agent::{Community, SystemInfo, TableHandler};
+use dvsan_snmp::agent::{Community, SystemInfo, TableHandler, UsmConfig};
+use dvsan_snmp::usm::engine::EngineError;
+use dvsan_snmp::usm::{Engine, UserAccess, UsmUser};
 use dvsan_snmp::{Agent, AgentConfig, Manager, NotificationReceiver, Uptime};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,6 +67,13 @@ pub struct StationConfig {
     /// Administrator communities of the station's own agent: they write too, see and release everything, and
     /// alone may run destructive tasks.
     pub admin_communities: Vec<String>,
+    /// SNMPv3 users of the station's own agent (`--users`): read-write users submit requests and tasks like a write
+    /// community, read-only users only read.
+    pub snmp_users: Vec<UsmUser>,
+    /// Administrator users of the station's own agent (`--admin-user`; read-write users of `snmp_users`).
+    pub admin_users: Vec<String>,
+    /// Forward notifications as this SNMPv3 user (`--forward-user`) instead of `forward_community`.
+    pub forward_user: Option<UsmUser>,
     /// Station tasks running at once, at most.
     pub task_workers: usize,
     /// How long tasks and storage requests wait for a unit's answer (per request, with 2 retries).
@@ -77,6 +89,13 @@ pub struct StationConfig {
 }
 
 impl StationConfig {
+    /// Whether the station's own agent accepts any SET: a write or admin community, or a read-write user.
+    pub fn agent_writable(&self) -> bool {
+        !self.snmp_write_communities.is_empty()
+            || !self.admin_communities.is_empty()
+            || self.snmp_users.iter().any(|u| u.access() == UserAccess::ReadWrite)
+    }
+
     /// Defaults for everything but the state directory and the notification port.
     pub fn new(state_dir: PathBuf, listen_traps: SocketAddr) -> Self {
         StationConfig {
@@ -95,6 +114,9 @@ impl StationConfig {
             snmp_community: "public".to_string(),
             snmp_write_communities: Vec::new(),
             admin_communities: Vec::new(),
+            snmp_users: Vec::new(),
+            admin_users: Vec::new(),
+            forward_user: None,
             task_workers: 4,
             unit_timeout: Duration::from_secs(1),
             trap_log_max_bytes: 16 << 20,
@@ -124,6 +146,8 @@ pub enum StartError {
     Startup(String),
     #[error(transparent)]
     Credentials(#[from] crate::credentials::CredentialsError),
+    #[error("the station's SNMP engine: {0}")]
+    Engine(#[from] EngineError),
     #[error("cannot write {path}: {source}")]
     ReadyFile { path: PathBuf, source: std::io::Error },
 }
@@ -141,6 +165,14 @@ fn bind_notification_socket(address: SocketAddr) -> std::io::Result<tokio::net::
     tokio::net::UdpSocket::from_std(socket)
 }
 
+/// The station's SNMP engine (RFC 3411): its id and boots are kept in `state_dir`/`snmp-engine.toml`, the file a
+/// unit's agent keeps in its state directory, so the id stays the same across restarts and boots counts them. Load
+/// it once per run and share it: the station's own agent is authoritative with it, its forwarded v3 traps carry
+/// it, and units send their informs to it.
+pub fn load_engine(state_dir: &Path) -> Result<Engine, StartError> {
+    Ok(Engine::load_or_create(state_dir)?)
+}
+
 /// Runs the station until `shutdown` completes. Must run on a multi-threaded tokio runtime.
 pub async fn run(
     config: StationConfig,
@@ -149,6 +181,11 @@ pub async fn run(
     let (writer_store, pool_store) = off_runtime({
         let config = config.clone();
         move || open_stores(&config)
+    })
+    .await?;
+    let engine = off_runtime({
+        let state_dir = config.state_dir.clone();
+        move || load_engine(&state_dir)
     })
     .await?;
     let counters = Arc::new(StationCounters::default());
@@ -164,13 +201,18 @@ pub async fn run(
 
     let unspecified = unspecified_like(config.listen_traps);
     let manager = Arc::new(Manager::new(unspecified).await.map_err(StartError::Manager)?);
-    let forwarder = start_forwarder(&config, unspecified, uptime, &counters).await?;
+    let forwarder = start_forwarder(&config, unspecified, uptime, &engine, &counters).await?;
     let announcer = forwarder.clone().map(station_mib::announcer);
 
     let mut own_agent = match config.snmp_listen {
         Some(listen) => {
-            let parts =
-                AgentParts { uptime, counters: Arc::clone(&counters), manager: Arc::clone(&manager), announcer };
+            let parts = AgentParts {
+                uptime,
+                counters: Arc::clone(&counters),
+                manager: Arc::clone(&manager),
+                announcer,
+                engine: engine.clone(),
+            };
             let config = config.clone();
             Some(off_runtime(move || OwnAgent::start(&config, listen, parts, started_ms)).await?)
         }
@@ -226,7 +268,7 @@ pub async fn run(
         stop_rx,
     ));
 
-    let ready_path = write_ready_file(&config, traps_address, own_agent.as_ref().map(|a| a.address))?;
+    let ready_path = write_ready_file(&config, traps_address, own_agent.as_ref().map(|a| a.address), &engine)?;
     start_reconciler(&config);
 
     shutdown.await;
@@ -284,6 +326,7 @@ async fn start_forwarder(
     config: &StationConfig,
     bind: SocketAddr,
     uptime: Uptime,
+    engine: &Engine,
     counters: &Arc<StationCounters>,
 ) -> Result<Option<Forwarder>, StartError> {
     if config.forward.is_empty() {
@@ -293,6 +336,7 @@ async fn start_forwarder(
         sinks: config.forward.clone(),
         inform: config.forward_inform,
         community: config.forward_community.clone(),
+        user: config.forward_user.clone().map(|user| (user, engine.clone())),
         timeout: Duration::from_secs(1),
         retries: 3,
     };
@@ -307,6 +351,8 @@ struct AgentParts {
     counters: Arc<StationCounters>,
     manager: Arc<Manager>,
     announcer: Option<Announcer>,
+    /// The station's engine, authoritative for its agent's SNMPv3 users.
+    engine: Engine,
 }
 
 /// The station's own agent (`--snmp-listen`): DVSAN-STATION-MIB, the request table, the task table and its
@@ -328,7 +374,7 @@ impl OwnAgent {
         parts: AgentParts,
         started_ms: i64,
     ) -> Result<OwnAgent, StartError> {
-        let admins = Admins::new(config.admin_communities.iter().cloned(), []);
+        let admins = Admins::new(config.admin_communities.iter().cloned(), config.admin_users.iter().cloned());
         let tables = Arc::new(
             PoolTables::new(StationStore::open(&config.state_dir)?, Duration::from_millis(500))
                 .with_admins(admins.clone()),
@@ -342,6 +388,8 @@ impl OwnAgent {
                 .map(Community::read_write)
                 .chain(std::iter::once(Community::read_only(&config.snmp_community)))
                 .collect(),
+            usm: (!config.snmp_users.is_empty())
+                .then(|| UsmConfig { engine: parts.engine.clone(), users: config.snmp_users.clone() }),
             workers: 2,
             system: SystemInfo {
                 descr: format!("dvsan management station {}", env!("CARGO_PKG_VERSION")),
@@ -360,8 +408,8 @@ impl OwnAgent {
         let mut builder = builder.handler(requests.prefix(), Arc::new(requests));
         let mut runner = None;
         let mut dispatcher = None;
-        // Station tasks need a write community to be submitted; without one the station runs none.
-        if !config.snmp_write_communities.is_empty() || !config.admin_communities.is_empty() {
+        // Station tasks need a write community or user to be submitted; without one the station runs none.
+        if config.agent_writable() {
             let tasks = open_task_runner(config, &tables, parts.announcer)?;
             dispatcher = Some(tasks.start(Arc::clone(&parts.manager)));
             builder = crate::task_table::register(builder, tasks.clone(), admins);
@@ -457,18 +505,21 @@ fn write_ready_file(
     config: &StationConfig,
     traps_address: SocketAddr,
     snmp_address: Option<SocketAddr>,
+    engine: &Engine,
 ) -> Result<PathBuf, StartError> {
     let ready_path = config.state_dir.join(READY_FILE);
     let ready = serde_json::json!({
         "pid": std::process::id(),
         "traps": traps_address.to_string(),
         "snmp": snmp_address.map(|a| a.to_string()),
+        "engine_id": engine.id().to_hex(),
     });
     std::fs::write(&ready_path, format!("{ready}\n"))
         .map_err(|source| StartError::ReadyFile { path: ready_path.clone(), source })?;
     tracing::info!(
         traps = %traps_address,
         snmp = ?snmp_address,
+        engine_id = %engine.id().to_hex(),
         state_dir = %config.state_dir.display(),
         poll_interval = ?config.poll_interval,
         "station running"
