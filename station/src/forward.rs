@@ -155,9 +155,10 @@ async fn forward_loop(
     }
 }
 
-/// Sends `pdu` (an SNMPv2-Trap) to `sink` as an SNMPv3 message from `local` (a user's keys localised to `engine`), at the level its keys give, with the
-/// station's `engine` authoritative (RFC 3414 §1.5.1: the sender of a trap is). Received notifications keep their
-/// own sysUpTime in the varbinds, so this encodes the message itself rather than through a `NotificationSender`.
+/// Sends `pdu` (an SNMPv2-Trap) to `sink` as an SNMPv3 message from `local` (a user's keys localised to `engine`),
+/// at the level its keys give, with the station's `engine` authoritative (RFC 3414 §1.5.1: the sender of a trap
+/// is). Received notifications keep their own sysUpTime in the varbinds, so this encodes the message itself rather
+/// than through a `NotificationSender`.
 async fn send_trap_v3(
     manager: &Manager,
     sink: SocketAddr,

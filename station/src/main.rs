@@ -523,7 +523,10 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     }
     if let Some(name) = &args.forward_user {
         let Some(path) = args.forward_credentials.as_ref().or(args.users.as_ref()) else {
-            bail!("--forward-user {name:?}: give the users file that holds it with --forward-credentials FILE (or --users FILE)");
+            bail!(
+                "--forward-user {name:?}: give the users file that holds it with --forward-credentials FILE (or \
+                 --users FILE)"
+            );
         };
         if config.forward.is_empty() {
             bail!("--forward-user needs --forward HOST:PORT: the NMS to send notifications to");

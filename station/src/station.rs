@@ -1,15 +1,15 @@
 //! `dvsan-station run`: wires the store, the notification path, the coordinator, the forwarder and the station's
 //! own agent together, and shuts them down in order.
 //!
-//! With `--snmp-listen` and a write or admin community it also runs the station's tasks ([`crate::tasks`]), served
-//! as dvsanStationTaskTable; on shutdown it stops starting tasks and abandons running ones. Who may see and change
-//! what over SNMP ([`crate::principal::Admins`]) is given to the tables that decide it.
+//! With `--snmp-listen` and a write or admin community or a read-write SNMPv3 user it also runs the station's tasks
+//! ([`crate::tasks`]), served as dvsanStationTaskTable; on shutdown it stops starting tasks and abandons running
+//! ones. Who may see and change what over SNMP ([`crate::principal::Admins`]) is given to the tables that decide it.
 //!
 //! The station has one SNMP engine ([`load_engine`], kept in the state directory): its own agent serves its
 //! SNMPv3 users (`--users`) with it and its forwarded v3 notifications carry it.
 //!
-//! Once every socket is bound, the station writes `station.ready` (JSON: pid, bound addresses, engine id) into its state
-//! directory, so scripts and tests that asked for port 0 learn the real ports; it removes the file on a clean
+//! Once every socket is bound, the station writes `station.ready` (JSON: pid, bound addresses, engine id) into its
+//! state directory, so scripts and tests that asked for port 0 learn the real ports; it removes the file on a clean
 //! exit. On shutdown the receiver stops first, then the writer commits (and acknowledges) what is still queued.
 
 use crate::announce::Announcer;
