@@ -1,5 +1,7 @@
 //! Forwarding to upstream NMSs (`--forward HOST:PORT`): every received notification, and the station's own
-//! notifications (DVSAN-STATION-MIB), as SNMPv2c traps or, with `--forward-inform`, informs.
+//! notifications (DVSAN-STATION-MIB), as SNMPv2c traps or, with `--forward-inform`, informs; with a USM user
+//! (`--forward-user`) as SNMPv3 traps with the station's engine authoritative (the NMS knows the user by the
+//! station's engine id) or v3 informs, for which the manager discovers the NMS's engine first.
 //!
 //! Received notifications keep their sysUpTime, snmpTrapOID and varbinds, and get `snmpTrapAddress.0` (RFC 3584)
 //! appended with the original source address, since the NMS sees the station as the sender. The station's own
@@ -9,7 +11,11 @@
 
 use crate::counters::StationCounters;
 use dvsan_snmp::notify::notification_varbinds;
-use dvsan_snmp::{GenericPdu, Manager, Message, Notification, Oid, Pdu, Target, Uptime, Value, VarBind, Version};
+use dvsan_snmp::usm::wire::{encode_v3_pdu, Head, Keys};
+use dvsan_snmp::usm::{Engine, LocalUser, UsmUser};
+use dvsan_snmp::{
+    GenericPdu, Manager, Message, Notification, Oid, Pdu, SnmpError, Target, Uptime, Value, VarBind, Version,
+};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +35,8 @@ pub struct ForwardSettings {
     /// Send informs (acknowledged, retried) instead of traps.
     pub inform: bool,
     pub community: String,
+    /// Send SNMPv3 as this user instead of `community`, with the station's engine authoritative for traps.
+    pub user: Option<(UsmUser, Engine)>,
     pub timeout: Duration,
     pub retries: u32,
 }
@@ -90,6 +98,9 @@ async fn forward_loop(
     counters: Arc<StationCounters>,
 ) {
     let in_flight = Arc::new(Semaphore::new(INFORMS_IN_FLIGHT));
+    let user = settings.user.as_ref().map(|(user, _)| Arc::new(user.clone()));
+    // A trap's keys are localised to the station's own engine, once.
+    let trap_keys = settings.user.as_ref().map(|(user, engine)| (user.localize(engine.id()), engine));
     while let Some(item) = rx.recv().await {
         let varbinds = match item {
             Outgoing::Received(n) => {
@@ -106,8 +117,11 @@ async fn forward_loop(
                 let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else { return };
                 let manager = Arc::clone(&manager);
                 let counters = Arc::clone(&counters);
-                let target =
-                    Target::new(sink, settings.community.clone()).with_timeout(settings.timeout, settings.retries);
+                let target = match &user {
+                    Some(user) => Target::v3(sink, Arc::clone(user)),
+                    None => Target::new(sink, settings.community.clone()),
+                }
+                .with_timeout(settings.timeout, settings.retries);
                 let varbinds = varbinds.clone();
                 tokio::spawn(async move {
                     match manager.inform(&target, varbinds).await {
@@ -120,12 +134,16 @@ async fn forward_loop(
                     drop(permit);
                 });
             } else {
-                let message = Message {
-                    version: Version::V2c,
-                    community: settings.community.as_bytes().to_vec(),
-                    pdu: Pdu::TrapV2(GenericPdu::request(manager.next_request_id(), varbinds.clone())),
+                let pdu = Pdu::TrapV2(GenericPdu::request(manager.next_request_id(), varbinds.clone()));
+                let sent = match &trap_keys {
+                    Some((local, engine)) => send_trap_v3(&manager, sink, local, engine, &pdu).await,
+                    None => {
+                        let message =
+                            Message { version: Version::V2c, community: settings.community.as_bytes().to_vec(), pdu };
+                        manager.send(sink, &message).await.map_err(SnmpError::from)
+                    }
                 };
-                match manager.send(sink, &message).await {
+                match sent {
                     Ok(()) => StationCounters::bump(&counters.forwarded),
                     Err(e) => {
                         StationCounters::bump(&counters.forward_failures);
@@ -135,4 +153,35 @@ async fn forward_loop(
             }
         }
     }
+}
+
+/// Sends `pdu` (an SNMPv2-Trap) to `sink` as an SNMPv3 message from `local` (a user's keys localised to `engine`),
+/// at the level its keys give, with the station's `engine` authoritative (RFC 3414 §1.5.1: the sender of a trap
+/// is). Received notifications keep their own sysUpTime in the varbinds, so this encodes the message itself rather
+/// than through a `NotificationSender`.
+async fn send_trap_v3(
+    manager: &Manager,
+    sink: SocketAddr,
+    local: &LocalUser,
+    engine: &Engine,
+    pdu: &Pdu,
+) -> Result<(), SnmpError> {
+    let msg_id = match pdu {
+        Pdu::TrapV2(p) => p.request_id,
+        _ => manager.next_request_id(),
+    };
+    let head = Head {
+        msg_id,
+        max_size: 65507,
+        reportable: false,
+        engine_id: engine.id().as_bytes(),
+        boots: engine.boots(),
+        time: engine.time(),
+        user_name: local.name.as_bytes(),
+        context_engine_id: engine.id().as_bytes(),
+        context_name: b"",
+    };
+    let datagram = encode_v3_pdu(&head, Keys::of(local, local.level()).as_ref(), pdu)?;
+    manager.send_datagram(sink, &datagram).await?;
+    Ok(())
 }

@@ -10,6 +10,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use dvsan_snmp::usm::{UserAccess, UsersFile};
 use dvsan_snmp::{resolve_address, Endpoint};
 use dvsan_station::allocate::{
     allocations, parse_host, parse_request_size, reject_pending, Allocation, Allocator, LockScope, PoolLock,
@@ -46,7 +47,7 @@ struct StateDir {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the station: receive notifications, keep the pool, poll units, serve the station MIB.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Manage the units the station knows.
     #[command(subcommand)]
     Unit(UnitCommand),
@@ -272,6 +273,25 @@ struct RunArgs {
         value_delimiter = ','
     )]
     admin_communities: Vec<String>,
+    /// SNMPv3 users of the station's own agent: a users file (TOML, mode 0600; the format is in the README). A
+    /// read-write user may submit storage requests and tasks and sees and releases only what it made; a read-only
+    /// user only reads. The station's engine id and boots are kept in the state directory (snmp-engine.toml).
+    #[arg(long = "users", value_name = "FILE", env = "DVSAN_STATION_USERS")]
+    users: Option<PathBuf>,
+    /// Administrator user of the station's own agent (repeatable; a read-write user of --users): it sees every
+    /// storage request and assignment, may release any, and alone may run the station tasks that destroy, take
+    /// away or add, like an --admin-community.
+    #[arg(long = "admin-user", value_name = "NAME", requires = "users", value_delimiter = ',')]
+    admin_users: Vec<String>,
+    /// Forward notifications (--forward) as this SNMPv3 user instead of --forward-community: traps with the
+    /// station's engine authoritative (the NMS needs the station's engine id: `createUser -e ID` in snmptrapd;
+    /// the station logs it at start), informs after discovering the NMS's engine. The user is read from
+    /// --forward-credentials, or else from --users.
+    #[arg(long, value_name = "NAME")]
+    forward_user: Option<String>,
+    /// Users file (TOML, mode 0600) holding --forward-user, when it is not in --users.
+    #[arg(long, value_name = "FILE", requires = "forward_user")]
+    forward_credentials: Option<PathBuf>,
     /// Rotate traps.log when it grows past this size (e.g. 16M).
     #[arg(long, default_value = "16M")]
     trap_log_max_size: String,
@@ -407,7 +427,7 @@ struct TrapsArgs {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => cmd_run(args),
+        Command::Run(args) => cmd_run(*args),
         Command::Unit(UnitCommand::Add { address, state, agent_port, community, timeout }) => {
             cmd_unit_add(&address, &state.state_dir, agent_port, &community, timeout)
         }
@@ -496,6 +516,23 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     config.snmp_community = args.snmp_community;
     config.snmp_write_communities = args.snmp_write_communities.into_iter().filter(|c| !c.is_empty()).collect();
     config.admin_communities = args.admin_communities.into_iter().filter(|c| !c.is_empty()).collect();
+    if let Some(path) = &args.users {
+        let users = UsersFile::load(path).context("--users")?;
+        config.admin_users = check_admin_users(path, &users, args.admin_users)?;
+        config.snmp_users = users.users;
+    }
+    if let Some(name) = &args.forward_user {
+        let Some(path) = args.forward_credentials.as_ref().or(args.users.as_ref()) else {
+            bail!(
+                "--forward-user {name:?}: give the users file that holds it with --forward-credentials FILE (or \
+                 --users FILE)"
+            );
+        };
+        if config.forward.is_empty() {
+            bail!("--forward-user needs --forward HOST:PORT: the NMS to send notifications to");
+        }
+        config.forward_user = Some(UsersFile::load_user(path, name).context("--forward-user")?);
+    }
     config.trap_log_max_bytes = trap_log_max_bytes;
     config.trap_log_keep = args.trap_log_keep;
     config.keep_notifications = args.keep_notifications;
@@ -526,6 +563,29 @@ fn cmd_run(args: RunArgs) -> Result<()> {
         };
         run(config, shutdown).await.map(|_| ()).context("station")
     })
+}
+
+/// The `--admin-user` names, each a read-write user of the users file at `path`.
+fn check_admin_users(path: &Path, users: &UsersFile, admins: Vec<String>) -> Result<Vec<String>> {
+    let admins: Vec<String> = admins.into_iter().filter(|name| !name.is_empty()).collect();
+    for name in &admins {
+        let Some(user) = users.find(name) else {
+            let known: Vec<&str> = users.users.iter().map(|u| u.name()).collect();
+            bail!(
+                "--admin-user {name:?}: {} has no such user (it has: {})",
+                path.display(),
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            );
+        };
+        if user.access() != UserAccess::ReadWrite {
+            bail!(
+                "--admin-user {name:?}: the user is read-only in {}; an admin changes things: give it \
+                 access = \"read-write\"",
+                path.display()
+            );
+        }
+    }
+    Ok(admins)
 }
 
 fn cmd_unit_add(address: &str, state_dir: &Path, agent_port: u16, community: &str, timeout: Duration) -> Result<()> {

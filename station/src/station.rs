@@ -1,18 +1,18 @@
 //! `dvsan-station run`: wires the store, the notification path, the coordinator, the forwarder and the station's
 //! own agent together, and shuts them down in order.
 //!
-//! With `--snmp-listen` and a write or admin community it also runs the station's tasks ([`crate::tasks`]), served
-//! as dvsanStationTaskTable; on shutdown it stops starting tasks and abandons running ones. Who may see and change
-//! what over SNMP ([`crate::principal::Admins`]) is given to the tables that decide it.
+//! With `--snmp-listen` and a write or admin community or a read-write SNMPv3 user it also runs the station's tasks
+//! ([`crate::tasks`]), served as dvsanStationTaskTable; on shutdown it stops starting tasks and abandons running
+//! ones. Who may see and change what over SNMP ([`crate::principal::Admins`]) is given to the tables that decide it.
 //!
-//! Once every socket is bound, the station writes `station.ready` (JSON: pid and bound addresses) into its state
-//! directory, so scripts and tests that asked for port 0 learn the real ports; it removes the file on a clean
+//! The station has one SNMP engine ([`load_engine`], kept in the state directory): its own agent serves its
+//! SNMPv3 users (`--users`) with it and its forwarded v3 notifications carry it; its notification receiver takes
+//! SNMPv3 notifications from the enrolled units' users with it (authoritative for informs sent to it), and the
+//! coordinator speaks to enrolled units as their users ([`crate::unit_access`]).
+//!
+//! Once every socket is bound, the station writes `station.ready` (JSON: pid, bound addresses, engine id) into its
+//! state directory, so scripts and tests that asked for port 0 learn the real ports; it removes the file on a clean
 //! exit. On shutdown the receiver stops first, then the writer commits (and acknowledges) what is still queued.
-//!
-//! The station has an SNMP engine of its own (engine id and boots in `snmp-engine.toml` in the state directory,
-//! boots counted up at each start): its notification receiver takes SNMPv3 notifications from the enrolled
-//! units' users (authoritative for informs sent to it), and the coordinator speaks to enrolled units as their
-//! users ([`crate::unit_access`]).
 
 use crate::announce::Announcer;
 use crate::coordinator::{Coordinator, CoordinatorSettings};
@@ -28,12 +28,13 @@ use crate::store::{StationStore, StoreError};
 use crate::tasks::{TaskRunner, TaskSettings};
 use crate::trap_log::{TrapLog, TRAP_LOG_FILE};
 use crate::unit_access::UnitAccess;
-use dvsan_snmp::agent::{Community, SystemInfo, TableHandler};
-use dvsan_snmp::usm::Engine;
+use dvsan_snmp::agent::{Community, SystemInfo, TableHandler, UsmConfig};
+use dvsan_snmp::usm::engine::EngineError;
+use dvsan_snmp::usm::{Engine, UserAccess, UsmUser};
 use dvsan_snmp::{Agent, AgentConfig, Manager, NotificationReceiver, Uptime};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,6 +71,13 @@ pub struct StationConfig {
     /// Administrator communities of the station's own agent: they write too, see and release everything, and
     /// alone may run destructive tasks.
     pub admin_communities: Vec<String>,
+    /// SNMPv3 users of the station's own agent (`--users`): read-write users submit requests and tasks like a write
+    /// community, read-only users only read.
+    pub snmp_users: Vec<UsmUser>,
+    /// Administrator users of the station's own agent (`--admin-user`; read-write users of `snmp_users`).
+    pub admin_users: Vec<String>,
+    /// Forward notifications as this SNMPv3 user (`--forward-user`) instead of `forward_community`.
+    pub forward_user: Option<UsmUser>,
     /// Station tasks running at once, at most.
     pub task_workers: usize,
     /// How long tasks and storage requests wait for a unit's answer (per request, with 2 retries).
@@ -85,6 +93,13 @@ pub struct StationConfig {
 }
 
 impl StationConfig {
+    /// Whether the station's own agent accepts any SET: a write or admin community, or a read-write user.
+    pub fn agent_writable(&self) -> bool {
+        !self.snmp_write_communities.is_empty()
+            || !self.admin_communities.is_empty()
+            || self.snmp_users.iter().any(|u| u.access() == UserAccess::ReadWrite)
+    }
+
     /// Defaults for everything but the state directory and the notification port.
     pub fn new(state_dir: PathBuf, listen_traps: SocketAddr) -> Self {
         StationConfig {
@@ -103,6 +118,9 @@ impl StationConfig {
             snmp_community: "public".to_string(),
             snmp_write_communities: Vec::new(),
             admin_communities: Vec::new(),
+            snmp_users: Vec::new(),
+            admin_users: Vec::new(),
+            forward_user: None,
             task_workers: 4,
             unit_timeout: Duration::from_secs(1),
             trap_log_max_bytes: 16 << 20,
@@ -133,7 +151,7 @@ pub enum StartError {
     #[error(transparent)]
     Credentials(#[from] crate::credentials::CredentialsError),
     #[error("the station's SNMP engine: {0}")]
-    Engine(#[from] dvsan_snmp::usm::engine::EngineError),
+    Engine(#[from] EngineError),
     #[error("cannot write {path}: {source}")]
     ReadyFile { path: PathBuf, source: std::io::Error },
 }
@@ -151,6 +169,14 @@ fn bind_notification_socket(address: SocketAddr) -> std::io::Result<tokio::net::
     tokio::net::UdpSocket::from_std(socket)
 }
 
+/// The station's SNMP engine (RFC 3411): its id and boots are kept in `state_dir`/`snmp-engine.toml`, the file a
+/// unit's agent keeps in its state directory, so the id stays the same across restarts and boots counts them. Load
+/// it once per run and share it: the station's own agent is authoritative with it, its forwarded v3 traps carry
+/// it, and units send their informs to it.
+pub fn load_engine(state_dir: &Path) -> Result<Engine, StartError> {
+    Ok(Engine::load_or_create(state_dir)?)
+}
+
 /// Runs the station until `shutdown` completes. Must run on a multi-threaded tokio runtime.
 pub async fn run(
     config: StationConfig,
@@ -161,6 +187,11 @@ pub async fn run(
         move || open_stores(&config)
     })
     .await?;
+    let engine = off_runtime({
+        let state_dir = config.state_dir.clone();
+        move || load_engine(&state_dir)
+    })
+    .await?;
     let counters = Arc::new(StationCounters::default());
     let uptime = Uptime::start_now();
     let started_ms = crate::timefmt::now_ms();
@@ -168,21 +199,25 @@ pub async fn run(
     let socket = bind_notification_socket(config.listen_traps)
         .map_err(|source| StartError::TrapSocket { address: config.listen_traps, source })?;
     let enrolled = EnrolledUsers::open(&config.state_dir)?;
-    let engine = Engine::load_or_create(&config.state_dir)?;
-    let receiver = NotificationReceiver::from_socket(socket).with_usm(engine, enrolled.clone());
+    let receiver = NotificationReceiver::from_socket(socket).with_usm(engine.clone(), enrolled.clone());
     let traps_address =
         receiver.local_addr().map_err(|source| StartError::TrapSocket { address: config.listen_traps, source })?;
     let acknowledger = receiver.acknowledger();
 
     let unspecified = unspecified_like(config.listen_traps);
     let manager = Arc::new(Manager::new(unspecified).await.map_err(StartError::Manager)?);
-    let forwarder = start_forwarder(&config, unspecified, uptime, &counters).await?;
+    let forwarder = start_forwarder(&config, unspecified, uptime, &engine, &counters).await?;
     let announcer = forwarder.clone().map(station_mib::announcer);
 
     let mut own_agent = match config.snmp_listen {
         Some(listen) => {
-            let parts =
-                AgentParts { uptime, counters: Arc::clone(&counters), manager: Arc::clone(&manager), announcer };
+            let parts = AgentParts {
+                uptime,
+                counters: Arc::clone(&counters),
+                manager: Arc::clone(&manager),
+                announcer,
+                engine: engine.clone(),
+            };
             let config = config.clone();
             Some(off_runtime(move || OwnAgent::start(&config, listen, parts, started_ms)).await?)
         }
@@ -240,7 +275,7 @@ pub async fn run(
         stop_rx,
     ));
 
-    let ready_path = write_ready_file(&config, traps_address, own_agent.as_ref().map(|a| a.address))?;
+    let ready_path = write_ready_file(&config, traps_address, own_agent.as_ref().map(|a| a.address), &engine)?;
     start_reconciler(&config, &enrolled);
 
     shutdown.await;
@@ -298,6 +333,7 @@ async fn start_forwarder(
     config: &StationConfig,
     bind: SocketAddr,
     uptime: Uptime,
+    engine: &Engine,
     counters: &Arc<StationCounters>,
 ) -> Result<Option<Forwarder>, StartError> {
     if config.forward.is_empty() {
@@ -307,6 +343,7 @@ async fn start_forwarder(
         sinks: config.forward.clone(),
         inform: config.forward_inform,
         community: config.forward_community.clone(),
+        user: config.forward_user.clone().map(|user| (user, engine.clone())),
         timeout: Duration::from_secs(1),
         retries: 3,
     };
@@ -321,6 +358,8 @@ struct AgentParts {
     counters: Arc<StationCounters>,
     manager: Arc<Manager>,
     announcer: Option<Announcer>,
+    /// The station's engine, authoritative for its agent's SNMPv3 users.
+    engine: Engine,
 }
 
 /// The station's own agent (`--snmp-listen`): DVSAN-STATION-MIB, the request table, the task table and its
@@ -342,7 +381,7 @@ impl OwnAgent {
         parts: AgentParts,
         started_ms: i64,
     ) -> Result<OwnAgent, StartError> {
-        let admins = Admins::new(config.admin_communities.iter().cloned(), []);
+        let admins = Admins::new(config.admin_communities.iter().cloned(), config.admin_users.iter().cloned());
         let tables = Arc::new(
             PoolTables::new(StationStore::open(&config.state_dir)?, Duration::from_millis(500))
                 .with_admins(admins.clone()),
@@ -356,6 +395,8 @@ impl OwnAgent {
                 .map(Community::read_write)
                 .chain(std::iter::once(Community::read_only(&config.snmp_community)))
                 .collect(),
+            usm: (!config.snmp_users.is_empty())
+                .then(|| UsmConfig { engine: parts.engine.clone(), users: config.snmp_users.clone() }),
             workers: 2,
             system: SystemInfo {
                 descr: format!("dvsan management station {}", env!("CARGO_PKG_VERSION")),
@@ -374,8 +415,8 @@ impl OwnAgent {
         let mut builder = builder.handler(requests.prefix(), Arc::new(requests));
         let mut runner = None;
         let mut dispatcher = None;
-        // Station tasks need a write community to be submitted; without one the station runs none.
-        if !config.snmp_write_communities.is_empty() || !config.admin_communities.is_empty() {
+        // Station tasks need a write community or user to be submitted; without one the station runs none.
+        if config.agent_writable() {
             let tasks = open_task_runner(config, &tables, parts.announcer)?;
             dispatcher = Some(tasks.start(Arc::clone(&parts.manager)));
             builder = crate::task_table::register(builder, tasks.clone(), admins);
@@ -471,18 +512,21 @@ fn write_ready_file(
     config: &StationConfig,
     traps_address: SocketAddr,
     snmp_address: Option<SocketAddr>,
+    engine: &Engine,
 ) -> Result<PathBuf, StartError> {
     let ready_path = config.state_dir.join(READY_FILE);
     let ready = serde_json::json!({
         "pid": std::process::id(),
         "traps": traps_address.to_string(),
         "snmp": snmp_address.map(|a| a.to_string()),
+        "engine_id": engine.id().to_hex(),
     });
     std::fs::write(&ready_path, format!("{ready}\n"))
         .map_err(|source| StartError::ReadyFile { path: ready_path.clone(), source })?;
     tracing::info!(
         traps = %traps_address,
         snmp = ?snmp_address,
+        engine_id = %engine.id().to_hex(),
         state_dir = %config.state_dir.display(),
         poll_interval = ?config.poll_interval,
         "station running"
