@@ -4,7 +4,7 @@
 use dvsan_layout::{DataServiceState, LayoutStore};
 use dvsan_snmp::testing::{malformed_corpus, Expected};
 use dvsan_tests::units::{wait_answering, write_heartbeat};
-use dvsan_tests::{free_udp_port, snmp, snmp_ok, wait_for, Proc, TrapReceiver};
+use dvsan_tests::{snmp, snmp_ok, wait_for, Proc, TrapReceiver};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,7 +30,9 @@ impl Unit {
     fn start_bare(host: u8, extra: &[&str]) -> Unit {
         let dir = tempfile::tempdir().unwrap();
         let ip = format!("127.0.0.{host}");
-        let addr = format!("{ip}:{}", free_udp_port(&ip));
+        // A port outside the ephemeral range on an address of this test's own: an ephemeral port that was free a
+        // moment ago may be taken by any UDP client (snmpget, a manager) before the agent binds it.
+        let addr = format!("{ip}:1161");
         let mut u = Unit { dir, addr, proc: None, extra: extra.iter().map(|s| s.to_string()).collect() };
         u.restart();
         u
@@ -348,7 +350,7 @@ fn malformed_datagrams_are_dropped_and_counted() {
 
 #[test]
 fn grants_by_certificate_identity_by_set_and_by_cli() {
-    let u = Unit::start(26, &[]);
+    let u = Unit::start(34, &[]);
     u.set(&["dvsanVolumeLength.1", "u", "100", "dvsanVolumeRowStatus.1", "i", "createAndGo"]).unwrap();
     // Identity only: any address (type unknown, no octets, or both columns left out).
     let by_identity = [
