@@ -10,6 +10,7 @@ use crate::model::{
     now_unix, AssignMode, Assignment, Medium, Partition, Pool, Reported, Snapshot, Task, Traffic, Unit, UnitState,
     Volume,
 };
+use dvsan_layout::{PartitionIndex, VolumeIndex};
 use dvsan_mib as mib;
 use dvsan_snmp::{DateAndTime, Manager, Oid, SnmpError, Target, Value};
 use std::collections::BTreeMap;
@@ -333,8 +334,8 @@ pub fn tasks_from_table(rows: &TableRows) -> Vec<Task> {
             index: *index,
             operation: Reported::from_code(row.integer(mib::DVSAN_STATION_TASK_OPERATION)),
             unit: row.text(mib::DVSAN_STATION_TASK_UNIT),
-            volume: row.number(mib::DVSAN_STATION_TASK_VOLUME),
-            partition: row.number(mib::DVSAN_STATION_TASK_PARTITION),
+            volume: VolumeIndex::given(row.number(mib::DVSAN_STATION_TASK_VOLUME)),
+            partition: PartitionIndex::given(row.number(mib::DVSAN_STATION_TASK_PARTITION)),
             size: row.text(mib::DVSAN_STATION_TASK_SIZE),
             host: row.text(mib::DVSAN_STATION_TASK_HOST),
             name: row.text(mib::DVSAN_STATION_TASK_NAME),
@@ -344,8 +345,8 @@ pub fn tasks_from_table(rows: &TableRows) -> Vec<Task> {
             progress: row.number(mib::DVSAN_STATION_TASK_PROGRESS).min(100),
             step: row.text(mib::DVSAN_STATION_TASK_STEP),
             result: row.text(mib::DVSAN_STATION_TASK_RESULT),
-            result_unit: row.number(mib::DVSAN_STATION_TASK_RESULT_UNIT),
-            result_volume: row.number(mib::DVSAN_STATION_TASK_RESULT_VOLUME),
+            result_unit: Some(row.number(mib::DVSAN_STATION_TASK_RESULT_UNIT)).filter(|&unit| unit != 0),
+            result_volume: VolumeIndex::given(row.number(mib::DVSAN_STATION_TASK_RESULT_VOLUME)),
             created_unix: row.time(mib::DVSAN_STATION_TASK_CREATED),
             finished_unix: row.time(mib::DVSAN_STATION_TASK_FINISHED),
         });
@@ -552,10 +553,16 @@ mod tests {
             (task.index, task.operation, task.state),
             (12, TaskOperation::AssignVolume.into(), TaskState::Failed.into())
         );
-        assert_eq!((task.unit.as_str(), task.volume, task.host.as_str()), ("unit1", 2, "192.0.2.10"));
+        assert_eq!(
+            (task.unit.as_str(), task.volume, task.host.as_str()),
+            ("unit1", Some(VolumeIndex(2)), "192.0.2.10")
+        );
         assert!(task.read_only);
         assert_eq!((task.owner.as_str(), task.progress, task.step.as_str()), ("console@noc-1", 100, "granting"));
-        assert_eq!((task.result.as_str(), task.result_unit, task.result_volume), ("unit1 refused the grant", 1, 2));
+        assert_eq!(
+            (task.result.as_str(), task.result_unit, task.result_volume),
+            ("unit1 refused the grant", Some(1), Some(VolumeIndex(2)))
+        );
         assert_eq!((task.created_unix, task.finished_unix), (Some(1_795_341_600), Some(1_795_345_200)));
         assert_eq!(task.summary(), "assign unit1/2 → 192.0.2.10 (ro)");
         assert_eq!(task.step_or_result(), "unit1 refused the grant");
