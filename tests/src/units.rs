@@ -26,6 +26,11 @@ pub struct Station {
 impl Station {
     /// Starts a station with a 1 s poll interval, its own agent, and `extra` flags; waits for station.ready.
     pub fn start(state_dir: &Path, extra: &[&str]) -> Station {
+        Station::start_with(state_dir, "1s", "info,dvsan_station=debug", extra)
+    }
+
+    /// Starts a station with this `--poll-interval`, `RUST_LOG` and `extra` flags; waits for station.ready.
+    pub fn start_with(state_dir: &Path, poll_interval: &str, rust_log: &str, extra: &[&str]) -> Station {
         std::fs::create_dir_all(state_dir).unwrap();
         let ready = state_dir.join("station.ready");
         let _ = std::fs::remove_file(&ready);
@@ -33,9 +38,9 @@ impl Station {
         cmd.arg("run")
             .arg("--state-dir")
             .arg(state_dir)
-            .args(["--listen-traps", "127.0.0.1:0", "--snmp-listen", "127.0.0.1:0", "--poll-interval", "1s"])
+            .args(["--listen-traps", "127.0.0.1:0", "--snmp-listen", "127.0.0.1:0", "--poll-interval", poll_interval])
             .args(extra)
-            .env("RUST_LOG", "info,dvsan_station=debug");
+            .env("RUST_LOG", rust_log);
         let log = state_dir.with_extension("log");
         let proc = Proc::spawn_logging("dvsan-station", &mut cmd, log);
         let text = wait_until("station.ready", Duration::from_secs(15), || std::fs::read_to_string(&ready).ok());
