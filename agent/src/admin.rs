@@ -79,7 +79,18 @@ pub fn volume(cmd: VolumeCommand) -> Result<()> {
         VolumeCommand::Destroy { state, index: idx } => {
             let mut store = open(&state)?;
             let v = store.destroy_volume(VolumeIndex(index(idx, "volume")?)).context("volume not destroyed")?;
-            println!("destroyed volume {} {:?}", v.index, v.name);
+            println!(
+                "destroyed volume {} {:?}; its {} blocks are cleared before they are free again",
+                v.index, v.name, v.extent.len
+            );
+        }
+        VolumeCommand::Wipe { state, index: idx } => {
+            let mut store = open(&state)?;
+            let v = store.wipe_volume(VolumeIndex(index(idx, "volume")?)).context("volume not wiped")?;
+            println!(
+                "wiping volume {} {:?}: not served until its {} blocks are cleared",
+                v.index, v.name, v.extent.len
+            );
         }
         VolumeCommand::List { state, json } => {
             let layout = open(&state)?.load()?;
@@ -124,14 +135,18 @@ pub fn partition(cmd: PartitionCommand) -> Result<()> {
 
 pub fn access(cmd: AccessCommand) -> Result<()> {
     match cmd {
-        AccessCommand::Grant { state, volume, partition, host, read_only } => {
+        AccessCommand::Grant { state, volume, partition, host, read_only, shared } => {
             let mut store = open(&state)?;
             let req = NewGrant {
                 index: None,
                 volume: VolumeIndex(index(volume, "volume")?),
                 partition: partition.map(|p| index(p, "partition")).transpose()?.map(PartitionIndex),
                 host,
-                mode: if read_only { AccessMode::ReadOnly } else { AccessMode::ReadWrite },
+                mode: match (read_only, shared) {
+                    (true, _) => AccessMode::ReadOnly,
+                    (false, true) => AccessMode::ReadWriteShared,
+                    (false, false) => AccessMode::ReadWrite,
+                },
             };
             let g = store.create_grant(&req).context("access not granted")?;
             println!(
@@ -140,7 +155,11 @@ pub fn access(cmd: AccessCommand) -> Result<()> {
                 g.host,
                 g.volume,
                 g.partition.map(|p| format!(" partition {p}")).unwrap_or_default(),
-                if read_only { "read-only" } else { "read-write" }
+                match g.mode {
+                    AccessMode::ReadOnly => "read-only",
+                    AccessMode::ReadWrite => "read-write",
+                    AccessMode::ReadWriteShared => "read-write shared",
+                }
             );
         }
         AccessCommand::Revoke { state, index: idx } => {
@@ -164,24 +183,26 @@ fn show(layout: &Layout, json: bool) -> Result<()> {
     }
     let bs = layout.unit.block_size;
     println!(
-        "unit {} ({}), block size {bs}, capacity {} blocks ({}), free {} blocks, change counter {}",
+        "unit {} ({}), block size {bs}, capacity {} blocks ({}), free {} blocks, clearing {} blocks, change counter {}",
         layout.unit.name,
         layout.unit.unit_id,
         layout.capacity(),
         HumanSize(layout.capacity().0 * u64::from(bs)),
         layout.free_blocks(),
+        layout.clearing_blocks(),
         layout.unit.change_counter
     );
     println!("{:>5}  {:<20} {:>12} {:>12} {:>12}  SIZE", "INDEX", "NAME", "START", "END", "BLOCKS");
     for v in &layout.volumes {
         println!(
-            "{:>5}  {:<20} {:>12} {:>12} {:>12}  {}",
+            "{:>5}  {:<20} {:>12} {:>12} {:>12}  {}{}",
             v.index,
             v.name,
             v.extent.start,
             v.extent.end(),
             v.extent.len,
-            HumanSize(v.extent.bytes(bs))
+            HumanSize(v.extent.bytes(bs)),
+            if v.clearing.is_some() { format!("  clearing {}%", v.clear_percent()) } else { String::new() }
         );
         for p in layout.partitions_of(v.index) {
             println!(

@@ -8,6 +8,7 @@
 use crate::media::MediaArg;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use dvsan_layout::{ClearMethod, ClearOptions};
 use dvsan_snmp::{resolve_address, Endpoint};
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
@@ -53,7 +54,7 @@ pub struct StateDir {
 #[derive(Debug, Args, Default)]
 pub struct RunArgs {
     /// TOML file with any of these options (keys: state_dir, name, media, block_size, listen, read_community,
-    /// write_community, trap_sink, inform). Command-line flags override it.
+    /// write_community, users, trap_sink, inform). Command-line flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// The unit's state directory (layout database).
@@ -76,9 +77,13 @@ pub struct RunArgs {
     /// Community allowed to read.
     #[arg(long)]
     pub read_community: Option<String>,
-    /// Community allowed to read and write.
-    #[arg(long)]
+    /// Community allowed to read and write (SETs). No default: without one, the agent refuses every SET.
+    #[arg(long, value_name = "COMMUNITY")]
     pub write_community: Option<String>,
+    /// SNMPv3 users file (TOML, mode 0600; see the README): the agent then answers SNMPv3 requests from these
+    /// users, with its engine ID and boots kept in the state directory.
+    #[arg(long, value_name = "FILE")]
+    pub users: Option<PathBuf>,
     /// Where to send notifications, IP[:PORT] or NAME[:PORT] (default port 162; repeatable; a name is resolved
     /// at start).
     #[arg(long = "trap-sink", value_name = "HOST[:PORT]")]
@@ -86,6 +91,13 @@ pub struct RunArgs {
     /// Send acknowledged informs instead of traps (retried until acknowledged).
     #[arg(long)]
     pub inform: bool,
+    /// How released space and wiped volumes are cleared: auto (punch holes in files, BLKZEROOUT on block
+    /// devices, writing zeroes where refused) or write (always write zeroes).
+    #[arg(long, value_name = "auto|write")]
+    pub clear_method: Option<ClearMethod>,
+    /// Clear at most this many MiB per second (0: as fast as the media allow).
+    #[arg(long, value_name = "MIB")]
+    pub clear_rate_mib: Option<u64>,
 }
 
 /// `run`'s options after merging the config file; defaults applied.
@@ -97,9 +109,13 @@ pub struct RunConfig {
     pub block_size: u32,
     pub listen: SocketAddr,
     pub read_community: String,
-    pub write_community: String,
+    /// `None`: no SET is accepted.
+    pub write_community: Option<String>,
+    /// The SNMPv3 users file, if any.
+    pub users: Option<PathBuf>,
     pub trap_sinks: Vec<SocketAddr>,
     pub inform: bool,
+    pub clear: ClearOptions,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:1161";
@@ -116,9 +132,12 @@ struct ConfigFile {
     listen: Option<String>,
     read_community: Option<String>,
     write_community: Option<String>,
+    users: Option<PathBuf>,
     #[serde(default)]
     trap_sink: Vec<String>,
     inform: Option<bool>,
+    clear_method: Option<String>,
+    clear_rate_mib: Option<u64>,
 }
 
 impl RunArgs {
@@ -150,9 +169,18 @@ impl RunArgs {
             listen: resolve_address(self.listen.or(file.listen).as_deref().unwrap_or(DEFAULT_LISTEN), 1161)
                 .context("the listen address")?,
             read_community: self.read_community.or(file.read_community).unwrap_or_else(|| "public".into()),
-            write_community: self.write_community.or(file.write_community).unwrap_or_else(|| "private".into()),
+            write_community: self.write_community.or(file.write_community).filter(|c| !c.is_empty()),
+            users: self.users.or(file.users),
             trap_sinks: trap_sinks(if self.trap_sink.is_empty() { &file.trap_sink } else { &self.trap_sink })?,
             inform: self.inform || file.inform.unwrap_or(false),
+            clear: ClearOptions {
+                method: match (self.clear_method, file.clear_method) {
+                    (Some(m), _) => m,
+                    (None, Some(text)) => text.parse().map_err(anyhow::Error::msg).context("in the config file")?,
+                    (None, None) => ClearMethod::Auto,
+                },
+                rate_bytes: self.clear_rate_mib.or(file.clear_rate_mib).unwrap_or(0) << 20,
+            },
             state_dir,
         })
     }
@@ -201,8 +229,16 @@ pub enum VolumeCommand {
         #[arg(long)]
         size: String,
     },
-    /// Destroy a volume that has no partitions and no grants.
+    /// Destroy a volume that has no partitions and no grants. Its blocks are cleared (by the running agent)
+    /// before they can be allocated again.
     Destroy {
+        #[command(flatten)]
+        state: StateDir,
+        #[arg(long)]
+        index: u32,
+    },
+    /// Wipe a volume that has no grants: the running agent clears (zeroes) it; it is not served until done.
+    Wipe {
         #[command(flatten)]
         state: StateDir,
         #[arg(long)]
@@ -260,8 +296,12 @@ pub enum AccessCommand {
         /// The host's IP address as blockd sees it.
         #[arg(long)]
         host: IpAddr,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "shared")]
         read_only: bool,
+        /// Read-write shared with other hosts' shared grants (cluster filesystems); without it a read-write grant
+        /// is exclusive: refused while another host may write the same blocks.
+        #[arg(long)]
+        shared: bool,
     },
     /// Remove a grant by its access-table index.
     Revoke {

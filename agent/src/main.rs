@@ -6,6 +6,7 @@
 //! SIGTERM/SIGINT: a dvsanUnitShutdown and a linkDown go out, then the process exits 0.
 
 mod admin;
+mod clearing;
 mod cli;
 mod media;
 mod mib;

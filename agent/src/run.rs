@@ -1,5 +1,6 @@
 //! `dvsan-agent run`: bring the unit up, serve SNMP, watch the layout and the data service, shut down cleanly.
 
+use crate::clearing::{self, Clearing};
 use crate::cli::RunConfig;
 use crate::media;
 use crate::mib;
@@ -7,7 +8,8 @@ use crate::notifications::Notifier;
 use crate::unit::Unit;
 use anyhow::{bail, Context, Result};
 use dvsan_layout::LayoutStore;
-use dvsan_snmp::agent::SystemInfo;
+use dvsan_snmp::agent::{Community, SystemInfo, UsmConfig};
+use dvsan_snmp::usm::{Engine, UsersFile};
 use dvsan_snmp::{Agent, AgentConfig, Oid, Uptime};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,15 +39,35 @@ async fn run_async(cfg: RunConfig) -> Result<()> {
     store.init_unit(&cfg.name, cfg.block_size).context("initialising the unit")?;
     store.attach_media(&media).context("attaching media")?;
     drop(opening);
+    // New media (and a wiped volume) on files are cleared in moments: before the first request, so the new
+    // unit's space is free when it answers. The rest is cleared in the background.
+    clearing::clear_fast_now(&cfg.state_dir, cfg.clear)?;
     let uptime = Uptime::start_now();
-    let unit = Arc::new(Unit::new(store, uptime)?);
+    let unit = Arc::new(Unit::new(store, uptime, cfg.clear)?);
+    let progress = unit.clone();
+    let clearing = Clearing::spawn(&cfg.state_dir, Arc::new(move |t, b| progress.set_cleared(t, b)), cfg.clear)?;
 
     let socket = UdpSocket::bind(cfg.listen)
         .await
         .with_context(|| format!("binding the SNMP socket {} (is another agent using it?)", cfg.listen))?;
+    let usm = match &cfg.users {
+        Some(path) => {
+            let users = UsersFile::load(path)?;
+            let engine = Engine::load_or_create(&cfg.state_dir)?;
+            tracing::info!(users = users.users.len(), engine_id = %engine.id(), boots = engine.boots(), "SNMPv3 enabled");
+            Some(UsmConfig { engine, users: users.users })
+        }
+        None => None,
+    };
     let config = AgentConfig {
-        read_communities: vec![cfg.read_community.clone()],
-        write_communities: vec![cfg.write_community.clone()],
+        usm,
+        // The write community first, so one given as both reads and writes.
+        communities: cfg
+            .write_community
+            .iter()
+            .map(Community::read_write)
+            .chain(std::iter::once(Community::read_only(&cfg.read_community)))
+            .collect(),
         system: SystemInfo {
             descr: format!("dvsan SAN unit {} (dvsan-agent {})", cfg.name, env!("CARGO_PKG_VERSION")),
             object_id: Oid::from_slice(dvsan_mib::DVSAN_MIB),
@@ -69,6 +91,9 @@ async fn run_async(cfg: RunConfig) -> Result<()> {
         volumes = layout.volumes.len(),
         "unit agent serving"
     );
+    if cfg.write_community.is_none() {
+        tracing::info!("no --write-community: every SET is refused (the unit is read-only over SNMP)");
+    }
 
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(agent.clone().serve(socket, async move {
@@ -89,6 +114,7 @@ async fn run_async(cfg: RunConfig) -> Result<()> {
     }
 
     tracing::info!("shutting down: notifying sinks");
+    clearing.stop();
     notifier.shutdown(&unit).await;
     notifier.link(false).await;
     let _ = stop_tx.send(true);

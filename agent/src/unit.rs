@@ -8,11 +8,13 @@
 //! Whoever made a change, it is announced (dvsanLayoutChanged) from one place: [`Unit::unannounced_change`]
 //! compares the change counter with the last one announced, so SETs, the CLI and growth are each announced once.
 
+use crate::clearing;
+use dvsan_layout::{percent, Blocks, ClearOptions, ClearTarget, Grant, Partition, Volume};
 use dvsan_layout::{
     DataServiceState, Layout, LayoutError, LayoutStore, NewGrant, NewPartition, NewVolume, TrafficRecord,
 };
-use dvsan_layout::{Grant, Partition, Volume};
 use dvsan_snmp::Uptime;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -34,12 +36,16 @@ pub struct DataLink {
 #[derive(Debug, Clone)]
 pub enum Change {
     CreateVolume(Volume),
-    GrowVolume { volume: Volume },
+    GrowVolume {
+        volume: Volume,
+    },
     DestroyVolume(Volume),
     CreatePartition(Partition),
     DestroyPartition(Partition),
     CreateGrant(Grant),
     RevokeGrant(Grant),
+    /// The volume as it is once the wipe started (clearing from 0).
+    WipeVolume(Volume),
 }
 
 impl Change {
@@ -74,14 +80,16 @@ impl Change {
                 })
                 .map(drop),
             Change::RevokeGrant(g) => store.revoke_grant(g.index).map(drop),
+            Change::WipeVolume(v) => store.wipe_volume(v.index).map(drop),
         }
     }
 
-    /// The change that puts things back; None when there is none (a volume is never shrunk).
+    /// The change that puts things back; None when there is none (a volume is never shrunk; a destroyed or
+    /// wiped volume's blocks may be cleared already).
     fn inverse(&self) -> Option<Change> {
         Some(match self {
             Change::CreateVolume(v) => Change::DestroyVolume(v.clone()),
-            Change::DestroyVolume(v) => Change::CreateVolume(v.clone()),
+            Change::DestroyVolume(_) | Change::WipeVolume(_) => return None,
             Change::GrowVolume { .. } => return None,
             Change::CreatePartition(p) => Change::DestroyPartition(p.clone()),
             Change::DestroyPartition(p) => Change::CreatePartition(p.clone()),
@@ -104,6 +112,11 @@ impl Change {
             Change::DestroyPartition(p) => l.partitions.retain(|x| (x.volume, x.index) != (p.volume, p.index)),
             Change::CreateGrant(g) => l.grants.push(g.clone()),
             Change::RevokeGrant(g) => l.grants.retain(|x| x.index != g.index),
+            Change::WipeVolume(w) => {
+                if let Some(v) = l.volumes.iter_mut().find(|v| v.index == w.index) {
+                    *v = w.clone();
+                }
+            }
         }
     }
 }
@@ -116,10 +129,13 @@ pub struct Unit {
     uptime: Uptime,
     /// The change counter last announced (or the one at start, which coldStart carries).
     announced: Mutex<u32>,
+    /// Blocks cleared so far by the clearing thread, newer than the snapshot (progress moves no change counter).
+    cleared: RwLock<HashMap<ClearTarget, Blocks>>,
+    clear: ClearOptions,
 }
 
 impl Unit {
-    pub fn new(mut store: LayoutStore, uptime: Uptime) -> Result<Self, LayoutError> {
+    pub fn new(mut store: LayoutStore, uptime: Uptime, clear: ClearOptions) -> Result<Self, LayoutError> {
         let layout = Arc::new(store.load()?);
         let announced = Mutex::new(layout.unit.change_counter);
         let traffic = Arc::new(store.traffic()?);
@@ -130,7 +146,26 @@ impl Unit {
             link: RwLock::new(DataLink { up: false, listen: None, last_change: 0 }),
             uptime,
             announced,
+            cleared: RwLock::new(HashMap::new()),
+            clear,
         })
+    }
+
+    /// The clearing thread's progress on `target`.
+    pub fn set_cleared(&self, target: ClearTarget, cleared: Blocks) {
+        self.cleared.write().unwrap_or_else(|p| p.into_inner()).insert(target, cleared);
+    }
+
+    /// How far the wipe of `v` has got, in percent (dvsanVolumeClearProgress).
+    pub fn clear_percent(&self, v: &Volume) -> u32 {
+        let Some(in_snapshot) = v.clearing else { return 100 };
+        let newer = self.cleared.read().unwrap_or_else(|p| p.into_inner()).get(&ClearTarget::Volume(v.index)).copied();
+        percent(newer.map_or(in_snapshot, |n| n.max(in_snapshot)), v.extent.len)
+    }
+
+    /// Released blocks not yet cleared (dvsanUnitClearingBlocks).
+    pub fn clearing_blocks(&self) -> Blocks {
+        self.layout().clearing_blocks()
     }
 
     fn store(&self) -> MutexGuard<'_, LayoutStore> {
@@ -179,6 +214,14 @@ impl Unit {
             self.reload_quietly();
             return Err(f);
         }
+        // Released or wiped blocks that are quick to clear and that nothing serves are cleared before the SET
+        // is answered, so the space is free (and the change announced once) when the manager looks again.
+        if changes.iter().any(|c| matches!(c, Change::DestroyVolume(_) | Change::WipeVolume(_))) {
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            if let Err(e) = clearing::run_ready(&mut store, &|_, _| {}, self.clear, true, &stop) {
+                tracing::warn!(error = %e, "clearing at once failed; the clearing thread tries again");
+            }
+        }
         drop(store);
         self.reload_quietly();
         Ok(())
@@ -213,6 +256,11 @@ impl Unit {
     /// Reload the snapshot from the store.
     fn reload(&self) -> Result<(), LayoutError> {
         let fresh = self.store().load()?;
+        // Progress the snapshot now holds (or of jobs that are gone) need not be kept beside it.
+        self.cleared.write().unwrap_or_else(|p| p.into_inner()).retain(|t, _| match t {
+            ClearTarget::Volume(i) => fresh.volume(*i).is_some_and(|v| v.clearing.is_some()),
+            ClearTarget::Released(s) => fresh.released.iter().any(|r| r.extent.start == *s),
+        });
         *self.layout.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
         Ok(())
     }

@@ -18,8 +18,16 @@ struct Unit {
 }
 
 impl Unit {
-    /// A unit with 64 MiB + 32 MiB of media (16384 + 8192 blocks of 4 KiB) on 127.0.0.<host>.
+    /// A unit with 64 MiB + 32 MiB of media (16384 + 8192 blocks of 4 KiB) on 127.0.0.<host>, with the write
+    /// community `private` configured.
     fn start(host: u8, extra: &[&str]) -> Unit {
+        let mut args = vec!["--write-community", "private"];
+        args.extend_from_slice(extra);
+        Unit::start_bare(host, &args)
+    }
+
+    /// [`Unit::start`] with only the flags in `extra` (no write community unless given).
+    fn start_bare(host: u8, extra: &[&str]) -> Unit {
         let dir = tempfile::tempdir().unwrap();
         let ip = format!("127.0.0.{host}");
         let addr = format!("{ip}:{}", free_udp_port(&ip));
@@ -99,7 +107,7 @@ fn scalars_walks_and_tables_by_name() {
     u.set(&["dvsanVolumeLength.1", "u", "20000", "dvsanVolumeRowStatus.1", "i", "createAndGo"]).unwrap();
     u.set(&["dvsanPartitionLength.1.1", "u", "100", "dvsanPartitionRowStatus.1.1", "i", "createAndGo"]).unwrap();
     let table = snmp_ok("snmptable", &["-v2c", "-c", "public", "-Cf", ",", "-CH", &u.addr, "dvsanVolumeTable"]);
-    assert_eq!(table.trim(), "vol1,0,19999,20000 blocks,unavailable,vol1,active");
+    assert_eq!(table.trim(), "vol1,0,19999,20000 blocks,unavailable,vol1,active,100 percent");
     let table =
         snmp_ok("snmptable", &["-v2c", "-c", "public", "-Cf", ",", "-CH", "-Ci", &u.addr, "dvsanPartitionTable"]);
     assert_eq!(table.trim(), "1.1,0,99,100 blocks,vol1-p1,active");
@@ -120,7 +128,8 @@ fn scalars_walks_and_tables_by_name() {
     };
     assert_eq!(bindings(&walk), bindings(&bulk));
     assert_eq!(bindings(&walk), bindings(&v1));
-    assert_eq!(bindings(&walk).len(), 33);
+    // 14 unit scalars, 2 media x 4, 1 volume x 8, 1 partition x 5.
+    assert_eq!(bindings(&walk).len(), 35);
     for name in ["dvsanUnitId.0", "dvsanMediaFirstLba.2", "dvsanVolumeExportName.1", "dvsanPartitionEndLba.1.1"] {
         assert!(walk.contains(name), "{name} missing from walk:\n{walk}");
     }
@@ -287,7 +296,8 @@ fn sets_are_checked_and_all_or_nothing() {
     refused(u.set(&["dvsanVolumeRowStatus.1", "i", "destroy"]), "inconsistentValue", "dvsanVolumeRowStatus.1");
     u.set(&["dvsanAccessRowStatus.1", "i", "destroy"]).unwrap();
     u.set(&["dvsanVolumeRowStatus.1", "i", "destroy"]).unwrap();
-    assert_eq!(u.get(&["dvsanUnitFreeBlocks.0"]), "24576 blocks\n");
+    // Nothing serves the unit, and its media are files: the released blocks were cleared before the answer.
+    assert_eq!(u.get(&["dvsanUnitFreeBlocks.0", "dvsanUnitClearingBlocks.0"]), "24576 blocks\n0 blocks\n");
 }
 
 #[test]
@@ -449,8 +459,10 @@ fn every_layout_change_is_announced_once() {
     let grant1 = grant("1", "1", "7F000009");
     let grant1: Vec<&str> = grant1.iter().map(String::as_str).collect();
     let mut two_tables = vec!["dvsanVolumeLength.2", "u", "100", "dvsanVolumeRowStatus.2", "i", "createAndGo"];
+    // Host .10 only reads volume 1, which host .9 writes (a second writer would be refused: exclusive).
     let grant2 = grant("2", "1", "7F00000A");
     two_tables.extend(grant2.iter().map(String::as_str));
+    two_tables.extend(["dvsanAccessMode.2", "i", "readOnly"]);
     let steps: Vec<(&str, Step)> = vec![
         (
             "SET volume createAndGo",
@@ -494,4 +506,233 @@ fn every_layout_change_is_announced_once() {
     u.set(&["dvsanVolumeRowStatus.9", "i", "destroy"]).expect("destroying a missing row is a no-op");
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(announced(), steps.len(), "one dvsanLayoutChanged per change; log:\n{}", traps.text());
+}
+
+/// snmpset of a whole-volume grant of `volume` to `host` (hex octets) at `index`, with `mode` when given.
+fn grant_set(u: &Unit, index: u32, volume: u32, host_hex: &str, mode: Option<&str>) -> Result<String, String> {
+    let (i, v) = (index.to_string(), volume.to_string());
+    let objects = [
+        format!("dvsanAccessVolumeIndex.{i}"),
+        format!("dvsanAccessHostAddressType.{i}"),
+        format!("dvsanAccessHostAddress.{i}"),
+        format!("dvsanAccessMode.{i}"),
+        format!("dvsanAccessRowStatus.{i}"),
+    ];
+    let mut args: Vec<&str> = vec![
+        &objects[0],
+        "u",
+        &v,
+        &objects[1],
+        "i",
+        "ipv4",
+        &objects[2],
+        "x",
+        host_hex,
+        &objects[4],
+        "i",
+        "createAndGo",
+    ];
+    if let Some(m) = mode {
+        args.extend([objects[3].as_str(), "i", m]);
+    }
+    u.set(&args)
+}
+
+#[test]
+fn a_second_read_write_grant_is_refused_unless_shared() {
+    let u = Unit::start(29, &[]);
+    u.set(&["dvsanVolumeLength.1", "u", "100", "dvsanVolumeRowStatus.1", "i", "createAndGo"]).unwrap();
+    u.set(&["dvsanVolumeLength.2", "u", "100", "dvsanVolumeRowStatus.2", "i", "createAndGo"]).unwrap();
+    grant_set(&u, 1, 1, "7F000009", None).unwrap();
+    // Another host, read-write (by default or asked for) or shared: inconsistentValue, nothing made.
+    refused(grant_set(&u, 2, 1, "7F00000A", None), "inconsistentValue", "dvsanAccessHostAddress.2");
+    refused(grant_set(&u, 2, 1, "7F00000A", Some("readWrite")), "inconsistentValue", "dvsanAccessMode.2");
+    refused(grant_set(&u, 2, 1, "7F00000A", Some("readWriteShared")), "inconsistentValue", "dvsanAccessMode.2");
+    // The agent CLI keeps the same rule and says why.
+    let out = u.cli(&["access", "grant", "--volume", "1", "--host", "127.0.0.10"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("a read-write grant is exclusive"), "{err}");
+    // Reading beside the writer is allowed; so is writing another volume.
+    grant_set(&u, 2, 1, "7F00000A", Some("readOnly")).unwrap();
+    grant_set(&u, 3, 2, "7F00000A", None).unwrap();
+    // Shared writers share with each other only.
+    grant_set(&u, 4, 2, "7F00000B", Some("readWriteShared")).unwrap_err();
+    u.set(&["dvsanAccessRowStatus.3", "i", "destroy"]).unwrap();
+    grant_set(&u, 4, 2, "7F00000B", Some("readWriteShared")).unwrap();
+    grant_set(&u, 5, 2, "7F00000C", Some("readWriteShared")).unwrap();
+    let out = u.cli(&["access", "grant", "--volume", "2", "--host", "127.0.0.13", "--shared"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The agent sees the CLI's grant at its next look at the store.
+    let table = || snmp_ok("snmptable", &["-v2c", "-c", "public", "-Cf", ",", "-CH", &u.addr, "dvsanAccessTable"]);
+    let seen = wait_for(Duration::from_secs(5), || Some(table()).filter(|t| t.matches("readWriteShared").count() == 3));
+    assert!(seen.is_some(), "{}", table());
+    // A volume with grants cannot be wiped.
+    refused(u.set(&["dvsanVolumeClearProgress.1", "u", "0"]), "inconsistentValue", "dvsanVolumeClearProgress.1");
+    refused(u.set(&["dvsanVolumeClearProgress.1", "u", "5"]), "wrongValue", "dvsanVolumeClearProgress.1");
+}
+
+#[test]
+fn a_wipe_resumes_where_it_was_after_kill_9() {
+    // Zeroes are written at 16 MiB/s, so a 48 MiB wipe takes about 3 s and can be caught half done.
+    let mut u = Unit::start(30, &["--clear-method", "write", "--clear-rate-mib", "16"]);
+    // The new media (96 MiB) are released and cleared first; their space is free once done.
+    let cleared = wait_for(Duration::from_secs(30), || {
+        (u.get(&["dvsanUnitClearingBlocks.0"]).trim() == "0 blocks").then_some(())
+    });
+    assert!(cleared.is_some(), "new media not cleared");
+    assert_eq!(u.get(&["dvsanUnitFreeBlocks.0"]).trim(), "24576 blocks");
+    u.set(&["dvsanVolumeLength.1", "u", "12288", "dvsanVolumeRowStatus.1", "i", "createAndGo"]).unwrap();
+    // A previous owner's data on the volume's blocks (written to the medium behind the unit's back).
+    let medium = u.dir.path().join("m0.img");
+    std::os::unix::fs::FileExt::write_all_at(
+        &std::fs::OpenOptions::new().write(true).open(&medium).unwrap(),
+        &vec![0xAB; 48 << 20],
+        0,
+    )
+    .unwrap();
+    u.set(&["dvsanVolumeClearProgress.1", "u", "0"]).unwrap();
+    assert_eq!(u.get(&["dvsanVolumeState.1"]).trim(), "clearing");
+    let progress = |u: &Unit| -> u32 {
+        u.get(&["dvsanVolumeClearProgress.1"]).split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let half = wait_for(Duration::from_secs(10), || Some(progress(&u)).filter(|p| (1..100).contains(p)));
+    let half = half.expect("the wipe made progress");
+    u.proc.as_mut().unwrap().kill();
+    let recorded = |u: &Unit| -> u64 {
+        let out = u.cli(&["show", "--json"]);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        json["volumes"][0]["clearing"].as_u64().unwrap_or(u64::MAX)
+    };
+    let at_kill = recorded(&u);
+    assert!(at_kill > 0 && at_kill < 12288, "progress recorded in the store: {at_kill}");
+    assert!(u64::from(half) * 12288 / 100 <= at_kill, "{half}% shown, {at_kill} blocks recorded");
+
+    // Restarted, it goes on from there (not from 0), and ends with the volume zeroed and served again.
+    u.restart();
+    assert!(progress(&u) >= (at_kill * 100 / 12288) as u32, "resumed from the recorded progress");
+    let done =
+        wait_for(Duration::from_secs(20), || (u.get(&["dvsanVolumeState.1"]).trim() != "clearing").then_some(()));
+    assert!(done.is_some(), "the wipe did not finish after the restart");
+    assert_eq!(progress(&u), 100);
+    let data = std::fs::read(&medium).unwrap();
+    assert!(data[..48 << 20].iter().all(|&b| b == 0), "the volume's blocks are zeroes");
+}
+
+/// A users file (mode 0600) with an authPriv SHA-256/AES read-write user `admin`.
+fn users_file(dir: &Path, mode: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("users.toml");
+    std::fs::write(
+        &path,
+        "[[user]]\nname = \"admin\"\nauth = \"SHA-256\"\nauth_passphrase = \"unit-auth-pass\"\n\
+         priv = \"AES\"\npriv_passphrase = \"unit-priv-pass\"\naccess = \"read-write\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+/// `--users FILE`: the unit answers SNMPv3 authPriv (SHA-256/AES) requests with the MIB by name, keeps its engine
+/// ID across restarts and counts snmpEngineBoots up; a users file others may read is refused at start.
+#[test]
+fn v3_users_file_engine_id_and_boots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let users = users_file(tmp.path(), 0o600);
+    let mut unit = Unit::start(31, &["--users", users.to_str().unwrap()]);
+    let v3 = |unit: &Unit, objects: &[&str]| {
+        let mut args = vec![
+            "-v3",
+            "-l",
+            "authPriv",
+            "-u",
+            "admin",
+            "-a",
+            "SHA-256",
+            "-A",
+            "unit-auth-pass",
+            "-x",
+            "AES",
+            "-X",
+            "unit-priv-pass",
+            "-Oqv",
+            &unit.addr,
+        ];
+        args.extend_from_slice(objects);
+        snmp_ok("snmpget", &args)
+    };
+    let first = v3(
+        &unit,
+        &["DVSAN-MIB::dvsanUnitName.0", "SNMP-FRAMEWORK-MIB::snmpEngineID.0", "SNMP-FRAMEWORK-MIB::snmpEngineBoots.0"],
+    );
+    let lines: Vec<&str> = first.lines().collect();
+    assert_eq!(lines.len(), 3, "{first}");
+    assert!(lines[0].contains("unit-t"), "{first}");
+    assert_eq!(lines[2], "1", "{first}");
+    let engine_file = std::fs::read_to_string(unit.state().join("snmp-engine.toml")).unwrap();
+    assert!(engine_file.contains("boots = 1"), "{engine_file}");
+
+    unit.restart();
+    let second = v3(&unit, &["SNMP-FRAMEWORK-MIB::snmpEngineID.0", "SNMP-FRAMEWORK-MIB::snmpEngineBoots.0"]);
+    let lines2: Vec<&str> = second.lines().collect();
+    assert_eq!(lines2, [lines[1], "2"], "{first}\n{second}");
+
+    // A users file the group may read: the agent refuses to start and says why.
+    let open_dir = tmp.path().join("open");
+    std::fs::create_dir(&open_dir).unwrap();
+    let open_users = users_file(&open_dir, 0o640);
+    let state = tmp.path().join("state-open");
+    let out = dvsan_tests::timed(env!("CARGO_BIN_EXE_dvsan-agent"), Duration::from_secs(20))
+        .arg("run")
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--media")
+        .arg(format!("{}:4M", tmp.path().join("open.img").display()))
+        .args(["--listen", "127.0.0.31:0", "--users"])
+        .arg(&open_users)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// With its default configuration a unit has no write community: `snmpset -v2c -c private` gets no answer and
+/// changes nothing, and snmpInBadCommunityNames counts it; `-c public` is a read-only community there, counted in
+/// snmpInBadCommunityUses.
+#[test]
+fn by_default_no_community_may_write() {
+    let u = Unit::start_bare(32, &[]);
+    let counter = u.get(&["dvsanUnitChangeCounter.0"]);
+    let quick = |community: &str| {
+        let out = snmp(
+            "snmpset",
+            &[
+                "-v2c",
+                "-c",
+                community,
+                "-t",
+                "1",
+                "-r",
+                "0",
+                &u.addr,
+                "dvsanVolumeLength.1",
+                "u",
+                "100",
+                "dvsanVolumeRowStatus.1",
+                "i",
+                "createAndGo",
+            ],
+        );
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(quick("private").contains("Timeout"));
+    assert!(quick("public").contains("Timeout"));
+    assert_eq!(
+        u.get(&["snmpInBadCommunityNames.0", "snmpInBadCommunityUses.0", "dvsanVolumeNextIndex.0"]),
+        "1\n1\n1\n"
+    );
+    assert_eq!(u.get(&["dvsanUnitChangeCounter.0"]), counter, "nothing changed");
+    assert!(u.get(&["dvsanVolumeRowStatus.1"]).contains("No Such Instance"));
+    // The CLI still changes the unit offline.
+    assert!(u.cli(&["volume", "create", "--size", "1M"]).status.success());
 }

@@ -71,7 +71,9 @@ pub(crate) enum HandshakeError {
 pub(crate) fn transmission_flags(mode: AccessMode) -> TransmissionFlags {
     let common = FLAG_HAS_FLAGS | FLAG_SEND_FLUSH | FLAG_CAN_MULTI_CONN;
     TransmissionFlags(match mode {
-        AccessMode::ReadWrite => common | FLAG_SEND_FUA | FLAG_SEND_TRIM | FLAG_SEND_WRITE_ZEROES,
+        AccessMode::ReadWrite | AccessMode::ReadWriteShared => {
+            common | FLAG_SEND_FUA | FLAG_SEND_TRIM | FLAG_SEND_WRITE_ZEROES
+        }
         AccessMode::ReadOnly => common | FLAG_READ_ONLY,
     })
 }

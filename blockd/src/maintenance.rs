@@ -44,6 +44,9 @@ impl Maintenance {
         let change_counter = shared.exports().change_counter;
         let mut worker = Worker { store, cache, shared, listen, poll, stats_every, change_counter };
         worker.heartbeat(DataServiceState::Serving);
+        if let Err(e) = worker.store.set_served_counter(change_counter) {
+            tracing::warn!(error = %e, "cannot record the served layout");
+        }
         let (stop_tx, stop_rx) = mpsc::channel();
         let handle = std::thread::Builder::new().name("maintenance".into()).spawn(move || worker.run(stop_rx))?;
         Ok(Maintenance { stop_tx, handle })
@@ -106,6 +109,11 @@ impl Worker {
         self.shared.set_exports(table.clone());
         let closed = self.shared.connections.sweep(&table);
         self.shared.traffic.retain_exports(table.names());
+        // Released blocks are cleared once blockd says it serves a layout without them (connections to them are
+        // closed above).
+        if let Err(e) = self.store.set_served_counter(table.change_counter) {
+            tracing::warn!(error = %e, "cannot record the served layout");
+        }
         tracing::info!(
             change_counter = table.change_counter,
             exports = table.names().count(),

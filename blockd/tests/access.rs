@@ -19,9 +19,11 @@ async fn grants_decide_what_each_host_sees_and_may_use() {
     let vol = unit.volume("vol", 512);
     let ro = unit.volume("ro", 128);
     let part = unit.partition(vol.index, 64);
-    unit.grant(vol.index, None, "127.0.0.7", AccessMode::ReadWrite);
+    // Host .8 writes a partition of the volume host .7 writes: both grants must be shared (a read-write grant is
+    // exclusive otherwise); shared grants are served like read-write ones.
+    unit.grant(vol.index, None, "127.0.0.7", AccessMode::ReadWriteShared);
     unit.grant(ro.index, None, "127.0.0.7", AccessMode::ReadOnly);
-    unit.grant(vol.index, Some(part.index), "127.0.0.8", AccessMode::ReadWrite);
+    unit.grant(vol.index, Some(part.index), "127.0.0.8", AccessMode::ReadWriteShared);
     let blockd = Blockd::start(&unit);
 
     // 127.0.0.7 sees its two exports; 127.0.0.8 only the partition; 127.0.0.9 nothing.
@@ -107,8 +109,8 @@ async fn read_only_grant_gets_eperm_for_every_kind_of_write() {
 async fn revoking_a_grant_closes_open_connections_within_a_second() {
     let unit = Unit::new(&[MIB]);
     let vol = unit.volume("vol", 64);
-    let g = unit.grant(vol.index, None, "127.0.0.7", AccessMode::ReadWrite);
-    unit.grant(vol.index, None, "127.0.0.8", AccessMode::ReadWrite);
+    let g = unit.grant(vol.index, None, "127.0.0.7", AccessMode::ReadWriteShared);
+    unit.grant(vol.index, None, "127.0.0.8", AccessMode::ReadWriteShared);
     let blockd = Blockd::start(&unit);
     let mut revoked_host = NbdClient::connect(blockd.addr, "vol", &as_host("127.0.0.7")).await.unwrap();
     let mut other_host = NbdClient::connect(blockd.addr, "vol", &as_host("127.0.0.8")).await.unwrap();

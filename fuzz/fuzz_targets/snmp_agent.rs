@@ -1,7 +1,7 @@
 //! Fuzz the agent's request processing end to end (decode, community check, GET/GETNEXT/GETBULK/SET over the
 //! built-in groups and a small table): never panic, and a response always fits the agent's size limit.
 #![no_main]
-use dvsan_snmp::agent::{Table, TableHandler};
+use dvsan_snmp::agent::{Community, Table, TableHandler};
 use dvsan_snmp::{Agent, AgentConfig, Value};
 use libfuzzer_sys::fuzz_target;
 use std::sync::{Arc, OnceLock};
@@ -31,7 +31,10 @@ impl Table for Rows {
 fn agent() -> &'static Agent {
     static AGENT: OnceLock<Agent> = OnceLock::new();
     AGENT.get_or_init(|| {
-        let config = AgentConfig { write_communities: vec!["private".into()], ..AgentConfig::default() };
+        let config = AgentConfig {
+            communities: vec![Community::read_only("public"), Community::read_write("private")],
+            ..AgentConfig::default()
+        };
         let table = TableHandler::new(Rows);
         Agent::builder(config).handler(table.prefix(), Arc::new(table)).build().expect("agent builds")
     })

@@ -4,7 +4,8 @@
 //! name), waits until the station has served it, prints the assignment and destroys the row; `release` does the
 //! same with a release(2) row. `list` walks dvsanStationAssignmentTable for this host's volumes; `attach` finds
 //! a volume there, checks its export with an NBD_OPT_INFO request from this host's address and prints the
-//! nbd-client and qemu-nbd commands that connect it. Everything plain snmpset/snmpget can do too.
+//! nbd-client and qemu-nbd commands that connect it. Everything plain snmpset/snmpget can do too. The station
+//! shows a requester only its own requests and assignments, so those are read with the write community.
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -22,9 +23,10 @@ struct Cli {
     /// Read community of the station's agent.
     #[arg(long, default_value = "public")]
     community: String,
-    /// Write community of the station's agent (for requests).
-    #[arg(long, default_value = "private")]
-    write_community: String,
+    /// Write community of the station's agent (its --snmp-write-community), for `request` and `release`. No
+    /// default.
+    #[arg(long, env = "DVSAN_WRITE_COMMUNITY", hide_env_values = true, value_name = "COMMUNITY")]
+    write_community: Option<String>,
     /// This host's address, as its NBD connections come from; default: the local address that reaches the station.
     #[arg(long)]
     host: Option<IpAddr>,
@@ -77,19 +79,30 @@ fn main() {
 struct Session {
     manager: Manager,
     read: Target,
-    write: Target,
+    /// `None`: no write community was given; requests and releases fail saying so.
+    write: Option<Target>,
     host: IpAddr,
     wait: Duration,
 }
 
 impl Session {
+    /// The target for SETs on the station, or the error that says which option is missing.
+    fn write(&self) -> Result<&Target> {
+        self.write.as_ref().context(
+            "this needs the station's write community: give --write-community COMMUNITY (or DVSAN_WRITE_COMMUNITY), \
+             the station's --snmp-write-community",
+        )
+    }
+
     /// An SNMP failure towards the station (a write when `write`), saying what to check when it did not answer.
     fn station_error(&self, write: bool, error: SnmpError) -> anyhow::Error {
         if !matches!(error, SnmpError::Timeout) {
             return error.into();
         }
-        let (target, role, flag) =
-            if write { (&self.write, "write", "--write-community") } else { (&self.read, "read", "--community") };
+        let (target, role, flag) = match (write, &self.write) {
+            (true, Some(write)) => (write, "write", "--write-community"),
+            _ => (&self.read, "read", "--community"),
+        };
         let tries = target.options.retries + 1;
         let waited = target.options.timeout * tries;
         anyhow::anyhow!(
@@ -125,7 +138,7 @@ async fn run(cli: Cli) -> Result<()> {
     let session = Session {
         manager,
         read: Target::new(station, cli.community.as_str()).with_timeout(timeout, 2),
-        write: Target::new(station, cli.write_community.as_str()).with_timeout(timeout, 2),
+        write: cli.write_community.as_deref().map(|c| Target::new(station, c).with_timeout(timeout, 2)),
         host,
         wait: cli.wait,
     };
@@ -194,6 +207,7 @@ fn request_index() -> u32 {
 /// Submits a request row with `columns` (plus the host and createAndGo), waits until it is served and returns
 /// the row's outcome columns; the row is destroyed afterwards.
 async fn submit(session: &Session, mut columns: Vec<(&'static [u32], Value)>) -> Result<Vec<Value>> {
+    let write = session.write()?;
     let index = request_index();
     let (kind, octets) = inet(session.host);
     columns.push((mib::DVSAN_STATION_REQUEST_HOST_ADDR_TYPE, Value::Integer(kind)));
@@ -202,7 +216,7 @@ async fn submit(session: &Session, mut columns: Vec<(&'static [u32], Value)>) ->
     let set = columns.into_iter().map(|(column, value)| VarBind::new(Oid::from_slice(column).child(index), value));
     session
         .manager
-        .set(&session.write, set.collect())
+        .set(write, set.collect())
         .await
         .map_err(|e| session.station_error(true, e))
         .context("submitting the request to the station")?;
@@ -223,11 +237,12 @@ async fn submit(session: &Session, mut columns: Vec<(&'static [u32], Value)>) ->
     let start = Instant::now();
     let mut delay = Duration::from_millis(5);
     let values = loop {
+        // The row is visible to its requester only: read it with the community that made it.
         let row = session
             .manager
-            .get(&session.read, &oids)
+            .get(write, &oids)
             .await
-            .map_err(|e| session.station_error(false, e))
+            .map_err(|e| session.station_error(true, e))
             .context("reading the request's status")?;
         let values: Vec<Value> = row.into_iter().map(|vb| vb.value).collect();
         if values.first() != Some(&Value::Integer(mib::dvsan_station_request_status::PENDING)) {
@@ -243,7 +258,7 @@ async fn submit(session: &Session, mut columns: Vec<(&'static [u32], Value)>) ->
         Oid::from_slice(mib::DVSAN_STATION_REQUEST_ROW_STATUS).child(index),
         Value::Integer(mib::row_status::DESTROY),
     );
-    let _ = session.manager.set(&session.write, vec![destroy]).await;
+    let _ = session.manager.set(write, vec![destroy]).await;
     match values.first() {
         Some(Value::Integer(s)) if *s == mib::dvsan_station_request_status::DONE => Ok(values),
         Some(Value::Integer(s)) if *s == mib::dvsan_station_request_status::FAILED => {
@@ -291,13 +306,14 @@ async fn request(session: &Session, size: &str, name: Option<&str>, json: bool) 
     Ok(())
 }
 
-/// This host's volumes from dvsanStationAssignmentTable.
+/// This host's volumes from dvsanStationAssignmentTable. The station shows a requester only the assignments it
+/// asked for, so the table is read with the write community when there is one.
 async fn assigned(session: &Session) -> Result<Vec<Assigned>> {
     let rows = session
         .manager
-        .walk(&session.read, &Oid::from_slice(mib::DVSAN_STATION_ASSIGNMENT_ENTRY))
+        .walk(session.write.as_ref().unwrap_or(&session.read), &Oid::from_slice(mib::DVSAN_STATION_ASSIGNMENT_ENTRY))
         .await
-        .map_err(|e| session.station_error(false, e))
+        .map_err(|e| session.station_error(session.write.is_some(), e))
         .context("reading the station's assignments")?;
     let entry = mib::DVSAN_STATION_ASSIGNMENT_ENTRY.len();
     let mut by_index: std::collections::BTreeMap<(u32, u32), (Option<IpAddr>, Assigned)> = Default::default();

@@ -5,7 +5,7 @@
 //! what would be valid.
 
 use crate::extent::{Blocks, Lba};
-use crate::model::{PartitionIndex, VolumeIndex};
+use crate::model::{AccessMode, PartitionIndex, VolumeIndex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
@@ -39,6 +39,15 @@ pub enum LayoutError {
     Shrink(VolumeIndex, Blocks, Blocks),
     #[error("host {host} already has a grant on export {export}")]
     DuplicateGrant { host: String, export: String },
+    #[error(
+        "host {host} has a {mode:?} grant (index {grant}) on volume {volume} or a part of it; a read-write grant \
+         is exclusive: revoke that grant first, or grant both hosts in the shared mode (readWriteShared)"
+    )]
+    ExclusiveGrant { host: String, grant: u32, volume: VolumeIndex, mode: AccessMode },
+    #[error("volume {volume} still has {grants} grant(s); revoke them before wiping it")]
+    WipeWhileGranted { volume: VolumeIndex, grants: usize },
+    #[error("volume {0} is being cleared; wait until it is done")]
+    Clearing(VolumeIndex),
     #[error("media do not match the unit's recorded media: {0}")]
     MediaMismatch(String),
     #[error("block size {0} is not valid: use a power of two from 512 to 65536")]

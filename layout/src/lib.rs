@@ -4,8 +4,10 @@
 //! extents of that space (first fit, may span media), partitions are extents inside a volume, and grants say which
 //! host address may use which volume or partition export. The agent owns the layout: it changes it on SNMP SETs
 //! and CLI commands. blockd reads it to learn its exports and grants, and writes back its traffic counters and a
-//! heartbeat. Both sides meet in one SQLite file in the unit's state directory ([`LayoutStore`]).
+//! heartbeat. Both sides meet in one SQLite file in the unit's state directory ([`LayoutStore`]). Released space
+//! and wiped volumes are zeroed by a [`Clearer`] before anyone can use them again.
 
+mod clear;
 mod error;
 mod extent;
 mod media_map;
@@ -15,14 +17,17 @@ mod plan;
 mod size;
 mod store;
 
+pub use clear::{clear_all_now, ClearMethod, ClearOptions, Clearer};
 pub use error::LayoutError;
 pub use extent::{Blocks, Extent, Lba};
 pub use media_map::{MediaMap, Segment};
 pub use model::{
-    AccessMode, Export, ExportKind, Grant, GrantIndex, Layout, Medium, MediumKind, Partition, PartitionIndex, UnitInfo,
-    Volume, VolumeIndex,
+    percent, AccessMode, Export, ExportKind, Grant, GrantIndex, Layout, Medium, MediumKind, Partition, PartitionIndex,
+    Released, UnitInfo, Volume, VolumeIndex,
 };
 pub use open_lock::{lock_store_open, open_lock_path, StoreOpenLock};
 pub use plan::{NewGrant, NewPartition, NewVolume};
 pub use size::{binary_scale, parse_size, HumanSize, SizeError};
-pub use store::{DataServiceState, DataServiceStatus, LayoutStore, MediumSpec, TrafficRecord, STORE_FILE};
+pub use store::{
+    ClearJob, ClearTarget, DataServiceState, DataServiceStatus, LayoutStore, MediumSpec, TrafficRecord, STORE_FILE,
+};

@@ -84,6 +84,40 @@ pub struct Volume {
     pub name: String,
     pub extent: Extent,
     pub export_name: String,
+    /// `Some(blocks cleared so far)` while the unit is wiping the volume (a wipe was asked for, for example when
+    /// a host released it): blockd does not serve it and managers should not assign it until it is `None` again.
+    #[serde(default)]
+    pub clearing: Option<Blocks>,
+}
+
+impl Volume {
+    /// dvsanVolumeClearProgress: percent of the volume cleared, 100 when it is not being cleared.
+    pub fn clear_percent(&self) -> u32 {
+        match self.clearing {
+            None => 100,
+            Some(done) => percent(done, self.extent.len),
+        }
+    }
+}
+
+/// `done` of `total` blocks as a whole percentage, 100 only when all are done.
+pub fn percent(done: Blocks, total: Blocks) -> u32 {
+    if total.0 == 0 || done >= total {
+        return 100;
+    }
+    ((done.0 as u128 * 100 / total.0 as u128) as u32).min(99)
+}
+
+/// Released space: an extent a destroyed volume (or a newly attached medium) left, which the unit clears before
+/// it becomes free. Not free and not a volume: nothing can be allocated on it until it is cleared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Released {
+    pub extent: Extent,
+    /// Blocks from the start of the extent already cleared.
+    pub cleared: Blocks,
+    /// The change counter of the change that released it: blockd must have loaded this layout (and closed the
+    /// connections to what was there) before the blocks are cleared.
+    pub counter: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,8 +130,29 @@ pub struct Partition {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AccessMode {
+    /// Reads and writes; no other host may write the same blocks.
     ReadWrite,
     ReadOnly,
+    /// Reads and writes, shared with other hosts' `ReadWriteShared` grants (cluster filesystems).
+    ReadWriteShared,
+}
+
+impl AccessMode {
+    /// Whether the host may write.
+    pub fn writes(self) -> bool {
+        !matches!(self, AccessMode::ReadOnly)
+    }
+
+    /// Whether a grant in this mode may stand beside another host's grant in `other` on overlapping blocks:
+    /// an exclusive writer tolerates no other writer, shared writers tolerate each other, readers anything.
+    pub fn compatible_with(self, other: AccessMode) -> bool {
+        matches!(
+            (self, other),
+            (AccessMode::ReadOnly, _)
+                | (_, AccessMode::ReadOnly)
+                | (AccessMode::ReadWriteShared, AccessMode::ReadWriteShared)
+        )
+    }
 }
 
 /// Host `host` may use the export of `volume` (or of its `partition`) in `mode`.
@@ -133,6 +188,9 @@ pub struct Layout {
     pub volumes: Vec<Volume>,
     pub partitions: Vec<Partition>,
     pub grants: Vec<Grant>,
+    /// Released extents still being cleared, in address order.
+    #[serde(default)]
+    pub released: Vec<Released>,
 }
 
 impl Layout {
@@ -146,9 +204,16 @@ impl Layout {
         self.address_space().len
     }
 
+    /// Extents that can be allocated: neither a volume's nor released and still being cleared.
     pub fn free_extents(&self) -> Vec<Extent> {
-        let used: Vec<Extent> = self.volumes.iter().map(|v| v.extent).collect();
+        let used: Vec<Extent> =
+            self.volumes.iter().map(|v| v.extent).chain(self.released.iter().map(|r| r.extent)).collect();
         gaps(self.address_space(), &used)
+    }
+
+    /// Blocks released and not yet cleared (dvsanUnitClearingBlocks).
+    pub fn clearing_blocks(&self) -> Blocks {
+        Blocks(self.released.iter().map(|r| r.extent.len.0).sum())
     }
 
     pub fn free_blocks(&self) -> Blocks {
@@ -186,14 +251,16 @@ impl Layout {
         gaps(volume.extent, &used)
     }
 
-    /// Every export the unit serves: each volume, then each partition.
+    /// Every export the unit serves: each volume, then each partition; a volume being cleared (and its
+    /// partitions) is not served until it is done.
     pub fn exports(&self) -> Vec<Export> {
-        let vols = self.volumes.iter().map(|v| Export {
+        let clearing = |v: VolumeIndex| self.volume(v).is_some_and(|v| v.clearing.is_some());
+        let vols = self.volumes.iter().filter(|v| v.clearing.is_none()).map(|v| Export {
             name: v.export_name.clone(),
             kind: ExportKind::Volume(v.index),
             extent: v.extent,
         });
-        let parts = self.partitions.iter().map(|p| Export {
+        let parts = self.partitions.iter().filter(|p| !clearing(p.volume)).map(|p| Export {
             name: p.export_name.clone(),
             kind: ExportKind::Partition(p.volume, p.index),
             extent: p.extent,
@@ -270,9 +337,11 @@ mod tests {
                 name: "vol1".into(),
                 extent: Extent::new(Lba(10), Blocks(20)),
                 export_name: "vol1".into(),
+                clearing: None,
             }],
             partitions: vec![],
             grants: vec![],
+            released: vec![],
         }
     }
 
@@ -285,6 +354,28 @@ mod tests {
         assert_eq!(l.first_fit(Blocks(5)), Some(Lba(0)));
         assert_eq!(l.first_fit(Blocks(11)), Some(Lba(30)));
         assert_eq!(l.first_fit(Blocks(121)), None);
+    }
+
+    #[test]
+    fn released_space_is_not_free() {
+        let mut l = layout();
+        l.released.push(Released { extent: Extent::new(Lba(30), Blocks(10)), cleared: Blocks(3), counter: 1 });
+        assert_eq!(l.free_blocks(), Blocks(120));
+        assert_eq!(l.clearing_blocks(), Blocks(10));
+        assert_eq!(l.first_fit(Blocks(11)), Some(Lba(40)));
+    }
+
+    #[test]
+    fn exclusive_and_shared_modes() {
+        use AccessMode::*;
+        assert!(!ReadWrite.compatible_with(ReadWrite));
+        assert!(!ReadWrite.compatible_with(ReadWriteShared));
+        assert!(!ReadWriteShared.compatible_with(ReadWrite));
+        assert!(ReadWriteShared.compatible_with(ReadWriteShared));
+        assert!(ReadOnly.compatible_with(ReadWrite) && ReadWrite.compatible_with(ReadOnly));
+        assert_eq!(percent(Blocks(0), Blocks(3)), 0);
+        assert_eq!(percent(Blocks(299), Blocks(300)), 99);
+        assert_eq!(percent(Blocks(300), Blocks(300)), 100);
     }
 
     #[test]

@@ -7,7 +7,9 @@
 
 use crate::error::LayoutError;
 use crate::extent::{Blocks, Extent, Lba};
-use crate::model::{valid_name, AccessMode, Grant, GrantIndex, Layout, Partition, PartitionIndex, Volume, VolumeIndex};
+use crate::model::{
+    valid_name, AccessMode, Grant, GrantIndex, Layout, Partition, PartitionIndex, Released, Volume, VolumeIndex,
+};
 use std::net::IpAddr;
 
 const MAX_INDEX: u32 = i32::MAX as u32;
@@ -92,7 +94,37 @@ impl Layout {
                 what: format!("volume {} ({}..={})", v.index, v.extent.start, v.extent.end()),
             });
         }
-        Ok(Volume { index, export_name: name.clone(), name, extent })
+        self.check_not_released(&extent)?;
+        Ok(Volume { index, export_name: name.clone(), name, extent, clearing: None })
+    }
+
+    /// Released space is not allocatable until it has been cleared.
+    fn check_not_released(&self, extent: &Extent) -> Result<(), LayoutError> {
+        match self.released.iter().find(|r| r.extent.overlaps(extent)) {
+            Some(r) => Err(LayoutError::Overlap {
+                start: extent.start,
+                end: extent.end(),
+                what: format!(
+                    "released space {}..={} that is still being cleared ({} of {} blocks done)",
+                    r.extent.start,
+                    r.extent.end(),
+                    r.cleared,
+                    r.extent.len
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Wipe a volume: it is cleared (zeroed) in the background and not served until done. Refused while any
+    /// host has a grant on it, so no host sees it half cleared.
+    pub fn plan_wipe(&self, index: VolumeIndex) -> Result<Volume, LayoutError> {
+        let v = self.volume(index).ok_or(LayoutError::NoSuchVolume(index))?;
+        let grants = self.grants_on(index).count();
+        if grants > 0 {
+            return Err(LayoutError::WipeWhileGranted { volume: index, grants });
+        }
+        Ok(Volume { clearing: Some(Blocks(0)), ..v.clone() })
     }
 
     /// Grow a volume in place to `new_len` blocks; the blocks after it must be free.
@@ -121,6 +153,10 @@ impl Layout {
                 end: grown.end(),
                 what: format!("volume {} ({}..={})", o.index, o.extent.start, o.extent.end()),
             });
+        }
+        self.check_not_released(&grown)?;
+        if v.clearing.is_some() {
+            return Err(LayoutError::Clearing(index));
         }
         Ok(Volume { extent: grown, ..v.clone() })
     }
@@ -213,7 +249,26 @@ impl Layout {
         if self.grants.iter().any(|g| g.volume == req.volume && g.partition == req.partition && g.host == req.host) {
             return Err(LayoutError::DuplicateGrant { host: req.host.to_string(), export });
         }
+        // A volume's export overlaps each of its partitions'; partitions of one volume never overlap each other.
+        let overlaps = |g: &Grant| {
+            g.volume == req.volume && (g.partition.is_none() || req.partition.is_none() || g.partition == req.partition)
+        };
+        if let Some(g) =
+            self.grants.iter().find(|g| g.host != req.host && overlaps(g) && !req.mode.compatible_with(g.mode))
+        {
+            return Err(LayoutError::ExclusiveGrant {
+                host: g.host.to_string(),
+                grant: g.index.0,
+                volume: req.volume,
+                mode: g.mode,
+            });
+        }
         Ok(Grant { index, volume: req.volume, partition: req.partition, host: req.host, mode: req.mode })
+    }
+
+    /// The released extents that `volume` leaves when destroyed (see [`Layout::plan_destroy_volume`]).
+    pub fn released_by(&self, volume: &Volume, counter: u32) -> Released {
+        Released { extent: volume.extent, cleared: Blocks(0), counter }
     }
 
     pub fn plan_revoke(&self, index: GrantIndex) -> Result<&Grant, LayoutError> {
@@ -238,6 +293,7 @@ mod tests {
             volumes: vec![],
             partitions: vec![],
             grants: vec![],
+            released: vec![],
         }
     }
 
@@ -320,6 +376,80 @@ mod tests {
             l.plan_grant(&NewGrant { index: None, ..g.clone().into_new() }),
             Err(LayoutError::DuplicateGrant { .. })
         ));
+    }
+
+    fn grant(
+        l: &mut Layout,
+        partition: Option<PartitionIndex>,
+        host: &str,
+        mode: AccessMode,
+    ) -> Result<(), LayoutError> {
+        let g = l.plan_grant(&NewGrant {
+            index: None,
+            volume: VolumeIndex(1),
+            partition,
+            host: host.parse().unwrap(),
+            mode,
+        })?;
+        l.grants.push(g);
+        Ok(())
+    }
+
+    #[test]
+    fn a_read_write_grant_is_exclusive_unless_shared() {
+        use AccessMode::*;
+        let mut l = empty(100);
+        let v = with_volume(&mut l, 50);
+        for _ in 0..2 {
+            let p = l.plan_partition(&NewPartition { volume: v.index, index: None, start: None, len: Blocks(10) });
+            l.partitions.push(p.unwrap());
+        }
+        let (p1, p2) = (Some(PartitionIndex(1)), Some(PartitionIndex(2)));
+        grant(&mut l, p1, "10.0.0.1", ReadWrite).unwrap();
+        // Another host: refused on the same partition and on the whole volume, in any writing mode.
+        for (part, mode) in [(p1, ReadWrite), (p1, ReadWriteShared), (None, ReadWrite), (None, ReadWriteShared)] {
+            let e = grant(&mut l, part, "10.0.0.2", mode).unwrap_err();
+            assert!(matches!(e, LayoutError::ExclusiveGrant { grant: 1, .. }), "{e}");
+            assert!(e.to_string().contains("10.0.0.1"), "{e}");
+        }
+        // Reading is allowed, so is the other partition, and the same host on the whole volume.
+        grant(&mut l, p1, "10.0.0.3", ReadOnly).unwrap();
+        grant(&mut l, p2, "10.0.0.2", ReadWrite).unwrap();
+        grant(&mut l, None, "10.0.0.1", ReadWrite).unwrap_err(); // 10.0.0.2 writes partition 2
+                                                                 // Shared writers share with each other only.
+        let mut l = empty(100);
+        with_volume(&mut l, 50);
+        grant(&mut l, None, "10.0.0.1", ReadWriteShared).unwrap();
+        grant(&mut l, None, "10.0.0.2", ReadWriteShared).unwrap();
+        assert!(grant(&mut l, None, "10.0.0.3", ReadWrite).is_err());
+    }
+
+    #[test]
+    fn released_space_and_wipes() {
+        let mut l = empty(100);
+        let v = with_volume(&mut l, 40);
+        l.released.push(l.released_by(&v, 1));
+        l.volumes.clear();
+        assert!(matches!(
+            l.plan_volume(&NewVolume { len: Blocks(61), ..Default::default() }),
+            Err(LayoutError::NoSpace { largest: Blocks(60), .. })
+        ));
+        let e = l.plan_volume(&NewVolume { start: Some(Lba(0)), len: Blocks(1), ..Default::default() }).unwrap_err();
+        assert!(e.to_string().contains("still being cleared"), "{e}");
+        let w = with_volume(&mut l, 10);
+        assert_eq!(w.extent.start, Lba(40));
+        assert_eq!(l.plan_wipe(w.index).unwrap().clearing, Some(Blocks(0)));
+        let g = l
+            .plan_grant(&NewGrant {
+                index: None,
+                volume: w.index,
+                partition: None,
+                host: "10.0.0.1".parse().unwrap(),
+                mode: AccessMode::ReadOnly,
+            })
+            .unwrap();
+        l.grants.push(g);
+        assert!(matches!(l.plan_wipe(w.index), Err(LayoutError::WipeWhileGranted { grants: 1, .. })));
     }
 
     impl Grant {

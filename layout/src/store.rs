@@ -10,7 +10,8 @@
 use crate::error::LayoutError;
 use crate::extent::{Blocks, Extent, Lba};
 use crate::model::{
-    AccessMode, Grant, GrantIndex, Layout, Medium, MediumKind, Partition, PartitionIndex, UnitInfo, Volume, VolumeIndex,
+    AccessMode, Grant, GrantIndex, Layout, Medium, MediumKind, Partition, PartitionIndex, Released, UnitInfo, Volume,
+    VolumeIndex,
 };
 use crate::open_lock::{lock_store_open, StoreOpenLock};
 use crate::plan::{NewGrant, NewPartition, NewVolume};
@@ -26,8 +27,8 @@ pub const STORE_FILE: &str = "unit.db";
 /// LBAs and lengths are Unsigned32 in the MIB.
 const MAX_BLOCKS: u64 = u32::MAX as u64;
 
-const MIGRATIONS: &[M<'static>] = &[M::up(
-    "CREATE TABLE unit (
+/// Migration 1: the initial schema.
+const INITIAL: &str = "CREATE TABLE unit (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         unit_id TEXT NOT NULL,
         name TEXT NOT NULL,
@@ -81,8 +82,97 @@ const MIGRATIONS: &[M<'static>] = &[M::up(
         listen TEXT NOT NULL,
         state TEXT NOT NULL,
         heartbeat_ms INTEGER NOT NULL
-    );",
-)];
+    );";
+
+/// Layout migration "clearing" (issue 16; the coordinator orders it after the TLS identities migration, it is
+/// the fourth layout migration on main): a volume being wiped keeps its progress in `volumes.cleared_blocks`
+/// (NULL when it is not being cleared); extents released by destroyed volumes or new media wait in `released`
+/// until they are cleared; grants gain the shared read-write mode 'rws'; blockd says which layout it has loaded
+/// (`data_service.layout_counter`), so released blocks are cleared only once it has stopped serving them. The
+/// hook releases the free space an older store had, whose contents nobody cleared.
+const CLEARING: &str = "
+    ALTER TABLE volumes ADD COLUMN cleared_blocks INTEGER;
+    CREATE TABLE released (
+        start_lba INTEGER PRIMARY KEY,
+        blocks INTEGER NOT NULL,
+        cleared_blocks INTEGER NOT NULL DEFAULT 0,
+        change_counter INTEGER NOT NULL
+    );
+    CREATE TABLE grants_new (
+        idx INTEGER PRIMARY KEY,
+        volume_idx INTEGER NOT NULL REFERENCES volumes(idx),
+        partition_idx INTEGER NOT NULL DEFAULT 0,
+        host TEXT NOT NULL,
+        mode TEXT NOT NULL CHECK (mode IN ('rw', 'ro', 'rws')),
+        UNIQUE (volume_idx, partition_idx, host)
+    );
+    INSERT INTO grants_new SELECT idx, volume_idx, partition_idx, host, mode FROM grants;
+    DROP TABLE grants;
+    ALTER TABLE grants_new RENAME TO grants;
+    ALTER TABLE data_service ADD COLUMN layout_counter INTEGER;";
+
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(INITIAL), M::up_with_hook(CLEARING, release_free_space)])
+}
+
+/// The clearing migration's hook: every free extent of an existing unit is released, to be cleared once.
+fn release_free_space(tx: &Transaction<'_>) -> rusqlite_migration::HookResult {
+    if tx.query_row("SELECT COUNT(*) FROM unit", [], |r| r.get::<_, i64>(0))? == 0 {
+        return Ok(());
+    }
+    let layout = read_layout(tx).map_err(|e| rusqlite_migration::HookError::Hook(e.to_string()))?;
+    for free in layout.free_extents() {
+        insert_released(tx, &Released { extent: free, cleared: Blocks(0), counter: layout.unit.change_counter })?;
+    }
+    Ok(())
+}
+
+fn insert_released(tx: &Transaction<'_>, r: &Released) -> Result<(), rusqlite::Error> {
+    tx.execute(
+        "INSERT INTO released (start_lba, blocks, cleared_blocks, change_counter) VALUES (?1, ?2, ?3, ?4)",
+        params![r.extent.start.0 as i64, r.extent.len.0 as i64, r.cleared.0 as i64, r.counter],
+    )?;
+    Ok(())
+}
+
+/// Something the unit is clearing: a volume being wiped, or a released extent (named by its first block).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClearTarget {
+    Volume(VolumeIndex),
+    Released(Lba),
+}
+
+/// One clearing job as the store holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClearJob {
+    pub target: ClearTarget,
+    pub extent: Extent,
+    /// Blocks from the start of the extent already cleared.
+    pub cleared: Blocks,
+    /// For released extents: the change counter blockd must have loaded before the blocks may be cleared.
+    pub counter: Option<u32>,
+}
+
+impl ClearJob {
+    /// Every job in `layout`: wiped volumes first, then released extents, in address order.
+    pub fn all(layout: &Layout) -> Vec<ClearJob> {
+        let volumes = layout.volumes.iter().filter_map(|v| {
+            v.clearing.map(|cleared| ClearJob {
+                target: ClearTarget::Volume(v.index),
+                extent: v.extent,
+                cleared,
+                counter: None,
+            })
+        });
+        let released = layout.released.iter().map(|r| ClearJob {
+            target: ClearTarget::Released(r.extent.start),
+            extent: r.extent,
+            cleared: r.cleared,
+            counter: Some(r.counter),
+        });
+        volumes.chain(released).collect()
+    }
+}
 
 /// A medium named on the agent's command line, with its size in bytes as found on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,7 +236,7 @@ impl LayoutStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
+        migrations().to_latest(&mut conn)?;
         Ok((LayoutStore { conn, path }, opening))
     }
 
@@ -237,6 +327,11 @@ impl LayoutStore {
                 "INSERT INTO media (idx, path, kind, first_lba, blocks) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![i as i64 + 1, g.path.to_string_lossy(), kind, next_lba as i64, blocks as i64],
             )?;
+            // What a new medium holds is unknown: it is cleared before any of it is allocated.
+            if blocks > 0 {
+                let extent = Extent::new(Lba(next_lba), Blocks(blocks));
+                insert_released(&tx, &Released { extent, cleared: Blocks(0), counter: unit.change_counter + 1 })?;
+            }
             next_lba += blocks;
             added = true;
         }
@@ -279,13 +374,86 @@ impl LayoutStore {
         })
     }
 
+    /// Destroy a volume: its extent is released, and becomes free once cleared (see [`ClearJob`]).
     pub fn destroy_volume(&mut self, index: VolumeIndex) -> Result<Volume, LayoutError> {
         self.change(|tx, layout| {
             let v = layout.plan_destroy_volume(index)?.clone();
             tx.execute("DELETE FROM volumes WHERE idx = ?1", params![index.0])?;
             tx.execute("DELETE FROM traffic WHERE export_name = ?1", params![v.export_name])?;
+            // A volume being wiped keeps what it cleared already.
+            let released = Released {
+                cleared: v.clearing.unwrap_or(Blocks(0)),
+                ..layout.released_by(&v, layout.unit.change_counter.wrapping_add(1))
+            };
+            insert_released(tx, &released)?;
             Ok(v)
         })
+    }
+
+    /// Start wiping a volume (no grants may remain on it): it is not served until [`LayoutStore::finish_clearing`].
+    pub fn wipe_volume(&mut self, index: VolumeIndex) -> Result<Volume, LayoutError> {
+        self.change(|tx, layout| {
+            let v = layout.plan_wipe(index)?;
+            tx.execute("UPDATE volumes SET cleared_blocks = 0 WHERE idx = ?1", params![index.0])?;
+            Ok(v)
+        })
+    }
+
+    /// Every clearing job, as [`ClearJob::all`] of a fresh snapshot.
+    pub fn clear_jobs(&mut self) -> Result<Vec<ClearJob>, LayoutError> {
+        Ok(ClearJob::all(&self.load()?))
+    }
+
+    /// Record how far a job has got. Not a layout change (the counter does not move): progress is read where it
+    /// is shown, and a restart resumes from here.
+    pub fn set_cleared(&mut self, target: ClearTarget, cleared: Blocks) -> Result<(), LayoutError> {
+        match target {
+            ClearTarget::Volume(v) => self.conn.execute(
+                "UPDATE volumes SET cleared_blocks = ?1 WHERE idx = ?2 AND cleared_blocks IS NOT NULL",
+                params![cleared.0 as i64, v.0],
+            )?,
+            ClearTarget::Released(start) => self.conn.execute(
+                "UPDATE released SET cleared_blocks = ?1 WHERE start_lba = ?2",
+                params![cleared.0 as i64, start.0 as i64],
+            )?,
+        };
+        Ok(())
+    }
+
+    /// A job is done: the wiped volume is served again, or the released extent becomes free. A layout change,
+    /// unless another clearer finished the same job first (then nothing changes and the counter stays).
+    pub fn finish_clearing(&mut self, target: ClearTarget) -> Result<(), LayoutError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let changed = match target {
+            ClearTarget::Volume(v) => tx.execute(
+                "UPDATE volumes SET cleared_blocks = NULL WHERE idx = ?1 AND cleared_blocks IS NOT NULL",
+                params![v.0],
+            )?,
+            ClearTarget::Released(start) => {
+                tx.execute("DELETE FROM released WHERE start_lba = ?1", params![start.0 as i64])?
+            }
+        };
+        if changed > 0 {
+            bump(&tx)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The layout change counter blockd last loaded and served (None: never said, or blockd predates it).
+    pub fn served_counter(&self) -> Result<Option<u32>, LayoutError> {
+        let row = self
+            .conn
+            .query_row("SELECT layout_counter FROM data_service WHERE id = 1", [], |r| r.get::<_, Option<u32>>(0))
+            .optional()?;
+        Ok(row.flatten())
+    }
+
+    /// blockd: the layout with this change counter is the one served now (connections it no longer allows are
+    /// closed).
+    pub fn set_served_counter(&mut self, counter: u32) -> Result<(), LayoutError> {
+        self.conn.execute("UPDATE data_service SET layout_counter = ?1 WHERE id = 1", params![counter])?;
+        Ok(())
     }
 
     pub fn create_partition(&mut self, req: &NewPartition) -> Result<Partition, LayoutError> {
@@ -452,6 +620,7 @@ fn mode_text(m: AccessMode) -> &'static str {
     match m {
         AccessMode::ReadWrite => "rw",
         AccessMode::ReadOnly => "ro",
+        AccessMode::ReadWriteShared => "rws",
     }
 }
 
@@ -488,14 +657,16 @@ fn read_layout(tx: &Transaction<'_>) -> Result<Layout, LayoutError> {
     let unit = read_unit(tx)?;
     let media = read_media(tx)?;
     let volumes = {
-        let mut stmt =
-            tx.prepare_cached("SELECT idx, name, export_name, start_lba, blocks FROM volumes ORDER BY idx")?;
+        let mut stmt = tx.prepare_cached(
+            "SELECT idx, name, export_name, start_lba, blocks, cleared_blocks FROM volumes ORDER BY idx",
+        )?;
         let rows = stmt.query_map([], |r| {
             Ok(Volume {
                 index: VolumeIndex(r.get(0)?),
                 name: r.get(1)?,
                 export_name: r.get(2)?,
                 extent: extent(r.get(3)?, r.get(4)?),
+                clearing: r.get::<_, Option<i64>>(5)?.map(|c| Blocks(c as u64)),
             })
         })?;
         rows.collect::<Result<Vec<_>, _>>()?
@@ -539,12 +710,29 @@ fn read_layout(tx: &Transaction<'_>) -> Result<Layout, LayoutError> {
                 volume: VolumeIndex(vol),
                 partition: (part != 0).then_some(PartitionIndex(part)),
                 host,
-                mode: if mode == "ro" { AccessMode::ReadOnly } else { AccessMode::ReadWrite },
+                mode: match mode.as_str() {
+                    "ro" => AccessMode::ReadOnly,
+                    "rws" => AccessMode::ReadWriteShared,
+                    _ => AccessMode::ReadWrite,
+                },
             });
         }
         out
     };
-    Ok(Layout { unit, media, volumes, partitions, grants })
+    let released = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT start_lba, blocks, cleared_blocks, change_counter FROM released ORDER BY start_lba",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Released {
+                extent: extent(r.get(0)?, r.get(1)?),
+                cleared: Blocks(r.get::<_, i64>(2)? as u64),
+                counter: r.get(3)?,
+            })
+        })?;
+        rows.collect::<Result<Vec<_>, _>>()?
+    };
+    Ok(Layout { unit, media, volumes, partitions, grants, released })
 }
 
 #[cfg(test)]
@@ -559,6 +747,10 @@ mod tests {
             MediumSpec { path: "/m/b".into(), kind: MediumKind::File, bytes: 50 * 4096 + 100 },
         ])
         .unwrap();
+        // The media do not exist: mark their release cleared by hand (clear.rs tests clear real files).
+        for job in s.clear_jobs().unwrap() {
+            s.finish_clearing(job.target).unwrap();
+        }
         s
     }
 
@@ -586,7 +778,7 @@ mod tests {
         assert_eq!(info.unit_id, id);
         let l = s.load().unwrap();
         assert_eq!(l.unit.change_counter, counter);
-        assert_eq!(counter, 4, "media, volume, partition, grant");
+        assert_eq!(counter, 6, "media, their two releases cleared, volume, partition, grant");
         assert_eq!((l.volumes.len(), l.partitions.len(), l.grants.len()), (1, 1, 1));
         assert_eq!(l.capacity(), Blocks(150));
         assert_eq!(l.exports().len(), 2);

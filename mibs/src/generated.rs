@@ -72,6 +72,9 @@ pub const DVSAN_ACCESS_NEXT_INDEX: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 1, 
 /// DVSAN-MIB::dvsanUnitLargestFreeBlocks
 pub const DVSAN_UNIT_LARGEST_FREE_BLOCKS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 1, 13];
 
+/// DVSAN-MIB::dvsanUnitClearingBlocks
+pub const DVSAN_UNIT_CLEARING_BLOCKS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 1, 14];
+
 /// DVSAN-MIB::dvsanMediaTable
 pub const DVSAN_MEDIA_TABLE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 2];
 
@@ -122,6 +125,9 @@ pub const DVSAN_VOLUME_EXPORT_NAME: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 3,
 
 /// DVSAN-MIB::dvsanVolumeRowStatus
 pub const DVSAN_VOLUME_ROW_STATUS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 3, 1, 8];
+
+/// DVSAN-MIB::dvsanVolumeClearProgress
+pub const DVSAN_VOLUME_CLEAR_PROGRESS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 3, 1, 9];
 
 /// DVSAN-MIB::dvsanPartitionTable
 pub const DVSAN_PARTITION_TABLE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 4];
@@ -272,6 +278,12 @@ pub const DVSAN_STATION_TASK_COMPLETED: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 0
 /// DVSAN-STATION-MIB::dvsanStationUnitRemoved
 pub const DVSAN_STATION_UNIT_REMOVED: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 0, 8];
 
+/// DVSAN-STATION-MIB::dvsanStationIdentityRefused
+pub const DVSAN_STATION_IDENTITY_REFUSED: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 0, 9];
+
+/// DVSAN-STATION-MIB::dvsanStationUnitPending
+pub const DVSAN_STATION_UNIT_PENDING: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 0, 10];
+
 /// DVSAN-STATION-MIB::dvsanStationObjects
 pub const DVSAN_STATION_OBJECTS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1];
 
@@ -298,6 +310,12 @@ pub const DVSAN_STATION_FORWARDED: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 1, 
 
 /// DVSAN-STATION-MIB::dvsanStationForwardFailures
 pub const DVSAN_STATION_FORWARD_FAILURES: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 1, 7];
+
+/// DVSAN-STATION-MIB::dvsanStationIdentityRefusals
+pub const DVSAN_STATION_IDENTITY_REFUSALS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 1, 8];
+
+/// DVSAN-STATION-MIB::dvsanStationPendingUnits
+pub const DVSAN_STATION_PENDING_UNITS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 1, 9];
 
 /// DVSAN-STATION-MIB::dvsanStationUnitTable
 pub const DVSAN_STATION_UNIT_TABLE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 2];
@@ -554,6 +572,60 @@ pub const DVSAN_STATION_TASK_FINISHED: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1,
 /// DVSAN-STATION-MIB::dvsanStationTaskRowStatus
 pub const DVSAN_STATION_TASK_ROW_STATUS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7, 2, 1, 19];
 
+/// DVSAN-STATION-MIB::dvsanStationTrust
+pub const DVSAN_STATION_TRUST: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 8];
+
+/// DVSAN-STATION-MIB::dvsanStationPendingTable
+pub const DVSAN_STATION_PENDING_TABLE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 8, 1];
+
+/// DVSAN-STATION-MIB::dvsanStationPendingEntry
+pub const DVSAN_STATION_PENDING_ENTRY: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 8, 1, 1];
+
+/// DVSAN-STATION-MIB::dvsanStationPendingIndex
+pub const DVSAN_STATION_PENDING_INDEX: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 8, 1, 1, 1];
+
+/// DVSAN-STATION-MIB::dvsanStationPendingUnitId
+pub const DVSAN_STATION_PENDING_UNIT_ID: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 8, 1, 1, 2];
+
+/// DVSAN-STATION-MIB::dvsanStationPendingUnitName
+pub const DVSAN_STATION_PENDING_UNIT_NAME: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 8, 1, 1, 3];
+
+/// DVSAN-STATION-MIB::dvsanStationPendingAddressType
+pub const DVSAN_STATION_PENDING_ADDRESS_TYPE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 8, 1, 1, 4];
+
+/// DVSAN-STATION-MIB::dvsanStationPendingAddress
+pub const DVSAN_STATION_PENDING_ADDRESS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 8, 1, 1, 5];
+
+/// DVSAN-STATION-MIB::dvsanStationPendingPort
+pub const DVSAN_STATION_PENDING_PORT: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 8, 1, 1, 6];
+
+/// DVSAN-STATION-MIB::dvsanStationPendingSysName
+pub const DVSAN_STATION_PENDING_SYS_NAME: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 8, 1, 1, 7];
+
+/// DVSAN-STATION-MIB::dvsanStationPendingSysDescr
+pub const DVSAN_STATION_PENDING_SYS_DESCR: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 8, 1, 1, 8];
+
+/// DVSAN-STATION-MIB::dvsanStationPendingFirstSeen
+pub const DVSAN_STATION_PENDING_FIRST_SEEN: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 8, 1, 1, 9];
+
+/// DVSAN-STATION-MIB::dvsanStationPendingLastSeen
+pub const DVSAN_STATION_PENDING_LAST_SEEN: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 8, 1, 1, 10];
+
+/// DVSAN-STATION-MIB::dvsanStationPendingNotifications
+pub const DVSAN_STATION_PENDING_NOTIFICATIONS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 8, 1, 1, 11];
+
+/// DVSAN-STATION-MIB::dvsanStationPendingState
+pub const DVSAN_STATION_PENDING_STATE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 8, 1, 1, 12];
+
+/// DVSAN-STATION-MIB::dvsanStationRefusedAddressType
+pub const DVSAN_STATION_REFUSED_ADDRESS_TYPE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 8, 2];
+
+/// DVSAN-STATION-MIB::dvsanStationRefusedAddress
+pub const DVSAN_STATION_REFUSED_ADDRESS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 8, 3];
+
+/// DVSAN-STATION-MIB::dvsanStationRefusedReason
+pub const DVSAN_STATION_REFUSED_REASON: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 8, 4];
+
 /// DVSAN-STATION-MIB::dvsanStationConformance
 pub const DVSAN_STATION_CONFORMANCE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2];
 
@@ -589,6 +661,12 @@ pub const DVSAN_STATION_NAMES_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2
 
 /// DVSAN-STATION-MIB::dvsanStationRemovalNotificationGroup
 pub const DVSAN_STATION_REMOVAL_NOTIFICATION_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2, 8];
+
+/// DVSAN-STATION-MIB::dvsanStationTrustGroup
+pub const DVSAN_STATION_TRUST_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2, 9];
+
+/// DVSAN-STATION-MIB::dvsanStationTrustNotificationGroup
+pub const DVSAN_STATION_TRUST_NOTIFICATION_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2, 10];
 
 // SNMPv2-MIB
 
@@ -899,6 +977,8 @@ pub mod dvsan_volume_state {
     pub const AVAILABLE: i32 = 1;
     /// unavailable(2)
     pub const UNAVAILABLE: i32 = 2;
+    /// clearing(3)
+    pub const CLEARING: i32 = 3;
 }
 
 /// Values of the RowStatus textual convention (used by DVSAN-MIB::dvsanVolumeRowStatus).
@@ -923,6 +1003,8 @@ pub mod dvsan_access_mode {
     pub const READ_WRITE: i32 = 1;
     /// readOnly(2)
     pub const READ_ONLY: i32 = 2;
+    /// readWriteShared(3)
+    pub const READ_WRITE_SHARED: i32 = 3;
 }
 
 /// Values of DVSAN-STATION-MIB::dvsanStationUnitState.
@@ -1035,6 +1117,14 @@ pub mod dvsan_station_task_state {
     pub const FAILED: i32 = 4;
     /// cancelled(5)
     pub const CANCELLED: i32 = 5;
+}
+
+/// Values of DVSAN-STATION-MIB::dvsanStationPendingState.
+pub mod dvsan_station_pending_state {
+    /// pending(1)
+    pub const PENDING: i32 = 1;
+    /// rejected(2)
+    pub const REJECTED: i32 = 2;
 }
 
 /// Values of SNMPv2-MIB::snmpEnableAuthenTraps.
@@ -1697,6 +1787,7 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanVolumeNextIndex", DVSAN_VOLUME_NEXT_INDEX),
     ("dvsanAccessNextIndex", DVSAN_ACCESS_NEXT_INDEX),
     ("dvsanUnitLargestFreeBlocks", DVSAN_UNIT_LARGEST_FREE_BLOCKS),
+    ("dvsanUnitClearingBlocks", DVSAN_UNIT_CLEARING_BLOCKS),
     ("dvsanMediaTable", DVSAN_MEDIA_TABLE),
     ("dvsanMediaEntry", DVSAN_MEDIA_ENTRY),
     ("dvsanMediaIndex", DVSAN_MEDIA_INDEX),
@@ -1714,6 +1805,7 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanVolumeState", DVSAN_VOLUME_STATE),
     ("dvsanVolumeExportName", DVSAN_VOLUME_EXPORT_NAME),
     ("dvsanVolumeRowStatus", DVSAN_VOLUME_ROW_STATUS),
+    ("dvsanVolumeClearProgress", DVSAN_VOLUME_CLEAR_PROGRESS),
     ("dvsanPartitionTable", DVSAN_PARTITION_TABLE),
     ("dvsanPartitionEntry", DVSAN_PARTITION_ENTRY),
     ("dvsanPartitionIndex", DVSAN_PARTITION_INDEX),
@@ -1763,6 +1855,8 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationVolumeRemoved", DVSAN_STATION_VOLUME_REMOVED),
     ("dvsanStationTaskCompleted", DVSAN_STATION_TASK_COMPLETED),
     ("dvsanStationUnitRemoved", DVSAN_STATION_UNIT_REMOVED),
+    ("dvsanStationIdentityRefused", DVSAN_STATION_IDENTITY_REFUSED),
+    ("dvsanStationUnitPending", DVSAN_STATION_UNIT_PENDING),
     ("dvsanStationObjects", DVSAN_STATION_OBJECTS),
     ("dvsanStationStats", DVSAN_STATION_STATS),
     ("dvsanStationUnits", DVSAN_STATION_UNITS),
@@ -1772,6 +1866,8 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationParseErrors", DVSAN_STATION_PARSE_ERRORS),
     ("dvsanStationForwarded", DVSAN_STATION_FORWARDED),
     ("dvsanStationForwardFailures", DVSAN_STATION_FORWARD_FAILURES),
+    ("dvsanStationIdentityRefusals", DVSAN_STATION_IDENTITY_REFUSALS),
+    ("dvsanStationPendingUnits", DVSAN_STATION_PENDING_UNITS),
     ("dvsanStationUnitTable", DVSAN_STATION_UNIT_TABLE),
     ("dvsanStationUnitEntry", DVSAN_STATION_UNIT_ENTRY),
     ("dvsanStationUnitIndex", DVSAN_STATION_UNIT_INDEX),
@@ -1857,6 +1953,24 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationTaskCreated", DVSAN_STATION_TASK_CREATED),
     ("dvsanStationTaskFinished", DVSAN_STATION_TASK_FINISHED),
     ("dvsanStationTaskRowStatus", DVSAN_STATION_TASK_ROW_STATUS),
+    ("dvsanStationTrust", DVSAN_STATION_TRUST),
+    ("dvsanStationPendingTable", DVSAN_STATION_PENDING_TABLE),
+    ("dvsanStationPendingEntry", DVSAN_STATION_PENDING_ENTRY),
+    ("dvsanStationPendingIndex", DVSAN_STATION_PENDING_INDEX),
+    ("dvsanStationPendingUnitId", DVSAN_STATION_PENDING_UNIT_ID),
+    ("dvsanStationPendingUnitName", DVSAN_STATION_PENDING_UNIT_NAME),
+    ("dvsanStationPendingAddressType", DVSAN_STATION_PENDING_ADDRESS_TYPE),
+    ("dvsanStationPendingAddress", DVSAN_STATION_PENDING_ADDRESS),
+    ("dvsanStationPendingPort", DVSAN_STATION_PENDING_PORT),
+    ("dvsanStationPendingSysName", DVSAN_STATION_PENDING_SYS_NAME),
+    ("dvsanStationPendingSysDescr", DVSAN_STATION_PENDING_SYS_DESCR),
+    ("dvsanStationPendingFirstSeen", DVSAN_STATION_PENDING_FIRST_SEEN),
+    ("dvsanStationPendingLastSeen", DVSAN_STATION_PENDING_LAST_SEEN),
+    ("dvsanStationPendingNotifications", DVSAN_STATION_PENDING_NOTIFICATIONS),
+    ("dvsanStationPendingState", DVSAN_STATION_PENDING_STATE),
+    ("dvsanStationRefusedAddressType", DVSAN_STATION_REFUSED_ADDRESS_TYPE),
+    ("dvsanStationRefusedAddress", DVSAN_STATION_REFUSED_ADDRESS),
+    ("dvsanStationRefusedReason", DVSAN_STATION_REFUSED_REASON),
     ("dvsanStationConformance", DVSAN_STATION_CONFORMANCE),
     ("dvsanStationCompliances", DVSAN_STATION_COMPLIANCES),
     ("dvsanStationCompliance", DVSAN_STATION_COMPLIANCE),
@@ -1869,6 +1983,8 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationTaskNotificationGroup", DVSAN_STATION_TASK_NOTIFICATION_GROUP),
     ("dvsanStationNamesGroup", DVSAN_STATION_NAMES_GROUP),
     ("dvsanStationRemovalNotificationGroup", DVSAN_STATION_REMOVAL_NOTIFICATION_GROUP),
+    ("dvsanStationTrustGroup", DVSAN_STATION_TRUST_GROUP),
+    ("dvsanStationTrustNotificationGroup", DVSAN_STATION_TRUST_NOTIFICATION_GROUP),
     ("system", SYSTEM),
     ("sysDescr", SYS_DESCR),
     ("sysObjectID", SYS_OBJECT_ID),

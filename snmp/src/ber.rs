@@ -81,6 +81,11 @@ impl<'a> BerWriter<'a> {
         self.buf[content_start - 1..content_start - 1 + n].copy_from_slice(&len_bytes[..n]);
     }
 
+    /// Appends already-encoded octets (a TLV encoded elsewhere).
+    pub fn raw(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
     /// Writes a tag and a definite length.
     pub fn header(&mut self, tag: u8, len: usize) {
         self.buf.push(tag);

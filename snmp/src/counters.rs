@@ -1,4 +1,5 @@
-//! SNMP group counters (RFC 3418 §2 `snmp` group, plus the RFC 1213 per-PDU counters).
+//! SNMP group counters (RFC 3418 §2 `snmp` group, plus the RFC 1213 per-PDU counters), and the SNMPv3
+//! ones: snmpMPDStats (RFC 3412 §5) and usmStats (RFC 3414 §5).
 //!
 //! Plain relaxed atomics: the agent bumps them on every datagram and the owner may read them at
 //! any time. They are Counter32 on the wire, so they wrap at 2^32 as the SMI requires.
@@ -41,6 +42,26 @@ pub struct SnmpCounters {
     pub out_gen_errs: AtomicU32,
     pub out_get_responses: AtomicU32,
     pub out_traps: AtomicU32,
+    /// snmpUnknownSecurityModels: v3 messages for a security model other than USM.
+    pub unknown_security_models: AtomicU32,
+    /// snmpInvalidMsgs: v3 messages with invalid msgFlags (privacy without authentication).
+    pub invalid_msgs: AtomicU32,
+    /// snmpUnknownPDUHandlers: v3 requests for another context engine.
+    pub unknown_pdu_handlers: AtomicU32,
+    /// snmpUnknownContexts (SNMP-TARGET-MIB): v3 requests for a context other than the default "".
+    pub unknown_contexts: AtomicU32,
+    /// usmStatsUnsupportedSecLevels: a level the user is not configured for.
+    pub usm_unsupported_sec_levels: AtomicU32,
+    /// usmStatsNotInTimeWindows: boots or time outside the 150 s window.
+    pub usm_not_in_time_windows: AtomicU32,
+    /// usmStatsUnknownUserNames.
+    pub usm_unknown_user_names: AtomicU32,
+    /// usmStatsUnknownEngineIDs (including discovery requests).
+    pub usm_unknown_engine_ids: AtomicU32,
+    /// usmStatsWrongDigests.
+    pub usm_wrong_digests: AtomicU32,
+    /// usmStatsDecryptionErrors.
+    pub usm_decryption_errors: AtomicU32,
 }
 
 impl SnmpCounters {
@@ -88,6 +109,29 @@ impl SnmpCounters {
             29 => &self.out_traps,
             31 => &self.silent_drops,
             32 => &self.proxy_drops,
+            _ => return None,
+        })
+    }
+
+    /// The counter served at `snmpMPDStats.<arc>` (RFC 3412 §5).
+    pub fn mpd_by_arc(&self, arc: u32) -> Option<&AtomicU32> {
+        Some(match arc {
+            1 => &self.unknown_security_models,
+            2 => &self.invalid_msgs,
+            3 => &self.unknown_pdu_handlers,
+            _ => return None,
+        })
+    }
+
+    /// The counter served at `usmStats.<arc>` (RFC 3414 §5).
+    pub fn usm_by_arc(&self, arc: u32) -> Option<&AtomicU32> {
+        Some(match arc {
+            1 => &self.usm_unsupported_sec_levels,
+            2 => &self.usm_not_in_time_windows,
+            3 => &self.usm_unknown_user_names,
+            4 => &self.usm_unknown_engine_ids,
+            5 => &self.usm_wrong_digests,
+            6 => &self.usm_decryption_errors,
             _ => return None,
         })
     }

@@ -69,8 +69,13 @@ pub fn decode(datagram: &[u8]) -> Result<Message, DecodeError> {
         1 => Version::V2c,
         _ => return Err(DecodeError::BadVersion),
     };
-    let v1 = version == Version::V1;
-    let pdu = match msg.pdu {
+    let pdu = convert_pdu(msg.pdu, version == Version::V1)?;
+    Ok(Message { version, community: msg.community.into_bytes(), pdu })
+}
+
+/// snmp-parser's PDU -> ours, with the version's rules (`v1`: SNMPv1; otherwise SNMPv2c/v3).
+pub(crate) fn convert_pdu(pdu: SnmpPdu<'_>, v1: bool) -> Result<Pdu, DecodeError> {
+    Ok(match pdu {
         SnmpPdu::Generic(g) => convert_generic(g, v1)?,
         SnmpPdu::Bulk(b) => {
             if v1 {
@@ -97,8 +102,7 @@ pub fn decode(datagram: &[u8]) -> Result<Message, DecodeError> {
                 varbinds: convert_varbinds(&t.var, v1)?,
             })
         }
-    };
-    Ok(Message { version, community: msg.community.into_bytes(), pdu })
+    })
 }
 
 /// snmp-parser reports a version it does not know with a dedicated error; everything else is
@@ -235,8 +239,14 @@ pub fn encode_into(msg: &Message, out: &mut Vec<u8>) {
     let outer = w.begin(tag::SEQUENCE);
     w.integer(tag::INTEGER, i64::from(msg.version.code()));
     w.octets(tag::OCTET_STRING, &msg.community);
-    let pdu_open = w.begin(msg.pdu.tag());
-    match &msg.pdu {
+    encode_pdu(&mut w, &msg.pdu);
+    w.end(outer);
+}
+
+/// Appends `pdu`'s own TLV (a v3 ScopedPDU carries it after the context fields).
+pub fn encode_pdu(w: &mut BerWriter<'_>, pdu: &Pdu) {
+    let pdu_open = w.begin(pdu.tag());
+    match pdu {
         Pdu::Get(p)
         | Pdu::GetNext(p)
         | Pdu::Response(p)
@@ -247,13 +257,13 @@ pub fn encode_into(msg: &Message, out: &mut Vec<u8>) {
             w.integer(tag::INTEGER, i64::from(p.request_id));
             w.integer(tag::INTEGER, i64::from(p.error_status.code()));
             w.integer(tag::INTEGER, i64::from(p.error_index));
-            write_varbinds(&mut w, &p.varbinds);
+            write_varbinds(w, &p.varbinds);
         }
         Pdu::GetBulk(p) => {
             w.integer(tag::INTEGER, i64::from(p.request_id));
             w.integer(tag::INTEGER, i64::from(p.non_repeaters));
             w.integer(tag::INTEGER, i64::from(p.max_repetitions));
-            write_varbinds(&mut w, &p.varbinds);
+            write_varbinds(w, &p.varbinds);
         }
         Pdu::TrapV1(t) => {
             w.oid(&t.enterprise);
@@ -261,11 +271,23 @@ pub fn encode_into(msg: &Message, out: &mut Vec<u8>) {
             w.integer(tag::INTEGER, i64::from(t.generic_trap));
             w.integer(tag::INTEGER, i64::from(t.specific_trap));
             w.unsigned(tag::TIME_TICKS, u64::from(t.timestamp));
-            write_varbinds(&mut w, &t.varbinds);
+            write_varbinds(w, &t.varbinds);
         }
     }
     w.end(pdu_open);
+}
+
+/// Decodes one PDU TLV with the SNMPv2c rules (the PDU of a decrypted v3 ScopedPDU), by reading it
+/// as the PDU of a v2c message around it.
+pub fn decode_pdu(tlv: &[u8]) -> Result<Pdu, DecodeError> {
+    let mut wrapped = Vec::with_capacity(tlv.len() + 12);
+    let mut w = BerWriter::new(&mut wrapped);
+    let outer = w.begin(tag::SEQUENCE);
+    w.integer(tag::INTEGER, 1);
+    w.octets(tag::OCTET_STRING, b"");
+    w.raw(tlv);
     w.end(outer);
+    decode(&wrapped).map(|m| m.pdu)
 }
 
 /// Encodes `msg` into a new buffer.

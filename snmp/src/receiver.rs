@@ -56,6 +56,10 @@ pub struct Notification {
     pub varbinds: Vec<VarBind>,
     /// Present for v1 traps.
     pub v1: Option<TrapV1Info>,
+    /// The USM user name of an SNMPv3 notification; `None` for v1/v2c (whose community is in `community`).
+    pub security_name: Option<String>,
+    /// True only for an SNMPv3 notification whose authentication was verified; false for v1/v2c.
+    pub authenticated: bool,
 }
 
 /// A datagram that did not yield a notification.
@@ -232,6 +236,8 @@ pub fn parse_notification(datagram: &[u8], from: SocketAddr) -> Result<Notificat
         trap_oid,
         varbinds: varbinds.collect(),
         v1: None,
+        security_name: None,
+        authenticated: false,
     })
 }
 
@@ -260,5 +266,7 @@ fn from_v1(from: SocketAddr, community: Vec<u8>, t: TrapV1Pdu) -> Notification {
             generic_trap: t.generic_trap,
             specific_trap: t.specific_trap,
         }),
+        security_name: None,
+        authenticated: false,
     }
 }

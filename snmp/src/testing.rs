@@ -1,4 +1,5 @@
-//! Test support shared with other crates: a corpus of hostile or malformed request datagrams.
+//! Test support shared with other crates: a corpus of hostile or malformed request datagrams (SNMPv1/v2c, and
+//! SNMPv3 with USM in [`v3_hostile_corpus`]).
 //!
 //! Each case says what a correct agent does with it: count a parse error, count a bad version,
 //! or answer (valid but awkward requests such as max-repetitions 2^31-1). Replay the corpus at
@@ -8,6 +9,8 @@ use crate::ber::{tag, BerWriter};
 use crate::message::{encode, Message, Version};
 use crate::oid::Oid;
 use crate::pdu::{BulkPdu, GenericPdu, Pdu, VarBind};
+use crate::usm::wire::decode_v3;
+use crate::usm::LocalUser;
 use crate::value::Value;
 
 /// What a correct agent does with a corpus datagram.
@@ -313,4 +316,226 @@ fn answered_cases(c: &mut Cases, read_community: &str, write_community: &str) {
         }),
         Answered,
     );
+}
+
+/// What a correct SNMPv3 agent does with a [`v3_hostile_corpus`] datagram.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum V3Expected {
+    /// Dropped, counted in snmpInASNParseErrs.
+    ParseError,
+    /// Dropped, counted in snmpInvalidMsgs.
+    InvalidMsg,
+    /// Dropped, counted in snmpUnknownSecurityModels.
+    UnknownSecurityModel,
+    /// Answered with a Report of usmStats.<arc>.0.
+    Report(u32),
+    /// Counted in usmStats.<arc> but not answered (not reportable).
+    Unanswered(u32),
+}
+
+/// One v3 corpus datagram.
+#[derive(Clone, Debug)]
+pub struct V3Case {
+    pub name: &'static str,
+    pub datagram: Vec<u8>,
+    pub expected: V3Expected,
+}
+
+/// A v3 message from its raw parts: msgGlobalData fields, the security parameters' content and msgData.
+fn raw_v3(msg_id: i64, max_size: i64, flags: &[u8], model: i64, security: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut w = BerWriter::new(&mut buf);
+    let outer = w.begin(tag::SEQUENCE);
+    w.integer(tag::INTEGER, 3);
+    let global = w.begin(tag::SEQUENCE);
+    w.integer(tag::INTEGER, msg_id);
+    w.integer(tag::INTEGER, max_size);
+    w.octets(tag::OCTET_STRING, flags);
+    w.integer(tag::INTEGER, model);
+    w.end(global);
+    w.octets(tag::OCTET_STRING, security);
+    w.raw(data);
+    w.end(outer);
+    buf
+}
+
+/// UsmSecurityParameters with the given fields.
+fn usm_params(engine: &[u8], boots: i64, time: i64, user: &[u8], auth: &[u8], privacy: &[u8]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut w = BerWriter::new(&mut buf);
+    let open = w.begin(tag::SEQUENCE);
+    w.octets(tag::OCTET_STRING, engine);
+    w.integer(tag::INTEGER, boots);
+    w.integer(tag::INTEGER, time);
+    w.octets(tag::OCTET_STRING, user);
+    w.octets(tag::OCTET_STRING, auth);
+    w.octets(tag::OCTET_STRING, privacy);
+    w.end(open);
+    buf
+}
+
+/// A plaintext ScopedPDU around `pdu_tlv`.
+fn scoped(engine: &[u8], pdu_tlv: &[u8]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut w = BerWriter::new(&mut buf);
+    let open = w.begin(tag::SEQUENCE);
+    w.octets(tag::OCTET_STRING, engine);
+    w.octets(tag::OCTET_STRING, b"");
+    w.raw(pdu_tlv);
+    w.end(open);
+    buf
+}
+
+fn get_tlv() -> Vec<u8> {
+    let mut buf = Vec::new();
+    crate::message::encode_pdu(
+        &mut BerWriter::new(&mut buf),
+        &Pdu::Get(GenericPdu::request(5, vec![VarBind::null(Oid::from_slice(&SYS_DESCR_0))])),
+    );
+    buf
+}
+
+/// Signs a raw message built with zeroed authentication parameters of the right length with `user`'s key
+/// (for cases that must pass the digest check to reach a later one).
+fn signed(mut msg: Vec<u8>, user: &LocalUser) -> Vec<u8> {
+    if let Ok(decoded) = decode_v3(&msg) {
+        let range = decoded.auth_range();
+        let mac = crate::usm::crypto::sign(user.auth, &user.auth_key, &msg);
+        if mac.len() == range.len() {
+            msg[range].copy_from_slice(&mac);
+        }
+    }
+    msg
+}
+
+/// Hostile SNMPv3 datagrams for an agent whose engine is `engine` in its `boots`-th run (and just started), with
+/// the authPriv user `user` (localised to `engine`): truncated and oversized security parameters, bad lengths,
+/// invalid msgFlags, other security models, and well-signed messages whose privacy part is broken.
+pub fn v3_hostile_corpus(engine: &[u8], boots: u32, user: &LocalUser) -> Vec<V3Case> {
+    use V3Expected::*;
+    let boots = i64::from(boots);
+    let name = user.name.as_bytes();
+    let mac0 = vec![0u8; user.auth.mac_len()];
+    let get = scoped(engine, &get_tlv());
+    let discovery = raw_v3(1, 65507, &[4], 3, &usm_params(b"", 0, 0, b"", b"", b""), &scoped(b"", &get_tlv()));
+    let good_params = usm_params(engine, boots, 0, name, &mac0, &[1; 8]);
+    let junk = vec![tag::OCTET_STRING, 16, 0x55, 0xAA, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14];
+    let mut cases = vec![
+        V3Case { name: "v3 discovery (empty engine ID)", datagram: discovery.clone(), expected: Report(4) },
+        V3Case {
+            name: "v3 truncated datagram",
+            datagram: discovery[..discovery.len() / 2].to_vec(),
+            expected: ParseError,
+        },
+        V3Case {
+            name: "v3 USM parameters cut short",
+            datagram: raw_v3(2, 65507, &[4], 3, &good_params[..good_params.len() / 2], &get),
+            expected: ParseError,
+        },
+        V3Case {
+            name: "v3 USM parameters not a SEQUENCE",
+            datagram: raw_v3(3, 65507, &[4], 3, b"junk", &get),
+            expected: ParseError,
+        },
+        V3Case {
+            name: "v3 engine ID of 4096 octets",
+            datagram: raw_v3(4, 65507, &[4], 3, &usm_params(&[0x80; 4096], boots, 0, name, b"", b""), &get),
+            expected: ParseError,
+        },
+        V3Case {
+            name: "v3 user name of 33 octets",
+            datagram: raw_v3(5, 65507, &[4], 3, &usm_params(engine, boots, 0, &[b'u'; 33], b"", b""), &get),
+            expected: ParseError,
+        },
+        V3Case {
+            name: "v3 msgFlags privacy without authentication",
+            datagram: raw_v3(6, 65507, &[6], 3, &usm_params(engine, boots, 0, name, b"", b""), &junk),
+            expected: InvalidMsg,
+        },
+        V3Case {
+            name: "v3 msgFlags of two octets",
+            datagram: raw_v3(7, 65507, &[4, 0], 3, &good_params, &get),
+            expected: ParseError,
+        },
+        V3Case {
+            name: "v3 msgMaxSize 100",
+            datagram: raw_v3(8, 100, &[4], 3, &good_params, &get),
+            expected: ParseError,
+        },
+        V3Case {
+            name: "v3 msgID 2^31",
+            datagram: raw_v3(1 << 31, 65507, &[4], 3, &good_params, &get),
+            expected: ParseError,
+        },
+        V3Case {
+            name: "v3 negative engine boots",
+            datagram: raw_v3(9, 65507, &[4], 3, &usm_params(engine, -1, 0, name, b"", b""), &get),
+            expected: ParseError,
+        },
+        V3Case {
+            name: "v3 security model 99",
+            datagram: raw_v3(10, 65507, &[4], 99, b"opaque", &get),
+            expected: UnknownSecurityModel,
+        },
+        V3Case {
+            name: "v3 reportable Response for an unknown engine",
+            datagram: raw_v3(11, 65507, &[4], 3, &usm_params(b"\x80\0\0\0\x04other", 1, 0, name, b"", b""), &{
+                let mut tlv = Vec::new();
+                crate::message::encode_pdu(
+                    &mut BerWriter::new(&mut tlv),
+                    &Pdu::Response(GenericPdu::request(1, Vec::new())),
+                );
+                scoped(engine, &tlv)
+            }),
+            expected: Unanswered(4),
+        },
+        V3Case {
+            name: "v3 v1 Trap-PDU",
+            datagram: raw_v3(12, 65507, &[4], 3, &usm_params(engine, boots, 0, name, b"", b""), &{
+                let mut body = Vec::new();
+                let mut w = BerWriter::new(&mut body);
+                w.oid(&Oid::from_slice(&[1, 3, 6, 1]));
+                w.octets(tag::IP_ADDRESS, &[127, 0, 0, 1]);
+                w.integer(tag::INTEGER, 0);
+                w.integer(tag::INTEGER, 0);
+                w.unsigned(tag::TIME_TICKS, 0);
+                let l = w.begin(tag::SEQUENCE);
+                w.end(l);
+                let mut tlv = Vec::new();
+                BerWriter::new(&mut tlv).octets(0xA4, &body);
+                scoped(engine, &tlv)
+            }),
+            expected: ParseError,
+        },
+        V3Case {
+            name: "v3 authPriv with empty authentication parameters",
+            datagram: raw_v3(13, 65507, &[7], 3, &usm_params(engine, boots, 0, name, b"", &[1; 8]), &junk),
+            expected: Report(5),
+        },
+        V3Case {
+            name: "v3 authPriv signed, salt of 3 octets",
+            datagram: signed(
+                raw_v3(14, 65507, &[7], 3, &usm_params(engine, boots, 0, name, &mac0, &[1; 3]), &junk),
+                user,
+            ),
+            expected: Report(6),
+        },
+        V3Case {
+            name: "v3 authPriv signed, ciphertext that is no ScopedPDU",
+            datagram: signed(raw_v3(15, 65507, &[7], 3, &good_params, &junk), user),
+            expected: Report(6),
+        },
+        V3Case {
+            name: "v3 authPriv signed, engine time 100000 s off",
+            datagram: signed(
+                raw_v3(16, 65507, &[7], 3, &usm_params(engine, boots, 100_000, name, &mac0, &[1; 8]), &junk),
+                user,
+            ),
+            expected: Report(2),
+        },
+    ];
+    let mut past_end = discovery.clone();
+    past_end[1] = past_end[1].wrapping_add(40);
+    cases.push(V3Case { name: "v3 outer length past the datagram", datagram: past_end, expected: ParseError });
+    cases
 }

@@ -125,3 +125,49 @@ async fn net_snmp_tools_against_engine_agent() {
     assert_eq!(c.in_bad_community_names.load(std::sync::atomic::Ordering::Relaxed), 1);
     assert_eq!(c.in_bad_community_uses.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
+
+/// A community's read view hides the rest of the MIB from snmpwalk and snmpget; a SET outside a community's write
+/// view is noAccess for snmpset and moves snmpInBadCommunityUses, which snmpget reads back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn net_snmp_tools_see_community_views() {
+    use dvsan_snmp::agent::{Community, View};
+    use dvsan_snmp::{Agent, AgentConfig};
+    let table = Arc::new(common::TestTable::new());
+    let config = AgentConfig {
+        communities: vec![
+            Community::read_only("public"),
+            Community { read_view: View::subtrees([common::oid(&T[1..])]), ..Community::read_only("tableonly") },
+            Community {
+                write_view: View::subtrees([common::oid("1.3.6.1.2.1.1")]),
+                ..Community::read_write("sysadmin")
+            },
+        ],
+        ..AgentConfig::default()
+    };
+    let agent = Arc::new(Agent::builder(config).handler(common::TestTable::prefix(), table.clone()).build().unwrap());
+    let (addr, _stop) = common::spawn_agent(agent.clone()).await;
+    let target = format!("udp:{addr}");
+    let target = target.as_str();
+
+    // The whole MIB through `tableonly` is the test table: 9 objects, then the end of the view.
+    let out = tool("snmpwalk", &args("2c", "tableonly", target, &[".1"])).await;
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let objects: Vec<&str> = text.lines().filter(|l| !l.contains("No more variables left")).collect();
+    assert_eq!(objects.len(), 9, "{text}");
+    assert!(objects.iter().all(|l| l.starts_with(T)), "{text}");
+    let out = tool("snmpget", &args("2c", "tableonly", target, &[".1.3.6.1.2.1.1.1.0"])).await;
+    assert!(stdout(&out).contains("No Such Object"), "{}{}", stdout(&out), stderr(&out));
+
+    // `sysadmin` may set sysLocation but not the table.
+    let out = tool("snmpset", &args("2c", "sysadmin", target, &[".1.3.6.1.2.1.1.6.0", "s", "rack 9"])).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(agent.system().location(), "rack 9");
+    let out = tool("snmpset", &args("2c", "sysadmin", target, &[&format!("{T}.2.1"), "i", "5"])).await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("noAccess"), "{}", stderr(&out));
+    assert_eq!(table.value_of(1), Some(10));
+    // snmpInBadCommunityUses.0 reads 1.
+    let out = tool("snmpget", &args("2c", "public", target, &[".1.3.6.1.2.1.11.5.0"])).await;
+    assert!(stdout(&out).contains("Counter32: 1"), "{}{}", stdout(&out), stderr(&out));
+}

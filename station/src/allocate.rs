@@ -78,6 +78,14 @@ pub enum AllocateError {
     NotAssigned { unit: u32, volume: u32 },
     #[error("volume {volume} of unit #{unit} is assigned to {holder}, not to {host}")]
     NotHolder { unit: u32, volume: u32, holder: IpAddr, host: IpAddr },
+    #[error(
+        "volume {volume} of unit #{unit} has a grant the station did not make, for {}: it is not assigned to \
+         another host (a read-write volume has one host); revoke it on the unit first (`dvsan-agent access revoke`)",
+        hosts.join(", ")
+    )]
+    ForeignGrant { unit: u32, volume: u32, hosts: Vec<String> },
+    #[error("volume {volume} of unit #{unit} is being cleared ({percent}% done); it can be assigned when done")]
+    Clearing { unit: u32, volume: u32, percent: u32 },
     #[error("unit #{unit} is {state}, not available; its volumes cannot be assigned now")]
     UnitNotAvailable { unit: u32, state: UnitState },
     #[error("unit #{unit} has no agent address (it moved away or was replaced); add it again by its address")]
@@ -94,6 +102,11 @@ pub enum AllocateError {
     Lock { path: String, source: std::io::Error },
     #[error("the operation does not hold the lock of {what} (the unit it names changed meanwhile); run it again")]
     NotLocked { what: String },
+    #[error(
+        "the station has no write community for the units, so it cannot change them: give dvsan-station \
+         --write-community NAME (the units' --write-community)"
+    )]
+    NoWriteCommunity,
 }
 
 /// What a [`PoolLock`] covers.
@@ -233,6 +246,10 @@ pub struct Allocation {
     pub grant: u32,
     /// The volume was created for this assignment.
     pub volume_created: bool,
+    /// Who asked for it over SNMP (`Principal::stored`; `None`: the station's operator). Not printed: a community
+    /// is a secret.
+    #[serde(skip)]
+    pub owner: Option<String>,
 }
 
 /// A unit as a rescan or `unit add` found it.
@@ -284,12 +301,15 @@ pub struct Allocator<'a> {
     store: &'a mut StationStore,
     manager: &'a Manager,
     read_community: String,
-    write_community: String,
+    /// `None`: the station may not change units (every change fails with [`AllocateError::NoWriteCommunity`]).
+    write_community: Option<String>,
     timeout: Duration,
     lock: PoolLock,
     progress: Arc<dyn Progress>,
     /// Where what it changed is announced (the running station's notifications), if anywhere.
     announcer: Option<Announcer>,
+    /// Who the assignments it makes are recorded for (`Principal::stored`); `None`: the station's operator.
+    owner: Option<String>,
 }
 
 /// A volume that could serve a request.
@@ -311,7 +331,7 @@ impl<'a> Allocator<'a> {
         store: &'a mut StationStore,
         manager: &'a Manager,
         read_community: &str,
-        write_community: &str,
+        write_community: Option<&str>,
         timeout: Duration,
         lock: PoolLock,
     ) -> Allocator<'a> {
@@ -319,12 +339,19 @@ impl<'a> Allocator<'a> {
             store,
             manager,
             read_community: read_community.to_string(),
-            write_community: write_community.to_string(),
+            write_community: write_community.map(str::to_string),
             timeout,
             lock,
             progress: Arc::new(NoProgress),
             announcer: None,
+            owner: None,
         }
+    }
+
+    /// Records the assignments it makes as made by `owner` (the stored form of the SNMP requester that asked).
+    pub fn with_owner(mut self, owner: Option<String>) -> Allocator<'a> {
+        self.owner = owner;
+        self
     }
 
     /// Announces what its rescans and the walks after its changes find (new or removed volumes, a unit joining)
@@ -399,9 +426,14 @@ impl<'a> Allocator<'a> {
             .ok_or_else(|| StoreError::UnknownUnit(format!("#{unit}")).into())
     }
 
-    fn target(&self, agent: SocketAddr, write: bool) -> Target {
-        let community = if write { &self.write_community } else { &self.read_community };
-        Target::new(agent, community.as_str()).with_timeout(self.timeout, 2)
+    fn read_target(&self, agent: SocketAddr) -> Target {
+        Target::new(agent, self.read_community.as_str()).with_timeout(self.timeout, 2)
+    }
+
+    /// The target for SETs on a unit; fails when the station has no write community for units.
+    fn write_target(&self, agent: SocketAddr) -> Result<Target, AllocateError> {
+        let community = self.write_community.as_deref().ok_or(AllocateError::NoWriteCommunity)?;
+        Ok(Target::new(agent, community).with_timeout(self.timeout, 2))
     }
 
     /// Serves a host's request for `size_bytes`: best-fit free volume, else a new one; then grant and record.
@@ -425,6 +457,7 @@ impl<'a> Allocator<'a> {
             };
             for volume in &pool_unit.volumes {
                 let free = volume.state == Availability::Available
+                    && volume.assignable()
                     && volume.partitions.is_empty()
                     && !assigned.iter().any(|a| a.unit == unit.index && a.volume == volume.index);
                 // A request by name takes only a free volume of that name; others are created with the name.
@@ -514,6 +547,12 @@ impl<'a> Allocator<'a> {
         let Some(v) = pooled.as_ref().and_then(|u| u.volumes.iter().find(|v| v.index == volume)) else {
             return Err(AllocateError::UnknownVolume { unit: unit.index, volume });
         };
+        if !v.foreign_grants.is_empty() {
+            return Err(AllocateError::ForeignGrant { unit: unit.index, volume, hosts: v.foreign_grants.clone() });
+        }
+        if let Some(percent) = v.clearing {
+            return Err(AllocateError::Clearing { unit: unit.index, volume, percent });
+        }
         let candidate = Candidate {
             agent,
             volume,
@@ -568,6 +607,7 @@ impl<'a> Allocator<'a> {
             read_only: false,
             grant: 0,
             volume_created: true,
+            owner: None,
         })
     }
 
@@ -587,7 +627,7 @@ impl<'a> Allocator<'a> {
         self.step(0, &format!("destroying volume {volume} on unit #{}", record.index));
         let status = Oid::from_slice(mib::DVSAN_VOLUME_ROW_STATUS).child(volume);
         self.manager
-            .set(&self.target(agent, true), vec![VarBind::new(status, Value::Integer(mib::row_status::DESTROY))])
+            .set(&self.write_target(agent)?, vec![VarBind::new(status, Value::Integer(mib::row_status::DESTROY))])
             .await
             .map_err(|source| AllocateError::Unit {
                 unit: record.index,
@@ -639,7 +679,7 @@ impl<'a> Allocator<'a> {
             VarBind::new(row(mib::DVSAN_PARTITION_LENGTH), Value::Gauge32(blocks)),
             VarBind::new(row(mib::DVSAN_PARTITION_ROW_STATUS), Value::Integer(mib::row_status::CREATE_AND_GO)),
         ];
-        self.manager.set(&self.target(agent, true), varbinds).await.map_err(|source| AllocateError::Unit {
+        self.manager.set(&self.write_target(agent)?, varbinds).await.map_err(|source| AllocateError::Unit {
             unit: record.index,
             agent,
             what: "the partition creation",
@@ -673,7 +713,7 @@ impl<'a> Allocator<'a> {
         self.step(0, &format!("destroying partition {partition} of volume {volume} on unit #{}", record.index));
         let status = Oid::from_slice(mib::DVSAN_PARTITION_ROW_STATUS).join(&[volume, partition]);
         self.manager
-            .set(&self.target(agent, true), vec![VarBind::new(status, Value::Integer(mib::row_status::DESTROY))])
+            .set(&self.write_target(agent)?, vec![VarBind::new(status, Value::Integer(mib::row_status::DESTROY))])
             .await
             .map_err(|source| AllocateError::Unit {
                 unit: record.index,
@@ -709,9 +749,18 @@ impl<'a> Allocator<'a> {
         self.step(0, &format!("revoking the grant of {} on unit #{}", assignment.host, record.index));
         let status = Oid::from_slice(mib::DVSAN_ACCESS_ROW_STATUS).child(assignment.grant);
         self.manager
-            .set(&self.target(agent, true), vec![VarBind::new(status, Value::Integer(mib::row_status::DESTROY))])
+            .set(&self.write_target(agent)?, vec![VarBind::new(status, Value::Integer(mib::row_status::DESTROY))])
             .await
             .map_err(|source| AllocateError::Unit { unit: record.index, agent, what: "the revoke", source })?;
+        self.step(40, &format!("wiping volume {volume} on unit #{}", record.index));
+        // The next host must not read what this one wrote: the unit clears the volume, and the pool shows it
+        // clearing (not assignable) until done. A unit that refuses (an older unit, a grant someone else made)
+        // leaves the volume as it is: logged, the release goes on.
+        let wipe = Oid::from_slice(mib::DVSAN_VOLUME_CLEAR_PROGRESS).child(volume);
+        if let Err(e) = self.manager.set(&self.write_target(agent)?, vec![VarBind::new(wipe, Value::Gauge32(0))]).await
+        {
+            tracing::warn!(unit = record.index, volume, error = %e, "the unit did not wipe the released volume");
+        }
         self.step(50, "forgetting the assignment");
         self.store.delete_assignment(record.index, volume)?;
         tracing::info!(unit = record.index, volume, host = %assignment.host, "volume released");
@@ -728,7 +777,7 @@ impl<'a> Allocator<'a> {
             return Err(AllocateError::NoAddress { unit: record.index });
         };
         self.step(0, &format!("reading unit #{}", record.index));
-        let snapshot = read_unit(self.manager, &self.target(agent, false))
+        let snapshot = read_unit(self.manager, &self.read_target(agent))
             .await
             .map_err(|source| AllocateError::Walk { unit: record.index, agent, source })?;
         self.step(80, &format!("recording unit #{}", record.index));
@@ -756,7 +805,7 @@ impl<'a> Allocator<'a> {
         let now = crate::timefmt::now_ms();
         let (index, created) = self.store.register_address(address, agent.name(), now)?;
         self.step(20, &format!("reading {address}"));
-        match read_unit(self.manager, &self.target(address, false)).await {
+        match read_unit(self.manager, &self.read_target(address)).await {
             Ok(snapshot) => {
                 self.step(80, &format!("recording unit #{index}"));
                 let outcome = self.store.sync_unit(address, &snapshot, crate::timefmt::now_ms())?;
@@ -799,7 +848,7 @@ impl<'a> Allocator<'a> {
         blocks: u32,
         name: Option<&str>,
     ) -> Result<Candidate, AllocateError> {
-        let read = self.target(agent, false);
+        let read = self.read_target(agent);
         let unit_error = |what, source| AllocateError::Unit { unit: unit.index, agent, what, source };
         let protocol = |what| AllocateError::UnitProtocol { unit: unit.index, agent, what };
         let next = self
@@ -819,7 +868,7 @@ impl<'a> Allocator<'a> {
         }
         set.push(VarBind::new(column(mib::DVSAN_VOLUME_LENGTH), Value::Gauge32(blocks)));
         set.push(VarBind::new(column(mib::DVSAN_VOLUME_ROW_STATUS), Value::Integer(mib::row_status::CREATE_AND_GO)));
-        self.manager.set(&self.target(agent, true), set).await.map_err(|e| unit_error("the volume creation", e))?;
+        self.manager.set(&self.write_target(agent)?, set).await.map_err(|e| unit_error("the volume creation", e))?;
         let row = self
             .manager
             .get(
@@ -870,7 +919,8 @@ impl<'a> Allocator<'a> {
     async fn destroy_volume(&mut self, unit: u32, agent: SocketAddr, volume: u32) {
         let status = Oid::from_slice(mib::DVSAN_VOLUME_ROW_STATUS).child(volume);
         let set = vec![VarBind::new(status, Value::Integer(mib::row_status::DESTROY))];
-        if let Err(e) = self.manager.set(&self.target(agent, true), set).await {
+        let Ok(target) = self.write_target(agent) else { return };
+        if let Err(e) = self.manager.set(&target, set).await {
             tracing::warn!(unit, volume, error = %e, "could not destroy the volume created for a failed request");
         }
     }
@@ -886,6 +936,25 @@ impl<'a> Allocator<'a> {
         read_only: bool,
     ) -> Result<Allocation, AllocateError> {
         self.step(40, &format!("granting {host} on unit #{}", c.unit.index));
+        if !c.created {
+            // The pool may be a walk old: ask the unit whether someone else granted the volume since.
+            let foreign = match self.read_grants(c.agent).await {
+                Ok(grants) => grants.into_iter().filter(|g| g.volume == c.volume).map(|g| g.host.to_string()).collect(),
+                Err(source) => {
+                    return Err(AllocateError::Unit {
+                        unit: c.unit.index,
+                        agent: c.agent,
+                        what: "the grant check",
+                        source,
+                    })
+                }
+            };
+            let foreign: Vec<String> = foreign;
+            if !foreign.is_empty() {
+                self.refresh(c.unit.index, c.agent).await;
+                return Err(AllocateError::ForeignGrant { unit: c.unit.index, volume: c.volume, hosts: foreign });
+            }
+        }
         let grant = match self.next_access_index(c.unit.index, c.agent).await {
             Ok(grant) => grant,
             Err(e) => {
@@ -902,6 +971,7 @@ impl<'a> Allocator<'a> {
             volume_created: c.created,
             created_ms: crate::timefmt::now_ms(),
             pending: true,
+            owner: self.owner.clone(),
         };
         if let Err(e) = self.store.insert_assignment(&record) {
             self.undo_created(&c).await;
@@ -942,6 +1012,7 @@ impl<'a> Allocator<'a> {
             read_only,
             grant,
             volume_created: c.created,
+            owner: self.owner.clone(),
         })
     }
 
@@ -956,7 +1027,7 @@ impl<'a> Allocator<'a> {
     async fn next_access_index(&mut self, unit: u32, agent: SocketAddr) -> Result<u32, AllocateError> {
         let next = self
             .manager
-            .get(&self.target(agent, false), &[Oid::from_slice(mib::DVSAN_ACCESS_NEXT_INDEX).child(0)])
+            .get(&self.read_target(agent), &[Oid::from_slice(mib::DVSAN_ACCESS_NEXT_INDEX).child(0)])
             .await
             .map_err(|source| AllocateError::Unit { unit, agent, what: "dvsanAccessNextIndex", source })?;
         match next.first().map(|vb| &vb.value) {
@@ -989,7 +1060,7 @@ impl<'a> Allocator<'a> {
             VarBind::new(column(mib::DVSAN_ACCESS_MODE), Value::Integer(mode)),
             VarBind::new(column(mib::DVSAN_ACCESS_ROW_STATUS), Value::Integer(mib::row_status::CREATE_AND_GO)),
         ];
-        self.manager.set(&self.target(agent, true), set).await.map_err(|source| AllocateError::Unit {
+        self.manager.set(&self.write_target(agent)?, set).await.map_err(|source| AllocateError::Unit {
             unit,
             agent,
             what: "the grant",
@@ -1002,7 +1073,8 @@ impl<'a> Allocator<'a> {
     async fn revoke(&mut self, unit: u32, agent: SocketAddr, grant: u32) {
         let status = Oid::from_slice(mib::DVSAN_ACCESS_ROW_STATUS).child(grant);
         let set = vec![VarBind::new(status, Value::Integer(mib::row_status::DESTROY))];
-        if let Err(e) = self.manager.set(&self.target(agent, true), set).await {
+        let Ok(target) = self.write_target(agent) else { return };
+        if let Err(e) = self.manager.set(&target, set).await {
             tracing::warn!(unit, grant, error = %e, "could not revoke a grant");
         }
     }
@@ -1080,7 +1152,7 @@ impl<'a> Allocator<'a> {
 
     /// The unit's dvsanAccessTable.
     async fn read_grants(&mut self, agent: SocketAddr) -> Result<Vec<UnitGrant>, SnmpError> {
-        let rows = self.manager.walk(&self.target(agent, false), &Oid::from_slice(mib::DVSAN_ACCESS_ENTRY)).await?;
+        let rows = self.manager.walk(&self.read_target(agent), &Oid::from_slice(mib::DVSAN_ACCESS_ENTRY)).await?;
         let mut grants: std::collections::BTreeMap<u32, UnitGrant> = Default::default();
         let entry_len = mib::DVSAN_ACCESS_ENTRY.len();
         for vb in rows {
@@ -1122,7 +1194,7 @@ impl<'a> Allocator<'a> {
                 self.step(10, &format!("revoking the grant of {} on unit #{}", assignment.host, record.index));
                 let status = Oid::from_slice(mib::DVSAN_ACCESS_ROW_STATUS).child(assignment.grant);
                 let destroy = VarBind::new(status, Value::Integer(mib::row_status::DESTROY));
-                self.manager.set(&self.target(agent, true), vec![destroy]).await.map_err(|source| {
+                self.manager.set(&self.write_target(agent)?, vec![destroy]).await.map_err(|source| {
                     AllocateError::Unit { unit: record.index, agent, what: "revoking a grant", source }
                 })?;
             }
@@ -1146,7 +1218,7 @@ impl<'a> Allocator<'a> {
 
     /// Walks the unit again so the pool shows what changed (best effort: the station's polling repairs it too).
     async fn refresh(&mut self, unit: u32, agent: SocketAddr) {
-        match read_unit(self.manager, &self.target(agent, false)).await {
+        match read_unit(self.manager, &self.read_target(agent)).await {
             Ok(snapshot) => match self.store.sync_unit(agent, &snapshot, crate::timefmt::now_ms()) {
                 Ok(outcome) => self.announce(&outcome),
                 Err(e) => tracing::warn!(unit, error = %e, "storing the unit after an allocation"),
@@ -1217,6 +1289,7 @@ pub fn allocations(store: &StationStore) -> Result<Vec<Allocation>, AllocateErro
             read_only: a.read_only,
             grant: a.grant,
             volume_created: a.volume_created,
+            owner: a.owner,
         });
     }
     Ok(out)
@@ -1265,7 +1338,7 @@ pub fn spawn_reconciler(
                             &mut store,
                             &manager,
                             &read_community,
-                            &write_community,
+                            Some(&write_community),
                             Duration::from_secs(1),
                             lock,
                         );

@@ -12,17 +12,25 @@
 //! address runs only marks it to run once more afterwards (repeated triggers coalesce), and after a failed walk
 //! the next one waits (backoff doubling from the poll interval up to a minute). A down event (linkDown, shutdown)
 //! that arrives while a walk runs invalidates that walk's result, which may predate it.
+//!
+//! Trust ([`crate::trust`]) gates both ends: each source's notifications are decided before anything is walked
+//! (an untrusted unit becomes a pending row, a claim on a pool unit's identity from elsewhere is refused), and so
+//! is the unit id a walk finds before it is synced (an agent may send no id and answer with another unit's). A
+//! pending unit is not walked; its agent is asked once for sysName.0 and sysDescr.0 (and the unit id it claims)
+//! so the operator sees what it is.
 
 use crate::counters::StationCounters;
+use crate::credentials::CredentialStore;
 use crate::forward::Forwarder;
-use crate::ingest::{Class, SourceActivity, UnitIds};
+use crate::ingest::{Class, RateLimitedLog, SourceActivity, UnitIds};
 use crate::model::{UnitSnapshot, UnitState};
 use crate::station_mib;
-use crate::store::{StateChange, StationStore, SyncOutcome, UnitRecord};
+use crate::store::{PendingClaim, PendingRecord, StateChange, StationStore, SyncOutcome, UnitRecord};
 use crate::timefmt::{format_ms, now_ms};
+use crate::trust::{self, Claim, Decision, KnownUnit, Refusal};
 use crate::walk::{poll_unit, read_unit, PollAnswer, WalkError};
-use dvsan_snmp::{Endpoint, Manager, Oid, Target, VarBind};
-use std::collections::HashMap;
+use dvsan_snmp::{Endpoint, Manager, Oid, Target, Value, VarBind};
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,6 +54,9 @@ pub struct CoordinatorSettings {
     /// the manager socket's receive buffer; more than about 8 walks at once overflow it when 200 units join at
     /// the same moment (answers lost, one-second retries), fewer leave the pool build slower.
     pub max_concurrent_walks: usize,
+    /// `--trust-community-units` (lab mode): units are pooled without enrolment or approval, as before trust
+    /// existed; enrolled units stay protected.
+    pub trust_community_units: bool,
 }
 
 impl CoordinatorSettings {
@@ -62,6 +73,7 @@ impl CoordinatorSettings {
             poll_timeout,
             poll_retries: 1,
             max_concurrent_walks: 8,
+            trust_community_units: false,
         }
     }
 }
@@ -80,6 +92,9 @@ struct WalkSlot {
     /// Record a failed walk of an address no unit has yet (as a unit in error): set when the address announced
     /// itself like a unit would (coldStart, linkUp/Down, a dvsan notification), not for any trap from any device.
     record_failure: bool,
+    /// The walk was asked for by notifications authenticated as this enrolled unit's user: the unit id the walk
+    /// finds is decided with these credentials (a moved enrolled unit is followed).
+    trusted_user: Option<String>,
 }
 
 enum Internal {
@@ -89,6 +104,11 @@ enum Internal {
     },
     WalkRetry(SocketAddr),
     PollDone(Vec<(u32, SocketAddr, Result<PollAnswer, WalkError>)>),
+    /// What the agent of a pending unit answered about itself (or nothing, when it did not answer).
+    Probed {
+        address: SocketAddr,
+        answer: Option<PendingClaim>,
+    },
     /// A unit registered by host name did not answer at `old`; its name now resolves to `new`.
     Moved {
         index: u32,
@@ -111,6 +131,44 @@ pub struct Coordinator {
     forwarder: Option<Forwarder>,
     counters: Arc<StationCounters>,
     poll_in_progress: bool,
+    /// Enrolled units' credentials (re-read when the file changes).
+    credentials: Option<CredentialStore>,
+    /// Pending units whose agent is being asked about itself.
+    probing: HashSet<IpAddr>,
+    refusal_log: RateLimitedLog,
+    refusal_notifications: RateLimitedLog,
+}
+
+/// What the trust decision knows: the coordinator's units and the enrolled credentials.
+struct TrustView<'a> {
+    lab: bool,
+    units: &'a [UnitRecord],
+    credentials: Option<&'a CredentialStore>,
+}
+
+impl trust::Knowledge for TrustView<'_> {
+    fn lab_mode(&self) -> bool {
+        self.lab
+    }
+
+    fn enrolled_unit(&self, security_name: &str) -> Option<String> {
+        self.credentials?.unit_for_security_name(security_name).map(|c| c.unit_id.clone())
+    }
+
+    fn is_enrolled(&self, unit_id: &str) -> bool {
+        self.credentials.is_some_and(|c| c.credentials_for_unit(unit_id).is_some())
+    }
+
+    fn unit(&self, unit_id: &str) -> Option<KnownUnit> {
+        self.units
+            .iter()
+            .find(|u| u.unit_id.as_deref() == Some(unit_id))
+            .map(|u| KnownUnit { index: u.index, address: u.address.map(|a| a.ip()) })
+    }
+
+    fn registered(&self, ip: IpAddr) -> bool {
+        self.units.iter().any(|u| u.address.is_some_and(|a| a.ip() == ip))
+    }
 }
 
 /// Poll GETs outstanding at once (their answers, about 1 KiB each in the kernel's accounting, fit a default
@@ -125,6 +183,7 @@ impl Coordinator {
         unit_ids: UnitIds,
         forwarder: Option<Forwarder>,
         counters: Arc<StationCounters>,
+        credentials: Option<CredentialStore>,
     ) -> Coordinator {
         let (internal_tx, internal_rx) = mpsc::channel(1024);
         Coordinator {
@@ -141,6 +200,10 @@ impl Coordinator {
             forwarder,
             counters,
             poll_in_progress: false,
+            credentials,
+            probing: HashSet::new(),
+            refusal_log: RateLimitedLog::new(),
+            refusal_notifications: RateLimitedLog::new(),
         }
     }
 
@@ -172,6 +235,7 @@ impl Coordinator {
                     Internal::WalkRetry(address) => self.on_walk_retry(address),
                     Internal::PollDone(outcomes) => self.on_poll_done(outcomes),
                     Internal::Moved { index, old, new } => self.on_moved(index, old, new),
+                    Internal::Probed { address, answer } => self.on_probed(address, answer),
                 },
                 _ = tick.tick() => self.start_poll_round(),
             }
@@ -277,7 +341,11 @@ impl Coordinator {
 
     fn on_activity(&mut self, batch: Vec<SourceActivity>) {
         let mut touched = Vec::new();
+        self.refresh_credentials();
         for activity in batch {
+            if !self.admit(&activity) {
+                continue;
+            }
             let Some(unit) = self.resolve(&activity) else {
                 // Several units on this IP and no unit id in the notification: re-read them all.
                 let addresses: Vec<SocketAddr> =
@@ -375,6 +443,194 @@ impl Coordinator {
         }
     }
 
+    // ----- trust -----
+
+    fn refresh_credentials(&mut self) {
+        if let Some(credentials) = &mut self.credentials {
+            if let Err(e) = credentials.refresh() {
+                if self.refusal_log.allow() {
+                    tracing::error!(error = %e, "re-reading the enrolled units' credentials failed; using the last ones");
+                }
+            }
+        }
+    }
+
+    fn decide(&self, claim: &Claim<'_>) -> Decision {
+        let view = TrustView {
+            lab: self.settings.trust_community_units,
+            units: &self.units,
+            credentials: self.credentials.as_ref(),
+        };
+        trust::decide(claim, &view)
+    }
+
+    /// Decides whether a source's notifications are handled as a pool unit's: pending units are recorded and
+    /// refused claims announced here, and neither goes further.
+    fn admit(&mut self, activity: &SourceActivity) -> bool {
+        let claim = Claim {
+            unit_id: activity.unit_id.as_deref(),
+            source: activity.ip,
+            security_name: activity.security_name.as_deref(),
+            authenticated: activity.authenticated,
+        };
+        match self.decide(&claim) {
+            Decision::Pool | Decision::Follow { .. } => {
+                let enrolled = activity.security_name.as_deref().filter(|name| {
+                    activity.authenticated
+                        && self.credentials.as_ref().is_some_and(|c| c.unit_for_security_name(name).is_some())
+                });
+                if let Some(user) = enrolled {
+                    let user = user.to_string();
+                    for address in
+                        [self.agent_address(activity.ip), SocketAddr::new(activity.ip, self.settings.agent_port)]
+                    {
+                        self.walks.entry(address).or_default().trusted_user = Some(user.clone());
+                    }
+                }
+                true
+            }
+            Decision::Pending => {
+                StationCounters::add(&self.counters.untrusted, activity.count);
+                let claim = PendingClaim {
+                    unit_id: activity.unit_id.clone(),
+                    unit_name: activity.unit_name.clone(),
+                    notifications: activity.count,
+                    ..PendingClaim::default()
+                };
+                self.pend(self.agent_address(activity.ip), &claim);
+                false
+            }
+            Decision::Refuse(refusal) => {
+                self.refuse(activity.ip, &refusal);
+                false
+            }
+        }
+    }
+
+    /// Records an untrusted unit as pending (announced with dvsanStationUnitPending when new) and asks its agent
+    /// about itself.
+    fn pend(&mut self, address: SocketAddr, claim: &PendingClaim) {
+        match self.store.record_pending(address, claim, now_ms()) {
+            Ok(PendingRecord::Recorded { row, created }) => {
+                if created {
+                    tracing::warn!(%address, claimed_unit = %row.unit_id, name = %row.unit_name,
+                        "a unit the station does not trust announced itself; pending until an operator approves \
+                         it (dvsan-station unit approve)");
+                    self.emit(station_mib::unit_pending(&row));
+                    self.probe(address);
+                }
+            }
+            Ok(PendingRecord::Full) => {
+                if self.refusal_log.allow() {
+                    tracing::warn!(%address, "too many pending units; this one is not recorded");
+                }
+            }
+            Ok(PendingRecord::Pooled) => tracing::debug!(%address, "not pending: the unit was pooled meanwhile"),
+            Err(e) => tracing::error!(%address, error = %e, "recording a pending unit failed"),
+        }
+    }
+
+    /// Asks a pending unit's agent for sysName.0, sysDescr.0, dvsanUnitId.0 and dvsanUnitName.0, off this loop.
+    fn probe(&mut self, address: SocketAddr) {
+        if !self.probing.insert(address.ip()) {
+            return;
+        }
+        let manager = Arc::clone(&self.manager);
+        let target = self.target(address, self.settings.poll_timeout, self.settings.poll_retries);
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let oids = [
+                crate::walk::instance(dvsan_mib::SYS_NAME, &[0]),
+                crate::walk::instance(dvsan_mib::SYS_DESCR, &[0]),
+                crate::walk::instance(dvsan_mib::DVSAN_UNIT_ID, &[0]),
+                crate::walk::instance(dvsan_mib::DVSAN_UNIT_NAME, &[0]),
+            ];
+            let answer = manager.get(&target, &oids).await.ok().map(|varbinds| {
+                let text = |i: usize| match varbinds.get(i).map(|vb| &vb.value) {
+                    Some(Value::OctetString(bytes)) => Some(String::from_utf8_lossy(bytes).chars().take(255).collect()),
+                    _ => None,
+                };
+                PendingClaim {
+                    sys_name: text(0),
+                    sys_descr: text(1),
+                    unit_id: text(2).filter(|id| uuid::Uuid::parse_str(id).is_ok()),
+                    unit_name: text(3).map(|n: String| n.chars().take(64).collect()),
+                    notifications: 0,
+                }
+            });
+            let _ = tx.send(Internal::Probed { address, answer }).await;
+        });
+    }
+
+    /// Stores what a pending unit's agent said; a unit id it reports that belongs to a pool unit elsewhere is a
+    /// refused claim (and the row goes: it is no unit to approve).
+    fn on_probed(&mut self, address: SocketAddr, answer: Option<PendingClaim>) {
+        self.probing.remove(&address.ip());
+        let Some(answer) = answer else {
+            tracing::debug!(%address, "the pending unit's agent did not answer");
+            return;
+        };
+        let claim = Claim {
+            unit_id: answer.unit_id.as_deref(),
+            source: address.ip(),
+            security_name: None,
+            authenticated: false,
+        };
+        if let Decision::Refuse(refusal) = self.decide(&claim) {
+            if let Ok(row) = self.store.find_pending(&address.ip().to_string()) {
+                if let Err(e) = self.store.delete_pending(row.index) {
+                    tracing::error!(error = %e, "forgetting a pending unit failed");
+                }
+            }
+            self.refuse(address.ip(), &refusal);
+            return;
+        }
+        if let Err(e) = self.store.record_pending(address, &answer, now_ms()) {
+            tracing::error!(%address, error = %e, "recording what a pending unit answered failed");
+        }
+    }
+
+    /// A claim on a pool unit's identity: counted, logged (rate-limited) and announced (dvsanStationIdentityRefused,
+    /// rate-limited); the real unit is not touched.
+    fn refuse(&mut self, source: IpAddr, refusal: &Refusal) {
+        StationCounters::bump(&self.counters.identity_refusals);
+        let reason = refusal.reason(source);
+        if self.refusal_log.allow() {
+            tracing::warn!(%source, unit = refusal.unit_id(), %reason, "claim on a unit's identity refused");
+        }
+        if self.refusal_notifications.allow() {
+            let real = self.units.iter().find(|u| u.unit_id.as_deref() == Some(refusal.unit_id()));
+            self.emit(station_mib::identity_refused(real, refusal.unit_id(), source, &reason));
+        }
+    }
+
+    /// Whether a walk's snapshot may be synced: the unit id it found, decided with the credentials of the
+    /// notifications that asked for the walk (if they were authenticated).
+    fn admit_walk(&mut self, address: SocketAddr, snapshot: &UnitSnapshot, trusted_user: Option<&str>) -> bool {
+        let claim = Claim {
+            unit_id: Some(&snapshot.unit_id),
+            source: address.ip(),
+            security_name: trusted_user,
+            authenticated: trusted_user.is_some(),
+        };
+        match self.decide(&claim) {
+            Decision::Pool | Decision::Follow { .. } => true,
+            Decision::Pending => {
+                let claim = PendingClaim {
+                    unit_id: Some(snapshot.unit_id.clone()),
+                    unit_name: Some(snapshot.name.clone()),
+                    ..PendingClaim::default()
+                };
+                self.pend(address, &claim);
+                false
+            }
+            Decision::Refuse(refusal) => {
+                self.refuse(address.ip(), &refusal);
+                false
+            }
+        }
+    }
+
     // ----- walks -----
 
     /// Starts a walk of the agent at `address`, or arranges for one to follow the running one or the backoff.
@@ -428,6 +684,7 @@ impl Coordinator {
         let slot = self.walks.entry(address).or_default();
         slot.running = false;
         let invalidated = std::mem::take(&mut slot.invalidated);
+        let trusted_user = slot.trusted_user.take();
         let backoff_base = self.settings.poll_interval;
         match result {
             _ if invalidated => tracing::debug!(%address, "walk result dropped: a down event arrived meanwhile"),
@@ -435,20 +692,24 @@ impl Coordinator {
                 slot.failures = 0;
                 slot.not_before = None;
                 slot.record_failure = false;
-                match self.store.sync_unit(address, &snapshot, now_ms()) {
-                    Ok(outcome) => {
-                        // The synced unit, the units it displaced, and any other row at its address (a placeholder
-                        // the store adopted or deleted).
-                        let mut changed: Vec<u32> = std::iter::once(outcome.index)
-                            .chain(outcome.displaced.iter().copied())
-                            .chain(self.units.iter().filter(|u| u.address == Some(address)).map(|u| u.index))
-                            .collect();
-                        changed.sort_unstable();
-                        changed.dedup();
-                        self.reload_units(changed);
-                        self.after_sync(address, &snapshot, outcome);
+                if !self.admit_walk(address, &snapshot, trusted_user.as_deref()) {
+                    tracing::debug!(%address, unit = %snapshot.unit_id, "walk result not synced: the unit is not trusted");
+                } else {
+                    match self.store.sync_unit(address, &snapshot, now_ms()) {
+                        Ok(outcome) => {
+                            // The synced unit, the units it displaced, and any other row at its address (a placeholder
+                            // the store adopted or deleted).
+                            let mut changed: Vec<u32> = std::iter::once(outcome.index)
+                                .chain(outcome.displaced.iter().copied())
+                                .chain(self.units.iter().filter(|u| u.address == Some(address)).map(|u| u.index))
+                                .collect();
+                            changed.sort_unstable();
+                            changed.dedup();
+                            self.reload_units(changed);
+                            self.after_sync(address, &snapshot, outcome);
+                        }
+                        Err(e) => tracing::error!(%address, error = %e, "storing a unit's walk failed"),
                     }
-                    Err(e) => tracing::error!(%address, error = %e, "storing a unit's walk failed"),
                 }
             }
             Err(error) => {

@@ -27,6 +27,10 @@ pub struct StationCounters {
     pub forwarded: AtomicU64,
     /// Not forwarded: the forwarding queue was full, or an inform to a sink was never acknowledged.
     pub forward_failures: AtomicU64,
+    /// Claims on a pool unit's identity refused (another address, without the unit's credentials).
+    pub identity_refusals: AtomicU64,
+    /// Notifications from units the station does not trust (recorded as pending, or rejected before).
+    pub untrusted: AtomicU64,
     pub walks: AtomicU64,
     pub walk_failures: AtomicU64,
     pub polls: AtomicU64,
@@ -51,7 +55,7 @@ impl StationCounters {
         let g = Self::get;
         format!(
             "accepted={} stored={} bad_community={} parse_errors={} overflow_drops={} store_errors={} acks={} \
-             forwarded={} forward_failures={} walks={} walk_failures={} polls={} poll_failures={}",
+             forwarded={} forward_failures={} identity_refusals={} untrusted={} walks={} walk_failures={} polls={} poll_failures={}",
             g(&self.accepted),
             g(&self.stored),
             g(&self.bad_community),
@@ -61,6 +65,8 @@ impl StationCounters {
             g(&self.acks),
             g(&self.forwarded),
             g(&self.forward_failures),
+            g(&self.identity_refusals),
+            g(&self.untrusted),
             g(&self.walks),
             g(&self.walk_failures),
             g(&self.polls),

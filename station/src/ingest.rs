@@ -81,6 +81,14 @@ pub fn unit_id_of(varbinds: &[VarBind]) -> Option<String> {
     })
 }
 
+/// The dvsanUnitName.0 a notification carries, if any.
+pub fn unit_name_of(varbinds: &[VarBind]) -> Option<String> {
+    varbinds.iter().find_map(|vb| match vb.oid.suffix_after(dvsan_mib::DVSAN_UNIT_NAME) {
+        Some([0]) => vb.value.as_str().map(|s| s.chars().take(64).collect()),
+        _ => None,
+    })
+}
+
 /// Most events a summary keeps per source and batch; more become [`Class::Resync`].
 const MAX_EVENTS: usize = 32;
 
@@ -90,6 +98,13 @@ pub struct SourceActivity {
     pub ip: IpAddr,
     /// The last dvsanUnitId.0 seen in its notifications.
     pub unit_id: Option<String>,
+    /// The last dvsanUnitName.0 seen in its notifications.
+    pub unit_name: Option<String>,
+    /// The SNMPv3 user of its last notification (None for v1/v2c).
+    pub security_name: Option<String>,
+    /// Whether every notification of the batch from this source was authenticated (SNMPv3 with a verified
+    /// digest) as `security_name`.
+    pub authenticated: bool,
     /// Smallest and last sysUpTime seen.
     pub min_uptime: u32,
     pub last_uptime: u32,
@@ -108,6 +123,9 @@ pub fn summarize<'a>(batch: impl IntoIterator<Item = &'a Notification>) -> Vec<S
             out.push(SourceActivity {
                 ip,
                 unit_id: None,
+                unit_name: None,
+                security_name: n.security_name.clone(),
+                authenticated: true,
                 min_uptime: n.uptime,
                 last_uptime: n.uptime,
                 count: 0,
@@ -122,6 +140,12 @@ pub fn summarize<'a>(batch: impl IntoIterator<Item = &'a Notification>) -> Vec<S
         if let Some(unit_id) = unit_id_of(&n.varbinds) {
             activity.unit_id = Some(unit_id);
         }
+        if let Some(name) = unit_name_of(&n.varbinds) {
+            activity.unit_name = Some(name);
+        }
+        // One unauthenticated notification, or another user, and the source's batch is not authenticated.
+        activity.authenticated &=
+            n.authenticated && n.security_name.is_some() && n.security_name == activity.security_name;
         if let Some(class) = classify(&n.trap_oid, &n.varbinds) {
             if activity.events.last() != Some(&class) {
                 if activity.events.len() >= MAX_EVENTS {
@@ -266,19 +290,19 @@ impl IngestQueue {
 }
 
 /// Limits how often one kind of warning is logged.
-struct RateLimitedLog {
+pub struct RateLimitedLog {
     window_start: Instant,
     in_window: u32,
     suppressed: u64,
 }
 
 impl RateLimitedLog {
-    fn new() -> Self {
+    pub fn new() -> Self {
         RateLimitedLog { window_start: Instant::now(), in_window: 0, suppressed: 0 }
     }
 
     /// True when this occurrence may be logged (10 per second).
-    fn allow(&mut self) -> bool {
+    pub fn allow(&mut self) -> bool {
         if self.window_start.elapsed() >= Duration::from_secs(1) {
             if self.suppressed > 0 {
                 tracing::warn!(suppressed = self.suppressed, "similar warnings suppressed in the last second");
@@ -294,6 +318,12 @@ impl RateLimitedLog {
             self.suppressed += 1;
             false
         }
+    }
+}
+
+impl Default for RateLimitedLog {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -500,6 +530,8 @@ mod tests {
             trap_oid: Oid::from_slice(trap),
             varbinds,
             v1: None,
+            security_name: None,
+            authenticated: false,
         }
     }
 

@@ -6,7 +6,9 @@
 //! import graph has no cycle).
 //!
 //! 1. Values, formats and parsing, importing nothing above them: [`timefmt`], [`counters`], [`set_values`] (SET
-//!    varbind checks), [`fair_queue`], [`trap_log`], [`model`] (the pool as plain values), [`task_model`] (a task
+//!    varbind checks), [`principal`] (who asks over SNMP, and the admins), [`fair_queue`], [`trap_log`], [`trust`] (whether the station trusts a unit: pool,
+//!    follow, pending or refuse, a pure decision), [`credentials`] (enrolled units' SNMPv3 users,
+//!    `unit-users.toml`), [`model`] (the pool as plain values), [`task_model`] (a task
 //!    and its arguments as plain values), [`notification`] (received notifications as records), [`view`] (the
 //!    CLI's text views), [`walk`] (reading one unit over SNMP into a snapshot) and [`forward`] (sending
 //!    notifications on to upstream NMSs).
@@ -42,6 +44,7 @@ pub mod allocate;
 pub mod announce;
 pub mod coordinator;
 pub mod counters;
+pub mod credentials;
 pub mod fair_queue;
 pub mod forward;
 pub mod ingest;
@@ -49,6 +52,7 @@ pub mod model;
 pub mod notification;
 pub mod notification_log;
 pub mod operation;
+pub mod principal;
 pub mod request_table;
 pub mod set_values;
 pub mod station;
@@ -59,5 +63,6 @@ pub mod task_table;
 pub mod tasks;
 pub mod timefmt;
 pub mod trap_log;
+pub mod trust;
 pub mod view;
 pub mod walk;

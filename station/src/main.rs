@@ -4,7 +4,9 @@
 //! station runs or not (SQLite in WAL mode lets them share the store): `unit add` registers the address and reads
 //! the unit right away, and the running station polls every registered address from its next poll on. The
 //! commands that change the pool (`unit add`, `unit rescan`, `volume`, `partition`, `assign`, `unassign`,
-//! `request`) run the same [`Operation`]s as the station's tasks, waiting for the same locks.
+//! `request`) run the same [`Operation`]s as the station's tasks, waiting for the same locks. The trust commands
+//! (`unit enroll`, `unit pending`, `unit approve`, `unit reject`) work on the credentials file and the pending
+//! units in the state directory; `unit approve` then adds the unit like `unit add`.
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -12,6 +14,7 @@ use dvsan_snmp::{resolve_address, Endpoint};
 use dvsan_station::allocate::{
     allocations, parse_host, parse_request_size, Allocation, Allocator, LockScope, PoolLock,
 };
+use dvsan_station::credentials::{agent_users_file, write_private, CredentialStore};
 use dvsan_station::operation::{Detail, Operation, Outcome};
 use dvsan_station::station::{run, StationConfig};
 use dvsan_station::store::{NotificationFilter, StationStore, StoreError};
@@ -196,9 +199,10 @@ struct AllocArgs {
     /// Community for reading units.
     #[arg(long, default_value = "public")]
     community: String,
-    /// Community for SETs on units (the agents' --write-community).
-    #[arg(long, default_value = "private")]
-    write_community: String,
+    /// Community for SETs on units (the agents' --write-community); no default: without it, commands that change
+    /// units fail.
+    #[arg(long, env = "DVSAN_UNIT_WRITE_COMMUNITY", hide_env_values = true, value_name = "COMMUNITY")]
+    write_community: Option<String>,
     /// How long to wait for a unit's answer (per request, with 2 retries).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     timeout: Duration,
@@ -217,9 +221,10 @@ struct RunArgs {
     /// Community for reading units; also accepted on notifications unless --trap-community is given.
     #[arg(long, default_value = "public")]
     community: String,
-    /// Community for SETs on units (grants of assigned volumes, repaired at start).
-    #[arg(long, default_value = "private")]
-    write_community: String,
+    /// Community for SETs on units (allocations, tasks, grants repaired at start); no default: without it, the
+    /// station changes no unit (storage requests and tasks that need to fail, saying so).
+    #[arg(long, env = "DVSAN_UNIT_WRITE_COMMUNITY", hide_env_values = true, value_name = "COMMUNITY")]
+    write_community: Option<String>,
     /// Community accepted on notifications (repeatable); others are dropped and counted.
     #[arg(long = "trap-community", value_name = "COMMUNITY")]
     trap_communities: Vec<String>,
@@ -245,9 +250,28 @@ struct RunArgs {
     /// Read community of the station's own agent.
     #[arg(long, default_value = "public")]
     snmp_community: String,
-    /// Write community of the station's own agent (storage requests in dvsanStationRequestTable); "" disables.
-    #[arg(long, default_value = "private")]
-    snmp_write_community: String,
+    /// Write community of the station's own agent (storage requests in dvsanStationRequestTable, tasks in
+    /// dvsanStationTaskTable; repeatable, one per host or tenant: each sees and releases only the assignments it made).
+    /// No default: without one (and without --admin-community) the station's agent refuses every SET.
+    #[arg(
+        long = "snmp-write-community",
+        value_name = "COMMUNITY",
+        env = "DVSAN_STATION_WRITE_COMMUNITY",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    snmp_write_communities: Vec<String>,
+    /// Administrator community of the station's own agent (repeatable): it may also write, sees every storage
+    /// request and assignment, may release any, and is the only one that may run the station tasks that destroy,
+    /// take away or add (see station/README.md). No default.
+    #[arg(
+        long = "admin-community",
+        value_name = "COMMUNITY",
+        env = "DVSAN_ADMIN_COMMUNITY",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    admin_communities: Vec<String>,
     /// Rotate traps.log when it grows past this size (e.g. 16M).
     #[arg(long, default_value = "16M")]
     trap_log_max_size: String,
@@ -266,6 +290,12 @@ struct RunArgs {
     /// How long tasks and storage requests wait for a unit's answer (per request, with 2 retries).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     unit_timeout: Duration,
+    /// Lab mode: pool every unit that announces itself with a community (v1/v2c coldStart), without enrolment
+    /// or approval, as stations did before trust existed. Anyone on the network can then add a unit to the pool.
+    /// Off by default: unknown units wait in `unit pending` for `unit approve`; enrolled units are trusted by
+    /// their credentials.
+    #[arg(long)]
+    trust_community_units: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -286,6 +316,49 @@ enum UnitCommand {
         /// How long to wait for the unit's answers (per request, with 2 retries).
         #[arg(long, default_value = "1s", value_parser = parse_duration)]
         timeout: Duration,
+    },
+    /// Enrol a unit: generate its SNMPv3 user (SHA-256/AES, random passphrases), keep it in the station's state
+    /// directory (unit-users.toml, mode 0600) and write it to FILE (mode 0600) for the unit's agent (`--users`).
+    /// Notifications authenticated as that user pool the unit without approval, from wherever it moves.
+    Enroll {
+        /// The unit's id (dvsanUnitId, the UUID `dvsan-agent show` prints).
+        #[arg(value_name = "UNIT_ID")]
+        unit_id: String,
+        /// Where to write the unit agent's users file.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Replace the credentials of a unit enrolled before.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        state: StateDir,
+    },
+    /// List the units waiting for approval: units that announced themselves without being trusted.
+    Pending {
+        #[command(flatten)]
+        state: StateDir,
+        /// Machine-readable output ({"pending": [...]}).
+        #[arg(long)]
+        json: bool,
+        /// Also list the rejected ones.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Approve a pending unit (index, claimed unit id or prefix, or address): it is read into the pool now,
+    /// bound to its address (without credentials it is trusted at that address only).
+    Approve {
+        #[arg(value_name = "UNIT")]
+        unit: String,
+        #[command(flatten)]
+        alloc: AllocArgs,
+    },
+    /// Reject a pending unit (index, claimed unit id or prefix, or address): it stays out of the pool and is not
+    /// offered again (`unit pending --all` lists it; `unit approve` still takes it).
+    Reject {
+        #[arg(value_name = "UNIT")]
+        unit: String,
+        #[command(flatten)]
+        state: StateDir,
     },
     /// Read a unit now (unit id or prefix, name, address or index) and store what it has.
     Rescan {
@@ -339,6 +412,12 @@ fn main() {
             cmd_unit_add(&address, &state.state_dir, agent_port, &community, timeout)
         }
         Command::Unit(UnitCommand::Rescan { unit, alloc }) => cmd_unit_rescan(&alloc, &unit),
+        Command::Unit(UnitCommand::Enroll { unit_id, out, force, state }) => {
+            cmd_unit_enroll(&state.state_dir, &unit_id, &out, force)
+        }
+        Command::Unit(UnitCommand::Pending { state, json, all }) => cmd_unit_pending(&state.state_dir, json, all),
+        Command::Unit(UnitCommand::Approve { unit, alloc }) => cmd_unit_approve(&alloc, &unit),
+        Command::Unit(UnitCommand::Reject { unit, state }) => cmd_unit_reject(&state.state_dir, &unit),
         Command::Unit(UnitCommand::Remove { unit, force, alloc }) => {
             let outcome = execute_alloc(&alloc, &Operation::RemoveUnit { unit, force });
             outcome.and_then(|outcome| print_or_quiet(&format!("{}\n", outcome.text)))
@@ -407,7 +486,7 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     config.trap_communities =
         if args.trap_communities.is_empty() { vec![args.community.clone()] } else { args.trap_communities };
     config.community = args.community;
-    config.write_community = args.write_community;
+    config.write_community = args.write_community.filter(|c| !c.is_empty());
     config.poll_interval = args.poll_interval;
     config.unreachable_after = args.unreachable_after;
     config.forward = forward;
@@ -415,13 +494,15 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     config.forward_community = args.forward_community;
     config.snmp_listen = snmp_listen;
     config.snmp_community = args.snmp_community;
-    config.snmp_write_community = (!args.snmp_write_community.is_empty()).then_some(args.snmp_write_community);
+    config.snmp_write_communities = args.snmp_write_communities.into_iter().filter(|c| !c.is_empty()).collect();
+    config.admin_communities = args.admin_communities.into_iter().filter(|c| !c.is_empty()).collect();
     config.trap_log_max_bytes = trap_log_max_bytes;
     config.trap_log_keep = args.trap_log_keep;
     config.keep_notifications = args.keep_notifications;
     config.full_durability = args.full_durability;
     config.task_workers = args.task_workers as usize;
     config.unit_timeout = args.unit_timeout;
+    config.trust_community_units = args.trust_community_units;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -453,9 +534,109 @@ fn cmd_unit_add(address: &str, state_dir: &Path, agent_port: u16, community: &st
     agent.resolve()?;
     let store = StationStore::open(state_dir)
         .with_context(|| format!("opening the station store in {}", state_dir.display()))?;
-    let access = UnitAccess { community, write_community: "private", timeout };
+    let access = UnitAccess { community, write_community: None, timeout };
     let outcome = execute(state_dir, store, &access, &Operation::AddUnit { agent })?;
     print_or_quiet(&format!("{}\n", outcome.text))
+}
+
+fn cmd_unit_enroll(state_dir: &Path, unit_id: &str, out: &Path, force: bool) -> Result<()> {
+    std::fs::create_dir_all(state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
+    let mut credentials = CredentialStore::open(state_dir)?;
+    let made = credentials.enroll(unit_id, force, &format_ms(now_ms()))?;
+    write_private(out, &agent_users_file(&made))?;
+    print_or_quiet(&format!(
+        "enrolled unit {} as SNMPv3 user {} ({}/{}, {}); its credentials are in {} (mode 0600): give that file to \
+         the unit's agent (dvsan-agent run --users FILE) and remove this copy\n",
+        made.unit_id,
+        made.name,
+        made.auth,
+        made.privacy,
+        made.access,
+        out.display()
+    ))
+}
+
+fn cmd_unit_pending(state_dir: &Path, json: bool, all: bool) -> Result<()> {
+    let store = StationStore::open_existing(state_dir)?;
+    let pending = store.pending_units(all)?;
+    if json {
+        return print_or_quiet(&(serde_json::json!({ "pending": pending }).to_string() + "\n"));
+    }
+    let mut table = view::Table::new(&[
+        ("PENDING", true),
+        ("ADDRESS", false),
+        ("CLAIMED UNIT ID", false),
+        ("NAME", false),
+        ("SYSNAME", false),
+        ("FIRST SEEN", false),
+        ("LAST SEEN", false),
+        ("NOTIFICATIONS", true),
+        ("STATE", false),
+    ]);
+    for p in &pending {
+        let or_dash = |s: &str| if s.is_empty() { "-".to_string() } else { s.to_string() };
+        table.row(vec![
+            p.index.to_string(),
+            p.address.to_string(),
+            or_dash(&p.unit_id),
+            or_dash(&p.unit_name),
+            or_dash(&p.sys_name),
+            format_ms(p.first_seen_ms),
+            format_ms(p.last_seen_ms),
+            p.notifications.to_string(),
+            p.state.clone(),
+        ]);
+    }
+    let text = if table.is_empty() { "no units are waiting for approval\n".to_string() } else { table.render() };
+    print_or_quiet(&text)
+}
+
+fn cmd_unit_approve(alloc: &AllocArgs, given: &str) -> Result<()> {
+    let state_dir = &alloc.state.state_dir;
+    let mut store = StationStore::open_existing(state_dir)?;
+    let pending = store.find_pending(given)?;
+    let units = store.units()?;
+    if let Some(real) =
+        units.iter().find(|u| !pending.unit_id.is_empty() && u.unit_id.as_deref() == Some(&pending.unit_id))
+    {
+        if real.address.map(|a| a.ip()) != Some(pending.address.ip()) {
+            bail!(
+                "pending unit #{} at {} claims the unit id {} of unit #{} ({}); approving it would give that unit's \
+                 identity to {}. Reject it, or remove unit #{} first if it really moved",
+                pending.index,
+                pending.address,
+                pending.unit_id,
+                real.index,
+                real.address.map_or_else(|| "no address".to_string(), |a| a.to_string()),
+                pending.address.ip(),
+                real.index
+            );
+        }
+    }
+    store.delete_pending(pending.index)?;
+    let agent = Endpoint::parse(&pending.address.to_string(), pending.address.port())?;
+    let access = UnitAccess {
+        community: &alloc.community,
+        write_community: alloc.write_community.as_deref(),
+        timeout: alloc.timeout,
+    };
+    let outcome = execute(state_dir, store, &access, &Operation::AddUnit { agent })?;
+    print_or_quiet(&format!(
+        "approved pending unit #{} at {} (bound to that address): {}\n",
+        pending.index, pending.address, outcome.text
+    ))
+}
+
+fn cmd_unit_reject(state_dir: &Path, given: &str) -> Result<()> {
+    let mut store = StationStore::open_existing(state_dir)?;
+    let pending = store.find_pending(given)?;
+    store.reject_pending(pending.index)?;
+    print_or_quiet(&format!(
+        "rejected pending unit #{} at {}{}: it stays out of the pool\n",
+        pending.index,
+        pending.address,
+        if pending.unit_id.is_empty() { String::new() } else { format!(" (claims unit id {})", pending.unit_id) }
+    ))
 }
 
 fn cmd_unit_rescan(alloc: &AllocArgs, unit: &str) -> Result<()> {
@@ -552,7 +733,8 @@ fn cmd_traps(args: TrapsArgs) -> Result<()> {
 /// How a command reaches units.
 struct UnitAccess<'a> {
     community: &'a str,
-    write_community: &'a str,
+    /// `None`: operations that change units fail, naming `--write-community`.
+    write_community: Option<&'a str>,
     timeout: Duration,
 }
 
@@ -584,8 +766,11 @@ fn execute(
 fn execute_alloc(alloc: &AllocArgs, operation: &Operation) -> Result<Outcome> {
     let state_dir = &alloc.state.state_dir;
     let store = StationStore::open_existing(state_dir)?;
-    let access =
-        UnitAccess { community: &alloc.community, write_community: &alloc.write_community, timeout: alloc.timeout };
+    let access = UnitAccess {
+        community: &alloc.community,
+        write_community: alloc.write_community.as_deref(),
+        timeout: alloc.timeout,
+    };
     execute(state_dir, store, &access, operation)
 }
 
@@ -676,8 +861,14 @@ fn cmd_reconcile(alloc: &AllocArgs) -> Result<()> {
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
     let report = runtime.block_on(async {
         let manager = dvsan_snmp::Manager::new("0.0.0.0:0".parse()?).await.context("opening an SNMP socket")?;
-        let mut allocator =
-            Allocator::new(&mut store, &manager, &alloc.community, &alloc.write_community, alloc.timeout, lock);
+        let mut allocator = Allocator::new(
+            &mut store,
+            &manager,
+            &alloc.community,
+            alloc.write_community.as_deref(),
+            alloc.timeout,
+            lock,
+        );
         anyhow::Ok(allocator.reconcile().await?)
     })?;
     print_or_quiet(&(serde_json::to_string(&report)? + "\n"))

@@ -133,6 +133,12 @@ pub struct VolumeRow {
     pub length: u32,
     pub export_name: String,
     pub state: Availability,
+    /// Percent cleared while the unit wipes the volume (dvsanVolumeState clearing(3)); None when it does not.
+    #[serde(default)]
+    pub clearing: Option<u32>,
+    /// Hosts with a grant on the volume or one of its partitions on the unit (dvsanAccessTable), whoever made it.
+    #[serde(default)]
+    pub granted_hosts: Vec<IpAddr>,
 }
 
 /// One partition as walked from dvsanPartitionTable.
@@ -227,7 +233,19 @@ pub struct PoolVolume {
     pub size_bytes: Option<u64>,
     pub export_name: String,
     pub state: Availability,
+    /// Percent cleared while the unit wipes the volume; such a volume is not assigned until done.
+    pub clearing: Option<u32>,
+    /// Hosts the unit has a grant for on this volume that no assignment of the station names (made with the
+    /// agent's CLI or snmpset): the volume is never allocated or assigned while there are any.
+    pub foreign_grants: Vec<String>,
     pub partitions: Vec<PoolPartition>,
+}
+
+impl PoolVolume {
+    /// Whether the station may hand the volume to a host now (availability and assignments aside).
+    pub fn assignable(&self) -> bool {
+        self.clearing.is_none() && self.foreign_grants.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -449,6 +449,7 @@ mod tests {
             read_only,
             grant: 1,
             volume_created: true,
+            owner: None,
         }
     }
 

@@ -7,8 +7,15 @@
 //! whole pool's; see [`crate::allocate`]). Bad values (a size that is not a size, an address
 //! that is not one) are not SET errors but `failed` rows with the reason, so plain snmpset users read why.
 //! Rows live in memory only (at most [`MAX_ROWS`]); destroy removes a row, not its assignment.
+//!
+//! Each row records its requester ([`Principal::current`] when it was created). A row is visible only to its
+//! requester and the station's admins ([`Admins`]): to anyone else it does not exist (GET noSuchInstance, walks
+//! skip it, destroy is a no-op; only createAndGo on its index is refused, inconsistentValue, as the index is
+//! taken). An allocation records the requester as the owner of the assignment; a release is served only for the
+//! assignment's owner or an admin, and fails for anyone else exactly as for a volume nobody holds.
 
 use crate::allocate::{parse_request_size, AllocateError, Allocation, Allocator, LockScope, PoolLock, SizeRequest};
+use crate::principal::{Admins, Principal};
 use crate::set_values::{integer, octets, text, truncate, unsigned};
 use crate::store::StationStore;
 use dvsan_mib as mib;
@@ -69,6 +76,8 @@ struct RequestRow {
     nbd_uri: String,
     /// dvsanStationRequestVolumeSource: an existing volume chosen, or one created for the request.
     volume_source: i32,
+    /// Who created the row (`Principal::stored`); `None` outside SNMP request processing.
+    requester: Option<String>,
 }
 
 impl RequestRow {
@@ -90,6 +99,7 @@ impl RequestRow {
             length: 0,
             nbd_uri: String::new(),
             volume_source: source::NONE,
+            requester: Principal::current().map(|p| p.stored()),
         }
     }
 
@@ -132,11 +142,17 @@ impl RequestRow {
 struct Shared {
     rows: Mutex<BTreeMap<u32, RequestRow>>,
     jobs: SyncSender<u32>,
+    admins: Admins,
 }
 
 impl Shared {
     fn rows(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, RequestRow>> {
         self.rows.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the requester of the SNMP request being processed may see `row`.
+    fn visible(&self, row: &RequestRow) -> bool {
+        self.admins.current_may_manage(row.requester.as_deref())
     }
 }
 
@@ -150,10 +166,12 @@ pub struct RequestTable {
 pub struct RequestSettings {
     pub state_dir: PathBuf,
     pub read_community: String,
-    pub write_community: String,
+    pub write_community: Option<String>,
     pub timeout: Duration,
     /// Where what allocations change is announced (the station's notifications).
     pub announcer: Option<crate::announce::Announcer>,
+    /// Who sees every row and may release every assignment.
+    pub admins: Admins,
 }
 
 impl RequestTable {
@@ -161,7 +179,7 @@ impl RequestTable {
     /// after every served request (the station uses it to refresh the MIB's snapshot of the assignments).
     pub fn start(settings: RequestSettings, on_served: impl Fn() + Send + 'static) -> std::io::Result<RequestTable> {
         let (jobs, queue) = sync_channel(QUEUE);
-        let shared = Arc::new(Shared { rows: Mutex::new(BTreeMap::new()), jobs });
+        let shared = Arc::new(Shared { rows: Mutex::new(BTreeMap::new()), jobs, admins: settings.admins.clone() });
         let worker_shared = Arc::downgrade(&shared);
         std::thread::Builder::new()
             .name("storage-requests".to_string())
@@ -231,12 +249,32 @@ async fn serve_one(
             row.unit
         ));
     }
+    if release {
+        // Only the assignment's owner and the admins may release it; to anyone else it is not there (the same
+        // answer as for a volume nobody holds, so other requesters' assignments cannot be probed).
+        let held = store.assignment(row.unit, row.volume).map_err(|e| e.to_string())?;
+        let requester = row.requester.as_deref().and_then(Principal::from_stored);
+        if !held.is_some_and(|a| settings.admins.may_manage(requester.as_ref(), a.owner.as_deref())) {
+            return Err(format!(
+                "volume {} of unit #{} is not assigned to this requester; dvsanStationAssignmentTable \
+                 (`dvsan-host list`) lists its volumes",
+                row.volume, row.unit
+            ));
+        }
+    }
     // A release changes one unit; an allocation may choose any unit, so it holds the whole pool.
     let scope = if release { LockScope::Unit(row.unit) } else { LockScope::Pool };
     let lock = PoolLock::acquire(&settings.state_dir, scope).map_err(text)?;
-    let mut allocator =
-        Allocator::new(store, manager, &settings.read_community, &settings.write_community, settings.timeout, lock)
-            .with_announcer(settings.announcer.clone());
+    let mut allocator = Allocator::new(
+        store,
+        manager,
+        &settings.read_community,
+        settings.write_community.as_deref(),
+        settings.timeout,
+        lock,
+    )
+    .with_announcer(settings.announcer.clone())
+    .with_owner(row.requester.clone());
     if release {
         allocator.release(row.unit, row.volume, Some(host)).await.map_err(text)?;
         return Ok(None);
@@ -249,7 +287,7 @@ async fn serve_one(
 
 /// What one row of a SET does.
 enum RowChange {
-    Create(RequestRow),
+    Create(Box<RequestRow>),
     Destroy,
 }
 
@@ -257,7 +295,12 @@ impl RequestTable {
     /// Plans one row's SET from its varbinds (all naming row `index`).
     fn plan_row(&self, index: u32, cells: &[(usize, u32, &Value)]) -> Result<Option<RowChange>, SetFailure> {
         let row_status = cells.iter().find(|(_, c, _)| *c == ROW_STATUS);
-        let exists = self.shared.rows().contains_key(&index);
+        // Another requester's row is not there for this one, but its index is taken.
+        let (exists, taken) = match self.shared.rows().get(&index) {
+            Some(row) if self.shared.visible(row) => (true, false),
+            Some(_) => (false, true),
+            None => (false, false),
+        };
         let first = cells[0].0;
         let status_value = match row_status {
             Some((i, _, v)) => Some((
@@ -286,10 +329,13 @@ impl RequestTable {
             (true, Some((_, s))) if s == mib::row_status::DESTROY => Ok(Some(RowChange::Destroy)),
             (false, Some((_, s))) if s == mib::row_status::DESTROY => Ok(None),
             (false, Some((i, s))) if s == mib::row_status::CREATE_AND_GO => {
+                if taken {
+                    return Err(SetFailure::new(i, ErrorStatus::InconsistentValue));
+                }
                 if self.shared.rows().len() >= MAX_ROWS {
                     return Err(SetFailure::new(i, ErrorStatus::ResourceUnavailable));
                 }
-                Ok(Some(RowChange::Create(row)))
+                Ok(Some(RowChange::Create(Box::new(row))))
             }
             (true, Some((_, s))) if s == mib::row_status::ACTIVE && cells.len() == 1 => Ok(None),
             // A submitted request cannot be changed.
@@ -329,13 +375,13 @@ impl Table for RequestTable {
     }
 
     fn rows(&self) -> Vec<Vec<u32>> {
-        self.shared.rows().keys().map(|k| vec![*k]).collect()
+        self.shared.rows().iter().filter(|(_, row)| self.shared.visible(row)).map(|(k, _)| vec![*k]).collect()
     }
 
     fn cell(&self, column: u32, index: &[u32]) -> Option<Value> {
         let [i] = index else { return None };
         let rows = self.shared.rows();
-        let row = rows.get(i)?;
+        let row = rows.get(i).filter(|row| self.shared.visible(row))?;
         let (unit_type, unit_address) = match row.unit_address {
             Some(IpAddr::V4(a)) => (mib::inet_address_type::IPV4, a.octets().to_vec()),
             Some(IpAddr::V6(a)) => (mib::inet_address_type::IPV6, a.octets().to_vec()),
@@ -398,7 +444,7 @@ impl Table for RequestTable {
                             if row.status == status::PENDING {
                                 queued.push(index);
                             }
-                            previous.push((index, rows.insert(index, row)));
+                            previous.push((index, rows.insert(index, *row)));
                         }
                         RowChange::Destroy => previous.push((index, rows.remove(&index))),
                     }

@@ -1,8 +1,9 @@
 //! `dvsan-station run`: wires the store, the notification path, the coordinator, the forwarder and the station's
 //! own agent together, and shuts them down in order.
 //!
-//! With `--snmp-listen` and a write community it also runs the station's tasks ([`crate::tasks`]), served as
-//! dvsanStationTaskTable; on shutdown it stops starting tasks and abandons running ones.
+//! With `--snmp-listen` and a write or admin community it also runs the station's tasks ([`crate::tasks`]), served
+//! as dvsanStationTaskTable; on shutdown it stops starting tasks and abandons running ones. Who may see and change
+//! what over SNMP ([`crate::principal::Admins`]) is given to the tables that decide it.
 //!
 //! Once every socket is bound, the station writes `station.ready` (JSON: pid and bound addresses) into its state
 //! directory, so scripts and tests that asked for port 0 learn the real ports; it removes the file on a clean
@@ -14,12 +15,13 @@ use crate::counters::StationCounters;
 use crate::forward::{ForwardSettings, Forwarder};
 use crate::ingest::{receive_loop, IngestQueue, IngestSettings, UnitIds, Writer};
 use crate::notification_log::NotificationLog;
+use crate::principal::Admins;
 use crate::request_table::{RequestSettings, RequestTable};
 use crate::station_mib::{self, PoolTables};
 use crate::store::{StationStore, StoreError};
 use crate::tasks::{TaskRunner, TaskSettings};
 use crate::trap_log::{TrapLog, TRAP_LOG_FILE};
-use dvsan_snmp::agent::{SystemInfo, TableHandler};
+use dvsan_snmp::agent::{Community, SystemInfo, TableHandler};
 use dvsan_snmp::{Agent, AgentConfig, Manager, NotificationReceiver, Uptime};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -41,8 +43,8 @@ pub struct StationConfig {
     pub agent_port: u16,
     /// Community for reading units (polls and walks).
     pub community: String,
-    /// Community for SETs on units (allocation grants, reconciliation).
-    pub write_community: String,
+    /// Community for SETs on units (allocation grants, tasks, reconciliation); `None`: the station changes no unit.
+    pub write_community: Option<String>,
     /// Communities accepted on received notifications.
     pub trap_communities: Vec<String>,
     pub poll_interval: Duration,
@@ -53,9 +55,13 @@ pub struct StationConfig {
     /// The station's own agent (DVSAN-STATION-MIB), if any.
     pub snmp_listen: Option<SocketAddr>,
     pub snmp_community: String,
-    /// Write community of the station's own agent (dvsanStationRequestTable, dvsanStationTaskTable); `None` keeps
-    /// it read-only and runs no tasks.
-    pub snmp_write_community: Option<String>,
+    /// Write communities of the station's own agent (dvsanStationRequestTable, dvsanStationTaskTable); each
+    /// requester sees and releases only what it asked for. None (and no admin) keeps the agent read-only and runs
+    /// no tasks.
+    pub snmp_write_communities: Vec<String>,
+    /// Administrator communities of the station's own agent: they write too, see and release everything, and
+    /// alone may run destructive tasks.
+    pub admin_communities: Vec<String>,
     /// Station tasks running at once, at most.
     pub task_workers: usize,
     /// How long tasks and storage requests wait for a unit's answer (per request, with 2 retries).
@@ -65,6 +71,9 @@ pub struct StationConfig {
     pub keep_notifications: u64,
     /// `synchronous = FULL`: fsync at every commit (survives power loss, slower).
     pub full_durability: bool,
+    /// `--trust-community-units` (lab mode): pool units that announce themselves with a community, without
+    /// enrolment or approval (see `trust`).
+    pub trust_community_units: bool,
 }
 
 impl StationConfig {
@@ -75,7 +84,7 @@ impl StationConfig {
             listen_traps,
             agent_port: 1161,
             community: "public".to_string(),
-            write_community: "private".to_string(),
+            write_community: None,
             trap_communities: vec!["public".to_string()],
             poll_interval: Duration::from_secs(5),
             unreachable_after: 3,
@@ -84,13 +93,15 @@ impl StationConfig {
             forward_community: "public".to_string(),
             snmp_listen: None,
             snmp_community: "public".to_string(),
-            snmp_write_community: Some("private".to_string()),
+            snmp_write_communities: Vec::new(),
+            admin_communities: Vec::new(),
             task_workers: 4,
             unit_timeout: Duration::from_secs(1),
             trap_log_max_bytes: 16 << 20,
             trap_log_keep: 4,
             keep_notifications: 2_000_000,
             full_durability: false,
+            trust_community_units: false,
         }
     }
 }
@@ -111,6 +122,8 @@ pub enum StartError {
     Agent(String),
     #[error("a start-up step stopped unexpectedly: {0}")]
     Startup(String),
+    #[error(transparent)]
+    Credentials(#[from] crate::credentials::CredentialsError),
     #[error("cannot write {path}: {source}")]
     ReadyFile { path: PathBuf, source: std::io::Error },
 }
@@ -191,13 +204,19 @@ pub async fn run(
         .name("notification-writer".to_string())
         .spawn(move || writer.run())
         .map_err(|e| StartError::Agent(format!("cannot start the writer thread: {e}")))?;
-    let settings = CoordinatorSettings::new(
+    let mut settings = CoordinatorSettings::new(
         config.community.clone(),
         config.agent_port,
         config.poll_interval,
         config.unreachable_after,
     );
-    let coordinator = Coordinator::new(pool_store, manager, settings, unit_ids, forwarder, Arc::clone(&counters));
+    settings.trust_community_units = config.trust_community_units;
+    if config.trust_community_units {
+        tracing::warn!("lab mode (--trust-community-units): units that announce themselves are pooled unchecked");
+    }
+    let credentials = crate::credentials::CredentialStore::open(&config.state_dir)?;
+    let coordinator =
+        Coordinator::new(pool_store, manager, settings, unit_ids, forwarder, Arc::clone(&counters), Some(credentials));
     let coordinator_task = coordinator.spawn(activity_rx, stop_rx.clone());
     let receive_task = tokio::spawn(receive_loop(
         receiver,
@@ -309,10 +328,20 @@ impl OwnAgent {
         parts: AgentParts,
         started_ms: i64,
     ) -> Result<OwnAgent, StartError> {
-        let tables = Arc::new(PoolTables::new(StationStore::open(&config.state_dir)?, Duration::from_millis(500)));
+        let admins = Admins::new(config.admin_communities.iter().cloned(), []);
+        let tables = Arc::new(
+            PoolTables::new(StationStore::open(&config.state_dir)?, Duration::from_millis(500))
+                .with_admins(admins.clone()),
+        );
         let agent_config = AgentConfig {
-            read_communities: vec![config.snmp_community.clone()],
-            write_communities: config.snmp_write_community.iter().cloned().collect(),
+            // Writers first, so a community given as both reads and writes.
+            communities: config
+                .admin_communities
+                .iter()
+                .chain(&config.snmp_write_communities)
+                .map(Community::read_write)
+                .chain(std::iter::once(Community::read_only(&config.snmp_community)))
+                .collect(),
             workers: 2,
             system: SystemInfo {
                 descr: format!("dvsan management station {}", env!("CARGO_PKG_VERSION")),
@@ -327,15 +356,15 @@ impl OwnAgent {
             Arc::clone(&tables),
             Arc::clone(&parts.counters),
         );
-        let requests = start_request_table(config, &tables, parts.announcer.clone())?;
+        let requests = start_request_table(config, &tables, &admins, parts.announcer.clone())?;
         let mut builder = builder.handler(requests.prefix(), Arc::new(requests));
         let mut runner = None;
         let mut dispatcher = None;
         // Station tasks need a write community to be submitted; without one the station runs none.
-        if config.snmp_write_community.is_some() {
+        if !config.snmp_write_communities.is_empty() || !config.admin_communities.is_empty() {
             let tasks = open_task_runner(config, &tables, parts.announcer)?;
             dispatcher = Some(tasks.start(Arc::clone(&parts.manager)));
-            builder = crate::task_table::register(builder, tasks.clone());
+            builder = crate::task_table::register(builder, tasks.clone(), admins);
             runner = Some(tasks);
         }
         let log = NotificationLog::new(&config.state_dir, parts.counters, config.keep_notifications, started_ms);
@@ -388,6 +417,7 @@ impl OwnAgent {
 fn start_request_table(
     config: &StationConfig,
     tables: &Arc<PoolTables>,
+    admins: &Admins,
     announcer: Option<Announcer>,
 ) -> Result<TableHandler<RequestTable>, StartError> {
     let settings = RequestSettings {
@@ -396,6 +426,7 @@ fn start_request_table(
         write_community: config.write_community.clone(),
         timeout: config.unit_timeout,
         announcer,
+        admins: admins.clone(),
     };
     let tables = Arc::clone(tables);
     let requests = RequestTable::start(settings, move || tables.invalidate())
@@ -447,10 +478,14 @@ fn write_ready_file(
 
 /// Repairs what a crash between allocation steps left behind (see `allocate::Allocator::reconcile`).
 fn start_reconciler(config: &StationConfig) {
+    let Some(write_community) = config.write_community.clone() else {
+        tracing::warn!("no --write-community: the units' grants are not reconciled with the assignments");
+        return;
+    };
     if let Err(e) = crate::allocate::spawn_reconciler(
         config.state_dir.clone(),
         config.community.clone(),
-        config.write_community.clone(),
+        write_community,
         config.poll_interval,
     ) {
         tracing::warn!(error = %e, "cannot start the reconciliation thread");

@@ -1,9 +1,10 @@
 //! DVSAN-STATION-MIB: the pool served read-only by the station's own SNMP agent, and the station's notifications.
 //! (The writable dvsanStationRequestTable is served by `request_table`, the task table by `task_table`.)
 //!
-//! The tables are served from a snapshot of the store: every instance of the unit, volume, partition and
-//! assignment tables in one sorted map, rebuilt from SQLite when it is older than `max_age` (snmptable and NMS
-//! walks cost no database reads per GETNEXT). The statistics scalars are read live from the station's counters. The notification
+//! The tables are served from a snapshot of the store: every instance of the unit, volume, partition,
+//! assignment and pending-unit tables in one sorted map, rebuilt from SQLite when it is older than `max_age` (snmptable and NMS
+//! walks cost no database reads per GETNEXT). A row of the assignment table is there only for the requester that
+//! asked for the assignment and for the station's admins ([`crate::principal`]); to anyone else it does not exist. The statistics scalars are read live from the station's counters. The notification
 //! builders here give the station's own notifications (unit joined/left/unreachable/error, volume
 //! added/removed, task completed) the varbinds the MIB's OBJECTS clauses name.
 
@@ -11,7 +12,8 @@ use crate::announce::{Announcer, Change};
 use crate::counters::StationCounters;
 use crate::forward::Forwarder;
 use crate::model::{PoolUnit, VolumeRow};
-use crate::store::{StationStore, UnitRecord};
+use crate::principal::{Admins, Principal};
+use crate::store::{PendingUnit, StationStore, UnitRecord};
 use dvsan_mib as mib;
 use dvsan_snmp::agent::{GetResult, MibHandler};
 use dvsan_snmp::{Oid, Value, VarBind};
@@ -107,6 +109,39 @@ pub fn table_instances(pool: &[PoolUnit], last_seen_ms: &BTreeMap<u32, i64>) -> 
     map
 }
 
+/// dvsanStationPendingState for a stored state.
+fn pending_state(state: &str) -> Value {
+    Value::Integer(if state == "rejected" {
+        mib::dvsan_station_pending_state::REJECTED
+    } else {
+        mib::dvsan_station_pending_state::PENDING
+    })
+}
+
+/// Every instance of dvsanStationPendingTable for `pending` (pending and rejected units).
+pub fn pending_instances(pending: &[PendingUnit]) -> BTreeMap<Oid, Value> {
+    let mut map = BTreeMap::new();
+    for p in pending {
+        let index = [p.index];
+        let (address_type, address) = inet(Some(p.address.ip()));
+        let mut put = |node: &[u32], value: Value| {
+            map.insert(instance(node, &index), value);
+        };
+        put(mib::DVSAN_STATION_PENDING_UNIT_ID, truncated(&p.unit_id, 36));
+        put(mib::DVSAN_STATION_PENDING_UNIT_NAME, truncated(&p.unit_name, 64));
+        put(mib::DVSAN_STATION_PENDING_ADDRESS_TYPE, address_type);
+        put(mib::DVSAN_STATION_PENDING_ADDRESS, address);
+        put(mib::DVSAN_STATION_PENDING_PORT, Value::Gauge32(u32::from(p.address.port())));
+        put(mib::DVSAN_STATION_PENDING_SYS_NAME, truncated(&p.sys_name, 255));
+        put(mib::DVSAN_STATION_PENDING_SYS_DESCR, truncated(&p.sys_descr, 255));
+        put(mib::DVSAN_STATION_PENDING_FIRST_SEEN, Value::OctetString(date_and_time(p.first_seen_ms)));
+        put(mib::DVSAN_STATION_PENDING_LAST_SEEN, Value::OctetString(date_and_time(p.last_seen_ms)));
+        put(mib::DVSAN_STATION_PENDING_NOTIFICATIONS, Value::Counter32(p.notifications as u32));
+        put(mib::DVSAN_STATION_PENDING_STATE, pending_state(&p.state));
+    }
+    map
+}
+
 /// Every instance of dvsanStationAssignmentTable for `assignments`.
 pub fn assignment_instances(assignments: &[crate::allocate::Allocation]) -> BTreeMap<Oid, Value> {
     let mut map = BTreeMap::new();
@@ -130,10 +165,16 @@ pub fn assignment_instances(assignments: &[crate::allocate::Allocation]) -> BTre
     map
 }
 
+/// Who made each assignment (`Principal::stored`), by unit and volume index.
+type Owners = BTreeMap<(u32, u32), Option<String>>;
+
 struct Snapshot {
     taken: Instant,
     instances: Arc<BTreeMap<Oid, Value>>,
     units: u32,
+    /// Rows of the pending table in state pending (dvsanStationPendingUnits).
+    pending: u32,
+    owners: Arc<Owners>,
     /// The store's `PRAGMA data_version` when the snapshot was taken: while it is unchanged, no other connection
     /// committed, and the snapshot is still the store's content however old it is.
     data_version: Option<i64>,
@@ -144,18 +185,37 @@ pub struct PoolTables {
     store: Mutex<StationStore>,
     snapshot: RwLock<Option<Snapshot>>,
     max_age: Duration,
+    /// Who sees every assignment.
+    admins: Admins,
 }
 
 impl PoolTables {
     /// Serves from `store` (a connection of its own), re-reading it when the snapshot is older than `max_age`.
     pub fn new(store: StationStore, max_age: Duration) -> PoolTables {
-        PoolTables { store: Mutex::new(store), snapshot: RwLock::new(None), max_age }
+        PoolTables { store: Mutex::new(store), snapshot: RwLock::new(None), max_age, admins: Admins::default() }
     }
 
-    fn current(&self) -> (Arc<BTreeMap<Oid, Value>>, u32) {
+    /// Shows every assignment to `admins` (others see only their own).
+    pub fn with_admins(mut self, admins: Admins) -> PoolTables {
+        self.admins = admins;
+        self
+    }
+
+    /// Whether the assignment-table instance `oid` is hidden from `who` (`None`: outside SNMP processing).
+    fn hidden(&self, oid: &Oid, owners: &Owners, who: Option<&Principal>) -> bool {
+        let Some(who) = who else { return false };
+        match oid.suffix_after(mib::DVSAN_STATION_ASSIGNMENT_ENTRY) {
+            Some([_, unit, volume, ..]) => {
+                !owners.get(&(*unit, *volume)).is_some_and(|owner| self.admins.may_manage(Some(who), owner.as_deref()))
+            }
+            _ => false,
+        }
+    }
+
+    fn current(&self) -> (Arc<BTreeMap<Oid, Value>>, u32, u32, Arc<Owners>) {
         if let Some(s) = self.snapshot.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
             if s.taken.elapsed() < self.max_age {
-                return (Arc::clone(&s.instances), s.units);
+                return (Arc::clone(&s.instances), s.units, s.pending, Arc::clone(&s.owners));
             }
         }
         let store = self.store.lock().unwrap_or_else(|e| e.into_inner());
@@ -164,7 +224,7 @@ impl PoolTables {
         if let Some(s) = self.snapshot.write().unwrap_or_else(|e| e.into_inner()).as_mut() {
             if s.taken.elapsed() < self.max_age || (data_version.is_some() && s.data_version == data_version) {
                 s.taken = Instant::now();
-                return (Arc::clone(&s.instances), s.units);
+                return (Arc::clone(&s.instances), s.units, s.pending, Arc::clone(&s.owners));
             }
         }
         let read = store.pool().and_then(|pool| {
@@ -175,10 +235,17 @@ impl PoolTables {
             tracing::warn!(error = %e, "reading the assignments for the station MIB failed");
             Vec::new()
         });
+        let pending_units = store.pending_units(true).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "reading the pending units for the station MIB failed");
+            Vec::new()
+        });
+        let pending = pending_units.iter().filter(|p| p.state == "pending").count() as u32;
+        let owners: Arc<Owners> = Arc::new(assignments.iter().map(|a| ((a.unit, a.volume), a.owner.clone())).collect());
         let (instances, units) = match read {
             Ok((pool, seen)) => {
                 let mut instances = table_instances(&pool, &seen);
                 instances.extend(assignment_instances(&assignments));
+                instances.extend(pending_instances(&pending_units));
                 (Arc::new(instances), pool.len() as u32)
             }
             Err(e) => {
@@ -186,9 +253,15 @@ impl PoolTables {
                 (Arc::new(BTreeMap::new()), 0)
             }
         };
-        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) =
-            Some(Snapshot { taken: Instant::now(), instances: Arc::clone(&instances), units, data_version });
-        (instances, units)
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Some(Snapshot {
+            taken: Instant::now(),
+            instances: Arc::clone(&instances),
+            units,
+            pending,
+            owners: Arc::clone(&owners),
+            data_version,
+        });
+        (instances, units, pending, owners)
     }
 
     /// Drops the snapshot, so the next read sees the store as it is now (after an allocation or release).
@@ -200,12 +273,18 @@ impl PoolTables {
     pub fn unit_count(&self) -> u32 {
         self.current().1
     }
+
+    /// Units waiting for approval in the snapshot (dvsanStationPendingUnits).
+    pub fn pending_count(&self) -> u32 {
+        self.current().2
+    }
 }
 
 impl MibHandler for PoolTables {
     fn get(&self, oid: &Oid) -> GetResult {
-        let (instances, _) = self.current();
+        let (instances, _, _, owners) = self.current();
         match instances.get(oid) {
+            Some(_) if self.hidden(oid, &owners, Principal::current().as_ref()) => GetResult::NoSuchInstance,
             Some(value) => GetResult::Value(value.clone()),
             None => {
                 // A known column with a missing row is noSuchInstance; anything else noSuchObject.
@@ -224,13 +303,17 @@ impl MibHandler for PoolTables {
     }
 
     fn get_next(&self, oid: &Oid) -> Option<VarBind> {
-        let (instances, _) = self.current();
+        let (instances, _, _, owners) = self.current();
+        let who = Principal::current();
         instances
             .range((Bound::Excluded(oid.clone()), Bound::Unbounded))
-            .next()
+            .find(|(k, _)| !self.hidden(k, &owners, who.as_ref()))
             .map(|(k, v)| VarBind::new(k.clone(), v.clone()))
     }
 }
+
+/// The scalars of dvsanStationStats (1..=9).
+const STATS_ARCS: u32 = 9;
 
 /// dvsanStationStats: live counters.
 pub struct StatsScalars {
@@ -254,6 +337,8 @@ impl StatsScalars {
             5 => counter(&c.parse_errors),
             6 => counter(&c.forwarded),
             7 => counter(&c.forward_failures),
+            8 => counter(&c.identity_refusals),
+            9 => Value::Gauge32(self.tables.pending_count()),
             _ => return None,
         })
     }
@@ -269,12 +354,13 @@ impl MibHandler for StatsScalars {
     }
 
     fn get_next(&self, oid: &Oid) -> Option<VarBind> {
-        (1..=7u32).map(|arc| instance(mib::DVSAN_STATION_STATS, &[arc, 0])).find(|candidate| candidate > oid).and_then(
-            |candidate| {
+        (1..=STATS_ARCS)
+            .map(|arc| instance(mib::DVSAN_STATION_STATS, &[arc, 0]))
+            .find(|candidate| candidate > oid)
+            .and_then(|candidate| {
                 let arc = candidate.as_slice()[mib::DVSAN_STATION_STATS.len()];
                 self.value(arc).map(|value| VarBind::new(candidate, value))
-            },
-        )
+            })
     }
 }
 
@@ -290,7 +376,8 @@ pub fn register(
         .handler(Oid::from_slice(mib::DVSAN_STATION_UNIT_TABLE), tables.clone())
         .handler(Oid::from_slice(mib::DVSAN_STATION_VOLUME_TABLE), tables.clone())
         .handler(Oid::from_slice(mib::DVSAN_STATION_PARTITION_TABLE), tables.clone())
-        .handler(Oid::from_slice(mib::DVSAN_STATION_ASSIGNMENT_TABLE), tables)
+        .handler(Oid::from_slice(mib::DVSAN_STATION_ASSIGNMENT_TABLE), tables.clone())
+        .handler(Oid::from_slice(mib::DVSAN_STATION_PENDING_TABLE), tables)
 }
 
 // ----- the station's own notifications -----
@@ -312,6 +399,39 @@ pub fn unit_joined(unit: &UnitRecord) -> (Oid, Vec<VarBind>) {
             VarBind::new(instance(mib::DVSAN_STATION_UNIT_NAME, &[unit.index]), truncated(&unit.name, 64)),
             VarBind::new(instance(mib::DVSAN_STATION_UNIT_ADDRESS_TYPE, &[unit.index]), kind),
             VarBind::new(instance(mib::DVSAN_STATION_UNIT_ADDRESS, &[unit.index]), address),
+        ],
+    )
+}
+
+/// dvsanStationIdentityRefused: `real` is the unit whose identity was claimed (its row is not changed), `source`
+/// where the claim came from.
+pub fn identity_refused(real: Option<&UnitRecord>, unit_id: &str, source: IpAddr, reason: &str) -> (Oid, Vec<VarBind>) {
+    let index = real.map_or(0, |u| u.index);
+    let (kind, address) = inet(real.and_then(|u| u.address).map(|a| a.ip()));
+    let (refused_kind, refused) = inet(Some(source));
+    (
+        Oid::from_slice(mib::DVSAN_STATION_IDENTITY_REFUSED),
+        vec![
+            VarBind::new(instance(mib::DVSAN_STATION_UNIT_ID, &[index]), truncated(unit_id, 36)),
+            VarBind::new(instance(mib::DVSAN_STATION_UNIT_ADDRESS_TYPE, &[index]), kind),
+            VarBind::new(instance(mib::DVSAN_STATION_UNIT_ADDRESS, &[index]), address),
+            VarBind::new(instance(mib::DVSAN_STATION_REFUSED_ADDRESS_TYPE, &[0]), refused_kind),
+            VarBind::new(instance(mib::DVSAN_STATION_REFUSED_ADDRESS, &[0]), refused),
+            VarBind::new(instance(mib::DVSAN_STATION_REFUSED_REASON, &[0]), truncated(reason, 255)),
+        ],
+    )
+}
+
+/// dvsanStationUnitPending: a new row of dvsanStationPendingTable.
+pub fn unit_pending(pending: &PendingUnit) -> (Oid, Vec<VarBind>) {
+    let index = [pending.index];
+    let (kind, address) = inet(Some(pending.address.ip()));
+    (
+        Oid::from_slice(mib::DVSAN_STATION_UNIT_PENDING),
+        vec![
+            VarBind::new(instance(mib::DVSAN_STATION_PENDING_UNIT_ID, &index), truncated(&pending.unit_id, 36)),
+            VarBind::new(instance(mib::DVSAN_STATION_PENDING_ADDRESS_TYPE, &index), kind),
+            VarBind::new(instance(mib::DVSAN_STATION_PENDING_ADDRESS, &index), address),
         ],
     )
 }

@@ -10,9 +10,12 @@
 //! pending one (a running one: inconsistentValue); its arguments cannot change (inconsistentValue).
 //! Following RFC 2579: createAndWait(5) and notReady(3) are wrongValue; a createAndGo without an operation, or
 //! active/notInService on a missing row, is inconsistentValue; columns of a missing row without a RowStatus
-//! are inconsistentName; destroying a missing row does nothing.
+//! are inconsistentName; destroying a missing row does nothing. Operations that destroy, take away, assign or
+//! change which units are pooled ([`needs_admin`]) are submitted only by the station's admins: noAccess for
+//! anyone else.
 
 use crate::operation::{Arguments, OperationKind};
+use crate::principal::Admins;
 use crate::set_values::{integer, text, truncate, unsigned};
 use crate::station_mib::date_and_time;
 use crate::tasks::{Task, TaskError, TaskRunner, TaskState};
@@ -46,9 +49,10 @@ const CREATED: u32 = 17;
 const FINISHED: u32 = 18;
 const ROW_STATUS: u32 = 19;
 
-/// Registers dvsanStationTaskNextIndex and dvsanStationTaskTable for `runner` on an agent builder.
-pub fn register(builder: AgentBuilder, runner: TaskRunner) -> AgentBuilder {
-    let table = TableHandler::new(TaskTable { runner: runner.clone() });
+/// Registers dvsanStationTaskNextIndex and dvsanStationTaskTable for `runner` on an agent builder; only `admins`
+/// may submit the operations [`needs_admin`] names.
+pub fn register(builder: AgentBuilder, runner: TaskRunner, admins: Admins) -> AgentBuilder {
+    let table = TableHandler::new(TaskTable { runner: runner.clone(), admins });
     builder
         .handler(Oid::from_slice(mib::DVSAN_STATION_TASK_NEXT_INDEX), Arc::new(NextIndex { runner }))
         .handler(table.prefix(), Arc::new(table))
@@ -79,12 +83,20 @@ impl MibHandler for NextIndex {
 /// dvsanStationTaskTable (register a [`TableHandler`] of it at the entry OID; [`register`] does).
 pub struct TaskTable {
     runner: TaskRunner,
+    admins: Admins,
 }
 
 impl TaskTable {
-    pub fn new(runner: TaskRunner) -> TaskTable {
-        TaskTable { runner }
+    pub fn new(runner: TaskRunner, admins: Admins) -> TaskTable {
+        TaskTable { runner, admins }
     }
+}
+
+/// Operations only the station's admins may submit over SNMP: those that destroy or take away (volumes,
+/// partitions, assignments, units), assign volumes to any host, or change which units are pooled. Any writer may
+/// create a volume, allocate storage and rescan a unit; a refused submission is noAccess at the operation.
+pub fn needs_admin(operation: OperationKind) -> bool {
+    !matches!(operation, OperationKind::CreateVolume | OperationKind::Allocate | OperationKind::RescanUnit)
 }
 
 /// What one row of a SET does, and the varbind it answers for.
@@ -147,7 +159,7 @@ impl TaskTable {
     fn plan_row(&self, index: u32, cells: &[(usize, u32, &Value)]) -> Result<Option<(usize, RowChange)>, SetFailure> {
         let operations: Vec<i32> = OperationKind::ALL.iter().map(|k| k.mib_value()).collect();
         let mut arguments = Arguments::new(OperationKind::CreateVolume);
-        let mut operation_given = false;
+        let mut operation_given = None;
         let mut owner = String::new();
         // The first argument column set, the State varbind, the RowStatus varbind and value.
         let mut first_argument: Option<usize> = None;
@@ -159,7 +171,7 @@ impl TaskTable {
                     let v = integer(i, value, &operations)?;
                     arguments.operation =
                         OperationKind::from_mib(v).ok_or(SetFailure::new(i, ErrorStatus::WrongValue))?;
-                    operation_given = true;
+                    operation_given = Some(i);
                 }
                 UNIT => arguments.unit = text(i, value, 64)?,
                 VOLUME => arguments.volume = VolumeIndex::given(unsigned(i, value)?),
@@ -207,8 +219,12 @@ impl TaskTable {
                 if let Some(at) = cancel {
                     return inconsistent(at);
                 }
-                if !operation_given {
+                let Some(operation_at) = operation_given else {
                     return inconsistent(i);
+                };
+                if needs_admin(arguments.operation) && !self.admins.current_is_admin() {
+                    tracing::info!(operation = arguments.operation.as_str(), "a task only an admin may run refused");
+                    return Err(SetFailure::new(operation_at, ErrorStatus::NoAccess));
                 }
                 match self.runner.check_submit(index) {
                     Ok(()) => Ok(Some((i, RowChange::Create { arguments, owner }))),
@@ -320,7 +336,7 @@ mod tests {
         let settings = TaskSettings {
             state_dir: dir.to_path_buf(),
             read_community: "public".into(),
-            write_community: "private".into(),
+            write_community: Some("private".into()),
             timeout: Duration::from_millis(100),
             agent_port: 1161,
             workers: 1,
@@ -353,7 +369,7 @@ mod tests {
     fn create_and_read_a_row() {
         let dir = tempfile::tempdir().unwrap();
         let runner = runner(dir.path());
-        let table = TaskTable::new(runner.clone());
+        let table = TaskTable::new(runner.clone(), Admins::default());
         set(&table, &create(3)).unwrap();
         let cell = |column| table.cell(column, &[3]).unwrap();
         assert_eq!(cell(OPERATION), Value::Integer(1));
@@ -383,9 +399,34 @@ mod tests {
     }
 
     #[test]
+    fn destructive_operations_need_an_admin() {
+        use dvsan_snmp::agent::{Requester, SecurityModel};
+        let dir = tempfile::tempdir().unwrap();
+        let table = TaskTable::new(runner(dir.path()), Admins::new(["root".to_string()], []));
+        let remove = |index| {
+            vec![
+                vb(OPERATION, index, Value::Integer(mib::dvsan_station_task_operation::REMOVE_UNIT_FORCE)),
+                vb(UNIT, index, Value::string("127.0.0.2")),
+                vb(ROW_STATUS, index, Value::Integer(mib::row_status::CREATE_AND_GO)),
+            ]
+        };
+        {
+            let _writer = Requester::community(SecurityModel::V2c, b"host-a").enter();
+            assert_eq!(set(&table, &remove(1)), Err((0, ErrorStatus::NoAccess)));
+            assert!(table.rows().is_empty());
+            // A writer may create a volume.
+            set(&table, &create(2)).unwrap();
+        }
+        let _admin = Requester::community(SecurityModel::V2c, b"root").enter();
+        set(&table, &remove(3)).unwrap();
+        assert_eq!(table.rows(), vec![vec![2], vec![3]]);
+        assert!(OperationKind::ALL.iter().filter(|k| !needs_admin(**k)).count() == 3);
+    }
+
+    #[test]
     fn set_errors_follow_rfc_2579_and_3416() {
         let dir = tempfile::tempdir().unwrap();
-        let table = TaskTable::new(runner(dir.path()));
+        let table = TaskTable::new(runner(dir.path()), Admins::default());
         let go = |index| vb(ROW_STATUS, index, Value::Integer(mib::row_status::CREATE_AND_GO));
         let err = |varbinds: &[VarBind]| set(&table, varbinds).unwrap_err();
         // Types, lengths, enumerations.
@@ -434,7 +475,7 @@ mod tests {
     fn running_tasks_cannot_be_cancelled_or_destroyed_and_undo_reverts() {
         let dir = tempfile::tempdir().unwrap();
         let runner = runner(dir.path());
-        let table = TaskTable::new(runner.clone());
+        let table = TaskTable::new(runner.clone(), Admins::default());
         set(&table, &create(7)).unwrap();
         // A running task (as the dispatcher would start it).
         let mut running = runner.task(7).unwrap();

@@ -50,8 +50,8 @@ pub struct TaskSettings {
     pub state_dir: PathBuf,
     /// Community for reading units.
     pub read_community: String,
-    /// Community for SETs on units.
-    pub write_community: String,
+    /// Community for SETs on units; `None`: tasks that change units fail, naming `--write-community`.
+    pub write_community: Option<String>,
     /// How long to wait for a unit's answer (per request, with 2 retries).
     pub timeout: Duration,
     /// The port of an added unit's agent when its address has none.
@@ -595,10 +595,16 @@ async fn execute(
 ) -> Result<Outcome, String> {
     let settings = &shared.settings;
     let progress: Arc<dyn Progress> = Arc::new(TaskProgress { shared: Arc::downgrade(shared), index });
-    let mut allocator =
-        Allocator::new(store, manager, &settings.read_community, &settings.write_community, settings.timeout, lock)
-            .with_progress(progress)
-            .with_announcer(shared.announcer.clone());
+    let mut allocator = Allocator::new(
+        store,
+        manager,
+        &settings.read_community,
+        settings.write_community.as_deref(),
+        settings.timeout,
+        lock,
+    )
+    .with_progress(progress)
+    .with_announcer(shared.announcer.clone());
     operation.execute(&mut allocator).await.map_err(|e| e.to_string())
 }
 
@@ -611,7 +617,7 @@ mod tests {
         TaskSettings {
             state_dir: dir.to_path_buf(),
             read_community: "public".into(),
-            write_community: "private".into(),
+            write_community: Some("private".into()),
             timeout: Duration::from_millis(100),
             agent_port: 1161,
             workers: 2,

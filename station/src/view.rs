@@ -180,7 +180,7 @@ fn volume_row(unit: &PoolUnit, volume: &PoolVolume) -> Vec<String> {
         volume.length.to_string(),
         size(volume.size_bytes),
         volume.export_name.clone(),
-        volume.state.to_string(),
+        volume_state_text(volume),
     ]
 }
 
@@ -267,6 +267,19 @@ fn address_text(unit: &PoolUnit) -> String {
         (None, false) => format!("{} (not resolved)", unit.host_name),
         (None, true) => "-".to_string(),
     }
+}
+
+/// A volume's state in `pool`: its availability, and why the station will not hand it out (`clearing N%`, a
+/// `foreign grant` the station did not make, with the hosts).
+fn volume_state_text(volume: &crate::model::PoolVolume) -> String {
+    let mut text = volume.state.to_string();
+    if let Some(percent) = volume.clearing {
+        text.push_str(&format!(", clearing {percent}%"));
+    }
+    if !volume.foreign_grants.is_empty() {
+        text.push_str(&format!(", foreign grant ({})", volume.foreign_grants.join(" ")));
+    }
+    text
 }
 
 #[cfg(test)]

@@ -31,13 +31,15 @@ pub enum WalkError {
     Unstable(u32),
 }
 
-/// The subtrees a full read of a unit walks, in order.
-pub fn walked_subtrees() -> [&'static [u32]; 4] {
+/// The subtrees a full read of a unit walks, in order. The access table tells which volumes someone else
+/// granted (the station never assigns those).
+pub fn walked_subtrees() -> [&'static [u32]; 5] {
     [
         dvsan_mib::DVSAN_UNIT,
         dvsan_mib::DVSAN_MEDIA_TABLE,
         dvsan_mib::DVSAN_VOLUME_TABLE,
         dvsan_mib::DVSAN_PARTITION_TABLE,
+        dvsan_mib::DVSAN_ACCESS_TABLE,
     ]
 }
 
@@ -117,6 +119,7 @@ pub fn parse_walk(varbinds: &[VarBind]) -> Result<UnitSnapshot, WalkError> {
     snapshot.media = media_rows(&sorted.media, snapshot.capacity_blocks)?;
     snapshot.volumes = volume_rows(&sorted.volumes, snapshot.capacity_blocks)?;
     snapshot.partitions = partition_rows(&sorted.partitions, &snapshot.volumes)?;
+    access_rows(&sorted.grants, &mut snapshot.volumes)?;
     Ok(snapshot)
 }
 
@@ -128,6 +131,7 @@ struct Sorted<'a> {
     media: BTreeMap<Vec<u32>, Row<'a>>,
     volumes: BTreeMap<Vec<u32>, Row<'a>>,
     partitions: BTreeMap<Vec<u32>, Row<'a>>,
+    grants: BTreeMap<Vec<u32>, Row<'a>>,
     sys_uptime: Option<u32>,
     link_up: bool,
 }
@@ -174,6 +178,7 @@ impl<'a> Sorted<'a> {
             (dvsan_mib::DVSAN_MEDIA_ENTRY, &mut self.media, 1usize),
             (dvsan_mib::DVSAN_VOLUME_ENTRY, &mut self.volumes, 1),
             (dvsan_mib::DVSAN_PARTITION_ENTRY, &mut self.partitions, 2),
+            (dvsan_mib::DVSAN_ACCESS_ENTRY, &mut self.grants, 1),
         ];
         for (entry, rows, index_len) in tables {
             if let Some(rest) = vb.oid.suffix_after(entry) {
@@ -288,10 +293,18 @@ fn volume_rows(volumes: &BTreeMap<Vec<u32>, Row<'_>>, capacity_blocks: u32) -> R
         let end_lba = unsigned(column(row, 4, table, &idx, "dvsanVolumeEndLba")?)?;
         let length = unsigned(column(row, 5, table, &idx, "dvsanVolumeLength")?)?;
         check_extent("volume", &idx, start_lba, end_lba, length, 0, capacity_blocks)?;
-        let state = match integer(column(row, 6, table, &idx, "dvsanVolumeState")?)? {
-            1 => Availability::Available,
-            2 => Availability::Unavailable,
-            other => return Err(garbage(format!("dvsanVolumeState.{idx} {other} is not available(1)/unavailable(2)"))),
+        let (state, clearing) = match integer(column(row, 6, table, &idx, "dvsanVolumeState")?)? {
+            1 => (Availability::Available, None),
+            2 => (Availability::Unavailable, None),
+            // Units before dvsanVolumeClearProgress do not clear; say 0 when the column is missing.
+            3 => {
+                (Availability::Unavailable, Some(row.get(&9).map(|vb| unsigned(vb)).transpose()?.unwrap_or(0).min(100)))
+            }
+            other => {
+                return Err(garbage(format!(
+                    "dvsanVolumeState.{idx} {other} is not available(1)/unavailable(2)/clearing(3)"
+                )))
+            }
         };
         let volume = VolumeRow {
             index: index[0],
@@ -301,6 +314,8 @@ fn volume_rows(volumes: &BTreeMap<Vec<u32>, Row<'_>>, capacity_blocks: u32) -> R
             length,
             export_name: text(column(row, 7, table, &idx, "dvsanVolumeExportName")?, 255)?,
             state,
+            clearing,
+            granted_hosts: Vec::new(),
         };
         if let Some(other) = volume_rows.iter().find(|o| o.start_lba <= volume.end_lba && volume.start_lba <= o.end_lba)
         {
@@ -347,6 +362,29 @@ fn partition_rows(
     Ok(partition_rows)
 }
 
+/// dvsanAccessTable's rows: each grant's host is added to its volume's `granted_hosts`. A grant on a volume the
+/// walk did not see (the layout changed between the walks) is ignored: the change counter check walks again.
+fn access_rows(grants: &BTreeMap<Vec<u32>, Row<'_>>, volumes: &mut [VolumeRow]) -> Result<(), WalkError> {
+    for (index, row) in grants {
+        let idx = index_text(index);
+        let table = "dvsanAccessTable";
+        let volume = unsigned(column(row, 2, table, &idx, "dvsanAccessVolumeIndex")?)?;
+        let kind = integer(column(row, 4, table, &idx, "dvsanAccessHostAddressType")?)?;
+        let address = column(row, 5, table, &idx, "dvsanAccessHostAddress")?;
+        let Some(host) = data_address(kind, address)
+            .map_err(|_| garbage(format!("dvsanAccessHostAddress.{idx} does not match its type {kind}")))?
+        else {
+            continue;
+        };
+        if let Some(v) = volumes.iter_mut().find(|v| v.index == volume) {
+            if !v.granted_hosts.contains(&host) {
+                v.granted_hosts.push(host);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `start..=end` of `length` blocks must lie in `lo..hi` (hi exclusive).
 fn check_extent(what: &str, idx: &str, start: u32, end: u32, length: u32, lo: u32, hi: u32) -> Result<(), WalkError> {
     if length == 0 || u64::from(start) + u64::from(length) - 1 != u64::from(end) {
@@ -388,22 +426,24 @@ impl From<SnmpError> for WalkError {
 /// walk again (up to 3 times).
 pub async fn read_unit(manager: &Manager, target: &Target) -> Result<UnitSnapshot, WalkError> {
     const ATTEMPTS: u32 = 3;
-    let [unit, media, volumes, partitions] = walked_subtrees().map(Oid::from_slice);
+    let [unit, media, volumes, partitions, access] = walked_subtrees().map(Oid::from_slice);
     let extras = extra_instances();
     let counter = [instance(dvsan_mib::DVSAN_UNIT_CHANGE_COUNTER, &[0])];
     for _ in 0..ATTEMPTS {
-        let (a, b, c, d, e) = tokio::join!(
+        let (a, b, c, d, e, f) = tokio::join!(
             manager.walk(target, &unit),
             manager.walk(target, &media),
             manager.walk(target, &volumes),
             manager.walk(target, &partitions),
             manager.get(target, &extras),
+            manager.walk(target, &access),
         );
         let mut all = a?;
         all.extend(b?);
         all.extend(c?);
         all.extend(d?);
         all.extend(e?);
+        all.extend(f?);
         let snapshot = parse_walk(&all)?;
         let after = manager.get(target, &counter).await?;
         match after.first().map(|vb| &vb.value) {
@@ -601,6 +641,28 @@ pub(crate) mod tests {
         replace(&mut walk, DVSAN_VOLUME_START_LBA, &[2], Value::Gauge32(50));
         replace(&mut walk, DVSAN_VOLUME_END_LBA, &[2], Value::Gauge32(99));
         expect_garbage(&walk, "overlap");
+    }
+
+    #[test]
+    fn grants_and_clearing_are_read_onto_the_volumes() {
+        use dvsan_mib::*;
+        let mut walk = good_walk();
+        replace(&mut walk, DVSAN_VOLUME_STATE, &[2], Value::Integer(3));
+        walk.push(vb(DVSAN_VOLUME_CLEAR_PROGRESS, &[2], Value::Gauge32(42)));
+        for (g, volume, host) in [(1, 1, [127, 0, 0, 9]), (2, 1, [127, 0, 0, 10]), (3, 7, [127, 0, 0, 11])] {
+            walk.push(vb(DVSAN_ACCESS_VOLUME_INDEX, &[g], Value::Gauge32(volume)));
+            walk.push(vb(DVSAN_ACCESS_HOST_ADDRESS_TYPE, &[g], Value::Integer(1)));
+            walk.push(vb(DVSAN_ACCESS_HOST_ADDRESS, &[g], Value::OctetString(host.to_vec())));
+        }
+        let snap = parse_walk(&walk).unwrap();
+        let hosts: Vec<String> = snap.volumes[0].granted_hosts.iter().map(|h| h.to_string()).collect();
+        assert_eq!(hosts, ["127.0.0.9", "127.0.0.10"]);
+        assert_eq!((snap.volumes[1].state, snap.volumes[1].clearing), (Availability::Unavailable, Some(42)));
+        assert!(snap.volumes[1].granted_hosts.is_empty());
+        walk.push(vb(DVSAN_ACCESS_HOST_ADDRESS, &[4], Value::OctetString(vec![1, 2, 3])));
+        walk.push(vb(DVSAN_ACCESS_VOLUME_INDEX, &[4], Value::Gauge32(1)));
+        walk.push(vb(DVSAN_ACCESS_HOST_ADDRESS_TYPE, &[4], Value::Integer(1)));
+        expect_garbage(&walk, "dvsanAccessHostAddress.4");
     }
 
     #[test]

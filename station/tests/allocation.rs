@@ -40,7 +40,7 @@ fn grants(unit: &Unit) -> Vec<(u64, String)> {
 fn create_volume(unit: &Unit, index: u32, blocks: u64) {
     run_ok(
         net_snmp("snmpset")
-            .args(["-v2c", "-c", "private"])
+            .args(["-v2c", "-c", WRITE_COMMUNITY])
             .arg(unit.address())
             .arg(format!("DVSAN-MIB::dvsanVolumeLength.{index}"))
             .args(["u", &blocks.to_string()])
@@ -146,14 +146,18 @@ fn request_assign_refuse_release_and_survive_restart() {
     let err = run_fails(&mut alloc_cmd(&station, &["unassign", "--unit", "127.0.20.2", "--volume", "1"]));
     assert!(err.contains("not assigned"), "{err}");
 
-    // A grant the unit refuses (the host already has one there, made behind the station's back): the request
-    // fails with the unit's answer and the volume stays free.
+    // A grant made behind the station's back on the released volume: the pool shows it as a foreign grant and
+    // the volume is never given to another host (wiped_and_exclusive.rs has the allocation side).
     grant(&small, 50, 1, [127, 0, 20, 112]);
-    let err = run_fails(&mut alloc_cmd(&station, &["request", "--size", "3M", "--host", "127.0.20.112"]));
-    assert!(err.contains("refused or did not answer the grant"), "{err}");
+    station.wait_unit(&small.address(), "the foreign grant", WAIT, |u| {
+        u["volumes"].as_array().unwrap().iter().any(|v| v["index"] == 1 && v["foreign_grants"][0] == "127.0.20.112")
+    });
+    let err = run_fails(&mut alloc_cmd(
+        &station,
+        &["assign", "--unit", "127.0.20.2", "--volume", "1", "--host", "127.0.20.104"],
+    ));
+    assert!(err.contains("has a grant the station did not make, for 127.0.20.112"), "{err}");
     assert_eq!(assignments(&station).len(), 2);
-    let d = request(&station, "3M", "127.0.20.104");
-    assert_eq!((d["agent"].as_str().unwrap(), d["volume"].as_u64().unwrap()), ("127.0.20.2:1161", 1), "{d}");
 
     // Reconciliation: a grant lost on the unit is made again; the grant made behind the station's back is left.
     let grant_c = c["grant"].as_u64().unwrap();
@@ -180,10 +184,11 @@ fn request_assign_refuse_release_and_survive_restart() {
             volume_created: true,
             created_ms: 0,
             pending: true,
+            owner: None,
         })
         .unwrap();
     drop(store);
-    assert_eq!(assignments(&station).len(), 3, "a pending assignment is not listed");
+    assert_eq!(assignments(&station).len(), 2, "a pending assignment is not listed");
     let report = reconcile(&station);
     assert_eq!(report["pending_undone"].as_u64(), Some(1), "{report}");
     assert_eq!(grants(&big).len(), 1);
@@ -196,7 +201,7 @@ fn request_assign_refuse_release_and_survive_restart() {
     let station = Station::start(&state, &[]);
     assert_eq!(assignments(&station), before);
     let text = run_ok(&mut alloc_cmd(&station, &["assignments"]));
-    assert_eq!(text.lines().count(), 3, "{text}");
+    assert_eq!(text.lines().count(), 2, "{text}");
     wait_until("the grant repaired at start", WAIT, || (grants(&big).len() == 1).then_some(()));
     assert_eq!(grants(&big), vec![(volume_c, "127.0.20.102".to_string())]);
 }
@@ -213,7 +218,7 @@ fn grants_rows(unit: &Unit) -> Vec<u64> {
 fn revoke(unit: &Unit, grant: u64) {
     run_ok(
         net_snmp("snmpset")
-            .args(["-v2c", "-c", "private"])
+            .args(["-v2c", "-c", WRITE_COMMUNITY])
             .arg(unit.address())
             .arg(format!("DVSAN-MIB::dvsanAccessRowStatus.{grant}"))
             .args(["i", "6"]),
@@ -224,7 +229,7 @@ fn grant(unit: &Unit, index: u32, volume: u32, host: [u8; 4]) {
     let hex: String = host.iter().map(|b| format!("{b:02X}")).collect();
     run_ok(
         net_snmp("snmpset")
-            .args(["-v2c", "-c", "private"])
+            .args(["-v2c", "-c", WRITE_COMMUNITY])
             .arg(unit.address())
             .arg(format!("DVSAN-MIB::dvsanAccessVolumeIndex.{index}"))
             .args(["u", &volume.to_string()])
@@ -240,17 +245,17 @@ fn grant(unit: &Unit, index: u32, volume: u32, host: [u8; 4]) {
 /// snmpset on the station's agent (write community `private`).
 fn station_set(station: &Station, args: &[&str]) -> std::process::Output {
     net_snmp("snmpset")
-        .args(["-v2c", "-c", "private", "-t", "2", "-r", "0"])
+        .args(["-v2c", "-c", WRITE_COMMUNITY, "-t", "2", "-r", "0"])
         .arg(station.snmp.unwrap().to_string())
         .args(args)
         .output()
         .unwrap()
 }
 
-/// One column of a request row, value only.
+/// One column of a request row, value only, read by the admin (a row is visible to its requester and the admin).
 fn request_cell(station: &Station, column: &str, index: u32) -> String {
     let output = net_snmp("snmpget")
-        .args(["-v2c", "-c", "public", "-Oqv", "-t", "2", "-r", "0"])
+        .args(["-v2c", "-c", WRITE_COMMUNITY, "-Oqv", "-t", "2", "-r", "0"])
         .arg(station.snmp.unwrap().to_string())
         .arg(format!("DVSAN-STATION-MIB::dvsanStationRequest{column}.{index}"))
         .output()
@@ -310,10 +315,11 @@ fn requests_through_the_station_mib() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["nbd_uri"], uri.as_str());
     let unit_index = request_cell(&station, "UnitIndex", 7);
-    // dvsanStationAssignmentTable shows the assignment (the snapshot is at most 500 ms old).
+    // dvsanStationAssignmentTable shows the assignment to its requester, here the admin (the snapshot is at most
+    // 500 ms old).
     let assigned = |column: &str| {
         let output = net_snmp("snmpget")
-            .args(["-v2c", "-c", "public", "-Oqv", "-t", "2", "-r", "0"])
+            .args(["-v2c", "-c", WRITE_COMMUNITY, "-Oqv", "-t", "2", "-r", "0"])
             .arg(station.snmp.unwrap().to_string())
             .arg(format!("DVSAN-STATION-MIB::dvsanStationAssign{column}.{unit_index}.{volume}"))
             .output()
@@ -399,7 +405,10 @@ fn requests_through_the_station_mib() {
 /// `dvsan-host --station S --host H ARGS`.
 fn host_cli(station: &Station, host: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(workspace_bin("dvsan-host"));
-    cmd.env_remove("DVSAN_STATION").args(["--station", &station.snmp.unwrap().to_string(), "--host", host]).args(args);
+    cmd.env_remove("DVSAN_STATION")
+        .env_remove("DVSAN_WRITE_COMMUNITY")
+        .args(["--station", &station.snmp.unwrap().to_string(), "--host", host, "--write-community", WRITE_COMMUNITY])
+        .args(args);
     cmd
 }
 

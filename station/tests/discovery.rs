@@ -32,7 +32,7 @@ fn unit_add_finds_a_running_unit_and_polling_repairs_lost_traps() {
     assert_eq!(volumes_of(&pooled)[0].1, "early");
 
     // A layout change whose dvsanLayoutChanged is lost: the next poll sees the change counter move.
-    run_ok(net_snmp("snmpset").args(["-v2c", "-c", "private"]).arg(unit.address()).args([
+    run_ok(net_snmp("snmpset").args(["-v2c", "-c", WRITE_COMMUNITY]).arg(unit.address()).args([
         "DVSAN-MIB::dvsanVolumeRowStatus.5",
         "i",
         "createAndGo",

@@ -89,7 +89,7 @@ fn units_join_change_leave_and_come_back() {
 
     // A volume created over SNMP appears in the pool.
     let target = units[1].address();
-    run_ok(net_snmp("snmpset").args(["-v2c", "-c", "private"]).arg(&target).args([
+    run_ok(net_snmp("snmpset").args(["-v2c", "-c", WRITE_COMMUNITY]).arg(&target).args([
         "DVSAN-MIB::dvsanVolumeRowStatus.7",
         "i",
         "createAndGo",

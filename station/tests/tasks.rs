@@ -19,7 +19,7 @@ const WAIT: Duration = Duration::from_secs(15);
 /// snmpset on the station's agent (write community `private`); `-Ir` sends values the MIB would refuse.
 fn station_set(station: &Station, args: &[&str]) -> Output {
     net_snmp("snmpset")
-        .args(["-v2c", "-c", "private", "-t", "2", "-r", "0", "-Ir"])
+        .args(["-v2c", "-c", WRITE_COMMUNITY, "-t", "2", "-r", "0", "-Ir"])
         .arg(station.snmp.unwrap().to_string())
         .args(args)
         .output()
@@ -395,7 +395,7 @@ fn every_operation_runs_as_a_task_in_order_and_the_cli_matches() {
         run_fails(&mut cli(&["partition", "destroy", "--unit", "127.0.31.1", "--volume", &volume, "--partition", "9"]));
     assert!(err.contains(&format!("volume {volume} of unit #{index} has no partition 9")), "{err}");
     // A volume made behind the station's back (snmpset on the unit) is in the pool after a rescan.
-    run_ok(net_snmp("snmpset").args(["-v2c", "-c", "private"]).arg(unit.address()).args([
+    run_ok(net_snmp("snmpset").args(["-v2c", "-c", WRITE_COMMUNITY]).arg(unit.address()).args([
         "DVSAN-MIB::dvsanVolumeName.40",
         "s",
         "behind",

@@ -42,6 +42,8 @@ impl Unit {
         let mut store = LayoutStore::open(&state).unwrap();
         store.init_unit("test-unit", BLOCK).unwrap();
         store.attach_media(&specs).unwrap();
+        // New media are released until cleared; nothing serves them yet, so clear them now.
+        dvsan_layout::clear_all_now(&mut store, dvsan_layout::ClearOptions::default()).unwrap();
         Unit { dir, state, media }
     }
 

@@ -15,6 +15,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// The write community the fixtures configure explicitly on every agent, station and client that writes (no
+/// component has one by default).
+pub const WRITE_COMMUNITY: &str = "private";
+
 /// A running `dvsan-station run`.
 pub struct Station {
     pub proc: Proc,
@@ -24,18 +28,55 @@ pub struct Station {
 }
 
 impl Station {
-    /// Starts a station with a 1 s poll interval, its own agent, and `extra` flags; waits for station.ready.
+    /// Starts a station in lab mode (`--trust-community-units`: units announcing themselves with a community are
+    /// pooled without enrolment or approval), otherwise as [`Station::start_secure`]; waits for station.ready.
     pub fn start(state_dir: &Path, extra: &[&str]) -> Station {
         Station::start_with(state_dir, "1s", "info,dvsan_station=debug", extra)
     }
 
-    /// Starts a station with this `--poll-interval`, `RUST_LOG` and `extra` flags; waits for station.ready.
+    /// As [`Station::start`] (lab mode, [`WRITE_COMMUNITY`] as in [`Station::start_secure`]) with this
+    /// `--poll-interval` and `RUST_LOG`.
     pub fn start_with(state_dir: &Path, poll_interval: &str, rust_log: &str, extra: &[&str]) -> Station {
+        let mut flags = vec!["--trust-community-units"];
+        flags.extend_from_slice(extra);
+        Station::spawn(state_dir, poll_interval, rust_log, &Station::secure_flags(&flags))
+    }
+
+    /// Starts a station with the station's defaults for trust (only enrolled or approved units enter the pool), a
+    /// 1 s poll interval, its own agent, [`WRITE_COMMUNITY`] as its write community towards units
+    /// (`--write-community`) and as the admin community of its own agent (`--admin-community`: it sees and may do
+    /// everything there) unless `extra` gives them, and `extra` flags; waits for station.ready.
+    pub fn start_secure(state_dir: &Path, extra: &[&str]) -> Station {
+        Station::start_bare(state_dir, &Station::secure_flags(extra))
+    }
+
+    /// `extra` with `--write-community` and `--admin-community` [`WRITE_COMMUNITY`] unless it gives them.
+    fn secure_flags<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+        let mut flags: Vec<&str> = Vec::new();
+        for flag in ["--write-community", "--admin-community"] {
+            if !extra.contains(&flag) {
+                flags.extend([flag, WRITE_COMMUNITY]);
+            }
+        }
+        flags.extend_from_slice(extra);
+        flags
+    }
+
+    /// A station in its default configuration (no write community, no lab mode) with `extra` flags.
+    pub fn start_bare(state_dir: &Path, extra: &[&str]) -> Station {
+        Station::spawn(state_dir, "1s", "info,dvsan_station=debug", extra)
+    }
+
+    /// Starts a station with this `--poll-interval`, `RUST_LOG` and `extra` flags; waits for station.ready.
+    fn spawn(state_dir: &Path, poll_interval: &str, rust_log: &str, extra: &[&str]) -> Station {
         std::fs::create_dir_all(state_dir).unwrap();
         let ready = state_dir.join("station.ready");
         let _ = std::fs::remove_file(&ready);
         let mut cmd = Command::new(workspace_bin("dvsan-station"));
-        cmd.arg("run")
+        cmd.env_remove("DVSAN_UNIT_WRITE_COMMUNITY")
+            .env_remove("DVSAN_STATION_WRITE_COMMUNITY")
+            .env_remove("DVSAN_ADMIN_COMMUNITY")
+            .arg("run")
             .arg("--state-dir")
             .arg(state_dir)
             .args(["--listen-traps", "127.0.0.1:0", "--snmp-listen", "127.0.0.1:0", "--poll-interval", poll_interval])
@@ -43,8 +84,10 @@ impl Station {
             .env("RUST_LOG", rust_log);
         let log = state_dir.with_extension("log");
         let proc = Proc::spawn_logging("dvsan-station", &mut cmd, log);
-        let text = wait_until("station.ready", Duration::from_secs(15), || std::fs::read_to_string(&ready).ok());
-        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        // The file may be seen between its creation and its write: wait until it holds the whole JSON object.
+        let json: serde_json::Value = wait_until("station.ready", Duration::from_secs(15), || {
+            serde_json::from_str(&std::fs::read_to_string(&ready).ok()?).ok()
+        });
         Station {
             proc,
             state_dir: state_dir.to_path_buf(),
@@ -53,9 +96,11 @@ impl Station {
         }
     }
 
+    /// The station's CLI, with [`WRITE_COMMUNITY`] as its write community towards units
+    /// (`DVSAN_UNIT_WRITE_COMMUNITY`, the environment form of `--write-community`).
     pub fn cli(&self) -> Command {
         let mut cmd = Command::new(workspace_bin("dvsan-station"));
-        cmd.env_remove("DVSAN_STATION_STATE_DIR");
+        cmd.env_remove("DVSAN_STATION_STATE_DIR").env("DVSAN_UNIT_WRITE_COMMUNITY", WRITE_COMMUNITY);
         cmd
     }
 
@@ -79,6 +124,13 @@ impl Station {
         check: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
         wait_until(&format!("{what} (unit {address})"), timeout, || self.unit_at(address).filter(|u| check(u)))
+    }
+
+    /// `unit pending --json --all`: the units waiting for approval, and the rejected ones.
+    pub fn pending(&self) -> Vec<serde_json::Value> {
+        let text = run_ok(self.cli().args(["unit", "pending", "--json", "--all", "--state-dir"]).arg(&self.state_dir));
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        json["pending"].as_array().cloned().unwrap_or_default()
     }
 
     /// `traps --json -n 0` (plus `extra` filters), one value per notification.
@@ -125,7 +177,7 @@ impl Unit {
             .arg(listen_text)
             .arg("--trap-sink")
             .arg(trap_sink)
-            .args(["--read-community", "public", "--write-community", "private"])
+            .args(["--read-community", "public", "--write-community", WRITE_COMMUNITY])
             .args(extra)
             .env("RUST_LOG", "info");
         let log = state_dir.with_extension("log");
@@ -207,7 +259,10 @@ pub fn write_heartbeat(
     state: DataServiceState,
 ) -> Result<(), dvsan_layout::LayoutError> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_millis() as u64;
-    store.set_data_service(&DataServiceStatus { pid: std::process::id(), listen, state, heartbeat_ms: now })
+    store.set_data_service(&DataServiceStatus { pid: std::process::id(), listen, state, heartbeat_ms: now })?;
+    // The stand-in serves nothing, so it always "serves" the newest layout: released blocks may be cleared.
+    let counter = store.change_counter()?;
+    store.set_served_counter(counter)
 }
 
 impl Drop for Heartbeat {
@@ -265,7 +320,16 @@ impl SanUnit {
         std::fs::create_dir_all(dir).expect("create the unit directory");
         let mut cmd = Command::new(workspace_bin("dvsan-agent"));
         cmd.arg("run").arg("--state-dir").arg(dir.join("state"));
-        cmd.args(["--listen", snmp_addr, "--trap-sink", trap_sink, "--name", name]);
+        cmd.args([
+            "--listen",
+            snmp_addr,
+            "--trap-sink",
+            trap_sink,
+            "--name",
+            name,
+            "--write-community",
+            WRITE_COMMUNITY,
+        ]);
         for (i, size) in sizes.iter().enumerate() {
             cmd.arg("--media").arg(format!("{}:{size}", dir.join(format!("m{i}.img")).display()));
         }
@@ -301,7 +365,7 @@ impl SanUnit {
 
     /// `snmpset` of these assignments (`OBJECT TYPE VALUE`…), which must succeed.
     pub fn set(&self, assignments: &[&str]) {
-        let mut args = vec!["-v2c", "-c", "private", &self.snmp_addr];
+        let mut args = vec!["-v2c", "-c", WRITE_COMMUNITY, &self.snmp_addr];
         args.extend_from_slice(assignments);
         crate::snmp_ok("snmpset", &args);
     }

@@ -23,7 +23,7 @@ fn station_cli(args: &[&str], state_dir: &Path) -> (bool, String, String) {
 
 fn host_cli(station: &str, args: &[&str]) -> (bool, String, String) {
     let mut cmd = Command::new(workspace_bin("dvsan-host"));
-    cmd.args(["--station", station, "--host", "127.0.0.1"]).args(args);
+    cmd.env_remove("DVSAN_WRITE_COMMUNITY").args(["--station", station, "--host", "127.0.0.1"]).args(args);
     run(cmd)
 }
 
@@ -99,5 +99,14 @@ fn empty_lists_say_so_and_a_host_is_told_what_it_can_do() {
     assert_eq!(
         err,
         "dvsan-host: \"9/9\" is not one of this host's (127.0.0.1) volumes; `dvsan-host list` shows them as UNIT/VOLUME\n"
+    );
+
+    // No write community by default: a request says which option to give.
+    let (ok, _, err) = host_cli(&snmp, &["request", "--size", "1M"]);
+    assert!(!ok);
+    assert_eq!(
+        err,
+        "dvsan-host: this needs the station's write community: give --write-community COMMUNITY (or \
+         DVSAN_WRITE_COMMUNITY), the station's --snmp-write-community\n"
     );
 }

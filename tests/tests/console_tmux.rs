@@ -4,7 +4,7 @@
 //! pool, tasks and the notification tail all come over SNMP.
 
 use dvsan_tests::tmux::{tmux_socket, Tmux};
-use dvsan_tests::units::{SanUnit, Station};
+use dvsan_tests::units::{SanUnit, Station, WRITE_COMMUNITY};
 use dvsan_tests::{free_udp_port, require_tool, wait_for, workspace_bin};
 use std::time::Duration;
 
@@ -66,6 +66,8 @@ fn an_operator_creates_volumes_runs_two_tasks_at_once_and_sees_a_link_go_down() 
             station.snmp.expect("the station serves SNMP").to_string(),
             "--refresh".into(),
             "500ms".into(),
+            "--write-community".into(),
+            WRITE_COMMUNITY.into(),
         ],
     );
     console.expect(&["tmuxunit1", "tmuxunit2", "available"], Duration::from_secs(15));
@@ -149,6 +151,8 @@ fn an_operator_opens_the_map_of_a_unit_on_two_media() {
             station.snmp.expect("the station serves SNMP").to_string(),
             "--refresh".into(),
             "500ms".into(),
+            "--write-community".into(),
+            WRITE_COMMUNITY.into(),
         ],
     );
     console.expect(&["mapunit", "available", "Pool:"], Duration::from_secs(15));

@@ -35,8 +35,9 @@ struct Cli {
     #[arg(long, default_value = "public")]
     community: String,
     /// Write community of the station (its --snmp-write-community), for starting, cancelling and removing tasks.
-    #[arg(long, default_value = "private")]
-    write_community: String,
+    /// No default: without it the console only reads.
+    #[arg(long, env = "DVSAN_WRITE_COMMUNITY", hide_env_values = true, value_name = "COMMUNITY")]
+    write_community: Option<String>,
     /// How often the pool and the traffic are read (e.g. 1s, 500ms).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     refresh: Duration,
@@ -82,6 +83,7 @@ async fn console(cli: Cli, station: SocketAddr) -> Result<()> {
 
     let mut tasks = Vec::new();
     let mut client = None;
+    let mut no_client = "this is demo data (--fake): nothing is sent to a station".to_string();
     if cli.fake {
         app.station = "(demo data)".to_string();
         tasks.push(spawn_refresh(FakeSource::demo(), cli.refresh, updates_tx.clone()));
@@ -89,14 +91,28 @@ async fn console(cli: Cli, station: SocketAddr) -> Result<()> {
             app.apply(Update::Notification(n));
         }
     } else {
-        let source = SnmpSource::new(station, &cli.community, cli.timeout).await.context("opening an SNMP socket")?;
+        let mut source =
+            SnmpSource::new(station, &cli.community, cli.timeout).await.context("opening an SNMP socket")?;
+        if let Some(write_community) = &cli.write_community {
+            source = source.assignments_with(write_community);
+        }
         tasks.push(spawn_refresh(source, cli.refresh, updates_tx.clone()));
         let owner = default_owner();
-        client = Some(
-            TaskClient::new(station, &cli.write_community, cli.timeout, &owner)
-                .await
-                .context("opening an SNMP socket for tasks")?,
-        );
+        match &cli.write_community {
+            Some(write_community) => {
+                client = Some(
+                    TaskClient::new(station, write_community, cli.timeout, &owner)
+                        .await
+                        .context("opening an SNMP socket for tasks")?,
+                )
+            }
+            None => {
+                no_client = "the console has no write community, so it only reads: start it with \
+                             --write-community COMMUNITY (the station's --snmp-write-community) to start, cancel \
+                             or remove tasks"
+                    .to_string()
+            }
+        }
         if let Some(dir) = &cli.station_state_dir {
             let program = tail::station_program(cli.station_bin.as_deref());
             tasks.push(tail::spawn_tail(program, dir.clone(), updates_tx.clone()));
@@ -130,7 +146,7 @@ async fn console(cli: Cli, station: SocketAddr) -> Result<()> {
     });
 
     let mut guard = TerminalGuard::enter().context("setting up the terminal")?;
-    let outbox = Outbox { client, updates: updates_tx };
+    let outbox = Outbox { client, no_client, updates: updates_tx };
     let result = ui_loop(&mut guard, &mut app, &outbox, &mut keys, &mut updates).await;
     drop(guard);
     for task in tasks {
@@ -139,9 +155,11 @@ async fn console(cli: Cli, station: SocketAddr) -> Result<()> {
     result
 }
 
-/// Where the app's commands go: the station's task client, or, with demo data, nowhere (and the user is told).
+/// Where the app's commands go: the station's task client, or, with demo data or without a write community,
+/// nowhere (and the user is told why, `no_client`).
 struct Outbox {
     client: Option<TaskClient>,
+    no_client: String,
     updates: mpsc::UnboundedSender<Update>,
 }
 
@@ -154,10 +172,7 @@ impl Outbox {
                     // Detached: the command ends by itself (bounded by the SNMP timeouts) and reports back.
                     drop(client.spawn(command, self.updates.clone()));
                 }
-                None => app.apply(Update::Refused {
-                    command,
-                    why: "this is demo data (--fake): nothing is sent to a station".to_string(),
-                }),
+                None => app.apply(Update::Refused { command, why: self.no_client.clone() }),
             }
         }
     }

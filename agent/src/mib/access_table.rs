@@ -1,5 +1,6 @@
 //! dvsanAccessTable: which host address may use which volume or partition export, created and destroyed by SET
-//! on dvsanAccessRowStatus. blockd enforces these grants on every connection.
+//! on dvsanAccessRowStatus. blockd enforces these grants on every connection. A read-write grant is exclusive: a
+//! second host's writing grant on overlapping blocks gets inconsistentValue unless both are readWriteShared.
 
 use super::set::{enumerated, fail, find, layout_status, octets, prepare_rows, row_action, unsigned, Cell, RowAction};
 use crate::unit::{Change, Unit};
@@ -26,6 +27,15 @@ pub fn inet_address(ip: IpAddr) -> (i32, Vec<u8>) {
     }
 }
 
+/// dvsanAccessMode for a grant's mode.
+fn mode_value(mode: AccessMode) -> i32 {
+    match mode {
+        AccessMode::ReadWrite => mib::dvsan_access_mode::READ_WRITE,
+        AccessMode::ReadOnly => mib::dvsan_access_mode::READ_ONLY,
+        AccessMode::ReadWriteShared => mib::dvsan_access_mode::READ_WRITE_SHARED,
+    }
+}
+
 pub struct AccessTable(pub Arc<Unit>);
 
 impl Table for AccessTable {
@@ -48,10 +58,7 @@ impl Table for AccessTable {
             PARTITION => Value::Gauge32(g.partition.map_or(0, |p| p.0)),
             ADDR_TYPE => Value::Integer(kind),
             ADDR => Value::OctetString(octets),
-            MODE => Value::Integer(match g.mode {
-                AccessMode::ReadWrite => mib::dvsan_access_mode::READ_WRITE,
-                AccessMode::ReadOnly => mib::dvsan_access_mode::READ_ONLY,
-            }),
+            MODE => Value::Integer(mode_value(g.mode)),
             ROW_STATUS => Value::Integer(mib::row_status::ACTIVE),
             _ => return None,
         })
@@ -74,7 +81,12 @@ fn plan_row(layout: &Layout, index: GrantIndex, cells: &[Cell<'_>]) -> Result<Op
     let addr = find(cells, ADDR).map(|(i, vb)| octets(i, vb, 255).map(|v| (i, v))).transpose()?;
     let mode = find(cells, MODE)
         .map(|(i, vb)| {
-            enumerated(i, vb, &[mib::dvsan_access_mode::READ_WRITE, mib::dvsan_access_mode::READ_ONLY]).map(|v| (i, v))
+            let modes = [
+                mib::dvsan_access_mode::READ_WRITE,
+                mib::dvsan_access_mode::READ_ONLY,
+                mib::dvsan_access_mode::READ_WRITE_SHARED,
+            ];
+            enumerated(i, vb, &modes).map(|v| (i, v))
         })
         .transpose()?;
     let status = find(cells, ROW_STATUS).map(|(i, vb)| row_action(i, vb).map(|a| (i, a))).transpose()?;
@@ -105,10 +117,10 @@ fn plan_row(layout: &Layout, index: GrantIndex, cells: &[Cell<'_>]) -> Result<Op
                 volume: VolumeIndex(vol),
                 partition: partition.and_then(|(_, p)| (p != 0).then_some(PartitionIndex(p))),
                 host,
-                mode: if mode.map(|(_, m)| m) == Some(mib::dvsan_access_mode::READ_ONLY) {
-                    AccessMode::ReadOnly
-                } else {
-                    AccessMode::ReadWrite
+                mode: match mode.map(|(_, m)| m) {
+                    Some(mib::dvsan_access_mode::READ_ONLY) => AccessMode::ReadOnly,
+                    Some(mib::dvsan_access_mode::READ_WRITE_SHARED) => AccessMode::ReadWriteShared,
+                    _ => AccessMode::ReadWrite,
                 },
             };
             let g = layout.plan_grant(&req).map_err(|e| {
@@ -116,6 +128,9 @@ fn plan_row(layout: &Layout, index: GrantIndex, cells: &[Cell<'_>]) -> Result<Op
                     LayoutError::NoSuchVolume(_) => volume.map(|(i, _)| i),
                     LayoutError::NoSuchPartition(..) => partition.map(|(i, _)| i),
                     LayoutError::DuplicateGrant { .. } => Some(*ai),
+                    // A second host writing the volume: the mode (or, when the default was taken, the host) is
+                    // what conflicts.
+                    LayoutError::ExclusiveGrant { .. } => Some(mode.map_or(*ai, |(i, _)| i)),
                     _ => None,
                 };
                 fail(at.unwrap_or(i), layout_status(&e))
@@ -131,10 +146,7 @@ fn plan_row(layout: &Layout, index: GrantIndex, cells: &[Cell<'_>]) -> Result<Op
         (Some(g), _) => {
             // Grants are immutable while active: the same values are accepted, changes are inconsistent.
             let (kind, octets) = inet_address(g.host);
-            let mode_now = match g.mode {
-                AccessMode::ReadWrite => mib::dvsan_access_mode::READ_WRITE,
-                AccessMode::ReadOnly => mib::dvsan_access_mode::READ_ONLY,
-            };
+            let mode_now = mode_value(g.mode);
             let same = volume.is_none_or(|(_, v)| v == g.volume.0)
                 && partition.is_none_or(|(_, p)| p == g.partition.map_or(0, |p| p.0))
                 && addr_type.is_none_or(|(_, k)| k == kind)

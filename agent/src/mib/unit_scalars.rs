@@ -1,4 +1,5 @@
-//! dvsanUnit scalars: identity, geometry, free space, where the data service listens, the change counter.
+//! dvsanUnit scalars: identity, geometry, free space and space still being cleared, where the data service
+//! listens, the change counter.
 
 use super::access_table::inet_address;
 use crate::unit::Unit;
@@ -14,7 +15,7 @@ impl Scalars for UnitScalars {
         mib::DVSAN_UNIT
     }
     fn members(&self) -> &'static [u32] {
-        &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
+        &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]
     }
     fn value(&self, member: u32) -> Option<Value> {
         let layout = self.0.layout();
@@ -37,6 +38,7 @@ impl Scalars for UnitScalars {
             11 => Value::Gauge32(layout.next_volume_index().map_or(0, |i| i.0)),
             12 => Value::Gauge32(layout.next_grant_index().map_or(0, |i| i.0)),
             13 => Value::gauge32_saturating(layout.largest_free().0),
+            14 => Value::gauge32_saturating(self.0.clearing_blocks().0),
             _ => return None,
         })
     }

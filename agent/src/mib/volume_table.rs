@@ -1,4 +1,6 @@
-//! dvsanVolumeTable: the unit's volumes, created, grown and destroyed by SET on dvsanVolumeRowStatus.
+//! dvsanVolumeTable: the unit's volumes, created, grown and destroyed by SET on dvsanVolumeRowStatus, and wiped
+//! by writing 0 to dvsanVolumeClearProgress (the unit then clears the volume in the background, see
+//! `crate::clearing`, and the column shows how far it got).
 
 use super::set::{display_string, fail, find, layout_status, prepare_rows, row_action, unsigned, Cell, RowAction};
 use crate::unit::{Change, Unit};
@@ -16,6 +18,7 @@ const LENGTH: u32 = 5;
 const STATE: u32 = 6;
 const EXPORT: u32 = 7;
 const ROW_STATUS: u32 = 8;
+const CLEAR_PROGRESS: u32 = 9;
 
 pub struct VolumeTable(pub Arc<Unit>);
 
@@ -24,7 +27,7 @@ impl Table for VolumeTable {
         mib::DVSAN_VOLUME_ENTRY
     }
     fn columns(&self) -> &'static [u32] {
-        &[NAME, START, END, LENGTH, STATE, EXPORT, ROW_STATUS]
+        &[NAME, START, END, LENGTH, STATE, EXPORT, ROW_STATUS, CLEAR_PROGRESS]
     }
     fn rows(&self) -> Vec<Vec<u32>> {
         self.0.layout().volumes.iter().map(|v| vec![v.index.0]).collect()
@@ -38,11 +41,14 @@ impl Table for VolumeTable {
             START => Value::gauge32_saturating(v.extent.start.0),
             END => Value::gauge32_saturating(v.extent.end().0),
             LENGTH => Value::gauge32_saturating(v.extent.len.0),
-            STATE => Value::Integer(if self.0.link().up {
+            STATE => Value::Integer(if v.clearing.is_some() {
+                mib::dvsan_volume_state::CLEARING
+            } else if self.0.link().up {
                 mib::dvsan_volume_state::AVAILABLE
             } else {
                 mib::dvsan_volume_state::UNAVAILABLE
             }),
+            CLEAR_PROGRESS => Value::Gauge32(self.0.clear_percent(v)),
             EXPORT => Value::string(&v.export_name),
             ROW_STATUS => Value::Integer(mib::row_status::ACTIVE),
             _ => return None,
@@ -50,7 +56,8 @@ impl Table for VolumeTable {
     }
 
     fn prepare_set(&self, varbinds: &[SetItem<'_>]) -> Result<Box<dyn PreparedSet>, SetFailure> {
-        prepare_rows(&self.0, self.entry(), varbinds, &[NAME, START, LENGTH, ROW_STATUS], 1, &|l, index, cells| {
+        let writable = [NAME, START, LENGTH, ROW_STATUS, CLEAR_PROGRESS];
+        prepare_rows(&self.0, self.entry(), varbinds, &writable, 1, &|l, index, cells| {
             plan_row(l, VolumeIndex(index[0]), cells)
         })
     }
@@ -62,6 +69,13 @@ fn plan_row(layout: &Layout, index: VolumeIndex, cells: &[Cell<'_>]) -> Result<O
     let start = find(cells, START).map(|(i, vb)| unsigned(i, vb).map(|v| (i, v))).transpose()?;
     let length = find(cells, LENGTH).map(|(i, vb)| unsigned(i, vb).map(|v| (i, v))).transpose()?;
     let status = find(cells, ROW_STATUS).map(|(i, vb)| row_action(i, vb).map(|a| (i, a))).transpose()?;
+    let wipe = find(cells, CLEAR_PROGRESS).map(|(i, vb)| unsigned(i, vb).map(|v| (i, v))).transpose()?;
+    // Writing 0 to dvsanVolumeClearProgress asks for a wipe; other values are not requests.
+    if let Some((i, p)) = wipe {
+        if p != 0 {
+            return Err(fail(i, ErrorStatus::WrongValue));
+        }
+    }
     let first = cells[0].0;
     if let Some((i, 0)) = length {
         return Err(fail(i, ErrorStatus::WrongValue));
@@ -94,6 +108,12 @@ fn plan_row(layout: &Layout, index: VolumeIndex, cells: &[Cell<'_>]) -> Result<O
         }
         (None, Some((_, RowAction::Destroy))) => Ok(None),
         (None, _) => Err(fail(status.map_or(first, |(i, _)| i), ErrorStatus::InconsistentName)),
+        (Some(_), None) if wipe.is_some() && name.is_none() && start.is_none() && length.is_none() => {
+            let Some((i, _)) = wipe else { return Ok(None) };
+            let wiped = layout.plan_wipe(index).map_err(|e| fail(i, layout_status(&e)))?;
+            Ok(Some((i, Change::WipeVolume(wiped))))
+        }
+        (_, _) if wipe.is_some() => Err(fail(wipe.map_or(first, |(i, _)| i), ErrorStatus::InconsistentValue)),
         (Some(v), _) => {
             // Modify an active row: only growing the length changes anything.
             if let Some((i, n)) = &name {

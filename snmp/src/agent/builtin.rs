@@ -1,10 +1,12 @@
-//! Handlers every agent serves: SNMPv2-MIB `system` (1.3.6.1.2.1.1) and `snmp` (1.3.6.1.2.1.11).
+//! Handlers every agent serves: SNMPv2-MIB `system` (1.3.6.1.2.1.1) and `snmp` (1.3.6.1.2.1.11); and with
+//! SNMPv3, SNMP-FRAMEWORK-MIB `snmpEngine`, SNMP-MPD-MIB `snmpMPDStats` and SNMP-USER-BASED-SM-MIB `usmStats`
+//! (all read-only).
 //!
 //! sysContact, sysName and sysLocation are writable (kept in memory only: the owner reads them
 //! back with [`SystemGroup::contact`] etc. if it wants to persist them), as is
 //! snmpEnableAuthenTraps. sysORTable is not served; sysORLastChange is 0.
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::agent::handler::{FnPreparedSet, GetResult, MibHandler, PreparedSet, SetFailure, SetItem, UndoFailed};
@@ -13,6 +15,7 @@ use crate::counters::SnmpCounters;
 use crate::oid::Oid;
 use crate::pdu::{ErrorStatus, VarBind};
 use crate::uptime::Uptime;
+use crate::usm::Engine;
 use crate::value::Value;
 
 /// SNMPv2-MIB::system.
@@ -27,6 +30,15 @@ pub const SNMP_TRAP_OID_0: [u32; 11] = [1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0];
 pub const SNMP_TRAPS: [u32; 9] = [1, 3, 6, 1, 6, 3, 1, 1, 5];
 /// snmpTrapEnterprise.0.
 pub const SNMP_TRAP_ENTERPRISE_0: [u32; 11] = [1, 3, 6, 1, 6, 3, 1, 1, 4, 3, 0];
+
+/// SNMP-FRAMEWORK-MIB::snmpEngine.
+pub const SNMP_ENGINE: [u32; 9] = [1, 3, 6, 1, 6, 3, 10, 2, 1];
+/// SNMP-MPD-MIB::snmpMPDStats.
+pub const SNMP_MPD_STATS: [u32; 9] = [1, 3, 6, 1, 6, 3, 11, 2, 1];
+/// SNMP-USER-BASED-SM-MIB::usmStats.
+pub const USM_STATS: [u32; 9] = [1, 3, 6, 1, 6, 3, 15, 1, 1];
+/// SNMP-TARGET-MIB::snmpUnknownContexts.0 (sent in Reports; the group is not served).
+pub const SNMP_UNKNOWN_CONTEXTS_0: [u32; 10] = [1, 3, 6, 1, 6, 3, 12, 1, 5, 0];
 
 const SYS_DESCR: u32 = 1;
 const SYS_OBJECT_ID: u32 = 2;
@@ -289,5 +301,90 @@ impl MibHandler for SnmpGroup {
                 Ok(())
             })
         })))
+    }
+}
+
+/// SNMP-FRAMEWORK-MIB `snmpEngine`: snmpEngineID, snmpEngineBoots, snmpEngineTime, snmpEngineMaxMessageSize.
+pub struct EngineGroup {
+    layout: ScalarLayout,
+    engine: Engine,
+    max_message_size: i32,
+}
+
+impl EngineGroup {
+    pub fn new(engine: Engine, max_message_size: usize) -> EngineGroup {
+        EngineGroup {
+            layout: ScalarLayout::new(Oid::from_slice(&SNMP_ENGINE), &[1, 2, 3, 4]),
+            engine,
+            max_message_size: i32::try_from(max_message_size).unwrap_or(i32::MAX),
+        }
+    }
+
+    fn value(&self, arc: u32) -> Value {
+        match arc {
+            1 => Value::OctetString(self.engine.id().as_bytes().to_vec()),
+            2 => Value::Integer(i32::try_from(self.engine.boots()).unwrap_or(i32::MAX)),
+            3 => Value::Integer(i32::try_from(self.engine.time()).unwrap_or(i32::MAX)),
+            _ => Value::Integer(self.max_message_size),
+        }
+    }
+}
+
+impl MibHandler for EngineGroup {
+    fn get(&self, oid: &Oid) -> GetResult {
+        match self.layout.lookup(oid) {
+            Ok(arc) => GetResult::Value(self.value(arc)),
+            Err(e) => e,
+        }
+    }
+
+    fn get_next(&self, oid: &Oid) -> Option<VarBind> {
+        let (arc, instance) = self.layout.next(oid)?;
+        Some(VarBind::new(instance, self.value(arc)))
+    }
+}
+
+/// A group of read-only Counter32 scalars taken from [`SnmpCounters`] (snmpMPDStats, usmStats).
+pub struct CounterGroup {
+    layout: ScalarLayout,
+    counters: Arc<SnmpCounters>,
+    by_arc: fn(&SnmpCounters, u32) -> Option<&AtomicU32>,
+}
+
+impl CounterGroup {
+    /// snmpMPDStats: snmpUnknownSecurityModels, snmpInvalidMsgs, snmpUnknownPDUHandlers.
+    pub fn mpd_stats(counters: Arc<SnmpCounters>) -> CounterGroup {
+        CounterGroup {
+            layout: ScalarLayout::new(Oid::from_slice(&SNMP_MPD_STATS), &[1, 2, 3]),
+            counters,
+            by_arc: SnmpCounters::mpd_by_arc,
+        }
+    }
+
+    /// usmStats: usmStatsUnsupportedSecLevels .. usmStatsDecryptionErrors.
+    pub fn usm_stats(counters: Arc<SnmpCounters>) -> CounterGroup {
+        CounterGroup {
+            layout: ScalarLayout::new(Oid::from_slice(&USM_STATS), &[1, 2, 3, 4, 5, 6]),
+            counters,
+            by_arc: SnmpCounters::usm_by_arc,
+        }
+    }
+
+    fn value(&self, arc: u32) -> Value {
+        Value::Counter32((self.by_arc)(&self.counters, arc).map_or(0, SnmpCounters::read))
+    }
+}
+
+impl MibHandler for CounterGroup {
+    fn get(&self, oid: &Oid) -> GetResult {
+        match self.layout.lookup(oid) {
+            Ok(arc) => GetResult::Value(self.value(arc)),
+            Err(e) => e,
+        }
+    }
+
+    fn get_next(&self, oid: &Oid) -> Option<VarBind> {
+        let (arc, instance) = self.layout.next(oid)?;
+        Some(VarBind::new(instance, self.value(arc)))
     }
 }

@@ -3,23 +3,33 @@
 //! [`Agent::process`] turns one request datagram into (maybe) one response datagram,
 //! synchronously and without I/O, so it is also the fuzzing entry point. [`Agent::serve`] runs it
 //! on a tokio UDP socket. MIB data comes from [`MibHandler`]s registered per subtree; the
-//! SNMPv2-MIB `system` and `snmp` groups are always registered by the builder.
+//! SNMPv2-MIB `system` and `snmp` groups are always registered by the builder. Who may read and write
+//! what is [`AgentConfig::communities`] ([`access`]); handlers learn who is asking from
+//! [`Requester::current`] ([`requester`]).
 
+mod access;
 mod builtin;
 mod handler;
 mod process;
 mod registry;
+mod requester;
 mod rows;
 mod table;
+mod v3;
+
+pub use v3::TIME_WINDOW;
+
+pub use access::{Access, Community, Rights, View};
 
 pub use builtin::{
-    SnmpGroup, SystemGroup, SystemInfo, SNMP, SNMP_TRAPS, SNMP_TRAP_ENTERPRISE_0, SNMP_TRAP_OID_0, SYSTEM,
-    SYS_UP_TIME_0,
+    CounterGroup, EngineGroup, SnmpGroup, SystemGroup, SystemInfo, SNMP, SNMP_ENGINE, SNMP_MPD_STATS, SNMP_TRAPS,
+    SNMP_TRAP_ENTERPRISE_0, SNMP_TRAP_OID_0, SYSTEM, SYS_UP_TIME_0, USM_STATS,
 };
 pub use handler::{
     FnPreparedSet, GetResult, MibHandler, NothingToUndo, PreparedSet, SetFailure, SetItem, Undo, UndoFailed,
 };
 pub use registry::{Registry, RegistryError};
+pub use requester::{Requester, RequesterScope, SecurityLevel, SecurityModel};
 pub use rows::{ScalarHandler, Scalars, Table, TableHandler};
 pub use table::{next_key, ScalarLayout, TableLayout};
 
@@ -32,6 +42,7 @@ use tokio::net::UdpSocket;
 use crate::counters::SnmpCounters;
 use crate::oid::Oid;
 use crate::uptime::Uptime;
+use crate::usm::{Engine, UsmUser};
 
 /// Largest UDP payload over IPv4, the default response size limit.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 65507;
@@ -39,10 +50,9 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 65507;
 /// Agent settings.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
-    /// Communities allowed to read (Get, GetNext, GetBulk).
-    pub read_communities: Vec<String>,
-    /// Communities allowed to read and write (Set too).
-    pub write_communities: Vec<String>,
+    /// The communities v1 and v2c requests may use, with what each may read and write. A request with any other
+    /// community is dropped. There is no write community unless one is listed here.
+    pub communities: Vec<Community>,
     /// Responses larger than this become tooBig (GetBulk: fewer repetitions). Clamped to
     /// 484..=65535 (484 is the minimum every SNMP entity must accept).
     pub max_message_size: usize,
@@ -50,25 +60,27 @@ pub struct AgentConfig {
     pub workers: usize,
     /// The system group's initial values.
     pub system: SystemInfo,
+    /// SNMPv3: the engine and its users. `None`: v3 messages are dropped as a bad version.
+    pub usm: Option<UsmConfig>,
+}
+
+/// An agent's SNMPv3 settings: its authoritative engine and the users it serves.
+#[derive(Clone, Debug)]
+pub struct UsmConfig {
+    pub engine: Engine,
+    pub users: Vec<UsmUser>,
 }
 
 impl Default for AgentConfig {
     fn default() -> AgentConfig {
         AgentConfig {
-            read_communities: vec!["public".to_string()],
-            write_communities: Vec::new(),
+            communities: vec![Community::read_only("public")],
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()).min(4),
             system: SystemInfo::default(),
+            usm: None,
         }
     }
-}
-
-/// What a community may do.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Access {
-    Read,
-    Write,
 }
 
 /// Collects handlers, then builds an [`Agent`].
@@ -106,6 +118,23 @@ impl AgentBuilder {
         let mut registry = Registry::new();
         registry.register(Oid::from_slice(&SYSTEM), system.clone())?;
         registry.register(Oid::from_slice(&SNMP), snmp.clone())?;
+        let usm = match &self.config.usm {
+            Some(cfg) => {
+                let max = self.config.max_message_size.clamp(484, 65535);
+                registry
+                    .register(Oid::from_slice(&SNMP_ENGINE), Arc::new(EngineGroup::new(cfg.engine.clone(), max)))?;
+                registry.register(
+                    Oid::from_slice(&SNMP_MPD_STATS),
+                    Arc::new(CounterGroup::mpd_stats(Arc::clone(&self.counters))),
+                )?;
+                registry.register(
+                    Oid::from_slice(&USM_STATS),
+                    Arc::new(CounterGroup::usm_stats(Arc::clone(&self.counters))),
+                )?;
+                Some(v3::UsmState::new(cfg))
+            }
+            None => None,
+        };
         for (prefix, handler) in self.handlers {
             registry.register(prefix, handler)?;
         }
@@ -119,6 +148,7 @@ impl AgentBuilder {
             uptime: self.uptime,
             system,
             snmp,
+            usm,
             set_lock: Mutex::new(()),
         })
     }
@@ -132,6 +162,8 @@ pub struct Agent {
     uptime: Uptime,
     system: Arc<SystemGroup>,
     snmp: Arc<SnmpGroup>,
+    /// SNMPv3 state: the engine and the users localised to it.
+    usm: Option<v3::UsmState>,
     /// SETs are applied one at a time so that validate-then-commit is atomic across SETs.
     set_lock: Mutex<()>,
 }
@@ -167,6 +199,11 @@ impl Agent {
         self.snmp.authen_traps_enabled()
     }
 
+    /// The SNMPv3 engine, when the agent serves v3.
+    pub fn engine(&self) -> Option<&Engine> {
+        self.usm.as_ref().map(v3::UsmState::engine)
+    }
+
     /// The effective configuration.
     pub fn config(&self) -> &AgentConfig {
         &self.config
@@ -177,16 +214,6 @@ impl Agent {
     pub fn between_sets<R>(&self, f: impl FnOnce() -> R) -> R {
         let _serialised = self.set_lock.lock().unwrap_or_else(|e| e.into_inner());
         f()
-    }
-
-    fn access(&self, community: &[u8]) -> Option<Access> {
-        if self.config.write_communities.iter().any(|c| c.as_bytes() == community) {
-            Some(Access::Write)
-        } else if self.config.read_communities.iter().any(|c| c.as_bytes() == community) {
-            Some(Access::Read)
-        } else {
-            None
-        }
     }
 
     /// Processes one request datagram from `from`; returns the response datagram, or `None`

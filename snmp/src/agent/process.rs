@@ -1,20 +1,24 @@
 //! Request processing: RFC 3416 §4.2 (Get, GetNext, GetBulk, Set) with the SNMPv1 rules of
 //! RFC 1157 and RFC 3584 §4.2-4.4 (noSuchName for exceptions, Counter64 skipped by GetNext and
-//! refused by Get, v2 error codes mapped to v1).
+//! refused by Get, v2 error codes mapped to v1), within what the request's community may read and write
+//! ([`super::access`]), with the request's [`Requester`] current while handlers run.
 
 use std::net::SocketAddr;
 
+use crate::agent::access::{Community, View};
 use crate::agent::handler::{GetResult, SetFailure, SetItem, Undo};
-use crate::agent::{Access, Agent};
+use crate::agent::requester::{Requester, SecurityModel};
+use crate::agent::Agent;
 use crate::ber::{tag, BerWriter};
 use crate::counters::SnmpCounters;
 use crate::message::{decode, encode_into, DecodeError, Message, Version};
+use crate::oid::Oid;
 use crate::pdu::{BulkPdu, ErrorStatus, GenericPdu, Pdu, VarBind};
 use crate::value::Value;
 
 /// Room kept for the three enclosing lengths growing to their long form while a GetBulk
 /// response is filled (each at most 3 more octets for messages under 16 MiB).
-const LENGTH_SLACK: usize = 9;
+pub(super) const LENGTH_SLACK: usize = 9;
 
 pub(super) fn process(agent: &Agent, datagram: &[u8], from: SocketAddr, out: &mut Vec<u8>) -> bool {
     let c = &*agent.counters;
@@ -22,6 +26,9 @@ pub(super) fn process(agent: &Agent, datagram: &[u8], from: SocketAddr, out: &mu
     let msg = match decode(datagram) {
         Ok(msg) => msg,
         Err(DecodeError::BadVersion) => {
+            if let Some(usm) = &agent.usm {
+                return super::v3::process(agent, usm, datagram, from, out);
+            }
             SnmpCounters::bump(&c.in_bad_versions);
             tracing::debug!(%from, "SNMP request with unsupported version dropped");
             return false;
@@ -32,33 +39,44 @@ pub(super) fn process(agent: &Agent, datagram: &[u8], from: SocketAddr, out: &mu
             return false;
         }
     };
-    let Some(access) = agent.access(&msg.community) else {
+    let Some(rights) = Community::find(&agent.config.communities, &msg.community).map(Community::rights) else {
         SnmpCounters::bump(&c.in_bad_community_names);
         tracing::debug!(%from, "SNMP request with unknown community dropped");
         return false;
     };
+    let model = match msg.version {
+        Version::V1 => SecurityModel::V1,
+        Version::V2c => SecurityModel::V2c,
+    };
+    let _requester = Requester::community(model, &msg.community).enter();
     let Message { version, community, pdu } = msg;
     let response = match pdu {
         Pdu::Get(p) => {
             SnmpCounters::bump(&c.in_get_requests);
-            get(agent, version, p)
+            get(agent, version, rights.read, p)
         }
         Pdu::GetNext(p) => {
             SnmpCounters::bump(&c.in_get_nexts);
-            get_next(agent, version, p)
+            get_next(agent, version, rights.read, p)
         }
         Pdu::GetBulk(p) => {
             SnmpCounters::bump(&c.in_get_nexts);
-            return get_bulk(agent, version, &community, p, out);
+            return get_bulk(agent, version, rights.read, &community, p, out);
         }
         Pdu::Set(p) => {
-            if access != Access::Write {
+            let Some(write_view) = rights.write else {
                 SnmpCounters::bump(&c.in_bad_community_uses);
                 tracing::debug!(%from, "SNMP SET with a read-only community dropped");
                 return false;
-            }
+            };
             SnmpCounters::bump(&c.in_set_requests);
-            set(agent, version, p)
+            if let Some(i) = p.varbinds.iter().position(|vb| !write_view.contains(&vb.oid)) {
+                SnmpCounters::bump(&c.in_bad_community_uses);
+                tracing::debug!(%from, oid = %p.varbinds[i].oid, "SNMP SET outside the community's write view refused");
+                error(p, version, ErrorStatus::NoAccess, i + 1)
+            } else {
+                set(agent, version, p)
+            }
         }
         Pdu::Response(_) | Pdu::Report(_) => {
             SnmpCounters::bump(&c.in_get_responses);
@@ -109,7 +127,7 @@ fn count_response(agent: &Agent, pdu: &Pdu) {
     }
 }
 
-fn count_status(agent: &Agent, status: ErrorStatus) {
+pub(super) fn count_status(agent: &Agent, status: ErrorStatus) {
     let c = &*agent.counters;
     match status.to_v1() {
         ErrorStatus::TooBig => SnmpCounters::bump(&c.out_too_bigs),
@@ -128,7 +146,7 @@ impl GenericPdu {
 }
 
 /// The request itself as an error response (varbinds echoed as received).
-fn error(mut request: GenericPdu, version: Version, status: ErrorStatus, index: usize) -> GenericPdu {
+pub(super) fn error(mut request: GenericPdu, version: Version, status: ErrorStatus, index: usize) -> GenericPdu {
     request.error_status = match version {
         Version::V1 => status.to_v1(),
         Version::V2c => status,
@@ -137,11 +155,11 @@ fn error(mut request: GenericPdu, version: Version, status: ErrorStatus, index: 
     request
 }
 
-fn get(agent: &Agent, version: Version, mut request: GenericPdu) -> GenericPdu {
+pub(super) fn get(agent: &Agent, version: Version, view: &View, mut request: GenericPdu) -> GenericPdu {
     SnmpCounters::add(&agent.counters.in_total_req_vars, request.varbinds.len());
     let mut values = Vec::with_capacity(request.varbinds.len());
     for (i, vb) in request.varbinds.iter().enumerate() {
-        let value = match agent.registry.get(&vb.oid) {
+        let value = match get_in_view(agent, view, &vb.oid) {
             GetResult::Value(v) => v,
             GetResult::NoSuchObject => Value::NoSuchObject,
             GetResult::NoSuchInstance => Value::NoSuchInstance,
@@ -157,20 +175,40 @@ fn get(agent: &Agent, version: Version, mut request: GenericPdu) -> GenericPdu {
     request
 }
 
-/// The successor of `oid` visible to `version` (v1 cannot see Counter64 objects).
-fn next_visible(agent: &Agent, version: Version, oid: &crate::oid::Oid) -> Option<VarBind> {
-    let mut next = agent.registry.get_next(oid)?;
-    while version == Version::V1 && matches!(next.value, Value::Counter64(_)) {
-        next = agent.registry.get_next(&next.oid)?;
+/// GET of `oid` as the view shows it: outside the view, nothing is there.
+fn get_in_view(agent: &Agent, view: &View, oid: &Oid) -> GetResult {
+    if view.contains(oid) {
+        agent.registry.get(oid)
+    } else {
+        GetResult::NoSuchObject
     }
-    Some(next)
 }
 
-fn get_next(agent: &Agent, version: Version, mut request: GenericPdu) -> GenericPdu {
+/// The successor of `oid` visible to `version` (v1 cannot see Counter64 objects) in `view`.
+fn next_visible(agent: &Agent, version: Version, view: &View, oid: &Oid) -> Option<VarBind> {
+    let mut next = agent.registry.get_next(oid)?;
+    // Each pass either returns or moves past an object v1 cannot see or to the next subtree of the view, so
+    // the registry and the view bound the loop.
+    loop {
+        if !view.contains(&next.oid) {
+            let subtree = view.next_subtree_after(&next.oid)?;
+            next = match agent.registry.get(subtree) {
+                GetResult::Value(value) => VarBind::new(subtree.clone(), value),
+                _ => agent.registry.get_next(subtree)?,
+            };
+        } else if version == Version::V1 && matches!(next.value, Value::Counter64(_)) {
+            next = agent.registry.get_next(&next.oid)?;
+        } else {
+            return Some(next);
+        }
+    }
+}
+
+pub(super) fn get_next(agent: &Agent, version: Version, view: &View, mut request: GenericPdu) -> GenericPdu {
     SnmpCounters::add(&agent.counters.in_total_req_vars, request.varbinds.len());
     let mut results = Vec::with_capacity(request.varbinds.len());
     for (i, vb) in request.varbinds.iter().enumerate() {
-        match next_visible(agent, version, &vb.oid) {
+        match next_visible(agent, version, view, &vb.oid) {
             Some(next) => results.push(next),
             None if version == Version::V1 => {
                 return error(request, version, ErrorStatus::NoSuchName, i + 1);
@@ -183,17 +221,45 @@ fn get_next(agent: &Agent, version: Version, mut request: GenericPdu) -> Generic
 }
 
 /// RFC 3416 §4.2.3, writing straight into `out` so the size limit is applied per varbind.
-fn get_bulk(agent: &Agent, version: Version, community: &[u8], request: BulkPdu, out: &mut Vec<u8>) -> bool {
+fn get_bulk(
+    agent: &Agent,
+    version: Version,
+    view: &View,
+    community: &[u8],
+    request: BulkPdu,
+    out: &mut Vec<u8>,
+) -> bool {
     let start = out.len();
     let limit = agent.config.max_message_size.saturating_sub(LENGTH_SLACK);
-    let total = request.varbinds.len();
-    let non_repeaters = (request.non_repeaters as usize).min(total);
-    let (fixed, repeated) = request.varbinds.split_at(non_repeaters);
-
     let mut w = BerWriter::new(out);
     let outer = w.begin(tag::SEQUENCE);
     w.integer(tag::INTEGER, i64::from(version.code()));
     w.octets(tag::OCTET_STRING, community);
+    let nothing_fit = bulk_response_pdu(agent, version, view, &request, limit, &mut w);
+    w.end(outer);
+    if nothing_fit {
+        out.truncate(start);
+        return respond(agent, version, community.to_vec(), GenericPdu::too_big(request.request_id), out);
+    }
+    let c = &*agent.counters;
+    SnmpCounters::bump(&c.out_pkts);
+    SnmpCounters::bump(&c.out_get_responses);
+    true
+}
+
+/// Writes the Response-PDU of a GetBulk into `w`, adding varbinds while the buffer stays within `limit`
+/// octets; returns true when not even one varbind fit (the caller answers tooBig instead).
+pub(super) fn bulk_response_pdu(
+    agent: &Agent,
+    version: Version,
+    view: &View,
+    request: &BulkPdu,
+    limit: usize,
+    w: &mut BerWriter<'_>,
+) -> bool {
+    let total = request.varbinds.len();
+    let non_repeaters = (request.non_repeaters as usize).min(total);
+    let (fixed, repeated) = request.varbinds.split_at(non_repeaters);
     let pdu = w.begin(0xA2);
     w.integer(tag::INTEGER, i64::from(request.request_id));
     w.integer(tag::INTEGER, 0);
@@ -216,9 +282,9 @@ fn get_bulk(agent: &Agent, version: Version, community: &[u8], request: BulkPdu,
     let mut written = 0usize;
     let mut full = false;
     for vb in fixed {
-        let next =
-            next_visible(agent, version, &vb.oid).unwrap_or_else(|| VarBind::new(vb.oid.clone(), Value::EndOfMibView));
-        if !push(&mut w, &next) {
+        let next = next_visible(agent, version, view, &vb.oid)
+            .unwrap_or_else(|| VarBind::new(vb.oid.clone(), Value::EndOfMibView));
+        if !push(w, &next) {
             full = true;
             break;
         }
@@ -231,7 +297,7 @@ fn get_bulk(agent: &Agent, version: Version, community: &[u8], request: BulkPdu,
         'repetitions: for _ in 0..request.max_repetitions {
             for (cursor, ended) in cursors.iter_mut().zip(ended.iter_mut()) {
                 if !*ended {
-                    match next_visible(agent, version, &cursor.oid) {
+                    match next_visible(agent, version, view, &cursor.oid) {
                         Some(next) => *cursor = next,
                         None => {
                             *ended = true;
@@ -239,7 +305,7 @@ fn get_bulk(agent: &Agent, version: Version, community: &[u8], request: BulkPdu,
                         }
                     }
                 }
-                if !push(&mut w, cursor) {
+                if !push(w, cursor) {
                     full = true;
                     break 'repetitions;
                 }
@@ -253,20 +319,12 @@ fn get_bulk(agent: &Agent, version: Version, community: &[u8], request: BulkPdu,
     let nothing_fit = full && w.len() == list_start;
     w.end(list);
     w.end(pdu);
-    w.end(outer);
     SnmpCounters::add(&agent.counters.in_total_req_vars, total);
-    if nothing_fit {
-        out.truncate(start);
-        return respond(agent, version, community.to_vec(), GenericPdu::too_big(request.request_id), out);
-    }
     tracing::trace!(written, "GetBulk answered");
-    let c = &*agent.counters;
-    SnmpCounters::bump(&c.out_pkts);
-    SnmpCounters::bump(&c.out_get_responses);
-    true
+    nothing_fit
 }
 
-fn set(agent: &Agent, version: Version, request: GenericPdu) -> GenericPdu {
+pub(super) fn set(agent: &Agent, version: Version, request: GenericPdu) -> GenericPdu {
     // Group the varbinds by owning handler, in order of first appearance.
     let mut groups: Vec<(usize, Vec<SetItem<'_>>)> = Vec::new();
     for (i, vb) in request.varbinds.iter().enumerate() {

@@ -8,8 +8,8 @@ use std::process::Output;
 use std::sync::{Arc, Mutex};
 
 use dvsan_snmp::agent::{
-    next_key, Agent, AgentConfig, FnPreparedSet, GetResult, MibHandler, PreparedSet, SetFailure, SetItem, TableLayout,
-    UndoFailed,
+    next_key, Agent, AgentConfig, Community, FnPreparedSet, GetResult, MibHandler, PreparedSet, SetFailure, SetItem,
+    TableLayout, UndoFailed, UsmConfig,
 };
 use dvsan_snmp::{ErrorStatus, Oid, Value, VarBind};
 
@@ -183,12 +183,30 @@ impl MibHandler for Faulty {
 /// An agent with the test table and the given extra handlers; communities `public` (read)
 /// and `private` (write).
 pub fn test_agent(max_message_size: usize, faulty: Vec<Arc<Faulty>>) -> (Arc<Agent>, Arc<TestTable>) {
+    test_agent_full(max_message_size, faulty, None)
+}
+
+/// The test agent with only the `public` community (no write community) and SNMPv3 as given.
+pub fn test_agent_with(usm: Option<UsmConfig>) -> (Arc<Agent>, Arc<TestTable>) {
+    let table = Arc::new(TestTable::new());
+    let mut config =
+        AgentConfig { communities: vec![Community::read_only("public")], workers: 2, usm, ..AgentConfig::default() };
+    config.system.descr = "dvsan-snmp test agent".into();
+    config.system.name = "testhost".into();
+    (Arc::new(Agent::builder(config).handler(TestTable::prefix(), table.clone()).build().unwrap()), table)
+}
+
+fn test_agent_full(
+    max_message_size: usize,
+    faulty: Vec<Arc<Faulty>>,
+    usm: Option<UsmConfig>,
+) -> (Arc<Agent>, Arc<TestTable>) {
     let table = Arc::new(TestTable::new());
     let mut config = AgentConfig {
-        read_communities: vec!["public".into()],
-        write_communities: vec!["private".into()],
+        communities: vec![Community::read_only("public"), Community::read_write("private")],
         max_message_size,
         workers: 2,
+        usm,
         ..AgentConfig::default()
     };
     config.system.descr = "dvsan-snmp test agent".into();

@@ -6,8 +6,8 @@
 
 use dvsan_mib::{self as mib, dvsan_station_task_state as state, row_status};
 use dvsan_snmp::agent::{
-    Agent, AgentConfig, FnPreparedSet, GetResult, MibHandler, PreparedSet, SetFailure, SetItem, Table, TableHandler,
-    UndoFailed,
+    Agent, AgentConfig, Community, FnPreparedSet, GetResult, MibHandler, PreparedSet, SetFailure, SetItem, Table,
+    TableHandler, UndoFailed,
 };
 use dvsan_snmp::{ErrorStatus, Oid, Value, VarBind};
 use std::collections::BTreeMap;
@@ -45,8 +45,7 @@ impl FakeStation {
     pub async fn start(with_tasks: bool) -> FakeStation {
         let state = Arc::new(Mutex::new(StationState::default()));
         let config = AgentConfig {
-            read_communities: vec![READ_COMMUNITY.to_string()],
-            write_communities: vec![WRITE_COMMUNITY.to_string()],
+            communities: vec![Community::read_only(READ_COMMUNITY), Community::read_write(WRITE_COMMUNITY)],
             workers: 1,
             ..AgentConfig::default()
         };

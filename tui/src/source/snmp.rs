@@ -27,6 +27,9 @@ pub type TableRows = BTreeMap<Vec<u32>, BTreeMap<u32, Value>>;
 pub struct SnmpSource {
     manager: Arc<Manager>,
     station: Target,
+    /// Where dvsanStationAssignmentTable is read: the station shows each requester only the assignments it asked
+    /// for (all of them to its admins), so the console reads it with its write community when it has one.
+    assignments: Target,
     community: String,
     unit_timeout: Duration,
     rates: RateTracker,
@@ -50,11 +53,19 @@ impl SnmpSource {
         Ok(SnmpSource {
             manager,
             station: Target::new(station, community).with_timeout(timeout, 1),
+            assignments: Target::new(station, community).with_timeout(timeout, 1),
             community: community.to_string(),
             unit_timeout: timeout,
             rates: RateTracker::default(),
             media: BTreeMap::new(),
         })
+    }
+
+    /// Reads the station's assignments with `community` (the console's write community) instead of the read one.
+    pub fn assignments_with(mut self, community: &str) -> SnmpSource {
+        self.assignments =
+            Target::new(self.assignments.addr, community).with_timeout(self.assignments.options.timeout, 1);
+        self
     }
 
     async fn read_pool(&self) -> Result<Pool, String> {
@@ -151,10 +162,11 @@ impl PoolSource for SnmpSource {
         let (units, tasks, assignments) = match &pool {
             Ok(pool) => {
                 let (manager, station) = (Arc::clone(&self.manager), self.station.clone());
+                let assignments = self.assignments.clone();
                 tokio::join!(
                     self.read_units(pool),
                     read_tasks(&manager, &station),
-                    read_assignments(&manager, &station)
+                    read_assignments(&manager, &assignments)
                 )
             }
             // The station did not answer: the other tables would only time out too.
