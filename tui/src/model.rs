@@ -414,6 +414,10 @@ pub struct Snapshot {
     /// The media of the units that answered, by unit index (the station's MIB does not carry media; they are
     /// read from each unit's agent, like the traffic).
     pub media: BTreeMap<u32, Vec<Medium>>,
+    /// Whether `traffic`, `traffic_errors` and `media` are a new read of the units. The units are read apart from
+    /// the station's tables, and with thousands of units that takes longer than a refresh: the snapshots in
+    /// between carry none (and the console keeps what it has).
+    pub units_read: bool,
 }
 
 /// How the notification tail is doing.

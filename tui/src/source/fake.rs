@@ -153,6 +153,7 @@ pub fn demo_snapshot() -> Snapshot {
         tasks: Ok(demo_tasks()),
         assignments: Ok(demo_assignments()),
         media: demo_media(),
+        units_read: true,
     }
 }
 

@@ -1,8 +1,10 @@
 //! The SNMP [`PoolSource`]: the station's DVSAN-STATION-MIB tables (units, volumes, partitions, host assignments
 //! and tasks) by GETBULK walks, and each available unit's dvsanTrafficTable (DVSAN-MIB) read from the unit
 //! directly, all units at once. Traffic counters become rates in a [`RateTracker`]. The pool is read first; when
-//! the station answers, the assignments, the tasks and the traffic are read at the same time, and each that fails
-//! carries its own error, so one screen's failure does not blank the others.
+//! the station answers, the assignments and the tasks are read at the same time, and each that fails carries its
+//! own error, so one screen's failure does not blank the others. The units' tables are read in a background task
+//! of their own ([`UnitReader`]): with 10,000 units that takes several refreshes, and the pool and the tasks must
+//! not wait for it; a snapshot carries the units' tables when a read of them has finished since the last one.
 
 use super::rates::{Counters, RateTracker};
 use super::PoolSource;
@@ -18,7 +20,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 
 /// The rows of one table: instance index -> column -> value.
 pub type TableRows = BTreeMap<Vec<u32>, BTreeMap<u32, Value>>;
@@ -30,6 +32,25 @@ pub struct SnmpSource {
     /// Where dvsanStationAssignmentTable is read: the station shows each requester only the assignments it asked
     /// for (all of them to its admins), so the console reads it with its write community when it has one.
     assignments: Target,
+    community: String,
+    unit_timeout: Duration,
+    /// The reader of the units' tables while no read of them runs.
+    reader: Option<UnitReader>,
+    /// The read of the units' tables under way in the background, which gives the reader back.
+    reading: Option<JoinHandle<(UnitReader, UnitReads)>>,
+}
+
+impl Drop for SnmpSource {
+    fn drop(&mut self) {
+        if let Some(reading) = &self.reading {
+            reading.abort();
+        }
+    }
+}
+
+/// Reads the units' own agents: traffic tables every time, media tables when they may have changed.
+struct UnitReader {
+    manager: Arc<Manager>,
     community: String,
     unit_timeout: Duration,
     rates: RateTracker,
@@ -51,13 +72,13 @@ impl SnmpSource {
         };
         let manager = Arc::new(Manager::new(bind).await?);
         Ok(SnmpSource {
-            manager,
+            manager: Arc::clone(&manager),
             station: Target::new(station, community).with_timeout(timeout, 1),
             assignments: Target::new(station, community).with_timeout(timeout, 1),
             community: community.to_string(),
             unit_timeout: timeout,
-            rates: RateTracker::default(),
-            media: BTreeMap::new(),
+            reader: Some(UnitReader::new(manager, community, timeout)),
+            reading: None,
         })
     }
 
@@ -90,13 +111,52 @@ impl SnmpSource {
         Ok(pool_from_tables(&units, &volumes, &partitions))
     }
 
+    /// What the background read of the units' tables found, if it finished since the last call; starts the next
+    /// read over `pool` when none is running.
+    async fn units_read(&mut self, pool: Option<&Pool>) -> Option<UnitReads> {
+        let mut found = None;
+        if let Some(reading) = self.reading.take_if(|r| r.is_finished()) {
+            self.reader = Some(match reading.await {
+                Ok((reader, reads)) => {
+                    found = Some(reads);
+                    reader
+                }
+                // It panicked: start over, without the rates and media it had.
+                Err(_) => UnitReader::new(Arc::clone(&self.manager), &self.community, self.unit_timeout),
+            });
+        }
+        if let (Some(pool), None) = (pool, &self.reading) {
+            if let Some(reader) = self.reader.take() {
+                self.reading = Some(tokio::spawn(reader.read(pool.units.clone())));
+            }
+        }
+        found
+    }
+}
+
+impl UnitReader {
+    fn new(manager: Arc<Manager>, community: &str, unit_timeout: Duration) -> UnitReader {
+        UnitReader {
+            manager,
+            community: community.to_string(),
+            unit_timeout,
+            rates: RateTracker::default(),
+            media: BTreeMap::new(),
+        }
+    }
+
     /// Reads every answering unit's traffic table and, from those that answered and whose media are not known
-    /// yet (or whose capacity moved), its media table.
-    async fn read_units(&mut self, pool: &Pool) -> UnitReads {
+    /// yet (or whose capacity moved), its media table; gives itself back with what it read.
+    async fn read(mut self, units: Vec<Unit>) -> (UnitReader, UnitReads) {
+        let reads = self.read_units(&units).await;
+        (self, reads)
+    }
+
+    async fn read_units(&mut self, units: &[Unit]) -> UnitReads {
         let mut reads = JoinSet::new();
         let in_flight = Arc::new(Semaphore::new(UNIT_READS_IN_FLIGHT));
         // Unavailable units still answer SNMP (only their data service is down); unreachable ones would only time out.
-        for unit in pool.units.iter().filter(|u| matches!(u.state, UnitState::Available | UnitState::Unavailable)) {
+        for unit in units.iter().filter(|u| matches!(u.state, UnitState::Available | UnitState::Unavailable)) {
             let Some(agent) = unit.agent else { continue };
             let manager = Arc::clone(&self.manager);
             let target = Target::new(agent, self.community.clone()).with_timeout(self.unit_timeout, 0);
@@ -148,7 +208,7 @@ impl SnmpSource {
             }
         }
         self.rates.retain(&keys);
-        let in_pool: std::collections::BTreeSet<u32> = pool.units.iter().map(|u| u.index).collect();
+        let in_pool: std::collections::BTreeSet<u32> = units.iter().map(|u| u.index).collect();
         self.media.retain(|index, _| in_pool.contains(index));
         let media = self.media.iter().map(|(index, (_, media))| (*index, media.clone())).collect();
         traffic.sort_by(|a, b| (a.unit_index, &a.export, &a.host).cmp(&(b.unit_index, &b.export, &b.host)));
@@ -159,19 +219,17 @@ impl SnmpSource {
 impl PoolSource for SnmpSource {
     async fn snapshot(&mut self) -> Snapshot {
         let pool = self.read_pool().await;
-        let (units, tasks, assignments) = match &pool {
-            Ok(pool) => {
-                let (manager, station) = (Arc::clone(&self.manager), self.station.clone());
-                let assignments = self.assignments.clone();
-                tokio::join!(
-                    self.read_units(pool),
-                    read_tasks(&manager, &station),
-                    read_assignments(&manager, &assignments)
-                )
-            }
+        let (tasks, assignments) = match &pool {
+            Ok(_) => tokio::join!(
+                read_tasks(&self.manager, &self.station),
+                read_assignments(&self.manager, &self.assignments)
+            ),
             // The station did not answer: the other tables would only time out too.
-            Err(why) => (UnitReads::default(), Err(why.clone()), Err(why.clone())),
+            Err(why) => (Err(why.clone()), Err(why.clone())),
         };
+        let units = self.units_read(pool.as_ref().ok()).await;
+        let units_read = units.is_some();
+        let units = units.unwrap_or_default();
         Snapshot {
             taken_unix: now_unix(),
             pool,
@@ -180,6 +238,7 @@ impl PoolSource for SnmpSource {
             tasks,
             assignments,
             media: units.media,
+            units_read,
         }
     }
 }

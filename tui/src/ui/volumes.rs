@@ -1,7 +1,7 @@
 //! The Volumes screen: every volume in the pool (LBA range on wide screens, size, export, state, the host it is
 //! assigned to) and, in a second pane, the partitions of the selected volume.
 
-use super::{column_width, draw_table, pane_block, TableView};
+use super::{column_width, draw_table, pane_block, Rows, TableView};
 use crate::app::{App, Pane};
 use crate::model::{AssignMode, Assignment, Volume};
 use dvsan_layout::HumanSize;
@@ -40,7 +40,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
 
 /// `blocks` of unit `unit_index` in bytes, or in blocks while the unit's block size is unknown.
 fn size(app: &App, unit_index: u32, blocks: u32) -> String {
-    match app.pool.unit(unit_index).map_or(0, |u| u64::from(u.block_size)) {
+    match app.pool().unit(unit_index).map_or(0, |u| u64::from(u.block_size)) {
         0 => format!("{blocks} blk"),
         bs => HumanSize(u64::from(blocks) * bs).to_string(),
     }
@@ -54,7 +54,7 @@ fn draw_volumes<'a>(frame: &mut Frame, app: &'a App, area: Rect) -> Option<&'a V
     let rows = volumes
         .iter()
         .map(|v| {
-            let unit = app.pool.unit(v.unit_index).map_or(format!("#{}", v.unit_index), |u| u.label());
+            let unit = app.pool().unit(v.unit_index).map_or(format!("#{}", v.unit_index), |u| u.label());
             let mut cells = vec![Cell::from(unit), Cell::from(v.index.to_string()), Cell::from(v.name.clone())];
             if with_lbas {
                 cells.push(Cell::from(format!("{}-{}", v.start_lba, v.end_lba)));
@@ -70,7 +70,7 @@ fn draw_volumes<'a>(frame: &mut Frame, app: &'a App, area: Rect) -> Option<&'a V
         .collect();
     // Wide screens give long unit and volume names the room they need.
     let (unit_width, name_width) = if area.width >= WIDE_FROM {
-        let units = volumes.iter().map(|v| app.pool.unit(v.unit_index).map_or(4, |u| u.label().len()));
+        let units = volumes.iter().map(|v| app.pool().unit(v.unit_index).map_or(4, |u| u.label().len()));
         (column_width(units, 8, 16), column_width(volumes.iter().map(|v| v.name.len()), 9, 16))
     } else {
         (8, 9)
@@ -117,7 +117,7 @@ fn draw_volumes<'a>(frame: &mut Frame, app: &'a App, area: Rect) -> Option<&'a V
             block: pane_block(app, Pane::Volumes, "Volumes"),
             header,
             widths,
-            rows,
+            rows: Rows::All(rows),
             empty,
         },
     );
@@ -159,7 +159,7 @@ fn draw_partitions(frame: &mut Frame, app: &App, area: Rect, selected: Option<&V
                 Constraint::Length(16),
                 Constraint::Min(11),
             ],
-            rows,
+            rows: Rows::All(rows),
             empty: empty.to_string(),
         },
     );
