@@ -59,6 +59,18 @@ struct UnitReader {
     media: BTreeMap<u32, (u32, Vec<Medium>)>,
 }
 
+/// max-repetitions of the walks of the station's tables. Its units and volumes tables have 10,000s of rows: at
+/// net-snmp's usual 10 to 25 a walk of them is 20,000 round trips. The station's agent answers with as many as fit
+/// its maximum message size (64 KiB); 100 keeps an answer near 4 KiB.
+const STATION_WALK_REPETITIONS: u32 = 100;
+
+/// The station's agent at `station`, read with `community`: one retry, and long GetBulk answers.
+fn station_target(station: SocketAddr, community: &str, timeout: Duration) -> Target {
+    let mut target = Target::new(station, community).with_timeout(timeout, 1);
+    target.options.walk_max_repetitions = STATION_WALK_REPETITIONS;
+    target
+}
+
 /// Unit walks outstanding at once: with thousands of units, their answers must fit the socket's receive buffer.
 const UNIT_READS_IN_FLIGHT: usize = 64;
 
@@ -73,8 +85,8 @@ impl SnmpSource {
         let manager = Arc::new(Manager::new(bind).await?);
         Ok(SnmpSource {
             manager: Arc::clone(&manager),
-            station: Target::new(station, community).with_timeout(timeout, 1),
-            assignments: Target::new(station, community).with_timeout(timeout, 1),
+            station: station_target(station, community, timeout),
+            assignments: station_target(station, community, timeout),
             community: community.to_string(),
             unit_timeout: timeout,
             reader: Some(UnitReader::new(manager, community, timeout)),
@@ -84,8 +96,7 @@ impl SnmpSource {
 
     /// Reads the station's assignments with `community` (the console's write community) instead of the read one.
     pub fn assignments_with(mut self, community: &str) -> SnmpSource {
-        self.assignments =
-            Target::new(self.assignments.addr, community).with_timeout(self.assignments.options.timeout, 1);
+        self.assignments = station_target(self.assignments.addr, community, self.assignments.options.timeout);
         self
     }
 
