@@ -591,6 +591,38 @@ mod tests {
         assert_eq!(snapshot.assignments, Err(error));
     }
 
+    #[tokio::test]
+    async fn the_units_are_read_in_the_background_and_handed_over_once() {
+        let silent_station = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let silent_unit = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let timeout = Duration::from_millis(500);
+        let mut source = SnmpSource::new(silent_station.local_addr().unwrap(), "public", timeout).await.unwrap();
+        let mut pool = crate::source::fake::demo_pool();
+        pool.units.truncate(1);
+        pool.units[0].agent = Some(silent_unit.local_addr().unwrap());
+        // The first call starts the read and does not wait for it.
+        let started = Instant::now();
+        assert!(source.units_read(Some(&pool)).await.is_none());
+        assert!(started.elapsed() < timeout, "waited for the unit");
+        let mut reads = None;
+        for _ in 0..100 {
+            reads = source.units_read(None).await;
+            if reads.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let reads = reads.expect("the read of the units never finished");
+        assert_eq!(reads.errors.len(), 1, "{:?}", reads.errors);
+        assert!(reads.errors[0].starts_with("unit unit1 at 127.0.0.1:"), "{:?}", reads.errors);
+        assert!(reads.traffic.is_empty());
+        // Handed over once; none runs until the next pool asks for one.
+        assert!(source.units_read(None).await.is_none());
+        assert!(source.reading.is_none() && source.reader.is_some());
+        assert!(source.units_read(Some(&pool)).await.is_none());
+        assert!(source.reading.is_some());
+    }
+
     fn date(hour: u8) -> Value {
         Value::OctetString(vec![0x07, 0xEA, 11, 22, hour, 0, 0, 0])
     }
