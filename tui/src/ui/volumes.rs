@@ -51,23 +51,22 @@ fn draw_volumes<'a>(frame: &mut Frame, app: &'a App, area: Rect) -> Option<&'a V
     // The host column needs the room on narrow screens; the partitions pane still shows LBAs there.
     let with_lbas = area.width >= LBAS_FROM;
     let volumes = app.visible_volumes();
-    let rows = volumes
-        .iter()
-        .map(|v| {
-            let unit = app.pool().unit(v.unit_index).map_or(format!("#{}", v.unit_index), |u| u.label());
-            let mut cells = vec![Cell::from(unit), Cell::from(v.index.to_string()), Cell::from(v.name.clone())];
-            if with_lbas {
-                cells.push(Cell::from(format!("{}-{}", v.start_lba, v.end_lba)));
-            }
-            cells.extend([
-                Cell::from(size(app, v.unit_index, v.length_blocks)),
-                Cell::from(v.export.clone()),
-                availability(v.available),
-                assigned_to(app.assignment_of(v.unit_index, v.index)),
-            ]);
-            Row::new(cells)
-        })
-        .collect();
+    // Only the rows on screen are made (the pool may hold 40,000 volumes).
+    let row = |at: usize| {
+        let Some(v) = volumes.get(at) else { return Row::default() };
+        let unit = app.pool().unit(v.unit_index).map_or(format!("#{}", v.unit_index), |u| u.label());
+        let mut cells = vec![Cell::from(unit), Cell::from(v.index.to_string()), Cell::from(v.name.clone())];
+        if with_lbas {
+            cells.push(Cell::from(format!("{}-{}", v.start_lba, v.end_lba)));
+        }
+        cells.extend([
+            Cell::from(size(app, v.unit_index, v.length_blocks)),
+            Cell::from(v.export.clone()),
+            availability(v.available),
+            assigned_to(app.assignment_of(v.unit_index, v.index)),
+        ]);
+        Row::new(cells)
+    };
     // Wide screens give long unit and volume names the room they need.
     let (unit_width, name_width) = if area.width >= WIDE_FROM {
         let units = volumes.iter().map(|v| app.pool().unit(v.unit_index).map_or(4, |u| u.label().len()));
@@ -117,7 +116,7 @@ fn draw_volumes<'a>(frame: &mut Frame, app: &'a App, area: Rect) -> Option<&'a V
             block: pane_block(app, Pane::Volumes, "Volumes"),
             header,
             widths,
-            rows: Rows::All(rows),
+            rows: Rows::Lazy { count: volumes.len(), row: Box::new(row) },
             empty,
         },
     );
