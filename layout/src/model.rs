@@ -38,6 +38,19 @@ impl fmt::Display for GrantIndex {
     }
 }
 
+impl VolumeIndex {
+    /// The volume a MIB column or a stored row names, where 0 means none.
+    pub fn given(index: u32) -> Option<VolumeIndex> {
+        (index != 0).then_some(VolumeIndex(index))
+    }
+}
+impl PartitionIndex {
+    /// The partition a MIB column or a stored row names, where 0 means none.
+    pub fn given(index: u32) -> Option<PartitionIndex> {
+        (index != 0).then_some(PartitionIndex(index))
+    }
+}
+
 /// The unit's identity and geometry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnitInfo {

@@ -39,6 +39,18 @@ impl Value {
         Value::IpAddress(addr.octets())
     }
 
+    /// A Gauge32 (or Unsigned32) of `v`, latched at its maximum when `v` does not fit (RFC 2578 §7.1.7: a gauge
+    /// that would exceed its maximum value stays there).
+    pub fn gauge32_saturating(v: u64) -> Value {
+        Value::Gauge32(u32::try_from(v).unwrap_or(u32::MAX))
+    }
+
+    /// A Counter32 of the running total `v`, modulo 2^32 (RFC 2578 §7.1.6: a counter wraps to zero after its
+    /// maximum; managers take differences of readings).
+    pub fn counter32_wrapping(v: u64) -> Value {
+        Value::Counter32((v & u64::from(u32::MAX)) as u32)
+    }
+
     /// True for noSuchObject, noSuchInstance and endOfMibView.
     pub fn is_exception(&self) -> bool {
         matches!(self, Value::NoSuchObject | Value::NoSuchInstance | Value::EndOfMibView)
@@ -132,5 +144,22 @@ impl fmt::Debug for Value {
             Value::NoSuchInstance => f.write_str("NoSuchInstance"),
             Value::EndOfMibView => f.write_str("EndOfMibView"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gauge_latches_at_its_maximum_and_a_counter_wraps() {
+        assert_eq!(Value::gauge32_saturating(7), Value::Gauge32(7));
+        assert_eq!(Value::gauge32_saturating(u64::from(u32::MAX)), Value::Gauge32(u32::MAX));
+        assert_eq!(Value::gauge32_saturating(u64::from(u32::MAX) + 1), Value::Gauge32(u32::MAX));
+        assert_eq!(Value::gauge32_saturating(u64::MAX), Value::Gauge32(u32::MAX));
+        assert_eq!(Value::counter32_wrapping(7), Value::Counter32(7));
+        assert_eq!(Value::counter32_wrapping(u64::from(u32::MAX)), Value::Counter32(u32::MAX));
+        assert_eq!(Value::counter32_wrapping(u64::from(u32::MAX) + 1), Value::Counter32(0));
+        assert_eq!(Value::counter32_wrapping((5 << 32) + 9), Value::Counter32(9));
     }
 }

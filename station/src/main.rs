@@ -950,8 +950,8 @@ fn cmd_tasks(state_dir: &Path, json: bool) -> Result<()> {
                 arguments.push(format!("{label}={value}"));
             }
         }
-        for (label, value) in [("volume", a.volume), ("partition", a.partition)] {
-            if value != 0 {
+        for (label, value) in [("volume", a.volume.map(|v| v.0)), ("partition", a.partition.map(|p| p.0))] {
+            if let Some(value) = value {
                 arguments.push(format!("{label}={value}"));
             }
         }

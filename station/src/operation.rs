@@ -14,6 +14,7 @@ use crate::allocate::{
 };
 use crate::model::PoolPartition;
 use crate::store::{assignment_list, AssignmentRecord, PendingUnit, RemovedUnit, StationStore};
+use dvsan_layout::VolumeIndex;
 use dvsan_snmp::Endpoint;
 use std::net::IpAddr;
 
@@ -87,7 +88,8 @@ pub enum Operation {
 pub struct Outcome {
     pub text: String,
     pub unit: u32,
-    pub volume: u32,
+    /// The volume it created, assigned or changed, if any.
+    pub volume: Option<VolumeIndex>,
     pub detail: Detail,
 }
 
@@ -153,7 +155,7 @@ impl Operation {
                 Ok(unit.to_string())
             }
         };
-        let volume = || if args.volume == 0 { Err(needs_volume(kind)) } else { Ok(args.volume) };
+        let volume = || args.volume.map(|v| v.0).ok_or_else(|| needs_volume(kind));
         let name = (!args.name.is_empty()).then(|| args.name.clone());
         Ok(match kind {
             OperationKind::CreateVolume => {
@@ -165,13 +167,13 @@ impl Operation {
             }
             OperationKind::DestroyPartition => {
                 let (unit, volume) = (unit()?, volume()?);
-                if args.partition == 0 {
+                let Some(partition) = args.partition else {
                     return Err(format!(
                         "{kind} needs a partition (dvsanStationTaskPartition): the partition's index in the volume, \
                          1 or more"
                     ));
-                }
-                Operation::DestroyPartition { unit, volume, partition: args.partition }
+                };
+                Operation::DestroyPartition { unit, volume, partition: partition.0 }
             }
             OperationKind::AssignVolume => Operation::Assign {
                 unit: unit()?,
@@ -278,7 +280,7 @@ impl Operation {
                 let index = allocator.find_unit(unit)?;
                 allocator.destroy_on(index, *volume).await?;
                 let text = format!("destroyed volume {volume} of unit #{index}");
-                Ok(Outcome { text, unit: index, volume: *volume, detail: Detail::Destroyed })
+                Ok(Outcome { text, unit: index, volume: Some(VolumeIndex(*volume)), detail: Detail::Destroyed })
             }
             Operation::CreatePartition { unit, volume, size_bytes } => {
                 let index = allocator.find_unit(unit)?;
@@ -289,7 +291,7 @@ impl Operation {
                 let index = allocator.find_unit(unit)?;
                 allocator.destroy_partition_on(index, *volume, *partition).await?;
                 let text = format!("destroyed partition {partition} of volume {volume} on unit #{index}");
-                Ok(Outcome { text, unit: index, volume: *volume, detail: Detail::Destroyed })
+                Ok(Outcome { text, unit: index, volume: Some(VolumeIndex(*volume)), detail: Detail::Destroyed })
             }
             Operation::Assign { unit, volume, host, read_only } => {
                 let index = allocator.find_unit(unit)?;
@@ -308,7 +310,7 @@ impl Operation {
                 let index = allocator.find_unit(unit)?;
                 let scan = allocator.rescan(index).await?;
                 let text = format!("read {}", scan_text(&scan));
-                Ok(Outcome { text, unit: scan.unit, volume: 0, detail: Detail::Unit(scan) })
+                Ok(Outcome { text, unit: scan.unit, volume: None, detail: Detail::Unit(scan) })
             }
             Operation::AddUnit { agent } => Ok(Outcome::added_unit(allocator.add_unit(agent).await?)),
             Operation::ApproveUnit { pending } => {
@@ -319,7 +321,12 @@ impl Operation {
             Operation::RemoveUnit { unit, force } => {
                 let index = allocator.find_unit(unit)?;
                 let removed = allocator.remove_unit(index, *force).await?;
-                Ok(Outcome { text: removed_text(&removed), unit: index, volume: 0, detail: Detail::Removed(removed) })
+                Ok(Outcome {
+                    text: removed_text(&removed),
+                    unit: index,
+                    volume: None,
+                    detail: Detail::Removed(removed),
+                })
             }
         }
     }
@@ -340,7 +347,7 @@ impl Outcome {
                 v.end_lba
             ),
             unit: v.unit,
-            volume: v.volume,
+            volume: Some(VolumeIndex(v.volume)),
             detail: Detail::Volume(v),
         }
     }
@@ -352,7 +359,7 @@ impl Outcome {
                 p.index, p.start_lba, p.end_lba, p.export_name
             ),
             unit,
-            volume,
+            volume: Some(VolumeIndex(volume)),
             detail: Detail::Partition(p),
         }
     }
@@ -366,7 +373,7 @@ impl Outcome {
         Outcome {
             text: format!("released volume {} of unit #{} from {}", released.volume, released.unit, released.host),
             unit: released.unit,
-            volume: released.volume,
+            volume: Some(VolumeIndex(released.volume)),
             detail: Detail::Released(released),
         }
     }
@@ -386,7 +393,7 @@ impl Outcome {
 
     /// An assignment or allocation, told by `text`.
     fn assignment(text: String, a: Allocation) -> Outcome {
-        Outcome { text, unit: a.unit, volume: a.volume, detail: Detail::Assignment(a) }
+        Outcome { text, unit: a.unit, volume: Some(VolumeIndex(a.volume)), detail: Detail::Assignment(a) }
     }
 
     fn approved(pending: PendingUnit, scan: UnitScan) -> Outcome {
@@ -397,7 +404,7 @@ impl Outcome {
                 pending.index, pending.address, added.text
             ),
             unit: scan.unit,
-            volume: 0,
+            volume: None,
             detail: Detail::Approved(Box::new(pending), scan),
         }
     }
@@ -412,7 +419,7 @@ impl Outcome {
                 pending.index, pending.address
             ),
             unit: 0,
-            volume: 0,
+            volume: None,
             detail: Detail::Rejected(Box::new(pending)),
         }
     }
@@ -427,7 +434,7 @@ impl Outcome {
                 scan.unit
             ),
         };
-        Outcome { text, unit: scan.unit, volume: 0, detail: Detail::Unit(scan) }
+        Outcome { text, unit: scan.unit, volume: None, detail: Detail::Unit(scan) }
     }
 }
 
@@ -519,7 +526,7 @@ mod tests {
             assigned.text,
             "assigned volume 3 \"db\" of unit #2 to 192.0.2.10 (read-only): nbd://127.0.0.9:10809/u2v3"
         );
-        assert_eq!((assigned.unit, assigned.volume), (2, 3));
+        assert_eq!((assigned.unit, assigned.volume), (2, Some(VolumeIndex(3))));
         let allocated = Outcome::allocated(allocation(false, None));
         assert_eq!(
             allocated.text,
@@ -568,13 +575,13 @@ mod tests {
         );
         let op = args(OperationKind::UnassignVolume, |a| {
             a.unit = "3".into();
-            a.volume = 2;
+            a.volume = Some(VolumeIndex(2));
         });
         assert_eq!(op, Ok(Operation::Unassign { unit: "3".into(), volume: 2, host: None }));
         let op = args(OperationKind::DestroyPartition, |a| {
             a.unit = "u".into();
-            a.volume = 2;
-            a.partition = 1;
+            a.volume = Some(VolumeIndex(2));
+            a.partition = Some(dvsan_layout::PartitionIndex(1));
         });
         assert_eq!(op, Ok(Operation::DestroyPartition { unit: "u".into(), volume: 2, partition: 1 }));
         let op = args(OperationKind::AddUnit, |a| a.unit = "192.0.2.20".into());
@@ -613,12 +620,12 @@ mod tests {
         assert!(e.contains("destroyVolume needs a volume") && e.contains("1 or more"), "{e}");
         let e = err(OperationKind::DestroyPartition, |a| {
             a.unit = "u".into();
-            a.volume = 1;
+            a.volume = Some(VolumeIndex(1));
         });
         assert!(e.contains("needs a partition"), "{e}");
         let e = err(OperationKind::AssignVolume, |a| {
             a.unit = "u".into();
-            a.volume = 1;
+            a.volume = Some(VolumeIndex(1));
             a.host = "nohost".into();
         });
         assert!(e.contains("\"nohost\" is not a host IP address") && e.contains("192.0.2.10"), "{e}");

@@ -20,6 +20,7 @@ use crate::model::{
 use crate::notification::{NotificationKind, NotificationRecord, VarBindRecord};
 use crate::task_model::{Arguments, OperationKind, Task, TaskState};
 use crate::timefmt::format_ms;
+use dvsan_layout::{PartitionIndex, VolumeIndex};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use rusqlite_migration::{Migrations, M};
 use std::collections::BTreeMap;
@@ -1152,8 +1153,8 @@ impl StationStore {
                     arguments: Arguments {
                         operation: OperationKind::CreateVolume,
                         unit: r.get(2)?,
-                        volume: r.get(3)?,
-                        partition: r.get(4)?,
+                        volume: VolumeIndex::given(r.get(3)?),
+                        partition: PartitionIndex::given(r.get(4)?),
                         size: r.get(5)?,
                         host: r.get(6)?,
                         name: r.get(7)?,
@@ -1164,8 +1165,8 @@ impl StationStore {
                     progress: r.get(11)?,
                     step: r.get(12)?,
                     result: r.get(13)?,
-                    result_unit: r.get(14)?,
-                    result_volume: r.get(15)?,
+                    result_unit: Some(r.get(14)?).filter(|&unit: &u32| unit != 0),
+                    result_volume: VolumeIndex::given(r.get(15)?),
                     created_ms: r.get(16)?,
                     finished_ms: r.get(17)?,
                 },
@@ -1194,8 +1195,8 @@ impl StationStore {
                 task.index,
                 a.operation.as_str(),
                 a.unit,
-                a.volume,
-                a.partition,
+                a.volume.map_or(0, |v| v.0),
+                a.partition.map_or(0, |p| p.0),
                 a.size,
                 a.host,
                 a.name,
@@ -1205,8 +1206,8 @@ impl StationStore {
                 task.progress,
                 task.step,
                 task.result,
-                task.result_unit,
-                task.result_volume,
+                task.result_unit.unwrap_or(0),
+                task.result_volume.map_or(0, |v| v.0),
                 task.created_ms,
                 task.finished_ms
             ])?;

@@ -5,6 +5,7 @@
 //! states and the task table serves it; none of that is needed to hold one, so this module sits at the bottom.
 
 use crate::set_values::truncate;
+use dvsan_layout::{PartitionIndex, VolumeIndex};
 /// Which operation a task runs, and where a task is: one definition with the console's, in the MIB crate.
 pub use dvsan_mib::station_tasks::{TaskOperation as OperationKind, TaskState};
 
@@ -14,10 +15,12 @@ pub struct Arguments {
     pub operation: OperationKind,
     /// The unit (index, unit id or prefix, name or agent address); for addUnit the agent's address.
     pub unit: String,
-    /// The volume's index on the unit; 0 when not given.
-    pub volume: u32,
-    /// The partition's index in the volume; 0 when not given.
-    pub partition: u32,
+    /// The volume's index on the unit (the task table's 0: not given).
+    #[serde(serialize_with = "zero_if_absent")]
+    pub volume: Option<VolumeIndex>,
+    /// The partition's index in the volume (the task table's 0: not given).
+    #[serde(serialize_with = "zero_if_absent")]
+    pub partition: Option<PartitionIndex>,
     /// Bytes, or a number with K, M, G, T.
     pub size: String,
     /// The host's IP address, in text.
@@ -33,8 +36,8 @@ impl Arguments {
         Arguments {
             operation,
             unit: String::new(),
-            volume: 0,
-            partition: 0,
+            volume: None,
+            partition: None,
             size: String::new(),
             host: String::new(),
             name: String::new(),
@@ -61,10 +64,12 @@ pub struct Task {
     pub step: String,
     /// How it ended, in plain words; empty until then.
     pub result: String,
-    /// The unit it changed (station index), 0 until known.
-    pub result_unit: u32,
-    /// The volume it created, assigned or changed, 0 when none.
-    pub result_volume: u32,
+    /// The unit it changed (station index), once known (the task table's 0: none).
+    #[serde(serialize_with = "zero_if_absent")]
+    pub result_unit: Option<u32>,
+    /// The volume it created, assigned or changed (the task table's 0: none).
+    #[serde(serialize_with = "zero_if_absent")]
+    pub result_volume: Option<VolumeIndex>,
     pub created_ms: i64,
     pub finished_ms: Option<i64>,
 }
@@ -80,15 +85,15 @@ impl Task {
             progress: 0,
             step: "queued".to_string(),
             result: String::new(),
-            result_unit: 0,
-            result_volume: 0,
+            result_unit: None,
+            result_volume: None,
             created_ms,
             finished_ms: None,
         }
     }
 
     /// Ends the task: state, result (cut to the MIB's size), unit and volume, finish time.
-    pub fn end(&mut self, state: TaskState, result: &str, unit: u32, volume: u32, now_ms: i64) {
+    pub fn end(&mut self, state: TaskState, result: &str, unit: Option<u32>, volume: Option<VolumeIndex>, now_ms: i64) {
         self.state = state;
         self.result = truncate(result, TEXT_MAX);
         self.result_unit = unit;
@@ -98,5 +103,13 @@ impl Task {
             self.progress = 100;
         }
         self.finished_ms = Some(now_ms);
+    }
+}
+
+/// Serialises an absent index as 0, as the task table shows it (`dvsan-station tasks --json` keeps its format).
+fn zero_if_absent<T: serde::Serialize, S: serde::Serializer>(value: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => v.serialize(s),
+        None => s.serialize_u32(0),
     }
 }

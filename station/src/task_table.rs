@@ -19,6 +19,7 @@ use crate::principal::Admins;
 use crate::set_values::{integer, text, truncate, unsigned};
 use crate::station_mib::date_and_time;
 use crate::tasks::{Task, TaskError, TaskRunner, TaskState};
+use dvsan_layout::{PartitionIndex, VolumeIndex};
 use dvsan_mib as mib;
 use dvsan_snmp::agent::{
     AgentBuilder, FnPreparedSet, GetResult, MibHandler, PreparedSet, SetFailure, SetItem, Table, TableHandler,
@@ -133,8 +134,8 @@ fn cell_value(task: &Task, column: u32) -> Option<Value> {
     Some(match column {
         OPERATION => Value::Integer(a.operation.mib_value()),
         UNIT => Value::string(&a.unit),
-        VOLUME => Value::Gauge32(a.volume),
-        PARTITION => Value::Gauge32(a.partition),
+        VOLUME => Value::Gauge32(a.volume.map_or(0, |v| v.0)),
+        PARTITION => Value::Gauge32(a.partition.map_or(0, |p| p.0)),
         SIZE => Value::string(&a.size),
         HOST => Value::string(&a.host),
         NAME => Value::string(&a.name),
@@ -144,8 +145,8 @@ fn cell_value(task: &Task, column: u32) -> Option<Value> {
         PROGRESS => Value::Gauge32(task.progress.min(100)),
         STEP => Value::string(&truncate(&task.step, 255)),
         RESULT => Value::string(&truncate(&task.result, 255)),
-        RESULT_UNIT => Value::Gauge32(task.result_unit),
-        RESULT_VOLUME => Value::Gauge32(task.result_volume),
+        RESULT_UNIT => Value::Gauge32(task.result_unit.unwrap_or(0)),
+        RESULT_VOLUME => Value::Gauge32(task.result_volume.map_or(0, |v| v.0)),
         CREATED => Value::OctetString(date_and_time(task.created_ms)),
         FINISHED => Value::OctetString(task.finished_ms.map_or_else(|| vec![0; 8], date_and_time)),
         ROW_STATUS => Value::Integer(mib::row_status::ACTIVE),
@@ -173,8 +174,8 @@ impl TaskTable {
                     operation_given = Some(i);
                 }
                 UNIT => arguments.unit = text(i, value, 64)?,
-                VOLUME => arguments.volume = unsigned(i, value)?,
-                PARTITION => arguments.partition = unsigned(i, value)?,
+                VOLUME => arguments.volume = VolumeIndex::given(unsigned(i, value)?),
+                PARTITION => arguments.partition = PartitionIndex::given(unsigned(i, value)?),
                 SIZE => arguments.size = text(i, value, 32)?,
                 HOST => arguments.host = text(i, value, 64)?,
                 NAME => arguments.name = text(i, value, 64)?,
@@ -185,7 +186,7 @@ impl TaskTable {
                 OWNER => owner = text(i, value, 64)?,
                 STATE => {
                     // Only cancelled(5) may be written; any other state is wrongValue.
-                    integer(i, value, &[mib::dvsan_station_task_state::CANCELLED])?;
+                    integer(i, value, &[TaskState::Cancelled.mib_value()])?;
                     cancel = Some(i);
                 }
                 ROW_STATUS => {

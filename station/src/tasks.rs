@@ -116,7 +116,7 @@ impl TaskRunner {
         let mut interrupted = Vec::new();
         for mut task in store.tasks()? {
             if task.state == TaskState::Running {
-                task.end(TaskState::Failed, INTERRUPTED, task.result_unit, 0, now);
+                task.end(TaskState::Failed, INTERRUPTED, task.result_unit, None, now);
                 store.save_task(&task)?;
                 interrupted.push(task.clone());
             }
@@ -240,7 +240,7 @@ impl TaskRunner {
             }
             let before = task.clone();
             let mut ended = task.clone();
-            ended.end(TaskState::Cancelled, "cancelled while pending; nothing was done", 0, 0, now_ms());
+            ended.end(TaskState::Cancelled, "cancelled while pending; nothing was done", None, None, now_ms());
             self.shared.store().save_task(&ended)?;
             *task = ended.clone();
             (before, ended)
@@ -365,14 +365,14 @@ impl Shared {
     }
 
     /// Ends task `index` (done with `Ok`, failed with `Err`), tells whoever listens, and wakes the dispatcher.
-    fn finish(&self, index: u32, outcome: Result<Outcome, (String, u32)>, ran: bool) {
+    fn finish(&self, index: u32, outcome: Result<Outcome, (String, Option<u32>)>, ran: bool) {
         let now = now_ms();
         // A pending task failed by the dispatcher may have been cancelled meanwhile; it stays cancelled.
         let task = self.update(index, |task| {
             match &outcome {
                 _ if task.state.is_ended() => return false,
-                Ok(o) => task.end(TaskState::Done, &o.text, o.unit, o.volume, now),
-                Err((reason, unit)) => task.end(TaskState::Failed, reason, *unit, 0, now),
+                Ok(o) => task.end(TaskState::Done, &o.text, Some(o.unit), o.volume, now),
+                Err((reason, unit)) => task.end(TaskState::Failed, reason, *unit, None, now),
             }
             true
         });
@@ -500,7 +500,7 @@ fn dispatch_round(
                 let operation = match Operation::from_arguments(&arguments, settings.agent_port) {
                     Ok(operation) => operation,
                     Err(reason) => {
-                        shared.finish(index, Err((reason, 0)), false);
+                        shared.finish(index, Err((reason, None)), false);
                         continue;
                     }
                 };
@@ -516,7 +516,7 @@ fn dispatch_round(
                         continue;
                     }
                     Err(e) => {
-                        shared.finish(index, Err((e.to_string(), 0)), false);
+                        shared.finish(index, Err((e.to_string(), None)), false);
                         continue;
                     }
                 }
@@ -542,7 +542,7 @@ fn dispatch_round(
                 continue;
             }
             Err(e) => {
-                shared.finish(index, Err((e.to_string(), 0)), false);
+                shared.finish(index, Err((e.to_string(), None)), false);
                 continue;
             }
         };
@@ -562,8 +562,8 @@ fn dispatch_round(
 /// failed instead of leaving it running; its end is stored from a blocking-pool thread too.
 async fn run(shared: Arc<Shared>, manager: Arc<Manager>, index: u32, plan: Plan, lock: PoolLock) {
     let unit = match plan.scope {
-        LockScope::Unit(unit) => unit,
-        _ => 0,
+        LockScope::Unit(unit) => Some(unit),
+        _ => None,
     };
     let runtime = tokio::runtime::Handle::current();
     let job_shared = Arc::clone(&shared);
@@ -666,9 +666,12 @@ mod tests {
         assert!(matches!(runner.cancel(first), Err(TaskError::NotPending { state: TaskState::Running, .. })));
         assert!(matches!(runner.remove(first), Err(TaskError::Running(_))));
         assert!(matches!(runner.withdraw(first), Err(TaskError::NotPending { .. })));
-        runner.shared.finish(first, Err(("it broke".into(), 3)), true);
+        runner.shared.finish(first, Err(("it broke".into(), Some(3))), true);
         let failed = runner.task(first).unwrap();
-        assert_eq!((failed.state, failed.result.as_str(), failed.result_unit), (TaskState::Failed, "it broke", 3));
+        assert_eq!(
+            (failed.state, failed.result.as_str(), failed.result_unit),
+            (TaskState::Failed, "it broke", Some(3))
+        );
         assert!(failed.step.is_empty());
 
         // Removing: an ended task goes; a pending one is cancelled and goes; unknown ones are named.
@@ -705,13 +708,18 @@ mod tests {
             [(5, TaskState::Failed), (9, TaskState::Done), (12, TaskState::Pending)]
         );
         assert_eq!(tasks[0].result, INTERRUPTED);
-        assert_eq!(tasks[1].result_volume, 7);
+        assert_eq!(tasks[1].result_volume, Some(dvsan_layout::VolumeIndex(7)));
         assert_eq!(tasks[2].owner, "c");
         assert!(runner.next_index() > 12);
     }
 
     fn outcome() -> Outcome {
-        Outcome { text: "made it".into(), unit: 2, volume: 7, detail: crate::operation::Detail::Destroyed }
+        Outcome {
+            text: "made it".into(),
+            unit: 2,
+            volume: Some(dvsan_layout::VolumeIndex(7)),
+            detail: crate::operation::Detail::Destroyed,
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! [`PoolUnit`]; `traps --json` prints one JSON object per line (see [`TrapJson`]) so that `--follow` output can
 //! be consumed line by line.
 
-use crate::model::PoolUnit;
+use crate::model::{PoolPartition, PoolUnit, PoolVolume};
 use crate::notification::{describe_dotted, NotificationRecord, VarBindRecord};
 use crate::timefmt::{format_age, format_ms};
 use dvsan_layout::HumanSize;
@@ -123,49 +123,11 @@ pub fn pool_text(pool: &[PoolUnit], now_ms: i64) -> String {
         ("STATE", false),
     ]);
     for unit in pool {
-        let last_seen = match &unit.last_seen {
-            Some(text) => match crate::timefmt::parse_since(text, now_ms) {
-                Ok(ms) => format!("{text} ({} ago)", format_age(now_ms - ms)),
-                Err(_) => text.clone(),
-            },
-            None => "never".to_string(),
-        };
-        units.row(vec![
-            unit.index.to_string(),
-            unit.unit_id.clone().unwrap_or_else(|| "-".to_string()),
-            if unit.name.is_empty() { "-".to_string() } else { unit.name.clone() },
-            unit.state.to_string(),
-            address_text(unit),
-            size(unit.capacity_bytes),
-            size(unit.free_bytes),
-            unit.volumes.len().to_string(),
-            last_seen,
-            unit.reason.clone(),
-        ]);
+        units.row(unit_row(unit, now_ms));
         for volume in &unit.volumes {
-            volumes.row(vec![
-                unit_label(unit),
-                volume.index.to_string(),
-                volume.name.clone(),
-                volume.start_lba.to_string(),
-                volume.end_lba.to_string(),
-                volume.length.to_string(),
-                size(volume.size_bytes),
-                volume.export_name.clone(),
-                volume_state_text(volume),
-            ]);
+            volumes.row(volume_row(unit, volume));
             for partition in &volume.partitions {
-                partitions.row(vec![
-                    unit_label(unit),
-                    volume.index.to_string(),
-                    partition.index.to_string(),
-                    partition.start_lba.to_string(),
-                    partition.end_lba.to_string(),
-                    partition.length.to_string(),
-                    size(partition.size_bytes),
-                    partition.export_name.clone(),
-                    partition.state.to_string(),
-                ]);
+                partitions.row(partition_row(unit, volume, partition));
             }
         }
     }
@@ -182,6 +144,59 @@ pub fn pool_text(pool: &[PoolUnit], now_ms: i64) -> String {
         out.push_str(&partitions.render());
     }
     out
+}
+
+/// A unit's line of the UNITS table.
+fn unit_row(unit: &PoolUnit, now_ms: i64) -> Vec<String> {
+    let last_seen = match &unit.last_seen {
+        Some(text) => match crate::timefmt::parse_since(text, now_ms) {
+            Ok(ms) => format!("{text} ({} ago)", format_age(now_ms - ms)),
+            Err(_) => text.clone(),
+        },
+        None => "never".to_string(),
+    };
+    vec![
+        unit.index.to_string(),
+        unit.unit_id.clone().unwrap_or_else(|| "-".to_string()),
+        if unit.name.is_empty() { "-".to_string() } else { unit.name.clone() },
+        unit.state.to_string(),
+        address_text(unit),
+        size(unit.capacity_bytes),
+        size(unit.free_bytes),
+        unit.volumes.len().to_string(),
+        last_seen,
+        unit.reason.clone(),
+    ]
+}
+
+/// A volume's line of the VOLUMES table.
+fn volume_row(unit: &PoolUnit, volume: &PoolVolume) -> Vec<String> {
+    vec![
+        unit_label(unit),
+        volume.index.to_string(),
+        volume.name.clone(),
+        volume.start_lba.to_string(),
+        volume.end_lba.to_string(),
+        volume.length.to_string(),
+        size(volume.size_bytes),
+        volume.export_name.clone(),
+        volume_state_text(volume),
+    ]
+}
+
+/// A partition's line of the PARTITIONS table.
+fn partition_row(unit: &PoolUnit, volume: &PoolVolume, partition: &PoolPartition) -> Vec<String> {
+    vec![
+        unit_label(unit),
+        volume.index.to_string(),
+        partition.index.to_string(),
+        partition.start_lba.to_string(),
+        partition.end_lba.to_string(),
+        partition.length.to_string(),
+        size(partition.size_bytes),
+        partition.export_name.clone(),
+        partition.state.to_string(),
+    ]
 }
 
 #[derive(Serialize)]

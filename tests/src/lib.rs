@@ -6,7 +6,8 @@
 //! - [`net_snmp`]: net-snmp tools and snmptrapd with our MIBs loaded, kept away from the machine's configuration;
 //! - [`nbd`]: unit state directories, a running `dvsan-blockd`, NBD tools and a hand-driven NBD connection;
 //! - [`pki`]: test certificates for NBD over TLS (a CA, blockd's certificate, client certificates), by openssl;
-//! - [`units`]: running `dvsan-station` and `dvsan-agent` processes, and a stand-in for blockd's heartbeat.
+//! - [`units`]: running `dvsan-station` and `dvsan-agent` processes, and a stand-in for blockd's heartbeat;
+//! - [`tmux`]: a program in a real terminal (tmux), keys typed and the screen read, for the console's tests.
 //!
 //! The process and net-snmp helpers are re-exported at the crate root.
 
@@ -14,6 +15,7 @@ pub mod nbd;
 pub mod net_snmp;
 pub mod pki;
 pub mod process;
+pub mod tmux;
 pub mod units;
 
 pub use net_snmp::*;

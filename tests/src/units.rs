@@ -31,9 +31,15 @@ impl Station {
     /// Starts a station in lab mode (`--trust-community-units`: units announcing themselves with a community are
     /// pooled without enrolment or approval), otherwise as [`Station::start_secure`]; waits for station.ready.
     pub fn start(state_dir: &Path, extra: &[&str]) -> Station {
+        Station::start_with(state_dir, "1s", "info,dvsan_station=debug", extra)
+    }
+
+    /// As [`Station::start`] (lab mode, [`WRITE_COMMUNITY`] as in [`Station::start_secure`]) with this
+    /// `--poll-interval` and `RUST_LOG`.
+    pub fn start_with(state_dir: &Path, poll_interval: &str, rust_log: &str, extra: &[&str]) -> Station {
         let mut flags = vec!["--trust-community-units"];
         flags.extend_from_slice(extra);
-        Station::start_secure(state_dir, &flags)
+        Station::spawn(state_dir, poll_interval, rust_log, &Station::secure_flags(&flags))
     }
 
     /// Starts a station with the station's defaults for trust (only enrolled or approved units enter the pool), a
@@ -41,6 +47,11 @@ impl Station {
     /// (`--write-community`) and as the admin community of its own agent (`--admin-community`: it sees and may do
     /// everything there) unless `extra` gives them, and `extra` flags; waits for station.ready.
     pub fn start_secure(state_dir: &Path, extra: &[&str]) -> Station {
+        Station::start_bare(state_dir, &Station::secure_flags(extra))
+    }
+
+    /// `extra` with `--write-community` and `--admin-community` [`WRITE_COMMUNITY`] unless it gives them.
+    fn secure_flags<'a>(extra: &[&'a str]) -> Vec<&'a str> {
         let mut flags: Vec<&str> = Vec::new();
         for flag in ["--write-community", "--admin-community"] {
             if !extra.contains(&flag) {
@@ -48,11 +59,16 @@ impl Station {
             }
         }
         flags.extend_from_slice(extra);
-        Station::start_bare(state_dir, &flags)
+        flags
     }
 
     /// A station in its default configuration (no write community, no lab mode) with `extra` flags.
     pub fn start_bare(state_dir: &Path, extra: &[&str]) -> Station {
+        Station::spawn(state_dir, "1s", "info,dvsan_station=debug", extra)
+    }
+
+    /// Starts a station with this `--poll-interval`, `RUST_LOG` and `extra` flags; waits for station.ready.
+    fn spawn(state_dir: &Path, poll_interval: &str, rust_log: &str, extra: &[&str]) -> Station {
         std::fs::create_dir_all(state_dir).unwrap();
         let ready = state_dir.join("station.ready");
         let _ = std::fs::remove_file(&ready);
@@ -63,9 +79,9 @@ impl Station {
             .arg("run")
             .arg("--state-dir")
             .arg(state_dir)
-            .args(["--listen-traps", "127.0.0.1:0", "--snmp-listen", "127.0.0.1:0", "--poll-interval", "1s"])
+            .args(["--listen-traps", "127.0.0.1:0", "--snmp-listen", "127.0.0.1:0", "--poll-interval", poll_interval])
             .args(extra)
-            .env("RUST_LOG", "info,dvsan_station=debug");
+            .env("RUST_LOG", rust_log);
         let log = state_dir.with_extension("log");
         let proc = Proc::spawn_logging("dvsan-station", &mut cmd, log);
         // The file may be seen between its creation and its write: wait until it holds the whole JSON object.

@@ -4,86 +4,11 @@
 //! pool, tasks and the notification tail all come over SNMP. A station with the default trust settings keeps a
 //! unit that announces itself pending until the operator approves it on the console's Pending screen.
 
+use dvsan_tests::tmux::{tmux, Tmux};
 use dvsan_tests::units::{SanUnit, Station, WRITE_COMMUNITY};
 use dvsan_tests::{free_udp_port, require_tool, wait_for, workspace_bin};
-use std::path::PathBuf;
-use std::process::{Command, Output};
 use std::time::Duration;
 
-/// A detached tmux session running one command; killed on drop.
-struct Tmux {
-    session: String,
-}
-
-impl Tmux {
-    fn start(name: &str, width: u16, height: u16, command: &[String]) -> Tmux {
-        require_tool("tmux", "tmux");
-        let session = format!("{name}-{}", std::process::id());
-        let mut cmd = Command::new("tmux");
-        cmd.arg("-S")
-            .arg(tmux_socket())
-            .args(["new-session", "-d", "-s", &session, "-x", &width.to_string(), "-y", &height.to_string()])
-            .env("TERM", "xterm-256color")
-            .args(command);
-        let out = cmd.output().expect("run tmux");
-        assert!(out.status.success(), "tmux new-session failed: {}", String::from_utf8_lossy(&out.stderr));
-        // A pane that survives the program's exit keeps its last screen for the failure message.
-        tmux(&["set-option", "-t", &session, "remain-on-exit", "on"]);
-        Tmux { session }
-    }
-
-    /// Types keys: tmux key names (`Enter`, `Tab`, `Down`, `Escape`) or literal text with `-l`.
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", self.session.as_str()];
-        args.extend_from_slice(keys);
-        let out = tmux(&args);
-        assert!(out.status.success(), "send-keys {keys:?}: {}", String::from_utf8_lossy(&out.stderr));
-        // The console reads keys on its own thread; a short pause keeps their order across calls obvious.
-        std::thread::sleep(Duration::from_millis(150));
-    }
-
-    fn text(&self, text: &str) {
-        self.keys(&["-l", text]);
-    }
-
-    fn screen(&self) -> String {
-        let out = tmux(&["capture-pane", "-p", "-t", &self.session]);
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Waits until the screen shows every one of `needles`; panics with the screen otherwise.
-    fn expect(&self, needles: &[&str], limit: Duration) -> String {
-        let seen = wait_for(limit, || {
-            let screen = self.screen();
-            needles.iter().all(|n| screen.contains(n)).then_some(screen)
-        });
-        match seen {
-            Some(screen) => screen,
-            None => panic!("the console never showed {needles:?}; screen:\n{}", self.screen()),
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = tmux(&["kill-session", "-t", &self.session]);
-        // The server exits with its last session but leaves its socket behind.
-        if !tmux(&["has-session"]).status.success() {
-            let _ = std::fs::remove_file(tmux_socket());
-        }
-    }
-}
-
-/// This test process's own tmux server (not the user's default one, whose socket would stay in /tmp/tmux-UID).
-fn tmux_socket() -> PathBuf {
-    std::env::temp_dir().join(format!("dvsan-console-test-tmux-{}.sock", std::process::id()))
-}
-
-fn tmux(args: &[&str]) -> Output {
-    Command::new("tmux").arg("-S").arg(tmux_socket()).args(args).output().expect("run tmux")
-}
-
-/// A SAN unit: agent and blockd side by side on one state directory.
 /// The units' names in the pool, in station index order.
 fn unit_names(station: &Station) -> Vec<String> {
     let pool = station.pool();
@@ -174,7 +99,9 @@ fn an_operator_creates_volumes_runs_two_tasks_at_once_and_sees_a_link_go_down() 
     let screen = console.expect(&["Tasks"], Duration::from_secs(5));
     let both = wait_for(Duration::from_secs(20), || {
         let screen = console.screen();
-        let done = screen.lines().filter(|l| l.contains("create 32 MiB vol") && l.contains("done")).count();
+        // Rows of the table (the selected task's pane below repeats one of them).
+        let rows = screen.lines().filter(|l| l.starts_with('│'));
+        let done = rows.filter(|l| l.contains("create 32 MiB vol") && l.contains("done")).count();
         (done == 2).then_some(screen)
     });
     assert!(both.is_some(), "both tasks should end done; first screen:\n{screen}\nnow:\n{}", console.screen());
@@ -194,10 +121,7 @@ fn an_operator_creates_volumes_runs_two_tasks_at_once_and_sees_a_link_go_down() 
 
     // Quitting restores the terminal and ends the program.
     console.keys(&["q"]);
-    let ended = wait_for(Duration::from_secs(5), || {
-        let out = tmux(&["display-message", "-p", "-t", &console.session, "#{pane_dead}"]);
-        (String::from_utf8_lossy(&out.stdout).trim() == "1").then_some(())
-    });
+    let ended = wait_for(Duration::from_secs(5), || console.ended().then_some(()));
     assert!(ended.is_some(), "the console did not quit on q:\n{}", console.screen());
     drop(units.remove(0));
     let session = console.session.clone();

@@ -14,6 +14,7 @@ use crate::model::{
     TaskState, Traffic, Unit, Volume,
 };
 use crate::source::Update;
+use dvsan_layout::{PartitionIndex, VolumeIndex};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -201,6 +202,9 @@ struct Followed {
     request: Request,
     /// Whether a snapshot has shown the task (so its disappearance means someone removed it).
     seen: bool,
+    /// The task as this console asked for it, listed until a read of the station's tasks shows it (with
+    /// thousands of units the next read can be seconds away).
+    submitted: Task,
 }
 
 /// The console's whole state.
@@ -216,7 +220,10 @@ pub struct App {
     pub help: bool,
     pub form: Option<Form>,
     pub confirm: Option<Confirm>,
-    pub pool: Pool,
+    /// The last good pool read ([`App::pool`]); set only with [`App::set_pool`], which keeps `units` in step.
+    pool: Pool,
+    /// The Units screen's list, made again only when the pool or the units filter changes.
+    units: UnitList,
     pub pool_error: Option<String>,
     /// When the last good pool was read (Unix seconds).
     pub pool_read_unix: Option<i64>,
@@ -278,6 +285,7 @@ impl App {
             form: None,
             confirm: None,
             pool: Pool::default(),
+            units: UnitList::default(),
             pool_error: None,
             pool_read_unix: None,
             now_unix: 0,
@@ -448,6 +456,7 @@ impl App {
             Action::FilterChar(c) => self.filter_char(c),
             Action::FilterBackspace => {
                 self.filters[self.pane.slot()].pop();
+                self.filter_changed();
             }
             Action::FinishFilter => self.filter_editing = false,
             Action::ClearFilter => self.clear_filter(),
@@ -520,12 +529,32 @@ impl App {
             filter.push(c);
         }
         self.selected[self.pane.slot()] = 0;
+        self.filter_changed();
     }
 
     fn clear_filter(&mut self) {
         self.filter_editing = false;
         self.filters[self.pane.slot()].clear();
         self.message = None;
+        self.filter_changed();
+    }
+
+    /// After the focused pane's filter changed: the Units screen's list follows it.
+    fn filter_changed(&mut self) {
+        if self.pane == Pane::Units {
+            self.units.filter(&self.pool, &self.filters[Pane::Units.slot()]);
+        }
+    }
+
+    /// The last good pool read.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Takes a new pool read: the units' search texts are made once here, and the Units screen's list again.
+    pub fn set_pool(&mut self, pool: Pool) {
+        self.pool = pool;
+        self.units = UnitList::new(&self.pool, &self.filters[Pane::Units.slot()]);
     }
 
     /// Send the open form's request once it validates; an invalid form stays open with its errors.
@@ -577,7 +606,7 @@ impl App {
 
     /// The station index of the unit selected on the Units screen.
     fn selected_unit_index(&self) -> Option<u32> {
-        self.visible_units().get(self.selected(Pane::Units)).map(|u| u.index)
+        self.visible_unit(self.selected(Pane::Units)).map(|u| u.index)
     }
 
     /// Ask before cancelling a pending task; say why a running or ended one cannot be cancelled.
@@ -692,26 +721,20 @@ impl App {
                 self.now_unix = snapshot.taken_unix;
                 match snapshot.pool {
                     Ok(pool) => {
-                        self.pool = pool;
+                        self.set_pool(pool);
                         self.pool_error = None;
                         self.pool_read_unix = Some(snapshot.taken_unix);
                     }
                     // Keep showing the last pool read; the status line says how old it is.
                     Err(why) => self.pool_error = Some(why),
                 }
-                self.history.record(snapshot.taken_unix, &snapshot.traffic);
-                // Busiest first reorders the rows at every refresh: the selection stays on its row.
-                let key = |t: &Traffic| (t.unit_index, t.export.clone(), t.host.clone());
-                let selected = self.visible_traffic().get(self.selected(Pane::Activity)).map(|t| key(t));
-                self.traffic = snapshot.traffic;
-                self.traffic_errors = snapshot.traffic_errors;
-                if let Some(row) = selected.and_then(|k| self.visible_traffic().iter().position(|t| key(t) == k)) {
-                    self.selected[Pane::Activity.slot()] = row;
+                if snapshot.units_read {
+                    self.take_units_read(snapshot.taken_unix, snapshot.traffic, snapshot.traffic_errors);
                 }
                 // A unit that did not answer keeps the media it last reported; one that left the pool loses them.
                 self.media.extend(snapshot.media);
-                let units = &self.pool.units;
-                self.media.retain(|index, _| units.iter().any(|u| u.index == *index));
+                let pool = &self.pool;
+                self.media.retain(|index, _| pool.unit(*index).is_some());
                 match snapshot.tasks {
                     Ok(mut tasks) => {
                         tasks.sort_by_key(|t| std::cmp::Reverse((t.created_unix, t.index)));
@@ -758,7 +781,8 @@ impl App {
                 if self.followed.len() >= MAX_FOLLOWED_TASKS {
                     self.followed.pop_first();
                 }
-                self.followed.insert(task, Followed { request, seen: false });
+                let submitted = submitted_task(task, &request, self.now_unix);
+                self.followed.insert(task, Followed { request, seen: false, submitted });
                 // The station may have finished it before the answer got here.
                 self.report_ended_tasks();
             }
@@ -776,6 +800,19 @@ impl App {
                 self.say(format!("task {task} removed"));
             }
             Update::Refused { command, why } => self.complain(format!("could not {command}: {why}")),
+        }
+    }
+
+    /// Takes what a read of the units' own tables found: traffic (and its history) and why some could not be read.
+    fn take_units_read(&mut self, at: i64, traffic: Vec<Traffic>, errors: Vec<String>) {
+        self.history.record(at, &traffic);
+        // Busiest first reorders the rows at every refresh: the selection stays on its row.
+        let key = |t: &Traffic| (t.unit_index, t.export.clone(), t.host.clone());
+        let selected = self.visible_traffic().get(self.selected(Pane::Activity)).map(|t| key(t));
+        self.traffic = traffic;
+        self.traffic_errors = errors;
+        if let Some(row) = selected.and_then(|k| self.visible_traffic().iter().position(|t| key(t) == k)) {
+            self.selected[Pane::Activity.slot()] = row;
         }
     }
 
@@ -892,7 +929,7 @@ impl App {
         let mut prefill = Prefill::default();
         match self.pane {
             Pane::Units => {
-                prefill.unit = self.visible_units().get(self.selected(Pane::Units)).map(|u| self.unit_ref(u.index));
+                prefill.unit = self.visible_unit(self.selected(Pane::Units)).map(|u| self.unit_ref(u.index));
             }
             Pane::Volumes | Pane::Partitions => {
                 if let Some(volume) = self.visible_volumes().get(self.selected(Pane::Volumes)) {
@@ -980,7 +1017,7 @@ impl App {
 
     pub fn row_count(&self, pane: Pane) -> usize {
         match pane {
-            Pane::Units => self.visible_units().len(),
+            Pane::Units => self.units.visible.len(),
             Pane::Volumes => self.visible_volumes().len(),
             Pane::Partitions => self.visible_partitions().len(),
             Pane::Notifications => self.visible_notifications().len(),
@@ -1012,11 +1049,18 @@ impl App {
         self.pending.iter().filter(|p| p.state == PendingState::Pending).count()
     }
 
-    /// Tasks matching the filter (id, operation and arguments, state, owner, step, result), newest first.
+    /// Tasks matching the filter (id, operation and arguments, state, owner, step, result), newest first: the
+    /// tasks this console submitted that no read of the station's tasks has shown yet, then the station's.
     pub fn visible_tasks(&self) -> Vec<&Task> {
         let filter = self.filter(Pane::Tasks);
-        self.tasks
-            .iter()
+        let submitted = self
+            .followed
+            .values()
+            .rev()
+            .filter(|f| !f.seen && !self.tasks.iter().any(|t| t.index == f.submitted.index))
+            .map(|f| &f.submitted);
+        submitted
+            .chain(&self.tasks)
             .filter(|t| {
                 let (id, summary, state) = (t.index.to_string(), t.summary(), t.state.to_string());
                 matches_terms(filter, &[&id, &summary, &state, &t.owner, &t.step, &t.result])
@@ -1040,16 +1084,20 @@ impl App {
         rows
     }
 
-    pub fn visible_units(&self) -> Vec<&Unit> {
-        let filter = self.filter(Pane::Units);
-        self.pool
-            .units
-            .iter()
-            .filter(|u| {
-                let agent = u.agent.map(|a| a.to_string()).unwrap_or_default();
-                matches_terms(filter, &[&u.name, &u.id, &u.state.to_string(), &agent, &u.reason])
-            })
-            .collect()
+    /// Units matching the filter (name, id, state, agent address, reason), in the station's order. Kept from the
+    /// last change of the pool or the filter, so asking costs nothing.
+    pub fn visible_units(&self) -> impl ExactSizeIterator<Item = &Unit> + Clone + '_ {
+        self.units.visible.iter().map(|&at| &self.pool.units[at])
+    }
+
+    /// The `row`th unit of [`App::visible_units`].
+    pub fn visible_unit(&self, row: usize) -> Option<&Unit> {
+        self.units.visible.get(row).map(|&at| &self.pool.units[at])
+    }
+
+    /// The length of the longest label among [`App::visible_units`] (0 when none).
+    pub fn longest_visible_unit_label(&self) -> usize {
+        self.units.longest_label
     }
 
     pub fn visible_volumes(&self) -> Vec<&Volume> {
@@ -1106,6 +1154,86 @@ impl App {
             Pane::Notifications => NotificationFilter::parse(self.filter(pane)).1,
             _ => None,
         }
+    }
+}
+
+/// Task `index` as submitted for `request` at `now` (Unix seconds), pending, as the station's task table will
+/// list it.
+fn submitted_task(index: u32, request: &Request, now: i64) -> Task {
+    let mut task = Task::new(index, request.operation());
+    task.created_unix = Some(now);
+    task.step = "submitted".to_string();
+    let volume = |v: &u32| Some(VolumeIndex(*v));
+    match request {
+        Request::AddUnit { agent } => task.unit = agent.to_string(),
+        Request::CreateVolume { unit, size_bytes, name } => {
+            (task.unit, task.size) = (unit.clone(), size_bytes.to_string());
+            task.name = name.clone().unwrap_or_default();
+        }
+        Request::DestroyVolume { unit, volume: v, .. } => (task.unit, task.volume) = (unit.clone(), volume(v)),
+        Request::CreatePartition { unit, volume: v, size_bytes } => {
+            (task.unit, task.volume, task.size) = (unit.clone(), volume(v), size_bytes.to_string());
+        }
+        Request::DestroyPartition { unit, volume: v, partition } => {
+            (task.unit, task.volume, task.partition) = (unit.clone(), volume(v), Some(PartitionIndex(*partition)));
+        }
+        Request::Assign { unit, volume: v, host, read_only } => {
+            (task.unit, task.volume, task.host, task.read_only) =
+                (unit.clone(), volume(v), host.to_string(), *read_only);
+        }
+        Request::Unassign { unit, volume: v, host } => {
+            (task.unit, task.volume) = (unit.clone(), volume(v));
+            task.host = host.map(|h| h.to_string()).unwrap_or_default();
+        }
+        Request::Allocate { size_bytes, host, name, read_only } => {
+            (task.size, task.host, task.read_only) = (size_bytes.to_string(), host.to_string(), *read_only);
+            task.name = name.clone().unwrap_or_default();
+        }
+        Request::RescanUnit { unit } | Request::RemoveUnit { unit, .. } => task.unit = unit.clone(),
+        // dvsanStationTaskUnit names the pending unit by its dvsanStationPendingIndex.
+        Request::ApproveUnit { pending, .. } | Request::RejectUnit { pending, .. } => task.unit = pending.to_string(),
+    }
+    task
+}
+
+/// The Units screen's list over a pool: what each unit is searched by, made once per pool read, and the units the
+/// filter lets through, made again when the filter changes. At 10,000 units a typed filter character then costs
+/// one pass of substring searches, not 50,000 strings made and lowered.
+#[derive(Debug, Default)]
+struct UnitList {
+    /// Per unit of the pool, in its order: name, id, state, agent address and reason, lowercase, one per line (a
+    /// filter term has no whitespace, so it is found in the text exactly when it is found in one of them).
+    search: Vec<String>,
+    /// Per unit of the pool: the length of its label.
+    label_len: Vec<usize>,
+    /// The positions in the pool of the units the filter lets through.
+    visible: Vec<usize>,
+    /// The longest label among the visible units.
+    longest_label: usize,
+}
+
+impl UnitList {
+    fn new(pool: &Pool, filter: &str) -> UnitList {
+        let search = pool
+            .units
+            .iter()
+            .map(|u| {
+                let agent = u.agent.map(|a| a.to_string()).unwrap_or_default();
+                [u.name.as_str(), &u.id, &u.state.to_string(), &agent, &u.reason].join("\n").to_lowercase()
+            })
+            .collect();
+        let label_len = pool.units.iter().map(|u| u.label().len()).collect();
+        let mut list = UnitList { search, label_len, visible: Vec::new(), longest_label: 0 };
+        list.filter(pool, filter);
+        list
+    }
+
+    /// Lets through the units with every whitespace-separated term of `filter` (case-insensitively).
+    fn filter(&mut self, pool: &Pool, filter: &str) {
+        debug_assert_eq!(self.search.len(), pool.units.len());
+        let terms: Vec<String> = filter.split_whitespace().map(str::to_lowercase).collect();
+        self.visible = (0..self.search.len()).filter(|&at| terms.iter().all(|t| self.search[at].contains(t))).collect();
+        self.longest_label = self.visible.iter().map(|&at| self.label_len[at]).max().unwrap_or(0);
     }
 }
 
@@ -1559,6 +1687,68 @@ mod tests {
         assert_eq!(app.assignments_error.as_deref(), Some("station does not answer"));
         app.apply(Update::Snapshot(demo_snapshot()));
         assert_eq!((app.tasks_error.as_ref(), app.assignments_error.as_ref()), (None, None));
+    }
+
+    fn unit_names(app: &App) -> Vec<&str> {
+        app.visible_units().map(|u| u.name.as_str()).collect()
+    }
+
+    #[test]
+    fn the_units_filter_follows_typing_and_new_pool_reads() {
+        let mut app = demo();
+        assert_eq!(unit_names(&app), ["unit1", "unit2", "unit3"]);
+        press(&mut app, KeyCode::Char('/'));
+        // Any field, any case: the state of unit3, the agent address of unit2; every term must match.
+        type_text(&mut app, "UNREACH");
+        assert_eq!(unit_names(&app), ["unit3"]);
+        assert_eq!(app.row_count(Pane::Units), 1);
+        for _ in 0.."UNREACH".len() {
+            press(&mut app, KeyCode::Backspace);
+        }
+        assert_eq!(unit_names(&app), ["unit1", "unit2", "unit3"]);
+        type_text(&mut app, "unit 0.12:");
+        assert_eq!(unit_names(&app), ["unit2"]);
+        assert_eq!(app.longest_visible_unit_label(), "unit2".len());
+        // A term never spans two fields.
+        press(&mut app, KeyCode::Esc);
+        press(&mut app, KeyCode::Char('/'));
+        type_text(&mut app, "unit2available");
+        assert_eq!(app.visible_units().len(), 0);
+        assert_eq!(app.visible_unit(0), None);
+        // A new pool read is filtered with the filter kept.
+        for _ in 0.."available".len() {
+            press(&mut app, KeyCode::Backspace);
+        }
+        let mut snapshot = demo_snapshot();
+        let pool = snapshot.pool.as_mut().unwrap();
+        pool.units[0].name = "renamed-unit2".into();
+        app.apply(Update::Snapshot(snapshot));
+        assert_eq!(unit_names(&app), ["renamed-unit2", "unit2"]);
+        press(&mut app, KeyCode::Esc);
+        assert_eq!(unit_names(&app), ["renamed-unit2", "unit2", "unit3"]);
+        assert_eq!(app.visible_unit(2).map(|u| u.index), Some(3));
+    }
+
+    #[test]
+    fn a_submitted_task_is_listed_until_the_station_lists_it() {
+        let mut app = demo();
+        let request = Request::RescanUnit { unit: "unit2".into() };
+        app.apply(Update::Submitted { request, task: 99 });
+        let first = |app: &App| app.visible_tasks().first().map(|t| (t.index, t.summary(), t.state.to_string()));
+        assert_eq!(first(&app), Some((99, "rescan unit2".to_string(), "pending".to_string())));
+        let listed = app.visible_tasks().len();
+        // A read of the tasks from before the station had it: still listed, and not taken as removed.
+        app.apply(Update::Snapshot(demo_snapshot()));
+        assert_eq!(first(&app).map(|t| t.0), Some(99));
+        assert_eq!(app.message.as_ref().map(|m| m.error), Some(false));
+        // The station lists it: its row replaces the console's.
+        let mut snapshot = demo_snapshot();
+        let mut task = Task::new(99, TaskOperation::RescanUnit);
+        (task.unit, task.state, task.created_unix) = ("unit2".into(), TaskState::Running.into(), Some(FAKE_NOW + 1));
+        snapshot.tasks.as_mut().unwrap().push(task);
+        app.apply(Update::Snapshot(snapshot));
+        assert_eq!(first(&app), Some((99, "rescan unit2".to_string(), "running".to_string())));
+        assert_eq!(app.visible_tasks().len(), listed);
     }
 
     #[test]

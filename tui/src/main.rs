@@ -221,20 +221,39 @@ async fn ui_loop(
         guard.terminal.draw(|frame| ui::draw(frame, app)).context("drawing")?;
         tokio::select! {
             event = keys.recv() => match event {
-                Some(Event::Key(key)) => {
-                    let action = app.handle_key(key);
-                    app.update(action);
-                    outbox.dispatch(app);
-                }
-                Some(Event::Resize(_, _)) => guard.terminal.autoresize().context("resizing")?,
-                Some(_) => {}
+                Some(event) => handle_event(guard, app, outbox, event)?,
                 None => return Ok(()),
             },
             Some(update) = updates.recv() => app.apply(update),
             _ = tick.tick() => {}
         }
-        if app.quit {
-            return Ok(());
+        // Whatever else came meanwhile is taken before the next draw: keys typed faster than a frame is drawn
+        // (a pasted filter, a held-down arrow) cost one draw, not one each.
+        loop {
+            if app.quit {
+                return Ok(());
+            }
+            if let Ok(event) = keys.try_recv() {
+                handle_event(guard, app, outbox, event)?;
+            } else if let Ok(update) = updates.try_recv() {
+                app.apply(update);
+            } else {
+                break;
+            }
         }
     }
+}
+
+/// A key goes to the app (and the commands it queued to the station); a resize to the terminal.
+fn handle_event(guard: &mut TerminalGuard, app: &mut App, outbox: &Outbox, event: Event) -> Result<()> {
+    match event {
+        Event::Key(key) => {
+            let action = app.handle_key(key);
+            app.update(action);
+            outbox.dispatch(app);
+        }
+        Event::Resize(_, _) => guard.terminal.autoresize().context("resizing")?,
+        _ => {}
+    }
+    Ok(())
 }

@@ -2,6 +2,7 @@
 //! and notifications, as the sources deliver them. Plain data, no I/O, so screens can be rendered from hand-made
 //! values in tests.
 
+use dvsan_layout::{PartitionIndex, VolumeIndex};
 use dvsan_mib::dvsan_station_assign_mode as assign_mode;
 use dvsan_mib::station_tasks::MibEnum;
 pub use dvsan_mib::station_tasks::{TaskOperation, TaskState};
@@ -222,8 +223,13 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// The unit with station index `index`: found by bisection, as the station's table lists units in index order
+    /// (a list in another order is searched from the start).
     pub fn unit(&self, index: u32) -> Option<&Unit> {
-        self.units.iter().find(|u| u.index == index)
+        match self.units.binary_search_by_key(&index, |u| u.index) {
+            Ok(at) => Some(&self.units[at]),
+            Err(_) => self.units.iter().find(|u| u.index == index),
+        }
     }
 }
 
@@ -334,8 +340,10 @@ pub struct Task {
     pub operation: Reported<TaskOperation>,
     /// The unit as the task names it (index, id, name or address), as given.
     pub unit: String,
-    pub volume: u32,
-    pub partition: u32,
+    /// The volume the task names (the task table's 0: none).
+    pub volume: Option<VolumeIndex>,
+    /// The partition the task names (the task table's 0: none).
+    pub partition: Option<PartitionIndex>,
     /// The size as given (bytes or with a K/M/G/T suffix).
     pub size: String,
     pub host: String,
@@ -347,8 +355,10 @@ pub struct Task {
     pub progress: u32,
     pub step: String,
     pub result: String,
-    pub result_unit: u32,
-    pub result_volume: u32,
+    /// The unit it changed (station index), once known (the task table's 0: none).
+    pub result_unit: Option<u32>,
+    /// The volume it created, assigned or changed (the task table's 0: none).
+    pub result_volume: Option<VolumeIndex>,
     /// Unix seconds (UTC).
     pub created_unix: Option<i64>,
     /// Unix seconds (UTC); `None` while the task has not ended.
@@ -362,8 +372,8 @@ impl Task {
             index,
             operation: operation.into(),
             unit: String::new(),
-            volume: 0,
-            partition: 0,
+            volume: None,
+            partition: None,
             size: String::new(),
             host: String::new(),
             name: String::new(),
@@ -373,8 +383,8 @@ impl Task {
             progress: 0,
             step: String::new(),
             result: String::new(),
-            result_unit: 0,
-            result_volume: 0,
+            result_unit: None,
+            result_volume: None,
             created_unix: None,
             finished_unix: None,
         }
@@ -389,7 +399,7 @@ impl Task {
         };
         let named = if self.name.is_empty() { String::new() } else { format!(" \"{}\"", self.name) };
         let read_only = if self.read_only { " (ro)" } else { "" };
-        let (unit, volume, partition) = (&self.unit, self.volume, self.partition);
+        let (unit, volume, partition) = (&self.unit, self.volume.map_or(0, |v| v.0), self.partition.map_or(0, |p| p.0));
         let Reported::Known(operation) = self.operation else {
             return format!("operation {}", self.operation.code());
         };
@@ -474,6 +484,10 @@ pub struct Snapshot {
     /// The media of the units that answered, by unit index (the station's MIB does not carry media; they are
     /// read from each unit's agent, like the traffic).
     pub media: BTreeMap<u32, Vec<Medium>>,
+    /// Whether `traffic`, `traffic_errors` and `media` are a new read of the units. The units are read apart from
+    /// the station's tables, and with thousands of units that takes longer than a refresh: the snapshots in
+    /// between carry none (and the console keeps what it has).
+    pub units_read: bool,
 }
 
 /// How the notification tail is doing.
@@ -578,7 +592,7 @@ mod tests {
         let task = |operation, edit: fn(&mut Task)| {
             let mut task = Task::new(1, operation);
             task.unit = "unit1".into();
-            task.volume = 2;
+            task.volume = Some(VolumeIndex(2));
             edit(&mut task);
             task.summary()
         };
@@ -593,7 +607,10 @@ mod tests {
         assert_eq!(task(TaskOperation::CreateVolume, |t| t.size = "lots".into()), "create lots vol on unit1");
         assert_eq!(task(TaskOperation::DestroyVolume, |_| {}), "destroy vol unit1/2");
         assert_eq!(task(TaskOperation::CreatePartition, |t| t.size = "512M".into()), "create 512 MiB part in unit1/2");
-        assert_eq!(task(TaskOperation::DestroyPartition, |t| t.partition = 3), "destroy part unit1/2/3");
+        assert_eq!(
+            task(TaskOperation::DestroyPartition, |t| t.partition = Some(PartitionIndex(3))),
+            "destroy part unit1/2/3"
+        );
         assert_eq!(task(TaskOperation::AssignVolume, |t| t.host = "10.0.0.9".into()), "assign unit1/2 → 10.0.0.9");
         assert_eq!(task(TaskOperation::UnassignVolume, |_| {}), "unassign unit1/2");
         assert_eq!(task(TaskOperation::UnassignVolume, |t| t.host = "::1".into()), "unassign unit1/2 from ::1");

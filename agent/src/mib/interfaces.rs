@@ -64,9 +64,8 @@ impl Table for IfTable {
             7 => Value::Integer(mib::if_admin_status::UP),
             8 => Value::Integer(Self::oper_status(link.up)),
             9 => Value::TimeTicks(link.last_change),
-            // Counter32 wraps by definition.
-            10 => Value::Counter32(traffic.iter().map(|t| t.bytes_written).sum::<u64>() as u32),
-            16 => Value::Counter32(traffic.iter().map(|t| t.bytes_read).sum::<u64>() as u32),
+            10 => Value::counter32_wrapping(traffic.iter().map(|t| t.bytes_written).sum()),
+            16 => Value::counter32_wrapping(traffic.iter().map(|t| t.bytes_read).sum()),
             _ => return None,
         })
     }

@@ -29,8 +29,8 @@ impl Table for MediaTable {
                 MediumKind::File => mib::dvsan_media_kind::FILE,
                 MediumKind::BlockDevice => mib::dvsan_media_kind::BLOCK_DEVICE,
             }),
-            4 => Value::Gauge32(m.extent.len.0 as u32),
-            5 => Value::Gauge32(m.extent.start.0 as u32),
+            4 => Value::gauge32_saturating(m.extent.len.0),
+            5 => Value::gauge32_saturating(m.extent.start.0),
             _ => return None,
         })
     }

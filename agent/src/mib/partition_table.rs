@@ -32,9 +32,9 @@ impl Table for PartitionTable {
         let layout = self.0.layout();
         let p = layout.partition(VolumeIndex(*v), PartitionIndex(*p))?;
         Some(match column {
-            START => Value::Gauge32(p.extent.start.0 as u32),
-            END => Value::Gauge32(p.extent.end().0 as u32),
-            LENGTH => Value::Gauge32(p.extent.len.0 as u32),
+            START => Value::gauge32_saturating(p.extent.start.0),
+            END => Value::gauge32_saturating(p.extent.end().0),
+            LENGTH => Value::gauge32_saturating(p.extent.len.0),
             EXPORT => Value::string(&p.export_name),
             ROW_STATUS => Value::Integer(mib::row_status::ACTIVE),
             _ => return None,

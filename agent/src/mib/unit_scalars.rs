@@ -10,11 +10,6 @@ use std::sync::Arc;
 
 pub struct UnitScalars(pub Arc<Unit>);
 
-/// Saturate block counts into Unsigned32 (the store refuses address spaces beyond it anyway).
-fn u32_of(v: u64) -> u32 {
-    v.min(u64::from(u32::MAX)) as u32
-}
-
 impl Scalars for UnitScalars {
     fn group(&self) -> &'static [u32] {
         mib::DVSAN_UNIT
@@ -29,8 +24,8 @@ impl Scalars for UnitScalars {
             1 => Value::string(&layout.unit.unit_id),
             2 => Value::string(&layout.unit.name),
             3 => Value::Gauge32(layout.unit.block_size),
-            4 => Value::Gauge32(u32_of(layout.capacity().0)),
-            5 => Value::Gauge32(u32_of(layout.free_blocks().0)),
+            4 => Value::gauge32_saturating(layout.capacity().0),
+            5 => Value::gauge32_saturating(layout.free_blocks().0),
             6 => Value::Integer(link.listen.map_or(mib::inet_address_type::UNKNOWN, |a| inet_address(a.ip()).0)),
             7 => Value::OctetString(link.listen.map_or_else(Vec::new, |a| inet_address(a.ip()).1)),
             8 => Value::Gauge32(link.listen.map_or(0, |a| u32::from(a.port()))),
@@ -42,8 +37,8 @@ impl Scalars for UnitScalars {
             }),
             11 => Value::Gauge32(layout.next_volume_index().map_or(0, |i| i.0)),
             12 => Value::Gauge32(layout.next_grant_index().map_or(0, |i| i.0)),
-            13 => Value::Gauge32(u32_of(layout.largest_free().0)),
-            14 => Value::Gauge32(u32_of(self.0.clearing_blocks().0)),
+            13 => Value::gauge32_saturating(layout.largest_free().0),
+            14 => Value::gauge32_saturating(self.0.clearing_blocks().0),
             _ => return None,
         })
     }

@@ -38,9 +38,9 @@ impl Table for VolumeTable {
         let v = layout.volume(VolumeIndex(*i))?;
         Some(match column {
             NAME => Value::string(&v.name),
-            START => Value::Gauge32(v.extent.start.0 as u32),
-            END => Value::Gauge32(v.extent.end().0 as u32),
-            LENGTH => Value::Gauge32(v.extent.len.0 as u32),
+            START => Value::gauge32_saturating(v.extent.start.0),
+            END => Value::gauge32_saturating(v.extent.end().0),
+            LENGTH => Value::gauge32_saturating(v.extent.len.0),
             STATE => Value::Integer(if v.clearing.is_some() {
                 mib::dvsan_volume_state::CLEARING
             } else if self.0.link().up {

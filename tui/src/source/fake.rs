@@ -7,6 +7,7 @@ use crate::model::{
     AssignMode, Assignment, Medium, Notification, Partition, PendingState, PendingUnit, Pool, Rates, Snapshot, Task,
     TaskOperation, TaskState, Traffic, Unit, UnitState, Volume,
 };
+use dvsan_layout::VolumeIndex;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
@@ -153,6 +154,7 @@ pub fn demo_snapshot() -> Snapshot {
         assignments: Ok(demo_assignments()),
         pending: Ok(demo_pending()),
         media: demo_media(),
+        units_read: true,
     }
 }
 
@@ -247,17 +249,17 @@ pub fn demo_tasks() -> Vec<Task> {
             size: "1073741824".into(),
             name: "db1".into(),
             result: "created volume 2 (db1, 1 GiB) on unit1".into(),
-            result_unit: 1,
-            result_volume: 2,
+            result_unit: Some(1),
+            result_volume: Some(VolumeIndex(2)),
             ..task(7, TaskOperation::CreateVolume, TaskState::Done, 1500, noc)
         },
         Task {
             unit: "unit1".into(),
-            volume: 2,
+            volume: Some(VolumeIndex(2)),
             host: "127.0.0.9".into(),
             result: "assigned volume 2 (db1) of unit1 to 127.0.0.9, read-write".into(),
-            result_unit: 1,
-            result_volume: 2,
+            result_unit: Some(1),
+            result_volume: Some(VolumeIndex(2)),
             ..task(8, TaskOperation::AssignVolume, TaskState::Done, 1440, noc)
         },
         Task {
@@ -268,7 +270,7 @@ pub fn demo_tasks() -> Vec<Task> {
         },
         Task {
             unit: "unit1".into(),
-            volume: 2,
+            volume: Some(VolumeIndex(2)),
             size: "536870912".into(),
             progress: 60,
             step: "writing the partition table on unit1".into(),
@@ -281,7 +283,7 @@ pub fn demo_tasks() -> Vec<Task> {
         },
         Task {
             unit: "unit3".into(),
-            volume: 1,
+            volume: Some(VolumeIndex(1)),
             result: "cancelled before it ran".into(),
             ..task(12, TaskOperation::DestroyVolume, TaskState::Cancelled, 3, noc)
         },

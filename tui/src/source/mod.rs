@@ -1,8 +1,9 @@
 //! Where the console's data comes from, and the background tasks that fetch it.
 //!
 //! A [`PoolSource`] produces [`Snapshot`]s: [`snmp::SnmpSource`] reads the station's DVSAN-STATION-MIB tables
-//! and every reachable unit's dvsanTrafficTable and dvsanMediaTable (the station's MIB has no media);
-//! [`fake::FakeSource`] serves canned data for tests.
+//! and every reachable unit's dvsanTrafficTable and dvsanMediaTable (the station's MIB has no media), the units in
+//! a background read that a snapshot carries once it has finished; [`fake::FakeSource`] serves canned data for
+//! tests.
 //! [`spawn_refresh`] polls a source on an interval in a tokio task and sends each snapshot over a channel, so
 //! the UI loop never waits on the network. [`tail`] follows the station's notification log. [`tasks`] sends the
 //! commands the user confirmed (new tasks, cancels, removals) to the station's task table.

@@ -1,9 +1,11 @@
 //! The SNMP [`PoolSource`]: the station's DVSAN-STATION-MIB tables (units, volumes, partitions, host assignments,
 //! tasks and pending units) by GETBULK walks, and each available unit's dvsanTrafficTable (DVSAN-MIB) read from
 //! the unit directly, all units at once. Traffic counters become rates in a [`RateTracker`]. The pool is read first;
-//! when the station answers, the assignments, the tasks, the pending units and the traffic are read at the same
-//! time, and each that fails
-//! carries its own error, so one screen's failure does not blank the others.
+//! when the station answers, the assignments, the tasks and the pending units are read at the same time, and each
+//! that fails carries its own error, so one screen's failure does not blank the others. The units' tables are read
+//! in a background task of their own ([`UnitReader`]): with 10,000 units that takes several refreshes, and the pool
+//! and the tasks must not wait for it; a snapshot carries the units' tables when a read of them has finished since
+//! the last one.
 
 use super::rates::{Counters, RateTracker};
 use super::PoolSource;
@@ -11,6 +13,7 @@ use crate::model::{
     now_unix, AssignMode, Assignment, Medium, Partition, PendingState, PendingUnit, Pool, Reported, Snapshot, Task,
     Traffic, Unit, UnitState, Volume,
 };
+use dvsan_layout::{PartitionIndex, VolumeIndex};
 use dvsan_mib as mib;
 use dvsan_snmp::usm::UsmUser;
 use dvsan_snmp::{DateAndTime, Manager, Oid, SnmpError, Target, Value};
@@ -19,7 +22,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 
 /// The rows of one table: instance index -> column -> value.
 pub type TableRows = BTreeMap<Vec<u32>, BTreeMap<u32, Value>>;
@@ -33,10 +36,41 @@ pub struct SnmpSource {
     assignments: Target,
     community: String,
     unit_timeout: Duration,
+    /// The reader of the units' tables while no read of them runs.
+    reader: Option<UnitReader>,
+    /// The read of the units' tables under way in the background, which gives the reader back.
+    reading: Option<JoinHandle<(UnitReader, UnitReads)>>,
+}
+
+impl Drop for SnmpSource {
+    fn drop(&mut self) {
+        if let Some(reading) = &self.reading {
+            reading.abort();
+        }
+    }
+}
+
+/// Reads the units' own agents: traffic tables every time, media tables when they may have changed.
+struct UnitReader {
+    manager: Arc<Manager>,
+    community: String,
+    unit_timeout: Duration,
     rates: RateTracker,
     /// Each unit's media as last read, with the capacity they added up to: read again only when the unit's
     /// capacity moves (media are only ever added), so a refresh costs one table walk per unit, not two.
     media: BTreeMap<u32, (u32, Vec<Medium>)>,
+}
+
+/// max-repetitions of the walks of the station's tables. Its units and volumes tables have 10,000s of rows: at
+/// net-snmp's usual 10 to 25 a walk of them is 20,000 round trips. The station's agent answers with as many as fit
+/// its maximum message size (64 KiB); 100 keeps an answer near 4 KiB.
+const STATION_WALK_REPETITIONS: u32 = 100;
+
+/// The station's agent at `station`, read with `community`: one retry, and long GetBulk answers.
+fn station_target(station: SocketAddr, community: &str, timeout: Duration) -> Target {
+    let mut target = Target::new(station, community).with_timeout(timeout, 1);
+    target.options.walk_max_repetitions = STATION_WALK_REPETITIONS;
+    target
 }
 
 /// Unit walks outstanding at once: with thousands of units, their answers must fit the socket's receive buffer.
@@ -52,20 +86,19 @@ impl SnmpSource {
         };
         let manager = Arc::new(Manager::new(bind).await?);
         Ok(SnmpSource {
-            manager,
-            station: Target::new(station, community).with_timeout(timeout, 1),
-            assignments: Target::new(station, community).with_timeout(timeout, 1),
+            manager: Arc::clone(&manager),
+            station: station_target(station, community, timeout),
+            assignments: station_target(station, community, timeout),
             community: community.to_string(),
             unit_timeout: timeout,
-            rates: RateTracker::default(),
-            media: BTreeMap::new(),
+            reader: Some(UnitReader::new(manager, community, timeout)),
+            reading: None,
         })
     }
 
     /// Reads the station's assignments with `community` (the console's write community) instead of the read one.
     pub fn assignments_with(mut self, community: &str) -> SnmpSource {
-        self.assignments =
-            Target::new(self.assignments.addr, community).with_timeout(self.assignments.options.timeout, 1);
+        self.assignments = station_target(self.assignments.addr, community, self.assignments.options.timeout);
         self
     }
 
@@ -99,13 +132,52 @@ impl SnmpSource {
         Ok(pool_from_tables(&units, &volumes, &partitions))
     }
 
+    /// What the background read of the units' tables found, if it finished since the last call; starts the next
+    /// read over `pool` when none is running.
+    async fn units_read(&mut self, pool: Option<&Pool>) -> Option<UnitReads> {
+        let mut found = None;
+        if let Some(reading) = self.reading.take_if(|r| r.is_finished()) {
+            self.reader = Some(match reading.await {
+                Ok((reader, reads)) => {
+                    found = Some(reads);
+                    reader
+                }
+                // It panicked: start over, without the rates and media it had.
+                Err(_) => UnitReader::new(Arc::clone(&self.manager), &self.community, self.unit_timeout),
+            });
+        }
+        if let (Some(pool), None) = (pool, &self.reading) {
+            if let Some(reader) = self.reader.take() {
+                self.reading = Some(tokio::spawn(reader.read(pool.units.clone())));
+            }
+        }
+        found
+    }
+}
+
+impl UnitReader {
+    fn new(manager: Arc<Manager>, community: &str, unit_timeout: Duration) -> UnitReader {
+        UnitReader {
+            manager,
+            community: community.to_string(),
+            unit_timeout,
+            rates: RateTracker::default(),
+            media: BTreeMap::new(),
+        }
+    }
+
     /// Reads every answering unit's traffic table and, from those that answered and whose media are not known
-    /// yet (or whose capacity moved), its media table.
-    async fn read_units(&mut self, pool: &Pool) -> UnitReads {
+    /// yet (or whose capacity moved), its media table; gives itself back with what it read.
+    async fn read(mut self, units: Vec<Unit>) -> (UnitReader, UnitReads) {
+        let reads = self.read_units(&units).await;
+        (self, reads)
+    }
+
+    async fn read_units(&mut self, units: &[Unit]) -> UnitReads {
         let mut reads = JoinSet::new();
         let in_flight = Arc::new(Semaphore::new(UNIT_READS_IN_FLIGHT));
         // Unavailable units still answer SNMP (only their data service is down); unreachable ones would only time out.
-        for unit in pool.units.iter().filter(|u| matches!(u.state, UnitState::Available | UnitState::Unavailable)) {
+        for unit in units.iter().filter(|u| matches!(u.state, UnitState::Available | UnitState::Unavailable)) {
             let Some(agent) = unit.agent else { continue };
             let manager = Arc::clone(&self.manager);
             let target = Target::new(agent, self.community.clone()).with_timeout(self.unit_timeout, 0);
@@ -157,7 +229,7 @@ impl SnmpSource {
             }
         }
         self.rates.retain(&keys);
-        let in_pool: std::collections::BTreeSet<u32> = pool.units.iter().map(|u| u.index).collect();
+        let in_pool: std::collections::BTreeSet<u32> = units.iter().map(|u| u.index).collect();
         self.media.retain(|index, _| in_pool.contains(index));
         let media = self.media.iter().map(|(index, (_, media))| (*index, media.clone())).collect();
         traffic.sort_by(|a, b| (a.unit_index, &a.export, &a.host).cmp(&(b.unit_index, &b.export, &b.host)));
@@ -168,20 +240,18 @@ impl SnmpSource {
 impl PoolSource for SnmpSource {
     async fn snapshot(&mut self) -> Snapshot {
         let pool = self.read_pool().await;
-        let (units, tasks, assignments, pending) = match &pool {
-            Ok(pool) => {
-                let (manager, station) = (Arc::clone(&self.manager), self.station.clone());
-                let assignments = self.assignments.clone();
-                tokio::join!(
-                    self.read_units(pool),
-                    read_tasks(&manager, &station),
-                    read_assignments(&manager, &assignments),
-                    read_pending(&manager, &station)
-                )
-            }
+        let (tasks, assignments, pending) = match &pool {
+            Ok(_) => tokio::join!(
+                read_tasks(&self.manager, &self.station),
+                read_assignments(&self.manager, &self.assignments),
+                read_pending(&self.manager, &self.station)
+            ),
             // The station did not answer: the other tables would only time out too.
-            Err(why) => (UnitReads::default(), Err(why.clone()), Err(why.clone()), Err(why.clone())),
+            Err(why) => (Err(why.clone()), Err(why.clone()), Err(why.clone())),
         };
+        let units = self.units_read(pool.as_ref().ok()).await;
+        let units_read = units.is_some();
+        let units = units.unwrap_or_default();
         Snapshot {
             taken_unix: now_unix(),
             pool,
@@ -191,6 +261,7 @@ impl PoolSource for SnmpSource {
             assignments,
             pending,
             media: units.media,
+            units_read,
         }
     }
 }
@@ -393,8 +464,8 @@ pub fn tasks_from_table(rows: &TableRows) -> Vec<Task> {
             index: *index,
             operation: Reported::from_code(row.integer(mib::DVSAN_STATION_TASK_OPERATION)),
             unit: row.text(mib::DVSAN_STATION_TASK_UNIT),
-            volume: row.number(mib::DVSAN_STATION_TASK_VOLUME),
-            partition: row.number(mib::DVSAN_STATION_TASK_PARTITION),
+            volume: VolumeIndex::given(row.number(mib::DVSAN_STATION_TASK_VOLUME)),
+            partition: PartitionIndex::given(row.number(mib::DVSAN_STATION_TASK_PARTITION)),
             size: row.text(mib::DVSAN_STATION_TASK_SIZE),
             host: row.text(mib::DVSAN_STATION_TASK_HOST),
             name: row.text(mib::DVSAN_STATION_TASK_NAME),
@@ -404,8 +475,8 @@ pub fn tasks_from_table(rows: &TableRows) -> Vec<Task> {
             progress: row.number(mib::DVSAN_STATION_TASK_PROGRESS).min(100),
             step: row.text(mib::DVSAN_STATION_TASK_STEP),
             result: row.text(mib::DVSAN_STATION_TASK_RESULT),
-            result_unit: row.number(mib::DVSAN_STATION_TASK_RESULT_UNIT),
-            result_volume: row.number(mib::DVSAN_STATION_TASK_RESULT_VOLUME),
+            result_unit: Some(row.number(mib::DVSAN_STATION_TASK_RESULT_UNIT)).filter(|&unit| unit != 0),
+            result_volume: VolumeIndex::given(row.number(mib::DVSAN_STATION_TASK_RESULT_VOLUME)),
             created_unix: row.time(mib::DVSAN_STATION_TASK_CREATED),
             finished_unix: row.time(mib::DVSAN_STATION_TASK_FINISHED),
         });
@@ -569,6 +640,38 @@ mod tests {
         assert_eq!(snapshot.assignments, Err(error));
     }
 
+    #[tokio::test]
+    async fn the_units_are_read_in_the_background_and_handed_over_once() {
+        let silent_station = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let silent_unit = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let timeout = Duration::from_millis(500);
+        let mut source = SnmpSource::new(silent_station.local_addr().unwrap(), "public", timeout).await.unwrap();
+        let mut pool = crate::source::fake::demo_pool();
+        pool.units.truncate(1);
+        pool.units[0].agent = Some(silent_unit.local_addr().unwrap());
+        // The first call starts the read and does not wait for it.
+        let started = Instant::now();
+        assert!(source.units_read(Some(&pool)).await.is_none());
+        assert!(started.elapsed() < timeout, "waited for the unit");
+        let mut reads = None;
+        for _ in 0..100 {
+            reads = source.units_read(None).await;
+            if reads.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let reads = reads.expect("the read of the units never finished");
+        assert_eq!(reads.errors.len(), 1, "{:?}", reads.errors);
+        assert!(reads.errors[0].starts_with("unit unit1 at 127.0.0.1:"), "{:?}", reads.errors);
+        assert!(reads.traffic.is_empty());
+        // Handed over once; none runs until the next pool asks for one.
+        assert!(source.units_read(None).await.is_none());
+        assert!(source.reading.is_none() && source.reader.is_some());
+        assert!(source.units_read(Some(&pool)).await.is_none());
+        assert!(source.reading.is_some());
+    }
+
     fn date(hour: u8) -> Value {
         Value::OctetString(vec![0x07, 0xEA, 11, 22, hour, 0, 0, 0])
     }
@@ -613,10 +716,16 @@ mod tests {
             (task.index, task.operation, task.state),
             (12, TaskOperation::AssignVolume.into(), TaskState::Failed.into())
         );
-        assert_eq!((task.unit.as_str(), task.volume, task.host.as_str()), ("unit1", 2, "192.0.2.10"));
+        assert_eq!(
+            (task.unit.as_str(), task.volume, task.host.as_str()),
+            ("unit1", Some(VolumeIndex(2)), "192.0.2.10")
+        );
         assert!(task.read_only);
         assert_eq!((task.owner.as_str(), task.progress, task.step.as_str()), ("console@noc-1", 100, "granting"));
-        assert_eq!((task.result.as_str(), task.result_unit, task.result_volume), ("unit1 refused the grant", 1, 2));
+        assert_eq!(
+            (task.result.as_str(), task.result_unit, task.result_volume),
+            ("unit1 refused the grant", Some(1), Some(VolumeIndex(2)))
+        );
         assert_eq!((task.created_unix, task.finished_unix), (Some(1_795_341_600), Some(1_795_345_200)));
         assert_eq!(task.summary(), "assign unit1/2 → 192.0.2.10 (ro)");
         assert_eq!(task.step_or_result(), "unit1 refused the grant");

@@ -242,7 +242,7 @@ pub fn create_varbinds(index: u32, request: &Request, owner: &str) -> Vec<VarBin
 
 /// The varbind that cancels pending task `index`.
 pub fn cancel_varbinds(index: u32) -> Vec<VarBind> {
-    let cancelled = Value::Integer(mib::dvsan_station_task_state::CANCELLED);
+    let cancelled = Value::Integer(TaskState::Cancelled.mib_value());
     vec![VarBind::new(cell(mib::DVSAN_STATION_TASK_STATE, index), cancelled)]
 }
 

@@ -3,7 +3,7 @@
 //! the throughput of the units over the last minutes. Rates come from the units' own dvsanTrafficTable counters
 //! sampled at every refresh; the history is the console's own ([`crate::history`]), kept while it runs.
 
-use super::{draw_table, pane_block, TableView};
+use super::{draw_table, pane_block, Rows, TableView};
 use crate::app::{App, Pane};
 use crate::history::CHART_SECS;
 use crate::model::{byte_rate, short_rate};
@@ -101,7 +101,7 @@ fn draw_rows(frame: &mut Frame, app: &App, area: Rect) {
         block: pane_block(app, Pane::Activity, "Activity (busiest first; throughput per second)"),
         header,
         widths,
-        rows,
+        rows: Rows::All(rows),
         empty: empty.to_string(),
     };
     let geometry = draw_table(frame, app, area, view);

@@ -2,7 +2,7 @@
 //! access mode, NBD URI), from dvsanStationAssignmentTable. Rows are grouped by host: the host is named on its
 //! first row only.
 
-use super::{draw_table, pane_block, TableView};
+use super::{draw_table, pane_block, Rows, TableView};
 use crate::app::{App, Pane};
 use crate::model::{short_age, AssignMode};
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -30,7 +30,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
                 Cell::from(a.host_text()).style(Style::default().add_modifier(Modifier::BOLD))
             };
             previous_host = Some(a.host);
-            let unit = app.pool.unit(a.unit_index).map_or(format!("#{}", a.unit_index), |u| u.label());
+            let unit = app.pool().unit(a.unit_index).map_or(format!("#{}", a.unit_index), |u| u.label());
             let mode = match a.mode {
                 AssignMode::ReadOnly => Cell::from("ro").style(Style::default().fg(Color::Yellow)),
                 AssignMode::ReadWrite => Cell::from("rw"),
@@ -77,7 +77,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
             Constraint::Length(4),
             Constraint::Min(20),
         ],
-        rows,
+        rows: Rows::All(rows),
         empty,
     };
     draw_table(frame, app, table_area, view);

@@ -69,7 +69,7 @@ pub fn unit_extents(app: &App, unit: u32, blocks: u64) -> Vec<Extent> {
         let piece =
             |start: u64, end: u64, kind, label: String| Extent { start, end, kind, label, volume: Some(volume.index) };
         let mut partitions: Vec<_> =
-            app.pool.partitions.iter().filter(|p| (p.unit_index, p.volume_index) == (unit, volume.index)).collect();
+            app.pool().partitions.iter().filter(|p| (p.unit_index, p.volume_index) == (unit, volume.index)).collect();
         partitions.sort_by_key(|p| p.start_lba);
         let mut inside = start;
         for p in partitions {
@@ -195,7 +195,7 @@ fn bands(unit: &Unit, media: Option<&Vec<Medium>>) -> Vec<(String, u64, u64)> {
 }
 
 pub fn draw(frame: &mut Frame, app: &App, map: &MapView, area: Rect) {
-    let Some(unit) = app.pool.unit(map.unit) else {
+    let Some(unit) = app.pool().unit(map.unit) else {
         let text = format!("Unit #{} is no longer in the pool. Esc goes back.", map.unit);
         frame.render_widget(Paragraph::new(text).block(Block::default().borders(Borders::ALL)), area);
         return;
@@ -285,7 +285,7 @@ fn draw_band(
 fn draw_notes(frame: &mut Frame, app: &App, map: &MapView, unit: &Unit, extents: &[Extent], area: Rect) {
     let mut lines = Vec::new();
     let selected =
-        map.volume.and_then(|v| app.pool.volumes.iter().find(|x| (x.unit_index, x.index) == (unit.index, v)));
+        map.volume.and_then(|v| app.pool().volumes.iter().find(|x| (x.unit_index, x.index) == (unit.index, v)));
     match selected {
         Some(v) => {
             let assigned = app

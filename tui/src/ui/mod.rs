@@ -23,6 +23,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Table, TableState, Tabs, Wrap};
 use ratatui::Frame;
+use std::ops::Range;
 
 /// Draws the whole console.
 pub fn draw(frame: &mut Frame, app: &App) {
@@ -123,7 +124,7 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
         Line::from(Span::styled(format!("{error}{age}"), Style::default().fg(Color::Red)))
     } else {
         let mut station = match app.pool_read_unix {
-            Some(_) => format!("station {} · {} units", app.station, app.pool.units.len()),
+            Some(_) => format!("station {} · {} units", app.station, app.pool().units.len()),
             None => format!("station {} · connecting…", app.station),
         };
         let active = app.tasks.iter().filter(|t| !t.state.is_ended()).count();
@@ -210,14 +211,55 @@ pub fn pane_block(app: &App, pane: Pane, title: &str) -> Block<'static> {
 }
 
 /// What a table pane shows.
-pub struct TableView {
+pub struct TableView<'a> {
     pub pane: Pane,
     pub block: Block<'static>,
     pub header: &'static [&'static str],
     pub widths: Vec<Constraint>,
-    pub rows: Vec<Row<'static>>,
+    pub rows: Rows<'a>,
     /// Shown instead of the table when there are no rows.
     pub empty: String,
+}
+
+/// A table's rows: all of them made, or made on demand, only those on screen (for long lists: the Units screen
+/// with 10,000 units makes the 30 rows it shows).
+pub enum Rows<'a> {
+    All(Vec<Row<'static>>),
+    /// `count` rows; `row(i)` makes the `i`th.
+    Lazy {
+        count: usize,
+        row: Box<dyn Fn(usize) -> Row<'static> + 'a>,
+    },
+}
+
+impl Rows<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            Rows::All(rows) => rows.len(),
+            Rows::Lazy { count, .. } => *count,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The rows `range` (within `0..len`).
+    fn window(self, range: Range<usize>) -> Vec<Row<'static>> {
+        match self {
+            Rows::All(rows) => rows.into_iter().skip(range.start).take(range.len()).collect(),
+            Rows::Lazy { row, .. } => range.map(row).collect(),
+        }
+    }
+}
+
+/// The rows a table of `count` one-line rows shows in `lines` lines with row `selected` selected: from the top
+/// while the selection fits, else with the selection on the last line (what ratatui's `Table` does from a fresh
+/// state).
+pub fn visible_window(count: usize, selected: usize, lines: usize) -> Range<usize> {
+    let selected = selected.min(count.saturating_sub(1));
+    let start = (selected + 1).saturating_sub(lines);
+    start..(start + lines).min(count)
 }
 
 /// Where a drawn table's rows and columns are, so widgets (gauges, sparklines) can be drawn into its cells.
@@ -242,14 +284,20 @@ const SELECTION_WIDTH: u16 = 1;
 const COLUMN_SPACING: u16 = 1;
 
 /// A table with a header and the pane's selection, or the view's empty text. Returns where the rows went.
-pub fn draw_table(frame: &mut Frame, app: &App, area: Rect, view: TableView) -> TableGeometry {
+pub fn draw_table(frame: &mut Frame, app: &App, area: Rect, view: TableView<'_>) -> TableGeometry {
     if view.rows.is_empty() {
         let text = Paragraph::new(view.empty).block(view.block).wrap(Wrap { trim: true });
         frame.render_widget(text, area);
         return TableGeometry::default();
     }
     let inner = view.block.inner(area);
-    let row_count = view.rows.len();
+    // Only the rows on screen are made and given to the table (the header takes the first line).
+    let body_lines = inner.height.saturating_sub(1);
+    // As the table does, a selection past the end is on the last row.
+    let selected = app.selected(view.pane).min(view.rows.len() - 1);
+    let window = visible_window(view.rows.len(), selected, usize::from(body_lines));
+    let first = window.start;
+    let rows = view.rows.window(window);
     // The same column layout the table makes (ratatui's Table: selection column, then the widths from the start).
     let [_, columns_area] = Layout::horizontal([Constraint::Length(SELECTION_WIDTH), Constraint::Fill(0)]).areas(inner);
     let columns = Layout::horizontal(view.widths.clone())
@@ -260,18 +308,19 @@ pub fn draw_table(frame: &mut Frame, app: &App, area: Rect, view: TableView) -> 
         .map(|c| (c.x, c.width))
         .collect();
     let header = Row::new(view.header.to_vec()).style(Style::default().add_modifier(Modifier::BOLD));
-    let table = Table::new(view.rows, view.widths)
+    let selected = selected.checked_sub(first).filter(|at| *at < rows.len());
+    let row_count = rows.len();
+    let table = Table::new(rows, view.widths)
         .header(header)
         .block(view.block)
         .column_spacing(COLUMN_SPACING)
         .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
         .highlight_symbol(if app.focused(view.pane) { ">" } else { " " });
-    let mut state = TableState::default().with_selected(Some(app.selected(view.pane)));
+    let mut state = TableState::default().with_selected(selected);
     frame.render_stateful_widget(table, area, &mut state);
-    let body_lines = inner.height.saturating_sub(1);
     let rows = (state.offset()..row_count)
         .zip(0..body_lines)
-        .map(|(index, line)| (index, Rect { x: inner.x, y: inner.y + 1 + line, width: inner.width, height: 1 }))
+        .map(|(at, line)| (first + at, Rect { x: inner.x, y: inner.y + 1 + line, width: inner.width, height: 1 }))
         .collect();
     TableGeometry { rows, columns }
 }
@@ -361,4 +410,45 @@ fn draw_confirm(frame: &mut Frame, question: &str) {
     frame.render_widget(Clear, area);
     let block = Block::default().borders(Borders::ALL).border_style(Style::default().fg(Color::Red)).title(" Confirm ");
     frame.render_widget(Paragraph::new(question.to_string()).block(block).wrap(Wrap { trim: true }), area);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+
+    /// The row numbers a ratatui table of `count` rows shows in `lines` lines from a fresh state with `selected`.
+    fn shown_by_ratatui(count: usize, selected: usize, lines: u16) -> Vec<usize> {
+        let mut terminal = Terminal::new(TestBackend::new(12, lines)).unwrap();
+        let rows: Vec<Row> = (0..count).map(|i| Row::new(vec![i.to_string()])).collect();
+        let table = Table::new(rows, [Constraint::Length(10)]).highlight_symbol(">");
+        let mut state = TableState::default().with_selected(Some(selected));
+        terminal.draw(|frame| frame.render_stateful_widget(table, frame.area(), &mut state)).unwrap();
+        let buffer = terminal.backend().buffer();
+        (0..lines)
+            .filter_map(|y| {
+                let line: String = (0..12).map(|x| buffer[(x, y)].symbol()).collect();
+                line.trim_start_matches(['>', ' ']).trim().parse().ok()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_visible_window_is_the_one_ratatui_shows() {
+        for count in 1..14 {
+            for selected in 0..count + 2 {
+                for lines in 1..6 {
+                    let window: Vec<usize> = visible_window(count, selected, usize::from(lines)).collect();
+                    assert_eq!(
+                        window,
+                        shown_by_ratatui(count, selected, lines),
+                        "{count} rows, row {selected} selected, {lines} lines"
+                    );
+                }
+            }
+        }
+        assert_eq!(visible_window(10_000, 9_999, 30), 9_970..10_000);
+        assert_eq!(visible_window(10_000, 5, 0).len(), 0);
+    }
 }

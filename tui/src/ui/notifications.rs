@@ -1,7 +1,7 @@
 //! The Notifications screen: a live tail of the station's notification log, newest last, filtered by unit and
 //! type with `/unit:NAME type:NAME`; Enter shows the selected notification with every varbind on its own line.
 
-use super::{draw_table, pane_block, TableView};
+use super::{draw_table, pane_block, Rows, TableView};
 use crate::app::{App, Pane};
 use crate::model::{Notification, TailStatus};
 use ratatui::layout::{Constraint, Rect};
@@ -16,14 +16,14 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let unit_label = |n: &Notification| -> String {
         if let Some(id) = n.unit_id.as_deref() {
             return app
-                .pool
+                .pool()
                 .units
                 .iter()
                 .find(|u| u.id == id)
                 .map_or_else(|| id.chars().take(8).collect(), |u| u.label());
         }
         let source_ip = n.source.rsplit_once(':').map_or(n.source.as_str(), |(ip, _)| ip);
-        let by_address = app.pool.units.iter().find(|u| u.agent.is_some_and(|a| a.ip().to_string() == source_ip));
+        let by_address = app.pool().units.iter().find(|u| u.agent.is_some_and(|a| a.ip().to_string() == source_ip));
         by_address.map_or_else(|| source_ip.to_string(), |u| u.label())
     };
     let rows = app
@@ -58,7 +58,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
         block: pane_block(app, Pane::Notifications, title),
         header: &["Time", "Unit", "Type", "Details"],
         widths: vec![Constraint::Length(8), Constraint::Length(9), Constraint::Length(19), Constraint::Min(10)],
-        rows,
+        rows: Rows::All(rows),
         empty,
     };
     draw_table(frame, app, area, view);
@@ -94,7 +94,8 @@ pub fn draw_detail(frame: &mut Frame, app: &App, id: i64) {
         Line::from(format!("source: {}", n.source)),
     ];
     if let Some(unit) = &n.unit_id {
-        let name = app.pool.units.iter().find(|u| &u.id == unit).map_or(String::new(), |u| format!(" ({})", u.label()));
+        let name =
+            app.pool().units.iter().find(|u| &u.id == unit).map_or(String::new(), |u| format!(" ({})", u.label()));
         lines.push(Line::from(format!("unit:   {unit}{name}")));
     }
     lines.push(Line::styled("varbinds:", bold));

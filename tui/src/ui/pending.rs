@@ -5,7 +5,7 @@
 //! approveUnit: the station trusts its address and reads it into the pool), `X` rejects it (task rejectUnit); both
 //! ask first.
 
-use super::{column_width, draw_table, pane_block, TableView};
+use super::{column_width, draw_table, pane_block, Rows, TableView};
 use crate::app::{App, Pane};
 use crate::model::{short_age, PendingState, PendingUnit};
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -51,7 +51,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let pending = app.visible_pending();
     // As wide as the longest address (IPv6 ones are cut; the details show them whole).
     let address_width = column_width(pending.iter().map(|p| p.address_text().chars().count()), 9, 23);
-    let rows = pending
+    let rows: Vec<Row<'static>> = pending
         .iter()
         .map(|p| {
             let id: String = p.unit_id.chars().take(8).collect();
@@ -94,7 +94,7 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
             Constraint::Length(5),
             Constraint::Min(10),
         ],
-        rows,
+        rows: Rows::All(rows),
         empty,
     };
     draw_table(frame, app, table_area, view);

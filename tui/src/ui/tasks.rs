@@ -4,7 +4,7 @@
 //! reports the current step, and when the task was created and ended; not when each step began). `c` cancels a
 //! pending task, `x` removes an ended one.
 
-use super::{draw_table, pane_block, TableView};
+use super::{draw_table, pane_block, Rows, TableView};
 use crate::app::{App, Pane};
 use crate::model::{short_age, Reported, Task, TaskState};
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -115,8 +115,14 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
         0 => "Tasks (newest first)".to_string(),
         n => format!("Tasks (newest first; {n} from this console in progress)"),
     };
-    let view =
-        TableView { pane: Pane::Tasks, block: pane_block(app, Pane::Tasks, &title), header, widths, rows, empty };
+    let view = TableView {
+        pane: Pane::Tasks,
+        block: pane_block(app, Pane::Tasks, &title),
+        header,
+        widths,
+        rows: Rows::All(rows),
+        empty,
+    };
     let geometry = draw_table(frame, app, table_area, view);
     for (index, row) in &geometry.rows {
         let (Some(task), Some(cell)) = (tasks.get(*index), geometry.cell(*row, PROGRESS_COLUMN)) else { continue };

@@ -2,7 +2,7 @@
 //! counted by state; below, every unit the station knows, with state, agent address, capacity, a used/free bar,
 //! free space and when it was last heard from. Enter opens a unit's map and details ([`super::map`]).
 
-use super::{column_width, draw_table, pane_block, TableView};
+use super::{column_width, draw_table, pane_block, Rows, TableView};
 use crate::app::{App, Pane};
 use crate::model::{short_age, Unit, UnitState};
 use dvsan_layout::HumanSize;
@@ -56,17 +56,17 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
 
 /// The pool's capacity, used, assigned and free space, and the units by state.
 fn draw_pool(frame: &mut Frame, app: &App, area: Rect) {
-    let units = &app.pool.units;
+    let units = &app.pool().units;
     let bytes = |blocks: u32, unit: &Unit| u64::from(blocks) * u64::from(unit.block_size);
     let capacity: u64 = units.iter().map(|u| bytes(u.capacity_blocks, u)).sum();
     let free: u64 = units.iter().map(|u| bytes(u.free_blocks, u)).sum();
     let used = capacity.saturating_sub(free);
     let assigned: u64 = app
-        .pool
+        .pool()
         .volumes
         .iter()
         .filter(|v| app.assignment_of(v.unit_index, v.index).is_some())
-        .filter_map(|v| app.pool.unit(v.unit_index).map(|u| bytes(v.length_blocks, u)))
+        .filter_map(|v| app.pool().unit(v.unit_index).map(|u| bytes(v.length_blocks, u)))
         .sum();
     let ratio = |part: u64| if capacity == 0 { 0.0 } else { part as f64 / capacity as f64 };
     let block = Block::default().borders(Borders::ALL).title(format!(" Pool: {} ", HumanSize(capacity)));
@@ -101,35 +101,33 @@ fn draw_pool(frame: &mut Frame, app: &App, area: Rect) {
     frame.render_widget(Paragraph::new(Line::from(spans)), counts);
 }
 
+/// The units table. Only the rows on screen are made: at 10,000 units a key press draws 30 rows, not 10,000.
 fn draw_units(frame: &mut Frame, app: &App, area: Rect) {
     let wide = area.width >= WIDE_FROM;
-    let units = app.visible_units();
-    let labels: Vec<String> = units.iter().map(|u| u.label()).collect();
-    let rows = units
-        .iter()
-        .map(|u| {
-            let seen = u.last_seen_unix.map_or("never".to_string(), |t| format!("{} ago", short_age(app.now_unix - t)));
-            let (capacity, free) = if u.block_size == 0 {
-                ("-".to_string(), "-".to_string())
-            } else {
-                (HumanSize(u.capacity_bytes()).to_string(), HumanSize(u.free_bytes()).to_string())
-            };
-            let mut cells = vec![
-                Cell::from(u.label()),
-                Cell::from(u.state.to_string()).style(state_style(u.state)),
-                Cell::from(u.agent_short()),
-                Cell::from(capacity),
-                // The bar is drawn over this cell.
-                Cell::from(""),
-                Cell::from(free),
-            ];
-            if wide {
-                cells.push(Cell::from(u.volumes.to_string()));
-            }
-            cells.extend([Cell::from(seen), Cell::from(u.reason.clone())]);
-            Row::new(cells)
-        })
-        .collect();
+    let row = move |index: usize| {
+        let Some(u) = app.visible_unit(index) else { return Row::default() };
+        let seen = u.last_seen_unix.map_or("never".to_string(), |t| format!("{} ago", short_age(app.now_unix - t)));
+        let (capacity, free) = if u.block_size == 0 {
+            ("-".to_string(), "-".to_string())
+        } else {
+            (HumanSize(u.capacity_bytes()).to_string(), HumanSize(u.free_bytes()).to_string())
+        };
+        let mut cells = vec![
+            Cell::from(u.label()),
+            Cell::from(u.state.to_string()).style(state_style(u.state)),
+            Cell::from(u.agent_short()),
+            Cell::from(capacity),
+            // The bar is drawn over this cell.
+            Cell::from(""),
+            Cell::from(free),
+        ];
+        if wide {
+            cells.push(Cell::from(u.volumes.to_string()));
+        }
+        cells.extend([Cell::from(seen), Cell::from(u.reason.clone())]);
+        Row::new(cells)
+    };
+    let rows = Rows::Lazy { count: app.visible_units().len(), row: Box::new(row) };
     let empty = if app.pool_read_unix.is_none() {
         "Reading the station…".to_string()
     } else if app.filter(Pane::Units).is_empty() {
@@ -143,7 +141,7 @@ fn draw_units(frame: &mut Frame, app: &App, area: Rect) {
         (
             &["Unit", "State", "Agent", "Capacity", "Used", "Free", "Vols", "Seen", "Reason"],
             vec![
-                Constraint::Length(column_width(labels.iter().map(String::len), 8, 16)),
+                Constraint::Length(column_width(std::iter::once(app.longest_visible_unit_label()), 8, 16)),
                 Constraint::Length(11),
                 Constraint::Length(21),
                 Constraint::Length(8),
@@ -174,7 +172,7 @@ fn draw_units(frame: &mut Frame, app: &App, area: Rect) {
         TableView { pane: Pane::Units, block: pane_block(app, Pane::Units, "Units"), header, widths, rows, empty };
     let geometry = draw_table(frame, app, area, view);
     for (index, row) in &geometry.rows {
-        let (Some(unit), Some(cell)) = (units.get(*index), geometry.cell(*row, USED_COLUMN)) else { continue };
+        let (Some(unit), Some(cell)) = (app.visible_unit(*index), geometry.cell(*row, USED_COLUMN)) else { continue };
         if unit.capacity_blocks > 0 {
             let ratio = used_ratio(unit);
             frame.render_widget(usage_gauge(ratio, format!("{:.0}%", ratio * 100.0)), cell);
