@@ -188,21 +188,26 @@ fn start_v3(target: SocketAddr, users: &std::path::Path, name: &str, probe: &Pdu
         };
         match pdu {
             Pdu::Response(_) => return Ok(session),
-            Pdu::Report(r) if attempt == 0 => {
-                note_report(&r);
+            Pdu::Report(r) if attempt == 0 && reports(&r, &NOT_IN_TIME_WINDOWS) => {
+                eprintln!("SNMPv3: usmStatsNotInTimeWindows; resynchronising the engine time");
                 (session.boots, session.time, session.synced) = (boots, time, Instant::now());
             }
-            other => bail!("SNMPv3 request refused: {other:?}"),
+            Pdu::Report(r) => {
+                let what = r.varbinds.first().map_or_else(|| "nothing".to_string(), |vb| vb.oid.to_string());
+                bail!("SNMPv3 request refused with a Report of {what} (usmStats: 3 unknown user, 5 wrong digest, 6 decryption error)")
+            }
+            other => bail!("unexpected answer to the first SNMPv3 request: {other:?}"),
         }
     }
     bail!("SNMPv3 requests still refused after resynchronising the engine time")
 }
 
-/// A Report while synchronising: say which counter refused the request.
-fn note_report(report: &GenericPdu) {
-    if let Some(vb) = report.varbinds.first() {
-        eprintln!("SNMPv3: Report {} = {:?}; resynchronising the engine time", vb.oid, vb.value);
-    }
+/// usmStatsNotInTimeWindows.0 (RFC 3414): the one Report that a resynchronisation answers.
+const NOT_IN_TIME_WINDOWS: [u32; 11] = [1, 3, 6, 1, 6, 3, 15, 1, 1, 2, 0];
+
+/// Whether `report` names the counter `oid`.
+fn reports(report: &GenericPdu, oid: &[u32]) -> bool {
+    report.varbinds.first().is_some_and(|vb| vb.oid == Oid::from_slice(oid))
 }
 
 fn with_id(pdu: &Pdu, id: i32) -> Pdu {
