@@ -60,6 +60,23 @@ pub enum DecodeError {
     Malformed(&'static str),
 }
 
+/// The msgVersion of a datagram that starts like an SNMP message (a SEQUENCE whose first element is a
+/// one-octet INTEGER), read from its first octets without decoding the rest; `None` otherwise. Lets a
+/// receiver send SNMPv3 messages (version 3) straight to the v3 decoder instead of failing a v1/v2c
+/// decode first. [`decode`] and `usm::wire::decode_v3` still check everything.
+pub fn peek_version(datagram: &[u8]) -> Option<u8> {
+    if datagram.first() != Some(&0x30) {
+        return None;
+    }
+    let first_len = *datagram.get(1)?;
+    // Short form: the length in the octet; long form: 0x80 | the number of length octets that follow.
+    let header = if first_len & 0x80 == 0 { 2 } else { 2 + usize::from(first_len & 0x7F) };
+    match datagram.get(header..header + 3)? {
+        [0x02, 0x01, version] => Some(*version),
+        _ => None,
+    }
+}
+
 /// Decodes one datagram.
 pub fn decode(datagram: &[u8]) -> Result<Message, DecodeError> {
     let (rest, msg) = match SnmpMessage::from_ber(datagram) {
@@ -308,4 +325,35 @@ fn write_varbinds(w: &mut BerWriter<'_>, varbinds: &[VarBind]) {
         w.varbind(&vb.oid, &vb.value);
     }
     w.end(list);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oid::Oid;
+    use crate::pdu::{GenericPdu, VarBind};
+
+    #[test]
+    fn peek_version_reads_the_version_only_of_messages() {
+        let get = Pdu::Get(GenericPdu::request(1, vec![VarBind::null(Oid::from_slice(&[1, 3, 6, 1, 2, 1, 1, 1, 0]))]));
+        for (version, code) in [(Version::V1, 0), (Version::V2c, 1)] {
+            let bytes = encode(&Message { version, community: b"public".to_vec(), pdu: get.clone() });
+            assert_eq!(peek_version(&bytes), Some(code));
+        }
+        // Long-form outer length (a 300-octet community), and SNMPv3's header.
+        let long = encode(&Message { version: Version::V2c, community: vec![b'c'; 300], pdu: get });
+        assert_eq!(long[1], 0x82);
+        assert_eq!(peek_version(&long), Some(1));
+        assert_eq!(peek_version(&[0x30, 0x0e, 0x02, 0x01, 0x03, 0x30]), Some(3));
+        // Not messages: other tags, a multi-octet or missing version, truncation.
+        for bad in [
+            &[][..],
+            &[0x30],
+            &[0x04, 0x03, 0x02, 0x01, 0x01],
+            &[0x30, 0x05, 0x02, 0x02, 0x01, 0x00],
+            &[0x30, 0x84, 0xff],
+        ] {
+            assert_eq!(peek_version(bad), None, "{bad:?}");
+        }
+    }
 }

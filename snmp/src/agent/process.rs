@@ -11,7 +11,7 @@ use crate::agent::requester::{Requester, SecurityModel};
 use crate::agent::Agent;
 use crate::ber::{tag, BerWriter};
 use crate::counters::SnmpCounters;
-use crate::message::{decode, encode_into, DecodeError, Message, Version};
+use crate::message::{decode, encode_into, peek_version, DecodeError, Message, Version};
 use crate::oid::Oid;
 use crate::pdu::{BulkPdu, ErrorStatus, GenericPdu, Pdu, VarBind};
 use crate::value::Value;
@@ -23,6 +23,12 @@ pub(super) const LENGTH_SLACK: usize = 9;
 pub(super) fn process(agent: &Agent, datagram: &[u8], from: SocketAddr, out: &mut Vec<u8>) -> bool {
     let c = &*agent.counters;
     SnmpCounters::bump(&c.in_pkts);
+    if let Some(usm) = &agent.usm {
+        if peek_version(datagram) == Some(3) {
+            // Straight to the v3 path: a v1/v2c decode would only fail on it, at some cost per request.
+            return super::v3::process(agent, usm, datagram, from, out);
+        }
+    }
     let msg = match decode(datagram) {
         Ok(msg) => msg,
         Err(DecodeError::BadVersion) => {

@@ -186,10 +186,16 @@ pub fn localize_key(protocol: AuthProtocol, master: &[u8], engine_id: &[u8]) -> 
 }
 
 fn mac<M: Mac + hmac::digest::KeyInit>(key: &[u8], message: &[u8]) -> M {
+    mac_parts(key, &[message])
+}
+
+fn mac_parts<M: Mac + hmac::digest::KeyInit>(key: &[u8], parts: &[&[u8]]) -> M {
     // HMAC accepts keys of any length, so this never fails.
     let mut m =
         <M as hmac::digest::KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-    m.update(message);
+    for part in parts {
+        m.update(part);
+    }
     m
 }
 
@@ -214,6 +220,27 @@ pub fn verify(protocol: AuthProtocol, key: &[u8], message: &[u8], digest: &[u8])
         AuthProtocol::HmacSha96 => mac::<Hmac<Sha1>>(key, message).verify_truncated_left(digest).is_ok(),
         AuthProtocol::HmacSha256 => mac::<Hmac<Sha256>>(key, message).verify_truncated_left(digest).is_ok(),
         AuthProtocol::HmacSha512 => mac::<Hmac<Sha512>>(key, message).verify_truncated_left(digest).is_ok(),
+    }
+}
+
+/// [`verify`] of `message` as if the octets at `zeroed` (msgAuthenticationParameters, as long as
+/// `digest`) were zeros, without copying the message: what a receiver checks (RFC 3414 §6.3.2).
+pub fn verify_zeroed(
+    protocol: AuthProtocol,
+    key: &[u8],
+    message: &[u8],
+    zeroed: std::ops::Range<usize>,
+    digest: &[u8],
+) -> bool {
+    const ZEROS: [u8; 48] = [0; 48];
+    if digest.len() != protocol.mac_len() || zeroed.len() != digest.len() || zeroed.end > message.len() {
+        return false;
+    }
+    let parts: [&[u8]; 3] = [&message[..zeroed.start], &ZEROS[..zeroed.len()], &message[zeroed.end..]];
+    match protocol {
+        AuthProtocol::HmacSha96 => mac_parts::<Hmac<Sha1>>(key, &parts).verify_truncated_left(digest).is_ok(),
+        AuthProtocol::HmacSha256 => mac_parts::<Hmac<Sha256>>(key, &parts).verify_truncated_left(digest).is_ok(),
+        AuthProtocol::HmacSha512 => mac_parts::<Hmac<Sha512>>(key, &parts).verify_truncated_left(digest).is_ok(),
     }
 }
 
@@ -341,6 +368,25 @@ mod tests {
             let mut bad = digest.clone();
             bad[0] ^= 1;
             assert!(!verify(p, &key, b"message", &bad));
+        }
+    }
+
+    #[test]
+    fn verify_zeroed_equals_verify_of_the_zeroed_copy() {
+        for p in AuthProtocol::ALL {
+            let key = vec![5u8; p.key_len()];
+            let mut message: Vec<u8> = (0..200u8).collect();
+            let field = 40..40 + p.mac_len();
+            message[field.clone()].fill(0);
+            let digest = sign(p, &key, &message);
+            // The field now carries the digest, as on the wire.
+            message[field.clone()].copy_from_slice(&digest);
+            assert!(verify_zeroed(p, &key, &message, field.clone(), &digest));
+            assert!(!verify_zeroed(p, &key, &message, 41..41 + p.mac_len(), &digest));
+            assert!(!verify_zeroed(p, &key, &message, 40..41, &digest));
+            assert!(!verify_zeroed(p, &key, &message, 190..190 + p.mac_len(), &digest));
+            message[0] ^= 1;
+            assert!(!verify_zeroed(p, &key, &message, field, &digest));
         }
     }
 
