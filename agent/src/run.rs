@@ -8,7 +8,7 @@ use crate::notifications::{Notifier, NotifyAs};
 use crate::unit::Unit;
 use anyhow::{bail, Context, Result};
 use dvsan_layout::LayoutStore;
-use dvsan_snmp::agent::{Community, SystemInfo, UsmConfig};
+use dvsan_snmp::agent::{Access, SystemInfo, UsmConfig};
 use dvsan_snmp::usm::{Engine, UsersFile};
 use dvsan_snmp::{Agent, AgentConfig, Oid, Uptime};
 use std::sync::Arc;
@@ -73,13 +73,7 @@ async fn run_async(cfg: RunConfig) -> Result<()> {
     };
     let config = AgentConfig {
         usm,
-        // The write community first, so one given as both reads and writes.
-        communities: cfg
-            .write_community
-            .iter()
-            .map(Community::read_write)
-            .chain(std::iter::once(Community::read_only(&cfg.read_community)))
-            .collect(),
+        communities: cfg.communities.clone(),
         system: SystemInfo {
             descr: format!("dvsan SAN unit {} (dvsan-agent {})", cfg.name, env!("CARGO_PKG_VERSION")),
             object_id: Oid::from_slice(dvsan_mib::DVSAN_MIB),
@@ -110,8 +104,8 @@ async fn run_async(cfg: RunConfig) -> Result<()> {
         volumes = layout.volumes.len(),
         "unit agent serving"
     );
-    if cfg.write_community.is_none() {
-        tracing::info!("no --write-community: every SET is refused (the unit is read-only over SNMP)");
+    if cfg.communities.iter().all(|c| c.access == Access::ReadOnly) {
+        tracing::info!("no write community: every v1/v2c SET is refused");
     }
 
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
