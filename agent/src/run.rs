@@ -9,7 +9,7 @@ use crate::unit::Unit;
 use anyhow::{bail, Context, Result};
 use dvsan_layout::LayoutStore;
 use dvsan_snmp::agent::{Access, SystemInfo, UsmConfig};
-use dvsan_snmp::usm::{Engine, UsersFile};
+use dvsan_snmp::usm::{Engine, SecurityLevel, UsersFile};
 use dvsan_snmp::{Agent, AgentConfig, Oid, Uptime};
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,6 +67,9 @@ async fn run_async(cfg: RunConfig) -> Result<()> {
                 let known: Vec<&str> = usm.users.iter().map(|u| u.name()).collect();
                 bail!("--notify-user {name:?} is not in {} (it has: {})", path.display(), known.join(", "));
             };
+            if user.level() == SecurityLevel::NoAuthNoPriv {
+                bail!("--notify-user {name:?} has no authentication (level = \"noAuthNoPriv\"); notify as a user with auth");
+            }
             Some(NotifyAs { user: user.clone(), engine: usm.engine.clone() })
         }
         (Some(_), _, _) => bail!("--notify-user needs --users FILE (the user is one of that file)"),
