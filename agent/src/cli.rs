@@ -3,12 +3,14 @@
 //! `run` starts the unit's SNMP agent; the other subcommands change or show the layout in a state directory
 //! directly (they work whether or not the agent is running: the running agent notices the change counter move).
 //! `run` also reads an optional TOML file whose keys are the flags' long names with `_` for `-`; flags given on the
-//! command line win over the file.
+//! command line win over the file. The file may also list `[[community]]` entries with MIB views (name, access,
+//! read_view, write_view: see [`RunConfig::communities`]).
 
 use crate::media::MediaArg;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use dvsan_layout::{ClearMethod, ClearOptions};
+use dvsan_snmp::agent::{Access, Community, View};
 use dvsan_snmp::{resolve_address, Endpoint};
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
@@ -54,7 +56,8 @@ pub struct StateDir {
 #[derive(Debug, Args, Default)]
 pub struct RunArgs {
     /// TOML file with any of these options (keys: state_dir, name, media, block_size, listen, read_community,
-    /// write_community, users, notify_user, trap_sink, inform). Command-line flags override it.
+    /// write_community, users, notify_user, trap_sink, inform), and [[community]] entries with views (name,
+    /// access, read_view, write_view). Command-line flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// The unit's state directory (layout database).
@@ -112,9 +115,12 @@ pub struct RunConfig {
     pub media: Vec<MediaArg>,
     pub block_size: u32,
     pub listen: SocketAddr,
+    /// The community notifications are sent with (v1/v2c sinks).
     pub read_community: String,
-    /// `None`: no SET is accepted.
-    pub write_community: Option<String>,
+    /// Every community the agent accepts, first match wins: `--write-community` (reads and writes everything),
+    /// the config file's `[[community]]` entries, then `--read-community` (reads everything; default `public`
+    /// only when the file lists no `[[community]]`).
+    pub communities: Vec<Community>,
     /// The SNMPv3 users file, if any.
     pub users: Option<PathBuf>,
     pub trap_sinks: Vec<SocketAddr>,
@@ -145,6 +151,45 @@ struct ConfigFile {
     clear_method: Option<String>,
     clear_rate_mib: Option<u64>,
     notify_user: Option<String>,
+    #[serde(default)]
+    community: Vec<CommunityEntry>,
+}
+
+/// A `[[community]]` entry of the config file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommunityEntry {
+    name: String,
+    /// "read-only" (the default) or "read-write".
+    access: Option<String>,
+    /// Dotted OIDs of the subtrees it may read; absent or empty: everything.
+    #[serde(default)]
+    read_view: Vec<String>,
+    /// Dotted OIDs of the subtrees it may write (read-write only); absent or empty: everything.
+    #[serde(default)]
+    write_view: Vec<String>,
+}
+
+impl CommunityEntry {
+    fn community(&self) -> Result<Community> {
+        if self.name.is_empty() {
+            anyhow::bail!("a [[community]] has an empty name");
+        }
+        let at = || format!("[[community]] {:?}", self.name);
+        let access = match self.access.as_deref() {
+            None | Some("read-only") => Access::ReadOnly,
+            Some("read-write") => Access::ReadWrite,
+            Some(other) => {
+                anyhow::bail!("{}: access {other:?}; valid: \"read-only\" (the default), \"read-write\"", at())
+            }
+        };
+        let read_view = View::parse(&self.read_view).with_context(|| format!("{}: read_view", at()))?;
+        let write_view = View::parse(&self.write_view).with_context(|| format!("{}: write_view", at()))?;
+        if access == Access::ReadOnly && !self.write_view.is_empty() {
+            anyhow::bail!("{}: write_view needs access = \"read-write\"", at());
+        }
+        Ok(Community { name: self.name.clone(), access, read_view, write_view })
+    }
 }
 
 impl RunArgs {
@@ -153,6 +198,31 @@ impl RunArgs {
             Some(path) => read_config(path)?,
             None => ConfigFile::default(),
         };
+        let mut listed: Vec<Community> = Vec::with_capacity(file.community.len());
+        for entry in &file.community {
+            let community = entry.community().with_context(|| match &self.config {
+                Some(path) => format!("in config file {}", path.display()),
+                None => "in the config file".to_string(),
+            })?;
+            if listed.iter().any(|c| c.name == community.name) {
+                anyhow::bail!("[[community]] {:?} is listed twice in the config file", community.name);
+            }
+            listed.push(community);
+        }
+        let read_community = self.read_community.or(file.read_community);
+        let write_community = self.write_community.or(file.write_community).filter(|c| !c.is_empty());
+        // The write community first, so one given as both reads and writes.
+        let communities: Vec<Community> = write_community
+            .iter()
+            .map(Community::read_write)
+            .chain(listed.iter().cloned())
+            .chain(
+                read_community
+                    .clone()
+                    .or_else(|| listed.is_empty().then(|| "public".to_string()))
+                    .map(Community::read_only),
+            )
+            .collect();
         let state_dir = self
             .state_dir
             .or(file.state_dir)
@@ -175,8 +245,8 @@ impl RunArgs {
             block_size: self.block_size.or(file.block_size).unwrap_or(DEFAULT_BLOCK_SIZE),
             listen: resolve_address(self.listen.or(file.listen).as_deref().unwrap_or(DEFAULT_LISTEN), 1161)
                 .context("the listen address")?,
-            read_community: self.read_community.or(file.read_community).unwrap_or_else(|| "public".into()),
-            write_community: self.write_community.or(file.write_community).filter(|c| !c.is_empty()),
+            read_community: read_community.unwrap_or_else(|| "public".into()),
+            communities,
             users: self.users.or(file.users),
             trap_sinks: trap_sinks(if self.trap_sink.is_empty() { &file.trap_sink } else { &self.trap_sink })?,
             inform: self.inform || file.inform.unwrap_or(false),
@@ -368,6 +438,47 @@ mod tests {
         assert!(e.contains("the listen address") && e.contains("NAME:PORT"), "{e}");
         let e = run(&["--trap-sink", "127.0.0.1:0"]).unwrap_err();
         assert!(e.contains("port 0"), "{e}");
+    }
+
+    #[test]
+    fn communities_with_views_from_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("agent.toml");
+        let resolve = |text: &str, extra: &[&str]| {
+            std::fs::write(&cfg, format!("state_dir = \"/x\"\n{text}")).unwrap();
+            let mut argv = vec!["dvsan-agent", "run", "--config", cfg.to_str().unwrap()];
+            argv.extend_from_slice(extra);
+            let Command::Run(args) = Cli::parse_from(argv).command else { panic!("run expected") };
+            args.resolve().map_err(|e| format!("{e:#}"))
+        };
+        let text = "[[community]]\nname = \"nms\"\nread_view = [\"1.3.6.1.2.1\"]\n\
+                    [[community]]\nname = \"ops\"\naccess = \"read-write\"\nwrite_view = [\".1.3.6.1.4.1.32473.1.3\"]\n";
+        let c = resolve(text, &[]).unwrap();
+        let names: Vec<&str> = c.communities.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["nms", "ops"], "no default public next to listed communities");
+        assert_eq!(c.communities[0].read_view, View::parse(&["1.3.6.1.2.1"]).unwrap());
+        assert_eq!(c.communities[1].access, Access::ReadWrite);
+        assert!(c.communities[1].read_view.is_everything());
+        let c = resolve(text, &["--read-community", "mon", "--write-community", "w"]).unwrap();
+        let names: Vec<&str> = c.communities.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["w", "nms", "ops", "mon"]);
+        let c = resolve("", &[]).unwrap();
+        assert_eq!(c.communities, [Community::read_only("public")]);
+
+        let bad = [
+            (
+                "[[community]]\nname = \"a\"\nread_view = [\"1.3.x\"]\n",
+                "[[community]] \"a\": read_view: OID text \"1.3.x\"",
+            ),
+            ("[[community]]\nname = \"a\"\nwrite_view = [\"1.3.6\"]\n", "write_view needs access = \"read-write\""),
+            ("[[community]]\nname = \"a\"\naccess = \"admin\"\n", "access \"admin\""),
+            ("[[community]]\nname = \"a\"\n[[community]]\nname = \"a\"\n", "listed twice"),
+            ("[[community]]\nname = \"a\"\nview = []\n", "unknown field `view`"),
+        ];
+        for (text, want) in bad {
+            let e = resolve(text, &[]).unwrap_err();
+            assert!(e.contains(want), "{want}: {e}");
+        }
     }
 
     #[test]

@@ -8,8 +8,8 @@ use crate::notifications::{Notifier, NotifyAs};
 use crate::unit::Unit;
 use anyhow::{bail, Context, Result};
 use dvsan_layout::LayoutStore;
-use dvsan_snmp::agent::{Community, SystemInfo, UsmConfig};
-use dvsan_snmp::usm::{Engine, UsersFile};
+use dvsan_snmp::agent::{Access, SystemInfo, UsmConfig};
+use dvsan_snmp::usm::{Engine, SecurityLevel, UsersFile};
 use dvsan_snmp::{Agent, AgentConfig, Oid, Uptime};
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,19 +67,16 @@ async fn run_async(cfg: RunConfig) -> Result<()> {
                 let known: Vec<&str> = usm.users.iter().map(|u| u.name()).collect();
                 bail!("--notify-user {name:?} is not in {} (it has: {})", path.display(), known.join(", "));
             };
+            if user.level() == SecurityLevel::NoAuthNoPriv {
+                bail!("--notify-user {name:?} has no authentication (level = \"noAuthNoPriv\"); notify as a user with auth");
+            }
             Some(NotifyAs { user: user.clone(), engine: usm.engine.clone() })
         }
         (Some(_), _, _) => bail!("--notify-user needs --users FILE (the user is one of that file)"),
     };
     let config = AgentConfig {
         usm,
-        // The write community first, so one given as both reads and writes.
-        communities: cfg
-            .write_community
-            .iter()
-            .map(Community::read_write)
-            .chain(std::iter::once(Community::read_only(&cfg.read_community)))
-            .collect(),
+        communities: cfg.communities.clone(),
         system: SystemInfo {
             descr: format!("dvsan SAN unit {} (dvsan-agent {})", cfg.name, env!("CARGO_PKG_VERSION")),
             object_id: Oid::from_slice(dvsan_mib::DVSAN_MIB),
@@ -110,8 +107,8 @@ async fn run_async(cfg: RunConfig) -> Result<()> {
         volumes = layout.volumes.len(),
         "unit agent serving"
     );
-    if cfg.write_community.is_none() {
-        tracing::info!("no --write-community: every SET is refused (the unit is read-only over SNMP)");
+    if cfg.communities.iter().all(|c| c.access == Access::ReadOnly) {
+        tracing::info!("no write community: every v1/v2c SET is refused");
     }
 
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);

@@ -871,3 +871,49 @@ fn v3_notifications_go_as_the_notify_user() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("--notify-user \"nobody\"") && err.contains("admin"), "{err}");
 }
+
+/// `[[community]]` entries with views in the agent's config file: `unitview` walks only the dvsanUnit scalars (a
+/// walk of everything shows nothing else; sysName does not exist for it), `ops` may write the volume table only (a
+/// volume is created; a SET of sysName.0 gets noAccess, changes nothing and snmpInBadCommunityUses counts it), and
+/// `--read-community public` still reads everything.
+#[test]
+fn config_file_communities_see_and_set_only_their_views() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("unit.toml");
+    std::fs::write(
+        &cfg,
+        "[[community]]\nname = \"unitview\"\nread_view = [\"1.3.6.1.4.1.32473.1.1.1\"]\n\n\
+         [[community]]\nname = \"ops\"\naccess = \"read-write\"\nwrite_view = [\"1.3.6.1.4.1.32473.1.1.3\"]\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let u = Unit::start_bare(35, &["--config", cfg.to_str().unwrap(), "--read-community", "public"]);
+
+    let walk = snmp_ok("snmpwalk", &["-v2c", "-c", "unitview", "-On", &u.addr, ".1"]);
+    assert!(walk.lines().count() >= 5, "{walk}");
+    for line in walk.lines() {
+        assert!(line.starts_with(".1.3.6.1.4.1.32473.1.1.1."), "outside the view: {line}");
+    }
+    assert!(walk.contains(".1.3.6.1.4.1.32473.1.1.1.2.0 = STRING: unit-t"), "{walk}");
+    let out = snmp_ok("snmpget", &["-v2c", "-c", "unitview", &u.addr, "sysName.0"]);
+    assert!(out.contains("No Such Object"), "{out}");
+    let everything = snmp_ok("snmpwalk", &["-v2c", "-c", "public", "-On", &u.addr, ".1"]);
+    assert!(everything.contains(".1.3.6.1.2.1.1.5.0 = ") && everything.lines().count() > walk.lines().count());
+
+    let ops_set = |assignments: &[&str]| {
+        let mut args = vec!["-v2c", "-c", "ops", "-Ir", "-t", "2", "-r", "0", &u.addr];
+        args.extend_from_slice(assignments);
+        snmp("snmpset", &args)
+    };
+    let out = ops_set(&["dvsanVolumeLength.1", "u", "256", "dvsanVolumeRowStatus.1", "i", "createAndGo"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(u.get(&["dvsanVolumeLength.1"]).trim(), "256 blocks");
+    let bad_uses = u.get(&["snmpInBadCommunityUses.0"]);
+    let out = ops_set(&["sysName.0", "s", "renamed"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("noAccess"), "{err}");
+    assert_eq!(u.get(&["sysName.0"]).trim().trim_matches('"'), "unit-t");
+    let after: u32 = u.get(&["snmpInBadCommunityUses.0"]).trim().parse().unwrap();
+    assert_eq!(after, bad_uses.trim().parse::<u32>().unwrap() + 1);
+}

@@ -21,12 +21,24 @@ pub enum OidError {
     TooLong,
     #[error("OID text {0:?} is not dotted decimal u32 sub-identifiers")]
     Syntax(String),
+    #[error("{0:?} is not a MIB subtree: give a dotted OID such as \"1.3.6.1.2.1.1\"")]
+    NotASubtree(String),
 }
 
 impl Oid {
     /// Copies `arcs` into a new OID (no length check: for constants and handler-built OIDs).
     pub fn from_slice(arcs: &[u32]) -> Oid {
         Oid(arcs.to_vec())
+    }
+
+    /// Parses a MIB view's subtree: dotted decimal (leading dot optional) with at least two arcs, so that an
+    /// empty or one-arc text cannot silently stand for everything.
+    pub fn parse_subtree(text: &str) -> Result<Oid, OidError> {
+        let oid: Oid = text.trim().parse()?;
+        if oid.0.len() < 2 {
+            return Err(OidError::NotASubtree(text.to_string()));
+        }
+        Ok(oid)
     }
 
     /// Wraps `arcs`, rejecting more than [`MAX_SUB_IDS`] sub-identifiers.

@@ -398,9 +398,9 @@ fn get_tlv() -> Vec<u8> {
 /// Signs a raw message built with zeroed authentication parameters of the right length with `user`'s key
 /// (for cases that must pass the digest check to reach a later one).
 fn signed(mut msg: Vec<u8>, user: &LocalUser) -> Vec<u8> {
-    if let Ok(decoded) = decode_v3(&msg) {
+    if let (Ok(decoded), Some(auth)) = (decode_v3(&msg), user.auth) {
         let range = decoded.auth_range();
-        let mac = crate::usm::crypto::sign(user.auth, &user.auth_key, &msg);
+        let mac = crate::usm::crypto::sign(auth, &user.auth_key, &msg);
         if mac.len() == range.len() {
             msg[range].copy_from_slice(&mac);
         }
@@ -415,7 +415,7 @@ pub fn v3_hostile_corpus(engine: &[u8], boots: u32, user: &LocalUser) -> Vec<V3C
     use V3Expected::*;
     let boots = i64::from(boots);
     let name = user.name.as_bytes();
-    let mac0 = vec![0u8; user.auth.mac_len()];
+    let mac0 = vec![0u8; user.auth.map_or(12, |a| a.mac_len())];
     let get = scoped(engine, &get_tlv());
     let discovery = raw_v3(1, 65507, &[4], 3, &usm_params(b"", 0, 0, b"", b"", b""), &scoped(b"", &get_tlv()));
     let good_params = usm_params(engine, boots, 0, name, &mac0, &[1; 8]);

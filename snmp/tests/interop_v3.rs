@@ -1,7 +1,9 @@
 //! SNMPv3 at the engine's agent against net-snmp's command-line tools: authPriv reads and SETs with
 //! SHA-256, SHA-512 and SHA (HMAC-SHA-96) users, and every refusal (wrong auth or priv passphrase, unknown
 //! user, a level the user is not configured for, a read-only user's SET) answered with the right Report or
-//! error and counted in usmStats, read back with snmpget.
+//! error and counted in usmStats, read back with snmpget; and users' views from a users file (reads outside the
+//! read view find nothing, SETs outside the write view get noAccess and are counted; a noAuthNoPriv user only
+//! where the file says `level = "noAuthNoPriv"`).
 
 mod common;
 
@@ -9,7 +11,7 @@ use std::sync::Arc;
 
 use common::{test_agent_with, tool, v3_users, TestTable};
 use dvsan_snmp::agent::{Agent, UsmConfig};
-use dvsan_snmp::usm::{Engine, EngineId};
+use dvsan_snmp::usm::{Engine, EngineId, UsersFile};
 use dvsan_tests::{stderr, stdout};
 
 const T: &str = ".1.3.6.1.4.1.32473.99.1.1";
@@ -160,4 +162,88 @@ async fn net_snmp_v3_refusals_are_reported_and_counted() {
     assert_eq!(table.value_of(2), Some(20));
     let out = tool("snmpget", &admin(target, &["-Oqv", ".1.3.6.1.2.1.11.5.0"])).await;
     assert_eq!(stdout(&out).trim(), "1", "{}", stderr(&out));
+}
+
+/// The users of a users file with views: `scoped` (authPriv SHA-256/AES, read-write) reads the system group and
+/// the test table and writes column 2 of row 1 only; `lab` (noAuthNoPriv, opted in) reads the system group.
+const VIEW_USERS: &str = r#"
+[[user]]
+name = "admin"
+auth = "SHA-256"
+auth_passphrase = "admin-auth-pass"
+priv = "AES"
+priv_passphrase = "admin-priv-pass"
+access = "read-write"
+
+[[user]]
+name = "scoped"
+auth = "SHA-256"
+auth_passphrase = "scoped-auth-pass"
+priv = "AES"
+priv_passphrase = "scoped-priv-pass"
+access = "read-write"
+read_view = ["1.3.6.1.2.1.1", "1.3.6.1.4.1.32473.99.1.1"]
+write_view = [".1.3.6.1.4.1.32473.99.1.1.2.1"]
+
+[[user]]
+name = "lab"
+level = "noAuthNoPriv"
+read_view = ["1.3.6.1.2.1.1"]
+"#;
+
+fn scoped<'a>(target: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    v3("scoped", "authPriv", "SHA-256", "scoped-auth-pass", "scoped-priv-pass", target, rest)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn net_snmp_v3_users_see_and_set_only_their_views() {
+    let users = UsersFile::parse(VIEW_USERS, std::path::Path::new("users.toml")).unwrap();
+    let engine = Engine::new(EngineId::random(32473).unwrap(), 1);
+    let (agent, table) = test_agent_with(Some(UsmConfig { engine, users: users.users }));
+    let (addr, _stop) = common::spawn_agent(agent.clone()).await;
+    let target = format!("udp:{addr}");
+    let target = target.as_str();
+
+    // A walk of the whole MIB shows the read view only: the system group and the test table.
+    let out = tool("snmpwalk", &scoped(target, &[".1"])).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains(".1.3.6.1.2.1.1.5.0 = STRING: \"testhost\""), "{text}");
+    let table_rows = text.lines().filter(|l| l.starts_with(T) && !l.contains("No more variables")).count();
+    assert_eq!(table_rows, 9, "{text}");
+    for line in text.lines() {
+        assert!(line.starts_with(".1.3.6.1.2.1.1.") || line.starts_with(T), "outside the read view: {line}");
+    }
+    // The admin user (no views) sees more, e.g. the snmp group.
+    let all = tool("snmpwalk", &admin(target, &[".1"])).await;
+    assert!(stdout(&all).contains(".1.3.6.1.2.1.11.1.0 = "), "{}", stdout(&all));
+    // A GET outside the read view: the object does not exist.
+    let out = tool("snmpget", &scoped(target, &[".1.3.6.1.2.1.11.1.0"])).await;
+    assert!(stdout(&out).contains("No Such Object"), "{}{}", stdout(&out), stderr(&out));
+
+    // A SET inside the write view works; one outside it is refused with noAccess, changes nothing and is counted.
+    let out = tool("snmpset", &scoped(target, &[&format!("{T}.2.1"), "i", "77"])).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(table.value_of(1), Some(77));
+    let bad_uses = || async {
+        let out = tool("snmpget", &admin(target, &["-Oqv", ".1.3.6.1.2.1.11.5.0"])).await;
+        stdout(&out).trim().parse::<u32>().unwrap_or_else(|_| panic!("{}{}", stdout(&out), stderr(&out)))
+    };
+    let before = bad_uses().await;
+    let out = tool("snmpset", &scoped(target, &[&format!("{T}.2.2"), "i", "99"])).await;
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(stderr(&out).contains("noAccess"), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(table.value_of(2), Some(20));
+    assert_eq!(bad_uses().await, before + 1);
+
+    // The opted-in noAuthNoPriv user reads its view in the clear, and nothing else.
+    let lab = |oid: &'static str| v3("lab", "noAuthNoPriv", "", "", "", target, &[oid]);
+    let out = tool("snmpget", &lab(".1.3.6.1.2.1.1.5.0")).await;
+    assert!(stdout(&out).contains("STRING: \"testhost\""), "{}{}", stdout(&out), stderr(&out));
+    let out = tool("snmpget", &lab(".1.3.6.1.4.1.32473.99.1.1.2.1")).await;
+    assert!(stdout(&out).contains("No Such Object"), "{}{}", stdout(&out), stderr(&out));
+    // ... and only at noAuthNoPriv: claiming authentication for it is an unsupported level.
+    let out =
+        tool("snmpget", &v3("lab", "authNoPriv", "SHA", "whatever-pass", "", target, &[".1.3.6.1.2.1.1.5.0"])).await;
+    assert!(stderr(&out).contains("Unsupported security level"), "{}{}", stdout(&out), stderr(&out));
 }

@@ -6,9 +6,11 @@
 //! SET from a read-only community is dropped and counted (snmpInBadCommunityUses), a SET of an object outside the
 //! write view is refused with noAccess (v1: noSuchName) and counted (snmpInBadCommunityUses), and an object
 //! outside the read view is treated as if it did not exist (GET: noSuchObject, GETNEXT/GETBULK skip it). The
-//! [`Rights`] a request gets are what processing uses, whatever security model granted them.
+//! [`Rights`] a request gets are what processing uses, whatever security model granted them: a community's
+//! ([`Community::rights`]) and an SNMPv3 user's (its users-file `read_view`/`write_view`, made into [`View`]s by
+//! [`super::v3`]) come from the same [`Rights::new`] and are applied by the same functions.
 
-use crate::oid::Oid;
+use crate::oid::{Oid, OidError};
 
 /// What a community (or user) may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -44,6 +46,13 @@ impl View {
             }
         }
         View { subtrees: kept }
+    }
+
+    /// The view of dotted-OID `texts` (none: the whole MIB), as operators write them in config files; the error
+    /// names the text that is not a subtree.
+    pub fn parse<S: AsRef<str>>(texts: &[S]) -> Result<View, OidError> {
+        let subtrees: Vec<Oid> = texts.iter().map(|t| Oid::parse_subtree(t.as_ref())).collect::<Result<_, _>>()?;
+        Ok(View::subtrees(subtrees))
     }
 
     /// Whether this view is the whole MIB.
@@ -107,7 +116,7 @@ impl Community {
 
     /// What a request with this community may do.
     pub fn rights(&self) -> Rights<'_> {
-        Rights { read: &self.read_view, write: (self.access == Access::ReadWrite).then_some(&self.write_view) }
+        Rights::new(self.access, &self.read_view, &self.write_view)
     }
 }
 
@@ -117,6 +126,14 @@ pub struct Rights<'a> {
     pub read: &'a View,
     /// `None`: no SET at all.
     pub write: Option<&'a View>,
+}
+
+impl<'a> Rights<'a> {
+    /// The rights of a community or user with `access` and these views (the write view counts only for
+    /// [`Access::ReadWrite`]).
+    pub fn new(access: Access, read: &'a View, write: &'a View) -> Rights<'a> {
+        Rights { read, write: (access == Access::ReadWrite).then_some(write) }
+    }
 }
 
 #[cfg(test)]
@@ -155,5 +172,16 @@ mod tests {
         let list = [ro, rw];
         assert_eq!(Community::find(&list, b"private").map(|c| c.access), Some(Access::ReadWrite));
         assert!(Community::find(&list, b"secret").is_none());
+    }
+
+    #[test]
+    fn views_parse_from_dotted_text() {
+        let v = View::parse(&[".1.3.6.1.2.1.1", "1.3.6.1.4.1.32473"]).unwrap();
+        assert_eq!(v.included(), [oid("1.3.6.1.2.1.1"), oid("1.3.6.1.4.1.32473")]);
+        assert!(View::parse::<&str>(&[]).unwrap().is_everything());
+        for bad in ["", ".", "1", "1.3.six", "iso.3"] {
+            let e = View::parse(&["1.3.6", bad]).unwrap_err().to_string();
+            assert!(e.contains(&format!("{bad:?}")), "{bad}: {e}");
+        }
     }
 }

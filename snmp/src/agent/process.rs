@@ -77,13 +77,7 @@ pub(super) fn process(agent: &Agent, datagram: &[u8], from: SocketAddr, out: &mu
                 return false;
             };
             SnmpCounters::bump(&c.in_set_requests);
-            if let Some(i) = p.varbinds.iter().position(|vb| !write_view.contains(&vb.oid)) {
-                SnmpCounters::bump(&c.in_bad_community_uses);
-                tracing::debug!(%from, oid = %p.varbinds[i].oid, "SNMP SET outside the community's write view refused");
-                error(p, version, ErrorStatus::NoAccess, i + 1)
-            } else {
-                set(agent, version, p)
-            }
+            set_in_view(agent, version, write_view, p, from)
         }
         Pdu::Response(_) | Pdu::Report(_) => {
             SnmpCounters::bump(&c.in_get_responses);
@@ -331,7 +325,24 @@ pub(super) fn bulk_response_pdu(
     nothing_fit
 }
 
-pub(super) fn set(agent: &Agent, version: Version, request: GenericPdu) -> GenericPdu {
+/// A SET by a requester that may write `write_view` (a community's or a v3 user's): refused with noAccess (v1:
+/// noSuchName) at the first varbind outside the view and counted in snmpInBadCommunityUses, else applied.
+pub(super) fn set_in_view(
+    agent: &Agent,
+    version: Version,
+    write_view: &View,
+    request: GenericPdu,
+    from: SocketAddr,
+) -> GenericPdu {
+    if let Some(i) = request.varbinds.iter().position(|vb| !write_view.contains(&vb.oid)) {
+        SnmpCounters::bump(&agent.counters.in_bad_community_uses);
+        tracing::debug!(%from, oid = %request.varbinds[i].oid, "SNMP SET outside the requester's write view refused");
+        return error(request, version, ErrorStatus::NoAccess, i + 1);
+    }
+    set(agent, version, request)
+}
+
+fn set(agent: &Agent, version: Version, request: GenericPdu) -> GenericPdu {
     // Group the varbinds by owning handler, in order of first appearance.
     let mut groups: Vec<(usize, Vec<SetItem<'_>>)> = Vec::new();
     for (i, vb) in request.varbinds.iter().enumerate() {

@@ -4,15 +4,19 @@
 //!
 //! [`super::process`] hands every datagram whose version is not 1 or 2c here when the agent has a
 //! [`super::UsmConfig`]. The PDU itself is served by the same functions as v1/v2c (with the v2c rules),
-//! with the USM user as the [`Requester`] and the user's access as its rights: a read-only user's SET is
-//! answered with authorizationError (RFC 3413 §3.2) and counted in snmpInBadCommunityUses.
+//! with the USM user as the [`Requester`] and the user's access and views as its [`Rights`] (made like a
+//! community's): reads outside the read view find nothing, a read-only user's SET is answered with
+//! authorizationError (RFC 3413 §3.2) and a SET outside the write view with noAccess, both counted in
+//! snmpInBadCommunityUses. A noAuthNoPriv user (configured explicitly in the users file) is served at
+//! noAuthNoPriv only, without digest or time-window checks (RFC 3414 §3.2 steps 6-7 apply to authenticated
+//! messages).
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU32;
 
-use crate::agent::access::{Rights, View};
+use crate::agent::access::{Access, Rights, View};
 use crate::agent::builtin::{SNMP_MPD_STATS, SNMP_UNKNOWN_CONTEXTS_0, USM_STATS};
-use crate::agent::process::{bulk_response_pdu, count_status, error, get, get_next, set};
+use crate::agent::process::{bulk_response_pdu, count_status, error, get, get_next, set_in_view};
 use crate::agent::requester::{Requester, SecurityModel};
 use crate::agent::{Agent, UsmConfig};
 use crate::ber::BerWriter;
@@ -31,17 +35,35 @@ pub const TIME_WINDOW: u32 = 150;
 /// The agent's engine and its users, localised to it once at start.
 pub(super) struct UsmState {
     engine: Engine,
-    users: Vec<LocalUser>,
-    everything: View,
+    users: Vec<ServedUser>,
+}
+
+/// A user as this agent serves it: its localised keys and its views.
+struct ServedUser {
+    keys: LocalUser,
+    read_view: View,
+    write_view: View,
+}
+
+impl ServedUser {
+    /// What the user's requests may do, made as a community's are.
+    fn rights(&self) -> Rights<'_> {
+        let access = match self.keys.access {
+            UserAccess::ReadOnly => Access::ReadOnly,
+            UserAccess::ReadWrite => Access::ReadWrite,
+        };
+        Rights::new(access, &self.read_view, &self.write_view)
+    }
 }
 
 impl UsmState {
     pub(super) fn new(cfg: &UsmConfig) -> UsmState {
-        UsmState {
-            users: cfg.users.iter().map(|u| u.localize(cfg.engine.id())).collect(),
-            engine: cfg.engine.clone(),
-            everything: View::everything(),
-        }
+        let serve = |u: &crate::usm::UsmUser| ServedUser {
+            keys: u.localize(cfg.engine.id()),
+            read_view: View::subtrees(u.read_view().iter().cloned()),
+            write_view: View::subtrees(u.write_view().iter().cloned()),
+        };
+        UsmState { users: cfg.users.iter().map(serve).collect(), engine: cfg.engine.clone() }
     }
 
     /// The agent's engine.
@@ -92,13 +114,14 @@ pub(super) fn process(agent: &Agent, usm: &UsmState, datagram: &[u8], from: Sock
         ScopedData::Plain(s) => s.pdu.request_id().unwrap_or(0),
         ScopedData::Encrypted(_) => 0,
     };
-    let (user, scoped) = match authenticate(agent, usm, &msg, datagram, level) {
+    let (served, scoped) = match authenticate(agent, usm, &msg, datagram, level) {
         Ok(ok) => ok,
         Err((refusal, user)) => {
             tracing::debug!(%from, oid = %refusal.oid, user = %String::from_utf8_lossy(&msg.usm.user_name), "SNMPv3 request refused by USM");
             return report(agent, usm, &msg, user, plain_request_id, b"", refusal, out);
         }
     };
+    let user = &served.keys;
     // RFC 3412 §4.2.2.1: this engine answers for itself only, in the default context.
     if scoped.context_engine_id != usm.engine.id().as_bytes() {
         let refusal = Refusal { counter: &c.unknown_pdu_handlers, oid: mpd_stat(3), level };
@@ -127,8 +150,7 @@ pub(super) fn process(agent: &Agent, usm: &UsmState, datagram: &[u8], from: Sock
         );
     }
     let _requester = Requester { model: SecurityModel::Usm, name: user.name.clone(), level }.enter();
-    let rights =
-        Rights { read: &usm.everything, write: (user.access == UserAccess::ReadWrite).then_some(&usm.everything) };
+    let rights = served.rights();
     let max = agent.config.max_message_size.min(msg.global.max_size as usize);
     let response = match scoped.pdu {
         Pdu::Get(p) => {
@@ -156,16 +178,17 @@ pub(super) fn process(agent: &Agent, usm: &UsmState, datagram: &[u8], from: Sock
                 return send(agent, usm, &msg, user, level, &tlv, max, p.request_id, out);
             }
         }
-        Pdu::Set(p) => {
-            if rights.write.is_none() {
+        Pdu::Set(p) => match rights.write {
+            None => {
                 SnmpCounters::bump(&c.in_bad_community_uses);
                 tracing::debug!(%from, user = %user.name, "SNMPv3 SET by a read-only user refused");
                 error(p, Version::V2c, ErrorStatus::AuthorizationError, 0)
-            } else {
-                SnmpCounters::bump(&c.in_set_requests);
-                set(agent, Version::V2c, p)
             }
-        }
+            Some(write_view) => {
+                SnmpCounters::bump(&c.in_set_requests);
+                set_in_view(agent, Version::V2c, write_view, p, from)
+            }
+        },
         Pdu::Response(_) | Pdu::Report(_) => {
             SnmpCounters::bump(&c.in_get_responses);
             return false;
@@ -201,7 +224,7 @@ fn authenticate<'a>(
     msg: &V3Message,
     datagram: &[u8],
     level: SecurityLevel,
-) -> Result<(&'a LocalUser, ScopedPdu), (Refusal<'a>, Option<&'a LocalUser>)> {
+) -> Result<(&'a ServedUser, ScopedPdu), (Refusal<'a>, Option<&'a LocalUser>)> {
     let c = &*agent.counters;
     let refuse = |counter: &'a AtomicU32, arc: u32| {
         Err((Refusal { counter, oid: usm_stat(arc), level: SecurityLevel::NoAuthNoPriv }, None))
@@ -209,12 +232,20 @@ fn authenticate<'a>(
     if msg.usm.engine_id != usm.engine.id().as_bytes() {
         return refuse(&c.usm_unknown_engine_ids, 4);
     }
-    let Some(user) = usm.users.iter().find(|u| u.name.as_bytes() == msg.usm.user_name.as_slice()) else {
+    let Some(served) = usm.users.iter().find(|u| u.keys.name.as_bytes() == msg.usm.user_name.as_slice()) else {
         return refuse(&c.usm_unknown_user_names, 3);
     };
-    // A user is served at exactly the level its keys give: an authPriv user is never read in the clear.
+    let user = &served.keys;
+    // A user is served at exactly the level its keys give: an authPriv user is never read in the clear, and a
+    // noAuthNoPriv user exists only where the users file says so.
     if level != user.level() {
         return refuse(&c.usm_unsupported_sec_levels, 1);
+    }
+    if level == SecurityLevel::NoAuthNoPriv {
+        return match msg.decrypt_scoped_pdu(user) {
+            Ok(scoped) => Ok((served, scoped)),
+            Err(_) => refuse(&c.usm_decryption_errors, 6),
+        };
     }
     if !msg.authenticates(datagram, user) {
         return refuse(&c.usm_wrong_digests, 5);
@@ -227,7 +258,7 @@ fn authenticate<'a>(
         return Err((refusal, Some(user)));
     }
     match msg.decrypt_scoped_pdu(user) {
-        Ok(scoped) => Ok((user, scoped)),
+        Ok(scoped) => Ok((served, scoped)),
         Err(_) => refuse(&c.usm_decryption_errors, 6),
     }
 }
@@ -235,7 +266,10 @@ fn authenticate<'a>(
 /// Octets a v3 answer adds around its PDU, generously (the encoder's result is checked against the
 /// limit anyway).
 fn overhead(usm: &UsmState, user: &LocalUser, msg: &V3Message) -> usize {
-    96 + 2 * usm.engine.id().as_bytes().len() + user.name.len() + msg.usm.user_name.len() + user.auth.mac_len()
+    96 + 2 * usm.engine.id().as_bytes().len()
+        + user.name.len()
+        + msg.usm.user_name.len()
+        + user.auth.map_or(0, |a| a.mac_len())
 }
 
 fn head<'a>(agent: &Agent, usm: &'a UsmState, msg: &'a V3Message, context_name: &'a [u8]) -> Head<'a> {

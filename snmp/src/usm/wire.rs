@@ -242,9 +242,11 @@ impl V3Message {
 
     /// Whether `datagram` (the one this was decoded from) carries `user`'s digest (RFC 3414 §6.3.2,
     /// §7.3.2): the HMAC over the message with msgAuthenticationParameters zeroed.
+    /// A user without authentication authenticates nothing.
     pub fn authenticates(&self, datagram: &[u8], user: &LocalUser) -> bool {
+        let Some(auth) = user.auth else { return false };
         // Hashed in place, the field read as zeros: no copy of the datagram per request.
-        crypto::verify_zeroed(user.auth, &user.auth_key, datagram, self.auth_range.clone(), &self.usm.auth_params)
+        crypto::verify_zeroed(auth, &user.auth_key, datagram, self.auth_range.clone(), &self.usm.auth_params)
     }
 
     /// The ScopedPDU: as received, or decrypted with `user`'s privacy key (RFC 3826 §3.1.4).
@@ -274,13 +276,15 @@ pub struct Keys<'a> {
 }
 
 impl<'a> Keys<'a> {
-    /// `user`'s keys at `level` (`None` for noAuthNoPriv; authPriv without a privacy key gives authNoPriv).
+    /// `user`'s keys at `level` (`None` for noAuthNoPriv and for a user without authentication; authPriv
+    /// without a privacy key gives authNoPriv).
     pub fn of(user: &'a LocalUser, level: SecurityLevel) -> Option<Keys<'a>> {
+        let auth = user.auth?;
         match level {
             SecurityLevel::NoAuthNoPriv => None,
-            SecurityLevel::AuthNoPriv => Some(Keys { auth: user.auth, auth_key: &user.auth_key, privacy: None }),
+            SecurityLevel::AuthNoPriv => Some(Keys { auth, auth_key: &user.auth_key, privacy: None }),
             SecurityLevel::AuthPriv => Some(Keys {
-                auth: user.auth,
+                auth,
                 auth_key: &user.auth_key,
                 privacy: user.privacy.as_ref().map(|(p, k)| (*p, k.as_slice())),
             }),
