@@ -26,6 +26,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => args.resolve().and_then(run::run),
+        Command::Init { state, name, block_size } => admin::init(&state, name, block_size),
         Command::Volume(cmd) => admin::volume(cmd),
         Command::Partition(cmd) => admin::partition(cmd),
         Command::Access(cmd) => admin::access(cmd),
