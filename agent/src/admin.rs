@@ -3,7 +3,7 @@
 //! They go through the same `LayoutStore` transactions as SNMP SETs, so the rules (no overlap, no zero sizes,
 //! nothing destroyed while in use) and their messages are the same on both paths.
 
-use crate::cli::{AccessCommand, PartitionCommand, StateDir, VolumeCommand};
+use crate::cli::{self, AccessCommand, PartitionCommand, StateDir, VolumeCommand};
 use anyhow::{bail, Context, Result};
 use dvsan_layout::{
     parse_size, AccessMode, Blocks, GrantIndex, HumanSize, Layout, LayoutStore, Lba, NewGrant, NewPartition, NewVolume,
@@ -13,7 +13,8 @@ use dvsan_layout::{
 fn open(state: &StateDir) -> Result<LayoutStore> {
     if !state.state_dir.join(dvsan_layout::STORE_FILE).exists() {
         bail!(
-            "{} has no unit yet: start `dvsan-agent run --state-dir {} --media PATH:SIZE` once to create it",
+            "{} has no unit yet: create it with `dvsan-agent init --state-dir {}` (or start `dvsan-agent run` with \
+             it once)",
             state.state_dir.display(),
             state.state_dir.display()
         );
@@ -21,9 +22,33 @@ fn open(state: &StateDir) -> Result<LayoutStore> {
     let store = LayoutStore::open(&state.state_dir)
         .with_context(|| format!("opening the unit store in {}", state.state_dir.display()))?;
     if !store.is_initialised()? {
-        bail!("{} has no unit yet: start `dvsan-agent run` with it once", state.state_dir.display());
+        bail!(
+            "{} has no unit yet: create it with `dvsan-agent init` (or start `dvsan-agent run` with it once)",
+            state.state_dir.display()
+        );
     }
     Ok(store)
+}
+
+/// `init`: creates the unit (no media yet: `run` attaches them) unless the state directory has one, and prints its
+/// unit id, so that the unit can be enrolled at the station before its agent first starts.
+pub fn init(state: &StateDir, name: Option<String>, block_size: Option<u32>) -> Result<()> {
+    let dir = &state.state_dir;
+    let (mut store, _opening) =
+        LayoutStore::open_exclusive(dir).with_context(|| format!("opening the unit store in {}", dir.display()))?;
+    let existing = if store.is_initialised()? { Some(store.load()?.unit) } else { None };
+    let unit = match existing {
+        Some(unit) if name.is_none() && block_size.is_none_or(|bs| bs == unit.block_size) => unit,
+        // A new unit, or a name or block size given for an existing one (a rename; another block size is refused).
+        existing => {
+            let name =
+                name.or_else(|| existing.as_ref().map(|u| u.name.clone())).unwrap_or_else(|| cli::default_name(dir));
+            let block_size = block_size.or(existing.map(|u| u.block_size)).unwrap_or(cli::DEFAULT_BLOCK_SIZE);
+            store.init_unit(&name, block_size).context("creating the unit")?
+        }
+    };
+    println!("{}", unit.unit_id);
+    Ok(())
 }
 
 /// Bytes to whole blocks, rounding up; zero stays zero so the layout rules can refuse it by name.

@@ -27,6 +27,19 @@ pub struct Cli {
 pub enum Command {
     /// Run the unit's SNMP agent.
     Run(RunArgs),
+    /// Create the unit in a state directory (if it has none yet) and print its unit id (dvsanUnitId), which
+    /// `dvsan-station unit enroll UNIT_ID` takes; `run` with the same state directory keeps that id.
+    Init {
+        #[command(flatten)]
+        state: StateDir,
+        /// The unit's name (sysName and dvsanUnitName; `run --name` changes it). Default: the state directory's
+        /// name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Block size in bytes (a power of two, 512..=65536, default 4096), fixed when the unit is created.
+        #[arg(long)]
+        block_size: Option<u32>,
+    },
     /// Create, grow, destroy or list volumes in a unit's state directory.
     #[command(subcommand)]
     Volume(VolumeCommand),
@@ -63,7 +76,8 @@ pub struct RunArgs {
     /// The unit's state directory (layout database).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
-    /// The unit's name (sysName and dvsanUnitName). Default: the state directory's name.
+    /// The unit's name (sysName and dvsanUnitName). Default: the name the unit already has (from `init` or an
+    /// earlier run), else the state directory's name.
     #[arg(long)]
     pub name: Option<String>,
     /// Backing medium as PATH:SIZE (created sparse if missing) or PATH (existing file or block device).
@@ -111,7 +125,8 @@ pub struct RunArgs {
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     pub state_dir: PathBuf,
-    pub name: String,
+    /// `None`: the stored unit's name, else [`default_name`].
+    pub name: Option<String>,
     pub media: Vec<MediaArg>,
     pub block_size: u32,
     pub listen: SocketAddr,
@@ -236,11 +251,8 @@ impl RunArgs {
                 .collect::<Result<_>>()
                 .context("in the config file's media list")?
         };
-        let name = self.name.or(file.name).unwrap_or_else(|| {
-            state_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "unit".into())
-        });
         Ok(RunConfig {
-            name,
+            name: self.name.or(file.name),
             media,
             block_size: self.block_size.or(file.block_size).unwrap_or(DEFAULT_BLOCK_SIZE),
             listen: resolve_address(self.listen.or(file.listen).as_deref().unwrap_or(DEFAULT_LISTEN), 1161)
@@ -262,6 +274,11 @@ impl RunArgs {
             state_dir,
         })
     }
+}
+
+/// A unit's name when none is given: its state directory's name.
+pub fn default_name(state_dir: &Path) -> String {
+    state_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "unit".into())
 }
 
 /// Resolves the trap sinks (default port 162; port 0 is refused).
@@ -412,7 +429,7 @@ mod tests {
         let Command::Run(args) = cli.command else { panic!("run expected") };
         let c = args.resolve().unwrap();
         assert_eq!(c.state_dir, PathBuf::from("/var/lib/u1"));
-        assert_eq!(c.name, "u9");
+        assert_eq!(c.name.as_deref(), Some("u9"));
         assert_eq!(c.media.len(), 1);
         assert_eq!(c.listen, "127.0.0.2:1161".parse::<SocketAddr>().unwrap());
         assert_eq!(c.trap_sinks.len(), 1);

@@ -1,9 +1,10 @@
 //! `dvsan-agent`: one process per SAN unit.
 //!
 //! `run` opens (or creates) the unit's state directory, attaches its media, serves DVSAN-MIB, IF-MIB's data
-//! interface and SNMPv2-MIB over SNMP v1/v2c, and announces the unit with notifications (see
-//! [`notifications`]). The other subcommands ([`admin`]) change the layout offline. Graceful shutdown on
-//! SIGTERM/SIGINT: a dvsanUnitShutdown and a linkDown go out, then the process exits 0.
+//! interface and SNMPv2-MIB over SNMP v1/v2c and, with `--users`, SNMPv3, and announces the unit with notifications
+//! (see [`notifications`]). The other subcommands ([`admin`]) change the layout offline; `init` creates the unit
+//! before its first `run`, to print its unit id for enrolment at the station. Graceful shutdown on SIGTERM/SIGINT:
+//! a dvsanUnitShutdown and a linkDown go out, then the process exits 0.
 
 mod admin;
 mod clearing;
@@ -26,6 +27,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => args.resolve().and_then(run::run),
+        Command::Init { state, name, block_size } => admin::init(&state, name, block_size),
         Command::Volume(cmd) => admin::volume(cmd),
         Command::Partition(cmd) => admin::partition(cmd),
         Command::Access(cmd) => admin::access(cmd),

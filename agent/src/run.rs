@@ -36,7 +36,12 @@ async fn run_async(cfg: RunConfig) -> Result<()> {
     // Other processes wait to open the store until the unit row and its media are there.
     let (mut store, opening) = LayoutStore::open_exclusive(&cfg.state_dir)
         .with_context(|| format!("opening the unit store in {}", cfg.state_dir.display()))?;
-    store.init_unit(&cfg.name, cfg.block_size).context("initialising the unit")?;
+    let name = match &cfg.name {
+        Some(name) => name.clone(),
+        None if store.is_initialised()? => store.load()?.unit.name,
+        None => crate::cli::default_name(&cfg.state_dir),
+    };
+    store.init_unit(&name, cfg.block_size).context("initialising the unit")?;
     store.attach_media(&media).context("attaching media")?;
     // New media (and a wiped volume) on files are cleared in moments: before the first request and before other
     // processes may open the store (a `volume create` right after the start finds the new space free). The rest is
@@ -78,9 +83,9 @@ async fn run_async(cfg: RunConfig) -> Result<()> {
         usm,
         communities: cfg.communities.clone(),
         system: SystemInfo {
-            descr: format!("dvsan SAN unit {} (dvsan-agent {})", cfg.name, env!("CARGO_PKG_VERSION")),
+            descr: format!("dvsan SAN unit {name} (dvsan-agent {})", env!("CARGO_PKG_VERSION")),
             object_id: Oid::from_slice(dvsan_mib::DVSAN_MIB),
-            name: cfg.name.clone(),
+            name,
             ..SystemInfo::default()
         },
         ..AgentConfig::default()

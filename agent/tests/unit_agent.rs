@@ -917,3 +917,37 @@ fn config_file_communities_see_and_set_only_their_views() {
     let after: u32 = u.get(&["snmpInBadCommunityUses.0"]).trim().parse().unwrap();
     assert_eq!(after, bad_uses.trim().parse::<u32>().unwrap() + 1);
 }
+
+/// `dvsan-agent init` creates the unit before its agent ever runs and prints its unit id (what
+/// `dvsan-station unit enroll` takes), the same id again when run again; `run` then serves that id and keeps the
+/// name `init` gave (no `--name`); another block size for the existing unit is refused.
+#[test]
+fn init_prints_the_unit_id_that_run_then_serves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let init = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_dvsan-agent")).arg("init").arg("--state-dir").arg(&state).args(extra).output()
+    };
+    let out = init(&["--name", "shelf-7"]).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!((id.len(), id.matches('-').count()), (36, 4), "a UUID: {id:?}");
+    let again = init(&[]).unwrap();
+    assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), id, "{}", String::from_utf8_lossy(&again.stderr));
+    let other = init(&["--block-size", "512"]).unwrap();
+    assert!(!other.status.success());
+    assert!(String::from_utf8_lossy(&other.stderr).contains("block size 4096"), "{other:?}");
+
+    let addr = "127.0.0.36:1161".to_string();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dvsan-agent"));
+    cmd.arg("run")
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--media")
+        .arg(format!("{}:8M", tmp.path().join("m0.img").display()))
+        .args(["--listen", &addr]);
+    let agent = Proc::spawn("agent", cmd, tmp.path());
+    wait_answering(&agent, &addr);
+    let got = snmp_ok("snmpget", &["-v2c", "-c", "public", "-Oqv", &addr, "dvsanUnitId.0", "dvsanUnitName.0"]);
+    assert_eq!(got.replace('"', ""), format!("{id}\nshelf-7\n"));
+}

@@ -5,7 +5,9 @@
 //! the volume and the grant with SNMPv3 SETs: nothing else could). The same unit restarted at a new address with
 //! its credentials is followed; a fake agent elsewhere claiming its id with v2c is refused; net-snmp's
 //! `snmptrap -v3` with a wrong key is refused and counted (dvsanStationUsmRefusals); a hostile corpus of v3
-//! datagrams at the trap port changes nothing and the station keeps serving.
+//! datagrams at the trap port changes nothing and the station keeps serving. A unit enrolled before its agent first
+//! runs (`dvsan-agent init` prints its id) that sends SNMPv3 informs joins the same way: each inform goes to the
+//! station's engine after discovery and is acknowledged.
 
 use dvsan_snmp::testing::v3_hostile_corpus;
 use dvsan_snmp::usm::{EngineId, UsersFile};
@@ -48,6 +50,12 @@ fn unit_id_of_new_unit(state_dir: &Path, ip: &str, size: &str) -> String {
     let id = unit.unit_id();
     unit.proc.terminate();
     id
+}
+
+/// `dvsan-agent init --state-dir D`: creates the unit without starting its agent and returns its unit id.
+fn init_unit(state_dir: &Path) -> String {
+    let out = run_ok(Command::new(workspace_bin("dvsan-agent")).arg("init").arg("--state-dir").arg(state_dir));
+    out.trim().to_string()
 }
 
 /// `unit enroll ID --out FILE`: the unit's users file and its user name.
@@ -213,4 +221,55 @@ fn hostile_snmpv3_datagrams_at_the_trap_port_are_counted_and_the_station_keeps_s
     wait_until("the v2c notification stored", WAIT, || {
         (stat(&station, "dvsanStationNotificationsStored") > stored).then_some(())
     });
+}
+
+#[test]
+fn an_enrolled_unit_sending_snmpv3_informs_joins_and_its_informs_are_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let station = Station::start_secure(&dir.path().join("station"), &[]);
+    let unit_dir = dir.path().join("u1");
+    let id = init_unit(&unit_dir);
+    let (users, user) = enroll(&station, dir.path(), &id);
+
+    // The agent's informs go as its enrolled user to the station's engine (discovered first), with no write
+    // community and a read community the station does not know.
+    let listen: std::net::SocketAddr = "127.0.58.1:1161".parse().unwrap();
+    let users_arg = users.display().to_string();
+    let mut unit = Unit::start_with(
+        &unit_dir,
+        &listen.to_string(),
+        listen,
+        &station.traps.to_string(),
+        "32M",
+        (UNIT_READ_COMMUNITY, None),
+        &["--users", &users_arg, "--notify-user", &user, "--inform"],
+    );
+    unit.serve_data();
+    let pooled = station.wait_unit("127.0.58.1:1161", "the informing unit pooled", WAIT, |u| u["state"] == "available");
+    assert_eq!(pooled["unit_id"], id.as_str());
+    assert!(station.pending().is_empty(), "{:?}", station.pending());
+    let is_v3_inform = |t: &serde_json::Value, oid: &str| {
+        t["version"] == "v3" && t["kind"] == "inform" && t["unit_id"] == id.as_str() && t["trap_oid"] == oid
+    };
+    let cold_start = "1.3.6.1.6.3.1.1.5.1";
+    assert!(station.traps(&[]).iter().any(|t| is_v3_inform(t, cold_start)), "{:?}", station.traps(&[]));
+    // The station acknowledged it: the agent logs an inform as sent only when its Response arrived.
+    wait_until("the agent to log the coldStart inform acknowledged", WAIT, || {
+        let log = unit.proc.log_text();
+        log.lines().any(|l| l.contains("notification sent") && l.contains("coldStart")).then_some(())
+    });
+
+    // A later change is announced with another inform (the station's engine is known now): the station walks the
+    // unit over SNMPv3 and sees the new volume.
+    unit.admin(&["volume", "create", "--size", "4M", "--name", "informed"]);
+    let walked = station.wait_unit("127.0.58.1:1161", "the new volume walked", WAIT, |u| {
+        u["volumes"].as_array().is_some_and(|v| v.iter().any(|v| v["name"] == "informed"))
+    });
+    assert_eq!(walked["unit_id"], id.as_str());
+    let dotted = |oid: &[u32]| oid.iter().map(u32::to_string).collect::<Vec<_>>().join(".");
+    let layout_changed = dotted(dvsan_mib::DVSAN_LAYOUT_CHANGED);
+    wait_until("the dvsanLayoutChanged inform stored", WAIT, || {
+        station.traps(&[]).iter().any(|t| is_v3_inform(t, &layout_changed)).then_some(())
+    });
+    assert_eq!(stat(&station, "dvsanStationUsmRefusals"), 0, "no inform was refused on the way");
 }
