@@ -45,6 +45,14 @@ struct Cli {
     /// Most connections in their handshake from one source address; more are closed at once.
     #[arg(long, default_value_t = 8)]
     max_handshakes_per_source: usize,
+    /// Most KiB of replies a connection gathers before sending them; READs copied through memory that are larger
+    /// go out in pieces this size (a client that does not read its replies holds at most this much).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(256..=32 * 1024))]
+    reply_buffer_kib: u32,
+    /// Most MiB of reply buffers all connections together hold past the first 256 KiB each; a connection that
+    /// finds it spent sends its replies in 256 KiB pieces.
+    #[arg(long, default_value_t = 64)]
+    reply_memory_mib: usize,
     /// Microseconds a connection polls its socket (yielding the CPU between tries) before it sleeps in a
     /// blocking read; 0 turns polling off. Saves the wake-up of an idle CPU per request at some CPU cost.
     #[arg(long, default_value_t = 50)]
@@ -93,6 +101,8 @@ fn main() -> anyhow::Result<()> {
     let mut config = Config::new(cli.state_dir, listen);
     config.poll_interval = Duration::from_millis(cli.poll_interval_ms.max(1));
     config.handshake_timeout = Duration::from_millis(cli.handshake_timeout_ms.max(1));
+    config.reply_buffer = cli.reply_buffer_kib as usize * 1024;
+    config.reply_memory = cli.reply_memory_mib.saturating_mul(1024 * 1024);
     config.silent_timeout = Duration::from_millis(cli.silent_timeout_ms.max(1));
     config.admission = AdmissionLimits {
         max_handshakes: cli.max_handshakes,

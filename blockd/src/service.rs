@@ -9,6 +9,7 @@
 
 use crate::admission::{Admission, AdmissionLimits, HandshakeSlot, Refused, ServedSlot};
 use crate::bad_input::BadInput;
+use crate::buffers::ReplyBudget;
 use crate::connections::Registration;
 use crate::exports::{ExportTable, MediaCache};
 use crate::handshake::{negotiate, Channel, HandshakeEnd, HandshakeError, Negotiated, TlsPolicy};
@@ -45,6 +46,10 @@ pub struct Config {
     pub silent_timeout: Duration,
     /// Connection slots: handshakes and served connections, in total and per address ([`crate::admission`]).
     pub admission: AdmissionLimits,
+    /// Most bytes of replies a connection gathers before sending them; larger READs go out in pieces this size.
+    pub reply_buffer: usize,
+    /// Reply buffer memory all connections together may hold past their first 256 KiB each.
+    pub reply_memory: usize,
     /// How often traffic counters are saved and the heartbeat written.
     pub stats_interval: Duration,
     /// How long shutdown waits for connections to finish their requests.
@@ -73,6 +78,8 @@ impl Config {
             handshake_timeout: Duration::from_secs(10),
             silent_timeout: Duration::from_secs(2),
             admission: AdmissionLimits::default(),
+            reply_buffer: 1024 * 1024,
+            reply_memory: 64 * 1024 * 1024,
             stats_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
             busy_poll: Duration::from_micros(50),
@@ -146,7 +153,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         "serving"
     );
 
-    let shared = Arc::new(Shared::new(table, traffic, Admission::new(config.admission)));
+    let admission = Admission::new(config.admission);
+    let shared = Arc::new(Shared::new(table, traffic, admission, ReplyBudget::new(config.reply_memory)));
     let maintenance =
         Maintenance::spawn(store, cache, shared.clone(), local, config.poll_interval, config.stats_interval)?;
     let config = Arc::new(config);
@@ -385,6 +393,8 @@ fn new_session<T: Transport>(
         busy_poll: config.busy_poll,
         splice_write_min: if plain { config.splice_write_min } else { 0 },
         large_read_min: config.large_read_min,
+        reply_buffer: config.reply_buffer,
+        reply_budget: shared.reply_budget.clone(),
         large_reads: if plain {
             config.large_reads.for_connection(peer.ip(), negotiated.structured)
         } else {

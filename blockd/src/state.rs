@@ -6,6 +6,7 @@
 
 use crate::admission::Admission;
 use crate::bad_input::BadInputCounters;
+use crate::buffers::ReplyBudget;
 use crate::connections::Connections;
 use crate::exports::ExportTable;
 use crate::traffic::TrafficTable;
@@ -19,19 +20,27 @@ pub struct Shared {
     pub bad_input: Arc<BadInputCounters>,
     /// Connection slots for handshakes and served connections.
     pub admission: Arc<Admission>,
+    /// Reply buffer memory past each connection's base, shared by all connections.
+    pub reply_budget: Arc<ReplyBudget>,
     pub shutting_down: AtomicBool,
     /// Transmission threads still running.
     pub sessions: AtomicUsize,
 }
 
 impl Shared {
-    pub fn new(table: Arc<ExportTable>, traffic: TrafficTable, admission: Arc<Admission>) -> Shared {
+    pub fn new(
+        table: Arc<ExportTable>,
+        traffic: TrafficTable,
+        admission: Arc<Admission>,
+        reply_budget: Arc<ReplyBudget>,
+    ) -> Shared {
         Shared {
             exports: RwLock::new(table),
             connections: Connections::default(),
             traffic,
             bad_input: Arc::new(BadInputCounters::default()),
             admission,
+            reply_budget,
             shutting_down: AtomicBool::new(false),
             sessions: AtomicUsize::new(0),
         }

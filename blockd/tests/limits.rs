@@ -217,3 +217,62 @@ fn unknown_and_ungranted_exports_get_byte_identical_refusals() {
     assert!(log.contains("refused: host has no grant for this export"), "{log}");
     assert!(log.contains("refused: no such export"), "{log}");
 }
+
+/// VmRSS of process `pid`, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+/// 16 granted connections without structured replies each ask for eight 32 MiB READs and read nothing: blockd
+/// sends each reply in pieces of its reply buffer and waits in the write, so its memory barely grows (it took
+/// 17 → 543 MB before). Meanwhile qemu-io reads 8 MiB in one request (copied too, `--large-reads copied`, so in
+/// data chunks of the buffer's size) and a simple-reply connection reads 3 MiB back: both get the right bytes.
+#[test]
+fn unread_32_mib_reads_do_not_grow_blockd_memory() {
+    let unit = Unit::new(&[64 * MIB]);
+    let vol = unit.volume("vol", 16384);
+    unit.grant(vol.index, None, "127.0.0.1", AccessMode::ReadWrite);
+    let blockd = Blockd::start_with(&unit, &["--large-reads", "copied"]);
+    let uri = blockd.uri("vol");
+    run_tool_ok("qemu-io", "qemu-utils", &["-f", "raw", "-c", "write -P 0x5a 0 8M", &uri], 30);
+    let pid = blockd.child.id();
+    let before = rss(pid);
+
+    let mut attackers = Vec::new();
+    for _ in 0..16 {
+        let mut raw = Raw::go(blockd.addr, "vol", false);
+        for handle in 0..8 {
+            raw.request(CMD_READ, 0, handle, handle * 4 * MIB, 32 * MIB as u32);
+        }
+        attackers.push(raw);
+    }
+    let reader = std::thread::spawn(move || {
+        let started = Instant::now();
+        let out = run_tool_ok("qemu-io", "qemu-utils", &["-f", "raw", "-c", "read -P 0x5a 0 8M", &uri], 30);
+        assert!(out.contains("read 8388608/8388608"), "{out}");
+        started.elapsed()
+    });
+    let mut simple = Raw::go(blockd.addr, "vol", false);
+    let pattern: Vec<u8> = (0..3 * MIB).map(|i| (i % 251) as u8).collect();
+    simple.write_and_read_back(16 * MIB, &pattern);
+    // Sample for 3 s (the stall limit, 10 s, closes the attackers later).
+    let mut peak = before;
+    for _ in 0..30 {
+        peak = peak.max(rss(pid));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let qemu_took = reader.join().unwrap();
+    peak = peak.max(rss(pid));
+    let growth = peak.saturating_sub(before);
+    eprintln!(
+        "RSS before {} MiB, peak {} MiB while 16 connections left 8 x 32 MiB reads unread (growth {} MiB); \
+         qemu-io read 8 MiB in {qemu_took:?}",
+        before / MIB,
+        peak / MIB,
+        growth / MIB
+    );
+    assert!(growth < 100 * MIB, "blockd grew by {} MiB", growth / MIB);
+    drop(attackers);
+}
