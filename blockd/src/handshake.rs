@@ -20,6 +20,7 @@
 //! which export names exist on the unit (NBD_OPT_LIST already shows each host only its own exports). The log and
 //! the bad-input counters still tell the two apart for the operator.
 
+use crate::admission::{Refused, ServedSlot};
 use crate::bad_input::BadInput;
 use crate::exports::{Access, ExportTable, ServedExport};
 use crate::state::Shared;
@@ -35,6 +36,7 @@ use dvsan_nbd::{DecodeError, TransmissionFlags};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -67,6 +69,8 @@ pub(crate) struct Negotiated {
     pub structured: bool,
     /// `base:allocation` was selected for this export: NBD_CMD_BLOCK_STATUS answers with holes and data.
     pub allocation_context: bool,
+    /// The served connection slot taken for this host when it picked the export (always Some until taken).
+    pub slot: Option<ServedSlot>,
 }
 
 /// What NBD_OPT_SET_META_CONTEXT last selected, and for which export (it applies only if GO names the same one).
@@ -113,15 +117,17 @@ pub(crate) fn block_size(table: &ExportTable) -> BlockSize {
 }
 
 /// Run the handshake on a fresh connection from `peer`: greeting, then options until one picks an export, with a
-/// TLS handshake in between if the client asks for one (or must). Returns how it ended and the connection.
+/// TLS handshake in between if the client asks for one (or must). A client that does not send its flags within
+/// `silent` is closed. Returns how it ended and the connection.
 pub(crate) async fn negotiate(
     mut stream: TcpStream,
     peer: IpAddr,
     shared: &Shared,
     tls: &TlsPolicy,
+    silent: Duration,
 ) -> Result<(HandshakeEnd, Channel), HandshakeError> {
     let mut out = Vec::with_capacity(256);
-    let client = greet(&mut stream, &mut out, shared).await?;
+    let client = greet(&mut stream, &mut out, shared, silent).await?;
     if tls.mode == TlsMode::Require && !client.fixed_newstyle {
         let detail = "TLS is required and the client does not speak fixed newstyle".to_string();
         return Err(bad(shared, BadInput::TlsRequired, detail));
@@ -217,12 +223,20 @@ async fn haggle<S: AsyncRead + AsyncWrite + Unpin>(
     Err(bad(shared, BadInput::TooManyOptions, format!("more than {MAX_OPTIONS} options")))
 }
 
-/// Send the server's greeting and read the client's flags.
-async fn greet(stream: &mut TcpStream, out: &mut Vec<u8>, shared: &Shared) -> Result<ClientFlags, HandshakeError> {
+/// Send the server's greeting and read the client's flags, which must come within `silent`.
+async fn greet(
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+    shared: &Shared,
+    silent: Duration,
+) -> Result<ClientFlags, HandshakeError> {
     let server_flags = FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES;
     encode_greeting(out, server_flags);
     stream.write_all(out).await?;
-    let client_flags = stream.read_u32().await?;
+    let Ok(client_flags) = tokio::time::timeout(silent, stream.read_u32()).await else {
+        return Err(bad(shared, BadInput::SilentClient, format!("no client flags within {silent:?}")));
+    };
+    let client_flags = client_flags?;
     ClientFlags::decode(client_flags, server_flags)
         .map_err(|e| bad(shared, BadInput::UnknownClientFlags, e.to_string()))
 }
@@ -340,7 +354,14 @@ impl Haggling {
             }
             ClientOption::Go(req) => {
                 if let Some((export, mode)) = answer_info(out, OPT_GO, &req, peer, shared) {
-                    return Answered::ReplyAndTransmit(self.negotiated(export, mode));
+                    match self.served_slot(shared) {
+                        Ok(slot) => return Answered::ReplyAndTransmit(self.negotiated(export, mode, slot)),
+                        Err(message) => {
+                            // The info replies gathered for the export are not sent: only the refusal.
+                            out.clear();
+                            encode_option_error(out, OPT_GO, REP_ERR_POLICY, &message);
+                        }
+                    }
                 }
             }
             ClientOption::ListMetaContext(req) => {
@@ -398,22 +419,44 @@ impl Haggling {
     fn export_name(&self, out: &mut Vec<u8>, name: &str, shared: &Shared) -> Answered {
         let peer = &self.client;
         let table = shared.exports();
-        match check_access(&table, name, peer, shared) {
-            Ok((export, mode)) => {
+        let picked = check_access(&table, name, peer, shared)
+            .and_then(|(export, mode)| Ok((export, mode, self.served_slot(shared).map_err(|m| (0, m))?)));
+        match picked {
+            Ok((export, mode, slot)) => {
                 encode_export_name_reply(out, export.size, transmission_flags(mode), self.no_zeroes);
-                Answered::ReplyAndTransmit(self.negotiated(export, mode))
+                Answered::ReplyAndTransmit(self.negotiated(export, mode, slot))
             }
             Err((_, message)) => {
-                tracing::warn!(%peer, export = %name, "NBD_OPT_EXPORT_NAME refused, closing: {message}");
+                if let Some(suppressed) = shared.bad_input.may_log() {
+                    tracing::warn!(%peer, export = %name, suppressed, "NBD_OPT_EXPORT_NAME refused, closing: {message}");
+                }
                 Answered::Close
             }
         }
     }
 
-    /// What the handshake agreed on, once `export` is picked.
-    fn negotiated(&self, export: Arc<ServedExport>, mode: AccessMode) -> Negotiated {
+    /// A served connection slot for this host, or the refusal's message (counted, logged at a bounded rate).
+    fn served_slot(&self, shared: &Shared) -> Result<ServedSlot, String> {
+        let host = self.client.address;
+        shared.admission.serve(host).map_err(|refused| {
+            let (reason, limit) = match refused {
+                Refused::HostConnections => {
+                    (BadInput::TooManyConnectionsFromHost, shared.admission.limits().max_connections_per_host)
+                }
+                _ => (BadInput::TooManyConnections, shared.admission.limits().max_connections),
+            };
+            if let Some(suppressed) = shared.bad_input.note(reason) {
+                tracing::warn!(peer = %self.client, limit, suppressed, "export refused: {}", refused.describe());
+            }
+            format!("too many connections: {} (at most {limit}); close one and try again", refused.describe())
+        })
+    }
+
+    /// What the handshake agreed on, once `export` is picked and a served slot taken.
+    fn negotiated(&self, export: Arc<ServedExport>, mode: AccessMode, slot: ServedSlot) -> Negotiated {
         let allocation_context = MetaSelection::allocation_for(&self.meta, &export.name);
-        Negotiated { client: self.client.clone(), export, mode, structured: self.structured, allocation_context }
+        let client = self.client.clone();
+        Negotiated { client, export, mode, structured: self.structured, allocation_context, slot: Some(slot) }
     }
 }
 
@@ -493,22 +536,24 @@ fn check_access(
     match table.access(name, peer) {
         Access::Granted(export, mode) => Ok((export, mode)),
         Access::NotGranted => {
-            shared.bad_input.bump(BadInput::ExportNotGranted);
-            tracing::warn!(%peer, export = name, "refused: host has no grant for this export");
-            Err(not_available(name, peer))
+            if let Some(suppressed) = shared.bad_input.note(BadInput::ExportNotGranted) {
+                tracing::warn!(%peer, export = name, suppressed, "refused: host has no grant for this export");
+            }
+            Err(not_available(peer))
         }
         Access::NoSuchExport => {
             shared.bad_input.bump(BadInput::ExportUnknown);
             tracing::debug!(%peer, export = name, "refused: no such export");
-            Err(not_available(name, peer))
+            Err(not_available(peer))
         }
     }
 }
 
 /// The one refusal for an export this host may not use, whether or not it exists (see the module doc).
-fn not_available(name: &str, peer: &Client) -> (u32, String) {
+/// The message does not repeat the name, so the two replies are the same byte for byte.
+fn not_available(peer: &Client) -> (u32, String) {
     let message = format!(
-        "export {name:?} is not available to host {peer} (no such export, or no grant for this host); \
+        "the requested export is not available to host {peer} (no such export, or no grant for this host); \
          NBD_OPT_LIST (nbdinfo --list) shows the exports this host may use"
     );
     (REP_ERR_UNKNOWN, message)

@@ -8,7 +8,8 @@
 //!
 //! Bottom-up; a module imports only from modules listed before it (the protocol itself is the `dvsan-nbd` crate).
 //!
-//! 1. Leaves, importing nothing from this crate: [`bad_input`] and [`traffic`] (counters), `buffers` (a
+//! 1. Leaves, importing nothing from this crate: [`admission`] (connection slots per pool and per address),
+//!    [`bad_input`] (counters, rate-limited logging) and [`traffic`] (counters), `buffers` (a
 //!    connection's read and reply buffers), `mapped_read` (sending from a read-only mapping of a medium),
 //!    `splice_pipe` (a connection's pipe for splice(2)), [`setup`] (a unit state directory for benchmarks),
 //!    [`tls`] (the TLS server configuration and client identities) and `transport` (a connection's byte stream:
@@ -25,6 +26,7 @@
 //!    connection, shutdown.
 //! 6. `main.rs`: command line, logging, signals.
 
+pub mod admission;
 pub mod bad_input;
 mod buffers;
 pub mod connections;

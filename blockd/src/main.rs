@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
+use dvsan_blockd::admission::AdmissionLimits;
 use dvsan_blockd::tls::{TlsFiles, TlsMode};
 use dvsan_blockd::{run, Config, LargeReads};
 use std::path::PathBuf;
@@ -24,9 +25,34 @@ struct Cli {
     /// Limit for a client's handshake, and for a client stalled mid-request, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     handshake_timeout_ms: u64,
-    /// Most connections at once (handshaking or transmitting).
+    /// Limit for a new connection to send its first bytes (the client flags, which NBD clients send at once), in
+    /// milliseconds: connections that send nothing give their slot back this soon.
+    #[arg(long, default_value_t = 2_000)]
+    silent_timeout_ms: u64,
+    /// Most connections in transmission at once (connections still in their handshake have their own slots,
+    /// --max-handshakes); a handshake picking an export beyond it is refused (NBD_REP_ERR_POLICY).
     #[arg(long, default_value_t = 128)]
     max_connections: usize,
+    /// Most connections in transmission from one host address; beyond it a handshake picking an export is refused
+    /// (NBD_REP_ERR_POLICY), so one host's idle connections cannot hold every slot.
+    #[arg(long, default_value_t = 32)]
+    max_connections_per_host: usize,
+    /// Most connections in their handshake at once (from accept until they pick an export). When they are all
+    /// taken, a connection from an address holding fewer of them takes the oldest one of the address holding the
+    /// most; otherwise it is closed at once.
+    #[arg(long, default_value_t = 64)]
+    max_handshakes: usize,
+    /// Most connections in their handshake from one source address; more are closed at once.
+    #[arg(long, default_value_t = 8)]
+    max_handshakes_per_source: usize,
+    /// Most KiB of replies a connection gathers before sending them; READs copied through memory that are larger
+    /// go out in pieces this size (a client that does not read its replies holds at most this much).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(256..=32 * 1024))]
+    reply_buffer_kib: u32,
+    /// Most MiB of reply buffers all connections together hold past the first 256 KiB each; a connection that
+    /// finds it spent sends its replies in 256 KiB pieces.
+    #[arg(long, default_value_t = 64)]
+    reply_memory_mib: usize,
     /// Microseconds a connection polls its socket (yielding the CPU between tries) before it sleeps in a
     /// blocking read; 0 turns polling off. Saves the wake-up of an idle CPU per request at some CPU cost.
     #[arg(long, default_value_t = 50)]
@@ -75,7 +101,15 @@ fn main() -> anyhow::Result<()> {
     let mut config = Config::new(cli.state_dir, listen);
     config.poll_interval = Duration::from_millis(cli.poll_interval_ms.max(1));
     config.handshake_timeout = Duration::from_millis(cli.handshake_timeout_ms.max(1));
-    config.max_connections = cli.max_connections.max(1);
+    config.reply_buffer = cli.reply_buffer_kib as usize * 1024;
+    config.reply_memory = cli.reply_memory_mib.saturating_mul(1024 * 1024);
+    config.silent_timeout = Duration::from_millis(cli.silent_timeout_ms.max(1));
+    config.admission = AdmissionLimits {
+        max_handshakes: cli.max_handshakes,
+        max_handshakes_per_source: cli.max_handshakes_per_source,
+        max_connections: cli.max_connections,
+        max_connections_per_host: cli.max_connections_per_host,
+    };
     config.busy_poll = Duration::from_micros(cli.busy_poll_us);
     config.large_read_min = cli.large_read_min_kib * 1024;
     config.large_reads = cli.large_reads;

@@ -7,7 +7,9 @@
 //! handshakes, lets each connection finish the requests it has read, flushes the media, writes the Stopped state
 //! and returns.
 
+use crate::admission::{Admission, AdmissionLimits, HandshakeSlot, Refused, ServedSlot};
 use crate::bad_input::BadInput;
+use crate::buffers::ReplyBudget;
 use crate::connections::Registration;
 use crate::exports::{ExportTable, MediaCache};
 use crate::handshake::{negotiate, Channel, HandshakeEnd, HandshakeError, Negotiated, TlsPolicy};
@@ -29,7 +31,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::watch;
 
 /// Settings of one server run.
 #[derive(Debug, Clone)]
@@ -40,8 +42,14 @@ pub struct Config {
     pub poll_interval: Duration,
     /// Limit for a whole handshake, and for a client stalled mid-request or not reading its replies.
     pub handshake_timeout: Duration,
-    /// Connections (handshaking or transmitting) beyond this are closed at once.
-    pub max_connections: usize,
+    /// Limit for a new connection to send its first bytes (the client flags), much shorter than the handshake's.
+    pub silent_timeout: Duration,
+    /// Connection slots: handshakes and served connections, in total and per address ([`crate::admission`]).
+    pub admission: AdmissionLimits,
+    /// Most bytes of replies a connection gathers before sending them; larger READs go out in pieces this size.
+    pub reply_buffer: usize,
+    /// Reply buffer memory all connections together may hold past their first 256 KiB each.
+    pub reply_memory: usize,
     /// How often traffic counters are saved and the heartbeat written.
     pub stats_interval: Duration,
     /// How long shutdown waits for connections to finish their requests.
@@ -68,7 +76,10 @@ impl Config {
             listen,
             poll_interval: Duration::from_millis(250),
             handshake_timeout: Duration::from_secs(10),
-            max_connections: 128,
+            silent_timeout: Duration::from_secs(2),
+            admission: AdmissionLimits::default(),
+            reply_buffer: 1024 * 1024,
+            reply_memory: 64 * 1024 * 1024,
             stats_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
             busy_poll: Duration::from_micros(50),
@@ -142,25 +153,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         "serving"
     );
 
-    let shared = Arc::new(Shared::new(table, traffic));
+    let admission = Admission::new(config.admission);
+    let shared = Arc::new(Shared::new(table, traffic, admission, ReplyBudget::new(config.reply_memory)));
     let maintenance =
         Maintenance::spawn(store, cache, shared.clone(), local, config.poll_interval, config.stats_interval)?;
     let config = Arc::new(config);
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let permits = Arc::new(Semaphore::new(config.max_connections));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
-                    let Ok(permit) = permits.clone().try_acquire_owned() else {
-                        shared.bad_input.bump(BadInput::TooManyConnections);
-                        tracing::warn!(%peer, max = config.max_connections, "too many connections; closing");
-                        continue;
-                    };
-                    let conn = Accepted { socket, peer, permit };
+                    let Some(slot) = admit(&shared, peer) else { continue };
+                    let conn = Accepted { socket, peer, slot };
                     tokio::spawn(handle_connection(conn, shared.clone(), config.clone(), tls.clone(), stop_rx.clone()));
                 }
                 Err(e) => {
@@ -190,11 +197,34 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     Ok(())
 }
 
-/// A connection just accepted, with its slot.
+/// A handshake slot for a connection just accepted from `peer`, or None (counted, logged at a bounded rate): the
+/// socket is then dropped, which closes it.
+fn admit(shared: &Shared, peer: SocketAddr) -> Option<HandshakeSlot> {
+    match shared.admission.handshake(peer.ip().to_canonical()) {
+        Ok((slot, evicted)) => {
+            if evicted {
+                tracing::debug!(%peer, "handshake slots full: took the oldest handshake of the heaviest source");
+            }
+            Some(slot)
+        }
+        Err(refused) => {
+            let reason = match refused {
+                Refused::SourceHandshakes => BadInput::TooManyHandshakesFromSource,
+                _ => BadInput::TooManyHandshakes,
+            };
+            if let Some(suppressed) = shared.bad_input.note(reason) {
+                tracing::warn!(%peer, suppressed, "connection refused: {}; closing", refused.describe());
+            }
+            None
+        }
+    }
+}
+
+/// A connection just accepted, with its handshake slot.
 struct Accepted {
     socket: TcpStream,
     peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    slot: HandshakeSlot,
 }
 
 /// One connection: the handshake as a task here, then, once it picked an export, its own thread for the data,
@@ -206,14 +236,17 @@ async fn handle_connection(
     tls: Arc<TlsPolicy>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let Accepted { socket, peer, permit } = conn;
+    let Accepted { socket, peer, slot } = conn;
     if let Err(e) = socket.set_nodelay(true) {
         tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
     }
-    let Some((negotiated, channel)) = handshake(socket, peer, &shared, &tls, config.handshake_timeout, &mut stop).await
+    let Some((mut negotiated, channel)) = handshake(socket, peer, &shared, &tls, &config, &slot, &mut stop).await
     else {
         return;
     };
+    // From here the connection holds a served slot (taken when it picked its export) instead.
+    drop(slot);
+    let Some(permit) = negotiated.slot.take() else { return };
     let blocking = |s: TcpStream| s.into_std().and_then(|s| s.set_nonblocking(false).map(|()| s));
     match channel {
         Channel::Plain(socket) => match blocking(socket) {
@@ -240,7 +273,7 @@ fn transmit<T: Transport>(
     negotiated: Negotiated,
     peer: SocketAddr,
     stream: T,
-    permit: OwnedSemaphorePermit,
+    permit: ServedSlot,
 ) {
     let Some(registration) = register(shared, &negotiated, peer, stream.socket()) else {
         return;
@@ -261,32 +294,46 @@ fn transmit<T: Transport>(
     start_session(session, shared.clone(), permit);
 }
 
-/// The handshake under its time limit; None (logged) if it did not end in transmission or the server stops.
+/// The handshake under its time limits, until it ends, the server stops or a newcomer takes its `slot`; None
+/// (counted and logged at a bounded rate) if it did not end in transmission.
 async fn handshake(
     socket: TcpStream,
     peer: SocketAddr,
     shared: &Shared,
     tls: &TlsPolicy,
-    limit: Duration,
+    config: &Config,
+    slot: &HandshakeSlot,
     stop: &mut watch::Receiver<bool>,
 ) -> Option<(Negotiated, Channel)> {
     let host = peer.ip().to_canonical();
+    let limit = config.handshake_timeout;
     let outcome = tokio::select! {
-        r = tokio::time::timeout(limit, negotiate(socket, host, shared, tls)) => r,
+        r = tokio::time::timeout(limit, negotiate(socket, host, shared, tls, config.silent_timeout)) => r,
         _ = stop.changed() => return None,
+        _ = slot.evicted.notified() => {
+            if let Some(suppressed) = shared.bad_input.note(BadInput::HandshakeEvicted) {
+                tracing::warn!(%peer, suppressed, "handshake slots full: closing this source's oldest handshake");
+            }
+            return None;
+        }
     };
     match outcome {
         Err(_) => {
-            shared.bad_input.bump(BadInput::HandshakeTimeout);
-            tracing::warn!(%peer, ?limit, "handshake not finished in time; closing");
+            if let Some(suppressed) = shared.bad_input.note(BadInput::HandshakeTimeout) {
+                tracing::warn!(%peer, ?limit, suppressed, "handshake not finished in time; closing");
+            }
             None
         }
         Ok(Err(HandshakeError::Io(e))) => {
-            tracing::debug!(%peer, error = %e, "connection ended during handshake");
+            if shared.bad_input.may_log().is_some() {
+                tracing::debug!(%peer, error = %e, "connection ended during handshake");
+            }
             None
         }
         Ok(Err(e @ HandshakeError::Bad { .. })) => {
-            tracing::warn!(%peer, "bad handshake, closing: {e}");
+            if let Some(suppressed) = shared.bad_input.may_log() {
+                tracing::warn!(%peer, suppressed, "bad handshake, closing: {e}");
+            }
             None
         }
         Ok(Ok((HandshakeEnd::Closed, _))) => None,
@@ -346,6 +393,8 @@ fn new_session<T: Transport>(
         busy_poll: config.busy_poll,
         splice_write_min: if plain { config.splice_write_min } else { 0 },
         large_read_min: config.large_read_min,
+        reply_buffer: config.reply_buffer,
+        reply_budget: shared.reply_budget.clone(),
         large_reads: if plain {
             config.large_reads.for_connection(peer.ip(), negotiated.structured)
         } else {
@@ -359,7 +408,7 @@ fn new_session<T: Transport>(
 
 /// Run the session on its own thread, which unregisters it and gives back its connection slot (`permit`) when it
 /// ends.
-fn start_session<T: Transport>(session: Session<T>, shared: Arc<Shared>, permit: OwnedSemaphorePermit) {
+fn start_session<T: Transport>(session: Session<T>, shared: Arc<Shared>, permit: ServedSlot) {
     let (id, peer) = (session.id, session.peer);
     shared.sessions.fetch_add(1, Ordering::SeqCst);
     let thread_shared = shared.clone();

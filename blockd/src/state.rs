@@ -4,7 +4,9 @@
 //! Like mini-redis's `Db` it is handed to whoever needs it and knows nothing of them: it only bundles the leaf
 //! modules' types.
 
+use crate::admission::Admission;
 use crate::bad_input::BadInputCounters;
+use crate::buffers::ReplyBudget;
 use crate::connections::Connections;
 use crate::exports::ExportTable;
 use crate::traffic::TrafficTable;
@@ -16,18 +18,29 @@ pub struct Shared {
     pub connections: Connections,
     pub traffic: TrafficTable,
     pub bad_input: Arc<BadInputCounters>,
+    /// Connection slots for handshakes and served connections.
+    pub admission: Arc<Admission>,
+    /// Reply buffer memory past each connection's base, shared by all connections.
+    pub reply_budget: Arc<ReplyBudget>,
     pub shutting_down: AtomicBool,
     /// Transmission threads still running.
     pub sessions: AtomicUsize,
 }
 
 impl Shared {
-    pub fn new(table: Arc<ExportTable>, traffic: TrafficTable) -> Shared {
+    pub fn new(
+        table: Arc<ExportTable>,
+        traffic: TrafficTable,
+        admission: Arc<Admission>,
+        reply_budget: Arc<ReplyBudget>,
+    ) -> Shared {
         Shared {
             exports: RwLock::new(table),
             connections: Connections::default(),
             traffic,
             bad_input: Arc::new(BadInputCounters::default()),
+            admission,
+            reply_budget,
             shutting_down: AtomicBool::new(false),
             sessions: AtomicUsize::new(0),
         }

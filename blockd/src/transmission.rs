@@ -16,13 +16,18 @@
 //! media ([`crate::large_writes`]).
 //!
 //! Memory is bounded: the read buffer grows only to hold one complete request (header plus at most the 32 MiB
-//! maximum payload, and only when the payload cannot be spliced), and the reply buffer is sent whenever it passes
-//! [`OUT_FLUSH_AT`] ([`crate::buffers`]). A WRITE refused for its range or mode has its payload read and dropped in buffer-sized pieces; a WRITE over the maximum payload gets
+//! maximum payload, and only when the payload cannot be spliced), and the reply buffer is sent whenever it reaches
+//! the size it may have (`--reply-buffer-kib`, as far as the server-wide `--reply-memory-mib` allows: see
+//! [`crate::buffers`]). A READ larger than that is read and sent in pieces of that size: over structured replies
+//! as one data chunk per piece (a medium failing part-way ends the reply with an error chunk for the offset, as
+//! large reads do); over simple replies after one header, so a medium failing after the first piece can only
+//! close the connection (the header said the read succeeded). A client that does not read its replies leaves
+//! its thread waiting in the write, reading no more requests, until the stall limit closes it. A WRITE refused for its range or mode has its payload read and dropped in buffer-sized pieces; a WRITE over the maximum payload gets
 //! EINVAL and the connection is closed without reading the payload. A client that leaves a partial request for
 //! longer than the stall limit, or does not read its replies for that long, is disconnected.
 
 use crate::bad_input::{BadInput, BadInputCounters};
-use crate::buffers::{append_done_chunk, InBuf, OutBuf, OUT_FLUSH_AT};
+use crate::buffers::{append_done_chunk, InBuf, OutBuf, ReplyBudget};
 use crate::exports::ServedExport;
 use crate::large_reads::{self, LargeReadEnd, LargeReadPath};
 use crate::large_writes::SplicedWrite;
@@ -73,6 +78,10 @@ pub(crate) struct Session<T: Transport> {
     /// READs of at least this many bytes are large: they go this connection's way.
     pub large_read_min: u32,
     pub large_reads: LargeReadPath,
+    /// Most bytes of replies this connection gathers before sending them, budget permitting.
+    pub reply_buffer: usize,
+    /// Reply buffer memory shared by every connection.
+    pub reply_budget: Arc<ReplyBudget>,
     /// The pipe for spliced reads, made at the first one.
     pub splicer: SplicerSlot,
     pub large_counts: LargeRequestCounts,
@@ -109,7 +118,7 @@ impl<T: Transport> Session<T> {
             tracing::warn!(conn = self.id, error = %e, "cannot set write timeout");
         }
         let mut inb = InBuf::new();
-        let mut out = OutBuf::default();
+        let mut out = OutBuf::with_budget(self.reply_budget.clone());
         let mut discard: u64 = 0;
         let mut arrived = Instant::now();
         let mut last_progress = arrived;
@@ -198,7 +207,7 @@ impl<T: Transport> Session<T> {
             if let ControlFlow::Break(flow) = self.handle_next(inb, out, discard, batch, arrived) {
                 return flow;
             }
-            if out.len() >= OUT_FLUSH_AT {
+            if out.len() >= out.room(self.reply_buffer) {
                 if let Err(e) = self.flush(out) {
                     tracing::info!(conn = self.id, error = %e, "write failed");
                     return Flow::Close;
@@ -408,7 +417,7 @@ impl<T: Transport> Session<T> {
     /// error reply); `Err` means the socket failed and the connection must close.
     fn answer_read(&mut self, out: &mut OutBuf, h: &RequestHeader) -> io::Result<bool> {
         if h.length < self.large_read_min {
-            return Ok(self.read(out, h));
+            return self.read(out, h);
         }
         let mut way = self.large_reads;
         if way == LargeReadPath::Mapped {
@@ -426,14 +435,14 @@ impl<T: Transport> Session<T> {
     /// Answer a large READ `way` (spliced falls back to copied without a pipe), after the replies gathered in
     /// `out`; what [`answer_read`](Session::answer_read) returns.
     fn send_large(&mut self, out: &mut OutBuf, h: &RequestHeader, way: LargeReadPath) -> io::Result<bool> {
-        let Some(socket) = self.stream.plain() else { return Ok(self.copy_large(out, h)) };
+        let Some(socket) = self.stream.plain() else { return self.copy_large(out, h) };
         let end = match way {
             LargeReadPath::Mapped => large_reads::send_mapped(socket, &self.export, out, h)?,
             LargeReadPath::Spliced => match self.splicer.ready(self.id) {
                 Some(splicer) => large_reads::send_spliced(socket, &self.export, splicer, out, h)?,
-                None => return Ok(self.copy_large(out, h)),
+                None => return self.copy_large(out, h),
             },
-            LargeReadPath::Copied => return Ok(self.copy_large(out, h)),
+            LargeReadPath::Copied => return self.copy_large(out, h),
         };
         Ok(match end {
             LargeReadEnd::Done => {
@@ -449,7 +458,7 @@ impl<T: Transport> Session<T> {
     }
 
     /// Answer a large READ through the reply buffer, like a small one.
-    fn copy_large(&mut self, out: &mut OutBuf, h: &RequestHeader) -> bool {
+    fn copy_large(&mut self, out: &mut OutBuf, h: &RequestHeader) -> io::Result<bool> {
         self.large_counts.copied += 1;
         self.read(out, h)
     }
@@ -504,8 +513,24 @@ impl<T: Transport> Session<T> {
         res
     }
 
-    /// Append a READ's reply: the data read straight into the reply buffer, or an error.
-    fn read(&self, out: &mut OutBuf, h: &RequestHeader) -> bool {
+    /// Append a READ's reply: the data read straight into the reply buffer, or an error; a READ larger than the
+    /// reply buffer may be goes out in pieces ([`read_in_pieces`](Session::read_in_pieces)). Returns whether the
+    /// read succeeded; `Err` means the socket failed, or the medium failed after a simple reply's header went out,
+    /// and the connection must close.
+    fn read(&mut self, out: &mut OutBuf, h: &RequestHeader) -> io::Result<bool> {
+        let len = h.length as usize;
+        let room = out.room(self.reply_buffer);
+        if len > room {
+            return self.read_in_pieces(out, h, room);
+        }
+        if out.len() + len > room {
+            self.flush(out)?;
+        }
+        Ok(self.read_whole(out, h))
+    }
+
+    /// Append a READ's whole reply to `out`.
+    fn read_whole(&self, out: &mut OutBuf, h: &RequestHeader) -> bool {
         let len = h.length as usize;
         let mark = out.len();
         if self.structured {
@@ -526,6 +551,49 @@ impl<T: Transport> Session<T> {
             out.truncate(mark);
         }
         self.finish(out, h, res, "read")
+    }
+
+    /// Send a READ larger than the reply buffer in pieces of `piece` bytes, each read into the buffer and sent
+    /// before the next (see the module doc for how a failing medium ends it).
+    fn read_in_pieces(&mut self, out: &mut OutBuf, h: &RequestHeader, piece: usize) -> io::Result<bool> {
+        self.flush(out)?;
+        let total = u64::from(h.length);
+        let mut done: u64 = 0;
+        while done < total {
+            let n = piece.min(usize::try_from(total - done).unwrap_or(usize::MAX));
+            let last = done + n as u64 == total;
+            let at = h.offset + done;
+            let mark = out.len();
+            if self.structured {
+                let mut prefix = [0u8; DATA_CHUNK_PREFIX_LEN];
+                // n <= piece <= the 32 MiB maximum payload.
+                encode_data_chunk_header(&mut prefix, h.handle, at, n as u32, last);
+                out.append(&prefix);
+            } else if done == 0 {
+                let mut header = [0u8; SIMPLE_REPLY_HEADER_LEN];
+                SimpleReplyHeader { error: 0, handle: h.handle }.encode_into(&mut header);
+                out.append(&header);
+            }
+            if let Err(e) = self.export.read_at(out.extend(n), at) {
+                out.truncate(mark);
+                if done == 0 {
+                    // Nothing of this reply went out yet: an ordinary error reply.
+                    return Ok(self.finish(out, h, Err(e), "read"));
+                }
+                if self.structured {
+                    return Ok(self.fail_read_at(out, h, at, &e));
+                }
+                self.media_failure(h, &e, "read");
+                return Err(io::Error::other(format!(
+                    "the medium failed at offset {at} after the simple reply's header went out: {e}"
+                )));
+            }
+            done += n as u64;
+            if !last {
+                self.flush(out)?;
+            }
+        }
+        Ok(true)
     }
 
     /// Answer NBD_CMD_BLOCK_STATUS for `base:allocation` with one final chunk of extents (one with REQ_ONE).
@@ -696,6 +764,8 @@ mod tests {
             splice_write_min: 0,
             large_read_min: 64 * KIB as u32,
             large_reads: LargeReadPath::Mapped,
+            reply_buffer: 1 << 20,
+            reply_budget: ReplyBudget::new(1 << 20),
             splicer: SplicerSlot::default(),
             large_counts: LargeRequestCounts::default(),
             export,

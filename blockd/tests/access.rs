@@ -51,7 +51,7 @@ async fn grants_decide_what_each_host_sees_and_may_use() {
     assert_eq!(ungranted.0, REP_ERR_UNKNOWN);
     assert_eq!(
         ungranted.1,
-        "export \"NAME\" is not available to host 127.0.0.9 (no such export, or no grant for this host); \
+        "the requested export is not available to host 127.0.0.9 (no such export, or no grant for this host); \
          NBD_OPT_LIST (nbdinfo --list) shows the exports this host may use"
     );
     assert_eq!(refusal(hs.info("nosuch").await.unwrap_err(), "nosuch"), ungranted);

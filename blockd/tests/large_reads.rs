@@ -127,7 +127,15 @@ async fn every_way_returns_the_same_bytes_across_a_media_boundary() {
                     next += len as u64;
                 }
             }
-            _ => assert_eq!(chunks, vec![Chunk::Data { at: READ_AT, len: READ_LEN, done: true }]),
+            // Copied: in pieces of the reply buffer (--reply-buffer-kib, 1 MiB), one data chunk each.
+            _ => assert_eq!(
+                chunks,
+                vec![
+                    Chunk::Data { at: READ_AT, len: MIB as usize, done: false },
+                    Chunk::Data { at: READ_AT + MIB, len: MIB as usize, done: false },
+                    Chunk::Data { at: READ_AT + 2 * MIB, len: READ_LEN - 2 * MIB as usize, done: true },
+                ]
+            ),
         }
         drop(raw);
         let counter = match way {
