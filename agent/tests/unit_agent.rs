@@ -67,10 +67,10 @@ impl Unit {
     }
 
     /// snmpset with the write community; Ok(stdout) or Err(stderr).
-    fn set(&self, assignments: &[&str]) -> Result<String, String> {
+    fn set(&self, assignments: &[impl AsRef<str>]) -> Result<String, String> {
         // -Ir: let the agent, not the client, judge types and ranges.
         let mut args = vec!["-v2c", "-c", "private", "-Ir", &self.addr];
-        args.extend_from_slice(assignments);
+        args.extend(assignments.iter().map(AsRef::as_ref));
         let out = snmp("snmpset", &args);
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -87,6 +87,37 @@ impl Unit {
             .output()
             .unwrap()
     }
+}
+
+/// The snmpset arguments of access row `index`, made by createAndGo: a whole-volume grant of `volume` to the host
+/// named by `identity` and `address` (type, hex octets) where given, with `mode` where given.
+fn grant_row(
+    index: u32,
+    volume: u32,
+    identity: Option<&str>,
+    address: Option<(&str, &str)>,
+    mode: Option<&str>,
+) -> Vec<String> {
+    let column = |name: &str| format!("dvsanAccess{name}.{index}");
+    let mut args = vec![column("VolumeIndex"), "u".into(), volume.to_string()];
+    if let Some(identity) = identity {
+        args.extend([column("HostIdentity"), "s".into(), identity.into()]);
+    }
+    if let Some((kind, octets)) = address {
+        args.extend([
+            column("HostAddressType"),
+            "i".into(),
+            kind.into(),
+            column("HostAddress"),
+            "x".into(),
+            octets.into(),
+        ]);
+    }
+    args.extend([column("RowStatus"), "i".into(), "createAndGo".into()]);
+    if let Some(mode) = mode {
+        args.extend([column("Mode"), "i".into(), mode.into()]);
+    }
+    args
 }
 
 fn refused(result: Result<String, String>, reason: &str, object: &str) {
@@ -247,50 +278,11 @@ fn sets_are_checked_and_all_or_nothing() {
     assert_eq!(u.get(&["dvsanVolumeEndLba.1"]), "11999\n");
     u.set(&["dvsanPartitionLength.1.1", "u", "100", "dvsanPartitionRowStatus.1.1", "i", "createAndGo"]).unwrap();
     refused(u.set(&["dvsanVolumeRowStatus.1", "i", "destroy"]), "inconsistentValue", "dvsanVolumeRowStatus.1");
-    let grant = [
-        "dvsanAccessVolumeIndex.1",
-        "u",
-        "1",
-        "dvsanAccessHostAddressType.1",
-        "i",
-        "ipv4",
-        "dvsanAccessHostAddress.1",
-        "x",
-        "7F000009",
-        "dvsanAccessRowStatus.1",
-        "i",
-        "createAndGo",
-    ];
+    let grant = grant_row(1, 1, None, Some(("ipv4", "7F000009")), None);
     u.set(&grant).unwrap();
-    let dup = [
-        "dvsanAccessVolumeIndex.2",
-        "u",
-        "1",
-        "dvsanAccessHostAddressType.2",
-        "i",
-        "ipv4",
-        "dvsanAccessHostAddress.2",
-        "x",
-        "7F000009",
-        "dvsanAccessRowStatus.2",
-        "i",
-        "createAndGo",
-    ];
+    let dup = grant_row(2, 1, None, Some(("ipv4", "7F000009")), None);
     refused(u.set(&dup), "inconsistentValue", "dvsanAccessHostAddress.2");
-    let short = [
-        "dvsanAccessVolumeIndex.2",
-        "u",
-        "1",
-        "dvsanAccessHostAddressType.2",
-        "i",
-        "ipv4",
-        "dvsanAccessHostAddress.2",
-        "x",
-        "7F00",
-        "dvsanAccessRowStatus.2",
-        "i",
-        "createAndGo",
-    ];
+    let short = grant_row(2, 1, None, Some(("ipv4", "7F00")), None);
     refused(u.set(&short), "inconsistentValue", "dvsanAccessHostAddress.2");
     let table = snmp_ok("snmptable", &["-v2c", "-c", "public", "-Cf", ",", "-CH", &u.addr, "dvsanAccessTable"]);
     assert_eq!(table.trim(), "1,0,ipv4,\"7F 00 00 09 \",readWrite,active,");
@@ -353,63 +345,19 @@ fn grants_by_certificate_identity_by_set_and_by_cli() {
     let u = Unit::start(34, &[]);
     u.set(&["dvsanVolumeLength.1", "u", "100", "dvsanVolumeRowStatus.1", "i", "createAndGo"]).unwrap();
     // Identity only: any address (type unknown, no octets, or both columns left out).
-    let by_identity = [
-        "dvsanAccessVolumeIndex.1",
-        "u",
-        "1",
-        "dvsanAccessHostIdentity.1",
-        "s",
-        "host-a.example",
-        "dvsanAccessHostAddressType.1",
-        "i",
-        "unknown",
-        "dvsanAccessHostAddress.1",
-        "x",
-        "",
-        "dvsanAccessRowStatus.1",
-        "i",
-        "createAndGo",
-    ];
+    let by_identity = grant_row(1, 1, Some("host-a.example"), Some(("unknown", "")), None);
     u.set(&by_identity).unwrap();
     // Identity and address. Another identity is another host: host-a.example's read-write grant is exclusive, so
     // a second writer is refused (on the host, the mode being the default) and a reader is welcome.
-    let by_both = [
-        "dvsanAccessVolumeIndex.2",
-        "u",
-        "1",
-        "dvsanAccessHostIdentity.2",
-        "s",
-        "host-b.example",
-        "dvsanAccessHostAddressType.2",
-        "i",
-        "ipv4",
-        "dvsanAccessHostAddress.2",
-        "x",
-        "7F000009",
-        "dvsanAccessRowStatus.2",
-        "i",
-        "createAndGo",
-    ];
-    refused(u.set(&by_both), "inconsistentValue", "dvsanAccessHostAddress.2");
-    u.set(&[&by_both[..], &["dvsanAccessMode.2", "i", "readOnly"]].concat()).unwrap();
+    let by_both = |mode| grant_row(2, 1, Some("host-b.example"), Some(("ipv4", "7F000009")), mode);
+    refused(u.set(&by_both(None)), "inconsistentValue", "dvsanAccessHostAddress.2");
+    u.set(&by_both(Some("readOnly"))).unwrap();
     // The same identity again, a bad identity, and neither identity nor address are refused.
-    let dup = ["dvsanAccessVolumeIndex.3", "u", "1", "dvsanAccessHostIdentity.3", "s", "host-a.example"];
-    refused(
-        u.set(&[&dup[..], &["dvsanAccessRowStatus.3", "i", "createAndGo"]].concat()),
-        "inconsistentValue",
-        "dvsanAccessHostIdentity.3",
-    );
-    let bad = ["dvsanAccessVolumeIndex.3", "u", "1", "dvsanAccessHostIdentity.3", "s", "two words"];
-    refused(
-        u.set(&[&bad[..], &["dvsanAccessRowStatus.3", "i", "createAndGo"]].concat()),
-        "wrongValue",
-        "dvsanAccessHostIdentity.3",
-    );
-    refused(
-        u.set(&["dvsanAccessVolumeIndex.3", "u", "1", "dvsanAccessRowStatus.3", "i", "createAndGo"]),
-        "inconsistentValue",
-        "dvsanAccessRowStatus.3",
-    );
+    let dup = grant_row(3, 1, Some("host-a.example"), None, None);
+    refused(u.set(&dup), "inconsistentValue", "dvsanAccessHostIdentity.3");
+    let bad = grant_row(3, 1, Some("two words"), None, None);
+    refused(u.set(&bad), "wrongValue", "dvsanAccessHostIdentity.3");
+    refused(u.set(&grant_row(3, 1, None, None, None)), "inconsistentValue", "dvsanAccessRowStatus.3");
     let out = u.cli(&["access", "grant", "--volume", "1", "--identity", "host-c.example", "--read-only"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("host host-c.example may use volume 1"));
@@ -529,29 +477,12 @@ fn every_layout_change_is_announced_once() {
     let sink = traps.addr.to_string();
     let u = Unit::start(28, &["--trap-sink", &sink]);
     traps.expect("SNMPv2-MIB::coldStart", Duration::from_secs(10));
-    let grant = |g: &'static str, v: &'static str, host: &'static str| {
-        vec![
-            format!("dvsanAccessVolumeIndex.{g}"),
-            "u".into(),
-            v.into(),
-            format!("dvsanAccessHostAddressType.{g}"),
-            "i".into(),
-            "ipv4".into(),
-            format!("dvsanAccessHostAddress.{g}"),
-            "x".into(),
-            host.into(),
-            format!("dvsanAccessRowStatus.{g}"),
-            "i".into(),
-            "createAndGo".into(),
-        ]
-    };
-    let grant1 = grant("1", "1", "7F000009");
+    let grant1 = grant_row(1, 1, None, Some(("ipv4", "7F000009")), None);
     let grant1: Vec<&str> = grant1.iter().map(String::as_str).collect();
     let mut two_tables = vec!["dvsanVolumeLength.2", "u", "100", "dvsanVolumeRowStatus.2", "i", "createAndGo"];
     // Host .10 only reads volume 1, which host .9 writes (a second writer would be refused: exclusive).
-    let grant2 = grant("2", "1", "7F00000A");
+    let grant2 = grant_row(2, 1, None, Some(("ipv4", "7F00000A")), Some("readOnly"));
     two_tables.extend(grant2.iter().map(String::as_str));
-    two_tables.extend(["dvsanAccessMode.2", "i", "readOnly"]);
     let steps: Vec<(&str, Step)> = vec![
         (
             "SET volume createAndGo",
@@ -599,32 +530,7 @@ fn every_layout_change_is_announced_once() {
 
 /// snmpset of a whole-volume grant of `volume` to `host` (hex octets) at `index`, with `mode` when given.
 fn grant_set(u: &Unit, index: u32, volume: u32, host_hex: &str, mode: Option<&str>) -> Result<String, String> {
-    let (i, v) = (index.to_string(), volume.to_string());
-    let objects = [
-        format!("dvsanAccessVolumeIndex.{i}"),
-        format!("dvsanAccessHostAddressType.{i}"),
-        format!("dvsanAccessHostAddress.{i}"),
-        format!("dvsanAccessMode.{i}"),
-        format!("dvsanAccessRowStatus.{i}"),
-    ];
-    let mut args: Vec<&str> = vec![
-        &objects[0],
-        "u",
-        &v,
-        &objects[1],
-        "i",
-        "ipv4",
-        &objects[2],
-        "x",
-        host_hex,
-        &objects[4],
-        "i",
-        "createAndGo",
-    ];
-    if let Some(m) = mode {
-        args.extend([objects[3].as_str(), "i", m]);
-    }
-    u.set(&args)
+    u.set(&grant_row(index, volume, None, Some(("ipv4", host_hex)), mode))
 }
 
 #[test]

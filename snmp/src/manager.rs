@@ -427,18 +427,7 @@ impl Manager {
     /// Report names its snmpEngineID, boots and time, which are cached for `target.addr` and returned.
     pub async fn discover(&self, target: &Target) -> Result<RemoteEngine, SnmpError> {
         let id = self.next_request_id();
-        let head = Head {
-            msg_id: id,
-            max_size: V3_MAX_SIZE,
-            reportable: true,
-            engine_id: b"",
-            boots: 0,
-            time: 0,
-            user_name: b"",
-            context_engine_id: b"",
-            context_name: b"",
-        };
-        let datagram = wire::encode_v3_pdu(&head, None, &Pdu::Get(GenericPdu::request(id, Vec::new())))?;
+        let datagram = wire::encode_discovery_probe(id, V3_MAX_SIZE)?;
         let reply = match self.exchange(target, id, &datagram, Some(None)).await? {
             Reply::V3(r) => r,
             Reply::Community(_) => return Err(SnmpError::Discovery { addr: target.addr, why: "a community answer" }),

@@ -7,30 +7,17 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use common::test_agent_with;
+use common::{test_agent_with, v3_admin};
 use dvsan_snmp::agent::{Agent, UsmConfig};
 use dvsan_snmp::testing::{v3_hostile_corpus, V3Expected};
 use dvsan_snmp::usm::wire::{decode_v3, Head, Keys};
-use dvsan_snmp::usm::{
-    encode_v3_pdu, AuthProtocol, Engine, LocalUser, PrivProtocol, SecurityLevel, UserAccess, UsmUser,
-};
+use dvsan_snmp::usm::{encode_v3_pdu, Engine, LocalUser, SecurityLevel};
 use dvsan_snmp::{GenericPdu, Oid, Pdu, Value, VarBind};
 
 const SYS_DESCR_0: [u32; 9] = [1, 3, 6, 1, 2, 1, 1, 1, 0];
 
-fn admin() -> UsmUser {
-    UsmUser::new(
-        "admin",
-        AuthProtocol::HmacSha256,
-        "admin-auth-pass",
-        Some((PrivProtocol::Aes128Cfb, "admin-priv-pass")),
-        UserAccess::ReadWrite,
-    )
-    .unwrap()
-}
-
 fn agent_on(engine: Engine) -> Arc<Agent> {
-    test_agent_with(Some(UsmConfig { engine, users: vec![admin()] })).0
+    test_agent_with(Some(UsmConfig { engine, users: vec![v3_admin()] })).0
 }
 
 /// An authPriv GET of sysDescr.0 by `user` to `agent`'s engine, claiming `boots` and `time`.
@@ -69,7 +56,7 @@ fn reported(pdu: &Pdu) -> (Oid, u32) {
 fn replay_after_restart_and_forged_time_are_not_in_time_window() {
     let state = tempfile::tempdir().unwrap();
     let first = agent_on(Engine::load_or_create(state.path()).unwrap());
-    let user = admin().localize(first.engine().unwrap().id());
+    let user = v3_admin().localize(first.engine().unwrap().id());
     let from = "127.0.0.1:9".parse().unwrap();
 
     let datagram = request(&first, &user, 1, first.engine().unwrap().time());
@@ -100,7 +87,7 @@ fn replay_after_restart_and_forged_time_are_not_in_time_window() {
 fn hostile_v3_corpus_is_dropped_or_reported_and_counted() {
     let agent = agent_on(Engine::new(dvsan_snmp::usm::EngineId::random(32473).unwrap(), 7));
     let engine = agent.engine().unwrap();
-    let user = admin().localize(engine.id());
+    let user = v3_admin().localize(engine.id());
     let from = "127.0.0.1:9".parse().unwrap();
     let corpus = v3_hostile_corpus(engine.id().as_bytes(), engine.boots(), &user);
     assert!(corpus.len() >= 15);

@@ -26,16 +26,6 @@ fn assignments(station: &Station) -> Vec<serde_json::Value> {
     json["assignments"].as_array().unwrap().clone()
 }
 
-/// The unit's grants as (volume, host) from its own store.
-fn grants(unit: &Unit) -> Vec<(u64, String)> {
-    unit.show()["grants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| (g["volume"].as_u64().unwrap(), g["host"].as_str().unwrap().to_string()))
-        .collect()
-}
-
 /// Creates a volume of `blocks` at `index` on the unit with snmpset.
 fn create_volume(unit: &Unit, index: u32, blocks: u64) {
     run_ok(
@@ -75,7 +65,7 @@ fn request_assign_refuse_release_and_survive_restart() {
     let b = request(&station, "3145728", "127.0.20.101");
     assert_eq!((a["agent"].as_str().unwrap(), b["volume"].as_u64().unwrap()), ("127.0.20.2:1161", 2), "{b}");
     assert!(
-        grants(&small).contains(&(1, "127.0.20.100".into())) && grants(&small).contains(&(2, "127.0.20.101".into()))
+        small.grants().contains(&(1, "127.0.20.100".into())) && small.grants().contains(&(2, "127.0.20.101".into()))
     );
 
     // No free volume is large enough: a new one on the unit with the most free space (u1), rounded to blocks.
@@ -85,7 +75,7 @@ fn request_assign_refuse_release_and_survive_restart() {
     assert_eq!(c["size_bytes"].as_u64().unwrap(), 20 << 20);
     assert_eq!(c["end_lba"].as_u64().unwrap() - c["start_lba"].as_u64().unwrap() + 1, 20 * mib);
     let volume_c = c["volume"].as_u64().unwrap();
-    assert_eq!(grants(&big), vec![(volume_c, "127.0.20.102".to_string())]);
+    assert_eq!(big.grants(), vec![(volume_c, "127.0.20.102".to_string())]);
     assert!(big.show()["volumes"].as_array().unwrap().iter().any(|v| v["index"].as_u64() == Some(volume_c)));
     assert_eq!(assignments(&station).len(), 3);
 
@@ -122,7 +112,7 @@ fn request_assign_refuse_release_and_survive_restart() {
     assert!(err.contains("assigned to 127.0.20.100, not to 127.0.20.105"), "{err}");
     assert_eq!(assignments(&station).len(), 3);
     assert_eq!((big.show()["volumes"].clone(), small.show()["volumes"].clone()), volumes_before);
-    assert_eq!(grants(&small).len(), 2);
+    assert_eq!(small.grants().len(), 2);
 
     // Admin volumes: create a free one on a chosen unit, destroy it; an assigned volume cannot be destroyed.
     let text =
@@ -142,7 +132,7 @@ fn request_assign_refuse_release_and_survive_restart() {
 
     // Release: the grant is revoked on the unit and the volume is free for the next request.
     run_ok(&mut alloc_cmd(&station, &["unassign", "--unit", "127.0.20.2", "--volume", "1", "--host", "127.0.20.100"]));
-    assert_eq!(grants(&small), vec![(2, "127.0.20.101".to_string())]);
+    assert_eq!(small.grants(), vec![(2, "127.0.20.101".to_string())]);
     let err = run_fails(&mut alloc_cmd(&station, &["unassign", "--unit", "127.0.20.2", "--volume", "1"]));
     assert!(err.contains("not assigned"), "{err}");
 
@@ -162,11 +152,11 @@ fn request_assign_refuse_release_and_survive_restart() {
     // Reconciliation: a grant lost on the unit is made again; the grant made behind the station's back is left.
     let grant_c = c["grant"].as_u64().unwrap();
     revoke(&big, grant_c);
-    assert!(grants(&big).is_empty());
+    assert!(big.grants().is_empty());
     let report = reconcile(&station);
     assert_eq!((report["regranted"].as_u64(), report["foreign_grants"].as_u64()), (Some(1), Some(1)), "{report}");
-    assert_eq!(grants(&big), vec![(volume_c, "127.0.20.102".to_string())]);
-    assert!(grants(&small).contains(&(1, "127.0.20.112".into())));
+    assert_eq!(big.grants(), vec![(volume_c, "127.0.20.102".to_string())]);
+    assert!(small.grants().contains(&(1, "127.0.20.112".into())));
 
     // A crash between the steps of an allocation (recorded pending, volume created, grant made, never confirmed)
     // is undone: the grant and the created volume are destroyed, the record dropped.
@@ -191,7 +181,7 @@ fn request_assign_refuse_release_and_survive_restart() {
     assert_eq!(assignments(&station).len(), 2, "a pending assignment is not listed");
     let report = reconcile(&station);
     assert_eq!(report["pending_undone"].as_u64(), Some(1), "{report}");
-    assert_eq!(grants(&big).len(), 1);
+    assert_eq!(big.grants().len(), 1);
     assert!(!big.show()["volumes"].as_array().unwrap().iter().any(|v| v["index"].as_u64() == Some(7)));
 
     // Assignments survive a kill -9 of the station; a grant lost while it was down is repaired at its start.
@@ -202,8 +192,8 @@ fn request_assign_refuse_release_and_survive_restart() {
     assert_eq!(assignments(&station), before);
     let text = run_ok(&mut alloc_cmd(&station, &["assignments"]));
     assert_eq!(text.lines().count(), 2, "{text}");
-    wait_until("the grant repaired at start", WAIT, || (grants(&big).len() == 1).then_some(()));
-    assert_eq!(grants(&big), vec![(volume_c, "127.0.20.102".to_string())]);
+    wait_until("the grant repaired at start", WAIT, || (big.grants().len() == 1).then_some(()));
+    assert_eq!(big.grants(), vec![(volume_c, "127.0.20.102".to_string())]);
 }
 
 fn reconcile(station: &Station) -> serde_json::Value {
@@ -310,7 +300,7 @@ fn requests_through_the_station_mib() {
     let uri = request_cell(&station, "NbdUri", 7);
     assert!(uri.starts_with("nbd://127.0.21.1:10809/"), "{uri}");
     assert_eq!(request_cell(&station, "Error", 7), "");
-    assert_eq!(grants(&unit), vec![(u64::from(volume), "127.0.21.100".to_string())]);
+    assert_eq!(unit.grants(), vec![(u64::from(volume), "127.0.21.100".to_string())]);
     let listed = assignments(&station);
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["nbd_uri"], uri.as_str());
@@ -345,7 +335,7 @@ fn requests_through_the_station_mib() {
     assert_eq!(submit(&station, 11, "1M", "7F0015"), "failed");
     assert!(request_cell(&station, "Error", 11).contains("not an IPv4 or IPv6 address"));
     assert_eq!(assignments(&station).len(), 1);
-    assert_eq!(grants(&unit).len(), 1);
+    assert_eq!(unit.grants().len(), 1);
 
     // A submitted row cannot be changed; read-only columns are not writable.
     assert!(!station_set(&station, &["DVSAN-STATION-MIB::dvsanStationRequestSize.7", "s", "9M"]).status.success());
@@ -387,9 +377,9 @@ fn requests_through_the_station_mib() {
     assert!(!error.contains("dvsan-station"), "{error}");
     assert_eq!(release(20, "7F001565"), "failed");
     assert!(request_cell(&station, "Error", 20).contains("not to 127.0.21.101"));
-    assert_eq!(grants(&unit).len(), 1);
+    assert_eq!(unit.grants().len(), 1);
     assert_eq!(release(21, "7F001564"), "done");
-    assert!(grants(&unit).is_empty());
+    assert!(unit.grants().is_empty());
     assert!(assignments(&station).is_empty());
     wait_until("the assignment gone from the station MIB", WAIT, || {
         assigned("NbdUri").contains("No Such Instance").then_some(())

@@ -17,10 +17,6 @@ fn station_snmp(station: &Station, tool: &str, community: &str, args: &[&str]) -
         .expect("net-snmp runs")
 }
 
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
 /// A station started without any write community: `snmpset -v2c -c private` of a storage request gets no answer,
 /// makes no row, and moves snmpInBadCommunityNames (read back with snmpget); the read community cannot write
 /// either (snmpInBadCommunityUses); the CLI's changes to units say which option is missing.
@@ -47,7 +43,7 @@ fn by_default_the_station_accepts_no_set() {
     ];
     for community in ["private", "public"] {
         let out = station_snmp(&station, "snmpset", community, &request);
-        assert!(!out.status.success() && text(&out).contains("Timeout"), "{community}: {}", text(&out));
+        assert!(!out.status.success() && output_text(&out).contains("Timeout"), "{community}: {}", output_text(&out));
     }
     let out = station_snmp(
         &station,
@@ -61,8 +57,8 @@ fn by_default_the_station_accepts_no_set() {
         ],
     );
     let lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
-    assert_eq!(lines[..2], ["1", "1"], "{}", text(&out));
-    assert!(lines[2].contains("No Such Instance"), "{}", text(&out));
+    assert_eq!(lines[..2], ["1", "1"], "{}", output_text(&out));
+    assert!(lines[2].contains("No Such Instance"), "{}", output_text(&out));
 
     // The CLI has no write community for units unless given one: a request that needs a new volume says so and
     // changes nothing.
@@ -97,24 +93,7 @@ fn submit(
     target: (&str, &str),
     host: &str,
 ) -> Output {
-    let column = |name: &str| format!("DVSAN-STATION-MIB::dvsanStationRequest{name}.{index}");
-    let mut args: Vec<String> = Vec::new();
-    match size {
-        Some(size) => args.extend([column("Size"), "s".into(), size.into()]),
-        None => args.extend([
-            column("Action"),
-            "i".into(),
-            "2".into(),
-            column("UnitIndex"),
-            "u".into(),
-            target.0.into(),
-            column("VolumeIndex"),
-            "u".into(),
-            target.1.into(),
-        ]),
-    }
-    args.extend([column("HostAddrType"), "i".into(), "1".into(), column("HostAddress"), "x".into(), host.into()]);
-    args.extend([column("RowStatus"), "i".into(), "4".into()]);
+    let args = station_request_row(index, size, target, host);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     station_snmp(station, "snmpset", community, &refs)
 }
@@ -140,17 +119,7 @@ fn served(station: &Station, community: &str, index: u32) -> String {
 
 /// What `community` sees of a table of the station (snmpwalk, numeric-free text).
 fn walk(station: &Station, community: &str, table: &str) -> String {
-    text(&station_snmp(station, "snmpwalk", community, &[&format!("DVSAN-STATION-MIB::{table}")]))
-}
-
-/// The grants on the unit as (volume, host).
-fn grants(unit: &Unit) -> Vec<(u64, String)> {
-    unit.show()["grants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| (g["volume"].as_u64().unwrap(), g["host"].as_str().unwrap().to_string()))
-        .collect()
+    output_text(&station_snmp(station, "snmpwalk", community, &[&format!("DVSAN-STATION-MIB::{table}")]))
 }
 
 /// Two tenants with their own write communities and an admin: a tenant's requests and assignments do not exist for
@@ -180,14 +149,14 @@ fn a_tenant_sees_and_releases_only_its_own_assignments() {
 
     // Tenant A gets 8M for its host 127.0.40.100.
     let out = submit(&station, TENANT_A, 7, Some("8M"), ("", ""), "7F002864");
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     assert_eq!(served(&station, TENANT_A, 7), "done");
     let unit_index = request_cell(&station, TENANT_A, "UnitIndex", 7);
     let volume = request_cell(&station, TENANT_A, "VolumeIndex", 7);
     let uri = request_cell(&station, TENANT_A, "NbdUri", 7);
     assert!(uri.starts_with("nbd://127.0.40.2:"), "{uri}");
     let held = vec![(volume.parse::<u64>().unwrap(), "127.0.40.100".to_string())];
-    assert_eq!(grants(&unit), held);
+    assert_eq!(unit.grants(), held);
     let assignment = format!("DVSAN-STATION-MIB::dvsanStationAssignNbdUri.{unit_index}.{volume}");
     let assigned_uri = |community: &str| {
         let out = station_snmp(&station, "snmpget", community, &["-Oqv", &assignment]);
@@ -210,7 +179,7 @@ fn a_tenant_sees_and_releases_only_its_own_assignments() {
     // Tenant B cannot release it, even knowing the unit, volume and host: the same failure as for a volume nobody
     // holds; the grant and the assignment stay.
     let out = submit(&station, TENANT_B, 8, None, (&unit_index, &volume), "7F002864");
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     assert_eq!(served(&station, TENANT_B, 8), "failed");
     let refused = request_cell(&station, TENANT_B, "Error", 8);
     assert!(
@@ -218,19 +187,19 @@ fn a_tenant_sees_and_releases_only_its_own_assignments() {
         "{refused}"
     );
     let out = submit(&station, TENANT_B, 9, None, (&unit_index, "999"), "7F002864");
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     assert_eq!(served(&station, TENANT_B, 9), "failed");
     assert_eq!(
         request_cell(&station, TENANT_B, "Error", 9).replace("volume 999", &format!("volume {volume}")),
         refused
     );
-    assert_eq!(grants(&unit), held);
+    assert_eq!(unit.grants(), held);
     // Nor take over or remove A's request row: createAndGo on its index is refused, destroy does nothing.
     let out = submit(&station, TENANT_B, 7, Some("1M"), ("", ""), "7F002865");
-    assert!(text(&out).contains("inconsistentValue"), "{}", text(&out));
+    assert!(output_text(&out).contains("inconsistentValue"), "{}", output_text(&out));
     let out =
         station_snmp(&station, "snmpset", TENANT_B, &["DVSAN-STATION-MIB::dvsanStationRequestRowStatus.7", "i", "6"]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     assert_eq!(request_cell(&station, TENANT_A, "NbdUri", 7), uri);
 
     // Only the admin may submit a task that removes the unit (and with it A's assignment).
@@ -251,31 +220,31 @@ fn a_tenant_sees_and_releases_only_its_own_assignments() {
     };
     let index = next(TENANT_B);
     let out = remove(TENANT_B, &index);
-    assert!(text(&out).contains("noAccess"), "{}", text(&out));
+    assert!(output_text(&out).contains("noAccess"), "{}", output_text(&out));
     let out = station_snmp(&station, "snmpget", ADMIN, &[&format!("DVSAN-STATION-MIB::dvsanStationTaskState.{index}")]);
-    assert!(text(&out).contains("No Such Instance"), "{}", text(&out));
+    assert!(output_text(&out).contains("No Such Instance"), "{}", output_text(&out));
 
     // The owner releases its own.
     let out = submit(&station, TENANT_A, 10, None, (&unit_index, &volume), "7F002864");
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     assert_eq!(served(&station, TENANT_A, 10), "done", "{}", request_cell(&station, TENANT_A, "Error", 10));
-    assert!(grants(&unit).is_empty());
+    assert!(unit.grants().is_empty());
 
     // The admin sees and releases what a tenant asked for.
     let out = submit(&station, TENANT_A, 11, Some("8M"), ("", ""), "7F002864");
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     assert_eq!(served(&station, TENANT_A, 11), "done");
     let volume = request_cell(&station, ADMIN, "VolumeIndex", 11);
-    assert_eq!(grants(&unit), vec![(volume.parse::<u64>().unwrap(), "127.0.40.100".to_string())]);
+    assert_eq!(unit.grants(), vec![(volume.parse::<u64>().unwrap(), "127.0.40.100".to_string())]);
     let out = submit(&station, ADMIN, 12, None, (&unit_index, &volume), "7F002864");
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     assert_eq!(served(&station, ADMIN, 12), "done", "{}", request_cell(&station, ADMIN, "Error", 12));
-    assert!(grants(&unit).is_empty());
+    assert!(unit.grants().is_empty());
 
     // The admin's task removing the unit is accepted and runs.
     let index = next(ADMIN);
     let out = remove(ADMIN, &index);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     wait_until("the unit removed by the admin's task", WAIT, || {
         station.unit_at(&unit.address()).is_none().then_some(())
     });

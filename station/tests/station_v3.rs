@@ -56,34 +56,6 @@ fn v3(station: &Station, tool: &str, user: &str, args: &[&str]) -> Output {
     v3_as(station, tool, user, auth, args)
 }
 
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-/// The varbinds of a storage request row `index` (an allocation of `size` or, with `None`, a release of
-/// `target`'s unit and volume) for the host with address `host_hex`.
-fn request_row(index: u32, size: Option<&str>, target: (&str, &str), host_hex: &str) -> Vec<String> {
-    let column = |name: &str| format!("DVSAN-STATION-MIB::dvsanStationRequest{name}.{index}");
-    let mut args: Vec<String> = Vec::new();
-    match size {
-        Some(size) => args.extend([column("Size"), "s".into(), size.into()]),
-        None => args.extend([
-            column("Action"),
-            "i".into(),
-            "2".into(),
-            column("UnitIndex"),
-            "u".into(),
-            target.0.into(),
-            column("VolumeIndex"),
-            "u".into(),
-            target.1.into(),
-        ]),
-    }
-    args.extend([column("HostAddrType"), "i".into(), "1".into(), column("HostAddress"), "x".into(), host_hex.into()]);
-    args.extend([column("RowStatus"), "i".into(), "4".into()]);
-    args
-}
-
 fn submit(station: &Station, user: &str, row: &[String]) -> Output {
     let refs: Vec<&str> = row.iter().map(String::as_str).collect();
     v3(station, "snmpset", user, &refs)
@@ -102,16 +74,6 @@ fn served(station: &Station, user: &str, index: u32) -> String {
         let status = request_cell(station, user, "Status", index);
         (status != "pending").then_some(status)
     })
-}
-
-/// The grants on the unit as (volume, host).
-fn grants(unit: &Unit) -> Vec<(u64, String)> {
-    unit.show()["grants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| (g["volume"].as_u64().unwrap(), g["host"].as_str().unwrap().to_string()))
-        .collect()
 }
 
 /// A station whose own agent has only SNMPv3 users for writing (no --snmp-write-community, no --admin-community),
@@ -142,25 +104,25 @@ fn v3_users_read_the_pool_and_own_their_requests() {
         let mut last = String::new();
         let walked = wait_for(WAIT, || {
             let out = v3(&station, "snmpwalk", user, &["DVSAN-STATION-MIB::dvsanStationUnitTable"]);
-            last = text(&out);
+            last = output_text(&out);
             (out.status.success() && last.contains("7F 00 3E 01")).then(|| last.clone())
         });
         let walked = walked.unwrap_or_else(|| panic!("{user} never saw the unit in the station MIB: {last}"));
         assert!(walked.contains("dvsanStationUnitName"), "{user}: {walked}");
     }
     let out = v3(&station, "snmpget", "monitor", &["-Oqv", "SNMPv2-MIB::sysName.0"]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "dvsan-station", "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "dvsan-station", "{}", output_text(&out));
 
     // host-a asks for 8M for its host 127.0.62.100.
-    let out = submit(&station, "host-a", &request_row(7, Some("8M"), ("", ""), "7F003E64"));
-    assert!(out.status.success(), "{}", text(&out));
+    let out = submit(&station, "host-a", &station_request_row(7, Some("8M"), ("", ""), "7F003E64"));
+    assert!(out.status.success(), "{}", output_text(&out));
     assert_eq!(served(&station, "host-a", 7), "done", "{}", request_cell(&station, "host-a", "Error", 7));
     let unit_index = request_cell(&station, "host-a", "UnitIndex", 7);
     let volume = request_cell(&station, "host-a", "VolumeIndex", 7);
     let uri = request_cell(&station, "host-a", "NbdUri", 7);
     assert!(uri.starts_with("nbd://127.0.62.1:"), "{uri}");
     let held = vec![(volume.parse::<u64>().unwrap(), "127.0.62.100".to_string())];
-    assert_eq!(grants(&unit), held);
+    assert_eq!(unit.grants(), held);
     let assignment = format!("DVSAN-STATION-MIB::dvsanStationAssignNbdUri.{unit_index}.{volume}");
     let assigned_uri = |user: &str| {
         let out = v3(&station, "snmpget", user, &["-Oqv", &assignment]);
@@ -173,45 +135,45 @@ fn v3_users_read_the_pool_and_own_their_requests() {
     for other in ["host-b", "monitor"] {
         assert!(request_cell(&station, other, "NbdUri", 7).contains("No Such Instance"), "{other}");
         assert!(assigned_uri(other).contains("No Such Instance"), "{other}");
-        let seen = text(&v3(&station, "snmpwalk", other, &["DVSAN-STATION-MIB::dvsanStationAssignmentTable"]));
+        let seen = output_text(&v3(&station, "snmpwalk", other, &["DVSAN-STATION-MIB::dvsanStationAssignmentTable"]));
         assert!(!seen.contains(&uri), "{other} walks the assignments: {seen}");
     }
 
     // host-b cannot release it: failed, the same words as for a volume nobody holds; the grant stays.
-    let out = submit(&station, "host-b", &request_row(8, None, (&unit_index, &volume), "7F003E64"));
-    assert!(out.status.success(), "{}", text(&out));
+    let out = submit(&station, "host-b", &station_request_row(8, None, (&unit_index, &volume), "7F003E64"));
+    assert!(out.status.success(), "{}", output_text(&out));
     assert_eq!(served(&station, "host-b", 8), "failed");
     let refused = request_cell(&station, "host-b", "Error", 8);
     assert!(
         refused.contains(&format!("volume {volume} of unit #{unit_index} is not assigned to this requester")),
         "{refused}"
     );
-    assert_eq!(grants(&unit), held);
+    assert_eq!(unit.grants(), held);
 
     // The read-only user cannot write at all: authorizationError, no row.
-    let out = submit(&station, "monitor", &request_row(9, None, (&unit_index, &volume), "7F003E64"));
-    assert!(!out.status.success() && text(&out).contains("authorizationError"), "{}", text(&out));
+    let out = submit(&station, "monitor", &station_request_row(9, None, (&unit_index, &volume), "7F003E64"));
+    assert!(!out.status.success() && output_text(&out).contains("authorizationError"), "{}", output_text(&out));
     assert!(request_cell(&station, "noc", "Status", 9).contains("No Such Instance"));
 
     // A wrong passphrase: no answer (net-snmp reports the failed authentication), and no row.
-    let row = request_row(10, None, (&unit_index, &volume), "7F003E64");
+    let row = station_request_row(10, None, (&unit_index, &volume), "7F003E64");
     let args: Vec<&str> = row.iter().map(String::as_str).collect();
     let out = v3_as(&station, "snmpset", "host-a", "not-host-a-auth-pass", &args);
-    assert!(!out.status.success(), "{}", text(&out));
-    let said = text(&out);
+    assert!(!out.status.success(), "{}", output_text(&out));
+    let said = output_text(&out);
     assert!(said.contains("Authentication failure") || said.contains("Timeout"), "{said}");
     assert!(request_cell(&station, "noc", "Status", 10).contains("No Such Instance"));
-    assert_eq!(grants(&unit), held);
+    assert_eq!(unit.grants(), held);
     let counted = v3(&station, "snmpget", "monitor", &["-Oqv", "SNMP-USER-BASED-SM-MIB::usmStatsWrongDigests.0"]);
     let wrong_digests: u64 = String::from_utf8_lossy(&counted.stdout).trim().parse().unwrap_or(0);
-    assert!(wrong_digests >= 1, "usmStatsWrongDigests: {}", text(&counted));
+    assert!(wrong_digests >= 1, "usmStatsWrongDigests: {}", output_text(&counted));
 
     // The admin user sees host-a's request row and releases the assignment.
     assert_eq!(request_cell(&station, "noc", "NbdUri", 7), uri);
-    let out = submit(&station, "noc", &request_row(11, None, (&unit_index, &volume), "7F003E64"));
-    assert!(out.status.success(), "{}", text(&out));
+    let out = submit(&station, "noc", &station_request_row(11, None, (&unit_index, &volume), "7F003E64"));
+    assert!(out.status.success(), "{}", output_text(&out));
     assert_eq!(served(&station, "noc", 11), "done", "{}", request_cell(&station, "noc", "Error", 11));
-    assert!(grants(&unit).is_empty());
+    assert!(unit.grants().is_empty());
 }
 
 /// `dvsan-host` on host 127.0.63.100 as SNMPv3 user host-a (`--credentials --user`) requests, lists and releases
@@ -244,7 +206,7 @@ fn dvsan_host_works_as_a_v3_user_without_any_write_community() {
     let uri = assigned["nbd_uri"].as_str().unwrap_or_else(|| panic!("no nbd_uri in {assigned}")).to_string();
     assert!(uri.starts_with("nbd://127.0.63.1:"), "{uri}");
     let name = format!("{}/{}", assigned["unit"], assigned["volume"]);
-    assert_eq!(grants(&unit), vec![(assigned["volume"].as_u64().unwrap(), "127.0.63.100".to_string())]);
+    assert_eq!(unit.grants(), vec![(assigned["volume"].as_u64().unwrap(), "127.0.63.100".to_string())]);
 
     // `list` shows it (one JSON object per line).
     let listed = wait_until("host-a's volume in `list`", WAIT, || {
@@ -257,16 +219,16 @@ fn dvsan_host_works_as_a_v3_user_without_any_write_community() {
     // host-b does not see it (stdout empty, the sentence on stderr).
     let mut other = host("host-b", &["list"]);
     let out = other.output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(!text(&out).contains(&uri), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(!output_text(&out).contains(&uri), "{}", output_text(&out));
 
     // host-b cannot release it either: to host-b it is not there.
     let refused = run_fails(&mut host("host-b", &["release", &name]));
     assert!(!refused.is_empty(), "host-b's release says why it failed");
-    assert_eq!(grants(&unit).len(), 1, "host-b's release changed nothing");
+    assert_eq!(unit.grants().len(), 1, "host-b's release changed nothing");
 
     run_ok(&mut host("host-a", &["release", &name]));
-    assert!(grants(&unit).is_empty(), "released");
+    assert!(unit.grants().is_empty(), "released");
     let out = run_ok(&mut host("host-a", &["list", "--json"]));
     assert!(!out.contains(&uri), "{out}");
 }

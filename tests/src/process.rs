@@ -81,6 +81,11 @@ pub fn describe(output: &Output) -> String {
     format!("exit: {}\nstdout:\n{}\nstderr:\n{}", output.status, stdout(output), stderr(output))
 }
 
+/// Both output streams as one text, stdout then stderr, for assertions on what a tool said anywhere.
+pub fn output_text(output: &Output) -> String {
+    format!("{}{}", stdout(output), stderr(output))
+}
+
 /// A command's stdout as text.
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()

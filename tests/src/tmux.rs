@@ -2,7 +2,9 @@
 //! tests type keys with `tmux send-keys` and read the screen with `tmux capture-pane`, the way an operator sees it.
 //! Used by the console's end-to-end tests.
 
-use crate::process::{require_tool, wait_for};
+use crate::process::{require_tool, wait_for, workspace_bin};
+use crate::units::WRITE_COMMUNITY;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -28,6 +30,16 @@ impl Tmux {
         // A pane that survives the program's exit keeps its last screen for the failure message.
         tmux(&["set-option", "-t", &session, "remain-on-exit", "on"]);
         Tmux { session }
+    }
+
+    /// `dvsan-console --station STATION EXTRA… --write-community` [`WRITE_COMMUNITY`] in a `width`×`height`
+    /// terminal.
+    pub fn console(name: &str, width: u16, height: u16, station: SocketAddr, extra: &[&str]) -> Tmux {
+        let mut command = vec![workspace_bin("dvsan-console").display().to_string(), "--station".into()];
+        command.push(station.to_string());
+        command.extend(extra.iter().map(|s| s.to_string()));
+        command.extend(["--write-community".into(), WRITE_COMMUNITY.into()]);
+        Tmux::start(name, width, height, &command)
     }
 
     /// Types keys: tmux key names (`Enter`, `Tab`, `Down`, `Escape`) or literal text with `-l`.

@@ -141,6 +141,31 @@ impl Station {
     }
 }
 
+/// The snmpset arguments (`OBJECT TYPE VALUE`…) of the station's storage request row `index`: an allocation of
+/// `size` (`Some`) or, with `None`, a release of `target`'s unit and volume index, for the host whose IPv4 address
+/// is `host_hex` (hex octets); the row is made active (createAndGo) by the same SET.
+pub fn station_request_row(index: u32, size: Option<&str>, target: (&str, &str), host_hex: &str) -> Vec<String> {
+    let column = |name: &str| format!("DVSAN-STATION-MIB::dvsanStationRequest{name}.{index}");
+    let mut args: Vec<String> = Vec::new();
+    match size {
+        Some(size) => args.extend([column("Size"), "s".into(), size.into()]),
+        None => args.extend([
+            column("Action"),
+            "i".into(),
+            "2".into(),
+            column("UnitIndex"),
+            "u".into(),
+            target.0.into(),
+            column("VolumeIndex"),
+            "u".into(),
+            target.1.into(),
+        ]),
+    }
+    args.extend([column("HostAddrType"), "i".into(), "1".into(), column("HostAddress"), "x".into(), host_hex.into()]);
+    args.extend([column("RowStatus"), "i".into(), "4".into()]);
+    args
+}
+
 /// A running `dvsan-agent run` with a stand-in for blockd's heartbeat (so the unit's data service is serving).
 pub struct Unit {
     pub proc: Proc,
@@ -244,6 +269,16 @@ impl Unit {
 
     pub fn show(&self) -> serde_json::Value {
         serde_json::from_str(&self.admin(&["show", "--json"])).unwrap()
+    }
+
+    /// The unit's grants as (volume, host) from its own store.
+    pub fn grants(&self) -> Vec<(u64, String)> {
+        self.show()["grants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| (g["volume"].as_u64().unwrap(), g["host"].as_str().unwrap().to_string()))
+            .collect()
     }
 
     pub fn unit_id(&self) -> String {

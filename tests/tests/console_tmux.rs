@@ -5,8 +5,8 @@
 //! unit that announces itself pending until the operator approves it on the console's Pending screen.
 
 use dvsan_tests::tmux::{tmux, Tmux};
-use dvsan_tests::units::{SanUnit, Station, WRITE_COMMUNITY};
-use dvsan_tests::{free_udp_port, require_tool, wait_for, workspace_bin};
+use dvsan_tests::units::{SanUnit, Station};
+use dvsan_tests::{free_udp_port, require_tool, wait_for};
 use std::time::Duration;
 
 /// The units' names in the pool, in station index order.
@@ -25,6 +25,22 @@ fn volume_names(station: &Station) -> Vec<String> {
         .flat_map(|u| u["volumes"].as_array().cloned().unwrap_or_default())
         .map(|v| v["name"].as_str().unwrap_or("").to_string())
         .collect()
+}
+
+/// The console in a `width`×`height` terminal against `station`, refreshing every 500 ms.
+fn console(station: &Station, name: &str, width: u16, height: u16) -> Tmux {
+    let snmp = station.snmp.expect("the station serves SNMP");
+    Tmux::console(name, width, height, snmp, &["--refresh", "500ms"])
+}
+
+/// `c` on the selected unit, then the form: `size`, Tab, `name`, Enter.
+fn create_volume(console: &Tmux, size: &str, name: &str) {
+    console.keys(&["c"]);
+    console.expect(&["Size"], Duration::from_secs(5));
+    console.text(size);
+    console.keys(&["Tab"]);
+    console.text(name);
+    console.keys(&["Enter"]);
 }
 
 #[test]
@@ -57,29 +73,11 @@ fn an_operator_creates_volumes_runs_two_tasks_at_once_and_sees_a_link_go_down() 
     });
     assert!(pooled.is_some(), "the units never joined the pool: {}", station.proc.log_text());
 
-    let console = Tmux::start(
-        "dvsan-console-e2e",
-        120,
-        35,
-        &[
-            workspace_bin("dvsan-console").display().to_string(),
-            "--station".into(),
-            station.snmp.expect("the station serves SNMP").to_string(),
-            "--refresh".into(),
-            "500ms".into(),
-            "--write-community".into(),
-            WRITE_COMMUNITY.into(),
-        ],
-    );
+    let console = console(&station, "dvsan-console-e2e", 120, 35);
     console.expect(&["tmuxunit1", "tmuxunit2", "available"], Duration::from_secs(15));
 
     // 1. Create a volume on the selected (first) unit: `c` opens the form with the unit filled in.
-    console.keys(&["c"]);
-    console.expect(&["Size"], Duration::from_secs(5));
-    console.text("64M");
-    console.keys(&["Tab"]);
-    console.text("e2evol");
-    console.keys(&["Enter"]);
+    create_volume(&console, "64M", "e2evol");
     console.expect(&["done: created volume"], Duration::from_secs(20));
     console.keys(&["2"]);
     console.expect(&["e2evol"], Duration::from_secs(10));
@@ -146,29 +144,11 @@ fn an_operator_opens_the_map_of_a_unit_on_two_media() {
     );
     let pooled = wait_for(Duration::from_secs(15), || (unit_names(&station).len() == 1).then_some(()));
     assert!(pooled.is_some(), "the unit never joined the pool: {}", station.proc.log_text());
-    let console = Tmux::start(
-        "dvsan-console-map",
-        100,
-        32,
-        &[
-            workspace_bin("dvsan-console").display().to_string(),
-            "--station".into(),
-            station.snmp.expect("the station serves SNMP").to_string(),
-            "--refresh".into(),
-            "500ms".into(),
-            "--write-community".into(),
-            WRITE_COMMUNITY.into(),
-        ],
-    );
+    let console = console(&station, "dvsan-console-map", 100, 32);
     console.expect(&["mapunit", "available", "Pool:"], Duration::from_secs(15));
     // Two 48 MiB volumes on two 64 MiB media: the second starts on the first medium and ends on the second.
     for name in ["first", "spanner"] {
-        console.keys(&["c"]);
-        console.expect(&["Size"], Duration::from_secs(5));
-        console.text("48M");
-        console.keys(&["Tab"]);
-        console.text(name);
-        console.keys(&["Enter"]);
+        create_volume(&console, "48M", name);
         let created =
             wait_for(Duration::from_secs(20), || volume_names(&station).contains(&name.to_string()).then_some(()));
         assert!(created.is_some(), "volume {name} was not created:\n{}", console.screen());
@@ -203,20 +183,7 @@ fn an_operator_approves_a_pending_unit_in_the_console_and_it_joins_the_pool() {
     assert!(pending.is_some(), "the unit never became pending: {}", station.proc.log_text());
     assert!(station.unit_at(&address).is_none(), "a unit nobody approved is in the pool");
 
-    let console = Tmux::start(
-        "dvsan-console-pending",
-        100,
-        30,
-        &[
-            workspace_bin("dvsan-console").display().to_string(),
-            "--station".into(),
-            station.snmp.expect("the station serves SNMP").to_string(),
-            "--refresh".into(),
-            "500ms".into(),
-            "--write-community".into(),
-            WRITE_COMMUNITY.into(),
-        ],
-    );
+    let console = console(&station, "dvsan-console-pending", 100, 30);
     // The status line says a unit waits; P shows what it claims.
     console.expect(&["1 pending approval (P)"], Duration::from_secs(15));
     console.keys(&["P"]);

@@ -187,15 +187,11 @@ fn check_display_string(index: usize, value: &Value) -> Result<Vec<u8>, SetFailu
 
 impl MibHandler for SystemGroup {
     fn get(&self, oid: &Oid) -> GetResult {
-        match self.layout.lookup(oid) {
-            Ok(arc) => GetResult::Value(self.value(arc)),
-            Err(e) => e,
-        }
+        self.layout.get_value(oid, |arc| self.value(arc))
     }
 
     fn get_next(&self, oid: &Oid) -> Option<VarBind> {
-        let (arc, instance) = self.layout.next(oid)?;
-        Some(VarBind::new(instance, self.value(arc)))
+        self.layout.next_value(oid, |arc| self.value(arc))
     }
 
     fn prepare_set(&self, varbinds: &[SetItem<'_>]) -> Result<Box<dyn PreparedSet>, SetFailure> {
@@ -266,15 +262,11 @@ impl SnmpGroup {
 
 impl MibHandler for SnmpGroup {
     fn get(&self, oid: &Oid) -> GetResult {
-        match self.layout.lookup(oid) {
-            Ok(arc) => GetResult::Value(self.value(arc)),
-            Err(e) => e,
-        }
+        self.layout.get_value(oid, |arc| self.value(arc))
     }
 
     fn get_next(&self, oid: &Oid) -> Option<VarBind> {
-        let (arc, instance) = self.layout.next(oid)?;
-        Some(VarBind::new(instance, self.value(arc)))
+        self.layout.next_value(oid, |arc| self.value(arc))
     }
 
     fn prepare_set(&self, varbinds: &[SetItem<'_>]) -> Result<Box<dyn PreparedSet>, SetFailure> {
@@ -332,15 +324,11 @@ impl EngineGroup {
 
 impl MibHandler for EngineGroup {
     fn get(&self, oid: &Oid) -> GetResult {
-        match self.layout.lookup(oid) {
-            Ok(arc) => GetResult::Value(self.value(arc)),
-            Err(e) => e,
-        }
+        self.layout.get_value(oid, |arc| self.value(arc))
     }
 
     fn get_next(&self, oid: &Oid) -> Option<VarBind> {
-        let (arc, instance) = self.layout.next(oid)?;
-        Some(VarBind::new(instance, self.value(arc)))
+        self.layout.next_value(oid, |arc| self.value(arc))
     }
 }
 
@@ -377,14 +365,10 @@ impl CounterGroup {
 
 impl MibHandler for CounterGroup {
     fn get(&self, oid: &Oid) -> GetResult {
-        match self.layout.lookup(oid) {
-            Ok(arc) => GetResult::Value(self.value(arc)),
-            Err(e) => e,
-        }
+        self.layout.get_value(oid, |arc| self.value(arc))
     }
 
     fn get_next(&self, oid: &Oid) -> Option<VarBind> {
-        let (arc, instance) = self.layout.next(oid)?;
-        Some(VarBind::new(instance, self.value(arc)))
+        self.layout.next_value(oid, |arc| self.value(arc))
     }
 }

@@ -57,20 +57,11 @@ pub(super) fn process(agent: &Agent, datagram: &[u8], from: SocketAddr, out: &mu
     };
     let _requester = Requester::community(model, &msg.community).enter();
     let Message { version, community, pdu } = msg;
-    let response = match pdu {
-        Pdu::Get(p) => {
-            SnmpCounters::bump(&c.in_get_requests);
-            get(agent, version, rights.read, p)
-        }
-        Pdu::GetNext(p) => {
-            SnmpCounters::bump(&c.in_get_nexts);
-            get_next(agent, version, rights.read, p)
-        }
-        Pdu::GetBulk(p) => {
-            SnmpCounters::bump(&c.in_get_nexts);
-            return get_bulk(agent, version, rights.read, &community, p, out);
-        }
-        Pdu::Set(p) => {
+    let response = match dispatch(agent, version, rights.read, pdu) {
+        Dispatched::Answer(response) => response,
+        Dispatched::Dropped => return false,
+        Dispatched::Bulk(p) => return get_bulk(agent, version, rights.read, &community, p, out),
+        Dispatched::Set(p) => {
             let Some(write_view) = rights.write else {
                 SnmpCounters::bump(&c.in_bad_community_uses);
                 tracing::debug!(%from, "SNMP SET with a read-only community dropped");
@@ -79,16 +70,48 @@ pub(super) fn process(agent: &Agent, datagram: &[u8], from: SocketAddr, out: &mu
             SnmpCounters::bump(&c.in_set_requests);
             set_in_view(agent, version, write_view, p, from)
         }
+    };
+    respond(agent, version, community, response, out)
+}
+
+/// A request PDU after the steps the community and USM paths share (each PDU counted in the snmp group).
+pub(super) enum Dispatched {
+    /// A GET or GETNEXT, answered from the read view.
+    Answer(GenericPdu),
+    /// A Response, Report or notification: nothing to answer.
+    Dropped,
+    /// A GETBULK, whose answer depends on the message size the path allows.
+    Bulk(BulkPdu),
+    /// A SET, which the path checks against its write view.
+    Set(GenericPdu),
+}
+
+/// Counts `pdu` in the snmp group and answers it when it is a GET or GETNEXT within `read`.
+pub(super) fn dispatch(agent: &Agent, version: Version, read: &View, pdu: Pdu) -> Dispatched {
+    let c = &*agent.counters;
+    match pdu {
+        Pdu::Get(p) => {
+            SnmpCounters::bump(&c.in_get_requests);
+            Dispatched::Answer(get(agent, version, read, p))
+        }
+        Pdu::GetNext(p) => {
+            SnmpCounters::bump(&c.in_get_nexts);
+            Dispatched::Answer(get_next(agent, version, read, p))
+        }
+        Pdu::GetBulk(p) => {
+            SnmpCounters::bump(&c.in_get_nexts);
+            Dispatched::Bulk(p)
+        }
+        Pdu::Set(p) => Dispatched::Set(p),
         Pdu::Response(_) | Pdu::Report(_) => {
             SnmpCounters::bump(&c.in_get_responses);
-            return false;
+            Dispatched::Dropped
         }
         Pdu::TrapV1(_) | Pdu::TrapV2(_) | Pdu::Inform(_) => {
             SnmpCounters::bump(&c.in_traps);
-            return false;
+            Dispatched::Dropped
         }
-    };
-    respond(agent, version, community, response, out)
+    }
 }
 
 /// Encodes `response`, replacing it by an empty tooBig when it exceeds the size limit.
@@ -156,7 +179,7 @@ pub(super) fn error(mut request: GenericPdu, version: Version, status: ErrorStat
     request
 }
 
-pub(super) fn get(agent: &Agent, version: Version, view: &View, mut request: GenericPdu) -> GenericPdu {
+fn get(agent: &Agent, version: Version, view: &View, mut request: GenericPdu) -> GenericPdu {
     SnmpCounters::add(&agent.counters.in_total_req_vars, request.varbinds.len());
     let mut values = Vec::with_capacity(request.varbinds.len());
     for (i, vb) in request.varbinds.iter().enumerate() {
@@ -205,7 +228,7 @@ fn next_visible(agent: &Agent, version: Version, view: &View, oid: &Oid) -> Opti
     }
 }
 
-pub(super) fn get_next(agent: &Agent, version: Version, view: &View, mut request: GenericPdu) -> GenericPdu {
+fn get_next(agent: &Agent, version: Version, view: &View, mut request: GenericPdu) -> GenericPdu {
     SnmpCounters::add(&agent.counters.in_total_req_vars, request.varbinds.len());
     let mut results = Vec::with_capacity(request.varbinds.len());
     for (i, vb) in request.varbinds.iter().enumerate() {

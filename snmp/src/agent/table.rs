@@ -9,6 +9,8 @@ use std::ops::Bound;
 
 use crate::agent::handler::GetResult;
 use crate::oid::Oid;
+use crate::pdu::VarBind;
+use crate::value::Value;
 
 /// The instance names of a group of scalars `group.arc.0`.
 #[derive(Clone, Debug)]
@@ -52,6 +54,22 @@ impl ScalarLayout {
             let after = oid.as_slice().iter().cmp(group.iter().chain([arc, 0].iter())).is_lt();
             after.then(|| (arc, self.instance(arc)))
         })
+    }
+
+    /// The GET answer for a group whose every scalar always has a value: `value(arc)` for a served
+    /// scalar, else the exception [`ScalarLayout::lookup`] gives.
+    pub fn get_value(&self, oid: &Oid, value: impl FnOnce(u32) -> Value) -> GetResult {
+        match self.lookup(oid) {
+            Ok(arc) => GetResult::Value(value(arc)),
+            Err(e) => e,
+        }
+    }
+
+    /// The GETNEXT answer for a group whose every scalar always has a value: the [`ScalarLayout::next`]
+    /// instance with `value(arc)`.
+    pub fn next_value(&self, oid: &Oid, value: impl FnOnce(u32) -> Value) -> Option<VarBind> {
+        let (arc, instance) = self.next(oid)?;
+        Some(VarBind::new(instance, value(arc)))
     }
 }
 

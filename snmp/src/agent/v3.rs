@@ -16,7 +16,7 @@ use std::sync::atomic::AtomicU32;
 
 use crate::agent::access::{Access, Rights, View};
 use crate::agent::builtin::{SNMP_MPD_STATS, SNMP_UNKNOWN_CONTEXTS_0, USM_STATS};
-use crate::agent::process::{bulk_response_pdu, count_status, error, get, get_next, set_in_view};
+use crate::agent::process::{bulk_response_pdu, count_status, dispatch, error, set_in_view, Dispatched};
 use crate::agent::requester::{Requester, SecurityModel};
 use crate::agent::{Agent, UsmConfig};
 use crate::ber::BerWriter;
@@ -123,21 +123,15 @@ pub(super) fn process(agent: &Agent, usm: &UsmState, datagram: &[u8], from: Sock
     };
     let user = &served.keys;
     // RFC 3412 §4.2.2.1: this engine answers for itself only, in the default context.
-    if scoped.context_engine_id != usm.engine.id().as_bytes() {
-        let refusal = Refusal { counter: &c.unknown_pdu_handlers, oid: mpd_stat(3), level };
-        return report(
-            agent,
-            usm,
-            &msg,
-            Some(user),
-            scoped.pdu.request_id().unwrap_or(0),
-            &scoped.context_name,
-            refusal,
-            out,
-        );
-    }
-    if !scoped.context_name.is_empty() {
-        let refusal = Refusal { counter: &c.unknown_contexts, oid: Oid::from_slice(&SNMP_UNKNOWN_CONTEXTS_0), level };
+    let wrong_context = if scoped.context_engine_id != usm.engine.id().as_bytes() {
+        Some((&c.unknown_pdu_handlers, mpd_stat(3)))
+    } else if !scoped.context_name.is_empty() {
+        Some((&c.unknown_contexts, Oid::from_slice(&SNMP_UNKNOWN_CONTEXTS_0)))
+    } else {
+        None
+    };
+    if let Some((counter, oid)) = wrong_context {
+        let refusal = Refusal { counter, oid, level };
         return report(
             agent,
             usm,
@@ -152,17 +146,10 @@ pub(super) fn process(agent: &Agent, usm: &UsmState, datagram: &[u8], from: Sock
     let _requester = Requester { model: SecurityModel::Usm, name: user.name.clone(), level }.enter();
     let rights = served.rights();
     let max = agent.config.max_message_size.min(msg.global.max_size as usize);
-    let response = match scoped.pdu {
-        Pdu::Get(p) => {
-            SnmpCounters::bump(&c.in_get_requests);
-            get(agent, Version::V2c, rights.read, p)
-        }
-        Pdu::GetNext(p) => {
-            SnmpCounters::bump(&c.in_get_nexts);
-            get_next(agent, Version::V2c, rights.read, p)
-        }
-        Pdu::GetBulk(p) => {
-            SnmpCounters::bump(&c.in_get_nexts);
+    let response = match dispatch(agent, Version::V2c, rights.read, scoped.pdu) {
+        Dispatched::Answer(response) => response,
+        Dispatched::Dropped => return false,
+        Dispatched::Bulk(p) => {
             let limit = max.saturating_sub(overhead(usm, user, &msg));
             let mut tlv = Vec::with_capacity(1500);
             let nothing_fit =
@@ -178,7 +165,7 @@ pub(super) fn process(agent: &Agent, usm: &UsmState, datagram: &[u8], from: Sock
                 return send(agent, usm, &msg, user, level, &tlv, max, p.request_id, out);
             }
         }
-        Pdu::Set(p) => match rights.write {
+        Dispatched::Set(p) => match rights.write {
             None => {
                 SnmpCounters::bump(&c.in_bad_community_uses);
                 tracing::debug!(%from, user = %user.name, "SNMPv3 SET by a read-only user refused");
@@ -189,14 +176,6 @@ pub(super) fn process(agent: &Agent, usm: &UsmState, datagram: &[u8], from: Sock
                 set_in_view(agent, Version::V2c, write_view, p, from)
             }
         },
-        Pdu::Response(_) | Pdu::Report(_) => {
-            SnmpCounters::bump(&c.in_get_responses);
-            return false;
-        }
-        Pdu::TrapV1(_) | Pdu::TrapV2(_) | Pdu::Inform(_) => {
-            SnmpCounters::bump(&c.in_traps);
-            return false;
-        }
     };
     let request_id = response.request_id;
     let status = response.error_status;

@@ -153,18 +153,7 @@ fn start_v3(target: SocketAddr, users: &std::path::Path, name: &str, probe: &Pdu
     socket.connect(target).context("connecting")?;
     socket.set_read_timeout(Some(Duration::from_secs(2))).context("setting the read timeout")?;
     let mut buf = vec![0u8; 65536];
-    let head = Head {
-        msg_id: 1,
-        max_size: 65507,
-        reportable: true,
-        engine_id: b"",
-        boots: 0,
-        time: 0,
-        user_name: b"",
-        context_engine_id: b"",
-        context_name: b"",
-    };
-    socket.send(&wire::encode_v3_pdu(&head, None, &Pdu::Get(GenericPdu::request(1, Vec::new())))?)?;
+    socket.send(&wire::encode_discovery_probe(1, 65507)?)?;
     let len = socket.recv(&mut buf).context("no answer to the SNMPv3 discovery probe")?;
     let report = wire::decode_v3(&buf[..len]).context("the discovery answer is no SNMPv3 message")?;
     if report.usm.engine_id.is_empty() {

@@ -16,7 +16,7 @@ use snmp_parser::{ScopedPduData, SecurityParameters, SnmpV3Message};
 
 use crate::ber::{tag, BerWriter};
 use crate::message::{convert_pdu, decode_pdu, encode_pdu, DecodeError};
-use crate::pdu::Pdu;
+use crate::pdu::{GenericPdu, Pdu};
 use crate::usm::crypto::{self, AuthProtocol, CryptoError, PrivProtocol};
 use crate::usm::user::{LocalUser, SecurityLevel};
 
@@ -407,11 +407,28 @@ pub fn encode_v3_pdu(head: &Head<'_>, keys: Option<&Keys<'_>>, pdu: &Pdu) -> Res
     Ok(out)
 }
 
+/// The RFC 3414 §4 discovery probe: a reportable noAuthNoPriv GET without varbinds, with an empty engine id
+/// and user name, whose Report names the agent's snmpEngineID, boots and time.
+pub fn encode_discovery_probe(msg_id: i32, max_size: u32) -> Result<Vec<u8>, CryptoError> {
+    let head = Head {
+        msg_id,
+        max_size,
+        reportable: true,
+        engine_id: b"",
+        boots: 0,
+        time: 0,
+        user_name: b"",
+        context_engine_id: b"",
+        context_name: b"",
+    };
+    encode_v3_pdu(&head, None, &Pdu::Get(GenericPdu::request(msg_id, Vec::new())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::oid::Oid;
-    use crate::pdu::{GenericPdu, VarBind};
+    use crate::pdu::VarBind;
     use crate::usm::engine::EngineId;
     use crate::usm::user::{UserAccess, UsmUser};
 

@@ -247,14 +247,7 @@ pub async fn tool(tool_name: &str, args: &[&str]) -> Output {
 /// (SHA, authNoPriv, read-only).
 pub fn v3_users() -> Vec<UsmUser> {
     vec![
-        UsmUser::new(
-            "admin",
-            AuthProtocol::HmacSha256,
-            "admin-auth-pass",
-            Some((PrivProtocol::Aes128Cfb, "admin-priv-pass")),
-            UserAccess::ReadWrite,
-        )
-        .unwrap(),
+        v3_admin(),
         UsmUser::new(
             "monitor",
             AuthProtocol::HmacSha512,
@@ -265,4 +258,16 @@ pub fn v3_users() -> Vec<UsmUser> {
         .unwrap(),
         UsmUser::new("legacy", AuthProtocol::HmacSha96, "legacy-auth-pass", None, UserAccess::ReadOnly).unwrap(),
     ]
+}
+
+/// The v3 tests' `admin` user: SHA-256/AES, read-write.
+pub fn v3_admin() -> UsmUser {
+    UsmUser::new(
+        "admin",
+        AuthProtocol::HmacSha256,
+        "admin-auth-pass",
+        Some((PrivProtocol::Aes128Cfb, "admin-priv-pass")),
+        UserAccess::ReadWrite,
+    )
+    .unwrap()
 }
