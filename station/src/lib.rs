@@ -8,7 +8,8 @@
 //! 1. Values, formats and parsing, importing nothing above them: [`timefmt`], [`counters`], [`set_values`] (SET
 //!    varbind checks), [`principal`] (who asks over SNMP, and the admins), [`fair_queue`], [`trap_log`], [`trust`] (whether the station trusts a unit: pool,
 //!    follow, pending or refuse, a pure decision), [`credentials`] (enrolled units' SNMPv3 users,
-//!    `unit-users.toml`), [`unit_access`] (the SNMP target of a unit: its enrolled v3 user, else the
+//!    `unit-users.toml`), [`ca`] (the station's CA for NBD over TLS: certificates for units' blockd and for hosts),
+//!    [`unit_access`] (the SNMP target of a unit: its enrolled v3 user, else the
 //!    communities), [`model`] (the pool as plain values), [`task_model`] (a task
 //!    and its arguments as plain values), [`notification`] (received notifications as records), [`view`] (the
 //!    CLI's text views), [`walk`] (reading one unit over SNMP into a snapshot) and [`forward`] (sending
@@ -43,6 +44,7 @@
 
 pub mod allocate;
 pub mod announce;
+pub mod ca;
 pub mod coordinator;
 pub mod counters;
 pub mod credentials;
