@@ -11,8 +11,9 @@
 //!
 //! Hosts get certificates two ways: [`StationCa::issue_host`] makes the key pair here (`dvsan-station host issue`),
 //! and [`StationCa::sign_host_request`] signs a host's own certificate signing request for an identity the caller
-//! has already authenticated (the SNMP request table): the certificate's names come from that identity, never from
-//! the request's subject or extensions; only the request's public key (its signature checked) is used.
+//! has already authenticated (the SNMP request table): a request naming anything else is refused, and the
+//! certificate's names are built from that identity; only the request's public key (its signature checked) is
+//! used.
 
 use crate::credentials::{write_private, CredentialsError};
 use rcgen::{
@@ -54,6 +55,11 @@ pub enum CaError {
     BadIdentity(String),
     #[error("{0:?} is neither an IP address nor a DNS name")]
     BadName(String),
+    #[error(
+        "the certificate signing request asks for {asked:?}; a host gets a certificate only for its own identity \
+         ({identity})"
+    )]
+    OtherIdentity { asked: String, identity: String },
     #[error("the certificate signing request is not valid: {0}")]
     BadRequest(String),
     #[error("the operating system's random number generator failed: {0}")]
@@ -157,9 +163,10 @@ impl StationCa {
         self.issue_with_new_key(&host_params(identity)?)
     }
 
-    /// Signs a host's certificate signing request (PEM or DER) for `identity`, which the caller authenticated: the
-    /// certificate's names are `identity`'s whatever the request asks for; the request contributes only its
-    /// public key, after its signature is checked. Returns the certificate, PEM.
+    /// Signs a host's certificate signing request (PEM or DER) for `identity`, which the caller authenticated. A
+    /// request whose subject or subjectAltNames name anything but `identity` is refused; the certificate's names
+    /// are built from `identity`, and the request contributes only its public key, after its signature is
+    /// checked. Returns the certificate, PEM.
     pub fn sign_host_request(&self, identity: &str, request: &[u8]) -> Result<String, CaError> {
         let params = host_params(identity)?;
         let parsed = match std::str::from_utf8(request) {
@@ -167,6 +174,9 @@ impl StationCa {
             _ => CertificateSigningRequestParams::from_der(&request.to_vec().into()),
         }
         .map_err(|e| CaError::BadRequest(e.to_string()))?;
+        if let Some(other) = requested_names(&parsed.params).into_iter().find(|name| name != identity) {
+            return Err(CaError::OtherIdentity { asked: other, identity: identity.to_string() });
+        }
         Ok(params.signed_by(&parsed.public_key, &self.issuer)?.pem())
     }
 
@@ -175,6 +185,27 @@ impl StationCa {
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
+}
+
+/// Every name a certificate signing request asks for: its subject's attributes (any kind) and its subjectAltNames.
+fn requested_names(params: &CertificateParams) -> Vec<String> {
+    use rcgen::DnValue;
+    let mut names: Vec<String> = params
+        .distinguished_name
+        .iter()
+        .map(|(_, value)| match value {
+            DnValue::Utf8String(s) => s.clone(),
+            DnValue::PrintableString(s) => s.as_str().to_string(),
+            DnValue::Ia5String(s) => s.as_str().to_string(),
+            DnValue::TeletexString(s) => s.as_str().to_string(),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    names.extend(params.subject_alt_names.iter().map(|san| match san {
+        SanType::DnsName(n) | SanType::URI(n) | SanType::Rfc822Name(n) => n.as_str().to_string(),
+        other => format!("{other:?}"),
+    }));
+    names
 }
 
 /// The SHA-256 fingerprint of DER bytes, upper-case hex pairs joined by ':'.
@@ -333,12 +364,20 @@ mod tests {
         assert!(!cert.is_ca());
         assert!(matches!(ca.issue_host("host a"), Err(CaError::BadIdentity(_))));
 
-        // A request asking for another name gets the authenticated identity's name, nothing else.
+        // A request asking for another name is refused; one for the identity (or for no name) is signed with the
+        // identity's names and the request's key.
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut asked = CertificateParams::new(vec!["admin.example".to_string()]).unwrap();
-        asked.distinguished_name.push(DnType::CommonName, "admin.example");
-        let request = asked.serialize_request(&key).unwrap().pem().unwrap();
-        let signed = ca.sign_host_request("host-b", request.as_bytes()).unwrap();
+        let request = |cn: &str, san: &str| {
+            let mut asked = CertificateParams::new(vec![san.to_string()]).unwrap();
+            asked.distinguished_name = rcgen::DistinguishedName::new();
+            asked.distinguished_name.push(DnType::CommonName, cn);
+            asked.serialize_request(&key).unwrap().pem().unwrap()
+        };
+        let refused = ca.sign_host_request("host-b", request("admin", "admin").as_bytes());
+        assert!(matches!(&refused, Err(CaError::OtherIdentity { asked, .. }) if asked == "admin"), "{refused:?}");
+        let refused = ca.sign_host_request("host-b", request("host-b", "admin").as_bytes());
+        assert!(matches!(&refused, Err(CaError::OtherIdentity { asked, .. }) if asked == "admin"), "{refused:?}");
+        let signed = ca.sign_host_request("host-b", request("host-b", "host-b").as_bytes()).unwrap();
         let der = certificate_der(&signed).unwrap();
         let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
         let san = cert.subject_alternative_name().unwrap().unwrap();

@@ -22,7 +22,8 @@
 //!    the station, concurrently per unit, persisted in the store).
 //! 4. MIB views and protocol front-ends: [`station_mib`] (DVSAN-STATION-MIB served by the station's own agent,
 //!    and its notifications, which is what the daemon's announcer sends), [`task_table`] (the tasks over SNMP),
-//!    [`request_table`] (hosts' storage requests over SNMP, served by a worker), [`notification_log`]
+//!    [`request_table`] (hosts' storage requests over SNMP, served by a worker),
+//!    [`cert_table`] (hosts' certificate signing requests to the station's CA, for their SNMPv3 user's identity), [`notification_log`]
 //!    (NOTIFICATION-LOG-MIB over the stored notifications), [`ingest`] (receive notifications, queue them fairly
 //!    per source, store them in batches, acknowledge informs after commit) and [`coordinator`] (reacts to
 //!    notifications and polls; walks units and syncs them into the store).
@@ -45,6 +46,7 @@
 pub mod allocate;
 pub mod announce;
 pub mod ca;
+pub mod cert_table;
 pub mod coordinator;
 pub mod counters;
 pub mod credentials;
