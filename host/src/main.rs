@@ -72,8 +72,15 @@ enum Command {
     },
     /// Give a volume back (UNIT/VOLUME as `list` prints it, or its name).
     Release { volume: String },
-    /// Check a volume's export and print the commands that connect it as a block device.
-    Attach { volume: String },
+    /// Check a volume's export and print the commands that connect it as a block device; over TLS when the
+    /// unit requires it or --tls-dir is given.
+    Attach {
+        volume: String,
+        /// The certificate directory `enroll --out DIR` wrote (ca-cert.pem, client-cert.pem, client-key.pem):
+        /// the commands connect over TLS with it.
+        #[arg(long, value_name = "DIR")]
+        tls_dir: Option<PathBuf>,
+    },
     /// Get this host's TLS client certificate from the station's CA, for the identity of its SNMPv3 user
     /// (--credentials/--user): the key is made here and stays here. Writes DIR: ca-cert.pem, client-cert.pem,
     /// client-key.pem (mode 0600), as libnbd's `tls-certificates=DIR` and qemu's `tls-creds-x509,dir=DIR` read it.
@@ -185,7 +192,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Request { size, name, json } => request(&session, &size, name.as_deref(), json).await,
         Command::List { json } => list(&session, json).await,
         Command::Release { volume } => release(&session, &volume).await,
-        Command::Attach { volume } => attach(&session, &volume).await,
+        Command::Attach { volume, tls_dir } => attach(&session, &volume, tls_dir.as_deref()).await,
         Command::Enroll { out } => {
             let Some(user) = &cli.user else {
                 bail!(
@@ -449,7 +456,7 @@ fn parse_uri(uri: &str) -> Result<(SocketAddr, String)> {
     Ok((address, export.to_string()))
 }
 
-async fn attach(session: &Session, given: &str) -> Result<()> {
+async fn attach(session: &Session, given: &str, tls_dir: Option<&Path>) -> Result<()> {
     let row = find(session, given).await?;
     if row.nbd_uri.is_empty() {
         bail!("{}/{} has no NBD export known to the station (its unit is not serving data)", row.unit, row.volume);
@@ -466,11 +473,43 @@ async fn attach(session: &Session, given: &str) -> Result<()> {
         let _ = handshake.abort().await;
         Ok::<_, dvsan_nbd::ClientError>(info)
     }
-    .await
-    .with_context(|| format!("checking export {export:?} at {address} from {}", session.host))?;
-    println!("# {}/{} {:?}: export {export:?} at {address}, {} bytes", row.unit, row.volume, row.name, info.size);
-    println!("nbd-client {} {} -N {export} /dev/nbd0", address.ip(), address.port());
-    println!("qemu-nbd --connect=/dev/nbd0 {}", row.nbd_uri);
+    .await;
+    let tls_required = matches!(&info, Err(e) if e.option_reply() == Some(dvsan_nbd::constants::REP_ERR_TLS_REQD));
+    let head = format!("# {}/{} {:?}: export {export:?} at {address}", row.unit, row.volume, row.name);
+    if tls_dir.is_none() && !tls_required {
+        let info = info.with_context(|| format!("checking export {export:?} at {address} from {}", session.host))?;
+        println!("{head}, {} bytes", info.size);
+        println!("nbd-client {} {} -N {export} /dev/nbd0", address.ip(), address.port());
+        println!("qemu-nbd --connect=/dev/nbd0 {}", row.nbd_uri);
+        return Ok(());
+    }
+    // Over TLS: the plain check above cannot see the export (the unit requires TLS, or grants it to this host's
+    // certificate identity only); the printed commands do the check themselves.
+    let dir = match tls_dir {
+        Some(dir) => {
+            for file in ["ca-cert.pem", "client-cert.pem", "client-key.pem"] {
+                if !dir.join(file).is_file() {
+                    bail!("{} has no {file}: give the directory `dvsan-host enroll --out DIR` wrote", dir.display());
+                }
+            }
+            dir.display().to_string()
+        }
+        None => {
+            println!("# the unit requires TLS: DIR is the directory `dvsan-host enroll --out DIR` wrote (--tls-dir DIR fills it in)");
+            "DIR".to_string()
+        }
+    };
+    let (ip, port) = (address.ip(), address.port());
+    let object = format!("tls-creds-x509,id=tls0,dir={dir},endpoint=client");
+    let image = format!("driver=nbd,host={ip},port={port},export={export},tls-creds=tls0");
+    println!("{head} over TLS (certificates in {dir})");
+    println!("nbdinfo 'nbds://{address}/{export}?tls-certificates={dir}'");
+    println!("qemu-img info --object {object} --image-opts {image}");
+    println!("qemu-nbd --object {object} --image-opts {image} --connect=/dev/nbd0");
+    println!(
+        "nbd-client {ip} {port} -N {export} -cacertfile {dir}/ca-cert.pem -certfile {dir}/client-cert.pem \
+         -keyfile {dir}/client-key.pem /dev/nbd0"
+    );
     Ok(())
 }
 

@@ -4,11 +4,14 @@
 //! another name (net-snmp's snmpset with an openssl request), and a community requester, get a failed row and no
 //! certificate.
 //!
+//! `dvsan-host attach` of a volume on a unit whose blockd requires TLS prints TLS commands; the printed nbdinfo and
+//! qemu-img commands are run and read the export.
+//!
 //! Needs `cargo build -p dvsan-blockd -p dvsan-station -p dvsan-host --bins` first.
 
 use dvsan_layout::AccessMode;
 use dvsan_tests::nbd::{run_tool_ok, Blockd, Unit};
-use dvsan_tests::units::Station;
+use dvsan_tests::units::{SanUnit, Station, WRITE_COMMUNITY};
 use dvsan_tests::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -167,4 +170,77 @@ fn a_host_enrols_over_snmp_as_its_v3_user_and_reads_its_export_over_tls() {
     assert_eq!(cell(&v2c(&station, "snmpget", &[&column("Status", 9)])), "failed");
     let error = cell(&v2c(&station, "snmpget", &[&column("Error", 9)]));
     assert!(error.contains("only to an SNMPv3 user"), "{error}");
+}
+
+fn dvsan_host(station: &Station, users: &Path, user: &str, args: &[&str]) -> String {
+    run_ok(
+        Command::new(workspace_bin("dvsan-host"))
+            .env_remove("DVSAN_WRITE_COMMUNITY")
+            .env_remove("DVSAN_CREDENTIALS")
+            .env_remove("DVSAN_USER")
+            .arg("--station")
+            .arg(station.snmp.unwrap().to_string())
+            .args(["--host", "127.0.0.1", "--wait", "20s", "--credentials"])
+            .arg(users)
+            .args(["--user", user])
+            .args(args),
+    )
+}
+
+/// The printed line that starts with `tool `, split at spaces (the test's paths have none), quotes removed.
+fn printed_command(out: &str, tool: &str) -> Vec<String> {
+    let line = out.lines().find(|l| l.starts_with(&format!("{tool} "))).unwrap_or_else(|| panic!("no {tool}: {out}"));
+    line.split_whitespace().skip(1).map(|w| w.trim_matches('\'').to_string()).collect()
+}
+
+#[test]
+fn attach_prints_tls_commands_that_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = users_file(dir.path());
+    let state = dir.path().join("station");
+    let users_arg = users.to_str().unwrap();
+    let station = Station::start_bare(
+        &state,
+        &["--trust-community-units", "--write-community", WRITE_COMMUNITY, "--users", users_arg],
+    );
+    let mut unit =
+        SanUnit::start(&dir.path().join("u1"), "127.0.65.1:1161", &station.traps.to_string(), "u1", &["64M"]);
+    // blockd again, requiring TLS, with a certificate of the station's CA for the unit's address.
+    let ca = dvsan_station::ca::StationCa::open_or_create(&state).unwrap();
+    let issued = ca.issue_unit(UNIT_ID, &["127.0.65.1".to_string()]).unwrap();
+    let unit_tls = dir.path().join("unit-tls");
+    dvsan_station::ca::write_unit_dir(&unit_tls, ca.cert_pem(), &issued).unwrap();
+    let file = |name: &str| unit_tls.join(name).display().to_string();
+    unit.start_blockd_with(&[
+        "--tls",
+        "require",
+        "--tls-cert",
+        &file("blockd-cert.pem"),
+        "--tls-key",
+        &file("blockd-key.pem"),
+        "--tls-ca",
+        &file("ca-cert.pem"),
+    ]);
+    station.wait_unit(&unit.snmp_addr, "available", std::time::Duration::from_secs(15), |u| u["state"] == "available");
+
+    let certs = dir.path().join("host-a-tls");
+    dvsan_host(&station, &users, "host-a", &["enroll", "--out", certs.to_str().unwrap()]);
+    let assigned = dvsan_host(&station, &users, "host-a", &["request", "--size", "8M", "--json"]);
+    let assigned: serde_json::Value = serde_json::from_str(&assigned).unwrap_or_else(|e| panic!("{e}: {assigned}"));
+    let volume = format!("{}/{}", assigned["unit"], assigned["volume"]);
+
+    // Without --tls-dir: the unit's refusal of plain NBD says TLS; the commands name DIR.
+    let out = dvsan_host(&station, &users, "host-a", &["attach", &volume]);
+    assert!(out.contains("the unit requires TLS") && out.contains("tls-certificates=DIR"), "{out}");
+
+    let out = dvsan_host(&station, &users, "host-a", &["attach", &volume, "--tls-dir", certs.to_str().unwrap()]);
+    assert!(out.contains(&format!("nbdinfo 'nbds://127.0.65.1:{}/", unit.data_port)), "{out}");
+    let nbdinfo = printed_command(&out, "nbdinfo");
+    let args: Vec<&str> = nbdinfo.iter().map(String::as_str).collect();
+    let info = run_tool_ok("nbdinfo", "libnbd-bin", &args, 30);
+    assert!(info.contains("export-size: 8388608"), "{out}\n{info}");
+    let qemu = printed_command(&out, "qemu-img");
+    let args: Vec<&str> = qemu.iter().map(String::as_str).collect();
+    let info = run_tool_ok("qemu-img", "qemu-utils", &args, 30);
+    assert!(info.contains("virtual size: 8 MiB"), "{out}\n{info}");
 }
