@@ -7,6 +7,10 @@
 //! nbd-client and qemu-nbd commands that connect it. Everything plain snmpset/snmpget can do too. The station
 //! shows a requester only its own requests and assignments, so those are read with the write community.
 //!
+//! `enroll` gets this host's TLS client certificate from the station's CA: it makes a key pair here, sends a
+//! certificate signing request for its SNMPv3 user's name in a dvsanStationCertRequestTable row, and writes the
+//! certificate, the key (0600) and the CA's certificate in the directory layout libnbd and qemu read.
+//!
 //! With `--credentials FILE --user NAME` (or DVSAN_CREDENTIALS and DVSAN_USER) every request goes to the station as
 //! that SNMPv3 user (authPriv when the user has a privacy passphrase); otherwise the communities are used.
 
@@ -16,7 +20,7 @@ use dvsan_mib as mib;
 use dvsan_snmp::usm::UsersFile;
 use dvsan_snmp::{resolve_address, Endpoint, Manager, Oid, SnmpError, Target, Value, VarBind};
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Parser)]
@@ -68,8 +72,22 @@ enum Command {
     },
     /// Give a volume back (UNIT/VOLUME as `list` prints it, or its name).
     Release { volume: String },
-    /// Check a volume's export and print the commands that connect it as a block device.
-    Attach { volume: String },
+    /// Check a volume's export and print the commands that connect it as a block device; over TLS when the
+    /// unit requires it or --tls-dir is given.
+    Attach {
+        volume: String,
+        /// The certificate directory `enroll --out DIR` wrote (ca-cert.pem, client-cert.pem, client-key.pem):
+        /// the commands connect over TLS with it.
+        #[arg(long, value_name = "DIR")]
+        tls_dir: Option<PathBuf>,
+    },
+    /// Get this host's TLS client certificate from the station's CA, for the identity of its SNMPv3 user
+    /// (--credentials/--user): the key is made here and stays here. Writes DIR: ca-cert.pem, client-cert.pem,
+    /// client-key.pem (mode 0600), as libnbd's `tls-certificates=DIR` and qemu's `tls-creds-x509,dir=DIR` read it.
+    Enroll {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 fn main() {
@@ -174,7 +192,16 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Request { size, name, json } => request(&session, &size, name.as_deref(), json).await,
         Command::List { json } => list(&session, json).await,
         Command::Release { volume } => release(&session, &volume).await,
-        Command::Attach { volume } => attach(&session, &volume).await,
+        Command::Attach { volume, tls_dir } => attach(&session, &volume, tls_dir.as_deref()).await,
+        Command::Enroll { out } => {
+            let Some(user) = &cli.user else {
+                bail!(
+                    "enroll needs --credentials FILE --user NAME: the certificate's identity is this host's SNMPv3 \
+                     user name, which the station checks"
+                );
+            };
+            enroll(&session, user, &out).await
+        }
     }
 }
 
@@ -429,7 +456,7 @@ fn parse_uri(uri: &str) -> Result<(SocketAddr, String)> {
     Ok((address, export.to_string()))
 }
 
-async fn attach(session: &Session, given: &str) -> Result<()> {
+async fn attach(session: &Session, given: &str, tls_dir: Option<&Path>) -> Result<()> {
     let row = find(session, given).await?;
     if row.nbd_uri.is_empty() {
         bail!("{}/{} has no NBD export known to the station (its unit is not serving data)", row.unit, row.volume);
@@ -446,10 +473,127 @@ async fn attach(session: &Session, given: &str) -> Result<()> {
         let _ = handshake.abort().await;
         Ok::<_, dvsan_nbd::ClientError>(info)
     }
-    .await
-    .with_context(|| format!("checking export {export:?} at {address} from {}", session.host))?;
-    println!("# {}/{} {:?}: export {export:?} at {address}, {} bytes", row.unit, row.volume, row.name, info.size);
-    println!("nbd-client {} {} -N {export} /dev/nbd0", address.ip(), address.port());
-    println!("qemu-nbd --connect=/dev/nbd0 {}", row.nbd_uri);
+    .await;
+    let tls_required = matches!(&info, Err(e) if e.option_reply() == Some(dvsan_nbd::constants::REP_ERR_TLS_REQD));
+    let head = format!("# {}/{} {:?}: export {export:?} at {address}", row.unit, row.volume, row.name);
+    if tls_dir.is_none() && !tls_required {
+        let info = info.with_context(|| format!("checking export {export:?} at {address} from {}", session.host))?;
+        println!("{head}, {} bytes", info.size);
+        println!("nbd-client {} {} -N {export} /dev/nbd0", address.ip(), address.port());
+        println!("qemu-nbd --connect=/dev/nbd0 {}", row.nbd_uri);
+        return Ok(());
+    }
+    // Over TLS: the plain check above cannot see the export (the unit requires TLS, or grants it to this host's
+    // certificate identity only); the printed commands do the check themselves.
+    let dir = match tls_dir {
+        Some(dir) => {
+            for file in ["ca-cert.pem", "client-cert.pem", "client-key.pem"] {
+                if !dir.join(file).is_file() {
+                    bail!("{} has no {file}: give the directory `dvsan-host enroll --out DIR` wrote", dir.display());
+                }
+            }
+            dir.display().to_string()
+        }
+        None => {
+            println!("# the unit requires TLS: DIR is the directory `dvsan-host enroll --out DIR` wrote (--tls-dir DIR fills it in)");
+            "DIR".to_string()
+        }
+    };
+    let (ip, port) = (address.ip(), address.port());
+    let object = format!("tls-creds-x509,id=tls0,dir={dir},endpoint=client");
+    let image = format!("driver=nbd,host={ip},port={port},export={export},tls-creds=tls0");
+    println!("{head} over TLS (certificates in {dir})");
+    println!("nbdinfo 'nbds://{address}/{export}?tls-certificates={dir}'");
+    println!("qemu-img info --object {object} --image-opts {image}");
+    println!("qemu-nbd --object {object} --image-opts {image} --connect=/dev/nbd0");
+    println!(
+        "nbd-client {ip} {port} -N {export} -cacertfile {dir}/ca-cert.pem -certfile {dir}/client-cert.pem \
+         -keyfile {dir}/client-key.pem /dev/nbd0"
+    );
     Ok(())
+}
+
+/// `enroll`: a key pair made here, a signing request for `identity` to the station's dvsanStationCertRequestTable,
+/// and the certificate directory written from the answer.
+async fn enroll(session: &Session, identity: &str, out: &Path) -> Result<()> {
+    let write = session.write()?;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).context("making a key pair")?;
+    let mut params = rcgen::CertificateParams::new(vec![identity.to_string()])
+        .with_context(|| format!("{identity:?} cannot be a certificate's DNS name"))?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(rcgen::DnType::CommonName, identity);
+    let csr = params.serialize_request(&key).context("making the certificate signing request")?;
+    let index = request_index();
+    let column = |c: &[u32]| Oid::from_slice(c).child(index);
+    let create = vec![
+        VarBind::new(column(mib::DVSAN_STATION_CERT_REQUEST_CSR), Value::OctetString(csr.der().to_vec())),
+        VarBind::new(
+            column(mib::DVSAN_STATION_CERT_REQUEST_ROW_STATUS),
+            Value::Integer(mib::row_status::CREATE_AND_GO),
+        ),
+    ];
+    session
+        .manager
+        .set(write, create)
+        .await
+        .map_err(|e| session.station_error(true, e))
+        .context("sending the certificate signing request to the station")?;
+    let oids: Vec<Oid> = [
+        mib::DVSAN_STATION_CERT_REQUEST_STATUS,
+        mib::DVSAN_STATION_CERT_REQUEST_ERROR,
+        mib::DVSAN_STATION_CERT_REQUEST_IDENTITY,
+        mib::DVSAN_STATION_CERT_REQUEST_CERTIFICATE,
+        mib::DVSAN_STATION_CERT_REQUEST_CA_CERTIFICATE,
+    ]
+    .iter()
+    .map(|c| column(c))
+    .collect();
+    let row = session.manager.get(write, &oids).await.map_err(|e| session.station_error(true, e));
+    let destroy =
+        VarBind::new(column(mib::DVSAN_STATION_CERT_REQUEST_ROW_STATUS), Value::Integer(mib::row_status::DESTROY));
+    let _ = session.manager.set(write, vec![destroy]).await;
+    let values: Vec<Value> = row.context("reading the station's answer")?.into_iter().map(|vb| vb.value).collect();
+    let get = |i: usize| values.get(i).map(text).unwrap_or_default();
+    match values.first() {
+        Some(Value::Integer(mib::dvsan_station_cert_request_status::ISSUED)) => {}
+        Some(Value::Integer(mib::dvsan_station_cert_request_status::FAILED)) => {
+            bail!("the station refused: {}", get(1))
+        }
+        _ => bail!("the station's certificate request table answered with unexpected values"),
+    }
+    let (certificate, ca_certificate) = (get(3), get(4));
+    if !certificate.starts_with("-----BEGIN CERTIFICATE-----") || !ca_certificate.starts_with("-----BEGIN") {
+        bail!("the station answered without a PEM certificate");
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    write_atomic(&out.join("client-key.pem"), &key.serialize_pem(), 0o600)?;
+    write_atomic(&out.join("client-cert.pem"), &certificate, 0o644)?;
+    write_atomic(&out.join("ca-cert.pem"), &ca_certificate, 0o644)?;
+    println!(
+        "enrolled as {}: {} holds ca-cert.pem, client-cert.pem and client-key.pem (mode 0600); \
+         nbdinfo 'nbds://HOST:PORT/EXPORT?tls-certificates={}'",
+        get(2),
+        out.display(),
+        out.display()
+    );
+    Ok(())
+}
+
+/// Writes `text` to `path` with `mode`: a temporary file beside it (created with the mode), synced, renamed over.
+fn write_atomic(path: &Path, text: &str, mode: u32) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&temp);
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&temp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result.with_context(|| format!("writing {}", path.display()))
 }

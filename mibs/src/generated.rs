@@ -632,6 +632,36 @@ pub const DVSAN_STATION_REFUSED_ADDRESS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 
 /// DVSAN-STATION-MIB::dvsanStationRefusedReason
 pub const DVSAN_STATION_REFUSED_REASON: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 8, 4];
 
+/// DVSAN-STATION-MIB::dvsanStationCertRequestTable
+pub const DVSAN_STATION_CERT_REQUEST_TABLE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 9];
+
+/// DVSAN-STATION-MIB::dvsanStationCertRequestEntry
+pub const DVSAN_STATION_CERT_REQUEST_ENTRY: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 9, 1];
+
+/// DVSAN-STATION-MIB::dvsanStationCertRequestIndex
+pub const DVSAN_STATION_CERT_REQUEST_INDEX: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 9, 1, 1];
+
+/// DVSAN-STATION-MIB::dvsanStationCertRequestCsr
+pub const DVSAN_STATION_CERT_REQUEST_CSR: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 9, 1, 2];
+
+/// DVSAN-STATION-MIB::dvsanStationCertRequestIdentity
+pub const DVSAN_STATION_CERT_REQUEST_IDENTITY: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 9, 1, 3];
+
+/// DVSAN-STATION-MIB::dvsanStationCertRequestStatus
+pub const DVSAN_STATION_CERT_REQUEST_STATUS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 9, 1, 4];
+
+/// DVSAN-STATION-MIB::dvsanStationCertRequestError
+pub const DVSAN_STATION_CERT_REQUEST_ERROR: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 9, 1, 5];
+
+/// DVSAN-STATION-MIB::dvsanStationCertRequestCertificate
+pub const DVSAN_STATION_CERT_REQUEST_CERTIFICATE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 9, 1, 6];
+
+/// DVSAN-STATION-MIB::dvsanStationCertRequestCaCertificate
+pub const DVSAN_STATION_CERT_REQUEST_CA_CERTIFICATE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 9, 1, 7];
+
+/// DVSAN-STATION-MIB::dvsanStationCertRequestRowStatus
+pub const DVSAN_STATION_CERT_REQUEST_ROW_STATUS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 9, 1, 8];
+
 /// DVSAN-STATION-MIB::dvsanStationConformance
 pub const DVSAN_STATION_CONFORMANCE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2];
 
@@ -676,6 +706,9 @@ pub const DVSAN_STATION_TRUST_NOTIFICATION_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 3
 
 /// DVSAN-STATION-MIB::dvsanStationUsmGroup
 pub const DVSAN_STATION_USM_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2, 11];
+
+/// DVSAN-STATION-MIB::dvsanStationCertGroup
+pub const DVSAN_STATION_CERT_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2, 12];
 
 // SNMPv2-MIB
 
@@ -1138,6 +1171,14 @@ pub mod dvsan_station_pending_state {
     pub const PENDING: i32 = 1;
     /// rejected(2)
     pub const REJECTED: i32 = 2;
+}
+
+/// Values of DVSAN-STATION-MIB::dvsanStationCertRequestStatus.
+pub mod dvsan_station_cert_request_status {
+    /// issued(1)
+    pub const ISSUED: i32 = 1;
+    /// failed(2)
+    pub const FAILED: i32 = 2;
 }
 
 /// Values of SNMPv2-MIB::snmpEnableAuthenTraps.
@@ -1986,6 +2027,16 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationRefusedAddressType", DVSAN_STATION_REFUSED_ADDRESS_TYPE),
     ("dvsanStationRefusedAddress", DVSAN_STATION_REFUSED_ADDRESS),
     ("dvsanStationRefusedReason", DVSAN_STATION_REFUSED_REASON),
+    ("dvsanStationCertRequestTable", DVSAN_STATION_CERT_REQUEST_TABLE),
+    ("dvsanStationCertRequestEntry", DVSAN_STATION_CERT_REQUEST_ENTRY),
+    ("dvsanStationCertRequestIndex", DVSAN_STATION_CERT_REQUEST_INDEX),
+    ("dvsanStationCertRequestCsr", DVSAN_STATION_CERT_REQUEST_CSR),
+    ("dvsanStationCertRequestIdentity", DVSAN_STATION_CERT_REQUEST_IDENTITY),
+    ("dvsanStationCertRequestStatus", DVSAN_STATION_CERT_REQUEST_STATUS),
+    ("dvsanStationCertRequestError", DVSAN_STATION_CERT_REQUEST_ERROR),
+    ("dvsanStationCertRequestCertificate", DVSAN_STATION_CERT_REQUEST_CERTIFICATE),
+    ("dvsanStationCertRequestCaCertificate", DVSAN_STATION_CERT_REQUEST_CA_CERTIFICATE),
+    ("dvsanStationCertRequestRowStatus", DVSAN_STATION_CERT_REQUEST_ROW_STATUS),
     ("dvsanStationConformance", DVSAN_STATION_CONFORMANCE),
     ("dvsanStationCompliances", DVSAN_STATION_COMPLIANCES),
     ("dvsanStationCompliance", DVSAN_STATION_COMPLIANCE),
@@ -2001,6 +2052,7 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationTrustGroup", DVSAN_STATION_TRUST_GROUP),
     ("dvsanStationTrustNotificationGroup", DVSAN_STATION_TRUST_NOTIFICATION_GROUP),
     ("dvsanStationUsmGroup", DVSAN_STATION_USM_GROUP),
+    ("dvsanStationCertGroup", DVSAN_STATION_CERT_GROUP),
     ("system", SYSTEM),
     ("sysDescr", SYS_DESCR),
     ("sysObjectID", SYS_OBJECT_ID),

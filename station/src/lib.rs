@@ -8,7 +8,8 @@
 //! 1. Values, formats and parsing, importing nothing above them: [`timefmt`], [`counters`], [`set_values`] (SET
 //!    varbind checks), [`principal`] (who asks over SNMP, and the admins), [`fair_queue`], [`trap_log`], [`trust`] (whether the station trusts a unit: pool,
 //!    follow, pending or refuse, a pure decision), [`credentials`] (enrolled units' SNMPv3 users,
-//!    `unit-users.toml`), [`unit_access`] (the SNMP target of a unit: its enrolled v3 user, else the
+//!    `unit-users.toml`), [`ca`] (the station's CA for NBD over TLS: certificates for units' blockd and for hosts),
+//!    [`unit_access`] (the SNMP target of a unit: its enrolled v3 user, else the
 //!    communities), [`model`] (the pool as plain values), [`task_model`] (a task
 //!    and its arguments as plain values), [`notification`] (received notifications as records), [`view`] (the
 //!    CLI's text views), [`walk`] (reading one unit over SNMP into a snapshot) and [`forward`] (sending
@@ -21,7 +22,8 @@
 //!    the station, concurrently per unit, persisted in the store).
 //! 4. MIB views and protocol front-ends: [`station_mib`] (DVSAN-STATION-MIB served by the station's own agent,
 //!    and its notifications, which is what the daemon's announcer sends), [`task_table`] (the tasks over SNMP),
-//!    [`request_table`] (hosts' storage requests over SNMP, served by a worker), [`notification_log`]
+//!    [`request_table`] (hosts' storage requests over SNMP, served by a worker),
+//!    [`cert_table`] (hosts' certificate signing requests to the station's CA, for their SNMPv3 user's identity), [`notification_log`]
 //!    (NOTIFICATION-LOG-MIB over the stored notifications), [`ingest`] (receive notifications, queue them fairly
 //!    per source, store them in batches, acknowledge informs after commit) and [`coordinator`] (reacts to
 //!    notifications and polls; walks units and syncs them into the store).
@@ -43,6 +45,8 @@
 
 pub mod allocate;
 pub mod announce;
+pub mod ca;
+pub mod cert_table;
 pub mod coordinator;
 pub mod counters;
 pub mod credentials;

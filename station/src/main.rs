@@ -15,6 +15,7 @@ use dvsan_snmp::{resolve_address, Endpoint};
 use dvsan_station::allocate::{
     allocations, parse_host, parse_request_size, reject_pending, Allocation, Allocator, LockScope, PoolLock,
 };
+use dvsan_station::ca::{write_client_dir, write_unit_dir, StationCa, CA_CERT_FILE, LEAF_DAYS};
 use dvsan_station::credentials::{agent_users_file, write_private, CredentialStore};
 use dvsan_station::operation::{Detail, Operation, Outcome};
 use dvsan_station::station::{run, StationConfig};
@@ -51,6 +52,12 @@ enum Command {
     /// Manage the units the station knows.
     #[command(subcommand)]
     Unit(UnitCommand),
+    /// The station's CA for NBD over TLS (in the state directory, made at first need).
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Hosts' TLS certificates from the station's CA.
+    #[command(subcommand)]
+    Host(HostCommand),
     /// Show the pool: units, volumes and partitions.
     Pool {
         #[command(flatten)]
@@ -350,6 +357,14 @@ enum UnitCommand {
         /// Replace the credentials of a unit enrolled before.
         #[arg(long)]
         force: bool,
+        /// Also issue the unit's blockd certificate from the station's CA and write DIR: blockd-cert.pem,
+        /// blockd-key.pem (mode 0600) and ca-cert.pem, for `dvsan-blockd --tls require --tls-cert ...`.
+        #[arg(long, value_name = "DIR", requires = "tls_names")]
+        tls_dir: Option<PathBuf>,
+        /// An address or DNS name hosts use to reach the unit's blockd (repeat for each); clients check the one
+        /// they connect to against the certificate. The unit id is always in it too.
+        #[arg(long = "tls-name", value_name = "IP|NAME")]
+        tls_names: Vec<String>,
         #[command(flatten)]
         state: StateDir,
     },
@@ -400,6 +415,30 @@ enum UnitCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Print the CA certificate's path and SHA-256 fingerprint (making the CA if the station has none yet).
+    Show {
+        #[command(flatten)]
+        state: StateDir,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum HostCommand {
+    /// Issue a host's client certificate for identity NAME (its DNS subjectAltName, what blockd grants by
+    /// identity match) with a new key, and write DIR as libnbd's `tls-certificates=DIR` and qemu's
+    /// `tls-creds-x509,dir=DIR` read it: ca-cert.pem, client-cert.pem, client-key.pem (mode 0600).
+    Issue {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[command(flatten)]
+        state: StateDir,
+    },
+}
+
 #[derive(Debug, Args)]
 struct TrapsArgs {
     #[command(flatten)]
@@ -432,9 +471,11 @@ fn main() {
             cmd_unit_add(&address, &state.state_dir, agent_port, &community, timeout)
         }
         Command::Unit(UnitCommand::Rescan { unit, alloc }) => cmd_unit_rescan(&alloc, &unit),
-        Command::Unit(UnitCommand::Enroll { unit_id, out, force, state }) => {
-            cmd_unit_enroll(&state.state_dir, &unit_id, &out, force)
+        Command::Unit(UnitCommand::Enroll { unit_id, out, force, tls_dir, tls_names, state }) => {
+            cmd_unit_enroll(&state.state_dir, &unit_id, &out, force, tls_dir.as_deref(), &tls_names)
         }
+        Command::Ca(CaCommand::Show { state }) => cmd_ca_show(&state.state_dir),
+        Command::Host(HostCommand::Issue { name, out, state }) => cmd_host_issue(&state.state_dir, &name, &out),
         Command::Unit(UnitCommand::Pending { state, json, all }) => cmd_unit_pending(&state.state_dir, json, all),
         Command::Unit(UnitCommand::Approve { unit, alloc }) => cmd_unit_approve(&alloc, &unit),
         Command::Unit(UnitCommand::Reject { unit, state }) => cmd_unit_reject(&state.state_dir, &unit),
@@ -599,12 +640,30 @@ fn cmd_unit_add(address: &str, state_dir: &Path, agent_port: u16, community: &st
     print_or_quiet(&format!("{}\n", outcome.text))
 }
 
-fn cmd_unit_enroll(state_dir: &Path, unit_id: &str, out: &Path, force: bool) -> Result<()> {
+fn cmd_unit_enroll(
+    state_dir: &Path,
+    unit_id: &str,
+    out: &Path,
+    force: bool,
+    tls_dir: Option<&Path>,
+    tls_names: &[String],
+) -> Result<()> {
     std::fs::create_dir_all(state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
+    // The certificate is checked before anything is stored: a bad --tls-name enrols nothing.
+    let ca = tls_dir.map(|_| StationCa::open_or_create(state_dir)).transpose()?;
+    let issued = match &ca {
+        Some(ca) => {
+            let id = uuid::Uuid::parse_str(unit_id.trim()).map(|id| id.hyphenated().to_string());
+            let id =
+                id.map_err(|_| anyhow::anyhow!("{unit_id:?} is not a unit id (the UUID `dvsan-agent show` prints)"))?;
+            Some(ca.issue_unit(&id, tls_names)?)
+        }
+        None => None,
+    };
     let mut credentials = CredentialStore::open(state_dir)?;
     let made = credentials.enroll(unit_id, force, &format_ms(now_ms()))?;
     write_private(out, &agent_users_file(&made))?;
-    print_or_quiet(&format!(
+    let mut text = format!(
         "enrolled unit {} as SNMPv3 user {} ({}/{}, {}); its credentials are in {} (mode 0600): give that file to \
          the unit's agent (dvsan-agent run --users FILE) and remove this copy\n",
         made.unit_id,
@@ -612,6 +671,44 @@ fn cmd_unit_enroll(state_dir: &Path, unit_id: &str, out: &Path, force: bool) -> 
         made.auth,
         made.privacy,
         made.access,
+        out.display()
+    );
+    if let (Some(ca), Some(issued), Some(dir)) = (&ca, &issued, tls_dir) {
+        write_unit_dir(dir, ca.cert_pem(), issued)?;
+        let file = |name: &str| dir.join(name).display().to_string();
+        text.push_str(&format!(
+            "its blockd certificate (names {}, {}) is in {}: dvsan-blockd --tls require --tls-cert {} --tls-key {} \
+             --tls-ca {}\n",
+            made.unit_id,
+            tls_names.join(", "),
+            dir.display(),
+            file("blockd-cert.pem"),
+            file("blockd-key.pem"),
+            file(CA_CERT_FILE)
+        ));
+    }
+    print_or_quiet(&text)
+}
+
+fn cmd_ca_show(state_dir: &Path) -> Result<()> {
+    let made = StationCa::open_existing(state_dir)?.is_none();
+    let ca = StationCa::open_or_create(state_dir)?;
+    print_or_quiet(&format!(
+        "{}certificate: {}\nsha256 fingerprint: {}\n",
+        if made { "made the station's CA\n" } else { "" },
+        ca.cert_path().display(),
+        ca.fingerprint()
+    ))
+}
+
+fn cmd_host_issue(state_dir: &Path, name: &str, out: &Path) -> Result<()> {
+    let ca = StationCa::open_or_create(state_dir)?;
+    let issued = ca.issue_host(name)?;
+    write_client_dir(out, ca.cert_pem(), &issued.cert_pem, &issued.key_pem)?;
+    print_or_quiet(&format!(
+        "issued a client certificate for identity {name} (valid {LEAF_DAYS} days) into {} (ca-cert.pem, \
+         client-cert.pem, client-key.pem): nbdinfo 'nbds://HOST:PORT/EXPORT?tls-certificates={}'\n",
+        out.display(),
         out.display()
     ))
 }

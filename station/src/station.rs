@@ -15,6 +15,7 @@
 //! exit. On shutdown the receiver stops first, then the writer commits (and acknowledges) what is still queued.
 
 use crate::announce::Announcer;
+use crate::cert_table::CertRequestTable;
 use crate::coordinator::{Coordinator, CoordinatorSettings};
 use crate::counters::StationCounters;
 use crate::credentials::EnrolledUsers;
@@ -413,6 +414,8 @@ impl OwnAgent {
         );
         let requests = start_request_table(config, &tables, &admins, parts.announcer.clone())?;
         let mut builder = builder.handler(requests.prefix(), Arc::new(requests));
+        let certs = TableHandler::new(CertRequestTable::new(config.state_dir.clone(), admins.clone()));
+        builder = builder.handler(certs.prefix(), Arc::new(certs));
         let mut runner = None;
         let mut dispatcher = None;
         // Station tasks need a write community or user to be submitted; without one the station runs none.

@@ -417,9 +417,16 @@ impl SanUnit {
 
     /// (Re)starts blockd on the unit's data port.
     pub fn start_blockd(&mut self) {
+        self.start_blockd_with(&[]);
+    }
+
+    /// Stops blockd if it runs and starts it again on the unit's data port with `extra` flags (`--tls …`).
+    pub fn start_blockd_with(&mut self, extra: &[&str]) {
+        self.blockd = None;
         let mut cmd = Command::new(workspace_bin("dvsan-blockd"));
         cmd.arg("--state-dir").arg(self.dir.join("state"));
         cmd.args(["--listen", &format!("{}:{}", self.ip, self.data_port)]);
+        cmd.args(extra);
         self.blockd = Some(Proc::spawn("blockd", cmd, &self.dir));
     }
 

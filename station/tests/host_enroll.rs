@@ -1,0 +1,246 @@
+//! `dvsan-host enroll` through a running station's dvsanStationCertRequestTable: the host's key is made on the
+//! host, the station signs its request for the host's SNMPv3 user name, and the directory it writes gets nbdinfo
+//! through blockd (configured with the station's CA) to an export granted to that identity. A request asking for
+//! another name (net-snmp's snmpset with an openssl request), and a community requester, get a failed row and no
+//! certificate.
+//!
+//! `dvsan-host attach` of a volume on a unit whose blockd requires TLS prints TLS commands; the printed nbdinfo and
+//! qemu-img commands are run and read the export.
+//!
+//! Needs `cargo build -p dvsan-blockd -p dvsan-station -p dvsan-host --bins` first.
+
+use dvsan_layout::AccessMode;
+use dvsan_tests::nbd::{run_tool_ok, Blockd, Unit};
+use dvsan_tests::units::{SanUnit, Station, WRITE_COMMUNITY};
+use dvsan_tests::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const MIB: u64 = 1024 * 1024;
+const UNIT_ID: &str = "0e7c2b5a-3f41-4d8e-b1a6-9c5d7e2f4a18";
+const USERS: [(&str, &str, &str); 2] =
+    [("host-a", "host-a-auth-pass", "host-a-priv-pass"), ("host-b", "host-b-auth-pass", "host-b-priv-pass")];
+const COMMUNITY: &str = "enrol-write-community";
+
+fn users_file(dir: &Path) -> PathBuf {
+    let path = dir.join("users.toml");
+    let mut text = String::new();
+    for (name, auth, privacy) in USERS {
+        text.push_str(&format!(
+            "[[user]]\nname = \"{name}\"\nauth = \"SHA-256\"\nauth_passphrase = \"{auth}\"\npriv = \"AES\"\n\
+             priv_passphrase = \"{privacy}\"\naccess = \"read-write\"\n\n"
+        ));
+    }
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+/// net-snmp `tool` against the station as v3 `user` (authPriv SHA-256/AES).
+fn v3(station: &Station, tool: &str, user: &str, args: &[&str]) -> Output {
+    let (_, auth, privacy) = USERS.iter().find(|u| u.0 == user).copied().expect("a test user");
+    net_snmp(tool)
+        .args(["-v3", "-l", "authPriv", "-u", user, "-a", "SHA-256", "-A", auth, "-x", "AES", "-X", privacy])
+        .args(["-t", "2", "-r", "1", "-Oqv"])
+        .arg(station.snmp.unwrap().to_string())
+        .args(args)
+        .output()
+        .expect("net-snmp runs")
+}
+
+fn v2c(station: &Station, tool: &str, args: &[&str]) -> Output {
+    net_snmp(tool)
+        .args(["-v2c", "-c", COMMUNITY, "-t", "2", "-r", "1", "-Oqv"])
+        .arg(station.snmp.unwrap().to_string())
+        .args(args)
+        .output()
+        .expect("net-snmp runs")
+}
+
+/// A PKCS#10 request made by openssl for subject CN `cn`, as hex of its DER (snmpset's `x` type).
+fn openssl_request(dir: &Path, cn: &str) -> String {
+    require_tool("openssl", "openssl");
+    let der = dir.join(format!("{cn}.csr.der"));
+    run_ok(
+        Command::new("openssl")
+            .args(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
+            .args(["-subj", &format!("/CN={cn}"), "-outform", "DER", "-keyout"])
+            .arg(dir.join(format!("{cn}.key")))
+            .arg("-out")
+            .arg(&der),
+    );
+    std::fs::read(&der).unwrap().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn cell(out: &Output) -> String {
+    assert!(out.status.success(), "{}", describe(out));
+    stdout(out).trim().trim_matches('"').to_string()
+}
+
+#[test]
+fn a_host_enrols_over_snmp_as_its_v3_user_and_reads_its_export_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = users_file(dir.path());
+    let state = dir.path().join("station");
+    let station = Station::start_bare(
+        &state,
+        &["--users", users.to_str().unwrap(), "--snmp-write-community", COMMUNITY, "--write-community", COMMUNITY],
+    );
+
+    // `dvsan-host enroll` as host-a.
+    let out_dir = dir.path().join("host-a-tls");
+    let enrolled = run_ok(
+        Command::new(workspace_bin("dvsan-host"))
+            .env_remove("DVSAN_WRITE_COMMUNITY")
+            .env_remove("DVSAN_CREDENTIALS")
+            .env_remove("DVSAN_USER")
+            .arg("--station")
+            .arg(station.snmp.unwrap().to_string())
+            .args(["--host", "127.0.0.1", "--credentials"])
+            .arg(&users)
+            .args(["--user", "host-a", "enroll", "--out"])
+            .arg(&out_dir),
+    );
+    assert!(enrolled.contains("enrolled as host-a"), "{enrolled}");
+    let mode = std::fs::metadata(out_dir.join("client-key.pem")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let text =
+        run_ok(Command::new("openssl").args(["x509", "-noout", "-text", "-in"]).arg(out_dir.join("client-cert.pem")));
+    assert!(text.contains("DNS:host-a") && text.contains("Subject: CN = host-a"), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("ca-cert.pem")).unwrap(),
+        std::fs::read_to_string(state.join("ca/ca-cert.pem")).unwrap(),
+        "the CA certificate is the station's"
+    );
+
+    // blockd with a certificate of the same station's CA serves host-a's export to that directory.
+    let unit_tls = dir.path().join("unit-tls");
+    run_ok(
+        Command::new(workspace_bin("dvsan-station"))
+            .args(["unit", "enroll", UNIT_ID, "--out"])
+            .arg(dir.path().join("unit-users.toml"))
+            .arg("--tls-dir")
+            .arg(&unit_tls)
+            .args(["--tls-name", "127.0.0.1", "--state-dir"])
+            .arg(&state),
+    );
+    let unit = Unit::new(&[16 * MIB]);
+    let data = unit.volume("data", 256);
+    unit.grant_identity(data.index, "host-a", None, AccessMode::ReadWrite);
+    let file = |name: &str| unit_tls.join(name).display().to_string();
+    let blockd = Blockd::start_with(
+        &unit,
+        &[
+            "--tls",
+            "require",
+            "--tls-cert",
+            &file("blockd-cert.pem"),
+            "--tls-key",
+            &file("blockd-key.pem"),
+            "--tls-ca",
+            &file("ca-cert.pem"),
+        ],
+    );
+    let uri = format!("nbds://{}/data?tls-certificates={}", blockd.addr, out_dir.display());
+    let info = run_tool_ok("nbdinfo", "libnbd-bin", &[&uri], 30);
+    assert!(info.contains("export-size: 1048576"), "{info}");
+
+    // host-b asking for "admin" is refused; asking for itself works (a PKCS#10 request of openssl's, by snmpset).
+    let column = |name: &str, index: u32| format!("DVSAN-STATION-MIB::dvsanStationCertRequest{name}.{index}");
+    let admin = openssl_request(dir.path(), "admin");
+    let set = v3(&station, "snmpset", "host-b", &[&column("Csr", 7), "x", &admin, &column("RowStatus", 7), "i", "4"]);
+    assert!(set.status.success(), "{}", describe(&set));
+    assert_eq!(cell(&v3(&station, "snmpget", "host-b", &[&column("Status", 7)])), "failed");
+    let error = cell(&v3(&station, "snmpget", "host-b", &[&column("Error", 7)]));
+    assert!(error.contains("asks for \"admin\"") && error.contains("(host-b)"), "{error}");
+    assert_eq!(cell(&v3(&station, "snmpget", "host-b", &[&column("Certificate", 7)])), "");
+    // host-a does not see host-b's row.
+    let other = v3(&station, "snmpget", "host-a", &[&column("Status", 7)]);
+    assert!(stdout(&other).contains("No Such Instance"), "{}", describe(&other));
+
+    let own = openssl_request(dir.path(), "host-b");
+    v3(&station, "snmpset", "host-b", &[&column("Csr", 8), "x", &own, &column("RowStatus", 8), "i", "4"]);
+    assert_eq!(cell(&v3(&station, "snmpget", "host-b", &[&column("Status", 8)])), "issued");
+    assert_eq!(cell(&v3(&station, "snmpget", "host-b", &[&column("Identity", 8)])), "host-b");
+
+    // A community is no identity.
+    let set = v2c(&station, "snmpset", &[&column("Csr", 9), "x", &own, &column("RowStatus", 9), "i", "4"]);
+    assert!(set.status.success(), "{}", describe(&set));
+    assert_eq!(cell(&v2c(&station, "snmpget", &[&column("Status", 9)])), "failed");
+    let error = cell(&v2c(&station, "snmpget", &[&column("Error", 9)]));
+    assert!(error.contains("only to an SNMPv3 user"), "{error}");
+}
+
+fn dvsan_host(station: &Station, users: &Path, user: &str, args: &[&str]) -> String {
+    run_ok(
+        Command::new(workspace_bin("dvsan-host"))
+            .env_remove("DVSAN_WRITE_COMMUNITY")
+            .env_remove("DVSAN_CREDENTIALS")
+            .env_remove("DVSAN_USER")
+            .arg("--station")
+            .arg(station.snmp.unwrap().to_string())
+            .args(["--host", "127.0.0.1", "--wait", "20s", "--credentials"])
+            .arg(users)
+            .args(["--user", user])
+            .args(args),
+    )
+}
+
+/// The printed line that starts with `tool `, split at spaces (the test's paths have none), quotes removed.
+fn printed_command(out: &str, tool: &str) -> Vec<String> {
+    let line = out.lines().find(|l| l.starts_with(&format!("{tool} "))).unwrap_or_else(|| panic!("no {tool}: {out}"));
+    line.split_whitespace().skip(1).map(|w| w.trim_matches('\'').to_string()).collect()
+}
+
+#[test]
+fn attach_prints_tls_commands_that_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = users_file(dir.path());
+    let state = dir.path().join("station");
+    let users_arg = users.to_str().unwrap();
+    let station = Station::start_bare(
+        &state,
+        &["--trust-community-units", "--write-community", WRITE_COMMUNITY, "--users", users_arg],
+    );
+    let mut unit =
+        SanUnit::start(&dir.path().join("u1"), "127.0.65.1:1161", &station.traps.to_string(), "u1", &["64M"]);
+    // blockd again, requiring TLS, with a certificate of the station's CA for the unit's address.
+    let ca = dvsan_station::ca::StationCa::open_or_create(&state).unwrap();
+    let issued = ca.issue_unit(UNIT_ID, &["127.0.65.1".to_string()]).unwrap();
+    let unit_tls = dir.path().join("unit-tls");
+    dvsan_station::ca::write_unit_dir(&unit_tls, ca.cert_pem(), &issued).unwrap();
+    let file = |name: &str| unit_tls.join(name).display().to_string();
+    unit.start_blockd_with(&[
+        "--tls",
+        "require",
+        "--tls-cert",
+        &file("blockd-cert.pem"),
+        "--tls-key",
+        &file("blockd-key.pem"),
+        "--tls-ca",
+        &file("ca-cert.pem"),
+    ]);
+    station.wait_unit(&unit.snmp_addr, "available", std::time::Duration::from_secs(15), |u| u["state"] == "available");
+
+    let certs = dir.path().join("host-a-tls");
+    dvsan_host(&station, &users, "host-a", &["enroll", "--out", certs.to_str().unwrap()]);
+    let assigned = dvsan_host(&station, &users, "host-a", &["request", "--size", "8M", "--json"]);
+    let assigned: serde_json::Value = serde_json::from_str(&assigned).unwrap_or_else(|e| panic!("{e}: {assigned}"));
+    let volume = format!("{}/{}", assigned["unit"], assigned["volume"]);
+
+    // Without --tls-dir: the unit's refusal of plain NBD says TLS; the commands name DIR.
+    let out = dvsan_host(&station, &users, "host-a", &["attach", &volume]);
+    assert!(out.contains("the unit requires TLS") && out.contains("tls-certificates=DIR"), "{out}");
+
+    let out = dvsan_host(&station, &users, "host-a", &["attach", &volume, "--tls-dir", certs.to_str().unwrap()]);
+    assert!(out.contains(&format!("nbdinfo 'nbds://127.0.65.1:{}/", unit.data_port)), "{out}");
+    let nbdinfo = printed_command(&out, "nbdinfo");
+    let args: Vec<&str> = nbdinfo.iter().map(String::as_str).collect();
+    let info = run_tool_ok("nbdinfo", "libnbd-bin", &args, 30);
+    assert!(info.contains("export-size: 8388608"), "{out}\n{info}");
+    let qemu = printed_command(&out, "qemu-img");
+    let args: Vec<&str> = qemu.iter().map(String::as_str).collect();
+    let info = run_tool_ok("qemu-img", "qemu-utils", &args, 30);
+    assert!(info.contains("virtual size: 8 MiB"), "{out}\n{info}");
+}
