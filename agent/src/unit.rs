@@ -14,7 +14,7 @@ use dvsan_layout::{
     DataServiceState, Layout, LayoutError, LayoutStore, NewGrant, NewPartition, NewVolume, TrafficRecord,
 };
 use dvsan_snmp::Uptime;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -126,6 +126,8 @@ pub struct Unit {
     store: Mutex<LayoutStore>,
     layout: RwLock<Arc<Layout>>,
     traffic: RwLock<Arc<Vec<TrafficRecord>>>,
+    /// blockd's bad-input totals by name (refused, evicted, timed-out connections...), refreshed with traffic.
+    data_counters: RwLock<Arc<BTreeMap<String, u64>>>,
     link: RwLock<DataLink>,
     uptime: Uptime,
     /// The change counter last announced (or the one at start, which coldStart carries).
@@ -140,10 +142,12 @@ impl Unit {
         let layout = Arc::new(store.load()?);
         let announced = Mutex::new(layout.unit.change_counter);
         let traffic = Arc::new(store.traffic()?);
+        let data_counters = Arc::new(store.data_counters()?);
         Ok(Unit {
             store: Mutex::new(store),
             layout: RwLock::new(layout),
             traffic: RwLock::new(traffic),
+            data_counters: RwLock::new(data_counters),
             link: RwLock::new(DataLink { up: false, listen: None, last_change: 0 }),
             uptime,
             announced,
@@ -288,9 +292,20 @@ impl Unit {
         Ok(Some(counter))
     }
 
+    /// blockd's total for each bad-input reason named (0 for one it never saved).
+    pub fn data_counter(&self, names: &[&str]) -> u64 {
+        let c = self.data_counters.read().unwrap_or_else(|p| p.into_inner()).clone();
+        names.iter().map(|n| c.get(*n).copied().unwrap_or(0)).fold(0, u64::saturating_add)
+    }
+
+    /// Re-read blockd's traffic and bad-input counters.
     pub fn refresh_traffic(&self) -> Result<(), LayoutError> {
-        let t = Arc::new(self.store().traffic()?);
+        let (t, c) = {
+            let store = self.store();
+            (Arc::new(store.traffic()?), Arc::new(store.data_counters()?))
+        };
         *self.traffic.write().unwrap_or_else(|p| p.into_inner()) = t;
+        *self.data_counters.write().unwrap_or_else(|p| p.into_inner()) = c;
         Ok(())
     }
 

@@ -179,6 +179,20 @@ impl BadInputCounters {
         }
     }
 
+    /// Continue from totals saved by an earlier run (by [`BadInput::name`]; unknown names are ignored).
+    pub fn add_saved(&self, saved: &std::collections::BTreeMap<String, u64>) {
+        for b in BadInput::ALL {
+            if let Some(n) = saved.get(b.name()) {
+                self.counts[b as usize].fetch_add(*n, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// (name, total) of every non-zero counter, for the unit store (the agent serves them in DVSAN-MIB).
+    pub fn totals(&self) -> Vec<(&'static str, u64)> {
+        BadInput::ALL.iter().map(|b| (b.name(), self.get(*b))).filter(|(_, n)| *n > 0).collect()
+    }
+
     pub fn get(&self, what: BadInput) -> u64 {
         self.counts[what as usize].load(Ordering::Relaxed)
     }
@@ -214,6 +228,9 @@ mod tests {
         c.bump(BadInput::StalledRequest);
         c.bump(BadInput::StalledRequest);
         assert_eq!(c.summary(), "stalled_request=2");
+        let saved = [("stalled_request".to_string(), 5), ("no_such_reason".to_string(), 9)].into_iter().collect();
+        c.add_saved(&saved);
+        assert_eq!(c.totals(), vec![("stalled_request", 7)]);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! Every poll interval it reads the layout's change counter; when it moved, it loads the layout, builds a new
 //! export table (reusing open media), swaps it in and closes connections whose grant or export went away. About
-//! once a second it saves the traffic counters and writes the heartbeat. On stop it saves the counters a last
+//! once a second it saves the traffic and bad-input counters and writes the heartbeat. On stop it saves the counters a last
 //! time, flushes every medium and records the Stopped state. Keeping SQLite on one thread keeps it off the data
 //! path and off the async runtime.
 
@@ -122,13 +122,19 @@ impl Worker {
         );
     }
 
+    /// Save the traffic counters and the bad-input totals (refused, evicted and timed-out connections...).
     fn save_traffic(&mut self) {
         let records = self.shared.traffic.snapshot();
-        if records.is_empty() {
-            return;
+        if !records.is_empty() {
+            if let Err(e) = self.store.save_traffic(&records) {
+                tracing::warn!(error = %e, "cannot save traffic counters");
+            }
         }
-        if let Err(e) = self.store.save_traffic(&records) {
-            tracing::warn!(error = %e, "cannot save traffic counters");
+        let totals = self.shared.bad_input.totals();
+        if !totals.is_empty() {
+            if let Err(e) = self.store.save_data_counters(&totals) {
+                tracing::warn!(error = %e, "cannot save bad-input counters");
+            }
         }
     }
 

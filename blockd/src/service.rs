@@ -139,6 +139,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut store = open_store(&config.state_dir)?;
     let layout = store.load().map_err(store_err)?;
     let traffic = TrafficTable::from_records(&store.traffic().map_err(store_err)?);
+    let saved_counters = store.data_counters().map_err(store_err)?;
     let mut cache = MediaCache::default();
     let table = Arc::new(ExportTable::build(layout, &mut cache));
 
@@ -155,6 +156,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let admission = Admission::new(config.admission);
     let shared = Arc::new(Shared::new(table, traffic, admission, ReplyBudget::new(config.reply_memory)));
+    // Totals continue from the last run's, like traffic: the agent serves them as DVSAN-MIB counters.
+    shared.bad_input.add_saved(&saved_counters);
     let maintenance =
         Maintenance::spawn(store, cache, shared.clone(), local, config.poll_interval, config.stats_interval)?;
     let config = Arc::new(config);

@@ -276,3 +276,91 @@ fn unread_32_mib_reads_do_not_grow_blockd_memory() {
     assert!(growth < 100 * MIB, "blockd grew by {} MiB", growth / MIB);
     drop(attackers);
 }
+
+/// Refusals and drops reach the unit MIB: after an attack on a whole unit (agent and blockd), `snmpget` of the
+/// dvsanDataGuard counters on the unit agent shows each kind counted: connections refused at accept, handshakes
+/// evicted for a lighter source, silent connections, handshake timeouts, refused exports and over-cap refusals.
+#[test]
+fn refusals_and_drops_are_counted_in_the_unit_mib() {
+    use dvsan_tests::units::SanUnit;
+    dvsan_tests::require_tool("snmpget", "snmp");
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.90.1";
+    let snmp_addr = format!("{ip}:{}", dvsan_tests::free_udp_port(ip));
+    let mut unit = SanUnit::start(dir.path(), &snmp_addr, "127.0.90.1:9", "guard", &["16M"]);
+    unit.start_blockd_with(&[
+        "--max-handshakes",
+        "5",
+        "--max-handshakes-per-source",
+        "2",
+        "--max-connections-per-host",
+        "1",
+        "--silent-timeout-ms",
+        "1000",
+        "--handshake-timeout-ms",
+        "1500",
+    ]);
+    let addr: SocketAddr = format!("{ip}:{}", unit.data_port).parse().unwrap();
+    // Listening: a connection that closes at once is not counted (it is neither silent nor refused).
+    dvsan_tests::wait_until("blockd listening", Duration::from_secs(10), || std::net::TcpStream::connect(addr).ok());
+    unit.set(&["dvsanVolumeLength.1", "u", "256", "dvsanVolumeRowStatus.1", "i", "createAndGo"]);
+    unit.set(&[
+        "dvsanAccessVolumeIndex.1",
+        "u",
+        "1",
+        "dvsanAccessHostAddressType.1",
+        "i",
+        "ipv4",
+        "dvsanAccessHostAddress.1",
+        "x",
+        "7F000001",
+        "dvsanAccessRowStatus.1",
+        "i",
+        "createAndGo",
+    ]);
+
+    // Five handshake slots: one stalled handshake (flags sent, then nothing), two silent connections from each of
+    // two sources; three more from the first source are refused at once (its share is 2), and a connection from
+    // a fifth source takes the oldest slot of a heaviest source.
+    let mut stalled = Raw::connect_from(addr, "127.0.90.67");
+    let mut greeting = [0u8; 18];
+    stalled.read_exact(&mut greeting);
+    stalled.send(&3u32.to_be_bytes());
+    let mut held: Vec<Raw> = (0..2).map(|_| Raw::connect_from(addr, "127.0.90.66")).collect();
+    for _ in 0..3 {
+        Raw::connect_from(addr, "127.0.90.66").wait_closed();
+    }
+    held.extend((0..2).map(|_| Raw::connect_from(addr, "127.0.90.68")));
+    held.push(Raw::connect_from(addr, "127.0.90.69"));
+    for raw in held.iter_mut().chain([&mut stalled]) {
+        raw.wait_closed();
+    }
+    // Two exports refused: one that does not exist, and the volume asked for by a host without a grant. Then the
+    // granted host's second connection in transmission is refused over its cap of one.
+    let export = unit.get(&["dvsanVolumeExportName.1"]).trim().trim_matches('"').to_string();
+    for (name, source) in [("nosuch", "127.0.0.1"), (export.as_str(), "127.0.90.70")] {
+        let mut raw = Raw::connect_from(addr, source);
+        raw.read_exact(&mut greeting);
+        raw.send(&3u32.to_be_bytes());
+        raw.option(&dvsan_nbd::ClientOption::Go(dvsan_nbd::InfoRequest { name: name.into(), requests: vec![] }));
+        assert_eq!(raw.option_reply().0.reply, REP_ERR_UNKNOWN);
+    }
+    let _serving = Raw::go(addr, &export, false);
+    let mut over = Raw::greet(addr);
+    over.option(&dvsan_nbd::ClientOption::Go(dvsan_nbd::InfoRequest { name: export, requests: vec![] }));
+    assert_eq!(over.option_reply().0.reply, REP_ERR_POLICY);
+
+    let want = [
+        ("dvsanDataRefusedConnections.0", "3 connections"),
+        ("dvsanDataEvictedHandshakes.0", "1 connections"),
+        ("dvsanDataSilentConnections.0", "4 connections"),
+        ("dvsanDataHandshakeTimeouts.0", "1 connections"),
+        ("dvsanDataRefusedExports.0", "2 requests"),
+        ("dvsanDataOverCapRefusals.0", "1 requests"),
+    ];
+    for (object, value) in want {
+        unit.wait_value(object, value);
+    }
+    let objects: Vec<&str> = want.iter().map(|(o, _)| *o).collect();
+    eprintln!("unit MIB after the attack: {}", unit.get(&objects).replace('\n', " "));
+}

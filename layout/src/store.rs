@@ -17,6 +17,7 @@ use crate::open_lock::{lock_store_open, StoreOpenLock};
 use crate::plan::{NewGrant, NewPartition, NewVolume};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use rusqlite_migration::{Migrations, M};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -129,10 +130,18 @@ const GRANT_IDENTITY: &str = "
     DROP TABLE grants;
     ALTER TABLE grants_new RENAME TO grants;";
 
+/// Migration 4, "data counters" (issue 16, limits that hold under attack): blockd's totals of refused, evicted
+/// and timed-out connections and other bad input, by reason name, which the agent serves in DVSAN-MIB.
+const DATA_COUNTERS: &str = "
+    CREATE TABLE data_counters (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL DEFAULT 0
+    );";
+
 /// The schema's migrations, in order: the version kept in `PRAGMA user_version` is the position in this list
-/// (1 initial schema, 2 clearing, 3 grant identity). New migrations go at the end.
+/// (1 initial schema, 2 clearing, 3 grant identity, 4 data counters). New migrations go at the end.
 fn migration_list() -> Vec<M<'static>> {
-    vec![M::up(INITIAL), M::up_with_hook(CLEARING, release_free_space), M::up(GRANT_IDENTITY)]
+    vec![M::up(INITIAL), M::up_with_hook(CLEARING, release_free_space), M::up(GRANT_IDENTITY), M::up(DATA_COUNTERS)]
 }
 
 fn migrations() -> Migrations<'static> {
@@ -607,6 +616,34 @@ impl LayoutStore {
         Ok(indexes)
     }
 
+    /// blockd's counters by name (bad input, refused and dropped connections): absolute totals, each replacing
+    /// the stored value.
+    pub fn save_data_counters(&mut self, counters: &[(&str, u64)]) -> Result<(), LayoutError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO data_counters (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = ?2",
+            )?;
+            for (name, value) in counters {
+                upsert.execute(params![name, *value as i64])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// blockd's counters by name, as last saved (a name never saved is absent).
+    pub fn data_counters(&self) -> Result<BTreeMap<String, u64>, LayoutError> {
+        let mut stmt = self.conn.prepare_cached("SELECT name, value FROM data_counters")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let (name, value) = row?;
+            out.insert(name, value.max(0) as u64);
+        }
+        Ok(out)
+    }
+
     /// blockd's heartbeat and state.
     pub fn set_data_service(&mut self, status: &DataServiceStatus) -> Result<(), LayoutError> {
         self.conn.execute(
@@ -848,7 +885,7 @@ mod tests {
             )
             .unwrap();
         let mut s = LayoutStore::open(dir.path()).unwrap();
-        assert_eq!(user_version(&s), 3);
+        assert_eq!(user_version(&s), 4);
         assert_eq!(user_version(&s), migration_list().len() as i64);
         let g = &s.load().unwrap().grants[0];
         assert_eq!((g.host, g.identity.as_deref()), (Some("127.0.0.9".parse().unwrap()), None));
@@ -879,7 +916,7 @@ mod tests {
             )
             .unwrap();
         let mut s = LayoutStore::open(dir.path()).unwrap();
-        assert_eq!(user_version(&s), 3);
+        assert_eq!(user_version(&s), 4);
         let l = s.load().unwrap();
         assert_eq!(l.grants.len(), 1);
         assert_eq!((l.grants[0].mode, l.grants[0].identity.as_deref()), (AccessMode::ReadWrite, None));
@@ -915,6 +952,18 @@ mod tests {
         assert!(err.to_string().contains("given in its place"), "{err}");
         let err = LayoutStore::open(dir.path()).unwrap().init_unit("unit-a", 512).unwrap_err();
         assert!(err.to_string().contains("block size 4096"), "{err}");
+    }
+
+    #[test]
+    fn data_counters_round_trip_and_replace() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = LayoutStore::open(dir.path()).unwrap();
+        assert!(s.data_counters().unwrap().is_empty());
+        s.save_data_counters(&[("silent_client", 3), ("handshake_timeout", 1)]).unwrap();
+        s.save_data_counters(&[("silent_client", 7)]).unwrap();
+        let c = s.data_counters().unwrap();
+        assert_eq!(c.get("silent_client"), Some(&7));
+        assert_eq!(c.get("handshake_timeout"), Some(&1));
     }
 
     #[test]

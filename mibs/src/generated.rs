@@ -216,6 +216,27 @@ pub const DVSAN_TRAFFIC_BYTES_WRITTEN: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1,
 /// DVSAN-MIB::dvsanTrafficLatencyMicros
 pub const DVSAN_TRAFFIC_LATENCY_MICROS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 6, 1, 9];
 
+/// DVSAN-MIB::dvsanDataGuard
+pub const DVSAN_DATA_GUARD: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 7];
+
+/// DVSAN-MIB::dvsanDataRefusedConnections
+pub const DVSAN_DATA_REFUSED_CONNECTIONS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 7, 1];
+
+/// DVSAN-MIB::dvsanDataEvictedHandshakes
+pub const DVSAN_DATA_EVICTED_HANDSHAKES: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 7, 2];
+
+/// DVSAN-MIB::dvsanDataSilentConnections
+pub const DVSAN_DATA_SILENT_CONNECTIONS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 7, 3];
+
+/// DVSAN-MIB::dvsanDataHandshakeTimeouts
+pub const DVSAN_DATA_HANDSHAKE_TIMEOUTS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 7, 4];
+
+/// DVSAN-MIB::dvsanDataRefusedExports
+pub const DVSAN_DATA_REFUSED_EXPORTS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 7, 5];
+
+/// DVSAN-MIB::dvsanDataOverCapRefusals
+pub const DVSAN_DATA_OVER_CAP_REFUSALS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 7, 6];
+
 /// DVSAN-MIB::dvsanConformance
 pub const DVSAN_CONFORMANCE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 2];
 
@@ -248,6 +269,9 @@ pub const DVSAN_TRAFFIC_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 2, 2, 6];
 
 /// DVSAN-MIB::dvsanNotificationGroup
 pub const DVSAN_NOTIFICATION_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 2, 2, 7];
+
+/// DVSAN-MIB::dvsanDataGuardGroup
+pub const DVSAN_DATA_GUARD_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 2, 2, 8];
 
 // DVSAN-STATION-MIB
 
@@ -1889,6 +1913,13 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanTrafficBytesRead", DVSAN_TRAFFIC_BYTES_READ),
     ("dvsanTrafficBytesWritten", DVSAN_TRAFFIC_BYTES_WRITTEN),
     ("dvsanTrafficLatencyMicros", DVSAN_TRAFFIC_LATENCY_MICROS),
+    ("dvsanDataGuard", DVSAN_DATA_GUARD),
+    ("dvsanDataRefusedConnections", DVSAN_DATA_REFUSED_CONNECTIONS),
+    ("dvsanDataEvictedHandshakes", DVSAN_DATA_EVICTED_HANDSHAKES),
+    ("dvsanDataSilentConnections", DVSAN_DATA_SILENT_CONNECTIONS),
+    ("dvsanDataHandshakeTimeouts", DVSAN_DATA_HANDSHAKE_TIMEOUTS),
+    ("dvsanDataRefusedExports", DVSAN_DATA_REFUSED_EXPORTS),
+    ("dvsanDataOverCapRefusals", DVSAN_DATA_OVER_CAP_REFUSALS),
     ("dvsanConformance", DVSAN_CONFORMANCE),
     ("dvsanCompliances", DVSAN_COMPLIANCES),
     ("dvsanCompliance", DVSAN_COMPLIANCE),
@@ -1900,6 +1931,7 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanAccessGroup", DVSAN_ACCESS_GROUP),
     ("dvsanTrafficGroup", DVSAN_TRAFFIC_GROUP),
     ("dvsanNotificationGroup", DVSAN_NOTIFICATION_GROUP),
+    ("dvsanDataGuardGroup", DVSAN_DATA_GUARD_GROUP),
     ("dvsanStationMIB", DVSAN_STATION_MIB),
     ("dvsanStationNotifications", DVSAN_STATION_NOTIFICATIONS),
     ("dvsanStationUnitJoined", DVSAN_STATION_UNIT_JOINED),

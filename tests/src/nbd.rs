@@ -204,6 +204,36 @@ impl Raw {
         Raw { s }
     }
 
+    /// A connection from `source` (a 127.0.0.0/8 address, so the server sees another host than 127.0.0.1).
+    pub fn connect_from(addr: SocketAddr, source: &str) -> Raw {
+        use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+        use std::os::fd::AsRawFd;
+        let (SocketAddr::V4(to), Ok(from)) = (addr, source.parse::<std::net::Ipv4Addr>()) else {
+            panic!("connect_from needs IPv4 addresses: {addr} from {source}")
+        };
+        let fd = socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+        bind(fd.as_raw_fd(), &SockaddrIn::from(std::net::SocketAddrV4::new(from, 0))).unwrap();
+        connect(fd.as_raw_fd(), &SockaddrIn::from(to)).unwrap();
+        let s = std::net::TcpStream::from(fd);
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_nodelay(true).unwrap();
+        Raw { s }
+    }
+
+    /// Block until the server closes the connection (end of file or reset; the read timeout panics), discarding
+    /// what it sends.
+    pub fn wait_closed(&mut self) {
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.s.read(&mut buf) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+                Err(e) => panic!("waiting for the server to close: {e}"),
+            }
+        }
+    }
+
     /// Read the greeting and send fixed-newstyle + no-zeroes client flags.
     pub fn greet(addr: SocketAddr) -> Raw {
         let mut raw = Raw::connect(addr);

@@ -2,6 +2,7 @@
 //! engine by subtree. The engine itself serves SNMPv2-MIB's system and snmp groups.
 
 mod access_table;
+mod data_guard;
 mod interfaces;
 mod media_table;
 mod partition_table;
@@ -27,6 +28,7 @@ pub fn register(builder: AgentBuilder, unit: &Arc<Unit>) -> AgentBuilder {
     let b = table(b, partition_table::PartitionTable(u()));
     let b = table(b, access_table::AccessTable(u()));
     let b = table(b, traffic_table::TrafficTable(u()));
+    let b = scalars(b, data_guard::DataGuard(u()));
     // ifNumber's group is `interfaces`, which also holds ifTable: register it at ifNumber alone.
     let b = b.handler(Oid::from_slice(dvsan_mib::IF_NUMBER), Arc::new(ScalarHandler::new(interfaces::IfNumber)));
     table(b, IfTable(u()))
