@@ -38,6 +38,8 @@ pub enum BadInput {
     HandshakeEvicted,
     /// The client sent nothing (not even its flags) within the pre-negotiation limit.
     SilentClient,
+    /// An idle connection in transmission closed to give its slot to a host holding fewer.
+    IdleConnectionEvicted,
     RequestBadMagic,
     UnknownCommand,
     BadCommandFlags,
@@ -55,7 +57,7 @@ pub enum BadInput {
 }
 
 impl BadInput {
-    pub const ALL: [BadInput; 26] = [
+    pub const ALL: [BadInput; 27] = [
         BadInput::HandshakeTimeout,
         BadInput::UnknownClientFlags,
         BadInput::OptionBadMagic,
@@ -71,6 +73,7 @@ impl BadInput {
         BadInput::TooManyConnectionsFromHost,
         BadInput::HandshakeEvicted,
         BadInput::SilentClient,
+        BadInput::IdleConnectionEvicted,
         BadInput::RequestBadMagic,
         BadInput::UnknownCommand,
         BadInput::BadCommandFlags,
@@ -101,6 +104,7 @@ impl BadInput {
             BadInput::TooManyConnectionsFromHost => "too_many_connections_from_host",
             BadInput::HandshakeEvicted => "handshake_evicted",
             BadInput::SilentClient => "silent_client",
+            BadInput::IdleConnectionEvicted => "idle_connection_evicted",
             BadInput::RequestBadMagic => "request_bad_magic",
             BadInput::UnknownCommand => "unknown_command",
             BadInput::BadCommandFlags => "bad_command_flags",

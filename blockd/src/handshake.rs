@@ -438,7 +438,7 @@ impl Haggling {
     /// A served connection slot for this host, or the refusal's message (counted, logged at a bounded rate).
     fn served_slot(&self, shared: &Shared) -> Result<ServedSlot, String> {
         let host = self.client.address;
-        shared.admission.serve(host).map_err(|refused| {
+        let (slot, evicted) = shared.admission.serve(host).map_err(|refused| {
             let (reason, limit) = match refused {
                 Refused::HostConnections => {
                     (BadInput::TooManyConnectionsFromHost, shared.admission.limits().max_connections_per_host)
@@ -449,7 +449,13 @@ impl Haggling {
                 tracing::warn!(peer = %self.client, limit, suppressed, "export refused: {}", refused.describe());
             }
             format!("too many connections: {} (at most {limit}); close one and try again", refused.describe())
-        })
+        })?;
+        if evicted {
+            if let Some(suppressed) = shared.bad_input.note(BadInput::IdleConnectionEvicted) {
+                tracing::warn!(peer = %self.client, suppressed, "connection slots full: closed the oldest idle connection of the host holding the most");
+            }
+        }
+        Ok(slot)
     }
 
     /// What the handshake agreed on, once `export` is picked and a served slot taken.

@@ -25,12 +25,23 @@ struct Cli {
     /// Limit for a client's handshake, and for a client stalled mid-request, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     handshake_timeout_ms: u64,
+    /// The shortest the handshake limit gets under pressure, in milliseconds: past half the handshake slots taken
+    /// a new handshake gets half of --handshake-timeout-ms, past three quarters a quarter, never less than this.
+    #[arg(long, default_value_t = 2_000)]
+    handshake_timeout_floor_ms: u64,
+    /// A connection in transmission without a request for this many milliseconds is idle: when every connection
+    /// slot is taken, a host holding fewer takes the slot of the oldest idle connection of the host holding the
+    /// most (which is closed) instead of being refused.
+    #[arg(long, default_value_t = 5_000)]
+    idle_after_ms: u64,
     /// Limit for a new connection to send its first bytes (the client flags, which NBD clients send at once), in
     /// milliseconds: connections that send nothing give their slot back this soon.
     #[arg(long, default_value_t = 2_000)]
     silent_timeout_ms: u64,
     /// Most connections in transmission at once (connections still in their handshake have their own slots,
-    /// --max-handshakes); a handshake picking an export beyond it is refused (NBD_REP_ERR_POLICY).
+    /// --max-handshakes). A handshake picking an export beyond it takes the slot of the oldest idle connection
+    /// (--idle-after-ms) of the host holding the most, if that host holds at least two more than this one;
+    /// otherwise it is refused (NBD_REP_ERR_POLICY).
     #[arg(long, default_value_t = 128)]
     max_connections: usize,
     /// Most connections in transmission from one host address; beyond it a handshake picking an export is refused
@@ -101,6 +112,8 @@ fn main() -> anyhow::Result<()> {
     let mut config = Config::new(cli.state_dir, listen);
     config.poll_interval = Duration::from_millis(cli.poll_interval_ms.max(1));
     config.handshake_timeout = Duration::from_millis(cli.handshake_timeout_ms.max(1));
+    config.handshake_timeout_floor = Duration::from_millis(cli.handshake_timeout_floor_ms.max(1));
+    config.idle_after = Duration::from_millis(cli.idle_after_ms.max(1));
     config.reply_buffer = cli.reply_buffer_kib as usize * 1024;
     config.reply_memory = cli.reply_memory_mib.saturating_mul(1024 * 1024);
     config.silent_timeout = Duration::from_millis(cli.silent_timeout_ms.max(1));

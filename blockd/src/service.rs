@@ -42,6 +42,12 @@ pub struct Config {
     pub poll_interval: Duration,
     /// Limit for a whole handshake, and for a client stalled mid-request or not reading its replies.
     pub handshake_timeout: Duration,
+    /// The shortest a handshake's deadline gets when handshake slots fill up (it halves past half full and halves
+    /// again past three quarters, [`crate::admission::shrink_deadline`]).
+    pub handshake_timeout_floor: Duration,
+    /// A connection in transmission without a request for this long is idle: when every served slot is taken, a
+    /// new host may take the slot of the oldest idle connection of the host holding the most.
+    pub idle_after: Duration,
     /// Limit for a new connection to send its first bytes (the client flags), much shorter than the handshake's.
     pub silent_timeout: Duration,
     /// Connection slots: handshakes and served connections, in total and per address ([`crate::admission`]).
@@ -76,6 +82,8 @@ impl Config {
             listen,
             poll_interval: Duration::from_millis(250),
             handshake_timeout: Duration::from_secs(10),
+            handshake_timeout_floor: Duration::from_secs(2),
+            idle_after: Duration::from_secs(5),
             silent_timeout: Duration::from_secs(2),
             admission: AdmissionLimits::default(),
             reply_buffer: 1024 * 1024,
@@ -281,8 +289,20 @@ fn transmit<T: Transport>(
     let Some(registration) = register(shared, &negotiated, peer, stream.socket()) else {
         return;
     };
+    // If its slot goes to another host while it is idle, the connection is closed like a revoked one.
+    match stream.socket().try_clone() {
+        Ok(socket) => {
+            let closing = registration.closing.clone();
+            permit.activity.set_closer(move || {
+                closing.store(true, Ordering::Relaxed);
+                let _ = socket.shutdown(std::net::Shutdown::Both);
+            });
+        }
+        Err(e) => tracing::debug!(%peer, error = %e, "cannot clone the socket: this connection is never taken over"),
+    }
     let identity = negotiated.client.identity.clone();
-    let session = new_session(shared, config, negotiated, registration, peer, stream);
+    let mut session = new_session(shared, config, negotiated, registration, peer, stream);
+    session.activity = permit.activity.clone();
     tracing::info!(
         conn = session.id,
         %peer,
@@ -309,7 +329,8 @@ async fn handshake(
     stop: &mut watch::Receiver<bool>,
 ) -> Option<(Negotiated, Channel)> {
     let host = peer.ip().to_canonical();
-    let limit = config.handshake_timeout;
+    // Shorter the more handshake slots are taken (this one's included), so a flood cycles through them faster.
+    let limit = shared.admission.handshake_deadline(config.handshake_timeout, config.handshake_timeout_floor);
     let outcome = tokio::select! {
         r = tokio::time::timeout(limit, negotiate(socket, host, shared, tls, config.silent_timeout)) => r,
         _ = stop.changed() => return None,
@@ -393,6 +414,8 @@ fn new_session<T: Transport>(
         bad_input: shared.bad_input.clone(),
         closing: registration.closing,
         stall_timeout: config.handshake_timeout,
+        activity: Default::default(),
+        idle_after: config.idle_after,
         busy_poll: config.busy_poll,
         splice_write_min: if plain { config.splice_write_min } else { 0 },
         large_read_min: config.large_read_min,

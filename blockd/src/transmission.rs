@@ -26,6 +26,7 @@
 //! EINVAL and the connection is closed without reading the payload. A client that leaves a partial request for
 //! longer than the stall limit, or does not read its replies for that long, is disconnected.
 
+use crate::admission::Activity;
 use crate::bad_input::{BadInput, BadInputCounters};
 use crate::buffers::{append_done_chunk, InBuf, OutBuf, ReplyBudget};
 use crate::exports::ServedExport;
@@ -70,6 +71,10 @@ pub(crate) struct Session<T: Transport> {
     /// Set by whoever shuts the socket down (revocation or server shutdown), so the end is logged as such.
     pub closing: Arc<AtomicBool>,
     pub stall_timeout: Duration,
+    /// The connection's served slot's view of it: marked idle after `idle_after` without a request in flight, so
+    /// a new host may take its slot when the table is full.
+    pub activity: Arc<Activity>,
+    pub idle_after: Duration,
     /// Poll the socket without sleeping for this long before a blocking read (zero: off).
     pub busy_poll: Duration,
     /// WRITEs of at least this many bytes whose payload is not all read yet take the rest socket → pipe → medium
@@ -122,6 +127,8 @@ impl<T: Transport> Session<T> {
         let mut discard: u64 = 0;
         let mut arrived = Instant::now();
         let mut last_progress = arrived;
+        // Whether `activity` says idle; only this loop changes it, so the data path touches it only on a change.
+        let mut idle = false;
         let end = loop {
             let mut batch = BatchTraffic::default();
             let flow = self.handle_buffered(&mut inb, &mut out, &mut discard, &mut batch, &mut arrived);
@@ -141,6 +148,10 @@ impl<T: Transport> Session<T> {
                     inb.filled(n);
                     arrived = Instant::now();
                     last_progress = arrived;
+                    if idle {
+                        idle = false;
+                        self.activity.set_idle(false);
+                    }
                 }
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                     if self.closing.load(Ordering::Relaxed) {
@@ -151,6 +162,10 @@ impl<T: Transport> Session<T> {
                         self.bad_input.bump(BadInput::StalledRequest);
                         tracing::warn!(conn = self.id, peer = %self.peer, "client stalled mid-request; closing");
                         break "stalled mid-request".to_string();
+                    }
+                    if !partial && !idle && last_progress.elapsed() >= self.idle_after {
+                        idle = true;
+                        self.activity.set_idle(true);
                     }
                     out.shrink_if_idle();
                     inb.shrink_if_idle();
@@ -760,6 +775,8 @@ mod tests {
             bad_input: Arc::new(BadInputCounters::default()),
             closing: Default::default(),
             stall_timeout: Duration::from_secs(5),
+            activity: Default::default(),
+            idle_after: Duration::from_secs(5),
             busy_poll: Duration::ZERO,
             splice_write_min: 0,
             large_read_min: 64 * KIB as u32,

@@ -357,10 +357,47 @@ fn refusals_and_drops_are_counted_in_the_unit_mib() {
         ("dvsanDataHandshakeTimeouts.0", "1 connections"),
         ("dvsanDataRefusedExports.0", "2 requests"),
         ("dvsanDataOverCapRefusals.0", "1 requests"),
+        // No idle connection lost its slot here (see the test below for that).
+        ("dvsanDataEvictedConnections.0", "0 connections"),
     ];
     for (object, value) in want {
         unit.wait_value(object, value);
     }
     let objects: Vec<&str> = want.iter().map(|(o, _)| *o).collect();
     eprintln!("unit MIB after the attack: {}", unit.get(&objects).replace('\n', " "));
+}
+
+/// When every connection slot is taken, a new host takes the slot of the oldest idle connection of the host
+/// holding the most rather than being refused: a host holding all 4 slots has its oldest idle connection closed
+/// for nbdinfo from another host, while its connection that just made a request (busy) and the others keep
+/// working.
+#[tokio::test]
+async fn a_full_table_gives_the_oldest_idle_connection_of_the_heaviest_host_to_a_new_host() {
+    let unit = Unit::new(&[8 * MIB]);
+    let vol = unit.volume("vol", 256);
+    unit.grant(vol.index, None, "127.0.0.7", AccessMode::ReadWriteShared);
+    unit.grant(vol.index, None, "127.0.0.1", AccessMode::ReadWriteShared);
+    let blockd = Blockd::start_with(&unit, &["--max-connections", "4", "--idle-after-ms", "1000"]);
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(NbdClient::connect(blockd.addr, "vol", &as_host("127.0.0.7")).await.unwrap());
+    }
+    // Idle for longer than --idle-after-ms (connections look at it every read tick); then the oldest makes a
+    // request, so the oldest idle one is the second.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let mut buf = [0u8; 4096];
+    held[0].read(0, &mut buf).await.unwrap();
+    let uri = blockd.uri("vol");
+    let out = tokio::task::spawn_blocking(move || run_tool_ok("nbdinfo", "libnbd-bin", &[&uri], 30)).await.unwrap();
+    assert!(out.contains("export-size: 1048576"), "{out}");
+    assert!(held[1].read(0, &mut buf).await.is_err(), "the oldest idle connection was closed");
+    for i in [0, 2, 3] {
+        held[i].read(0, &mut buf).await.unwrap_or_else(|e| panic!("connection {i} was closed: {e}"));
+    }
+    drop(held);
+    let log_path = blockd.log.clone();
+    assert!(blockd.terminate().success());
+    let log = std::fs::read_to_string(log_path).unwrap();
+    assert_eq!(counter(&log, "idle_connection_evicted"), 1, "{log}");
+    assert_eq!(counter(&log, "too_many_connections"), 0, "{log}");
 }

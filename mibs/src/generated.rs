@@ -237,6 +237,9 @@ pub const DVSAN_DATA_REFUSED_EXPORTS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 
 /// DVSAN-MIB::dvsanDataOverCapRefusals
 pub const DVSAN_DATA_OVER_CAP_REFUSALS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 7, 6];
 
+/// DVSAN-MIB::dvsanDataEvictedConnections
+pub const DVSAN_DATA_EVICTED_CONNECTIONS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 7, 7];
+
 /// DVSAN-MIB::dvsanConformance
 pub const DVSAN_CONFORMANCE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 2];
 
@@ -1920,6 +1923,7 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanDataHandshakeTimeouts", DVSAN_DATA_HANDSHAKE_TIMEOUTS),
     ("dvsanDataRefusedExports", DVSAN_DATA_REFUSED_EXPORTS),
     ("dvsanDataOverCapRefusals", DVSAN_DATA_OVER_CAP_REFUSALS),
+    ("dvsanDataEvictedConnections", DVSAN_DATA_EVICTED_CONNECTIONS),
     ("dvsanConformance", DVSAN_CONFORMANCE),
     ("dvsanCompliances", DVSAN_COMPLIANCES),
     ("dvsanCompliance", DVSAN_COMPLIANCE),

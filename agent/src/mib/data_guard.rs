@@ -18,6 +18,7 @@ fn reasons(member: u32) -> Option<&'static [&'static str]> {
         4 => &["handshake_timeout"],
         5 => &["export_unknown", "export_not_granted"],
         6 => &["too_many_connections", "too_many_connections_from_host"],
+        7 => &["idle_connection_evicted"],
         _ => return None,
     })
 }
@@ -27,7 +28,7 @@ impl Scalars for DataGuard {
         mib::DVSAN_DATA_GUARD
     }
     fn members(&self) -> &'static [u32] {
-        &[1, 2, 3, 4, 5, 6]
+        &[1, 2, 3, 4, 5, 6, 7]
     }
     fn value(&self, member: u32) -> Option<Value> {
         Some(Value::Counter64(self.0.data_counter(reasons(member)?)))
