@@ -151,8 +151,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut cache = MediaCache::default();
     let table = Arc::new(ExportTable::build(layout, &mut cache));
 
-    let listener =
-        TcpListener::bind(config.listen).await.map_err(|source| ServiceError::Bind { addr: config.listen, source })?;
+    let listener = listen(config.listen).map_err(|source| ServiceError::Bind { addr: config.listen, source })?;
     let local = listener.local_addr()?;
     tracing::info!(
         listen = %local,
@@ -206,6 +205,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tokio::task::spawn_blocking(move || maintenance.stop()).await.map_err(std::io::Error::other)?;
     tracing::info!(bad_input = %shared.bad_input.summary(), "stopped");
     Ok(())
+}
+
+/// Connections the kernel queues for accept. Tokio's (and std's) 128 overflows under a reconnecting flood of a
+/// few hundred connections, and a legitimate host's SYN dropped there waits a whole second for its retransmission;
+/// the kernel caps this at net.core.somaxconn.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// A handshake slot for a connection just accepted from `peer`, or None (counted, logged at a bounded rate): the

@@ -236,28 +236,44 @@ impl Raw {
 
     /// Read the greeting and send fixed-newstyle + no-zeroes client flags.
     pub fn greet(addr: SocketAddr) -> Raw {
-        let mut raw = Raw::connect(addr);
+        Raw::connect(addr).greeted()
+    }
+
+    /// [`Raw::greet`] from `source` (see [`Raw::connect_from`]).
+    pub fn greet_from(addr: SocketAddr, source: &str) -> Raw {
+        Raw::connect_from(addr, source).greeted()
+    }
+
+    fn greeted(mut self) -> Raw {
         let mut g = [0u8; 18];
-        raw.read_exact(&mut g);
+        self.read_exact(&mut g);
         assert_eq!(dvsan_nbd::handshake::decode_greeting(&g).unwrap(), 3);
-        raw.send(&3u32.to_be_bytes());
-        raw
+        self.send(&3u32.to_be_bytes());
+        self
     }
 
     /// Handshake up to transmission on `export`.
     pub fn go(addr: SocketAddr, export: &str, structured: bool) -> Raw {
+        Raw::greet(addr).transmission(export, structured)
+    }
+
+    /// [`Raw::go`] from `source` (see [`Raw::connect_from`]).
+    pub fn go_from(addr: SocketAddr, source: &str, export: &str, structured: bool) -> Raw {
+        Raw::greet_from(addr, source).transmission(export, structured)
+    }
+
+    fn transmission(mut self, export: &str, structured: bool) -> Raw {
         use dvsan_nbd::constants::*;
-        let mut raw = Raw::greet(addr);
         if structured {
-            raw.option(&dvsan_nbd::ClientOption::StructuredReply);
-            assert_eq!(raw.option_reply().0.reply, REP_ACK);
+            self.option(&dvsan_nbd::ClientOption::StructuredReply);
+            assert_eq!(self.option_reply().0.reply, REP_ACK);
         }
-        raw.option(&dvsan_nbd::ClientOption::Go(dvsan_nbd::InfoRequest { name: export.into(), requests: vec![] }));
+        self.option(&dvsan_nbd::ClientOption::Go(dvsan_nbd::InfoRequest { name: export.into(), requests: vec![] }));
         loop {
-            let (h, _) = raw.option_reply();
+            let (h, _) = self.option_reply();
             assert!(!h.is_error(), "GO refused: {h:?}");
             if h.reply == REP_ACK {
-                return raw;
+                return self;
             }
         }
     }
