@@ -27,6 +27,7 @@
 
 use crate::announce::{Announcer, Change};
 use crate::model::{Availability, GrantHost, UnitState};
+use crate::principal::Principal;
 use crate::store::{AllocationUnit, AssignmentRecord, PendingUnit, RemovedUnit, StationStore, StoreError, SyncOutcome};
 use crate::unit_access::UnitAccess;
 use crate::walk::{read_unit, WalkError};
@@ -52,6 +53,11 @@ pub fn unit_lock_file(unit: u32) -> String {
 pub enum AllocateError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(
+        "host identity {0} is revoked: it gets no storage until an admin issues its certificate again \
+         (`dvsan-station host issue {0}`)"
+    )]
+    Revoked(String),
     #[error("size {0:?} is not a size: give bytes or a number with K, M, G, T (for example 80G, 512M, 1048576)")]
     BadSize(String),
     #[error("size must be larger than 0")]
@@ -366,6 +372,62 @@ impl<'a> Allocator<'a> {
     pub fn with_owner(mut self, owner: Option<String>) -> Allocator<'a> {
         self.owner = owner;
         self
+    }
+
+    /// The TLS identity the grants it makes name next to the address: the owner's SNMPv3 user name when the
+    /// station's CA issued a client certificate for it (`host issue`, `dvsan-host enroll`) that is not revoked;
+    /// `None` (a grant by address only) for the operator, a community, or a user without a certificate.
+    fn grant_identity(&self) -> Result<Option<String>, AllocateError> {
+        let Some(Principal::User(name)) = self.owner.as_deref().and_then(Principal::from_stored) else {
+            return Ok(None);
+        };
+        match self.store.host_identity(&name)? {
+            Some(h) if !h.valid() => Err(AllocateError::Revoked(h.name)),
+            known => Ok(known.map(|h| h.name)),
+        }
+    }
+
+    /// Revokes host identity `name` (`dvsan-station host revoke`): releases every assignment the station made for
+    /// it (its grant names the identity, or the SNMPv3 user `name` asked for it) — the grant destroyed on the unit,
+    /// the volume wiped, the assignment forgotten — then marks the identity revoked in the store, so it gets no
+    /// certificate (`dvsan-host enroll`) and no storage until an admin issues it again. blockd closes the open
+    /// connections of a grant that went away (its store thread re-reads the grants when the layout changes).
+    ///
+    /// An assignment whose unit does not answer (or is not reachable) cannot be released: it is forgotten anyway
+    /// and named in the result, whose grant then shows as a foreign grant (never allocated) until removed on the
+    /// unit. Needs the whole pool's lock.
+    pub async fn revoke_host(&mut self, name: &str) -> Result<RevokedHost, AllocateError> {
+        self.check_pool_lock()?;
+        let user = Principal::User(name.to_string()).stored();
+        let held: Vec<AssignmentRecord> = self
+            .store
+            .assignments()?
+            .into_iter()
+            .filter(|a| a.identity.as_deref() == Some(name) || a.owner.as_deref() == Some(user.as_str()))
+            .collect();
+        let mut report = RevokedHost { identity: name.to_string(), ..RevokedHost::default() };
+        let total = held.len().max(1) as u32;
+        for (i, a) in held.iter().enumerate() {
+            self.step(i as u32 * 90 / total, &format!("releasing volume {} of unit #{}", a.volume, a.unit));
+            let what = format!("unit #{}/volume {} to {}", a.unit, a.volume, a.grant_host());
+            match self.release(a.unit, a.volume, None).await {
+                Ok(_) => report.released.push(what),
+                Err(e) => {
+                    tracing::warn!(unit = a.unit, volume = a.volume, error = %e, "revoking a host: the grant stays on the unit");
+                    self.store.delete_assignment(a.unit, a.volume)?;
+                    report.not_revoked.push(format!("{what}: {e}"));
+                }
+            }
+        }
+        self.step(95, "revoking the identity");
+        report.was_valid = self.store.revoke_host_identity(name, crate::timefmt::now_ms())?;
+        tracing::info!(
+            identity = name,
+            released = report.released.len(),
+            not_revoked = report.not_revoked.len(),
+            "host revoked"
+        );
+        Ok(report)
     }
 
     /// Announces what its rescans and the walks after its changes find (new or removed volumes, a unit joining)
@@ -1037,6 +1099,13 @@ impl<'a> Allocator<'a> {
                 return Err(e);
             }
         };
+        let identity = match self.grant_identity() {
+            Ok(identity) => identity,
+            Err(e) => {
+                self.undo_created(&c).await;
+                return Err(e);
+            }
+        };
         let record = AssignmentRecord {
             unit: c.unit.index,
             volume: c.volume,
@@ -1047,12 +1116,13 @@ impl<'a> Allocator<'a> {
             created_ms: crate::timefmt::now_ms(),
             pending: true,
             owner: self.owner.clone(),
+            identity,
         };
         if let Err(e) = self.store.insert_assignment(&record) {
             self.undo_created(&c).await;
             return Err(e.into());
         }
-        if let Err(e) = self.set_grant(c.unit.index, c.agent, grant, c.volume, host, read_only).await {
+        if let Err(e) = self.set_grant(c.unit.index, c.agent, grant, c.volume, &record.grant_host(), read_only).await {
             if let Err(e) = self.store.delete_assignment(c.unit.index, c.volume) {
                 tracing::warn!(unit = c.unit.index, volume = c.volume, error = %e, "dropping a pending assignment");
             }
@@ -1065,7 +1135,7 @@ impl<'a> Allocator<'a> {
             self.revoke(c.unit.index, c.agent, grant).await;
             return Err(e.into());
         }
-        tracing::info!(unit = c.unit.index, volume = c.volume, %host, grant, "volume assigned");
+        tracing::info!(unit = c.unit.index, volume = c.volume, host = %record.grant_host(), grant, "volume assigned");
         if c.created {
             self.step(85, &format!("reading unit #{}", c.unit.index));
             self.refresh(c.unit.index, c.agent).await;
@@ -1124,22 +1194,26 @@ impl<'a> Allocator<'a> {
         agent: SocketAddr,
         index: u32,
         volume: u32,
-        host: IpAddr,
+        host: &GrantHost,
         read_only: bool,
     ) -> Result<(), AllocateError> {
-        let (kind, octets) = match host {
-            IpAddr::V4(a) => (mib::inet_address_type::IPV4, a.octets().to_vec()),
-            IpAddr::V6(a) => (mib::inet_address_type::IPV6, a.octets().to_vec()),
+        let (kind, octets) = match host.address {
+            Some(IpAddr::V4(a)) => (mib::inet_address_type::IPV4, a.octets().to_vec()),
+            Some(IpAddr::V6(a)) => (mib::inet_address_type::IPV6, a.octets().to_vec()),
+            None => (mib::inet_address_type::UNKNOWN, Vec::new()),
         };
         let mode = if read_only { mib::dvsan_access_mode::READ_ONLY } else { mib::dvsan_access_mode::READ_WRITE };
         let column = |col: &[u32]| Oid::from_slice(col).child(index);
-        let set = vec![
+        let mut set = vec![
             VarBind::new(column(mib::DVSAN_ACCESS_VOLUME_INDEX), Value::Gauge32(volume)),
             VarBind::new(column(mib::DVSAN_ACCESS_HOST_ADDRESS_TYPE), Value::Integer(kind)),
             VarBind::new(column(mib::DVSAN_ACCESS_HOST_ADDRESS), Value::OctetString(octets)),
             VarBind::new(column(mib::DVSAN_ACCESS_MODE), Value::Integer(mode)),
-            VarBind::new(column(mib::DVSAN_ACCESS_ROW_STATUS), Value::Integer(mib::row_status::CREATE_AND_GO)),
         ];
+        if let Some(identity) = &host.identity {
+            set.push(VarBind::new(column(mib::DVSAN_ACCESS_HOST_IDENTITY), Value::string(identity)));
+        }
+        set.push(VarBind::new(column(mib::DVSAN_ACCESS_ROW_STATUS), Value::Integer(mib::row_status::CREATE_AND_GO)));
         self.manager.set(&self.write_target(agent)?, set).await.map_err(|source| AllocateError::Unit {
             unit,
             agent,
@@ -1191,8 +1265,8 @@ impl<'a> Allocator<'a> {
                 }
             };
             for a in &list {
-                // The station's grants name the address only: a grant by certificate identity is never one.
-                let held = grants.iter().find(|g| g.volume == a.volume && g.host.is_address(a.host));
+                // The station's grant names the assignment's address and, when it has one, its identity.
+                let held = grants.iter().find(|g| g.volume == a.volume && g.host == a.grant_host());
                 if a.pending {
                     if let Some(g) = held.filter(|g| g.index == a.grant) {
                         self.revoke(index, agent, g.index).await;
@@ -1214,7 +1288,7 @@ impl<'a> Allocator<'a> {
                     }
                     None => {
                         let grant = self.next_access_index(index, agent).await?;
-                        self.set_grant(index, agent, grant, a.volume, a.host, a.read_only).await?;
+                        self.set_grant(index, agent, grant, a.volume, &a.grant_host(), a.read_only).await?;
                         self.store.confirm_assignment(index, a.volume, grant)?;
                         tracing::info!(unit = index, volume = a.volume, host = %a.host, grant, "reconciliation: granted again");
                         report.regranted += 1;
@@ -1222,7 +1296,7 @@ impl<'a> Allocator<'a> {
                 }
             }
             for g in &grants {
-                if !list.iter().any(|a| a.volume == g.volume && g.host.is_address(a.host)) {
+                if !list.iter().any(|a| a.volume == g.volume && g.host == a.grant_host()) {
                     tracing::info!(unit = index, grant = g.index, volume = g.volume, host = %g.host, "reconciliation: grant not made by the station, left alone");
                     report.foreign_grants += 1;
                 }
@@ -1339,6 +1413,18 @@ pub struct ReconcileReport {
     /// Grants on units that no assignment names (left alone).
     pub foreign_grants: u32,
     pub units_skipped: u32,
+}
+
+/// What [`Allocator::revoke_host`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RevokedHost {
+    pub identity: String,
+    /// Whether the identity was issued and valid before.
+    pub was_valid: bool,
+    /// The assignments released (grant destroyed on the unit): `unit #U/volume V to HOST`.
+    pub released: Vec<String>,
+    /// The assignments forgotten whose grant could not be destroyed (the unit did not answer), and why.
+    pub not_revoked: Vec<String>,
 }
 
 /// One row of a unit's dvsanAccessTable.

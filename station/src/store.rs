@@ -186,6 +186,18 @@ const MIGRATIONS: &[M<'static>] = &[
         "ALTER TABLE volumes ADD COLUMN clearing INTEGER;
     ALTER TABLE volumes ADD COLUMN granted_hosts TEXT NOT NULL DEFAULT '';",
     ),
+    // Grants name host identities: the host identities the station's CA issued a client certificate for (`host
+    // issue`, dvsanStationCertRequestTable), so a request by an SNMPv3 user with one is granted by identity, and
+    // revoked identities (`host revoke`; `revoked_ms` set until an admin issues again). `assignments.identity` is
+    // the identity the assignment's grant names next to its address (NULL: a grant by address only).
+    M::up(
+        "CREATE TABLE host_identities (
+        name TEXT PRIMARY KEY,
+        issued_ms INTEGER NOT NULL,
+        revoked_ms INTEGER
+    ) WITHOUT ROWID;
+    ALTER TABLE assignments ADD COLUMN identity TEXT;",
+    ),
 ];
 
 /// Most rows of `pending_units`: a flood of units from many addresses is recorded up to this many, then dropped.
@@ -656,10 +668,8 @@ impl StationStore {
             filter("unit")
         ))?;
         // A grant is the station's when an assignment names its volume and host.
-        let held: std::collections::BTreeSet<(u32, u32, GrantHost)> = read_assignments(&self.conn, None)?
-            .into_iter()
-            .map(|a| (a.unit, a.volume, GrantHost::address(a.host)))
-            .collect();
+        let held: std::collections::BTreeSet<(u32, u32, GrantHost)> =
+            read_assignments(&self.conn, None)?.into_iter().map(|a| (a.unit, a.volume, a.grant_host())).collect();
         let mut rows = stmt.query(only.clone())?;
         while let Some(r) = rows.next()? {
             let unit: u32 = r.get(0)?;
@@ -994,6 +1004,31 @@ pub struct AssignmentRecord {
     pub pending: bool,
     /// Who asked for it over SNMP (`principal::Principal::stored`); `None`: the station's operator.
     pub owner: Option<String>,
+    /// The TLS identity its grant names next to the address (dvsanAccessHostIdentity); `None`: address only.
+    pub identity: Option<String>,
+}
+
+impl AssignmentRecord {
+    /// The grant on the unit that is this assignment's: its address, and its identity if it has one.
+    pub fn grant_host(&self) -> GrantHost {
+        GrantHost { address: Some(self.host), identity: self.identity.clone() }
+    }
+}
+
+/// A host identity the station's CA issued a client certificate for (`host_identities`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostIdentity {
+    pub name: String,
+    pub issued_ms: i64,
+    /// When `host revoke` revoked it; `None` while it is valid.
+    pub revoked_ms: Option<i64>,
+}
+
+impl HostIdentity {
+    /// Issued and not revoked.
+    pub fn valid(&self) -> bool {
+        self.revoked_ms.is_none()
+    }
 }
 
 /// What allocation needs to know about a unit: where to reach it, its state and its free space.
@@ -1043,7 +1078,7 @@ impl StationStore {
         }
         tx.execute(
             "INSERT INTO assignments (unit, volume_idx, host, read_only, grant_idx, volume_created, created_ms, pending,
-             owner) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             owner, identity) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 record.unit,
                 record.volume,
@@ -1053,7 +1088,8 @@ impl StationStore {
                 record.volume_created,
                 record.created_ms,
                 record.pending,
-                record.owner
+                record.owner,
+                record.identity
             ],
         )?;
         tx.commit()?;
@@ -1074,6 +1110,40 @@ impl StationStore {
         let n =
             self.conn.execute("DELETE FROM assignments WHERE unit = ?1 AND volume_idx = ?2", params![unit, volume])?;
         Ok(n > 0)
+    }
+
+    // ----- host identities -----
+
+    /// Records that the CA issued a client certificate for host identity `name` (again): a revoked identity is
+    /// usable again.
+    pub fn record_host_identity(&mut self, name: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO host_identities (name, issued_ms, revoked_ms) VALUES (?1, ?2, NULL)
+             ON CONFLICT (name) DO UPDATE SET issued_ms = excluded.issued_ms, revoked_ms = NULL",
+            params![name, now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// What the store knows about host identity `name`: `None` if the CA never issued it.
+    pub fn host_identity(&self, name: &str) -> Result<Option<HostIdentity>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT name, issued_ms, revoked_ms FROM host_identities WHERE name = ?1", [name], |r| {
+                Ok(HostIdentity { name: r.get(0)?, issued_ms: r.get(1)?, revoked_ms: r.get(2)? })
+            })
+            .optional()?)
+    }
+
+    /// Marks host identity `name` revoked (recorded if it was not); whether it was issued and not revoked before.
+    pub fn revoke_host_identity(&mut self, name: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let before = self.host_identity(name)?;
+        self.conn.execute(
+            "INSERT INTO host_identities (name, issued_ms, revoked_ms) VALUES (?1, 0, ?2)
+             ON CONFLICT (name) DO UPDATE SET revoked_ms = excluded.revoked_ms",
+            params![name, now_ms],
+        )?;
+        Ok(before.is_some_and(|h| h.revoked_ms.is_none()))
     }
 
     /// Forgets unit `index` — its row, media, volumes, partitions and assignments — in one transaction. Refused
@@ -1232,7 +1302,7 @@ impl StationStore {
 /// Every assignment, or only those of unit `only`.
 fn read_assignments(conn: &Connection, only: Option<u32>) -> Result<Vec<AssignmentRecord>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT unit, volume_idx, host, read_only, grant_idx, volume_created, created_ms, pending, owner
+        "SELECT unit, volume_idx, host, read_only, grant_idx, volume_created, created_ms, pending, owner, identity
          FROM assignments {} ORDER BY unit, volume_idx",
         only.map_or("", |_| "WHERE unit = ?1")
     ))?;
@@ -1250,6 +1320,7 @@ fn read_assignments(conn: &Connection, only: Option<u32>) -> Result<Vec<Assignme
                 created_ms: r.get(6)?,
                 pending: r.get(7)?,
                 owner: r.get(8)?,
+                identity: r.get(9)?,
             },
         ))
     })?;
@@ -1831,6 +1902,7 @@ mod tests {
             created_ms: 10,
             pending: false,
             owner: Some("community:host-b".into()),
+            identity: None,
         };
         store.insert_assignment(&held).unwrap();
         (store, a, b, held)
@@ -1857,6 +1929,7 @@ mod tests {
                 created_ms: 10,
                 pending: false,
                 owner: None,
+                identity: None,
             })
             .unwrap();
         let pool = store.pool().unwrap();
