@@ -1909,6 +1909,23 @@ mod tests {
     }
 
     #[test]
+    fn host_identities_are_issued_revoked_and_issued_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StationStore::open(dir.path()).unwrap();
+        assert_eq!(store.host_identity("host-a").unwrap(), None);
+        store.record_host_identity("host-a", 10).unwrap();
+        assert!(store.host_identity("host-a").unwrap().unwrap().valid());
+        assert!(store.revoke_host_identity("host-a", 20).unwrap(), "it was valid");
+        assert_eq!(store.host_identity("host-a").unwrap().unwrap().revoked_ms, Some(20));
+        assert!(!store.revoke_host_identity("host-a", 30).unwrap(), "already revoked");
+        assert!(!store.revoke_host_identity("never", 30).unwrap(), "never issued, recorded revoked");
+        assert!(!store.host_identity("never").unwrap().unwrap().valid());
+        store.record_host_identity("host-a", 40).unwrap();
+        let again = store.host_identity("host-a").unwrap().unwrap();
+        assert!(again.valid() && again.issued_ms == 40);
+    }
+
+    #[test]
     fn identity_grants_are_foreign_even_at_an_assigned_address() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = StationStore::open(dir.path()).unwrap();
