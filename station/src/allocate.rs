@@ -296,6 +296,9 @@ pub struct SizeRequest {
     /// name, any free volume may be chosen, and a created one is named by the unit).
     pub name: Option<String>,
     pub read_only: bool,
+    /// A shared (readWriteShared) assignment: with a name, it may take a volume of that name whose assignments
+    /// are all shared too (`--shared`, for cluster filesystems).
+    pub shared: bool,
 }
 
 /// Parses a requested size (`80G`, `512M`, `1048576`); zero is refused.
@@ -410,11 +413,11 @@ impl<'a> Allocator<'a> {
         for (i, a) in held.iter().enumerate() {
             self.step(i as u32 * 90 / total, &format!("releasing volume {} of unit #{}", a.volume, a.unit));
             let what = format!("unit #{}/volume {} to {}", a.unit, a.volume, a.grant_host());
-            match self.release(a.unit, a.volume, None).await {
+            match self.release(a.unit, a.volume, Some(a.host)).await {
                 Ok(_) => report.released.push(what),
                 Err(e) => {
                     tracing::warn!(unit = a.unit, volume = a.volume, error = %e, "revoking a host: the grant stays on the unit");
-                    self.store.delete_assignment(a.unit, a.volume)?;
+                    self.store.delete_host_assignment(a.unit, a.volume, a.host)?;
                     report.not_revoked.push(format!("{what}: {e}"));
                 }
             }
@@ -557,10 +560,15 @@ impl<'a> Allocator<'a> {
                 continue;
             };
             for volume in &pool_unit.volumes {
+                let mut holders = assigned.iter().filter(|a| a.unit == unit.index && a.volume == volume.index);
+                // Another host's shared assignments let a shared request by name join them.
+                let joinable = request.shared
+                    && request.name.is_some()
+                    && holders.clone().all(|a| a.shared && !a.read_only && a.host != request.host);
                 let free = volume.state == Availability::Available
                     && volume.assignable()
                     && volume.partitions.is_empty()
-                    && !assigned.iter().any(|a| a.unit == unit.index && a.volume == volume.index);
+                    && (holders.next().is_none() || joinable);
                 // A request by name takes only a free volume of that name; others are created with the name.
                 let named = request.name.as_ref().is_none_or(|name| *name == volume.name);
                 if !free || !named {
@@ -626,7 +634,7 @@ impl<'a> Allocator<'a> {
                 self.create_volume(unit, agent, blocks, request.name.as_deref()).await?
             }
         };
-        self.grant_and_record(candidate, request.host, request.read_only).await
+        self.grant_and_record(candidate, request.host, request.read_only, request.shared).await
     }
 
     /// Assigns volume `volume` of unit `unit` (station index) to `host` (admin assignment).
@@ -636,13 +644,15 @@ impl<'a> Allocator<'a> {
         volume: u32,
         host: IpAddr,
         read_only: bool,
+        shared: bool,
     ) -> Result<Allocation, AllocateError> {
         let unit = self.allocation_unit(unit)?;
         let (Some(agent), UnitState::Available) = (unit.address, unit.state) else {
             return Err(AllocateError::UnitNotAvailable { unit: unit.index, state: unit.state });
         };
-        if let Some(held) = self.store.assignment(unit.index, volume)? {
-            return Err(StoreError::AlreadyAssigned { unit: unit.index, volume, host: held.host.to_string() }.into());
+        let held = self.store.volume_assignments(unit.index, volume)?;
+        if let Some(first) = held.iter().find(|a| !(shared && a.shared && a.host != host)) {
+            return Err(StoreError::AlreadyAssigned { unit: unit.index, volume, host: first.host.to_string() }.into());
         }
         let pooled = self.store.pool_unit(unit.index)?;
         let Some(v) = pooled.as_ref().and_then(|u| u.volumes.iter().find(|v| v.index == volume)) else {
@@ -665,7 +675,7 @@ impl<'a> Allocator<'a> {
             created: false,
             unit,
         };
-        self.grant_and_record(candidate, host, read_only).await
+        self.grant_and_record(candidate, host, read_only, shared).await
     }
 
     /// Creates a free volume of at least `size_bytes` on unit `unit` (admin `volume create`).
@@ -836,42 +846,51 @@ impl<'a> Allocator<'a> {
         host: Option<IpAddr>,
     ) -> Result<AssignmentRecord, AllocateError> {
         let record = self.unit_record(unit)?;
-        let Some(assignment) = self.store.assignment(record.index, volume)? else {
+        let held = self.store.volume_assignments(record.index, volume)?;
+        let Some(first) = held.first().cloned() else {
             return Err(AllocateError::NotAssigned { unit: record.index, volume });
         };
-        if let Some(host) = host {
-            if host != assignment.host {
-                return Err(AllocateError::NotHolder { unit: record.index, volume, holder: assignment.host, host });
-            }
-        }
+        // A host releases its own assignment; without a host (the operator) every assignment of the volume goes.
+        let releasing: Vec<AssignmentRecord> = match host {
+            Some(host) => match held.iter().find(|a| a.host == host) {
+                Some(a) => vec![a.clone()],
+                None => return Err(AllocateError::NotHolder { unit: record.index, volume, holder: first.host, host }),
+            },
+            None => held.clone(),
+        };
         let Some(agent) = record.address else {
             return Err(AllocateError::NoAddress { unit: record.index });
         };
-        self.step(0, &format!("revoking the grant of {} on unit #{}", assignment.host, record.index));
-        let status = Oid::from_slice(mib::DVSAN_ACCESS_ROW_STATUS).child(assignment.grant);
-        self.manager
-            .set(&self.write_target(agent)?, vec![VarBind::new(status, Value::Integer(mib::row_status::DESTROY))])
-            .await
-            .map_err(|source| AllocateError::Unit {
-                unit: record.index,
-                agent,
-                what: "the revoke",
-                source: Box::new(source),
-            })?;
-        self.step(40, &format!("wiping volume {volume} on unit #{}", record.index));
-        // The next host must not read what this one wrote: the unit clears the volume, and the pool shows it
-        // clearing (not assignable) until done. A unit that refuses (an older unit, a grant someone else made)
-        // leaves the volume as it is: logged, the release goes on.
-        let wipe = Oid::from_slice(mib::DVSAN_VOLUME_CLEAR_PROGRESS).child(volume);
-        if let Err(e) = self.manager.set(&self.write_target(agent)?, vec![VarBind::new(wipe, Value::Gauge32(0))]).await
-        {
-            tracing::warn!(unit = record.index, volume, error = %e, "the unit did not wipe the released volume");
+        for assignment in &releasing {
+            self.step(0, &format!("revoking the grant of {} on unit #{}", assignment.host, record.index));
+            let status = Oid::from_slice(mib::DVSAN_ACCESS_ROW_STATUS).child(assignment.grant);
+            self.manager
+                .set(&self.write_target(agent)?, vec![VarBind::new(status, Value::Integer(mib::row_status::DESTROY))])
+                .await
+                .map_err(|source| AllocateError::Unit {
+                    unit: record.index,
+                    agent,
+                    what: "the revoke",
+                    source: Box::new(source),
+                })?;
+            self.store.delete_host_assignment(record.index, volume, assignment.host)?;
+            tracing::info!(unit = record.index, volume, host = %assignment.host, "volume released");
         }
-        self.step(50, "forgetting the assignment");
-        self.store.delete_assignment(record.index, volume)?;
-        tracing::info!(unit = record.index, volume, host = %assignment.host, "volume released");
+        // A shared volume other hosts still hold keeps its data.
+        if self.store.volume_assignments(record.index, volume)?.is_empty() {
+            self.step(40, &format!("wiping volume {volume} on unit #{}", record.index));
+            // The next host must not read what this one wrote: the unit clears the volume, and the pool shows it
+            // clearing (not assignable) until done. A unit that refuses (an older unit, a grant someone else made)
+            // leaves the volume as it is: logged, the release goes on.
+            let wipe = Oid::from_slice(mib::DVSAN_VOLUME_CLEAR_PROGRESS).child(volume);
+            let set = vec![VarBind::new(wipe, Value::Gauge32(0))];
+            if let Err(e) = self.manager.set(&self.write_target(agent)?, set).await {
+                tracing::warn!(unit = record.index, volume, error = %e, "the unit did not wipe the released volume");
+            }
+        }
         self.step(75, &format!("reading unit #{}", record.index));
         self.refresh(record.index, agent).await;
+        let assignment = releasing.into_iter().next().unwrap_or(first);
         Ok(assignment)
     }
 
@@ -1071,12 +1090,24 @@ impl<'a> Allocator<'a> {
         c: Candidate,
         host: IpAddr,
         read_only: bool,
+        shared: bool,
     ) -> Result<Allocation, AllocateError> {
         self.step(40, &format!("granting {host} on unit #{}", c.unit.index));
         if !c.created {
-            // The pool may be a walk old: ask the unit whether someone else granted the volume since.
+            // The pool may be a walk old: ask the unit whether someone else granted the volume since (the
+            // station's own shared assignments of it are not someone else).
+            let own: Vec<GrantHost> = self
+                .store
+                .volume_assignments(c.unit.index, c.volume)?
+                .iter()
+                .map(AssignmentRecord::grant_host)
+                .collect();
             let foreign = match self.read_grants(c.agent).await {
-                Ok(grants) => grants.into_iter().filter(|g| g.volume == c.volume).map(|g| g.host.to_string()).collect(),
+                Ok(grants) => grants
+                    .into_iter()
+                    .filter(|g| g.volume == c.volume && !own.contains(&g.host))
+                    .map(|g| g.host.to_string())
+                    .collect(),
                 Err(source) => {
                     return Err(AllocateError::Unit {
                         unit: c.unit.index,
@@ -1117,20 +1148,22 @@ impl<'a> Allocator<'a> {
             pending: true,
             owner: self.owner.clone(),
             identity,
+            shared,
         };
         if let Err(e) = self.store.insert_assignment(&record) {
             self.undo_created(&c).await;
             return Err(e.into());
         }
-        if let Err(e) = self.set_grant(c.unit.index, c.agent, grant, c.volume, &record.grant_host(), read_only).await {
-            if let Err(e) = self.store.delete_assignment(c.unit.index, c.volume) {
+        let mode = grant_mode(read_only, shared);
+        if let Err(e) = self.set_grant(c.unit.index, c.agent, grant, c.volume, &record.grant_host(), mode).await {
+            if let Err(e) = self.store.delete_host_assignment(c.unit.index, c.volume, host) {
                 tracing::warn!(unit = c.unit.index, volume = c.volume, error = %e, "dropping a pending assignment");
             }
             self.undo_created(&c).await;
             return Err(e);
         }
         self.step(70, "recording the assignment");
-        if let Err(e) = self.store.confirm_assignment(c.unit.index, c.volume, grant) {
+        if let Err(e) = self.store.confirm_assignment(c.unit.index, c.volume, host, grant) {
             // The pending row stays; the next reconciliation undoes the rest.
             self.revoke(c.unit.index, c.agent, grant).await;
             return Err(e.into());
@@ -1195,14 +1228,13 @@ impl<'a> Allocator<'a> {
         index: u32,
         volume: u32,
         host: &GrantHost,
-        read_only: bool,
+        mode: i32,
     ) -> Result<(), AllocateError> {
         let (kind, octets) = match host.address {
             Some(IpAddr::V4(a)) => (mib::inet_address_type::IPV4, a.octets().to_vec()),
             Some(IpAddr::V6(a)) => (mib::inet_address_type::IPV6, a.octets().to_vec()),
             None => (mib::inet_address_type::UNKNOWN, Vec::new()),
         };
-        let mode = if read_only { mib::dvsan_access_mode::READ_ONLY } else { mib::dvsan_access_mode::READ_WRITE };
         let column = |col: &[u32]| Oid::from_slice(col).child(index);
         let mut set = vec![
             VarBind::new(column(mib::DVSAN_ACCESS_VOLUME_INDEX), Value::Gauge32(volume)),
@@ -1274,7 +1306,7 @@ impl<'a> Allocator<'a> {
                     if a.volume_created {
                         self.destroy_volume(index, agent, a.volume).await;
                     }
-                    self.store.delete_assignment(index, a.volume)?;
+                    self.store.delete_host_assignment(index, a.volume, a.host)?;
                     tracing::info!(unit = index, volume = a.volume, host = %a.host, "reconciliation: undid a pending assignment");
                     report.pending_undone += 1;
                     continue;
@@ -1282,14 +1314,15 @@ impl<'a> Allocator<'a> {
                 match held {
                     Some(g) => {
                         if g.index != a.grant {
-                            self.store.confirm_assignment(index, a.volume, g.index)?;
+                            self.store.confirm_assignment(index, a.volume, a.host, g.index)?;
                         }
                         report.consistent += 1;
                     }
                     None => {
                         let grant = self.next_access_index(index, agent).await?;
-                        self.set_grant(index, agent, grant, a.volume, &a.grant_host(), a.read_only).await?;
-                        self.store.confirm_assignment(index, a.volume, grant)?;
+                        let mode = grant_mode(a.read_only, a.shared);
+                        self.set_grant(index, agent, grant, a.volume, &a.grant_host(), mode).await?;
+                        self.store.confirm_assignment(index, a.volume, a.host, grant)?;
                         tracing::info!(unit = index, volume = a.volume, host = %a.host, grant, "reconciliation: granted again");
                         report.regranted += 1;
                     }
@@ -1413,6 +1446,15 @@ pub struct ReconcileReport {
     /// Grants on units that no assignment names (left alone).
     pub foreign_grants: u32,
     pub units_skipped: u32,
+}
+
+/// dvsanAccessMode of a grant: readOnly, readWrite, or readWriteShared for a shared read-write assignment.
+fn grant_mode(read_only: bool, shared: bool) -> i32 {
+    match (read_only, shared) {
+        (true, _) => mib::dvsan_access_mode::READ_ONLY,
+        (false, false) => mib::dvsan_access_mode::READ_WRITE,
+        (false, true) => mib::dvsan_access_mode::READ_WRITE_SHARED,
+    }
 }
 
 /// What [`Allocator::revoke_host`] did.

@@ -83,6 +83,10 @@ enum Command {
         name: Option<String>,
         #[arg(long)]
         read_only: bool,
+        /// A shared read-write assignment (readWriteShared, for cluster filesystems): with --name, it may take the
+        /// volume of that name other hosts hold shared.
+        #[arg(long, conflicts_with = "read_only")]
+        shared: bool,
         /// Print the assignment as JSON.
         #[arg(long)]
         json: bool,
@@ -101,6 +105,9 @@ enum Command {
         host: String,
         #[arg(long)]
         read_only: bool,
+        /// A shared read-write assignment (readWriteShared): allowed next to other hosts' shared assignments.
+        #[arg(long, conflicts_with = "read_only")]
+        shared: bool,
         #[arg(long)]
         json: bool,
     },
@@ -497,11 +504,11 @@ fn main() {
         }
         Command::Pool { state, json } => cmd_pool(&state.state_dir, json),
         Command::Traps(args) => cmd_traps(args),
-        Command::Request { alloc, size, host, name, read_only, json } => {
-            cmd_request(&alloc, &size, &host, name, read_only, json)
+        Command::Request { alloc, size, host, name, read_only, shared, json } => {
+            cmd_request(&alloc, &size, &host, name, (read_only, shared), json)
         }
-        Command::Assign { alloc, unit, volume, host, read_only, json } => {
-            cmd_assign(&alloc, &unit, volume, &host, read_only, json)
+        Command::Assign { alloc, unit, volume, host, read_only, shared, json } => {
+            cmd_assign(&alloc, &unit, volume, &host, (read_only, shared), json)
         }
         Command::Unassign { alloc, unit, volume, host } => cmd_unassign(&alloc, &unit, volume, host.as_deref()),
         Command::Reconcile { alloc } => cmd_reconcile(&alloc),
@@ -937,11 +944,11 @@ fn cmd_request(
     size: &str,
     host: &str,
     name: Option<String>,
-    read_only: bool,
+    (read_only, shared): (bool, bool),
     json: bool,
 ) -> Result<()> {
     let operation =
-        Operation::Allocate { size_bytes: parse_request_size(size)?, host: parse_host(host)?, name, read_only };
+        Operation::Allocate { size_bytes: parse_request_size(size)?, host: parse_host(host)?, name, read_only, shared };
     match execute_alloc(alloc, &operation)?.detail {
         Detail::Assignment(a) if !json => {
             let how = if a.volume_created { "created for this request" } else { "an existing free volume" };
@@ -952,8 +959,15 @@ fn cmd_request(
     }
 }
 
-fn cmd_assign(alloc: &AllocArgs, unit: &str, volume: u32, host: &str, read_only: bool, json: bool) -> Result<()> {
-    let operation = Operation::Assign { unit: unit.to_string(), volume, host: parse_host(host)?, read_only };
+fn cmd_assign(
+    alloc: &AllocArgs,
+    unit: &str,
+    volume: u32,
+    host: &str,
+    (read_only, shared): (bool, bool),
+    json: bool,
+) -> Result<()> {
+    let operation = Operation::Assign { unit: unit.to_string(), volume, host: parse_host(host)?, read_only, shared };
     print_assignment(execute_alloc(alloc, &operation)?, json)
 }
 

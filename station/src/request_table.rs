@@ -252,7 +252,9 @@ async fn serve_one(
     if release {
         // Only the assignment's owner and the admins may release it; to anyone else it is not there (the same
         // answer as for a volume nobody holds, so other requesters' assignments cannot be probed).
-        let held = store.assignment(row.unit, row.volume).map_err(|e| e.to_string())?;
+        let held = store.volume_assignments(row.unit, row.volume).map_err(|e| e.to_string())?;
+        // This host's assignment of a shared volume, else the volume's (whose holder the release then names).
+        let held = held.iter().find(|a| a.host == host).or(held.first()).cloned();
         let requester = row.requester.as_deref().and_then(Principal::from_stored);
         if !held.is_some_and(|a| settings.admins.may_manage(requester.as_ref(), a.owner.as_deref())) {
             return Err(format!(
@@ -281,7 +283,7 @@ async fn serve_one(
     }
     let size_bytes = parse_request_size(&row.size).map_err(text)?;
     let name = (!row.name.is_empty()).then(|| row.name.clone());
-    let request = SizeRequest { size_bytes, host, name, read_only: false };
+    let request = SizeRequest { size_bytes, host, name, read_only: false, shared: false };
     allocator.request(&request).await.map(Some).map_err(text)
 }
 

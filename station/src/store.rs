@@ -198,6 +198,31 @@ const MIGRATIONS: &[M<'static>] = &[
     ) WITHOUT ROWID;
     ALTER TABLE assignments ADD COLUMN identity TEXT;",
     ),
+    // Exclusive grants, `--shared`: a volume may have several assignments, one per host, when every one of them
+    // is shared (readWriteShared grants, for cluster filesystems). The key gains the host; `shared` says whether
+    // the assignment asked for sharing.
+    M::up(
+        "CREATE TABLE assignments_shared (
+        unit INTEGER NOT NULL REFERENCES units(id),
+        volume_idx INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        read_only INTEGER NOT NULL,
+        grant_idx INTEGER NOT NULL,
+        volume_created INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        pending INTEGER NOT NULL DEFAULT 0,
+        owner TEXT,
+        identity TEXT,
+        shared INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (unit, volume_idx, host)
+    ) WITHOUT ROWID;
+    INSERT INTO assignments_shared (unit, volume_idx, host, read_only, grant_idx, volume_created, created_ms,
+        pending, owner, identity)
+        SELECT unit, volume_idx, host, read_only, grant_idx, volume_created, created_ms, pending, owner, identity
+        FROM assignments;
+    DROP TABLE assignments;
+    ALTER TABLE assignments_shared RENAME TO assignments;",
+    ),
 ];
 
 /// Most rows of `pending_units`: a flood of units from many addresses is recorded up to this many, then dropped.
@@ -1006,6 +1031,8 @@ pub struct AssignmentRecord {
     pub owner: Option<String>,
     /// The TLS identity its grant names next to the address (dvsanAccessHostIdentity); `None`: address only.
     pub identity: Option<String>,
+    /// Asked for sharing (`--shared`): a readWriteShared grant; the volume may have other shared assignments.
+    pub shared: bool,
 }
 
 impl AssignmentRecord {
@@ -1058,27 +1085,34 @@ impl StationStore {
         read_assignments(&self.conn, Some(unit))
     }
 
-    /// The assignment of volume `volume` of unit `unit`, if it is assigned.
+    /// The assignment of volume `volume` of unit `unit`, if it is assigned (the first one of a shared volume).
     pub fn assignment(&self, unit: u32, volume: u32) -> Result<Option<AssignmentRecord>, StoreError> {
         Ok(self.unit_assignments(unit)?.into_iter().find(|a| a.volume == volume))
     }
 
-    /// Records an assignment; fails with [`StoreError::AlreadyAssigned`] when the volume is assigned already.
+    /// Every assignment of volume `volume` of unit `unit` (several only when all are shared).
+    pub fn volume_assignments(&self, unit: u32, volume: u32) -> Result<Vec<AssignmentRecord>, StoreError> {
+        Ok(self.unit_assignments(unit)?.into_iter().filter(|a| a.volume == volume).collect())
+    }
+
+    /// Records an assignment; fails with [`StoreError::AlreadyAssigned`] when the volume is assigned already,
+    /// unless this assignment and every one the volume has are shared and for other hosts.
     pub fn insert_assignment(&mut self, record: &AssignmentRecord) -> Result<(), StoreError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let holder: Option<String> = tx
-            .query_row(
-                "SELECT host FROM assignments WHERE unit = ?1 AND volume_idx = ?2",
-                params![record.unit, record.volume],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(host) = holder {
-            return Err(StoreError::AlreadyAssigned { unit: record.unit, volume: record.volume, host });
+        let holders: Vec<(String, bool)> = {
+            let mut stmt =
+                tx.prepare_cached("SELECT host, shared FROM assignments WHERE unit = ?1 AND volume_idx = ?2")?;
+            let rows = stmt.query_map(params![record.unit, record.volume], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let host = record.host.to_string();
+        let shareable = record.shared && holders.iter().all(|(h, shared)| *shared && *h != host);
+        if let (Some((holder, _)), false) = (holders.first(), shareable) {
+            return Err(StoreError::AlreadyAssigned { unit: record.unit, volume: record.volume, host: holder.clone() });
         }
         tx.execute(
             "INSERT INTO assignments (unit, volume_idx, host, read_only, grant_idx, volume_created, created_ms, pending,
-             owner, identity) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+             owner, identity, shared) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 record.unit,
                 record.volume,
@@ -1089,26 +1123,36 @@ impl StationStore {
                 record.created_ms,
                 record.pending,
                 record.owner,
-                record.identity
+                record.identity,
+                record.shared
             ],
         )?;
         tx.commit()?;
         Ok(())
     }
 
-    /// Marks an assignment's grant as made (pending → active) and records its grant index.
-    pub fn confirm_assignment(&mut self, unit: u32, volume: u32, grant: u32) -> Result<bool, StoreError> {
+    /// Marks `host`'s assignment of a volume as granted (pending → active) and records its grant index.
+    pub fn confirm_assignment(&mut self, unit: u32, volume: u32, host: IpAddr, grant: u32) -> Result<bool, StoreError> {
         let n = self.conn.execute(
-            "UPDATE assignments SET pending = 0, grant_idx = ?3 WHERE unit = ?1 AND volume_idx = ?2",
-            params![unit, volume, grant],
+            "UPDATE assignments SET pending = 0, grant_idx = ?4 WHERE unit = ?1 AND volume_idx = ?2 AND host = ?3",
+            params![unit, volume, host.to_string(), grant],
         )?;
         Ok(n > 0)
     }
 
-    /// Removes the assignment of a volume; returns whether there was one.
+    /// Removes every assignment of a volume; returns whether there was one.
     pub fn delete_assignment(&mut self, unit: u32, volume: u32) -> Result<bool, StoreError> {
         let n =
             self.conn.execute("DELETE FROM assignments WHERE unit = ?1 AND volume_idx = ?2", params![unit, volume])?;
+        Ok(n > 0)
+    }
+
+    /// Removes `host`'s assignment of a volume; returns whether there was one.
+    pub fn delete_host_assignment(&mut self, unit: u32, volume: u32, host: IpAddr) -> Result<bool, StoreError> {
+        let n = self.conn.execute(
+            "DELETE FROM assignments WHERE unit = ?1 AND volume_idx = ?2 AND host = ?3",
+            params![unit, volume, host.to_string()],
+        )?;
         Ok(n > 0)
     }
 
@@ -1302,8 +1346,8 @@ impl StationStore {
 /// Every assignment, or only those of unit `only`.
 fn read_assignments(conn: &Connection, only: Option<u32>) -> Result<Vec<AssignmentRecord>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT unit, volume_idx, host, read_only, grant_idx, volume_created, created_ms, pending, owner, identity
-         FROM assignments {} ORDER BY unit, volume_idx",
+        "SELECT unit, volume_idx, host, read_only, grant_idx, volume_created, created_ms, pending, owner, identity,
+         shared FROM assignments {} ORDER BY unit, volume_idx",
         only.map_or("", |_| "WHERE unit = ?1")
     ))?;
     let rows = stmt.query_map(rusqlite::params_from_iter(only), |r| {
@@ -1321,6 +1365,7 @@ fn read_assignments(conn: &Connection, only: Option<u32>) -> Result<Vec<Assignme
                 pending: r.get(7)?,
                 owner: r.get(8)?,
                 identity: r.get(9)?,
+                shared: r.get(10)?,
             },
         ))
     })?;
@@ -1903,6 +1948,7 @@ mod tests {
             pending: false,
             owner: Some("community:host-b".into()),
             identity: None,
+            shared: false,
         };
         store.insert_assignment(&held).unwrap();
         (store, a, b, held)
@@ -1947,6 +1993,7 @@ mod tests {
                 pending: false,
                 owner: None,
                 identity: None,
+                shared: false,
             })
             .unwrap();
         let pool = store.pool().unwrap();

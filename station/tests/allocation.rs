@@ -176,6 +176,7 @@ fn request_assign_refuse_release_and_survive_restart() {
             pending: true,
             owner: None,
             identity: None,
+            shared: false,
         })
         .unwrap();
     drop(store);
