@@ -126,3 +126,46 @@ fn two_hosts_share_a_volume_only_when_both_ask_shared() {
     let err = request(&station, "127.0.68.104", "solo", &["--shared"]).unwrap_err();
     assert!(err.contains("solo"), "{err}");
 }
+
+fn host_cli(station: &Station, host: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(workspace_bin("dvsan-host"));
+    cmd.env_remove("DVSAN_STATION")
+        .env_remove("DVSAN_WRITE_COMMUNITY")
+        .args(["--station", &station.snmp.unwrap().to_string(), "--host", host, "--write-community", WRITE_COMMUNITY])
+        .args(args);
+    cmd
+}
+
+/// Over SNMP: `dvsan-host request --shared` (dvsanStationRequestShared) from two hosts gives both the same volume
+/// with readWriteShared grants; the same request without `--shared` from a third host is refused.
+#[test]
+fn dvsan_host_request_shared_from_two_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("station");
+    let station = Station::start(&state, &[]);
+    let mut unit = Unit::start(&dir.path().join("u1"), "127.0.69.1", station.traps, "64M", &[]);
+    unit.serve_data();
+    station.wait_unit(&unit.address(), "available", WAIT, |u| u["state"] == "available");
+
+    let ask = |host: &str, extra: &[&str]| {
+        let mut args = vec!["request", "--size", "4M", "--name", "gfs", "--json"];
+        args.extend_from_slice(extra);
+        host_cli(&station, host, &args).output().expect("dvsan-host runs")
+    };
+    let parse = |out: &std::process::Output| -> serde_json::Value {
+        assert!(out.status.success(), "{}", describe(out));
+        serde_json::from_str(&stdout(out)).unwrap_or_else(|e| panic!("{e}: {}", describe(out)))
+    };
+    let a = parse(&ask("127.0.69.100", &["--shared"]));
+    let b = parse(&ask("127.0.69.101", &["--shared"]));
+    assert_eq!((&a["unit"], &a["volume"]), (&b["unit"], &b["volume"]), "{a}\n{b}");
+    let volume = a["volume"].to_string();
+    let rows = access_rows(&unit);
+    let granted: Vec<_> = rows.iter().filter(|(v, _, _)| *v == volume).collect();
+    assert_eq!(granted.len(), 2, "{rows:?}");
+    assert!(granted.iter().all(|(_, _, mode)| mode == "readWriteShared"), "{rows:?}");
+
+    let refused = ask("127.0.69.102", &[]);
+    assert!(!refused.status.success() && describe(&refused).contains("gfs"), "{}", describe(&refused));
+    assert_eq!(access_rows(&unit).iter().filter(|(v, _, _)| *v == volume).count(), 2);
+}
