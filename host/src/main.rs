@@ -62,6 +62,10 @@ enum Command {
         /// The volume's name: a free volume of that name is given, else the station creates one with it.
         #[arg(long)]
         name: Option<String>,
+        /// A shared read-write assignment (for cluster filesystems): with --name, the volume of that name other
+        /// hosts hold shared is given too. Without it a volume has this host alone.
+        #[arg(long)]
+        shared: bool,
         #[arg(long)]
         json: bool,
     },
@@ -189,7 +193,7 @@ async fn run(cli: Cli) -> Result<()> {
     };
     let session = Session { manager, read, write, host, wait: cli.wait };
     match cli.command {
-        Command::Request { size, name, json } => request(&session, &size, name.as_deref(), json).await,
+        Command::Request { size, name, shared, json } => request(&session, &size, name.as_deref(), shared, json).await,
         Command::List { json } => list(&session, json).await,
         Command::Release { volume } => release(&session, &volume).await,
         Command::Attach { volume, tls_dir } => attach(&session, &volume, tls_dir.as_deref()).await,
@@ -323,8 +327,11 @@ async fn submit(session: &Session, mut columns: Vec<(&'static [u32], Value)>) ->
     }
 }
 
-async fn request(session: &Session, size: &str, name: Option<&str>, json: bool) -> Result<()> {
+async fn request(session: &Session, size: &str, name: Option<&str>, shared: bool, json: bool) -> Result<()> {
     let mut columns = vec![(mib::DVSAN_STATION_REQUEST_SIZE, Value::OctetString(size.as_bytes().to_vec()))];
+    if shared {
+        columns.push((mib::DVSAN_STATION_REQUEST_SHARED, Value::Integer(mib::truth_value::TRUE)));
+    }
     if let Some(name) = name {
         columns.push((mib::DVSAN_STATION_REQUEST_NAME, Value::OctetString(name.as_bytes().to_vec())));
     }

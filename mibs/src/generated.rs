@@ -515,6 +515,9 @@ pub const DVSAN_STATION_REQUEST_ROW_STATUS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 
 /// DVSAN-STATION-MIB::dvsanStationRequestVolumeSource
 pub const DVSAN_STATION_REQUEST_VOLUME_SOURCE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 5, 1, 19];
 
+/// DVSAN-STATION-MIB::dvsanStationRequestShared
+pub const DVSAN_STATION_REQUEST_SHARED: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 5, 1, 20];
+
 /// DVSAN-STATION-MIB::dvsanStationAssignmentTable
 pub const DVSAN_STATION_ASSIGNMENT_TABLE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 6];
 
@@ -736,6 +739,9 @@ pub const DVSAN_STATION_USM_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2, 
 
 /// DVSAN-STATION-MIB::dvsanStationCertGroup
 pub const DVSAN_STATION_CERT_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2, 12];
+
+/// DVSAN-STATION-MIB::dvsanStationSharedGroup
+pub const DVSAN_STATION_SHARED_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2, 13];
 
 // SNMPv2-MIB
 
@@ -1132,6 +1138,14 @@ pub mod dvsan_station_request_volume_source {
     pub const CREATED: i32 = 3;
 }
 
+/// Values of the TruthValue textual convention (used by DVSAN-STATION-MIB::dvsanStationRequestShared).
+pub mod truth_value {
+    /// true(1)
+    pub const TRUE: i32 = 1;
+    /// false(2)
+    pub const FALSE: i32 = 2;
+}
+
 /// Values of DVSAN-STATION-MIB::dvsanStationAssignMode.
 pub mod dvsan_station_assign_mode {
     /// readWrite(1)
@@ -1168,14 +1182,6 @@ pub mod dvsan_station_task_operation {
     pub const APPROVE_UNIT: i32 = 12;
     /// rejectUnit(13)
     pub const REJECT_UNIT: i32 = 13;
-}
-
-/// Values of the TruthValue textual convention (used by DVSAN-STATION-MIB::dvsanStationTaskReadOnly).
-pub mod truth_value {
-    /// true(1)
-    pub const TRUE: i32 = 1;
-    /// false(2)
-    pub const FALSE: i32 = 2;
 }
 
 /// Values of DVSAN-STATION-MIB::dvsanStationTaskState.
@@ -2015,6 +2021,7 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationRequestNbdUri", DVSAN_STATION_REQUEST_NBD_URI),
     ("dvsanStationRequestRowStatus", DVSAN_STATION_REQUEST_ROW_STATUS),
     ("dvsanStationRequestVolumeSource", DVSAN_STATION_REQUEST_VOLUME_SOURCE),
+    ("dvsanStationRequestShared", DVSAN_STATION_REQUEST_SHARED),
     ("dvsanStationAssignmentTable", DVSAN_STATION_ASSIGNMENT_TABLE),
     ("dvsanStationAssignmentEntry", DVSAN_STATION_ASSIGNMENT_ENTRY),
     ("dvsanStationAssignHostType", DVSAN_STATION_ASSIGN_HOST_TYPE),
@@ -2089,6 +2096,7 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationTrustNotificationGroup", DVSAN_STATION_TRUST_NOTIFICATION_GROUP),
     ("dvsanStationUsmGroup", DVSAN_STATION_USM_GROUP),
     ("dvsanStationCertGroup", DVSAN_STATION_CERT_GROUP),
+    ("dvsanStationSharedGroup", DVSAN_STATION_SHARED_GROUP),
     ("system", SYSTEM),
     ("sysDescr", SYS_DESCR),
     ("sysObjectID", SYS_OBJECT_ID),

@@ -27,6 +27,7 @@
 
 use crate::announce::{Announcer, Change};
 use crate::model::{Availability, GrantHost, UnitState};
+use crate::principal::Principal;
 use crate::store::{AllocationUnit, AssignmentRecord, PendingUnit, RemovedUnit, StationStore, StoreError, SyncOutcome};
 use crate::unit_access::UnitAccess;
 use crate::walk::{read_unit, WalkError};
@@ -52,6 +53,11 @@ pub fn unit_lock_file(unit: u32) -> String {
 pub enum AllocateError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(
+        "host identity {0} is revoked: it gets no storage until an admin issues its certificate again \
+         (`dvsan-station host issue {0}`)"
+    )]
+    Revoked(String),
     #[error("size {0:?} is not a size: give bytes or a number with K, M, G, T (for example 80G, 512M, 1048576)")]
     BadSize(String),
     #[error("size must be larger than 0")]
@@ -290,6 +296,9 @@ pub struct SizeRequest {
     /// name, any free volume may be chosen, and a created one is named by the unit).
     pub name: Option<String>,
     pub read_only: bool,
+    /// A shared (readWriteShared) assignment: with a name, it may take a volume of that name whose assignments
+    /// are all shared too (`--shared`, for cluster filesystems).
+    pub shared: bool,
 }
 
 /// Parses a requested size (`80G`, `512M`, `1048576`); zero is refused.
@@ -366,6 +375,62 @@ impl<'a> Allocator<'a> {
     pub fn with_owner(mut self, owner: Option<String>) -> Allocator<'a> {
         self.owner = owner;
         self
+    }
+
+    /// The TLS identity the grants it makes name next to the address: the owner's SNMPv3 user name when the
+    /// station's CA issued a client certificate for it (`host issue`, `dvsan-host enroll`) that is not revoked;
+    /// `None` (a grant by address only) for the operator, a community, or a user without a certificate.
+    fn grant_identity(&self) -> Result<Option<String>, AllocateError> {
+        let Some(Principal::User(name)) = self.owner.as_deref().and_then(Principal::from_stored) else {
+            return Ok(None);
+        };
+        match self.store.host_identity(&name)? {
+            Some(h) if !h.valid() => Err(AllocateError::Revoked(h.name)),
+            known => Ok(known.map(|h| h.name)),
+        }
+    }
+
+    /// Revokes host identity `name` (`dvsan-station host revoke`): releases every assignment the station made for
+    /// it (its grant names the identity, or the SNMPv3 user `name` asked for it) — the grant destroyed on the unit,
+    /// the volume wiped, the assignment forgotten — then marks the identity revoked in the store, so it gets no
+    /// certificate (`dvsan-host enroll`) and no storage until an admin issues it again. blockd closes the open
+    /// connections of a grant that went away (its store thread re-reads the grants when the layout changes).
+    ///
+    /// An assignment whose unit does not answer (or is not reachable) cannot be released: it is forgotten anyway
+    /// and named in the result, whose grant then shows as a foreign grant (never allocated) until removed on the
+    /// unit. Needs the whole pool's lock.
+    pub async fn revoke_host(&mut self, name: &str) -> Result<RevokedHost, AllocateError> {
+        self.check_pool_lock()?;
+        let user = Principal::User(name.to_string()).stored();
+        let held: Vec<AssignmentRecord> = self
+            .store
+            .assignments()?
+            .into_iter()
+            .filter(|a| a.identity.as_deref() == Some(name) || a.owner.as_deref() == Some(user.as_str()))
+            .collect();
+        let mut report = RevokedHost { identity: name.to_string(), ..RevokedHost::default() };
+        let total = held.len().max(1) as u32;
+        for (i, a) in held.iter().enumerate() {
+            self.step(i as u32 * 90 / total, &format!("releasing volume {} of unit #{}", a.volume, a.unit));
+            let what = format!("unit #{}/volume {} to {}", a.unit, a.volume, a.grant_host());
+            match self.release(a.unit, a.volume, Some(a.host)).await {
+                Ok(_) => report.released.push(what),
+                Err(e) => {
+                    tracing::warn!(unit = a.unit, volume = a.volume, error = %e, "revoking a host: the grant stays on the unit");
+                    self.store.delete_host_assignment(a.unit, a.volume, a.host)?;
+                    report.not_revoked.push(format!("{what}: {e}"));
+                }
+            }
+        }
+        self.step(95, "revoking the identity");
+        report.was_valid = self.store.revoke_host_identity(name, crate::timefmt::now_ms())?;
+        tracing::info!(
+            identity = name,
+            released = report.released.len(),
+            not_revoked = report.not_revoked.len(),
+            "host revoked"
+        );
+        Ok(report)
     }
 
     /// Announces what its rescans and the walks after its changes find (new or removed volumes, a unit joining)
@@ -495,10 +560,15 @@ impl<'a> Allocator<'a> {
                 continue;
             };
             for volume in &pool_unit.volumes {
+                let mut holders = assigned.iter().filter(|a| a.unit == unit.index && a.volume == volume.index);
+                // Another host's shared assignments let a shared request by name join them.
+                let joinable = request.shared
+                    && request.name.is_some()
+                    && holders.clone().all(|a| a.shared && !a.read_only && a.host != request.host);
                 let free = volume.state == Availability::Available
                     && volume.assignable()
                     && volume.partitions.is_empty()
-                    && !assigned.iter().any(|a| a.unit == unit.index && a.volume == volume.index);
+                    && (holders.next().is_none() || joinable);
                 // A request by name takes only a free volume of that name; others are created with the name.
                 let named = request.name.as_ref().is_none_or(|name| *name == volume.name);
                 if !free || !named {
@@ -564,7 +634,7 @@ impl<'a> Allocator<'a> {
                 self.create_volume(unit, agent, blocks, request.name.as_deref()).await?
             }
         };
-        self.grant_and_record(candidate, request.host, request.read_only).await
+        self.grant_and_record(candidate, request.host, request.read_only, request.shared).await
     }
 
     /// Assigns volume `volume` of unit `unit` (station index) to `host` (admin assignment).
@@ -574,13 +644,15 @@ impl<'a> Allocator<'a> {
         volume: u32,
         host: IpAddr,
         read_only: bool,
+        shared: bool,
     ) -> Result<Allocation, AllocateError> {
         let unit = self.allocation_unit(unit)?;
         let (Some(agent), UnitState::Available) = (unit.address, unit.state) else {
             return Err(AllocateError::UnitNotAvailable { unit: unit.index, state: unit.state });
         };
-        if let Some(held) = self.store.assignment(unit.index, volume)? {
-            return Err(StoreError::AlreadyAssigned { unit: unit.index, volume, host: held.host.to_string() }.into());
+        let held = self.store.volume_assignments(unit.index, volume)?;
+        if let Some(first) = held.iter().find(|a| !(shared && a.shared && a.host != host)) {
+            return Err(StoreError::AlreadyAssigned { unit: unit.index, volume, host: first.host.to_string() }.into());
         }
         let pooled = self.store.pool_unit(unit.index)?;
         let Some(v) = pooled.as_ref().and_then(|u| u.volumes.iter().find(|v| v.index == volume)) else {
@@ -603,7 +675,7 @@ impl<'a> Allocator<'a> {
             created: false,
             unit,
         };
-        self.grant_and_record(candidate, host, read_only).await
+        self.grant_and_record(candidate, host, read_only, shared).await
     }
 
     /// Creates a free volume of at least `size_bytes` on unit `unit` (admin `volume create`).
@@ -774,42 +846,51 @@ impl<'a> Allocator<'a> {
         host: Option<IpAddr>,
     ) -> Result<AssignmentRecord, AllocateError> {
         let record = self.unit_record(unit)?;
-        let Some(assignment) = self.store.assignment(record.index, volume)? else {
+        let held = self.store.volume_assignments(record.index, volume)?;
+        let Some(first) = held.first().cloned() else {
             return Err(AllocateError::NotAssigned { unit: record.index, volume });
         };
-        if let Some(host) = host {
-            if host != assignment.host {
-                return Err(AllocateError::NotHolder { unit: record.index, volume, holder: assignment.host, host });
-            }
-        }
+        // A host releases its own assignment; without a host (the operator) every assignment of the volume goes.
+        let releasing: Vec<AssignmentRecord> = match host {
+            Some(host) => match held.iter().find(|a| a.host == host) {
+                Some(a) => vec![a.clone()],
+                None => return Err(AllocateError::NotHolder { unit: record.index, volume, holder: first.host, host }),
+            },
+            None => held.clone(),
+        };
         let Some(agent) = record.address else {
             return Err(AllocateError::NoAddress { unit: record.index });
         };
-        self.step(0, &format!("revoking the grant of {} on unit #{}", assignment.host, record.index));
-        let status = Oid::from_slice(mib::DVSAN_ACCESS_ROW_STATUS).child(assignment.grant);
-        self.manager
-            .set(&self.write_target(agent)?, vec![VarBind::new(status, Value::Integer(mib::row_status::DESTROY))])
-            .await
-            .map_err(|source| AllocateError::Unit {
-                unit: record.index,
-                agent,
-                what: "the revoke",
-                source: Box::new(source),
-            })?;
-        self.step(40, &format!("wiping volume {volume} on unit #{}", record.index));
-        // The next host must not read what this one wrote: the unit clears the volume, and the pool shows it
-        // clearing (not assignable) until done. A unit that refuses (an older unit, a grant someone else made)
-        // leaves the volume as it is: logged, the release goes on.
-        let wipe = Oid::from_slice(mib::DVSAN_VOLUME_CLEAR_PROGRESS).child(volume);
-        if let Err(e) = self.manager.set(&self.write_target(agent)?, vec![VarBind::new(wipe, Value::Gauge32(0))]).await
-        {
-            tracing::warn!(unit = record.index, volume, error = %e, "the unit did not wipe the released volume");
+        for assignment in &releasing {
+            self.step(0, &format!("revoking the grant of {} on unit #{}", assignment.host, record.index));
+            let status = Oid::from_slice(mib::DVSAN_ACCESS_ROW_STATUS).child(assignment.grant);
+            self.manager
+                .set(&self.write_target(agent)?, vec![VarBind::new(status, Value::Integer(mib::row_status::DESTROY))])
+                .await
+                .map_err(|source| AllocateError::Unit {
+                    unit: record.index,
+                    agent,
+                    what: "the revoke",
+                    source: Box::new(source),
+                })?;
+            self.store.delete_host_assignment(record.index, volume, assignment.host)?;
+            tracing::info!(unit = record.index, volume, host = %assignment.host, "volume released");
         }
-        self.step(50, "forgetting the assignment");
-        self.store.delete_assignment(record.index, volume)?;
-        tracing::info!(unit = record.index, volume, host = %assignment.host, "volume released");
+        // A shared volume other hosts still hold keeps its data.
+        if self.store.volume_assignments(record.index, volume)?.is_empty() {
+            self.step(40, &format!("wiping volume {volume} on unit #{}", record.index));
+            // The next host must not read what this one wrote: the unit clears the volume, and the pool shows it
+            // clearing (not assignable) until done. A unit that refuses (an older unit, a grant someone else made)
+            // leaves the volume as it is: logged, the release goes on.
+            let wipe = Oid::from_slice(mib::DVSAN_VOLUME_CLEAR_PROGRESS).child(volume);
+            let set = vec![VarBind::new(wipe, Value::Gauge32(0))];
+            if let Err(e) = self.manager.set(&self.write_target(agent)?, set).await {
+                tracing::warn!(unit = record.index, volume, error = %e, "the unit did not wipe the released volume");
+            }
+        }
         self.step(75, &format!("reading unit #{}", record.index));
         self.refresh(record.index, agent).await;
+        let assignment = releasing.into_iter().next().unwrap_or(first);
         Ok(assignment)
     }
 
@@ -1009,12 +1090,24 @@ impl<'a> Allocator<'a> {
         c: Candidate,
         host: IpAddr,
         read_only: bool,
+        shared: bool,
     ) -> Result<Allocation, AllocateError> {
         self.step(40, &format!("granting {host} on unit #{}", c.unit.index));
         if !c.created {
-            // The pool may be a walk old: ask the unit whether someone else granted the volume since.
+            // The pool may be a walk old: ask the unit whether someone else granted the volume since (the
+            // station's own shared assignments of it are not someone else).
+            let own: Vec<GrantHost> = self
+                .store
+                .volume_assignments(c.unit.index, c.volume)?
+                .iter()
+                .map(AssignmentRecord::grant_host)
+                .collect();
             let foreign = match self.read_grants(c.agent).await {
-                Ok(grants) => grants.into_iter().filter(|g| g.volume == c.volume).map(|g| g.host.to_string()).collect(),
+                Ok(grants) => grants
+                    .into_iter()
+                    .filter(|g| g.volume == c.volume && !own.contains(&g.host))
+                    .map(|g| g.host.to_string())
+                    .collect(),
                 Err(source) => {
                     return Err(AllocateError::Unit {
                         unit: c.unit.index,
@@ -1037,6 +1130,13 @@ impl<'a> Allocator<'a> {
                 return Err(e);
             }
         };
+        let identity = match self.grant_identity() {
+            Ok(identity) => identity,
+            Err(e) => {
+                self.undo_created(&c).await;
+                return Err(e);
+            }
+        };
         let record = AssignmentRecord {
             unit: c.unit.index,
             volume: c.volume,
@@ -1047,25 +1147,28 @@ impl<'a> Allocator<'a> {
             created_ms: crate::timefmt::now_ms(),
             pending: true,
             owner: self.owner.clone(),
+            identity,
+            shared,
         };
         if let Err(e) = self.store.insert_assignment(&record) {
             self.undo_created(&c).await;
             return Err(e.into());
         }
-        if let Err(e) = self.set_grant(c.unit.index, c.agent, grant, c.volume, host, read_only).await {
-            if let Err(e) = self.store.delete_assignment(c.unit.index, c.volume) {
+        let mode = grant_mode(read_only, shared);
+        if let Err(e) = self.set_grant(c.unit.index, c.agent, grant, c.volume, &record.grant_host(), mode).await {
+            if let Err(e) = self.store.delete_host_assignment(c.unit.index, c.volume, host) {
                 tracing::warn!(unit = c.unit.index, volume = c.volume, error = %e, "dropping a pending assignment");
             }
             self.undo_created(&c).await;
             return Err(e);
         }
         self.step(70, "recording the assignment");
-        if let Err(e) = self.store.confirm_assignment(c.unit.index, c.volume, grant) {
+        if let Err(e) = self.store.confirm_assignment(c.unit.index, c.volume, host, grant) {
             // The pending row stays; the next reconciliation undoes the rest.
             self.revoke(c.unit.index, c.agent, grant).await;
             return Err(e.into());
         }
-        tracing::info!(unit = c.unit.index, volume = c.volume, %host, grant, "volume assigned");
+        tracing::info!(unit = c.unit.index, volume = c.volume, host = %record.grant_host(), grant, "volume assigned");
         if c.created {
             self.step(85, &format!("reading unit #{}", c.unit.index));
             self.refresh(c.unit.index, c.agent).await;
@@ -1124,22 +1227,25 @@ impl<'a> Allocator<'a> {
         agent: SocketAddr,
         index: u32,
         volume: u32,
-        host: IpAddr,
-        read_only: bool,
+        host: &GrantHost,
+        mode: i32,
     ) -> Result<(), AllocateError> {
-        let (kind, octets) = match host {
-            IpAddr::V4(a) => (mib::inet_address_type::IPV4, a.octets().to_vec()),
-            IpAddr::V6(a) => (mib::inet_address_type::IPV6, a.octets().to_vec()),
+        let (kind, octets) = match host.address {
+            Some(IpAddr::V4(a)) => (mib::inet_address_type::IPV4, a.octets().to_vec()),
+            Some(IpAddr::V6(a)) => (mib::inet_address_type::IPV6, a.octets().to_vec()),
+            None => (mib::inet_address_type::UNKNOWN, Vec::new()),
         };
-        let mode = if read_only { mib::dvsan_access_mode::READ_ONLY } else { mib::dvsan_access_mode::READ_WRITE };
         let column = |col: &[u32]| Oid::from_slice(col).child(index);
-        let set = vec![
+        let mut set = vec![
             VarBind::new(column(mib::DVSAN_ACCESS_VOLUME_INDEX), Value::Gauge32(volume)),
             VarBind::new(column(mib::DVSAN_ACCESS_HOST_ADDRESS_TYPE), Value::Integer(kind)),
             VarBind::new(column(mib::DVSAN_ACCESS_HOST_ADDRESS), Value::OctetString(octets)),
             VarBind::new(column(mib::DVSAN_ACCESS_MODE), Value::Integer(mode)),
-            VarBind::new(column(mib::DVSAN_ACCESS_ROW_STATUS), Value::Integer(mib::row_status::CREATE_AND_GO)),
         ];
+        if let Some(identity) = &host.identity {
+            set.push(VarBind::new(column(mib::DVSAN_ACCESS_HOST_IDENTITY), Value::string(identity)));
+        }
+        set.push(VarBind::new(column(mib::DVSAN_ACCESS_ROW_STATUS), Value::Integer(mib::row_status::CREATE_AND_GO)));
         self.manager.set(&self.write_target(agent)?, set).await.map_err(|source| AllocateError::Unit {
             unit,
             agent,
@@ -1191,8 +1297,8 @@ impl<'a> Allocator<'a> {
                 }
             };
             for a in &list {
-                // The station's grants name the address only: a grant by certificate identity is never one.
-                let held = grants.iter().find(|g| g.volume == a.volume && g.host.is_address(a.host));
+                // The station's grant names the assignment's address and, when it has one, its identity.
+                let held = grants.iter().find(|g| g.volume == a.volume && g.host == a.grant_host());
                 if a.pending {
                     if let Some(g) = held.filter(|g| g.index == a.grant) {
                         self.revoke(index, agent, g.index).await;
@@ -1200,7 +1306,7 @@ impl<'a> Allocator<'a> {
                     if a.volume_created {
                         self.destroy_volume(index, agent, a.volume).await;
                     }
-                    self.store.delete_assignment(index, a.volume)?;
+                    self.store.delete_host_assignment(index, a.volume, a.host)?;
                     tracing::info!(unit = index, volume = a.volume, host = %a.host, "reconciliation: undid a pending assignment");
                     report.pending_undone += 1;
                     continue;
@@ -1208,21 +1314,22 @@ impl<'a> Allocator<'a> {
                 match held {
                     Some(g) => {
                         if g.index != a.grant {
-                            self.store.confirm_assignment(index, a.volume, g.index)?;
+                            self.store.confirm_assignment(index, a.volume, a.host, g.index)?;
                         }
                         report.consistent += 1;
                     }
                     None => {
                         let grant = self.next_access_index(index, agent).await?;
-                        self.set_grant(index, agent, grant, a.volume, a.host, a.read_only).await?;
-                        self.store.confirm_assignment(index, a.volume, grant)?;
+                        let mode = grant_mode(a.read_only, a.shared);
+                        self.set_grant(index, agent, grant, a.volume, &a.grant_host(), mode).await?;
+                        self.store.confirm_assignment(index, a.volume, a.host, grant)?;
                         tracing::info!(unit = index, volume = a.volume, host = %a.host, grant, "reconciliation: granted again");
                         report.regranted += 1;
                     }
                 }
             }
             for g in &grants {
-                if !list.iter().any(|a| a.volume == g.volume && g.host.is_address(a.host)) {
+                if !list.iter().any(|a| a.volume == g.volume && g.host == a.grant_host()) {
                     tracing::info!(unit = index, grant = g.index, volume = g.volume, host = %g.host, "reconciliation: grant not made by the station, left alone");
                     report.foreign_grants += 1;
                 }
@@ -1339,6 +1446,27 @@ pub struct ReconcileReport {
     /// Grants on units that no assignment names (left alone).
     pub foreign_grants: u32,
     pub units_skipped: u32,
+}
+
+/// dvsanAccessMode of a grant: readOnly, readWrite, or readWriteShared for a shared read-write assignment.
+fn grant_mode(read_only: bool, shared: bool) -> i32 {
+    match (read_only, shared) {
+        (true, _) => mib::dvsan_access_mode::READ_ONLY,
+        (false, false) => mib::dvsan_access_mode::READ_WRITE,
+        (false, true) => mib::dvsan_access_mode::READ_WRITE_SHARED,
+    }
+}
+
+/// What [`Allocator::revoke_host`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RevokedHost {
+    pub identity: String,
+    /// Whether the identity was issued and valid before.
+    pub was_valid: bool,
+    /// The assignments released (grant destroyed on the unit): `unit #U/volume V to HOST`.
+    pub released: Vec<String>,
+    /// The assignments forgotten whose grant could not be destroyed (the unit did not answer), and why.
+    pub not_revoked: Vec<String>,
 }
 
 /// One row of a unit's dvsanAccessTable.

@@ -7,13 +7,16 @@
 //! else is refused, and the certificate's names are built from the identity, not copied from the request. The
 //! station signs at once, in the SET's commit (one ECDSA signature; the CA is made at first need), and the row
 //! holds the certificate and the CA's certificate, or failed(2) and why (a community requester, a user name that
-//! cannot be a DNS name, a request that does not parse or whose signature is wrong). Rows are visible only to their
+//! cannot be a DNS name, a request that does not parse or whose signature is wrong, an identity revoked with
+//! `dvsan-station host revoke`). An issued identity is recorded in the store (`host_identities`), so the station's
+//! grants for that user's storage requests name it. Rows are visible only to their
 //! requester and the station's admins ([`Admins`]), like dvsanStationRequestTable's, and live in memory only (at
 //! most [`MAX_ROWS`]).
 
 use crate::ca::StationCa;
 use crate::principal::{Admins, Principal};
 use crate::set_values::{integer, octets, truncate};
+use crate::store::StationStore;
 use dvsan_mib as mib;
 use dvsan_snmp::agent::{FnPreparedSet, PreparedSet, Requester, SecurityModel, SetFailure, SetItem, Table, UndoFailed};
 use dvsan_snmp::usm::SecurityLevel;
@@ -93,8 +96,20 @@ impl Shared {
     fn sign(&self, row: &mut CertRow, identity: Result<String, String>, csr: &[u8]) {
         let outcome = identity.and_then(|identity| {
             row.identity = truncate(&identity, 255);
+            let mut store = StationStore::open(&self.state_dir).map_err(|e| {
+                tracing::error!(error = %e, "the station's store cannot be opened to record a host identity");
+                "the station's store is not available (see the station's log)".to_string()
+            })?;
+            let known = store.host_identity(&identity).map_err(|e| e.to_string())?;
+            if known.is_some_and(|h| !h.valid()) {
+                return Err(format!(
+                    "identity {identity} is revoked; an admin issues it again (`dvsan-station host issue {identity}`)"
+                ));
+            }
             let ca = self.ca()?;
             let certificate = ca.sign_host_request(&identity, csr).map_err(|e| e.to_string())?;
+            // Recorded, so the station grants this user's requests by identity (see `allocate`).
+            store.record_host_identity(&identity, crate::timefmt::now_ms()).map_err(|e| e.to_string())?;
             Ok((certificate, ca.cert_pem().to_string()))
         });
         match outcome {

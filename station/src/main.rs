@@ -83,6 +83,10 @@ enum Command {
         name: Option<String>,
         #[arg(long)]
         read_only: bool,
+        /// A shared read-write assignment (readWriteShared, for cluster filesystems): with --name, it may take the
+        /// volume of that name other hosts hold shared.
+        #[arg(long, conflicts_with = "read_only")]
+        shared: bool,
         /// Print the assignment as JSON.
         #[arg(long)]
         json: bool,
@@ -101,6 +105,9 @@ enum Command {
         host: String,
         #[arg(long)]
         read_only: bool,
+        /// A shared read-write assignment (readWriteShared): allowed next to other hosts' shared assignments.
+        #[arg(long, conflicts_with = "read_only")]
+        shared: bool,
         #[arg(long)]
         json: bool,
     },
@@ -437,6 +444,17 @@ enum HostCommand {
         #[command(flatten)]
         state: StateDir,
     },
+    /// Revoke host identity NAME: release every volume the station assigned to it (grants destroyed on the
+    /// units, which close its open NBD connections; volumes wiped), and refuse it certificates (`dvsan-host
+    /// enroll`) and storage until `host issue NAME` again.
+    Revoke {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        alloc: AllocArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -476,6 +494,7 @@ fn main() {
         }
         Command::Ca(CaCommand::Show { state }) => cmd_ca_show(&state.state_dir),
         Command::Host(HostCommand::Issue { name, out, state }) => cmd_host_issue(&state.state_dir, &name, &out),
+        Command::Host(HostCommand::Revoke { name, json, alloc }) => cmd_host_revoke(&alloc, &name, json),
         Command::Unit(UnitCommand::Pending { state, json, all }) => cmd_unit_pending(&state.state_dir, json, all),
         Command::Unit(UnitCommand::Approve { unit, alloc }) => cmd_unit_approve(&alloc, &unit),
         Command::Unit(UnitCommand::Reject { unit, state }) => cmd_unit_reject(&state.state_dir, &unit),
@@ -485,11 +504,11 @@ fn main() {
         }
         Command::Pool { state, json } => cmd_pool(&state.state_dir, json),
         Command::Traps(args) => cmd_traps(args),
-        Command::Request { alloc, size, host, name, read_only, json } => {
-            cmd_request(&alloc, &size, &host, name, read_only, json)
+        Command::Request { alloc, size, host, name, read_only, shared, json } => {
+            cmd_request(&alloc, &size, &host, name, (read_only, shared), json)
         }
-        Command::Assign { alloc, unit, volume, host, read_only, json } => {
-            cmd_assign(&alloc, &unit, volume, &host, read_only, json)
+        Command::Assign { alloc, unit, volume, host, read_only, shared, json } => {
+            cmd_assign(&alloc, &unit, volume, &host, (read_only, shared), json)
         }
         Command::Unassign { alloc, unit, volume, host } => cmd_unassign(&alloc, &unit, volume, host.as_deref()),
         Command::Reconcile { alloc } => cmd_reconcile(&alloc),
@@ -705,6 +724,8 @@ fn cmd_host_issue(state_dir: &Path, name: &str, out: &Path) -> Result<()> {
     let ca = StationCa::open_or_create(state_dir)?;
     let issued = ca.issue_host(name)?;
     write_client_dir(out, ca.cert_pem(), &issued.cert_pem, &issued.key_pem)?;
+    // Recorded (a revoked identity is valid again): the station's grants for this user's requests name it.
+    StationStore::open(state_dir)?.record_host_identity(name, now_ms())?;
     print_or_quiet(&format!(
         "issued a client certificate for identity {name} (valid {LEAF_DAYS} days) into {} (ca-cert.pem, \
          client-cert.pem, client-key.pem): nbdinfo 'nbds://HOST:PORT/EXPORT?tls-certificates={}'\n",
@@ -923,11 +944,11 @@ fn cmd_request(
     size: &str,
     host: &str,
     name: Option<String>,
-    read_only: bool,
+    (read_only, shared): (bool, bool),
     json: bool,
 ) -> Result<()> {
     let operation =
-        Operation::Allocate { size_bytes: parse_request_size(size)?, host: parse_host(host)?, name, read_only };
+        Operation::Allocate { size_bytes: parse_request_size(size)?, host: parse_host(host)?, name, read_only, shared };
     match execute_alloc(alloc, &operation)?.detail {
         Detail::Assignment(a) if !json => {
             let how = if a.volume_created { "created for this request" } else { "an existing free volume" };
@@ -938,8 +959,15 @@ fn cmd_request(
     }
 }
 
-fn cmd_assign(alloc: &AllocArgs, unit: &str, volume: u32, host: &str, read_only: bool, json: bool) -> Result<()> {
-    let operation = Operation::Assign { unit: unit.to_string(), volume, host: parse_host(host)?, read_only };
+fn cmd_assign(
+    alloc: &AllocArgs,
+    unit: &str,
+    volume: u32,
+    host: &str,
+    (read_only, shared): (bool, bool),
+    json: bool,
+) -> Result<()> {
+    let operation = Operation::Assign { unit: unit.to_string(), volume, host: parse_host(host)?, read_only, shared };
     print_assignment(execute_alloc(alloc, &operation)?, json)
 }
 
@@ -970,6 +998,41 @@ fn cmd_assignments(state_dir: &Path, json: bool) -> Result<()> {
     for a in &list {
         text.push_str(&allocation_line(a));
         text.push('\n');
+    }
+    print_or_quiet(&text)
+}
+
+fn cmd_host_revoke(alloc: &AllocArgs, name: &str, json: bool) -> Result<()> {
+    let state_dir = &alloc.state.state_dir;
+    let mut store = StationStore::open_existing(state_dir)?;
+    let lock = PoolLock::acquire(state_dir, LockScope::Pool)?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
+    let report = runtime.block_on(async {
+        let manager = dvsan_snmp::Manager::new("0.0.0.0:0".parse()?).await.context("opening an SNMP socket")?;
+        let mut allocator = Allocator::new(
+            &mut store,
+            &manager,
+            &alloc.community,
+            alloc.write_community.as_deref(),
+            alloc.timeout,
+            lock,
+        );
+        anyhow::Ok(allocator.revoke_host(name).await?)
+    })?;
+    if json {
+        return print_or_quiet(&(serde_json::to_string(&report)? + "\n"));
+    }
+    let mut text = format!(
+        "revoked host identity {name}{}; released {} volume(s)\n",
+        if report.was_valid { "" } else { " (it was not issued, or already revoked)" },
+        report.released.len()
+    );
+    for line in &report.released {
+        text.push_str(&format!("  released {line}\n"));
+    }
+    for line in &report.not_revoked {
+        text.push_str(&format!("  forgotten, grant left on the unit: {line}\n"));
     }
     print_or_quiet(&text)
 }

@@ -48,6 +48,8 @@ pub enum Operation {
         volume: u32,
         host: IpAddr,
         read_only: bool,
+        /// A readWriteShared assignment; the volume may have other shared ones.
+        shared: bool,
     },
     Unassign {
         unit: String,
@@ -59,6 +61,8 @@ pub enum Operation {
         host: IpAddr,
         name: Option<String>,
         read_only: bool,
+        /// A readWriteShared assignment; by name, it may join a volume whose assignments are all shared.
+        shared: bool,
     },
     RescanUnit {
         unit: String,
@@ -180,6 +184,8 @@ impl Operation {
                 volume: volume()?,
                 host: host(kind, &args.host)?,
                 read_only: args.read_only,
+                // Station tasks do not ask for shared assignments yet (no task argument for it).
+                shared: false,
             },
             OperationKind::UnassignVolume => {
                 let host = if args.host.trim().is_empty() { None } else { Some(host(kind, &args.host)?) };
@@ -190,6 +196,7 @@ impl Operation {
                 host: host(kind, &args.host)?,
                 name,
                 read_only: args.read_only,
+                shared: false,
             },
             OperationKind::RescanUnit => Operation::RescanUnit { unit: unit()? },
             OperationKind::RemoveUnit => Operation::RemoveUnit { unit: unit()?, force: false },
@@ -293,17 +300,22 @@ impl Operation {
                 let text = format!("destroyed partition {partition} of volume {volume} on unit #{index}");
                 Ok(Outcome { text, unit: index, volume: Some(VolumeIndex(*volume)), detail: Detail::Destroyed })
             }
-            Operation::Assign { unit, volume, host, read_only } => {
+            Operation::Assign { unit, volume, host, read_only, shared } => {
                 let index = allocator.find_unit(unit)?;
-                Ok(Outcome::assigned(allocator.assign(index, *volume, *host, *read_only).await?))
+                Ok(Outcome::assigned(allocator.assign(index, *volume, *host, *read_only, *shared).await?))
             }
             Operation::Unassign { unit, volume, host } => {
                 let index = allocator.find_unit(unit)?;
                 Ok(Outcome::released(allocator.release(index, *volume, *host).await?))
             }
-            Operation::Allocate { size_bytes, host, name, read_only } => {
-                let request =
-                    SizeRequest { size_bytes: *size_bytes, host: *host, name: name.clone(), read_only: *read_only };
+            Operation::Allocate { size_bytes, host, name, read_only, shared } => {
+                let request = SizeRequest {
+                    size_bytes: *size_bytes,
+                    host: *host,
+                    name: name.clone(),
+                    read_only: *read_only,
+                    shared: *shared,
+                };
                 Ok(Outcome::allocated(allocator.request(&request).await?))
             }
             Operation::RescanUnit { unit } => {
@@ -570,7 +582,8 @@ mod tests {
                 size_bytes: 1 << 30,
                 host: "192.0.2.10".parse().unwrap(),
                 name: Some("db".into()),
-                read_only: true
+                read_only: true,
+                shared: false
             })
         );
         let op = args(OperationKind::UnassignVolume, |a| {

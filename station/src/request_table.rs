@@ -51,6 +51,7 @@ const LENGTH: u32 = 16;
 const NBD_URI: u32 = 17;
 const ROW_STATUS: u32 = 18;
 const VOLUME_SOURCE: u32 = 19;
+const SHARED: u32 = 20;
 
 use mib::dvsan_station_request_action as action;
 use mib::dvsan_station_request_status as status;
@@ -76,6 +77,8 @@ struct RequestRow {
     nbd_uri: String,
     /// dvsanStationRequestVolumeSource: an existing volume chosen, or one created for the request.
     volume_source: i32,
+    /// dvsanStationRequestShared: a shared read-write assignment (readWriteShared grant).
+    shared: bool,
     /// Who created the row (`Principal::stored`); `None` outside SNMP request processing.
     requester: Option<String>,
 }
@@ -98,6 +101,7 @@ impl RequestRow {
             end_lba: 0,
             length: 0,
             nbd_uri: String::new(),
+            shared: false,
             volume_source: source::NONE,
             requester: Principal::current().map(|p| p.stored()),
         }
@@ -252,7 +256,9 @@ async fn serve_one(
     if release {
         // Only the assignment's owner and the admins may release it; to anyone else it is not there (the same
         // answer as for a volume nobody holds, so other requesters' assignments cannot be probed).
-        let held = store.assignment(row.unit, row.volume).map_err(|e| e.to_string())?;
+        let held = store.volume_assignments(row.unit, row.volume).map_err(|e| e.to_string())?;
+        // This host's assignment of a shared volume, else the volume's (whose holder the release then names).
+        let held = held.iter().find(|a| a.host == host).or(held.first()).cloned();
         let requester = row.requester.as_deref().and_then(Principal::from_stored);
         if !held.is_some_and(|a| settings.admins.may_manage(requester.as_ref(), a.owner.as_deref())) {
             return Err(format!(
@@ -281,7 +287,7 @@ async fn serve_one(
     }
     let size_bytes = parse_request_size(&row.size).map_err(text)?;
     let name = (!row.name.is_empty()).then(|| row.name.clone());
-    let request = SizeRequest { size_bytes, host, name, read_only: false };
+    let request = SizeRequest { size_bytes, host, name, read_only: false, shared: row.shared };
     allocator.request(&request).await.map(Some).map_err(text)
 }
 
@@ -321,6 +327,10 @@ impl RequestTable {
                 NAME => row.name = text(i, value, 64)?,
                 UNIT => row.unit = unsigned(i, value)?,
                 VOLUME => row.volume = unsigned(i, value)?,
+                SHARED => {
+                    row.shared =
+                        integer(i, value, &[mib::truth_value::TRUE, mib::truth_value::FALSE])? == mib::truth_value::TRUE
+                }
                 ROW_STATUS => {}
                 _ => return Err(SetFailure::new(i, ErrorStatus::NotWritable)),
             }
@@ -371,6 +381,7 @@ impl Table for RequestTable {
             NBD_URI,
             ROW_STATUS,
             VOLUME_SOURCE,
+            SHARED,
         ]
     }
 
@@ -406,6 +417,7 @@ impl Table for RequestTable {
             NBD_URI => Value::string(&row.nbd_uri),
             ROW_STATUS => Value::Integer(mib::row_status::ACTIVE),
             VOLUME_SOURCE => Value::Integer(row.volume_source),
+            SHARED => Value::Integer(if row.shared { mib::truth_value::TRUE } else { mib::truth_value::FALSE }),
             _ => return None,
         })
     }

@@ -186,6 +186,43 @@ const MIGRATIONS: &[M<'static>] = &[
         "ALTER TABLE volumes ADD COLUMN clearing INTEGER;
     ALTER TABLE volumes ADD COLUMN granted_hosts TEXT NOT NULL DEFAULT '';",
     ),
+    // Grants name host identities: the host identities the station's CA issued a client certificate for (`host
+    // issue`, dvsanStationCertRequestTable), so a request by an SNMPv3 user with one is granted by identity, and
+    // revoked identities (`host revoke`; `revoked_ms` set until an admin issues again). `assignments.identity` is
+    // the identity the assignment's grant names next to its address (NULL: a grant by address only).
+    M::up(
+        "CREATE TABLE host_identities (
+        name TEXT PRIMARY KEY,
+        issued_ms INTEGER NOT NULL,
+        revoked_ms INTEGER
+    ) WITHOUT ROWID;
+    ALTER TABLE assignments ADD COLUMN identity TEXT;",
+    ),
+    // Exclusive grants, `--shared`: a volume may have several assignments, one per host, when every one of them
+    // is shared (readWriteShared grants, for cluster filesystems). The key gains the host; `shared` says whether
+    // the assignment asked for sharing.
+    M::up(
+        "CREATE TABLE assignments_shared (
+        unit INTEGER NOT NULL REFERENCES units(id),
+        volume_idx INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        read_only INTEGER NOT NULL,
+        grant_idx INTEGER NOT NULL,
+        volume_created INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        pending INTEGER NOT NULL DEFAULT 0,
+        owner TEXT,
+        identity TEXT,
+        shared INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (unit, volume_idx, host)
+    ) WITHOUT ROWID;
+    INSERT INTO assignments_shared (unit, volume_idx, host, read_only, grant_idx, volume_created, created_ms,
+        pending, owner, identity)
+        SELECT unit, volume_idx, host, read_only, grant_idx, volume_created, created_ms, pending, owner, identity
+        FROM assignments;
+    DROP TABLE assignments;
+    ALTER TABLE assignments_shared RENAME TO assignments;",
+    ),
 ];
 
 /// Most rows of `pending_units`: a flood of units from many addresses is recorded up to this many, then dropped.
@@ -656,10 +693,8 @@ impl StationStore {
             filter("unit")
         ))?;
         // A grant is the station's when an assignment names its volume and host.
-        let held: std::collections::BTreeSet<(u32, u32, GrantHost)> = read_assignments(&self.conn, None)?
-            .into_iter()
-            .map(|a| (a.unit, a.volume, GrantHost::address(a.host)))
-            .collect();
+        let held: std::collections::BTreeSet<(u32, u32, GrantHost)> =
+            read_assignments(&self.conn, None)?.into_iter().map(|a| (a.unit, a.volume, a.grant_host())).collect();
         let mut rows = stmt.query(only.clone())?;
         while let Some(r) = rows.next()? {
             let unit: u32 = r.get(0)?;
@@ -994,6 +1029,33 @@ pub struct AssignmentRecord {
     pub pending: bool,
     /// Who asked for it over SNMP (`principal::Principal::stored`); `None`: the station's operator.
     pub owner: Option<String>,
+    /// The TLS identity its grant names next to the address (dvsanAccessHostIdentity); `None`: address only.
+    pub identity: Option<String>,
+    /// Asked for sharing (`--shared`): a readWriteShared grant; the volume may have other shared assignments.
+    pub shared: bool,
+}
+
+impl AssignmentRecord {
+    /// The grant on the unit that is this assignment's: its address, and its identity if it has one.
+    pub fn grant_host(&self) -> GrantHost {
+        GrantHost { address: Some(self.host), identity: self.identity.clone() }
+    }
+}
+
+/// A host identity the station's CA issued a client certificate for (`host_identities`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostIdentity {
+    pub name: String,
+    pub issued_ms: i64,
+    /// When `host revoke` revoked it; `None` while it is valid.
+    pub revoked_ms: Option<i64>,
+}
+
+impl HostIdentity {
+    /// Issued and not revoked.
+    pub fn valid(&self) -> bool {
+        self.revoked_ms.is_none()
+    }
 }
 
 /// What allocation needs to know about a unit: where to reach it, its state and its free space.
@@ -1023,27 +1085,34 @@ impl StationStore {
         read_assignments(&self.conn, Some(unit))
     }
 
-    /// The assignment of volume `volume` of unit `unit`, if it is assigned.
+    /// The assignment of volume `volume` of unit `unit`, if it is assigned (the first one of a shared volume).
     pub fn assignment(&self, unit: u32, volume: u32) -> Result<Option<AssignmentRecord>, StoreError> {
         Ok(self.unit_assignments(unit)?.into_iter().find(|a| a.volume == volume))
     }
 
-    /// Records an assignment; fails with [`StoreError::AlreadyAssigned`] when the volume is assigned already.
+    /// Every assignment of volume `volume` of unit `unit` (several only when all are shared).
+    pub fn volume_assignments(&self, unit: u32, volume: u32) -> Result<Vec<AssignmentRecord>, StoreError> {
+        Ok(self.unit_assignments(unit)?.into_iter().filter(|a| a.volume == volume).collect())
+    }
+
+    /// Records an assignment; fails with [`StoreError::AlreadyAssigned`] when the volume is assigned already,
+    /// unless this assignment and every one the volume has are shared and for other hosts.
     pub fn insert_assignment(&mut self, record: &AssignmentRecord) -> Result<(), StoreError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let holder: Option<String> = tx
-            .query_row(
-                "SELECT host FROM assignments WHERE unit = ?1 AND volume_idx = ?2",
-                params![record.unit, record.volume],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(host) = holder {
-            return Err(StoreError::AlreadyAssigned { unit: record.unit, volume: record.volume, host });
+        let holders: Vec<(String, bool)> = {
+            let mut stmt =
+                tx.prepare_cached("SELECT host, shared FROM assignments WHERE unit = ?1 AND volume_idx = ?2")?;
+            let rows = stmt.query_map(params![record.unit, record.volume], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let host = record.host.to_string();
+        let shareable = record.shared && holders.iter().all(|(h, shared)| *shared && *h != host);
+        if let (Some((holder, _)), false) = (holders.first(), shareable) {
+            return Err(StoreError::AlreadyAssigned { unit: record.unit, volume: record.volume, host: holder.clone() });
         }
         tx.execute(
             "INSERT INTO assignments (unit, volume_idx, host, read_only, grant_idx, volume_created, created_ms, pending,
-             owner) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             owner, identity, shared) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 record.unit,
                 record.volume,
@@ -1053,27 +1122,72 @@ impl StationStore {
                 record.volume_created,
                 record.created_ms,
                 record.pending,
-                record.owner
+                record.owner,
+                record.identity,
+                record.shared
             ],
         )?;
         tx.commit()?;
         Ok(())
     }
 
-    /// Marks an assignment's grant as made (pending → active) and records its grant index.
-    pub fn confirm_assignment(&mut self, unit: u32, volume: u32, grant: u32) -> Result<bool, StoreError> {
+    /// Marks `host`'s assignment of a volume as granted (pending → active) and records its grant index.
+    pub fn confirm_assignment(&mut self, unit: u32, volume: u32, host: IpAddr, grant: u32) -> Result<bool, StoreError> {
         let n = self.conn.execute(
-            "UPDATE assignments SET pending = 0, grant_idx = ?3 WHERE unit = ?1 AND volume_idx = ?2",
-            params![unit, volume, grant],
+            "UPDATE assignments SET pending = 0, grant_idx = ?4 WHERE unit = ?1 AND volume_idx = ?2 AND host = ?3",
+            params![unit, volume, host.to_string(), grant],
         )?;
         Ok(n > 0)
     }
 
-    /// Removes the assignment of a volume; returns whether there was one.
+    /// Removes every assignment of a volume; returns whether there was one.
     pub fn delete_assignment(&mut self, unit: u32, volume: u32) -> Result<bool, StoreError> {
         let n =
             self.conn.execute("DELETE FROM assignments WHERE unit = ?1 AND volume_idx = ?2", params![unit, volume])?;
         Ok(n > 0)
+    }
+
+    /// Removes `host`'s assignment of a volume; returns whether there was one.
+    pub fn delete_host_assignment(&mut self, unit: u32, volume: u32, host: IpAddr) -> Result<bool, StoreError> {
+        let n = self.conn.execute(
+            "DELETE FROM assignments WHERE unit = ?1 AND volume_idx = ?2 AND host = ?3",
+            params![unit, volume, host.to_string()],
+        )?;
+        Ok(n > 0)
+    }
+
+    // ----- host identities -----
+
+    /// Records that the CA issued a client certificate for host identity `name` (again): a revoked identity is
+    /// usable again.
+    pub fn record_host_identity(&mut self, name: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO host_identities (name, issued_ms, revoked_ms) VALUES (?1, ?2, NULL)
+             ON CONFLICT (name) DO UPDATE SET issued_ms = excluded.issued_ms, revoked_ms = NULL",
+            params![name, now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// What the store knows about host identity `name`: `None` if the CA never issued it.
+    pub fn host_identity(&self, name: &str) -> Result<Option<HostIdentity>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT name, issued_ms, revoked_ms FROM host_identities WHERE name = ?1", [name], |r| {
+                Ok(HostIdentity { name: r.get(0)?, issued_ms: r.get(1)?, revoked_ms: r.get(2)? })
+            })
+            .optional()?)
+    }
+
+    /// Marks host identity `name` revoked (recorded if it was not); whether it was issued and not revoked before.
+    pub fn revoke_host_identity(&mut self, name: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let before = self.host_identity(name)?;
+        self.conn.execute(
+            "INSERT INTO host_identities (name, issued_ms, revoked_ms) VALUES (?1, 0, ?2)
+             ON CONFLICT (name) DO UPDATE SET revoked_ms = excluded.revoked_ms",
+            params![name, now_ms],
+        )?;
+        Ok(before.is_some_and(|h| h.revoked_ms.is_none()))
     }
 
     /// Forgets unit `index` — its row, media, volumes, partitions and assignments — in one transaction. Refused
@@ -1232,8 +1346,8 @@ impl StationStore {
 /// Every assignment, or only those of unit `only`.
 fn read_assignments(conn: &Connection, only: Option<u32>) -> Result<Vec<AssignmentRecord>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT unit, volume_idx, host, read_only, grant_idx, volume_created, created_ms, pending, owner
-         FROM assignments {} ORDER BY unit, volume_idx",
+        "SELECT unit, volume_idx, host, read_only, grant_idx, volume_created, created_ms, pending, owner, identity,
+         shared FROM assignments {} ORDER BY unit, volume_idx",
         only.map_or("", |_| "WHERE unit = ?1")
     ))?;
     let rows = stmt.query_map(rusqlite::params_from_iter(only), |r| {
@@ -1250,6 +1364,8 @@ fn read_assignments(conn: &Connection, only: Option<u32>) -> Result<Vec<Assignme
                 created_ms: r.get(6)?,
                 pending: r.get(7)?,
                 owner: r.get(8)?,
+                identity: r.get(9)?,
+                shared: r.get(10)?,
             },
         ))
     })?;
@@ -1831,9 +1947,28 @@ mod tests {
             created_ms: 10,
             pending: false,
             owner: Some("community:host-b".into()),
+            identity: None,
+            shared: false,
         };
         store.insert_assignment(&held).unwrap();
         (store, a, b, held)
+    }
+
+    #[test]
+    fn host_identities_are_issued_revoked_and_issued_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StationStore::open(dir.path()).unwrap();
+        assert_eq!(store.host_identity("host-a").unwrap(), None);
+        store.record_host_identity("host-a", 10).unwrap();
+        assert!(store.host_identity("host-a").unwrap().unwrap().valid());
+        assert!(store.revoke_host_identity("host-a", 20).unwrap(), "it was valid");
+        assert_eq!(store.host_identity("host-a").unwrap().unwrap().revoked_ms, Some(20));
+        assert!(!store.revoke_host_identity("host-a", 30).unwrap(), "already revoked");
+        assert!(!store.revoke_host_identity("never", 30).unwrap(), "never issued, recorded revoked");
+        assert!(!store.host_identity("never").unwrap().unwrap().valid());
+        store.record_host_identity("host-a", 40).unwrap();
+        let again = store.host_identity("host-a").unwrap().unwrap();
+        assert!(again.valid() && again.issued_ms == 40);
     }
 
     #[test]
@@ -1857,6 +1992,8 @@ mod tests {
                 created_ms: 10,
                 pending: false,
                 owner: None,
+                identity: None,
+                shared: false,
             })
             .unwrap();
         let pool = store.pool().unwrap();

@@ -175,6 +175,8 @@ fn request_assign_refuse_release_and_survive_restart() {
             created_ms: 0,
             pending: true,
             owner: None,
+            identity: None,
+            shared: false,
         })
         .unwrap();
     drop(store);

@@ -244,3 +244,254 @@ fn attach_prints_tls_commands_that_work() {
     let info = run_tool_ok("qemu-img", "qemu-utils", &args, 30);
     assert!(info.contains("virtual size: 8 MiB"), "{out}\n{info}");
 }
+
+/// blockd of `unit` again, requiring TLS with a certificate of the station's CA (in `state`) for the unit's address.
+fn blockd_with_station_tls(unit: &mut SanUnit, state: &Path, dir: &Path) {
+    let ca = dvsan_station::ca::StationCa::open_or_create(state).unwrap();
+    let issued = ca.issue_unit(UNIT_ID, std::slice::from_ref(&unit.ip)).unwrap();
+    let unit_tls = dir.join("unit-tls");
+    dvsan_station::ca::write_unit_dir(&unit_tls, ca.cert_pem(), &issued).unwrap();
+    let file = |name: &str| unit_tls.join(name).display().to_string();
+    unit.start_blockd_with(&[
+        "--tls",
+        "require",
+        "--tls-cert",
+        &file("blockd-cert.pem"),
+        "--tls-key",
+        &file("blockd-key.pem"),
+        "--tls-ca",
+        &file("ca-cert.pem"),
+    ]);
+}
+
+/// The unit's dvsanAccessTable as snmptable prints it (`|`-separated, with the column names).
+fn access_table(unit: &SanUnit) -> String {
+    run_ok(
+        net_snmp("snmptable")
+            .args(["-v2c", "-c", "public", "-t", "2", "-r", "1", "-Cf", "|", "-Cl"])
+            .arg(&unit.snmp_addr)
+            .arg("DVSAN-MIB::dvsanAccessTable"),
+    )
+}
+
+/// A host enrolled with `dvsan-host enroll` asks for storage as its SNMPv3 user: the station's grant on the unit names
+/// its identity next to its address (snmptable shows it), the station counts the grant as its own (not foreign,
+/// reconcile finds it consistent), nbdinfo with the host's certificate reads the export from blockd `--tls require`,
+/// and another host's certificate of the same CA (from the same address) is refused.
+#[test]
+fn a_v3_host_with_a_certificate_is_granted_by_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = users_file(dir.path());
+    let state = dir.path().join("station");
+    let station = Station::start_bare(
+        &state,
+        &["--trust-community-units", "--write-community", WRITE_COMMUNITY, "--users", users.to_str().unwrap()],
+    );
+    let mut unit =
+        SanUnit::start(&dir.path().join("u1"), "127.0.66.1:1161", &station.traps.to_string(), "u1", &["64M"]);
+    blockd_with_station_tls(&mut unit, &state, dir.path());
+    station.wait_unit(&unit.snmp_addr, "available", std::time::Duration::from_secs(15), |u| u["state"] == "available");
+
+    let host_a = dir.path().join("host-a-tls");
+    dvsan_host(&station, &users, "host-a", &["enroll", "--out", host_a.to_str().unwrap()]);
+    // host-b's certificate, issued by the admin: same CA, another identity.
+    let host_b = dir.path().join("host-b-tls");
+    run_ok(
+        station.cli().args(["host", "issue", "host-b", "--out", host_b.to_str().unwrap(), "--state-dir"]).arg(&state),
+    );
+
+    let assigned = dvsan_host(&station, &users, "host-a", &["request", "--size", "8M", "--json"]);
+    let assigned: serde_json::Value = serde_json::from_str(&assigned).unwrap_or_else(|e| panic!("{e}: {assigned}"));
+    let export =
+        assigned["nbd_uri"].as_str().and_then(|u| u.rsplit('/').next()).unwrap_or_else(|| panic!("{assigned}"));
+
+    let table = access_table(&unit);
+    let row = table.lines().find(|l| l.contains("host-a")).unwrap_or_else(|| panic!("no grant names host-a:\n{table}"));
+    let header = table.lines().find(|l| l.contains("HostIdentity")).unwrap_or_else(|| panic!("{table}"));
+    let column = |name: &str| header.split('|').position(|c| c.ends_with(name)).unwrap_or_else(|| panic!("{header}"));
+    let cells: Vec<&str> = row.split('|').collect();
+    assert_eq!(cells[column("HostIdentity")].trim_matches('"'), "host-a", "{header}\n{row}");
+    assert_eq!(cells[column("Mode")], "readWrite", "{header}\n{row}");
+    assert_ne!(cells[column("HostAddress")].trim_matches('"'), "", "the grant names the address too: {row}");
+
+    // The station's own grant: not foreign in the pool, consistent for reconcile.
+    let pool = station.pool();
+    let volumes = pool["units"][0]["volumes"].as_array().unwrap_or_else(|| panic!("{pool}"));
+    let volume = volumes.iter().find(|v| v["export_name"] == export).unwrap_or_else(|| panic!("{pool}"));
+    assert_eq!(volume["foreign_grants"].as_array().map_or(0, Vec::len), 0, "{volume}");
+    let reconciled = run_ok(station.cli().args(["reconcile", "--state-dir"]).arg(&state));
+    let reconciled: serde_json::Value =
+        serde_json::from_str(&reconciled).unwrap_or_else(|e| panic!("{e}: {reconciled}"));
+    assert_eq!(
+        (reconciled["consistent"].as_u64(), reconciled["foreign_grants"].as_u64()),
+        (Some(1), Some(0)),
+        "{reconciled}"
+    );
+
+    let uri =
+        |certs: &Path| format!("nbds://{}:{}/{export}?tls-certificates={}", unit.ip, unit.data_port, certs.display());
+    // blockd learns the grant at its next read of the unit's store (every 250 ms).
+    let info = wait_until("host-a's nbdinfo over TLS", std::time::Duration::from_secs(10), || {
+        let out = dvsan_tests::nbd::run_tool("nbdinfo", "libnbd-bin", &[&uri(&host_a)], 30);
+        out.status.success().then(|| stdout(&out))
+    });
+    assert!(info.contains("export-size: 8388608"), "{info}");
+    let refused = dvsan_tests::nbd::run_tool("nbdinfo", "libnbd-bin", &[&uri(&host_b)], 30);
+    assert!(!refused.status.success(), "host-b read host-a's export: {}", describe(&refused));
+}
+
+/// qemu-io holding one NBD-over-TLS connection open, reading commands from a pipe.
+struct HeldConnection {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl HeldConnection {
+    fn open(unit: &SanUnit, export: &str, certs: &Path) -> HeldConnection {
+        require_tool("qemu-io", "qemu-utils");
+        let mut child = Command::new("qemu-io")
+            .arg("--object")
+            .arg(format!("tls-creds-x509,id=tls0,dir={},endpoint=client", certs.display()))
+            .args(["-r", "--image-opts"])
+            .arg(format!("driver=nbd,host={},port={},export={export},tls-creds=tls0", unit.ip, unit.data_port))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("qemu-io starts");
+        let stdin = child.stdin.take().expect("qemu-io's stdin");
+        let (tx, lines) = std::sync::mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        HeldConnection { child, stdin, lines }
+    }
+
+    /// Reads 4 KiB at offset 0 over the open connection: whether it succeeded, and what qemu-io said.
+    fn read(&mut self) -> (bool, String) {
+        use std::io::Write;
+        let _ = writeln!(self.stdin, "read 0 4096");
+        let _ = self.stdin.flush();
+        let mut said = String::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    said.push_str(&line);
+                    said.push('\n');
+                    if line.contains("read 4096/4096 bytes") {
+                        return (true, said);
+                    }
+                    if line.contains("failed") || line.contains("rror") {
+                        return (false, said);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        (false, said)
+    }
+}
+
+impl Drop for HeldConnection {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `dvsan-station host revoke NAME`: the grant the station made for host-a's identity is destroyed on the unit, a
+/// qemu-io connection host-a holds open is closed by blockd, a new nbdinfo is refused, the assignment is forgotten,
+/// `dvsan-host enroll` as host-a and its storage requests are refused until `host issue host-a` again.
+#[test]
+fn revoking_a_host_removes_its_grants_and_closes_its_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = users_file(dir.path());
+    let state = dir.path().join("station");
+    let station = Station::start_bare(
+        &state,
+        &["--trust-community-units", "--write-community", WRITE_COMMUNITY, "--users", users.to_str().unwrap()],
+    );
+    let mut unit =
+        SanUnit::start(&dir.path().join("u1"), "127.0.67.1:1161", &station.traps.to_string(), "u1", &["64M"]);
+    blockd_with_station_tls(&mut unit, &state, dir.path());
+    station.wait_unit(&unit.snmp_addr, "available", std::time::Duration::from_secs(15), |u| u["state"] == "available");
+
+    let host_a = dir.path().join("host-a-tls");
+    dvsan_host(&station, &users, "host-a", &["enroll", "--out", host_a.to_str().unwrap()]);
+    let assigned = dvsan_host(&station, &users, "host-a", &["request", "--size", "8M", "--json"]);
+    let assigned: serde_json::Value = serde_json::from_str(&assigned).unwrap_or_else(|e| panic!("{e}: {assigned}"));
+    let export =
+        assigned["nbd_uri"].as_str().and_then(|u| u.rsplit('/').next()).unwrap_or_else(|| panic!("{assigned}"));
+    let uri = format!("nbds://{}:{}/{export}?tls-certificates={}", unit.ip, unit.data_port, host_a.display());
+
+    // host-a holds a connection open and reads over it.
+    let mut held = wait_until("host-a's qemu-io connection", std::time::Duration::from_secs(10), || {
+        let mut held = HeldConnection::open(&unit, export, &host_a);
+        held.read().0.then_some(held)
+    });
+
+    let revoked = run_ok(station.cli().args(["host", "revoke", "host-a", "--json", "--state-dir"]).arg(&state));
+    let revoked: serde_json::Value = serde_json::from_str(&revoked).unwrap_or_else(|e| panic!("{e}: {revoked}"));
+    assert_eq!(revoked["released"].as_array().map(Vec::len), Some(1), "{revoked}");
+    assert_eq!(revoked["not_revoked"].as_array().map(Vec::len), Some(0), "{revoked}");
+    assert_eq!(revoked["was_valid"], true, "{revoked}");
+
+    // The grant is gone from the unit; the open connection is closed (bounded: blockd reads its store every 250 ms).
+    let table = access_table(&unit);
+    assert!(!table.contains("host-a"), "{table}");
+    let closed = wait_until("blockd to close host-a's open connection", std::time::Duration::from_secs(10), || {
+        let (ok, said) = held.read();
+        (!ok).then_some(said)
+    });
+    assert!(!closed.contains("read 4096/4096"), "{closed}");
+    let refused = dvsan_tests::nbd::run_tool("nbdinfo", "libnbd-bin", &[&uri], 30);
+    assert!(!refused.status.success(), "a new connection after the revoke: {}", describe(&refused));
+    // The assignment is forgotten: host-a lists no volume.
+    assert_eq!(dvsan_host(&station, &users, "host-a", &["list"]).trim(), "");
+
+    // A revoked identity gets no certificate and no storage until an admin issues it again.
+    let again = dir.path().join("host-a-again");
+    let out = Command::new(workspace_bin("dvsan-host"))
+        .env_remove("DVSAN_WRITE_COMMUNITY")
+        .env_remove("DVSAN_CREDENTIALS")
+        .env_remove("DVSAN_USER")
+        .arg("--station")
+        .arg(station.snmp.unwrap().to_string())
+        .args(["--host", "127.0.0.1", "--wait", "20s", "--credentials"])
+        .arg(&users)
+        .args(["--user", "host-a", "enroll", "--out"])
+        .arg(&again)
+        .output()
+        .expect("dvsan-host runs");
+    assert!(!out.status.success() && describe(&out).contains("revoked"), "{}", describe(&out));
+    let out = Command::new(workspace_bin("dvsan-host"))
+        .env_remove("DVSAN_WRITE_COMMUNITY")
+        .env_remove("DVSAN_CREDENTIALS")
+        .env_remove("DVSAN_USER")
+        .arg("--station")
+        .arg(station.snmp.unwrap().to_string())
+        .args(["--host", "127.0.0.1", "--wait", "20s", "--credentials"])
+        .arg(&users)
+        .args(["--user", "host-a", "request", "--size", "8M"])
+        .output()
+        .expect("dvsan-host runs");
+    assert!(!out.status.success() && describe(&out).contains("revoked"), "{}", describe(&out));
+
+    run_ok(
+        station.cli().args(["host", "issue", "host-a", "--out", again.to_str().unwrap(), "--state-dir"]).arg(&state),
+    );
+    dvsan_host(&station, &users, "host-a", &["enroll", "--out", again.to_str().unwrap()]);
+}
