@@ -3,8 +3,25 @@
 //! (wrongType for another ASN.1 type, wrongLength for a string too long, wrongValue for a value outside the
 //! enumeration or a DisplayString that is not text), and [`truncate`] shortens text to a column's size.
 
-use dvsan_snmp::agent::SetFailure;
+use dvsan_snmp::agent::{SetFailure, SetItem};
 use dvsan_snmp::{ErrorStatus, Value};
+use std::collections::BTreeMap;
+
+/// One row's cells of a SET: (varbind index, column, value).
+pub type RowCells<'a> = Vec<(usize, u32, &'a Value)>;
+
+/// The varbinds of a SET on a table with one integer index under `entry`, grouped by row (index > 0); anything
+/// else is noCreation for its varbind.
+pub fn cells_by_row<'a>(varbinds: &'a [SetItem<'_>], entry: &[u32]) -> Result<BTreeMap<u32, RowCells<'a>>, SetFailure> {
+    let mut by_row: BTreeMap<u32, RowCells<'a>> = BTreeMap::new();
+    for (i, vb) in varbinds {
+        match vb.oid.suffix_after(entry) {
+            Some(&[column, index]) if index > 0 => by_row.entry(index).or_default().push((*i, column, &vb.value)),
+            _ => return Err(SetFailure::new(*i, ErrorStatus::NoCreation)),
+        }
+    }
+    Ok(by_row)
+}
 
 /// An OCTET STRING of at most `max` octets.
 pub fn octets(index: usize, value: &Value, max: usize) -> Result<Vec<u8>, SetFailure> {

@@ -26,7 +26,6 @@ use dvsan_snmp::agent::{
     UndoFailed,
 };
 use dvsan_snmp::{ErrorStatus, Oid, Value, VarBind};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 const INDEX: u32 = 1;
@@ -287,13 +286,7 @@ impl Table for TaskTable {
     }
 
     fn prepare_set(&self, varbinds: &[SetItem<'_>]) -> Result<Box<dyn PreparedSet>, SetFailure> {
-        let mut by_row: BTreeMap<u32, Vec<(usize, u32, &Value)>> = BTreeMap::new();
-        for (i, vb) in varbinds {
-            match vb.oid.suffix_after(mib::DVSAN_STATION_TASK_ENTRY) {
-                Some(&[column, index]) if index > 0 => by_row.entry(index).or_default().push((*i, column, &vb.value)),
-                _ => return Err(SetFailure::new(*i, ErrorStatus::NoCreation)),
-            }
-        }
+        let by_row = crate::set_values::cells_by_row(varbinds, mib::DVSAN_STATION_TASK_ENTRY)?;
         let mut changes = Vec::new();
         for (index, cells) in &by_row {
             if let Some((at, change)) = self.plan_row(*index, cells)? {
