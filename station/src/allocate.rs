@@ -736,16 +736,13 @@ impl<'a> Allocator<'a> {
             return Err(AllocateError::NoAddress { unit: record.index });
         };
         self.step(0, &format!("destroying volume {volume} on unit #{}", record.index));
-        let status = Oid::from_slice(mib::DVSAN_VOLUME_ROW_STATUS).child(volume);
-        self.manager
-            .set(&self.write_target(agent)?, vec![VarBind::new(status, Value::Integer(mib::row_status::DESTROY))])
-            .await
-            .map_err(|source| AllocateError::Unit {
-                unit: record.index,
-                agent,
-                what: "the volume destruction",
-                source: Box::new(source),
-            })?;
+        self.destroy_row(
+            record.index,
+            agent,
+            Oid::from_slice(mib::DVSAN_VOLUME_ROW_STATUS).child(volume),
+            "the volume destruction",
+        )
+        .await?;
         self.step(70, &format!("reading unit #{}", record.index));
         self.refresh(record.index, agent).await;
         Ok(())
@@ -822,16 +819,13 @@ impl<'a> Allocator<'a> {
             return Err(AllocateError::NoAddress { unit: record.index });
         };
         self.step(0, &format!("destroying partition {partition} of volume {volume} on unit #{}", record.index));
-        let status = Oid::from_slice(mib::DVSAN_PARTITION_ROW_STATUS).join(&[volume, partition]);
-        self.manager
-            .set(&self.write_target(agent)?, vec![VarBind::new(status, Value::Integer(mib::row_status::DESTROY))])
-            .await
-            .map_err(|source| AllocateError::Unit {
-                unit: record.index,
-                agent,
-                what: "the partition destruction",
-                source: Box::new(source),
-            })?;
+        self.destroy_row(
+            record.index,
+            agent,
+            Oid::from_slice(mib::DVSAN_PARTITION_ROW_STATUS).join(&[volume, partition]),
+            "the partition destruction",
+        )
+        .await?;
         self.step(70, &format!("reading unit #{}", record.index));
         self.refresh(record.index, agent).await;
         Ok(())
@@ -863,16 +857,13 @@ impl<'a> Allocator<'a> {
         };
         for assignment in &releasing {
             self.step(0, &format!("revoking the grant of {} on unit #{}", assignment.host, record.index));
-            let status = Oid::from_slice(mib::DVSAN_ACCESS_ROW_STATUS).child(assignment.grant);
-            self.manager
-                .set(&self.write_target(agent)?, vec![VarBind::new(status, Value::Integer(mib::row_status::DESTROY))])
-                .await
-                .map_err(|source| AllocateError::Unit {
-                    unit: record.index,
-                    agent,
-                    what: "the revoke",
-                    source: Box::new(source),
-                })?;
+            self.destroy_row(
+                record.index,
+                agent,
+                Oid::from_slice(mib::DVSAN_ACCESS_ROW_STATUS).child(assignment.grant),
+                "the revoke",
+            )
+            .await?;
             self.store.delete_host_assignment(record.index, volume, assignment.host)?;
             tracing::info!(unit = record.index, volume, host = %assignment.host, "volume released");
         }
@@ -1069,6 +1060,25 @@ impl<'a> Allocator<'a> {
             export_name,
             created: true,
         })
+    }
+
+    /// Destroys the row whose RowStatus instance is `status` on the unit at `agent` (a SET to destroy(6)); `what`
+    /// names the step in the error.
+    async fn destroy_row(
+        &self,
+        unit: u32,
+        agent: SocketAddr,
+        status: Oid,
+        what: &'static str,
+    ) -> Result<(), AllocateError> {
+        let set = vec![VarBind::new(status, Value::Integer(mib::row_status::DESTROY))];
+        self.manager.set(&self.write_target(agent)?, set).await.map_err(|source| AllocateError::Unit {
+            unit,
+            agent,
+            what,
+            source: Box::new(source),
+        })?;
+        Ok(())
     }
 
     /// Best effort: destroys a volume this allocation created (logged when it fails; the walk shows it then).

@@ -1002,13 +1002,17 @@ fn cmd_assignments(state_dir: &Path, json: bool) -> Result<()> {
     print_or_quiet(&text)
 }
 
-fn cmd_host_revoke(alloc: &AllocArgs, name: &str, json: bool) -> Result<()> {
+/// Runs `work` with an allocator holding the whole pool's lock, on the existing store and the options of `alloc`.
+fn with_pool_allocator<T>(
+    alloc: &AllocArgs,
+    work: impl AsyncFnOnce(&mut Allocator<'_>) -> Result<T, dvsan_station::allocate::AllocateError>,
+) -> Result<T> {
     let state_dir = &alloc.state.state_dir;
     let mut store = StationStore::open_existing(state_dir)?;
     let lock = PoolLock::acquire(state_dir, LockScope::Pool)?;
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
-    let report = runtime.block_on(async {
+    runtime.block_on(async {
         let manager = dvsan_snmp::Manager::new("0.0.0.0:0".parse()?).await.context("opening an SNMP socket")?;
         let mut allocator = Allocator::new(
             &mut store,
@@ -1018,8 +1022,12 @@ fn cmd_host_revoke(alloc: &AllocArgs, name: &str, json: bool) -> Result<()> {
             alloc.timeout,
             lock,
         );
-        anyhow::Ok(allocator.revoke_host(name).await?)
-    })?;
+        Ok(work(&mut allocator).await?)
+    })
+}
+
+fn cmd_host_revoke(alloc: &AllocArgs, name: &str, json: bool) -> Result<()> {
+    let report = with_pool_allocator(alloc, async |allocator| allocator.revoke_host(name).await)?;
     if json {
         return print_or_quiet(&(serde_json::to_string(&report)? + "\n"));
     }
@@ -1038,23 +1046,7 @@ fn cmd_host_revoke(alloc: &AllocArgs, name: &str, json: bool) -> Result<()> {
 }
 
 fn cmd_reconcile(alloc: &AllocArgs) -> Result<()> {
-    let state_dir = &alloc.state.state_dir;
-    let mut store = StationStore::open_existing(state_dir)?;
-    let lock = PoolLock::acquire(state_dir, LockScope::Pool)?;
-    let runtime =
-        tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
-    let report = runtime.block_on(async {
-        let manager = dvsan_snmp::Manager::new("0.0.0.0:0".parse()?).await.context("opening an SNMP socket")?;
-        let mut allocator = Allocator::new(
-            &mut store,
-            &manager,
-            &alloc.community,
-            alloc.write_community.as_deref(),
-            alloc.timeout,
-            lock,
-        );
-        anyhow::Ok(allocator.reconcile().await?)
-    })?;
+    let report = with_pool_allocator(alloc, async |allocator| allocator.reconcile().await)?;
     print_or_quiet(&(serde_json::to_string(&report)? + "\n"))
 }
 
