@@ -314,20 +314,7 @@ fn refusals_and_drops_are_counted_in_the_unit_mib() {
     // Listening: a connection that closes at once is not counted (it is neither silent nor refused).
     dvsan_tests::wait_until("blockd listening", Duration::from_secs(10), || std::net::TcpStream::connect(addr).ok());
     unit.set(&["dvsanVolumeLength.1", "u", "256", "dvsanVolumeRowStatus.1", "i", "createAndGo"]);
-    unit.set(&[
-        "dvsanAccessVolumeIndex.1",
-        "u",
-        "1",
-        "dvsanAccessHostAddressType.1",
-        "i",
-        "ipv4",
-        "dvsanAccessHostAddress.1",
-        "x",
-        "7F000001",
-        "dvsanAccessRowStatus.1",
-        "i",
-        "createAndGo",
-    ]);
+    unit.grant_volume(1, 1, std::net::Ipv4Addr::LOCALHOST);
 
     // Five handshake slots: one stalled handshake (flags sent, then nothing), two silent connections from each of
     // two sources; three more from the first source are refused at once (its share is 2), and a connection from

@@ -449,6 +449,28 @@ impl SanUnit {
         crate::snmp_ok("snmpset", &args);
     }
 
+    /// Grants `host` read-write access to the whole volume `volume` with grant row `grant` (an SNMP SET).
+    pub fn grant_volume(&self, grant: u32, volume: u32, host: std::net::Ipv4Addr) {
+        let (g, v, hex) = (grant.to_string(), volume.to_string(), format!("{:08X}", u32::from(host)));
+        let objects =
+            ["dvsanAccessVolumeIndex", "dvsanAccessHostAddressType", "dvsanAccessHostAddress", "dvsanAccessRowStatus"]
+                .map(|column| format!("{column}.{g}"));
+        self.set(&[
+            &objects[0],
+            "u",
+            &v,
+            &objects[1],
+            "i",
+            "ipv4",
+            &objects[2],
+            "x",
+            &hex,
+            &objects[3],
+            "i",
+            "createAndGo",
+        ]);
+    }
+
     /// Wait until an SNMP GET of one object prints `want`.
     pub fn wait_value(&self, object: &str, want: &str) {
         let seen = crate::wait_for(Duration::from_secs(8), || (self.get(&[object]).trim() == want).then_some(()));

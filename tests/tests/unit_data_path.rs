@@ -31,20 +31,7 @@ fn data_service_state_grants_and_traffic_through_snmp() {
     unit.set(&["dvsanVolumeLength.1", "u", "13000", "dvsanVolumeRowStatus.1", "i", "createAndGo"]);
     let info = Command::new("nbdinfo").arg(unit.uri("vol1")).output().unwrap();
     assert!(!info.status.success(), "no grant yet: the export must be refused");
-    unit.set(&[
-        "dvsanAccessVolumeIndex.1",
-        "u",
-        "1",
-        "dvsanAccessHostAddressType.1",
-        "i",
-        "ipv4",
-        "dvsanAccessHostAddress.1",
-        "x",
-        "7F000001",
-        "dvsanAccessRowStatus.1",
-        "i",
-        "createAndGo",
-    ]);
+    unit.grant_volume(1, 1, std::net::Ipv4Addr::LOCALHOST);
     let granted = wait_for(Duration::from_secs(5), || {
         Command::new("nbdinfo").arg(unit.uri("vol1")).output().ok().filter(|o| o.status.success()).map(|o| o.stdout)
     })
