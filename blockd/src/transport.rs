@@ -17,7 +17,9 @@ const TLS_SEND_LIMIT: usize = 256 * 1024;
 /// A TLS session in transmission: rustls over the blocking socket, with its own read buffer. rustls' stream
 /// adapter reads the socket 4 KiB at a time and returns one record's plaintext per call; this one reads what the
 /// socket has (up to [`TLS_READ_BUF`]) with one `recv`, then decrypts every complete record in it into the
-/// caller's buffer, and sends replies in `writev`s of up to [`TLS_SEND_LIMIT`].
+/// caller's buffer, and sends replies in `writev`s of up to [`TLS_SEND_LIMIT`]. Per connection that is the read
+/// buffer (made at the first read) and at most the send limit of records not yet sent, besides rustls' own
+/// buffers of about one record.
 pub(crate) struct TlsStream {
     conn: ServerConnection,
     sock: TcpStream,
@@ -31,6 +33,9 @@ impl TlsStream {
     /// Continue the session `conn` (whatever it decrypted or read ahead during the handshake stays in it).
     pub(crate) fn new(mut conn: ServerConnection, sock: TcpStream) -> TlsStream {
         conn.set_buffer_limit(Some(TLS_SEND_LIMIT));
+        // Records the handshake's reader left complete but unprocessed become plaintext now (reads below only
+        // process what they feed); an error stays in the session and comes back from the first read.
+        let _ = conn.process_new_packets();
         TlsStream { conn, sock, rx: Vec::new(), rx_start: 0, rx_end: 0 }
     }
 
