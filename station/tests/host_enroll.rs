@@ -10,7 +10,7 @@
 //! Needs `cargo build -p dvsan-blockd -p dvsan-station -p dvsan-host --bins` first.
 
 use dvsan_layout::AccessMode;
-use dvsan_tests::nbd::{run_tool_ok, Blockd, Unit};
+use dvsan_tests::nbd::{run_tool_ok, Blockd, HeldConnection, Unit};
 use dvsan_tests::units::{SanUnit, Station, WRITE_COMMUNITY};
 use dvsan_tests::*;
 use std::os::unix::fs::PermissionsExt;
@@ -340,78 +340,6 @@ fn a_v3_host_with_a_certificate_is_granted_by_identity() {
     assert!(!refused.status.success(), "host-b read host-a's export: {}", describe(&refused));
 }
 
-/// qemu-io holding one NBD-over-TLS connection open, reading commands from a pipe.
-struct HeldConnection {
-    child: std::process::Child,
-    stdin: std::process::ChildStdin,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl HeldConnection {
-    fn open(unit: &SanUnit, export: &str, certs: &Path) -> HeldConnection {
-        require_tool("qemu-io", "qemu-utils");
-        let mut child = Command::new("qemu-io")
-            .arg("--object")
-            .arg(format!("tls-creds-x509,id=tls0,dir={},endpoint=client", certs.display()))
-            .args(["-r", "--image-opts"])
-            .arg(format!("driver=nbd,host={},port={},export={export},tls-creds=tls0", unit.ip, unit.data_port))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("qemu-io starts");
-        let stdin = child.stdin.take().expect("qemu-io's stdin");
-        let (tx, lines) = std::sync::mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().expect("stderr")),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                use std::io::BufRead;
-                for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        HeldConnection { child, stdin, lines }
-    }
-
-    /// Reads 4 KiB at offset 0 over the open connection: whether it succeeded, and what qemu-io said.
-    fn read(&mut self) -> (bool, String) {
-        use std::io::Write;
-        let _ = writeln!(self.stdin, "read 0 4096");
-        let _ = self.stdin.flush();
-        let mut said = String::new();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    said.push_str(&line);
-                    said.push('\n');
-                    if line.contains("read 4096/4096 bytes") {
-                        return (true, said);
-                    }
-                    if line.contains("failed") || line.contains("rror") {
-                        return (false, said);
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        (false, said)
-    }
-}
-
-impl Drop for HeldConnection {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `dvsan-station host revoke NAME`: the grant the station made for host-a's identity is destroyed on the unit, a
 /// qemu-io connection host-a holds open is closed by blockd, a new nbdinfo is refused, the assignment is forgotten,
 /// `dvsan-host enroll` as host-a and its storage requests are refused until `host issue host-a` again.
@@ -439,7 +367,7 @@ fn revoking_a_host_removes_its_grants_and_closes_its_connections() {
 
     // host-a holds a connection open and reads over it.
     let mut held = wait_until("host-a's qemu-io connection", std::time::Duration::from_secs(10), || {
-        let mut held = HeldConnection::open(&unit, export, &host_a);
+        let mut held = HeldConnection::open(&unit.ip, unit.data_port, export, &host_a);
         held.read().0.then_some(held)
     });
 
