@@ -53,6 +53,8 @@ pub fn unit_lock_file(unit: u32) -> String {
 pub enum AllocateError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the station's CA: {0}")]
+    Ca(#[from] crate::ca::CaError),
     #[error(
         "host identity {0} is revoked: it gets no storage until an admin issues its certificate again \
          (`dvsan-station host issue {0}`)"
@@ -396,6 +398,12 @@ impl<'a> Allocator<'a> {
     /// certificate (`dvsan-host enroll`) and no storage until an admin issues it again. blockd closes the open
     /// connections of a grant that went away (its store thread re-reads the grants when the layout changes).
     ///
+    /// Then the certificates themselves: the CA lists every certificate it issued to `name` in a new revocation
+    /// list, which is pushed to every available unit ([`crate::crl_push`]), so their blockd refuse those
+    /// certificates whatever grant (an address grant, one made outside the station) would admit them, and close
+    /// their connections. Units not available get it when they come back; a certificate issued again later has a
+    /// new serial and works.
+    ///
     /// An assignment whose unit does not answer (or is not reachable) cannot be released: it is forgotten anyway
     /// and named in the result, whose grant then shows as a foreign grant (never allocated) until removed on the
     /// unit. Needs the whole pool's lock.
@@ -422,8 +430,10 @@ impl<'a> Allocator<'a> {
                 }
             }
         }
-        self.step(95, "revoking the identity");
+        self.step(90, "revoking the identity");
         report.was_valid = self.store.revoke_host_identity(name, crate::timefmt::now_ms())?;
+        self.step(95, "revoking the identity's certificates on the units");
+        self.revoke_certificates(name, &mut report).await?;
         tracing::info!(
             identity = name,
             released = report.released.len(),
@@ -431,6 +441,37 @@ impl<'a> Allocator<'a> {
             "host revoked"
         );
         Ok(report)
+    }
+
+    /// Lists `name`'s certificates in the CA's revocation list and pushes the list to every available unit.
+    async fn revoke_certificates(&mut self, name: &str, report: &mut RevokedHost) -> Result<(), AllocateError> {
+        let state_dir = self.store.path().parent().map(Path::to_path_buf).unwrap_or_default();
+        let Some(ca) = crate::ca::StationCa::open_existing(&state_dir)? else { return Ok(()) };
+        let revocation = ca.revoke_identity(name)?;
+        report.certificates_revoked = revocation.newly_revoked;
+        report.crl_number = Some(revocation.crl_number);
+        let der = ca.crl_der()?.unwrap_or_default();
+        for unit in self.store.allocation_units()? {
+            let Some(agent) = unit.address else { continue };
+            if unit.state != UnitState::Available {
+                report
+                    .crl_not_pushed
+                    .push(format!("unit #{}: {} (it gets the list when it comes back)", unit.index, unit.state));
+                continue;
+            }
+            let pushed = match self.write_target(agent) {
+                Ok(target) => crate::crl_push::push(self.manager, &target, &der).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match pushed {
+                Ok(()) => report.crl_pushed.push(format!("unit #{}", unit.index)),
+                Err(e) => {
+                    tracing::warn!(unit = unit.index, error = %e, "could not push the revocation list");
+                    report.crl_not_pushed.push(format!("unit #{}: {e}", unit.index));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Announces what its rescans and the walks after its changes find (new or removed volumes, a unit joining)
@@ -1477,6 +1518,14 @@ pub struct RevokedHost {
     pub released: Vec<String>,
     /// The assignments forgotten whose grant could not be destroyed (the unit did not answer), and why.
     pub not_revoked: Vec<String>,
+    /// Certificates of the identity the CA newly listed as revoked.
+    pub certificates_revoked: usize,
+    /// The cRLNumber of the revocation list made (None: the station has no CA).
+    pub crl_number: Option<u32>,
+    /// Units that took the list: `unit #U`.
+    pub crl_pushed: Vec<String>,
+    /// Units that did not, and why: `unit #U: REASON`.
+    pub crl_not_pushed: Vec<String>,
 }
 
 /// One row of a unit's dvsanAccessTable.

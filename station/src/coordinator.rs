@@ -811,11 +811,35 @@ impl Coordinator {
         for notification in station_mib::sync_notifications(&unit, &outcome) {
             self.emit(notification);
         }
+        let joined_or_back =
+            outcome.state == UnitState::Available && outcome.previous_state != Some(UnitState::Available);
         for index in outcome.displaced {
             if let Some(displaced) = self.unit(index) {
                 self.emit(station_mib::unit_unreachable(&displaced));
             }
         }
+        if joined_or_back {
+            self.push_crl(address, Some(snapshot.unit_id.as_str()), outcome.index);
+        }
+    }
+
+    /// A unit that joined or came back gets the CA's revocation list if its own is older (`crl_push`), in the
+    /// background; failures are logged (the next return, or the next `host revoke`, tries again).
+    fn push_crl(&self, address: SocketAddr, unit_id: Option<&str>, index: u32) {
+        let Some(state_dir) = self.store.path().parent().map(std::path::Path::to_path_buf) else { return };
+        let (timeout, retries) = (self.settings.poll_timeout, self.settings.poll_retries);
+        let read = self.access.read_target(address, unit_id).with_timeout(timeout, retries);
+        let write = self.access.write_target(address, unit_id).map(|t| t.with_timeout(timeout, retries));
+        let manager = Arc::clone(&self.manager);
+        tokio::spawn(async move {
+            match crate::crl_push::bring_up_to_date(&manager, &state_dir, &read, write.as_ref()).await {
+                Ok(Some(number)) => {
+                    tracing::info!(unit = index, crl_number = number, "revocation list sent to the unit")
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(unit = index, error = %e, "could not send the revocation list to the unit"),
+            }
+        });
     }
 
     // ----- polling -----

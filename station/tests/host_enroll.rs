@@ -343,6 +343,11 @@ fn a_v3_host_with_a_certificate_is_granted_by_identity() {
 /// `dvsan-station host revoke NAME`: the grant the station made for host-a's identity is destroyed on the unit, a
 /// qemu-io connection host-a holds open is closed by blockd, a new nbdinfo is refused, the assignment is forgotten,
 /// `dvsan-host enroll` as host-a and its storage requests are refused until `host issue host-a` again.
+///
+/// Revocation by certificate: the station's CA lists host-a's certificate in a new revocation list and pushes it to
+/// the unit (dvsanDataTlsCrl), so blockd refuses that certificate also on a volume granted by address only (made
+/// with snmpset, outside the station). A certificate issued to host-a again works there and, after a new grant,
+/// on its new volume. A malformed list pushed with snmpset gets wrongValue and the list in force stays.
 #[test]
 fn revoking_a_host_removes_its_grants_and_closes_its_connections() {
     let dir = tempfile::tempdir().unwrap();
@@ -365,6 +370,28 @@ fn revoking_a_host_removes_its_grants_and_closes_its_connections() {
         assigned["nbd_uri"].as_str().and_then(|u| u.rsplit('/').next()).unwrap_or_else(|| panic!("{assigned}"));
     let uri = format!("nbds://{}:{}/{export}?tls-certificates={}", unit.ip, unit.data_port, host_a.display());
 
+    // A volume granted by address only (outside the station), to 127.0.0.1 where host-a's tools run: host-a's
+    // certificate reads it (the grant admits any certificate of the CA from that address).
+    let volume = unit.get(&["DVSAN-MIB::dvsanVolumeNextIndex.0"]).trim().to_string();
+    unit.set(&[
+        &format!("DVSAN-MIB::dvsanVolumeLength.{volume}"),
+        "u",
+        "1024",
+        &format!("DVSAN-MIB::dvsanVolumeRowStatus.{volume}"),
+        "i",
+        "createAndGo",
+    ]);
+    let grant: u32 = unit.get(&["DVSAN-MIB::dvsanAccessNextIndex.0"]).trim().parse().unwrap();
+    unit.grant_volume(grant, volume.parse().unwrap(), std::net::Ipv4Addr::LOCALHOST);
+    let by_address_export =
+        unit.get(&[&format!("DVSAN-MIB::dvsanVolumeName.{volume}")]).trim().trim_matches('"').to_string();
+    let by_address = |certs: &Path| {
+        format!("nbds://{}:{}/{by_address_export}?tls-certificates={}", unit.ip, unit.data_port, certs.display())
+    };
+    wait_until("host-a's nbdinfo on the address grant", std::time::Duration::from_secs(10), || {
+        dvsan_tests::nbd::run_tool("nbdinfo", "libnbd-bin", &[&by_address(&host_a)], 30).status.success().then_some(())
+    });
+
     // host-a holds a connection open and reads over it.
     let mut held = wait_until("host-a's qemu-io connection", std::time::Duration::from_secs(10), || {
         let mut held = HeldConnection::open(&unit.ip, unit.data_port, export, &host_a);
@@ -376,6 +403,11 @@ fn revoking_a_host_removes_its_grants_and_closes_its_connections() {
     assert_eq!(revoked["released"].as_array().map(Vec::len), Some(1), "{revoked}");
     assert_eq!(revoked["not_revoked"].as_array().map(Vec::len), Some(0), "{revoked}");
     assert_eq!(revoked["was_valid"], true, "{revoked}");
+    assert_eq!(revoked["certificates_revoked"], 1, "{revoked}");
+    assert_eq!(revoked["crl_pushed"].as_array().map(Vec::len), Some(1), "{revoked}");
+    assert_eq!(revoked["crl_not_pushed"].as_array().map(Vec::len), Some(0), "{revoked}");
+    assert_eq!(unit.get(&["DVSAN-MIB::dvsanDataTlsCrlRevoked.0"]).trim(), "1 certificates");
+    assert_eq!(unit.get(&["DVSAN-MIB::dvsanDataTlsCrlNumber.0"]).trim(), revoked["crl_number"].to_string());
 
     // The grant is gone from the unit; the open connection is closed (bounded: blockd reads its store every 250 ms).
     let table = access_table(&unit);
@@ -387,6 +419,22 @@ fn revoking_a_host_removes_its_grants_and_closes_its_connections() {
     assert!(!closed.contains("read 4096/4096"), "{closed}");
     let refused = dvsan_tests::nbd::run_tool("nbdinfo", "libnbd-bin", &[&uri], 30);
     assert!(!refused.status.success(), "a new connection after the revoke: {}", describe(&refused));
+    // The address grant is still there, and no longer admits host-a's revoked certificate.
+    assert_eq!(unit.get(&[&format!("DVSAN-MIB::dvsanAccessRowStatus.{grant}")]).trim(), "active");
+    let refused = dvsan_tests::nbd::run_tool("nbdinfo", "libnbd-bin", &[&by_address(&host_a)], 30);
+    assert!(!refused.status.success(), "the revoked certificate on an address grant: {}", describe(&refused));
+    assert!(!stdout(&refused).contains("export-size"), "{}", describe(&refused));
+    // A malformed revocation list: refused by the agent, the list in force stays.
+    let out = net_snmp("snmpset")
+        .args(["-v2c", "-c", WRITE_COMMUNITY, "-t", "2", "-r", "1"])
+        .arg(&unit.snmp_addr)
+        .args(["DVSAN-MIB::dvsanDataTlsCrl.0", "x", "3082000A0102030405"])
+        .output()
+        .expect("snmpset runs");
+    assert!(!out.status.success() && describe(&out).contains("wrongValue"), "{}", describe(&out));
+    assert_eq!(unit.get(&["DVSAN-MIB::dvsanDataTlsCrlRevoked.0"]).trim(), "1 certificates");
+    let refused = dvsan_tests::nbd::run_tool("nbdinfo", "libnbd-bin", &[&by_address(&host_a)], 30);
+    assert!(!refused.status.success(), "still revoked: {}", describe(&refused));
     // The assignment is forgotten: host-a lists no volume.
     assert_eq!(dvsan_host(&station, &users, "host-a", &["list"]).trim(), "");
 
@@ -421,5 +469,26 @@ fn revoking_a_host_removes_its_grants_and_closes_its_connections() {
     run_ok(
         station.cli().args(["host", "issue", "host-a", "--out", again.to_str().unwrap(), "--state-dir"]).arg(&state),
     );
+    // The certificate issued again has a new serial: the address grant admits it.
+    let info = run_tool_ok("nbdinfo", "libnbd-bin", &[&by_address(&again)], 30);
+    assert!(info.contains("export-size: 4194304"), "{info}");
     dvsan_host(&station, &users, "host-a", &["enroll", "--out", again.to_str().unwrap()]);
+    // A new grant for host-a's identity: its new certificate reads its new volume.
+    let assigned = dvsan_host(&station, &users, "host-a", &["request", "--size", "8M", "--json"]);
+    let assigned: serde_json::Value = serde_json::from_str(&assigned).unwrap_or_else(|e| panic!("{e}: {assigned}"));
+    let export =
+        assigned["nbd_uri"].as_str().and_then(|u| u.rsplit('/').next()).unwrap_or_else(|| panic!("{assigned}"));
+    let uri = format!("nbds://{}:{}/{export}?tls-certificates={}", unit.ip, unit.data_port, again.display());
+    let info = wait_until("host-a's new certificate on its new grant", std::time::Duration::from_secs(10), || {
+        let out = dvsan_tests::nbd::run_tool("nbdinfo", "libnbd-bin", &[&uri], 30);
+        out.status.success().then(|| stdout(&out))
+    });
+    assert!(info.contains("export-size: 8388608"), "{info}");
+    let refused = dvsan_tests::nbd::run_tool(
+        "nbdinfo",
+        "libnbd-bin",
+        &[&uri.replace(again.to_str().unwrap(), host_a.to_str().unwrap())],
+        30,
+    );
+    assert!(!refused.status.success(), "the revoked certificate on the new grant: {}", describe(&refused));
 }
