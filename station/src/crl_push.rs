@@ -3,8 +3,8 @@
 //! community), which writes it where the unit's blockd reads it (blockd then refuses the listed certificates and
 //! closes their connections).
 //!
-//! The list is pushed to every unit when a host is revoked (`host revoke`, [`crate::allocate`]) and to a unit that
-//! joins or comes back whose dvsanDataTlsCrlNumber is older than the CA's ([`crate::coordinator`]). A unit whose
+//! The list is pushed to every unit when a host is revoked (`host revoke`, in `allocate.rs`) and to a unit that
+//! joins or comes back whose dvsanDataTlsCrlNumber is older than the CA's (`coordinator.rs`). A unit whose
 //! agent has no dvsanDataTls group (an older agent) is skipped.
 
 use crate::ca::{CaError, StationCa};
