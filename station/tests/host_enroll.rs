@@ -492,3 +492,41 @@ fn revoking_a_host_removes_its_grants_and_closes_its_connections() {
     );
     assert!(!refused.status.success(), "the revoked certificate on the new grant: {}", describe(&refused));
 }
+
+/// A unit that joins after a revoke gets the station's revocation list (its dvsanDataTlsCrlNumber is older), and its
+/// blockd then refuses the revoked certificate on an address grant, while a certificate issued later is served.
+#[test]
+fn a_unit_that_joins_later_gets_the_revocation_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("station");
+    let station = Station::start_bare(&state, &["--trust-community-units", "--write-community", WRITE_COMMUNITY]);
+    let old = dir.path().join("host-a-old");
+    run_ok(station.cli().args(["host", "issue", "host-a", "--out", old.to_str().unwrap(), "--state-dir"]).arg(&state));
+    let revoked = run_ok(station.cli().args(["host", "revoke", "host-a", "--json", "--state-dir"]).arg(&state));
+    let revoked: serde_json::Value = serde_json::from_str(&revoked).unwrap_or_else(|e| panic!("{e}: {revoked}"));
+    assert_eq!(revoked["certificates_revoked"], 1, "{revoked}");
+    assert_eq!(revoked["crl_pushed"].as_array().map(Vec::len), Some(0), "no unit yet: {revoked}");
+    let new = dir.path().join("host-a-new");
+    run_ok(station.cli().args(["host", "issue", "host-a", "--out", new.to_str().unwrap(), "--state-dir"]).arg(&state));
+
+    let mut unit =
+        SanUnit::start(&dir.path().join("u1"), "127.0.67.5:1161", &station.traps.to_string(), "u1", &["64M"]);
+    blockd_with_station_tls(&mut unit, &state, dir.path());
+    assert_eq!(unit.get(&["DVSAN-MIB::dvsanDataTlsCrlNumber.0"]).trim(), "0", "no list before it joins");
+    station.wait_unit(&unit.snmp_addr, "available", std::time::Duration::from_secs(15), |u| u["state"] == "available");
+    unit.wait_value("DVSAN-MIB::dvsanDataTlsCrlRevoked.0", "1 certificates");
+    assert_eq!(unit.get(&["DVSAN-MIB::dvsanDataTlsCrlNumber.0"]).trim(), revoked["crl_number"].to_string());
+
+    unit.set(&["DVSAN-MIB::dvsanVolumeLength.1", "u", "1024", "DVSAN-MIB::dvsanVolumeRowStatus.1", "i", "createAndGo"]);
+    unit.grant_volume(1, 1, std::net::Ipv4Addr::LOCALHOST);
+    let export = unit.get(&["DVSAN-MIB::dvsanVolumeName.1"]).trim().trim_matches('"').to_string();
+    let uri =
+        |certs: &Path| format!("nbds://{}:{}/{export}?tls-certificates={}", unit.ip, unit.data_port, certs.display());
+    let info = wait_until("the new certificate on the address grant", std::time::Duration::from_secs(10), || {
+        let out = dvsan_tests::nbd::run_tool("nbdinfo", "libnbd-bin", &[&uri(&new)], 30);
+        out.status.success().then(|| stdout(&out))
+    });
+    assert!(info.contains("export-size: 4194304"), "{info}");
+    let refused = dvsan_tests::nbd::run_tool("nbdinfo", "libnbd-bin", &[&uri(&old)], 30);
+    assert!(!refused.status.success(), "the revoked certificate: {}", describe(&refused));
+}
