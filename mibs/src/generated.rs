@@ -1197,6 +1197,8 @@ pub mod dvsan_station_task_operation {
     pub const APPROVE_UNIT: i32 = 12;
     /// rejectUnit(13)
     pub const REJECT_UNIT: i32 = 13;
+    /// clearVolume(14)
+    pub const CLEAR_VOLUME: i32 = 14;
 }
 
 /// Values of DVSAN-STATION-MIB::dvsanStationTaskState.

@@ -139,12 +139,16 @@ pub enum LockScope {
     Unit(u32),
     /// No unit in particular (`allocation.lock` shared): adding a unit by its address.
     Shared,
+    /// No lock at all: a task that only reads a unit (clearVolume follows a unit's clearing, which may take hours,
+    /// and must hold up nothing).
+    Nothing,
 }
 
 impl LockScope {
     /// Whether two holders of these scopes would exclude each other.
     pub fn conflicts_with(self, other: LockScope) -> bool {
         match (self, other) {
+            (LockScope::Nothing, _) | (_, LockScope::Nothing) => false,
             (LockScope::Pool, _) | (_, LockScope::Pool) => true,
             (LockScope::Unit(a), LockScope::Unit(b)) => a == b,
             _ => false,
@@ -158,7 +162,7 @@ pub struct PoolLock {
     scope: LockScope,
     // Field order is drop order: the unit's lock goes before the pool's.
     _unit: Option<Flock<File>>,
-    _pool: Flock<File>,
+    _pool: Option<Flock<File>>,
 }
 
 impl PoolLock {
@@ -184,6 +188,7 @@ impl PoolLock {
             LockScope::Pool => (true, None),
             LockScope::Unit(unit) => (false, Some(unit)),
             LockScope::Shared => (false, None),
+            LockScope::Nothing => return Ok(Some(PoolLock { scope, _unit: None, _pool: None })),
         };
         let Some(pool) = lock_file(&state_dir.join(LOCK_FILE), pool_mode, wait)? else { return Ok(None) };
         let unit = match unit {
@@ -194,7 +199,7 @@ impl PoolLock {
             },
             None => None,
         };
-        Ok(Some(PoolLock { scope, _unit: unit, _pool: pool }))
+        Ok(Some(PoolLock { scope, _unit: unit, _pool: Some(pool) }))
     }
 
     pub fn scope(&self) -> LockScope {
@@ -206,7 +211,7 @@ impl PoolLock {
         match self.scope {
             LockScope::Pool => true,
             LockScope::Unit(held) => held == unit,
-            LockScope::Shared => false,
+            LockScope::Shared | LockScope::Nothing => false,
         }
     }
 }
@@ -334,6 +339,8 @@ pub struct Allocator<'a> {
     announcer: Option<Announcer>,
     /// Who the assignments it makes are recorded for (`Principal::stored`); `None`: the station's operator.
     owner: Option<String>,
+    /// Volumes it asked a unit to wipe (unit, volume), for the running station to follow (clearVolume tasks).
+    wiped: Vec<(u32, u32)>,
 }
 
 /// A volume that could serve a request.
@@ -370,6 +377,7 @@ impl<'a> Allocator<'a> {
             progress: Arc::new(NoProgress),
             announcer: None,
             owner: None,
+            wiped: Vec::new(),
         }
     }
 
@@ -916,14 +924,71 @@ impl<'a> Allocator<'a> {
             // leaves the volume as it is: logged, the release goes on.
             let wipe = Oid::from_slice(mib::DVSAN_VOLUME_CLEAR_PROGRESS).child(volume);
             let set = vec![VarBind::new(wipe, Value::Gauge32(0))];
-            if let Err(e) = self.manager.set(&self.write_target(agent)?, set).await {
-                tracing::warn!(unit = record.index, volume, error = %e, "the unit did not wipe the released volume");
+            match self.manager.set(&self.write_target(agent)?, set).await {
+                Ok(_) => self.wiped.push((record.index, volume)),
+                Err(e) => {
+                    tracing::warn!(unit = record.index, volume, error = %e, "the unit did not wipe the released volume")
+                }
             }
         }
         self.step(75, &format!("reading unit #{}", record.index));
         self.refresh(record.index, agent).await;
         let assignment = releasing.into_iter().next().unwrap_or(first);
         Ok(assignment)
+    }
+
+    /// The volumes it asked units to wipe since the last call: (unit, volume).
+    pub fn take_wiped(&mut self) -> Vec<(u32, u32)> {
+        std::mem::take(&mut self.wiped)
+    }
+
+    /// Follows the clearing of volume `volume` on unit `unit` (a clearVolume task): reads the volume's
+    /// dvsanVolumeState and dvsanVolumeClearProgress every [`CLEAR_POLL`] and reports the unit's percentage as its
+    /// own progress, until the volume is no longer clearing; then reads the unit into the pool, where the volume
+    /// is assignable again. Needs no lock (it changes nothing on the unit). Fails when the volume is gone or the
+    /// unit stops answering for [`CLEAR_SILENCE`] (it goes on clearing; a later walk starts a new task).
+    pub async fn follow_clearing(&mut self, unit: u32, volume: u32) -> Result<u32, AllocateError> {
+        let record = self.store.unit(unit)?.ok_or_else(|| StoreError::UnknownUnit(format!("#{unit}")))?;
+        let Some(agent) = record.address else {
+            return Err(AllocateError::NoAddress { unit });
+        };
+        let oids = [
+            Oid::from_slice(mib::DVSAN_VOLUME_STATE).child(volume),
+            Oid::from_slice(mib::DVSAN_VOLUME_CLEAR_PROGRESS).child(volume),
+        ];
+        let mut silent_since: Option<std::time::Instant> = None;
+        let mut last = 0;
+        loop {
+            match self.manager.get(&self.read_target(agent), &oids).await {
+                Ok(values) => {
+                    silent_since = None;
+                    match (values.first().map(|v| &v.value), values.get(1).map(|v| &v.value)) {
+                        (Some(Value::Integer(mib::dvsan_volume_state::CLEARING)), Some(Value::Gauge32(percent))) => {
+                            last = (*percent).min(99);
+                            self.step(last, &format!("unit #{unit} is clearing volume {volume}: {percent}%"));
+                        }
+                        (Some(Value::Integer(_)), _) => break,
+                        _ => return Err(AllocateError::UnknownVolume { unit, volume }),
+                    }
+                }
+                Err(e) => {
+                    let since = *silent_since.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() >= CLEAR_SILENCE {
+                        return Err(AllocateError::Unit {
+                            unit,
+                            agent,
+                            what: "the clearing progress",
+                            source: Box::new(e),
+                        });
+                    }
+                    self.step(last, &format!("unit #{unit} does not answer; waiting ({e})"));
+                }
+            }
+            tokio::time::sleep(CLEAR_POLL).await;
+        }
+        self.step(99, &format!("reading unit #{unit}"));
+        self.refresh(unit, agent).await;
+        Ok(unit)
     }
 
     /// Reads unit `unit` now at its agent address and stores what it has (admin `unit rescan`). A unit that does
@@ -1507,6 +1572,11 @@ fn grant_mode(read_only: bool, shared: bool) -> i32 {
         (false, true) => mib::dvsan_access_mode::READ_WRITE_SHARED,
     }
 }
+
+/// How often a clearVolume task reads the unit's clearing progress.
+pub const CLEAR_POLL: Duration = Duration::from_millis(250);
+/// How long a clearVolume task waits for a unit that stopped answering before it fails.
+pub const CLEAR_SILENCE: Duration = Duration::from_secs(60);
 
 /// What [`Allocator::revoke_host`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]

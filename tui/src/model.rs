@@ -418,6 +418,7 @@ impl Task {
             TaskOperation::RemoveUnitForce => format!("remove unit {unit}, releasing"),
             TaskOperation::ApproveUnit => format!("approve pending {unit}"),
             TaskOperation::RejectUnit => format!("reject pending {unit}"),
+            TaskOperation::ClearVolume => format!("clear vol {unit}/{volume}"),
         }
     }
 
@@ -630,11 +631,11 @@ mod tests {
 
     #[test]
     fn task_and_assignment_codes_follow_the_mib() {
-        for code in 1..=13 {
+        for code in 1..=14 {
             assert_eq!(Reported::<TaskOperation>::from_code(code).code(), code);
             assert!(!matches!(Reported::<TaskOperation>::from_code(code), Reported::Unknown(_)));
         }
-        assert_eq!(Reported::<TaskOperation>::from_code(14), Reported::Unknown(14));
+        assert_eq!(Reported::<TaskOperation>::from_code(15), Reported::Unknown(15));
         let ended: Vec<bool> = (1..=6).map(|code| Reported::<TaskState>::from_code(code).is_ended()).collect();
         assert_eq!(ended, [false, false, true, true, true, false]);
         assert_eq!(Reported::<TaskState>::from_code(5).to_string(), "cancelled");
