@@ -627,6 +627,11 @@ mod tests {
         assert_eq!(task(TaskOperation::AddUnit, |t| t.unit = "127.0.0.14".into()), "add unit 127.0.0.14");
         assert_eq!(task(TaskOperation::ApproveUnit, |t| t.unit = "3".into()), "approve pending 3");
         assert_eq!(task(TaskOperation::RejectUnit, |t| t.unit = "3".into()), "reject pending 3");
+        let clear = task(TaskOperation::ClearVolume, |t| {
+            t.unit = "1".into();
+            t.volume = Some(dvsan_layout::VolumeIndex(4));
+        });
+        assert_eq!(clear, "clear vol 1/4");
     }
 
     #[test]
