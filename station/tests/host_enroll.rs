@@ -530,3 +530,42 @@ fn a_unit_that_joins_later_gets_the_revocation_list() {
     let refused = dvsan_tests::nbd::run_tool("nbdinfo", "libnbd-bin", &[&uri(&old)], 30);
     assert!(!refused.status.success(), "the revoked certificate: {}", describe(&refused));
 }
+
+/// An enrolled unit (SNMPv3 only: its agent has no write community) gets the revocation list from `host revoke`
+/// as its own v3 user, and keeps it in its state directory for blockd.
+#[test]
+fn an_enrolled_unit_gets_the_revocation_list_as_its_v3_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("station");
+    let station = Station::start_secure(&state, &[]);
+    let unit_dir = dir.path().join("u1");
+    let init = run_ok(Command::new(workspace_bin("dvsan-agent")).arg("init").arg("--state-dir").arg(&unit_dir));
+    let id = init.split_whitespace().find(|w| w.len() == 36 && w.matches('-').count() == 4).unwrap().to_string();
+    let users = dir.path().join("unit-users.toml");
+    run_ok(station.cli().args(["unit", "enroll", &id, "--out"]).arg(&users).arg("--state-dir").arg(&state));
+    let user = format!("unit-{}", &id[..8]);
+    let mut unit = dvsan_tests::units::Unit::start_enrolled(
+        &unit_dir,
+        "127.0.67.9",
+        station.traps,
+        "32M",
+        &users,
+        &user,
+        "enrolled-unit-read",
+    );
+    unit.serve_data();
+    station.wait_unit(&unit.address(), "the enrolled unit pooled", std::time::Duration::from_secs(15), |u| {
+        u["state"] == "available"
+    });
+    let out_dir = dir.path().join("host-a");
+    run_ok(station.cli().args(["host", "issue", "host-a", "--out"]).arg(&out_dir).arg("--state-dir").arg(&state));
+    let revoked = run_ok(station.cli().args(["host", "revoke", "host-a", "--json", "--state-dir"]).arg(&state));
+    let revoked: serde_json::Value = serde_json::from_str(&revoked).unwrap_or_else(|e| panic!("{e}: {revoked}"));
+    assert_eq!(revoked["crl_pushed"].as_array().map(Vec::len), Some(1), "{revoked}");
+    assert_eq!(revoked["crl_not_pushed"].as_array().map(Vec::len), Some(0), "{revoked}");
+    let held = unit.snmpget(&["DVSAN-MIB::dvsanDataTlsCrlRevoked.0"]).unwrap();
+    assert!(held.contains("1 certificates"), "{held}");
+    let pushed = std::fs::read(unit_dir.join(dvsan_layout::PUSHED_CRL_FILE)).unwrap();
+    let station_crl = std::fs::read(state.join("ca").join("crl.der")).unwrap();
+    assert_eq!(pushed, station_crl, "the unit holds the CA's list");
+}
