@@ -20,8 +20,9 @@
 //! tasks; running ones are abandoned (and failed at the next start).
 //!
 //! The station starts clearVolume tasks itself ([`TaskRunner::follow_clearing`], owner [`STATION_OWNER`]): after
-//! a task released a volume the unit wipes, and when a walk finds a volume clearing. They take no lock and no
-//! worker (following a clearing may take hours and holds up nothing); at most one waits or runs per volume.
+//! a task released a volume the unit wipes, and when a poll round or a walk finds a volume clearing. They take no
+//! lock and no worker (following a clearing may take hours and holds up nothing); at most one waits or runs per
+//! volume, and at most [`MAX_FOLLOWING`] run at once.
 
 use crate::allocate::{AllocateError, Allocator, LockScope, PoolLock, Progress};
 use crate::announce::{Announcer, Change};
@@ -45,6 +46,9 @@ pub const MAX_ENDED: usize = 1000;
 pub const MAX_WAITING: usize = 1000;
 /// How often a task whose locks another process holds tries them again.
 pub const LOCK_RETRY: Duration = Duration::from_millis(25);
+/// clearVolume tasks running at once, at most (each reads its unit every 250 ms); more wait pending.
+pub const MAX_FOLLOWING: usize = 64;
+
 /// The owner of the tasks the station starts itself.
 pub const STATION_OWNER: &str = "station";
 
@@ -533,6 +537,7 @@ fn dispatch_round(
     let settings = &shared.settings;
     // Tasks that take no lock (clearVolume, which follows a unit for as long as it clears) take no worker either.
     let mut busy = running.iter().filter(|i| plans.get(i).is_none_or(|p| p.scope != LockScope::Nothing)).count();
+    let mut following = running.len() - busy;
     // Scopes of the tasks that run, and of the earlier pending ones that could not start: a later task waits
     // behind them when it conflicts, so tasks on one unit keep their order and an allocation is not starved.
     let mut ahead: Vec<LockScope> = running.iter().filter_map(|i| plans.get(i)).map(|p| p.scope).collect();
@@ -578,6 +583,10 @@ fn dispatch_round(
             ahead.push(plan.scope);
             continue;
         }
+        if following >= MAX_FOLLOWING && plan.scope == LockScope::Nothing {
+            shared.waiting(index, &format!("waiting: {MAX_FOLLOWING} clearings are followed already"));
+            continue;
+        }
         let lock = match PoolLock::try_acquire(&settings.state_dir, plan.scope) {
             Ok(Some(lock)) => lock,
             Ok(None) => {
@@ -594,7 +603,9 @@ fn dispatch_round(
         if !shared.start(index) {
             continue;
         }
-        if plan.scope != LockScope::Nothing {
+        if plan.scope == LockScope::Nothing {
+            following += 1;
+        } else {
             busy += 1;
         }
         ahead.push(plan.scope);
