@@ -945,9 +945,10 @@ impl<'a> Allocator<'a> {
     /// Follows the clearing of volume `volume` on unit `unit` (a clearVolume task): reads the volume's
     /// dvsanVolumeState and dvsanVolumeClearProgress every [`CLEAR_POLL`] and reports the unit's percentage as its
     /// own progress, until the volume is no longer clearing; then reads the unit into the pool, where the volume
-    /// is assignable again. Needs no lock (it changes nothing on the unit). Fails when the volume is gone or the
-    /// unit stops answering for [`CLEAR_SILENCE`] (it goes on clearing; a later walk starts a new task).
-    pub async fn follow_clearing(&mut self, unit: u32, volume: u32) -> Result<u32, AllocateError> {
+    /// is assignable again. Returns false when the volume went away meanwhile (destroyed: its blocks are released
+    /// space the unit clears on its own). Needs no lock (it changes nothing on the unit). Fails when the unit stops
+    /// answering for [`CLEAR_SILENCE`] (it goes on clearing; the station starts a new task once it is back).
+    pub async fn follow_clearing(&mut self, unit: u32, volume: u32) -> Result<bool, AllocateError> {
         let record = self.store.unit(unit)?.ok_or_else(|| StoreError::UnknownUnit(format!("#{unit}")))?;
         let Some(agent) = record.address else {
             return Err(AllocateError::NoAddress { unit });
@@ -958,7 +959,7 @@ impl<'a> Allocator<'a> {
         ];
         let mut silent_since: Option<std::time::Instant> = None;
         let mut last = 0;
-        loop {
+        let exists = loop {
             match self.manager.get(&self.read_target(agent), &oids).await {
                 Ok(values) => {
                     silent_since = None;
@@ -967,8 +968,16 @@ impl<'a> Allocator<'a> {
                             last = (*percent).min(99);
                             self.step(last, &format!("unit #{unit} is clearing volume {volume}: {percent}%"));
                         }
-                        (Some(Value::Integer(_)), _) => break,
-                        _ => return Err(AllocateError::UnknownVolume { unit, volume }),
+                        (Some(Value::Integer(_)), _) => break true,
+                        (Some(v), _) if v.is_exception() => break false,
+                        _ => {
+                            return Err(AllocateError::Unit {
+                                unit,
+                                agent,
+                                what: "the clearing progress",
+                                source: Box::new(SnmpError::Protocol("the answer is not a volume's state")),
+                            });
+                        }
                     }
                 }
                 Err(e) => {
@@ -985,10 +994,10 @@ impl<'a> Allocator<'a> {
                 }
             }
             tokio::time::sleep(CLEAR_POLL).await;
-        }
+        };
         self.step(99, &format!("reading unit #{unit}"));
         self.refresh(unit, agent).await;
-        Ok(unit)
+        Ok(exists)
     }
 
     /// Reads unit `unit` now at its agent address and stores what it has (admin `unit rescan`). A unit that does

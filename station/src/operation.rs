@@ -346,8 +346,10 @@ impl Operation {
             Operation::RejectUnit { pending } => Ok(Outcome::rejected(allocator.reject_pending(pending)?)),
             Operation::ClearVolume { unit, volume } => {
                 let index = allocator.find_unit(unit)?;
-                allocator.follow_clearing(index, *volume).await?;
-                let text = format!("unit #{index} cleared volume {volume}; it can be assigned again");
+                let text = match allocator.follow_clearing(index, *volume).await? {
+                    true => format!("unit #{index} cleared volume {volume}; it can be assigned again"),
+                    false => format!("volume {volume} of unit #{index} was destroyed while the unit cleared it"),
+                };
                 Ok(Outcome { text, unit: index, volume: Some(VolumeIndex(*volume)), detail: Detail::Cleared })
             }
             Operation::RemoveUnit { unit, force } => {
