@@ -378,10 +378,12 @@ async fn assigned(session: &Session) -> Result<Vec<Assigned>> {
         .map_err(|e| session.station_error(session.write.is_some(), e))
         .context("reading the station's assignments")?;
     let entry = mib::DVSAN_STATION_ASSIGNMENT_ENTRY.len();
-    let mut by_index: std::collections::BTreeMap<(u32, u32), (Option<IpAddr>, Assigned)> = Default::default();
+    // Index: unit, volume, host address type, address length, address octets (a row per host of a shared volume).
+    let mut by_index: std::collections::BTreeMap<Vec<u32>, (Option<IpAddr>, Assigned)> = Default::default();
     for vb in rows {
-        let &[column, unit, volume] = &vb.oid.as_slice()[entry.min(vb.oid.as_slice().len())..] else { continue };
-        let (host, row) = by_index.entry((unit, volume)).or_insert_with(|| {
+        let Some((&column, index)) = vb.oid.as_slice().get(entry..).and_then(|s| s.split_first()) else { continue };
+        let &[unit, volume, ..] = index else { continue };
+        let (host, row) = by_index.entry(index.to_vec()).or_insert_with(|| {
             (None, Assigned { unit, volume, name: String::new(), nbd_uri: String::new(), read_only: false })
         });
         match (column, &vb.value) {

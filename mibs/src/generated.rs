@@ -608,6 +608,9 @@ pub const DVSAN_STATION_TASK_FINISHED: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1,
 /// DVSAN-STATION-MIB::dvsanStationTaskRowStatus
 pub const DVSAN_STATION_TASK_ROW_STATUS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7, 2, 1, 19];
 
+/// DVSAN-STATION-MIB::dvsanStationTaskShared
+pub const DVSAN_STATION_TASK_SHARED: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7, 2, 1, 20];
+
 /// DVSAN-STATION-MIB::dvsanStationTrust
 pub const DVSAN_STATION_TRUST: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 8];
 
@@ -2052,6 +2055,7 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationTaskCreated", DVSAN_STATION_TASK_CREATED),
     ("dvsanStationTaskFinished", DVSAN_STATION_TASK_FINISHED),
     ("dvsanStationTaskRowStatus", DVSAN_STATION_TASK_ROW_STATUS),
+    ("dvsanStationTaskShared", DVSAN_STATION_TASK_SHARED),
     ("dvsanStationTrust", DVSAN_STATION_TRUST),
     ("dvsanStationPendingTable", DVSAN_STATION_PENDING_TABLE),
     ("dvsanStationPendingEntry", DVSAN_STATION_PENDING_ENTRY),

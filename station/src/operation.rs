@@ -184,8 +184,7 @@ impl Operation {
                 volume: volume()?,
                 host: host(kind, &args.host)?,
                 read_only: args.read_only,
-                // Station tasks do not ask for shared assignments yet (no task argument for it).
-                shared: false,
+                shared: args.shared,
             },
             OperationKind::UnassignVolume => {
                 let host = if args.host.trim().is_empty() { None } else { Some(host(kind, &args.host)?) };
@@ -196,7 +195,7 @@ impl Operation {
                 host: host(kind, &args.host)?,
                 name,
                 read_only: args.read_only,
-                shared: false,
+                shared: args.shared,
             },
             OperationKind::RescanUnit => Operation::RescanUnit { unit: unit()? },
             OperationKind::RemoveUnit => Operation::RemoveUnit { unit: unit()?, force: false },

@@ -143,11 +143,23 @@ pub fn pending_instances(pending: &[PendingUnit]) -> BTreeMap<Oid, Value> {
     map
 }
 
+/// The index of `a`'s row in dvsanStationAssignmentTable: unit, volume, and the host as an InetAddressType and a
+/// length-prefixed InetAddress (a shared volume has one row per host).
+pub fn assignment_index(a: &crate::allocate::Allocation) -> Vec<u32> {
+    let (kind, octets) = match a.host {
+        IpAddr::V4(v4) => (mib::inet_address_type::IPV4, v4.octets().to_vec()),
+        IpAddr::V6(v6) => (mib::inet_address_type::IPV6, v6.octets().to_vec()),
+    };
+    let mut index = vec![a.unit, a.volume, kind as u32, octets.len() as u32];
+    index.extend(octets.iter().map(|&b| u32::from(b)));
+    index
+}
+
 /// Every instance of dvsanStationAssignmentTable for `assignments`.
 pub fn assignment_instances(assignments: &[crate::allocate::Allocation]) -> BTreeMap<Oid, Value> {
     let mut map = BTreeMap::new();
     for a in assignments {
-        let index = [a.unit, a.volume];
+        let index = assignment_index(a);
         let (host_type, host) = inet(Some(a.host));
         let mode = if a.read_only {
             mib::dvsan_station_assign_mode::READ_ONLY
@@ -166,8 +178,8 @@ pub fn assignment_instances(assignments: &[crate::allocate::Allocation]) -> BTre
     map
 }
 
-/// Who made each assignment (`Principal::stored`), by unit and volume index.
-type Owners = BTreeMap<(u32, u32), Option<String>>;
+/// Who made each assignment (`Principal::stored`), by its assignment-table index ([`assignment_index`]).
+type Owners = BTreeMap<Vec<u32>, Option<String>>;
 
 struct Snapshot {
     taken: Instant,
@@ -208,8 +220,8 @@ impl PoolTables {
     fn hidden(&self, oid: &Oid, owners: &Owners, who: Option<&Principal>) -> bool {
         let Some(who) = who else { return false };
         match oid.suffix_after(mib::DVSAN_STATION_ASSIGNMENT_ENTRY) {
-            Some([_, unit, volume, ..]) => {
-                !owners.get(&(*unit, *volume)).is_some_and(|owner| self.admins.may_manage(Some(who), owner.as_deref()))
+            Some([_, index @ ..]) => {
+                !owners.get(index).is_some_and(|owner| self.admins.may_manage(Some(who), owner.as_deref()))
             }
             _ => false,
         }
@@ -251,7 +263,8 @@ impl PoolTables {
             Vec::new()
         });
         let pending = pending_units.iter().filter(|p| p.state == "pending").count() as u32;
-        let owners: Arc<Owners> = Arc::new(assignments.iter().map(|a| ((a.unit, a.volume), a.owner.clone())).collect());
+        let owners: Arc<Owners> =
+            Arc::new(assignments.iter().map(|a| (assignment_index(a), a.owner.clone())).collect());
         let (instances, units) = match read {
             Ok((pool, seen)) => {
                 let mut instances = table_instances(&pool, &seen);

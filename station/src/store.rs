@@ -223,6 +223,8 @@ const MIGRATIONS: &[M<'static>] = &[
     DROP TABLE assignments;
     ALTER TABLE assignments_shared RENAME TO assignments;",
     ),
+    // Station tasks ask for shared assignments too (dvsanStationTaskShared, for assignVolume and allocate).
+    M::up("ALTER TABLE tasks ADD COLUMN shared INTEGER NOT NULL DEFAULT 0;"),
 ];
 
 /// Most rows of `pending_units`: a flood of units from many addresses is recorded up to this many, then dropped.
@@ -1254,7 +1256,7 @@ impl StationStore {
     pub fn tasks(&self) -> Result<Vec<Task>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT idx, operation, unit, volume, partition, size, host, name, read_only, owner, state, progress, step,
-                result, result_unit, result_volume, created_ms, finished_ms FROM tasks ORDER BY idx",
+                result, result_unit, result_volume, created_ms, finished_ms, shared FROM tasks ORDER BY idx",
         )?;
         let rows = stmt.query_map([], |r| {
             let operation: String = r.get(1)?;
@@ -1273,6 +1275,7 @@ impl StationStore {
                         host: r.get(6)?,
                         name: r.get(7)?,
                         read_only: r.get(8)?,
+                        shared: r.get(18)?,
                     },
                     owner: r.get(9)?,
                     state: TaskState::Pending,
@@ -1302,8 +1305,8 @@ impl StationStore {
         self.conn
             .prepare_cached(
                 "INSERT OR REPLACE INTO tasks (idx, operation, unit, volume, partition, size, host, name, read_only,
-                    owner, state, progress, step, result, result_unit, result_volume, created_ms, finished_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                    owner, state, progress, step, result, result_unit, result_volume, created_ms, finished_ms, shared)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
             )?
             .execute(params![
                 task.index,
@@ -1323,7 +1326,8 @@ impl StationStore {
                 task.result_unit.unwrap_or(0),
                 task.result_volume.map_or(0, |v| v.0),
                 task.created_ms,
-                task.finished_ms
+                task.finished_ms,
+                a.shared
             ])?;
         Ok(())
     }

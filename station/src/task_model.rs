@@ -28,6 +28,8 @@ pub struct Arguments {
     /// The name of a volume to create; empty lets the unit name it.
     pub name: String,
     pub read_only: bool,
+    /// For assignVolume and allocate: a shared read-write assignment (readWriteShared grant).
+    pub shared: bool,
 }
 
 impl Arguments {
@@ -42,6 +44,7 @@ impl Arguments {
             host: String::new(),
             name: String::new(),
             read_only: false,
+            shared: false,
         }
     }
 }

@@ -576,3 +576,40 @@ fn units_are_removed_by_cli_and_task_refused_while_assigned_forced_and_learned_a
     assert!(out.contains(&format!("released its assignments: {listed}")), "{out}");
     assert!(out.contains(&format!("grants for {listed} are still on it")) && out.contains("access revoke"), "{out}");
 }
+
+/// dvsanStationTaskShared: allocate tasks with Shared true for two hosts and one name give both hosts the same
+/// volume with readWriteShared grants; an assignVolume task with Shared true adds a third host; one without it is
+/// refused; the task table shows the argument.
+#[test]
+fn shared_allocate_and_assign_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let station = Station::start(&dir.path().join("station"), &[]);
+    let mut unit = Unit::start(&dir.path().join("u1"), "127.0.71.1", station.traps, "64M", &[]);
+    unit.serve_data();
+    station.wait_unit(&unit.address(), "available", WAIT, |u| u["state"] == "available");
+    let allocate = |host: &str| {
+        let columns = [("Size", "s", "4M"), ("Host", "s", host), ("Name", "s", "gfs"), ("Shared", "i", "true")];
+        start_task(&station, "allocate", &columns)
+    };
+    let (first, second) = (allocate("127.0.71.100"), allocate("127.0.71.101"));
+    for task in [first, second] {
+        let (state, result) = wait_task(&station, task);
+        assert_eq!(state, "done", "{result}");
+    }
+    assert_eq!(cell(&station, "Shared", first), "true");
+    let volume = cell(&station, "ResultVolume", first);
+    assert_eq!(volume, cell(&station, "ResultVolume", second));
+    let u = ("Unit", "s", "127.0.71.1");
+    let v = ("Volume", "u", volume.as_str());
+    let exclusive = start_task(&station, "assignVolume", &[u, v, ("Host", "s", "127.0.71.102")]);
+    let (state, result) = wait_task(&station, exclusive);
+    assert!(state == "failed" && result.contains("already assigned"), "{state}: {result}");
+    let joined = start_task(&station, "assignVolume", &[u, v, ("Host", "s", "127.0.71.102"), ("Shared", "i", "true")]);
+    let (state, result) = wait_task(&station, joined);
+    assert_eq!(state, "done", "{result}");
+    let mut grants: Vec<String> = unit.grants().into_iter().map(|(_, host)| host).collect();
+    grants.sort();
+    assert_eq!(grants, ["127.0.71.100", "127.0.71.101", "127.0.71.102"]);
+    let modes: Vec<String> = unit.show()["grants"].as_array().unwrap().iter().map(|g| g["mode"].to_string()).collect();
+    assert!(modes.iter().all(|m| m.to_lowercase().contains("shared")), "{modes:?}");
+}

@@ -484,12 +484,13 @@ pub fn tasks_from_table(rows: &TableRows) -> Vec<Task> {
     tasks
 }
 
-/// Builds assignments from dvsanStationAssignmentTable rows (index: unit index, volume index). Rows with malformed
-/// indexes are skipped.
+/// Builds assignments from dvsanStationAssignmentTable rows (index: unit index, volume index, then the host's
+/// address type and length-prefixed address, so a shared volume has a row per host). Rows with malformed indexes
+/// are skipped.
 pub fn assignments_from_table(rows: &TableRows) -> Vec<Assignment> {
     let mut assignments = Vec::new();
     for (index, row) in rows {
-        let [unit_index, volume_index] = index.as_slice() else { continue };
+        let [unit_index, volume_index, ..] = index.as_slice() else { continue };
         let row = Cells(row);
         assignments.push(Assignment {
             unit_index: *unit_index,
