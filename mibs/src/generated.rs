@@ -401,6 +401,12 @@ pub const DVSAN_STATION_UNIT_CHANGE_COUNTER: &[u32] = &[1, 3, 6, 1, 4, 1, 32473,
 /// DVSAN-STATION-MIB::dvsanStationUnitHostName
 pub const DVSAN_STATION_UNIT_HOST_NAME: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 2, 1, 15];
 
+/// DVSAN-STATION-MIB::dvsanStationUnitZone
+pub const DVSAN_STATION_UNIT_ZONE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 2, 1, 16];
+
+/// DVSAN-STATION-MIB::dvsanStationUnitSpare
+pub const DVSAN_STATION_UNIT_SPARE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 2, 1, 17];
+
 /// DVSAN-STATION-MIB::dvsanStationVolumeTable
 pub const DVSAN_STATION_VOLUME_TABLE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 3];
 
@@ -518,6 +524,12 @@ pub const DVSAN_STATION_REQUEST_VOLUME_SOURCE: &[u32] = &[1, 3, 6, 1, 4, 1, 3247
 /// DVSAN-STATION-MIB::dvsanStationRequestShared
 pub const DVSAN_STATION_REQUEST_SHARED: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 5, 1, 20];
 
+/// DVSAN-STATION-MIB::dvsanStationRequestReplicas
+pub const DVSAN_STATION_REQUEST_REPLICAS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 5, 1, 21];
+
+/// DVSAN-STATION-MIB::dvsanStationRequestMirrorIndex
+pub const DVSAN_STATION_REQUEST_MIRROR_INDEX: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 5, 1, 22];
+
 /// DVSAN-STATION-MIB::dvsanStationAssignmentTable
 pub const DVSAN_STATION_ASSIGNMENT_TABLE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 6];
 
@@ -611,6 +623,9 @@ pub const DVSAN_STATION_TASK_ROW_STATUS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 
 /// DVSAN-STATION-MIB::dvsanStationTaskShared
 pub const DVSAN_STATION_TASK_SHARED: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7, 2, 1, 20];
 
+/// DVSAN-STATION-MIB::dvsanStationTaskReplicas
+pub const DVSAN_STATION_TASK_REPLICAS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7, 2, 1, 21];
+
 /// DVSAN-STATION-MIB::dvsanStationTrust
 pub const DVSAN_STATION_TRUST: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 8];
 
@@ -695,6 +710,48 @@ pub const DVSAN_STATION_CERT_REQUEST_CA_CERTIFICATE: &[u32] = &[1, 3, 6, 1, 4, 1
 /// DVSAN-STATION-MIB::dvsanStationCertRequestRowStatus
 pub const DVSAN_STATION_CERT_REQUEST_ROW_STATUS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 9, 1, 8];
 
+/// DVSAN-STATION-MIB::dvsanStationReplicaTable
+pub const DVSAN_STATION_REPLICA_TABLE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 10];
+
+/// DVSAN-STATION-MIB::dvsanStationReplicaEntry
+pub const DVSAN_STATION_REPLICA_ENTRY: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 10, 1];
+
+/// DVSAN-STATION-MIB::dvsanStationMirrorIndex
+pub const DVSAN_STATION_MIRROR_INDEX: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 10, 1, 1];
+
+/// DVSAN-STATION-MIB::dvsanStationReplicaIndex
+pub const DVSAN_STATION_REPLICA_INDEX: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 10, 1, 2];
+
+/// DVSAN-STATION-MIB::dvsanStationReplicaMirrorName
+pub const DVSAN_STATION_REPLICA_MIRROR_NAME: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 10, 1, 3];
+
+/// DVSAN-STATION-MIB::dvsanStationReplicaHostType
+pub const DVSAN_STATION_REPLICA_HOST_TYPE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 10, 1, 4];
+
+/// DVSAN-STATION-MIB::dvsanStationReplicaHost
+pub const DVSAN_STATION_REPLICA_HOST: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 10, 1, 5];
+
+/// DVSAN-STATION-MIB::dvsanStationReplicaCount
+pub const DVSAN_STATION_REPLICA_COUNT: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 10, 1, 6];
+
+/// DVSAN-STATION-MIB::dvsanStationReplicaSizeKiB
+pub const DVSAN_STATION_REPLICA_SIZE_KI_B: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 10, 1, 7];
+
+/// DVSAN-STATION-MIB::dvsanStationReplicaUnitIndex
+pub const DVSAN_STATION_REPLICA_UNIT_INDEX: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 10, 1, 8];
+
+/// DVSAN-STATION-MIB::dvsanStationReplicaVolumeIndex
+pub const DVSAN_STATION_REPLICA_VOLUME_INDEX: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 10, 1, 9];
+
+/// DVSAN-STATION-MIB::dvsanStationReplicaZone
+pub const DVSAN_STATION_REPLICA_ZONE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 10, 1, 10];
+
+/// DVSAN-STATION-MIB::dvsanStationReplicaNbdUri
+pub const DVSAN_STATION_REPLICA_NBD_URI: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 10, 1, 11];
+
+/// DVSAN-STATION-MIB::dvsanStationReplicaUnitState
+pub const DVSAN_STATION_REPLICA_UNIT_STATE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 10, 1, 12];
+
 /// DVSAN-STATION-MIB::dvsanStationConformance
 pub const DVSAN_STATION_CONFORMANCE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2];
 
@@ -745,6 +802,9 @@ pub const DVSAN_STATION_CERT_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2,
 
 /// DVSAN-STATION-MIB::dvsanStationSharedGroup
 pub const DVSAN_STATION_SHARED_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2, 13];
+
+/// DVSAN-STATION-MIB::dvsanStationMirrorGroup
+pub const DVSAN_STATION_MIRROR_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2, 14];
 
 // SNMPv2-MIB
 
@@ -1097,6 +1157,14 @@ pub mod dvsan_station_unit_state {
     pub const ERROR: i32 = 4;
 }
 
+/// Values of the TruthValue textual convention (used by DVSAN-STATION-MIB::dvsanStationUnitSpare).
+pub mod truth_value {
+    /// true(1)
+    pub const TRUE: i32 = 1;
+    /// false(2)
+    pub const FALSE: i32 = 2;
+}
+
 /// Values of DVSAN-STATION-MIB::dvsanStationVolumeState.
 pub mod dvsan_station_volume_state {
     /// available(1)
@@ -1139,14 +1207,6 @@ pub mod dvsan_station_request_volume_source {
     pub const EXISTING: i32 = 2;
     /// created(3)
     pub const CREATED: i32 = 3;
-}
-
-/// Values of the TruthValue textual convention (used by DVSAN-STATION-MIB::dvsanStationRequestShared).
-pub mod truth_value {
-    /// true(1)
-    pub const TRUE: i32 = 1;
-    /// false(2)
-    pub const FALSE: i32 = 2;
 }
 
 /// Values of DVSAN-STATION-MIB::dvsanStationAssignMode.
@@ -1215,6 +1275,18 @@ pub mod dvsan_station_cert_request_status {
     pub const ISSUED: i32 = 1;
     /// failed(2)
     pub const FAILED: i32 = 2;
+}
+
+/// Values of DVSAN-STATION-MIB::dvsanStationReplicaUnitState.
+pub mod dvsan_station_replica_unit_state {
+    /// available(1)
+    pub const AVAILABLE: i32 = 1;
+    /// unavailable(2)
+    pub const UNAVAILABLE: i32 = 2;
+    /// unreachable(3)
+    pub const UNREACHABLE: i32 = 3;
+    /// error(4)
+    pub const ERROR: i32 = 4;
 }
 
 /// Values of SNMPv2-MIB::snmpEnableAuthenTraps.
@@ -1986,6 +2058,8 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationUnitLastSeen", DVSAN_STATION_UNIT_LAST_SEEN),
     ("dvsanStationUnitChangeCounter", DVSAN_STATION_UNIT_CHANGE_COUNTER),
     ("dvsanStationUnitHostName", DVSAN_STATION_UNIT_HOST_NAME),
+    ("dvsanStationUnitZone", DVSAN_STATION_UNIT_ZONE),
+    ("dvsanStationUnitSpare", DVSAN_STATION_UNIT_SPARE),
     ("dvsanStationVolumeTable", DVSAN_STATION_VOLUME_TABLE),
     ("dvsanStationVolumeEntry", DVSAN_STATION_VOLUME_ENTRY),
     ("dvsanStationVolumeIndex", DVSAN_STATION_VOLUME_INDEX),
@@ -2025,6 +2099,8 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationRequestRowStatus", DVSAN_STATION_REQUEST_ROW_STATUS),
     ("dvsanStationRequestVolumeSource", DVSAN_STATION_REQUEST_VOLUME_SOURCE),
     ("dvsanStationRequestShared", DVSAN_STATION_REQUEST_SHARED),
+    ("dvsanStationRequestReplicas", DVSAN_STATION_REQUEST_REPLICAS),
+    ("dvsanStationRequestMirrorIndex", DVSAN_STATION_REQUEST_MIRROR_INDEX),
     ("dvsanStationAssignmentTable", DVSAN_STATION_ASSIGNMENT_TABLE),
     ("dvsanStationAssignmentEntry", DVSAN_STATION_ASSIGNMENT_ENTRY),
     ("dvsanStationAssignHostType", DVSAN_STATION_ASSIGN_HOST_TYPE),
@@ -2056,6 +2132,7 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationTaskFinished", DVSAN_STATION_TASK_FINISHED),
     ("dvsanStationTaskRowStatus", DVSAN_STATION_TASK_ROW_STATUS),
     ("dvsanStationTaskShared", DVSAN_STATION_TASK_SHARED),
+    ("dvsanStationTaskReplicas", DVSAN_STATION_TASK_REPLICAS),
     ("dvsanStationTrust", DVSAN_STATION_TRUST),
     ("dvsanStationPendingTable", DVSAN_STATION_PENDING_TABLE),
     ("dvsanStationPendingEntry", DVSAN_STATION_PENDING_ENTRY),
@@ -2084,6 +2161,20 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationCertRequestCertificate", DVSAN_STATION_CERT_REQUEST_CERTIFICATE),
     ("dvsanStationCertRequestCaCertificate", DVSAN_STATION_CERT_REQUEST_CA_CERTIFICATE),
     ("dvsanStationCertRequestRowStatus", DVSAN_STATION_CERT_REQUEST_ROW_STATUS),
+    ("dvsanStationReplicaTable", DVSAN_STATION_REPLICA_TABLE),
+    ("dvsanStationReplicaEntry", DVSAN_STATION_REPLICA_ENTRY),
+    ("dvsanStationMirrorIndex", DVSAN_STATION_MIRROR_INDEX),
+    ("dvsanStationReplicaIndex", DVSAN_STATION_REPLICA_INDEX),
+    ("dvsanStationReplicaMirrorName", DVSAN_STATION_REPLICA_MIRROR_NAME),
+    ("dvsanStationReplicaHostType", DVSAN_STATION_REPLICA_HOST_TYPE),
+    ("dvsanStationReplicaHost", DVSAN_STATION_REPLICA_HOST),
+    ("dvsanStationReplicaCount", DVSAN_STATION_REPLICA_COUNT),
+    ("dvsanStationReplicaSizeKiB", DVSAN_STATION_REPLICA_SIZE_KI_B),
+    ("dvsanStationReplicaUnitIndex", DVSAN_STATION_REPLICA_UNIT_INDEX),
+    ("dvsanStationReplicaVolumeIndex", DVSAN_STATION_REPLICA_VOLUME_INDEX),
+    ("dvsanStationReplicaZone", DVSAN_STATION_REPLICA_ZONE),
+    ("dvsanStationReplicaNbdUri", DVSAN_STATION_REPLICA_NBD_URI),
+    ("dvsanStationReplicaUnitState", DVSAN_STATION_REPLICA_UNIT_STATE),
     ("dvsanStationConformance", DVSAN_STATION_CONFORMANCE),
     ("dvsanStationCompliances", DVSAN_STATION_COMPLIANCES),
     ("dvsanStationCompliance", DVSAN_STATION_COMPLIANCE),
@@ -2101,6 +2192,7 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationUsmGroup", DVSAN_STATION_USM_GROUP),
     ("dvsanStationCertGroup", DVSAN_STATION_CERT_GROUP),
     ("dvsanStationSharedGroup", DVSAN_STATION_SHARED_GROUP),
+    ("dvsanStationMirrorGroup", DVSAN_STATION_MIRROR_GROUP),
     ("system", SYSTEM),
     ("sysDescr", SYS_DESCR),
     ("sysObjectID", SYS_OBJECT_ID),

@@ -126,6 +126,12 @@ pub enum AllocateError {
         pending.address.ip()
     )]
     ClaimsPoolUnit { pending: Box<PendingUnit>, unit: u32, unit_address: Option<SocketAddr> },
+    /// A mirrored volume could not be placed; the text says how many units were eligible and
+    /// why the others were not.
+    #[error("{0}")]
+    Placement(String),
+    #[error("{0} replicas: a mirrored volume has 2 or 3 replicas (1 or none: an ordinary volume)")]
+    BadReplicas(u32),
 }
 
 /// What a [`PoolLock`] covers.
@@ -559,6 +565,10 @@ impl<'a> Allocator<'a> {
             else {
                 continue;
             };
+            // Spare units are kept for replacing replicas, out of ordinary allocation.
+            if unit.spare {
+                continue;
+            }
             for volume in &pool_unit.volumes {
                 let mut holders = assigned.iter().filter(|a| a.unit == unit.index && a.volume == volume.index);
                 // Another host's shared assignments let a shared request by name join them.
@@ -605,6 +615,9 @@ impl<'a> Allocator<'a> {
                     else {
                         continue;
                     };
+                    if unit.spare {
+                        continue;
+                    }
                     if let Some(name) = &request.name {
                         let volumes = pool.iter().find(|p| p.index == unit.index).map(|p| p.volumes.as_slice());
                         if volumes.unwrap_or_default().iter().any(|v| v.name == *name) {
@@ -1202,6 +1215,52 @@ impl<'a> Allocator<'a> {
             volume_created: c.created,
             owner: self.owner.clone(),
         })
+    }
+
+    /// The store it changes (mirrored volumes are recorded in it too).
+    pub(crate) fn store_mut(&mut self) -> &mut StationStore {
+        self.store
+    }
+
+    /// Who the assignments it makes are recorded for.
+    pub(crate) fn owner(&self) -> Option<&str> {
+        self.owner.as_deref()
+    }
+
+    /// Fails unless it holds the whole pool's lock.
+    pub(crate) fn require_pool_lock(&self) -> Result<(), AllocateError> {
+        self.check_pool_lock()
+    }
+
+    /// Reports progress (`percent`, what it does now).
+    pub(crate) fn report(&self, percent: u32, step: &str) {
+        self.step(percent, step);
+    }
+
+    /// Creates a volume of `blocks` named `name` (or as the unit names it) on `unit` and grants it to `host`
+    /// read-write, exclusively; a failed grant destroys the volume again. One replica of a mirrored volume.
+    pub(crate) async fn create_and_grant(
+        &mut self,
+        unit: &AllocationUnit,
+        blocks: u32,
+        name: Option<&str>,
+        host: IpAddr,
+    ) -> Result<Allocation, AllocateError> {
+        let Some(agent) = unit.address else { return Err(AllocateError::NoAddress { unit: unit.index }) };
+        let candidate = self.create_volume(unit, agent, blocks, name).await?;
+        self.grant_and_record(candidate, host, false, false).await
+    }
+
+    /// Undoes [`Allocator::create_and_grant`]: revokes the grant, forgets the assignment, destroys the volume
+    /// (best effort on the unit, logged when it fails).
+    pub(crate) async fn undo_allocation(&mut self, a: &Allocation) {
+        let Some(agent) = a.agent else { return };
+        self.revoke(a.unit, agent, a.grant).await;
+        if let Err(e) = self.store.delete_host_assignment(a.unit, a.volume, a.host) {
+            tracing::warn!(unit = a.unit, volume = a.volume, error = %e, "forgetting an undone assignment failed");
+        }
+        self.destroy_volume(a.unit, agent, a.volume).await;
+        self.refresh(a.unit, agent).await;
     }
 
     /// Destroys the candidate's volume if this allocation created it.

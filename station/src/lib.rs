@@ -17,7 +17,8 @@
 //! 2. The store: [`store`], the pool, the notifications and the tasks in SQLite.
 //! 3. Domain operations: [`announce`] (how operations report the changes they make, without knowing the
 //!    notifications), [`allocate`] (changes to units by SNMP SET under the pool and unit locks: volumes for hosts,
-//!    volumes and partitions, rescans, adding and removing units), [`operation`] (everything an operator can do to
+//!    volumes and partitions, rescans, adding and removing units), [`mirror`] (mirrored volumes: replicas placed on
+//!    distinct units and zones, made or undone together), [`operation`] (everything an operator can do to
 //!    the pool, one execution path for the CLI and the tasks) and [`tasks`] (the task runner: operations run by
 //!    the station, concurrently per unit, persisted in the store).
 //! 4. MIB views and protocol front-ends: [`station_mib`] (DVSAN-STATION-MIB served by the station's own agent,
@@ -53,6 +54,7 @@ pub mod credentials;
 pub mod fair_queue;
 pub mod forward;
 pub mod ingest;
+pub mod mirror;
 pub mod model;
 pub mod notification;
 pub mod notification_log;

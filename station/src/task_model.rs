@@ -30,6 +30,8 @@ pub struct Arguments {
     pub read_only: bool,
     /// For assignVolume and allocate: a shared read-write assignment (readWriteShared grant).
     pub shared: bool,
+    /// For allocate: how many replicas (2 or 3: a mirrored volume, each replica on another unit); 0 or 1: one.
+    pub replicas: u32,
 }
 
 impl Arguments {
@@ -45,6 +47,7 @@ impl Arguments {
             name: String::new(),
             read_only: false,
             shared: false,
+            replicas: 0,
         }
     }
 }

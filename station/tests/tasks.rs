@@ -613,3 +613,46 @@ fn shared_allocate_and_assign_tasks() {
     let modes: Vec<String> = unit.show()["grants"].as_array().unwrap().iter().map(|g| g["mode"].to_string()).collect();
     assert!(modes.iter().all(|m| m.to_lowercase().contains("shared")), "{modes:?}");
 }
+
+/// dvsanStationTaskReplicas: an allocate task with Replicas 2 makes a mirrored volume on two units; an
+/// unassignVolume task of one replica releases both; Replicas 4 is wrongValue.
+#[test]
+fn a_mirrored_allocate_task_and_its_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let station = Station::start(&dir.path().join("station"), &[]);
+    let mut units: Vec<Unit> = (1..=2)
+        .map(|i| Unit::start(&dir.path().join(format!("u{i}")), &format!("127.0.75.{i}"), station.traps, "64M", &[]))
+        .collect();
+    for unit in &mut units {
+        unit.serve_data();
+        station.wait_unit(&unit.address(), "available", WAIT, |u| u["state"] == "available");
+    }
+    let task =
+        start_task(&station, "allocate", &[("Size", "s", "8M"), ("Host", "s", "127.0.75.100"), ("Replicas", "u", "2")]);
+    let (state, result) = wait_task(&station, task);
+    assert!(
+        state == "done" && result.contains("mirrored volume") && result.contains("2 replicas"),
+        "{state}: {result}"
+    );
+    assert_eq!(cell(&station, "Replicas", task), "2");
+    assert!(units.iter().all(|u| u.grants().len() == 1));
+    let replicas = station.pool()["mirrors"][0]["replicas"].clone();
+    let (unit, volume) = (replicas[0]["unit"].to_string(), replicas[0]["volume"].to_string());
+    let release = start_task(&station, "unassignVolume", &[("Unit", "s", &unit), ("Volume", "u", &volume)]);
+    let (state, result) = wait_task(&station, release);
+    assert!(state == "done" && result.contains("released mirrored volume"), "{state}: {result}");
+    assert!(units.iter().all(|u| u.grants().is_empty()));
+    let index = next_index(&station);
+    let bad = [
+        format!("DVSAN-STATION-MIB::dvsanStationTaskOperation.{index}"),
+        "i".into(),
+        "allocate".into(),
+        format!("DVSAN-STATION-MIB::dvsanStationTaskReplicas.{index}"),
+        "u".into(),
+        "4".into(),
+        format!("DVSAN-STATION-MIB::dvsanStationTaskRowStatus.{index}"),
+        "i".into(),
+        "createAndGo".into(),
+    ];
+    refused(&station, &bad.iter().map(String::as_str).collect::<Vec<_>>(), "wrongValue");
+}
