@@ -88,6 +88,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Report a replica's state of a mirrored volume to the station (what `serve` does every few seconds; each
+    /// report is also a heartbeat).
+    Report {
+        volume: String,
+        /// The replica's number (1, 2 or 3, as `list` orders them).
+        #[arg(long)]
+        replica: u32,
+        /// unknown, inSync, outOfSync, resyncing or failed.
+        #[arg(long, value_parser = replicas::parse_state)]
+        state: i32,
+        /// Bytes written while the replica was out of sync, not copied to it yet.
+        #[arg(long, default_value_t = 0)]
+        dirty_bytes: u64,
+        /// How far a resync of the replica has come, 0 to 100.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
+        resync_percent: u32,
+    },
     /// Give a volume back (UNIT/VOLUME as `list` prints it, or its name); a mirrored volume (its name, mirrorN, or
     /// UNIT/VOLUME of a replica) with all its replicas.
     Release { volume: String },
@@ -213,6 +230,10 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::List { json } => list(&session, json).await,
         Command::Targets { volume, json } => replicas::print_targets(&session, &volume, json).await,
+        Command::Report { volume, replica, state, dirty_bytes, resync_percent } => {
+            let report = replicas::ReplicaReport { replica, state, dirty_bytes, resync_percent };
+            replicas::report(&session, &volume, &[report]).await
+        }
         Command::Release { volume } => release(&session, &volume).await,
         Command::Attach { volume, tls_dir } => attach(&session, &volume, tls_dir.as_deref()).await,
         Command::Enroll { out } => {

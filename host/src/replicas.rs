@@ -2,13 +2,16 @@
 //! groups them by mirrored volume for `list`, finds one for `release`, and [`resolve`]s a volume name to the NBD
 //! targets `dvsan-host serve` (the host front, crate `dvsan-front`) connects to.
 //!
+//! [`report`] is the other direction: the front tells the station each replica's state, dirty bytes and resync
+//! progress (dvsanStationFrontTable), which is also its heartbeat.
+//!
 //! The station shows a requester only the replicas of the mirrored volumes it asked for, so the table is read as
 //! the session's writer (its SNMPv3 user or write community), as the assignment table is.
 
 use crate::{ip_of, number, text, Session};
 use anyhow::{bail, Context, Result};
 use dvsan_mib as mib;
-use dvsan_snmp::{Oid, Value};
+use dvsan_snmp::{Oid, Value, VarBind};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -145,6 +148,64 @@ pub async fn resolve(session: &Session, volume: &str) -> Result<Vec<ReplicaTarge
     }
     let row = crate::find(session, volume).await?;
     Ok(vec![target(row.unit, &row.nbd_uri)?])
+}
+
+/// The replica states a front reports (dvsanStationFrontReplicaState), by their MIB names.
+pub const STATES: [(&str, i32); 5] = [
+    ("unknown", mib::dvsan_station_front_replica_state::UNKNOWN),
+    ("inSync", mib::dvsan_station_front_replica_state::IN_SYNC),
+    ("outOfSync", mib::dvsan_station_front_replica_state::OUT_OF_SYNC),
+    ("resyncing", mib::dvsan_station_front_replica_state::RESYNCING),
+    ("failed", mib::dvsan_station_front_replica_state::FAILED),
+];
+
+/// A state name (any case) → its MIB number; the error lists the valid names.
+pub fn parse_state(text: &str) -> Result<i32, String> {
+    STATES.iter().find(|(name, _)| name.eq_ignore_ascii_case(text.trim())).map(|(_, code)| *code).ok_or_else(|| {
+        let names: Vec<&str> = STATES.iter().map(|(name, _)| *name).collect();
+        format!("{text:?} is not a replica state; give one of {}", names.join(", "))
+    })
+}
+
+/// What a front reports about one replica of a mirrored volume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaReport {
+    /// The replica's number (dvsanStationReplicaIndex).
+    pub replica: u32,
+    /// A dvsanStationFrontReplicaState number ([`STATES`]).
+    pub state: i32,
+    pub dirty_bytes: u64,
+    pub resync_percent: u32,
+}
+
+/// Reports `reports` for this host's mirrored volume `volume` (as [`find`] names it) to the station in one SET
+/// (dvsanStationFrontTable), which the station also takes as the front's heartbeat.
+pub async fn report(session: &Session, volume: &str, reports: &[ReplicaReport]) -> Result<()> {
+    let mirrors = mirrors(session).await?;
+    let Some(m) = find(&mirrors, volume) else {
+        bail!("{volume:?} is not one of this host's ({}) mirrored volumes; `dvsan-host list` shows them", session.host);
+    };
+    let mut set = Vec::new();
+    for r in reports {
+        if !m.replicas.iter().any(|x| x.replica == r.replica) {
+            bail!("mirrored volume {} has replicas 1 to {}, not {}", m.name, m.replicas.len(), r.replica);
+        }
+        if r.resync_percent > 100 {
+            bail!("a resync is 0 to 100 percent done, not {}", r.resync_percent);
+        }
+        let cell = |column: &[u32]| Oid::from_slice(column).child(m.index).child(r.replica);
+        let kib = u32::try_from(r.dirty_bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        set.push(VarBind::new(cell(mib::DVSAN_STATION_FRONT_REPLICA_STATE), Value::Integer(r.state)));
+        set.push(VarBind::new(cell(mib::DVSAN_STATION_FRONT_DIRTY_KI_B), Value::Gauge32(kib)));
+        set.push(VarBind::new(cell(mib::DVSAN_STATION_FRONT_RESYNC_PERCENT), Value::Gauge32(r.resync_percent)));
+    }
+    session
+        .manager
+        .set(session.write()?, set)
+        .await
+        .map_err(|e| session.station_error(true, e))
+        .context("reporting the replicas' state to the station")?;
+    Ok(())
 }
 
 /// `targets VOLUME`: [`resolve`]d, one line per target or a JSON array.

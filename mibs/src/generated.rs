@@ -752,6 +752,24 @@ pub const DVSAN_STATION_REPLICA_NBD_URI: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 
 /// DVSAN-STATION-MIB::dvsanStationReplicaUnitState
 pub const DVSAN_STATION_REPLICA_UNIT_STATE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 10, 1, 12];
 
+/// DVSAN-STATION-MIB::dvsanStationFrontTable
+pub const DVSAN_STATION_FRONT_TABLE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 11];
+
+/// DVSAN-STATION-MIB::dvsanStationFrontEntry
+pub const DVSAN_STATION_FRONT_ENTRY: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 11, 1];
+
+/// DVSAN-STATION-MIB::dvsanStationFrontReplicaState
+pub const DVSAN_STATION_FRONT_REPLICA_STATE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 11, 1, 1];
+
+/// DVSAN-STATION-MIB::dvsanStationFrontDirtyKiB
+pub const DVSAN_STATION_FRONT_DIRTY_KI_B: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 11, 1, 2];
+
+/// DVSAN-STATION-MIB::dvsanStationFrontResyncPercent
+pub const DVSAN_STATION_FRONT_RESYNC_PERCENT: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 11, 1, 3];
+
+/// DVSAN-STATION-MIB::dvsanStationFrontLastReport
+pub const DVSAN_STATION_FRONT_LAST_REPORT: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 11, 1, 4];
+
 /// DVSAN-STATION-MIB::dvsanStationConformance
 pub const DVSAN_STATION_CONFORMANCE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2];
 
@@ -805,6 +823,9 @@ pub const DVSAN_STATION_SHARED_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 
 
 /// DVSAN-STATION-MIB::dvsanStationMirrorGroup
 pub const DVSAN_STATION_MIRROR_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2, 14];
+
+/// DVSAN-STATION-MIB::dvsanStationFrontGroup
+pub const DVSAN_STATION_FRONT_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2, 15];
 
 // SNMPv2-MIB
 
@@ -1287,6 +1308,20 @@ pub mod dvsan_station_replica_unit_state {
     pub const UNREACHABLE: i32 = 3;
     /// error(4)
     pub const ERROR: i32 = 4;
+}
+
+/// Values of DVSAN-STATION-MIB::dvsanStationFrontReplicaState.
+pub mod dvsan_station_front_replica_state {
+    /// unknown(1)
+    pub const UNKNOWN: i32 = 1;
+    /// inSync(2)
+    pub const IN_SYNC: i32 = 2;
+    /// outOfSync(3)
+    pub const OUT_OF_SYNC: i32 = 3;
+    /// resyncing(4)
+    pub const RESYNCING: i32 = 4;
+    /// failed(5)
+    pub const FAILED: i32 = 5;
 }
 
 /// Values of SNMPv2-MIB::snmpEnableAuthenTraps.
@@ -2175,6 +2210,12 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationReplicaZone", DVSAN_STATION_REPLICA_ZONE),
     ("dvsanStationReplicaNbdUri", DVSAN_STATION_REPLICA_NBD_URI),
     ("dvsanStationReplicaUnitState", DVSAN_STATION_REPLICA_UNIT_STATE),
+    ("dvsanStationFrontTable", DVSAN_STATION_FRONT_TABLE),
+    ("dvsanStationFrontEntry", DVSAN_STATION_FRONT_ENTRY),
+    ("dvsanStationFrontReplicaState", DVSAN_STATION_FRONT_REPLICA_STATE),
+    ("dvsanStationFrontDirtyKiB", DVSAN_STATION_FRONT_DIRTY_KI_B),
+    ("dvsanStationFrontResyncPercent", DVSAN_STATION_FRONT_RESYNC_PERCENT),
+    ("dvsanStationFrontLastReport", DVSAN_STATION_FRONT_LAST_REPORT),
     ("dvsanStationConformance", DVSAN_STATION_CONFORMANCE),
     ("dvsanStationCompliances", DVSAN_STATION_COMPLIANCES),
     ("dvsanStationCompliance", DVSAN_STATION_COMPLIANCE),
@@ -2193,6 +2234,7 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationCertGroup", DVSAN_STATION_CERT_GROUP),
     ("dvsanStationSharedGroup", DVSAN_STATION_SHARED_GROUP),
     ("dvsanStationMirrorGroup", DVSAN_STATION_MIRROR_GROUP),
+    ("dvsanStationFrontGroup", DVSAN_STATION_FRONT_GROUP),
     ("system", SYSTEM),
     ("sysDescr", SYS_DESCR),
     ("sysObjectID", SYS_OBJECT_ID),

@@ -24,7 +24,8 @@
 //! 4. MIB views and protocol front-ends: [`station_mib`] (DVSAN-STATION-MIB served by the station's own agent,
 //!    and its notifications, which is what the daemon's announcer sends), [`task_table`] (the tasks over SNMP),
 //!    [`request_table`] (hosts' storage requests over SNMP, served by a worker),
-//!    [`cert_table`] (hosts' certificate signing requests to the station's CA, for their SNMPv3 user's identity), [`notification_log`]
+//!    [`cert_table`] (hosts' certificate signing requests to the station's CA, for their SNMPv3 user's identity),
+//!    [`front_table`] (what hosts' fronts report about the replicas of their mirrored volumes, and their heartbeats), [`notification_log`]
 //!    (NOTIFICATION-LOG-MIB over the stored notifications), [`ingest`] (receive notifications, queue them fairly
 //!    per source, store them in batches, acknowledge informs after commit) and [`coordinator`] (reacts to
 //!    notifications and polls; walks units and syncs them into the store).
@@ -53,6 +54,7 @@ pub mod counters;
 pub mod credentials;
 pub mod fair_queue;
 pub mod forward;
+pub mod front_table;
 pub mod ingest;
 pub mod mirror;
 pub mod model;

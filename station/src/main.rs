@@ -868,11 +868,11 @@ fn cmd_unit_rescan(alloc: &AllocArgs, unit: &str) -> Result<()> {
 fn cmd_pool(state_dir: &std::path::Path, json: bool) -> Result<()> {
     let store = StationStore::open_existing(state_dir)?;
     let pool = store.pool()?;
-    let mirrors = dvsan_station::model::mirror_views(&store.mirrors()?, &pool);
+    let mirrors = dvsan_station::model::mirror_views(&store.mirrors()?, &pool, &store.front_reports()?);
     let text = if json {
         view::pool_json(&pool, &mirrors) + "\n"
     } else {
-        view::pool_text(&pool, now_ms()) + &view::mirrors_text(&mirrors)
+        view::pool_text(&pool, now_ms()) + &view::mirrors_text(&mirrors, now_ms())
     };
     print_or_quiet(&text)
 }

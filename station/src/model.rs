@@ -337,6 +337,25 @@ pub struct MirrorReplica {
     pub volume: u32,
 }
 
+/// What a host's front last reported about one replica (dvsanStationFrontTable).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FrontReport {
+    #[serde(skip)]
+    pub mirror: u32,
+    #[serde(skip)]
+    pub replica: u32,
+    /// `unknown`, `inSync`, `outOfSync`, `resyncing` or `failed` (the MIB's names).
+    pub state: String,
+    pub dirty_bytes: u64,
+    pub resync_percent: u32,
+    /// Unix milliseconds of the report (the front's heartbeat).
+    pub reported_ms: i64,
+}
+
+/// The front states of dvsanStationFrontReplicaState, by their MIB numbers.
+pub const FRONT_STATES: [(i32, &str); 5] =
+    [(1, "unknown"), (2, "inSync"), (3, "outOfSync"), (4, "resyncing"), (5, "failed")];
+
 impl MirrorRecord {
     /// The name it goes by: the requested name, else `mirrorN` (N its index).
     pub fn display_name(&self) -> String {
@@ -370,10 +389,12 @@ pub struct ReplicaView {
     pub export_name: String,
     /// `nbd://DATA_ADDRESS:PORT/EXPORT`, when the unit's data service address is known.
     pub nbd_uri: Option<String>,
+    /// What the host's front last reported about it; `None` before any report.
+    pub front: Option<FrontReport>,
 }
 
-/// `mirrors` with what `pool` says of each replica's unit and volume.
-pub fn mirror_views(mirrors: &[MirrorRecord], pool: &[PoolUnit]) -> Vec<MirrorView> {
+/// `mirrors` with what `pool` says of each replica's unit and volume and what the fronts reported (`fronts`).
+pub fn mirror_views(mirrors: &[MirrorRecord], pool: &[PoolUnit], fronts: &[FrontReport]) -> Vec<MirrorView> {
     mirrors
         .iter()
         .map(|m| MirrorView {
@@ -396,6 +417,7 @@ pub fn mirror_views(mirrors: &[MirrorRecord], pool: &[PoolUnit]) -> Vec<MirrorVi
                         unit_state: unit.map_or(UnitState::Unreachable, |u| u.state),
                         volume_name: volume.map(|v| v.name.clone()).unwrap_or_default(),
                         nbd_uri: unit.and_then(|u| data_uri(u, &export_name)),
+                        front: fronts.iter().find(|f| f.mirror == m.index && f.replica == r.replica).cloned(),
                         export_name,
                     }
                 })

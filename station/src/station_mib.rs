@@ -318,7 +318,7 @@ impl PoolTables {
             Ok((pool, seen)) => {
                 let mut instances = table_instances(&pool, &seen);
                 instances.extend(assignment_instances(&assignments));
-                instances.extend(replica_instances(&crate::model::mirror_views(&mirrors, &pool)));
+                instances.extend(replica_instances(&crate::model::mirror_views(&mirrors, &pool, &[])));
                 instances.extend(pending_instances(&pending_units));
                 (Arc::new(instances), pool.len() as u32)
             }

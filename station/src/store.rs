@@ -15,8 +15,8 @@
 //! operator removes them ([`StationStore::remove_unit`]).
 
 use crate::model::{
-    Availability, GrantHost, MediumRow, MirrorRecord, MirrorReplica, PoolPartition, PoolUnit, PoolVolume, UnitSnapshot,
-    UnitState, VolumeRow,
+    Availability, FrontReport, GrantHost, MediumRow, MirrorRecord, MirrorReplica, PoolPartition, PoolUnit, PoolVolume,
+    UnitSnapshot, UnitState, VolumeRow,
 };
 use crate::notification::{NotificationKind, NotificationRecord, VarBindRecord};
 use crate::task_model::{Arguments, OperationKind, Task, TaskState};
@@ -248,6 +248,19 @@ const MIGRATIONS: &[M<'static>] = &[
         volume_idx INTEGER NOT NULL,
         PRIMARY KEY (mirror, replica),
         UNIQUE (unit, volume_idx)
+    ) WITHOUT ROWID;",
+    ),
+    // What hosts' fronts report about the replicas of their mirrored volumes (dvsanStationFrontTable): the
+    // replica's state, dirty bytes, resync progress and when the front last reported (its heartbeat).
+    M::up(
+        "CREATE TABLE front_reports (
+        mirror INTEGER NOT NULL,
+        replica INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        dirty_bytes INTEGER NOT NULL DEFAULT 0,
+        resync_percent INTEGER NOT NULL DEFAULT 0,
+        reported_ms INTEGER NOT NULL,
+        PRIMARY KEY (mirror, replica)
     ) WITHOUT ROWID;",
     ),
 ];
@@ -1196,9 +1209,68 @@ impl StationStore {
     pub fn delete_mirror(&mut self, index: u32) -> Result<bool, StoreError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM mirror_replicas WHERE mirror = ?1", [index])?;
+        tx.execute("DELETE FROM front_reports WHERE mirror = ?1", [index])?;
         let n = tx.execute("DELETE FROM mirrors WHERE id = ?1", [index])?;
         tx.commit()?;
         Ok(n > 0)
+    }
+
+    /// Records a front's report on replica `replica` of mirrored volume `mirror` (what is `None` stays as it
+    /// was; a first report starts from unknown, nothing dirty, 0%), stamped `now_ms`.
+    pub fn record_front_report(
+        &mut self,
+        mirror: u32,
+        replica: u32,
+        (state, dirty_bytes, resync_percent): (Option<&str>, Option<u64>, Option<u32>),
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO front_reports (mirror, replica, state, dirty_bytes, resync_percent, reported_ms)
+             VALUES (?1, ?2, COALESCE(?3, 'unknown'), COALESCE(?4, 0), COALESCE(?5, 0), ?6)
+             ON CONFLICT (mirror, replica) DO UPDATE SET state = COALESCE(?3, state),
+                dirty_bytes = COALESCE(?4, dirty_bytes), resync_percent = COALESCE(?5, resync_percent),
+                reported_ms = ?6",
+            params![mirror, replica, state, dirty_bytes.map(|b| b as i64), resync_percent, now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Puts a front report back as it was (`None`: there was none), undoing a SET.
+    pub fn restore_front_report(
+        &mut self,
+        mirror: u32,
+        replica: u32,
+        before: Option<&FrontReport>,
+    ) -> Result<(), StoreError> {
+        self.conn.execute("DELETE FROM front_reports WHERE mirror = ?1 AND replica = ?2", params![mirror, replica])?;
+        if let Some(r) = before {
+            self.record_front_report(
+                mirror,
+                replica,
+                (Some(&r.state), Some(r.dirty_bytes), Some(r.resync_percent)),
+                r.reported_ms,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Every front report, by mirror and replica.
+    pub fn front_reports(&self) -> Result<Vec<FrontReport>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT mirror, replica, state, dirty_bytes, resync_percent, reported_ms FROM front_reports
+             ORDER BY mirror, replica",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(FrontReport {
+                mirror: r.get(0)?,
+                replica: r.get(1)?,
+                state: r.get(2)?,
+                dirty_bytes: r.get::<_, i64>(3)? as u64,
+                resync_percent: r.get(4)?,
+                reported_ms: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     // ----- assignments -----

@@ -156,8 +156,24 @@ pub fn pool_text(pool: &[PoolUnit], now_ms: i64) -> String {
     out
 }
 
-/// The MIRRORED VOLUMES section of `pool` (empty when there are none): one line per replica.
-pub fn mirrors_text(mirrors: &[MirrorView]) -> String {
+/// What the host's front last reported about a replica: `inSync (3s ago)`, `outOfSync, 4M dirty (1s ago)`,
+/// `resyncing 40%, 2M dirty (0s ago)`; `-` before any report.
+fn front_text(front: Option<&crate::model::FrontReport>, now_ms: i64) -> String {
+    let Some(f) = front else { return "-".to_string() };
+    let mut text = f.state.clone();
+    if f.state == "resyncing" {
+        text.push_str(&format!(" {}%", f.resync_percent));
+    }
+    if f.dirty_bytes > 0 {
+        text.push_str(&format!(", {} dirty", size(Some(f.dirty_bytes))));
+    }
+    text.push_str(&format!(" ({} ago)", format_age(now_ms - f.reported_ms)));
+    text
+}
+
+/// The MIRRORED VOLUMES section of `pool` (empty when there are none): one line per replica, with what the host's
+/// front last reported about it.
+pub fn mirrors_text(mirrors: &[MirrorView], now_ms: i64) -> String {
     if mirrors.is_empty() {
         return String::new();
     }
@@ -171,6 +187,7 @@ pub fn mirrors_text(mirrors: &[MirrorView]) -> String {
         ("VOLUME", true),
         ("ZONE", false),
         ("UNIT STATE", false),
+        ("FRONT", false),
         ("NBD URI", false),
     ]);
     for m in mirrors {
@@ -185,6 +202,7 @@ pub fn mirrors_text(mirrors: &[MirrorView]) -> String {
                 r.volume.to_string(),
                 if r.zone.is_empty() { "-".to_string() } else { r.zone.clone() },
                 r.unit_state.to_string(),
+                front_text(r.front.as_ref(), now_ms),
                 r.nbd_uri.clone().unwrap_or_else(|| "-".to_string()),
             ]);
         }

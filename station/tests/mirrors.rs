@@ -211,6 +211,23 @@ fn replica_rows(station: &Station, user: &str) -> Vec<(String, String, String)> 
         .collect()
 }
 
+/// dvsanStationFrontTable as v3 `user` (authPriv) reads it with snmptable: per row, (state, dirty KiB, resync
+/// percent, last report).
+fn front_rows(station: &Station, user: &str) -> Vec<Vec<String>> {
+    let (_, auth, privacy) = USERS.iter().find(|u| u.0 == user).copied().expect("a test user");
+    let out = run_ok(
+        net_snmp("snmptable")
+            .args(["-v3", "-l", "authPriv", "-u", user, "-a", "SHA-256", "-A", auth, "-x", "AES", "-X", privacy])
+            .args(["-t", "2", "-r", "1", "-Cf", "|", "-CH", "-Oq"])
+            .arg(station.snmp.expect("the station serves SNMP").to_string())
+            .arg("DVSAN-STATION-MIB::dvsanStationFrontTable"),
+    );
+    out.lines()
+        .filter(|l| l.contains('|'))
+        .map(|l| l.split('|').map(|c| c.rsplit_once(": ").map_or(c, |(_, v)| v).trim().to_string()).collect())
+        .collect()
+}
+
 #[test]
 fn dvsan_host_requests_lists_resolves_and_releases_a_mirrored_volume() {
     let dir = tempfile::tempdir().unwrap();
@@ -287,6 +304,67 @@ fn dvsan_host_requests_lists_resolves_and_releases_a_mirrored_volume() {
     let refused = run_fails(&mut host("host-b", &["release", "db"]));
     assert!(!refused.is_empty());
     assert_eq!(units.iter().map(|u| u.grants().len()).sum::<usize>(), 2);
+
+    // The front's reports (dvsanStationFrontTable): replica 1 in sync, replica 2 out of sync with 4 MiB dirty,
+    // then resyncing at 40%; each report is a heartbeat. snmptable -v3 shows them to host-a; host-b sees none and
+    // its SET on host-a's row is noCreation; `pool` shows them.
+    run_ok(&mut host("host-a", &["report", "db", "--replica", "1", "--state", "inSync"]));
+    run_ok(&mut host(
+        "host-a",
+        &["report", "db", "--replica", "2", "--state", "outOfSync", "--dirty-bytes", "4194304"],
+    ));
+    let fronts = front_rows(&station, "host-a");
+    assert_eq!(fronts.len(), 2, "{fronts:?}");
+    assert_eq!(
+        (fronts[0][0].as_str(), fronts[1][0].as_str(), fronts[1][1].as_str()),
+        ("inSync(2)", "outOfSync(3)", "4096 KiB")
+    );
+    assert!(fronts.iter().all(|row| row[3] != "0:0:0.0" && !row[3].is_empty()), "LastReport set: {fronts:?}");
+    assert!(front_rows(&station, "host-b").is_empty());
+    let (_, auth, privacy) = USERS[1];
+    let mirror = made["mirror"].to_string();
+    let out = net_snmp("snmpset")
+        .args(["-v3", "-l", "authPriv", "-u", "host-b", "-a", "SHA-256", "-A", auth, "-x", "AES", "-X", privacy])
+        .args(["-t", "2", "-r", "0"])
+        .arg(station.snmp.unwrap().to_string())
+        .args([&format!("DVSAN-STATION-MIB::dvsanStationFrontReplicaState.{mirror}.1"), "i", "5"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && output_text(&out).contains("noCreation"), "{}", output_text(&out));
+    // By its index name this time.
+    let by_index = format!("mirror{mirror}");
+    run_ok(&mut host(
+        "host-a",
+        &[
+            "report",
+            &by_index,
+            "--replica",
+            "2",
+            "--state",
+            "resyncing",
+            "--resync-percent",
+            "40",
+            "--dirty-bytes",
+            "2097152",
+        ],
+    ));
+    let pool = station.pool();
+    let shown = &pool["mirrors"][0]["replicas"];
+    assert_eq!(
+        (shown[0]["front"]["state"].as_str(), shown[1]["front"]["state"].as_str()),
+        (Some("inSync"), Some("resyncing"))
+    );
+    assert_eq!(
+        (shown[1]["front"]["resync_percent"].as_u64(), shown[1]["front"]["dirty_bytes"].as_u64()),
+        (Some(40), Some(2 << 20))
+    );
+    let text = run_ok(&mut cli(&station, &["pool"]));
+    assert!(text.contains("resyncing 40%, 2 MiB dirty"), "{text}");
+    // Bad reports say what would be valid.
+    let err = run_fails(&mut host("host-a", &["report", "db", "--replica", "3", "--state", "inSync"]));
+    assert!(err.contains("replicas 1 to 2, not 3"), "{err}");
+    let err = run_fails(&mut host("host-a", &["report", "db", "--replica", "1", "--state", "happy"]));
+    assert!(err.contains("inSync, outOfSync, resyncing, failed"), "{err}");
 
     // Releasing it by name releases both replicas.
     run_ok(&mut host("host-a", &["release", "db"]));
