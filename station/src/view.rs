@@ -266,7 +266,8 @@ fn partition_row(unit: &PoolUnit, volume: &PoolVolume, partition: &PoolPartition
 #[derive(Serialize)]
 struct PoolJson<'a> {
     units: &'a [PoolUnit],
-    /// Mirrored volumes with their replicas.
+    /// Mirrored volumes with their replicas (left out when there are none, as before mirrors existed).
+    #[serde(skip_serializing_if = "<[MirrorView]>::is_empty")]
     mirrors: &'a [MirrorView],
 }
 
