@@ -456,12 +456,13 @@ async fn assigned(session: &Session) -> Result<Vec<Assigned>> {
 }
 
 async fn list(session: &Session, json: bool) -> Result<()> {
+    let all = assigned(session).await?;
     let mirrors = replicas::mirrors(session).await?;
     // A mirrored volume's replicas are listed with it, not one by one.
     let is_replica = |row: &Assigned| {
         mirrors.iter().any(|m| m.replicas.iter().any(|r| r.unit == row.unit && r.volume == row.volume))
     };
-    let rows: Vec<Assigned> = assigned(session).await?.into_iter().filter(|row| !is_replica(row)).collect();
+    let rows: Vec<Assigned> = all.into_iter().filter(|row| !is_replica(row)).collect();
     if rows.is_empty() && mirrors.is_empty() && !json {
         // On stderr: stdout stays one line per volume for scripts.
         eprintln!(
