@@ -17,7 +17,7 @@ use std::net::IpAddr;
 
 /// Where one replica of a volume is served: the unit (dvsanStationUnitIndex) and its blockd's address, port and
 /// export name. The same fields as `dvsan_front::ReplicaTarget` (the two are unified when `front/` is merged).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicaTarget {
     pub unit: u32,
     pub address: IpAddr,
@@ -212,7 +212,11 @@ pub async fn report(session: &Session, volume: &str, reports: &[ReplicaReport]) 
 pub async fn print_targets(session: &Session, volume: &str, json: bool) -> Result<()> {
     let targets = resolve(session, volume).await?;
     if json {
-        println!("{}", serde_json::to_string(&targets)?);
+        let rows: Vec<serde_json::Value> = targets
+            .iter()
+            .map(|t| serde_json::json!({"unit": t.unit, "address": t.address, "port": t.port, "export": t.export}))
+            .collect();
+        println!("{}", serde_json::Value::Array(rows));
     } else {
         for t in &targets {
             println!("{} {} {} {}", t.unit, t.address, t.port, t.export);
