@@ -47,11 +47,14 @@ fn replicas_go_to_distinct_units_and_zones_and_are_released_together() {
         unit.serve_data();
         station.wait_unit(&unit.address(), "available", WAIT, |u| u["state"] == "available");
     }
-    // Zones: units 1 and 2 in zone a, unit 3 in zone b.
-    for (unit, zone) in units.iter().zip(["a", "a", "b"]) {
-        let said = run_ok(&mut cli(&station, &["unit", "set", &unit.address(), "--zone", zone]));
-        assert!(said.contains(&format!("zone {zone}, not a spare")), "{said}");
+    // Zones: units 1 and 2 in zone a (`unit set`, for units learned from their notifications), unit 3 in zone b
+    // (`unit add --zone`, which reads the unit and labels it).
+    for unit in &units[..2] {
+        let said = run_ok(&mut cli(&station, &["unit", "set", &unit.address(), "--zone", "a"]));
+        assert!(said.contains("zone a, not a spare"), "{said}");
     }
+    let said = run_ok(&mut cli(&station, &["unit", "add", &units[2].address(), "--zone", "b"]));
+    assert!(said.contains("zone b, not a spare"), "{said}");
     let index: Vec<u64> = units.iter().map(|u| index_of(&station, u)).collect();
 
     let out = run_ok(&mut cli(
