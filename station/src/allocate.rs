@@ -1348,6 +1348,27 @@ impl<'a> Allocator<'a> {
         self.check_pool_lock()?;
         let mut report = ReconcileReport::default();
         let units = self.store.allocation_units()?;
+        // A mirrored volume with fewer replicas than asked for was left midway by a request that stopped (the
+        // pool lock it held is free now): its replicas are undone as a failed request's would have been.
+        for m in self.store.mirrors()?.into_iter().filter(|m| (m.replicas.len() as u32) < m.wanted) {
+            for r in &m.replicas {
+                let agent = units.iter().find(|u| u.index == r.unit).and_then(|u| u.address);
+                let held = self.store.volume_assignments(r.unit, r.volume)?.into_iter().find(|a| a.host == m.host);
+                if let (Some(a), Some(agent)) = (&held, agent) {
+                    self.revoke(r.unit, agent, a.grant).await;
+                }
+                if held.is_some() {
+                    self.store.delete_host_assignment(r.unit, r.volume, m.host)?;
+                }
+                if let Some(agent) = agent {
+                    self.destroy_volume(r.unit, agent, r.volume).await;
+                    self.refresh(r.unit, agent).await;
+                }
+            }
+            self.store.delete_mirror(m.index)?;
+            tracing::info!(mirror = m.index, "reconciliation: undid a mirrored volume its request left midway");
+            report.mirrors_undone += 1;
+        }
         let mut by_unit: std::collections::BTreeMap<u32, Vec<AssignmentRecord>> = Default::default();
         for a in self.store.assignments()? {
             by_unit.entry(a.unit).or_default().push(a);
@@ -1512,6 +1533,8 @@ pub struct ReconcileReport {
     pub consistent: u32,
     pub regranted: u32,
     pub pending_undone: u32,
+    /// Mirrored volumes a request left short of replicas, undone.
+    pub mirrors_undone: u32,
     /// Grants on units that no assignment names (left alone).
     pub foreign_grants: u32,
     pub units_skipped: u32,

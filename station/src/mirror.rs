@@ -190,34 +190,36 @@ pub async fn request(
         }
     }
     let placement = place(&units, &names_taken, replicas, request.size_bytes).map_err(AllocateError::Placement)?;
+    // The mirror is recorded first and each replica as it is assigned: when this process dies midway, the next
+    // reconciliation finds the mirror short of replicas and undoes it.
+    let name = request.name.clone().unwrap_or_default();
+    let owner = allocator.owner().map(str::to_string);
+    let size = placement.size_bytes;
+    let mirror = allocator.store_mut().insert_mirror(&name, request.host, size, owner.as_deref(), replicas)?;
     let mut made: Vec<Allocation> = Vec::new();
     for (i, (unit, blocks)) in placement.units.iter().zip(&placement.blocks).enumerate() {
         allocator.report(10 + 70 * i as u32 / replicas, &format!("replica {} on unit #{}", i + 1, unit.index));
-        match allocator.create_and_grant(unit, *blocks, request.name.as_deref(), request.host).await {
-            Ok(a) => made.push(a),
-            Err(e) => {
-                undo(allocator, &made).await;
-                return Err(AllocateError::Placement(format!(
-                    "replica {} of {replicas} on unit #{} failed: {e}; nothing was kept (the replicas made before it \
-                     were undone)",
-                    i + 1,
-                    unit.index
-                )));
+        let made_one = match allocator.create_and_grant(unit, *blocks, request.name.as_deref(), request.host).await {
+            Ok(a) => {
+                let recorded = allocator.store_mut().add_mirror_replica(mirror, i as u32 + 1, a.unit, a.volume);
+                made.push(a);
+                recorded.map_err(AllocateError::from)
             }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = made_one {
+            undo(allocator, &made).await;
+            if let Err(e) = allocator.store_mut().delete_mirror(mirror) {
+                tracing::warn!(mirror, error = %e, "forgetting an undone mirrored volume failed");
+            }
+            return Err(AllocateError::Placement(format!(
+                "replica {} of {replicas} on unit #{} failed: {e}; nothing was kept (the replicas made before it \
+                 were undone)",
+                i + 1,
+                unit.index
+            )));
         }
     }
-    let name = request.name.clone().unwrap_or_default();
-    let owner = allocator.owner().map(str::to_string);
-    let pairs: Vec<(u32, u32)> = made.iter().map(|a| (a.unit, a.volume)).collect();
-    let recorded =
-        allocator.store_mut().insert_mirror(&name, request.host, placement.size_bytes, owner.as_deref(), &pairs);
-    let mirror = match recorded {
-        Ok(index) => index,
-        Err(e) => {
-            undo(allocator, &made).await;
-            return Err(e.into());
-        }
-    };
     tracing::info!(mirror, replicas, host = %request.host, "mirrored volume allocated");
     allocator.report(100, "done");
     let name = if name.is_empty() { format!("mirror{mirror}") } else { name };

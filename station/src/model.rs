@@ -325,7 +325,9 @@ pub struct MirrorRecord {
     #[serde(skip)]
     pub owner: Option<String>,
     pub created_ms: i64,
-    /// (replica number from 1, unit index, volume index), by replica number.
+    /// How many replicas it was asked with; fewer replica rows: its request stopped midway.
+    pub wanted: u32,
+    /// Its replicas, by replica number.
     pub replicas: Vec<MirrorReplica>,
 }
 

@@ -238,6 +238,7 @@ const MIGRATIONS: &[M<'static>] = &[
         name TEXT NOT NULL,
         host TEXT NOT NULL,
         size_bytes INTEGER NOT NULL,
+        replicas INTEGER NOT NULL,
         owner TEXT,
         created_ms INTEGER NOT NULL
     );
@@ -1131,36 +1132,38 @@ impl StationStore {
 
     // ----- mirrored volumes -----
 
-    /// Records a mirrored volume and its replicas (already assigned) in one transaction; returns its index.
+    /// Records a mirrored volume that is to have `wanted` replicas, before they are made (each is added with
+    /// [`StationStore::add_mirror_replica`] once assigned): one with fewer replica rows than `wanted` was left
+    /// midway by a request that stopped, and reconciliation undoes it. Returns its index.
     pub fn insert_mirror(
         &mut self,
         name: &str,
         host: IpAddr,
         size_bytes: u64,
         owner: Option<&str>,
-        replicas: &[(u32, u32)],
+        wanted: u32,
     ) -> Result<u32, StoreError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "INSERT INTO mirrors (name, host, size_bytes, owner, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![name, host.to_string(), size_bytes as i64, owner, crate::timefmt::now_ms()],
+        self.conn.execute(
+            "INSERT INTO mirrors (name, host, size_bytes, replicas, owner, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![name, host.to_string(), size_bytes as i64, wanted, owner, crate::timefmt::now_ms()],
         )?;
-        let index = u32::try_from(tx.last_insert_rowid()).map_err(|_| StoreError::Corrupt("mirror index".into()))?;
-        for (i, (unit, volume)) in replicas.iter().enumerate() {
-            tx.execute(
-                "INSERT INTO mirror_replicas (mirror, replica, unit, volume_idx) VALUES (?1, ?2, ?3, ?4)",
-                params![index, i as u32 + 1, unit, volume],
-            )?;
-        }
-        tx.commit()?;
-        Ok(index)
+        u32::try_from(self.conn.last_insert_rowid()).map_err(|_| StoreError::Corrupt("mirror index".into()))
+    }
+
+    /// Records replica `replica` (from 1) of mirrored volume `mirror`: volume `volume` of unit `unit`.
+    pub fn add_mirror_replica(&mut self, mirror: u32, replica: u32, unit: u32, volume: u32) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO mirror_replicas (mirror, replica, unit, volume_idx) VALUES (?1, ?2, ?3, ?4)",
+            params![mirror, replica, unit, volume],
+        )?;
+        Ok(())
     }
 
     /// Every mirrored volume with its replicas, by index.
     pub fn mirrors(&self) -> Result<Vec<MirrorRecord>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT id, name, host, size_bytes, owner, created_ms FROM mirrors ORDER BY id")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, name, host, size_bytes, owner, created_ms, replicas FROM mirrors ORDER BY id",
+        )?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, u32>(0)?,
@@ -1169,11 +1172,12 @@ impl StationStore {
                 r.get::<_, i64>(3)?,
                 r.get(4)?,
                 r.get(5)?,
+                r.get(6)?,
             ))
         })?;
         let mut mirrors = Vec::new();
         for row in rows {
-            let (index, name, host, size, owner, created_ms) = row?;
+            let (index, name, host, size, owner, created_ms, wanted) = row?;
             let host = host.parse().map_err(|_| StoreError::Corrupt(format!("mirror {index}: host {host:?}")))?;
             mirrors.push(MirrorRecord {
                 index,
@@ -1182,6 +1186,7 @@ impl StationStore {
                 size_bytes: size as u64,
                 owner,
                 created_ms,
+                wanted,
                 replicas: Vec::new(),
             });
         }

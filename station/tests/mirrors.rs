@@ -171,6 +171,38 @@ fn a_failed_replica_leaves_nothing_half_made() {
     assert_eq!(station.pool()["mirrors"].as_array().map_or(0, Vec::len), 0);
 }
 
+/// A mirrored volume its request left midway (the process died after replica 1 of 2 was made: the mirror row is
+/// written first, each replica as it is assigned) is undone by `reconcile` (as by the station's start): the
+/// replica's grant revoked, its volume destroyed, the assignment and the mirror forgotten.
+#[test]
+fn reconcile_undoes_a_mirrored_volume_left_midway() {
+    let dir = tempfile::tempdir().unwrap();
+    let station = Station::start(&dir.path().join("station"), &[]);
+    let mut unit = Unit::start(&dir.path().join("u1"), "127.0.76.1", station.traps, "64M", &[]);
+    unit.serve_data();
+    station.wait_unit(&unit.address(), "available", WAIT, |u| u["state"] == "available");
+    // Replica 1 as the request made it: a volume created and assigned to the host.
+    let made =
+        json(&run_ok(&mut cli(&station, &["volume", "create", "--unit", "127.0.76.1", "--size", "8M", "--json"])));
+    let (unit_index, volume) = (made["unit"].as_u64().unwrap() as u32, made["volume"].as_u64().unwrap() as u32);
+    let v = volume.to_string();
+    run_ok(&mut cli(&station, &["assign", "--unit", "127.0.76.1", "--volume", &v, "--host", "127.0.76.100"]));
+    let mut store = dvsan_station::store::StationStore::open(&station.state_dir).unwrap();
+    let host = "127.0.76.100".parse().unwrap();
+    let mirror = store.insert_mirror("db", host, 8 << 20, None, 2).unwrap();
+    store.add_mirror_replica(mirror, 1, unit_index, volume).unwrap();
+    drop(store);
+    assert_eq!(unit.grants().len(), 1);
+
+    let report = json(&run_ok(&mut cli(&station, &["reconcile"])));
+    assert_eq!(report["mirrors_undone"].as_u64(), Some(1), "{report}");
+    assert!(unit.grants().is_empty(), "{:?}", unit.grants());
+    assert!(volumes(&unit).is_empty(), "the replica's volume was destroyed");
+    let out = cli(&station, &["assignments", "--json"]).output().unwrap();
+    assert_eq!(json(&stdout(&out))["assignments"].as_array().map_or(1, Vec::len), 0, "{}", describe(&out));
+    assert_eq!(station.pool()["mirrors"].as_array().map_or(0, Vec::len), 0);
+}
+
 /// SNMPv3 users of [`dvsan_host_requests_lists_resolves_and_releases_a_mirrored_volume`].
 const USERS: [(&str, &str, &str); 3] = [
     ("host-a", "host-a-auth-pass", "host-a-priv-pass"),
