@@ -305,6 +305,33 @@ fn dvsan_host_requests_lists_resolves_and_releases_a_mirrored_volume() {
         assert_eq!(grants[0].1, "127.0.74.100");
     }
 
+    // A request row asking for more than 3 replicas is wrongValue (net-snmp).
+    let (_, auth, privacy) = USERS[0];
+    let v3 = |tool: &str, args: &[&str]| {
+        net_snmp(tool)
+            .args(["-v3", "-l", "authPriv", "-u", "host-a", "-a", "SHA-256", "-A", auth, "-x", "AES", "-X", privacy])
+            .args(["-t", "2", "-r", "0"])
+            .arg(station.snmp.unwrap().to_string())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let bad = v3(
+        "snmpset",
+        &[
+            "DVSAN-STATION-MIB::dvsanStationRequestSize.77",
+            "s",
+            "8M",
+            "DVSAN-STATION-MIB::dvsanStationRequestReplicas.77",
+            "u",
+            "4",
+            "DVSAN-STATION-MIB::dvsanStationRequestRowStatus.77",
+            "i",
+            "4",
+        ],
+    );
+    assert!(!bad.status.success() && output_text(&bad).contains("wrongValue"), "{}", output_text(&bad));
+
     // `list --json`: the mirrored volume as one object with its replicas (not as two ordinary volumes).
     let listed = run_ok(&mut host("host-a", &["list", "--json"]));
     let lines: Vec<serde_json::Value> = listed.lines().map(json).collect();
