@@ -294,6 +294,9 @@ fn dvsan_host_requests_lists_resolves_and_releases_a_mirrored_volume() {
         cmd
     };
 
+    // host-a has a certificate from the station's CA: each replica is granted by its identity and address.
+    let certs = dir.path().join("host-a-tls");
+    run_ok(&mut cli(&station, &["host", "issue", "host-a", "--out", certs.to_str().unwrap()]));
     let made =
         json(&run_ok(&mut host("host-a", &["request", "--size", "8M", "--name", "db", "--replicas", "2", "--json"])));
     assert_eq!(made["name"], "db", "{made}");
@@ -303,6 +306,7 @@ fn dvsan_host_requests_lists_resolves_and_releases_a_mirrored_volume() {
         let grants = unit.grants();
         assert_eq!(grants.len(), 1, "{grants:?}");
         assert_eq!(grants[0].1, "127.0.74.100");
+        assert_eq!(unit.show()["grants"][0]["identity"], "host-a");
     }
 
     // A request row asking for more than 3 replicas is wrongValue (net-snmp).
