@@ -1369,6 +1369,19 @@ impl<'a> Allocator<'a> {
             tracing::info!(mirror = m.index, "reconciliation: undid a mirrored volume its request left midway");
             report.mirrors_undone += 1;
         }
+        // A mirrored volume none of whose replicas is assigned to its host any more (`host revoke` released them
+        // one by one) is forgotten.
+        for m in self.store.mirrors()? {
+            let mut held = false;
+            for r in &m.replicas {
+                held |= self.store.volume_assignments(r.unit, r.volume)?.iter().any(|a| a.host == m.host);
+            }
+            if !held {
+                self.store.delete_mirror(m.index)?;
+                tracing::info!(mirror = m.index, "reconciliation: forgot a mirrored volume with no replica assigned");
+                report.mirrors_forgotten += 1;
+            }
+        }
         let mut by_unit: std::collections::BTreeMap<u32, Vec<AssignmentRecord>> = Default::default();
         for a in self.store.assignments()? {
             by_unit.entry(a.unit).or_default().push(a);
@@ -1535,6 +1548,8 @@ pub struct ReconcileReport {
     pub pending_undone: u32,
     /// Mirrored volumes a request left short of replicas, undone.
     pub mirrors_undone: u32,
+    /// Mirrored volumes none of whose replicas was assigned any more (released one by one), forgotten.
+    pub mirrors_forgotten: u32,
     /// Grants on units that no assignment names (left alone).
     pub foreign_grants: u32,
     pub units_skipped: u32,

@@ -201,6 +201,24 @@ fn reconcile_undoes_a_mirrored_volume_left_midway() {
     let out = cli(&station, &["assignments", "--json"]).output().unwrap();
     assert_eq!(json(&stdout(&out))["assignments"].as_array().map_or(1, Vec::len), 0, "{}", describe(&out));
     assert_eq!(station.pool()["mirrors"].as_array().map_or(0, Vec::len), 0);
+
+    // A mirror whose replicas were all released one by one (as `host revoke` does) is forgotten by reconcile.
+    let made =
+        json(&run_ok(&mut cli(&station, &["volume", "create", "--unit", "127.0.76.1", "--size", "8M", "--json"])));
+    let volume = made["volume"].as_u64().unwrap() as u32;
+    let mut store = dvsan_station::store::StationStore::open(&station.state_dir).unwrap();
+    let mirror = store.insert_mirror("gone", host, 8 << 20, None, 1).unwrap();
+    store.add_mirror_replica(mirror, 1, unit_index, volume).unwrap();
+    drop(store);
+    assert_eq!(station.pool()["mirrors"].as_array().map_or(0, Vec::len), 1);
+    let report = json(&run_ok(&mut cli(&station, &["reconcile"])));
+    assert_eq!(
+        (report["mirrors_undone"].as_u64(), report["mirrors_forgotten"].as_u64()),
+        (Some(0), Some(1)),
+        "{report}"
+    );
+    assert_eq!(station.pool()["mirrors"].as_array().map_or(0, Vec::len), 0);
+    assert_eq!(volumes(&unit), vec![u64::from(volume)], "a forgotten mirror's volumes are left alone");
 }
 
 /// SNMPv3 users of [`dvsan_host_requests_lists_resolves_and_releases_a_mirrored_volume`].
