@@ -128,6 +128,12 @@ pub enum AllocateError {
         pending.address.ip()
     )]
     ClaimsPoolUnit { pending: Box<PendingUnit>, unit: u32, unit_address: Option<SocketAddr> },
+    /// A mirrored volume could not be placed; the text says how many units were eligible and
+    /// why the others were not.
+    #[error("{0}")]
+    Placement(String),
+    #[error("{0} replicas: a mirrored volume has 2 or 3 replicas (1 or none: an ordinary volume)")]
+    BadReplicas(u32),
 }
 
 /// What a [`PoolLock`] covers.
@@ -608,6 +614,10 @@ impl<'a> Allocator<'a> {
             else {
                 continue;
             };
+            // Spare units are kept for replacing replicas, out of ordinary allocation.
+            if unit.spare {
+                continue;
+            }
             for volume in &pool_unit.volumes {
                 let mut holders = assigned.iter().filter(|a| a.unit == unit.index && a.volume == volume.index);
                 // Another host's shared assignments let a shared request by name join them.
@@ -654,6 +664,9 @@ impl<'a> Allocator<'a> {
                     else {
                         continue;
                     };
+                    if unit.spare {
+                        continue;
+                    }
                     if let Some(name) = &request.name {
                         let volumes = pool.iter().find(|p| p.index == unit.index).map(|p| p.volumes.as_slice());
                         if volumes.unwrap_or_default().iter().any(|v| v.name == *name) {
@@ -1319,6 +1332,52 @@ impl<'a> Allocator<'a> {
         })
     }
 
+    /// The store it changes (mirrored volumes are recorded in it too).
+    pub(crate) fn store_mut(&mut self) -> &mut StationStore {
+        self.store
+    }
+
+    /// Who the assignments it makes are recorded for.
+    pub(crate) fn owner(&self) -> Option<&str> {
+        self.owner.as_deref()
+    }
+
+    /// Fails unless it holds the whole pool's lock.
+    pub(crate) fn require_pool_lock(&self) -> Result<(), AllocateError> {
+        self.check_pool_lock()
+    }
+
+    /// Reports progress (`percent`, what it does now).
+    pub(crate) fn report(&self, percent: u32, step: &str) {
+        self.step(percent, step);
+    }
+
+    /// Creates a volume of `blocks` named `name` (or as the unit names it) on `unit` and grants it to `host`
+    /// read-write, exclusively; a failed grant destroys the volume again. One replica of a mirrored volume.
+    pub(crate) async fn create_and_grant(
+        &mut self,
+        unit: &AllocationUnit,
+        blocks: u32,
+        name: Option<&str>,
+        host: IpAddr,
+    ) -> Result<Allocation, AllocateError> {
+        let Some(agent) = unit.address else { return Err(AllocateError::NoAddress { unit: unit.index }) };
+        let candidate = self.create_volume(unit, agent, blocks, name).await?;
+        self.grant_and_record(candidate, host, false, false).await
+    }
+
+    /// Undoes [`Allocator::create_and_grant`]: revokes the grant, forgets the assignment, destroys the volume
+    /// (best effort on the unit, logged when it fails).
+    pub(crate) async fn undo_allocation(&mut self, a: &Allocation) {
+        let Some(agent) = a.agent else { return };
+        self.revoke(a.unit, agent, a.grant).await;
+        if let Err(e) = self.store.delete_host_assignment(a.unit, a.volume, a.host) {
+            tracing::warn!(unit = a.unit, volume = a.volume, error = %e, "forgetting an undone assignment failed");
+        }
+        self.destroy_volume(a.unit, agent, a.volume).await;
+        self.refresh(a.unit, agent).await;
+    }
+
     /// Destroys the candidate's volume if this allocation created it.
     async fn undo_created(&mut self, c: &Candidate) {
         if c.created {
@@ -1404,6 +1463,40 @@ impl<'a> Allocator<'a> {
         self.check_pool_lock()?;
         let mut report = ReconcileReport::default();
         let units = self.store.allocation_units()?;
+        // A mirrored volume with fewer replicas than asked for was left midway by a request that stopped (the
+        // pool lock it held is free now): its replicas are undone as a failed request's would have been.
+        for m in self.store.mirrors()?.into_iter().filter(|m| (m.replicas.len() as u32) < m.wanted) {
+            for r in &m.replicas {
+                let agent = units.iter().find(|u| u.index == r.unit).and_then(|u| u.address);
+                let held = self.store.volume_assignments(r.unit, r.volume)?.into_iter().find(|a| a.host == m.host);
+                if let (Some(a), Some(agent)) = (&held, agent) {
+                    self.revoke(r.unit, agent, a.grant).await;
+                }
+                if held.is_some() {
+                    self.store.delete_host_assignment(r.unit, r.volume, m.host)?;
+                }
+                if let Some(agent) = agent {
+                    self.destroy_volume(r.unit, agent, r.volume).await;
+                    self.refresh(r.unit, agent).await;
+                }
+            }
+            self.store.delete_mirror(m.index)?;
+            tracing::info!(mirror = m.index, "reconciliation: undid a mirrored volume its request left midway");
+            report.mirrors_undone += 1;
+        }
+        // A mirrored volume none of whose replicas is assigned to its host any more (`host revoke` released them
+        // one by one) is forgotten.
+        for m in self.store.mirrors()? {
+            let mut held = false;
+            for r in &m.replicas {
+                held |= self.store.volume_assignments(r.unit, r.volume)?.iter().any(|a| a.host == m.host);
+            }
+            if !held {
+                self.store.delete_mirror(m.index)?;
+                tracing::info!(mirror = m.index, "reconciliation: forgot a mirrored volume with no replica assigned");
+                report.mirrors_forgotten += 1;
+            }
+        }
         let mut by_unit: std::collections::BTreeMap<u32, Vec<AssignmentRecord>> = Default::default();
         for a in self.store.assignments()? {
             by_unit.entry(a.unit).or_default().push(a);
@@ -1568,6 +1661,10 @@ pub struct ReconcileReport {
     pub consistent: u32,
     pub regranted: u32,
     pub pending_undone: u32,
+    /// Mirrored volumes a request left short of replicas, undone.
+    pub mirrors_undone: u32,
+    /// Mirrored volumes none of whose replicas was assigned any more (released one by one), forgotten.
+    pub mirrors_forgotten: u32,
     /// Grants on units that no assignment names (left alone).
     pub foreign_grants: u32,
     pub units_skipped: u32,

@@ -12,6 +12,7 @@
 use crate::allocate::{
     human_size, parse_host, parse_request_size, AllocateError, Allocation, Allocator, LockScope, SizeRequest, UnitScan,
 };
+use crate::mirror::MirrorAllocation;
 use crate::model::PoolPartition;
 use crate::store::{assignment_list, AssignmentRecord, PendingUnit, RemovedUnit, StationStore};
 use dvsan_layout::VolumeIndex;
@@ -63,6 +64,8 @@ pub enum Operation {
         read_only: bool,
         /// A readWriteShared assignment; by name, it may join a volume whose assignments are all shared.
         shared: bool,
+        /// 2 or 3: a mirrored volume, each replica on a unit of its own (0 or 1: an ordinary volume).
+        replicas: u32,
     },
     RescanUnit {
         unit: String,
@@ -110,8 +113,12 @@ pub enum Detail {
     /// A volume was assigned to a host (assign, allocate).
     Assignment(Allocation),
     Partition(PoolPartition),
+    /// A mirrored volume was allocated: its replicas, each assigned to the host.
+    Mirror(MirrorAllocation),
     /// An assignment was released.
     Released(AssignmentRecord),
+    /// A mirrored volume was released: its index and every replica's assignment.
+    MirrorReleased(u32, Vec<AssignmentRecord>),
     /// A volume or partition was destroyed.
     Destroyed,
     /// A unit finished clearing a volume.
@@ -191,8 +198,7 @@ impl Operation {
                 volume: volume()?,
                 host: host(kind, &args.host)?,
                 read_only: args.read_only,
-                // Station tasks do not ask for shared assignments yet (no task argument for it).
-                shared: false,
+                shared: args.shared,
             },
             OperationKind::UnassignVolume => {
                 let host = if args.host.trim().is_empty() { None } else { Some(host(kind, &args.host)?) };
@@ -203,7 +209,9 @@ impl Operation {
                 host: host(kind, &args.host)?,
                 name,
                 read_only: args.read_only,
-                shared: false,
+                shared: args.shared,
+                replicas: crate::mirror::check_replicas(args.replicas)
+                    .map_err(|e| format!("{kind}: dvsanStationTaskReplicas {e}"))?,
             },
             OperationKind::RescanUnit => Operation::RescanUnit { unit: unit()? },
             OperationKind::ClearVolume => Operation::ClearVolume { unit: unit()?, volume: volume()? },
@@ -285,6 +293,12 @@ impl Operation {
                 store.find_unit(unit)?;
                 LockScope::Nothing
             }
+            // Releasing a replica of a mirrored volume releases them all, on several units.
+            (Operation::Unassign { unit, volume, .. }, _)
+                if store.mirror_of(store.find_unit(unit)?.index, *volume)?.is_some() =>
+            {
+                LockScope::Pool
+            }
             (_, Some(unit)) => LockScope::Unit(store.find_unit(unit)?.index),
             (_, None) => LockScope::Shared,
         })
@@ -320,9 +334,21 @@ impl Operation {
             }
             Operation::Unassign { unit, volume, host } => {
                 let index = allocator.find_unit(unit)?;
+                if let Some(mirror) = allocator.store_mut().mirror_of(index, *volume)? {
+                    if host.is_some_and(|h| h != mirror.host) {
+                        return Err(AllocateError::NotHolder {
+                            unit: index,
+                            volume: *volume,
+                            holder: mirror.host,
+                            host: host.unwrap_or(mirror.host),
+                        });
+                    }
+                    let released = crate::mirror::release(allocator, &mirror).await?;
+                    return Ok(Outcome::mirror_released(mirror.index, &mirror.display_name(), released));
+                }
                 Ok(Outcome::released(allocator.release(index, *volume, *host).await?))
             }
-            Operation::Allocate { size_bytes, host, name, read_only, shared } => {
+            Operation::Allocate { size_bytes, host, name, read_only, shared, replicas } => {
                 let request = SizeRequest {
                     size_bytes: *size_bytes,
                     host: *host,
@@ -330,6 +356,9 @@ impl Operation {
                     read_only: *read_only,
                     shared: *shared,
                 };
+                if *replicas >= 2 {
+                    return Ok(Outcome::mirrored(crate::mirror::request(allocator, &request, *replicas).await?));
+                }
                 Ok(Outcome::allocated(allocator.request(&request).await?))
             }
             Operation::RescanUnit { unit } => {
@@ -423,6 +452,54 @@ impl Outcome {
             grant_text(&a)
         );
         Outcome::assignment(text, a)
+    }
+
+    fn mirrored(m: MirrorAllocation) -> Outcome {
+        let replicas: Vec<String> = m
+            .replicas
+            .iter()
+            .map(|a| {
+                format!(
+                    "volume {} of unit #{} ({})",
+                    a.volume,
+                    a.unit,
+                    a.nbd_uri.as_deref().unwrap_or("no NBD address known yet")
+                )
+            })
+            .collect();
+        let first = m.replicas.first();
+        Outcome {
+            text: format!(
+                "allocated mirrored volume {} {:?} ({}, {} replicas) to {}: {}",
+                m.mirror,
+                m.name,
+                human_size(m.size_bytes),
+                m.replicas.len(),
+                first.map_or_else(String::new, |a| a.host.to_string()),
+                replicas.join(", ")
+            ),
+            unit: first.map_or(0, |a| a.unit),
+            volume: first.map(|a| VolumeIndex(a.volume)),
+            detail: Detail::Mirror(m),
+        }
+    }
+
+    fn mirror_released(mirror: u32, name: &str, released: Vec<AssignmentRecord>) -> Outcome {
+        let first = released.first().map(|a| (a.unit, a.volume));
+        Outcome {
+            text: format!(
+                "released mirrored volume {mirror} {name:?} from {}: {}",
+                released.first().map_or_else(String::new, |a| a.host.to_string()),
+                released
+                    .iter()
+                    .map(|a| format!("volume {} of unit #{}", a.volume, a.unit))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            unit: first.map_or(0, |f| f.0),
+            volume: first.map(|f| VolumeIndex(f.1)),
+            detail: Detail::MirrorReleased(mirror, released),
+        }
     }
 
     /// An assignment or allocation, told by `text`.
@@ -606,9 +683,17 @@ mod tests {
                 host: "192.0.2.10".parse().unwrap(),
                 name: Some("db".into()),
                 read_only: true,
-                shared: false
+                shared: false,
+                replicas: 0
             })
         );
+        // A replica count the task table would not take is refused by name too.
+        let bad = args(OperationKind::Allocate, |a| {
+            a.size = "1G".into();
+            a.host = "192.0.2.10".into();
+            a.replicas = 4;
+        });
+        assert!(bad.is_err_and(|e| e.contains("dvsanStationTaskReplicas") && e.contains("2 or 3")));
         let op = args(OperationKind::UnassignVolume, |a| {
             a.unit = "3".into();
             a.volume = Some(VolumeIndex(2));

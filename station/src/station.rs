@@ -20,6 +20,7 @@ use crate::coordinator::{Coordinator, CoordinatorSettings};
 use crate::counters::StationCounters;
 use crate::credentials::EnrolledUsers;
 use crate::forward::{ForwardSettings, Forwarder};
+use crate::front_table::FrontTable;
 use crate::ingest::{receive_loop, IngestQueue, IngestSettings, UnitIds, Writer};
 use crate::notification_log::NotificationLog;
 use crate::principal::Admins;
@@ -422,6 +423,11 @@ impl OwnAgent {
         let mut builder = builder.handler(requests.prefix(), Arc::new(requests));
         let certs = TableHandler::new(CertRequestTable::new(config.state_dir.clone(), admins.clone()));
         builder = builder.handler(certs.prefix(), Arc::new(certs));
+        let refresh = Arc::clone(&tables);
+        let fronts =
+            FrontTable::new(StationStore::open(&config.state_dir)?, admins.clone(), move || refresh.invalidate());
+        let fronts = TableHandler::new(fronts);
+        builder = builder.handler(fronts.prefix(), Arc::new(fronts));
         let mut dispatcher = None;
         if let Some(tasks) = &runner {
             dispatcher = Some(tasks.start(Arc::clone(&parts.manager)));

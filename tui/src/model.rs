@@ -273,6 +273,9 @@ pub struct Assignment {
     /// Empty while the volume is not in the pool.
     pub nbd_uri: String,
     pub volume_name: String,
+    /// For a replica of a mirrored volume: `m3 1/2 inSync` (mirror 3, replica 1 of 2, as the host's front last
+    /// reported it); empty otherwise.
+    pub replica: String,
 }
 
 impl Assignment {
