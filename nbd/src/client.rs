@@ -338,6 +338,13 @@ impl NbdClient {
         &self.info
     }
 
+    /// Take the connection apart (the stream in transmission, the export, whether structured replies were
+    /// agreed) to drive it another way, e.g. with many requests in flight (the host front's replica
+    /// connections).
+    pub fn into_parts(self) -> (TcpStream, ExportInfo, bool) {
+        (self.stream, self.info, self.structured)
+    }
+
     pub fn structured(&self) -> bool {
         self.structured
     }

@@ -1,0 +1,394 @@
+//! The mirror: a volume's replicas, which of them are in sync, and where each client request goes.
+//!
+//! Protocol C: a write, write-zeroes or trim goes to every live replica (in sync or being resynced) and is
+//! acknowledged once every one of them has answered; FLUSH and FUA go to all of them too. A read goes to one
+//! in-sync replica, the one with the fewest requests outstanding. A replica that fails a request, or does not
+//! answer within the replica timeout while another in-sync replica did, is marked out of sync and the client
+//! sees nothing of it; the regions of writes it misses are marked in its dirty bitmap ([`crate::dirty`]), saved
+//! before the write is acknowledged. The last in-sync replica is never dropped: its errors go to the client, and
+//! its timeouts are waited out (its connection's reconnect window decides).
+//!
+//! A replica out of sync whose connection is up again is resynced online ([`Mirror::resync_loop`]): each dirty
+//! region is copied from an in-sync replica while client I/O goes on, the copy fenced from writes to the same
+//! region by the [`crate::gate`]; writes go to the returning replica during its resync as well, so once no bit
+//! is left it is in sync. The state of every replica is written to `STATE_DIR/VOLUME.status.json` on each
+//! change. Builds on target, dirty, gate and upstream.
+
+use crate::dirty::{write_atomically, DirtyMap};
+use crate::gate::RegionGate;
+use crate::upstream::{Request, Upstream, UpstreamError};
+use dvsan_nbd::constants::*;
+use dvsan_nbd::Errno;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+/// Where a replica stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReplicaState {
+    InSync,
+    OutOfSync,
+    Resyncing,
+}
+
+struct Book {
+    states: Vec<ReplicaState>,
+    dirty: Vec<DirtyMap>,
+    resynced_bytes: Vec<u64>,
+}
+
+/// A volume mirrored over its replicas.
+pub struct Mirror {
+    pub volume: String,
+    pub size: u64,
+    replicas: Vec<Arc<Upstream>>,
+    book: Mutex<Book>,
+    gate: Arc<RegionGate>,
+    timeout: Duration,
+    status_path: Option<PathBuf>,
+}
+
+/// What a client request asks of the mirror.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Read {
+        offset: u64,
+        length: u32,
+    },
+    /// WRITE (with its data), TRIM or WRITE_ZEROES: `command` and `flags` as the client sent them.
+    Write {
+        command: u16,
+        flags: u16,
+        offset: u64,
+        length: u32,
+        data: Option<Arc<Vec<u8>>>,
+    },
+    Flush,
+}
+
+impl Mirror {
+    /// A mirror over connected replicas, with their dirty maps (loaded from the state directory: a replica with
+    /// marked regions starts out of sync).
+    pub fn new(
+        volume: String,
+        size: u64,
+        replicas: Vec<Arc<Upstream>>,
+        dirty: Vec<DirtyMap>,
+        timeout: Duration,
+        status_path: Option<PathBuf>,
+    ) -> Mirror {
+        let mut states: Vec<ReplicaState> =
+            dirty.iter().map(|d| if d.count() > 0 { ReplicaState::OutOfSync } else { ReplicaState::InSync }).collect();
+        if !states.contains(&ReplicaState::InSync) {
+            // Every replica has marks (a crash during a resync of all): trust the first, resync the others.
+            if let Some(s) = states.first_mut() {
+                *s = ReplicaState::InSync;
+            }
+        }
+        let n = replicas.len();
+        let m = Mirror {
+            volume,
+            size,
+            replicas,
+            book: Mutex::new(Book { states, dirty, resynced_bytes: vec![0; n] }),
+            gate: Arc::new(RegionGate::default()),
+            timeout,
+            status_path,
+        };
+        m.write_status(&m.lock());
+        m
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn states(&self) -> Vec<ReplicaState> {
+        self.lock().states.clone()
+    }
+
+    /// Serve one client request: data for a read, nothing else; an NBD error when it cannot be done.
+    pub async fn run(&self, op: Op) -> Result<Vec<u8>, Errno> {
+        match op {
+            Op::Read { offset, length } => self.read(offset, length).await,
+            Op::Write { command, flags, offset, length, data } => {
+                let span = self.lock().dirty.first().and_then(|d| d.span(offset, u64::from(length)));
+                let _guard = match span {
+                    Some((first, last)) => Some(self.gate.enter(first, last).await),
+                    None => None,
+                };
+                let request = Request { command, flags, offset, length, payload: data };
+                self.to_all(request, span).await.map(|_| Vec::new())
+            }
+            Op::Flush => {
+                let request = Request { command: CMD_FLUSH, flags: 0, offset: 0, length: 0, payload: None };
+                self.to_all(request, None).await.map(|_| Vec::new())
+            }
+        }
+    }
+
+    async fn read(&self, offset: u64, length: u32) -> Result<Vec<u8>, Errno> {
+        let request = Request { command: CMD_READ, flags: 0, offset, length, payload: None };
+        for _ in 0..=self.replicas.len() {
+            let Some(i) = self.pick_source() else { return Err(Errno::EIO) };
+            let up = self.replicas[i].clone();
+            let r = request.clone();
+            let mut call = tokio::spawn(async move { up.call(r).await });
+            let result = match tokio::time::timeout(self.timeout, &mut call).await {
+                Ok(joined) => joined.unwrap_or(Err(UpstreamError::Abandoned)),
+                Err(_) => {
+                    if self.mark_out(i, None, "no answer to a read within the replica timeout") {
+                        continue;
+                    }
+                    call.await.unwrap_or(Err(UpstreamError::Abandoned))
+                }
+            };
+            match result {
+                Ok(data) => return Ok(data),
+                Err(e) => {
+                    let span = self.lock().dirty[i].span(offset, u64::from(length));
+                    if !self.mark_out(i, span, &e.to_string()) {
+                        return Err(errno_of(&e));
+                    }
+                }
+            }
+        }
+        Err(Errno::EIO)
+    }
+
+    /// The in-sync replica with the fewest requests outstanding.
+    fn pick_source(&self) -> Option<usize> {
+        let book = self.lock();
+        (0..self.replicas.len())
+            .filter(|i| book.states[*i] == ReplicaState::InSync)
+            .min_by_key(|i| self.replicas[*i].outstanding())
+    }
+
+    /// Send a write-like request or a flush to every live replica; mark those that fail or time out.
+    async fn to_all(&self, request: Request, span: Option<(u64, u64)>) -> Result<(), Errno> {
+        let mut targets = Vec::new();
+        {
+            let mut book = self.lock();
+            let mut save = Vec::new();
+            for i in 0..self.replicas.len() {
+                match book.states[i] {
+                    ReplicaState::InSync | ReplicaState::Resyncing => targets.push(i),
+                    ReplicaState::OutOfSync => {
+                        if let Some((first, last)) = span {
+                            if book.dirty[i].set(first, last) {
+                                save.push(i);
+                            }
+                        }
+                    }
+                }
+            }
+            for i in save {
+                if let Err(e) = book.dirty[i].save() {
+                    tracing::error!(error = %e, "saving a dirty bitmap");
+                }
+            }
+        }
+        let calls: Vec<(usize, Call)> = targets
+            .iter()
+            .map(|&i| {
+                let up = self.replicas[i].clone();
+                let r = request.clone();
+                (i, tokio::spawn(async move { up.call(r).await }))
+            })
+            .collect();
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut failed: Vec<(usize, String, Errno)> = Vec::new();
+        let mut late = Vec::new();
+        let mut succeeded = false;
+        for (i, mut call) in calls {
+            match tokio::time::timeout_at(deadline, &mut call).await {
+                Ok(Ok(Ok(_))) => succeeded = true,
+                Ok(Ok(Err(e))) => failed.push((i, e.to_string(), errno_of(&e))),
+                Ok(Err(_)) => failed.push((i, "request task failed".into(), Errno::EIO)),
+                Err(_) => late.push((i, call)),
+            }
+        }
+        for (i, call) in late {
+            if succeeded && self.mark_out(i, span, "no answer within the replica timeout") {
+                continue;
+            }
+            match call.await {
+                Ok(Ok(_)) => succeeded = true,
+                Ok(Err(e)) => failed.push((i, e.to_string(), errno_of(&e))),
+                Err(_) => failed.push((i, "request task failed".into(), Errno::EIO)),
+            }
+        }
+        let mut error = None;
+        for (i, why, errno) in failed {
+            // A flush that failed may have lost any earlier write: the whole replica is suspect.
+            let marks = if request.command == CMD_FLUSH { None } else { span };
+            if !(succeeded && self.mark_out_span(i, marks, request.command == CMD_FLUSH, &why)) {
+                error.get_or_insert(errno);
+            }
+        }
+        match error {
+            Some(e) => Err(e),
+            None if targets.is_empty() => Err(Errno::EIO),
+            None => Ok(()),
+        }
+    }
+
+    fn mark_out(&self, i: usize, span: Option<(u64, u64)>, why: &str) -> bool {
+        self.mark_out_span(i, span, false, why)
+    }
+
+    /// Mark replica `i` out of sync (with `span`, or everything when `all`), unless it is the last in-sync
+    /// one; abandon what is in flight to it. False when it may not be dropped.
+    fn mark_out_span(&self, i: usize, span: Option<(u64, u64)>, all: bool, why: &str) -> bool {
+        let mut book = self.lock();
+        let others_in_sync = (0..self.replicas.len()).any(|j| j != i && book.states[j] == ReplicaState::InSync);
+        if book.states[i] == ReplicaState::InSync && !others_in_sync {
+            return false;
+        }
+        let was = book.states[i];
+        book.states[i] = ReplicaState::OutOfSync;
+        let changed = match (all, span) {
+            (true, _) => book.dirty[i].set_all(),
+            (false, Some((first, last))) => book.dirty[i].set(first, last),
+            (false, None) => false,
+        };
+        if changed || was != ReplicaState::OutOfSync {
+            if let Err(e) = book.dirty[i].save() {
+                tracing::error!(error = %e, "saving a dirty bitmap");
+            }
+        }
+        if was != ReplicaState::OutOfSync {
+            tracing::warn!(replica = %self.replicas[i].target, reason = why, "replica out of sync");
+            self.replicas[i].abandon();
+            self.write_status(&book);
+        }
+        true
+    }
+
+    /// Resync returning replicas, forever: every 100 ms, the first replica out of sync whose connection is up.
+    pub async fn resync_loop(self: Arc<Self>) {
+        let mut retry_at = vec![Instant::now(); self.replicas.len()];
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            for (i, retry) in retry_at.iter_mut().enumerate() {
+                let ready = self.lock().states[i] == ReplicaState::OutOfSync
+                    && self.replicas[i].connected()
+                    && Instant::now() >= *retry;
+                if ready {
+                    if let Err(why) = self.resync(i).await {
+                        tracing::warn!(replica = %self.replicas[i].target, reason = %why, "resync stopped");
+                        *retry = Instant::now() + Duration::from_secs(1);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Copy the dirty regions of replica `i` from in-sync replicas, then call it in sync.
+    async fn resync(&self, i: usize) -> Result<(), String> {
+        let started = Instant::now();
+        {
+            let mut book = self.lock();
+            book.states[i] = ReplicaState::Resyncing;
+            book.resynced_bytes[i] = 0;
+            tracing::info!(replica = %self.replicas[i].target, regions = book.dirty[i].count(), "resync starts");
+            self.write_status(&book);
+        }
+        let mut from = 0;
+        let mut copied_since_save = 0u32;
+        loop {
+            let next = {
+                let mut book = self.lock();
+                if book.states[i] != ReplicaState::Resyncing {
+                    return Err("the replica failed during its resync".into());
+                }
+                match book.dirty[i].next_set(from).or_else(|| book.dirty[i].next_set(0)) {
+                    Some(r) => Some((r, book.dirty[i].region_range(r))),
+                    None => {
+                        book.states[i] = ReplicaState::InSync;
+                        if let Err(e) = book.dirty[i].save() {
+                            tracing::error!(error = %e, "saving a dirty bitmap");
+                        }
+                        tracing::info!(replica = %self.replicas[i].target, bytes = book.resynced_bytes[i],
+                            ms = started.elapsed().as_millis(), "resync done: in sync");
+                        self.write_status(&book);
+                        None
+                    }
+                }
+            };
+            let Some((r, (offset, len))) = next else { return Ok(()) };
+            self.gate.close(r).await;
+            let outcome = self.copy_region(i, offset, len).await;
+            if outcome.is_ok() {
+                let mut book = self.lock();
+                book.dirty[i].clear(r);
+                book.resynced_bytes[i] += len;
+                copied_since_save += 1;
+                if copied_since_save >= 64 {
+                    copied_since_save = 0;
+                    if let Err(e) = book.dirty[i].save() {
+                        tracing::error!(error = %e, "saving a dirty bitmap");
+                    }
+                    self.write_status(&book);
+                }
+            }
+            self.gate.open(r);
+            if let Err(e) = outcome {
+                self.mark_out(i, None, &e);
+                return Err(e);
+            }
+            from = r + 1;
+        }
+    }
+
+    async fn copy_region(&self, i: usize, offset: u64, len: u64) -> Result<(), String> {
+        let length = u32::try_from(len).map_err(|_| "region larger than 4 GiB".to_string())?;
+        let source = self.pick_source().ok_or("no in-sync replica to copy from")?;
+        let read = Request { command: CMD_READ, flags: 0, offset, length, payload: None };
+        let data = tokio::time::timeout(self.timeout, self.replicas[source].call(read))
+            .await
+            .map_err(|_| "the source replica did not answer within the replica timeout".to_string())?
+            .map_err(|e| format!("reading the source replica: {e}"))?;
+        let write = Request { command: CMD_WRITE, flags: 0, offset, length, payload: Some(Arc::new(data)) };
+        tokio::time::timeout(self.timeout, self.replicas[i].call(write))
+            .await
+            .map_err(|_| "no answer to a resync write within the replica timeout".to_string())?
+            .map_err(|e| format!("writing the returning replica: {e}"))?;
+        Ok(())
+    }
+
+    fn write_status(&self, book: &Book) {
+        let Some(path) = &self.status_path else { return };
+        let replicas: Vec<serde_json::Value> = self
+            .replicas
+            .iter()
+            .enumerate()
+            .map(|(i, up)| {
+                serde_json::json!({
+                    "unit": up.target.unit,
+                    "replica": up.target.to_string(),
+                    "state": book.states[i],
+                    "dirty_regions": book.dirty[i].count(),
+                    "dirty_bytes": book.dirty[i].dirty_bytes(),
+                    "resynced_bytes": book.resynced_bytes[i],
+                })
+            })
+            .collect();
+        let status = serde_json::json!({ "volume": self.volume, "size": self.size, "replicas": replicas });
+        if let Err(e) = write_atomically(path, status.to_string().as_bytes()) {
+            tracing::error!(error = %e, path = %path.display(), "writing the status file");
+        }
+    }
+}
+
+/// A request to one replica, running.
+type Call = JoinHandle<Result<Vec<u8>, UpstreamError>>;
+
+fn errno_of(e: &UpstreamError) -> Errno {
+    match e {
+        UpstreamError::Replica(errno) => *errno,
+        _ => Errno::EIO,
+    }
+}
