@@ -44,7 +44,8 @@ pub struct ServeArgs {
 pub async fn serve(args: ServeArgs, host: Option<IpAddr>) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
     if args.tls_dir.is_some() {
         bail!("--tls-dir: the host front does not speak TLS to the units yet; serve plain exports for now");
     }
