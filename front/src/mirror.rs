@@ -16,13 +16,12 @@
 
 use crate::dirty::{write_atomically, DirtyMap};
 use crate::gate::RegionGate;
-use crate::upstream::{Request, Upstream, UpstreamError};
+use crate::upstream::{Reply, Request, Upstream, UpstreamError};
 use dvsan_nbd::constants::*;
 use dvsan_nbd::Errno;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::task::JoinHandle;
 
 /// Where a replica stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -69,21 +68,25 @@ pub enum Op {
 }
 
 impl Mirror {
-    /// A mirror over connected replicas, with their dirty maps (loaded from the state directory: a replica with
-    /// marked regions starts out of sync).
+    /// A mirror over replicas, with their dirty maps (loaded from the state directory): a replica with marked
+    /// regions, or that did not answer at start (`reachable`), starts out of sync.
     pub fn new(
         volume: String,
         size: u64,
         replicas: Vec<Arc<Upstream>>,
         dirty: Vec<DirtyMap>,
+        reachable: &[bool],
         timeout: Duration,
         status_path: Option<PathBuf>,
     ) -> Mirror {
+        let clean = |i: usize| dirty[i].count() == 0 && reachable.get(i).copied().unwrap_or(false);
         let mut states: Vec<ReplicaState> =
-            dirty.iter().map(|d| if d.count() > 0 { ReplicaState::OutOfSync } else { ReplicaState::InSync }).collect();
+            (0..dirty.len()).map(|i| if clean(i) { ReplicaState::InSync } else { ReplicaState::OutOfSync }).collect();
         if !states.contains(&ReplicaState::InSync) {
-            // Every replica has marks (a crash during a resync of all): trust the first, resync the others.
-            if let Some(s) = states.first_mut() {
+            // No clean replica that answers: trust the first that answers, resync the others from it.
+            let first = reachable.iter().position(|r| *r).unwrap_or(0);
+            tracing::warn!(replica = first + 1, "no clean replica answers: serving from this one");
+            if let Some(s) = states.get_mut(first) {
                 *s = ReplicaState::InSync;
             }
         }
@@ -116,7 +119,7 @@ impl Mirror {
             Op::Write { command, flags, offset, length, data } => {
                 let span = self.lock().dirty.first().and_then(|d| d.span(offset, u64::from(length)));
                 let _guard = match span {
-                    Some((first, last)) => Some(self.gate.enter(first, last).await),
+                    Some(regions) => Some(self.gate.enter(regions, (offset, offset + u64::from(length))).await),
                     None => None,
                 };
                 let request = Request { command, flags, offset, length, payload: data };
@@ -133,9 +136,7 @@ impl Mirror {
         let request = Request { command: CMD_READ, flags: 0, offset, length, payload: None };
         for _ in 0..=self.replicas.len() {
             let Some(i) = self.pick_source() else { return Err(Errno::EIO) };
-            let up = self.replicas[i].clone();
-            let r = request.clone();
-            let mut call = tokio::spawn(async move { up.call(r).await });
+            let mut call = self.replicas[i].submit(request.clone());
             let result = match tokio::time::timeout(self.timeout, &mut call).await {
                 Ok(joined) => joined.unwrap_or(Err(UpstreamError::Abandoned)),
                 Err(_) => {
@@ -184,20 +185,17 @@ impl Mirror {
                     }
                 }
             }
-            for i in save {
-                if let Err(e) = book.dirty[i].save() {
+            for i in &save {
+                if let Err(e) = book.dirty[*i].save() {
                     tracing::error!(error = %e, "saving a dirty bitmap");
                 }
             }
+            if !save.is_empty() {
+                self.write_status(&book);
+            }
         }
-        let calls: Vec<(usize, Call)> = targets
-            .iter()
-            .map(|&i| {
-                let up = self.replicas[i].clone();
-                let r = request.clone();
-                (i, tokio::spawn(async move { up.call(r).await }))
-            })
-            .collect();
+        let calls: Vec<(usize, Call)> =
+            targets.iter().map(|&i| (i, self.replicas[i].submit(request.clone()))).collect();
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut failed: Vec<(usize, String, Errno)> = Vec::new();
         let mut late = Vec::new();
@@ -206,7 +204,7 @@ impl Mirror {
             match tokio::time::timeout_at(deadline, &mut call).await {
                 Ok(Ok(Ok(_))) => succeeded = true,
                 Ok(Ok(Err(e))) => failed.push((i, e.to_string(), errno_of(&e))),
-                Ok(Err(_)) => failed.push((i, "request task failed".into(), Errno::EIO)),
+                Ok(Err(_)) => failed.push((i, "the replica connection ended".into(), Errno::EIO)),
                 Err(_) => late.push((i, call)),
             }
         }
@@ -217,7 +215,7 @@ impl Mirror {
             match call.await {
                 Ok(Ok(_)) => succeeded = true,
                 Ok(Err(e)) => failed.push((i, e.to_string(), errno_of(&e))),
-                Err(_) => failed.push((i, "request task failed".into(), Errno::EIO)),
+                Err(_) => failed.push((i, "the replica connection ended".into(), Errno::EIO)),
             }
         }
         let mut error = None;
@@ -383,8 +381,8 @@ impl Mirror {
     }
 }
 
-/// A request to one replica, running.
-type Call = JoinHandle<Result<Vec<u8>, UpstreamError>>;
+/// A request to one replica, sent.
+type Call = Reply;
 
 fn errno_of(e: &UpstreamError) -> Errno {
     match e {

@@ -113,13 +113,35 @@ impl Front {
             connect_timeout: config.replica_timeout.max(Duration::from_millis(500)),
             reconnect_window: config.reconnect_window,
         };
-        let mut replicas = Vec::new();
+        // One try each; when none answers, wait for them within the reconnect window. Replicas that do not
+        // answer while another does start out of sync and are resynced when they come.
+        let mut connected = Vec::new();
         for target in &config.replicas {
-            let up = Upstream::connect(target.clone(), options.clone())
-                .await
-                .map_err(|source| FrontError::Replica { target: target.clone(), source })?;
-            replicas.push(Arc::new(up));
+            connected.push(Upstream::connect(target.clone(), options.clone(), Duration::ZERO).await);
         }
+        if connected.iter().all(|c| c.is_err()) {
+            connected.clear();
+            for target in &config.replicas {
+                let up = Upstream::connect(target.clone(), options.clone(), config.reconnect_window)
+                    .await
+                    .map_err(|source| FrontError::Replica { target: target.clone(), source })?;
+                connected.push(Ok(up));
+            }
+        }
+        let Some(info) = connected.iter().find_map(|c| c.as_ref().ok()).map(|up| up.info().clone()) else {
+            return Err(FrontError::NoReplicas);
+        };
+        let reachable: Vec<bool> = connected.iter().map(|c| c.is_ok()).collect();
+        let replicas: Vec<Arc<Upstream>> = connected
+            .into_iter()
+            .zip(&config.replicas)
+            .map(|(c, target)| {
+                Arc::new(c.unwrap_or_else(|e| {
+                    tracing::warn!(replica = %target, error = %e, "replica unreachable at start: out of sync");
+                    Upstream::unreachable(target.clone(), options.clone(), info.clone())
+                }))
+            })
+            .collect();
         let size = replicas[0].info().size;
         let mut flags = FLAG_HAS_FLAGS
             | FLAG_SEND_FLUSH
@@ -151,8 +173,15 @@ impl Front {
             dirty.push(map);
         }
         let status = config.state_dir.as_ref().map(|d| d.join(format!("{}.status.json", safe(&config.volume))));
-        let mirror =
-            Arc::new(Mirror::new(config.volume.clone(), size, replicas, dirty, config.replica_timeout, status));
+        let mirror = Arc::new(Mirror::new(
+            config.volume.clone(),
+            size,
+            replicas,
+            dirty,
+            &reachable,
+            config.replica_timeout,
+            status,
+        ));
         tokio::spawn(mirror.clone().resync_loop());
         let (listener, listening) = match &config.listen {
             Listen::Tcp(addr) => {

@@ -78,6 +78,9 @@ enum Cmd {
     Abandon,
 }
 
+/// Where a submitted request's outcome arrives (an error when the connection's task is gone).
+pub type Reply = oneshot::Receiver<Result<Vec<u8>, UpstreamError>>;
+
 /// A replica connection, shared by the client connections' tasks; dropping it ends the connection's task.
 pub struct Upstream {
     pub target: ReplicaTarget,
@@ -87,9 +90,13 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Connect (retrying within the reconnect window) and start the connection's tasks.
-    pub async fn connect(target: ReplicaTarget, options: UpstreamOptions) -> Result<Upstream, UpstreamError> {
-        let deadline = Instant::now() + options.reconnect_window;
+    /// Connect (trying again for `patience`; at least once) and start the connection's tasks.
+    pub async fn connect(
+        target: ReplicaTarget,
+        options: UpstreamOptions,
+        patience: Duration,
+    ) -> Result<Upstream, UpstreamError> {
+        let deadline = Instant::now() + patience;
         let (stream, info) = loop {
             match open(&target, &options).await {
                 Ok(c) => break c,
@@ -100,18 +107,34 @@ impl Upstream {
                 }
             }
         };
+        Ok(Upstream::spawn(target, options, info, Some(stream)))
+    }
+
+    /// A replica that did not answer at start: its task keeps trying to connect. `info`: what the other
+    /// replicas say about the export.
+    pub fn unreachable(target: ReplicaTarget, options: UpstreamOptions, info: ExportInfo) -> Upstream {
+        Upstream::spawn(target, options, info, None)
+    }
+
+    fn spawn(
+        target: ReplicaTarget,
+        options: UpstreamOptions,
+        info: ExportInfo,
+        stream: Option<tokio::net::TcpStream>,
+    ) -> Upstream {
+        let connected = stream.is_some();
         let shared = Arc::new(Shared {
             pending: Mutex::new(BTreeMap::new()),
             next_handle: AtomicU64::new(1),
             outstanding: AtomicUsize::new(0),
-            connected: AtomicBool::new(true),
+            connected: AtomicBool::new(connected),
             down: AtomicBool::new(false),
-            epoch: AtomicU64::new(1),
+            epoch: AtomicU64::new(u64::from(connected)),
             last_error: Mutex::new(String::new()),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(target.clone(), options, shared.clone(), rx, stream));
-        Ok(Upstream { target, info, shared, tx })
+        Upstream { target, info, shared, tx }
     }
 
     /// The export as the unit described it when first connected.
@@ -135,18 +158,26 @@ impl Upstream {
 
     /// Send a request and wait for its reply: a READ's data, or nothing.
     pub async fn call(&self, request: Request) -> Result<Vec<u8>, UpstreamError> {
-        if self.shared.down.load(Ordering::Relaxed) {
-            return Err(UpstreamError::Down(lock(&self.shared.last_error).clone()));
-        }
+        self.submit(request).await.unwrap_or(Err(UpstreamError::Abandoned))
+    }
+
+    /// Queue a request now (requests go out in the order they were submitted, also when re-sent) and return
+    /// where its reply will come.
+    pub fn submit(&self, request: Request) -> Reply {
         let (done, wait) = oneshot::channel();
+        if self.shared.down.load(Ordering::Relaxed) {
+            let _ = done.send(Err(UpstreamError::Down(lock(&self.shared.last_error).clone())));
+            return wait;
+        }
         let handle = self.shared.next_handle.fetch_add(1, Ordering::Relaxed);
         lock(&self.shared.pending).insert(handle, Pending { request, sent_on: 0, done });
         self.shared.outstanding.fetch_add(1, Ordering::Relaxed);
         if self.tx.send(Cmd::Send(handle)).is_err() {
-            take(&self.shared, handle);
-            return Err(UpstreamError::Abandoned);
+            if let Some(p) = take(&self.shared, handle) {
+                let _ = p.done.send(Err(UpstreamError::Abandoned));
+            }
         }
-        wait.await.unwrap_or(Err(UpstreamError::Abandoned))
+        wait
     }
 
     /// Fail every request in flight ([`UpstreamError::Abandoned`]) and reconnect: the mirror gave up on them.
@@ -194,11 +225,11 @@ async fn run(
     options: UpstreamOptions,
     shared: Arc<Shared>,
     mut rx: mpsc::UnboundedReceiver<Cmd>,
-    stream: tokio::net::TcpStream,
+    stream: Option<tokio::net::TcpStream>,
 ) {
     let (broken_tx, mut broken_rx) = mpsc::unbounded_channel::<(u64, String)>();
-    let mut writer: Option<OwnedWriteHalf> = Some(start_reader(stream, &shared, 1, &broken_tx));
-    let mut lost_at: Option<Instant> = None;
+    let mut lost_at: Option<Instant> = if stream.is_none() { Some(Instant::now()) } else { None };
+    let mut writer: Option<OwnedWriteHalf> = stream.map(|s| start_reader(s, &shared, 1, &broken_tx));
     let mut buf = Vec::new();
     loop {
         if writer.is_none() {

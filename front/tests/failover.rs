@@ -136,3 +136,34 @@ fn a_replica_that_stops_answering_is_dropped_after_the_timeout_and_resynced_when
     front.wait_states(&["in-sync", "in-sync"], Duration::from_secs(60));
     assert!(volume_bytes(&unit_a, &vol_a) == volume_bytes(&unit_b, &vol_b), "the replicas are byte-identical");
 }
+
+#[test]
+fn a_restarted_front_still_knows_what_to_resync() {
+    let dir = tempfile::tempdir().unwrap();
+    let (unit_a, vol_a, blockd_a) = replica("127.0.0.30");
+    let (unit_b, vol_b, blockd_b) = replica("127.0.0.40");
+    let addr_a = blockd_a.addr;
+    let replicas = [blockd_a.uri(&vol_a.export_name), blockd_b.uri(&vol_b.export_name)];
+    let args = ["--replica-timeout", "1s", "--region-size", "128K"];
+    let mut front = HostFront::start(dir.path(), HOST, "vol", &format!("{HOST}:0"), &replicas, &args);
+    blockd_a.kill9();
+    let fio = start_fio(&front.uri(), dir.path(), "before", "4M");
+    finish_fio(fio, dir.path(), "before");
+    assert_eq!(front.states(), ["out-of-sync", "in-sync"]);
+    let dirty = front.status().unwrap()["replicas"][0]["dirty_regions"].as_u64().unwrap();
+    assert!(dirty > 0);
+
+    // The host dies; its front starts again while replica A is still away: A is known to be out of sync, with
+    // the same dirty regions, and the volume is served from B.
+    front.proc.kill();
+    let listen = front.listen.clone();
+    let front = HostFront::start(dir.path(), HOST, "vol", &listen, &replicas, &args);
+    assert_eq!(front.states(), ["out-of-sync", "in-sync"], "{}", front.proc.log_text());
+    assert_eq!(front.status().unwrap()["replicas"][0]["dirty_regions"].as_u64(), Some(dirty));
+    let out = run_tool("qemu-io", "qemu-utils", &["-f", "raw", "-c", "write -P 0x77 0 64k", &front.uri()], 60);
+    assert!(out.status.success(), "{}", describe(&out));
+
+    let _blockd_a = Blockd::start_with(&unit_a, &["--listen", &addr_a.to_string()]);
+    front.wait_states(&["in-sync", "in-sync"], Duration::from_secs(60));
+    assert!(volume_bytes(&unit_a, &vol_a) == volume_bytes(&unit_b, &vol_b), "the replicas are byte-identical");
+}
