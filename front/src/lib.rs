@@ -1,8 +1,9 @@
 //! `dvsan-front`: the host side of dvsan's data path (crucible's "upstairs"). A local NBD server that stock
 //! clients use unchanged, forwarding to a volume's replicas on the units' blockd: writes to every live replica
 //! (protocol C), reads from one in-sync replica, dropped connections re-established with their requests re-sent,
-//! failed replicas marked out of sync with their missed regions in a persistent dirty bitmap, and returning
-//! replicas resynced online. `dvsan-host serve` runs it.
+//! failed replicas marked out of sync with their missed regions in a persistent dirty bitmap, returning
+//! replicas resynced online, and after a host crash the regions of the write-intent log made identical before
+//! serving. `dvsan-host serve` runs it.
 //!
 //! # Module map
 //!
@@ -10,14 +11,16 @@
 //!
 //! 1. [`target`]: where a replica is ([`ReplicaTarget`], `nbd://IP:PORT/EXPORT`). Imports nothing from this crate.
 //! 2. [`dirty`]: a replica's dirty bitmap and its file; [`gate`]: writes and the resync copy of a region kept
-//!    apart. Neither imports from this crate.
+//!    apart. Neither imports from this crate. Then [`intent`]: the write-intent log (a bitmap file, uses dirty).
 //! 3. [`upstream`]: one replica's pipelined connection, reconnecting within the window (uses target).
-//! 4. [`mirror`]: replica states, where each request goes, online resync (uses dirty, gate, upstream).
+//! 4. [`mirror`]: replica states, where each request goes, online resync, recovery after a host crash (uses
+//!    dirty, gate, intent, upstream).
 //! 5. [`server`]: the local NBD server (handshake, transmission) over the mirror.
 //! 6. [`service`]: the hub: start the replicas and the listener ([`Front`]).
 
 pub mod dirty;
 pub mod gate;
+pub mod intent;
 pub mod mirror;
 pub mod server;
 pub mod service;

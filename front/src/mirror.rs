@@ -16,6 +16,7 @@
 
 use crate::dirty::{write_atomically, DirtyMap};
 use crate::gate::RegionGate;
+use crate::intent::IntentLog;
 use crate::upstream::{Reply, Request, Upstream, UpstreamError};
 use dvsan_nbd::constants::*;
 use dvsan_nbd::Errno;
@@ -47,6 +48,16 @@ pub struct Mirror {
     gate: Arc<RegionGate>,
     timeout: Duration,
     status_path: Option<PathBuf>,
+    intent: Option<Arc<IntentLog>>,
+}
+
+/// What the mirror keeps in the state directory (nothing without one).
+#[derive(Default)]
+pub struct MirrorFiles {
+    /// Where the status (JSON) is written on every change.
+    pub status: Option<PathBuf>,
+    /// The write-intent log, with more than one replica.
+    pub intent: Option<Arc<IntentLog>>,
 }
 
 /// What a client request asks of the mirror.
@@ -77,8 +88,9 @@ impl Mirror {
         dirty: Vec<DirtyMap>,
         reachable: &[bool],
         timeout: Duration,
-        status_path: Option<PathBuf>,
+        files: MirrorFiles,
     ) -> Mirror {
+        let MirrorFiles { status: status_path, intent } = files;
         let clean = |i: usize| dirty[i].count() == 0 && reachable.get(i).copied().unwrap_or(false);
         let mut states: Vec<ReplicaState> =
             (0..dirty.len()).map(|i| if clean(i) { ReplicaState::InSync } else { ReplicaState::OutOfSync }).collect();
@@ -99,6 +111,7 @@ impl Mirror {
             gate: Arc::new(RegionGate::default()),
             timeout,
             status_path,
+            intent,
         };
         m.write_status(&m.lock());
         m
@@ -121,6 +134,13 @@ impl Mirror {
                 let _guard = match span {
                     Some(regions) => Some(self.gate.enter(regions, (offset, offset + u64::from(length))).await),
                     None => None,
+                };
+                let _intent = match (&self.intent, span) {
+                    (Some(log), Some((first, last))) => Some(log.enter(first, last).await.map_err(|e| {
+                        tracing::error!(error = %e, "saving the write-intent log");
+                        Errno::EIO
+                    })?),
+                    _ => None,
                 };
                 let request = Request { command, flags, offset, length, payload: data };
                 self.to_all(request, span).await.map(|_| Vec::new())
@@ -265,11 +285,52 @@ impl Mirror {
         true
     }
 
+    /// After a host crash: the regions the write-intent log holds may differ between the replicas (a write
+    /// that reached some of them). Copy them from one in-sync replica to the others (those out of reach get
+    /// them as dirty regions), then empty the log. Runs before the volume is served. Returns the regions.
+    pub async fn recover_intent(&self) -> Result<usize, String> {
+        let Some(log) = &self.intent else { return Ok(0) };
+        let regions = log.marked();
+        if regions.is_empty() {
+            return Ok(0);
+        }
+        let source = self.pick_source().ok_or("no in-sync replica to recover from")?;
+        tracing::warn!(regions = regions.len(), source = %self.replicas[source].target,
+            "the write-intent log holds regions from before a crash: making the replicas identical there");
+        let others: Vec<usize> = (0..self.replicas.len()).filter(|i| *i != source).collect();
+        {
+            let mut book = self.lock();
+            for &i in &others {
+                for r in &regions {
+                    book.dirty[i].set(*r, *r);
+                }
+                book.states[i] = ReplicaState::OutOfSync;
+                book.dirty[i].save().map_err(|e| e.to_string())?;
+            }
+            self.write_status(&book);
+        }
+        log.clear().map_err(|e| e.to_string())?;
+        for i in others {
+            if self.replicas[i].connected() {
+                if let Err(e) = self.resync(i).await {
+                    tracing::warn!(replica = %self.replicas[i].target, reason = %e, "recovery resync stopped");
+                }
+            }
+        }
+        Ok(regions.len())
+    }
+
     /// Resync returning replicas, forever: every 100 ms, the first replica out of sync whose connection is up.
+    /// Also unmarks cold regions of the write-intent log.
     pub async fn resync_loop(self: Arc<Self>) {
         let mut retry_at = vec![Instant::now(); self.replicas.len()];
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
+            if let Some(log) = &self.intent {
+                if let Err(e) = log.expire().await {
+                    tracing::error!(error = %e, "saving the write-intent log");
+                }
+            }
             for (i, retry) in retry_at.iter_mut().enumerate() {
                 let ready = self.lock().states[i] == ReplicaState::OutOfSync
                     && self.replicas[i].connected()

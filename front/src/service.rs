@@ -3,7 +3,8 @@
 //! Builds on every other module.
 
 use crate::dirty::{DirtyError, DirtyMap};
-use crate::mirror::Mirror;
+use crate::intent::IntentLog;
+use crate::mirror::{Mirror, MirrorFiles};
 use crate::server::{serve_connection, ExportView};
 use crate::target::ReplicaTarget;
 use crate::upstream::{Upstream, UpstreamError, UpstreamOptions};
@@ -78,6 +79,8 @@ pub enum FrontError {
     RegionSize(u64),
     #[error(transparent)]
     Dirty(#[from] DirtyError),
+    #[error("recovering from the write-intent log: {0}")]
+    Recovery(String),
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
 }
@@ -173,6 +176,14 @@ impl Front {
             dirty.push(map);
         }
         let status = config.state_dir.as_ref().map(|d| d.join(format!("{}.status.json", safe(&config.volume))));
+        // The write-intent log: only where there is more than one replica to keep identical.
+        let intent = match &config.state_dir {
+            Some(dir) if config.replicas.len() > 1 => {
+                let path = dir.join(format!("{}.intent", safe(&config.volume)));
+                Some(Arc::new(IntentLog::load(path, config.region_size, size)?))
+            }
+            _ => None,
+        };
         let mirror = Arc::new(Mirror::new(
             config.volume.clone(),
             size,
@@ -180,8 +191,12 @@ impl Front {
             dirty,
             &reachable,
             config.replica_timeout,
-            status,
+            MirrorFiles { status, intent },
         ));
+        let recovered = mirror.recover_intent().await.map_err(FrontError::Recovery)?;
+        if recovered > 0 {
+            tracing::info!(regions = recovered, "replicas identical again after the crash");
+        }
         tokio::spawn(mirror.clone().resync_loop());
         let (listener, listening) = match &config.listen {
             Listen::Tcp(addr) => {
