@@ -71,8 +71,12 @@ pub struct FrontConfig {
 pub enum FrontError {
     #[error("no replica given")]
     NoReplicas,
-    #[error("replica {target}: {source}")]
-    Replica { target: ReplicaTarget, source: UpstreamError },
+    #[error("replica {target}")]
+    Replica {
+        target: ReplicaTarget,
+        #[source]
+        source: UpstreamError,
+    },
     #[error("replica {0} is a different size ({1} bytes) from the first ({2} bytes)")]
     SizeMismatch(ReplicaTarget, u64, u64),
     #[error("the region size must be a multiple of 4096 between 4 KiB and 1 GiB, not {0}")]
