@@ -9,10 +9,12 @@
 //!
 //! Bottom-up; a module imports only from the ones above it in this list:
 //!
-//! 1. [`target`]: where a replica is ([`ReplicaTarget`], `nbd://IP:PORT/EXPORT`). Imports nothing from this crate.
+//! 1. [`target`]: where a replica is ([`ReplicaTarget`], `nbd://IP:PORT/EXPORT`); [`tls`]: the rustls client
+//!    configuration from the host's certificate directory. Neither imports from this crate.
 //! 2. [`dirty`]: a replica's dirty bitmap and its file; [`gate`]: writes and the resync copy of a region kept
 //!    apart. Neither imports from this crate. Then [`intent`]: the write-intent log (a bitmap file, uses dirty).
-//! 3. [`upstream`]: one replica's pipelined connection, reconnecting within the window (uses target).
+//! 3. [`upstream`]: one replica's pipelined connection (plain or TLS), reconnecting within the window (uses
+//!    target).
 //! 4. [`mirror`]: replica states, where each request goes, online resync, recovery after a host crash (uses
 //!    dirty, gate, intent, upstream).
 //! 5. [`server`]: the local NBD server (handshake, transmission) over the mirror.
@@ -25,6 +27,7 @@ pub mod mirror;
 pub mod server;
 pub mod service;
 pub mod target;
+pub mod tls;
 pub mod upstream;
 
 pub use mirror::{Mirror, ReplicaState};

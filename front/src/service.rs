@@ -7,6 +7,7 @@ use crate::intent::IntentLog;
 use crate::mirror::{Mirror, MirrorFiles};
 use crate::server::{serve_connection, ExportView};
 use crate::target::ReplicaTarget;
+use crate::tls::{client_config, TlsError};
 use crate::upstream::{Upstream, UpstreamError, UpstreamOptions};
 use dvsan_nbd::constants::*;
 use dvsan_nbd::TransmissionFlags;
@@ -64,6 +65,8 @@ pub struct FrontConfig {
     pub reconnect_window: Duration,
     /// Source address of the replica connections (the host address the units granted).
     pub local_addr: Option<IpAddr>,
+    /// The host's certificate directory (`ca-cert.pem`, `client-cert.pem`, `client-key.pem`): TLS to the units.
+    pub tls_dir: Option<PathBuf>,
 }
 
 /// Why the front could not start.
@@ -83,6 +86,8 @@ pub enum FrontError {
     RegionSize(u64),
     #[error(transparent)]
     Dirty(#[from] DirtyError),
+    #[error("--tls-dir: {0}")]
+    Tls(#[from] TlsError),
     #[error("recovering from the write-intent log: {0}")]
     Recovery(String),
     #[error("{what}: {source}")]
@@ -115,7 +120,12 @@ impl Front {
         if let Some(dir) = &config.state_dir {
             std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
         }
+        let tls = match &config.tls_dir {
+            Some(dir) => Some(client_config(dir)?),
+            None => None,
+        };
         let options = UpstreamOptions {
+            tls,
             local_addr: config.local_addr,
             connect_timeout: config.replica_timeout.max(Duration::from_millis(500)),
             reconnect_window: config.reconnect_window,

@@ -18,9 +18,27 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// A connection's byte stream: TCP, or TLS over TCP.
+pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+type BoxStream = Box<dyn Stream>;
+
+/// A live connection: the writing half, and the task reading replies (stopped when this is dropped, which
+/// closes the connection even when the unit has stopped answering).
+struct Conn {
+    writer: WriteHalf<BoxStream>,
+    reader: JoinHandle<()>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
 
 /// Why a request to a replica failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,12 +52,14 @@ pub enum UpstreamError {
 }
 
 /// How replica connections behave.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct UpstreamOptions {
     /// Source address of the connections (the host's address the units granted); None lets the OS choose.
     pub local_addr: Option<IpAddr>,
     /// Limit of one connection attempt (TCP and handshake).
     pub connect_timeout: Duration,
+    /// TLS to the units (NBD_OPT_STARTTLS), with the host's certificate.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     /// How long a dropped connection may take to come back before its requests fail.
     pub reconnect_window: Duration,
 }
@@ -116,12 +136,7 @@ impl Upstream {
         Upstream::spawn(target, options, info, None)
     }
 
-    fn spawn(
-        target: ReplicaTarget,
-        options: UpstreamOptions,
-        info: ExportInfo,
-        stream: Option<tokio::net::TcpStream>,
-    ) -> Upstream {
+    fn spawn(target: ReplicaTarget, options: UpstreamOptions, info: ExportInfo, stream: Option<BoxStream>) -> Upstream {
         let connected = stream.is_some();
         let shared = Arc::new(Shared {
             pending: Mutex::new(BTreeMap::new()),
@@ -206,17 +221,20 @@ fn fail_all(shared: &Shared, error: UpstreamError) {
     }
 }
 
-/// One connection attempt: TCP, handshake, NBD_OPT_GO; no structured replies.
-async fn open(
-    target: &ReplicaTarget,
-    options: &UpstreamOptions,
-) -> Result<(tokio::net::TcpStream, ExportInfo), String> {
+/// One connection attempt: TCP, handshake (STARTTLS when configured), NBD_OPT_GO; no structured replies.
+async fn open(target: &ReplicaTarget, options: &UpstreamOptions) -> Result<(BoxStream, ExportInfo), String> {
     let opts =
         ConnectOptions { local_addr: options.local_addr, timeout: options.connect_timeout, structured_replies: false };
     let hs = ClientHandshake::connect(target.socket_addr(), &opts).await.map_err(|e| e.to_string())?;
-    let client = hs.go(&target.export).await.map_err(|e| e.to_string())?;
-    let (stream, info, _) = client.into_parts();
-    Ok((stream, info))
+    let Some(tls) = &options.tls else {
+        let (stream, info, _) = hs.go(&target.export).await.map_err(|e| e.to_string())?.into_parts();
+        return Ok((Box::new(stream), info));
+    };
+    let name = rustls_pki_types::ServerName::IpAddress(target.address.into());
+    let connector = tokio_rustls::TlsConnector::from(tls.clone());
+    let hs = hs.starttls(|tcp| connector.connect(name, tcp)).await.map_err(|e| format!("TLS: {e}"))?;
+    let (stream, info, _) = hs.go(&target.export).await.map_err(|e| e.to_string())?.into_parts();
+    Ok((Box::new(stream), info))
 }
 
 /// The connection's task: sends requests, re-establishes the connection, fails requests when the window passes.
@@ -225,11 +243,11 @@ async fn run(
     options: UpstreamOptions,
     shared: Arc<Shared>,
     mut rx: mpsc::UnboundedReceiver<Cmd>,
-    stream: Option<tokio::net::TcpStream>,
+    stream: Option<BoxStream>,
 ) {
     let (broken_tx, mut broken_rx) = mpsc::unbounded_channel::<(u64, String)>();
     let mut lost_at: Option<Instant> = if stream.is_none() { Some(Instant::now()) } else { None };
-    let mut writer: Option<OwnedWriteHalf> = stream.map(|s| start_reader(s, &shared, 1, &broken_tx));
+    let mut writer: Option<Conn> = stream.map(|s| start_reader(s, &shared, 1, &broken_tx));
     let mut buf = Vec::new();
     loop {
         if writer.is_none() {
@@ -299,13 +317,7 @@ async fn run(
     }
 }
 
-fn lost(
-    target: &ReplicaTarget,
-    shared: &Shared,
-    writer: &mut Option<OwnedWriteHalf>,
-    lost_at: &mut Option<Instant>,
-    e: String,
-) {
+fn lost(target: &ReplicaTarget, shared: &Shared, writer: &mut Option<Conn>, lost_at: &mut Option<Instant>, e: String) {
     tracing::warn!(replica = %target, error = %e, "replica connection lost; reconnecting");
     *lock(&shared.last_error) = e;
     *writer = None;
@@ -314,13 +326,7 @@ fn lost(
 }
 
 /// Write request `handle` if it is still waiting and was not sent on this connection yet.
-async fn send(
-    shared: &Shared,
-    w: &mut OwnedWriteHalf,
-    handle: u64,
-    epoch: u64,
-    buf: &mut Vec<u8>,
-) -> Result<(), String> {
+async fn send(shared: &Shared, conn: &mut Conn, handle: u64, epoch: u64, buf: &mut Vec<u8>) -> Result<(), String> {
     let payload = {
         let mut pending = lock(&shared.pending);
         let Some(p) = pending.get_mut(&handle) else { return Ok(()) };
@@ -335,31 +341,32 @@ async fn send(
         );
         r.payload.clone()
     };
+    let w = &mut conn.writer;
     w.write_all(buf).await.map_err(|e| e.to_string())?;
     if let Some(p) = payload {
         w.write_all(&p).await.map_err(|e| e.to_string())?;
     }
-    Ok(())
+    w.flush().await.map_err(|e| e.to_string())
 }
 
 fn start_reader(
-    stream: tokio::net::TcpStream,
+    stream: BoxStream,
     shared: &Arc<Shared>,
     epoch: u64,
     broken: &mpsc::UnboundedSender<(u64, String)>,
-) -> OwnedWriteHalf {
-    let (r, w) = stream.into_split();
+) -> Conn {
+    let (r, writer) = tokio::io::split(stream);
     let shared = shared.clone();
     let broken = broken.clone();
-    tokio::spawn(async move {
+    let reader = tokio::spawn(async move {
         let e = read_replies(r, &shared, epoch).await;
         let _ = broken.send((epoch, e));
     });
-    w
+    Conn { writer, reader }
 }
 
 /// Read replies until the connection fails; returns why.
-async fn read_replies(r: OwnedReadHalf, shared: &Shared, epoch: u64) -> String {
+async fn read_replies(r: ReadHalf<BoxStream>, shared: &Shared, epoch: u64) -> String {
     let mut r = BufReader::with_capacity(256 * 1024, r);
     loop {
         let mut h = [0u8; SIMPLE_REPLY_HEADER_LEN];

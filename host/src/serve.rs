@@ -23,7 +23,8 @@ pub struct ServeArgs {
     /// A replica of the volume, nbd://IP:PORT/EXPORT on a unit's blockd; once per replica.
     #[arg(long = "replica", value_name = "URI")]
     pub replicas: Vec<String>,
-    /// The certificate directory `enroll --out DIR` wrote, for TLS to the units (not supported by the front yet).
+    /// The certificate directory `enroll --out DIR` wrote (ca-cert.pem, client-cert.pem, client-key.pem): the
+    /// front speaks TLS to the units with it (NBD_OPT_STARTTLS), as this host's identity.
     #[arg(long, value_name = "DIR")]
     pub tls_dir: Option<PathBuf>,
     /// Where the dirty bitmaps and the status file (VOLUME.status.json) are kept across restarts.
@@ -46,9 +47,6 @@ pub async fn serve(args: ServeArgs, host: Option<IpAddr>) -> Result<()> {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
-    if args.tls_dir.is_some() {
-        bail!("--tls-dir: the host front does not speak TLS to the units yet; serve plain exports for now");
-    }
     if args.replicas.is_empty() {
         bail!("give the volume's replicas with --replica nbd://IP:PORT/EXPORT (the station lookup is not wired yet)");
     }
@@ -68,6 +66,7 @@ pub async fn serve(args: ServeArgs, host: Option<IpAddr>) -> Result<()> {
         replica_timeout: args.replica_timeout,
         reconnect_window: args.reconnect_window,
         local_addr: host,
+        tls_dir: args.tls_dir,
     };
     let front = Front::start(config).await.context("starting the front")?;
     println!("serving {} on {} ({} replicas)", args.volume, front.listening, args.replicas.len());

@@ -1,4 +1,5 @@
-//! A small async NBD client: fixed-newstyle handshake with option haggling, then one request at a time.
+//! A small async NBD client: fixed-newstyle handshake with option haggling (NBD_OPT_STARTTLS with a TLS upgrade
+//! the caller brings), then one request at a time.
 //!
 //! Used by blockd's tests (binding a chosen loopback source address to act as different hosts) and by the host
 //! CLI to check an export before attaching it. It is deliberately sequential: one request in flight, replies
@@ -15,7 +16,7 @@ use crate::transmission::{
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 /// Why a client operation failed.
@@ -96,15 +97,16 @@ pub struct ExportInfo {
     pub description: Option<String>,
 }
 
-/// A connection in option haggling.
-pub struct ClientHandshake {
-    stream: TcpStream,
+/// A connection in option haggling, over TCP or (after [`ClientHandshake::starttls`]) over whatever stream the
+/// upgrade made, e.g. TLS.
+pub struct ClientHandshake<S = TcpStream> {
+    stream: S,
     timeout: Duration,
     structured: bool,
     no_zeroes: bool,
 }
 
-impl ClientHandshake {
+impl ClientHandshake<TcpStream> {
     /// Connect and do the greeting and client flags; the server must offer fixed newstyle.
     pub async fn connect(addr: SocketAddr, opts: &ConnectOptions) -> Result<ClientHandshake, ClientError> {
         let timeout = opts.timeout;
@@ -124,6 +126,28 @@ impl ClientHandshake {
             let flags = ClientFlags { fixed_newstyle: true, no_zeroes: server_flags & FLAG_NO_ZEROES != 0 };
             stream.write_all(&flags.encode().to_be_bytes()).await?;
             Ok(ClientHandshake { stream, timeout, structured: false, no_zeroes: flags.no_zeroes })
+        })
+        .await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> ClientHandshake<S> {
+    /// NBD_OPT_STARTTLS, then `upgrade` the stream (the TLS handshake, e.g. tokio-rustls' connector); option
+    /// haggling goes on over what it returns. This crate has no TLS of its own.
+    pub async fn starttls<T, F, Fut>(mut self, upgrade: F) -> Result<ClientHandshake<T>, ClientError>
+    where
+        F: FnOnce(S) -> Fut,
+        Fut: Future<Output = std::io::Result<T>>,
+    {
+        let timeout = self.timeout;
+        with_timeout(timeout, async move {
+            self.send_option(&ClientOption::StartTls).await?;
+            let (header, _) = self.read_option_reply(OPT_STARTTLS).await?;
+            if header.reply != REP_ACK {
+                return Err(unexpected_reply(OPT_STARTTLS, header.reply));
+            }
+            let stream = upgrade(self.stream).await?;
+            Ok(ClientHandshake { stream, timeout, structured: false, no_zeroes: self.no_zeroes })
         })
         .await
     }
@@ -174,14 +198,14 @@ impl ClientHandshake {
     }
 
     /// NBD_OPT_GO: choose the export and enter transmission.
-    pub async fn go(mut self, name: &str) -> Result<NbdClient, ClientError> {
+    pub async fn go(mut self, name: &str) -> Result<NbdClient<S>, ClientError> {
         let timeout = self.timeout;
         let info = with_timeout(timeout, self.info_or_go(OPT_GO, name)).await?;
         Ok(NbdClient::new(self.stream, info, self.structured, timeout))
     }
 
     /// NBD_OPT_EXPORT_NAME: the old way to enter transmission; a refusal closes the connection.
-    pub async fn export_name(mut self, name: &str) -> Result<NbdClient, ClientError> {
+    pub async fn export_name(mut self, name: &str) -> Result<NbdClient<S>, ClientError> {
         let timeout = self.timeout;
         with_timeout(timeout, async move {
             self.send_option(&ClientOption::ExportName(name.to_string())).await?;
@@ -311,8 +335,8 @@ pub struct ZeroFlags {
 }
 
 /// A connection in transmission: one request at a time.
-pub struct NbdClient {
-    stream: TcpStream,
+pub struct NbdClient<S = TcpStream> {
+    stream: S,
     info: ExportInfo,
     structured: bool,
     timeout: Duration,
@@ -320,7 +344,7 @@ pub struct NbdClient {
     send_buf: Vec<u8>,
 }
 
-impl NbdClient {
+impl NbdClient<TcpStream> {
     /// Connect, ask for structured replies (if `opts` says so) and NBD_OPT_GO to `export`.
     pub async fn connect(addr: SocketAddr, export: &str, opts: &ConnectOptions) -> Result<NbdClient, ClientError> {
         let mut hs = ClientHandshake::connect(addr, opts).await?;
@@ -329,8 +353,10 @@ impl NbdClient {
         }
         hs.go(export).await
     }
+}
 
-    fn new(stream: TcpStream, info: ExportInfo, structured: bool, timeout: Duration) -> NbdClient {
+impl<S: AsyncRead + AsyncWrite + Unpin> NbdClient<S> {
+    fn new(stream: S, info: ExportInfo, structured: bool, timeout: Duration) -> NbdClient<S> {
         NbdClient { stream, info, structured, timeout, next_handle: 1, send_buf: Vec::new() }
     }
 
@@ -341,7 +367,7 @@ impl NbdClient {
     /// Take the connection apart (the stream in transmission, the export, whether structured replies were
     /// agreed) to drive it another way, e.g. with many requests in flight (the host front's replica
     /// connections).
-    pub fn into_parts(self) -> (TcpStream, ExportInfo, bool) {
+    pub fn into_parts(self) -> (S, ExportInfo, bool) {
         (self.stream, self.info, self.structured)
     }
 
