@@ -21,8 +21,10 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::{mpsc, Semaphore};
 
-/// Requests one client connection may have in flight (each may hold a 32 MiB payload).
-const MAX_IN_FLIGHT: u32 = 64;
+/// What one client connection may have in flight, in units of 64 KiB of payload (a request takes at least one):
+/// 128 MiB, so a client cannot make the front hold more than that per connection.
+const BUDGET_UNIT: u32 = 64 * 1024;
+const BUDGET: u32 = 2048;
 
 /// The export the front offers: the volume's name, size and flags.
 #[derive(Debug, Clone)]
@@ -176,7 +178,7 @@ where
     };
     let (tx, rx) = mpsc::unbounded_channel::<Reply>();
     let writer = tokio::spawn(write_replies(w, rx, structured));
-    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT as usize));
+    let budget = Arc::new(Semaphore::new(BUDGET as usize));
     let ended = loop {
         let mut h = [0u8; REQUEST_HEADER_LEN];
         if let Err(e) = r.read_exact(&mut h).await {
@@ -210,6 +212,12 @@ where
                 continue;
             }
         };
+        // Taken before a write's payload is read, so payloads in memory stay within the budget.
+        let units = match command {
+            Command::Read | Command::Write { .. } => header.length.div_ceil(BUDGET_UNIT).max(1),
+            _ => 1,
+        };
+        let Ok(permit) = budget.clone().acquire_many_owned(units).await else { break Err("closed".into()) };
         let op = match command {
             Command::Disconnect => break Ok(()),
             Command::Read => Op::Read { offset: header.offset, length: header.length },
@@ -242,7 +250,6 @@ where
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().acquire_owned().await else { break Err("closed".into()) };
         let mirror = mirror.clone();
         let tx = tx.clone();
         let read = matches!(op, Op::Read { .. });
@@ -253,7 +260,7 @@ where
         });
     };
     // Let the requests in flight finish and their replies go out, then close.
-    let _ = slots.acquire_many(MAX_IN_FLIGHT).await;
+    let _ = budget.acquire_many(BUDGET).await;
     drop(tx);
     let _ = writer.await;
     ended

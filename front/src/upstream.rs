@@ -226,6 +226,9 @@ async fn open(target: &ReplicaTarget, options: &UpstreamOptions) -> Result<(BoxS
     let opts =
         ConnectOptions { local_addr: options.local_addr, timeout: options.connect_timeout, structured_replies: false };
     let hs = ClientHandshake::connect(target.socket_addr(), &opts).await.map_err(|e| e.to_string())?;
+    // Closed with a reset: requests a dropped connection still has queued at the unit are discarded, not
+    // carried out after the front has moved on (a unit that stopped and continues).
+    hs.get_ref().set_zero_linger().map_err(|e| e.to_string())?;
     let Some(tls) = &options.tls else {
         let (stream, info, _) = hs.go(&target.export).await.map_err(|e| e.to_string())?.into_parts();
         return Ok((Box::new(stream), info));

@@ -132,6 +132,11 @@ impl ClientHandshake<TcpStream> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> ClientHandshake<S> {
+    /// The stream, e.g. to set socket options.
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
     /// NBD_OPT_STARTTLS, then `upgrade` the stream (the TLS handshake, e.g. tokio-rustls' connector); option
     /// haggling goes on over what it returns. This crate has no TLS of its own.
     pub async fn starttls<T, F, Fut>(mut self, upgrade: F) -> Result<ClientHandshake<T>, ClientError>
