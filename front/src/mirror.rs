@@ -24,6 +24,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Regions one resync step copies at once (read from the source together, then written together).
+const RESYNC_BATCH: usize = 8;
+
 /// Where a replica stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -358,34 +361,45 @@ impl Mirror {
         let mut from = 0;
         let mut copied_since_save = 0u32;
         loop {
-            let next = {
+            let batch = {
                 let mut book = self.lock();
                 if book.states[i] != ReplicaState::Resyncing {
                     return Err("the replica failed during its resync".into());
                 }
-                match book.dirty[i].next_set(from).or_else(|| book.dirty[i].next_set(0)) {
-                    Some(r) => Some((r, book.dirty[i].region_range(r))),
-                    None => {
-                        book.states[i] = ReplicaState::InSync;
-                        if let Err(e) = book.dirty[i].save() {
-                            tracing::error!(error = %e, "saving a dirty bitmap");
-                        }
-                        tracing::info!(replica = %self.replicas[i].target, bytes = book.resynced_bytes[i],
-                            ms = started.elapsed().as_millis(), "resync done: in sync");
-                        self.write_status(&book);
-                        None
+                let dirty = &book.dirty[i];
+                let mut batch = Vec::new();
+                let mut next = dirty.next_set(from).or_else(|| dirty.next_set(0));
+                while let Some(r) = next {
+                    batch.push((r, dirty.region_range(r)));
+                    if batch.len() == RESYNC_BATCH {
+                        break;
                     }
+                    next = dirty.next_set(r + 1);
                 }
+                if batch.is_empty() {
+                    book.states[i] = ReplicaState::InSync;
+                    if let Err(e) = book.dirty[i].save() {
+                        tracing::error!(error = %e, "saving a dirty bitmap");
+                    }
+                    tracing::info!(replica = %self.replicas[i].target, bytes = book.resynced_bytes[i],
+                        ms = started.elapsed().as_millis(), "resync done: in sync");
+                    self.write_status(&book);
+                    return Ok(());
+                }
+                batch
             };
-            let Some((r, (offset, len))) = next else { return Ok(()) };
-            self.gate.close(r).await;
-            let outcome = self.copy_region(i, offset, len).await;
+            for (r, _) in &batch {
+                self.gate.close(*r).await;
+            }
+            let outcome = self.copy_regions(i, &batch).await;
             if outcome.is_ok() {
                 let mut book = self.lock();
-                book.dirty[i].clear(r);
-                book.resynced_bytes[i] += len;
+                for (r, (_, len)) in &batch {
+                    book.dirty[i].clear(*r);
+                    book.resynced_bytes[i] += len;
+                }
                 copied_since_save += 1;
-                if copied_since_save >= 64 {
+                if copied_since_save >= 8 {
                     copied_since_save = 0;
                     if let Err(e) = book.dirty[i].save() {
                         tracing::error!(error = %e, "saving a dirty bitmap");
@@ -393,28 +407,46 @@ impl Mirror {
                     self.write_status(&book);
                 }
             }
-            self.gate.open(r);
+            for (r, _) in &batch {
+                self.gate.open(*r);
+            }
             if let Err(e) = outcome {
                 self.mark_out(i, None, &e);
                 return Err(e);
             }
-            from = r + 1;
+            from = batch.last().map(|(r, _)| r + 1).unwrap_or(0);
         }
     }
 
-    async fn copy_region(&self, i: usize, offset: u64, len: u64) -> Result<(), String> {
-        let length = u32::try_from(len).map_err(|_| "region larger than 4 GiB".to_string())?;
+    /// Copy regions (closed in the gate) from an in-sync replica to replica `i`: all reads at once, then all
+    /// writes.
+    async fn copy_regions(&self, i: usize, batch: &[(u64, (u64, u64))]) -> Result<(), String> {
         let source = self.pick_source().ok_or("no in-sync replica to copy from")?;
-        let read = Request { command: CMD_READ, flags: 0, offset, length, payload: None };
-        let data = tokio::time::timeout(self.timeout, self.replicas[source].call(read))
-            .await
-            .map_err(|_| "the source replica did not answer within the replica timeout".to_string())?
-            .map_err(|e| format!("reading the source replica: {e}"))?;
-        let write = Request { command: CMD_WRITE, flags: 0, offset, length, payload: Some(Arc::new(data)) };
-        tokio::time::timeout(self.timeout, self.replicas[i].call(write))
-            .await
-            .map_err(|_| "no answer to a resync write within the replica timeout".to_string())?
-            .map_err(|e| format!("writing the returning replica: {e}"))?;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut reads = Vec::new();
+        for (_, (offset, len)) in batch {
+            let length = u32::try_from(*len).map_err(|_| "region larger than 4 GiB".to_string())?;
+            let read = Request { command: CMD_READ, flags: 0, offset: *offset, length, payload: None };
+            reads.push((*offset, length, self.replicas[source].submit(read)));
+        }
+        let mut writes = Vec::new();
+        for (offset, length, reply) in reads {
+            let data = tokio::time::timeout_at(deadline, reply)
+                .await
+                .map_err(|_| "the source replica did not answer within the replica timeout".to_string())?
+                .unwrap_or(Err(UpstreamError::Abandoned))
+                .map_err(|e| format!("reading the source replica: {e}"))?;
+            let write = Request { command: CMD_WRITE, flags: 0, offset, length, payload: Some(Arc::new(data)) };
+            writes.push(self.replicas[i].submit(write));
+        }
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        for reply in writes {
+            tokio::time::timeout_at(deadline, reply)
+                .await
+                .map_err(|_| "no answer to a resync write within the replica timeout".to_string())?
+                .unwrap_or(Err(UpstreamError::Abandoned))
+                .map_err(|e| format!("writing the returning replica: {e}"))?;
+        }
         Ok(())
     }
 
