@@ -182,12 +182,35 @@ impl Mirror {
         Err(Errno::EIO)
     }
 
-    /// The in-sync replica with the fewest requests outstanding.
+    /// Block status (base:allocation) from an in-sync replica; all data (one extent, flags 0) when the units
+    /// do not offer it. A failure tries the next in-sync replica and drops none.
+    pub async fn block_status(&self, offset: u64, length: u32, req_one: bool) -> Result<Vec<(u32, u32)>, Errno> {
+        let candidates: Vec<usize> = {
+            let book = self.lock();
+            let mut c: Vec<usize> =
+                (0..self.replicas.len()).filter(|i| book.states[*i] == ReplicaState::InSync).collect();
+            c.sort_by_key(|i| (!self.replicas[*i].connected(), self.replicas[*i].outstanding()));
+            c
+        };
+        let mut error = Errno::EIO;
+        for i in candidates {
+            // (The metadata connection has its own time limit, the replica timeout.)
+            match self.replicas[i].block_status(offset, length, req_one).await {
+                Ok(Some(extents)) if !extents.is_empty() => return Ok(extents),
+                Ok(_) => return Ok(vec![(length, 0)]),
+                Err(e) => error = errno_of(&e),
+            }
+        }
+        Err(error)
+    }
+
+    /// The in-sync replica with the fewest requests outstanding, preferring those whose connection is up (one
+    /// that is reconnecting would hold the read until it is back or times out).
     fn pick_source(&self) -> Option<usize> {
         let book = self.lock();
         (0..self.replicas.len())
             .filter(|i| book.states[*i] == ReplicaState::InSync)
-            .min_by_key(|i| self.replicas[*i].outstanding())
+            .min_by_key(|i| (!self.replicas[*i].connected(), self.replicas[*i].outstanding()))
     }
 
     /// Send a write-like request or a flush to every live replica; mark those that fail or time out.

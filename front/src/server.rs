@@ -1,6 +1,6 @@
 //! The local NBD server that stock clients (qemu, libnbd's tools, fio, nbd-client) use unchanged: fixed
-//! newstyle handshake with NBD_OPT_GO/INFO/EXPORT_NAME/LIST and structured replies, then transmission with many
-//! requests in flight, each handed to the [`crate::mirror`].
+//! newstyle handshake with NBD_OPT_GO/INFO/EXPORT_NAME/LIST, structured replies and the base:allocation
+//! metadata context, then transmission with many requests in flight, each handed to the [`crate::mirror`].
 //!
 //! Every request is checked with the codec's `validate_request` first; a malformed or out-of-range one gets the
 //! protocol's error (a refused WRITE's payload is read and dropped), a broken stream (bad magic, oversized
@@ -10,9 +10,12 @@
 use crate::mirror::{Mirror, Op};
 use dvsan_nbd::constants::*;
 use dvsan_nbd::handshake::{
-    encode_export_name_reply, encode_greeting, encode_option_error, encode_option_reply, ExportListing, OptionHeader,
+    encode_export_name_reply, encode_greeting, encode_meta_context_reply, encode_option_error, encode_option_reply,
+    ExportListing, OptionHeader,
 };
-use dvsan_nbd::transmission::{encode_data_chunk_header, encode_done_chunk, encode_error_chunk, SimpleReplyHeader};
+use dvsan_nbd::transmission::{
+    encode_block_status_chunk, encode_data_chunk_header, encode_done_chunk, encode_error_chunk, SimpleReplyHeader,
+};
 use dvsan_nbd::{
     validate_request, BlockSize, ClientFlags, ClientOption, Command, Errno, ExportLimits, Info, RequestHeader,
     TransmissionFlags,
@@ -40,6 +43,17 @@ struct Reply {
     offset: u64,
     read: bool,
     result: Result<Vec<u8>, Errno>,
+    /// A block status answer: the extents of context 1 (base:allocation).
+    extents: Option<Vec<(u32, u32)>>,
+}
+
+/// The id the front gives base:allocation.
+const BASE_ALLOCATION_ID: u32 = 1;
+
+/// What option haggling agreed.
+struct Agreed {
+    structured: bool,
+    base_allocation: bool,
 }
 
 /// Serve one client connection until it disconnects; returns why it ended when that was not a clean end.
@@ -50,16 +64,16 @@ where
     let (r, w) = tokio::io::split(stream);
     let mut r = BufReader::with_capacity(256 * 1024, r);
     let mut w = BufWriter::with_capacity(256 * 1024, w);
-    let Some(structured) = handshake(&mut r, &mut w, &export).await? else { return Ok(()) };
-    transmission(r, w, structured, mirror, export).await
+    let Some(agreed) = handshake(&mut r, &mut w, &export).await? else { return Ok(()) };
+    transmission(r, w, agreed, mirror, export).await
 }
 
 async fn io<T>(f: impl std::future::Future<Output = std::io::Result<T>>) -> Result<T, String> {
     f.await.map_err(|e| e.to_string())
 }
 
-/// Option haggling; Some(structured replies) when the client entered transmission, None when it left.
-async fn handshake<R, W>(r: &mut R, w: &mut W, export: &ExportView) -> Result<Option<bool>, String>
+/// Option haggling; what was agreed when the client entered transmission, None when it left.
+async fn handshake<R, W>(r: &mut R, w: &mut W, export: &ExportView) -> Result<Option<Agreed>, String>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -75,6 +89,7 @@ where
         return Err("the client does not speak fixed newstyle".into());
     }
     let mut structured = false;
+    let mut base_allocation = false;
     for _ in 0..1000 {
         let mut h = [0u8; OPTION_HEADER_LEN];
         io(r.read_exact(&mut h)).await?;
@@ -139,9 +154,28 @@ where
                     enter = code == OPT_GO;
                 }
             }
-            ClientOption::ListMetaContext(_) | ClientOption::SetMetaContext(_) => {
-                // No metadata context (block status) is served through the front yet: zero contexts.
-                encode_option_reply(&mut out, header.option, REP_ACK, &[]);
+            ClientOption::ListMetaContext(req) | ClientOption::SetMetaContext(req) => {
+                let code = header.option;
+                let set = code == OPT_SET_META_CONTEXT;
+                if !structured {
+                    encode_option_error(&mut out, code, REP_ERR_INVALID, "negotiate structured replies first");
+                } else if !known(&req.export) {
+                    encode_option_error(&mut out, code, REP_ERR_UNKNOWN, "no such export here");
+                } else {
+                    // The one context the front serves: base:allocation (block status from an in-sync replica).
+                    let asked =
+                        req.queries.iter().any(|q| {
+                            q == CONTEXT_BASE_ALLOCATION || (!set && (q == "base:" || q == "base:allocation"))
+                        }) || (!set && req.queries.is_empty());
+                    if set {
+                        base_allocation = asked;
+                    }
+                    if asked {
+                        let id = if set { BASE_ALLOCATION_ID } else { 0 };
+                        encode_meta_context_reply(&mut out, code, id, CONTEXT_BASE_ALLOCATION);
+                    }
+                    encode_option_reply(&mut out, code, REP_ACK, &[]);
+                }
             }
             ClientOption::StartTls => {
                 encode_option_error(&mut out, OPT_STARTTLS, REP_ERR_POLICY, "the host front serves loopback only");
@@ -153,7 +187,7 @@ where
         io(w.write_all(&out)).await?;
         io(w.flush()).await?;
         if enter {
-            return Ok(Some(structured));
+            return Ok(Some(Agreed { structured, base_allocation }));
         }
     }
     Err("more than 1000 options".into())
@@ -162,7 +196,7 @@ where
 async fn transmission<R, W>(
     mut r: BufReader<R>,
     w: BufWriter<W>,
-    structured: bool,
+    agreed: Agreed,
     mirror: Arc<Mirror>,
     export: Arc<ExportView>,
 ) -> Result<(), String>
@@ -174,10 +208,10 @@ where
         size: export.size,
         read_only: export.flags.read_only(),
         max_payload: DEFAULT_MAX_PAYLOAD,
-        block_status: false,
+        block_status: agreed.base_allocation,
     };
     let (tx, rx) = mpsc::unbounded_channel::<Reply>();
-    let writer = tokio::spawn(write_replies(w, rx, structured));
+    let writer = tokio::spawn(write_replies(w, rx, agreed.structured));
     let budget = Arc::new(Semaphore::new(BUDGET as usize));
     let ended = loop {
         let mut h = [0u8; REQUEST_HEADER_LEN];
@@ -208,6 +242,7 @@ where
                     offset: header.offset,
                     read: false,
                     result: Err(refusal.errno()),
+                    extents: None,
                 });
                 continue;
             }
@@ -240,12 +275,17 @@ where
                     data,
                 }
             }
-            Command::BlockStatus { .. } => {
-                let _ = tx.send(Reply {
-                    handle: header.handle,
-                    offset: header.offset,
-                    read: false,
-                    result: Err(Errno::EINVAL),
+            Command::BlockStatus { req_one } => {
+                let mirror = mirror.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let (result, extents) = match mirror.block_status(header.offset, header.length, req_one).await {
+                        Ok(extents) => (Ok(Vec::new()), Some(extents)),
+                        Err(e) => (Err(e), None),
+                    };
+                    let _ =
+                        tx.send(Reply { handle: header.handle, offset: header.offset, read: false, result, extents });
+                    drop(permit);
                 });
                 continue;
             }
@@ -255,7 +295,7 @@ where
         let read = matches!(op, Op::Read { .. });
         tokio::spawn(async move {
             let result = mirror.run(op).await;
-            let _ = tx.send(Reply { handle: header.handle, offset: header.offset, read, result });
+            let _ = tx.send(Reply { handle: header.handle, offset: header.offset, read, result, extents: None });
             drop(permit);
         });
     };
@@ -284,6 +324,10 @@ async fn write_replies<W: AsyncWrite + Unpin>(
                     encode_data_chunk_header(&mut p, reply.handle, reply.offset, len, true);
                     head.extend_from_slice(&p);
                     data = bytes;
+                }
+                (Ok(_), true) if reply.extents.is_some() => {
+                    let extents = reply.extents.as_deref().unwrap_or_default();
+                    encode_block_status_chunk(&mut head, reply.handle, BASE_ALLOCATION_ID, extents, true);
                 }
                 (Ok(_), true) => encode_done_chunk(&mut head, reply.handle),
                 (Err(e), true) => encode_error_chunk(&mut head, reply.handle, *e, e.name()),

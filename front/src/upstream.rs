@@ -7,12 +7,14 @@
 //! request's). While the connection is down, requests wait; when it cannot be re-established within the
 //! reconnect window every waiting request fails and new ones fail at once until a connection succeeds again (the
 //! task keeps trying, so a unit that comes back is noticed). The mirror decides about timeouts
-//! ([`Upstream::abandon`] fails what is in flight and starts afresh). Builds on [`crate::target`].
+//! ([`Upstream::abandon`] fails what is in flight and starts afresh). Block status goes over a second,
+//! sequential connection with structured replies and the base:allocation context, opened when first asked.
+//! Builds on [`crate::target`].
 
 use crate::target::ReplicaTarget;
 use dvsan_nbd::constants::*;
 use dvsan_nbd::transmission::SimpleReplyHeader;
-use dvsan_nbd::{ClientHandshake, ConnectOptions, Errno, ExportInfo, RequestHeader};
+use dvsan_nbd::{ClientHandshake, ConnectOptions, Errno, ExportInfo, NbdClient, RequestHeader};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -107,6 +109,10 @@ pub struct Upstream {
     info: ExportInfo,
     shared: Arc<Shared>,
     tx: mpsc::UnboundedSender<Cmd>,
+    options: UpstreamOptions,
+    /// A second, sequential connection for block status (structured replies, base:allocation), opened on first
+    /// use: None until then, Some(None) when the unit does not offer it.
+    meta: tokio::sync::Mutex<Option<Option<NbdClient<BoxStream>>>>,
 }
 
 impl Upstream {
@@ -148,8 +154,8 @@ impl Upstream {
             last_error: Mutex::new(String::new()),
         });
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(target.clone(), options, shared.clone(), rx, stream));
-        Upstream { target, info, shared, tx }
+        tokio::spawn(run(target.clone(), options.clone(), shared.clone(), rx, stream));
+        Upstream { target, info, shared, tx, options, meta: tokio::sync::Mutex::new(None) }
     }
 
     /// The export as the unit described it when first connected.
@@ -195,6 +201,28 @@ impl Upstream {
         wait
     }
 
+    /// Block status (base:allocation) of `length` bytes at `offset`: the unit's extents, or None when it does
+    /// not offer them. A failure closes the metadata connection (opened again on the next call).
+    pub async fn block_status(
+        &self,
+        offset: u64,
+        length: u32,
+        req_one: bool,
+    ) -> Result<Option<Vec<(u32, u32)>>, UpstreamError> {
+        let mut meta = self.meta.lock().await;
+        if meta.is_none() {
+            *meta = Some(open_meta(&self.target, &self.options).await.map_err(UpstreamError::Down)?);
+        }
+        let Some(Some(client)) = meta.as_mut() else { return Ok(None) };
+        match client.block_status(offset, length, req_one).await {
+            Ok(extents) => Ok(Some(extents)),
+            Err(e) => {
+                *meta = None;
+                Err(e.errno().map(UpstreamError::Replica).unwrap_or_else(|| UpstreamError::Down(e.to_string())))
+            }
+        }
+    }
+
     /// Fail every request in flight ([`UpstreamError::Abandoned`]) and reconnect: the mirror gave up on them.
     pub fn abandon(&self) {
         let _ = self.tx.send(Cmd::Abandon);
@@ -221,8 +249,8 @@ fn fail_all(shared: &Shared, error: UpstreamError) {
     }
 }
 
-/// One connection attempt: TCP, handshake (STARTTLS when configured), NBD_OPT_GO; no structured replies.
-async fn open(target: &ReplicaTarget, options: &UpstreamOptions) -> Result<(BoxStream, ExportInfo), String> {
+/// TCP and the greeting, then STARTTLS when configured; the stream boxed either way.
+async fn handshake(target: &ReplicaTarget, options: &UpstreamOptions) -> Result<ClientHandshake<BoxStream>, String> {
     let opts =
         ConnectOptions { local_addr: options.local_addr, timeout: options.connect_timeout, structured_replies: false };
     let hs = ClientHandshake::connect(target.socket_addr(), &opts).await.map_err(|e| e.to_string())?;
@@ -230,14 +258,32 @@ async fn open(target: &ReplicaTarget, options: &UpstreamOptions) -> Result<(BoxS
     // carried out after the front has moved on (a unit that stopped and continues).
     hs.get_ref().set_zero_linger().map_err(|e| e.to_string())?;
     let Some(tls) = &options.tls else {
-        let (stream, info, _) = hs.go(&target.export).await.map_err(|e| e.to_string())?.into_parts();
-        return Ok((Box::new(stream), info));
+        return Ok(hs.map_stream(|tcp| Box::new(tcp) as BoxStream));
     };
     let name = rustls_pki_types::ServerName::IpAddress(target.address.into());
     let connector = tokio_rustls::TlsConnector::from(tls.clone());
-    let hs = hs.starttls(|tcp| connector.connect(name, tcp)).await.map_err(|e| format!("TLS: {e}"))?;
+    let upgrade = |tcp| async move { connector.connect(name, tcp).await.map(|s| Box::new(s) as BoxStream) };
+    hs.starttls(upgrade).await.map_err(|e| format!("TLS: {e}"))
+}
+
+/// One connection attempt for requests: handshake, NBD_OPT_GO; no structured replies.
+async fn open(target: &ReplicaTarget, options: &UpstreamOptions) -> Result<(BoxStream, ExportInfo), String> {
+    let hs = handshake(target, options).await?;
     let (stream, info, _) = hs.go(&target.export).await.map_err(|e| e.to_string())?.into_parts();
-    Ok((Box::new(stream), info))
+    Ok((stream, info))
+}
+
+/// The metadata connection: structured replies and base:allocation; None when the unit offers neither.
+async fn open_meta(target: &ReplicaTarget, options: &UpstreamOptions) -> Result<Option<NbdClient<BoxStream>>, String> {
+    let mut hs = handshake(target, options).await?;
+    if !hs.structured_replies().await.map_err(|e| e.to_string())? {
+        return Ok(None);
+    }
+    let contexts = hs.set_meta_context(&target.export, &[CONTEXT_BASE_ALLOCATION]).await.map_err(|e| e.to_string())?;
+    if contexts.len() != 1 {
+        return Ok(None);
+    }
+    hs.go(&target.export).await.map(Some).map_err(|e| e.to_string())
 }
 
 /// The connection's task: sends requests, re-establishes the connection, fails requests when the window passes.

@@ -167,3 +167,22 @@ fn two_replicas_get_every_write() {
     }
     assert_eq!(front.states(), ["in-sync", "in-sync"]);
 }
+
+#[test]
+fn nbdinfo_map_through_the_front_is_the_units_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_unit_a, vol_a, blockd_a) = replica("127.0.0.35");
+    let (_unit_b, vol_b, blockd_b) = replica("127.0.0.36");
+    let replicas = [blockd_a.uri(&vol_a.export_name), blockd_b.uri(&vol_b.export_name)];
+    let front = HostFront::start(dir.path(), HOST, "vol", &format!("{HOST}:0"), &replicas, &[]);
+    let uri = front.uri();
+    qemu_io(&uri, &["write -P 0x42 4M 1M", "write -P 0x43 20M 64k", "flush"]);
+    let through = run_tool_ok("nbdinfo", "libnbd-bin", &["--map", &uri], 30);
+    let direct = run_tool_ok("nbdinfo", "libnbd-bin", &["--map", &replicas[0]], 30);
+    assert_eq!(through, direct, "the front passes the unit's base:allocation map on");
+    assert!(through.lines().count() > 1, "the map has holes and data:\n{through}");
+    assert!(
+        through.lines().any(|l| l.split_whitespace().take(2).collect::<Vec<_>>() == ["4194304", "1048576"]),
+        "the written megabyte is one data extent:\n{through}"
+    );
+}

@@ -137,6 +137,50 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientHandshake<S> {
         &self.stream
     }
 
+    /// Carry on over another view of the same stream (e.g. boxed), without telling the server anything.
+    pub fn map_stream<T>(self, f: impl FnOnce(S) -> T) -> ClientHandshake<T> {
+        ClientHandshake {
+            stream: f(self.stream),
+            timeout: self.timeout,
+            structured: self.structured,
+            no_zeroes: self.no_zeroes,
+        }
+    }
+
+    /// NBD_OPT_SET_META_CONTEXT for `export`: the contexts the server chose, (id, name).
+    pub async fn set_meta_context(
+        &mut self,
+        export: &str,
+        queries: &[&str],
+    ) -> Result<Vec<(u32, String)>, ClientError> {
+        let timeout = self.timeout;
+        with_timeout(timeout, async {
+            let req = crate::handshake::MetaContextRequest {
+                export: export.to_string(),
+                queries: queries.iter().map(|q| q.to_string()).collect(),
+            };
+            self.send_option(&ClientOption::SetMetaContext(req)).await?;
+            let mut out = Vec::new();
+            for _ in 0..64 {
+                let (header, payload) = self.read_option_reply(OPT_SET_META_CONTEXT).await?;
+                match header.reply {
+                    REP_META_CONTEXT => {
+                        let id = payload
+                            .get(..4)
+                            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                            .map(u32::from_be_bytes)
+                            .ok_or_else(|| ClientError::Protocol("meta context reply shorter than 4 bytes".into()))?;
+                        out.push((id, String::from_utf8_lossy(&payload[4..]).into_owned()));
+                    }
+                    REP_ACK => return Ok(out),
+                    other => return Err(unexpected_reply(OPT_SET_META_CONTEXT, other)),
+                }
+            }
+            Err(ClientError::Protocol("more than 64 replies to one option".into()))
+        })
+        .await
+    }
+
     /// NBD_OPT_STARTTLS, then `upgrade` the stream (the TLS handshake, e.g. tokio-rustls' connector); option
     /// haggling goes on over what it returns. This crate has no TLS of its own.
     pub async fn starttls<T, F, Fut>(mut self, upgrade: F) -> Result<ClientHandshake<T>, ClientError>
@@ -413,6 +457,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> NbdClient<S> {
         self.request(RequestHeader { flags, command: CMD_WRITE_ZEROES, handle: 0, offset, length }, &[], None).await
     }
 
+    /// NBD_CMD_BLOCK_STATUS over `length` bytes at `offset` for the one metadata context negotiated: the
+    /// extents (length, flags) in order, from every block status chunk of the reply.
+    pub async fn block_status(
+        &mut self,
+        offset: u64,
+        length: u32,
+        req_one: bool,
+    ) -> Result<Vec<(u32, u32)>, ClientError> {
+        let flags = if req_one { CMD_FLAG_REQ_ONE } else { 0 };
+        let mut header = RequestHeader { flags, command: CMD_BLOCK_STATUS, handle: 0, offset, length };
+        header.handle = self.take_handle();
+        let timeout = self.timeout;
+        let mut extents = Vec::new();
+        with_timeout(timeout, async {
+            self.stream.write_all(&header.encode()).await?;
+            self.read_reply_with(&header, None, Some(&mut extents)).await
+        })
+        .await?;
+        Ok(extents)
+    }
+
     /// NBD_CMD_DISC, then close.
     pub async fn disconnect(mut self) -> Result<(), ClientError> {
         let header = RequestHeader { flags: 0, command: CMD_DISC, handle: self.take_handle(), offset: 0, length: 0 };
@@ -453,7 +518,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> NbdClient<S> {
         h
     }
 
-    async fn read_reply(&mut self, req: &RequestHeader, mut data: Option<&mut [u8]>) -> Result<(), ClientError> {
+    async fn read_reply(&mut self, req: &RequestHeader, data: Option<&mut [u8]>) -> Result<(), ClientError> {
+        self.read_reply_with(req, data, None).await
+    }
+
+    async fn read_reply_with(
+        &mut self,
+        req: &RequestHeader,
+        mut data: Option<&mut [u8]>,
+        mut extents: Option<&mut Vec<(u32, u32)>>,
+    ) -> Result<(), ClientError> {
         let mut magic = [0u8; 4];
         self.stream.read_exact(&mut magic).await?;
         match peek_reply_kind(&magic)? {
@@ -523,6 +597,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> NbdClient<S> {
                             let len = self.stream.read_u32().await?;
                             chunk_slice(buf, req.offset, offset, len)?.fill(0);
                             covered += u64::from(len);
+                        }
+                        REPLY_TYPE_BLOCK_STATUS => {
+                            let out = extents.as_deref_mut().ok_or_else(|| {
+                                ClientError::Protocol("block status chunk in the reply to another request".into())
+                            })?;
+                            if chunk.length < 4 || (chunk.length - 4) & 7 != 0 || chunk.length > 65536 * 8 {
+                                return Err(ClientError::Protocol("block status chunk of a bad length".into()));
+                            }
+                            let _context = self.stream.read_u32().await?;
+                            for _ in 0..(chunk.length - 4) / 8 {
+                                let len = self.stream.read_u32().await?;
+                                let flags = self.stream.read_u32().await?;
+                                out.push((len, flags));
+                            }
                         }
                         kind if chunk.is_error() => {
                             if chunk.length > 65536 {
