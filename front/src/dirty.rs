@@ -136,6 +136,26 @@ impl DirtyMap {
         }
     }
 
+    /// Mark every region `other` marks (the same geometry); true when some bit was not set before.
+    pub fn merge(&mut self, other: &DirtyMap) -> bool {
+        let mut changed = false;
+        for (mine, theirs) in self.bits.iter_mut().zip(&other.bits) {
+            let new = *theirs & !*mine;
+            if new != 0 {
+                *mine |= new;
+                self.count += u64::from(new.count_ones());
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Unmark everything (in memory).
+    pub fn clear_all(&mut self) {
+        self.bits.fill(0);
+        self.count = 0;
+    }
+
     /// The first marked region at or after `from`.
     pub fn next_set(&self, from: u64) -> Option<u64> {
         (from..self.regions()).find(|r| self.is_set(*r))
@@ -188,6 +208,14 @@ mod tests {
         assert!(!m.set(1, 1));
         assert!(m.set(10, 10));
         assert_eq!(m.dirty_bytes(), (2 << 20) + 4096);
+        let mut other = DirtyMap::new(None, 1 << 20, (10 << 20) + 4096);
+        other.set(1, 3);
+        let mut merged = m.clone();
+        assert!(merged.merge(&other));
+        assert_eq!(merged.count(), 5);
+        assert!(!merged.merge(&other));
+        merged.clear_all();
+        assert_eq!((merged.count(), merged.next_set(0)), (0, None));
         m.save().unwrap();
         let back = DirtyMap::load(path.clone(), 1 << 20, (10 << 20) + 4096).unwrap();
         assert_eq!((back.count(), back.next_set(2)), (3, Some(10)));

@@ -5,7 +5,8 @@
 //! in-sync replica, the one with the fewest requests outstanding. A replica that fails a request, or does not
 //! answer within the replica timeout while another in-sync replica did, is marked out of sync and the client
 //! sees nothing of it; the regions of writes it misses are marked in its dirty bitmap ([`crate::dirty`]), saved
-//! before the write is acknowledged. The last in-sync replica is never dropped: its errors go to the client, and
+//! before the write is acknowledged, together with the regions it acknowledged since its last successful FLUSH
+//! (a unit that crashed may have lost those). The last in-sync replica is never dropped: its errors go to the client, and
 //! its timeouts are waited out (its connection's reconnect window decides).
 //!
 //! A replica out of sync whose connection is up again is resynced online ([`Mirror::resync_loop`]): each dirty
@@ -39,6 +40,9 @@ pub enum ReplicaState {
 struct Book {
     states: Vec<ReplicaState>,
     dirty: Vec<DirtyMap>,
+    /// Regions each replica acknowledged writes in since its last successful FLUSH (in memory): a replica that
+    /// fails may have lost them (a unit's crash loses what it had not flushed), so they become dirty with it.
+    unflushed: Vec<DirtyMap>,
     resynced_bytes: Vec<u64>,
 }
 
@@ -106,11 +110,12 @@ impl Mirror {
             }
         }
         let n = replicas.len();
+        let unflushed = dirty.iter().map(|d| DirtyMap::new(None, d.region_size(), size)).collect();
         let m = Mirror {
             volume,
             size,
             replicas,
-            book: Mutex::new(Book { states, dirty, resynced_bytes: vec![0; n] }),
+            book: Mutex::new(Book { states, dirty, unflushed, resynced_bytes: vec![0; n] }),
             gate: Arc::new(RegionGate::default()),
             timeout,
             status_path,
@@ -215,13 +220,23 @@ impl Mirror {
 
     /// Send a write-like request or a flush to every live replica; mark those that fail or time out.
     async fn to_all(&self, request: Request, span: Option<(u64, u64)>) -> Result<(), Errno> {
+        let flush = request.command == CMD_FLUSH;
         let mut targets = Vec::new();
+        // For a flush: what each target had not flushed when it was sent (what this flush makes durable).
+        let mut flushing: Vec<Option<DirtyMap>> = vec![None; self.replicas.len()];
         {
             let mut book = self.lock();
             let mut save = Vec::new();
-            for i in 0..self.replicas.len() {
+            for (i, taken) in flushing.iter_mut().enumerate() {
                 match book.states[i] {
-                    ReplicaState::InSync | ReplicaState::Resyncing => targets.push(i),
+                    ReplicaState::InSync | ReplicaState::Resyncing => {
+                        targets.push(i);
+                        if flush {
+                            let region_size = book.unflushed[i].region_size();
+                            let empty = DirtyMap::new(None, region_size, self.size);
+                            *taken = Some(std::mem::replace(&mut book.unflushed[i], empty));
+                        }
+                    }
                     ReplicaState::OutOfSync => {
                         if let Some((first, last)) = span {
                             if book.dirty[i].set(first, last) {
@@ -246,29 +261,46 @@ impl Mirror {
         let mut failed: Vec<(usize, String, Errno)> = Vec::new();
         let mut late = Vec::new();
         let mut succeeded = false;
+        let mut acked = Vec::new();
         for (i, mut call) in calls {
             match tokio::time::timeout_at(deadline, &mut call).await {
-                Ok(Ok(Ok(_))) => succeeded = true,
+                Ok(Ok(Ok(_))) => {
+                    succeeded = true;
+                    acked.push(i);
+                }
                 Ok(Ok(Err(e))) => failed.push((i, e.to_string(), errno_of(&e))),
                 Ok(Err(_)) => failed.push((i, "the replica connection ended".into(), Errno::EIO)),
                 Err(_) => late.push((i, call)),
             }
         }
         for (i, call) in late {
-            if succeeded && self.mark_out(i, span, "no answer within the replica timeout") {
-                continue;
+            if succeeded {
+                self.restore_unflushed(i, flushing[i].take());
+                if self.mark_out_span(i, span, false, "no answer within the replica timeout") {
+                    continue;
+                }
             }
             match call.await {
-                Ok(Ok(_)) => succeeded = true,
+                Ok(Ok(_)) => {
+                    succeeded = true;
+                    acked.push(i);
+                }
                 Ok(Err(e)) => failed.push((i, e.to_string(), errno_of(&e))),
                 Err(_) => failed.push((i, "the replica connection ended".into(), Errno::EIO)),
             }
         }
+        if let Some((first, last)) = span {
+            let mut book = self.lock();
+            for &i in &acked {
+                book.unflushed[i].set(first, last);
+            }
+        }
         let mut error = None;
         for (i, why, errno) in failed {
-            // A flush that failed may have lost any earlier write: the whole replica is suspect.
-            let marks = if request.command == CMD_FLUSH { None } else { span };
-            if !(succeeded && self.mark_out_span(i, marks, request.command == CMD_FLUSH, &why)) {
+            // A flush that failed: what it was to make durable may be lost (marked dirty with the replica, or
+            // kept for the next flush when the replica stays).
+            self.restore_unflushed(i, flushing[i].take());
+            if !(succeeded && self.mark_out_span(i, span, false, &why)) {
                 error.get_or_insert(errno);
             }
         }
@@ -276,6 +308,13 @@ impl Mirror {
             Some(e) => Err(e),
             None if targets.is_empty() => Err(Errno::EIO),
             None => Ok(()),
+        }
+    }
+
+    /// Put back what a failed flush was to make durable on replica `i`.
+    fn restore_unflushed(&self, i: usize, map: Option<DirtyMap>) {
+        if let Some(map) = map {
+            self.lock().unflushed[i].merge(&map);
         }
     }
 
@@ -293,11 +332,15 @@ impl Mirror {
         }
         let was = book.states[i];
         book.states[i] = ReplicaState::OutOfSync;
-        let changed = match (all, span) {
+        let mut changed = match (all, span) {
             (true, _) => book.dirty[i].set_all(),
             (false, Some((first, last))) => book.dirty[i].set(first, last),
             (false, None) => false,
         };
+        // Writes it acknowledged but never flushed may be lost with it.
+        let region_size = book.dirty[i].region_size();
+        let unflushed = std::mem::replace(&mut book.unflushed[i], DirtyMap::new(None, region_size, self.size));
+        changed |= book.dirty[i].merge(&unflushed);
         if changed || was != ReplicaState::OutOfSync {
             if let Err(e) = book.dirty[i].save() {
                 tracing::error!(error = %e, "saving a dirty bitmap");
@@ -419,6 +462,7 @@ impl Mirror {
                 let mut book = self.lock();
                 for (r, (_, len)) in &batch {
                     book.dirty[i].clear(*r);
+                    book.unflushed[i].set(*r, *r);
                     book.resynced_bytes[i] += len;
                 }
                 copied_since_save += 1;
