@@ -8,6 +8,7 @@
 //! per connection in the order requests complete. Builds on the mirror.
 
 use crate::mirror::{Mirror, Op};
+use crate::upstream::{read_vec, write_parts};
 use dvsan_nbd::constants::*;
 use dvsan_nbd::handshake::{
     encode_export_name_reply, encode_greeting, encode_meta_context_reply, encode_option_error, encode_option_reply,
@@ -259,11 +260,10 @@ where
             Command::Flush => Op::Flush,
             Command::Write { .. } | Command::Trim { .. } | Command::WriteZeroes { .. } => {
                 let data = if header.command == CMD_WRITE {
-                    let mut data = vec![0u8; header.length as usize];
-                    if let Err(e) = r.read_exact(&mut data).await {
-                        break Err(format!("reading a write's data: {e}"));
+                    match read_vec(&mut r, header.length as usize).await {
+                        Ok(data) => Some(Arc::new(data)),
+                        Err(e) => break Err(format!("reading a write's data: {e}")),
                     }
-                    Some(Arc::new(data))
                 } else {
                     None
                 };
@@ -339,7 +339,9 @@ async fn write_replies<W: AsyncWrite + Unpin>(
                     }
                 }
             }
-            if w.write_all(&head).await.is_err() || w.write_all(data).await.is_err() {
+            let written =
+                if data.is_empty() { w.write_all(&head).await } else { write_parts(&mut w, &[&head, data]).await };
+            if written.is_err() {
                 return;
             }
             next = rx.try_recv().ok();

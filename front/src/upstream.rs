@@ -391,10 +391,11 @@ async fn send(shared: &Shared, conn: &mut Conn, handle: u64, epoch: u64, buf: &m
         r.payload.clone()
     };
     let w = &mut conn.writer;
-    w.write_all(buf).await.map_err(|e| e.to_string())?;
-    if let Some(p) = payload {
-        w.write_all(&p).await.map_err(|e| e.to_string())?;
-    }
+    let written = match &payload {
+        Some(p) => write_parts(w, &[buf, p]).await,
+        None => w.write_all(buf).await,
+    };
+    written.map_err(|e| e.to_string())?;
     w.flush().await.map_err(|e| e.to_string())
 }
 
@@ -435,14 +436,39 @@ async fn read_replies(r: ReadHalf<BoxStream>, shared: &Shared, epoch: u64) -> St
         };
         let mut data = Vec::new();
         if reply.error == 0 && command == CMD_READ {
-            data = vec![0u8; length as usize];
-            if let Err(e) = r.read_exact(&mut data).await {
-                return format!("reading data: {e}");
-            }
+            data = match read_vec(&mut r, length as usize).await {
+                Ok(d) => d,
+                Err(e) => return format!("reading data: {e}"),
+            };
         }
         if let Some(p) = take(shared, reply.handle) {
             let result = if reply.error == 0 { Ok(data) } else { Err(UpstreamError::Replica(Errno(reply.error))) };
             let _ = p.done.send(result);
         }
     }
+}
+
+/// Read exactly `len` bytes into a new vector, without zeroing it first (large reads bypass a BufReader's buffer).
+pub(crate) async fn read_vec<R: AsyncRead + Unpin>(r: &mut R, len: usize) -> std::io::Result<Vec<u8>> {
+    let mut data = Vec::with_capacity(len);
+    while data.len() < len {
+        if r.read_buf(&mut data).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(data)
+}
+
+/// Write all of `parts` with vectored writes: a header and its payload in one system call when they fit.
+pub(crate) async fn write_parts<W: AsyncWrite + Unpin>(w: &mut W, parts: &[&[u8]]) -> std::io::Result<()> {
+    let mut slices: Vec<std::io::IoSlice<'_>> = parts.iter().map(|p| std::io::IoSlice::new(p)).collect();
+    let mut bufs: &mut [std::io::IoSlice<'_>] = &mut slices;
+    while !bufs.is_empty() {
+        let n = w.write_vectored(bufs).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        std::io::IoSlice::advance_slices(&mut bufs, n);
+    }
+    Ok(())
 }
