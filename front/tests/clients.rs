@@ -134,6 +134,25 @@ fn bad_requests_get_the_protocols_errors() {
     c.send(&bad);
     assert!(c.closed_within(Duration::from_secs(5)));
 
+    // A client that goes away in the middle of a write's payload, and one that sends writes and NBD_CMD_DISC
+    // without waiting: the second's writes are all done before the front closes its connection.
+    let mut c = Raw::go(addr, "vol", false);
+    c.request(CMD_WRITE, 0, 5, 0, 1 << 20);
+    c.send(&[1u8; 100]);
+    drop(c);
+    let mut c = Raw::go(addr, "vol", false);
+    for i in 0..16u64 {
+        c.request(CMD_WRITE, 0, 100 + i, i * 65536, 65536);
+        c.send(&[0x99; 65536]);
+    }
+    c.request(CMD_DISC, 0, 200, 0, 0);
+    let mut handles: Vec<u64> = (0..16).map(|_| c.simple_reply()).map(|(e, h)| if e == 0 { h } else { 0 }).collect();
+    handles.sort();
+    assert_eq!(handles, (100..116).collect::<Vec<u64>>(), "every write answered before the close");
+    assert!(c.closed_within(Duration::from_secs(5)));
+    let back = run_tool_ok("qemu-io", "qemu-utils", &["-f", "raw", "-c", "read -P 0x99 0 1M", &front.uri()], 30);
+    assert!(!back.contains("fail"), "{back}");
+
     // The front still serves.
     let out = run_tool_ok("nbdinfo", "libnbd-bin", &["--size", &front.uri()], 30);
     assert_eq!(out.trim(), size.to_string());
