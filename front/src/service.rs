@@ -58,6 +58,9 @@ pub struct FrontConfig {
     pub volume: String,
     pub listen: Listen,
     pub replicas: Vec<ReplicaTarget>,
+    /// Per replica (missing: false): a new replica holding nothing yet, to which the whole volume is copied
+    /// online (how a replica is added or replaced). A restart during the copy goes on from its bitmap.
+    pub fresh: Vec<bool>,
     /// Dirty bitmaps and the status file live here; without it nothing survives a restart.
     pub state_dir: Option<PathBuf>,
     pub region_size: u64,
@@ -176,8 +179,8 @@ impl Front {
             flags |= theirs & FLAG_READ_ONLY;
         }
         let mut dirty = Vec::new();
-        for target in &config.replicas {
-            let map = match &config.state_dir {
+        for (i, target) in config.replicas.iter().enumerate() {
+            let mut map = match &config.state_dir {
                 Some(dir) => {
                     let path = dir.join(format!("{}.{}.dirty", safe(&config.volume), target.file_key()));
                     DirtyMap::load(path, config.region_size, size)?
@@ -186,6 +189,10 @@ impl Front {
             };
             if map.count() > 0 {
                 tracing::info!(replica = %target, regions = map.count(), "dirty regions from before the restart");
+            } else if config.fresh.get(i).copied().unwrap_or(false) {
+                tracing::info!(replica = %target, "a new replica: the whole volume is copied to it");
+                map.set_all();
+                map.save()?;
             }
             dirty.push(map);
         }

@@ -167,3 +167,29 @@ fn a_restarted_front_still_knows_what_to_resync() {
     front.wait_states(&["in-sync", "in-sync"], Duration::from_secs(60));
     assert!(volume_bytes(&unit_a, &vol_a) == volume_bytes(&unit_b, &vol_b), "the replicas are byte-identical");
 }
+
+#[test]
+fn a_new_replica_gets_the_whole_volume_online() {
+    let dir = tempfile::tempdir().unwrap();
+    let (unit_a, vol_a, blockd_a) = replica("127.0.0.43");
+    let (unit_b, vol_b, blockd_b) = replica("127.0.0.44");
+    let (uri_a, uri_b) = (blockd_a.uri(&vol_a.export_name), blockd_b.uri(&vol_b.export_name));
+    let mut alone = HostFront::start(dir.path(), HOST, "vol", &format!("{HOST}:0"), std::slice::from_ref(&uri_a), &[]);
+    let qemu_io = |uri: &str, cmd: &str| {
+        let out = run_tool("qemu-io", "qemu-utils", &["-f", "raw", "-c", cmd, uri], 60);
+        assert!(out.status.success() && !dvsan_tests::stdout(&out).contains("fail"), "{}", describe(&out));
+    };
+    qemu_io(&alone.uri(), "write -P 0x21 0 32M");
+    alone.proc.kill();
+
+    // B joins as a new replica: the whole volume is copied to it while a client writes.
+    let args = ["--new-replica", &uri_b, "--region-size", "256K"];
+    let front = HostFront::start(dir.path(), HOST, "vol", &format!("{HOST}:0"), &[uri_a], &args);
+    qemu_io(&front.uri(), "write -P 0x55 1M 64k");
+    front.wait_states(&["in-sync", "in-sync"], Duration::from_secs(60));
+    let status = front.status().unwrap();
+    assert_eq!(status["replicas"][1]["resynced_bytes"].as_u64(), Some(VOL_BLOCKS * 4096), "{status}");
+    let a = volume_bytes(&unit_a, &vol_a);
+    assert!(a[(1 << 20)..(1 << 20) + 65536].iter().all(|b| *b == 0x55) && a[0] == 0x21);
+    assert!(a == volume_bytes(&unit_b, &vol_b), "the new replica holds the volume");
+}

@@ -23,6 +23,10 @@ pub struct ServeArgs {
     /// A replica of the volume, nbd://IP:PORT/EXPORT on a unit's blockd; once per replica.
     #[arg(long = "replica", value_name = "URI")]
     pub replicas: Vec<String>,
+    /// A new, empty replica (nbd://IP:PORT/EXPORT, after the --replica ones): the whole volume is copied to it
+    /// online while the volume is served; once the status file says it is in sync, it is an ordinary --replica.
+    #[arg(long = "new-replica", value_name = "URI")]
+    pub new_replicas: Vec<String>,
     /// The certificate directory `enroll --out DIR` wrote (ca-cert.pem, client-cert.pem, client-key.pem): the
     /// front speaks TLS to the units with it (NBD_OPT_STARTTLS), as this host's identity.
     #[arg(long, value_name = "DIR")]
@@ -50,9 +54,11 @@ pub async fn serve(args: ServeArgs, host: Option<IpAddr>) -> Result<()> {
     if args.replicas.is_empty() {
         bail!("give the volume's replicas with --replica nbd://IP:PORT/EXPORT (the station lookup is not wired yet)");
     }
+    let fresh: Vec<bool> = args.replicas.iter().map(|_| false).chain(args.new_replicas.iter().map(|_| true)).collect();
     let replicas = args
         .replicas
         .iter()
+        .chain(&args.new_replicas)
         .enumerate()
         .map(|(i, uri)| ReplicaTarget::parse(u32::try_from(i + 1).unwrap_or(u32::MAX), uri))
         .collect::<Result<Vec<_>, _>>()
@@ -61,6 +67,7 @@ pub async fn serve(args: ServeArgs, host: Option<IpAddr>) -> Result<()> {
         volume: args.volume.clone(),
         listen: args.listen,
         replicas,
+        fresh,
         state_dir: args.state_dir,
         region_size: args.region_size,
         replica_timeout: args.replica_timeout,
@@ -69,7 +76,8 @@ pub async fn serve(args: ServeArgs, host: Option<IpAddr>) -> Result<()> {
         tls_dir: args.tls_dir,
     };
     let front = Front::start(config).await.context("starting the front")?;
-    println!("serving {} on {} ({} replicas)", args.volume, front.listening, args.replicas.len());
+    let count = args.replicas.len() + args.new_replicas.len();
+    println!("serving {} on {} ({count} replicas)", args.volume, front.listening);
     front.run().await.context("serving")
 }
 
