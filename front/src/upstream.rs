@@ -154,7 +154,7 @@ impl Upstream {
             last_error: Mutex::new(String::new()),
         });
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(target.clone(), options.clone(), shared.clone(), rx, stream));
+        tokio::spawn(run(target.clone(), options.clone(), shared.clone(), rx, stream, info.size));
         Upstream { target, info, shared, tx, options, meta: tokio::sync::Mutex::new(None) }
     }
 
@@ -293,6 +293,7 @@ async fn run(
     shared: Arc<Shared>,
     mut rx: mpsc::UnboundedReceiver<Cmd>,
     stream: Option<BoxStream>,
+    size: u64,
 ) {
     let (broken_tx, mut broken_rx) = mpsc::unbounded_channel::<(u64, String)>();
     let mut lost_at: Option<Instant> = if stream.is_none() { Some(Instant::now()) } else { None };
@@ -300,8 +301,15 @@ async fn run(
     let mut buf = Vec::new();
     loop {
         if writer.is_none() {
-            match open(&target, &options).await {
-                Ok((stream, _)) => {
+            let opened = open(&target, &options).await.and_then(|(stream, info)| {
+                if info.size == size {
+                    Ok(stream)
+                } else {
+                    Err(format!("the export is {} bytes now, not {size}: not used", info.size))
+                }
+            });
+            match opened {
+                Ok(stream) => {
                     let epoch = shared.epoch.fetch_add(1, Ordering::Relaxed) + 1;
                     let mut w = start_reader(stream, &shared, epoch, &broken_tx);
                     shared.connected.store(true, Ordering::Relaxed);
