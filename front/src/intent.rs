@@ -65,7 +65,13 @@ impl IntentLog {
         out
     }
 
-    /// Unmark everything (after recovery) and save.
+    /// Writes in flight (holding marks).
+    pub fn writes_in_flight(&self) -> usize {
+        self.lock().in_flight.len()
+    }
+
+    /// Unmark everything (after recovery, or at a clean stop with no write in flight) and save. A write that
+    /// enters afterwards marks its regions again before it goes out.
     pub fn clear(&self) -> Result<(), DirtyError> {
         let mut inner = self.lock();
         for r in self.marked_locked(&inner) {

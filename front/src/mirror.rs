@@ -389,6 +389,23 @@ impl Mirror {
         Ok(regions.len())
     }
 
+    /// A clean stop: wait (up to `limit`) until no write is in flight, then empty the write-intent log, so the
+    /// next start has nothing to recover. A write still in flight keeps its marks.
+    pub async fn quiesce(&self, limit: Duration) {
+        let Some(log) = &self.intent else { return };
+        let deadline = Instant::now() + limit;
+        while log.writes_in_flight() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if log.writes_in_flight() > 0 {
+            tracing::warn!("writes still in flight at the stop: their regions stay in the write-intent log");
+            return;
+        }
+        if let Err(e) = log.clear() {
+            tracing::error!(error = %e, "emptying the write-intent log");
+        }
+    }
+
     /// Resync returning replicas, forever: every 100 ms, the first replica out of sync whose connection is up.
     /// Also unmarks cold regions of the write-intent log.
     pub async fn resync_loop(self: Arc<Self>) {

@@ -73,3 +73,25 @@ fn after_a_host_crash_the_replicas_are_made_identical_before_io_resumes() {
     assert!(front.proc.log_text().contains("write-intent log holds regions"), "{}", front.proc.log_text());
     assert_eq!(front.states(), ["in-sync", "in-sync"]);
 }
+
+#[test]
+fn a_clean_stop_leaves_nothing_to_recover() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_unit_a, vol_a, blockd_a) = replica("127.0.0.45");
+    let (_unit_b, vol_b, blockd_b) = replica("127.0.0.46");
+    let replicas = [blockd_a.uri(&vol_a.export_name), blockd_b.uri(&vol_b.export_name)];
+    let mut front =
+        HostFront::start(dir.path(), HOST, "vol", &format!("{HOST}:0"), &replicas, &["--region-size", "64K"]);
+    let intent = front.state_dir.join("vol.intent");
+    let out = dvsan_tests::nbd::run_tool_ok(
+        "qemu-io",
+        "qemu-utils",
+        &["-f", "raw", "-c", "write -P 0x61 0 4M", "-c", "write -P 0x62 8M 4M", &front.uri()],
+        60,
+    );
+    assert!(!out.contains("fail"), "{out}");
+    front.proc.terminate();
+    assert!(marked_regions(&intent).is_empty(), "a clean stop empties the write-intent log");
+    let front = HostFront::start(dir.path(), HOST, "vol", &format!("{HOST}:0"), &replicas, &["--region-size", "64K"]);
+    assert!(!front.proc.log_text().contains("write-intent log holds regions"), "{}", front.proc.log_text());
+}

@@ -78,7 +78,21 @@ pub async fn serve(args: ServeArgs, host: Option<IpAddr>) -> Result<()> {
     let front = Front::start(config).await.context("starting the front")?;
     let count = args.replicas.len() + args.new_replicas.len();
     println!("serving {} on {} ({count} replicas)", args.volume, front.listening);
-    front.run().await.context("serving")
+    // SIGTERM or SIGINT: a clean stop (the write-intent log emptied when no write is in flight).
+    let mirror = front.mirror.clone();
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("listening for SIGTERM")?;
+    tokio::select! {
+        served = front.run() => served.context("serving"),
+        _ = term.recv() => {
+            mirror.quiesce(Duration::from_secs(10)).await;
+            Ok(())
+        }
+        _ = tokio::signal::ctrl_c() => {
+            mirror.quiesce(Duration::from_secs(10)).await;
+            Ok(())
+        }
+    }
 }
 
 /// 1048576, 1M, 64K, 1G: bytes.
