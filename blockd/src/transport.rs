@@ -4,6 +4,7 @@
 //! spliced large reads, spliced large writes) need, since with TLS every byte goes through the cipher here.
 
 use rustls::{ServerConnection, StreamOwned};
+use rustls_pki_types::CertificateDer;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
@@ -19,6 +20,8 @@ pub(crate) trait Transport: Read + Write + Send + 'static {
     fn plain(&self) -> Option<&TcpStream>;
     /// Read what is there without blocking; `WouldBlock` when nothing is.
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// The client's certificate chain (its own first) over TLS; None on a plain connection.
+    fn peer_certificates(&self) -> Option<Vec<CertificateDer<'static>>>;
 }
 
 impl Transport for TcpStream {
@@ -33,6 +36,10 @@ impl Transport for TcpStream {
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         Ok(nix::sys::socket::recv(self.as_raw_fd(), buf, nix::sys::socket::MsgFlags::MSG_DONTWAIT)?)
     }
+
+    fn peer_certificates(&self) -> Option<Vec<CertificateDer<'static>>> {
+        None
+    }
 }
 
 impl Transport for TlsStream {
@@ -42,6 +49,10 @@ impl Transport for TlsStream {
 
     fn plain(&self) -> Option<&TcpStream> {
         None
+    }
+
+    fn peer_certificates(&self) -> Option<Vec<CertificateDer<'static>>> {
+        self.conn.peer_certificates().map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect())
     }
 
     /// Plaintext already decrypted first; else, if the socket has bytes (or the end of the stream), a read

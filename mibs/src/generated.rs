@@ -240,6 +240,18 @@ pub const DVSAN_DATA_OVER_CAP_REFUSALS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1
 /// DVSAN-MIB::dvsanDataEvictedConnections
 pub const DVSAN_DATA_EVICTED_CONNECTIONS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 7, 7];
 
+/// DVSAN-MIB::dvsanDataTls
+pub const DVSAN_DATA_TLS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 8];
+
+/// DVSAN-MIB::dvsanDataTlsCrl
+pub const DVSAN_DATA_TLS_CRL: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 8, 1];
+
+/// DVSAN-MIB::dvsanDataTlsCrlNumber
+pub const DVSAN_DATA_TLS_CRL_NUMBER: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 8, 2];
+
+/// DVSAN-MIB::dvsanDataTlsCrlRevoked
+pub const DVSAN_DATA_TLS_CRL_REVOKED: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 8, 3];
+
 /// DVSAN-MIB::dvsanConformance
 pub const DVSAN_CONFORMANCE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 2];
 
@@ -275,6 +287,9 @@ pub const DVSAN_NOTIFICATION_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 2, 2,
 
 /// DVSAN-MIB::dvsanDataGuardGroup
 pub const DVSAN_DATA_GUARD_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 2, 2, 8];
+
+/// DVSAN-MIB::dvsanDataTlsGroup
+pub const DVSAN_DATA_TLS_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 2, 2, 9];
 
 // DVSAN-STATION-MIB
 
@@ -1182,6 +1197,8 @@ pub mod dvsan_station_task_operation {
     pub const APPROVE_UNIT: i32 = 12;
     /// rejectUnit(13)
     pub const REJECT_UNIT: i32 = 13;
+    /// clearVolume(14)
+    pub const CLEAR_VOLUME: i32 = 14;
 }
 
 /// Values of DVSAN-STATION-MIB::dvsanStationTaskState.
@@ -1930,6 +1947,10 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanDataRefusedExports", DVSAN_DATA_REFUSED_EXPORTS),
     ("dvsanDataOverCapRefusals", DVSAN_DATA_OVER_CAP_REFUSALS),
     ("dvsanDataEvictedConnections", DVSAN_DATA_EVICTED_CONNECTIONS),
+    ("dvsanDataTls", DVSAN_DATA_TLS),
+    ("dvsanDataTlsCrl", DVSAN_DATA_TLS_CRL),
+    ("dvsanDataTlsCrlNumber", DVSAN_DATA_TLS_CRL_NUMBER),
+    ("dvsanDataTlsCrlRevoked", DVSAN_DATA_TLS_CRL_REVOKED),
     ("dvsanConformance", DVSAN_CONFORMANCE),
     ("dvsanCompliances", DVSAN_COMPLIANCES),
     ("dvsanCompliance", DVSAN_COMPLIANCE),
@@ -1942,6 +1963,7 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanTrafficGroup", DVSAN_TRAFFIC_GROUP),
     ("dvsanNotificationGroup", DVSAN_NOTIFICATION_GROUP),
     ("dvsanDataGuardGroup", DVSAN_DATA_GUARD_GROUP),
+    ("dvsanDataTlsGroup", DVSAN_DATA_TLS_GROUP),
     ("dvsanStationMIB", DVSAN_STATION_MIB),
     ("dvsanStationNotifications", DVSAN_STATION_NOTIFICATIONS),
     ("dvsanStationUnitJoined", DVSAN_STATION_UNIT_JOINED),

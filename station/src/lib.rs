@@ -10,7 +10,7 @@
 //!    follow, pending or refuse, a pure decision), [`credentials`] (enrolled units' SNMPv3 users,
 //!    `unit-users.toml`), [`ca`] (the station's CA for NBD over TLS: certificates for units' blockd and for hosts),
 //!    [`unit_access`] (the SNMP target of a unit: its enrolled v3 user, else the
-//!    communities), [`model`] (the pool as plain values), [`task_model`] (a task
+//!    communities), [`crl_push`] (the CA's certificate revocation list set on a unit's agent), [`model`] (the pool as plain values), [`task_model`] (a task
 //!    and its arguments as plain values), [`notification`] (received notifications as records), [`view`] (the
 //!    CLI's text views), [`walk`] (reading one unit over SNMP into a snapshot) and [`forward`] (sending
 //!    notifications on to upstream NMSs).
@@ -50,6 +50,7 @@ pub mod cert_table;
 pub mod coordinator;
 pub mod counters;
 pub mod credentials;
+pub mod crl_push;
 pub mod fair_queue;
 pub mod forward;
 pub mod ingest;

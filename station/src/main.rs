@@ -1042,6 +1042,16 @@ fn cmd_host_revoke(alloc: &AllocArgs, name: &str, json: bool) -> Result<()> {
     for line in &report.not_revoked {
         text.push_str(&format!("  forgotten, grant left on the unit: {line}\n"));
     }
+    if let Some(number) = report.crl_number {
+        text.push_str(&format!(
+            "revoked {} certificate(s) of {name}: revocation list {number} sent to {} unit(s)\n",
+            report.certificates_revoked,
+            report.crl_pushed.len()
+        ));
+    }
+    for line in &report.crl_not_pushed {
+        text.push_str(&format!("  revocation list not sent to {line}\n"));
+    }
     print_or_quiet(&text)
 }
 

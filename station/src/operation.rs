@@ -84,6 +84,11 @@ pub enum Operation {
     RejectUnit {
         pending: String,
     },
+    /// Follow a unit's clearing of a volume until done (changes nothing; the station starts it itself).
+    ClearVolume {
+        unit: String,
+        volume: u32,
+    },
 }
 
 /// How an operation ended well: what it did in plain words, the unit and volume it concerns (0 when none), and
@@ -109,6 +114,8 @@ pub enum Detail {
     Released(AssignmentRecord),
     /// A volume or partition was destroyed.
     Destroyed,
+    /// A unit finished clearing a volume.
+    Cleared,
     /// A unit was read (rescan) or added.
     Unit(UnitScan),
     /// A unit was removed from the pool.
@@ -199,6 +206,7 @@ impl Operation {
                 shared: false,
             },
             OperationKind::RescanUnit => Operation::RescanUnit { unit: unit()? },
+            OperationKind::ClearVolume => Operation::ClearVolume { unit: unit()?, volume: volume()? },
             OperationKind::RemoveUnit => Operation::RemoveUnit { unit: unit()?, force: false },
             OperationKind::RemoveUnitForce => Operation::RemoveUnit { unit: unit()?, force: true },
             OperationKind::ApproveUnit | OperationKind::RejectUnit => {
@@ -244,6 +252,7 @@ impl Operation {
             Operation::RemoveUnit { force: true, .. } => OperationKind::RemoveUnitForce,
             Operation::ApproveUnit { .. } => OperationKind::ApproveUnit,
             Operation::RejectUnit { .. } => OperationKind::RejectUnit,
+            Operation::ClearVolume { .. } => OperationKind::ClearVolume,
         }
     }
 
@@ -257,6 +266,7 @@ impl Operation {
             | Operation::Assign { unit, .. }
             | Operation::Unassign { unit, .. }
             | Operation::RescanUnit { unit }
+            | Operation::ClearVolume { unit, .. }
             | Operation::RemoveUnit { unit, .. } => Some(unit),
             Operation::Allocate { .. }
             | Operation::AddUnit { .. }
@@ -267,10 +277,14 @@ impl Operation {
 
     /// The locks the operation needs: its unit's (found in `store`), the whole pool for an allocation (it may
     /// choose any unit), the shared pool lock only for adding a unit (also by approving a pending one) and for
-    /// rejecting a pending unit (it changes no unit).
+    /// rejecting a pending unit (it changes no unit), and none to follow a unit's clearing.
     pub fn lock_scope(&self, store: &StationStore) -> Result<LockScope, AllocateError> {
         Ok(match (self, self.unit()) {
             (Operation::Allocate { .. }, _) => LockScope::Pool,
+            (Operation::ClearVolume { unit, .. }, _) => {
+                store.find_unit(unit)?;
+                LockScope::Nothing
+            }
             (_, Some(unit)) => LockScope::Unit(store.find_unit(unit)?.index),
             (_, None) => LockScope::Shared,
         })
@@ -330,6 +344,14 @@ impl Operation {
                 Ok(Outcome::approved(pending, scan))
             }
             Operation::RejectUnit { pending } => Ok(Outcome::rejected(allocator.reject_pending(pending)?)),
+            Operation::ClearVolume { unit, volume } => {
+                let index = allocator.find_unit(unit)?;
+                let text = match allocator.follow_clearing(index, *volume).await? {
+                    true => format!("unit #{index} cleared volume {volume}; it can be assigned again"),
+                    false => format!("volume {volume} of unit #{index} was destroyed while the unit cleared it"),
+                };
+                Ok(Outcome { text, unit: index, volume: Some(VolumeIndex(*volume)), detail: Detail::Cleared })
+            }
             Operation::RemoveUnit { unit, force } => {
                 let index = allocator.find_unit(unit)?;
                 let removed = allocator.remove_unit(index, *force).await?;
@@ -559,7 +581,8 @@ mod tests {
         assert_eq!(OperationKind::RemoveUnitForce.mib_value(), 11);
         assert_eq!(OperationKind::ApproveUnit.mib_value(), 12);
         assert_eq!(OperationKind::RejectUnit.mib_value(), 13);
-        assert_eq!(OperationKind::from_mib(14), None);
+        assert_eq!(OperationKind::ClearVolume.mib_value(), 14);
+        assert_eq!(OperationKind::from_mib(15), None);
     }
 
     #[test]
@@ -615,6 +638,14 @@ mod tests {
         assert!(e.contains("rejectUnit needs the pending unit") && e.contains("dvsanStationPendingIndex"), "{e}");
         let op = args(OperationKind::RescanUnit, |a| a.unit = "u".into()).unwrap();
         assert_eq!((op.kind(), op.unit()), (OperationKind::RescanUnit, Some("u")));
+        let op = args(OperationKind::ClearVolume, |a| {
+            a.unit = "2".into();
+            a.volume = Some(VolumeIndex(4));
+        })
+        .unwrap();
+        assert_eq!(op, Operation::ClearVolume { unit: "2".into(), volume: 4 });
+        let e = args(OperationKind::ClearVolume, |a| a.unit = "2".into()).unwrap_err();
+        assert!(e.contains("clearVolume needs a volume"), "{e}");
     }
 
     #[test]

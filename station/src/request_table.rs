@@ -176,6 +176,8 @@ pub struct RequestSettings {
     pub announcer: Option<crate::announce::Announcer>,
     /// Who sees every row and may release every assignment.
     pub admins: Admins,
+    /// The station's task runner, which shows the wipe of a released volume as a clearVolume task.
+    pub tasks: Option<crate::tasks::TaskRunner>,
 }
 
 impl RequestTable {
@@ -282,7 +284,13 @@ async fn serve_one(
     .with_announcer(settings.announcer.clone())
     .with_owner(row.requester.clone());
     if release {
-        allocator.release(row.unit, row.volume, Some(host)).await.map_err(text)?;
+        let released = allocator.release(row.unit, row.volume, Some(host)).await.map_err(text);
+        if let Some(tasks) = &settings.tasks {
+            for (unit, volume) in allocator.take_wiped() {
+                tasks.follow_clearing(unit, volume);
+            }
+        }
+        released?;
         return Ok(None);
     }
     let size_bytes = parse_request_size(&row.size).map_err(text)?;

@@ -653,6 +653,13 @@ impl StationStore {
     }
 
     /// One unit of the pool with its media, volumes and partitions (reads only that unit's rows).
+    /// The volumes a unit was clearing when last read: (unit, volume).
+    pub fn clearing_volumes(&self) -> Result<Vec<(u32, u32)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached("SELECT unit, idx FROM volumes WHERE clearing IS NOT NULL")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn pool_unit(&self, index: u32) -> Result<Option<PoolUnit>, StoreError> {
         Ok(self.read_pool(Some(index))?.pop())
     }
