@@ -193,3 +193,24 @@ fn a_new_replica_gets_the_whole_volume_online() {
     assert!(a[(1 << 20)..(1 << 20) + 65536].iter().all(|b| *b == 0x55) && a[0] == 0x21);
     assert!(a == volume_bytes(&unit_b, &vol_b), "the new replica holds the volume");
 }
+
+#[test]
+fn past_the_reconnect_window_the_client_gets_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_unit, vol, blockd) = replica("127.0.0.47");
+    let front = HostFront::start(
+        dir.path(),
+        HOST,
+        "vol",
+        &format!("{HOST}:0"),
+        &[blockd.uri(&vol.export_name)],
+        &["--replica-timeout", "1s", "--reconnect-window", "2s"],
+    );
+    blockd.kill9();
+    let started = std::time::Instant::now();
+    let out = run_tool("qemu-io", "qemu-utils", &["-f", "raw", "-c", "write -P 0x1 0 64k", &front.uri()], 60);
+    let text = format!("{}{}", dvsan_tests::stdout(&out), dvsan_tests::stderr(&out));
+    assert!(text.contains("Input/output error"), "the write fails with EIO:\n{}", describe(&out));
+    assert!(started.elapsed() < Duration::from_secs(30), "within the window, not qemu-io's time limit");
+    assert!(front.proc.log_text().contains("unreachable for the reconnect window"), "{}", front.proc.log_text());
+}
