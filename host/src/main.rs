@@ -14,6 +14,8 @@
 //! With `--credentials FILE --user NAME` (or DVSAN_CREDENTIALS and DVSAN_USER) every request goes to the station as
 //! that SNMPv3 user (authPriv when the user has a privacy passphrase); otherwise the communities are used.
 
+mod serve;
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use dvsan_mib as mib;
@@ -30,7 +32,7 @@ mod replicas;
 struct Cli {
     /// The station's SNMP agent, IP, IP:PORT, NAME or NAME:PORT (port 1161 when none is given).
     #[arg(long, env = "DVSAN_STATION")]
-    station: String,
+    station: Option<String>,
     /// Read community of the station's agent.
     #[arg(long, default_value = "public")]
     community: String,
@@ -124,11 +126,19 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Serve a volume to this host through the host front: a local NBD server (loopback or unix socket) that
+    /// mirrors it over its replicas on the units, hides transient failures and resyncs returning replicas.
+    Serve(serve::ServeArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = if matches!(cli.command, Command::Serve(_)) {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    };
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("dvsan-host: cannot start the async runtime: {e}");
@@ -204,7 +214,10 @@ struct Assigned {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let station = parse_station(&cli.station)?;
+    if let Command::Serve(args) = cli.command {
+        return serve::serve(args, cli.host).await;
+    }
+    let station = parse_station(cli.station.as_deref().context("--station (or DVSAN_STATION) is required")?)?;
     let host = match cli.host {
         Some(host) => host,
         None => local_address_towards(station).context("finding this host's address (give --host)")?,
@@ -245,6 +258,7 @@ async fn run(cli: Cli) -> Result<()> {
             };
             enroll(&session, user, &out).await
         }
+        Command::Serve(_) => bail!("serve runs without a station session"),
     }
 }
 
