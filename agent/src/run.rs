@@ -90,7 +90,7 @@ async fn run_async(cfg: RunConfig) -> Result<()> {
         },
         ..AgentConfig::default()
     };
-    let agent = Arc::new(mib::register(Agent::builder(config).uptime(uptime), &unit).build()?);
+    let agent = Arc::new(mib::register(Agent::builder(config).uptime(uptime), &unit, &cfg.state_dir).build()?);
     let notifier = Arc::new(
         Notifier::new(
             cfg.listen.ip(),

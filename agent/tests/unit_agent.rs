@@ -860,3 +860,41 @@ fn init_prints_the_unit_id_that_run_then_serves() {
     let got = snmp_ok("snmpget", &["-v2c", "-c", "public", "-Oqv", &addr, "dvsanUnitId.0", "dvsanUnitName.0"]);
     assert_eq!(got.replace('"', ""), format!("{id}\nshelf-7\n"));
 }
+
+/// dvsanDataTls: a DER certificate revocation list (made with `openssl ca -gencrl`) set with snmpset lands in the
+/// state directory where blockd reads it, and the agent shows its cRLNumber and how many certificates it lists; a
+/// value that is not one whole DER CRL (junk, the PEM text, a CRL with bytes after it) gets wrongValue and the list
+/// stays; the empty string removes it. Without the write community nothing may set it.
+#[test]
+fn a_pushed_revocation_list_is_kept_for_blockd_and_a_malformed_one_refused() {
+    let u = Unit::start(37, &[]);
+    assert_eq!(u.get(&["dvsanDataTlsCrlNumber.0", "dvsanDataTlsCrlRevoked.0"]), "0\n0 certificates\n");
+    let pki = dvsan_tests::pki::Pki::new(u.dir.path());
+    let a = pki.client("host-a");
+    let pem = pki.revoke(&a);
+    let der = u.dir.path().join("crl.der");
+    let out = Command::new("openssl").args(["crl", "-outform", "DER", "-in"]).arg(&pem).arg("-out").arg(&der).output();
+    assert!(out.as_ref().is_ok_and(|o| o.status.success()), "{out:?}");
+    let der = std::fs::read(&der).unwrap();
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02X}")).collect::<String>();
+
+    u.set(&["dvsanDataTlsCrl.0", "x", &hex(&der)]).unwrap();
+    let pushed = u.state().join(dvsan_layout::PUSHED_CRL_FILE);
+    assert_eq!(std::fs::read(&pushed).unwrap(), der);
+    assert_eq!(u.get(&["dvsanDataTlsCrlNumber.0", "dvsanDataTlsCrlRevoked.0"]), "1\n1 certificates\n");
+
+    let mut trailing = der.clone();
+    trailing.push(0);
+    let pem_text = std::fs::read(&pem).unwrap();
+    for bad in [&b"\x30\x03\x02\x01\x01"[..], &pem_text, &trailing] {
+        refused(u.set(&["dvsanDataTlsCrl.0", "x", &hex(bad)]), "wrongValue", "dvsanDataTlsCrl.0");
+    }
+    refused(u.set(&["dvsanDataTlsCrlNumber.0", "u", "7"]), "notWritable", "dvsanDataTlsCrlNumber.0");
+    assert_eq!(std::fs::read(&pushed).unwrap(), der, "the list in force stays");
+    let out = snmp("snmpset", &["-v2c", "-c", "public", &u.addr, "dvsanDataTlsCrl.0", "x", "00"]);
+    assert!(!out.status.success(), "the read community sets nothing");
+
+    u.set(&["dvsanDataTlsCrl.0", "x", ""]).unwrap();
+    assert!(!pushed.exists(), "the empty string removes the list");
+    assert_eq!(u.get(&["dvsanDataTlsCrlNumber.0", "dvsanDataTlsCrlRevoked.0"]), "0\n0 certificates\n");
+}

@@ -48,7 +48,7 @@ pub(crate) type AsyncTlsStream = tokio_rustls::server::TlsStream<TcpStream>;
 pub(crate) struct TlsPolicy {
     pub mode: TlsMode,
     /// Present unless the mode is off.
-    pub server: Option<TlsServer>,
+    pub server: Option<Arc<TlsServer>>,
 }
 
 /// The connection as the handshake leaves it: still the plain socket, or a TLS session.
@@ -148,7 +148,7 @@ pub(crate) async fn negotiate(
     let Some(server) = &tls.server else {
         return Err(bad(shared, BadInput::TlsHandshake, "STARTTLS accepted without a TLS configuration".into()));
     };
-    let mut stream = tokio_rustls::TlsAcceptor::from(server.config.clone())
+    let mut stream = tokio_rustls::TlsAcceptor::from(server.config())
         .accept(stream)
         .await
         .map_err(|e| bad(shared, BadInput::TlsHandshake, format!("TLS handshake failed: {e}")))?;

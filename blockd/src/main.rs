@@ -96,6 +96,12 @@ struct Cli {
     /// The CA certificate(s) (PEM) that client certificates must be signed by.
     #[arg(long, value_name = "FILE", required_if_eq_any([("tls", "on"), ("tls", "require")]))]
     tls_ca: Option<PathBuf>,
+    /// A certificate revocation list (PEM or DER) of the --tls-ca CA; repeatable. A client certificate it lists
+    /// fails the TLS handshake, whatever grant its address has. Read again when the file changes (open connections
+    /// of a newly revoked certificate are closed); a changed file that does not parse is logged and the previous
+    /// lists stay in force. The list the station pushes through the agent (STATE_DIR/tls-crl.der) is always read.
+    #[arg(long, value_name = "FILE")]
+    tls_crl: Vec<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -129,7 +135,7 @@ fn main() -> anyhow::Result<()> {
     config.splice_write_min = cli.splice_write_min_kib * 1024;
     config.tls = cli.tls;
     if let (Some(cert), Some(key), Some(ca)) = (cli.tls_cert, cli.tls_key, cli.tls_ca) {
-        config.tls_files = Some(TlsFiles { cert, key, ca });
+        config.tls_files = Some(TlsFiles { cert, key, ca, crls: cli.tls_crl, pushed_crl: None });
     }
 
     // The control plane is light (accepts, handshakes, timers); the data path runs on its own threads.

@@ -1,13 +1,16 @@
 //! The one thread that talks to the unit store while blockd runs.
 //!
 //! Every poll interval it reads the layout's change counter; when it moved, it loads the layout, builds a new
-//! export table (reusing open media), swaps it in and closes connections whose grant or export went away. About
+//! export table (reusing open media), swaps it in and closes connections whose grant or export went away. It also
+//! looks at the TLS certificate revocation lists: when one changed, new handshakes use the new verifier and open
+//! connections whose client certificate it refuses are closed (`tls.rs`). About
 //! once a second it saves the traffic and bad-input counters and writes the heartbeat. On stop it saves the counters a last
 //! time, flushes every medium and records the Stopped state. Keeping SQLite on one thread keeps it off the data
 //! path and off the async runtime.
 
 use crate::exports::{ExportTable, MediaCache};
 use crate::state::Shared;
+use crate::tls::{CrlReload, TlsServer};
 use dvsan_layout::{DataServiceState, DataServiceStatus, LayoutStore};
 use std::net::SocketAddr;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -24,6 +27,7 @@ struct Worker {
     store: LayoutStore,
     cache: MediaCache,
     shared: Arc<Shared>,
+    tls: Option<Arc<TlsServer>>,
     listen: SocketAddr,
     /// How often the change counter is read, and how often traffic is saved and the heartbeat written.
     poll: Duration,
@@ -37,12 +41,13 @@ impl Maintenance {
         store: LayoutStore,
         cache: MediaCache,
         shared: Arc<Shared>,
+        tls: Option<Arc<TlsServer>>,
         listen: SocketAddr,
         poll: Duration,
         stats_every: Duration,
     ) -> std::io::Result<Maintenance> {
         let change_counter = shared.exports().change_counter;
-        let mut worker = Worker { store, cache, shared, listen, poll, stats_every, change_counter };
+        let mut worker = Worker { store, cache, shared, tls, listen, poll, stats_every, change_counter };
         worker.heartbeat(DataServiceState::Serving);
         if let Err(e) = worker.store.set_served_counter(change_counter) {
             tracing::warn!(error = %e, "cannot record the served layout");
@@ -71,6 +76,7 @@ impl Worker {
                 Err(RecvTimeoutError::Timeout) => {}
             }
             self.poll_layout();
+            self.poll_crls();
             if last_stats.elapsed() >= stats_every {
                 self.save_traffic();
                 self.heartbeat(DataServiceState::Serving);
@@ -120,6 +126,23 @@ impl Worker {
             closed_connections = closed,
             "layout changed"
         );
+    }
+
+    /// New certificate revocation lists: in force for new handshakes (`reload_crls` swapped the configuration),
+    /// and every open TLS connection whose certificate they revoke is closed.
+    fn poll_crls(&mut self) {
+        let Some(tls) = &self.tls else { return };
+        match tls.reload_crls() {
+            CrlReload::Unchanged => {}
+            CrlReload::Changed { verifier, revoked } => {
+                let closed =
+                    self.shared.connections.sweep_certificates(|chain| TlsServer::still_valid(&*verifier, chain));
+                tracing::info!(revoked, closed_connections = closed, "certificate revocation lists changed");
+            }
+            CrlReload::Refused(e) => {
+                tracing::error!(error = %e, revoked = tls.revoked(), "a changed certificate revocation list cannot be used; the previous ones stay in force");
+            }
+        }
     }
 
     /// Save the traffic counters and the bad-input totals (refused, evicted and timed-out connections...).

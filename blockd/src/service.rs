@@ -21,9 +21,10 @@ use crate::tls::{TlsError, TlsFiles, TlsMode, TlsServer};
 use crate::traffic::TrafficTable;
 use crate::transmission::{LargeRequestCounts, Session};
 use crate::transport::{TlsStream, Transport};
-use dvsan_layout::{LayoutError, LayoutStore, STORE_FILE};
+use dvsan_layout::{LayoutError, LayoutStore, PUSHED_CRL_FILE, STORE_FILE};
 use dvsan_nbd::constants::DEFAULT_MAX_PAYLOAD;
 use dvsan_nbd::ExportLimits;
+use rustls_pki_types::CertificateDer;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -71,7 +72,8 @@ pub struct Config {
     pub large_reads: LargeReads,
     /// Whether clients may or must use TLS (NBD_OPT_STARTTLS).
     pub tls: TlsMode,
-    /// Certificate, key and client CA; required unless `tls` is off.
+    /// Certificate, key, client CA and CRLs; required unless `tls` is off. The CRL the station pushes
+    /// ([`PUSHED_CRL_FILE`] in the state directory) is added to them.
     pub tls_files: Option<TlsFiles>,
 }
 
@@ -121,7 +123,13 @@ fn tls_policy(config: &Config) -> Result<TlsPolicy, ServiceError> {
     let server = match (config.tls, &config.tls_files) {
         (TlsMode::Off, _) => None,
         (mode, None) => return Err(ServiceError::TlsFilesMissing(mode)),
-        (_, Some(files)) => Some(TlsServer::load(files)?),
+        (_, Some(files)) => {
+            let mut files = files.clone();
+            files.pushed_crl.get_or_insert_with(|| config.state_dir.join(PUSHED_CRL_FILE));
+            let server = TlsServer::load(&files)?;
+            tracing::info!(crl_files = files.crls.len(), revoked = server.revoked(), "TLS configured");
+            Some(Arc::new(server))
+        }
     };
     Ok(TlsPolicy { mode: config.tls, server })
 }
@@ -165,8 +173,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let shared = Arc::new(Shared::new(table, traffic, admission, ReplyBudget::new(config.reply_memory)));
     // Totals continue from the last run's, like traffic: the agent serves them as DVSAN-MIB counters.
     shared.bad_input.add_saved(&saved_counters);
-    let maintenance =
-        Maintenance::spawn(store, cache, shared.clone(), local, config.poll_interval, config.stats_interval)?;
+    let maintenance = Maintenance::spawn(
+        store,
+        cache,
+        shared.clone(),
+        tls.server.clone(),
+        local,
+        config.poll_interval,
+        config.stats_interval,
+    )?;
     let config = Arc::new(config);
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -272,7 +287,7 @@ async fn handle_connection(
     let blocking = |s: TcpStream| s.into_std().and_then(|s| s.set_nonblocking(false).map(|()| s));
     match channel {
         Channel::Plain(socket) => match blocking(socket) {
-            Ok(stream) => transmit(&shared, &config, negotiated, peer, stream, permit),
+            Ok(stream) => transmit(&shared, &config, &tls, negotiated, peer, stream, permit),
             Err(e) => tracing::warn!(%peer, error = %e, "cannot hand the connection to the data path"),
         },
         Channel::Tls(tls_stream) => {
@@ -280,7 +295,7 @@ async fn handle_connection(
             match blocking(socket) {
                 Ok(socket) => {
                     let stream = TlsStream::new(session, socket);
-                    transmit(&shared, &config, negotiated, peer, stream, permit)
+                    transmit(&shared, &config, &tls, negotiated, peer, stream, permit)
                 }
                 Err(e) => tracing::warn!(%peer, error = %e, "cannot hand the connection to the data path"),
             }
@@ -292,12 +307,14 @@ async fn handle_connection(
 fn transmit<T: Transport>(
     shared: &Arc<Shared>,
     config: &Config,
+    tls: &TlsPolicy,
     negotiated: Negotiated,
     peer: SocketAddr,
     stream: T,
     permit: ServedSlot,
 ) {
-    let Some(registration) = register(shared, &negotiated, peer, stream.socket()) else {
+    let certificates = stream.peer_certificates();
+    let Some(registration) = register(shared, &negotiated, peer, stream.socket(), certificates, tls) else {
         return;
     };
     // If its slot goes to another host while it is idle, the connection is closed like a revoked one.
@@ -382,13 +399,19 @@ fn register(
     negotiated: &Negotiated,
     peer: SocketAddr,
     stream: &std::net::TcpStream,
+    certificates: Option<Vec<CertificateDer<'static>>>,
+    tls: &TlsPolicy,
 ) -> Option<Registration> {
     let export = negotiated.export.clone();
     let client = negotiated.client.clone();
-    match shared.connections.register(export, client, negotiated.mode, stream, || shared.exports()) {
+    let trusted = |chain: &[CertificateDer<'static>]| {
+        tls.server.as_ref().is_some_and(|server| TlsServer::still_valid(&*server.verifier(), chain))
+    };
+    let current = || shared.exports();
+    match shared.connections.register(export, client, negotiated.mode, stream, certificates, current, trusted) {
         Ok(Some(r)) => Some(r),
         Ok(None) => {
-            tracing::info!(%peer, export = %negotiated.export.name, "grant revoked during the handshake; closing");
+            tracing::info!(%peer, export = %negotiated.export.name, "grant or certificate revoked during the handshake; closing");
             None
         }
         Err(e) => {

@@ -4,6 +4,7 @@
 //! spliced large reads, spliced large writes) need, since with TLS every byte goes through the cipher here.
 
 use rustls::ServerConnection;
+use rustls_pki_types::CertificateDer;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
@@ -128,6 +129,8 @@ pub(crate) trait Transport: Read + Write + Send + 'static {
     fn plain(&self) -> Option<&TcpStream>;
     /// Read what is there without blocking; `WouldBlock` when nothing is.
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// The client's certificate chain (its own first) over TLS; None on a plain connection.
+    fn peer_certificates(&self) -> Option<Vec<CertificateDer<'static>>>;
 }
 
 impl Transport for TcpStream {
@@ -142,6 +145,10 @@ impl Transport for TcpStream {
     fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         Ok(nix::sys::socket::recv(self.as_raw_fd(), buf, nix::sys::socket::MsgFlags::MSG_DONTWAIT)?)
     }
+
+    fn peer_certificates(&self) -> Option<Vec<CertificateDer<'static>>> {
+        None
+    }
 }
 
 impl Transport for TlsStream {
@@ -151,6 +158,10 @@ impl Transport for TlsStream {
 
     fn plain(&self) -> Option<&TcpStream> {
         None
+    }
+
+    fn peer_certificates(&self) -> Option<Vec<CertificateDer<'static>>> {
+        self.conn.peer_certificates().map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect())
     }
 
     /// Plaintext already here; else, if the socket has bytes, what they complete (if they end inside a record,
@@ -171,7 +182,7 @@ mod tests {
     use super::*;
     use crate::tls::{TlsFiles, TlsServer};
     use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use rustls::pki_types::{PrivateKeyDer, ServerName};
     use std::net::TcpListener;
     use std::sync::Arc;
 
@@ -205,6 +216,8 @@ mod tests {
             cert: server_dir.join("server-cert.pem"),
             key: server_dir.join("server-key.pem"),
             ca: server_dir.join("ca-cert.pem"),
+            crls: Vec::new(),
+            pushed_crl: None,
         };
         let server = TlsServer::load(&files).unwrap();
         let client = client_config(&pki.client("host-a"));
@@ -226,7 +239,7 @@ mod tests {
         });
 
         let (mut sock, _) = listener.accept().unwrap();
-        let mut conn = ServerConnection::new(server.config.clone()).unwrap();
+        let mut conn = ServerConnection::new(server.config()).unwrap();
         while conn.is_handshaking() {
             conn.complete_io(&mut sock).unwrap();
         }

@@ -12,6 +12,7 @@ use dvsan_tests::nbd::*;
 use dvsan_tests::pki::Pki;
 use dvsan_tests::*;
 use std::path::Path;
+use std::time::Duration;
 
 const MIB: u64 = 1024 * 1024;
 const HOST_A: &str = "host-a.example";
@@ -240,4 +241,58 @@ fn tls_on_serves_both_and_off_refuses_starttls() {
     let out = run_tool("nbdinfo", "libnbd-bin", &[&nbds(&blockd, "data", &a)], 30);
     assert!(!out.status.success(), "--tls off: {}", describe(&out));
     assert_eq!(transmissions(&blockd), 0);
+}
+
+/// Revocation by certificate (`--tls-crl FILE`, read again when it changes; the CRL made with `openssl ca`, as an
+/// operator's own PKI would): a revoked certificate fails the TLS handshake, also where an address grant admits
+/// any certificate from its address, and nothing is served to it; its open connection is closed; a new
+/// certificate for the same identity works; a changed CRL that does not parse leaves the previous one in force.
+#[test]
+fn a_revoked_certificate_is_refused_and_its_open_connection_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let unit = unit();
+    let crl = pki.write_crl();
+    let mut args = vec!["--tls".to_string(), "require".into(), "--tls-crl".into(), crl.display().to_string()];
+    args.extend(pki.blockd_args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let blockd = Blockd::start_with(&unit, &args);
+    let a = pki.client(HOST_A);
+    run_tool_ok("nbdinfo", "libnbd-bin", &[&nbds(&blockd, "data", &a)], 30);
+    run_tool_ok("nbdinfo", "libnbd-bin", &[&nbds(&blockd, "plain", &a)], 30);
+    let mut held = HeldConnection::open("127.0.0.1", blockd.addr.port(), "data", &a);
+    assert!(held.read().0, "host-a reads over its open connection");
+
+    pki.revoke(&a);
+    let said = wait_until("blockd to close the revoked certificate's connection", Duration::from_secs(10), || {
+        let (ok, said) = held.read();
+        (!ok).then_some(said)
+    });
+    assert!(!said.contains("read 4096/4096"), "{said}");
+    let served = transmissions(&blockd);
+    for export in ["data", "plain"] {
+        let out = run_tool("nbdinfo", "libnbd-bin", &[&nbds(&blockd, export, &a)], 30);
+        assert!(!out.status.success(), "the revoked certificate on {export}: {}", describe(&out));
+        assert!(!stdout(&out).contains("export-size"), "{}", describe(&out));
+    }
+    assert_eq!(transmissions(&blockd), served, "nothing is served to a revoked certificate:\n{}", blockd.log());
+    let log = blockd.log();
+    assert!(log.contains("client certificate revoked; closing connection"), "{log}");
+    assert!(log.contains("TLS handshake failed") && log.contains("Revoked"), "{log}");
+
+    // The same identity with a new certificate (a new serial) is served again.
+    let again = pki.client_again(HOST_A, "again");
+    let info = run_tool_ok("nbdinfo", "libnbd-bin", &[&nbds(&blockd, "data", &again)], 30);
+    assert!(info.contains("export-size: 8388608"), "{info}");
+
+    // A CRL that does not parse: refused, logged, and the previous list stays in force.
+    let temp = dir.path().join("bad-crl.pem");
+    std::fs::write(&temp, "-----BEGIN X509 CRL-----\nbm90IGEgQ1JM\n-----END X509 CRL-----\n").unwrap();
+    std::fs::rename(&temp, &crl).unwrap();
+    wait_until("blockd to refuse the malformed CRL", Duration::from_secs(10), || {
+        blockd.log().contains("a changed certificate revocation list cannot be used").then_some(())
+    });
+    let out = run_tool("nbdinfo", "libnbd-bin", &[&nbds(&blockd, "data", &a)], 30);
+    assert!(!out.status.success(), "still revoked after a malformed CRL: {}", describe(&out));
+    run_tool_ok("nbdinfo", "libnbd-bin", &[&nbds(&blockd, "data", &again)], 30);
 }

@@ -14,6 +14,8 @@
 //! With `--credentials FILE --user NAME` (or DVSAN_CREDENTIALS and DVSAN_USER) every request goes to the station as
 //! that SNMPv3 user (authPriv when the user has a privacy passphrase); otherwise the communities are used.
 
+mod serve;
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use dvsan_mib as mib;
@@ -23,12 +25,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod replicas;
+
 #[derive(Debug, Parser)]
 #[command(name = "dvsan-host", version, about = "Ask a dvsan management station for storage, over SNMP")]
 struct Cli {
     /// The station's SNMP agent, IP, IP:PORT, NAME or NAME:PORT (port 1161 when none is given).
     #[arg(long, env = "DVSAN_STATION")]
-    station: String,
+    station: Option<String>,
     /// Read community of the station's agent.
     #[arg(long, default_value = "public")]
     community: String,
@@ -66,15 +70,45 @@ enum Command {
         /// hosts hold shared is given too. Without it a volume has this host alone.
         #[arg(long)]
         shared: bool,
+        /// 2 or 3: a mirrored volume, each replica a volume of SIZE on a unit of its own (in a zone of its own
+        /// where units have zone labels), all granted to this host.
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=3),
+              conflicts_with = "shared")]
+        replicas: u32,
         #[arg(long)]
         json: bool,
     },
-    /// This host's volumes (UNIT/VOLUME, name, NBD URI).
+    /// This host's volumes (UNIT/VOLUME, name, NBD URI), then its mirrored volumes with their replicas.
     List {
         #[arg(long)]
         json: bool,
     },
-    /// Give a volume back (UNIT/VOLUME as `list` prints it, or its name).
+    /// The NBD targets a volume is served from (what `serve VOLUME` connects to): every replica of a mirrored
+    /// volume, or an ordinary volume's one export; one `unit address port export` line each, or a JSON array.
+    Targets {
+        volume: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Report a replica's state of a mirrored volume to the station (what `serve` does every few seconds; each
+    /// report is also a heartbeat).
+    Report {
+        volume: String,
+        /// The replica's number (1, 2 or 3, as `list` orders them).
+        #[arg(long)]
+        replica: u32,
+        /// unknown, inSync, outOfSync, resyncing or failed.
+        #[arg(long, value_parser = replicas::parse_state)]
+        state: i32,
+        /// Bytes written while the replica was out of sync, not copied to it yet.
+        #[arg(long, default_value_t = 0)]
+        dirty_bytes: u64,
+        /// How far a resync of the replica has come, 0 to 100.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
+        resync_percent: u32,
+    },
+    /// Give a volume back (UNIT/VOLUME as `list` prints it, or its name); a mirrored volume (its name, mirrorN, or
+    /// UNIT/VOLUME of a replica) with all its replicas.
     Release { volume: String },
     /// Check a volume's export and print the commands that connect it as a block device; over TLS when the
     /// unit requires it or --tls-dir is given.
@@ -92,11 +126,19 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Serve a volume to this host through the host front: a local NBD server (loopback or unix socket) that
+    /// mirrors it over its replicas on the units, hides transient failures and resyncs returning replicas.
+    Serve(serve::ServeArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = if matches!(cli.command, Command::Serve(_)) {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    };
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("dvsan-host: cannot start the async runtime: {e}");
@@ -172,7 +214,10 @@ struct Assigned {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let station = parse_station(&cli.station)?;
+    if let Command::Serve(args) = cli.command {
+        return serve::serve(args, cli.host).await;
+    }
+    let station = parse_station(cli.station.as_deref().context("--station (or DVSAN_STATION) is required")?)?;
     let host = match cli.host {
         Some(host) => host,
         None => local_address_towards(station).context("finding this host's address (give --host)")?,
@@ -193,8 +238,15 @@ async fn run(cli: Cli) -> Result<()> {
     };
     let session = Session { manager, read, write, host, wait: cli.wait };
     match cli.command {
-        Command::Request { size, name, shared, json } => request(&session, &size, name.as_deref(), shared, json).await,
+        Command::Request { size, name, shared, replicas, json } => {
+            request(&session, &size, name.as_deref(), (shared, replicas), json).await
+        }
         Command::List { json } => list(&session, json).await,
+        Command::Targets { volume, json } => replicas::print_targets(&session, &volume, json).await,
+        Command::Report { volume, replica, state, dirty_bytes, resync_percent } => {
+            let report = replicas::ReplicaReport { replica, state, dirty_bytes, resync_percent };
+            replicas::report(&session, &volume, &[report]).await
+        }
         Command::Release { volume } => release(&session, &volume).await,
         Command::Attach { volume, tls_dir } => attach(&session, &volume, tls_dir.as_deref()).await,
         Command::Enroll { out } => {
@@ -206,6 +258,7 @@ async fn run(cli: Cli) -> Result<()> {
             };
             enroll(&session, user, &out).await
         }
+        Command::Serve(_) => bail!("serve runs without a station session"),
     }
 }
 
@@ -291,6 +344,7 @@ async fn submit(session: &Session, mut columns: Vec<(&'static [u32], Value)>) ->
         mib::DVSAN_STATION_REQUEST_LENGTH,
         mib::DVSAN_STATION_REQUEST_NBD_URI,
         mib::DVSAN_STATION_REQUEST_VOLUME_SOURCE,
+        mib::DVSAN_STATION_REQUEST_MIRROR_INDEX,
     ];
     let oids: Vec<Oid> = outcome_columns.iter().map(|c| Oid::from_slice(c).child(index)).collect();
     let start = Instant::now();
@@ -327,16 +381,34 @@ async fn submit(session: &Session, mut columns: Vec<(&'static [u32], Value)>) ->
     }
 }
 
-async fn request(session: &Session, size: &str, name: Option<&str>, shared: bool, json: bool) -> Result<()> {
+async fn request(
+    session: &Session,
+    size: &str,
+    name: Option<&str>,
+    (shared, replicas): (bool, u32),
+    json: bool,
+) -> Result<()> {
     let mut columns = vec![(mib::DVSAN_STATION_REQUEST_SIZE, Value::OctetString(size.as_bytes().to_vec()))];
     if shared {
         columns.push((mib::DVSAN_STATION_REQUEST_SHARED, Value::Integer(mib::truth_value::TRUE)));
+    }
+    if replicas >= 2 {
+        columns.push((mib::DVSAN_STATION_REQUEST_REPLICAS, Value::Gauge32(replicas)));
     }
     if let Some(name) = name {
         columns.push((mib::DVSAN_STATION_REQUEST_NAME, Value::OctetString(name.as_bytes().to_vec())));
     }
     let v = submit(session, columns).await?;
     let get = |i: usize| v.get(i).cloned().unwrap_or(Value::Null);
+    if replicas >= 2 {
+        let index = number(&get(11));
+        let mirrors = replicas::mirrors(session).await?;
+        let Some(mirror) = mirrors.iter().find(|m| m.index == index) else {
+            bail!("the station made mirrored volume {index}, but its replicas are not in its replica table");
+        };
+        replicas::print(std::slice::from_ref(mirror), json);
+        return Ok(());
+    }
     let unit = number(&get(2));
     let volume = number(&get(3));
     let unit_address = match get(4) {
@@ -378,10 +450,12 @@ async fn assigned(session: &Session) -> Result<Vec<Assigned>> {
         .map_err(|e| session.station_error(session.write.is_some(), e))
         .context("reading the station's assignments")?;
     let entry = mib::DVSAN_STATION_ASSIGNMENT_ENTRY.len();
-    let mut by_index: std::collections::BTreeMap<(u32, u32), (Option<IpAddr>, Assigned)> = Default::default();
+    // Index: unit, volume, host address type, address length, address octets (a row per host of a shared volume).
+    let mut by_index: std::collections::BTreeMap<Vec<u32>, (Option<IpAddr>, Assigned)> = Default::default();
     for vb in rows {
-        let &[column, unit, volume] = &vb.oid.as_slice()[entry.min(vb.oid.as_slice().len())..] else { continue };
-        let (host, row) = by_index.entry((unit, volume)).or_insert_with(|| {
+        let Some((&column, index)) = vb.oid.as_slice().get(entry..).and_then(|s| s.split_first()) else { continue };
+        let &[unit, volume, ..] = index else { continue };
+        let (host, row) = by_index.entry(index.to_vec()).or_insert_with(|| {
             (None, Assigned { unit, volume, name: String::new(), nbd_uri: String::new(), read_only: false })
         });
         match (column, &vb.value) {
@@ -396,8 +470,14 @@ async fn assigned(session: &Session) -> Result<Vec<Assigned>> {
 }
 
 async fn list(session: &Session, json: bool) -> Result<()> {
-    let rows = assigned(session).await?;
-    if rows.is_empty() && !json {
+    let all = assigned(session).await?;
+    let mirrors = replicas::mirrors(session).await?;
+    // A mirrored volume's replicas are listed with it, not one by one.
+    let is_replica = |row: &Assigned| {
+        mirrors.iter().any(|m| m.replicas.iter().any(|r| r.unit == row.unit && r.volume == row.volume))
+    };
+    let rows: Vec<Assigned> = all.into_iter().filter(|row| !is_replica(row)).collect();
+    if rows.is_empty() && mirrors.is_empty() && !json {
         // On stderr: stdout stays one line per volume for scripts.
         eprintln!(
             "no volumes are assigned to this host ({}); `dvsan-host request --size SIZE` asks for one",
@@ -422,6 +502,7 @@ async fn list(session: &Session, json: bool) -> Result<()> {
             );
         }
     }
+    replicas::print(&mirrors, json);
     Ok(())
 }
 
@@ -442,9 +523,16 @@ async fn find(session: &Session, given: &str) -> Result<Assigned> {
 }
 
 async fn release(session: &Session, given: &str) -> Result<()> {
-    // Only this host's volumes can be released; `find` says so, and what `dvsan-host list` shows, otherwise.
-    let row = find(session, given).await?;
-    let (unit, volume) = (row.unit, row.volume);
+    // A mirrored volume goes with all its replicas: the station releases them all for a release of one.
+    let mirrors = replicas::mirrors(session).await?;
+    let (unit, volume) = match replicas::find(&mirrors, given).and_then(|m| m.replicas.first()) {
+        Some(r) => (r.unit, r.volume),
+        // Only this host's volumes can be released; `find` says so, and what `dvsan-host list` shows, otherwise.
+        None => {
+            let row = find(session, given).await?;
+            (row.unit, row.volume)
+        }
+    };
     let columns = vec![
         (mib::DVSAN_STATION_REQUEST_ACTION, Value::Integer(mib::dvsan_station_request_action::RELEASE)),
         (mib::DVSAN_STATION_REQUEST_UNIT_INDEX, Value::Gauge32(unit)),

@@ -30,5 +30,6 @@ pub use open_lock::{lock_store_open, open_lock_path, StoreOpenLock};
 pub use plan::{valid_identity, NewGrant, NewPartition, NewVolume};
 pub use size::{binary_scale, parse_size, HumanSize, SizeError};
 pub use store::{
-    ClearJob, ClearTarget, DataServiceState, DataServiceStatus, LayoutStore, MediumSpec, TrafficRecord, STORE_FILE,
+    ClearJob, ClearTarget, DataServiceState, DataServiceStatus, LayoutStore, MediumSpec, TrafficRecord,
+    PUSHED_CRL_FILE, STORE_FILE,
 };

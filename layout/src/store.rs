@@ -25,6 +25,11 @@ use std::time::Duration;
 /// The store's file name inside a unit's state directory.
 pub const STORE_FILE: &str = "unit.db";
 
+/// The certificate revocation list the station pushed to the unit (DER), in the unit's state directory: the agent
+/// writes it (dvsanDataTlsCrl), blockd reads it next to its own `--tls-crl` files and refuses the certificates it
+/// lists.
+pub const PUSHED_CRL_FILE: &str = "tls-crl.der";
+
 /// LBAs and lengths are Unsigned32 in the MIB.
 const MAX_BLOCKS: u64 = u32::MAX as u64;
 

@@ -240,6 +240,18 @@ pub const DVSAN_DATA_OVER_CAP_REFUSALS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1
 /// DVSAN-MIB::dvsanDataEvictedConnections
 pub const DVSAN_DATA_EVICTED_CONNECTIONS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 7, 7];
 
+/// DVSAN-MIB::dvsanDataTls
+pub const DVSAN_DATA_TLS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 8];
+
+/// DVSAN-MIB::dvsanDataTlsCrl
+pub const DVSAN_DATA_TLS_CRL: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 8, 1];
+
+/// DVSAN-MIB::dvsanDataTlsCrlNumber
+pub const DVSAN_DATA_TLS_CRL_NUMBER: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 8, 2];
+
+/// DVSAN-MIB::dvsanDataTlsCrlRevoked
+pub const DVSAN_DATA_TLS_CRL_REVOKED: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 1, 8, 3];
+
 /// DVSAN-MIB::dvsanConformance
 pub const DVSAN_CONFORMANCE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 2];
 
@@ -275,6 +287,9 @@ pub const DVSAN_NOTIFICATION_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 2, 2,
 
 /// DVSAN-MIB::dvsanDataGuardGroup
 pub const DVSAN_DATA_GUARD_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 2, 2, 8];
+
+/// DVSAN-MIB::dvsanDataTlsGroup
+pub const DVSAN_DATA_TLS_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 1, 2, 2, 9];
 
 // DVSAN-STATION-MIB
 
@@ -401,6 +416,12 @@ pub const DVSAN_STATION_UNIT_CHANGE_COUNTER: &[u32] = &[1, 3, 6, 1, 4, 1, 32473,
 /// DVSAN-STATION-MIB::dvsanStationUnitHostName
 pub const DVSAN_STATION_UNIT_HOST_NAME: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 2, 1, 15];
 
+/// DVSAN-STATION-MIB::dvsanStationUnitZone
+pub const DVSAN_STATION_UNIT_ZONE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 2, 1, 16];
+
+/// DVSAN-STATION-MIB::dvsanStationUnitSpare
+pub const DVSAN_STATION_UNIT_SPARE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 2, 1, 17];
+
 /// DVSAN-STATION-MIB::dvsanStationVolumeTable
 pub const DVSAN_STATION_VOLUME_TABLE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 3];
 
@@ -518,6 +539,12 @@ pub const DVSAN_STATION_REQUEST_VOLUME_SOURCE: &[u32] = &[1, 3, 6, 1, 4, 1, 3247
 /// DVSAN-STATION-MIB::dvsanStationRequestShared
 pub const DVSAN_STATION_REQUEST_SHARED: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 5, 1, 20];
 
+/// DVSAN-STATION-MIB::dvsanStationRequestReplicas
+pub const DVSAN_STATION_REQUEST_REPLICAS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 5, 1, 21];
+
+/// DVSAN-STATION-MIB::dvsanStationRequestMirrorIndex
+pub const DVSAN_STATION_REQUEST_MIRROR_INDEX: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 5, 1, 22];
+
 /// DVSAN-STATION-MIB::dvsanStationAssignmentTable
 pub const DVSAN_STATION_ASSIGNMENT_TABLE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 6];
 
@@ -608,6 +635,12 @@ pub const DVSAN_STATION_TASK_FINISHED: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1,
 /// DVSAN-STATION-MIB::dvsanStationTaskRowStatus
 pub const DVSAN_STATION_TASK_ROW_STATUS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7, 2, 1, 19];
 
+/// DVSAN-STATION-MIB::dvsanStationTaskShared
+pub const DVSAN_STATION_TASK_SHARED: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7, 2, 1, 20];
+
+/// DVSAN-STATION-MIB::dvsanStationTaskReplicas
+pub const DVSAN_STATION_TASK_REPLICAS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 7, 2, 1, 21];
+
 /// DVSAN-STATION-MIB::dvsanStationTrust
 pub const DVSAN_STATION_TRUST: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 8];
 
@@ -692,6 +725,66 @@ pub const DVSAN_STATION_CERT_REQUEST_CA_CERTIFICATE: &[u32] = &[1, 3, 6, 1, 4, 1
 /// DVSAN-STATION-MIB::dvsanStationCertRequestRowStatus
 pub const DVSAN_STATION_CERT_REQUEST_ROW_STATUS: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 9, 1, 8];
 
+/// DVSAN-STATION-MIB::dvsanStationReplicaTable
+pub const DVSAN_STATION_REPLICA_TABLE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 10];
+
+/// DVSAN-STATION-MIB::dvsanStationReplicaEntry
+pub const DVSAN_STATION_REPLICA_ENTRY: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 10, 1];
+
+/// DVSAN-STATION-MIB::dvsanStationMirrorIndex
+pub const DVSAN_STATION_MIRROR_INDEX: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 10, 1, 1];
+
+/// DVSAN-STATION-MIB::dvsanStationReplicaIndex
+pub const DVSAN_STATION_REPLICA_INDEX: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 10, 1, 2];
+
+/// DVSAN-STATION-MIB::dvsanStationReplicaMirrorName
+pub const DVSAN_STATION_REPLICA_MIRROR_NAME: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 10, 1, 3];
+
+/// DVSAN-STATION-MIB::dvsanStationReplicaHostType
+pub const DVSAN_STATION_REPLICA_HOST_TYPE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 10, 1, 4];
+
+/// DVSAN-STATION-MIB::dvsanStationReplicaHost
+pub const DVSAN_STATION_REPLICA_HOST: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 10, 1, 5];
+
+/// DVSAN-STATION-MIB::dvsanStationReplicaCount
+pub const DVSAN_STATION_REPLICA_COUNT: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 10, 1, 6];
+
+/// DVSAN-STATION-MIB::dvsanStationReplicaSizeKiB
+pub const DVSAN_STATION_REPLICA_SIZE_KI_B: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 10, 1, 7];
+
+/// DVSAN-STATION-MIB::dvsanStationReplicaUnitIndex
+pub const DVSAN_STATION_REPLICA_UNIT_INDEX: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 10, 1, 8];
+
+/// DVSAN-STATION-MIB::dvsanStationReplicaVolumeIndex
+pub const DVSAN_STATION_REPLICA_VOLUME_INDEX: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 10, 1, 9];
+
+/// DVSAN-STATION-MIB::dvsanStationReplicaZone
+pub const DVSAN_STATION_REPLICA_ZONE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 10, 1, 10];
+
+/// DVSAN-STATION-MIB::dvsanStationReplicaNbdUri
+pub const DVSAN_STATION_REPLICA_NBD_URI: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 10, 1, 11];
+
+/// DVSAN-STATION-MIB::dvsanStationReplicaUnitState
+pub const DVSAN_STATION_REPLICA_UNIT_STATE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 10, 1, 12];
+
+/// DVSAN-STATION-MIB::dvsanStationFrontTable
+pub const DVSAN_STATION_FRONT_TABLE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 11];
+
+/// DVSAN-STATION-MIB::dvsanStationFrontEntry
+pub const DVSAN_STATION_FRONT_ENTRY: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 11, 1];
+
+/// DVSAN-STATION-MIB::dvsanStationFrontReplicaState
+pub const DVSAN_STATION_FRONT_REPLICA_STATE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 11, 1, 1];
+
+/// DVSAN-STATION-MIB::dvsanStationFrontDirtyKiB
+pub const DVSAN_STATION_FRONT_DIRTY_KI_B: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 11, 1, 2];
+
+/// DVSAN-STATION-MIB::dvsanStationFrontResyncPercent
+pub const DVSAN_STATION_FRONT_RESYNC_PERCENT: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 11, 1, 3];
+
+/// DVSAN-STATION-MIB::dvsanStationFrontLastReport
+pub const DVSAN_STATION_FRONT_LAST_REPORT: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 1, 11, 1, 4];
+
 /// DVSAN-STATION-MIB::dvsanStationConformance
 pub const DVSAN_STATION_CONFORMANCE: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2];
 
@@ -742,6 +835,12 @@ pub const DVSAN_STATION_CERT_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2,
 
 /// DVSAN-STATION-MIB::dvsanStationSharedGroup
 pub const DVSAN_STATION_SHARED_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2, 13];
+
+/// DVSAN-STATION-MIB::dvsanStationMirrorGroup
+pub const DVSAN_STATION_MIRROR_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2, 14];
+
+/// DVSAN-STATION-MIB::dvsanStationFrontGroup
+pub const DVSAN_STATION_FRONT_GROUP: &[u32] = &[1, 3, 6, 1, 4, 1, 32473, 2, 2, 2, 15];
 
 // SNMPv2-MIB
 
@@ -1094,6 +1193,14 @@ pub mod dvsan_station_unit_state {
     pub const ERROR: i32 = 4;
 }
 
+/// Values of the TruthValue textual convention (used by DVSAN-STATION-MIB::dvsanStationUnitSpare).
+pub mod truth_value {
+    /// true(1)
+    pub const TRUE: i32 = 1;
+    /// false(2)
+    pub const FALSE: i32 = 2;
+}
+
 /// Values of DVSAN-STATION-MIB::dvsanStationVolumeState.
 pub mod dvsan_station_volume_state {
     /// available(1)
@@ -1138,14 +1245,6 @@ pub mod dvsan_station_request_volume_source {
     pub const CREATED: i32 = 3;
 }
 
-/// Values of the TruthValue textual convention (used by DVSAN-STATION-MIB::dvsanStationRequestShared).
-pub mod truth_value {
-    /// true(1)
-    pub const TRUE: i32 = 1;
-    /// false(2)
-    pub const FALSE: i32 = 2;
-}
-
 /// Values of DVSAN-STATION-MIB::dvsanStationAssignMode.
 pub mod dvsan_station_assign_mode {
     /// readWrite(1)
@@ -1182,6 +1281,8 @@ pub mod dvsan_station_task_operation {
     pub const APPROVE_UNIT: i32 = 12;
     /// rejectUnit(13)
     pub const REJECT_UNIT: i32 = 13;
+    /// clearVolume(14)
+    pub const CLEAR_VOLUME: i32 = 14;
 }
 
 /// Values of DVSAN-STATION-MIB::dvsanStationTaskState.
@@ -1212,6 +1313,32 @@ pub mod dvsan_station_cert_request_status {
     pub const ISSUED: i32 = 1;
     /// failed(2)
     pub const FAILED: i32 = 2;
+}
+
+/// Values of DVSAN-STATION-MIB::dvsanStationReplicaUnitState.
+pub mod dvsan_station_replica_unit_state {
+    /// available(1)
+    pub const AVAILABLE: i32 = 1;
+    /// unavailable(2)
+    pub const UNAVAILABLE: i32 = 2;
+    /// unreachable(3)
+    pub const UNREACHABLE: i32 = 3;
+    /// error(4)
+    pub const ERROR: i32 = 4;
+}
+
+/// Values of DVSAN-STATION-MIB::dvsanStationFrontReplicaState.
+pub mod dvsan_station_front_replica_state {
+    /// unknown(1)
+    pub const UNKNOWN: i32 = 1;
+    /// inSync(2)
+    pub const IN_SYNC: i32 = 2;
+    /// outOfSync(3)
+    pub const OUT_OF_SYNC: i32 = 3;
+    /// resyncing(4)
+    pub const RESYNCING: i32 = 4;
+    /// failed(5)
+    pub const FAILED: i32 = 5;
 }
 
 /// Values of SNMPv2-MIB::snmpEnableAuthenTraps.
@@ -1930,6 +2057,10 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanDataRefusedExports", DVSAN_DATA_REFUSED_EXPORTS),
     ("dvsanDataOverCapRefusals", DVSAN_DATA_OVER_CAP_REFUSALS),
     ("dvsanDataEvictedConnections", DVSAN_DATA_EVICTED_CONNECTIONS),
+    ("dvsanDataTls", DVSAN_DATA_TLS),
+    ("dvsanDataTlsCrl", DVSAN_DATA_TLS_CRL),
+    ("dvsanDataTlsCrlNumber", DVSAN_DATA_TLS_CRL_NUMBER),
+    ("dvsanDataTlsCrlRevoked", DVSAN_DATA_TLS_CRL_REVOKED),
     ("dvsanConformance", DVSAN_CONFORMANCE),
     ("dvsanCompliances", DVSAN_COMPLIANCES),
     ("dvsanCompliance", DVSAN_COMPLIANCE),
@@ -1942,6 +2073,7 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanTrafficGroup", DVSAN_TRAFFIC_GROUP),
     ("dvsanNotificationGroup", DVSAN_NOTIFICATION_GROUP),
     ("dvsanDataGuardGroup", DVSAN_DATA_GUARD_GROUP),
+    ("dvsanDataTlsGroup", DVSAN_DATA_TLS_GROUP),
     ("dvsanStationMIB", DVSAN_STATION_MIB),
     ("dvsanStationNotifications", DVSAN_STATION_NOTIFICATIONS),
     ("dvsanStationUnitJoined", DVSAN_STATION_UNIT_JOINED),
@@ -1983,6 +2115,8 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationUnitLastSeen", DVSAN_STATION_UNIT_LAST_SEEN),
     ("dvsanStationUnitChangeCounter", DVSAN_STATION_UNIT_CHANGE_COUNTER),
     ("dvsanStationUnitHostName", DVSAN_STATION_UNIT_HOST_NAME),
+    ("dvsanStationUnitZone", DVSAN_STATION_UNIT_ZONE),
+    ("dvsanStationUnitSpare", DVSAN_STATION_UNIT_SPARE),
     ("dvsanStationVolumeTable", DVSAN_STATION_VOLUME_TABLE),
     ("dvsanStationVolumeEntry", DVSAN_STATION_VOLUME_ENTRY),
     ("dvsanStationVolumeIndex", DVSAN_STATION_VOLUME_INDEX),
@@ -2022,6 +2156,8 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationRequestRowStatus", DVSAN_STATION_REQUEST_ROW_STATUS),
     ("dvsanStationRequestVolumeSource", DVSAN_STATION_REQUEST_VOLUME_SOURCE),
     ("dvsanStationRequestShared", DVSAN_STATION_REQUEST_SHARED),
+    ("dvsanStationRequestReplicas", DVSAN_STATION_REQUEST_REPLICAS),
+    ("dvsanStationRequestMirrorIndex", DVSAN_STATION_REQUEST_MIRROR_INDEX),
     ("dvsanStationAssignmentTable", DVSAN_STATION_ASSIGNMENT_TABLE),
     ("dvsanStationAssignmentEntry", DVSAN_STATION_ASSIGNMENT_ENTRY),
     ("dvsanStationAssignHostType", DVSAN_STATION_ASSIGN_HOST_TYPE),
@@ -2052,6 +2188,8 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationTaskCreated", DVSAN_STATION_TASK_CREATED),
     ("dvsanStationTaskFinished", DVSAN_STATION_TASK_FINISHED),
     ("dvsanStationTaskRowStatus", DVSAN_STATION_TASK_ROW_STATUS),
+    ("dvsanStationTaskShared", DVSAN_STATION_TASK_SHARED),
+    ("dvsanStationTaskReplicas", DVSAN_STATION_TASK_REPLICAS),
     ("dvsanStationTrust", DVSAN_STATION_TRUST),
     ("dvsanStationPendingTable", DVSAN_STATION_PENDING_TABLE),
     ("dvsanStationPendingEntry", DVSAN_STATION_PENDING_ENTRY),
@@ -2080,6 +2218,26 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationCertRequestCertificate", DVSAN_STATION_CERT_REQUEST_CERTIFICATE),
     ("dvsanStationCertRequestCaCertificate", DVSAN_STATION_CERT_REQUEST_CA_CERTIFICATE),
     ("dvsanStationCertRequestRowStatus", DVSAN_STATION_CERT_REQUEST_ROW_STATUS),
+    ("dvsanStationReplicaTable", DVSAN_STATION_REPLICA_TABLE),
+    ("dvsanStationReplicaEntry", DVSAN_STATION_REPLICA_ENTRY),
+    ("dvsanStationMirrorIndex", DVSAN_STATION_MIRROR_INDEX),
+    ("dvsanStationReplicaIndex", DVSAN_STATION_REPLICA_INDEX),
+    ("dvsanStationReplicaMirrorName", DVSAN_STATION_REPLICA_MIRROR_NAME),
+    ("dvsanStationReplicaHostType", DVSAN_STATION_REPLICA_HOST_TYPE),
+    ("dvsanStationReplicaHost", DVSAN_STATION_REPLICA_HOST),
+    ("dvsanStationReplicaCount", DVSAN_STATION_REPLICA_COUNT),
+    ("dvsanStationReplicaSizeKiB", DVSAN_STATION_REPLICA_SIZE_KI_B),
+    ("dvsanStationReplicaUnitIndex", DVSAN_STATION_REPLICA_UNIT_INDEX),
+    ("dvsanStationReplicaVolumeIndex", DVSAN_STATION_REPLICA_VOLUME_INDEX),
+    ("dvsanStationReplicaZone", DVSAN_STATION_REPLICA_ZONE),
+    ("dvsanStationReplicaNbdUri", DVSAN_STATION_REPLICA_NBD_URI),
+    ("dvsanStationReplicaUnitState", DVSAN_STATION_REPLICA_UNIT_STATE),
+    ("dvsanStationFrontTable", DVSAN_STATION_FRONT_TABLE),
+    ("dvsanStationFrontEntry", DVSAN_STATION_FRONT_ENTRY),
+    ("dvsanStationFrontReplicaState", DVSAN_STATION_FRONT_REPLICA_STATE),
+    ("dvsanStationFrontDirtyKiB", DVSAN_STATION_FRONT_DIRTY_KI_B),
+    ("dvsanStationFrontResyncPercent", DVSAN_STATION_FRONT_RESYNC_PERCENT),
+    ("dvsanStationFrontLastReport", DVSAN_STATION_FRONT_LAST_REPORT),
     ("dvsanStationConformance", DVSAN_STATION_CONFORMANCE),
     ("dvsanStationCompliances", DVSAN_STATION_COMPLIANCES),
     ("dvsanStationCompliance", DVSAN_STATION_COMPLIANCE),
@@ -2097,6 +2255,8 @@ pub static ALL: &[(&str, &[u32])] = &[
     ("dvsanStationUsmGroup", DVSAN_STATION_USM_GROUP),
     ("dvsanStationCertGroup", DVSAN_STATION_CERT_GROUP),
     ("dvsanStationSharedGroup", DVSAN_STATION_SHARED_GROUP),
+    ("dvsanStationMirrorGroup", DVSAN_STATION_MIRROR_GROUP),
+    ("dvsanStationFrontGroup", DVSAN_STATION_FRONT_GROUP),
     ("system", SYSTEM),
     ("sysDescr", SYS_DESCR),
     ("sysObjectID", SYS_OBJECT_ID),

@@ -117,6 +117,7 @@ mib_enum! {
         RemoveUnitForce = "removeUnitForce" => op::REMOVE_UNIT_FORCE,
         ApproveUnit = "approveUnit" => op::APPROVE_UNIT,
         RejectUnit = "rejectUnit" => op::REJECT_UNIT,
+        ClearVolume = "clearVolume" => op::CLEAR_VOLUME,
     }
 }
 
@@ -164,7 +165,7 @@ mod tests {
     #[test]
     fn operations_are_the_mibs() {
         assert_eq!(ours::<TaskOperation>(), generated("dvsan_station_task_operation"));
-        assert_eq!(ours::<TaskOperation>().len(), 13);
+        assert_eq!(ours::<TaskOperation>().len(), 14);
     }
 
     #[test]
@@ -184,7 +185,7 @@ mod tests {
             assert_eq!(s.to_string().parse::<TaskState>(), Ok(s));
         }
         assert_eq!(TaskOperation::from_mib(0), None);
-        assert_eq!(TaskOperation::from_mib(14), None);
+        assert_eq!(TaskOperation::from_mib(15), None);
         assert_eq!(TaskState::from_mib(6), None);
         assert_eq!("frob".parse::<TaskOperation>(), Err("unknown operation \"frob\"".to_string()));
         assert_eq!("frob".parse::<TaskState>(), Err("unknown task state \"frob\"".to_string()));

@@ -1,4 +1,5 @@
-//! A small async NBD client: fixed-newstyle handshake with option haggling, then one request at a time.
+//! A small async NBD client: fixed-newstyle handshake with option haggling (NBD_OPT_STARTTLS with a TLS upgrade
+//! the caller brings), then one request at a time.
 //!
 //! Used by blockd's tests (binding a chosen loopback source address to act as different hosts) and by the host
 //! CLI to check an export before attaching it. It is deliberately sequential: one request in flight, replies
@@ -15,7 +16,7 @@ use crate::transmission::{
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 /// Why a client operation failed.
@@ -96,15 +97,16 @@ pub struct ExportInfo {
     pub description: Option<String>,
 }
 
-/// A connection in option haggling.
-pub struct ClientHandshake {
-    stream: TcpStream,
+/// A connection in option haggling, over TCP or (after [`ClientHandshake::starttls`]) over whatever stream the
+/// upgrade made, e.g. TLS.
+pub struct ClientHandshake<S = TcpStream> {
+    stream: S,
     timeout: Duration,
     structured: bool,
     no_zeroes: bool,
 }
 
-impl ClientHandshake {
+impl ClientHandshake<TcpStream> {
     /// Connect and do the greeting and client flags; the server must offer fixed newstyle.
     pub async fn connect(addr: SocketAddr, opts: &ConnectOptions) -> Result<ClientHandshake, ClientError> {
         let timeout = opts.timeout;
@@ -124,6 +126,77 @@ impl ClientHandshake {
             let flags = ClientFlags { fixed_newstyle: true, no_zeroes: server_flags & FLAG_NO_ZEROES != 0 };
             stream.write_all(&flags.encode().to_be_bytes()).await?;
             Ok(ClientHandshake { stream, timeout, structured: false, no_zeroes: flags.no_zeroes })
+        })
+        .await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> ClientHandshake<S> {
+    /// The stream, e.g. to set socket options.
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// Carry on over another view of the same stream (e.g. boxed), without telling the server anything.
+    pub fn map_stream<T>(self, f: impl FnOnce(S) -> T) -> ClientHandshake<T> {
+        ClientHandshake {
+            stream: f(self.stream),
+            timeout: self.timeout,
+            structured: self.structured,
+            no_zeroes: self.no_zeroes,
+        }
+    }
+
+    /// NBD_OPT_SET_META_CONTEXT for `export`: the contexts the server chose, (id, name).
+    pub async fn set_meta_context(
+        &mut self,
+        export: &str,
+        queries: &[&str],
+    ) -> Result<Vec<(u32, String)>, ClientError> {
+        let timeout = self.timeout;
+        with_timeout(timeout, async {
+            let req = crate::handshake::MetaContextRequest {
+                export: export.to_string(),
+                queries: queries.iter().map(|q| q.to_string()).collect(),
+            };
+            self.send_option(&ClientOption::SetMetaContext(req)).await?;
+            let mut out = Vec::new();
+            for _ in 0..64 {
+                let (header, payload) = self.read_option_reply(OPT_SET_META_CONTEXT).await?;
+                match header.reply {
+                    REP_META_CONTEXT => {
+                        let id = payload
+                            .get(..4)
+                            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                            .map(u32::from_be_bytes)
+                            .ok_or_else(|| ClientError::Protocol("meta context reply shorter than 4 bytes".into()))?;
+                        out.push((id, String::from_utf8_lossy(&payload[4..]).into_owned()));
+                    }
+                    REP_ACK => return Ok(out),
+                    other => return Err(unexpected_reply(OPT_SET_META_CONTEXT, other)),
+                }
+            }
+            Err(ClientError::Protocol("more than 64 replies to one option".into()))
+        })
+        .await
+    }
+
+    /// NBD_OPT_STARTTLS, then `upgrade` the stream (the TLS handshake, e.g. tokio-rustls' connector); option
+    /// haggling goes on over what it returns. This crate has no TLS of its own.
+    pub async fn starttls<T, F, Fut>(mut self, upgrade: F) -> Result<ClientHandshake<T>, ClientError>
+    where
+        F: FnOnce(S) -> Fut,
+        Fut: Future<Output = std::io::Result<T>>,
+    {
+        let timeout = self.timeout;
+        with_timeout(timeout, async move {
+            self.send_option(&ClientOption::StartTls).await?;
+            let (header, _) = self.read_option_reply(OPT_STARTTLS).await?;
+            if header.reply != REP_ACK {
+                return Err(unexpected_reply(OPT_STARTTLS, header.reply));
+            }
+            let stream = upgrade(self.stream).await?;
+            Ok(ClientHandshake { stream, timeout, structured: false, no_zeroes: self.no_zeroes })
         })
         .await
     }
@@ -174,14 +247,14 @@ impl ClientHandshake {
     }
 
     /// NBD_OPT_GO: choose the export and enter transmission.
-    pub async fn go(mut self, name: &str) -> Result<NbdClient, ClientError> {
+    pub async fn go(mut self, name: &str) -> Result<NbdClient<S>, ClientError> {
         let timeout = self.timeout;
         let info = with_timeout(timeout, self.info_or_go(OPT_GO, name)).await?;
         Ok(NbdClient::new(self.stream, info, self.structured, timeout))
     }
 
     /// NBD_OPT_EXPORT_NAME: the old way to enter transmission; a refusal closes the connection.
-    pub async fn export_name(mut self, name: &str) -> Result<NbdClient, ClientError> {
+    pub async fn export_name(mut self, name: &str) -> Result<NbdClient<S>, ClientError> {
         let timeout = self.timeout;
         with_timeout(timeout, async move {
             self.send_option(&ClientOption::ExportName(name.to_string())).await?;
@@ -311,8 +384,8 @@ pub struct ZeroFlags {
 }
 
 /// A connection in transmission: one request at a time.
-pub struct NbdClient {
-    stream: TcpStream,
+pub struct NbdClient<S = TcpStream> {
+    stream: S,
     info: ExportInfo,
     structured: bool,
     timeout: Duration,
@@ -320,7 +393,7 @@ pub struct NbdClient {
     send_buf: Vec<u8>,
 }
 
-impl NbdClient {
+impl NbdClient<TcpStream> {
     /// Connect, ask for structured replies (if `opts` says so) and NBD_OPT_GO to `export`.
     pub async fn connect(addr: SocketAddr, export: &str, opts: &ConnectOptions) -> Result<NbdClient, ClientError> {
         let mut hs = ClientHandshake::connect(addr, opts).await?;
@@ -329,13 +402,22 @@ impl NbdClient {
         }
         hs.go(export).await
     }
+}
 
-    fn new(stream: TcpStream, info: ExportInfo, structured: bool, timeout: Duration) -> NbdClient {
+impl<S: AsyncRead + AsyncWrite + Unpin> NbdClient<S> {
+    fn new(stream: S, info: ExportInfo, structured: bool, timeout: Duration) -> NbdClient<S> {
         NbdClient { stream, info, structured, timeout, next_handle: 1, send_buf: Vec::new() }
     }
 
     pub fn export(&self) -> &ExportInfo {
         &self.info
+    }
+
+    /// Take the connection apart (the stream in transmission, the export, whether structured replies were
+    /// agreed) to drive it another way, e.g. with many requests in flight (the host front's replica
+    /// connections).
+    pub fn into_parts(self) -> (S, ExportInfo, bool) {
+        (self.stream, self.info, self.structured)
     }
 
     pub fn structured(&self) -> bool {
@@ -373,6 +455,27 @@ impl NbdClient {
             flags |= CMD_FLAG_NO_HOLE;
         }
         self.request(RequestHeader { flags, command: CMD_WRITE_ZEROES, handle: 0, offset, length }, &[], None).await
+    }
+
+    /// NBD_CMD_BLOCK_STATUS over `length` bytes at `offset` for the one metadata context negotiated: the
+    /// extents (length, flags) in order, from every block status chunk of the reply.
+    pub async fn block_status(
+        &mut self,
+        offset: u64,
+        length: u32,
+        req_one: bool,
+    ) -> Result<Vec<(u32, u32)>, ClientError> {
+        let flags = if req_one { CMD_FLAG_REQ_ONE } else { 0 };
+        let mut header = RequestHeader { flags, command: CMD_BLOCK_STATUS, handle: 0, offset, length };
+        header.handle = self.take_handle();
+        let timeout = self.timeout;
+        let mut extents = Vec::new();
+        with_timeout(timeout, async {
+            self.stream.write_all(&header.encode()).await?;
+            self.read_reply_with(&header, None, Some(&mut extents)).await
+        })
+        .await?;
+        Ok(extents)
     }
 
     /// NBD_CMD_DISC, then close.
@@ -415,7 +518,16 @@ impl NbdClient {
         h
     }
 
-    async fn read_reply(&mut self, req: &RequestHeader, mut data: Option<&mut [u8]>) -> Result<(), ClientError> {
+    async fn read_reply(&mut self, req: &RequestHeader, data: Option<&mut [u8]>) -> Result<(), ClientError> {
+        self.read_reply_with(req, data, None).await
+    }
+
+    async fn read_reply_with(
+        &mut self,
+        req: &RequestHeader,
+        mut data: Option<&mut [u8]>,
+        mut extents: Option<&mut Vec<(u32, u32)>>,
+    ) -> Result<(), ClientError> {
         let mut magic = [0u8; 4];
         self.stream.read_exact(&mut magic).await?;
         match peek_reply_kind(&magic)? {
@@ -485,6 +597,20 @@ impl NbdClient {
                             let len = self.stream.read_u32().await?;
                             chunk_slice(buf, req.offset, offset, len)?.fill(0);
                             covered += u64::from(len);
+                        }
+                        REPLY_TYPE_BLOCK_STATUS => {
+                            let out = extents.as_deref_mut().ok_or_else(|| {
+                                ClientError::Protocol("block status chunk in the reply to another request".into())
+                            })?;
+                            if chunk.length < 4 || (chunk.length - 4) & 7 != 0 || chunk.length > 65536 * 8 {
+                                return Err(ClientError::Protocol("block status chunk of a bad length".into()));
+                            }
+                            let _context = self.stream.read_u32().await?;
+                            for _ in 0..(chunk.length - 4) / 8 {
+                                let len = self.stream.read_u32().await?;
+                                let flags = self.stream.read_u32().await?;
+                                out.push((len, flags));
+                            }
                         }
                         kind if chunk.is_error() => {
                             if chunk.length > 65536 {

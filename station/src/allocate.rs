@@ -53,6 +53,8 @@ pub fn unit_lock_file(unit: u32) -> String {
 pub enum AllocateError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the station's CA: {0}")]
+    Ca(#[from] crate::ca::CaError),
     #[error(
         "host identity {0} is revoked: it gets no storage until an admin issues its certificate again \
          (`dvsan-station host issue {0}`)"
@@ -126,6 +128,12 @@ pub enum AllocateError {
         pending.address.ip()
     )]
     ClaimsPoolUnit { pending: Box<PendingUnit>, unit: u32, unit_address: Option<SocketAddr> },
+    /// A mirrored volume could not be placed; the text says how many units were eligible and
+    /// why the others were not.
+    #[error("{0}")]
+    Placement(String),
+    #[error("{0} replicas: a mirrored volume has 2 or 3 replicas (1 or none: an ordinary volume)")]
+    BadReplicas(u32),
 }
 
 /// What a [`PoolLock`] covers.
@@ -137,12 +145,16 @@ pub enum LockScope {
     Unit(u32),
     /// No unit in particular (`allocation.lock` shared): adding a unit by its address.
     Shared,
+    /// No lock at all: a task that only reads a unit (clearVolume follows a unit's clearing, which may take hours,
+    /// and must hold up nothing).
+    Nothing,
 }
 
 impl LockScope {
     /// Whether two holders of these scopes would exclude each other.
     pub fn conflicts_with(self, other: LockScope) -> bool {
         match (self, other) {
+            (LockScope::Nothing, _) | (_, LockScope::Nothing) => false,
             (LockScope::Pool, _) | (_, LockScope::Pool) => true,
             (LockScope::Unit(a), LockScope::Unit(b)) => a == b,
             _ => false,
@@ -156,7 +168,7 @@ pub struct PoolLock {
     scope: LockScope,
     // Field order is drop order: the unit's lock goes before the pool's.
     _unit: Option<Flock<File>>,
-    _pool: Flock<File>,
+    _pool: Option<Flock<File>>,
 }
 
 impl PoolLock {
@@ -182,6 +194,7 @@ impl PoolLock {
             LockScope::Pool => (true, None),
             LockScope::Unit(unit) => (false, Some(unit)),
             LockScope::Shared => (false, None),
+            LockScope::Nothing => return Ok(Some(PoolLock { scope, _unit: None, _pool: None })),
         };
         let Some(pool) = lock_file(&state_dir.join(LOCK_FILE), pool_mode, wait)? else { return Ok(None) };
         let unit = match unit {
@@ -192,7 +205,7 @@ impl PoolLock {
             },
             None => None,
         };
-        Ok(Some(PoolLock { scope, _unit: unit, _pool: pool }))
+        Ok(Some(PoolLock { scope, _unit: unit, _pool: Some(pool) }))
     }
 
     pub fn scope(&self) -> LockScope {
@@ -204,7 +217,7 @@ impl PoolLock {
         match self.scope {
             LockScope::Pool => true,
             LockScope::Unit(held) => held == unit,
-            LockScope::Shared => false,
+            LockScope::Shared | LockScope::Nothing => false,
         }
     }
 }
@@ -332,6 +345,8 @@ pub struct Allocator<'a> {
     announcer: Option<Announcer>,
     /// Who the assignments it makes are recorded for (`Principal::stored`); `None`: the station's operator.
     owner: Option<String>,
+    /// Volumes it asked a unit to wipe (unit, volume), for the running station to follow (clearVolume tasks).
+    wiped: Vec<(u32, u32)>,
 }
 
 /// A volume that could serve a request.
@@ -368,6 +383,7 @@ impl<'a> Allocator<'a> {
             progress: Arc::new(NoProgress),
             announcer: None,
             owner: None,
+            wiped: Vec::new(),
         }
     }
 
@@ -396,6 +412,12 @@ impl<'a> Allocator<'a> {
     /// certificate (`dvsan-host enroll`) and no storage until an admin issues it again. blockd closes the open
     /// connections of a grant that went away (its store thread re-reads the grants when the layout changes).
     ///
+    /// Then the certificates themselves: the CA lists every certificate it issued to `name` in a new revocation
+    /// list, which is pushed to every available unit ([`crate::crl_push`]), so their blockd refuse those
+    /// certificates whatever grant (an address grant, one made outside the station) would admit them, and close
+    /// their connections. Units not available get it when they come back; a certificate issued again later has a
+    /// new serial and works.
+    ///
     /// An assignment whose unit does not answer (or is not reachable) cannot be released: it is forgotten anyway
     /// and named in the result, whose grant then shows as a foreign grant (never allocated) until removed on the
     /// unit. Needs the whole pool's lock.
@@ -422,8 +444,10 @@ impl<'a> Allocator<'a> {
                 }
             }
         }
-        self.step(95, "revoking the identity");
+        self.step(90, "revoking the identity");
         report.was_valid = self.store.revoke_host_identity(name, crate::timefmt::now_ms())?;
+        self.step(95, "revoking the identity's certificates on the units");
+        self.revoke_certificates(name, &mut report).await?;
         tracing::info!(
             identity = name,
             released = report.released.len(),
@@ -431,6 +455,37 @@ impl<'a> Allocator<'a> {
             "host revoked"
         );
         Ok(report)
+    }
+
+    /// Lists `name`'s certificates in the CA's revocation list and pushes the list to every available unit.
+    async fn revoke_certificates(&mut self, name: &str, report: &mut RevokedHost) -> Result<(), AllocateError> {
+        let state_dir = self.store.path().parent().map(Path::to_path_buf).unwrap_or_default();
+        let Some(ca) = crate::ca::StationCa::open_existing(&state_dir)? else { return Ok(()) };
+        let revocation = ca.revoke_identity(name)?;
+        report.certificates_revoked = revocation.newly_revoked;
+        report.crl_number = Some(revocation.crl_number);
+        let der = ca.crl_der()?.unwrap_or_default();
+        for unit in self.store.allocation_units()? {
+            let Some(agent) = unit.address else { continue };
+            if unit.state != UnitState::Available {
+                report
+                    .crl_not_pushed
+                    .push(format!("unit #{}: {} (it gets the list when it comes back)", unit.index, unit.state));
+                continue;
+            }
+            let pushed = match self.write_target(agent) {
+                Ok(target) => crate::crl_push::push(self.manager, &target, &der).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match pushed {
+                Ok(()) => report.crl_pushed.push(format!("unit #{}", unit.index)),
+                Err(e) => {
+                    tracing::warn!(unit = unit.index, error = %e, "could not push the revocation list");
+                    report.crl_not_pushed.push(format!("unit #{}: {e}", unit.index));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Announces what its rescans and the walks after its changes find (new or removed volumes, a unit joining)
@@ -559,6 +614,10 @@ impl<'a> Allocator<'a> {
             else {
                 continue;
             };
+            // Spare units are kept for replacing replicas, out of ordinary allocation.
+            if unit.spare {
+                continue;
+            }
             for volume in &pool_unit.volumes {
                 let mut holders = assigned.iter().filter(|a| a.unit == unit.index && a.volume == volume.index);
                 // Another host's shared assignments let a shared request by name join them.
@@ -605,6 +664,9 @@ impl<'a> Allocator<'a> {
                     else {
                         continue;
                     };
+                    if unit.spare {
+                        continue;
+                    }
                     if let Some(name) = &request.name {
                         let volumes = pool.iter().find(|p| p.index == unit.index).map(|p| p.volumes.as_slice());
                         if volumes.unwrap_or_default().iter().any(|v| v.name == *name) {
@@ -875,14 +937,80 @@ impl<'a> Allocator<'a> {
             // leaves the volume as it is: logged, the release goes on.
             let wipe = Oid::from_slice(mib::DVSAN_VOLUME_CLEAR_PROGRESS).child(volume);
             let set = vec![VarBind::new(wipe, Value::Gauge32(0))];
-            if let Err(e) = self.manager.set(&self.write_target(agent)?, set).await {
-                tracing::warn!(unit = record.index, volume, error = %e, "the unit did not wipe the released volume");
+            match self.manager.set(&self.write_target(agent)?, set).await {
+                Ok(_) => self.wiped.push((record.index, volume)),
+                Err(e) => {
+                    tracing::warn!(unit = record.index, volume, error = %e, "the unit did not wipe the released volume")
+                }
             }
         }
         self.step(75, &format!("reading unit #{}", record.index));
         self.refresh(record.index, agent).await;
         let assignment = releasing.into_iter().next().unwrap_or(first);
         Ok(assignment)
+    }
+
+    /// The volumes it asked units to wipe since the last call: (unit, volume).
+    pub fn take_wiped(&mut self) -> Vec<(u32, u32)> {
+        std::mem::take(&mut self.wiped)
+    }
+
+    /// Follows the clearing of volume `volume` on unit `unit` (a clearVolume task): reads the volume's
+    /// dvsanVolumeState and dvsanVolumeClearProgress every [`CLEAR_POLL`] and reports the unit's percentage as its
+    /// own progress, until the volume is no longer clearing; then reads the unit into the pool, where the volume
+    /// is assignable again. Returns false when the volume went away meanwhile (destroyed: its blocks are released
+    /// space the unit clears on its own). Needs no lock (it changes nothing on the unit). Fails when the unit stops
+    /// answering for [`CLEAR_SILENCE`] (it goes on clearing; the station starts a new task once it is back).
+    pub async fn follow_clearing(&mut self, unit: u32, volume: u32) -> Result<bool, AllocateError> {
+        let record = self.store.unit(unit)?.ok_or_else(|| StoreError::UnknownUnit(format!("#{unit}")))?;
+        let Some(agent) = record.address else {
+            return Err(AllocateError::NoAddress { unit });
+        };
+        let oids = [
+            Oid::from_slice(mib::DVSAN_VOLUME_STATE).child(volume),
+            Oid::from_slice(mib::DVSAN_VOLUME_CLEAR_PROGRESS).child(volume),
+        ];
+        let mut silent_since: Option<std::time::Instant> = None;
+        let mut last = 0;
+        let exists = loop {
+            match self.manager.get(&self.read_target(agent), &oids).await {
+                Ok(values) => {
+                    silent_since = None;
+                    match (values.first().map(|v| &v.value), values.get(1).map(|v| &v.value)) {
+                        (Some(Value::Integer(mib::dvsan_volume_state::CLEARING)), Some(Value::Gauge32(percent))) => {
+                            last = (*percent).min(99);
+                            self.step(last, &format!("unit #{unit} is clearing volume {volume}: {percent}%"));
+                        }
+                        (Some(Value::Integer(_)), _) => break true,
+                        (Some(v), _) if v.is_exception() => break false,
+                        _ => {
+                            return Err(AllocateError::Unit {
+                                unit,
+                                agent,
+                                what: "the clearing progress",
+                                source: Box::new(SnmpError::Protocol("the answer is not a volume's state")),
+                            });
+                        }
+                    }
+                }
+                Err(e) => {
+                    let since = *silent_since.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() >= CLEAR_SILENCE {
+                        return Err(AllocateError::Unit {
+                            unit,
+                            agent,
+                            what: "the clearing progress",
+                            source: Box::new(e),
+                        });
+                    }
+                    self.step(last, &format!("unit #{unit} does not answer; waiting ({e})"));
+                }
+            }
+            tokio::time::sleep(CLEAR_POLL).await;
+        };
+        self.step(99, &format!("reading unit #{unit}"));
+        self.refresh(unit, agent).await;
+        Ok(exists)
     }
 
     /// Reads unit `unit` now at its agent address and stores what it has (admin `unit rescan`). A unit that does
@@ -1204,6 +1332,52 @@ impl<'a> Allocator<'a> {
         })
     }
 
+    /// The store it changes (mirrored volumes are recorded in it too).
+    pub(crate) fn store_mut(&mut self) -> &mut StationStore {
+        self.store
+    }
+
+    /// Who the assignments it makes are recorded for.
+    pub(crate) fn owner(&self) -> Option<&str> {
+        self.owner.as_deref()
+    }
+
+    /// Fails unless it holds the whole pool's lock.
+    pub(crate) fn require_pool_lock(&self) -> Result<(), AllocateError> {
+        self.check_pool_lock()
+    }
+
+    /// Reports progress (`percent`, what it does now).
+    pub(crate) fn report(&self, percent: u32, step: &str) {
+        self.step(percent, step);
+    }
+
+    /// Creates a volume of `blocks` named `name` (or as the unit names it) on `unit` and grants it to `host`
+    /// read-write, exclusively; a failed grant destroys the volume again. One replica of a mirrored volume.
+    pub(crate) async fn create_and_grant(
+        &mut self,
+        unit: &AllocationUnit,
+        blocks: u32,
+        name: Option<&str>,
+        host: IpAddr,
+    ) -> Result<Allocation, AllocateError> {
+        let Some(agent) = unit.address else { return Err(AllocateError::NoAddress { unit: unit.index }) };
+        let candidate = self.create_volume(unit, agent, blocks, name).await?;
+        self.grant_and_record(candidate, host, false, false).await
+    }
+
+    /// Undoes [`Allocator::create_and_grant`]: revokes the grant, forgets the assignment, destroys the volume
+    /// (best effort on the unit, logged when it fails).
+    pub(crate) async fn undo_allocation(&mut self, a: &Allocation) {
+        let Some(agent) = a.agent else { return };
+        self.revoke(a.unit, agent, a.grant).await;
+        if let Err(e) = self.store.delete_host_assignment(a.unit, a.volume, a.host) {
+            tracing::warn!(unit = a.unit, volume = a.volume, error = %e, "forgetting an undone assignment failed");
+        }
+        self.destroy_volume(a.unit, agent, a.volume).await;
+        self.refresh(a.unit, agent).await;
+    }
+
     /// Destroys the candidate's volume if this allocation created it.
     async fn undo_created(&mut self, c: &Candidate) {
         if c.created {
@@ -1289,6 +1463,40 @@ impl<'a> Allocator<'a> {
         self.check_pool_lock()?;
         let mut report = ReconcileReport::default();
         let units = self.store.allocation_units()?;
+        // A mirrored volume with fewer replicas than asked for was left midway by a request that stopped (the
+        // pool lock it held is free now): its replicas are undone as a failed request's would have been.
+        for m in self.store.mirrors()?.into_iter().filter(|m| (m.replicas.len() as u32) < m.wanted) {
+            for r in &m.replicas {
+                let agent = units.iter().find(|u| u.index == r.unit).and_then(|u| u.address);
+                let held = self.store.volume_assignments(r.unit, r.volume)?.into_iter().find(|a| a.host == m.host);
+                if let (Some(a), Some(agent)) = (&held, agent) {
+                    self.revoke(r.unit, agent, a.grant).await;
+                }
+                if held.is_some() {
+                    self.store.delete_host_assignment(r.unit, r.volume, m.host)?;
+                }
+                if let Some(agent) = agent {
+                    self.destroy_volume(r.unit, agent, r.volume).await;
+                    self.refresh(r.unit, agent).await;
+                }
+            }
+            self.store.delete_mirror(m.index)?;
+            tracing::info!(mirror = m.index, "reconciliation: undid a mirrored volume its request left midway");
+            report.mirrors_undone += 1;
+        }
+        // A mirrored volume none of whose replicas is assigned to its host any more (`host revoke` released them
+        // one by one) is forgotten.
+        for m in self.store.mirrors()? {
+            let mut held = false;
+            for r in &m.replicas {
+                held |= self.store.volume_assignments(r.unit, r.volume)?.iter().any(|a| a.host == m.host);
+            }
+            if !held {
+                self.store.delete_mirror(m.index)?;
+                tracing::info!(mirror = m.index, "reconciliation: forgot a mirrored volume with no replica assigned");
+                report.mirrors_forgotten += 1;
+            }
+        }
         let mut by_unit: std::collections::BTreeMap<u32, Vec<AssignmentRecord>> = Default::default();
         for a in self.store.assignments()? {
             by_unit.entry(a.unit).or_default().push(a);
@@ -1453,6 +1661,10 @@ pub struct ReconcileReport {
     pub consistent: u32,
     pub regranted: u32,
     pub pending_undone: u32,
+    /// Mirrored volumes a request left short of replicas, undone.
+    pub mirrors_undone: u32,
+    /// Mirrored volumes none of whose replicas was assigned any more (released one by one), forgotten.
+    pub mirrors_forgotten: u32,
     /// Grants on units that no assignment names (left alone).
     pub foreign_grants: u32,
     pub units_skipped: u32,
@@ -1467,6 +1679,11 @@ fn grant_mode(read_only: bool, shared: bool) -> i32 {
     }
 }
 
+/// How often a clearVolume task reads the unit's clearing progress.
+pub const CLEAR_POLL: Duration = Duration::from_millis(250);
+/// How long a clearVolume task waits for a unit that stopped answering before it fails.
+pub const CLEAR_SILENCE: Duration = Duration::from_secs(60);
+
 /// What [`Allocator::revoke_host`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RevokedHost {
@@ -1477,6 +1694,14 @@ pub struct RevokedHost {
     pub released: Vec<String>,
     /// The assignments forgotten whose grant could not be destroyed (the unit did not answer), and why.
     pub not_revoked: Vec<String>,
+    /// Certificates of the identity the CA newly listed as revoked.
+    pub certificates_revoked: usize,
+    /// The cRLNumber of the revocation list made (None: the station has no CA).
+    pub crl_number: Option<u32>,
+    /// Units that took the list: `unit #U`.
+    pub crl_pushed: Vec<String>,
+    /// Units that did not, and why: `unit #U: REASON`.
+    pub crl_not_pushed: Vec<String>,
 }
 
 /// One row of a unit's dvsanAccessTable.

@@ -14,11 +14,19 @@
 //! has already authenticated (the SNMP request table): a request naming anything else is refused, and the
 //! certificate's names are built from that identity; only the request's public key (its signature checked) is
 //! used.
+//!
+//! Revocation is by certificate, as in any PKI: every host certificate's serial is recorded with its identity in
+//! `ca/issued.txt`; [`StationCa::revoke_identity`] (`dvsan-station host revoke`) lists every serial issued to the
+//! identity in `ca/revoked.txt` and issues a new certificate revocation list, `ca/crl.der` and `ca/crl.pem`, with
+//! the next cRLNumber (`ca/crl-number`). blockd refuses the listed certificates (its `--tls-crl`, or the list the
+//! station pushes to each unit's agent, DVSAN-MIB dvsanDataTlsCrl); a certificate issued later for the same
+//! identity has a new serial and is not listed. Certificates issued before serials were recorded cannot be listed.
 
 use crate::credentials::{write_private, CredentialsError};
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertificateSigningRequestParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams,
+    SanType, SerialNumber,
 };
 use sha2::{Digest, Sha256};
 use std::net::IpAddr;
@@ -29,6 +37,17 @@ pub const CA_DIR: &str = "ca";
 /// The CA certificate's file name, in the CA directory and in every directory the CA writes.
 pub const CA_CERT_FILE: &str = "ca-cert.pem";
 const CA_KEY_FILE: &str = "ca-key.pem";
+/// Serials of the host certificates issued, with their identities: `SERIAL_HEX IDENTITY UNIX_SECONDS` a line.
+const ISSUED_FILE: &str = "issued.txt";
+/// Serials revoked: `SERIAL_HEX UNIX_SECONDS IDENTITY` a line.
+const REVOKED_FILE: &str = "revoked.txt";
+/// The newest certificate revocation list, DER and PEM.
+pub const CRL_DER_FILE: &str = "crl.der";
+pub const CRL_PEM_FILE: &str = "crl.pem";
+/// The newest list's cRLNumber.
+const CRL_NUMBER_FILE: &str = "crl-number";
+/// How long a revocation list says it is current (blockd does not enforce it; a new one is made on every revoke).
+const CRL_DAYS: i64 = 365;
 /// How long the CA certificate is valid.
 const CA_DAYS: i64 = 3650;
 /// How long an issued certificate is valid.
@@ -158,9 +177,110 @@ impl StationCa {
         self.issue_with_new_key(&params)
     }
 
-    /// A host's client certificate for `identity` (subject CN and DNS subjectAltName) with a new key pair.
+    /// A host's client certificate for `identity` (subject CN and DNS subjectAltName) with a new key pair; its
+    /// serial is recorded for revocation.
     pub fn issue_host(&self, identity: &str) -> Result<Issued, CaError> {
-        self.issue_with_new_key(&host_params(identity)?)
+        let params = host_params(identity)?;
+        let issued = self.issue_with_new_key(&params)?;
+        self.record_issued(&params, identity)?;
+        Ok(issued)
+    }
+
+    fn record_issued(&self, params: &CertificateParams, identity: &str) -> Result<(), CaError> {
+        let Some(serial) = &params.serial_number else { return Ok(()) };
+        let line = format!("{} {identity} {}\n", hex(&serial.to_bytes()), unix_now());
+        append(&self.dir.join(ISSUED_FILE), &line)
+    }
+
+    /// Revokes every certificate issued to `identity` that is not revoked yet and issues a new revocation list
+    /// (also when there was nothing new to list). Returns how many certificates it newly lists.
+    pub fn revoke_identity(&self, identity: &str) -> Result<Revocation, CaError> {
+        let revoked = self.revoked()?;
+        let issued = read_lines(&self.dir.join(ISSUED_FILE))?;
+        let mut newly = 0;
+        let now = unix_now();
+        for line in issued {
+            let mut fields = line.split_whitespace();
+            let (Some(serial), Some(name)) = (fields.next(), fields.next()) else { continue };
+            if name != identity || revoked.iter().any(|(s, _)| s == serial) {
+                continue;
+            }
+            append(&self.dir.join(REVOKED_FILE), &format!("{serial} {now} {identity}\n"))?;
+            newly += 1;
+        }
+        let crl_number = self.issue_crl()?;
+        tracing::info!(identity, newly_revoked = newly, crl_number, "certificates revoked; new revocation list");
+        Ok(Revocation { newly_revoked: newly, crl_number })
+    }
+
+    /// Every serial revoked (hex) with when (Unix seconds).
+    fn revoked(&self) -> Result<Vec<(String, i64)>, CaError> {
+        Ok(read_lines(&self.dir.join(REVOKED_FILE))?
+            .iter()
+            .filter_map(|line| {
+                let mut fields = line.split_whitespace();
+                Some((fields.next()?.to_string(), fields.next()?.parse().ok()?))
+            })
+            .collect())
+    }
+
+    /// Issues a revocation list of every revoked serial with the next cRLNumber and writes `crl.der` and
+    /// `crl.pem`; returns its number.
+    pub fn issue_crl(&self) -> Result<u32, CaError> {
+        let number_path = self.dir.join(CRL_NUMBER_FILE);
+        let number = self.crl_number()?.saturating_add(1);
+        let (this_update, next_update) = validity(CRL_DAYS)?;
+        let mut revoked_certs = Vec::new();
+        for (serial, when) in self.revoked()? {
+            let Some(bytes) = unhex(&serial) else { continue };
+            revoked_certs.push(RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&bytes),
+                revocation_time: time::OffsetDateTime::from_unix_timestamp(when).unwrap_or(this_update),
+                reason_code: Some(RevocationReason::CessationOfOperation),
+                invalidity_date: None,
+            });
+        }
+        let params = CertificateRevocationListParams {
+            this_update,
+            next_update,
+            crl_number: SerialNumber::from(u64::from(number)),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&self.issuer)?;
+        write_bytes(&self.dir.join(CRL_DER_FILE), crl.der())?;
+        write_public(&self.dir.join(CRL_PEM_FILE), &crl.pem()?)?;
+        write_public(&number_path, &format!("{number}\n"))?;
+        Ok(number)
+    }
+
+    /// The newest revocation list's cRLNumber; 0 before the first.
+    pub fn crl_number(&self) -> Result<u32, CaError> {
+        let path = self.dir.join(CRL_NUMBER_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => text
+                .trim()
+                .parse()
+                .map_err(|_| CaError::Corrupt { path, what: format!("not a CRL number: {:?}", text.trim()) }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(source) => Err(CaError::Read { path, source }),
+        }
+    }
+
+    /// The newest revocation list (DER), if the CA has made one.
+    pub fn crl_der(&self) -> Result<Option<Vec<u8>>, CaError> {
+        let path = self.dir.join(CRL_DER_FILE);
+        match std::fs::read(&path) {
+            Ok(der) => Ok(Some(der)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(CaError::Read { path, source }),
+        }
+    }
+
+    /// `ca/crl.pem`, for blockd's `--tls-crl` on the station's machine.
+    pub fn crl_path(&self) -> PathBuf {
+        self.dir.join(CRL_PEM_FILE)
     }
 
     /// Signs a host's certificate signing request (PEM or DER) for `identity`, which the caller authenticated. A
@@ -177,7 +297,9 @@ impl StationCa {
         if let Some(other) = requested_names(&parsed.params).into_iter().find(|name| name != identity) {
             return Err(CaError::OtherIdentity { asked: other, identity: identity.to_string() });
         }
-        Ok(params.signed_by(&parsed.public_key, &self.issuer)?.pem())
+        let pem = params.signed_by(&parsed.public_key, &self.issuer)?.pem();
+        self.record_issued(&params, identity)?;
+        Ok(pem)
     }
 
     fn issue_with_new_key(&self, params: &CertificateParams) -> Result<Issued, CaError> {
@@ -185,6 +307,60 @@ impl StationCa {
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
+}
+
+/// What [`StationCa::revoke_identity`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revocation {
+    /// Certificates listed now that were not before.
+    pub newly_revoked: usize,
+    /// The new list's cRLNumber.
+    pub crl_number: u32,
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.is_empty() || !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// The lines of a record file; none if it does not exist.
+fn read_lines(path: &Path) -> Result<Vec<String>, CaError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text.lines().map(str::to_string).collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(source) => Err(CaError::Read { path: path.to_path_buf(), source }),
+    }
+}
+
+/// Appends `line` to a record file (created 0644), synced.
+fn append(path: &Path, line: &str) -> Result<(), CaError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let error = |source| CaError::Write { path: path.to_path_buf(), source };
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).mode(0o644).open(path).map_err(error)?;
+    file.write_all(line.as_bytes()).map_err(error)?;
+    file.sync_data().map_err(error)
+}
+
+/// Writes public bytes through a temporary file and a rename (0644).
+fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), CaError> {
+    use std::io::Write;
+    let error = |source| CaError::Write { path: path.to_path_buf(), source };
+    let temp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&temp).map_err(error)?;
+    file.write_all(bytes).map_err(error)?;
+    file.sync_all().map_err(error)?;
+    std::fs::rename(&temp, path).map_err(error)
 }
 
 /// Every name a certificate signing request asks for: its subject's attributes (any kind) and its subjectAltNames.
@@ -384,5 +560,50 @@ mod tests {
         assert_eq!(format!("{:?}", san.value.general_names), "[DNSName(\"host-b\")]");
         assert_eq!(cert.public_key().raw, key.subject_public_key_info().as_slice());
         assert!(matches!(ca.sign_host_request("host-b", b"not a request"), Err(CaError::BadRequest(_))));
+    }
+
+    #[test]
+    fn revoking_an_identity_lists_its_certificates_and_not_a_later_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = StationCa::open_or_create(dir.path()).unwrap();
+        assert_eq!(ca.crl_number().unwrap(), 0);
+        assert!(ca.crl_der().unwrap().is_none());
+        let serial = |pem: &str| {
+            let der = certificate_der(pem).unwrap();
+            let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+            cert.raw_serial().to_vec()
+        };
+        let first = serial(&ca.issue_host("host-a").unwrap().cert_pem);
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut asked = CertificateParams::new(vec!["host-a".to_string()]).unwrap();
+        asked.distinguished_name = rcgen::DistinguishedName::new();
+        let request = asked.serialize_request(&key).unwrap().pem().unwrap();
+        let second = serial(&ca.sign_host_request("host-a", request.as_bytes()).unwrap());
+        let other = serial(&ca.issue_host("host-b").unwrap().cert_pem);
+
+        let revocation = ca.revoke_identity("host-a").unwrap();
+        assert_eq!(revocation, Revocation { newly_revoked: 2, crl_number: 1 });
+        let listed = |ca: &StationCa| {
+            let der = ca.crl_der().unwrap().unwrap();
+            let (rest, crl) = x509_parser::parse_x509_crl(&der).unwrap();
+            assert!(rest.is_empty());
+            let ca_der = certificate_der(ca.cert_pem()).unwrap();
+            let (_, ca_cert) = x509_parser::parse_x509_certificate(&ca_der).unwrap();
+            assert_eq!(crl.issuer(), ca_cert.subject());
+            let number = crl.crl_number().map(|n| n.to_string());
+            (crl.iter_revoked_certificates().map(|r| r.raw_serial().to_vec()).collect::<Vec<_>>(), number)
+        };
+        let (serials, number) = listed(&ca);
+        assert_eq!(serials, vec![first.clone(), second.clone()]);
+        assert_eq!(number.as_deref(), Some("1"));
+        assert!(std::fs::read_to_string(ca.crl_path()).unwrap().starts_with("-----BEGIN X509 CRL-----"));
+
+        // Issued again: a new serial, not listed by the next list; revoking again lists nothing new.
+        let again = serial(&ca.issue_host("host-a").unwrap().cert_pem);
+        assert_eq!(ca.revoke_identity("host-b").unwrap(), Revocation { newly_revoked: 1, crl_number: 2 });
+        let (serials, _) = listed(&ca);
+        assert_eq!(serials, vec![first, second, other]);
+        assert!(!serials.contains(&again));
+        assert_eq!(ca.revoke_identity("host-b").unwrap(), Revocation { newly_revoked: 0, crl_number: 3 });
     }
 }

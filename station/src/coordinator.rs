@@ -144,6 +144,8 @@ pub struct Coordinator {
     probing: HashSet<IpAddr>,
     refusal_log: RateLimitedLog,
     refusal_notifications: RateLimitedLog,
+    /// The station's task runner, which shows a unit's clearing of a volume as a clearVolume task.
+    tasks: Option<crate::tasks::TaskRunner>,
 }
 
 /// What the trust decision knows: the coordinator's units and the enrolled credentials.
@@ -213,6 +215,7 @@ impl Coordinator {
             probing: HashSet::new(),
             refusal_log: RateLimitedLog::new(),
             refusal_notifications: RateLimitedLog::new(),
+            tasks: None,
         }
     }
 
@@ -220,6 +223,12 @@ impl Coordinator {
     /// community alone.
     pub fn with_access(mut self, access: UnitAccess) -> Coordinator {
         self.access = access;
+        self
+    }
+
+    /// Starts a clearVolume task in `tasks` for every volume a walk finds clearing (one per volume at a time).
+    pub fn with_tasks(mut self, tasks: Option<crate::tasks::TaskRunner>) -> Coordinator {
+        self.tasks = tasks;
         self
     }
 
@@ -811,11 +820,57 @@ impl Coordinator {
         for notification in station_mib::sync_notifications(&unit, &outcome) {
             self.emit(notification);
         }
+        let joined_or_back =
+            outcome.state == UnitState::Available && outcome.previous_state != Some(UnitState::Available);
         for index in outcome.displaced {
             if let Some(displaced) = self.unit(index) {
                 self.emit(station_mib::unit_unreachable(&displaced));
             }
         }
+        if joined_or_back {
+            self.push_crl(address, Some(snapshot.unit_id.as_str()), outcome.index);
+        }
+        if let Some(tasks) = &self.tasks {
+            for volume in snapshot.volumes.iter().filter(|v| v.clearing.is_some()) {
+                tasks.follow_clearing(outcome.index, volume.index);
+            }
+        }
+    }
+
+    /// Every volume the pool shows clearing gets a clearVolume task if it has none (a release by another process,
+    /// the CLI, synced the pool itself, so no walk of the coordinator saw the volume clearing).
+    fn follow_clearing(&self) {
+        let Some(tasks) = &self.tasks else { return };
+        match self.store.clearing_volumes() {
+            Ok(volumes) => {
+                // A unit that does not answer is followed once it is back (its task would fail meanwhile).
+                let available =
+                    |unit: u32| self.units.iter().any(|u| u.index == unit && u.state == UnitState::Available);
+                for (unit, volume) in volumes.into_iter().filter(|(unit, _)| available(*unit)) {
+                    tasks.follow_clearing(unit, volume);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the volumes being cleared"),
+        }
+    }
+
+    /// A unit that joined or came back gets the CA's revocation list if its own is older (`crl_push`), in the
+    /// background; failures are logged (the next return, or the next `host revoke`, tries again).
+    fn push_crl(&self, address: SocketAddr, unit_id: Option<&str>, index: u32) {
+        let Some(state_dir) = self.store.path().parent().map(std::path::Path::to_path_buf) else { return };
+        let (timeout, retries) = (self.settings.poll_timeout, self.settings.poll_retries);
+        let read = self.access.read_target(address, unit_id).with_timeout(timeout, retries);
+        let write = self.access.write_target(address, unit_id).map(|t| t.with_timeout(timeout, retries));
+        let manager = Arc::clone(&self.manager);
+        tokio::spawn(async move {
+            match crate::crl_push::bring_up_to_date(&manager, &state_dir, &read, write.as_ref()).await {
+                Ok(Some(number)) => {
+                    tracing::info!(unit = index, crl_number = number, "revocation list sent to the unit")
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(unit = index, error = %e, "could not send the revocation list to the unit"),
+            }
+        });
     }
 
     // ----- polling -----
@@ -824,6 +879,7 @@ impl Coordinator {
         if self.poll_in_progress {
             return;
         }
+        self.follow_clearing();
         // Picks up addresses registered by `dvsan-station unit add` meanwhile.
         self.reload();
         let targets: Vec<(u32, Target)> = self

@@ -10,20 +10,22 @@
 //!    follow, pending or refuse, a pure decision), [`credentials`] (enrolled units' SNMPv3 users,
 //!    `unit-users.toml`), [`ca`] (the station's CA for NBD over TLS: certificates for units' blockd and for hosts),
 //!    [`unit_access`] (the SNMP target of a unit: its enrolled v3 user, else the
-//!    communities), [`model`] (the pool as plain values), [`task_model`] (a task
+//!    communities), [`crl_push`] (the CA's certificate revocation list set on a unit's agent), [`model`] (the pool as plain values), [`task_model`] (a task
 //!    and its arguments as plain values), [`notification`] (received notifications as records), [`view`] (the
 //!    CLI's text views), [`walk`] (reading one unit over SNMP into a snapshot) and [`forward`] (sending
 //!    notifications on to upstream NMSs).
 //! 2. The store: [`store`], the pool, the notifications and the tasks in SQLite.
 //! 3. Domain operations: [`announce`] (how operations report the changes they make, without knowing the
 //!    notifications), [`allocate`] (changes to units by SNMP SET under the pool and unit locks: volumes for hosts,
-//!    volumes and partitions, rescans, adding and removing units), [`operation`] (everything an operator can do to
+//!    volumes and partitions, rescans, adding and removing units), [`mirror`] (mirrored volumes: replicas placed on
+//!    distinct units and zones, made or undone together), [`operation`] (everything an operator can do to
 //!    the pool, one execution path for the CLI and the tasks) and [`tasks`] (the task runner: operations run by
 //!    the station, concurrently per unit, persisted in the store).
 //! 4. MIB views and protocol front-ends: [`station_mib`] (DVSAN-STATION-MIB served by the station's own agent,
 //!    and its notifications, which is what the daemon's announcer sends), [`task_table`] (the tasks over SNMP),
 //!    [`request_table`] (hosts' storage requests over SNMP, served by a worker),
-//!    [`cert_table`] (hosts' certificate signing requests to the station's CA, for their SNMPv3 user's identity), [`notification_log`]
+//!    [`cert_table`] (hosts' certificate signing requests to the station's CA, for their SNMPv3 user's identity),
+//!    [`front_table`] (what hosts' fronts report about the replicas of their mirrored volumes, and their heartbeats), [`notification_log`]
 //!    (NOTIFICATION-LOG-MIB over the stored notifications), [`ingest`] (receive notifications, queue them fairly
 //!    per source, store them in batches, acknowledge informs after commit) and [`coordinator`] (reacts to
 //!    notifications and polls; walks units and syncs them into the store).
@@ -50,9 +52,12 @@ pub mod cert_table;
 pub mod coordinator;
 pub mod counters;
 pub mod credentials;
+pub mod crl_push;
 pub mod fair_queue;
 pub mod forward;
+pub mod front_table;
 pub mod ingest;
+pub mod mirror;
 pub mod model;
 pub mod notification;
 pub mod notification_log;

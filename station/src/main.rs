@@ -87,6 +87,11 @@ enum Command {
         /// volume of that name other hosts hold shared.
         #[arg(long, conflicts_with = "read_only")]
         shared: bool,
+        /// 2 or 3: a mirrored volume, each replica a new volume of SIZE on a unit of its own (in a zone of its own
+        /// where units have zone labels; spare units are not used), all granted to the host.
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=3),
+              conflicts_with_all = ["read_only", "shared"])]
+        replicas: u32,
         /// Print the assignment as JSON.
         #[arg(long)]
         json: bool,
@@ -350,6 +355,31 @@ enum UnitCommand {
         /// How long to wait for the unit's answers (per request, with 2 retries).
         #[arg(long, default_value = "1s", value_parser = parse_duration)]
         timeout: Duration,
+        /// The unit's zone label (letters, digits, `.`, `-`, `_`): replicas of a mirrored volume go to different
+        /// zones.
+        #[arg(long, value_name = "ZONE", value_parser = parse_zone)]
+        zone: Option<String>,
+        /// A spare unit: kept out of ordinary allocation (for replacing replicas).
+        #[arg(long)]
+        spare: bool,
+    },
+    /// Set a unit's station-side labels: its zone and whether it is a spare (also for units the station learned
+    /// from their notifications).
+    Set {
+        /// Unit id (or unique prefix), name, address or station index.
+        #[arg(value_name = "UNIT")]
+        unit: String,
+        #[command(flatten)]
+        state: StateDir,
+        /// The zone label (letters, digits, `.`, `-`, `_`; "" removes it).
+        #[arg(long, value_name = "ZONE", value_parser = parse_zone)]
+        zone: Option<String>,
+        /// Keep the unit out of ordinary allocation.
+        #[arg(long, conflicts_with = "no_spare")]
+        spare: bool,
+        /// An ordinary unit again.
+        #[arg(long)]
+        no_spare: bool,
     },
     /// Enrol a unit: generate its SNMPv3 user (SHA-256/AES, random passphrases), keep it in the station's state
     /// directory (unit-users.toml, mode 0600) and write it to FILE (mode 0600) for the unit's agent (`--users`).
@@ -485,8 +515,18 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => cmd_run(*args),
-        Command::Unit(UnitCommand::Add { address, state, agent_port, community, timeout }) => {
-            cmd_unit_add(&address, &state.state_dir, agent_port, &community, timeout)
+        Command::Unit(UnitCommand::Add { address, state, agent_port, community, timeout, zone, spare }) => {
+            cmd_unit_add(&address, &state.state_dir, agent_port, &community, timeout, (zone, spare))
+        }
+        Command::Unit(UnitCommand::Set { unit, state, zone, spare, no_spare }) => {
+            let spare = if spare {
+                Some(true)
+            } else if no_spare {
+                Some(false)
+            } else {
+                None
+            };
+            cmd_unit_set(&state.state_dir, &unit, zone.as_deref(), spare)
         }
         Command::Unit(UnitCommand::Rescan { unit, alloc }) => cmd_unit_rescan(&alloc, &unit),
         Command::Unit(UnitCommand::Enroll { unit_id, out, force, tls_dir, tls_names, state }) => {
@@ -504,8 +544,8 @@ fn main() {
         }
         Command::Pool { state, json } => cmd_pool(&state.state_dir, json),
         Command::Traps(args) => cmd_traps(args),
-        Command::Request { alloc, size, host, name, read_only, shared, json } => {
-            cmd_request(&alloc, &size, &host, name, (read_only, shared), json)
+        Command::Request { alloc, size, host, name, read_only, shared, replicas, json } => {
+            cmd_request(&alloc, &size, &host, name, (read_only, shared, replicas), json)
         }
         Command::Assign { alloc, unit, volume, host, read_only, shared, json } => {
             cmd_assign(&alloc, &unit, volume, &host, (read_only, shared), json)
@@ -648,7 +688,42 @@ fn check_admin_users(path: &Path, users: &UsersFile, admins: Vec<String>) -> Res
     Ok(admins)
 }
 
-fn cmd_unit_add(address: &str, state_dir: &Path, agent_port: u16, community: &str, timeout: Duration) -> Result<()> {
+/// A zone label: up to 32 letters, digits, `.`, `-`, `_`; empty (no zone) allowed.
+fn parse_zone(text: &str) -> Result<String, String> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+    if text.len() <= 32 && text.chars().all(ok) {
+        Ok(text.to_string())
+    } else {
+        Err(format!("{text:?} is not a zone label: up to 32 letters, digits, '.', '-' or '_' (\"\" removes it)"))
+    }
+}
+
+fn cmd_unit_set(state_dir: &Path, unit: &str, zone: Option<&str>, spare: Option<bool>) -> Result<()> {
+    if zone.is_none() && spare.is_none() {
+        bail!("nothing to set: give --zone ZONE, --spare or --no-spare");
+    }
+    let mut store = StationStore::open_existing(state_dir)?;
+    let index = store.find_unit(unit)?.index;
+    store.set_unit_labels(index, zone, spare)?;
+    print_or_quiet(&format!("{}\n", unit_labels_text(&store, index)?))
+}
+
+/// `unit #N: zone Z, spare` as the store has it now.
+fn unit_labels_text(store: &StationStore, index: u32) -> Result<String> {
+    let unit = store.pool_unit(index)?.with_context(|| format!("unit #{index} is not in the pool"))?;
+    let zone = if unit.zone.is_empty() { "no zone".to_string() } else { format!("zone {}", unit.zone) };
+    let spare = if unit.spare { "spare (kept out of ordinary allocation)" } else { "not a spare" };
+    Ok(format!("unit #{index}: {zone}, {spare}"))
+}
+
+fn cmd_unit_add(
+    address: &str,
+    state_dir: &Path,
+    agent_port: u16,
+    community: &str,
+    timeout: Duration,
+    (zone, spare): (Option<String>, bool),
+) -> Result<()> {
     let agent = Endpoint::parse(address, agent_port).and_then(Endpoint::require_port)?;
     // A name that does not resolve is refused before a store is made.
     agent.resolve()?;
@@ -656,7 +731,12 @@ fn cmd_unit_add(address: &str, state_dir: &Path, agent_port: u16, community: &st
         .with_context(|| format!("opening the station store in {}", state_dir.display()))?;
     let access = UnitAccess { community, write_community: None, timeout };
     let outcome = execute(state_dir, store, &access, &Operation::AddUnit { agent })?;
-    print_or_quiet(&format!("{}\n", outcome.text))
+    if zone.is_none() && !spare {
+        return print_or_quiet(&format!("{}\n", outcome.text));
+    }
+    let mut store = StationStore::open_existing(state_dir)?;
+    store.set_unit_labels(outcome.unit, zone.as_deref(), spare.then_some(true))?;
+    print_or_quiet(&format!("{}\n{}\n", outcome.text, unit_labels_text(&store, outcome.unit)?))
 }
 
 fn cmd_unit_enroll(
@@ -788,7 +868,12 @@ fn cmd_unit_rescan(alloc: &AllocArgs, unit: &str) -> Result<()> {
 fn cmd_pool(state_dir: &std::path::Path, json: bool) -> Result<()> {
     let store = StationStore::open_existing(state_dir)?;
     let pool = store.pool()?;
-    let text = if json { view::pool_json(&pool) + "\n" } else { view::pool_text(&pool, now_ms()) };
+    let mirrors = dvsan_station::model::mirror_views(&store.mirrors()?, &pool, &store.front_reports()?);
+    let text = if json {
+        view::pool_json(&pool, &mirrors) + "\n"
+    } else {
+        view::pool_text(&pool, now_ms()) + &view::mirrors_text(&mirrors, now_ms())
+    };
     print_or_quiet(&text)
 }
 
@@ -944,12 +1029,21 @@ fn cmd_request(
     size: &str,
     host: &str,
     name: Option<String>,
-    (read_only, shared): (bool, bool),
+    (read_only, shared, replicas): (bool, bool, u32),
     json: bool,
 ) -> Result<()> {
-    let operation =
-        Operation::Allocate { size_bytes: parse_request_size(size)?, host: parse_host(host)?, name, read_only, shared };
-    match execute_alloc(alloc, &operation)?.detail {
+    let (size_bytes, host) = (parse_request_size(size)?, parse_host(host)?);
+    let operation = Operation::Allocate { size_bytes, host, name, read_only, shared, replicas };
+    let outcome = execute_alloc(alloc, &operation)?;
+    match outcome.detail {
+        Detail::Mirror(m) if json => print_or_quiet(&(serde_json::to_string(&m)? + "\n")),
+        Detail::Mirror(m) => {
+            let mut text = format!("{}\n", outcome.text);
+            for a in &m.replicas {
+                text.push_str(&format!("  {}\n", allocation_line(a)));
+            }
+            print_or_quiet(&text)
+        }
         Detail::Assignment(a) if !json => {
             let how = if a.volume_created { "created for this request" } else { "an existing free volume" };
             print_or_quiet(&format!("{}  ({how})\n", allocation_line(&a)))
@@ -1041,6 +1135,16 @@ fn cmd_host_revoke(alloc: &AllocArgs, name: &str, json: bool) -> Result<()> {
     }
     for line in &report.not_revoked {
         text.push_str(&format!("  forgotten, grant left on the unit: {line}\n"));
+    }
+    if let Some(number) = report.crl_number {
+        text.push_str(&format!(
+            "revoked {} certificate(s) of {name}: revocation list {number} sent to {} unit(s)\n",
+            report.certificates_revoked,
+            report.crl_pushed.len()
+        ));
+    }
+    for line in &report.crl_not_pushed {
+        text.push_str(&format!("  revocation list not sent to {line}\n"));
     }
     print_or_quiet(&text)
 }

@@ -254,6 +254,10 @@ pub struct PoolUnit {
     pub last_sync: Option<String>,
     /// The host name the unit was registered by (`unit add NAME`); empty when registered by address.
     pub host_name: String,
+    /// The station's zone label of the unit (`unit add/set --zone`); empty: none.
+    pub zone: String,
+    /// A spare unit (`--spare`): kept out of ordinary allocation.
+    pub spare: bool,
     pub media: Vec<MediumRow>,
     pub volumes: Vec<PoolVolume>,
 }
@@ -306,4 +310,132 @@ mod mib_value_tests {
         assert_eq!(Availability::Available.mib_value(), dvsan_station_partition_state::AVAILABLE);
         assert_eq!(Availability::Unavailable.mib_value(), dvsan_station_partition_state::UNAVAILABLE);
     }
+}
+
+/// A mirrored (logical) volume: `request --replicas N` placed one replica on each of N units.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MirrorRecord {
+    /// The station's index of the logical volume (dvsanStationMirrorIndex).
+    pub index: u32,
+    pub name: String,
+    pub host: IpAddr,
+    /// Every replica's size.
+    pub size_bytes: u64,
+    /// Who asked for it over SNMP (`principal::Principal::stored`); `None`: the station's operator.
+    #[serde(skip)]
+    pub owner: Option<String>,
+    pub created_ms: i64,
+    /// How many replicas it was asked with; fewer replica rows: its request stopped midway.
+    pub wanted: u32,
+    /// Its replicas, by replica number.
+    pub replicas: Vec<MirrorReplica>,
+}
+
+/// One replica of a mirrored volume: a volume on a unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct MirrorReplica {
+    pub replica: u32,
+    pub unit: u32,
+    pub volume: u32,
+}
+
+/// What a host's front last reported about one replica (dvsanStationFrontTable).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FrontReport {
+    #[serde(skip)]
+    pub mirror: u32,
+    #[serde(skip)]
+    pub replica: u32,
+    /// `unknown`, `inSync`, `outOfSync`, `resyncing` or `failed` (the MIB's names).
+    pub state: String,
+    pub dirty_bytes: u64,
+    pub resync_percent: u32,
+    /// Unix milliseconds of the report (the front's heartbeat).
+    pub reported_ms: i64,
+}
+
+/// The front states of dvsanStationFrontReplicaState, by their MIB numbers.
+pub const FRONT_STATES: [(i32, &str); 5] =
+    [(1, "unknown"), (2, "inSync"), (3, "outOfSync"), (4, "resyncing"), (5, "failed")];
+
+impl MirrorRecord {
+    /// The name it goes by: the requested name, else `mirrorN` (N its index).
+    pub fn display_name(&self) -> String {
+        if self.name.is_empty() {
+            format!("mirror{}", self.index)
+        } else {
+            self.name.clone()
+        }
+    }
+}
+
+/// A mirrored volume as `pool --json` shows it: each replica with its unit's zone and state and its NBD URI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MirrorView {
+    pub index: u32,
+    pub name: String,
+    pub host: IpAddr,
+    pub size_bytes: u64,
+    pub replicas: Vec<ReplicaView>,
+}
+
+/// One replica in a [`MirrorView`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplicaView {
+    pub replica: u32,
+    pub unit: u32,
+    pub volume: u32,
+    pub zone: String,
+    pub unit_state: UnitState,
+    pub volume_name: String,
+    pub export_name: String,
+    /// `nbd://DATA_ADDRESS:PORT/EXPORT`, when the unit's data service address is known.
+    pub nbd_uri: Option<String>,
+    /// What the host's front last reported about it; `None` before any report.
+    pub front: Option<FrontReport>,
+}
+
+/// `mirrors` with what `pool` says of each replica's unit and volume and what the fronts reported (`fronts`).
+pub fn mirror_views(mirrors: &[MirrorRecord], pool: &[PoolUnit], fronts: &[FrontReport]) -> Vec<MirrorView> {
+    mirrors
+        .iter()
+        .map(|m| MirrorView {
+            index: m.index,
+            name: m.display_name(),
+            host: m.host,
+            size_bytes: m.size_bytes,
+            replicas: m
+                .replicas
+                .iter()
+                .map(|r| {
+                    let unit = pool.iter().find(|u| u.index == r.unit);
+                    let volume = unit.and_then(|u| u.volumes.iter().find(|v| v.index == r.volume));
+                    let export_name = volume.map(|v| v.export_name.clone()).unwrap_or_default();
+                    ReplicaView {
+                        replica: r.replica,
+                        unit: r.unit,
+                        volume: r.volume,
+                        zone: unit.map(|u| u.zone.clone()).unwrap_or_default(),
+                        unit_state: unit.map_or(UnitState::Unreachable, |u| u.state),
+                        volume_name: volume.map(|v| v.name.clone()).unwrap_or_default(),
+                        nbd_uri: unit.and_then(|u| data_uri(u, &export_name)),
+                        front: fronts.iter().find(|f| f.mirror == m.index && f.replica == r.replica).cloned(),
+                        export_name,
+                    }
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// `nbd://DATA_ADDRESS:PORT/EXPORT` of a unit's export (an unspecified data address: the agent's IP).
+pub fn data_uri(unit: &PoolUnit, export_name: &str) -> Option<String> {
+    let ip: IpAddr = unit.data_address.as_deref()?.parse().ok()?;
+    let port = unit.data_port?;
+    let agent: Option<SocketAddr> = unit.address.as_deref().and_then(|a| a.parse().ok());
+    let ip = match (ip.is_unspecified(), agent) {
+        (true, Some(agent)) => agent.ip(),
+        _ => ip,
+    };
+    Some(format!("nbd://{}/{export_name}", SocketAddr::new(ip, port)))
 }

@@ -12,6 +12,7 @@
 use crate::allocate::{
     human_size, parse_host, parse_request_size, AllocateError, Allocation, Allocator, LockScope, SizeRequest, UnitScan,
 };
+use crate::mirror::MirrorAllocation;
 use crate::model::PoolPartition;
 use crate::store::{assignment_list, AssignmentRecord, PendingUnit, RemovedUnit, StationStore};
 use dvsan_layout::VolumeIndex;
@@ -63,6 +64,8 @@ pub enum Operation {
         read_only: bool,
         /// A readWriteShared assignment; by name, it may join a volume whose assignments are all shared.
         shared: bool,
+        /// 2 or 3: a mirrored volume, each replica on a unit of its own (0 or 1: an ordinary volume).
+        replicas: u32,
     },
     RescanUnit {
         unit: String,
@@ -83,6 +86,11 @@ pub enum Operation {
     /// Keep a pending unit out of the pool.
     RejectUnit {
         pending: String,
+    },
+    /// Follow a unit's clearing of a volume until done (changes nothing; the station starts it itself).
+    ClearVolume {
+        unit: String,
+        volume: u32,
     },
 }
 
@@ -105,10 +113,16 @@ pub enum Detail {
     /// A volume was assigned to a host (assign, allocate).
     Assignment(Allocation),
     Partition(PoolPartition),
+    /// A mirrored volume was allocated: its replicas, each assigned to the host.
+    Mirror(MirrorAllocation),
     /// An assignment was released.
     Released(AssignmentRecord),
+    /// A mirrored volume was released: its index and every replica's assignment.
+    MirrorReleased(u32, Vec<AssignmentRecord>),
     /// A volume or partition was destroyed.
     Destroyed,
+    /// A unit finished clearing a volume.
+    Cleared,
     /// A unit was read (rescan) or added.
     Unit(UnitScan),
     /// A unit was removed from the pool.
@@ -184,8 +198,7 @@ impl Operation {
                 volume: volume()?,
                 host: host(kind, &args.host)?,
                 read_only: args.read_only,
-                // Station tasks do not ask for shared assignments yet (no task argument for it).
-                shared: false,
+                shared: args.shared,
             },
             OperationKind::UnassignVolume => {
                 let host = if args.host.trim().is_empty() { None } else { Some(host(kind, &args.host)?) };
@@ -196,9 +209,12 @@ impl Operation {
                 host: host(kind, &args.host)?,
                 name,
                 read_only: args.read_only,
-                shared: false,
+                shared: args.shared,
+                replicas: crate::mirror::check_replicas(args.replicas)
+                    .map_err(|e| format!("{kind}: dvsanStationTaskReplicas {e}"))?,
             },
             OperationKind::RescanUnit => Operation::RescanUnit { unit: unit()? },
+            OperationKind::ClearVolume => Operation::ClearVolume { unit: unit()?, volume: volume()? },
             OperationKind::RemoveUnit => Operation::RemoveUnit { unit: unit()?, force: false },
             OperationKind::RemoveUnitForce => Operation::RemoveUnit { unit: unit()?, force: true },
             OperationKind::ApproveUnit | OperationKind::RejectUnit => {
@@ -244,6 +260,7 @@ impl Operation {
             Operation::RemoveUnit { force: true, .. } => OperationKind::RemoveUnitForce,
             Operation::ApproveUnit { .. } => OperationKind::ApproveUnit,
             Operation::RejectUnit { .. } => OperationKind::RejectUnit,
+            Operation::ClearVolume { .. } => OperationKind::ClearVolume,
         }
     }
 
@@ -257,6 +274,7 @@ impl Operation {
             | Operation::Assign { unit, .. }
             | Operation::Unassign { unit, .. }
             | Operation::RescanUnit { unit }
+            | Operation::ClearVolume { unit, .. }
             | Operation::RemoveUnit { unit, .. } => Some(unit),
             Operation::Allocate { .. }
             | Operation::AddUnit { .. }
@@ -267,10 +285,20 @@ impl Operation {
 
     /// The locks the operation needs: its unit's (found in `store`), the whole pool for an allocation (it may
     /// choose any unit), the shared pool lock only for adding a unit (also by approving a pending one) and for
-    /// rejecting a pending unit (it changes no unit).
+    /// rejecting a pending unit (it changes no unit), and none to follow a unit's clearing.
     pub fn lock_scope(&self, store: &StationStore) -> Result<LockScope, AllocateError> {
         Ok(match (self, self.unit()) {
             (Operation::Allocate { .. }, _) => LockScope::Pool,
+            (Operation::ClearVolume { unit, .. }, _) => {
+                store.find_unit(unit)?;
+                LockScope::Nothing
+            }
+            // Releasing a replica of a mirrored volume releases them all, on several units.
+            (Operation::Unassign { unit, volume, .. }, _)
+                if store.mirror_of(store.find_unit(unit)?.index, *volume)?.is_some() =>
+            {
+                LockScope::Pool
+            }
             (_, Some(unit)) => LockScope::Unit(store.find_unit(unit)?.index),
             (_, None) => LockScope::Shared,
         })
@@ -306,9 +334,21 @@ impl Operation {
             }
             Operation::Unassign { unit, volume, host } => {
                 let index = allocator.find_unit(unit)?;
+                if let Some(mirror) = allocator.store_mut().mirror_of(index, *volume)? {
+                    if host.is_some_and(|h| h != mirror.host) {
+                        return Err(AllocateError::NotHolder {
+                            unit: index,
+                            volume: *volume,
+                            holder: mirror.host,
+                            host: host.unwrap_or(mirror.host),
+                        });
+                    }
+                    let released = crate::mirror::release(allocator, &mirror).await?;
+                    return Ok(Outcome::mirror_released(mirror.index, &mirror.display_name(), released));
+                }
                 Ok(Outcome::released(allocator.release(index, *volume, *host).await?))
             }
-            Operation::Allocate { size_bytes, host, name, read_only, shared } => {
+            Operation::Allocate { size_bytes, host, name, read_only, shared, replicas } => {
                 let request = SizeRequest {
                     size_bytes: *size_bytes,
                     host: *host,
@@ -316,6 +356,9 @@ impl Operation {
                     read_only: *read_only,
                     shared: *shared,
                 };
+                if *replicas >= 2 {
+                    return Ok(Outcome::mirrored(crate::mirror::request(allocator, &request, *replicas).await?));
+                }
                 Ok(Outcome::allocated(allocator.request(&request).await?))
             }
             Operation::RescanUnit { unit } => {
@@ -330,6 +373,14 @@ impl Operation {
                 Ok(Outcome::approved(pending, scan))
             }
             Operation::RejectUnit { pending } => Ok(Outcome::rejected(allocator.reject_pending(pending)?)),
+            Operation::ClearVolume { unit, volume } => {
+                let index = allocator.find_unit(unit)?;
+                let text = match allocator.follow_clearing(index, *volume).await? {
+                    true => format!("unit #{index} cleared volume {volume}; it can be assigned again"),
+                    false => format!("volume {volume} of unit #{index} was destroyed while the unit cleared it"),
+                };
+                Ok(Outcome { text, unit: index, volume: Some(VolumeIndex(*volume)), detail: Detail::Cleared })
+            }
             Operation::RemoveUnit { unit, force } => {
                 let index = allocator.find_unit(unit)?;
                 let removed = allocator.remove_unit(index, *force).await?;
@@ -401,6 +452,54 @@ impl Outcome {
             grant_text(&a)
         );
         Outcome::assignment(text, a)
+    }
+
+    fn mirrored(m: MirrorAllocation) -> Outcome {
+        let replicas: Vec<String> = m
+            .replicas
+            .iter()
+            .map(|a| {
+                format!(
+                    "volume {} of unit #{} ({})",
+                    a.volume,
+                    a.unit,
+                    a.nbd_uri.as_deref().unwrap_or("no NBD address known yet")
+                )
+            })
+            .collect();
+        let first = m.replicas.first();
+        Outcome {
+            text: format!(
+                "allocated mirrored volume {} {:?} ({}, {} replicas) to {}: {}",
+                m.mirror,
+                m.name,
+                human_size(m.size_bytes),
+                m.replicas.len(),
+                first.map_or_else(String::new, |a| a.host.to_string()),
+                replicas.join(", ")
+            ),
+            unit: first.map_or(0, |a| a.unit),
+            volume: first.map(|a| VolumeIndex(a.volume)),
+            detail: Detail::Mirror(m),
+        }
+    }
+
+    fn mirror_released(mirror: u32, name: &str, released: Vec<AssignmentRecord>) -> Outcome {
+        let first = released.first().map(|a| (a.unit, a.volume));
+        Outcome {
+            text: format!(
+                "released mirrored volume {mirror} {name:?} from {}: {}",
+                released.first().map_or_else(String::new, |a| a.host.to_string()),
+                released
+                    .iter()
+                    .map(|a| format!("volume {} of unit #{}", a.volume, a.unit))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            unit: first.map_or(0, |f| f.0),
+            volume: first.map(|f| VolumeIndex(f.1)),
+            detail: Detail::MirrorReleased(mirror, released),
+        }
     }
 
     /// An assignment or allocation, told by `text`.
@@ -559,7 +658,8 @@ mod tests {
         assert_eq!(OperationKind::RemoveUnitForce.mib_value(), 11);
         assert_eq!(OperationKind::ApproveUnit.mib_value(), 12);
         assert_eq!(OperationKind::RejectUnit.mib_value(), 13);
-        assert_eq!(OperationKind::from_mib(14), None);
+        assert_eq!(OperationKind::ClearVolume.mib_value(), 14);
+        assert_eq!(OperationKind::from_mib(15), None);
     }
 
     #[test]
@@ -583,9 +683,17 @@ mod tests {
                 host: "192.0.2.10".parse().unwrap(),
                 name: Some("db".into()),
                 read_only: true,
-                shared: false
+                shared: false,
+                replicas: 0
             })
         );
+        // A replica count the task table would not take is refused by name too.
+        let bad = args(OperationKind::Allocate, |a| {
+            a.size = "1G".into();
+            a.host = "192.0.2.10".into();
+            a.replicas = 4;
+        });
+        assert!(bad.is_err_and(|e| e.contains("dvsanStationTaskReplicas") && e.contains("2 or 3")));
         let op = args(OperationKind::UnassignVolume, |a| {
             a.unit = "3".into();
             a.volume = Some(VolumeIndex(2));
@@ -615,6 +723,14 @@ mod tests {
         assert!(e.contains("rejectUnit needs the pending unit") && e.contains("dvsanStationPendingIndex"), "{e}");
         let op = args(OperationKind::RescanUnit, |a| a.unit = "u".into()).unwrap();
         assert_eq!((op.kind(), op.unit()), (OperationKind::RescanUnit, Some("u")));
+        let op = args(OperationKind::ClearVolume, |a| {
+            a.unit = "2".into();
+            a.volume = Some(VolumeIndex(4));
+        })
+        .unwrap();
+        assert_eq!(op, Operation::ClearVolume { unit: "2".into(), volume: 4 });
+        let e = args(OperationKind::ClearVolume, |a| a.unit = "2".into()).unwrap_err();
+        assert!(e.contains("clearVolume needs a volume"), "{e}");
     }
 
     #[test]

@@ -52,6 +52,8 @@ const NBD_URI: u32 = 17;
 const ROW_STATUS: u32 = 18;
 const VOLUME_SOURCE: u32 = 19;
 const SHARED: u32 = 20;
+const REPLICAS: u32 = 21;
+const MIRROR: u32 = 22;
 
 use mib::dvsan_station_request_action as action;
 use mib::dvsan_station_request_status as status;
@@ -79,6 +81,10 @@ struct RequestRow {
     volume_source: i32,
     /// dvsanStationRequestShared: a shared read-write assignment (readWriteShared grant).
     shared: bool,
+    /// dvsanStationRequestReplicas: 2 or 3 for a mirrored volume.
+    replicas: u32,
+    /// dvsanStationRequestMirrorIndex: the mirrored volume made, 0 for none.
+    mirror: u32,
     /// Who created the row (`Principal::stored`); `None` outside SNMP request processing.
     requester: Option<String>,
 }
@@ -102,6 +108,8 @@ impl RequestRow {
             length: 0,
             nbd_uri: String::new(),
             shared: false,
+            replicas: 0,
+            mirror: 0,
             volume_source: source::NONE,
             requester: Principal::current().map(|p| p.stored()),
         }
@@ -176,6 +184,8 @@ pub struct RequestSettings {
     pub announcer: Option<crate::announce::Announcer>,
     /// Who sees every row and may release every assignment.
     pub admins: Admins,
+    /// The station's task runner, which shows the wipe of a released volume as a clearVolume task.
+    pub tasks: Option<crate::tasks::TaskRunner>,
 }
 
 impl RequestTable {
@@ -226,7 +236,10 @@ fn serve_requests(
         let mut rows = shared.rows();
         if let Some(current) = rows.get_mut(&index) {
             match outcome {
-                Ok(Some(allocation)) => current.fill(&allocation),
+                Ok(Some((allocation, mirror))) => {
+                    current.fill(&allocation);
+                    current.mirror = mirror;
+                }
                 Ok(None) => current.status = status::DONE,
                 Err(e) => current.fail(&e),
             }
@@ -239,7 +252,7 @@ async fn serve_one(
     store: &mut StationStore,
     manager: &Manager,
     row: &RequestRow,
-) -> Result<Option<Allocation>, String> {
+) -> Result<Option<(Allocation, u32)>, String> {
     let host = row.host_address()?;
     let text = |e: AllocateError| e.to_string();
     let release = row.action == action::RELEASE;
@@ -268,8 +281,10 @@ async fn serve_one(
             ));
         }
     }
-    // A release changes one unit; an allocation may choose any unit, so it holds the whole pool.
-    let scope = if release { LockScope::Unit(row.unit) } else { LockScope::Pool };
+    // A release changes one unit (all the replicas' units for a mirrored volume's); an allocation may choose any
+    // unit, so it holds the whole pool.
+    let mirror = if release { store.mirror_of(row.unit, row.volume).map_err(|e| e.to_string())? } else { None };
+    let scope = if release && mirror.is_none() { LockScope::Unit(row.unit) } else { LockScope::Pool };
     let lock = PoolLock::acquire(&settings.state_dir, scope).map_err(text)?;
     let mut allocator = Allocator::new(
         store,
@@ -281,14 +296,29 @@ async fn serve_one(
     )
     .with_announcer(settings.announcer.clone())
     .with_owner(row.requester.clone());
+    if let Some(mirror) = mirror {
+        crate::mirror::release(&mut allocator, &mirror).await.map_err(text)?;
+        return Ok(None);
+    }
     if release {
-        allocator.release(row.unit, row.volume, Some(host)).await.map_err(text)?;
+        let released = allocator.release(row.unit, row.volume, Some(host)).await.map_err(text);
+        if let Some(tasks) = &settings.tasks {
+            for (unit, volume) in allocator.take_wiped() {
+                tasks.follow_clearing(unit, volume);
+            }
+        }
+        released?;
         return Ok(None);
     }
     let size_bytes = parse_request_size(&row.size).map_err(text)?;
     let name = (!row.name.is_empty()).then(|| row.name.clone());
     let request = SizeRequest { size_bytes, host, name, read_only: false, shared: row.shared };
-    allocator.request(&request).await.map(Some).map_err(text)
+    if row.replicas >= 2 {
+        let made = crate::mirror::request(&mut allocator, &request, row.replicas).await.map_err(text)?;
+        let first = made.replicas.first().cloned().ok_or("the mirrored volume has no replica")?;
+        return Ok(Some((first, made.mirror)));
+    }
+    allocator.request(&request).await.map(|a| Some((a, 0))).map_err(text)
 }
 
 /// What one row of a SET does.
@@ -330,6 +360,12 @@ impl RequestTable {
                 SHARED => {
                     row.shared =
                         integer(i, value, &[mib::truth_value::TRUE, mib::truth_value::FALSE])? == mib::truth_value::TRUE
+                }
+                REPLICAS => {
+                    row.replicas = unsigned(i, value)?;
+                    if row.replicas > crate::mirror::MAX_REPLICAS {
+                        return Err(SetFailure::new(i, ErrorStatus::WrongValue));
+                    }
                 }
                 ROW_STATUS => {}
                 _ => return Err(SetFailure::new(i, ErrorStatus::NotWritable)),
@@ -382,6 +418,8 @@ impl Table for RequestTable {
             ROW_STATUS,
             VOLUME_SOURCE,
             SHARED,
+            REPLICAS,
+            MIRROR,
         ]
     }
 
@@ -418,6 +456,8 @@ impl Table for RequestTable {
             ROW_STATUS => Value::Integer(mib::row_status::ACTIVE),
             VOLUME_SOURCE => Value::Integer(row.volume_source),
             SHARED => Value::Integer(if row.shared { mib::truth_value::TRUE } else { mib::truth_value::FALSE }),
+            REPLICAS => Value::Gauge32(row.replicas),
+            MIRROR => Value::Gauge32(row.mirror),
             _ => return None,
         })
     }

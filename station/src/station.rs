@@ -20,6 +20,7 @@ use crate::coordinator::{Coordinator, CoordinatorSettings};
 use crate::counters::StationCounters;
 use crate::credentials::EnrolledUsers;
 use crate::forward::{ForwardSettings, Forwarder};
+use crate::front_table::FrontTable;
 use crate::ingest::{receive_loop, IngestQueue, IngestSettings, UnitIds, Writer};
 use crate::notification_log::NotificationLog;
 use crate::principal::Admins;
@@ -266,7 +267,8 @@ pub async fn run(
     let access = UnitAccess::new(config.community.clone(), config.write_community.clone(), enrolled.clone());
     let coordinator =
         Coordinator::new(pool_store, manager, settings, unit_ids, forwarder, Arc::clone(&counters), Some(credentials))
-            .with_access(access);
+            .with_access(access)
+            .with_tasks(own_agent.as_ref().and_then(|agent| agent.runner.clone()));
     let coordinator_task = coordinator.spawn(activity_rx, stop_rx.clone());
     let receive_task = tokio::spawn(receive_loop(
         receiver,
@@ -412,18 +414,24 @@ impl OwnAgent {
             Arc::clone(&tables),
             Arc::clone(&parts.counters),
         );
-        let requests = start_request_table(config, &tables, &admins, parts.announcer.clone())?;
+        // Station tasks need a write community or user to be submitted; without one the station runs none.
+        let runner = match config.agent_writable() {
+            true => Some(open_task_runner(config, &tables, parts.announcer.clone())?),
+            false => None,
+        };
+        let requests = start_request_table(config, &tables, &admins, parts.announcer.clone(), runner.clone())?;
         let mut builder = builder.handler(requests.prefix(), Arc::new(requests));
         let certs = TableHandler::new(CertRequestTable::new(config.state_dir.clone(), admins.clone()));
         builder = builder.handler(certs.prefix(), Arc::new(certs));
-        let mut runner = None;
+        let refresh = Arc::clone(&tables);
+        let fronts =
+            FrontTable::new(StationStore::open(&config.state_dir)?, admins.clone(), move || refresh.invalidate());
+        let fronts = TableHandler::new(fronts);
+        builder = builder.handler(fronts.prefix(), Arc::new(fronts));
         let mut dispatcher = None;
-        // Station tasks need a write community or user to be submitted; without one the station runs none.
-        if config.agent_writable() {
-            let tasks = open_task_runner(config, &tables, parts.announcer)?;
+        if let Some(tasks) = &runner {
             dispatcher = Some(tasks.start(Arc::clone(&parts.manager)));
             builder = crate::task_table::register(builder, tasks.clone(), admins);
-            runner = Some(tasks);
         }
         let log = NotificationLog::new(&config.state_dir, parts.counters, config.keep_notifications, started_ms);
         let builder = builder.handler(NotificationLog::prefix(), Arc::new(log));
@@ -477,6 +485,7 @@ fn start_request_table(
     tables: &Arc<PoolTables>,
     admins: &Admins,
     announcer: Option<Announcer>,
+    tasks: Option<TaskRunner>,
 ) -> Result<TableHandler<RequestTable>, StartError> {
     let settings = RequestSettings {
         state_dir: config.state_dir.clone(),
@@ -485,6 +494,7 @@ fn start_request_table(
         timeout: config.unit_timeout,
         announcer,
         admins: admins.clone(),
+        tasks,
     };
     let tables = Arc::clone(tables);
     let requests = RequestTable::start(settings, move || tables.invalidate())

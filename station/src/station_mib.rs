@@ -12,7 +12,7 @@
 use crate::announce::{Announcer, Change};
 use crate::counters::StationCounters;
 use crate::forward::Forwarder;
-use crate::model::{PoolUnit, VolumeRow};
+use crate::model::{MirrorView, PoolUnit, VolumeRow};
 use crate::principal::{Admins, Principal};
 use crate::store::{PendingUnit, StationStore, UnitRecord};
 use dvsan_mib as mib;
@@ -83,6 +83,8 @@ pub fn table_instances(pool: &[PoolUnit], last_seen_ms: &BTreeMap<u32, i64>) -> 
         );
         put(mib::DVSAN_STATION_UNIT_CHANGE_COUNTER, Value::Gauge32(unit.change_counter.unwrap_or(0)));
         put(mib::DVSAN_STATION_UNIT_HOST_NAME, truncated(&unit.host_name, 255));
+        put(mib::DVSAN_STATION_UNIT_ZONE, truncated(&unit.zone, 32));
+        put(mib::DVSAN_STATION_UNIT_SPARE, truth(unit.spare));
         for volume in &unit.volumes {
             let v = [unit.index, volume.index];
             let mut put = |node: &[u32], value: Value| {
@@ -105,6 +107,37 @@ pub fn table_instances(pool: &[PoolUnit], last_seen_ms: &BTreeMap<u32, i64>) -> 
                 put(mib::DVSAN_STATION_PARTITION_EXPORT_NAME, truncated(&partition.export_name, 255));
                 put(mib::DVSAN_STATION_PARTITION_STATE, Value::Integer(partition.state.mib_value()));
             }
+        }
+    }
+    map
+}
+
+/// A TruthValue.
+fn truth(value: bool) -> Value {
+    Value::Integer(if value { mib::truth_value::TRUE } else { mib::truth_value::FALSE })
+}
+
+/// Every instance of dvsanStationReplicaTable for `mirrors` (index: mirror, replica).
+pub fn replica_instances(mirrors: &[MirrorView]) -> BTreeMap<Oid, Value> {
+    let mut map = BTreeMap::new();
+    for m in mirrors {
+        let (host_type, host) = inet(Some(m.host));
+        for r in &m.replicas {
+            let index = [m.index, r.replica];
+            let mut put = |node: &[u32], value: Value| {
+                map.insert(instance(node, &index), value);
+            };
+            put(mib::DVSAN_STATION_REPLICA_MIRROR_NAME, truncated(&m.name, 64));
+            put(mib::DVSAN_STATION_REPLICA_HOST_TYPE, host_type.clone());
+            put(mib::DVSAN_STATION_REPLICA_HOST, host.clone());
+            put(mib::DVSAN_STATION_REPLICA_COUNT, Value::Gauge32(m.replicas.len() as u32));
+            let kib = u32::try_from(m.size_bytes / 1024).unwrap_or(u32::MAX);
+            put(mib::DVSAN_STATION_REPLICA_SIZE_KI_B, Value::Gauge32(kib));
+            put(mib::DVSAN_STATION_REPLICA_UNIT_INDEX, Value::Gauge32(r.unit));
+            put(mib::DVSAN_STATION_REPLICA_VOLUME_INDEX, Value::Gauge32(r.volume));
+            put(mib::DVSAN_STATION_REPLICA_ZONE, truncated(&r.zone, 32));
+            put(mib::DVSAN_STATION_REPLICA_NBD_URI, truncated(r.nbd_uri.as_deref().unwrap_or(""), 255));
+            put(mib::DVSAN_STATION_REPLICA_UNIT_STATE, Value::Integer(r.unit_state.mib_value()));
         }
     }
     map
@@ -143,11 +176,23 @@ pub fn pending_instances(pending: &[PendingUnit]) -> BTreeMap<Oid, Value> {
     map
 }
 
+/// The index of `a`'s row in dvsanStationAssignmentTable: unit, volume, and the host as an InetAddressType and a
+/// length-prefixed InetAddress (a shared volume has one row per host).
+pub fn assignment_index(a: &crate::allocate::Allocation) -> Vec<u32> {
+    let (kind, octets) = match a.host {
+        IpAddr::V4(v4) => (mib::inet_address_type::IPV4, v4.octets().to_vec()),
+        IpAddr::V6(v6) => (mib::inet_address_type::IPV6, v6.octets().to_vec()),
+    };
+    let mut index = vec![a.unit, a.volume, kind as u32, octets.len() as u32];
+    index.extend(octets.iter().map(|&b| u32::from(b)));
+    index
+}
+
 /// Every instance of dvsanStationAssignmentTable for `assignments`.
 pub fn assignment_instances(assignments: &[crate::allocate::Allocation]) -> BTreeMap<Oid, Value> {
     let mut map = BTreeMap::new();
     for a in assignments {
-        let index = [a.unit, a.volume];
+        let index = assignment_index(a);
         let (host_type, host) = inet(Some(a.host));
         let mode = if a.read_only {
             mib::dvsan_station_assign_mode::READ_ONLY
@@ -166,8 +211,13 @@ pub fn assignment_instances(assignments: &[crate::allocate::Allocation]) -> BTre
     map
 }
 
-/// Who made each assignment (`Principal::stored`), by unit and volume index.
-type Owners = BTreeMap<(u32, u32), Option<String>>;
+/// Who made each assignment (`Principal::stored`), by its assignment-table index ([`assignment_index`]), and
+/// each mirrored volume, by dvsanStationMirrorIndex.
+#[derive(Default)]
+struct Owners {
+    assignments: BTreeMap<Vec<u32>, Option<String>>,
+    mirrors: BTreeMap<u32, Option<String>>,
+}
 
 struct Snapshot {
     taken: Instant,
@@ -207,11 +257,16 @@ impl PoolTables {
     /// Whether the assignment-table instance `oid` is hidden from `who` (`None`: outside SNMP processing).
     fn hidden(&self, oid: &Oid, owners: &Owners, who: Option<&Principal>) -> bool {
         let Some(who) = who else { return false };
-        match oid.suffix_after(mib::DVSAN_STATION_ASSIGNMENT_ENTRY) {
-            Some([_, unit, volume, ..]) => {
-                !owners.get(&(*unit, *volume)).is_some_and(|owner| self.admins.may_manage(Some(who), owner.as_deref()))
-            }
-            _ => false,
+        let may = |owner: Option<&Option<String>>| {
+            owner.is_some_and(|owner| self.admins.may_manage(Some(who), owner.as_deref()))
+        };
+        if let Some([_, index @ ..]) = oid.suffix_after(mib::DVSAN_STATION_ASSIGNMENT_ENTRY) {
+            return !may(owners.assignments.get(index));
+        }
+        match oid.suffix_after(mib::DVSAN_STATION_REPLICA_ENTRY) {
+            Some([_, mirror, ..]) => !may(owners.mirrors.get(mirror)),
+            Some(_) => true,
+            None => false,
         }
     }
 
@@ -251,11 +306,19 @@ impl PoolTables {
             Vec::new()
         });
         let pending = pending_units.iter().filter(|p| p.state == "pending").count() as u32;
-        let owners: Arc<Owners> = Arc::new(assignments.iter().map(|a| ((a.unit, a.volume), a.owner.clone())).collect());
+        let mirrors = store.mirrors().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "reading the mirrored volumes for the station MIB failed");
+            Vec::new()
+        });
+        let owners: Arc<Owners> = Arc::new(Owners {
+            assignments: assignments.iter().map(|a| (assignment_index(a), a.owner.clone())).collect(),
+            mirrors: mirrors.iter().map(|m| (m.index, m.owner.clone())).collect(),
+        });
         let (instances, units) = match read {
             Ok((pool, seen)) => {
                 let mut instances = table_instances(&pool, &seen);
                 instances.extend(assignment_instances(&assignments));
+                instances.extend(replica_instances(&crate::model::mirror_views(&mirrors, &pool, &[])));
                 instances.extend(pending_instances(&pending_units));
                 (Arc::new(instances), pool.len() as u32)
             }
@@ -390,6 +453,7 @@ pub fn register(
         .handler(Oid::from_slice(mib::DVSAN_STATION_VOLUME_TABLE), tables.clone())
         .handler(Oid::from_slice(mib::DVSAN_STATION_PARTITION_TABLE), tables.clone())
         .handler(Oid::from_slice(mib::DVSAN_STATION_ASSIGNMENT_TABLE), tables.clone())
+        .handler(Oid::from_slice(mib::DVSAN_STATION_REPLICA_TABLE), tables.clone())
         .handler(Oid::from_slice(mib::DVSAN_STATION_PENDING_TABLE), tables)
 }
 

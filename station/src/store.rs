@@ -15,7 +15,8 @@
 //! operator removes them ([`StationStore::remove_unit`]).
 
 use crate::model::{
-    Availability, GrantHost, MediumRow, PoolPartition, PoolUnit, PoolVolume, UnitSnapshot, UnitState, VolumeRow,
+    Availability, FrontReport, GrantHost, MediumRow, MirrorRecord, MirrorReplica, PoolPartition, PoolUnit, PoolVolume,
+    UnitSnapshot, UnitState, VolumeRow,
 };
 use crate::notification::{NotificationKind, NotificationRecord, VarBindRecord};
 use crate::task_model::{Arguments, OperationKind, Task, TaskState};
@@ -222,6 +223,46 @@ const MIGRATIONS: &[M<'static>] = &[
         FROM assignments;
     DROP TABLE assignments;
     ALTER TABLE assignments_shared RENAME TO assignments;",
+    ),
+    // Station tasks ask for shared assignments too (dvsanStationTaskShared, for assignVolume and allocate).
+    M::up("ALTER TABLE tasks ADD COLUMN shared INTEGER NOT NULL DEFAULT 0;"),
+    // Issue 17, mirrored volumes: units' station-side labels (`zone`: replicas of one mirror go to different
+    // zones; `spare`: kept out of ordinary allocation), the logical volumes of `request --replicas N` and their
+    // replicas (each replica is also an ordinary assignment of its unit's volume), and the task argument.
+    M::up(
+        "ALTER TABLE units ADD COLUMN zone TEXT NOT NULL DEFAULT '';
+    ALTER TABLE units ADD COLUMN spare INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN replicas INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE mirrors (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        host TEXT NOT NULL,
+        size_bytes INTEGER NOT NULL,
+        replicas INTEGER NOT NULL,
+        owner TEXT,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE mirror_replicas (
+        mirror INTEGER NOT NULL REFERENCES mirrors(id),
+        replica INTEGER NOT NULL,
+        unit INTEGER NOT NULL,
+        volume_idx INTEGER NOT NULL,
+        PRIMARY KEY (mirror, replica),
+        UNIQUE (unit, volume_idx)
+    ) WITHOUT ROWID;",
+    ),
+    // What hosts' fronts report about the replicas of their mirrored volumes (dvsanStationFrontTable): the
+    // replica's state, dirty bytes, resync progress and when the front last reported (its heartbeat).
+    M::up(
+        "CREATE TABLE front_reports (
+        mirror INTEGER NOT NULL,
+        replica INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        dirty_bytes INTEGER NOT NULL DEFAULT 0,
+        resync_percent INTEGER NOT NULL DEFAULT 0,
+        reported_ms INTEGER NOT NULL,
+        PRIMARY KEY (mirror, replica)
+    ) WITHOUT ROWID;",
     ),
 ];
 
@@ -653,6 +694,13 @@ impl StationStore {
     }
 
     /// One unit of the pool with its media, volumes and partitions (reads only that unit's rows).
+    /// The volumes a unit was clearing when last read: (unit, volume).
+    pub fn clearing_volumes(&self) -> Result<Vec<(u32, u32)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached("SELECT unit, idx FROM volumes WHERE clearing IS NOT NULL")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn pool_unit(&self, index: u32) -> Result<Option<PoolUnit>, StoreError> {
         Ok(self.read_pool(Some(index))?.pop())
     }
@@ -663,7 +711,7 @@ impl StationStore {
         let only = rusqlite::params_from_iter(only);
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT id, unit_id, name, address, port, state, reason, block_size, capacity_blocks, free_blocks,
-                data_address, data_port, change_counter, sys_uptime, last_seen_ms, last_sync_ms, host_name
+                data_address, data_port, change_counter, sys_uptime, last_seen_ms, last_sync_ms, host_name, zone, spare
              FROM units {} ORDER BY id",
             filter("id")
         ))?;
@@ -1070,9 +1118,173 @@ pub struct AllocationUnit {
     pub largest_free_blocks: Option<u32>,
     pub data_address: Option<IpAddr>,
     pub data_port: Option<u16>,
+    /// The unit's zone label (empty: none); replicas of a mirror go to different zones.
+    pub zone: String,
+    /// A spare unit: kept out of ordinary allocation.
+    pub spare: bool,
 }
 
 impl StationStore {
+    // ----- units' labels -----
+
+    /// Sets unit `index`'s zone label (`Some("")` clears it) and whether it is a spare; `None` leaves either as
+    /// it is. Whether the unit exists.
+    pub fn set_unit_labels(&mut self, index: u32, zone: Option<&str>, spare: Option<bool>) -> Result<bool, StoreError> {
+        let n = self.conn.execute(
+            "UPDATE units SET zone = COALESCE(?2, zone), spare = COALESCE(?3, spare) WHERE id = ?1",
+            params![index, zone, spare],
+        )?;
+        Ok(n > 0)
+    }
+
+    // ----- mirrored volumes -----
+
+    /// Records a mirrored volume that is to have `wanted` replicas, before they are made (each is added with
+    /// [`StationStore::add_mirror_replica`] once assigned): one with fewer replica rows than `wanted` was left
+    /// midway by a request that stopped, and reconciliation undoes it. Returns its index.
+    pub fn insert_mirror(
+        &mut self,
+        name: &str,
+        host: IpAddr,
+        size_bytes: u64,
+        owner: Option<&str>,
+        wanted: u32,
+    ) -> Result<u32, StoreError> {
+        self.conn.execute(
+            "INSERT INTO mirrors (name, host, size_bytes, replicas, owner, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![name, host.to_string(), size_bytes as i64, wanted, owner, crate::timefmt::now_ms()],
+        )?;
+        u32::try_from(self.conn.last_insert_rowid()).map_err(|_| StoreError::Corrupt("mirror index".into()))
+    }
+
+    /// Records replica `replica` (from 1) of mirrored volume `mirror`: volume `volume` of unit `unit`.
+    pub fn add_mirror_replica(&mut self, mirror: u32, replica: u32, unit: u32, volume: u32) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO mirror_replicas (mirror, replica, unit, volume_idx) VALUES (?1, ?2, ?3, ?4)",
+            params![mirror, replica, unit, volume],
+        )?;
+        Ok(())
+    }
+
+    /// Every mirrored volume with its replicas, by index.
+    pub fn mirrors(&self) -> Result<Vec<MirrorRecord>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, name, host, size_bytes, owner, created_ms, replicas FROM mirrors ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, u32>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })?;
+        let mut mirrors = Vec::new();
+        for row in rows {
+            let (index, name, host, size, owner, created_ms, wanted) = row?;
+            let host = host.parse().map_err(|_| StoreError::Corrupt(format!("mirror {index}: host {host:?}")))?;
+            mirrors.push(MirrorRecord {
+                index,
+                name,
+                host,
+                size_bytes: size as u64,
+                owner,
+                created_ms,
+                wanted,
+                replicas: Vec::new(),
+            });
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT mirror, replica, unit, volume_idx FROM mirror_replicas ORDER BY mirror, replica")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, u32>(0)?, MirrorReplica { replica: r.get(1)?, unit: r.get(2)?, volume: r.get(3)? }))
+        })?;
+        for row in rows {
+            let (mirror, replica) = row?;
+            if let Some(m) = mirrors.iter_mut().find(|m| m.index == mirror) {
+                m.replicas.push(replica);
+            }
+        }
+        Ok(mirrors)
+    }
+
+    /// The mirrored volume volume `volume` of unit `unit` is a replica of, if any.
+    pub fn mirror_of(&self, unit: u32, volume: u32) -> Result<Option<MirrorRecord>, StoreError> {
+        Ok(self.mirrors()?.into_iter().find(|m| m.replicas.iter().any(|r| r.unit == unit && r.volume == volume)))
+    }
+
+    /// Forgets mirrored volume `index` and its replica rows (not the replicas' assignments).
+    pub fn delete_mirror(&mut self, index: u32) -> Result<bool, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM mirror_replicas WHERE mirror = ?1", [index])?;
+        tx.execute("DELETE FROM front_reports WHERE mirror = ?1", [index])?;
+        let n = tx.execute("DELETE FROM mirrors WHERE id = ?1", [index])?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    /// Records a front's report on replica `replica` of mirrored volume `mirror` (what is `None` stays as it
+    /// was; a first report starts from unknown, nothing dirty, 0%), stamped `now_ms`.
+    pub fn record_front_report(
+        &mut self,
+        mirror: u32,
+        replica: u32,
+        (state, dirty_bytes, resync_percent): (Option<&str>, Option<u64>, Option<u32>),
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO front_reports (mirror, replica, state, dirty_bytes, resync_percent, reported_ms)
+             VALUES (?1, ?2, COALESCE(?3, 'unknown'), COALESCE(?4, 0), COALESCE(?5, 0), ?6)
+             ON CONFLICT (mirror, replica) DO UPDATE SET state = COALESCE(?3, state),
+                dirty_bytes = COALESCE(?4, dirty_bytes), resync_percent = COALESCE(?5, resync_percent),
+                reported_ms = ?6",
+            params![mirror, replica, state, dirty_bytes.map(|b| b as i64), resync_percent, now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Puts a front report back as it was (`None`: there was none), undoing a SET.
+    pub fn restore_front_report(
+        &mut self,
+        mirror: u32,
+        replica: u32,
+        before: Option<&FrontReport>,
+    ) -> Result<(), StoreError> {
+        self.conn.execute("DELETE FROM front_reports WHERE mirror = ?1 AND replica = ?2", params![mirror, replica])?;
+        if let Some(r) = before {
+            self.record_front_report(
+                mirror,
+                replica,
+                (Some(&r.state), Some(r.dirty_bytes), Some(r.resync_percent)),
+                r.reported_ms,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Every front report, by mirror and replica.
+    pub fn front_reports(&self) -> Result<Vec<FrontReport>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT mirror, replica, state, dirty_bytes, resync_percent, reported_ms FROM front_reports
+             ORDER BY mirror, replica",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(FrontReport {
+                mirror: r.get(0)?,
+                replica: r.get(1)?,
+                state: r.get(2)?,
+                dirty_bytes: r.get::<_, i64>(3)? as u64,
+                resync_percent: r.get(4)?,
+                reported_ms: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     // ----- assignments -----
 
     /// Every assignment, by unit and volume.
@@ -1225,7 +1437,7 @@ impl StationStore {
     pub fn allocation_units(&self) -> Result<Vec<AllocationUnit>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, unit_id, address, port, state, block_size, free_blocks, largest_free_blocks, data_address,
-                data_port FROM units ORDER BY id",
+                data_port, zone, spare FROM units ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
             let address: Option<String> = r.get(2)?;
@@ -1241,6 +1453,8 @@ impl StationStore {
                 largest_free_blocks: r.get(7)?,
                 data_address: data_address.and_then(|a| a.parse().ok()),
                 data_port: r.get(9)?,
+                zone: r.get(10)?,
+                spare: r.get(11)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -1254,7 +1468,7 @@ impl StationStore {
     pub fn tasks(&self) -> Result<Vec<Task>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT idx, operation, unit, volume, partition, size, host, name, read_only, owner, state, progress, step,
-                result, result_unit, result_volume, created_ms, finished_ms FROM tasks ORDER BY idx",
+                result, result_unit, result_volume, created_ms, finished_ms, shared, replicas FROM tasks ORDER BY idx",
         )?;
         let rows = stmt.query_map([], |r| {
             let operation: String = r.get(1)?;
@@ -1273,6 +1487,8 @@ impl StationStore {
                         host: r.get(6)?,
                         name: r.get(7)?,
                         read_only: r.get(8)?,
+                        shared: r.get(18)?,
+                        replicas: r.get(19)?,
                     },
                     owner: r.get(9)?,
                     state: TaskState::Pending,
@@ -1302,8 +1518,9 @@ impl StationStore {
         self.conn
             .prepare_cached(
                 "INSERT OR REPLACE INTO tasks (idx, operation, unit, volume, partition, size, host, name, read_only,
-                    owner, state, progress, step, result, result_unit, result_volume, created_ms, finished_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                    owner, state, progress, step, result, result_unit, result_volume, created_ms, finished_ms, shared,
+                    replicas)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
             )?
             .execute(params![
                 task.index,
@@ -1323,7 +1540,9 @@ impl StationStore {
                 task.result_unit.unwrap_or(0),
                 task.result_volume.map_or(0, |v| v.0),
                 task.created_ms,
-                task.finished_ms
+                task.finished_ms,
+                a.shared,
+                a.replicas
             ])?;
         Ok(())
     }
@@ -1474,6 +1693,8 @@ fn pool_unit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PoolUnit> {
         last_seen: r.get::<_, Option<i64>>(14)?.map(format_ms),
         last_sync: r.get::<_, Option<i64>>(15)?.map(format_ms),
         host_name: r.get(16)?,
+        zone: r.get(17)?,
+        spare: r.get(18)?,
         media: Vec::new(),
         volumes: Vec::new(),
     })

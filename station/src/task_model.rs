@@ -28,6 +28,10 @@ pub struct Arguments {
     /// The name of a volume to create; empty lets the unit name it.
     pub name: String,
     pub read_only: bool,
+    /// For assignVolume and allocate: a shared read-write assignment (readWriteShared grant).
+    pub shared: bool,
+    /// For allocate: how many replicas (2 or 3: a mirrored volume, each replica on another unit); 0 or 1: one.
+    pub replicas: u32,
 }
 
 impl Arguments {
@@ -42,6 +46,8 @@ impl Arguments {
             host: String::new(),
             name: String::new(),
             read_only: false,
+            shared: false,
+            replicas: 0,
         }
     }
 }

@@ -47,6 +47,8 @@ const RESULT_VOLUME: u32 = 16;
 const CREATED: u32 = 17;
 const FINISHED: u32 = 18;
 const ROW_STATUS: u32 = 19;
+const SHARED: u32 = 20;
+const REPLICAS: u32 = 21;
 
 /// Registers dvsanStationTaskNextIndex and dvsanStationTaskTable for `runner` on an agent builder; only `admins`
 /// may submit the operations [`needs_admin`] names.
@@ -149,6 +151,8 @@ fn cell_value(task: &Task, column: u32) -> Option<Value> {
         CREATED => Value::OctetString(date_and_time(task.created_ms)),
         FINISHED => Value::OctetString(task.finished_ms.map_or_else(|| vec![0; 8], date_and_time)),
         ROW_STATUS => Value::Integer(mib::row_status::ACTIVE),
+        SHARED => Value::Integer(if a.shared { mib::truth_value::TRUE } else { mib::truth_value::FALSE }),
+        REPLICAS => Value::Gauge32(a.replicas),
         _ => return None,
     })
 }
@@ -182,6 +186,16 @@ impl TaskTable {
                     let v = integer(i, value, &[mib::truth_value::TRUE, mib::truth_value::FALSE])?;
                     arguments.read_only = v == mib::truth_value::TRUE;
                 }
+                SHARED => {
+                    let v = integer(i, value, &[mib::truth_value::TRUE, mib::truth_value::FALSE])?;
+                    arguments.shared = v == mib::truth_value::TRUE;
+                }
+                REPLICAS => {
+                    arguments.replicas = unsigned(i, value)?;
+                    if arguments.replicas > crate::mirror::MAX_REPLICAS {
+                        return Err(SetFailure::new(i, ErrorStatus::WrongValue));
+                    }
+                }
                 OWNER => owner = text(i, value, 64)?,
                 STATE => {
                     // Only cancelled(5) may be written; any other state is wrongValue.
@@ -202,7 +216,7 @@ impl TaskTable {
                 PROGRESS..=FINISHED => return Err(SetFailure::new(i, ErrorStatus::NotWritable)),
                 _ => return Err(SetFailure::new(i, ErrorStatus::NoCreation)),
             }
-            if (OPERATION..=OWNER).contains(&column) {
+            if (OPERATION..=OWNER).contains(&column) || column == SHARED || column == REPLICAS {
                 first_argument.get_or_insert(i);
             }
         }
@@ -273,6 +287,8 @@ impl Table for TaskTable {
             CREATED,
             FINISHED,
             ROW_STATUS,
+            SHARED,
+            REPLICAS,
         ]
     }
 

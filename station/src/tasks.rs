@@ -18,6 +18,11 @@
 //! reporting its progress into its row. When it ends, the pool snapshot of the station MIB is refreshed
 //! (`on_change`) and the ended task is announced (the station sends dvsanStationTaskCompleted). On shutdown the dispatcher stops starting
 //! tasks; running ones are abandoned (and failed at the next start).
+//!
+//! The station starts clearVolume tasks itself ([`TaskRunner::follow_clearing`], owner [`STATION_OWNER`]): after
+//! a task released a volume the unit wipes, and when a poll round or a walk finds a volume clearing. They take no
+//! lock and no worker (following a clearing may take hours and holds up nothing); at most one waits or runs per
+//! volume, and at most [`MAX_FOLLOWING`] run at once.
 
 use crate::allocate::{AllocateError, Allocator, LockScope, PoolLock, Progress};
 use crate::announce::{Announcer, Change};
@@ -41,6 +46,12 @@ pub const MAX_ENDED: usize = 1000;
 pub const MAX_WAITING: usize = 1000;
 /// How often a task whose locks another process holds tries them again.
 pub const LOCK_RETRY: Duration = Duration::from_millis(25);
+/// clearVolume tasks running at once, at most (each reads its unit every 250 ms); more wait pending.
+pub const MAX_FOLLOWING: usize = 64;
+
+/// The owner of the tasks the station starts itself.
+pub const STATION_OWNER: &str = "station";
+
 /// The result of a task that was running when the station stopped.
 pub const INTERRUPTED: &str = "the station stopped while the task ran; check the pool and run it again";
 
@@ -100,6 +111,12 @@ struct Shared {
 #[derive(Clone)]
 pub struct TaskRunner {
     shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for TaskRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskRunner").field("state_dir", &self.shared.settings.state_dir).finish_non_exhaustive()
+    }
 }
 
 impl TaskRunner {
@@ -217,6 +234,12 @@ impl TaskRunner {
         Ok(())
     }
 
+    /// Starts a clearVolume task following unit `unit`'s clearing of volume `volume`, unless one waits or runs for
+    /// it already; returns its index if it started one.
+    pub fn follow_clearing(&self, unit: u32, volume: u32) -> Option<u32> {
+        self.shared.follow_clearing(unit, volume)
+    }
+
     /// Takes back a task [`TaskRunner::submit`] added, while it is still pending (undo of a SET).
     pub fn withdraw(&self, index: u32) -> Result<(), TaskError> {
         let mut tasks = self.shared.tasks();
@@ -311,6 +334,31 @@ impl Shared {
 
     fn store(&self) -> MutexGuard<'_, StationStore> {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// See [`TaskRunner::follow_clearing`].
+    fn follow_clearing(&self, unit: u32, volume: u32) -> Option<u32> {
+        let mut arguments = Arguments::new(crate::task_model::OperationKind::ClearVolume);
+        arguments.unit = unit.to_string();
+        arguments.volume = Some(dvsan_layout::VolumeIndex(volume));
+        let mut tasks = self.tasks();
+        if tasks.values().any(|t| !t.state.is_ended() && t.arguments == arguments) {
+            return None;
+        }
+        let mut index = self.next_index.fetch_add(1, Ordering::SeqCst).max(1);
+        while tasks.contains_key(&index) {
+            index = self.next_index.fetch_add(1, Ordering::SeqCst).max(1);
+        }
+        let task = Task::new(index, arguments, STATION_OWNER.to_string(), now_ms());
+        if let Err(e) = self.store().save_task(&task) {
+            tracing::error!(unit, volume, error = %e, "cannot store a clearVolume task");
+            return None;
+        }
+        tracing::info!(task = index, unit, volume, "task submitted: following the unit's clearing of a volume");
+        tasks.insert(index, task);
+        drop(tasks);
+        self.wake.notify_one();
+        Some(index)
     }
 
     /// A connection for a running task: one kept from an earlier task, or a new one.
@@ -487,7 +535,9 @@ fn dispatch_round(
     };
     plans.retain(|index, _| running.contains(index) || pending.iter().any(|(i, _)| i == index));
     let settings = &shared.settings;
-    let mut busy = running.len();
+    // Tasks that take no lock (clearVolume, which follows a unit for as long as it clears) take no worker either.
+    let mut busy = running.iter().filter(|i| plans.get(i).is_none_or(|p| p.scope != LockScope::Nothing)).count();
+    let mut following = running.len() - busy;
     // Scopes of the tasks that run, and of the earlier pending ones that could not start: a later task waits
     // behind them when it conflicts, so tasks on one unit keep their order and an allocation is not starved.
     let mut ahead: Vec<LockScope> = running.iter().filter_map(|i| plans.get(i)).map(|p| p.scope).collect();
@@ -528,9 +578,13 @@ fn dispatch_round(
             ahead.push(plan.scope);
             continue;
         }
-        if busy >= settings.workers.max(1) {
+        if busy >= settings.workers.max(1) && plan.scope != LockScope::Nothing {
             shared.waiting(index, "waiting for a free worker");
             ahead.push(plan.scope);
+            continue;
+        }
+        if following >= MAX_FOLLOWING && plan.scope == LockScope::Nothing {
+            shared.waiting(index, &format!("waiting: {MAX_FOLLOWING} clearings are followed already"));
             continue;
         }
         let lock = match PoolLock::try_acquire(&settings.state_dir, plan.scope) {
@@ -549,7 +603,11 @@ fn dispatch_round(
         if !shared.start(index) {
             continue;
         }
-        busy += 1;
+        if plan.scope == LockScope::Nothing {
+            following += 1;
+        } else {
+            busy += 1;
+        }
         ahead.push(plan.scope);
         tracing::info!(task = index, operation = %plan.operation.kind(), scope = ?plan.scope, "task started");
         tokio::spawn(run(Arc::clone(shared), Arc::clone(manager), index, plan, lock));
@@ -605,7 +663,11 @@ async fn execute(
     )
     .with_progress(progress)
     .with_announcer(shared.announcer.clone());
-    operation.execute(&mut allocator).await.map_err(|e| e.to_string())
+    let outcome = operation.execute(&mut allocator).await.map_err(|e| e.to_string());
+    for (unit, volume) in allocator.take_wiped() {
+        shared.follow_clearing(unit, volume);
+    }
+    outcome
 }
 
 #[cfg(test)]
@@ -629,6 +691,26 @@ mod tests {
         a.unit = unit.into();
         a.size = size.into();
         a
+    }
+
+    #[test]
+    fn the_station_follows_each_clearing_volume_with_one_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let runner = TaskRunner::open(settings(dir.path()), None, || {}).unwrap();
+        let first = runner.follow_clearing(2, 5).unwrap();
+        assert_eq!(runner.follow_clearing(2, 5), None, "one task per volume while it waits or runs");
+        let other = runner.follow_clearing(2, 6).unwrap();
+        assert_ne!(first, other);
+        let task = runner.task(first).unwrap();
+        assert_eq!(task.arguments.operation, OperationKind::ClearVolume);
+        assert_eq!((task.arguments.unit.as_str(), task.arguments.volume), ("2", Some(dvsan_layout::VolumeIndex(5))));
+        assert_eq!((task.owner.as_str(), task.state), (STATION_OWNER, TaskState::Pending));
+        let plan = Operation::from_arguments(&task.arguments, 1161).unwrap();
+        assert_eq!(plan.kind(), OperationKind::ClearVolume);
+        // Ended, the volume may get a new task (the unit clears it again after another release).
+        runner.cancel(first).unwrap();
+        assert!(runner.follow_clearing(2, 5).is_some());
+        assert!(runner.next_index() > other);
     }
 
     #[test]

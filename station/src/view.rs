@@ -4,7 +4,7 @@
 //! [`PoolUnit`]; `traps --json` prints one JSON object per line (see [`TrapJson`]) so that `--follow` output can
 //! be consumed line by line.
 
-use crate::model::{PoolPartition, PoolUnit, PoolVolume};
+use crate::model::{MirrorView, PoolPartition, PoolUnit, PoolVolume};
 use crate::notification::{describe_dotted, NotificationRecord, VarBindRecord};
 use crate::timefmt::{format_age, format_ms};
 use dvsan_layout::HumanSize;
@@ -143,7 +143,71 @@ pub fn pool_text(pool: &[PoolUnit], now_ms: i64) -> String {
         out.push_str("\nPARTITIONS\n");
         out.push_str(&partitions.render());
     }
+    let labelled: Vec<&PoolUnit> = pool.iter().filter(|u| !u.zone.is_empty() || u.spare).collect();
+    if !labelled.is_empty() {
+        let mut labels = Table::new(&[("UNIT", false), ("ZONE", false), ("SPARE", false)]);
+        for unit in labelled {
+            let zone = if unit.zone.is_empty() { "-".to_string() } else { unit.zone.clone() };
+            labels.row(vec![unit_label(unit), zone, if unit.spare { "spare" } else { "-" }.to_string()]);
+        }
+        out.push_str("\nUNIT LABELS\n");
+        out.push_str(&labels.render());
+    }
     out
+}
+
+/// What the host's front last reported about a replica: `inSync (3s ago)`, `outOfSync, 4M dirty (1s ago)`,
+/// `resyncing 40%, 2M dirty (0s ago)`; `-` before any report.
+fn front_text(front: Option<&crate::model::FrontReport>, now_ms: i64) -> String {
+    let Some(f) = front else { return "-".to_string() };
+    let mut text = f.state.clone();
+    if f.state == "resyncing" {
+        text.push_str(&format!(" {}%", f.resync_percent));
+    }
+    if f.dirty_bytes > 0 {
+        text.push_str(&format!(", {} dirty", size(Some(f.dirty_bytes))));
+    }
+    text.push_str(&format!(" ({} ago)", format_age(now_ms - f.reported_ms)));
+    text
+}
+
+/// The MIRRORED VOLUMES section of `pool` (empty when there are none): one line per replica, with what the host's
+/// front last reported about it.
+pub fn mirrors_text(mirrors: &[MirrorView], now_ms: i64) -> String {
+    if mirrors.is_empty() {
+        return String::new();
+    }
+    let mut table = Table::new(&[
+        ("MIRROR", true),
+        ("NAME", false),
+        ("HOST", false),
+        ("SIZE", true),
+        ("REPLICA", true),
+        ("UNIT", true),
+        ("VOLUME", true),
+        ("ZONE", false),
+        ("UNIT STATE", false),
+        ("FRONT", false),
+        ("NBD URI", false),
+    ]);
+    for m in mirrors {
+        for r in &m.replicas {
+            table.row(vec![
+                m.index.to_string(),
+                m.name.clone(),
+                m.host.to_string(),
+                size(Some(m.size_bytes)),
+                r.replica.to_string(),
+                r.unit.to_string(),
+                r.volume.to_string(),
+                if r.zone.is_empty() { "-".to_string() } else { r.zone.clone() },
+                r.unit_state.to_string(),
+                front_text(r.front.as_ref(), now_ms),
+                r.nbd_uri.clone().unwrap_or_else(|| "-".to_string()),
+            ]);
+        }
+    }
+    format!("\nMIRRORED VOLUMES\n{}", table.render())
 }
 
 /// A unit's line of the UNITS table.
@@ -202,11 +266,15 @@ fn partition_row(unit: &PoolUnit, volume: &PoolVolume, partition: &PoolPartition
 #[derive(Serialize)]
 struct PoolJson<'a> {
     units: &'a [PoolUnit],
+    /// Mirrored volumes with their replicas (left out when there are none, as before mirrors existed).
+    #[serde(skip_serializing_if = "<[MirrorView]>::is_empty")]
+    mirrors: &'a [MirrorView],
 }
 
 /// The `pool --json` document.
-pub fn pool_json(pool: &[PoolUnit]) -> String {
-    serde_json::to_string_pretty(&PoolJson { units: pool }).unwrap_or_else(|_| "{\"units\":[]}".to_string())
+pub fn pool_json(pool: &[PoolUnit], mirrors: &[MirrorView]) -> String {
+    serde_json::to_string_pretty(&PoolJson { units: pool, mirrors })
+        .unwrap_or_else(|_| "{\"units\":[],\"mirrors\":[]}".to_string())
 }
 
 /// One varbind in `traps --json`: the stored form plus its name.

@@ -313,7 +313,8 @@ fn requests_through_the_station_mib() {
         let output = net_snmp("snmpget")
             .args(["-v2c", "-c", WRITE_COMMUNITY, "-Oqv", "-t", "2", "-r", "0"])
             .arg(station.snmp.unwrap().to_string())
-            .arg(format!("DVSAN-STATION-MIB::dvsanStationAssign{column}.{unit_index}.{volume}"))
+            // Index: unit, volume, the host (ipv4(1), 4 octets).
+            .arg(format!("DVSAN-STATION-MIB::dvsanStationAssign{column}.{unit_index}.{volume}.1.4.127.0.21.100"))
             .output()
             .unwrap();
         String::from_utf8_lossy(&output.stdout).trim().trim_matches('"').to_string()

@@ -157,7 +157,8 @@ fn a_tenant_sees_and_releases_only_its_own_assignments() {
     assert!(uri.starts_with("nbd://127.0.40.2:"), "{uri}");
     let held = vec![(volume.parse::<u64>().unwrap(), "127.0.40.100".to_string())];
     assert_eq!(unit.grants(), held);
-    let assignment = format!("DVSAN-STATION-MIB::dvsanStationAssignNbdUri.{unit_index}.{volume}");
+    // Index: unit, volume, the host (ipv4(1), 4 octets).
+    let assignment = format!("DVSAN-STATION-MIB::dvsanStationAssignNbdUri.{unit_index}.{volume}.1.4.127.0.40.100");
     let assigned_uri = |community: &str| {
         let out = station_snmp(&station, "snmpget", community, &["-Oqv", &assignment]);
         String::from_utf8_lossy(&out.stdout).trim().trim_matches('"').to_string()

@@ -10,7 +10,7 @@
 //! Needs `cargo build -p dvsan-blockd -p dvsan-station -p dvsan-host --bins` first.
 
 use dvsan_layout::AccessMode;
-use dvsan_tests::nbd::{run_tool_ok, Blockd, Unit};
+use dvsan_tests::nbd::{run_tool_ok, Blockd, HeldConnection, Unit};
 use dvsan_tests::units::{SanUnit, Station, WRITE_COMMUNITY};
 use dvsan_tests::*;
 use std::os::unix::fs::PermissionsExt;
@@ -340,81 +340,14 @@ fn a_v3_host_with_a_certificate_is_granted_by_identity() {
     assert!(!refused.status.success(), "host-b read host-a's export: {}", describe(&refused));
 }
 
-/// qemu-io holding one NBD-over-TLS connection open, reading commands from a pipe.
-struct HeldConnection {
-    child: std::process::Child,
-    stdin: std::process::ChildStdin,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl HeldConnection {
-    fn open(unit: &SanUnit, export: &str, certs: &Path) -> HeldConnection {
-        require_tool("qemu-io", "qemu-utils");
-        let mut child = Command::new("qemu-io")
-            .arg("--object")
-            .arg(format!("tls-creds-x509,id=tls0,dir={},endpoint=client", certs.display()))
-            .args(["-r", "--image-opts"])
-            .arg(format!("driver=nbd,host={},port={},export={export},tls-creds=tls0", unit.ip, unit.data_port))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("qemu-io starts");
-        let stdin = child.stdin.take().expect("qemu-io's stdin");
-        let (tx, lines) = std::sync::mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().expect("stderr")),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                use std::io::BufRead;
-                for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        HeldConnection { child, stdin, lines }
-    }
-
-    /// Reads 4 KiB at offset 0 over the open connection: whether it succeeded, and what qemu-io said.
-    fn read(&mut self) -> (bool, String) {
-        use std::io::Write;
-        let _ = writeln!(self.stdin, "read 0 4096");
-        let _ = self.stdin.flush();
-        let mut said = String::new();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    said.push_str(&line);
-                    said.push('\n');
-                    if line.contains("read 4096/4096 bytes") {
-                        return (true, said);
-                    }
-                    if line.contains("failed") || line.contains("rror") {
-                        return (false, said);
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        (false, said)
-    }
-}
-
-impl Drop for HeldConnection {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `dvsan-station host revoke NAME`: the grant the station made for host-a's identity is destroyed on the unit, a
 /// qemu-io connection host-a holds open is closed by blockd, a new nbdinfo is refused, the assignment is forgotten,
 /// `dvsan-host enroll` as host-a and its storage requests are refused until `host issue host-a` again.
+///
+/// Revocation by certificate: the station's CA lists host-a's certificate in a new revocation list and pushes it to
+/// the unit (dvsanDataTlsCrl), so blockd refuses that certificate also on a volume granted by address only (made
+/// with snmpset, outside the station). A certificate issued to host-a again works there and, after a new grant,
+/// on its new volume. A malformed list pushed with snmpset gets wrongValue and the list in force stays.
 #[test]
 fn revoking_a_host_removes_its_grants_and_closes_its_connections() {
     let dir = tempfile::tempdir().unwrap();
@@ -437,9 +370,31 @@ fn revoking_a_host_removes_its_grants_and_closes_its_connections() {
         assigned["nbd_uri"].as_str().and_then(|u| u.rsplit('/').next()).unwrap_or_else(|| panic!("{assigned}"));
     let uri = format!("nbds://{}:{}/{export}?tls-certificates={}", unit.ip, unit.data_port, host_a.display());
 
+    // A volume granted by address only (outside the station), to 127.0.0.1 where host-a's tools run: host-a's
+    // certificate reads it (the grant admits any certificate of the CA from that address).
+    let volume = unit.get(&["DVSAN-MIB::dvsanVolumeNextIndex.0"]).trim().to_string();
+    unit.set(&[
+        &format!("DVSAN-MIB::dvsanVolumeLength.{volume}"),
+        "u",
+        "1024",
+        &format!("DVSAN-MIB::dvsanVolumeRowStatus.{volume}"),
+        "i",
+        "createAndGo",
+    ]);
+    let grant: u32 = unit.get(&["DVSAN-MIB::dvsanAccessNextIndex.0"]).trim().parse().unwrap();
+    unit.grant_volume(grant, volume.parse().unwrap(), std::net::Ipv4Addr::LOCALHOST);
+    let by_address_export =
+        unit.get(&[&format!("DVSAN-MIB::dvsanVolumeName.{volume}")]).trim().trim_matches('"').to_string();
+    let by_address = |certs: &Path| {
+        format!("nbds://{}:{}/{by_address_export}?tls-certificates={}", unit.ip, unit.data_port, certs.display())
+    };
+    wait_until("host-a's nbdinfo on the address grant", std::time::Duration::from_secs(10), || {
+        dvsan_tests::nbd::run_tool("nbdinfo", "libnbd-bin", &[&by_address(&host_a)], 30).status.success().then_some(())
+    });
+
     // host-a holds a connection open and reads over it.
     let mut held = wait_until("host-a's qemu-io connection", std::time::Duration::from_secs(10), || {
-        let mut held = HeldConnection::open(&unit, export, &host_a);
+        let mut held = HeldConnection::open(&unit.ip, unit.data_port, export, &host_a);
         held.read().0.then_some(held)
     });
 
@@ -448,6 +403,11 @@ fn revoking_a_host_removes_its_grants_and_closes_its_connections() {
     assert_eq!(revoked["released"].as_array().map(Vec::len), Some(1), "{revoked}");
     assert_eq!(revoked["not_revoked"].as_array().map(Vec::len), Some(0), "{revoked}");
     assert_eq!(revoked["was_valid"], true, "{revoked}");
+    assert_eq!(revoked["certificates_revoked"], 1, "{revoked}");
+    assert_eq!(revoked["crl_pushed"].as_array().map(Vec::len), Some(1), "{revoked}");
+    assert_eq!(revoked["crl_not_pushed"].as_array().map(Vec::len), Some(0), "{revoked}");
+    assert_eq!(unit.get(&["DVSAN-MIB::dvsanDataTlsCrlRevoked.0"]).trim(), "1 certificates");
+    assert_eq!(unit.get(&["DVSAN-MIB::dvsanDataTlsCrlNumber.0"]).trim(), revoked["crl_number"].to_string());
 
     // The grant is gone from the unit; the open connection is closed (bounded: blockd reads its store every 250 ms).
     let table = access_table(&unit);
@@ -459,6 +419,22 @@ fn revoking_a_host_removes_its_grants_and_closes_its_connections() {
     assert!(!closed.contains("read 4096/4096"), "{closed}");
     let refused = dvsan_tests::nbd::run_tool("nbdinfo", "libnbd-bin", &[&uri], 30);
     assert!(!refused.status.success(), "a new connection after the revoke: {}", describe(&refused));
+    // The address grant is still there, and no longer admits host-a's revoked certificate.
+    assert_eq!(unit.get(&[&format!("DVSAN-MIB::dvsanAccessRowStatus.{grant}")]).trim(), "active");
+    let refused = dvsan_tests::nbd::run_tool("nbdinfo", "libnbd-bin", &[&by_address(&host_a)], 30);
+    assert!(!refused.status.success(), "the revoked certificate on an address grant: {}", describe(&refused));
+    assert!(!stdout(&refused).contains("export-size"), "{}", describe(&refused));
+    // A malformed revocation list: refused by the agent, the list in force stays.
+    let out = net_snmp("snmpset")
+        .args(["-v2c", "-c", WRITE_COMMUNITY, "-t", "2", "-r", "1"])
+        .arg(&unit.snmp_addr)
+        .args(["DVSAN-MIB::dvsanDataTlsCrl.0", "x", "3082000A0102030405"])
+        .output()
+        .expect("snmpset runs");
+    assert!(!out.status.success() && describe(&out).contains("wrongValue"), "{}", describe(&out));
+    assert_eq!(unit.get(&["DVSAN-MIB::dvsanDataTlsCrlRevoked.0"]).trim(), "1 certificates");
+    let refused = dvsan_tests::nbd::run_tool("nbdinfo", "libnbd-bin", &[&by_address(&host_a)], 30);
+    assert!(!refused.status.success(), "still revoked: {}", describe(&refused));
     // The assignment is forgotten: host-a lists no volume.
     assert_eq!(dvsan_host(&station, &users, "host-a", &["list"]).trim(), "");
 
@@ -493,5 +469,103 @@ fn revoking_a_host_removes_its_grants_and_closes_its_connections() {
     run_ok(
         station.cli().args(["host", "issue", "host-a", "--out", again.to_str().unwrap(), "--state-dir"]).arg(&state),
     );
+    // The certificate issued again has a new serial: the address grant admits it.
+    let info = run_tool_ok("nbdinfo", "libnbd-bin", &[&by_address(&again)], 30);
+    assert!(info.contains("export-size: 4194304"), "{info}");
     dvsan_host(&station, &users, "host-a", &["enroll", "--out", again.to_str().unwrap()]);
+    // A new grant for host-a's identity: its new certificate reads its new volume.
+    let assigned = dvsan_host(&station, &users, "host-a", &["request", "--size", "8M", "--json"]);
+    let assigned: serde_json::Value = serde_json::from_str(&assigned).unwrap_or_else(|e| panic!("{e}: {assigned}"));
+    let export =
+        assigned["nbd_uri"].as_str().and_then(|u| u.rsplit('/').next()).unwrap_or_else(|| panic!("{assigned}"));
+    let uri = format!("nbds://{}:{}/{export}?tls-certificates={}", unit.ip, unit.data_port, again.display());
+    let info = wait_until("host-a's new certificate on its new grant", std::time::Duration::from_secs(10), || {
+        let out = dvsan_tests::nbd::run_tool("nbdinfo", "libnbd-bin", &[&uri], 30);
+        out.status.success().then(|| stdout(&out))
+    });
+    assert!(info.contains("export-size: 8388608"), "{info}");
+    let refused = dvsan_tests::nbd::run_tool(
+        "nbdinfo",
+        "libnbd-bin",
+        &[&uri.replace(again.to_str().unwrap(), host_a.to_str().unwrap())],
+        30,
+    );
+    assert!(!refused.status.success(), "the revoked certificate on the new grant: {}", describe(&refused));
+}
+
+/// A unit that joins after a revoke gets the station's revocation list (its dvsanDataTlsCrlNumber is older), and its
+/// blockd then refuses the revoked certificate on an address grant, while a certificate issued later is served.
+#[test]
+fn a_unit_that_joins_later_gets_the_revocation_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("station");
+    let station = Station::start_bare(&state, &["--trust-community-units", "--write-community", WRITE_COMMUNITY]);
+    let old = dir.path().join("host-a-old");
+    run_ok(station.cli().args(["host", "issue", "host-a", "--out", old.to_str().unwrap(), "--state-dir"]).arg(&state));
+    let revoked = run_ok(station.cli().args(["host", "revoke", "host-a", "--json", "--state-dir"]).arg(&state));
+    let revoked: serde_json::Value = serde_json::from_str(&revoked).unwrap_or_else(|e| panic!("{e}: {revoked}"));
+    assert_eq!(revoked["certificates_revoked"], 1, "{revoked}");
+    assert_eq!(revoked["crl_pushed"].as_array().map(Vec::len), Some(0), "no unit yet: {revoked}");
+    let new = dir.path().join("host-a-new");
+    run_ok(station.cli().args(["host", "issue", "host-a", "--out", new.to_str().unwrap(), "--state-dir"]).arg(&state));
+
+    let mut unit =
+        SanUnit::start(&dir.path().join("u1"), "127.0.67.5:1161", &station.traps.to_string(), "u1", &["64M"]);
+    blockd_with_station_tls(&mut unit, &state, dir.path());
+    assert_eq!(unit.get(&["DVSAN-MIB::dvsanDataTlsCrlNumber.0"]).trim(), "0", "no list before it joins");
+    station.wait_unit(&unit.snmp_addr, "available", std::time::Duration::from_secs(15), |u| u["state"] == "available");
+    unit.wait_value("DVSAN-MIB::dvsanDataTlsCrlRevoked.0", "1 certificates");
+    assert_eq!(unit.get(&["DVSAN-MIB::dvsanDataTlsCrlNumber.0"]).trim(), revoked["crl_number"].to_string());
+
+    unit.set(&["DVSAN-MIB::dvsanVolumeLength.1", "u", "1024", "DVSAN-MIB::dvsanVolumeRowStatus.1", "i", "createAndGo"]);
+    unit.grant_volume(1, 1, std::net::Ipv4Addr::LOCALHOST);
+    let export = unit.get(&["DVSAN-MIB::dvsanVolumeName.1"]).trim().trim_matches('"').to_string();
+    let uri =
+        |certs: &Path| format!("nbds://{}:{}/{export}?tls-certificates={}", unit.ip, unit.data_port, certs.display());
+    let info = wait_until("the new certificate on the address grant", std::time::Duration::from_secs(10), || {
+        let out = dvsan_tests::nbd::run_tool("nbdinfo", "libnbd-bin", &[&uri(&new)], 30);
+        out.status.success().then(|| stdout(&out))
+    });
+    assert!(info.contains("export-size: 4194304"), "{info}");
+    let refused = dvsan_tests::nbd::run_tool("nbdinfo", "libnbd-bin", &[&uri(&old)], 30);
+    assert!(!refused.status.success(), "the revoked certificate: {}", describe(&refused));
+}
+
+/// An enrolled unit (SNMPv3 only: its agent has no write community) gets the revocation list from `host revoke`
+/// as its own v3 user, and keeps it in its state directory for blockd.
+#[test]
+fn an_enrolled_unit_gets_the_revocation_list_as_its_v3_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("station");
+    let station = Station::start_secure(&state, &[]);
+    let unit_dir = dir.path().join("u1");
+    let init = run_ok(Command::new(workspace_bin("dvsan-agent")).arg("init").arg("--state-dir").arg(&unit_dir));
+    let id = init.split_whitespace().find(|w| w.len() == 36 && w.matches('-').count() == 4).unwrap().to_string();
+    let users = dir.path().join("unit-users.toml");
+    run_ok(station.cli().args(["unit", "enroll", &id, "--out"]).arg(&users).arg("--state-dir").arg(&state));
+    let user = format!("unit-{}", &id[..8]);
+    let mut unit = dvsan_tests::units::Unit::start_enrolled(
+        &unit_dir,
+        "127.0.67.9",
+        station.traps,
+        "32M",
+        &users,
+        &user,
+        "enrolled-unit-read",
+    );
+    unit.serve_data();
+    station.wait_unit(&unit.address(), "the enrolled unit pooled", std::time::Duration::from_secs(15), |u| {
+        u["state"] == "available"
+    });
+    let out_dir = dir.path().join("host-a");
+    run_ok(station.cli().args(["host", "issue", "host-a", "--out"]).arg(&out_dir).arg("--state-dir").arg(&state));
+    let revoked = run_ok(station.cli().args(["host", "revoke", "host-a", "--json", "--state-dir"]).arg(&state));
+    let revoked: serde_json::Value = serde_json::from_str(&revoked).unwrap_or_else(|e| panic!("{e}: {revoked}"));
+    assert_eq!(revoked["crl_pushed"].as_array().map(Vec::len), Some(1), "{revoked}");
+    assert_eq!(revoked["crl_not_pushed"].as_array().map(Vec::len), Some(0), "{revoked}");
+    let held = unit.snmpget(&["DVSAN-MIB::dvsanDataTlsCrlRevoked.0"]).unwrap();
+    assert!(held.contains("1 certificates"), "{held}");
+    let pushed = std::fs::read(unit_dir.join(dvsan_layout::PUSHED_CRL_FILE)).unwrap();
+    let station_crl = std::fs::read(state.join("ca").join("crl.der")).unwrap();
+    assert_eq!(pushed, station_crl, "the unit holds the CA's list");
 }

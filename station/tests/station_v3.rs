@@ -123,7 +123,8 @@ fn v3_users_read_the_pool_and_own_their_requests() {
     assert!(uri.starts_with("nbd://127.0.62.1:"), "{uri}");
     let held = vec![(volume.parse::<u64>().unwrap(), "127.0.62.100".to_string())];
     assert_eq!(unit.grants(), held);
-    let assignment = format!("DVSAN-STATION-MIB::dvsanStationAssignNbdUri.{unit_index}.{volume}");
+    // Index: unit, volume, the host (ipv4(1), 4 octets).
+    let assignment = format!("DVSAN-STATION-MIB::dvsanStationAssignNbdUri.{unit_index}.{volume}.1.4.127.0.62.100");
     let assigned_uri = |user: &str| {
         let out = v3(&station, "snmpget", user, &["-Oqv", &assignment]);
         String::from_utf8_lossy(&out.stdout).trim().trim_matches('"').to_string()

@@ -346,3 +346,76 @@ impl Raw {
         false
     }
 }
+
+/// qemu-io holding one NBD-over-TLS connection open, reading commands from a pipe.
+pub struct HeldConnection {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl HeldConnection {
+    /// qemu-io on `export` of the blockd at `host`:`port`, over TLS with the client certificates in `certs`.
+    pub fn open(host: &str, port: u16, export: &str, certs: &Path) -> HeldConnection {
+        require_tool("qemu-io", "qemu-utils");
+        let mut child = Command::new("qemu-io")
+            .arg("--object")
+            .arg(format!("tls-creds-x509,id=tls0,dir={},endpoint=client", certs.display()))
+            .args(["-r", "--image-opts"])
+            .arg(format!("driver=nbd,host={host},port={port},export={export},tls-creds=tls0"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("qemu-io starts");
+        let stdin = child.stdin.take().expect("qemu-io's stdin");
+        let (tx, lines) = std::sync::mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        HeldConnection { child, stdin, lines }
+    }
+
+    /// Reads 4 KiB at offset 0 over the open connection: whether it succeeded, and what qemu-io said.
+    pub fn read(&mut self) -> (bool, String) {
+        use std::io::Write;
+        let _ = writeln!(self.stdin, "read 0 4096");
+        let _ = self.stdin.flush();
+        let mut said = String::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    said.push_str(&line);
+                    said.push('\n');
+                    if line.contains("read 4096/4096 bytes") {
+                        return (true, said);
+                    }
+                    if line.contains("failed") || line.contains("rror") {
+                        return (false, said);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        (false, said)
+    }
+}
+
+impl Drop for HeldConnection {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

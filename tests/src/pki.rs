@@ -82,9 +82,75 @@ impl Pki {
         dir
     }
 
+    /// Another client directory for `identity` (a new key and certificate, a new serial), named after `label`.
+    pub fn client_again(&self, identity: &str, label: &str) -> PathBuf {
+        self.client_in(
+            &self.ca,
+            identity,
+            &format!("subjectAltName=DNS:{identity}"),
+            &format!("client-{identity}-{label}"),
+        )
+    }
+
+    /// Revokes the certificate of client directory `client` (`openssl ca -revoke`) and writes the CA's CRL
+    /// listing every certificate revoked so far ([`Pki::crl`]; replaced atomically, as blockd may read it any time).
+    pub fn revoke(&self, client: &Path) -> PathBuf {
+        let config = self.ca_config();
+        run_ok(
+            Command::new("openssl")
+                .args(["ca", "-config"])
+                .arg(&config)
+                .arg("-revoke")
+                .arg(client.join("client-cert.pem")),
+        );
+        self.write_crl()
+    }
+
+    /// The CA's CRL (PEM), written now: it lists the certificates [`Pki::revoke`] revoked (none at first).
+    pub fn write_crl(&self) -> PathBuf {
+        let config = self.ca_config();
+        let temp = self.dir.join("crl.pem.tmp");
+        run_ok(Command::new("openssl").args(["ca", "-config"]).arg(&config).arg("-gencrl").arg("-out").arg(&temp));
+        let crl = self.crl();
+        std::fs::rename(&temp, &crl).unwrap();
+        crl
+    }
+
+    /// Where [`Pki::write_crl`] writes the CA's CRL.
+    pub fn crl(&self) -> PathBuf {
+        self.dir.join("crl.pem")
+    }
+
+    /// A minimal `openssl ca` configuration for the CA: its database and CRL number beside its key.
+    fn ca_config(&self) -> PathBuf {
+        let config = self.ca.join("ca.cnf");
+        if !config.exists() {
+            std::fs::write(self.ca.join("index.txt"), "").unwrap();
+            std::fs::write(self.ca.join("crlnumber"), "01\n").unwrap();
+            let at = |name: &str| self.ca.join(name).display().to_string();
+            std::fs::write(
+                &config,
+                format!(
+                    "[ ca ]\ndefault_ca = CA_default\n[ CA_default ]\ndatabase = {}\ncrlnumber = {}\n\
+                     certificate = {}\nprivate_key = {}\ndefault_md = sha256\ndefault_crl_days = 30\n",
+                    at("index.txt"),
+                    at("crlnumber"),
+                    at("ca-cert.pem"),
+                    at("ca-key.pem")
+                ),
+            )
+            .unwrap();
+        }
+        config
+    }
+
     fn client_from(&self, ca: &Path, cn: &str, ext: &str) -> PathBuf {
         let which = ca.file_name().unwrap().to_string_lossy().into_owned();
-        let dir = self.dir.join(format!("client-{cn}-{which}"));
+        self.client_in(ca, cn, ext, &format!("client-{cn}-{which}"))
+    }
+
+    fn client_in(&self, ca: &Path, cn: &str, ext: &str, name: &str) -> PathBuf {
+        let dir = self.dir.join(name);
         let ext = format!("{ext}\nextendedKeyUsage=clientAuth").trim_start().to_string();
         issue(ca, &dir, "client", cn, &ext);
         std::fs::copy(self.ca.join("ca-cert.pem"), dir.join("ca-cert.pem")).unwrap();

@@ -1185,7 +1185,7 @@ fn submitted_task(index: u32, request: &Request, now: i64) -> Task {
             (task.unit, task.volume) = (unit.clone(), volume(v));
             task.host = host.map(|h| h.to_string()).unwrap_or_default();
         }
-        Request::Allocate { size_bytes, host, name, read_only } => {
+        Request::Allocate { size_bytes, host, name, read_only, .. } => {
             (task.size, task.host, task.read_only) = (size_bytes.to_string(), host.to_string(), *read_only);
             task.name = name.clone().unwrap_or_default();
         }

@@ -35,6 +35,8 @@ pub enum FieldKind {
     YesNo,
     /// Optional free text (names).
     OptionalText,
+    /// A replica count: 1, or 2 or 3 for a mirrored volume.
+    Replicas,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -107,6 +109,8 @@ pub enum Request {
         host: IpAddr,
         name: Option<String>,
         read_only: bool,
+        /// 2 or 3: a mirrored volume, each replica on a unit of its own (task column dvsanStationTaskReplicas).
+        replicas: u32,
     },
     RescanUnit {
         unit: String,
@@ -198,8 +202,11 @@ impl fmt::Display for Request {
                 write!(f, "unassign volume {volume} of unit {unit} from {host}")
             }
             Request::Unassign { unit, volume, host: None } => write!(f, "unassign volume {volume} of unit {unit}"),
-            Request::Allocate { size_bytes, host, name, read_only } => {
+            Request::Allocate { size_bytes, host, name, read_only, replicas } => {
                 write!(f, "allocate {} for {host} ({})", size(size_bytes), access(read_only))?;
+                if *replicas >= 2 {
+                    write!(f, " mirrored on {replicas} units")?;
+                }
                 match name {
                     Some(name) => write!(f, " named {name}"),
                     None => Ok(()),
@@ -270,6 +277,7 @@ const SIZE: &str = "Size (e.g. 512M, 10G)";
 const HOST: &str = "Host (its IP address)";
 const READ_ONLY: &str = "Read-only (y/n)";
 const NAME: &str = "Name (optional)";
+const REPLICAS: &str = "Replicas (1, or 2-3 mirrored)";
 
 impl Form {
     pub fn new(kind: FormKind) -> Form {
@@ -303,6 +311,7 @@ impl Form {
                 Field::new(HOST, Host, ""),
                 Field::new(NAME, OptionalText, ""),
                 Field::new(READ_ONLY, YesNo, "no"),
+                Field::new(REPLICAS, Replicas, "1"),
             ],
         };
         Form { kind, fields, focus: 0 }
@@ -423,7 +432,14 @@ impl Form {
                 },
             },
             FormKind::Allocate => {
-                Request::Allocate { size_bytes: size(0)?, host: host(1)?, name: optional(2), read_only: yes(3) }
+                let replicas = text(4).parse().ok()?;
+                Request::Allocate {
+                    size_bytes: size(0)?,
+                    host: host(1)?,
+                    name: optional(2),
+                    read_only: yes(3),
+                    replicas,
+                }
             }
         })
     }
@@ -446,6 +462,8 @@ fn check_field(kind: FieldKind, value: &str) -> Result<(), String> {
         FieldKind::OptionalText if value.chars().any(char::is_whitespace) => Err("names have no spaces".to_string()),
         FieldKind::OptionalText if value.len() > MAX_FIELD => Err(format!("at most {MAX_FIELD} bytes")),
         FieldKind::OptionalText => Ok(()),
+        FieldKind::Replicas if matches!(value, "1" | "2" | "3") => Ok(()),
+        FieldKind::Replicas => Err("1, or 2 or 3 for a mirrored volume (each replica on another unit)".to_string()),
     }
 }
 
@@ -690,11 +708,15 @@ mod tests {
             ),
             (
                 filled(FormKind::Allocate, &["1G", "127.0.0.9", "", "no"]),
-                Request::Allocate { size_bytes: 1 << 30, host, name: None, read_only: false },
+                Request::Allocate { size_bytes: 1 << 30, host, name: None, read_only: false, replicas: 1 },
             ),
             (
                 filled(FormKind::Allocate, &["4096", "127.0.0.9", "web", "yes"]),
-                Request::Allocate { size_bytes: 4096, host, name: Some("web".into()), read_only: true },
+                Request::Allocate { size_bytes: 4096, host, name: Some("web".into()), read_only: true, replicas: 1 },
+            ),
+            (
+                filled(FormKind::Allocate, &["1G", "127.0.0.9", "db", "no", "2"]),
+                Request::Allocate { size_bytes: 1 << 30, host, name: Some("db".into()), read_only: false, replicas: 2 },
             ),
         ];
         for (mut form, request) in cases {
@@ -776,8 +798,12 @@ mod tests {
             ),
             (Request::Unassign { unit: "u1".into(), volume: 2, host: None }, "unassign volume 2 of unit u1"),
             (
-                Request::Allocate { size_bytes: 1 << 30, host, name: Some("db".into()), read_only: true },
+                Request::Allocate { size_bytes: 1 << 30, host, name: Some("db".into()), read_only: true, replicas: 1 },
                 "allocate 1 GiB for 127.0.0.9 (read-only) named db",
+            ),
+            (
+                Request::Allocate { size_bytes: 1 << 30, host, name: None, read_only: false, replicas: 3 },
+                "allocate 1 GiB for 127.0.0.9 (read-write) mirrored on 3 units",
             ),
             (Request::RescanUnit { unit: "u1".into() }, "rescan unit u1"),
         ];

@@ -273,6 +273,9 @@ pub struct Assignment {
     /// Empty while the volume is not in the pool.
     pub nbd_uri: String,
     pub volume_name: String,
+    /// For a replica of a mirrored volume: `m3 1/2 inSync` (mirror 3, replica 1 of 2, as the host's front last
+    /// reported it); empty otherwise.
+    pub replica: String,
 }
 
 impl Assignment {
@@ -418,6 +421,7 @@ impl Task {
             TaskOperation::RemoveUnitForce => format!("remove unit {unit}, releasing"),
             TaskOperation::ApproveUnit => format!("approve pending {unit}"),
             TaskOperation::RejectUnit => format!("reject pending {unit}"),
+            TaskOperation::ClearVolume => format!("clear vol {unit}/{volume}"),
         }
     }
 
@@ -626,15 +630,20 @@ mod tests {
         assert_eq!(task(TaskOperation::AddUnit, |t| t.unit = "127.0.0.14".into()), "add unit 127.0.0.14");
         assert_eq!(task(TaskOperation::ApproveUnit, |t| t.unit = "3".into()), "approve pending 3");
         assert_eq!(task(TaskOperation::RejectUnit, |t| t.unit = "3".into()), "reject pending 3");
+        let clear = task(TaskOperation::ClearVolume, |t| {
+            t.unit = "1".into();
+            t.volume = Some(dvsan_layout::VolumeIndex(4));
+        });
+        assert_eq!(clear, "clear vol 1/4");
     }
 
     #[test]
     fn task_and_assignment_codes_follow_the_mib() {
-        for code in 1..=13 {
+        for code in 1..=14 {
             assert_eq!(Reported::<TaskOperation>::from_code(code).code(), code);
             assert!(!matches!(Reported::<TaskOperation>::from_code(code), Reported::Unknown(_)));
         }
-        assert_eq!(Reported::<TaskOperation>::from_code(14), Reported::Unknown(14));
+        assert_eq!(Reported::<TaskOperation>::from_code(15), Reported::Unknown(15));
         let ended: Vec<bool> = (1..=6).map(|code| Reported::<TaskState>::from_code(code).is_ended()).collect();
         assert_eq!(ended, [false, false, true, true, true, false]);
         assert_eq!(Reported::<TaskState>::from_code(5).to_string(), "cancelled");

@@ -126,6 +126,23 @@ fn hosts_screen_groups_assignments_by_host() {
 }
 
 #[test]
+fn hosts_screen_marks_the_replicas_of_mirrored_volumes() {
+    let mut app = App::new("127.0.0.1:11161", TailStatus::Following);
+    app.update(Action::GoTo(Screen::Hosts));
+    let mut snapshot = demo_snapshot();
+    if let Ok(assignments) = snapshot.assignments.as_mut() {
+        assignments[0].replica = "m1 1/2 inSync".into();
+        assignments[1].replica = "m1 2/2 outOfSync".into();
+    }
+    app.apply(Update::Snapshot(snapshot));
+    let screen = render(&app, 120, 40);
+    assert_contains(&screen, &["Mirror", "m1 1/2 inSync", "m1 2/2 outOfSync", "NBD URI"]);
+    // An assignment that is no replica shows `-` there.
+    let other = screen.lines().find(|l| l.contains("127.0.0.10")).unwrap();
+    assert!(other.contains(" - "), "{other}");
+}
+
+#[test]
 fn hosts_screen_says_why_it_is_empty() {
     let mut app = App::new("127.0.0.1:11161", TailStatus::Following);
     app.update(Action::GoTo(Screen::Hosts));

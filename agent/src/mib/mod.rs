@@ -3,6 +3,7 @@
 
 mod access_table;
 mod data_guard;
+pub mod data_tls;
 mod interfaces;
 mod media_table;
 mod partition_table;
@@ -19,8 +20,8 @@ use dvsan_snmp::agent::{ScalarHandler, Scalars, Table, TableHandler};
 use dvsan_snmp::Oid;
 use std::sync::Arc;
 
-/// Register every unit handler with the agent being built.
-pub fn register(builder: AgentBuilder, unit: &Arc<Unit>) -> AgentBuilder {
+/// Register every unit handler with the agent being built; `state_dir` is the unit's (the pushed CRL's place).
+pub fn register(builder: AgentBuilder, unit: &Arc<Unit>, state_dir: &std::path::Path) -> AgentBuilder {
     let u = || unit.clone();
     let b = scalars(builder, unit_scalars::UnitScalars(u()));
     let b = table(b, media_table::MediaTable(u()));
@@ -29,6 +30,8 @@ pub fn register(builder: AgentBuilder, unit: &Arc<Unit>) -> AgentBuilder {
     let b = table(b, access_table::AccessTable(u()));
     let b = table(b, traffic_table::TrafficTable(u()));
     let b = scalars(b, data_guard::DataGuard(u()));
+    let tls = data_tls::DataTls::new(state_dir);
+    let b = b.handler(tls.prefix(), Arc::new(tls));
     // ifNumber's group is `interfaces`, which also holds ifTable: register it at ifNumber alone.
     let b = b.handler(Oid::from_slice(dvsan_mib::IF_NUMBER), Arc::new(ScalarHandler::new(interfaces::IfNumber)));
     table(b, IfTable(u()))

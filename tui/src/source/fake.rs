@@ -224,6 +224,7 @@ pub fn demo_assignments() -> Vec<Assignment> {
         mode,
         nbd_uri: format!("nbd://{agent}:10809/{name}"),
         volume_name: name.to_string(),
+        replica: String::new(),
     };
     vec![
         assignment(1, 1, [127, 0, 0, 9], AssignMode::ReadOnly, "127.0.0.11", "vol1"),

@@ -384,12 +384,45 @@ pub async fn read_tasks(manager: &Manager, station: &Target) -> Result<Vec<Task>
     Ok(tasks_from_table(&rows))
 }
 
-/// Reads the station's dvsanStationAssignmentTable.
+/// Reads the station's dvsanStationAssignmentTable, and marks the replicas of mirrored volumes from
+/// dvsanStationReplicaTable and dvsanStationFrontTable (a station without them has none).
 pub async fn read_assignments(manager: &Manager, station: &Target) -> Result<Vec<Assignment>, String> {
     let rows = walk_table(manager, station, mib::DVSAN_STATION_ASSIGNMENT_ENTRY)
         .await
         .map_err(|e| station_error(station.addr, &e))?;
-    Ok(assignments_from_table(&rows))
+    let mut assignments = assignments_from_table(&rows);
+    let (replicas, fronts) = tokio::join!(
+        walk_table(manager, station, mib::DVSAN_STATION_REPLICA_ENTRY),
+        walk_table(manager, station, mib::DVSAN_STATION_FRONT_ENTRY)
+    );
+    mark_replicas(&mut assignments, &replicas.unwrap_or_default(), &fronts.unwrap_or_default());
+    Ok(assignments)
+}
+
+/// Sets [`Assignment::replica`] of the assignments that are replicas of a mirrored volume (index of both tables:
+/// mirror, replica).
+pub fn mark_replicas(assignments: &mut [Assignment], replicas: &TableRows, fronts: &TableRows) {
+    use mib::dvsan_station_front_replica_state as s;
+    for (index, row) in replicas {
+        let [mirror, replica] = index.as_slice() else { continue };
+        let row = Cells(row);
+        let (unit, volume) =
+            (row.number(mib::DVSAN_STATION_REPLICA_UNIT_INDEX), row.number(mib::DVSAN_STATION_REPLICA_VOLUME_INDEX));
+        let host =
+            inet_address(row.get(mib::DVSAN_STATION_REPLICA_HOST_TYPE), row.get(mib::DVSAN_STATION_REPLICA_HOST));
+        let state = fronts.get(index).map(|f| Cells(f).integer(mib::DVSAN_STATION_FRONT_REPLICA_STATE));
+        let state = match state {
+            Some(s::IN_SYNC) => "inSync",
+            Some(s::OUT_OF_SYNC) => "outOfSync",
+            Some(s::RESYNCING) => "resyncing",
+            Some(s::FAILED) => "failed",
+            _ => "unknown",
+        };
+        let count = row.number(mib::DVSAN_STATION_REPLICA_COUNT);
+        for a in assignments.iter_mut().filter(|a| a.unit_index == unit && a.volume_index == volume && a.host == host) {
+            a.replica = format!("m{mirror} {replica}/{count} {state}");
+        }
+    }
 }
 
 /// Reads the station's dvsanStationPendingTable (a station without one has no pending units to show).
@@ -484,12 +517,13 @@ pub fn tasks_from_table(rows: &TableRows) -> Vec<Task> {
     tasks
 }
 
-/// Builds assignments from dvsanStationAssignmentTable rows (index: unit index, volume index). Rows with malformed
-/// indexes are skipped.
+/// Builds assignments from dvsanStationAssignmentTable rows (index: unit index, volume index, then the host's
+/// address type and length-prefixed address, so a shared volume has a row per host). Rows with malformed indexes
+/// are skipped.
 pub fn assignments_from_table(rows: &TableRows) -> Vec<Assignment> {
     let mut assignments = Vec::new();
     for (index, row) in rows {
-        let [unit_index, volume_index] = index.as_slice() else { continue };
+        let [unit_index, volume_index, ..] = index.as_slice() else { continue };
         let row = Cells(row);
         assignments.push(Assignment {
             unit_index: *unit_index,
@@ -498,6 +532,7 @@ pub fn assignments_from_table(rows: &TableRows) -> Vec<Assignment> {
             mode: AssignMode::from_code(row.integer(mib::DVSAN_STATION_ASSIGN_MODE)),
             nbd_uri: row.text(mib::DVSAN_STATION_ASSIGN_NBD_URI),
             volume_name: row.text(mib::DVSAN_STATION_ASSIGN_VOLUME_NAME),
+            replica: String::new(),
         });
     }
     assignments
@@ -547,6 +582,35 @@ mod tests {
 
     fn row(cells: &[(u32, Value)]) -> BTreeMap<u32, Value> {
         cells.iter().cloned().collect()
+    }
+
+    #[test]
+    fn replicas_of_mirrored_volumes_are_marked_with_their_fronts_state() {
+        let assignment = |unit_index, volume_index, host: [u8; 4]| Assignment {
+            unit_index,
+            volume_index,
+            host: Some(IpAddr::from(host)),
+            mode: AssignMode::ReadWrite,
+            nbd_uri: String::new(),
+            volume_name: "db".into(),
+            replica: String::new(),
+        };
+        let mut assignments =
+            vec![assignment(1, 3, [127, 0, 0, 9]), assignment(2, 1, [127, 0, 0, 9]), assignment(1, 4, [127, 0, 0, 9])];
+        let replica = |unit: u32, volume: u32| {
+            row(&[
+                (4, Value::Integer(1)),
+                (5, Value::OctetString(vec![127, 0, 0, 9])),
+                (6, Value::Gauge32(2)),
+                (8, Value::Gauge32(unit)),
+                (9, Value::Gauge32(volume)),
+            ])
+        };
+        let replicas: TableRows = [(vec![7, 1], replica(1, 3)), (vec![7, 2], replica(2, 1))].into_iter().collect();
+        let fronts: TableRows = [(vec![7, 2], row(&[(1, Value::Integer(3))]))].into_iter().collect();
+        mark_replicas(&mut assignments, &replicas, &fronts);
+        let marks: Vec<&str> = assignments.iter().map(|a| a.replica.as_str()).collect();
+        assert_eq!(marks, ["m7 1/2 unknown", "m7 2/2 outOfSync", ""]);
     }
 
     #[test]

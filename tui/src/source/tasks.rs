@@ -221,10 +221,13 @@ pub fn create_varbinds(index: u32, request: &Request, owner: &str) -> Vec<VarBin
             varbinds.extend([unit(u), volume(*v)]);
             varbinds.extend(h.as_ref().map(host));
         }
-        Request::Allocate { size_bytes, host: h, name: n, read_only: ro } => {
+        Request::Allocate { size_bytes, host: h, name: n, read_only: ro, replicas } => {
             varbinds.extend([size(*size_bytes), host(h)]);
             varbinds.extend(name(n));
             varbinds.push(read_only(*ro));
+            if *replicas >= 2 {
+                varbinds.push(number(mib::DVSAN_STATION_TASK_REPLICAS, *replicas));
+            }
         }
         Request::RescanUnit { unit: u } | Request::RemoveUnit { unit: u, .. } => varbinds.push(unit(u)),
         // The pending unit by its dvsanStationPendingIndex, in the task's unit column.
@@ -546,11 +549,23 @@ mod tests {
                 expected(6, vec![text(UNIT, 7, "unit1"), gauge(VOLUME, 7, 2), text(HOST, 7, "::1")]),
             ),
             (
-                Request::Allocate { size_bytes: 1 << 30, host, name: None, read_only: false },
+                Request::Allocate { size_bytes: 1 << 30, host, name: None, read_only: false, replicas: 1 },
                 expected(7, vec![text(SIZE, 7, "1073741824"), text(HOST, 7, "192.0.2.10"), integer(READ_ONLY, 7, no)]),
             ),
             (
-                Request::Allocate { size_bytes: 1 << 30, host, name: Some("web".into()), read_only: true },
+                Request::Allocate { size_bytes: 1 << 30, host, name: None, read_only: false, replicas: 2 },
+                expected(
+                    7,
+                    vec![
+                        text(SIZE, 7, "1073741824"),
+                        text(HOST, 7, "192.0.2.10"),
+                        integer(READ_ONLY, 7, no),
+                        gauge(mib::DVSAN_STATION_TASK_REPLICAS, 7, 2),
+                    ],
+                ),
+            ),
+            (
+                Request::Allocate { size_bytes: 1 << 30, host, name: Some("web".into()), read_only: true, replicas: 1 },
                 expected(
                     7,
                     vec![

@@ -1,5 +1,6 @@
 //! The Hosts screen: every host the station has assigned volumes to, and those volumes (unit, volume, name,
-//! access mode, NBD URI), from dvsanStationAssignmentTable. Rows are grouped by host: the host is named on its
+//! access mode, the mirrored volume a replica belongs to with its front's state, NBD URI), from
+//! dvsanStationAssignmentTable (and dvsanStationReplicaTable and dvsanStationFrontTable). Rows are grouped by host: the host is named on its
 //! first row only.
 
 use super::{draw_table, pane_block, Rows, TableView};
@@ -20,6 +21,8 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let error_height = u16::from(error.is_some() && have_data);
     let [table_area, error_area] = Layout::vertical([Constraint::Min(3), Constraint::Length(error_height)]).areas(area);
     let assignments = app.visible_assignments();
+    // The Mirror column only when some assignment is a replica of a mirrored volume (narrow terminals keep the URI).
+    let mirrored = assignments.iter().any(|a| !a.replica.is_empty());
     let mut previous_host = None;
     let rows = assignments
         .iter()
@@ -37,14 +40,18 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
                 other => Cell::from(other.to_string()).style(Style::default().fg(Color::Red)),
             };
             let uri = if a.nbd_uri.is_empty() { "(not in the pool)".to_string() } else { a.nbd_uri.clone() };
-            Row::new(vec![
+            let mut cells = vec![
                 host,
                 Cell::from(unit),
                 Cell::from(a.volume_index.to_string()),
                 Cell::from(a.volume_name.clone()),
                 mode,
-                Cell::from(uri),
-            ])
+            ];
+            if mirrored {
+                cells.push(Cell::from(if a.replica.is_empty() { "-".to_string() } else { a.replica.clone() }));
+            }
+            cells.push(Cell::from(uri));
+            Row::new(cells)
         })
         .collect();
     let empty = match error {
@@ -68,15 +75,18 @@ pub fn draw(frame: &mut Frame, app: &App, area: Rect) {
     let view = TableView {
         pane: Pane::Hosts,
         block: pane_block(app, Pane::Hosts, &title),
-        header: &["Host", "Unit", "Vol", "Name", "Mode", "NBD URI"],
-        widths: vec![
-            Constraint::Length(15),
-            Constraint::Length(8),
-            Constraint::Length(3),
-            Constraint::Length(9),
-            Constraint::Length(4),
-            Constraint::Min(20),
-        ],
+        header: if mirrored {
+            &["Host", "Unit", "Vol", "Name", "Mode", "Mirror", "NBD URI"]
+        } else {
+            &["Host", "Unit", "Vol", "Name", "Mode", "NBD URI"]
+        },
+        widths: [
+            &[Constraint::Length(15), Constraint::Length(8), Constraint::Length(3), Constraint::Length(9)][..],
+            &[Constraint::Length(4)],
+            if mirrored { &[Constraint::Length(16)][..] } else { &[] },
+            &[Constraint::Min(20)],
+        ]
+        .concat(),
         rows: Rows::All(rows),
         empty,
     };
