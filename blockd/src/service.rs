@@ -294,7 +294,7 @@ async fn handle_connection(
             let (socket, session) = tls_stream.into_inner();
             match blocking(socket) {
                 Ok(socket) => {
-                    let stream: TlsStream = rustls::StreamOwned::new(session, socket);
+                    let stream = TlsStream::new(session, socket);
                     transmit(&shared, &config, &tls, negotiated, peer, stream, permit)
                 }
                 Err(e) => tracing::warn!(%peer, error = %e, "cannot hand the connection to the data path"),
