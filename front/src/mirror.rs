@@ -50,6 +50,8 @@ pub struct ReplicaStatus {
     pub dirty_bytes: u64,
     /// Bytes copied to it by its current (or last) resync.
     pub resynced_bytes: u64,
+    /// Its unit has not answered for longer than the reconnect window (it is still tried in the background).
+    pub unreachable: bool,
 }
 
 impl ReplicaStatus {
@@ -178,6 +180,7 @@ impl Mirror {
                 dirty_regions: book.dirty[i].count(),
                 dirty_bytes: book.dirty[i].dirty_bytes(),
                 resynced_bytes: book.resynced_bytes[i],
+                unreachable: up.down(),
             })
             .collect()
     }
@@ -604,6 +607,7 @@ impl Mirror {
                     "dirty_regions": r.dirty_regions,
                     "dirty_bytes": r.dirty_bytes,
                     "resynced_bytes": r.resynced_bytes,
+                    "unreachable": r.unreachable,
                 })
             })
             .collect();

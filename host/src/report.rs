@@ -1,7 +1,8 @@
 //! The host front's reports to the station: `dvsan-host serve` of a mirrored volume resolved through the station
 //! tells it each replica's state, dirty bytes and resync progress ([`crate::replicas::report`], a SET of the
 //! volume's dvsanStationFrontTable rows, which the station also takes as the front's heartbeat), every
-//! `--report-every` and at once when a replica's state changes.
+//! `--report-every` and at once when a replica's state changes. A replica whose unit has not answered for longer
+//! than the reconnect window is reported failed.
 //!
 //! The state comes from the front's own model (`dvsan_front::Mirror::status`, woken by
 //! `dvsan_front::Mirror::subscribe`), not from its status file. Reporting runs on a task of its own and never
@@ -32,10 +33,12 @@ pub struct Reporter {
     pub every: Duration,
 }
 
-/// The MIB's dvsanStationFrontReplicaState for the front's state.
-fn state_code(state: ReplicaState) -> i32 {
+/// The MIB's dvsanStationFrontReplicaState for a replica: failed when its unit has not answered for longer than
+/// the reconnect window (also one no write has missed yet), else the front's state.
+fn state_code(r: &ReplicaStatus) -> i32 {
     use mib::dvsan_station_front_replica_state as s;
-    match state {
+    match r.state {
+        _ if r.unreachable => s::FAILED,
         ReplicaState::InSync => s::IN_SYNC,
         ReplicaState::OutOfSync => s::OUT_OF_SYNC,
         ReplicaState::Resyncing => s::RESYNCING,
@@ -43,16 +46,17 @@ fn state_code(state: ReplicaState) -> i32 {
 }
 
 /// The reports for the front's `status`, numbered by `numbers`: the resync percentage is that of a resync under
-/// way, 100 for a replica in sync and 0 for one out of sync.
+/// way, 100 for a replica in sync and 0 for one out of sync or failed.
 pub fn reports(status: &[ReplicaStatus], numbers: &[u32]) -> Vec<ReplicaReport> {
     status
         .iter()
         .zip(numbers)
         .map(|(r, &replica)| ReplicaReport {
             replica,
-            state: state_code(r.state),
+            state: state_code(r),
             dirty_bytes: r.dirty_bytes,
             resync_percent: match r.state {
+                _ if r.unreachable => 0,
                 ReplicaState::InSync => 100,
                 ReplicaState::OutOfSync => 0,
                 ReplicaState::Resyncing => r.resync_percent().min(99),
@@ -99,7 +103,8 @@ impl Reporter {
         let mut changes = mirror.subscribe();
         let volume = format!("mirror{}", self.mirror_index);
         let mut log = FailureLog::default();
-        let mut reported: Option<Vec<ReplicaState>> = None;
+        // The states (dvsanStationFrontReplicaState) last reported.
+        let mut reported: Option<Vec<i32>> = None;
         let mut next = Instant::now();
         loop {
             tokio::select! {
@@ -109,14 +114,14 @@ impl Reporter {
                         return;
                     }
                     // Dirty regions and resync progress wait for the period; a state change goes now.
-                    if reported.as_ref() == Some(&mirror.states()) {
+                    let states: Vec<i32> = mirror.status().iter().map(state_code).collect();
+                    if reported.as_ref() == Some(&states) {
                         continue;
                     }
                 }
             }
-            let status = mirror.status();
-            let states: Vec<ReplicaState> = status.iter().map(|r| r.state).collect();
-            let reports = reports(&status, &self.replica_numbers);
+            let reports = reports(&mirror.status(), &self.replica_numbers);
+            let states: Vec<i32> = reports.iter().map(|r| r.state).collect();
             let sent = tokio::time::timeout(REPORT_LIMIT, replicas::report(&self.session, &volume, &reports)).await;
             let now = Instant::now();
             match sent {
@@ -140,6 +145,7 @@ mod tests {
 
     fn status(state: ReplicaState, dirty_bytes: u64, resynced_bytes: u64) -> ReplicaStatus {
         ReplicaStatus {
+            unreachable: false,
             target: ReplicaTarget::parse(1, "nbd://127.0.0.1:10809/x").unwrap(),
             state,
             dirty_regions: dirty_bytes >> 20,
@@ -154,13 +160,19 @@ mod tests {
             status(ReplicaState::InSync, 0, 0),
             status(ReplicaState::OutOfSync, 4 << 20, 7),
             status(ReplicaState::Resyncing, 3 << 20, 1 << 20),
+            ReplicaStatus { unreachable: true, ..status(ReplicaState::OutOfSync, 1 << 20, 0) },
         ];
-        let got = reports(&all, &[1, 2, 3]);
+        let got = reports(&all, &[1, 2, 3, 4]);
         let s = |r: &ReplicaReport| (r.replica, r.state, r.dirty_bytes, r.resync_percent);
         use mib::dvsan_station_front_replica_state as m;
         assert_eq!(
             got.iter().map(s).collect::<Vec<_>>(),
-            vec![(1, m::IN_SYNC, 0, 100), (2, m::OUT_OF_SYNC, 4 << 20, 0), (3, m::RESYNCING, 3 << 20, 25)]
+            vec![
+                (1, m::IN_SYNC, 0, 100),
+                (2, m::OUT_OF_SYNC, 4 << 20, 0),
+                (3, m::RESYNCING, 3 << 20, 25),
+                (4, m::FAILED, 1 << 20, 0)
+            ]
         );
     }
 

@@ -4,7 +4,8 @@
 //! the station (`pool --json`, fed by the front's reports to dvsanStationFrontTable) shows that replica outOfSync
 //! with dirty bytes; blockd started again: resynced, the station shows both inSync, and the two replicas' bytes on
 //! the units' media are identical. Then the station is killed: fio goes on without error, and the failing reports
-//! are logged once.
+//! are logged once. A unit gone longer than the front's reconnect window (no I/O needed) is reported failed, and in
+//! sync again when it is back.
 //!
 //! Needs `cargo build -p dvsan-station -p dvsan-agent -p dvsan-blockd -p dvsan-host --bins` first, and fio.
 
@@ -16,7 +17,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-const HOST: &str = "127.0.84.100";
 const WAIT: Duration = Duration::from_secs(20);
 
 fn users_file(dir: &Path) -> String {
@@ -73,15 +73,24 @@ fn front_states(station: &Station, name: &str) -> Vec<(String, u64)> {
         .unwrap_or_default()
 }
 
-#[test]
-fn a_mirrored_volume_served_through_the_station_survives_a_unit_and_is_reported() {
+/// A station and two SAN units on 127.0.`net`.1 and .2 (agents and blockd), host-a's mirrored volume "db" of
+/// 64 MiB (one replica on each unit) and its front, started with `extra` and the replicas found through the station;
+/// returns once the station shows both replicas in sync as the front reported them.
+struct Setup {
+    dir: tempfile::TempDir,
+    station: Station,
+    units: Vec<SanUnit>,
+    front: HostFront,
+}
+
+fn setup(net: u8, extra: &[&str]) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let users = users_file(dir.path());
     let station = Station::start(&dir.path().join("station"), &["--users", &users]);
     let traps = station.traps.to_string();
-    let mut units: Vec<SanUnit> = (1..=2)
+    let units: Vec<SanUnit> = (1..=2)
         .map(|i| {
-            let addr = format!("127.0.84.{i}:1161");
+            let addr = format!("127.0.{net}.{i}:1161");
             SanUnit::start(&dir.path().join(format!("u{i}")), &addr, &traps, &format!("u{i}"), &["128M"])
         })
         .collect();
@@ -89,30 +98,24 @@ fn a_mirrored_volume_served_through_the_station_survives_a_unit_and_is_reported(
         station.wait_unit(&unit.snmp_addr, "available", WAIT, |u| u["state"] == "available");
     }
     let snmp = station.snmp.expect("the station serves SNMP").to_string();
-    let global = ["--station", &snmp, "--host", HOST, "--credentials", &users, "--user", "host-a"];
-    let host = |args: &[&str]| {
-        let mut cmd = Command::new(workspace_bin("dvsan-host"));
-        cmd.env_remove("DVSAN_STATION").env_remove("DVSAN_CREDENTIALS").env_remove("DVSAN_USER");
-        cmd.args(global).args(["--wait", "30s"]).args(args);
-        cmd
-    };
+    let host = format!("127.0.{net}.100");
+    let global = ["--station", &snmp, "--host", &host, "--credentials", &users, "--user", "host-a"];
 
     // The mirrored volume: one replica on each unit.
-    let made = run_ok(&mut host(&["request", "--size", "64M", "--name", "db", "--replicas", "2", "--json"]));
+    let made = run_ok(
+        Command::new(workspace_bin("dvsan-host"))
+            .env_remove("DVSAN_STATION")
+            .env_remove("DVSAN_CREDENTIALS")
+            .env_remove("DVSAN_USER")
+            .args(global)
+            .args(["--wait", "30s", "request", "--size", "64M", "--name", "db", "--replicas", "2", "--json"]),
+    );
     let made: serde_json::Value = serde_json::from_str(&made).unwrap_or_else(|e| panic!("{e}: {made}"));
     let replicas = made["replicas"].as_array().unwrap_or_else(|| panic!("{made}")).clone();
     assert_eq!(replicas.len(), 2, "{made}");
 
-    // The front, its replicas found through the station (no --replica), reporting every second.
-    let listen = format!("{HOST}:0");
-    let mut front = HostFront::start_with(
-        dir.path(),
-        &global,
-        "db",
-        &listen,
-        &[],
-        &["--replica-timeout", "1s", "--region-size", "256K", "--report-every", "1s"],
-    );
+    // The front, its replicas found through the station (no --replica).
+    let front = HostFront::start_with(dir.path(), &global, "db", &format!("{host}:0"), &[], extra);
     let log = front.proc.log_text();
     assert!(log.contains("replica from the station"), "{log}");
     let reported = wait_for(WAIT, || {
@@ -120,6 +123,13 @@ fn a_mirrored_volume_served_through_the_station_survives_a_unit_and_is_reported(
         (states == [("inSync".to_string(), 0), ("inSync".to_string(), 0)]).then_some(())
     });
     assert!(reported.is_some(), "station shows {:?}\n{}", front_states(&station, "db"), front.proc.log_text());
+    Setup { dir, station, units, front }
+}
+
+#[test]
+fn a_mirrored_volume_served_through_the_station_survives_a_unit_and_is_reported() {
+    let Setup { dir, station, mut units, mut front } =
+        setup(84, &["--replica-timeout", "1s", "--region-size", "256K", "--report-every", "1s"]);
 
     // Which unit holds which replica, in replica order (unit indexes are the station's; match by NBD address).
     let on_unit: Vec<(usize, u32)> = mirror(&station, "db").unwrap()["replicas"]
@@ -181,4 +191,30 @@ fn a_mirrored_volume_served_through_the_station_survives_a_unit_and_is_reported(
     let log = front.proc.log_text();
     assert_eq!(log.matches("reporting to the station failed").count(), 1, "{log}");
     assert!(front.proc.child.try_wait().unwrap().is_none(), "the front serves on:\n{log}");
+}
+
+#[test]
+fn a_unit_gone_past_the_reconnect_window_is_reported_failed_and_in_sync_again_when_back() {
+    let Setup { dir: _dir, station, mut units, front } =
+        setup(86, &["--replica-timeout", "1s", "--reconnect-window", "2s", "--report-every", "1s"]);
+    // No I/O: nothing is missed, but the front cannot reach replica 2's unit any more.
+    let victim = units
+        .iter()
+        .position(|u| {
+            let m = mirror(&station, "db").unwrap();
+            m["replicas"][1]["nbd_uri"].as_str().is_some_and(|uri| uri.contains(&format!("//{}:", u.ip)))
+        })
+        .expect("replica 2's unit");
+    units[victim].blockd.as_mut().expect("blockd runs").kill();
+    let failed = wait_for(WAIT, || {
+        let states = front_states(&station, "db");
+        (states.len() == 2 && states[0].0 == "inSync" && states[1].0 == "failed").then_some(())
+    });
+    assert!(failed.is_some(), "station shows {:?}\n{}", front_states(&station, "db"), front.proc.log_text());
+    units[victim].start_blockd();
+    let back = wait_for(WAIT, || {
+        let states = front_states(&station, "db");
+        (states == [("inSync".to_string(), 0), ("inSync".to_string(), 0)]).then_some(())
+    });
+    assert!(back.is_some(), "station shows {:?}\n{}", front_states(&station, "db"), front.proc.log_text());
 }
