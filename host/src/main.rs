@@ -220,9 +220,9 @@ struct Assigned {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    // `serve` speaks to the station only when one is given (to find the replicas, and to report to it).
+    // `serve` speaks to the station only to find the replicas (and then reports to it): not with --replica.
     let serve_session = match (&cli.command, &cli.station) {
-        (Command::Serve(_), Some(_)) => Some(open_session(&cli).await?),
+        (Command::Serve(args), Some(_)) if args.replicas.is_empty() => Some(open_session(&cli).await?),
         _ => None,
     };
     if let Command::Serve(args) = cli.command {

@@ -11,7 +11,7 @@
 
 use dvsan_tests::front::HostFront;
 use dvsan_tests::units::{SanUnit, Station};
-use dvsan_tests::{describe, require_tool, run_ok, wait_for, workspace_bin};
+use dvsan_tests::{describe, require_tool, run_fails, run_ok, wait_for, workspace_bin};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -81,6 +81,8 @@ struct Setup {
     station: Station,
     units: Vec<SanUnit>,
     front: HostFront,
+    /// dvsan-host's global options for host-a (--station, --host, --credentials, --user).
+    global: Vec<String>,
 }
 
 fn setup(net: u8, extra: &[&str]) -> Setup {
@@ -123,12 +125,13 @@ fn setup(net: u8, extra: &[&str]) -> Setup {
         (states == [("inSync".to_string(), 0), ("inSync".to_string(), 0)]).then_some(())
     });
     assert!(reported.is_some(), "station shows {:?}\n{}", front_states(&station, "db"), front.proc.log_text());
-    Setup { dir, station, units, front }
+    let global = global.iter().map(|a| a.to_string()).collect();
+    Setup { dir, station, units, front, global }
 }
 
 #[test]
 fn a_mirrored_volume_served_through_the_station_survives_a_unit_and_is_reported() {
-    let Setup { dir, station, mut units, mut front } =
+    let Setup { dir, station, mut units, mut front, .. } =
         setup(84, &["--replica-timeout", "1s", "--region-size", "256K", "--report-every", "1s"]);
 
     // Which unit holds which replica, in replica order (unit indexes are the station's; match by NBD address).
@@ -195,8 +198,20 @@ fn a_mirrored_volume_served_through_the_station_survives_a_unit_and_is_reported(
 
 #[test]
 fn a_unit_gone_past_the_reconnect_window_is_reported_failed_and_in_sync_again_when_back() {
-    let Setup { dir: _dir, station, mut units, front } =
+    let Setup { dir, station, mut units, front, global } =
         setup(86, &["--replica-timeout", "1s", "--reconnect-window", "2s", "--report-every", "1s"]);
+    // A volume the station does not have for this host: serve says so and does not start.
+    let err = run_fails(
+        Command::new(workspace_bin("dvsan-host"))
+            .env_remove("DVSAN_STATION")
+            .args(&global)
+            .args(["serve", "nosuch", "--listen", "127.0.86.100:0", "--state-dir"])
+            .arg(dir.path().join("nosuch-state")),
+    );
+    assert!(
+        err.contains("finding \"nosuch\"'s replicas through the station") && err.contains("not one of this host's"),
+        "{err}"
+    );
     // No I/O: nothing is missed, but the front cannot reach replica 2's unit any more.
     let victim = units
         .iter()
