@@ -30,6 +30,6 @@ pub mod target;
 pub mod tls;
 pub mod upstream;
 
-pub use mirror::{Mirror, ReplicaState};
+pub use mirror::{Mirror, ReplicaState, ReplicaStatus};
 pub use service::{Front, FrontConfig, FrontError, Listen};
 pub use target::ReplicaTarget;

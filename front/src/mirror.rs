@@ -13,11 +13,13 @@
 //! region is copied from an in-sync replica while client I/O goes on, the copy fenced from writes to the same
 //! region by the [`crate::gate`]; writes go to the returning replica during its resync as well, so once no bit
 //! is left it is in sync. The state of every replica is written to `STATE_DIR/VOLUME.status.json` on each
-//! change. Builds on target, dirty, gate and upstream.
+//! change, and [`Mirror::status`] and [`Mirror::subscribe`] give the same to the code running the front (its
+//! reports to the station). Builds on target, dirty, gate and upstream.
 
 use crate::dirty::{write_atomically, DirtyMap};
 use crate::gate::RegionGate;
 use crate::intent::IntentLog;
+use crate::target::ReplicaTarget;
 use crate::upstream::{Reply, Request, Upstream, UpstreamError};
 use dvsan_nbd::constants::*;
 use dvsan_nbd::Errno;
@@ -35,6 +37,32 @@ pub enum ReplicaState {
     InSync,
     OutOfSync,
     Resyncing,
+}
+
+/// One replica as the front sees it now ([`Mirror::status`]): what the status file holds and what `dvsan-host
+/// serve` reports to the station.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    pub target: ReplicaTarget,
+    pub state: ReplicaState,
+    pub dirty_regions: u64,
+    /// Bytes of the dirty regions: written while the replica was out, not copied to it yet.
+    pub dirty_bytes: u64,
+    /// Bytes copied to it by its current (or last) resync.
+    pub resynced_bytes: u64,
+    /// Its unit has not answered for longer than the reconnect window (it is still tried in the background).
+    pub unreachable: bool,
+}
+
+impl ReplicaStatus {
+    /// How far its resync has come, 0 to 100: copied against copied plus still dirty; 100 with nothing dirty.
+    pub fn resync_percent(&self) -> u32 {
+        let total = self.resynced_bytes.saturating_add(self.dirty_bytes);
+        if total == 0 {
+            return 100;
+        }
+        u32::try_from(u128::from(self.resynced_bytes) * 100 / u128::from(total)).unwrap_or(100)
+    }
 }
 
 struct Book {
@@ -56,6 +84,8 @@ pub struct Mirror {
     timeout: Duration,
     status_path: Option<PathBuf>,
     intent: Option<Arc<IntentLog>>,
+    /// Bumped on every change of the status (a state, the dirty regions, resync progress): [`Mirror::subscribe`].
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 /// What the mirror keeps in the state directory (nothing without one).
@@ -120,6 +150,7 @@ impl Mirror {
             timeout,
             status_path,
             intent,
+            changes: tokio::sync::watch::Sender::new(0),
         };
         m.write_status(&m.lock());
         m
@@ -131,6 +162,33 @@ impl Mirror {
 
     pub fn states(&self) -> Vec<ReplicaState> {
         self.lock().states.clone()
+    }
+
+    /// Every replica's state, dirty regions and resync progress, in replica order (the status file's content).
+    pub fn status(&self) -> Vec<ReplicaStatus> {
+        let book = self.lock();
+        self.status_of(&book)
+    }
+
+    fn status_of(&self, book: &Book) -> Vec<ReplicaStatus> {
+        self.replicas
+            .iter()
+            .enumerate()
+            .map(|(i, up)| ReplicaStatus {
+                target: up.target.clone(),
+                state: book.states[i],
+                dirty_regions: book.dirty[i].count(),
+                dirty_bytes: book.dirty[i].dirty_bytes(),
+                resynced_bytes: book.resynced_bytes[i],
+                unreachable: up.down(),
+            })
+            .collect()
+    }
+
+    /// A receiver that sees a new value whenever the status changes (each time the status file would be
+    /// written): for reporting the front's state elsewhere without polling the file.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Serve one client request: data for a read, nothing else; an NBD error when it cannot be done.
@@ -534,20 +592,22 @@ impl Mirror {
         Ok(())
     }
 
+    /// The status changed: tell the subscribers and write the status file.
     fn write_status(&self, book: &Book) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
         let Some(path) = &self.status_path else { return };
         let replicas: Vec<serde_json::Value> = self
-            .replicas
+            .status_of(book)
             .iter()
-            .enumerate()
-            .map(|(i, up)| {
+            .map(|r| {
                 serde_json::json!({
-                    "unit": up.target.unit,
-                    "replica": up.target.to_string(),
-                    "state": book.states[i],
-                    "dirty_regions": book.dirty[i].count(),
-                    "dirty_bytes": book.dirty[i].dirty_bytes(),
-                    "resynced_bytes": book.resynced_bytes[i],
+                    "unit": r.target.unit,
+                    "replica": r.target.to_string(),
+                    "state": r.state,
+                    "dirty_regions": r.dirty_regions,
+                    "dirty_bytes": r.dirty_bytes,
+                    "resynced_bytes": r.resynced_bytes,
+                    "unreachable": r.unreachable,
                 })
             })
             .collect();

@@ -172,6 +172,12 @@ impl Upstream {
         self.shared.connected.load(Ordering::Relaxed)
     }
 
+    /// Unreachable for longer than the reconnect window: its requests fail at once until it is back (it is still
+    /// tried again in the background).
+    pub fn down(&self) -> bool {
+        self.shared.down.load(Ordering::Relaxed)
+    }
+
     /// Connections made so far (1 after [`Upstream::connect`]).
     pub fn epoch(&self) -> u64 {
         self.shared.epoch.load(Ordering::Relaxed)

@@ -11,6 +11,11 @@
 //! certificate signing request for its SNMPv3 user's name in a dvsanStationCertRequestTable row, and writes the
 //! certificate, the key (0600) and the CA's certificate in the directory layout libnbd and qemu read.
 //!
+//! `serve` runs the host front (crate `dvsan-front`, module `serve`) for one volume, its replicas given or found
+//! through the station (module `replicas`, which also holds the station's replica and front tables), reporting
+//! their state to the station (module `report`). `request --replicas N`, `targets` and `report` are the station
+//! side of mirrored volumes.
+//!
 //! With `--credentials FILE --user NAME` (or DVSAN_CREDENTIALS and DVSAN_USER) every request goes to the station as
 //! that SNMPv3 user (authPriv when the user has a privacy passphrase); otherwise the communities are used.
 
@@ -26,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod replicas;
+mod report;
 
 #[derive(Debug, Parser)]
 #[command(name = "dvsan-host", version, about = "Ask a dvsan management station for storage, over SNMP")]
@@ -214,29 +220,15 @@ struct Assigned {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    // `serve` speaks to the station only to find the replicas (and then reports to it): not with --replica.
+    let serve_session = match (&cli.command, &cli.station) {
+        (Command::Serve(args), Some(_)) if args.replicas.is_empty() => Some(open_session(&cli).await?),
+        _ => None,
+    };
     if let Command::Serve(args) = cli.command {
-        return serve::serve(args, cli.host).await;
+        return serve::serve(args, cli.host, serve_session).await;
     }
-    let station = parse_station(cli.station.as_deref().context("--station (or DVSAN_STATION) is required")?)?;
-    let host = match cli.host {
-        Some(host) => host,
-        None => local_address_towards(station).context("finding this host's address (give --host)")?,
-    };
-    let bind = if station.is_ipv6() { SocketAddr::from(([0u16; 8], 0)) } else { SocketAddr::from(([0, 0, 0, 0], 0)) };
-    let manager = Manager::new(bind).await.context("opening an SNMP socket")?;
-    let timeout = Duration::from_secs(2);
-    let (read, write) = match (&cli.credentials, &cli.user) {
-        (Some(file), Some(user)) => {
-            let user = UsersFile::load_user(file, user).context("--credentials/--user")?;
-            let target = Target::v3(station, user).with_timeout(timeout, 2);
-            (target.clone(), Some(target))
-        }
-        _ => (
-            Target::new(station, cli.community.as_str()).with_timeout(timeout, 2),
-            cli.write_community.as_deref().map(|c| Target::new(station, c).with_timeout(timeout, 2)),
-        ),
-    };
-    let session = Session { manager, read, write, host, wait: cli.wait };
+    let session = open_session(&cli).await?;
     match cli.command {
         Command::Request { size, name, shared, replicas, json } => {
             request(&session, &size, name.as_deref(), (shared, replicas), json).await
@@ -258,8 +250,33 @@ async fn run(cli: Cli) -> Result<()> {
             };
             enroll(&session, user, &out).await
         }
-        Command::Serve(_) => bail!("serve runs without a station session"),
+        Command::Serve(_) => bail!("serve is dispatched before the session is opened"),
     }
+}
+
+/// The station (--station) and this host (--host, or the local address that reaches the station), with the
+/// credentials given.
+async fn open_session(cli: &Cli) -> Result<Session> {
+    let station = parse_station(cli.station.as_deref().context("--station (or DVSAN_STATION) is required")?)?;
+    let host = match cli.host {
+        Some(host) => host,
+        None => local_address_towards(station).context("finding this host's address (give --host)")?,
+    };
+    let bind = if station.is_ipv6() { SocketAddr::from(([0u16; 8], 0)) } else { SocketAddr::from(([0, 0, 0, 0], 0)) };
+    let manager = Manager::new(bind).await.context("opening an SNMP socket")?;
+    let timeout = Duration::from_secs(2);
+    let (read, write) = match (&cli.credentials, &cli.user) {
+        (Some(file), Some(user)) => {
+            let user = UsersFile::load_user(file, user).context("--credentials/--user")?;
+            let target = Target::v3(station, user).with_timeout(timeout, 2);
+            (target.clone(), Some(target))
+        }
+        _ => (
+            Target::new(station, cli.community.as_str()).with_timeout(timeout, 2),
+            cli.write_community.as_deref().map(|c| Target::new(station, c).with_timeout(timeout, 2)),
+        ),
+    };
+    Ok(Session { manager, read, write, host, wait: cli.wait })
 }
 
 /// The station's SNMP agent: IP, IP:PORT, NAME or NAME:PORT (default port 1161), resolved now.

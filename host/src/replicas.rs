@@ -10,20 +10,11 @@
 
 use crate::{ip_of, number, text, Session};
 use anyhow::{bail, Context, Result};
+use dvsan_front::ReplicaTarget;
 use dvsan_mib as mib;
 use dvsan_snmp::{Oid, Value, VarBind};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-
-/// Where one replica of a volume is served: the unit (dvsanStationUnitIndex) and its blockd's address, port and
-/// export name. The same fields as `dvsan_front::ReplicaTarget` (the two are unified when `front/` is merged).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplicaTarget {
-    pub unit: u32,
-    pub address: IpAddr,
-    pub port: u16,
-    pub export: String,
-}
 
 /// One row of dvsanStationReplicaTable.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -142,12 +133,27 @@ fn target(unit: u32, uri: &str) -> Result<ReplicaTarget> {
 /// `UNIT/VOLUME` of a replica), in replica order; or the one export of an ordinary volume assigned to this host
 /// (by `UNIT/VOLUME` or name, as `dvsan-host list` shows it). The error says what this host has.
 pub async fn resolve(session: &Session, volume: &str) -> Result<Vec<ReplicaTarget>> {
+    Ok(resolve_served(session, volume).await?.targets)
+}
+
+/// What `serve VOLUME` serves: [`resolve`]'s targets and, for a mirrored volume, which one it is (for its reports).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub targets: Vec<ReplicaTarget>,
+    /// A mirrored volume: its index (dvsanStationMirrorIndex) and each target's replica number, in target order.
+    pub mirror: Option<(u32, Vec<u32>)>,
+}
+
+/// [`resolve`], saying also which mirrored volume and replicas the targets are.
+pub async fn resolve_served(session: &Session, volume: &str) -> Result<Resolved> {
     let mirrors = mirrors(session).await?;
     if let Some(m) = find(&mirrors, volume) {
-        return m.replicas.iter().map(|r| target(r.unit, &r.nbd_uri)).collect();
+        let targets = m.replicas.iter().map(|r| target(r.unit, &r.nbd_uri)).collect::<Result<Vec<_>>>()?;
+        let numbers = m.replicas.iter().map(|r| r.replica).collect();
+        return Ok(Resolved { targets, mirror: Some((m.index, numbers)) });
     }
     let row = crate::find(session, volume).await?;
-    Ok(vec![target(row.unit, &row.nbd_uri)?])
+    Ok(Resolved { targets: vec![target(row.unit, &row.nbd_uri)?], mirror: None })
 }
 
 /// The replica states a front reports (dvsanStationFrontReplicaState), by their MIB names.

@@ -23,14 +23,28 @@ impl HostFront {
     /// EXTRA` logging to `DIR/front-N.log`, and wait (10 s at most) until it says it serves. HOST is the source
     /// address of its connections to the units (what their grants name).
     pub fn start(dir: &Path, host: &str, volume: &str, listen: &str, replicas: &[String], extra: &[&str]) -> HostFront {
+        HostFront::start_with(dir, &["--host", host], volume, listen, replicas, extra)
+    }
+
+    /// [`HostFront::start`] with these global options of `dvsan-host` (before `serve`: `--host`, `--station`,
+    /// `--credentials`, `--user`); with a station and no `replicas`, the front finds them through the station.
+    pub fn start_with(
+        dir: &Path,
+        global: &[&str],
+        volume: &str,
+        listen: &str,
+        replicas: &[String],
+        extra: &[&str],
+    ) -> HostFront {
         let state_dir = dir.join("front-state");
         let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
         let mut cmd = Command::new(workspace_bin("dvsan-host"));
-        cmd.args(["--host", host, "serve", volume]).args(["--listen", listen]).arg("--state-dir").arg(&state_dir);
+        cmd.env_remove("DVSAN_STATION").env_remove("DVSAN_CREDENTIALS").env_remove("DVSAN_USER");
+        cmd.args(global).args(["serve", volume]).args(["--listen", listen]).arg("--state-dir").arg(&state_dir);
         for r in replicas {
             cmd.args(["--replica", r]);
         }
-        cmd.args(extra).env("RUST_LOG", "debug").env_remove("DVSAN_STATION");
+        cmd.args(extra).env("RUST_LOG", "debug");
         let proc = Proc::spawn_logging("dvsan-host serve", &mut cmd, dir.join(format!("front-{n}.log")));
         let mut front = HostFront { proc, listen: listen.to_string(), volume: volume.to_string(), state_dir };
         let serving = wait_for(Duration::from_secs(10), || {

@@ -430,6 +430,22 @@ impl SanUnit {
         self.blockd = Some(Proc::spawn("blockd", cmd, &self.dir));
     }
 
+    /// The bytes of volume `volume` (its unit-local index) as they are on the unit's media (read straight from the
+    /// files, past any server), from the unit's own layout store.
+    pub fn volume_bytes(&self, volume: u32) -> Vec<u8> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut store = LayoutStore::open(&self.dir.join("state")).expect("open the unit's layout store");
+        let layout = store.load().expect("read the unit's layout");
+        let block = u64::from(layout.unit.block_size);
+        let vol = layout.volume(dvsan_layout::VolumeIndex(volume)).unwrap_or_else(|| panic!("no volume {volume}"));
+        assert!(!self.dir.join("m1.img").exists(), "volume_bytes reads units with one medium");
+        let mut f = std::fs::File::open(self.dir.join("m0.img")).expect("open the medium");
+        f.seek(SeekFrom::Start(vol.extent.start.0 * block)).expect("seek to the volume");
+        let mut out = vec![0u8; usize::try_from(vol.extent.len.0 * block).expect("the volume fits in memory")];
+        f.read_exact(&mut out).expect("read the volume from the medium");
+        out
+    }
+
     /// The NBD URI of one export.
     pub fn uri(&self, export: &str) -> String {
         format!("nbd://{}:{}/{export}", self.ip, self.data_port)
