@@ -163,8 +163,10 @@ fn scalars_walks_and_tables_by_name() {
     assert_eq!(bindings(&walk), bindings(&bulk));
     let without_counter64: Vec<String> = bindings(&walk).into_iter().filter(|l| !l.contains("Counter64")).collect();
     assert_eq!(without_counter64, bindings(&v1));
-    // 14 unit scalars, 2 media x 4, 1 volume x 8, 1 partition x 5, 7 data guard counters.
-    assert_eq!(bindings(&walk).len(), 42);
+    // 14 unit scalars, 2 media x 4, 1 volume x 8, 1 partition x 5, 7 data guard counters, 3 TLS revocation
+    // scalars (the CRL, its number, how many it lists).
+    assert_eq!(bindings(&walk).len(), 45);
+    assert!(walk.contains("dvsanDataTlsCrlNumber.0"), "{walk}");
     assert!(walk.contains("dvsanDataRefusedConnections.0 = Counter64: 0"), "{walk}");
     for name in ["dvsanUnitId.0", "dvsanMediaFirstLba.2", "dvsanVolumeExportName.1", "dvsanPartitionEndLba.1.1"] {
         assert!(walk.contains(name), "{name} missing from walk:\n{walk}");
