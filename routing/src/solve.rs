@@ -1,11 +1,12 @@
 //! The optimizer's entry points: [`solve`] on a checked [`Problem`], [`solve_input`] from the file format.
 //!
 //! Exhaustive search (branch-and-bound, [`crate::exhaustive`]) when k^(units of choice) is at most
-//! [`SolveOptions::exhaustive_limit`]; on up to 64 units it also tries branch-and-bound with that many nodes
-//! first, which often proves larger problems. Otherwise: start maps (greedy, objective-greedy, the current map)
-//! each improved by local search, then simulated annealing, tabu search and a final descent
-//! ([`crate::heuristics`]), keeping the best map and the phase that found it; it stops early when the map meets
-//! the lower bound ([`crate::bound`]).
+//! [`SolveOptions::exhaustive_limit`]. Otherwise: start maps (greedy, objective-greedy, the current map) each
+//! improved by local search ([`crate::heuristics`]); then, on up to 1000 units, branch-and-bound from the best
+//! of them for at most [`SolveOptions::proof_nodes`] nodes (and 40% of a time budget), which often proves the
+//! map optimal (then the answer's lower bound is its objective and the method stays what found the map);
+//! otherwise simulated annealing, tabu search and a final descent, keeping the best map and the phase that
+//! found it. It stops early when the map meets the lower bound ([`crate::bound`]).
 //!
 //! Determinism: with [`Budget::Iterations`] the result depends only on the problem, the options and the seed.
 //! With [`Budget::Time`] the phases stop when their share of the time is used, so the result is deterministic
@@ -34,13 +35,20 @@ pub enum Budget {
 pub struct SolveOptions {
     pub seed: u64,
     pub budget: Budget,
-    /// Largest k^(units) searched exhaustively (and nodes of the branch-and-bound attempt on larger problems).
+    /// Largest k^(units) searched exhaustively.
     pub exhaustive_limit: u64,
+    /// Nodes of the branch-and-bound that tries to prove a larger problem's best start optimal (0: no attempt).
+    pub proof_nodes: u64,
 }
 
 impl Default for SolveOptions {
     fn default() -> Self {
-        SolveOptions { seed: 0, budget: Budget::Time(Duration::from_secs(1)), exhaustive_limit: 1_000_000 }
+        SolveOptions {
+            seed: 0,
+            budget: Budget::Time(Duration::from_secs(1)),
+            exhaustive_limit: 1_000_000,
+            proof_nodes: 10_000_000,
+        }
     }
 }
 
@@ -150,15 +158,9 @@ pub fn solve(problem: &Problem, options: &SolveOptions) -> Solution {
         best.offer(assign, evaluate(problem, assign).objective, *method);
     }
 
-    let exact_small = evaluations(k, n) <= options.exhaustive_limit;
-    if exact_small || n <= 64 {
-        let limit = if exact_small { u64::MAX } else { options.exhaustive_limit };
-        let mut stop = || !exact_small && past(0.3);
-        let exact = branch_and_bound(problem, Some(&best.assign), limit, &mut stop);
-        if exact.complete {
-            return finish(exact.assign, Method::Exhaustive, true);
-        }
-        best.offer(&exact.assign, exact.objective, Method::Exhaustive);
+    if evaluations(k, n) <= options.exhaustive_limit {
+        let exact = branch_and_bound(problem, Some(&best.assign), u64::MAX, &mut || false);
+        return finish(exact.assign, Method::Exhaustive, true);
     }
     let met_bound = |best: &Best| best.objective <= bound + 1e-12 * bound.abs().max(1.0);
 
@@ -168,18 +170,26 @@ pub fn solve(problem: &Problem, options: &SolveOptions) -> Solution {
         let improved = local_search(problem, &mut state, &mut || past(0.2));
         best.offer(&state.assign, state.objective, if improved { Method::LocalSearch } else { method });
     }
+    // Branch-and-bound from the best map (its recursion is as deep as the units are many).
+    if !met_bound(&best) && n <= 1000 && options.proof_nodes > 0 {
+        let exact = branch_and_bound(problem, Some(&best.assign), options.proof_nodes, &mut || past(0.4));
+        best.offer(&exact.assign, exact.objective, Method::Exhaustive);
+        if exact.complete {
+            return finish(best.assign, best.method, true);
+        }
+    }
     if !met_bound(&best) {
         let mut state = SearchState::new(problem, best.assign.clone());
+        let phase_start = Instant::now();
         let mut clock = |i: u64| -> Option<f64> {
             match (options.budget, deadline) {
                 (Budget::Iterations(total), _) => (i < total).then(|| i as f64 / total as f64),
                 (Budget::Time(t), Some(d)) => {
                     let now = Instant::now();
-                    let phase_end = start + t.mul_f64(0.6);
+                    let phase_end = (start + t.mul_f64(0.65)).max(phase_start);
                     (now < phase_end && now < d).then(|| {
-                        let phase_start = start + t.mul_f64(0.2);
                         now.saturating_duration_since(phase_start).as_secs_f64()
-                            / (phase_end - phase_start).as_secs_f64()
+                            / (phase_end - phase_start).as_secs_f64().max(1e-9)
                     })
                 }
                 (Budget::Time(_), None) => None,

@@ -86,7 +86,7 @@ fn fastrand_like(seed: u64) -> impl FnMut() -> u64 {
 }
 
 fn iterations(seed: u64) -> SolveOptions {
-    SolveOptions { seed, budget: Budget::Iterations(20_000), exhaustive_limit: 1_000_000 }
+    SolveOptions { seed, budget: Budget::Iterations(20_000), exhaustive_limit: 1_000_000, proof_nodes: 10_000 }
 }
 
 fn respects_constraints(problem: &Problem, routes: &[GatewayId]) {
@@ -120,7 +120,7 @@ proptest! {
     #[test]
     fn heuristics_alone_reach_the_optimum(input in instance(), seed in any::<u64>()) {
         let problem = Problem::from_input(&input).expect("generated instances are valid");
-        let options = SolveOptions { exhaustive_limit: 0, ..iterations(seed) };
+        let options = SolveOptions { exhaustive_limit: 0, proof_nodes: 0, ..iterations(seed) };
         let solution = solve(&problem, &options);
         let best = brute_force(&problem);
         prop_assert!(!solution.optimal);
@@ -144,7 +144,11 @@ proptest! {
             .map(|u| problem.routes[u.routes[0].index()].current.expect("set above")).collect();
         let keep = evaluate(&problem, &current);
         prop_assert_eq!(keep.changes, 0);
-        let options = SolveOptions { exhaustive_limit: if heuristics { 0 } else { 1_000_000 }, ..iterations(seed) };
+        let options = SolveOptions {
+            exhaustive_limit: if heuristics { 0 } else { 1_000_000 },
+            proof_nodes: if heuristics { 0 } else { 10_000 },
+            ..iterations(seed)
+        };
         let solution = solve(&problem, &options);
         prop_assert!(solution.score.objective <= keep.objective + 1e-9 * keep.objective.max(1.0));
         respects_constraints(&problem, &solution.routes);
@@ -153,7 +157,7 @@ proptest! {
     #[test]
     fn deterministic_for_a_seed(input in instance(), seed in any::<u64>()) {
         let problem = Problem::from_input(&input).expect("valid");
-        let options = SolveOptions { exhaustive_limit: 0, ..iterations(seed) };
+        let options = SolveOptions { exhaustive_limit: 0, proof_nodes: 0, ..iterations(seed) };
         let a = solve(&problem, &options);
         let b = solve(&problem, &options);
         prop_assert_eq!(a, b);
@@ -182,7 +186,8 @@ fn larger_instances_are_deterministic_and_beat_greedy() {
             .collect();
         let input = RoutesInput { gateways, w_var: 1.0, w_change: 1000.0, one_gateway_per_storage: false, routes };
         let problem = Problem::from_input(&input).expect("valid");
-        let options = SolveOptions { seed, budget: Budget::Iterations(50_000), exhaustive_limit: 1_000_000 };
+        let options =
+            SolveOptions { seed, budget: Budget::Iterations(50_000), exhaustive_limit: 1_000_000, proof_nodes: 20_000 };
         let a = solve(&problem, &options);
         assert_eq!(a, solve(&problem, &options));
         let greedy = evaluate(&problem, &dvsan_routing::heuristics::greedy(&problem));
@@ -190,4 +195,37 @@ fn larger_instances_are_deterministic_and_beat_greedy() {
         assert!(a.lower_bound <= a.score.objective);
         respects_constraints(&problem, &a.routes);
     }
+}
+
+/// Beyond the exhaustive limit, branch-and-bound from the heuristics' best start proves mid-size problems: the
+/// answer is then marked optimal, its lower bound is its objective, and it matches an unlimited branch-and-bound.
+#[test]
+fn proof_by_branch_and_bound_matches_a_full_search() {
+    let mut proved = 0;
+    for seed in 0..6u64 {
+        let mut next = fastrand_like(seed + 101);
+        let gateways: Vec<String> = (1..=3).map(|g| format!("g{g}")).collect();
+        let routes = (0..14)
+            .map(|i| RouteInput {
+                host: format!("h{}", i / 4),
+                storage: format!("s{}", i % 4),
+                traffic: (next() % 1000) as f64,
+                gateway: (i % 2 == 0).then(|| gateways[i % 3].clone()),
+                allowed: None,
+            })
+            .collect();
+        let input = RoutesInput { gateways, w_var: 1.0, w_change: 2000.0, one_gateway_per_storage: false, routes };
+        let problem = Problem::from_input(&input).expect("valid");
+        let options =
+            SolveOptions { seed, budget: Budget::Iterations(5_000), exhaustive_limit: 1000, proof_nodes: 2_000_000 };
+        let solution = solve(&problem, &options);
+        let full = dvsan_routing::exhaustive::branch_and_bound(&problem, None, u64::MAX, &mut || false);
+        assert!(full.complete);
+        assert!(close(solution.score.objective, full.objective), "{} vs {}", solution.score.objective, full.objective);
+        if solution.optimal {
+            proved += 1;
+            assert_eq!(solution.lower_bound, solution.score.objective);
+        }
+    }
+    assert!(proved > 0, "branch-and-bound proved none of the instances");
 }
