@@ -64,7 +64,8 @@ fn small_problem_is_solved_exactly_with_every_field() {
 fn larger_problem_with_iterations_is_reproducible_and_constrained() {
     let dir = tempfile::tempdir().expect("tempdir");
     let gateways = ["g1", "g2", "g3", "g4"];
-    let routes: Vec<Value> = (0..120)
+    // Over 1000 routes: the heuristics alone (no branch-and-bound proof attempt), quick in a debug build.
+    let routes: Vec<Value> = (0..1100)
         .map(|i| {
             let mut route = json!({"host": format!("h{}", i / 12), "storage": format!("s{}", i % 12),
                                    "traffic": f64::from((i * 7919) % 1000) + 0.5});
@@ -90,12 +91,13 @@ fn larger_problem_with_iterations_is_reproducible_and_constrained() {
     }
     let lower = a["lower_bound"].as_f64().expect("lower_bound");
     let objective = a["objective"].as_f64().expect("objective");
-    assert!(lower <= objective && objective > 0.0, "{a}");
+    assert!(lower <= objective, "lower bound {lower} above objective {objective}");
     assert!(["greedy", "current", "local-search", "annealing", "tabu", "exhaustive"]
         .contains(&a["method"].as_str().expect("method")));
-    // With a time budget it answers too, within the budget and the process limit.
+    // With a time budget it answers too (within the process limit), a complete map.
     let timed = solve_json(&path, &["--time-budget", "200ms"]);
-    assert!(timed["objective"].as_f64().expect("objective") <= objective * 1.5, "{timed}");
+    assert_eq!(timed["routes"].as_array().map(Vec::len), Some(1100));
+    assert!(timed["objective"].as_f64().is_some_and(|o| o >= lower), "objective {}", timed["objective"]);
 }
 
 #[test]
