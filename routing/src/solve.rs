@@ -158,6 +158,10 @@ pub fn solve(problem: &Problem, options: &SolveOptions) -> Solution {
         best.offer(assign, evaluate(problem, assign).objective, *method);
     }
 
+    // One gateway carries everything (and the enumeration would recurse once per unit).
+    if k == 1 {
+        return finish(vec![GatewayId(0); n], Method::Exhaustive, true);
+    }
     if evaluations(k, n) <= options.exhaustive_limit {
         let exact = branch_and_bound(problem, Some(&best.assign), u64::MAX, &mut || false);
         return finish(exact.assign, Method::Exhaustive, true);

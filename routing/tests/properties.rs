@@ -123,7 +123,7 @@ proptest! {
         let options = SolveOptions { exhaustive_limit: 0, proof_nodes: 0, ..iterations(seed) };
         let solution = solve(&problem, &options);
         let best = brute_force(&problem);
-        prop_assert!(!solution.optimal);
+        prop_assert!(!solution.optimal || problem.k() == 1, "one gateway is the only case decided without search");
         prop_assert!(close(solution.score.objective, best), "{} ({}) vs brute force {best}",
             solution.score.objective, solution.method.as_str());
         prop_assert!(bound_holds(&problem, best), "lower bound above the optimum");
