@@ -109,12 +109,16 @@ fn epsilon(state: &SearchState<'_>) -> f64 {
     1e-12 * state.objective.abs().max(1.0)
 }
 
-/// Descends to a local optimum of moves and swaps. Returns whether it improved anything.
+/// Passes of [`local_search`] at most (each improves the map; this only bounds the work without a clock).
+pub const MAX_PASSES: u32 = 500;
+
+/// Descends to a local optimum of moves and swaps (or [`MAX_PASSES`] passes). Returns whether it improved
+/// anything.
 pub fn local_search(problem: &Problem, state: &mut SearchState<'_>, stop: &mut dyn FnMut() -> bool) -> bool {
     let n = problem.units.len();
     let k = problem.k();
     let mut improved_any = false;
-    loop {
+    for _ in 0..MAX_PASSES {
         let mut improved = false;
         // Moves: each unit to its best allowed gateway.
         for u in (0..n).map(UnitId::from_index) {
@@ -175,9 +179,10 @@ pub fn local_search(problem: &Problem, state: &mut SearchState<'_>, stop: &mut d
         state.resync();
         improved_any |= improved;
         if !improved || stop() {
-            return improved_any;
+            break;
         }
     }
+    improved_any
 }
 
 /// A random neighbour: a move (unit, gateway) or a swap (unit, unit); `None` when the draw found none allowed.
