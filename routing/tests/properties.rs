@@ -229,3 +229,49 @@ fn proof_by_branch_and_bound_matches_a_full_search() {
     }
     assert!(proved > 0, "branch-and-bound proved none of the instances");
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Random sequences of allowed moves and swaps: the incrementally kept objective, loads and Σ L² agree with
+    /// evaluating the map from scratch after every step.
+    #[test]
+    fn incremental_updates_match_scratch(input in instance(), steps in proptest::collection::vec((any::<bool>(), any::<u16>(), any::<u16>()), 1..60)) {
+        use dvsan_routing::objective::{loads, SearchState};
+        use dvsan_routing::UnitId;
+        let problem = Problem::from_input(&input).expect("valid");
+        let start: Vec<GatewayId> = problem.units.iter().map(|u| u.allowed_list[0]).collect();
+        let mut state = SearchState::new(&problem, start);
+        let n = problem.units.len();
+        for (is_move, a, b) in steps {
+            let u = UnitId::from_index(usize::from(a) % n);
+            let before = state.objective;
+            let delta = if is_move {
+                let allowed = &problem.units[u.index()].allowed_list;
+                let g = allowed[usize::from(b) % allowed.len()];
+                let d = state.delta_move(u, g);
+                state.apply_move(u, g);
+                d
+            } else {
+                let v = UnitId::from_index(usize::from(b) % n);
+                if !state.swap_allowed(u, v) {
+                    continue;
+                }
+                let d = state.delta_swap(u, v);
+                state.apply_swap(u, v);
+                d
+            };
+            let scratch = evaluate(&problem, &state.assign).objective;
+            // Σ L²/k − mean² cancels: allow rounding on the scale of the squared total.
+            let slack = 1e-10 * problem.total_traffic.powi(2) + 1e-7 * scratch.abs().max(1.0);
+            prop_assert!((before + delta - scratch).abs() <= slack, "{before} + {delta} != {scratch}");
+            prop_assert!((state.objective_from_sums() - scratch).abs() <= slack);
+            for (kept, fresh) in state.loads.iter().zip(loads(&problem, &state.assign)) {
+                prop_assert!(close(*kept, fresh));
+            }
+            for (u, g) in state.assign.iter().enumerate() {
+                prop_assert!(problem.units[u].allowed[g.index()]);
+            }
+        }
+    }
+}
