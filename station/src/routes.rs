@@ -5,7 +5,7 @@
 //! alone. Imports only [`crate::view`] (its table) from this crate.
 
 use crate::view::Table;
-use dvsan_routing::{solve, Problem, ProblemError, RoutesInput, Solution, SolveOptions, SolveOutput};
+use dvsan_routing::{solve, Problem, ProblemError, RouteInput, RoutesInput, Solution, SolveOptions, SolveOutput};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -15,8 +15,10 @@ pub enum RoutesFileError {
     // The causes are part of the message (no `source`), so `{:#}` does not print them twice.
     #[error("{}: cannot read it: {error}", path.display())]
     Read { path: PathBuf, error: std::io::Error },
-    #[error("{}: not a routes problem (line {line}, column {column}): {message}", path.display())]
+    #[error("{}: not JSON (line {line}, column {column}): {message}", path.display())]
     Json { path: PathBuf, line: usize, column: usize, message: String },
+    #[error("{}: not a routes problem: {message}", path.display())]
+    Shape { path: PathBuf, message: String },
     #[error("{}: {error}", path.display())]
     Invalid { path: PathBuf, error: ProblemError },
 }
@@ -29,13 +31,39 @@ pub struct Solved {
     pub output: SolveOutput,
 }
 
+/// serde_json's message without its trailing " at line L column C".
+fn bare_message(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rsplit_once(" at line ") {
+        Some((message, _)) if e.line() > 0 => message.to_string(),
+        _ => text,
+    }
+}
+
+/// The route entry a structural error is about (`routes[3] (h1 → s2)`), found by reading each route alone.
+fn failing_route(value: &serde_json::Value) -> Option<(String, String)> {
+    let routes = value.get("routes")?.as_array()?;
+    routes.iter().enumerate().find_map(|(i, route)| {
+        let e = serde_json::from_value::<RouteInput>(route.clone()).err()?;
+        let name = |field: &str| route.get(field).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+        Some((format!("routes[{i}] ({} → {})", name("host"), name("storage")), bare_message(&e)))
+    })
+}
+
 /// Parses a problem file's text (`path` only names it in errors).
 pub fn parse_input(path: &Path, text: &str) -> Result<Problem, RoutesFileError> {
-    let input: RoutesInput = serde_json::from_str(text).map_err(|e| RoutesFileError::Json {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| RoutesFileError::Json {
         path: path.to_path_buf(),
         line: e.line(),
         column: e.column(),
-        message: e.to_string(),
+        message: bare_message(&e),
+    })?;
+    let input: RoutesInput = serde_json::from_value(value.clone()).map_err(|e| {
+        let message = match failing_route(&value) {
+            Some((route, message)) => format!("{route}: {message}"),
+            None => bare_message(&e),
+        };
+        RoutesFileError::Shape { path: path.to_path_buf(), message }
     })?;
     Problem::from_input(&input).map_err(|error| RoutesFileError::Invalid { path: path.to_path_buf(), error })
 }
@@ -124,6 +152,16 @@ mod tests {
                 .expect_err("negative traffic");
         assert_eq!(e.to_string(), "r.json: routes[0] (h1 → s1): traffic is -1; give a finite number ≥ 0");
         let e = parse_input(path, "{\"gateways\": [\"g1\"],\n \"routes\": [}").expect_err("malformed");
-        assert!(e.to_string().starts_with("r.json: not a routes problem (line 2, column "), "{e}");
+        assert!(e.to_string().starts_with("r.json: not JSON (line 2, column "), "{e}");
+        let e = parse_input(
+            path,
+            r#"{"gateways": ["g1"], "routes": [{"host": "h1", "storage": "s1", "traffic": 1},
+            {"host": "h2", "storage": "s1", "traffic": "lots"}]}"#,
+        )
+        .expect_err("a string for traffic");
+        assert_eq!(
+            e.to_string(),
+            r#"r.json: not a routes problem: routes[1] (h2 → s1): invalid type: string "lots", expected f64"#
+        );
     }
 }

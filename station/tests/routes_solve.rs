@@ -142,7 +142,7 @@ fn invalid_files_are_refused_naming_the_entry() {
         (
             "non-finite traffic",
             r#"{"gateways": ["g1"], "routes": [{"host": "h1", "storage": "s2", "traffic": 1e999}]}"#.to_string(),
-            "not a routes problem (line 1, column",
+            "not JSON (line 1, column 80): number out of range",
         ),
         (
             "empty allowed",
@@ -163,12 +163,20 @@ fn invalid_files_are_refused_naming_the_entry() {
         (
             "malformed JSON",
             r#"{"gateways": ["g1"], "routes": [{"host": "h1",}]}"#.to_string(),
-            "not a routes problem (line 1, column",
+            "not JSON (line 1, column ",
+        ),
+        (
+            "traffic not a number",
+            format!(
+                r#"{{"gateways": ["g1"], "routes": [{ok}, {}]}}"#,
+                ok.replace("5", r#""high""#).replace("h1", "h3")
+            ),
+            r#"not a routes problem: routes[1] (h3 → s2): invalid type: string "high", expected f64"#,
         ),
         (
             "misspelt field",
             format!(r#"{{"gateways": ["g1"], "routes": [{}]}}"#, route(r#", "alowed": ["g1"]"#)),
-            "unknown field `alowed`",
+            "not a routes problem: routes[0] (h1 → s2): unknown field `alowed`, expected one of",
         ),
         (
             "storage without a common gateway",
