@@ -12,7 +12,7 @@
 //!    [`unit_access`] (the SNMP target of a unit: its enrolled v3 user, else the
 //!    communities), [`crl_push`] (the CA's certificate revocation list set on a unit's agent), [`model`] (the pool as plain values), [`task_model`] (a task
 //!    and its arguments as plain values), [`notification`] (received notifications as records), [`view`] (the
-//!    CLI's text views), [`walk`] (reading one unit over SNMP into a snapshot) and [`forward`] (sending
+//!    CLI's text views), [`routes`] (`routes solve`: the routing-map optimizer run on a file), [`walk`] (reading one unit over SNMP into a snapshot) and [`forward`] (sending
 //!    notifications on to upstream NMSs).
 //! 2. The store: [`store`], the pool, the notifications and the tasks in SQLite.
 //! 3. Domain operations: [`announce`] (how operations report the changes they make, without knowing the
@@ -64,6 +64,7 @@ pub mod notification_log;
 pub mod operation;
 pub mod principal;
 pub mod request_table;
+pub mod routes;
 pub mod set_values;
 pub mod station;
 pub mod station_mib;

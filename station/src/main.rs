@@ -10,6 +10,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use dvsan_routing::{Budget, SolveOptions};
 use dvsan_snmp::usm::{UserAccess, UsersFile};
 use dvsan_snmp::{resolve_address, Endpoint};
 use dvsan_station::allocate::{
@@ -18,6 +19,7 @@ use dvsan_station::allocate::{
 use dvsan_station::ca::{write_client_dir, write_unit_dir, StationCa, CA_CERT_FILE, LEAF_DAYS};
 use dvsan_station::credentials::{agent_users_file, write_private, CredentialStore};
 use dvsan_station::operation::{Detail, Operation, Outcome};
+use dvsan_station::routes::solve_command;
 use dvsan_station::station::{run, StationConfig};
 use dvsan_station::store::{NotificationFilter, StationStore, StoreError};
 use dvsan_station::timefmt::{format_ms, now_ms, parse_duration, parse_since};
@@ -43,6 +45,32 @@ struct StateDir {
     /// The station's state directory (holds station.db and traps.log).
     #[arg(long, env = "DVSAN_STATION_STATE_DIR")]
     state_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum RoutesCommand {
+    /// Compute the routing map minimising w_var·var(gateway traffic) + w_change·changes for a problem file
+    /// ({"gateways": [...], "w_var", "w_change", "one_gateway_per_storage", "routes": [{"host", "storage",
+    /// "traffic", "gateway", "allowed"}, ...]}); see the README, "Routing optimizer".
+    Solve {
+        /// The problem file (JSON).
+        #[arg(long)]
+        input: PathBuf,
+        /// How long to search when the problem is too large to enumerate (e.g. 1s, 500ms).
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        time_budget: Duration,
+        /// Seed of the search's random choices.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Search this many annealing steps instead of for a time: the answer then depends only on the file and
+        /// the seed.
+        #[arg(long, conflicts_with = "time_budget")]
+        iterations: Option<u64>,
+        /// Machine-readable output ({"routes": [{"host", "storage", "gateway"}, ...], "objective", "variance",
+        /// "changes", "lower_bound", "gap", "method"}).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +175,9 @@ enum Command {
         #[command(flatten)]
         alloc: AllocArgs,
     },
+    /// Routing maps of host → storage routes over gateways.
+    #[command(subcommand)]
+    Routes(RoutesCommand),
     /// List the volumes assigned to hosts.
     Assignments {
         #[command(flatten)]
@@ -564,6 +595,11 @@ fn main() {
         }
         Command::Tasks { state, json } => cmd_tasks(&state.state_dir, json),
         Command::Assignments { state, json } => cmd_assignments(&state.state_dir, json),
+        Command::Routes(RoutesCommand::Solve { input, time_budget, seed, iterations, json }) => {
+            let budget = iterations.map_or(Budget::Time(time_budget), Budget::Iterations);
+            let options = SolveOptions { seed, budget, ..SolveOptions::default() };
+            solve_command(&input, &options, json).map_err(Into::into).and_then(|text| print_or_quiet(&text))
+        }
     };
     if let Err(e) = result {
         eprintln!("dvsan-station: {e:#}");
