@@ -620,16 +620,8 @@ fn a_wipe_resumes_where_it_was_after_kill_9() {
 
 /// A users file (mode 0600) with an authPriv SHA-256/AES read-write user `admin`.
 fn users_file(dir: &Path, mode: u32) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join("users.toml");
-    std::fs::write(
-        &path,
-        "[[user]]\nname = \"admin\"\nauth = \"SHA-256\"\nauth_passphrase = \"unit-auth-pass\"\n\
-         priv = \"AES\"\npriv_passphrase = \"unit-priv-pass\"\naccess = \"read-write\"\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-    path
+    let admin = ("admin", "unit-auth-pass", "unit-priv-pass", "read-write");
+    dvsan_tests::write_users_file(&dir.join("users.toml"), &[admin], mode)
 }
 
 /// `--users FILE`: the unit answers SNMPv3 authPriv (SHA-256/AES) requests with the MIB by name, keeps its engine

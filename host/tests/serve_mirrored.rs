@@ -12,7 +12,6 @@
 use dvsan_tests::front::HostFront;
 use dvsan_tests::units::{SanUnit, Station};
 use dvsan_tests::{describe, require_tool, run_fails, run_ok, wait_for, workspace_bin};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -20,15 +19,9 @@ use std::time::Duration;
 const WAIT: Duration = Duration::from_secs(20);
 
 fn users_file(dir: &Path) -> String {
-    let path = dir.join("users.toml");
-    std::fs::write(
-        &path,
-        "[[user]]\nname = \"host-a\"\nauth = \"SHA-256\"\nauth_passphrase = \"host-a-auth-pass\"\npriv = \"AES\"\n\
-         priv_passphrase = \"host-a-priv-pass\"\naccess = \"read-write\"\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path.to_str().unwrap().to_string()
+    let host_a = ("host-a", "host-a-auth-pass", "host-a-priv-pass", "read-write");
+    let path = dvsan_tests::write_users_file(&dir.join("users.toml"), &[host_a], 0o600);
+    path.to_str().expect("a UTF-8 temporary path").to_string()
 }
 
 /// fio through the front, rate-limited so it runs for a few seconds: random 4k writes over 8 MiB at `offset`,

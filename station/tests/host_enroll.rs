@@ -24,17 +24,8 @@ const USERS: [(&str, &str, &str); 2] =
 const COMMUNITY: &str = "enrol-write-community";
 
 fn users_file(dir: &Path) -> PathBuf {
-    let path = dir.join("users.toml");
-    let mut text = String::new();
-    for (name, auth, privacy) in USERS {
-        text.push_str(&format!(
-            "[[user]]\nname = \"{name}\"\nauth = \"SHA-256\"\nauth_passphrase = \"{auth}\"\npriv = \"AES\"\n\
-             priv_passphrase = \"{privacy}\"\naccess = \"read-write\"\n\n"
-        ));
-    }
-    std::fs::write(&path, text).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
+    let users: Vec<_> = USERS.iter().map(|&(name, auth, privacy)| (name, auth, privacy, "read-write")).collect();
+    dvsan_tests::write_users_file(&dir.join("users.toml"), &users, 0o600)
 }
 
 /// net-snmp `tool` against the station as v3 `user` (authPriv SHA-256/AES).

@@ -9,7 +9,6 @@
 use dvsan_tests::units::*;
 use dvsan_tests::*;
 use std::collections::BTreeSet;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -229,17 +228,8 @@ const USERS: [(&str, &str, &str); 3] = [
 ];
 
 fn users_file(dir: &Path) -> PathBuf {
-    let path = dir.join("station-users.toml");
-    let mut text = String::new();
-    for (name, auth, privacy) in USERS {
-        text.push_str(&format!(
-            "[[user]]\nname = \"{name}\"\nauth = \"SHA-256\"\nauth_passphrase = \"{auth}\"\npriv = \"AES\"\n\
-             priv_passphrase = \"{privacy}\"\naccess = \"read-write\"\n\n"
-        ));
-    }
-    std::fs::write(&path, text).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
+    let users: Vec<_> = USERS.iter().map(|&(name, auth, privacy)| (name, auth, privacy, "read-write")).collect();
+    dvsan_tests::write_users_file(&dir.join("station-users.toml"), &users, 0o600)
 }
 
 /// dvsanStationReplicaTable as v3 `user` (authPriv) reads it with snmptable: (unit index, volume index, zone) rows.

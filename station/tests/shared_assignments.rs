@@ -180,18 +180,7 @@ const V3_USERS: [(&str, &str, &str, &str); 4] = [
 
 /// Writes [`V3_USERS`] as a users file (mode 0600) into `dir`.
 fn v3_users_file(dir: &std::path::Path) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join("station-users.toml");
-    let mut text = String::new();
-    for (name, auth, privacy, access) in V3_USERS {
-        text.push_str(&format!(
-            "[[user]]\nname = \"{name}\"\nauth = \"SHA-256\"\nauth_passphrase = \"{auth}\"\npriv = \"AES\"\n\
-             priv_passphrase = \"{privacy}\"\naccess = \"{access}\"\n\n"
-        ));
-    }
-    std::fs::write(&path, text).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
+    dvsan_tests::write_users_file(&dir.join("station-users.toml"), &V3_USERS, 0o600)
 }
 
 /// dvsanStationAssignmentTable as v3 `user` sees it with snmptable (authPriv): the rows' host addresses.

@@ -24,17 +24,7 @@ const USERS: [(&str, &str, &str, &str); 4] = [
 
 /// Writes the users file (SHA-256/AES for everyone, mode 0600) into `dir`.
 fn users_file(dir: &Path) -> PathBuf {
-    let path = dir.join("station-users.toml");
-    let mut text = String::new();
-    for (name, auth, privacy, access) in USERS {
-        text.push_str(&format!(
-            "[[user]]\nname = \"{name}\"\nauth = \"SHA-256\"\nauth_passphrase = \"{auth}\"\npriv = \"AES\"\n\
-             priv_passphrase = \"{privacy}\"\naccess = \"{access}\"\n\n"
-        ));
-    }
-    std::fs::write(&path, text).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
+    dvsan_tests::write_users_file(&dir.join("station-users.toml"), &USERS, 0o600)
 }
 
 /// net-snmp `tool` against the station's agent as v3 `user` (authPriv SHA-256/AES), with `auth` as its

@@ -136,3 +136,20 @@ impl TrapReceiver {
         assert!(seen.is_some(), "snmptrapd never logged {needle:?}; log:\n{}", self.text());
     }
 }
+
+/// A users file (the TOML every component reads with `--users` or `--credentials`) at `path`, mode `mode`, with one
+/// authPriv user (SHA-256, AES) per `(name, auth passphrase, privacy passphrase, access)`; access is `read-write`
+/// or `read-only`.
+pub fn write_users_file(path: &Path, users: &[(&str, &str, &str, &str)], mode: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let mut text = String::new();
+    for (name, auth, privacy, access) in users {
+        text.push_str(&format!(
+            "[[user]]\nname = \"{name}\"\nauth = \"SHA-256\"\nauth_passphrase = \"{auth}\"\npriv = \"AES\"\n\
+             priv_passphrase = \"{privacy}\"\naccess = \"{access}\"\n\n"
+        ));
+    }
+    std::fs::write(path, text).expect("write the users file");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("set the users file's mode");
+    path.to_path_buf()
+}

@@ -5,23 +5,13 @@
 use dvsan_snmp::agent::{Agent, AgentConfig, UsmConfig};
 use dvsan_snmp::usm::{AuthProtocol, Engine, EngineId, PrivProtocol, UserAccess, UsmUser};
 use dvsan_tests::workspace_bin;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
 fn users_file(dir: &Path, name: &str, auth_pass: &str) -> PathBuf {
     let path = dir.join(format!("{name}-{auth_pass}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            "[[user]]\nname = \"{name}\"\nauth = \"SHA-256\"\nauth_passphrase = \"{auth_pass}\"\npriv = \"AES\"\n\
-             priv_passphrase = \"host-priv-pass\"\naccess = \"read-write\"\n"
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
+    dvsan_tests::write_users_file(&path, &[(name, auth_pass, "host-priv-pass", "read-write")], 0o600)
 }
 
 /// Runs `cmd` off the runtime (the agent answers meanwhile): success, stderr.
