@@ -6,9 +6,9 @@
 use dvsan_layout::{AccessMode, Volume};
 use dvsan_tests::front::{volume_bytes, HostFront};
 use dvsan_tests::nbd::{Blockd, Unit, BLOCK};
-use dvsan_tests::{require_tool, wait_for};
+use dvsan_tests::{require_tool, wait_for, Proc};
 use std::io::{Seek, SeekFrom, Write};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 const HOST: &str = "127.0.0.33";
@@ -41,21 +41,19 @@ fn after_a_host_crash_the_replicas_are_made_identical_before_io_resumes() {
     let mut front = HostFront::start(dir.path(), HOST, "vol", &format!("{HOST}:0"), &replicas, &args);
     let intent = front.state_dir.join("vol.intent");
 
-    let mut fio = Command::new("timeout")
-        .args(["60", "fio", "--name=crash", "--ioengine=nbd", &format!("--uri={}", front.uri())])
-        .args(["--rw=randwrite", "--bs=4k", "--iodepth=8", "--size=8M", "--rate_iops=500"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // fio itself, not under `timeout`: killing a `timeout` leaves its fio behind, spinning once the front is gone.
+    // The test kills it below (or its Proc guard on a panic).
+    let mut fio = Command::new("fio");
+    fio.args(["--name=crash", "--ioengine=nbd", &format!("--uri={}", front.uri())]);
+    fio.args(["--rw=randwrite", "--bs=4k", "--iodepth=8", "--size=8M", "--rate_iops=500"]);
+    let mut fio = Proc::spawn("fio", fio, dir.path());
     let marked = wait_for(Duration::from_secs(20), || {
         let m = marked_regions(&intent);
         (!m.is_empty()).then_some(m)
     });
     assert!(marked.is_some(), "the write-intent log holds the regions being written:\n{}", front.proc.log_text());
     front.proc.kill();
-    let _ = fio.kill();
-    let _ = fio.wait();
+    fio.kill();
     let marked = marked_regions(&intent);
     assert!(!marked.is_empty(), "the crash leaves the marks behind");
 
