@@ -397,11 +397,8 @@ fn requests_through_the_station_mib() {
 
 /// `dvsan-host --station S --host H ARGS`.
 fn host_cli(station: &Station, host: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(workspace_bin("dvsan-host"));
-    cmd.env_remove("DVSAN_STATION")
-        .env_remove("DVSAN_WRITE_COMMUNITY")
-        .args(["--station", &station.snmp.unwrap().to_string(), "--host", host, "--write-community", WRITE_COMMUNITY])
-        .args(args);
+    let mut cmd = station.host_cli(host);
+    cmd.args(["--write-community", WRITE_COMMUNITY]).args(args);
     cmd
 }
 

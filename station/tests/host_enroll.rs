@@ -81,18 +81,7 @@ fn a_host_enrols_over_snmp_as_its_v3_user_and_reads_its_export_over_tls() {
 
     // `dvsan-host enroll` as host-a.
     let out_dir = dir.path().join("host-a-tls");
-    let enrolled = run_ok(
-        Command::new(workspace_bin("dvsan-host"))
-            .env_remove("DVSAN_WRITE_COMMUNITY")
-            .env_remove("DVSAN_CREDENTIALS")
-            .env_remove("DVSAN_USER")
-            .arg("--station")
-            .arg(station.snmp.unwrap().to_string())
-            .args(["--host", "127.0.0.1", "--credentials"])
-            .arg(&users)
-            .args(["--user", "host-a", "enroll", "--out"])
-            .arg(&out_dir),
-    );
+    let enrolled = run_ok(station.host_cli_v3("127.0.0.1", &users, "host-a").args(["enroll", "--out"]).arg(&out_dir));
     assert!(enrolled.contains("enrolled as host-a"), "{enrolled}");
     let mode = std::fs::metadata(out_dir.join("client-key.pem")).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
@@ -164,18 +153,7 @@ fn a_host_enrols_over_snmp_as_its_v3_user_and_reads_its_export_over_tls() {
 }
 
 fn dvsan_host(station: &Station, users: &Path, user: &str, args: &[&str]) -> String {
-    run_ok(
-        Command::new(workspace_bin("dvsan-host"))
-            .env_remove("DVSAN_WRITE_COMMUNITY")
-            .env_remove("DVSAN_CREDENTIALS")
-            .env_remove("DVSAN_USER")
-            .arg("--station")
-            .arg(station.snmp.unwrap().to_string())
-            .args(["--host", "127.0.0.1", "--wait", "20s", "--credentials"])
-            .arg(users)
-            .args(["--user", user])
-            .args(args),
-    )
+    run_ok(station.host_cli_v3("127.0.0.1", users, user).args(args))
 }
 
 /// The printed line that starts with `tool `, split at spaces (the test's paths have none), quotes removed.
@@ -431,28 +409,16 @@ fn revoking_a_host_removes_its_grants_and_closes_its_connections() {
 
     // A revoked identity gets no certificate and no storage until an admin issues it again.
     let again = dir.path().join("host-a-again");
-    let out = Command::new(workspace_bin("dvsan-host"))
-        .env_remove("DVSAN_WRITE_COMMUNITY")
-        .env_remove("DVSAN_CREDENTIALS")
-        .env_remove("DVSAN_USER")
-        .arg("--station")
-        .arg(station.snmp.unwrap().to_string())
-        .args(["--host", "127.0.0.1", "--wait", "20s", "--credentials"])
-        .arg(&users)
-        .args(["--user", "host-a", "enroll", "--out"])
+    let out = station
+        .host_cli_v3("127.0.0.1", &users, "host-a")
+        .args(["enroll", "--out"])
         .arg(&again)
         .output()
         .expect("dvsan-host runs");
     assert!(!out.status.success() && describe(&out).contains("revoked"), "{}", describe(&out));
-    let out = Command::new(workspace_bin("dvsan-host"))
-        .env_remove("DVSAN_WRITE_COMMUNITY")
-        .env_remove("DVSAN_CREDENTIALS")
-        .env_remove("DVSAN_USER")
-        .arg("--station")
-        .arg(station.snmp.unwrap().to_string())
-        .args(["--host", "127.0.0.1", "--wait", "20s", "--credentials"])
-        .arg(&users)
-        .args(["--user", "host-a", "request", "--size", "8M"])
+    let out = station
+        .host_cli_v3("127.0.0.1", &users, "host-a")
+        .args(["request", "--size", "8M"])
         .output()
         .expect("dvsan-host runs");
     assert!(!out.status.success() && describe(&out).contains("revoked"), "{}", describe(&out));

@@ -288,17 +288,8 @@ fn dvsan_host_requests_lists_resolves_and_releases_a_mirrored_volume() {
         station.wait_unit(&unit.address(), "available", WAIT, |u| u["state"] == "available");
     }
     let host = |user: &str, args: &[&str]| {
-        let mut cmd = Command::new(workspace_bin("dvsan-host"));
-        cmd.env_remove("DVSAN_WRITE_COMMUNITY")
-            .env_remove("DVSAN_CREDENTIALS")
-            .env_remove("DVSAN_USER")
-            .env_remove("DVSAN_STATION")
-            .arg("--station")
-            .arg(station.snmp.unwrap().to_string())
-            .args(["--host", "127.0.74.100", "--wait", "20s", "--credentials"])
-            .arg(&users)
-            .args(["--user", user])
-            .args(args);
+        let mut cmd = station.host_cli_v3("127.0.74.100", &users, user);
+        cmd.args(args);
         cmd
     };
 

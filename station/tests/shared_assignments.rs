@@ -128,11 +128,8 @@ fn two_hosts_share_a_volume_only_when_both_ask_shared() {
 }
 
 fn host_cli(station: &Station, host: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(workspace_bin("dvsan-host"));
-    cmd.env_remove("DVSAN_STATION")
-        .env_remove("DVSAN_WRITE_COMMUNITY")
-        .args(["--station", &station.snmp.unwrap().to_string(), "--host", host, "--write-community", WRITE_COMMUNITY])
-        .args(args);
+    let mut cmd = station.host_cli(host);
+    cmd.args(["--write-community", WRITE_COMMUNITY]).args(args);
     cmd
 }
 
@@ -239,17 +236,8 @@ fn each_host_lists_and_releases_its_own_shared_assignment() {
     unit.serve_data();
     station.wait_unit(&unit.address(), "available", WAIT, |u| u["state"] == "available");
     let host = |user: &str, address: &str, args: &[&str]| {
-        let mut cmd = Command::new(workspace_bin("dvsan-host"));
-        cmd.env_remove("DVSAN_WRITE_COMMUNITY")
-            .env_remove("DVSAN_CREDENTIALS")
-            .env_remove("DVSAN_USER")
-            .env_remove("DVSAN_STATION")
-            .arg("--station")
-            .arg(station.snmp.unwrap().to_string())
-            .args(["--host", address, "--wait", "20s", "--credentials"])
-            .arg(&users)
-            .args(["--user", user])
-            .args(args);
+        let mut cmd = station.host_cli_v3(address, &users, user);
+        cmd.args(args);
         cmd
     };
     let (a, b) = (("host-a", "127.0.70.100"), ("host-b", "127.0.70.101"));

@@ -9,7 +9,7 @@ use dvsan_tests::units::*;
 use dvsan_tests::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -178,17 +178,8 @@ fn dvsan_host_works_as_a_v3_user_without_any_write_community() {
     unit.serve_data();
     station.wait_unit(&unit.address(), "available", WAIT, |u| u["state"] == "available");
     let host = |user: &str, args: &[&str]| {
-        let mut cmd = Command::new(workspace_bin("dvsan-host"));
-        cmd.env_remove("DVSAN_WRITE_COMMUNITY")
-            .env_remove("DVSAN_CREDENTIALS")
-            .env_remove("DVSAN_USER")
-            .env_remove("DVSAN_STATION")
-            .arg("--station")
-            .arg(station.snmp.unwrap().to_string())
-            .args(["--host", "127.0.63.100", "--wait", "20s", "--credentials"])
-            .arg(&users)
-            .args(["--user", user])
-            .args(args);
+        let mut cmd = station.host_cli_v3("127.0.63.100", &users, user);
+        cmd.args(args);
         cmd
     };
 

@@ -76,13 +76,8 @@ fn engine_of(state_dir: &Path) -> (String, u32) {
 
 /// `dvsan-host --station S --host H ARGS` with the station's write (admin) community.
 fn host_cli(station: &Station, host: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(workspace_bin("dvsan-host"));
-    cmd.env_remove("DVSAN_STATION")
-        .env_remove("DVSAN_WRITE_COMMUNITY")
-        .env_remove("DVSAN_CREDENTIALS")
-        .env_remove("DVSAN_USER")
-        .args(["--station", &station.snmp.unwrap().to_string(), "--host", host, "--write-community", WRITE_COMMUNITY])
-        .args(args);
+    let mut cmd = station.host_cli(host);
+    cmd.args(["--write-community", WRITE_COMMUNITY]).args(args);
     cmd
 }
 

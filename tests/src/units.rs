@@ -28,6 +28,28 @@ pub struct Station {
 }
 
 impl Station {
+    /// `dvsan-host` against this station's agent as host `host`, with none of the caller's DVSAN_* environment
+    /// (station, write community, credentials): each test says how its host authenticates.
+    pub fn host_cli(&self, host: &str) -> Command {
+        let mut cmd = Command::new(workspace_bin("dvsan-host"));
+        cmd.env_remove("DVSAN_STATION")
+            .env_remove("DVSAN_WRITE_COMMUNITY")
+            .env_remove("DVSAN_CREDENTIALS")
+            .env_remove("DVSAN_USER")
+            .arg("--station")
+            .arg(self.snmp.expect("the station serves SNMP").to_string())
+            .args(["--host", host]);
+        cmd
+    }
+
+    /// [`Station::host_cli`] as SNMPv3 user `user` of the users file `users` (authPriv), waiting up to 20 s for
+    /// the station's answers.
+    pub fn host_cli_v3(&self, host: &str, users: &Path, user: &str) -> Command {
+        let mut cmd = self.host_cli(host);
+        cmd.args(["--wait", "20s", "--credentials"]).arg(users).args(["--user", user]);
+        cmd
+    }
+
     /// Starts a station in lab mode (`--trust-community-units`: units announcing themselves with a community are
     /// pooled without enrolment or approval), otherwise as [`Station::start_secure`]; waits for station.ready.
     pub fn start(state_dir: &Path, extra: &[&str]) -> Station {
