@@ -408,7 +408,7 @@ impl<'a> Allocator<'a> {
 
     /// Revokes host identity `name` (`dvsan-station host revoke`): releases every assignment the station made for
     /// it (its grant names the identity, or the SNMPv3 user `name` asked for it) — the grant destroyed on the unit,
-    /// the volume wiped, the assignment forgotten — then marks the identity revoked in the store, so it gets no
+    /// the volume wiped, the assignment forgotten — after marking the identity revoked in the store, so it gets no
     /// certificate (`dvsan-host enroll`) and no storage until an admin issues it again. blockd closes the open
     /// connections of a grant that went away (its store thread re-reads the grants when the layout changes).
     ///
@@ -431,6 +431,9 @@ impl<'a> Allocator<'a> {
             .filter(|a| a.identity.as_deref() == Some(name) || a.owner.as_deref() == Some(user.as_str()))
             .collect();
         let mut report = RevokedHost { identity: name.to_string(), ..RevokedHost::default() };
+        // Revoked in the store first: from here no enrolment (`dvsan-host enroll`, which takes no pool lock) and
+        // no request gets it a certificate or storage while its grants are being released.
+        report.was_valid = self.store.revoke_host_identity(name, crate::timefmt::now_ms())?;
         let total = held.len().max(1) as u32;
         for (i, a) in held.iter().enumerate() {
             self.step(i as u32 * 90 / total, &format!("releasing volume {} of unit #{}", a.volume, a.unit));
@@ -444,8 +447,6 @@ impl<'a> Allocator<'a> {
                 }
             }
         }
-        self.step(90, "revoking the identity");
-        report.was_valid = self.store.revoke_host_identity(name, crate::timefmt::now_ms())?;
         self.step(95, "revoking the identity's certificates on the units");
         self.revoke_certificates(name, &mut report).await?;
         tracing::info!(

@@ -100,16 +100,24 @@ impl Shared {
                 tracing::error!(error = %e, "the station's store cannot be opened to record a host identity");
                 "the station's store is not available (see the station's log)".to_string()
             })?;
-            let known = store.host_identity(&identity).map_err(|e| e.to_string())?;
-            if known.is_some_and(|h| !h.valid()) {
-                return Err(format!(
+            let revoked = || {
+                format!(
                     "identity {identity} is revoked; an admin issues it again (`dvsan-station host issue {identity}`)"
-                ));
+                )
+            };
+            // Recorded first, and only if not revoked, so the station grants this user's requests by identity (see
+            // `allocate`); a revoke after this point lists the certificate signed below, or (checked again after
+            // signing) the certificate is not handed out.
+            let recorded = store.record_unrevoked_host_identity(&identity, crate::timefmt::now_ms());
+            if !recorded.map_err(|e| e.to_string())? {
+                return Err(revoked());
             }
             let ca = self.ca()?;
             let certificate = ca.sign_host_request(&identity, csr).map_err(|e| e.to_string())?;
-            // Recorded, so the station grants this user's requests by identity (see `allocate`).
-            store.record_host_identity(&identity, crate::timefmt::now_ms()).map_err(|e| e.to_string())?;
+            let now = store.host_identity(&identity).map_err(|e| e.to_string())?;
+            if now.is_some_and(|h| !h.valid()) {
+                return Err(revoked());
+            }
             Ok((certificate, ca.cert_pem().to_string()))
         });
         match outcome {

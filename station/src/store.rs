@@ -1372,6 +1372,18 @@ impl StationStore {
 
     /// Records that the CA issued a client certificate for host identity `name` (again): a revoked identity is
     /// usable again.
+    /// Records that the CA issued identity `name` only while it is not revoked (enrolment over SNMP, which a
+    /// concurrent `host revoke` must win): whether it is recorded — `false` if it is revoked. One statement, so no
+    /// revoke lands between the check and the write.
+    pub fn record_unrevoked_host_identity(&mut self, name: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let changed = self.conn.execute(
+            "INSERT INTO host_identities (name, issued_ms, revoked_ms) VALUES (?1, ?2, NULL)
+             ON CONFLICT (name) DO UPDATE SET issued_ms = excluded.issued_ms WHERE revoked_ms IS NULL",
+            params![name, now_ms],
+        )?;
+        Ok(changed == 1)
+    }
+
     pub fn record_host_identity(&mut self, name: &str, now_ms: i64) -> Result<(), StoreError> {
         self.conn.execute(
             "INSERT INTO host_identities (name, issued_ms, revoked_ms) VALUES (?1, ?2, NULL)
@@ -2186,6 +2198,11 @@ mod tests {
         assert_eq!(store.host_identity("host-a").unwrap().unwrap().revoked_ms, Some(20));
         assert!(!store.revoke_host_identity("host-a", 30).unwrap(), "already revoked");
         assert!(!store.revoke_host_identity("never", 30).unwrap(), "never issued, recorded revoked");
+        // Enrolment over SNMP does not bring a revoked identity back; an admin's `host issue` does.
+        assert!(!store.record_unrevoked_host_identity("host-a", 35).unwrap(), "revoked: not recorded");
+        assert_eq!(store.host_identity("host-a").unwrap().unwrap().revoked_ms, Some(30), "still revoked");
+        assert!(store.record_unrevoked_host_identity("host-c", 35).unwrap(), "a new identity is recorded");
+        assert!(store.host_identity("host-c").unwrap().unwrap().valid());
         assert!(!store.host_identity("never").unwrap().unwrap().valid());
         store.record_host_identity("host-a", 40).unwrap();
         let again = store.host_identity("host-a").unwrap().unwrap();
