@@ -161,6 +161,11 @@ impl DirtyMap {
         (from..self.regions()).find(|r| self.is_set(*r))
     }
 
+    /// Where the map is kept, if anywhere.
+    pub fn path(&self) -> Option<PathBuf> {
+        self.path.clone()
+    }
+
     /// Write the file (or remove it when nothing is marked). Without a path, nothing to do.
     pub fn save(&self) -> Result<(), DirtyError> {
         let Some(path) = &self.path else { return Ok(()) };

@@ -120,6 +120,7 @@ impl IntentLog {
             }
             (inner.map.clone(), inner.version)
         };
+        let path = snapshot.path().unwrap_or_default();
         let saved = tokio::task::spawn_blocking(move || snapshot.save()).await;
         match saved {
             Ok(Ok(())) => {
@@ -128,7 +129,9 @@ impl IntentLog {
                 Ok(())
             }
             Ok(Err(e)) => Err(e),
-            Err(_) => Ok(()),
+            // The save did not run to its end (it panicked, or the runtime is stopping): the marks are not known
+            // to be on disk, so the write must not go out.
+            Err(e) => Err(DirtyError::Io { path, source: std::io::Error::other(e.to_string()) }),
         }
     }
 
