@@ -33,6 +33,8 @@ struct Worker {
     poll: Duration,
     stats_every: Duration,
     change_counter: u32,
+    /// The bad-input totals last saved: unchanged totals are not written again.
+    saved_totals: Vec<(&'static str, u64)>,
 }
 
 impl Maintenance {
@@ -47,7 +49,8 @@ impl Maintenance {
         stats_every: Duration,
     ) -> std::io::Result<Maintenance> {
         let change_counter = shared.exports().change_counter;
-        let mut worker = Worker { store, cache, shared, tls, listen, poll, stats_every, change_counter };
+        let mut worker =
+            Worker { store, cache, shared, tls, listen, poll, stats_every, change_counter, saved_totals: Vec::new() };
         worker.heartbeat(DataServiceState::Serving);
         if let Err(e) = worker.store.set_served_counter(change_counter) {
             tracing::warn!(error = %e, "cannot record the served layout");
@@ -154,9 +157,10 @@ impl Worker {
             }
         }
         let totals = self.shared.bad_input.totals();
-        if !totals.is_empty() {
-            if let Err(e) = self.store.save_data_counters(&totals) {
-                tracing::warn!(error = %e, "cannot save bad-input counters");
+        if totals != self.saved_totals {
+            match self.store.save_data_counters(&totals) {
+                Ok(()) => self.saved_totals = totals,
+                Err(e) => tracing::warn!(error = %e, "cannot save bad-input counters"),
             }
         }
     }
